@@ -1,0 +1,82 @@
+// The kv app's op and reply formats (documented in docs/formats.md, "kv ops").
+// Ops hold views: encode right after building one; a decoded op points into
+// the bytes it was decoded from.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace maroon::kv {
+
+enum class OpType : uint8_t {
+  kGet = 1,     // keys[0]                      -> Value | Nil
+  kSet = 2,     // keys[0], values[0], cond      -> Ok | Nil (condition not met)
+  kDel = 3,     // keys[0..n)                    -> Int (how many existed)
+  kCas = 4,     // keys[0], expected, values[0]  -> Ok | Error(kConflict)
+  kIncrBy = 5,  // keys[0], delta                -> Int (new value) | Error(kWrongType)
+  kMget = 6,    // keys[0..n)                    -> Values
+  kMset = 7,    // keys[0..n), values[0..n)      -> Ok
+  kExists = 8,  // keys[0..n)                    -> Int (how many exist)
+  kScan = 9,    // keys[0] = prefix, limit, keys[1] (optional) = start after -> Pairs
+  kSize = 10,   //                               -> Int
+};
+
+enum class SetCond : uint8_t {
+  kAlways = 0,
+  kIfAbsent = 1,   // first writer wins (SET NX, SETNX, PUT ?if-absent)
+  kIfPresent = 2,  // SET XX
+};
+
+struct Op {
+  OpType type = OpType::kGet;
+  SetCond cond = SetCond::kAlways;
+  int64_t delta = 0;   // kIncrBy
+  uint32_t limit = 0;  // kScan: at most this many pairs (<= limits::op_keys_max)
+  std::vector<std::string_view> keys;
+  std::vector<std::string_view> values;
+  // kCas: the value the key must hold; nullopt means "the key must be absent".
+  std::optional<std::string_view> expected;
+};
+
+bool is_read_only(OpType type);
+const char* op_name(OpType type);
+
+// Checks limits and shape: key and value sizes, key counts, keys/values pairing.
+// Errors are kInvalidArgument or kTooLarge with a message fit for a client.
+Status validate(const Op& op);
+// Appends the encoding of a valid op to out.
+void encode_op(const Op& op, std::string& out);
+std::string encode_op(const Op& op);
+// Decodes and validates; views point into `bytes`.
+Result<Op> decode_op(std::string_view bytes);
+
+struct Reply {
+  enum class Kind : uint8_t { kOk = 0, kNil, kInt, kValue, kValues, kPairs, kError };
+  Kind kind = Kind::kOk;
+  int64_t integer = 0;                               // kInt
+  std::string value;                                 // kValue; kError: the message
+  std::vector<std::optional<std::string>> values;    // kValues (nullopt = absent key)
+  std::vector<std::pair<std::string, std::string>> pairs;  // kPairs, in key order
+  Code error = Code::kOk;                            // kError
+
+  static Reply ok() { return {}; }
+  static Reply nil() { return Reply{.kind = Kind::kNil}; }
+  static Reply of_int(int64_t v) { return Reply{.kind = Kind::kInt, .integer = v}; }
+  static Reply of_value(std::string v) { return Reply{.kind = Kind::kValue, .value = std::move(v)}; }
+  static Reply of_error(Code code, std::string message) {
+    return Reply{.kind = Kind::kError, .value = std::move(message), .error = code};
+  }
+  bool operator==(const Reply&) const = default;
+};
+
+void encode_reply(const Reply& reply, std::string& out);
+std::string encode_reply(const Reply& reply);
+Result<Reply> decode_reply(std::string_view bytes);
+
+}  // namespace maroon::kv

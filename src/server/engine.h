@@ -1,0 +1,47 @@
+// The engine as the client-facing servers (RESP, HTTP, native) see it. One
+// implementation drives the node, gateway and sequencer cores (server/driver);
+// tests use a fake. Every method is called on the event-loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "common/types.h"
+#include "server/metrics.h"
+
+namespace maroon::server {
+
+// Called exactly once, on the event-loop thread. On success `reply` is the
+// app's encoded reply; otherwise `status` says why the op was not executed
+// (overloaded, unavailable, too large). The view is valid only during the call.
+using ReplyFn = std::function<void(const Status& status, std::string_view reply)>;
+
+struct EngineStatus {
+  bool serving = false;    // replay finished and a range leased
+  bool read_only = false;  // a WAL error stopped writes
+  std::string detail;      // why not serving / why read-only
+  uint64_t node_id = 0;
+  uint64_t range = 0;          // the gateway's current range
+  uint64_t applied_epoch = 0;  // last applied epoch number
+  uint64_t applied_txs = 0;
+  uint64_t state_hash = 0;
+  uint64_t inflight_txs = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Orders and executes a write op: assigns a tx id, makes the tx durable,
+  // orders it in an epoch, executes it; then calls done with the reply.
+  virtual void submit(AppId app, std::string op, ReplyFn done) = 0;
+  // Executes a read-only op against the applied state. On one node this is
+  // linearizable: applied state contains every acknowledged write.
+  virtual Result<std::string> read(AppId app, std::string_view op) = 0;
+  virtual EngineStatus status() const = 0;
+  virtual Registry& metrics() = 0;
+};
+
+}  // namespace maroon::server
