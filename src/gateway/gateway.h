@@ -1,0 +1,80 @@
+// The gateway core (DESIGN.md §2): gives every client request a unique tx id
+// from its leased range, sends it to the nodes and retries (same id, same
+// bytes) until k nodes acknowledged it, and hands each result back once.
+// Pure: no I/O, no clocks; time is ticks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "common/types.h"
+#include "protocol/messages.h"
+
+namespace maroon {
+
+struct GatewayConfig {
+  GatewayId id{1};
+  size_t inflight_txs_max = 0;  // 0: limits::gateway_inflight_txs_max
+  size_t acks_needed = 1;       // k = f + 1
+  uint64_t retry_ticks = 100;   // resend a tx not yet acknowledged by k nodes
+  uint64_t lease_retry_ticks = 100;
+  // Offsets used per range before a fresh range is leased; kOffsetMax in
+  // production, small in tests to exercise rollover.
+  uint64_t offsets_per_range_max = kOffsetMax;
+};
+
+// A result for the client that submitted `token`.
+struct Delivery {
+  uint64_t token = 0;
+  TxId id;
+  std::string reply;
+  bool expired = false;
+};
+
+struct GatewayOutput {
+  std::vector<GatewayToNode> to_nodes;  // broadcast to every node
+  std::vector<Delivery> deliveries;
+};
+
+class Gateway {
+ public:
+  explicit Gateway(GatewayConfig config);
+
+  // True once a range is leased and has free offsets.
+  bool ready() const;
+  // Assigns the next id and sends the tx. Errors: kUnavailable (no range
+  // leased yet), kOverloaded (too many txs in flight).
+  Result<TxId> submit(AppId app, std::string op, uint64_t token);
+  void on_message(const NodeToGateway& msg);
+  void tick();
+
+  GatewayOutput take_output();
+
+  RangeId range() const { return range_; }
+  size_t inflight() const { return inflight_.size(); }
+  GatewayId id() const { return config_.id; }
+
+ private:
+  struct Inflight {
+    uint64_t token;
+    AppId app;
+    std::string op;
+    size_t acks = 0;
+    uint64_t sent_tick = 0;
+  };
+  void request_lease();
+
+  GatewayConfig config_;
+  GatewayOutput out_;
+  RangeId range_{0};
+  uint64_t next_offset_ = 1;
+  uint64_t now_ticks_ = 0;
+  bool lease_requested_ = false;
+  uint64_t lease_requested_tick_ = 0;
+  std::unordered_map<TxId, Inflight> inflight_;
+};
+
+}  // namespace maroon

@@ -1,0 +1,108 @@
+#include "gateway/gateway.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace maroon {
+namespace {
+
+Gateway leased(GatewayConfig config, RangeId range) {
+  Gateway g(config);
+  g.take_output();
+  g.on_message(LeaseGranted{config.id, range});
+  return g;
+}
+
+TEST(Gateway, AsksForALeaseAtStartAndRefusesUntilGranted) {
+  Gateway g(GatewayConfig{});
+  auto out = g.take_output();
+  ASSERT_EQ(out.to_nodes.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<LeaseRequest>(out.to_nodes[0]));
+  auto r = g.submit(AppId::kKv, "op", 1);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+}
+
+TEST(Gateway, IdsAreUniqueAndFromTheLeasedRange) {
+  Gateway g = leased(GatewayConfig{}, RangeId(4));
+  std::set<TxId> ids;
+  for (int i = 0; i < 100; i++) {
+    auto id = g.submit(AppId::kKv, "op", i);
+    ASSERT_TRUE(id.is_ok());
+    EXPECT_EQ(id->range(), RangeId(4));
+    EXPECT_TRUE(ids.insert(*id).second);
+  }
+}
+
+TEST(Gateway, RollsOverToAFreshRange) {
+  GatewayConfig c;
+  c.offsets_per_range_max = 2;
+  Gateway g = leased(c, RangeId(1));
+  ASSERT_TRUE(g.submit(AppId::kKv, "a", 1).is_ok());
+  ASSERT_TRUE(g.submit(AppId::kKv, "b", 2).is_ok());
+  auto out = g.take_output();
+  bool asked = false;
+  for (auto& m : out.to_nodes) {
+    if (auto* l = std::get_if<LeaseRequest>(&m)) {
+      asked = true;
+      EXPECT_EQ(l->after, RangeId(1));
+    }
+  }
+  EXPECT_TRUE(asked);
+  EXPECT_FALSE(g.submit(AppId::kKv, "c", 3).is_ok());
+  g.on_message(LeaseGranted{c.id, RangeId(5)});
+  auto id = g.submit(AppId::kKv, "c", 3);
+  ASSERT_TRUE(id.is_ok());
+  EXPECT_EQ(*id, TxId::make(RangeId(5), 1));
+}
+
+TEST(Gateway, IgnoresStaleOrForeignLeases) {
+  Gateway g = leased(GatewayConfig{}, RangeId(5));
+  g.on_message(LeaseGranted{GatewayId(1), RangeId(3)});
+  g.on_message(LeaseGranted{GatewayId(99), RangeId(9)});
+  EXPECT_EQ(g.range(), RangeId(5));
+}
+
+TEST(Gateway, RetriesUntilAckedWithSameBytes) {
+  GatewayConfig c;
+  c.retry_ticks = 3;
+  Gateway g = leased(c, RangeId(1));
+  TxId id = *g.submit(AppId::kKv, "payload", 1);
+  g.take_output();
+  for (int i = 0; i < 3; i++) g.tick();
+  auto out = g.take_output();
+  ASSERT_EQ(out.to_nodes.size(), 1u);
+  const auto& tx = std::get<TxMsg>(out.to_nodes[0]);
+  EXPECT_EQ(tx.id, id);
+  EXPECT_EQ(tx.op, "payload");
+  g.on_message(TxAck{id});
+  for (int i = 0; i < 10; i++) g.tick();
+  EXPECT_TRUE(g.take_output().to_nodes.empty());
+}
+
+TEST(Gateway, DeliversFirstResultOnce) {
+  Gateway g = leased(GatewayConfig{}, RangeId(1));
+  TxId id = *g.submit(AppId::kKv, "x", 42);
+  g.on_message(TxResult{id, "r1", false});
+  g.on_message(TxResult{id, "r2", false});
+  auto out = g.take_output();
+  ASSERT_EQ(out.deliveries.size(), 1u);
+  EXPECT_EQ(out.deliveries[0].token, 42u);
+  EXPECT_EQ(out.deliveries[0].reply, "r1");
+  EXPECT_EQ(g.inflight(), 0u);
+}
+
+TEST(Gateway, BoundsInflight) {
+  GatewayConfig c;
+  c.inflight_txs_max = 2;
+  Gateway g = leased(c, RangeId(1));
+  ASSERT_TRUE(g.submit(AppId::kKv, "a", 1).is_ok());
+  ASSERT_TRUE(g.submit(AppId::kKv, "b", 2).is_ok());
+  auto r = g.submit(AppId::kKv, "c", 3);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kOverloaded);
+}
+
+}  // namespace
+}  // namespace maroon

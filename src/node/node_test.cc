@@ -1,0 +1,273 @@
+// Node core scenarios, driven by hand: the test plays the driver (persisting
+// records, reporting durability, carrying messages) and the gateway.
+#include "node/node.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "common/hash.h"
+#include "common/limits.h"
+#include "sequencer/local_sequencer.h"
+
+namespace maroon {
+namespace {
+
+// Appends each op to a log and replies with "<op>#<position>".
+class EchoApp final : public StateMachine {
+ public:
+  std::string apply(const TxContext& ctx, std::string_view op) override {
+    log.push_back(std::string(op));
+    last_ctx = ctx;
+    hash = hash64(op, hash);
+    return std::string(op) + "#" + std::to_string(log.size());
+  }
+  std::string read(std::string_view) const override { return std::to_string(log.size()); }
+  uint64_t state_hash() const override { return hash; }
+  std::vector<std::string> log;
+  TxContext last_ctx;
+  uint64_t hash = 0;
+};
+
+struct Harness {
+  explicit Harness(NodeConfig config = {}) : node(config, sequencer) {
+    node.register_app(AppId::kKv, app);
+    node.finish_replay();
+  }
+  // Runs the node's output through a perfect disk: everything is persisted,
+  // then the after-persist messages are released. Returns every message.
+  std::vector<GatewayEnvelope> flush() {
+    std::vector<GatewayEnvelope> sent;
+    for (int round = 0; round < 100; round++) {
+      Output out = node.take_output();
+      if (out.empty()) return sent;
+      for (auto& e : out.send_now) sent.push_back(std::move(e));
+      for (auto& r : out.persist) wal.push_back(std::move(r));
+      if (!out.persist.empty()) node.on_persisted(out.next_seq() - 1);
+      for (auto& e : out.send_after_persist) sent.push_back(std::move(e));
+    }
+    ADD_FAILURE() << "node output did not quiesce";
+    return sent;
+  }
+  RangeId lease(GatewayId g) {
+    node.on_lease_request(LeaseRequest{g, node.newest_range(g)});
+    for (auto& e : flush()) {
+      if (auto* l = std::get_if<LeaseGranted>(&e.msg)) return l->range;
+    }
+    ADD_FAILURE() << "no lease granted";
+    return RangeId(0);
+  }
+
+  LocalSequencer sequencer;
+  EchoApp app;
+  Node node;
+  std::vector<PersistRecord> wal;
+};
+
+template <typename T>
+std::vector<T> of_type(const std::vector<GatewayEnvelope>& sent) {
+  std::vector<T> out;
+  for (const auto& e : sent) {
+    if (auto* m = std::get_if<T>(&e.msg)) out.push_back(*m);
+  }
+  return out;
+}
+
+TEST(Node, LeasesDistinctRangesToEachRequest) {
+  Harness h;
+  RangeId a = h.lease(GatewayId(7));
+  RangeId b = h.lease(GatewayId(8));
+  RangeId c = h.lease(GatewayId(7));
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_NE(b, c);
+}
+
+TEST(Node, RetriedLeaseRequestDoesNotLeaseTwice) {
+  Harness h;
+  RangeId a = h.lease(GatewayId(7));
+  // The same request again (after = 0) gets the same range back.
+  h.node.on_lease_request(LeaseRequest{GatewayId(7), RangeId(0)});
+  auto granted = of_type<LeaseGranted>(h.flush());
+  ASSERT_EQ(granted.size(), 1u);
+  EXPECT_EQ(granted[0].range, a);
+}
+
+TEST(Node, AcksOnlyAfterPersistAndExecutesInOrder) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
+  h.node.on_tx(g, TxMsg{TxId::make(r, 2), AppId::kKv, "b"});
+  Output out = h.node.take_output();
+  EXPECT_TRUE(out.send_now.empty()) << "nothing may be acknowledged before it is durable";
+  ASSERT_EQ(out.persist.size(), 2u);
+  EXPECT_EQ(out.send_after_persist.size(), 2u);
+  // Durable: the acks go out, an epoch is proposed and must itself persist.
+  h.node.on_persisted(out.next_seq() - 1);
+  EXPECT_TRUE(h.app.log.empty()) << "executed before the epoch was durable";
+  auto sent = h.flush();
+  EXPECT_EQ(h.app.log, (std::vector<std::string>{"a", "b"}));
+  auto results = of_type<TxResult>(sent);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].reply, "a#1");
+  EXPECT_EQ(results[1].reply, "b#2");
+}
+
+TEST(Node, RetriedTxGetsFirstResultNotSecondExecution) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  TxId id = TxId::make(r, 1);
+  h.node.on_tx(g, TxMsg{id, AppId::kKv, "incr"});
+  h.flush();
+  ASSERT_EQ(h.app.log.size(), 1u);
+  h.node.on_tx(g, TxMsg{id, AppId::kKv, "a different payload"});
+  auto sent = h.flush();
+  auto results = of_type<TxResult>(sent);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].reply, "incr#1");
+  EXPECT_EQ(h.app.log.size(), 1u);
+}
+
+TEST(Node, DuplicateWhileHeldKeepsFirstPayload) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  TxId id = TxId::make(r, 1);
+  h.node.on_tx(g, TxMsg{id, AppId::kKv, "first"});
+  h.node.on_tx(g, TxMsg{id, AppId::kKv, "second"});
+  h.flush();
+  EXPECT_EQ(h.app.log, (std::vector<std::string>{"first"}));
+  EXPECT_EQ(h.node.counters().txs_duplicate, 1u);
+}
+
+TEST(Node, GapHoldsBackOrderingUntilFilled) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  h.node.on_tx(g, TxMsg{TxId::make(r, 2), AppId::kKv, "b"});
+  h.flush();
+  EXPECT_TRUE(h.app.log.empty()) << "offset 2 ordered before offset 1 arrived";
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
+  h.flush();
+  EXPECT_EQ(h.app.log, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(Node, RejectsTxFromAnotherGatewaysRange) {
+  Harness h;
+  RangeId r = h.lease(GatewayId(1));
+  h.node.on_tx(GatewayId(2), TxMsg{TxId::make(r, 1), AppId::kKv, "x"});
+  h.node.on_tx(GatewayId(1), TxMsg{TxId::make(RangeId(99), 1), AppId::kKv, "x"});
+  h.node.on_tx(GatewayId(1), TxMsg{TxId::make(r, 1), static_cast<AppId>(200), "x"});
+  h.flush();
+  EXPECT_TRUE(h.app.log.empty());
+  EXPECT_EQ(h.node.counters().txs_rejected, 3u);
+}
+
+TEST(Node, LogicalTimeNeverGoesBackwards) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  h.node.tick(1000);
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
+  h.flush();
+  EXPECT_EQ(h.app.last_ctx.logical_time_ms, 1000u);
+  h.node.tick(500);  // a clock step backwards
+  h.node.on_tx(g, TxMsg{TxId::make(r, 2), AppId::kKv, "b"});
+  h.flush();
+  EXPECT_EQ(h.app.last_ctx.logical_time_ms, 1000u);
+}
+
+TEST(Node, EpochHoldsAtMostEpochTxsMax) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  const uint64_t n = limits::epoch_txs_max + 10;
+  for (uint64_t i = 1; i <= n; i++) h.node.on_tx(g, TxMsg{TxId::make(r, i), AppId::kKv, "x"});
+  EpochNumber before = h.node.applied_epoch();
+  h.flush();
+  EXPECT_EQ(h.app.log.size(), n);
+  EXPECT_GE(h.node.applied_epoch().value() - before.value(), 2u);
+}
+
+TEST(Node, ReplayRebuildsStateAndContinuesIds) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  for (uint64_t i = 1; i <= 5; i++) {
+    h.node.on_tx(g, TxMsg{TxId::make(r, i), AppId::kKv, "op" + std::to_string(i)});
+  }
+  h.flush();
+  // A sixth tx is durable but its epoch never made it to disk.
+  h.node.on_tx(g, TxMsg{TxId::make(r, 6), AppId::kKv, "op6"});
+  Output out = h.node.take_output();
+  for (auto& rec : out.persist) h.wal.push_back(rec);
+
+  LocalSequencer sequencer2;
+  EchoApp app2;
+  Node node2({}, sequencer2);
+  node2.register_app(AppId::kKv, app2);
+  for (const auto& rec : h.wal) ASSERT_TRUE(node2.replay(rec.type, rec.payload).is_ok());
+  EXPECT_EQ(app2.log.size(), 5u);
+  EXPECT_EQ(node2.state_hash(), h.node.state_hash());
+  node2.finish_replay();
+  // The durable-but-unordered tx is ordered after restart: no gap, no loss.
+  Output o2 = node2.take_output();
+  ASSERT_EQ(o2.persist.size(), 1u);
+  node2.on_persisted(o2.next_seq() - 1);
+  EXPECT_EQ(app2.log.size(), 6u);
+  // A new lease after restart never reuses the old range.
+  node2.on_lease_request(LeaseRequest{GatewayId(2), RangeId(0)});
+  Output o3 = node2.take_output();
+  node2.on_persisted(o3.next_seq() - 1);
+  Output o4 = node2.take_output();
+  auto granted = of_type<LeaseGranted>(o4.send_now);
+  ASSERT_EQ(granted.size(), 1u);
+  EXPECT_NE(granted[0].range, r);
+}
+
+TEST(Node, ReplayRejectsEpochOrderingTxsItNeverHeld) {
+  LocalSequencer seq;
+  EchoApp app;
+  Node node({}, seq);
+  node.register_app(AppId::kKv, app);
+  Epoch lease{EpochNumber(1), 0, {}, {LeaseRange{GatewayId(1), RangeId(0)}}};
+  std::string p1;
+  encode_epoch(lease, p1);
+  ASSERT_TRUE(node.replay(RecordType::kEpoch, p1).is_ok());
+  Epoch bad{EpochNumber(2), 0, {Interval{RangeId(1), 1, 3}}, {}};
+  std::string p2;
+  encode_epoch(bad, p2);
+  Status s = node.replay(RecordType::kEpoch, p2);
+  EXPECT_EQ(s.code(), Code::kCorruption);
+}
+
+TEST(Node, ResultTableEvictsOldestAndReportsExpiry) {
+  NodeConfig config;
+  config.result_table_txs_per_range_max = 2;
+  Harness h(config);
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  for (uint64_t i = 1; i <= 3; i++) h.node.on_tx(g, TxMsg{TxId::make(r, i), AppId::kKv, "x"});
+  h.flush();
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "x"});
+  auto results = of_type<TxResult>(h.flush());
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].expired);
+  EXPECT_EQ(h.app.log.size(), 3u) << "an expired result must never mean re-execution";
+}
+
+TEST(TxRecord, RoundTripsAndRejectsGarbage) {
+  std::string p;
+  encode_tx_record(TxMsg{TxId::make(RangeId(3), 9), AppId::kKv, "payload"}, p);
+  Result<TxMsg> tx = decode_tx_record(p);
+  ASSERT_TRUE(tx.is_ok());
+  EXPECT_EQ(tx->id, TxId::make(RangeId(3), 9));
+  EXPECT_EQ(tx->op, "payload");
+  EXPECT_FALSE(decode_tx_record(p.substr(0, p.size() - 1)).is_ok());
+  EXPECT_FALSE(decode_tx_record(p + "x").is_ok());
+}
+
+}  // namespace
+}  // namespace maroon

@@ -1,0 +1,49 @@
+// The output batch every pure core returns (STYLE.md "durability order is
+// data"): records to persist, messages to send now, and messages that may be
+// sent only once every record emitted before them is durable. The driver
+// persists, then sends, then reports durability back with on_persisted().
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/assert.h"
+#include "protocol/messages.h"
+
+namespace maroon {
+
+// WAL record types. Each owner decodes its own payloads.
+enum class RecordType : uint8_t {
+  kTx = 1,     // node: a tx held durably (TxMsg)
+  kEpoch = 2,  // sequencer: a committed epoch (single-replica sequencer)
+};
+
+struct PersistRecord {
+  RecordType type;
+  std::string payload;
+};
+
+struct GatewayEnvelope {
+  GatewayId to;
+  NodeToGateway msg;
+};
+
+// Records are numbered by the core that emits them, starting at 1, in emission
+// order; the driver reports progress as "every record up to seq is durable".
+struct Output {
+  uint64_t first_seq = 1;  // seq of persist[0]
+  std::vector<PersistRecord> persist;
+  std::vector<GatewayEnvelope> send_now;
+  // Released only after persist (and every earlier record) is durable.
+  std::vector<GatewayEnvelope> send_after_persist;
+
+  uint64_t add_record(RecordType type, std::string payload) {
+    persist.push_back(PersistRecord{type, std::move(payload)});
+    return first_seq + persist.size() - 1;
+  }
+  uint64_t next_seq() const { return first_seq + persist.size(); }
+  bool empty() const { return persist.empty() && send_now.empty() && send_after_persist.empty(); }
+};
+
+}  // namespace maroon

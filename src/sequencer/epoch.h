@@ -1,0 +1,51 @@
+// An epoch: one entry of the ordering log (DESIGN.md §1, §3). It names every
+// tx it orders by intervals of offsets per range, so it stays small however
+// many txs it covers, plus the system ops the sequencer carries.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+#include "common/types.h"
+
+namespace maroon {
+
+// Offsets [first, last] of one range, in order.
+struct Interval {
+  RangeId range;
+  uint64_t first = 0;
+  uint64_t last = 0;
+  uint64_t txs() const { return last - first + 1; }
+  bool operator==(const Interval&) const = default;
+};
+
+// Grants the next free range to a gateway incarnation.
+struct LeaseRange {
+  GatewayId gateway;
+  RangeId after;  // see LeaseRequest::after
+  bool operator==(const LeaseRange&) const = default;
+};
+
+using SystemOp = std::variant<LeaseRange>;
+
+struct Epoch {
+  EpochNumber number;
+  uint64_t logical_time_ms = 0;
+  std::vector<Interval> intervals;  // ascending by range, non-overlapping
+  std::vector<SystemOp> system_ops;
+
+  uint64_t txs() const;
+  bool operator==(const Epoch&) const = default;
+};
+
+void encode_epoch(const Epoch& epoch, std::string& out);
+Result<Epoch> decode_epoch(std::string_view bytes);
+// Structural checks: intervals ascending by range, first <= last, offsets in
+// range, within limits::epoch_txs_max and limits::epoch_intervals_max.
+Status validate_epoch(const Epoch& epoch);
+
+}  // namespace maroon

@@ -1,0 +1,33 @@
+// The sequencer: the replicated ordering log of epochs (DESIGN.md §3). The
+// node proposes epochs and applies committed ones in order; it never knows
+// which backend (single replica now; VR or etcd later) is underneath.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "protocol/output.h"
+#include "sequencer/epoch.h"
+
+namespace maroon {
+
+class Sequencer {
+ public:
+  virtual ~Sequencer() = default;
+  // True when this replica may propose now (it is the proposer and its
+  // pipeline of uncommitted epochs has room).
+  virtual bool can_propose() const = 0;
+  // Proposes the next epoch; its number must be last_proposed() + 1.
+  virtual void propose(Epoch epoch, Output& out) = 0;
+  virtual EpochNumber last_proposed() const = 0;
+  // Every record with seq <= durable_seq is on disk.
+  virtual void on_persisted(uint64_t durable_seq, Output& out) = 0;
+  // Committed epochs not yet handed out, in order.
+  virtual std::vector<Epoch> take_committed() = 0;
+  // Rebuilds state from a WAL record of this sequencer during startup replay.
+  virtual Status replay(RecordType type, std::string_view payload) = 0;
+};
+
+}  // namespace maroon
