@@ -1,4 +1,4 @@
-// The kv app's op and reply formats (documented in docs/formats.md, "kv ops").
+// The kv app's op and reply formats (byte layouts and semantics in docs/formats/kv.md).
 // Ops hold views: encode right after building one; a decoded op points into
 // the bytes it was decoded from.
 #pragma once
@@ -13,6 +13,10 @@
 #include "common/status.h"
 
 namespace maroon::kv {
+
+// The first byte of every encoded op and reply. A decoder rejects any other.
+inline constexpr uint8_t kOpFormatVersion = 1;
+inline constexpr uint8_t kReplyFormatVersion = 1;
 
 enum class OpType : uint8_t {
   kGet = 1,     // keys[0]                      -> Value | Nil
@@ -42,12 +46,16 @@ struct Op {
   std::vector<std::string_view> values;
   // kCas: the value the key must hold; nullopt means "the key must be absent".
   std::optional<std::string_view> expected;
+
+  bool operator==(const Op&) const = default;
 };
 
 bool is_read_only(OpType type);
 const char* op_name(OpType type);
 
-// Checks limits and shape: key and value sizes, key counts, keys/values pairing.
+// Checks limits and shape: key and value sizes, key counts, keys/values pairing,
+// the encoded size. A field the op type does not use must keep its default, so
+// that decode_op(encode_op(op)) == op for every valid op.
 // Errors are kInvalidArgument or kTooLarge with a message fit for a client.
 Status validate(const Op& op);
 // Appends the encoding of a valid op to out.
@@ -59,16 +67,18 @@ Result<Op> decode_op(std::string_view bytes);
 struct Reply {
   enum class Kind : uint8_t { kOk = 0, kNil, kInt, kValue, kValues, kPairs, kError };
   Kind kind = Kind::kOk;
-  int64_t integer = 0;                               // kInt
-  std::string value;                                 // kValue; kError: the message
-  std::vector<std::optional<std::string>> values;    // kValues (nullopt = absent key)
+  int64_t integer = 0;                                     // kInt
+  std::string value;                                       // kValue; kError: the message
+  std::vector<std::optional<std::string>> values;          // kValues (nullopt = absent key)
   std::vector<std::pair<std::string, std::string>> pairs;  // kPairs, in key order
-  Code error = Code::kOk;                            // kError
+  Code error = Code::kOk;                                  // kError
 
   static Reply ok() { return {}; }
   static Reply nil() { return Reply{.kind = Kind::kNil}; }
   static Reply of_int(int64_t v) { return Reply{.kind = Kind::kInt, .integer = v}; }
-  static Reply of_value(std::string v) { return Reply{.kind = Kind::kValue, .value = std::move(v)}; }
+  static Reply of_value(std::string v) {
+    return Reply{.kind = Kind::kValue, .value = std::move(v)};
+  }
   static Reply of_error(Code code, std::string message) {
     return Reply{.kind = Kind::kError, .value = std::move(message), .error = code};
   }

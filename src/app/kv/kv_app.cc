@@ -1,0 +1,336 @@
+#include "app/kv/kv_app.h"
+
+#include <fmt/format.h>
+#include <xxhash.h>
+
+#include <charconv>
+#include <cstring>
+#include <system_error>
+#include <vector>
+
+#include "common/assert.h"
+#include "common/codec.h"
+#include "common/limits.h"
+
+namespace maroon::kv {
+namespace {
+
+using limits::op_keys_max;
+using limits::reply_bytes_max;
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+size_t bytes_size(std::string_view s) { return varint_size(s.size()) + s.size(); }
+
+// Version, kind and a list count of at most op_keys_max (two varint bytes).
+constexpr size_t kListReplyHeaderBytes = 2 + 2;
+static_assert(op_keys_max < (1u << 14), "a list count must fit two varint bytes");
+// SCAN always returns at least one pair when one exists, so one pair of the
+// largest key and value must fit a reply.
+static_assert(kListReplyHeaderBytes + 2 * 10 + limits::key_bytes_max + limits::value_bytes_max <=
+              reply_bytes_max);
+
+// Redis semantics: an integer value is the canonical base-10 form of an int64
+// ("-12", "0"; not "+1", "01", "-0", " 1", "1.0", or anything out of range).
+std::optional<int64_t> parse_canonical_int(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  int64_t v = 0;
+  const char* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end) return std::nullopt;
+  const size_t digits = s[0] == '-' ? 1 : 0;
+  if (s[digits] == '0' && s.size() - digits > 1) return std::nullopt;  // leading zero
+  if (v == 0 && digits == 1) return std::nullopt;                      // "-0"
+  return v;
+}
+
+Reply not_read_only(OpType type) {
+  return Reply::of_error(Code::kInvalidArgument,
+                         fmt::format("{} is not a read-only op", op_name(type)));
+}
+
+Reply error_reply(const Status& s) { return Reply::of_error(s.code(), s.message()); }
+
+}  // namespace
+
+uint64_t entry_hash(std::string_view key, std::string_view value) {
+  char prefix[10];
+  size_t prefix_bytes = 0;
+  for (uint64_t n = key.size();; n >>= 7) {
+    const bool last = n < 0x80;
+    prefix[prefix_bytes++] = static_cast<char>(last ? n : ((n & 0x7f) | 0x80));
+    if (last) break;
+  }
+  // Most entries are small: hash them in one call from the stack.
+  constexpr size_t kStackBytes = 512;
+  const size_t total = prefix_bytes + key.size() + value.size();
+  if (total <= kStackBytes) {
+    char buf[kStackBytes];
+    std::memcpy(buf, prefix, prefix_bytes);
+    if (!key.empty()) std::memcpy(buf + prefix_bytes, key.data(), key.size());
+    if (!value.empty()) std::memcpy(buf + prefix_bytes + key.size(), value.data(), value.size());
+    return XXH3_64bits(buf, total);
+  }
+  XXH3_state_t* state = XXH3_createState();
+  MAROON_ASSERT(state != nullptr);
+  bool ok = XXH3_64bits_reset(state) == XXH_OK;
+  ok = ok && XXH3_64bits_update(state, prefix, prefix_bytes) == XXH_OK;
+  ok = ok && XXH3_64bits_update(state, key.data(), key.size()) == XXH_OK;
+  ok = ok && XXH3_64bits_update(state, value.data(), value.size()) == XXH_OK;
+  MAROON_ASSERT(ok);
+  const uint64_t h = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return h;
+}
+
+std::string KvApp::apply(const TxContext& /*ctx*/, std::string_view bytes) {
+  std::string out;
+  Result<Op> op = decode_op(bytes);
+  if (!op) {
+    encode_reply(error_reply(op.status()), out);
+  } else if (op->type == OpType::kGet) {
+    encode_get(op->keys[0], out);
+  } else {
+    encode_reply(execute_valid(*op), out);
+  }
+  MAROON_ASSERT(out.size() <= reply_bytes_max);
+  return out;
+}
+
+std::string KvApp::read(std::string_view bytes) const {
+  std::string out;
+  Result<Op> op = decode_op(bytes);
+  if (!op) {
+    encode_reply(error_reply(op.status()), out);
+  } else if (!is_read_only(op->type)) {
+    encode_reply(not_read_only(op->type), out);
+  } else if (op->type == OpType::kGet) {
+    encode_get(op->keys[0], out);
+  } else {
+    encode_reply(execute_read_valid(op.value()), out);
+  }
+  MAROON_ASSERT(out.size() <= reply_bytes_max);
+  return out;
+}
+
+Reply KvApp::execute(const Op& op) {
+  if (Status s = validate(op); !s) return error_reply(s);
+  return execute_valid(op);
+}
+
+Reply KvApp::execute_read(const Op& op) const {
+  if (Status s = validate(op); !s) return error_reply(s);
+  if (!is_read_only(op.type)) return not_read_only(op.type);
+  return execute_read_valid(op);
+}
+
+Reply KvApp::execute_valid(const Op& op) {
+  switch (op.type) {
+    case OpType::kSet:
+      return set(op.keys[0], op.values[0], op.cond);
+    case OpType::kDel: {
+      int64_t removed = 0;
+      for (std::string_view k : op.keys) removed += erase(k) ? 1 : 0;
+      return Reply::of_int(removed);
+    }
+    case OpType::kCas:
+      return cas(op.keys[0], op.expected, op.values[0]);
+    case OpType::kIncrBy:
+      return incr_by(op.keys[0], op.delta);
+    case OpType::kMset:
+      // In order, so a repeated key ends with its last value (as Redis MSET).
+      for (size_t i = 0; i < op.keys.size(); i++) put(op.keys[i], op.values[i]);
+      return Reply::ok();
+    case OpType::kGet:
+    case OpType::kMget:
+    case OpType::kExists:
+    case OpType::kScan:
+    case OpType::kSize:
+      return execute_read_valid(op);
+  }
+  MAROON_UNREACHABLE();
+}
+
+Reply KvApp::execute_read_valid(const Op& op) const {
+  switch (op.type) {
+    case OpType::kGet: {
+      auto it = map_.find(op.keys[0]);
+      return it == map_.end() ? Reply::nil() : Reply::of_value(it->second);
+    }
+    case OpType::kMget:
+      return mget(op);
+    case OpType::kExists: {
+      // A repeated key counts each time, as in Redis.
+      int64_t found = 0;
+      for (std::string_view k : op.keys) found += map_.contains(k) ? 1 : 0;
+      return Reply::of_int(found);
+    }
+    case OpType::kScan:
+      return scan(op);
+    case OpType::kSize:
+      return Reply::of_int(static_cast<int64_t>(map_.size()));
+    case OpType::kSet:
+    case OpType::kDel:
+    case OpType::kCas:
+    case OpType::kIncrBy:
+    case OpType::kMset:
+      return not_read_only(op.type);
+  }
+  MAROON_UNREACHABLE();
+}
+
+void KvApp::encode_get(std::string_view key, std::string& out) const {
+  ByteWriter w(out);
+  w.u8(kReplyFormatVersion);
+  auto it = map_.find(key);
+  if (it == map_.end()) {
+    w.u8(static_cast<uint8_t>(Reply::Kind::kNil));
+  } else {
+    w.u8(static_cast<uint8_t>(Reply::Kind::kValue));
+    w.bytes(it->second);
+  }
+}
+
+Reply KvApp::set(std::string_view key, std::string_view value, SetCond cond) {
+  auto it = map_.lower_bound(key);
+  const bool present = it != map_.end() && it->first == key;
+  if (present) {
+    if (cond == SetCond::kIfAbsent) return Reply::nil();
+    replace_at(it, value);
+  } else {
+    if (cond == SetCond::kIfPresent) return Reply::nil();
+    insert_at(it, key, value);
+  }
+  return Reply::ok();
+}
+
+Reply KvApp::cas(std::string_view key, std::optional<std::string_view> expected,
+                 std::string_view value) {
+  auto it = map_.lower_bound(key);
+  const bool present = it != map_.end() && it->first == key;
+  if (!expected) {
+    if (present)
+      return Reply::of_error(Code::kConflict, "CAS expected the key to be absent, but it exists");
+    insert_at(it, key, value);
+    return Reply::ok();
+  }
+  if (!present)
+    return Reply::of_error(Code::kConflict, "CAS expected a value, but the key is absent");
+  if (it->second != *expected)
+    return Reply::of_error(Code::kConflict, "CAS expected a different value than the key holds");
+  replace_at(it, value);
+  return Reply::ok();
+}
+
+Reply KvApp::incr_by(std::string_view key, int64_t delta) {
+  auto it = map_.lower_bound(key);
+  const bool present = it != map_.end() && it->first == key;
+  int64_t current = 0;
+  if (present) {
+    std::optional<int64_t> parsed = parse_canonical_int(it->second);
+    if (!parsed)
+      return Reply::of_error(Code::kWrongType, "value is not an integer or out of range");
+    current = *parsed;
+  }
+  int64_t next = 0;
+  if (__builtin_add_overflow(current, delta, &next))
+    return Reply::of_error(Code::kInvalidArgument, "increment or decrement would overflow");
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, next);
+  MAROON_ASSERT(ec == std::errc());
+  const std::string_view text(buf, static_cast<size_t>(end - buf));
+  if (present) {
+    replace_at(it, text);
+  } else {
+    insert_at(it, key, text);
+  }
+  return Reply::of_int(next);
+}
+
+Reply KvApp::mget(const Op& op) const {
+  // Sizes first, so an oversize reply is refused before anything is copied.
+  std::vector<const std::string*> found;
+  found.reserve(op.keys.size());
+  size_t reply_bytes = kListReplyHeaderBytes;
+  for (std::string_view k : op.keys) {
+    auto it = map_.find(k);
+    const std::string* v = it == map_.end() ? nullptr : &it->second;
+    found.push_back(v);
+    reply_bytes += 1 + (v ? bytes_size(*v) : 0);
+  }
+  if (reply_bytes > reply_bytes_max)
+    return Reply::of_error(Code::kTooLarge,
+                           fmt::format("MGET reply would be {} bytes; the limit is {}; "
+                                       "ask for fewer keys",
+                                       reply_bytes, reply_bytes_max));
+  Reply reply{.kind = Reply::Kind::kValues};
+  reply.values.reserve(found.size());
+  for (const std::string* v : found) {
+    if (v) {
+      reply.values.emplace_back(*v);
+    } else {
+      reply.values.emplace_back();
+    }
+  }
+  return reply;
+}
+
+// Keys that start with the prefix and sort after start_after (when given), in
+// key order; at most `limit` pairs (0 means op_keys_max), and fewer if the
+// next pair would push the reply past reply_bytes_max.
+Reply KvApp::scan(const Op& op) const {
+  const std::string_view prefix = op.keys[0];
+  const size_t limit = op.limit == 0 ? op_keys_max : op.limit;
+  auto it = map_.lower_bound(prefix);
+  if (op.keys.size() == 2 && op.keys[1] >= prefix) it = map_.upper_bound(op.keys[1]);
+  Reply reply{.kind = Reply::Kind::kPairs};
+  size_t reply_bytes = kListReplyHeaderBytes;
+  for (; it != map_.end() && reply.pairs.size() < limit; ++it) {
+    if (!it->first.starts_with(prefix)) break;
+    const size_t pair_bytes = bytes_size(it->first) + bytes_size(it->second);
+    if (reply_bytes + pair_bytes > reply_bytes_max) break;
+    reply_bytes += pair_bytes;
+    reply.pairs.emplace_back(it->first, it->second);
+  }
+  return reply;
+}
+
+void KvApp::put(std::string_view key, std::string_view value) {
+  auto it = map_.lower_bound(key);
+  if (it != map_.end() && it->first == key) {
+    replace_at(it, value);
+  } else {
+    insert_at(it, key, value);
+  }
+}
+
+bool KvApp::erase(std::string_view key) {
+  auto it = map_.find(key);
+  if (it == map_.end()) return false;
+  state_hash_ -= entry_hash(it->first, it->second);
+  map_.erase(it);
+  return true;
+}
+
+void KvApp::insert_at(Map::iterator hint, std::string_view key, std::string_view value) {
+  const size_t before = map_.size();
+  map_.emplace_hint(hint, std::piecewise_construct, std::forward_as_tuple(key),
+                    std::forward_as_tuple(value));
+  MAROON_ASSERT(map_.size() == before + 1);
+  state_hash_ += entry_hash(key, value);
+}
+
+void KvApp::replace_at(Map::iterator it, std::string_view value) {
+  state_hash_ -= entry_hash(it->first, it->second);
+  it->second.assign(value.data(), value.size());
+  state_hash_ += entry_hash(it->first, it->second);
+}
+
+}  // namespace maroon::kv
