@@ -1,0 +1,206 @@
+#include "storage/env.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "storage/fault_env.h"
+
+namespace maroon {
+namespace {
+
+std::string read_all(File& file) {
+  auto size = file.size();
+  EXPECT_TRUE(size.is_ok());
+  std::string out;
+  EXPECT_TRUE(file.read_at(0, *size, out).is_ok());
+  return out;
+}
+
+std::string read_path(Env& env, const std::string& path) {
+  auto file = env.open(path, false);
+  EXPECT_TRUE(file.is_ok()) << file.status().to_string();
+  return read_all(**file);
+}
+
+class PosixEnvTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/maroon-env-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  PosixEnv env_;
+  std::string dir_;
+};
+
+TEST_F(PosixEnvTest, WritesReadsAndSizesAFile) {
+  const std::string path = join_path(dir_, "f");
+  auto file = env_.open(path, true);
+  ASSERT_TRUE(file.is_ok()) << file.status().to_string();
+  ASSERT_TRUE((*file)->write_at(0, "hello").is_ok());
+  ASSERT_TRUE((*file)->write_at(10, "world").is_ok());  // leaves a hole of zeros
+  ASSERT_TRUE((*file)->sync().is_ok());
+  EXPECT_EQ(read_all(**file), std::string("hello\0\0\0\0\0world", 15));
+
+  std::string out;
+  ASSERT_TRUE((*file)->read_at(12, 100, out).is_ok());
+  EXPECT_EQ(out, "rld");  // short read at end of file
+  ASSERT_TRUE((*file)->read_at(100, 5, out).is_ok());
+  EXPECT_EQ(out, "");
+
+  ASSERT_TRUE((*file)->allocate(4096).is_ok());
+  EXPECT_EQ(*(*file)->size(), 4096u);
+  ASSERT_TRUE((*file)->read_at(4000, 96, out).is_ok());
+  EXPECT_EQ(out, std::string(96, '\0'));
+  ASSERT_TRUE((*file)->truncate(3).is_ok());
+  EXPECT_EQ(read_all(**file), "hel");
+}
+
+TEST_F(PosixEnvTest, MissingFileIsNotFoundWithErrnoText) {
+  auto file = env_.open(join_path(dir_, "missing"), false);
+  ASSERT_FALSE(file.is_ok());
+  EXPECT_EQ(file.status().code(), Code::kNotFound);
+  EXPECT_NE(file.status().message().find("No such file or directory"), std::string::npos)
+      << file.status().message();
+  EXPECT_NE(file.status().message().find("missing"), std::string::npos);
+}
+
+TEST_F(PosixEnvTest, DirectoryOperations) {
+  const std::string sub = join_path(dir_, "a/b/c");
+  ASSERT_TRUE(env_.create_dirs(sub).is_ok());
+  ASSERT_TRUE(env_.create_dirs(sub).is_ok());  // idempotent
+  EXPECT_TRUE(env_.exists(sub));
+  for (const char* name : {"z", "x", "y"}) {
+    ASSERT_TRUE(env_.open(join_path(sub, name), true).is_ok());
+  }
+  ASSERT_TRUE(env_.rename(join_path(sub, "z"), join_path(sub, "w")).is_ok());
+  ASSERT_TRUE(env_.remove(join_path(sub, "x")).is_ok());
+  ASSERT_TRUE(env_.sync_dir(sub).is_ok());
+  auto names = env_.list_dir(sub);
+  ASSERT_TRUE(names.is_ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"w", "y"}));
+  EXPECT_FALSE(env_.exists(join_path(sub, "x")));
+  EXPECT_EQ(env_.remove(join_path(sub, "x")).code(), Code::kNotFound);
+  EXPECT_FALSE(env_.list_dir(join_path(dir_, "nope")).is_ok());
+}
+
+TEST(PathTest, ParentAndJoin) {
+  EXPECT_EQ(parent_dir("a/b/c"), "a/b");
+  EXPECT_EQ(parent_dir("c"), ".");
+  EXPECT_EQ(parent_dir("/c"), "/");
+  EXPECT_EQ(join_path("a", "b"), "a/b");
+  EXPECT_EQ(join_path("a/", "b"), "a/b");
+}
+
+class FaultEnvTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(env_.create_dirs("d").is_ok()); }
+
+  std::unique_ptr<File> create(const std::string& path) {
+    auto file = env_.open(path, true);
+    EXPECT_TRUE(file.is_ok());
+    EXPECT_TRUE(env_.sync_dir(parent_dir(path)).is_ok());
+    return std::move(*file);
+  }
+
+  FaultEnv env_;
+  Prng prng_{42};
+};
+
+TEST_F(FaultEnvTest, CrashKeepsSyncedDataAndDropsTheRest) {
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, "durable").is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  ASSERT_TRUE(file->write_at(0, "VOLATILE-and-longer").is_ok());
+  EXPECT_EQ(read_all(*file), "VOLATILE-and-longer");
+  env_.crash(prng_, /*tear=*/false);
+  EXPECT_EQ(read_path(env_, "d/f"), "durable");
+  // The handle from before the crash is detached.
+  ASSERT_TRUE(file->write_at(0, "ghost").is_ok());
+  EXPECT_EQ(read_path(env_, "d/f"), "durable");
+}
+
+TEST_F(FaultEnvTest, DirectoryEntriesNeedSyncDir) {
+  auto kept = create("d/kept");
+  ASSERT_TRUE(kept->sync().is_ok());
+  auto lost = env_.open("d/lost", true);
+  ASSERT_TRUE(lost.is_ok());
+  ASSERT_TRUE((*lost)->sync().is_ok());  // data synced, name not
+  ASSERT_TRUE(env_.rename("d/kept", "d/renamed").is_ok());
+  EXPECT_TRUE(env_.exists("d/renamed"));
+  env_.crash(prng_, false);
+  EXPECT_TRUE(env_.exists("d/kept"));
+  EXPECT_FALSE(env_.exists("d/renamed"));
+  EXPECT_FALSE(env_.exists("d/lost"));
+
+  ASSERT_TRUE(env_.rename("d/kept", "d/renamed").is_ok());
+  ASSERT_TRUE(env_.sync_dir("d").is_ok());
+  env_.crash(prng_, false);
+  EXPECT_EQ(*env_.list_dir("d"), std::vector<std::string>{"renamed"});
+}
+
+TEST_F(FaultEnvTest, TornCrashKeepsWholeSectorsFromEitherSide) {
+  constexpr size_t kSectors = 64;
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, std::string(kSectors * 512, 'a')).is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  ASSERT_TRUE(file->write_at(0, std::string(kSectors * 512 + 100, 'b')).is_ok());
+  env_.crash(prng_, /*tear=*/true);
+  const std::string after = read_path(env_, "d/f");
+  ASSERT_GE(after.size(), kSectors * 512);
+  size_t kept = 0;
+  for (size_t s = 0; s < kSectors; s++) {
+    const std::string sector = after.substr(s * 512, 512);
+    ASSERT_TRUE(sector == std::string(512, 'a') || sector == std::string(512, 'b')) << s;
+    kept += sector[0] == 'b';
+  }
+  // With p = 1/2 per sector, 64 sectors all kept or all lost means a broken tear.
+  EXPECT_GT(kept, 0u);
+  EXPECT_LT(kept, kSectors);
+}
+
+TEST_F(FaultEnvTest, TornCrashIsDeterministicPerSeed) {
+  auto run = [](uint64_t seed) {
+    FaultEnv env;
+    EXPECT_TRUE(env.create_dirs("d").is_ok());
+    auto file = *env.open("d/f", true);
+    EXPECT_TRUE(env.sync_dir("d").is_ok());
+    EXPECT_TRUE(file->write_at(0, std::string(32 * 512, 'x')).is_ok());
+    Prng prng(seed);
+    env.crash(prng, true);
+    return read_path(env, "d/f");
+  };
+  EXPECT_EQ(run(7), run(7));
+  EXPECT_NE(run(7), run(8));
+}
+
+TEST_F(FaultEnvTest, InjectedWriteErrorsFailThenClear) {
+  auto file = create("d/f");
+  env_.inject_write_errors(2, /*after=*/1);
+  EXPECT_TRUE(file->write_at(0, "a").is_ok());
+  Status s = file->write_at(1, "b");
+  EXPECT_EQ(s.code(), Code::kIoError);
+  EXPECT_NE(s.message().find("no space left on device"), std::string::npos);
+  EXPECT_EQ(file->allocate(4096).code(), Code::kIoError);
+  EXPECT_TRUE(file->write_at(1, "c").is_ok());
+  EXPECT_EQ(read_all(*file), "ac");  // the failed write changed nothing
+}
+
+TEST_F(FaultEnvTest, FailedSyncMakesNothingDurable) {
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, "old").is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  ASSERT_TRUE(file->write_at(0, "new").is_ok());
+  env_.inject_sync_errors(1);
+  EXPECT_EQ(file->sync().code(), Code::kIoError);
+  EXPECT_EQ(env_.sync_dir("d").code(), Code::kOk);
+  env_.crash(prng_, false);
+  EXPECT_EQ(read_path(env_, "d/f"), "old");
+}
+
+}  // namespace
+}  // namespace maroon

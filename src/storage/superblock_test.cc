@@ -1,0 +1,150 @@
+#include "storage/superblock.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "storage/fault_env.h"
+
+namespace maroon {
+namespace {
+
+constexpr const char* kPath = "node/superblock";
+
+class SuperblockTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(env_.create_dirs("node").is_ok()); }
+
+  std::unique_ptr<Superblock> open() {
+    auto sb = Superblock::open(env_, kPath);
+    EXPECT_TRUE(sb.is_ok()) << sb.status().to_string();
+    return sb.is_ok() ? std::move(sb.value()) : nullptr;
+  }
+
+  void flip(uint64_t offset) {
+    auto file = *env_.open(kPath, false);
+    std::string byte;
+    ASSERT_TRUE(file->read_at(offset, 1, byte).is_ok());
+    byte[0] = static_cast<char>(byte[0] ^ 0x20);
+    ASSERT_TRUE(file->write_at(offset, byte).is_ok());
+    ASSERT_TRUE(file->sync().is_ok());
+  }
+
+  FaultEnv env_;
+  Prng prng_{3};
+};
+
+TEST_F(SuperblockTest, FreshFileHasNothing) {
+  auto sb = open();
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(sb->current(), std::nullopt);
+  EXPECT_EQ(sb->sequence(), 0u);
+  // Creation is durable: a crash right after open does not lose the file.
+  env_.crash(prng_, false);
+  sb = open();
+  EXPECT_EQ(sb->current(), std::nullopt);
+}
+
+TEST_F(SuperblockTest, AlternatingWritesAlwaysReadTheNewest) {
+  for (int i = 1; i <= 6; i++) {
+    auto sb = open();
+    ASSERT_TRUE(sb);
+    EXPECT_EQ(sb->sequence(), uint64_t(i - 1));
+    if (i > 1) {
+      EXPECT_EQ(sb->current(), "state " + std::to_string(i - 1));
+    }
+    ASSERT_TRUE(sb->write("state " + std::to_string(i)).is_ok());
+    EXPECT_EQ(sb->current(), "state " + std::to_string(i));
+    env_.crash(prng_, true);  // synced: a crash changes nothing
+  }
+  auto sb = open();
+  EXPECT_EQ(sb->current(), "state 6");
+  ASSERT_TRUE(sb->write("").is_ok());
+  sb = open();
+  EXPECT_EQ(sb->current(), "");  // empty payload is not "nothing"
+}
+
+TEST_F(SuperblockTest, TornWriteFallsBackToTheOtherCopy) {
+  bool saw_old = false;
+  bool saw_new = false;
+  for (uint64_t seed = 0; seed < 64; seed++) {
+    FaultEnv env;
+    ASSERT_TRUE(env.create_dirs("node").is_ok());
+    {
+      auto sb = *Superblock::open(env, kPath);
+      ASSERT_TRUE(sb->write(std::string(600, 'o')).is_ok());
+      ASSERT_TRUE(sb->write(std::string(1500, 'p')).is_ok());
+      env.inject_sync_errors(1);
+      EXPECT_EQ(sb->write(std::string(2000, 'n')).code(), Code::kIoError);
+      EXPECT_EQ(sb->write("later").code(), Code::kIoError);  // failed for good
+    }
+    Prng prng(seed);
+    env.crash(prng, /*tear=*/true);
+    auto sb = Superblock::open(env, kPath);
+    ASSERT_TRUE(sb.is_ok()) << sb.status().to_string();
+    const std::string& got = *(*sb)->current();
+    ASSERT_TRUE(got == std::string(1500, 'p') || got == std::string(2000, 'n')) << got.size();
+    saw_old |= got[0] == 'p';
+    saw_new |= got[0] == 'n';
+  }
+  EXPECT_TRUE(saw_old);
+  EXPECT_TRUE(saw_new);
+}
+
+TEST_F(SuperblockTest, CorruptNewestCopyFallsBackAndIsOverwrittenNext) {
+  {
+    auto sb = open();
+    ASSERT_TRUE(sb->write("one").is_ok());  // sequence 1, slot 1
+    ASSERT_TRUE(sb->write("two").is_ok());  // sequence 2, slot 0
+  }
+  flip(Superblock::kHeaderBytes + 1);  // payload of slot 0
+  auto sb = open();
+  EXPECT_EQ(sb->current(), "one");
+  EXPECT_EQ(sb->sequence(), 1u);
+  ASSERT_TRUE(sb->write("three").is_ok());  // repairs slot 0
+  sb = open();
+  EXPECT_EQ(sb->current(), "three");
+}
+
+TEST_F(SuperblockTest, BothCopiesCorruptIsAnError) {
+  {
+    auto sb = open();
+    ASSERT_TRUE(sb->write("one").is_ok());
+  }
+  flip(3);                            // slot 0 magic
+  flip(Superblock::kSlotBytes + 20);  // slot 1 sequence
+  auto sb = Superblock::open(env_, kPath);
+  ASSERT_FALSE(sb.is_ok());
+  EXPECT_EQ(sb.status().code(), Code::kCorruption);
+  EXPECT_NE(sb.status().message().find(kPath), std::string::npos);
+}
+
+TEST_F(SuperblockTest, PayloadLimit) {
+  auto sb = open();
+  EXPECT_EQ(sb->write(std::string(Superblock::payload_bytes_max + 1, 'x')).code(), Code::kTooLarge);
+  ASSERT_TRUE(sb->write(std::string(Superblock::payload_bytes_max, 'x')).is_ok());
+  sb = open();
+  EXPECT_EQ(sb->current()->size(), Superblock::payload_bytes_max);
+}
+
+TEST(SuperblockPosix, WritesAndReadsInATempDir) {
+  char tmpl[] = "/tmp/maroon-sb-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/superblock";
+  PosixEnv env;
+  {
+    auto sb = Superblock::open(env, path);
+    ASSERT_TRUE(sb.is_ok()) << sb.status().to_string();
+    ASSERT_TRUE((*sb)->write("view 3").is_ok());
+    ASSERT_TRUE((*sb)->write("view 4").is_ok());
+  }
+  auto sb = Superblock::open(env, path);
+  ASSERT_TRUE(sb.is_ok());
+  EXPECT_EQ((*sb)->current(), "view 4");
+  EXPECT_EQ((*sb)->sequence(), 2u);
+  std::filesystem::remove_all(tmpl);
+}
+
+}  // namespace
+}  // namespace maroon

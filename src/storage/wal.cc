@@ -1,0 +1,256 @@
+#include "storage/wal.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "storage/wal_format.h"
+
+namespace maroon {
+
+using wal::kRecordHeaderBytes;
+using wal::kSectorBytes;
+using wal::kSegmentHeaderBytes;
+
+namespace {
+
+// Recovery reads segments through a window of at least this many bytes: large
+// reads keep replay bound by hashing, and memory stays bounded whatever the
+// segment size (a window grows only to hold one whole batch).
+constexpr uint64_t kReadChunkBytes = 4 * 1024 * 1024;
+
+class FileSource final : public wal::SegmentSource {
+ public:
+  FileSource(File& file, const std::string& path, uint64_t size, std::string& buffer)
+      : file_(file), path_(path), size_(size), buffer_(buffer) {
+    buffer_.clear();
+  }
+
+  uint64_t size() const override { return size_; }
+
+  Result<std::string_view> read(uint64_t offset, uint64_t n) override {
+    MAROON_ASSERT(offset <= size_ && n <= size_ - offset);
+    if (offset < start_ || offset + n > start_ + buffer_.size()) {
+      const uint64_t want = std::min(size_ - offset, n + kReadChunkBytes);
+      if (Status s = file_.read_at(offset, want, buffer_); !s) return s;
+      if (buffer_.size() != want) return io_error(path_ + ": short read");
+      start_ = offset;
+    }
+    return std::string_view(buffer_).substr(offset - start_, n);
+  }
+
+ private:
+  File& file_;
+  const std::string& path_;
+  const uint64_t size_;
+  std::string& buffer_;
+  uint64_t start_ = 0;
+};
+
+}  // namespace
+
+void WalBatch::add(uint8_t type, std::string_view payload) {
+  MAROON_ASSERT(!sealed_);
+  MAROON_ASSERT(payload.size() <= limits::wal_record_bytes_max);
+  const size_t start = buf_.size();
+  const size_t n = wal::record_bytes(payload.size());
+  buf_.append(kRecordHeaderBytes, '\0');
+  buf_.append(payload);
+  buf_.append(start + n - buf_.size(), '\0');
+  char* h = buf_.data() + start;
+  wal::store_u32(h + wal::kPayloadBytesAt, static_cast<uint32_t>(payload.size()));
+  h[wal::kTypeAt] = static_cast<char>(type);
+  records_++;
+}
+
+void WalBatch::clear() {
+  buf_.clear();
+  records_ = 0;
+  sealed_ = false;
+}
+
+void WalBatch::seal(Lsn first_lsn, uint64_t segment_index) {
+  MAROON_ASSERT(!sealed_ && records_ > 0);
+  uint64_t lsn = first_lsn.value();
+  size_t at = 0;
+  for (size_t i = 0; i < records_; i++) {
+    char* h = buf_.data() + at;
+    const size_t n = wal::record_bytes(wal::load_u32(h + wal::kPayloadBytesAt));
+    MAROON_ASSERT(at + n <= buf_.size());
+    uint8_t flags = 0;
+    if (i == 0) flags |= wal::kFlagBatchFirst;
+    if (i + 1 == records_) flags |= wal::kFlagBatchLast;
+    wal::store_u64(h + wal::kLsnAt, lsn++);
+    h[wal::kFlagsAt] = static_cast<char>(flags);
+    wal::store_u32(h + wal::kChecksumAt,
+                   wal::record_checksum(std::string_view(h, n), segment_index));
+    at += n;
+  }
+  MAROON_ASSERT(at == buf_.size());
+  buf_.resize(wal::align_up(buf_.size(), kSectorBytes), '\0');
+  sealed_ = true;
+}
+
+Wal::Wal(Env& env, std::string dir, WalOptions options)
+    : env_(env), dir_(std::move(dir)), options_(options) {}
+
+Wal::~Wal() = default;
+
+std::string Wal::segment_path(uint64_t segment_index) const {
+  return join_path(dir_, wal::segment_file_name(segment_index));
+}
+
+Result<std::unique_ptr<Wal>> Wal::open(Env& env, std::string dir, WalOptions options,
+                                       const ReplayFn& replay) {
+  MAROON_ASSERT(options.segment_bytes % kSectorBytes == 0);
+  MAROON_ASSERT(options.segment_bytes >= wal::kSegmentBytesMin);
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::unique_ptr<Wal> w(new Wal(env, std::move(dir), options));
+  if (Status s = w->recover(replay); !s) return s;
+  return w;
+}
+
+Status Wal::recover(const ReplayFn& replay) {
+  if (Status s = env_.create_dirs(dir_); !s) return s;
+  auto names = env_.list_dir(dir_);
+  if (!names) return names.status();
+
+  std::vector<uint64_t> indexes;
+  for (const std::string& name : *names) {
+    // A segment still under its temp name was never published: the crash hit
+    // roll() before the rename was durable, and no record went into it.
+    if (name.ends_with(wal::kTempSuffix) &&
+        wal::parse_segment_file_name(name.substr(0, name.size() - wal::kTempSuffix.size()))) {
+      if (Status s = env_.remove(join_path(dir_, name)); !s) return s;
+      continue;
+    }
+    if (auto index = wal::parse_segment_file_name(name)) indexes.push_back(*index);
+  }
+  std::sort(indexes.begin(), indexes.end());
+  if (indexes.empty()) return roll();
+
+  Lsn next_lsn;
+  std::string buffer;
+  for (size_t i = 0; i < indexes.size(); i++) {
+    const uint64_t index = indexes[i];
+    if (i > 0 && index != indexes[i - 1] + 1) {
+      return corruption(dir_ + ": segment " + wal::segment_file_name(indexes[i - 1] + 1) +
+                        " is missing");
+    }
+    const std::string path = segment_path(index);
+    auto file = env_.open(path, /*create=*/false);
+    if (!file) return file.status();
+    auto size = (*file)->size();
+    if (!size) return size.status();
+    if (*size < kSegmentHeaderBytes) {
+      return corruption(path + " offset 0: segment shorter than its header");
+    }
+    FileSource source(**file, path, *size, buffer);
+    auto header_bytes = source.read(0, kSegmentHeaderBytes);
+    if (!header_bytes) return header_bytes.status();
+    auto header = wal::decode_segment_header(*header_bytes);
+    if (!header) return corruption(path + " offset 0: " + header.status().message());
+    if (header->segment_index != index) {
+      return corruption(path + " offset 0: header names segment " +
+                        std::to_string(header->segment_index));
+    }
+    if (i == 0) next_lsn = header->first_lsn;
+    if (header->first_lsn != next_lsn) {
+      return corruption(path + " offset 0: segment starts at lsn " +
+                        std::to_string(header->first_lsn.value()) + ", expected " +
+                        std::to_string(next_lsn.value()));
+    }
+
+    const bool last = i + 1 == indexes.size();
+    auto scan = wal::scan_segment(source, index, next_lsn, last, replay);
+    if (!scan) return scan.status();
+    next_lsn = scan->next_lsn;
+    if (scan->dirty_end > scan->end_offset) {
+      const std::string where = path + " offset " + std::to_string(scan->damage_offset) + ": ";
+      // Every segment but the last was complete and synced before the next
+      // one was created, so damage there cannot be a torn write.
+      if (!last) return corruption(where + scan->damage + " in a segment that is not the last");
+      if (scan->later_batch_offset) {
+        return corruption(where + scan->damage + ", followed by a valid batch at offset " +
+                          std::to_string(*scan->later_batch_offset));
+      }
+      // A torn tail: the batch being written when the process died. Zero it
+      // rather than truncate, so the segment stays preallocated and a later
+      // scan sees clean zeros, never stale records.
+      const std::string zeros(scan->dirty_end - scan->end_offset, '\0');
+      if (Status s = (*file)->write_at(scan->end_offset, zeros); !s) return s;
+      if (Status s = (*file)->sync(); !s) return s;
+    }
+    if (last) {
+      file_ = std::move(*file);
+      segment_index_ = index;
+      write_offset_ = scan->end_offset;
+      segment_capacity_bytes_ = *size;
+    }
+  }
+  MAROON_ASSERT(next_lsn.value() >= 1);
+  last_lsn_.store(next_lsn.value() - 1, std::memory_order_release);
+  return Status::ok();
+}
+
+Status Wal::roll() {
+  const uint64_t index = segment_index_ + 1;
+  const std::string path = segment_path(index);
+  const std::string temp_path = path + std::string(wal::kTempSuffix);
+  if (env_.exists(temp_path)) {
+    if (Status s = env_.remove(temp_path); !s) return s;
+  }
+  auto file = env_.open(temp_path, /*create=*/true);
+  if (!file) return file.status();
+  if (Status s = (*file)->truncate(0); !s) return s;
+  if (Status s = (*file)->allocate(options_.segment_bytes); !s) return s;
+  const std::string header =
+      wal::encode_segment_header({.segment_index = index, .first_lsn = last_lsn().next()});
+  if (Status s = (*file)->write_at(0, header); !s) return s;
+  // The header and the preallocated size are durable before the name is, so
+  // a segment visible under its final name always has a valid header.
+  if (Status s = (*file)->sync(); !s) return s;
+  if (Status s = env_.rename(temp_path, path); !s) return s;
+  if (Status s = env_.sync_dir(dir_); !s) return s;
+  file_ = std::move(*file);
+  segment_index_ = index;
+  write_offset_ = kSegmentHeaderBytes;
+  segment_capacity_bytes_ = options_.segment_bytes;
+  return Status::ok();
+}
+
+Status Wal::fail(Status s) {
+  MAROON_ASSERT(!s.is_ok());
+  failure_ = s;
+  failed_.store(true, std::memory_order_release);
+  return s;
+}
+
+Status Wal::write(WalBatch& batch) {
+  if (failed()) return failure_;
+  if (batch.empty()) return Status::ok();
+  const uint64_t padded_bytes = wal::align_up(batch.bytes(), kSectorBytes);
+  if (padded_bytes > options_.segment_bytes - kSegmentHeaderBytes) {
+    return too_large("wal batch of " + std::to_string(batch.bytes()) +
+                     " bytes does not fit in a segment of " +
+                     std::to_string(options_.segment_bytes) + " bytes");
+  }
+  // A batch never straddles segments, so each segment can be verified alone.
+  if (write_offset_ + padded_bytes > segment_capacity_bytes_) {
+    if (Status s = roll(); !s) return fail(s);
+  }
+  MAROON_ASSERT(write_offset_ % kSectorBytes == 0);
+  MAROON_ASSERT(write_offset_ + padded_bytes <= segment_capacity_bytes_);
+
+  const Lsn first_lsn = last_lsn().next();
+  batch.seal(first_lsn, segment_index_);
+  MAROON_ASSERT(batch.buf_.size() == padded_bytes);
+  if (Status s = file_->write_at(write_offset_, batch.buf_); !s) return fail(s);
+  if (Status s = file_->sync(); !s) return fail(s);
+  write_offset_ += padded_bytes;
+  bytes_written_.fetch_add(padded_bytes, std::memory_order_relaxed);
+  syncs_.fetch_add(1, std::memory_order_relaxed);
+  last_lsn_.store(first_lsn.value() + batch.records() - 1, std::memory_order_release);
+  return Status::ok();
+}
+
+}  // namespace maroon

@@ -1,0 +1,109 @@
+// The write-ahead log: records appended in batches, each batch made durable by
+// one fdatasync (group commit), replayed in order on open. The on-disk format,
+// recovery rules and crash windows are in docs/formats/wal.md.
+//
+// Threads: the event loop fills a WalBatch and hands it to the WAL thread,
+// which calls Wal::write (one thread at a time) and hands the batch back. The
+// checksums and LSNs are computed inside write, so that CPU work stays off
+// the event loop. last_lsn() and the counters may be read from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/limits.h"
+#include "common/status.h"
+#include "common/types.h"
+#include "storage/env.h"
+#include "storage/wal_scan.h"
+
+namespace maroon {
+
+struct WalOptions {
+  // Each segment file is preallocated to this size; a multiple of 512, at
+  // least 1 KiB. A batch larger than a segment's record space is kTooLarge.
+  uint64_t segment_bytes = limits::wal_segment_bytes;
+};
+
+// Records encoded into one contiguous buffer, header space reserved in place,
+// so write() is a single write call with no copying. Owns no shared state.
+class WalBatch {
+ public:
+  // payload must be at most limits::wal_record_bytes_max bytes.
+  void add(uint8_t type, std::string_view payload);
+  // Encoded size (headers, payloads, alignment) before write pads the batch
+  // to a whole number of sectors.
+  size_t bytes() const { return buf_.size(); }
+  size_t records() const { return records_; }
+  bool empty() const { return records_ == 0; }
+  // Forgets the records and keeps the buffer's capacity for reuse.
+  void clear();
+
+ private:
+  friend class Wal;
+  // Fills in LSNs (from first_lsn), batch markers and checksums, and pads to a
+  // sector boundary. After sealing, only clear() may be called.
+  void seal(Lsn first_lsn, uint64_t segment_index);
+
+  std::string buf_;
+  size_t records_ = 0;
+  bool sealed_ = false;
+};
+
+class Wal {
+ public:
+  // Creates dir if needed, replays every record in order, truncates a torn
+  // tail and positions for appending. Corruption that is not a torn tail
+  // fails with kCorruption naming the segment file and byte offset.
+  static Result<std::unique_ptr<Wal>> open(Env& env, std::string dir, WalOptions options,
+                                           const ReplayFn& replay);
+
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+  ~Wal();
+
+  // Appends the batch and fdatasyncs once; on success every record in it is
+  // durable and LSNs last_lsn()-records()+1 .. last_lsn() are theirs. An
+  // empty batch is a no-op. After a write or sync error the Wal is failed
+  // for good: this and every later write return that error (a failed fsync is
+  // never retried). kTooLarge for a batch bigger than a segment does not fail
+  // the Wal. Leaves the batch sealed: clear() it before reuse.
+  [[nodiscard]] Status write(WalBatch& batch);
+
+  Lsn last_lsn() const { return Lsn(last_lsn_.load(std::memory_order_acquire)); }
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  // Bytes handed to the file system by write (padding included, segment
+  // headers not), and fdatasyncs done by write.
+  uint64_t bytes_written() const { return bytes_written_.load(std::memory_order_relaxed); }
+  uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+  // Index of the segment being appended to.
+  uint64_t segment_index() const { return segment_index_; }
+
+ private:
+  Wal(Env& env, std::string dir, WalOptions options);
+
+  [[nodiscard]] Status recover(const ReplayFn& replay);
+  // Creates the next segment (temp name, preallocate, header, fdatasync,
+  // rename, directory sync) and makes it the one being appended to.
+  [[nodiscard]] Status roll();
+  Status fail(Status s);
+  std::string segment_path(uint64_t segment_index) const;
+
+  Env& env_;
+  const std::string dir_;
+  const WalOptions options_;
+  std::unique_ptr<File> file_;
+  uint64_t segment_index_ = 0;
+  uint64_t write_offset_ = 0;
+  uint64_t segment_capacity_bytes_ = 0;
+  Status failure_;
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> last_lsn_{0};
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> syncs_{0};
+};
+
+}  // namespace maroon
