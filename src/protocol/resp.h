@@ -1,0 +1,117 @@
+// RESP2 (the Redis serialization protocol, version 2): an incremental request
+// parser and reply writers. Enough for redis-cli and redis-benchmark.
+//
+// Requests come in two shapes:
+//   multibulk  "*<n>\r\n" then n times "$<len>\r\n<len bytes>\r\n"
+//              (what redis-cli and redis-benchmark send; n <= 0 is an empty
+//              command and is skipped, as Redis does)
+//   inline     one line of words ending in "\n" (an optional "\r" before it is
+//              dropped), split on whitespace; double quotes (with \n \r \t \b
+//              \a \\ \" \xHH escapes) and single quotes (with \') group words,
+//              as in Redis's sdssplitargs. Empty lines are skipped.
+// Numbers in headers are canonical decimals (no '+', no leading zeros), as
+// Redis's string2ll accepts them.
+//
+// Replies are written as simple strings "+..", errors "-..", integers ":..",
+// bulk strings "$<len>\r\n..\r\n" (null bulk "$-1") and arrays "*<n>\r\n"
+// followed by n replies (null array "*-1").
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/limits.h"
+
+namespace maroon::protocol::resp {
+
+// One argument (bulk string) of a request: larger ones are refused as soon as
+// their header arrives, before their bytes are buffered.
+inline constexpr size_t bulk_bytes_max = limits::op_bytes_max;
+// Arguments of one request: MSET of op_keys_max pairs plus command and options.
+inline constexpr size_t command_args_max = 2 * limits::op_keys_max + 8;
+// One inline request line including its "\n".
+inline constexpr size_t inline_bytes_max = 64 * 1024;
+// "*<n>\r\n" / "$<n>\r\n" header lines: '-' and 19 digits fit with room to spare.
+inline constexpr size_t header_bytes_max = 32;
+
+static_assert(limits::key_bytes_max <= bulk_bytes_max);
+static_assert(limits::value_bytes_max <= bulk_bytes_max);
+static_assert(inline_bytes_max <= limits::connection_read_bytes_max);
+static_assert(bulk_bytes_max + header_bytes_max < limits::connection_read_bytes_max);
+
+enum class ParseStatus : uint8_t {
+  kCommand,   // args() holds one complete request
+  kNeedMore,  // the input ends inside a request: call again with more bytes
+  kError,     // the input is not RESP: reply error(), then close the connection
+};
+
+// Parses requests one at a time from the front of a caller-owned buffer.
+//
+// Contract: after every call the caller drops consumed() bytes from the front
+// of its buffer; the next call gets the remaining bytes plus whatever arrived
+// since. The parser keeps its progress inside a partial request as offsets,
+// so the buffer may be moved or compacted between calls, and a long request
+// arriving in small pieces is scanned once, not once per piece.
+//
+// No heap allocation per request once the argument vectors have grown to the
+// largest request seen (inline requests with quotes use a reused scratch).
+class RequestParser {
+ public:
+  RequestParser();
+
+  ParseStatus parse(std::string_view input);
+
+  // After kCommand: the arguments, viewing the input passed to parse() (or the
+  // parser's scratch for quoted inline requests). Valid until the next call
+  // to parse() and while the caller's buffer bytes stay where they are.
+  std::span<const std::string_view> args() const { return args_; }
+  // Bytes of the input to drop: empty requests skipped and, after kCommand,
+  // the request itself.
+  size_t consumed() const { return consumed_; }
+  // After kError: a Redis-style message without the leading '-', e.g.
+  // "ERR Protocol error: invalid bulk length".
+  const std::string& error() const { return error_; }
+  // Forgets any partial request (for reusing the parser on a new stream).
+  void reset();
+
+ private:
+  ParseStatus parse_inline(std::string_view rest);
+  ParseStatus split_quoted(std::string_view line);
+  ParseStatus fail(std::string message);
+
+  // Inside a multibulk request: how many args it has (0 = not inside one),
+  // the args complete so far as (offset, length) from the request's start,
+  // and the offset of the next arg's "$" header.
+  size_t argc_ = 0;
+  std::vector<std::pair<size_t, size_t>> spans_;
+  size_t pos_ = 0;
+
+  std::vector<std::string_view> args_;
+  std::string scratch_;
+  size_t consumed_ = 0;
+  std::string error_;
+};
+
+// Reply writers: each appends one complete reply to `out`. Simple strings and
+// errors may not contain CR or LF; any are replaced by spaces, as Redis does.
+void append_simple(std::string& out, std::string_view s);
+// `message` starts with the error code word: "ERR ...", "NOPROTO ...".
+void append_error(std::string& out, std::string_view message);
+void append_integer(std::string& out, int64_t v);
+void append_bulk(std::string& out, std::string_view s);
+void append_null_bulk(std::string& out);
+// Followed by `n` replies appended by the caller.
+void append_array_header(std::string& out, size_t n);
+void append_null_array(std::string& out);
+
+// Encodes a request as a multibulk array of bulk strings (what redis-cli
+// sends); for tests, fuzzing and clients.
+void append_command(std::string& out, std::span<const std::string_view> args);
+std::string encode_command(std::initializer_list<std::string_view> args);
+
+}  // namespace maroon::protocol::resp

@@ -1,0 +1,86 @@
+// The RESP2 front end (DESIGN.md §7): enough of the Redis protocol for
+// redis-cli and redis-benchmark, pipelining included, over the kv app.
+//
+// Threading: everything runs on the io_context's one event-loop thread, the
+// Engine included. Per connection, requests are answered in the order they
+// arrived; a read (GET, MGET, EXISTS, DBSIZE) never runs before an earlier
+// write on the same connection has been answered, and a write is not
+// submitted before an earlier read on that connection has run, so each
+// connection sees its own requests take effect in order.
+//
+// Limits (common/limits.h): per connection at most
+// connection_inflight_requests_max requests without a reply (then the socket
+// is not read until replies drain: backpressure, not an error) and at most
+// connection_read_bytes_max bytes buffered; at most connections_max
+// connections (extras get an error and are closed).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/status.h"
+#include "server/engine.h"
+#include "server/metrics.h"
+
+namespace maroon::server {
+
+class RespServer {
+ public:
+  // `engine` and `io` must outlive the server. `port` 0 picks a free port.
+  RespServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port);
+  ~RespServer();
+  RespServer(const RespServer&) = delete;
+  RespServer& operator=(const RespServer&) = delete;
+
+  // Binds and starts accepting; errors (bad host, port in use) as a Status.
+  Status start();
+  // The port bound by start() (the actual one when 0 was asked for).
+  uint16_t port() const { return port_; }
+  // Stops accepting and closes every connection; replies still owed are
+  // dropped. Idempotent; the destructor calls it.
+  void stop();
+
+  size_t connection_count() const { return connections_.size(); }
+
+  // Shared with connections; they stop touching it once closed.
+  struct Metrics {
+    Counter& commands;
+    Counter& errors;
+    Counter& connections_accepted;
+    Counter& connections_refused;
+    Gauge& connections_open;
+  };
+
+  class Connection;
+
+ private:
+  void accept_next();
+  void refuse(boost::asio::ip::tcp::socket socket);
+  void remove(Connection* connection);
+
+  boost::asio::io_context& io_;
+  Engine& engine_;
+  std::string host_;
+  uint16_t port_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  // Retries accept after a resource error (EMFILE) instead of spinning.
+  boost::asio::steady_timer accept_retry_;
+  bool running_ = false;
+  uint64_t next_connection_id_ = 1;
+  Metrics metrics_;
+  // Open connections. A closed connection leaves this map at once; its
+  // object lives on only until its outstanding socket operations complete,
+  // and engine callbacks reach it through a weak_ptr.
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+  // Accept and timer handlers hold a weak_ptr to this: when the server is
+  // gone, their (aborted) completions find it expired and touch nothing.
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace maroon::server

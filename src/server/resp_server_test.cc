@@ -1,0 +1,455 @@
+#include "server/resp_server.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "common/limits.h"
+#include "protocol/resp.h"
+#include "server/fake_engine.h"
+
+namespace maroon::server {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+using protocol::resp::encode_command;
+
+constexpr auto kDeadline = 10s;
+
+// A blocking-style client with deadlines: each read runs its own io_context
+// until the bytes arrive or the deadline passes.
+class Client {
+ public:
+  explicit Client(uint16_t port) : socket_(io_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    socket_.set_option(tcp::no_delay(true));
+  }
+
+  void send(std::string_view bytes) { asio::write(socket_, asio::buffer(bytes)); }
+
+  // Exactly n bytes, or what arrived before EOF or the deadline (a failure).
+  std::string read(size_t n) {
+    std::string buf(n, '\0');
+    size_t got = 0;
+    bool done = false;
+    asio::async_read(socket_, asio::buffer(buf), [&](const boost::system::error_code&, size_t k) {
+      got = k;
+      done = true;
+    });
+    run_until(done);
+    buf.resize(got);
+    return buf;
+  }
+
+  // Everything until the server closes; nullopt if it does not by the deadline.
+  std::optional<std::string> read_until_closed() {
+    std::string all;
+    bool closed = false;
+    std::array<char, 4096> chunk;
+    std::function<void()> next = [&] {
+      socket_.async_read_some(asio::buffer(chunk), [&](const boost::system::error_code& ec, size_t k) {
+        all.append(chunk.data(), k);
+        if (ec) {
+          closed = true;
+        } else {
+          next();
+        }
+      });
+    };
+    next();
+    if (!run_until(closed)) return std::nullopt;
+    return all;
+  }
+
+  // Sends a request and checks its reply byte for byte.
+  void expect(std::string_view request, std::string_view reply) {
+    send(request);
+    EXPECT_EQ(read(reply.size()), reply) << "request: " << testing::PrintToString(std::string(request));
+  }
+
+  size_t available() { return socket_.available(); }
+  // Closes with a TCP reset (asio drops SO_LINGER in the destructor, so close here).
+  void reset() {
+    socket_.set_option(asio::socket_base::linger(true, 0));
+    socket_.close();
+  }
+
+ private:
+  bool run_until(bool& flag) {
+    io_.restart();
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    while (!flag && std::chrono::steady_clock::now() < deadline) io_.run_one_for(100ms);
+    if (!flag) {
+      ADD_FAILURE() << "client read timed out";
+      socket_.cancel();
+      io_.restart();
+      io_.run();
+      return false;
+    }
+    return true;
+  }
+
+  asio::io_context io_;
+  tcp::socket socket_;
+};
+
+std::string cmd(std::initializer_list<std::string_view> args) { return encode_command(args); }
+std::string bulk(std::string_view s) {
+  return "$" + std::to_string(s.size()) + "\r\n" + std::string(s) + "\r\n";
+}
+
+class RespServerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<RespServer>(io_, engine_, "127.0.0.1", 0);
+    ASSERT_TRUE(server_->start().is_ok());
+    ASSERT_NE(server_->port(), 0);
+    loop_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    on_loop([this] { server_->stop(); });
+    guard_.reset();
+    loop_.join();
+    server_.reset();
+  }
+
+  // Runs f on the event-loop thread (the only thread that may touch the
+  // engine and the server) and returns its result.
+  template <typename F>
+  auto on_loop(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    if (result.wait_for(kDeadline) != std::future_status::ready) {
+      ADD_FAILURE() << "event loop did not run the task";
+      std::abort();
+    }
+    return result.get();
+  }
+
+  // Waits, with a deadline, for a condition evaluated on the loop.
+  bool wait_until(std::function<bool()> condition) {
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (on_loop(condition)) return true;
+      std::this_thread::yield();
+    }
+    return false;
+  }
+
+  // On the loop thread: a counter's value from the engine's registry.
+  uint64_t metric_on_loop(const std::string& name) {
+    std::istringstream in(engine_.metrics().render());
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name + " ", 0) == 0) return std::stoull(line.substr(name.size() + 1));
+    }
+    ADD_FAILURE() << "no metric " << name;
+    return 0;
+  }
+  uint64_t metric(const std::string& name) {
+    return on_loop([&] { return metric_on_loop(name); });
+  }
+  uint64_t commands() { return metric("maroon_resp_commands_total"); }
+  uint64_t commands_on_loop() { return metric_on_loop("maroon_resp_commands_total"); }
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_ = asio::make_work_guard(io_);
+  FakeEngine engine_;
+  std::unique_ptr<RespServer> server_;
+  std::thread loop_;
+};
+
+TEST_F(RespServerTest, KvCommandsByteExact) {
+  Client c(server_->port());
+  c.expect(cmd({"SET", "k", "v"}), "+OK\r\n");
+  c.expect(cmd({"GET", "k"}), "$1\r\nv\r\n");
+  c.expect(cmd({"get", "missing"}), "$-1\r\n");
+  c.expect(cmd({"INCR", "n"}), ":1\r\n");
+  c.expect(cmd({"INCRBY", "n", "10"}), ":11\r\n");
+  c.expect(cmd({"DECR", "n"}), ":10\r\n");
+  c.expect(cmd({"DECRBY", "n", "-5"}), ":15\r\n");
+  c.expect(cmd({"INCR", "k"}), "-ERR value is not an integer or out of range\r\n");
+  c.expect(cmd({"INCRBY", "n", "x"}), "-ERR value is not an integer or out of range\r\n");
+  c.expect(cmd({"INCRBY", "n", "01"}), "-ERR value is not an integer or out of range\r\n");
+  c.expect(cmd({"INCRBY", "n", "9223372036854775807"}),
+           "-ERR increment or decrement would overflow\r\n");
+  c.expect(cmd({"DECRBY", "n", "-9223372036854775808"}), "-ERR decrement would overflow\r\n");
+  c.expect(cmd({"MSET", "a", "1", "b", "2"}), "+OK\r\n");
+  c.expect(cmd({"MGET", "a", "b", "zz"}), "*3\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n");
+  c.expect(cmd({"EXISTS", "a", "b", "zz"}), ":2\r\n");
+  c.expect(cmd({"DEL", "a", "zz"}), ":1\r\n");
+  c.expect(cmd({"DBSIZE"}), ":3\r\n");  // k, n, b
+  c.expect(cmd({"SETNX", "k", "x"}), ":0\r\n");
+  c.expect(cmd({"SETNX", "fresh", "x"}), ":1\r\n");
+  c.expect(cmd({"SET", "k", "v2", "NX"}), "$-1\r\n");
+  c.expect(cmd({"SET", "k", "v2", "xx"}), "+OK\r\n");
+  c.expect(cmd({"SET", "nokey", "v", "XX"}), "$-1\r\n");
+  c.expect(cmd({"SET", "nokey", "v", "NX"}), "+OK\r\n");
+  c.expect(cmd({"GET", "k"}), "$2\r\nv2\r\n");
+  c.expect(cmd({"SET", "k", "v", "NX", "XX"}), "-ERR syntax error\r\n");
+  c.expect(cmd({"SET", "k", "v", "EX", "10"}), "-ERR expiry is not supported\r\n");
+  c.expect(cmd({"SET", "k", "v", "KEEPTTL"}), "-ERR expiry is not supported\r\n");
+  c.expect(cmd({"SET", "k", "v", "BOGUS"}), "-ERR syntax error\r\n");
+  c.expect(cmd({"MSET", "a", "1", "b"}), "-ERR wrong number of arguments for 'mset' command\r\n");
+  c.expect(cmd({"GET", "k"}), "$2\r\nv2\r\n");
+}
+
+TEST_F(RespServerTest, AdminCommands) {
+  Client c(server_->port());
+  c.expect(cmd({"PING"}), "+PONG\r\n");
+  c.expect(cmd({"PING", "hi"}), "$2\r\nhi\r\n");
+  c.expect(cmd({"ECHO", "a\r\nb"}), "$4\r\na\r\nb\r\n");
+  c.expect(cmd({"SELECT", "0"}), "+OK\r\n");
+  c.expect(cmd({"SELECT", "1"}), "-ERR DB index is out of range\r\n");
+  c.expect(cmd({"CONFIG", "GET", "save"}), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+  c.expect(cmd({"CONFIG", "GET", "appendonly"}), "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
+  c.expect(cmd({"CONFIG", "GET", "maxmemory"}), "*0\r\n");
+  c.expect(cmd({"COMMAND"}), "*0\r\n");
+  c.expect(cmd({"COMMAND", "DOCS"}), "*0\r\n");
+  c.expect(cmd({"COMMAND", "COUNT"}), ":21\r\n");
+  c.expect(cmd({"CLIENT", "SETNAME", "x"}), "+OK\r\n");
+  c.expect(cmd({"HELLO", "3"}), "-NOPROTO sorry, this protocol version is not supported\r\n");
+  const std::string hello_prefix = "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n";
+  c.send(cmd({"HELLO", "2"}));
+  EXPECT_EQ(c.read(hello_prefix.size()), hello_prefix);
+  c.send(cmd({"INFO"}));
+  const std::string header = c.read(4);  // "$<len>" starts the bulk
+  ASSERT_EQ(header[0], '$');
+  c.send("PING\r\n");
+  // The INFO bulk is followed by +PONG; read up to it.
+  std::string rest;
+  while (rest.size() < 7 || rest.substr(rest.size() - 7) != "+PONG\r\n") {
+    const std::string b = c.read(1);
+    ASSERT_EQ(b.size(), 1u);
+    rest += b;
+  }
+  EXPECT_NE(rest.find("redis_version:7.0.0-maroon"), std::string::npos);
+  EXPECT_NE(rest.find("db0:keys=0"), std::string::npos);
+  c.expect("QUIT\r\n", "+OK\r\n");
+  EXPECT_EQ(c.read_until_closed(), "");
+}
+
+TEST_F(RespServerTest, InlineCommands) {
+  Client c(server_->port());
+  c.expect("SET greeting \"hello world\"\r\nGET greeting\r\n", "+OK\r\n$11\r\nhello world\r\n");
+  c.expect("\r\nping\n", "+PONG\r\n");
+}
+
+TEST_F(RespServerTest, UnknownCommandAndWrongArityKeepConnectionUsable) {
+  Client c(server_->port());
+  c.expect(cmd({"FOO", "a", "b"}),
+           "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n");
+  c.expect(cmd({"NOPE"}), "-ERR unknown command 'NOPE', with args beginning with: \r\n");
+  c.expect(cmd({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  c.expect(cmd({"get", "a", "b"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  c.expect(cmd({"PING", "a", "b"}), "-ERR wrong number of arguments for 'ping' command\r\n");
+  c.expect(cmd({"SET", "k", "v"}), "+OK\r\n");
+  c.expect(cmd({"GET", "k"}), "$1\r\nv\r\n");
+  EXPECT_EQ(metric("maroon_resp_errors_total"), 5u);
+  EXPECT_EQ(commands(), 7u);
+}
+
+// 100 mixed commands in one write, and again in 7-byte pieces: the replies
+// come back in request order.
+TEST_F(RespServerTest, PipelinedBatchAnsweredInOrder) {
+  std::string requests, replies;
+  int counter = 0;
+  for (int i = 0; i < 100; i++) {
+    const std::string key = "key:" + std::to_string(i / 5 % 10);
+    switch (i % 5) {
+      case 0:
+        requests += cmd({"SET", key, "v" + std::to_string(i)});
+        replies += "+OK\r\n";
+        break;
+      case 1:
+        requests += cmd({"GET", key});
+        replies += bulk("v" + std::to_string(i - 1));
+        break;
+      case 2:
+        requests += cmd({"INCR", "counter"});
+        replies += ":" + std::to_string(++counter) + "\r\n";
+        break;
+      case 3:
+        requests += cmd({"PING"});
+        replies += "+PONG\r\n";
+        break;
+      case 4:
+        requests += cmd({"EXISTS", key, "nope"});
+        replies += ":1\r\n";
+        break;
+    }
+  }
+  {
+    Client c(server_->port());
+    c.send(requests);
+    EXPECT_EQ(c.read(replies.size()), replies);
+  }
+  // Same again split into small pieces (the counter keeps counting).
+  std::string replies2;
+  counter = 0;
+  std::string requests2;
+  for (int i = 0; i < 100; i++) {
+    requests2 += cmd({"INCR", "counter2"});
+    replies2 += ":" + std::to_string(++counter) + "\r\n";
+    requests2 += cmd({"GET", "key:8"});
+    replies2 += bulk("v90");
+  }
+  Client c(server_->port());
+  for (size_t i = 0; i < requests2.size(); i += 7) c.send(std::string_view(requests2).substr(i, 7));
+  EXPECT_EQ(c.read(replies2.size()), replies2);
+}
+
+TEST_F(RespServerTest, ReadWaitsForEarlierWriteOnSameConnection) {
+  on_loop([this] { engine_.defer_writes = true; });
+  Client a(server_->port());
+  Client b(server_->port());
+  a.send(cmd({"SET", "k", "v1"}) + cmd({"GET", "k"}) + cmd({"SET", "k", "v2"}) + cmd({"GET", "k"}) +
+         cmd({"PING"}));
+  ASSERT_TRUE(wait_until([this] { return engine_.pending() == 1; }));
+  ASSERT_TRUE(wait_until([this] { return commands_on_loop() == 5; }));
+  // The second SET waits for the GET before it, which waits for the first SET.
+  EXPECT_EQ(on_loop([this] { return engine_.pending(); }), 1u);
+  EXPECT_EQ(a.available(), 0u);
+  // Another connection is not held up by a's pending write.
+  b.expect(cmd({"GET", "k"}), "$-1\r\n");
+
+  // Completing the first SET lets the GET run, then the second SET is
+  // submitted (FakeEngine completes it in the same call), then the last GET.
+  on_loop([this] { engine_.complete_writes(); });
+  const std::string expected = "+OK\r\n$2\r\nv1\r\n+OK\r\n$2\r\nv2\r\n+PONG\r\n";
+  EXPECT_EQ(a.read(expected.size()), expected);
+}
+
+TEST_F(RespServerTest, MalformedFrameClosesOnlyThatConnection) {
+  Client good(server_->port());
+  {
+    Client bad(server_->port());
+    bad.send("PING\r\n*1\r\n$x\r\n" + cmd({"PING"}));
+    EXPECT_EQ(bad.read_until_closed(), "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n");
+    good.expect(cmd({"PING"}), "+PONG\r\n");
+  }
+  ASSERT_TRUE(wait_until([this] { return server_->connection_count() == 1; }));
+
+  Client bad2(server_->port());
+  bad2.send("*1\r\n:1\r\n");
+  EXPECT_EQ(bad2.read_until_closed(), "-ERR Protocol error: expected '$', got ':'\r\n");
+  good.expect(cmd({"GET", "x"}), "$-1\r\n");
+}
+
+TEST_F(RespServerTest, OversizeBulkIsRejected) {
+  Client c(server_->port());
+  // Refused from the header alone, before any of the bytes are sent.
+  c.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$" + std::to_string(limits::op_bytes_max + 1) + "\r\n");
+  EXPECT_EQ(c.read_until_closed(), "-ERR Protocol error: invalid bulk length\r\n");
+
+  // Within the protocol's bounds but over the kv limits: an error reply, and
+  // the connection stays usable.
+  Client d(server_->port());
+  d.send(cmd({"SET", "k", std::string(limits::value_bytes_max + 1, 'v')}));
+  const std::string reply = d.read(5);
+  EXPECT_EQ(reply, "-ERR ");
+  d.send(cmd({"SET", std::string(limits::key_bytes_max + 1, 'k'), "v"}) + cmd({"PING"}));
+  std::string rest;
+  while (rest.find("+PONG\r\n") == std::string::npos) {
+    const std::string b = d.read(1);
+    ASSERT_EQ(b.size(), 1u);
+    rest += b;
+  }
+  EXPECT_EQ(std::count(rest.begin(), rest.end(), '\n'), 3);  // two errors and +PONG
+  EXPECT_EQ(on_loop([this] { return engine_.app().size(); }), 0u);
+}
+
+TEST_F(RespServerTest, LargeValueRoundTrips) {
+  Client c(server_->port());
+  const std::string value(limits::value_bytes_max, 'x');
+  c.expect(cmd({"SET", "big", value}), "+OK\r\n");
+  c.expect(cmd({"GET", "big"}), bulk(value));
+}
+
+TEST_F(RespServerTest, InflightLimitAppliesBackpressureWithoutLosingReplies) {
+  constexpr size_t kLimit = limits::connection_inflight_requests_max;
+  constexpr size_t kExtra = 100;
+  on_loop([this] { engine_.defer_writes = true; });
+  Client c(server_->port());
+  std::string requests;
+  for (size_t i = 0; i < kLimit + kExtra; i++) requests += cmd({"SET", "k" + std::to_string(i), "v"});
+  c.send(requests);
+  ASSERT_TRUE(wait_until([this] { return engine_.pending() == kLimit; }));
+  // Nothing beyond the limit was taken while none was answered.
+  EXPECT_EQ(commands(), kLimit);
+  EXPECT_EQ(on_loop([this] { return engine_.pending(); }), kLimit);
+
+  // Completing writes frees slots, so the server parses the rest (FakeEngine
+  // completes those in the same call too). Never more than the limit pending.
+  size_t max_pending = 0;
+  ASSERT_TRUE(wait_until([&] {
+    max_pending = std::max(max_pending, engine_.pending());
+    engine_.complete_writes();
+    return commands_on_loop() == kLimit + kExtra && engine_.pending() == 0;
+  }));
+  EXPECT_EQ(max_pending, kLimit);
+  std::string expected;
+  for (size_t i = 0; i < kLimit + kExtra; i++) expected += "+OK\r\n";
+  EXPECT_EQ(c.read(expected.size()), expected);
+  c.expect(cmd({"DBSIZE"}), ":" + std::to_string(kLimit + kExtra) + "\r\n");
+}
+
+TEST_F(RespServerTest, EngineErrorsBecomeErrorReplies) {
+  on_loop([this] { engine_.refuse_writes = true; });
+  Client c(server_->port());
+  c.expect(cmd({"SET", "k", "v"}), "-ERR writes refused by test\r\n");
+  c.expect(cmd({"GET", "k"}), "$-1\r\n");
+}
+
+TEST_F(RespServerTest, WriteCompletingAfterClientLeftIsDropped) {
+  on_loop([this] { engine_.defer_writes = true; });
+  {
+    Client c(server_->port());
+    c.send(cmd({"SET", "k", "v"}));
+    ASSERT_TRUE(wait_until([this] { return engine_.pending() == 1; }));
+    c.reset();  // the server sees ECONNRESET and drops the connection at once
+  }
+  ASSERT_TRUE(wait_until([this] { return server_->connection_count() == 0; }));
+  on_loop([this] { engine_.complete_writes(); });
+  Client d(server_->port());
+  d.expect(cmd({"GET", "k"}), "$1\r\nv\r\n");
+}
+
+TEST_F(RespServerTest, WriteCompletingAfterStopIsDropped) {
+  on_loop([this] { engine_.defer_writes = true; });
+  Client c(server_->port());
+  c.send(cmd({"SET", "k", "v"}));
+  ASSERT_TRUE(wait_until([this] { return engine_.pending() == 1; }));
+  on_loop([this] { server_->stop(); });
+  on_loop([this] { engine_.complete_writes(); });
+  EXPECT_EQ(c.read_until_closed(), "");
+}
+
+TEST_F(RespServerTest, PortInUseIsAStatus) {
+  const Status s = on_loop([this] {
+    RespServer second(io_, engine_, "127.0.0.1", server_->port());
+    return second.start();
+  });
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_NE(s.message().find("bind"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace maroon::server
