@@ -1,0 +1,214 @@
+// `maroon bench`: a native-protocol load generator. Keeps `pipeline` requests
+// in flight on each of `connections` connections for `seconds`, then prints
+// throughput and latency percentiles. Bounded in time and in memory.
+#include <poll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "app/kv/kv_op.h"
+#include "cli/commands.h"
+#include "client/native_client.h"
+#include "common/prng.h"
+
+namespace maroon::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kLatencySamplesMaxPerThread = 4'000'000;
+
+struct MixEntry {
+  kv::OpType type;
+  unsigned weight;
+};
+
+Result<std::vector<MixEntry>> parse_mix(const std::string& mix) {
+  std::vector<MixEntry> out;
+  size_t pos = 0;
+  while (pos <= mix.size()) {
+    size_t comma = mix.find(',', pos);
+    std::string item = mix.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string name = item;
+    unsigned weight = 1;
+    if (size_t colon = item.find(':'); colon != std::string::npos) {
+      name = item.substr(0, colon);
+      try {
+        weight = static_cast<unsigned>(std::stoul(item.substr(colon + 1)));
+      } catch (...) {
+        return invalid_argument("bad weight in --mix: " + item);
+      }
+    }
+    kv::OpType type;
+    if (name == "set") type = kv::OpType::kSet;
+    else if (name == "get") type = kv::OpType::kGet;
+    else if (name == "incr") type = kv::OpType::kIncrBy;
+    else if (name == "del") type = kv::OpType::kDel;
+    else return invalid_argument("unknown op in --mix: '" + name + "' (set, get, incr, del)");
+    if (weight > 0) out.push_back({type, weight});
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (out.empty()) return invalid_argument("--mix names no op");
+  return out;
+}
+
+struct ThreadResult {
+  uint64_t ok = 0;
+  uint64_t errors = 0;
+  std::string first_error;
+  std::vector<uint32_t> latencies_us;
+};
+
+struct Conn {
+  client::NativeConnection conn;
+  std::deque<std::pair<uint64_t, Clock::time_point>> sent;  // request id order
+};
+
+void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigned connections,
+                uint64_t seed, Clock::time_point deadline, ThreadResult& result,
+                std::atomic<bool>& failed) {
+  std::vector<Conn> conns;
+  for (unsigned i = 0; i < connections; i++) {
+    auto c = client::NativeConnection::connect(o.host, o.native_port);
+    if (!c) {
+      result.first_error = c.status().to_string();
+      failed = true;
+      return;
+    }
+    conns.push_back(Conn{std::move(c).value(), {}});
+  }
+  Prng prng(seed);
+  unsigned total_weight = 0;
+  for (auto& m : mix) total_weight += m.weight;
+  std::string value(o.value_bytes, 'v');
+  std::string key;
+  std::vector<client::Response> responses;
+  std::vector<pollfd> fds(conns.size());
+  result.latencies_us.reserve(std::min<size_t>(kLatencySamplesMaxPerThread, 1 << 20));
+
+  bool sending = true;
+  while (true) {
+    auto now = Clock::now();
+    if (now >= deadline) sending = false;
+    size_t in_flight = 0;
+    for (auto& c : conns) {
+      while (sending && c.conn.in_flight() < o.pipeline) {
+        unsigned pick = static_cast<unsigned>(prng.below(total_weight));
+        kv::OpType type = mix.back().type;
+        for (auto& m : mix) {
+          if (pick < m.weight) {
+            type = m.type;
+            break;
+          }
+          pick -= m.weight;
+        }
+        key = fmt::format("key:{:012}", prng.below(o.keys));
+        kv::Op op;
+        op.type = type;
+        op.keys = {key};
+        if (type == kv::OpType::kSet) op.values = {value};
+        if (type == kv::OpType::kIncrBy) op.delta = 1;
+        uint64_t id = c.conn.send(op);
+        c.sent.emplace_back(id, now);
+      }
+      responses.clear();
+      auto polled = c.conn.poll(responses, std::chrono::milliseconds(0));
+      if (!polled) {
+        if (result.first_error.empty()) result.first_error = polled.status().to_string();
+        failed = true;
+        return;
+      }
+      auto done_at = Clock::now();
+      for (auto& r : responses) {
+        // Responses may complete out of order; find the send time by id.
+        auto it = std::find_if(c.sent.begin(), c.sent.end(),
+                               [&](const auto& s) { return s.first == r.request_id; });
+        if (it != c.sent.end()) {
+          if (result.latencies_us.size() < kLatencySamplesMaxPerThread) {
+            result.latencies_us.push_back(static_cast<uint32_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(done_at - it->second).count()));
+          }
+          c.sent.erase(it);
+        }
+        if (r.code == Code::kOk) {
+          result.ok++;
+        } else {
+          result.errors++;
+          if (result.first_error.empty()) result.first_error = r.status().to_string();
+        }
+      }
+      in_flight += c.conn.in_flight();
+    }
+    if (!sending && in_flight == 0) return;
+    if (!sending && Clock::now() > deadline + std::chrono::seconds(10)) {
+      if (result.first_error.empty()) result.first_error = "responses missing 10 s after the end";
+      failed = true;
+      return;
+    }
+    for (size_t i = 0; i < conns.size(); i++) {
+      fds[i] = pollfd{conns[i].conn.fd(),
+                      static_cast<short>(POLLIN | (conns[i].conn.unsent_bytes() ? POLLOUT : 0)), 0};
+    }
+    ::poll(fds.data(), fds.size(), 1);
+  }
+}
+
+uint32_t percentile(const std::vector<uint32_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t i = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1));
+  return sorted[i];
+}
+
+}  // namespace
+
+int run_bench(const BenchOptions& o) {
+  auto mix = parse_mix(o.mix);
+  if (!mix) {
+    std::fprintf(stderr, "maroon bench: %s\n", mix.status().message().c_str());
+    return 2;
+  }
+  unsigned threads = std::min(o.connections, std::max(1u, std::thread::hardware_concurrency()));
+  fmt::print("maroon bench: {}:{} mix={} connections={} pipeline={} keys={} value={}B for {}s ({} threads)\n",
+             o.host, o.native_port, o.mix, o.connections, o.pipeline, o.keys, o.value_bytes,
+             o.seconds, threads);
+  std::fflush(stdout);
+  auto start = Clock::now();
+  auto deadline = start + std::chrono::microseconds(static_cast<int64_t>(o.seconds * 1e6));
+  std::vector<ThreadResult> results(threads);
+  std::vector<std::thread> pool;
+  std::atomic<bool> failed{false};
+  for (unsigned t = 0; t < threads; t++) {
+    unsigned n = o.connections / threads + (t < o.connections % threads ? 1 : 0);
+    pool.emplace_back(run_thread, std::cref(o), std::cref(*mix), n, 0x5eed + t, deadline,
+                      std::ref(results[t]), std::ref(failed));
+  }
+  for (auto& th : pool) th.join();
+  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  ThreadResult all;
+  for (auto& r : results) {
+    all.ok += r.ok;
+    all.errors += r.errors;
+    if (all.first_error.empty()) all.first_error = r.first_error;
+    all.latencies_us.insert(all.latencies_us.end(), r.latencies_us.begin(), r.latencies_us.end());
+  }
+  std::sort(all.latencies_us.begin(), all.latencies_us.end());
+  fmt::print("ops: {} ok, {} errors in {:.2f} s\n", all.ok, all.errors, elapsed);
+  fmt::print("throughput: {:.0f} ops/s\n", static_cast<double>(all.ok + all.errors) / elapsed);
+  fmt::print("latency: p50 {} us, p99 {} us, p999 {} us, max {} us\n",
+             percentile(all.latencies_us, 0.50), percentile(all.latencies_us, 0.99),
+             percentile(all.latencies_us, 0.999),
+             all.latencies_us.empty() ? 0 : all.latencies_us.back());
+  if (!all.first_error.empty()) fmt::print("first error: {}\n", all.first_error);
+  return failed || all.errors > 0 ? 1 : 0;
+}
+
+}  // namespace maroon::cli

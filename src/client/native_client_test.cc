@@ -1,0 +1,406 @@
+#include "client/native_client.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <future>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "protocol/client_messages.h"
+#include "server/fake_engine.h"
+#include "server/native_server.h"
+
+namespace maroon::client {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using server::FakeEngine;
+using server::NativeServer;
+
+// A NativeServer over a FakeEngine on its own event-loop thread. Everything
+// that touches the server or engine runs on that thread via on_loop().
+class Harness {
+ public:
+  Harness() {
+    Status s = server_.start();
+    MAROON_ASSERT_MSG(s.is_ok(), s.to_string().c_str());
+    thread_ = std::thread([this] {
+      auto guard = asio::make_work_guard(io_);
+      io_.run();
+    });
+  }
+  template <typename F>
+  auto on_loop(F f) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    return result.get();
+  }
+
+  // Waits until pred() (run on the loop) holds, up to a deadline.
+  template <typename F>
+  bool wait_until(F pred, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!on_loop(pred)) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  }
+
+  ~Harness() {
+    on_loop([this] { server_.stop(); });
+    io_.stop();
+    thread_.join();
+  }
+
+  uint16_t port() const { return server_.port(); }
+  FakeEngine& engine() { return engine_; }
+  NativeServer& server() { return server_; }
+
+ private:
+  asio::io_context io_;
+  FakeEngine engine_;
+  NativeServer server_{io_, engine_, "127.0.0.1", 0};
+  std::thread thread_;
+};
+
+kv::Op get(std::string_view key) { return kv::Op{.type = kv::OpType::kGet, .keys = {key}}; }
+kv::Op set(std::string_view key, std::string_view value) {
+  return kv::Op{.type = kv::OpType::kSet, .keys = {key}, .values = {value}};
+}
+
+Client connect(Harness& h) {
+  auto c = Client::connect("127.0.0.1", h.port());
+  MAROON_ASSERT_MSG(c.is_ok(), c.is_ok() ? "" : c.status().to_string().c_str());
+  return std::move(c).value();
+}
+
+// Collects responses until `n` have arrived (or the deadline).
+std::vector<Response> collect(NativeConnection& conn, size_t n,
+                              std::chrono::milliseconds limit = 10s) {
+  std::vector<Response> got;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
+    auto r = conn.poll(got, 100ms);
+    if (!r.is_ok()) break;
+  }
+  return got;
+}
+
+// A raw blocking socket for sending bytes the client library would not.
+struct RawSocket {
+  explicit RawSocket(uint16_t port) : socket(io) {
+    socket.connect({asio::ip::make_address("127.0.0.1"), port});
+  }
+  void send(std::string_view bytes) { asio::write(socket, asio::buffer(bytes)); }
+  // Reads until EOF (the server closed) and returns everything received.
+  std::string read_to_eof() {
+    std::string all;
+    boost::system::error_code ec;
+    asio::read(socket, asio::dynamic_buffer(all), ec);
+    return all;
+  }
+  asio::io_context io;
+  asio::ip::tcp::socket socket;
+};
+
+std::vector<protocol::Response> parse_responses(const std::string& bytes,
+                                                std::vector<std::string>& storage) {
+  protocol::FrameDecoder d;
+  d.feed(bytes);
+  protocol::Frame f;
+  std::vector<protocol::Response> out;
+  storage.reserve(1024);
+  while (d.next(f) == protocol::DecodeResult::kFrame) {
+    storage.emplace_back(f.payload);
+    auto m = protocol::decode_response(storage.back());
+    if (m.is_ok()) out.push_back(*m);
+  }
+  return out;
+}
+
+TEST(NativeClient, BlockingCallsRoundTrip) {
+  Harness h;
+  Client c = connect(h);
+  auto r = c.call(get("k"));
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->kind, kv::Reply::Kind::kNil);
+
+  r = c.call(set("k", std::string("v\0v", 3)));
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->kind, kv::Reply::Kind::kOk);
+
+  r = c.call(get("k"));
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(*r, kv::Reply::of_value(std::string("v\0v", 3)));
+
+  r = c.call(kv::Op{.type = kv::OpType::kIncrBy, .delta = 5, .keys = {"n"}});
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(*r, kv::Reply::of_int(5));
+
+  // An app-level error is a reply, not a failed call.
+  r = c.call(kv::Op{.type = kv::OpType::kIncrBy, .delta = 1, .keys = {"k"}});
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->kind, kv::Reply::Kind::kError);
+  EXPECT_EQ(r->error, Code::kWrongType);
+
+  r = c.call(kv::Op{.type = kv::OpType::kDel, .keys = {"k", "n", "missing"}});
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(*r, kv::Reply::of_int(2));
+  EXPECT_EQ(h.on_loop([&] { return h.engine().app().size(); }), 0u);
+}
+
+TEST(NativeClient, InvalidOpIsRejectedBeforeSending) {
+  Harness h;
+  Client c = connect(h);
+  std::string big_key(limits::key_bytes_max + 1, 'k');
+  auto r = c.call(get(big_key));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kTooLarge);
+  EXPECT_TRUE(c.call(get("fine")).is_ok());
+}
+
+TEST(NativeClient, ManyPipelinedRequestsAllAnswered) {
+  Harness h;
+  auto conn = NativeConnection::connect("127.0.0.1", h.port());
+  ASSERT_TRUE(conn.is_ok());
+  constexpr int kN = 5000;
+  std::vector<std::string> keys;
+  for (int i = 0; i < kN; i++) keys.push_back("key" + std::to_string(i));
+  std::set<uint64_t> ids;
+  for (int i = 0; i < kN; i++) ids.insert(conn->send(set(keys[i], keys[i])));
+  for (int i = 0; i < kN; i++) ids.insert(conn->send(get(keys[i])));
+  EXPECT_EQ(ids.size(), 2u * kN);
+  auto got = collect(*conn, 2 * kN);
+  ASSERT_EQ(got.size(), 2u * kN);
+  EXPECT_EQ(conn->in_flight(), 0u);
+  std::set<uint64_t> answered;
+  for (const Response& r : got) {
+    EXPECT_EQ(r.code, Code::kOk) << r.error;
+    EXPECT_TRUE(answered.insert(r.request_id).second);
+  }
+  EXPECT_EQ(answered, ids);
+  EXPECT_EQ(h.on_loop([&] { return h.engine().app().size(); }), size_t{kN});
+}
+
+TEST(NativeClient, ReadsOvertakeDeferredWrites) {
+  Harness h;
+  h.on_loop([&] { h.engine().defer_writes = true; });
+  auto conn = NativeConnection::connect("127.0.0.1", h.port());
+  ASSERT_TRUE(conn.is_ok());
+  const uint64_t w = conn->send(set("a", "1"));
+  const uint64_t r = conn->send(get("a"));
+  auto got = collect(*conn, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].request_id, r);  // the read is answered while the write waits
+  auto reply = kv::decode_reply(got[0].reply);
+  ASSERT_TRUE(reply.is_ok());
+  EXPECT_EQ(reply->kind, kv::Reply::Kind::kNil);
+
+  ASSERT_TRUE(h.wait_until([&] { return h.engine().pending() == 1; }));
+  h.on_loop([&] { h.engine().complete_writes(); });
+  got = collect(*conn, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].request_id, w);
+}
+
+TEST(NativeClient, InflightLimitStopsReadingUntilRepliesDrain) {
+  Harness h;
+  h.on_loop([&] { h.engine().defer_writes = true; });
+  auto conn = NativeConnection::connect("127.0.0.1", h.port());
+  ASSERT_TRUE(conn.is_ok());
+  constexpr size_t kMax = limits::connection_inflight_requests_max;
+  constexpr size_t kN = kMax + 500;
+  for (size_t i = 0; i < kN; i++) conn->send(set("k" + std::to_string(i), "v"));
+  std::vector<Response> got;
+  // Push the bytes out; nothing can come back yet.
+  for (int i = 0; i < 20 && conn->unsent_bytes() > 0; i++)
+    ASSERT_TRUE(conn->poll(got, 10ms).is_ok());
+  ASSERT_TRUE(h.wait_until([&] { return h.engine().pending() == kMax; }));
+  // Reading stopped at the limit: no more submissions arrive.
+  EXPECT_EQ(h.on_loop([&] { return h.engine().submitted; }), kMax);
+  EXPECT_TRUE(got.empty());
+
+  size_t answered = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (answered < kN && std::chrono::steady_clock::now() < deadline) {
+    h.on_loop([&] { h.engine().complete_writes(); });
+    got.clear();
+    auto n = conn->poll(got, 5ms);
+    ASSERT_TRUE(n.is_ok()) << n.status().to_string();
+    answered += got.size();
+    EXPECT_LE(h.on_loop([&] { return h.engine().pending(); }), kMax);
+  }
+  EXPECT_EQ(answered, kN);
+  EXPECT_EQ(h.on_loop([&] { return h.engine().submitted; }), kN);
+}
+
+TEST(NativeClient, EngineErrorsAndUnknownAppComeBackAsCodes) {
+  Harness h;
+  Client c = connect(h);
+  h.on_loop([&] { h.engine().refuse_writes = true; });
+  auto r = c.call(set("a", "b"));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+
+  auto raw = c.call_raw(static_cast<AppId>(77), "x", false);
+  ASSERT_TRUE(raw.is_ok());
+  EXPECT_EQ(raw->code, Code::kInvalidArgument);
+  raw = c.call_raw(static_cast<AppId>(77), "x", true);
+  ASSERT_TRUE(raw.is_ok());
+  EXPECT_EQ(raw->code, Code::kInvalidArgument);
+  // Still usable.
+  EXPECT_TRUE(c.call(get("a")).is_ok());
+}
+
+TEST(NativeClient, OversizeOpGetsTooLargeAndConnectionSurvives) {
+  Harness h;
+  Client c = connect(h);
+  std::string op(limits::op_bytes_max + 1, 'x');
+  auto raw = c.call_raw(AppId::kKv, op, false);
+  ASSERT_TRUE(raw.is_ok()) << raw.status().to_string();
+  EXPECT_EQ(raw->code, Code::kTooLarge);
+  EXPECT_TRUE(c.call(get("a")).is_ok());
+}
+
+TEST(NativeClient, GarbageClosesOnlyThatConnection) {
+  Harness h;
+  Client good = connect(h);
+  ASSERT_TRUE(good.call(set("a", "1")).is_ok());
+
+  RawSocket bad(h.port());
+  bad.send("this is not a frame at all, not even close");
+  std::vector<std::string> storage;
+  auto responses = parse_responses(bad.read_to_eof(), storage);
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].request_id, 0u);
+  EXPECT_NE(responses[0].code, Code::kOk);
+
+  auto r = good.call(get("a"));
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(*r, kv::Reply::of_value("1"));
+  EXPECT_TRUE(h.wait_until([&] { return h.server().connection_count() == 1; }));
+}
+
+TEST(NativeClient, CorruptChecksumAndMalformedRequestClose) {
+  Harness h;
+  {
+    std::string wire;
+    protocol::encode_request({.request_id = 1, .op = "x"}, wire);
+    wire[5] ^= 1;  // checksum
+    RawSocket s(h.port());
+    s.send(wire);
+    std::vector<std::string> storage;
+    auto rs = parse_responses(s.read_to_eof(), storage);
+    ASSERT_EQ(rs.size(), 1u);
+    EXPECT_EQ(rs[0].code, Code::kCorruption);
+  }
+  {
+    std::string wire;
+    protocol::encode_frame(protocol::FrameType::kRequest, "short", wire);
+    RawSocket s(h.port());
+    s.send(wire);
+    std::vector<std::string> storage;
+    auto rs = parse_responses(s.read_to_eof(), storage);
+    ASSERT_EQ(rs.size(), 1u);
+    EXPECT_EQ(rs[0].code, Code::kInvalidArgument);
+  }
+  {
+    std::string wire;
+    protocol::encode_frame(99, "", wire);
+    RawSocket s(h.port());
+    s.send(wire);
+    std::vector<std::string> storage;
+    EXPECT_EQ(parse_responses(s.read_to_eof(), storage).size(), 1u);
+  }
+}
+
+TEST(NativeClient, UnsupportedHelloVersionIsRefused) {
+  Harness h;
+  std::string wire;
+  protocol::encode_hello({.version = 99, .client_name = "future"}, wire);
+  RawSocket s(h.port());
+  s.send(wire);
+  std::string all = s.read_to_eof();
+  protocol::FrameDecoder d;
+  d.feed(all);
+  protocol::Frame f;
+  ASSERT_EQ(d.next(f), protocol::DecodeResult::kFrame);
+  ASSERT_EQ(f.type, static_cast<uint8_t>(protocol::FrameType::kHelloReply));
+  auto m = protocol::decode_hello_reply(f.payload);
+  ASSERT_TRUE(m.is_ok());
+  EXPECT_EQ(m->code, Code::kInvalidArgument);
+  EXPECT_EQ(m->version, protocol::kProtocolVersion);
+}
+
+TEST(NativeClient, HalfCloseStillGetsEveryAnswer) {
+  Harness h;
+  h.on_loop([&] { h.engine().defer_writes = true; });
+  std::string wire;
+  for (uint64_t id = 1; id <= 10; id++) {
+    std::string op = kv::encode_op(set("k" + std::to_string(id), "v"));
+    protocol::encode_request({.request_id = id, .op = op}, wire);
+  }
+  RawSocket s(h.port());
+  s.send(wire);
+  s.socket.shutdown(asio::ip::tcp::socket::shutdown_send);
+  ASSERT_TRUE(h.wait_until([&] { return h.engine().pending() == 10; }));
+  h.on_loop([&] { h.engine().complete_writes(); });
+  std::vector<std::string> storage;
+  auto rs = parse_responses(s.read_to_eof(), storage);
+  EXPECT_EQ(rs.size(), 10u);
+  EXPECT_TRUE(h.wait_until([&] { return h.server().connection_count() == 0; }));
+}
+
+TEST(NativeClient, RepliesAfterTheClientLeftAreDropped) {
+  Harness h;
+  h.on_loop([&] { h.engine().defer_writes = true; });
+  {
+    auto conn = NativeConnection::connect("127.0.0.1", h.port());
+    ASSERT_TRUE(conn.is_ok());
+    for (int i = 0; i < 50; i++) conn->send(set("k" + std::to_string(i), "v"));
+    std::vector<Response> got;
+    while (conn->unsent_bytes() > 0) ASSERT_TRUE(conn->poll(got, 10ms).is_ok());
+    ASSERT_TRUE(h.wait_until([&] { return h.engine().pending() == 50; }));
+  }
+  // EOF may be a half-close, so the server answers what it was sent before
+  // closing; the replies go to a socket nobody reads.
+  h.on_loop([&] { h.engine().complete_writes(); });
+  ASSERT_TRUE(h.wait_until([&] { return h.server().connection_count() == 0; }));
+  EXPECT_EQ(h.on_loop([&] { return h.engine().app().size(); }), 50u);
+  // And after stop(), with replies still owed.
+  auto conn = NativeConnection::connect("127.0.0.1", h.port());
+  ASSERT_TRUE(conn.is_ok());
+  conn->send(set("late", "v"));
+  std::vector<Response> got;
+  while (conn->unsent_bytes() > 0) ASSERT_TRUE(conn->poll(got, 10ms).is_ok());
+  ASSERT_TRUE(h.wait_until([&] { return h.engine().pending() == 1; }));
+  h.on_loop([&] { h.server().stop(); });
+  h.on_loop([&] { h.engine().complete_writes(); });
+  auto r = conn->poll(got, 2s);
+  EXPECT_FALSE(r.is_ok());
+  EXPECT_TRUE(conn->is_broken());
+}
+
+TEST(NativeClient, ConnectFailsCleanly) {
+  Harness h;
+  const uint16_t port = h.port();
+  h.on_loop([&] { h.server().stop(); });
+  auto c = Client::connect("127.0.0.1", port, Options{.connect_timeout = 2s});
+  EXPECT_FALSE(c.is_ok());
+  auto c2 = Client::connect("no-such-host.invalid", 1, Options{.connect_timeout = 2s});
+  EXPECT_FALSE(c2.is_ok());
+}
+
+}  // namespace
+}  // namespace maroon::client

@@ -1,0 +1,360 @@
+#include "server/native_server.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <string_view>
+#include <utility>
+
+#include "common/assert.h"
+#include "protocol/client_messages.h"
+#include "protocol/frame.h"
+
+namespace maroon::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+struct NativeServer::Metrics {
+  explicit Metrics(Registry& r)
+      : connections(r.gauge("maroon_native_connections", "Open native protocol connections.")),
+        accepted(r.counter("maroon_native_connections_accepted_total",
+                           "Native protocol connections accepted.")),
+        rejected(
+            r.counter("maroon_native_connections_rejected_total",
+                      "Native protocol connections closed at accept: connections_max reached.")),
+        requests(r.counter("maroon_native_requests_total", "Native protocol requests received.")),
+        protocol_errors(r.counter("maroon_native_protocol_errors_total",
+                                  "Native connections closed for a bad frame or message.")) {}
+  Gauge& connections;
+  Counter& accepted;
+  Counter& rejected;
+  Counter& requests;
+  Counter& protocol_errors;
+};
+
+// One client connection. Owned by the server's table while open; async
+// operations hold a shared_ptr, engine callbacks only a weak_ptr, so a reply
+// that arrives after the connection closed finds it gone (or closed) and is
+// dropped.
+class NativeServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(NativeServer* server, tcp::socket socket)
+      : server_(server),
+        engine_(server->engine_),
+        metrics_(*server->metrics_),
+        socket_(std::move(socket)) {}
+
+  void start() { process(); }
+
+  // Idempotent. After close nothing touches the server, socket or engine.
+  void close() {
+    if (closed_) return;
+    auto self = shared_from_this();  // forget() may drop the table's reference
+    closed_ = true;
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    if (server_ != nullptr) {
+      server_->forget(this);
+      server_ = nullptr;
+    }
+  }
+  void detach() { server_ = nullptr; }
+
+ private:
+  bool has_room() const {
+    return inflight_ < limits::connection_inflight_requests_max &&
+           out_.size() + writing_.size() < native_write_bytes_max;
+  }
+
+  // Handles buffered frames while the limits allow, then reads more if the
+  // decoder needs bytes. Not reentrant: engine replies that arrive during it
+  // (a synchronous submit) only queue their response.
+  void process() {
+    MAROON_ASSERT(!in_process_);
+    in_process_ = true;
+    bool need_more = false;
+    while (!closed_ && !closing_ && has_room()) {
+      protocol::Frame frame;
+      const protocol::DecodeResult r = decoder_.next(frame);
+      if (r == protocol::DecodeResult::kNeedMore) {
+        need_more = true;
+        break;
+      }
+      if (r == protocol::DecodeResult::kError) {
+        protocol_error(decoder_.error());
+        break;
+      }
+      handle(frame);
+    }
+    in_process_ = false;
+    if (need_more && !reading_ && !peer_done_ && !closed_ && !closing_) read();
+    schedule_flush();
+    maybe_finish();
+  }
+
+  void read() {
+    MAROON_ASSERT(!reading_);
+    reading_ = true;
+    std::span<char> space = decoder_.prepare(native_read_chunk_bytes);
+    socket_.async_read_some(
+        asio::buffer(space.data(), space.size()),
+        [self = shared_from_this()](error_code ec, size_t n) { self->on_read(ec, n); });
+  }
+
+  void on_read(error_code ec, size_t n) {
+    reading_ = false;
+    if (closed_) return;
+    if (ec) {
+      if (ec == asio::error::eof) {
+        // The client finished sending; answer what it sent, then close.
+        peer_done_ = true;
+        maybe_finish();
+        return;
+      }
+      close();
+      return;
+    }
+    decoder_.commit(n);
+    process();
+  }
+
+  void handle(const protocol::Frame& frame) {
+    switch (static_cast<protocol::FrameType>(frame.type)) {
+      case protocol::FrameType::kRequest: {
+        auto req = protocol::decode_request(frame.payload);
+        if (!req.is_ok()) return protocol_error(req.status());
+        metrics_.requests.inc();
+        handle_request(*req);
+        return;
+      }
+      case protocol::FrameType::kHello: {
+        auto hello = protocol::decode_hello(frame.payload);
+        if (!hello.is_ok()) return protocol_error(hello.status());
+        const bool supported = hello->version == protocol::kProtocolVersion;
+        protocol::encode_hello_reply({.version = protocol::kProtocolVersion,
+                                      .code = supported ? Code::kOk : Code::kInvalidArgument,
+                                      .node_id = engine_.status().node_id},
+                                     out_);
+        if (!supported) closing_ = true;
+        return;
+      }
+      default:
+        return protocol_error(
+            invalid_argument("unexpected frame type " + std::to_string(frame.type)));
+    }
+  }
+
+  void handle_request(const protocol::Request& req) {
+    if (req.op.size() > limits::op_bytes_max) {
+      respond(req.request_id,
+              too_large("op of " + std::to_string(req.op.size()) + " bytes exceeds the limit of " +
+                        std::to_string(limits::op_bytes_max)),
+              {});
+      return;
+    }
+    if (req.read_only()) {
+      Result<std::string> r = engine_.read(req.app, req.op);
+      if (r.is_ok()) {
+        respond(req.request_id, Status::ok(), *r);
+      } else {
+        respond(req.request_id, r.status(), {});
+      }
+      return;
+    }
+    inflight_++;
+    engine_.submit(
+        req.app, std::string(req.op),
+        [weak = weak_from_this(), id = req.request_id](const Status& s, std::string_view reply) {
+          if (auto self = weak.lock()) self->on_reply(id, s, reply);
+        });
+  }
+
+  void on_reply(uint64_t request_id, const Status& s, std::string_view reply) {
+    MAROON_ASSERT(inflight_ > 0);
+    inflight_--;
+    if (closed_ || closing_) return;
+    respond(request_id, s, reply);
+    if (in_process_) return;  // process() flushes and resumes when it returns
+    if (!reading_) {
+      process();  // was paused on a limit, or waiting to finish after EOF
+    } else {
+      schedule_flush();
+    }
+  }
+
+  void respond(uint64_t request_id, const Status& s, std::string_view reply) {
+    protocol::encode_response({.request_id = request_id,
+                               .code = s.code(),
+                               .error = s.message(),
+                               .reply = s.is_ok() ? reply : std::string_view()},
+                              out_);
+  }
+
+  // Tells the client why, then closes: nothing after a bad frame can be trusted.
+  void protocol_error(const Status& s) {
+    metrics_.protocol_errors.inc();
+    respond(0, s.is_ok() ? invalid_argument("protocol error") : s, {});
+    closing_ = true;
+  }
+
+  // Writes are deferred to the end of the loop turn so that replies completed
+  // together (one epoch) share a write.
+  void schedule_flush() {
+    if (flush_scheduled_ || write_active_ || out_.empty() || closed_) return;
+    flush_scheduled_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->flush_scheduled_ = false;
+      self->flush();
+    });
+  }
+
+  void flush() {
+    if (closed_ || write_active_ || out_.empty()) return;
+    std::swap(out_, writing_);
+    out_.clear();
+    write_active_ = true;
+    asio::async_write(socket_, asio::buffer(writing_),
+                      [self = shared_from_this()](error_code ec, size_t) { self->on_write(ec); });
+  }
+
+  void on_write(error_code ec) {
+    write_active_ = false;
+    if (closed_) return;
+    if (ec) {
+      close();
+      return;
+    }
+    // Do not keep a large buffer around after a burst of big replies.
+    if (writing_.capacity() > 4 * native_read_chunk_bytes) {
+      std::string().swap(writing_);
+    } else {
+      writing_.clear();
+    }
+    flush();
+    if (!reading_ && !in_process_) {
+      process();
+    } else {
+      maybe_finish();
+    }
+  }
+
+  // Closes once there is nothing more to say: after a protocol error, or after
+  // the client's EOF once every request is answered.
+  void maybe_finish() {
+    if (closed_ || write_active_ || !out_.empty() || flush_scheduled_) return;
+    // After EOF, process() has consumed every complete frame whenever it ran
+    // with room; a partial frame left in the decoder will never complete.
+    if (closing_ || (peer_done_ && inflight_ == 0 && !in_process_)) close();
+  }
+
+  NativeServer* server_;  // null once detached by stop()
+  Engine& engine_;
+  Metrics& metrics_;
+  tcp::socket socket_;
+  protocol::FrameDecoder decoder_;
+  std::string out_;      // responses not yet handed to a write
+  std::string writing_;  // the buffer the active async_write sends
+  size_t inflight_ = 0;  // submitted to the engine, not yet replied
+  bool in_process_ = false;
+  bool reading_ = false;
+  bool write_active_ = false;
+  bool flush_scheduled_ = false;
+  bool peer_done_ = false;  // the client closed its sending side
+  bool closing_ = false;    // protocol error: flush, then close
+  bool closed_ = false;
+};
+
+NativeServer::NativeServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port)
+    : io_(io),
+      engine_(engine),
+      host_(std::move(host)),
+      port_(port),
+      acceptor_(io),
+      accept_retry_(io),
+      metrics_(std::make_unique<Metrics>(engine.metrics())) {}
+
+NativeServer::~NativeServer() {
+  stop();
+  alive_.reset();
+}
+
+Status NativeServer::start() {
+  MAROON_ASSERT(!acceptor_.is_open());
+  error_code ec;
+  tcp::resolver resolver(io_);
+  auto endpoints = resolver.resolve(host_, std::to_string(port_), tcp::resolver::passive, ec);
+  if (ec || endpoints.empty()) {
+    return unavailable("native server: cannot resolve " + host_ + ": " + ec.message());
+  }
+  const tcp::endpoint ep = endpoints.begin()->endpoint();
+  if (acceptor_.open(ep.protocol(), ec) ||
+      acceptor_.set_option(asio::socket_base::reuse_address(true), ec) || acceptor_.bind(ep, ec) ||
+      acceptor_.listen(asio::socket_base::max_listen_connections, ec)) {
+    error_code ignored;
+    acceptor_.close(ignored);
+    return io_error("native server: cannot listen on " + host_ + ":" + std::to_string(port_) +
+                    ": " + ec.message());
+  }
+  bound_port_ = acceptor_.local_endpoint(ec).port();
+  stopped_ = false;
+  accept();
+  return Status::ok();
+}
+
+void NativeServer::accept() {
+  // A completed accept may still be queued when the server is destroyed; the
+  // handler checks `alive` before touching `this`.
+  acceptor_.async_accept(
+      [this, alive = std::weak_ptr<bool>(alive_)](error_code ec, tcp::socket socket) {
+        if (alive.expired() || ec == asio::error::operation_aborted || stopped_) return;
+        if (!ec) {
+          if (connections_.size() >= limits::connections_max) {
+            metrics_->rejected.inc();
+            error_code ignored;
+            socket.close(ignored);
+          } else {
+            error_code ignored;
+            socket.set_option(tcp::no_delay(true), ignored);
+            metrics_->accepted.inc();
+            auto c = std::make_shared<Connection>(this, std::move(socket));
+            connections_.emplace(c.get(), c);
+            c->start();
+          }
+        }
+        metrics_->connections.set(static_cast<int64_t>(connections_.size()));
+        if (ec) {
+          // Out of file descriptors and the like: retry later instead of spinning.
+          accept_retry_.expires_after(accept_retry_delay);
+          accept_retry_.async_wait([this, alive](error_code wait_ec) {
+            if (alive.expired() || wait_ec || stopped_) return;
+            accept();
+          });
+          return;
+        }
+        accept();
+      });
+}
+
+void NativeServer::forget(Connection* c) {
+  connections_.erase(c);
+  metrics_->connections.set(static_cast<int64_t>(connections_.size()));
+}
+
+void NativeServer::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  error_code ignored;
+  acceptor_.close(ignored);
+  accept_retry_.cancel();
+  auto conns = std::move(connections_);
+  connections_.clear();
+  for (auto& [ptr, c] : conns) {
+    c->detach();
+    c->close();
+  }
+  metrics_->connections.set(0);
+}
+
+}  // namespace maroon::server

@@ -1,0 +1,77 @@
+// The native binary protocol server (protocol/frame.h, protocol/client_messages.h)
+// on one event-loop thread. Requests are pipelined: a connection keeps reading
+// while earlier requests are in flight, and answers each as the engine
+// completes it, so responses may come back out of order (matched by
+// request_id). Responses finished in the same loop turn go out in one write.
+//
+// Bounds: a connection stops reading (TCP backpressure) while it has
+// limits::connection_inflight_requests_max requests unanswered or
+// native_write_bytes_max bytes of responses unsent; at most
+// limits::connections_max connections are open (more are closed on accept).
+// A bad frame or malformed message gets an error Response (request_id 0) and
+// that connection is closed; other connections are unaffected.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "common/limits.h"
+#include "common/status.h"
+#include "server/engine.h"
+
+namespace maroon::server {
+
+// Responses buffered for one connection before it stops reading requests.
+inline constexpr size_t native_write_bytes_max = limits::connection_read_bytes_max;
+inline constexpr size_t native_read_chunk_bytes = 64 * 1024;
+// After an accept error (e.g. out of file descriptors).
+inline constexpr std::chrono::milliseconds accept_retry_delay{100};
+static_assert(native_read_chunk_bytes <= limits::connection_read_bytes_max);
+
+class NativeServer {
+ public:
+  // `engine` must outlive the server and any engine callbacks it hands out.
+  NativeServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port);
+  ~NativeServer();
+  NativeServer(const NativeServer&) = delete;
+  NativeServer& operator=(const NativeServer&) = delete;
+
+  // Binds and starts accepting. Port 0 picks a free port (see port()).
+  Status start();
+  uint16_t port() const { return bound_port_; }
+  // Stops accepting and closes every connection; replies still owed by the
+  // engine are dropped when they arrive. Idempotent; call on the loop thread.
+  void stop();
+
+  size_t connection_count() const { return connections_.size(); }
+
+ private:
+  class Connection;
+  friend class Connection;
+
+  void accept();
+  void forget(Connection* c);
+
+  boost::asio::io_context& io_;
+  Engine& engine_;
+  std::string host_;
+  uint16_t port_;
+  uint16_t bound_port_ = 0;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
+  // Expires with the server; queued accept handlers check it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+  bool stopped_ = false;
+
+  struct Metrics;
+  std::unique_ptr<Metrics> metrics_;
+};
+
+}  // namespace maroon::server

@@ -1,0 +1,127 @@
+"""Starts and stops real `maroon dev` processes for the process-level tests.
+
+Servers listen on 127.0.0.1 only, on free ports chosen here. Waits are on
+conditions with deadlines, never bare sleeps.
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Dev:
+    def __init__(self, binary, data_dir, log_path):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.http_port = free_port()
+        self.resp_port = free_port()
+        self.native_port = free_port()
+        self.proc = None
+
+    def start(self, timeout=30.0):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "dev", "--data-dir", self.data_dir,
+             "--http-port", str(self.http_port), "--resp-port", str(self.resp_port),
+             "--native-port", str(self.native_port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("maroon dev exited with %s; see %s" % (self.proc.returncode, self.log_path))
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/v1/status" % self.http_port, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("maroon dev did not serve within %.0f s; see %s" % (timeout, self.log_path))
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def terminate(self, timeout=30.0):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            code = self.proc.wait(timeout=timeout)
+            self.proc = None
+            return code
+        self.proc = None
+        return None
+
+
+class Resp:
+    """A minimal RESP2 client: enough for tests, raises on -ERR replies."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, *args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode()
+            elif isinstance(a, int):
+                a = str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.sock.sendall(out)
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def read(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise Resp.Error(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n).decode()
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise ValueError("bad reply line %r" % line)
+
+    def call(self, *args):
+        self.send(*args)
+        return self.read()
