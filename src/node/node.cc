@@ -109,6 +109,13 @@ void Node::hold(RangeState& range, TxId id, AppId app, std::string op, bool dura
   auto [it, inserted] = range.held.try_emplace(id.offset(), Held{app, std::move(op), durable});
   MAROON_ASSERT(inserted);
   held_txs_++;
+  while (range.held.contains(range.written + 1)) range.written++;
+}
+
+uint64_t Node::orderable(const RangeState& range) const {
+  // k = 1: what this node holds durably may be ordered, or with
+  // order_unsynced_txs what it has written ahead of the epoch in the same log.
+  return config_.order_unsynced_txs ? range.written : range.durable;
 }
 
 void Node::advance_durable(RangeState& range) {
@@ -183,6 +190,11 @@ void Node::on_persisted(uint64_t durable_seq) {
   propose_epochs();
 }
 
+void Node::on_flush() {
+  MAROON_ASSERT(!replaying_);
+  propose_epochs();
+}
+
 void Node::tick(uint64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
   if (!replaying_) propose_epochs();
@@ -198,10 +210,9 @@ void Node::propose_epochs() {
     uint64_t budget = limits::epoch_txs_max;
     for (auto& [id, range] : ranges_) {
       if (budget == 0 || epoch.intervals.size() == limits::epoch_intervals_max) break;
-      // k = 1: what this node holds durably may be ordered.
-      uint64_t orderable = range.durable;
-      if (orderable <= range.ordered) continue;
-      uint64_t last = std::min(orderable, range.ordered + budget);
+      uint64_t limit = orderable(range);
+      if (limit <= range.ordered) continue;
+      uint64_t last = std::min(limit, range.ordered + budget);
       epoch.intervals.push_back(Interval{id, range.ordered + 1, last});
       budget -= last - range.ordered;
     }
@@ -233,6 +244,7 @@ void Node::apply_epoch(const Epoch& epoch, bool replaying) {
     for (uint64_t offset = interval.first; offset <= interval.last; offset++) {
       auto held = range.held.find(offset);
       MAROON_ASSERT_MSG(held != range.held.end(), "a committed tx is not held locally");
+      MAROON_ASSERT_MSG(held->second.durable, "a committed tx is not durable");
       TxId id = TxId::make(interval.range, offset);
       StateMachine* app = apps_[static_cast<uint8_t>(held->second.app)];
       MAROON_ASSERT(app != nullptr);
@@ -290,7 +302,8 @@ RangeId Node::newest_range(GatewayId gateway) const {
 
 void Node::check_invariants(const RangeState& range) const {
   MAROON_ASSERT(range.applied <= range.ordered);
-  MAROON_ASSERT(range.ordered <= range.durable);
+  MAROON_ASSERT(range.ordered <= orderable(range));
+  MAROON_ASSERT(range.durable <= range.written);
   MAROON_ASSERT(range.results.size() == 0 || range.results.last_offset() <= range.applied);
 }
 

@@ -39,6 +39,7 @@ struct Harness {
   std::vector<GatewayEnvelope> flush() {
     std::vector<GatewayEnvelope> sent;
     for (int round = 0; round < 100; round++) {
+      node.on_flush();
       Output out = node.take_output();
       if (out.empty()) return sent;
       for (auto& e : out.send_now) sent.push_back(std::move(e));
@@ -112,6 +113,37 @@ TEST(Node, AcksOnlyAfterPersistAndExecutesInOrder) {
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[0].reply, "a#1");
   EXPECT_EQ(results[1].reply, "b#2");
+}
+
+TEST(Node, OrderUnsyncedPutsTxsAndTheirEpochInOneBatch) {
+  NodeConfig config;
+  config.order_unsynced_txs = true;
+  Harness h(config);
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
+  h.node.on_tx(g, TxMsg{TxId::make(r, 2), AppId::kKv, "b"});
+  h.node.on_flush();
+  Output out = h.node.take_output();
+  ASSERT_EQ(out.persist.size(), 3u);
+  EXPECT_EQ(out.persist[0].type, RecordType::kTx);
+  EXPECT_EQ(out.persist[1].type, RecordType::kTx);
+  EXPECT_EQ(out.persist[2].type, RecordType::kEpoch) << "the epoch follows its txs in the log";
+  EXPECT_TRUE(h.app.log.empty());
+  h.node.on_persisted(out.next_seq() - 1);  // one durability report: ordered and executed
+  EXPECT_EQ(h.app.log, (std::vector<std::string>{"a", "b"}));
+  Output after = h.node.take_output();
+  EXPECT_EQ(of_type<TxResult>(after.send_now).size(), 2u);
+}
+
+TEST(Node, WithoutOrderUnsyncedAnEpochWaitsForDurableTxs) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
+  h.node.on_flush();
+  Output out = h.node.take_output();
+  ASSERT_EQ(out.persist.size(), 1u) << "no epoch may name a tx before it is durable";
 }
 
 TEST(Node, RetriedTxGetsFirstResultNotSecondExecution) {

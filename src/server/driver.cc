@@ -31,7 +31,7 @@ uint64_t pick_gateway_id(uint64_t configured) {
 Driver::Driver(boost::asio::io_context& io, DriverOptions options)
     : io_(io),
       options_(std::move(options)),
-      node_(NodeConfig{}, sequencer_),
+      node_(NodeConfig{.order_unsynced_txs = true}, sequencer_),
       gateway_(GatewayConfig{.id = GatewayId(pick_gateway_id(options_.gateway_id))}),
       tick_timer_(io),
       shutdown_timer_(io),
@@ -232,7 +232,11 @@ void Driver::schedule_flush() {
 }
 
 void Driver::flush() {
-  if (writing_ || pending_->empty() || read_only_) return;
+  if (writing_ || read_only_) return;
+  // The node may add an epoch ordering the txs of this very batch.
+  node_.on_flush();
+  pump();
+  if (pending_->empty()) return;
   writing_ = true;
   wal_pending_bytes_.set(0);
   wal_records_.inc(pending_->records());
