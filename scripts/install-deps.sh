@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libjemalloc-dev
   redis-tools redis-server curl python3
 )
 

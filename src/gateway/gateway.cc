@@ -23,34 +23,44 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
     request_lease();
     return unavailable("the gateway is leasing a range of tx ids; retry shortly");
   }
-  if (inflight_.size() >= config_.inflight_txs_max) {
+  if (inflight_count_ >= config_.inflight_txs_max || inflight_.size() >= 2 * config_.inflight_txs_max) {
     return overloaded("too many requests in flight; retry shortly");
   }
   TxId id = TxId::make(range_, next_offset_++);
   // Lease the next range before this one runs out.
   if (next_offset_ > config_.offsets_per_range_max) request_lease();
   out_.to_nodes.push_back(TxMsg{id, app, op});
-  auto [it, inserted] =
-      inflight_.try_emplace(id, Inflight{token, app, std::move(op), 0, now_ticks_});
-  MAROON_ASSERT(inserted);
+  MAROON_ASSERT(inflight_base_ + inflight_.size() == next_number_);
+  inflight_.push_back(Inflight{id, token, app, std::move(op), 0, now_ticks_, false});
+  next_number_++;
+  inflight_count_++;
   return id;
 }
 
-void Gateway::on_message(const NodeToGateway& msg) {
-  if (const auto* ack = std::get_if<TxAck>(&msg)) {
-    auto it = inflight_.find(ack->id);
-    if (it != inflight_.end()) it->second.acks++;
-  } else if (const auto* result = std::get_if<TxResult>(&msg)) {
+void Gateway::on_message(NodeToGateway msg) {
+  if (auto* ack = std::get_if<TxAck>(&msg)) {
+    if (Inflight* tx = find(ack->id)) tx->acks++;
+  } else if (auto* result = std::get_if<TxResult>(&msg)) {
     // Several nodes answer; the first result wins and later ones are dropped.
-    auto it = inflight_.find(result->id);
-    if (it == inflight_.end()) return;
-    out_.deliveries.push_back(Delivery{it->second.token, result->id, result->reply, result->expired});
-    inflight_.erase(it);
-  } else if (const auto* lease = std::get_if<LeaseGranted>(&msg)) {
+    Inflight* tx = find(result->id);
+    if (tx == nullptr) return;
+    out_.deliveries.push_back(Delivery{tx->token, result->id, std::move(result->reply), result->expired});
+    tx->answered = true;
+    tx->op = std::string();
+    inflight_count_--;
+    while (!inflight_.empty() && inflight_.front().answered) {
+      inflight_.pop_front();
+      inflight_base_++;
+    }
+    while (range_starts_.size() > 1 && range_starts_[1].first_number <= inflight_base_) {
+      range_starts_.pop_front();
+    }
+  } else if (auto* lease = std::get_if<LeaseGranted>(&msg)) {
     if (lease->gateway != config_.id || !(range_ < lease->range)) return;
     range_ = lease->range;
     next_offset_ = 1;
     lease_requested_ = false;
+    range_starts_.push_back(RangeStart{range_, next_number_});
   }
 }
 
@@ -60,10 +70,11 @@ void Gateway::tick() {
     lease_requested_ = false;
     request_lease();
   }
-  for (auto& [id, tx] : inflight_) {
-    if (tx.acks < config_.acks_needed && now_ticks_ - tx.sent_tick >= config_.retry_ticks) {
+  for (Inflight& tx : inflight_) {
+    if (!tx.answered && tx.acks < config_.acks_needed &&
+        now_ticks_ - tx.sent_tick >= config_.retry_ticks) {
       tx.sent_tick = now_ticks_;
-      out_.to_nodes.push_back(TxMsg{id, tx.app, tx.op});
+      out_.to_nodes.push_back(TxMsg{tx.id, tx.app, tx.op});
     }
   }
 }
@@ -73,6 +84,18 @@ void Gateway::request_lease() {
   lease_requested_ = true;
   lease_requested_tick_ = now_ticks_;
   out_.to_nodes.push_back(LeaseRequest{config_.id, range_});
+}
+
+Gateway::Inflight* Gateway::find(TxId id) {
+  for (auto it = range_starts_.rbegin(); it != range_starts_.rend(); ++it) {
+    if (it->range != id.range()) continue;
+    uint64_t number = it->first_number + id.offset() - 1;
+    if (number < inflight_base_ || number - inflight_base_ >= inflight_.size()) return nullptr;
+    Inflight& tx = inflight_[number - inflight_base_];
+    MAROON_ASSERT(tx.id == id);
+    return tx.answered ? nullptr : &tx;
+  }
+  return nullptr;
 }
 
 GatewayOutput Gateway::take_output() { return std::exchange(out_, GatewayOutput{}); }

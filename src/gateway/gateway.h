@@ -6,7 +6,7 @@
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
+#include <deque>
 #include <vector>
 
 #include "common/status.h"
@@ -48,24 +48,33 @@ class Gateway {
   // Assigns the next id and sends the tx. Errors: kUnavailable (no range
   // leased yet), kOverloaded (too many txs in flight).
   Result<TxId> submit(AppId app, std::string op, uint64_t token);
-  void on_message(const NodeToGateway& msg);
+  void on_message(NodeToGateway msg);
   void tick();
 
   GatewayOutput take_output();
 
   RangeId range() const { return range_; }
-  size_t inflight() const { return inflight_.size(); }
+  size_t inflight() const { return inflight_count_; }
   GatewayId id() const { return config_.id; }
 
  private:
   struct Inflight {
-    uint64_t token;
-    AppId app;
+    TxId id;
+    uint64_t token = 0;
+    AppId app = AppId::kSystem;
     std::string op;
     size_t acks = 0;
     uint64_t sent_tick = 0;
+    bool answered = false;
+  };
+  // Txs are numbered in submission order; ids run consecutively within a
+  // range, so a tx id maps to its number through the range's first one.
+  struct RangeStart {
+    RangeId range;
+    uint64_t first_number;  // number of offset 1
   };
   void request_lease();
+  Inflight* find(TxId id);
 
   GatewayConfig config_;
   GatewayOutput out_;
@@ -74,7 +83,13 @@ class Gateway {
   uint64_t now_ticks_ = 0;
   bool lease_requested_ = false;
   uint64_t lease_requested_tick_ = 0;
-  std::unordered_map<TxId, Inflight> inflight_;
+  // inflight_[i] is tx number inflight_base_ + i; answered ones are popped
+  // from the front, so the deque spans the oldest unanswered tx onwards.
+  std::deque<Inflight> inflight_;
+  uint64_t inflight_base_ = 0;
+  uint64_t next_number_ = 0;
+  size_t inflight_count_ = 0;
+  std::deque<RangeStart> range_starts_;
 };
 
 }  // namespace maroon

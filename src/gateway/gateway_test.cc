@@ -106,3 +106,30 @@ TEST(Gateway, BoundsInflight) {
 
 }  // namespace
 }  // namespace maroon
+
+namespace maroon {
+namespace {
+
+TEST(Gateway, MatchesResultsAcrossRangeRollover) {
+  GatewayConfig c;
+  c.offsets_per_range_max = 2;
+  Gateway g = leased(c, RangeId(1));
+  TxId a = *g.submit(AppId::kKv, "a", 1);
+  TxId b = *g.submit(AppId::kKv, "b", 2);
+  g.on_message(LeaseGranted{c.id, RangeId(7)});
+  TxId x = *g.submit(AppId::kKv, "x", 3);
+  EXPECT_EQ(x, TxId::make(RangeId(7), 1));
+  g.on_message(TxResult{x, "rx", false});
+  g.on_message(TxResult{b, "rb", false});
+  g.on_message(TxResult{TxId::make(RangeId(7), 2), "never sent", false});
+  g.on_message(TxResult{a, "ra", false});
+  auto out = g.take_output();
+  ASSERT_EQ(out.deliveries.size(), 3u);
+  EXPECT_EQ(out.deliveries[0].token, 3u);
+  EXPECT_EQ(out.deliveries[1].token, 2u);
+  EXPECT_EQ(out.deliveries[2].token, 1u);
+  EXPECT_EQ(g.inflight(), 0u);
+}
+
+}  // namespace
+}  // namespace maroon

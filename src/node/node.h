@@ -19,6 +19,7 @@
 #include "app/state_machine.h"
 #include "common/status.h"
 #include "common/types.h"
+#include "node/held_window.h"
 #include "node/result_table.h"
 #include "protocol/messages.h"
 #include "protocol/output.h"
@@ -36,6 +37,9 @@ struct NodeConfig {
   bool order_unsynced_txs = false;
   size_t result_table_txs_per_range_max = 0;  // 0: limits::result_table_txs_per_range_max
   size_t lease_requests_queued_max = 1024;
+  // How far past the last executed offset of a range a tx may arrive; later
+  // ones are dropped and retried by their gateway.
+  size_t held_txs_per_range_max = 0;  // 0: 2 * limits::gateway_inflight_txs_max
 };
 
 struct NodeCounters {
@@ -83,19 +87,15 @@ class Node {
   RangeId newest_range(GatewayId gateway) const;
 
  private:
-  struct Held {
-    AppId app;
-    std::string op;
-    bool durable = false;
-  };
   struct RangeState {
-    explicit RangeState(GatewayId owner_, size_t results_max) : owner(owner_), results(results_max) {}
+    RangeState(GatewayId owner_, size_t results_max, size_t held_max)
+        : owner(owner_), held(held_max), results(results_max) {}
     GatewayId owner;
     uint64_t written = 0;  // every offset <= written is held (its record emitted) or executed
     uint64_t durable = 0;  // every offset <= durable is held durably or executed
     uint64_t ordered = 0;  // every offset <= ordered is in a proposed epoch
     uint64_t applied = 0;  // every offset <= applied is executed
-    std::unordered_map<uint64_t, Held> held;  // offsets > applied
+    HeldWindow held;  // offsets > applied
     ResultTable results;
   };
 

@@ -128,16 +128,16 @@ void Driver::submit(AppId app, std::string op, ReplyFn done) {
     done(overloaded("the WAL is behind; retry shortly"), {});
     return;
   }
-  uint64_t token = next_token_++;
+  uint64_t token = add_waiting(std::move(done));
   Result<TxId> id = gateway_.submit(app, std::move(op), token);
   if (!id) {
     txs_refused_.inc();
-    done(id.status(), {});
+    take_waiting(token).done(id.status(), {});
     return;
   }
   txs_submitted_.inc();
-  waiting_.emplace(token, Waiting{std::move(done), std::chrono::steady_clock::now()});
-  pump();
+  // The tx waits in the gateway's output; the posted flush (or the batch in
+  // flight completing) carries everything submitted meanwhile to the node.
   schedule_flush();
 }
 
@@ -181,13 +181,11 @@ void Driver::pump() {
         node_.on_lease_request(std::get<LeaseRequest>(m));
       }
     }
+    const auto now = g.deliveries.empty() ? std::chrono::steady_clock::time_point{}
+                                          : std::chrono::steady_clock::now();
     for (Delivery& d : g.deliveries) {
-      auto it = waiting_.find(d.token);
-      MAROON_ASSERT(it != waiting_.end());
-      Waiting w = std::move(it->second);
-      waiting_.erase(it);
-      auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-          std::chrono::steady_clock::now() - w.submitted);
+      Waiting w = take_waiting(d.token);
+      auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now - w.submitted);
       commit_latency_.observe_us(static_cast<uint64_t>(micros.count()));
       txs_completed_.inc();
       if (d.expired) {
@@ -207,13 +205,13 @@ void Driver::route(Output out) {
     pending_->add(static_cast<uint8_t>(r.type), r.payload);
   }
   if (!out.persist.empty()) pending_last_seq_ = out.next_seq() - 1;
-  for (GatewayEnvelope& e : out.send_now) gateway_.on_message(e.msg);
+  for (GatewayEnvelope& e : out.send_now) gateway_.on_message(std::move(e.msg));
   if (!out.send_after_persist.empty()) {
     // Waits for every record emitted so far, not only this output's.
     uint64_t needed = out.next_seq() - 1;
     for (GatewayEnvelope& e : out.send_after_persist) {
       if (needed <= durable_seq_) {
-        gateway_.on_message(e.msg);
+        gateway_.on_message(std::move(e.msg));
       } else {
         after_persist_.emplace_back(needed, std::move(e));
       }
@@ -221,12 +219,38 @@ void Driver::route(Output out) {
   }
 }
 
+uint64_t Driver::add_waiting(ReplyFn done) {
+  MAROON_ASSERT(done);
+  uint64_t token;
+  if (free_slots_.empty()) {
+    token = waiting_.size();
+    waiting_.emplace_back();
+  } else {
+    token = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  waiting_[token] = Waiting{std::move(done), std::chrono::steady_clock::now()};
+  waiting_count_++;
+  return token;
+}
+
+Driver::Waiting Driver::take_waiting(uint64_t token) {
+  MAROON_ASSERT(token < waiting_.size() && waiting_[token].done);
+  Waiting w = std::move(waiting_[token]);
+  waiting_[token].done = nullptr;
+  free_slots_.push_back(token);
+  waiting_count_--;
+  return w;
+}
+
 void Driver::schedule_flush() {
-  if (flush_scheduled_ || writing_ || pending_->empty()) return;
+  // While a batch is being written its completion pumps and flushes.
+  if (flush_scheduled_ || writing_) return;
   flush_scheduled_ = true;
   // Posted, not called: requests read in this loop iteration join the batch.
   boost::asio::post(io_, [this] {
     flush_scheduled_ = false;
+    pump();
     flush();
   });
 }
@@ -283,7 +307,7 @@ void Driver::on_batch_written(const Status& status, uint64_t last_seq, uint64_t 
   MAROON_ASSERT(last_seq >= durable_seq_);
   durable_seq_ = last_seq;
   while (!after_persist_.empty() && after_persist_.front().first <= durable_seq_) {
-    gateway_.on_message(after_persist_.front().second.msg);
+    gateway_.on_message(std::move(after_persist_.front().second.msg));
     after_persist_.pop_front();
   }
   node_.on_persisted(durable_seq_);
@@ -299,11 +323,10 @@ void Driver::fail_writes(const Status& status) {
       status.to_string());
   spdlog::error("{}", read_only_reason_);
   // None of these was acknowledged: their batch never became durable.
-  auto waiting = std::move(waiting_);
-  waiting_.clear();
-  for (auto& [token, w] : waiting) {
+  for (uint64_t token = 0; token < waiting_.size(); token++) {
+    if (!waiting_[token].done) continue;
     txs_refused_.inc();
-    w.done(unavailable(read_only_reason_), {});
+    take_waiting(token).done(unavailable(read_only_reason_), {});
   }
 }
 
@@ -327,7 +350,7 @@ void Driver::on_tick() {
 }
 
 void Driver::update_gauges() {
-  inflight_txs_.set(static_cast<int64_t>(waiting_.size()));
+  inflight_txs_.set(static_cast<int64_t>(waiting_count_));
   held_txs_.set(static_cast<int64_t>(node_.held_txs()));
   wal_pending_bytes_.set(static_cast<int64_t>(pending_->bytes()));
   applied_epoch_.set(static_cast<int64_t>(node_.applied_epoch().value()));
@@ -350,9 +373,9 @@ void Driver::shutdown(std::function<void()> done) {
 }
 
 void Driver::poll_shutdown() {
-  bool drained = waiting_.empty() && !writing_;
+  bool drained = waiting_count_ == 0 && !writing_;
   if (drained || read_only_ || std::chrono::steady_clock::now() >= shutdown_deadline_) {
-    if (!drained) spdlog::warn("shutting down with {} txs unanswered", waiting_.size());
+    if (!drained) spdlog::warn("shutting down with {} txs unanswered", waiting_count_);
     tick_timer_.cancel();
     {
       std::lock_guard lock(mu_);

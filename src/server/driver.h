@@ -18,7 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
+#include <vector>
 
 #include "app/kv/kv_app.h"
 #include "gateway/gateway.h"
@@ -68,9 +68,11 @@ class Driver final : public Engine {
 
  private:
   struct Waiting {
-    ReplyFn done;
+    ReplyFn done;  // empty: a free slot
     std::chrono::steady_clock::time_point submitted;
   };
+  uint64_t add_waiting(ReplyFn done);
+  Waiting take_waiting(uint64_t token);
 
   void pump();
   void route(Output out);
@@ -108,8 +110,10 @@ class Driver final : public Engine {
   uint64_t pending_last_seq_ = 0;  // seq of the last record in pending_
   uint64_t durable_seq_ = 0;
   std::deque<std::pair<uint64_t, GatewayEnvelope>> after_persist_;
-  uint64_t next_token_ = 1;
-  std::unordered_map<uint64_t, Waiting> waiting_;
+  // Clients waiting for a result; the gateway's token is the slot index.
+  std::vector<Waiting> waiting_;
+  std::vector<uint64_t> free_slots_;
+  size_t waiting_count_ = 0;
   std::unique_ptr<WalBatch> pending_;
 
   // Handed between the loop and the WAL thread under mu_.

@@ -346,7 +346,7 @@ Result<TxRequest> parse_tx(const json::object& o) {
                                     : kv::OpType::kMget;
     auto keys = op_name == "mget" ? json_strings(o, "keys") : json_key_or_keys(o);
     if (!keys.is_ok()) return keys.status();
-    op.keys = std::move(keys).value();
+    op.keys.assign(keys->begin(), keys->end());
   } else if (op_name == "cas") {
     op.type = kv::OpType::kCas;
     s = one_key();
@@ -378,8 +378,8 @@ Result<TxRequest> parse_tx(const json::object& o) {
     if (!keys.is_ok()) return keys.status();
     auto values = json_strings(o, "values");
     if (!values.is_ok()) return values.status();
-    op.keys = std::move(keys).value();
-    op.values = std::move(values).value();
+    op.keys.assign(keys->begin(), keys->end());
+    op.values.assign(values->begin(), values->end());
   } else if (op_name == "scan") {
     op.type = kv::OpType::kScan;
     std::string_view prefix;

@@ -33,7 +33,9 @@ Op get_op(std::string_view k) { return Op{.type = OpType::kGet, .keys = {k}}; }
 Op set_op(std::string_view k, std::string_view v, SetCond cond = SetCond::kAlways) {
   return Op{.type = OpType::kSet, .cond = cond, .keys = {k}, .values = {v}};
 }
-Op del_op(std::vector<std::string_view> keys) { return Op{.type = OpType::kDel, .keys = keys}; }
+Op del_op(std::vector<std::string_view> keys) {
+  return Op{.type = OpType::kDel, .keys = Views(keys.begin(), keys.end())};
+}
 Op cas_op(std::string_view k, std::optional<std::string_view> expected, std::string_view v) {
   return Op{.type = OpType::kCas, .keys = {k}, .values = {v}, .expected = expected};
 }

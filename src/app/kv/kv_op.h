@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "common/status.h"
 
 namespace maroon::kv {
@@ -37,13 +39,16 @@ enum class SetCond : uint8_t {
   kIfPresent = 2,  // SET XX
 };
 
+using Views = boost::container::small_vector<std::string_view, 2>;
+
 struct Op {
   OpType type = OpType::kGet;
   SetCond cond = SetCond::kAlways;
   int64_t delta = 0;   // kIncrBy
   uint32_t limit = 0;  // kScan: at most this many pairs (<= limits::op_keys_max)
-  std::vector<std::string_view> keys;
-  std::vector<std::string_view> values;
+  // Inline room for the common one-key ops: no allocation on the hot path.
+  Views keys;
+  Views values;
   // kCas: the value the key must hold; nullopt means "the key must be absent".
   std::optional<std::string_view> expected;
 

@@ -117,9 +117,9 @@ TEST(KvOp, ValidateRejectsBadShapes) {
       {Op{.type = OpType::kMget}, Code::kInvalidArgument, "MGET needs at least 1 key"},
       {Op{.type = OpType::kExists}, Code::kInvalidArgument, "EXISTS needs at least 1 key"},
       {Op{.type = OpType::kMset}, Code::kInvalidArgument, "MSET needs at least 1 key"},
-      {Op{.type = OpType::kDel, .keys = too_many}, Code::kTooLarge,
+      {Op{.type = OpType::kDel, .keys = Views(too_many.begin(), too_many.end())}, Code::kTooLarge,
        "DEL has 1025 keys; the limit is 1024"},
-      {Op{.type = OpType::kMget, .keys = too_many}, Code::kTooLarge, "MGET has 1025 keys"},
+      {Op{.type = OpType::kMget, .keys = Views(too_many.begin(), too_many.end())}, Code::kTooLarge, "MGET has 1025 keys"},
       {Op{.type = OpType::kMset, .keys = {"a", "b"}, .values = {"1"}}, Code::kInvalidArgument,
        "MSET has 2 keys but 1 values"},
       {Op{.type = OpType::kCas, .keys = {"a"}}, Code::kInvalidArgument,
@@ -141,7 +141,7 @@ TEST(KvOp, ValidateRejectsBadShapes) {
     SCOPED_TRACE(row.message);
     expect_status(validate(row.op), row.code, row.message);
   }
-  EXPECT_TRUE(validate(Op{.type = OpType::kDel, .keys = most}).is_ok());
+  EXPECT_TRUE(validate(Op{.type = OpType::kDel, .keys = Views(most.begin(), most.end())}).is_ok());
 }
 
 TEST(KvOp, KeyLimitIs16KiB) {
