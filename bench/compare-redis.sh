@@ -3,12 +3,13 @@
 # machine: the same redis-benchmark SET load at -P 1 and -P 16 against each,
 # then the time a restarted maroon takes to serve with >= 1M txs in its WAL.
 #
-#   bench/compare-redis.sh            # N=500000 C=50
-#   N=100000 bench/compare-redis.sh   # quicker
+#   bench/compare-redis.sh                     # N=500000 C=50 ROUNDS=3
+#   N=100000 ROUNDS=1 bench/compare-redis.sh   # quicker
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-500000}
 C=${C:-50}
+ROUNDS=${ROUNDS:-3}
 make -s build >/dev/null
 MAROON=$PWD/build/src/cli/maroon
 WORK=$(mktemp -d /tmp/maroon-bench.XXXXXX)
@@ -18,7 +19,10 @@ HTTP_PORT=${HTTP_PORT:-18080}
 NATIVE_PORT=${NATIVE_PORT:-16390}
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -51,18 +55,27 @@ run() {  # port pipeline -> "rps p50 p99"
     awk -F'"' '/^"SET"/ {print $4, $10, $14}'
 }
 
-echo "redis-benchmark -t set -n $N -c $C; redis-server --appendonly yes --appendfsync always vs maroon dev"
+echo "redis-benchmark -t set -n $N -c $C, $ROUNDS alternating rounds each, median by requests/s"
+echo "redis-server --appendonly yes --appendfsync always  vs  maroon dev (fdatasync per group commit)"
 echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
-printf "%-4s %-8s %12s %9s %9s\n" "-P" "server" "requests/s" "p50 ms" "p99 ms"
+median() {  # lines "rps p50 p99" -> the line with the median rps
+  sort -n -k1,1 | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }'
+}
+printf "%-4s %-8s %12s %9s %9s   %s\n" "-P" "server" "requests/s" "p50 ms" "p99 ms" "(all rounds, requests/s)"
 for P in 1 16; do
-  read -r r_rps r_p50 r_p99 <<<"$(run $REDIS_PORT $P)"
-  read -r m_rps m_p50 m_p99 <<<"$(run $RESP_PORT $P)"
-  printf "%-4s %-8s %12s %9s %9s\n" "$P" "redis" "$r_rps" "$r_p50" "$r_p99"
-  printf "%-4s %-8s %12s %9s %9s\n" "$P" "maroon" "$m_rps" "$m_p50" "$m_p99"
+  redis_runs=""; maroon_runs=""
+  for ((round = 1; round <= ROUNDS; round++)); do
+    redis_runs+="$(run $REDIS_PORT $P)"$'\n'
+    maroon_runs+="$(run $RESP_PORT $P)"$'\n'
+  done
+  read -r r_rps r_p50 r_p99 <<<"$(printf "%s" "$redis_runs" | median)"
+  read -r m_rps m_p50 m_p99 <<<"$(printf "%s" "$maroon_runs" | median)"
+  printf "%-4s %-8s %12s %9s %9s   %s\n" "$P" "redis" "$r_rps" "$r_p50" "$r_p99" "$(printf "%s" "$redis_runs" | awk '{printf "%s ", $1}')"
+  printf "%-4s %-8s %12s %9s %9s   %s\n" "$P" "maroon" "$m_rps" "$m_p50" "$m_p99" "$(printf "%s" "$maroon_runs" | awk '{printf "%s ", $1}')"
   awk -v m="$m_rps" -v r="$r_rps" -v p="$P" 'BEGIN { printf "-P %s ratio maroon/redis: %.2fx\n", p, m / r }'
 done
 
-# Restart time: every SET above is a tx in the WAL (2 * N of them).
+# Restart time: every SET above is a tx in the WAL (2 * ROUNDS * N of them).
 txs=$(curl -sf "http://127.0.0.1:$HTTP_PORT/v1/status" | sed -n 's/.*"applied_txs":\([0-9]*\).*/\1/p')
 kill -9 $MAROON_PID
 wait $MAROON_PID 2>/dev/null || true

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
@@ -558,7 +559,18 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
     }
     s.state = SlotState::kDone;
     pending_writes_--;
-    progress();
+    // Many writes complete in one engine step; answering them in one socket
+    // write (and one wakeup of the client) instead of one each matters.
+    schedule_progress();
+  }
+
+  void schedule_progress() {
+    if (progress_posted_) return;
+    progress_posted_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->progress_posted_ = false;
+      self->progress();
+    });
   }
 
   void format_reply(std::string_view encoded, Shape shape, std::string& dst) {
@@ -724,6 +736,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   std::string wbuf_;  // the write in flight
   uint64_t discarded_bytes_ = 0;
   bool busy_ = false;
+  bool progress_posted_ = false;
   bool reading_ = false;
   bool writing_ = false;
   bool closing_ = false;  // no more requests: answer those taken, then close

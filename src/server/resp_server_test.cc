@@ -329,8 +329,11 @@ TEST_F(RespServerTest, ReadWaitsForEarlierWriteOnSameConnection) {
   // Another connection is not held up by a's pending write.
   b.expect(cmd({"GET", "k"}), "$-1\r\n");
 
-  // Completing the first SET lets the GET run, then the second SET is
-  // submitted (FakeEngine completes it in the same call), then the last GET.
+  // Completing the first SET lets the GET run and then submits the second
+  // SET (on the next loop turn: replies completed together are answered
+  // together); completing that one lets the last GET run.
+  on_loop([this] { engine_.complete_writes(); });
+  ASSERT_TRUE(wait_until([this] { return engine_.pending() == 1; }));
   on_loop([this] { engine_.complete_writes(); });
   const std::string expected = "+OK\r\n$2\r\nv1\r\n+OK\r\n$2\r\nv2\r\n+PONG\r\n";
   EXPECT_EQ(a.read(expected.size()), expected);
