@@ -4,8 +4,12 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <functional>
 
 #include "server/driver.h"
 #include "server/http_server.h"
@@ -59,15 +63,38 @@ int run_dev(const DevOptions& o) {
       fmt::arg("resp", resp.port()), fmt::arg("native", native.port()));
   std::fflush(stdout);
 
+  // First signal: stop taking requests, drain, stop. A second signal, or a
+  // drain that cannot finish (a hung fdatasync), exits at once: the WAL makes
+  // that safe, since nothing unsynced was ever acknowledged.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+  boost::asio::steady_timer force_exit(io);
+  std::function<void(const boost::system::error_code&, int)> on_signal;
+  bool stopping = false;
+  on_signal = [&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    if (stopping) {
+      spdlog::warn("signal {} again: exiting now", sig);
+      std::_Exit(1);
+    }
+    stopping = true;
     spdlog::info("signal {}: draining in-flight requests and stopping", sig);
+    signals.async_wait(on_signal);
     http.stop();
     resp.stop();
     native.stop();
-    driver.shutdown([&] { io.stop(); });
-  });
+    force_exit.expires_after(std::chrono::milliseconds(driver_options.drain_ms + 5000));
+    force_exit.async_wait([](const boost::system::error_code& e) {
+      if (e) return;
+      spdlog::error("shutdown did not finish (WAL sync hung?); exiting now");
+      std::_Exit(1);
+    });
+    driver.shutdown([&] {
+      force_exit.cancel();
+      signals.cancel();
+      io.stop();
+    });
+  };
+  signals.async_wait(on_signal);
   io.run();
   spdlog::info("stopped");
   return 0;

@@ -5,6 +5,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <cstdio>
 #include <string>
 
@@ -42,6 +45,11 @@ int request(const ClientOptions& o, http::verb verb, const std::string& target,
     beast::tcp_stream stream(io);
     stream.expires_after(std::chrono::seconds(10));
     stream.connect(resolver.resolve(o.host, std::to_string(o.http_port)));
+    // The synchronous calls below ignore expires_after: bound them in the
+    // kernel, so a stopped node cannot hang the command.
+    timeval timeout{10, 0};
+    ::setsockopt(stream.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(stream.socket().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, o.host);
     req.set(http::field::user_agent, "maroon-cli");

@@ -21,8 +21,11 @@ inline constexpr size_t epoch_txs_max = 64 * 1024;
 inline constexpr size_t epoch_intervals_max = 4096;
 // Txs a gateway may have submitted but not yet answered.
 inline constexpr size_t gateway_inflight_txs_max = 64 * 1024;
+// Bytes of ops a gateway may have submitted but not yet answered.
+inline constexpr size_t gateway_inflight_bytes_max = 256 * 1024 * 1024;
 // Results kept per range for retried requests, oldest evicted first.
 inline constexpr size_t result_table_txs_per_range_max = 256 * 1024;
+inline constexpr size_t result_table_bytes_per_range_max = 64 * 1024 * 1024;
 // Records handed to one WAL write + fdatasync.
 inline constexpr size_t wal_batch_bytes_max = 8 * 1024 * 1024;
 inline constexpr size_t wal_record_bytes_max = 8 * 1024 * 1024;
@@ -44,5 +47,7 @@ static_assert(wal_batch_bytes_max < wal_segment_bytes);
 static_assert(op_bytes_max <= wal_batch_bytes_max);
 static_assert(connection_inflight_requests_max <= gateway_inflight_txs_max);
 static_assert(epoch_txs_max <= result_table_txs_per_range_max);
+static_assert(op_bytes_max <= gateway_inflight_bytes_max);
+static_assert(reply_bytes_max <= result_table_bytes_per_range_max);
 
 }  // namespace maroon::limits

@@ -2,12 +2,19 @@
 
 #include <utility>
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+
 #include "common/limits.h"
 
 namespace maroon {
 
 Gateway::Gateway(GatewayConfig config) : config_(config) {
   if (config_.inflight_txs_max == 0) config_.inflight_txs_max = limits::gateway_inflight_txs_max;
+  if (config_.inflight_bytes_max == 0) config_.inflight_bytes_max = limits::gateway_inflight_bytes_max;
+  MAROON_ASSERT(config_.inflight_bytes_max >= limits::op_bytes_max);
   MAROON_ASSERT(config_.acks_needed >= 1);
   MAROON_ASSERT(config_.offsets_per_range_max >= 1 && config_.offsets_per_range_max <= kOffsetMax);
   MAROON_ASSERT(config_.retry_ticks >= 1);
@@ -23,7 +30,11 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
     request_lease();
     return unavailable("the gateway is leasing a range of tx ids; retry shortly");
   }
-  if (inflight_count_ >= config_.inflight_txs_max || inflight_.size() >= 2 * config_.inflight_txs_max) {
+  if (op.size() > limits::op_bytes_max) {
+    return too_large(fmt::format("op is {} bytes; the limit is {}", op.size(), limits::op_bytes_max));
+  }
+  if (inflight_count_ >= config_.inflight_txs_max || inflight_.size() >= 2 * config_.inflight_txs_max ||
+      inflight_bytes_ + op.size() > config_.inflight_bytes_max) {
     return overloaded("too many requests in flight; retry shortly");
   }
   TxId id = TxId::make(range_, next_offset_++);
@@ -31,6 +42,8 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
   if (next_offset_ > config_.offsets_per_range_max) request_lease();
   out_.to_nodes.push_back(TxMsg{id, app, op});
   MAROON_ASSERT(inflight_base_ + inflight_.size() == next_number_);
+  next_retry_tick_ = std::min(next_retry_tick_, now_ticks_ + config_.retry_ticks);
+  inflight_bytes_ += op.size();
   inflight_.push_back(Inflight{id, token, app, std::move(op), 0, now_ticks_, false});
   next_number_++;
   inflight_count_++;
@@ -46,6 +59,7 @@ void Gateway::on_message(NodeToGateway msg) {
     if (tx == nullptr) return;
     out_.deliveries.push_back(Delivery{tx->token, result->id, std::move(result->reply), result->expired});
     tx->answered = true;
+    inflight_bytes_ -= tx->op.size();
     tx->op = std::string();
     inflight_count_--;
     while (!inflight_.empty() && inflight_.front().answered) {
@@ -70,12 +84,16 @@ void Gateway::tick() {
     lease_requested_ = false;
     request_lease();
   }
+  if (now_ticks_ < next_retry_tick_) return;
+  // Retries are rare; the scan runs only when one is due.
+  next_retry_tick_ = UINT64_MAX;
   for (Inflight& tx : inflight_) {
-    if (!tx.answered && tx.acks < config_.acks_needed &&
-        now_ticks_ - tx.sent_tick >= config_.retry_ticks) {
+    if (tx.answered || tx.acks >= config_.acks_needed) continue;
+    if (now_ticks_ - tx.sent_tick >= config_.retry_ticks) {
       tx.sent_tick = now_ticks_;
       out_.to_nodes.push_back(TxMsg{tx.id, tx.app, tx.op});
     }
+    next_retry_tick_ = std::min(next_retry_tick_, tx.sent_tick + config_.retry_ticks);
   }
 }
 
@@ -92,7 +110,9 @@ Gateway::Inflight* Gateway::find(TxId id) {
     uint64_t number = it->first_number + id.offset() - 1;
     if (number < inflight_base_ || number - inflight_base_ >= inflight_.size()) return nullptr;
     Inflight& tx = inflight_[number - inflight_base_];
-    MAROON_ASSERT(tx.id == id);
+    // A bogus id (an offset this gateway never issued in that range) can map
+    // onto a tx of the next range: not ours.
+    if (tx.id != id) return nullptr;
     return tx.answered ? nullptr : &tx;
   }
   return nullptr;

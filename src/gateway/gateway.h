@@ -17,7 +17,8 @@ namespace maroon {
 
 struct GatewayConfig {
   GatewayId id{1};
-  size_t inflight_txs_max = 0;  // 0: limits::gateway_inflight_txs_max
+  size_t inflight_txs_max = 0;    // 0: limits::gateway_inflight_txs_max
+  size_t inflight_bytes_max = 0;  // 0: limits::gateway_inflight_bytes_max
   size_t acks_needed = 1;       // k = f + 1
   uint64_t retry_ticks = 100;   // resend a tx not yet acknowledged by k nodes
   uint64_t lease_retry_ticks = 100;
@@ -46,7 +47,7 @@ class Gateway {
   // True once a range is leased and has free offsets.
   bool ready() const;
   // Assigns the next id and sends the tx. Errors: kUnavailable (no range
-  // leased yet), kOverloaded (too many txs in flight).
+  // leased yet), kOverloaded (too many txs or bytes in flight), kTooLarge.
   Result<TxId> submit(AppId app, std::string op, uint64_t token);
   void on_message(NodeToGateway msg);
   void tick();
@@ -89,6 +90,9 @@ class Gateway {
   uint64_t inflight_base_ = 0;
   uint64_t next_number_ = 0;
   size_t inflight_count_ = 0;
+  size_t inflight_bytes_ = 0;
+  // No unacknowledged tx is due for a retry before this tick.
+  uint64_t next_retry_tick_ = 0;
   std::deque<RangeStart> range_starts_;
 };
 

@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "common/limits.h"
+
 namespace maroon {
 namespace {
 
@@ -129,6 +131,56 @@ TEST(Gateway, MatchesResultsAcrossRangeRollover) {
   EXPECT_EQ(out.deliveries[1].token, 2u);
   EXPECT_EQ(out.deliveries[2].token, 1u);
   EXPECT_EQ(g.inflight(), 0u);
+}
+
+}  // namespace
+}  // namespace maroon
+
+namespace maroon {
+namespace {
+
+TEST(Gateway, RefusesOversizeOpsAndBoundsBytesInFlight) {
+  GatewayConfig c;
+  c.inflight_bytes_max = limits::op_bytes_max;
+  Gateway g = leased(c, RangeId(1));
+  auto big = g.submit(AppId::kKv, std::string(limits::op_bytes_max + 1, 'x'), 1);
+  ASSERT_FALSE(big.is_ok());
+  EXPECT_EQ(big.status().code(), Code::kTooLarge);
+  TxId id = *g.submit(AppId::kKv, std::string(limits::op_bytes_max - 10, 'x'), 2);
+  auto over = g.submit(AppId::kKv, std::string(20, 'y'), 3);
+  ASSERT_FALSE(over.is_ok());
+  EXPECT_EQ(over.status().code(), Code::kOverloaded);
+  g.on_message(TxResult{id, "ok", false});
+  EXPECT_TRUE(g.submit(AppId::kKv, std::string(20, 'y'), 4).is_ok()) << "bytes are released on answer";
+}
+
+TEST(Gateway, RetriesResumeForTxsSubmittedAfterAllWereAcked) {
+  GatewayConfig c;
+  c.retry_ticks = 2;
+  Gateway g = leased(c, RangeId(1));
+  TxId a = *g.submit(AppId::kKv, "a", 1);
+  g.on_message(TxAck{a});
+  for (int i = 0; i < 5; i++) g.tick();
+  TxId b = *g.submit(AppId::kKv, "b", 2);
+  g.take_output();
+  for (int i = 0; i < 2; i++) g.tick();
+  auto out = g.take_output();
+  ASSERT_EQ(out.to_nodes.size(), 1u);
+  EXPECT_EQ(std::get<TxMsg>(out.to_nodes[0]).id, b);
+}
+
+TEST(Gateway, IgnoresIdsItNeverIssued) {
+  GatewayConfig c;
+  c.offsets_per_range_max = 2;
+  Gateway g = leased(c, RangeId(1));
+  *g.submit(AppId::kKv, "a", 1);
+  *g.submit(AppId::kKv, "b", 2);
+  g.on_message(LeaseGranted{c.id, RangeId(2)});
+  *g.submit(AppId::kKv, "c", 3);
+  // Offset 3 of range 1 was never issued; it must not match range 2's tx.
+  g.on_message(TxResult{TxId::make(RangeId(1), 3), "bogus", false});
+  EXPECT_TRUE(g.take_output().deliveries.empty());
+  EXPECT_EQ(g.inflight(), 3u);
 }
 
 }  // namespace

@@ -41,6 +41,9 @@ Node::Node(NodeConfig config, Sequencer& sequencer) : config_(config), sequencer
   if (config_.result_table_txs_per_range_max == 0) {
     config_.result_table_txs_per_range_max = limits::result_table_txs_per_range_max;
   }
+  if (config_.result_table_bytes_per_range_max == 0) {
+    config_.result_table_bytes_per_range_max = limits::result_table_bytes_per_range_max;
+  }
   if (config_.held_txs_per_range_max == 0) {
     config_.held_txs_per_range_max = 2 * limits::gateway_inflight_txs_max;
   }
@@ -81,6 +84,9 @@ Status Node::replay(RecordType type, std::string_view payload) {
     case RecordType::kEpoch: {
       if (Status s = sequencer_.replay(type, payload); !s) return s;
       for (Epoch& epoch : sequencer_.take_committed()) {
+        if (epoch.logical_time_ms < applied_time_ms_) {
+          return corruption(fmt::format("epoch {} goes back in logical time", epoch.number.value()));
+        }
         // An epoch only names txs that were durable before it was proposed,
         // so their records precede it in the WAL.
         for (const Interval& i : epoch.intervals) {
@@ -105,6 +111,9 @@ void Node::finish_replay() {
   MAROON_ASSERT(replaying_);
   replaying_ = false;
   proposed_time_ms_ = applied_time_ms_;
+  if (config_.gateways_in_process) {
+    for (auto& [id, range] : ranges_) range.results.clear();
+  }
   // Txs durable before the crash but never ordered are ordered now; their
   // gateway is gone, so their results go nowhere, but no id is ever reused.
   propose_epochs();
@@ -272,8 +281,7 @@ void Node::apply_epoch(const Epoch& epoch, bool replaying) {
       // Deterministic: every replica grants the same range to the same request.
       newest = next_range_;
       next_range_ = next_range_.next();
-      ranges_.try_emplace(newest, lease.gateway, config_.result_table_txs_per_range_max,
-                          config_.held_txs_per_range_max);
+      ranges_.try_emplace(newest, lease.gateway, config_);
     }
     if (!replaying) send(lease.gateway, LeaseGranted{lease.gateway, newest}, false);
   }

@@ -35,7 +35,12 @@ struct NodeConfig {
   // never be durable without them; it saves one fdatasync round per write.
   // In a cluster (k > 1) a tx is ordered only once k nodes hold it durably.
   bool order_unsynced_txs = false;
-  size_t result_table_txs_per_range_max = 0;  // 0: limits::result_table_txs_per_range_max
+  size_t result_table_txs_per_range_max = 0;    // 0: limits::result_table_txs_per_range_max
+  size_t result_table_bytes_per_range_max = 0;  // 0: limits::result_table_bytes_per_range_max
+  // The gateways live in this node's process (`maroon dev`): none from before
+  // a restart can retry, so their result tables are dropped after replay.
+  // In a cluster, a dead gateway's range is sealed instead (SealRange).
+  bool gateways_in_process = false;
   size_t lease_requests_queued_max = 1024;
   // How far past the last executed offset of a range a tx may arrive; later
   // ones are dropped and retried by their gateway.
@@ -88,8 +93,10 @@ class Node {
 
  private:
   struct RangeState {
-    RangeState(GatewayId owner_, size_t results_max, size_t held_max)
-        : owner(owner_), held(held_max), results(results_max) {}
+    RangeState(GatewayId owner_, const NodeConfig& c)
+        : owner(owner_),
+          held(c.held_txs_per_range_max),
+          results(c.result_table_txs_per_range_max, c.result_table_bytes_per_range_max) {}
     GatewayId owner;
     uint64_t written = 0;  // every offset <= written is held (its record emitted) or executed
     uint64_t durable = 0;  // every offset <= durable is held durably or executed

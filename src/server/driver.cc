@@ -6,7 +6,9 @@
 
 #include <random>
 
+#include "common/codec.h"
 #include "common/limits.h"
+#include "storage/superblock.h"
 
 namespace maroon::server {
 
@@ -18,12 +20,44 @@ uint64_t wall_clock_ms() {
                                    .count());
 }
 
-uint64_t pick_gateway_id(uint64_t configured) {
-  if (configured != 0) return configured;
+// A gateway incarnation is named at random: a restarted gateway must never
+// present an old name, or it would be handed its old range again.
+uint64_t pick_gateway_id() {
   std::random_device rd;
   uint64_t id = 0;
   while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
   return id;
+}
+
+// The superblock names the data directory: format version, node id and a
+// random id made when the directory was created (docs/formats.md).
+constexpr uint8_t kDataFormat = 1;
+
+Status open_identity(Env& env, const std::string& data_dir, uint64_t& node_id, uint64_t& data_id) {
+  if (Status s = env.create_dirs(data_dir); !s) return s;
+  auto superblock = Superblock::open(env, data_dir + "/superblock");
+  if (!superblock) return superblock.status();
+  if (!(*superblock)->current()) {
+    std::random_device rd;
+    data_id = (uint64_t{rd()} << 32) ^ rd();
+    node_id = 1;
+    std::string payload;
+    ByteWriter w(payload);
+    w.u8(kDataFormat);
+    w.u64(node_id);
+    w.u64(data_id);
+    return (*superblock)->write(payload);
+  }
+  ByteReader r(*(*superblock)->current());
+  uint8_t format = 0;
+  if (!r.u8(format) || format != kDataFormat) {
+    return corruption(fmt::format("{}: data format {} is not one this build reads ({})", data_dir,
+                                  format, kDataFormat));
+  }
+  if (!r.u64(node_id) || !r.u64(data_id) || !r.at_end()) {
+    return corruption(data_dir + "/superblock: malformed identity");
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -31,8 +65,9 @@ uint64_t pick_gateway_id(uint64_t configured) {
 Driver::Driver(boost::asio::io_context& io, DriverOptions options)
     : io_(io),
       options_(std::move(options)),
-      node_(NodeConfig{.order_unsynced_txs = true}, sequencer_),
-      gateway_(GatewayConfig{.id = GatewayId(pick_gateway_id(options_.gateway_id))}),
+      node_(NodeConfig{.order_unsynced_txs = true, .gateways_in_process = true}, sequencer_),
+      // In-process delivery never loses a message: retries would only copy.
+      gateway_(GatewayConfig{.id = GatewayId(pick_gateway_id()), .retry_ticks = 360'000}),
       tick_timer_(io),
       shutdown_timer_(io),
       pending_(std::make_unique<WalBatch>()),
@@ -73,6 +108,12 @@ Driver::~Driver() {
 Status Driver::start() {
   MAROON_ASSERT(!started_);
   auto t0 = std::chrono::steady_clock::now();
+  if (Status s = open_identity(*env_, options_.data_dir, node_id_, data_id_); !s) return s;
+  if (own_env_ != nullptr) {
+    auto lock = DirLock::acquire(options_.data_dir);
+    if (!lock) return lock.status();
+    dir_lock_.emplace(std::move(lock).value());
+  }
   WalOptions wal_options;
   if (options_.wal_segment_bytes != 0) wal_options.segment_bytes = options_.wal_segment_bytes;
   auto last_progress = t0;
@@ -123,7 +164,10 @@ void Driver::submit(AppId app, std::string op, ReplyFn done) {
     done(unavailable("the node is shutting down"), {});
     return;
   }
-  if (pending_->bytes() >= limits::wal_batch_bytes_max) {
+  // Bounds the next WAL batch: everything submitted now joins it.
+  const size_t op_bytes = op.size();
+  if (pending_->bytes() + unrouted_bytes_ + op_bytes > limits::wal_batch_bytes_max &&
+      unrouted_bytes_ + pending_->bytes() > 0) {
     txs_refused_.inc();
     done(overloaded("the WAL is behind; retry shortly"), {});
     return;
@@ -136,6 +180,7 @@ void Driver::submit(AppId app, std::string op, ReplyFn done) {
     return;
   }
   txs_submitted_.inc();
+  unrouted_bytes_ += op_bytes;
   // The tx waits in the gateway's output; the posted flush (or the batch in
   // flight completing) carries everything submitted meanwhile to the node.
   schedule_flush();
@@ -149,7 +194,7 @@ Result<std::string> Driver::read(AppId app, std::string_view op) {
 
 EngineStatus Driver::status() const {
   EngineStatus s;
-  s.serving = started_ && gateway_.ready() && !read_only_;
+  s.serving = started_ && gateway_.ready() && !read_only_ && !shutting_down_;
   s.read_only = read_only_;
   if (read_only_) {
     s.detail = read_only_reason_;
@@ -160,7 +205,8 @@ EngineStatus Driver::status() const {
   } else if (shutting_down_) {
     s.detail = "shutting down";
   }
-  s.node_id = 1;
+  s.node_id = node_id_;
+  s.data_id = data_id_;
   s.range = gateway_.range().value();
   s.applied_epoch = node_.applied_epoch().value();
   s.applied_txs = node_.counters().txs_applied;
@@ -174,6 +220,7 @@ void Driver::pump() {
   for (int rounds = 0;; rounds++) {
     MAROON_ASSERT(rounds < 1000);
     GatewayOutput g = gateway_.take_output();
+    unrouted_bytes_ = 0;
     for (GatewayToNode& m : g.to_nodes) {
       if (auto* tx = std::get_if<TxMsg>(&m)) {
         node_.on_tx(gateway_.id(), std::move(*tx));
@@ -189,7 +236,7 @@ void Driver::pump() {
       commit_latency_.observe_us(static_cast<uint64_t>(micros.count()));
       txs_completed_.inc();
       if (d.expired) {
-        w.done(unavailable("the tx executed but its result expired"), {});
+        w.done(unavailable("the tx was executed, but its result is no longer kept"), {});
       } else {
         w.done(Status::ok(), d.reply);
       }
@@ -322,11 +369,16 @@ void Driver::fail_writes(const Status& status) {
       "the WAL failed ({}); this node refuses writes until restarted. Nothing acknowledged is lost",
       status.to_string());
   spdlog::error("{}", read_only_reason_);
-  // None of these was acknowledged: their batch never became durable.
+  // None of these was acknowledged, but a failed fdatasync may still have
+  // left their records on disk, so a restart may execute them: the client
+  // must learn that the outcome is unknown, not that the write failed.
+  const std::string unknown = fmt::format(
+      "outcome unknown: the WAL failed while this write was in flight ({}); it may or may not "
+      "take effect. The node refuses writes until restarted",
+      status.to_string());
   for (uint64_t token = 0; token < waiting_.size(); token++) {
     if (!waiting_[token].done) continue;
-    txs_refused_.inc();
-    take_waiting(token).done(unavailable(read_only_reason_), {});
+    take_waiting(token).done(unavailable(unknown), {});
   }
 }
 

@@ -16,6 +16,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "node/node.h"
 #include "sequencer/local_sequencer.h"
 #include "server/engine.h"
+#include "storage/dir_lock.h"
 #include "storage/env.h"
 #include "storage/wal.h"
 
@@ -33,9 +35,6 @@ namespace maroon::server {
 struct DriverOptions {
   std::string data_dir = "./maroon-data";
   uint64_t tick_ms = 10;
-  // Gateway incarnation id; 0 picks a random one (a restarted gateway must
-  // never present an old id, so it is not derived from the data dir).
-  uint64_t gateway_id = 0;
   uint64_t wal_segment_bytes = 0;  // 0: limits::wal_segment_bytes
   // How long a graceful shutdown waits for in-flight txs.
   uint64_t drain_ms = 3000;
@@ -89,6 +88,7 @@ class Driver final : public Engine {
   boost::asio::io_context& io_;
   DriverOptions options_;
   std::unique_ptr<Env> own_env_;
+  std::optional<DirLock> dir_lock_;
   Env* env_ = nullptr;
   std::unique_ptr<Wal> wal_;
   kv::KvApp kv_;
@@ -102,12 +102,16 @@ class Driver final : public Engine {
 
   // Loop thread only.
   bool started_ = false;
+  uint64_t node_id_ = 0;
+  uint64_t data_id_ = 0;  // random, made with the data directory
   bool read_only_ = false;
   bool shutting_down_ = false;
   std::string read_only_reason_;
   bool flush_scheduled_ = false;
   bool writing_ = false;
   uint64_t pending_last_seq_ = 0;  // seq of the last record in pending_
+  // Op bytes submitted to the gateway and not yet routed into pending_.
+  size_t unrouted_bytes_ = 0;
   uint64_t durable_seq_ = 0;
   std::deque<std::pair<uint64_t, GatewayEnvelope>> after_persist_;
   // Clients waiting for a result; the gateway's token is the slot index.

@@ -24,6 +24,7 @@ struct EngineStatus {
   bool read_only = false;  // a WAL error stopped writes
   std::string detail;      // why not serving / why read-only
   uint64_t node_id = 0;
+  uint64_t data_id = 0;  // names the data directory; changes if it is wiped
   uint64_t range = 0;          // the gateway's current range
   uint64_t applied_epoch = 0;  // last applied epoch number
   uint64_t applied_txs = 0;
