@@ -571,6 +571,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     o["read_only"] = s.read_only;
     o["detail"] = valid_utf8(s.detail) ? s.detail : std::string("(not UTF-8)");
     o["node_id"] = s.node_id;
+    o["data_id"] = fmt::format("{:016x}", s.data_id);
     o["range"] = s.range;
     o["applied_epoch"] = s.applied_epoch;
     o["applied_txs"] = s.applied_txs;

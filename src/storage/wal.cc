@@ -153,6 +153,10 @@ Status Wal::recover(const ReplayFn& replay) {
       return corruption(path + " offset 0: header names segment " +
                         std::to_string(header->segment_index));
     }
+    if (header->first_lsn.value() == 0 || header->first_lsn.value() >= wal::kLsnMax) {
+      return corruption(path + " offset 0: segment starts at impossible lsn " +
+                        std::to_string(header->first_lsn.value()));
+    }
     if (i == 0) next_lsn = header->first_lsn;
     if (header->first_lsn != next_lsn) {
       return corruption(path + " offset 0: segment starts at lsn " +
@@ -242,6 +246,7 @@ Status Wal::write(WalBatch& batch) {
   MAROON_ASSERT(write_offset_ + padded_bytes <= segment_capacity_bytes_);
 
   const Lsn first_lsn = last_lsn().next();
+  MAROON_ASSERT(first_lsn.value() + batch.records() < wal::kLsnMax);
   batch.seal(first_lsn, segment_index_);
   MAROON_ASSERT(batch.buf_.size() == padded_bytes);
   if (Status s = file_->write_at(write_offset_, batch.buf_); !s) return fail(s);

@@ -23,6 +23,10 @@ inline constexpr std::string_view kSegmentMagic = "MAROONWL";
 // sector that holds an earlier, already-synced batch: a torn write can only
 // damage the batch being written.
 inline constexpr uint64_t kSectorBytes = 512;
+// LSNs start at 1 and stay below this: at a billion records a second it is
+// 146 years away, and with it the arithmetic on a header's first_lsn (plus
+// at most a segment's worth of records) cannot wrap.
+inline constexpr uint64_t kLsnMax = uint64_t{1} << 62;
 // The segment header fills the first sector; records start after it.
 inline constexpr uint64_t kSegmentHeaderBytes = kSectorBytes;
 inline constexpr size_t kSegmentHeaderUsedBytes = 36;

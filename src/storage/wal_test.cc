@@ -670,3 +670,24 @@ TEST(WalBenchmark, DISABLED_ReplaysAMillionSmallRecords) {
 
 }  // namespace
 }  // namespace maroon
+
+namespace maroon {
+namespace {
+
+// Found by fuzz/wal_scan_fuzz.cc: a header whose first LSN is near 2^64 made
+// recovery's LSN arithmetic wrap and abort instead of reporting corruption.
+TEST_F(WalTest, ImpossibleFirstLsnIsCorruptionNotACrash) {
+  open();  // creates wal/ and its first segment
+  const std::string path = "wal/" + segment_names(env_).at(0);
+  overwrite(env_, path, 0,
+            wal::encode_segment_header({.segment_index = 1, .first_lsn = Lsn(~uint64_t{0})}));
+  std::vector<Rec> replayed;
+  auto wal = open_wal(env_, replayed, kSmallSegments);
+  ASSERT_FALSE(wal.is_ok());
+  EXPECT_EQ(wal.status().code(), Code::kCorruption);
+  EXPECT_NE(wal.status().message().find("impossible lsn"), std::string::npos)
+      << wal.status().to_string();
+}
+
+}  // namespace
+}  // namespace maroon
