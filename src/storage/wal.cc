@@ -238,6 +238,10 @@ Status Wal::write(WalBatch& batch) {
                      " bytes does not fit in a segment of " +
                      std::to_string(options_.segment_bytes) + " bytes");
   }
+  // Reachable only from a crafted segment header (see wal::kLsnMax).
+  if (last_lsn().value() + batch.records() >= wal::kLsnMax) {
+    return too_large("the WAL's LSN space is exhausted");
+  }
   // A batch never straddles segments, so each segment can be verified alone.
   if (write_offset_ + padded_bytes > segment_capacity_bytes_) {
     if (Status s = roll(); !s) return fail(s);
@@ -246,7 +250,6 @@ Status Wal::write(WalBatch& batch) {
   MAROON_ASSERT(write_offset_ + padded_bytes <= segment_capacity_bytes_);
 
   const Lsn first_lsn = last_lsn().next();
-  MAROON_ASSERT(first_lsn.value() + batch.records() < wal::kLsnMax);
   batch.seal(first_lsn, segment_index_);
   MAROON_ASSERT(batch.buf_.size() == padded_bytes);
   if (Status s = file_->write_at(write_offset_, batch.buf_); !s) return fail(s);

@@ -691,3 +691,24 @@ TEST_F(WalTest, ImpossibleFirstLsnIsCorruptionNotACrash) {
 
 }  // namespace
 }  // namespace maroon
+
+namespace maroon {
+namespace {
+
+TEST_F(WalTest, WriteBeyondTheLsnSpaceIsRefusedNotACrash) {
+  open();
+  const std::string path = "wal/" + segment_names(env_).at(0);
+  overwrite(env_, path, 0,
+            wal::encode_segment_header({.segment_index = 1, .first_lsn = Lsn(wal::kLsnMax - 1)}));
+  std::vector<Rec> replayed;
+  auto wal = open_wal(env_, replayed, kSmallSegments);
+  ASSERT_TRUE(wal.is_ok()) << wal.status().to_string();
+  WalBatch batch;
+  batch.add(1, "a");
+  batch.add(1, "b");
+  Status s = (*wal)->write(batch);
+  EXPECT_EQ(s.code(), Code::kTooLarge);
+}
+
+}  // namespace
+}  // namespace maroon
