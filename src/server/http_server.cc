@@ -417,29 +417,23 @@ Result<TxRequest> parse_tx(const json::object& o) {
 // One HTTP connection. Reads one request, answers it, then reads the next.
 // Async operations hold a shared_ptr; engine callbacks only a weak_ptr, so a
 // reply arriving after the connection closed is dropped.
-class HttpServer::Session : public std::enable_shared_from_this<Session> {
+class HttpServer::Session : public Listener::Connection,
+                            public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpServer* server, tcp::socket socket)
-      : server_(server),
-        engine_(server->engine_),
-        metrics_(*server->metrics_),
-        stream_(std::move(socket)) {}
+  Session(HttpServer& server, tcp::socket socket)
+      : engine_(server.engine_), metrics_(*server.metrics_), stream_(std::move(socket)) {}
 
-  void start() { read_header(); }
+  void start() override { read_header(); }
 
-  void close() {
+  void close() override {
     if (closed_) return;
-    auto self = shared_from_this();
+    auto self = shared_from_this();  // leave() may drop the table's reference
     closed_ = true;
     error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
-    if (server_ != nullptr) {
-      server_->forget(this);
-      server_ = nullptr;
-    }
+    leave();
   }
-  void detach() { server_ = nullptr; }
 
  private:
   void read_header() {
@@ -793,7 +787,6 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
                             });
   }
 
-  HttpServer* server_;  // null once detached by stop()
   Engine& engine_;
   Metrics& metrics_;
   beast::tcp_stream stream_;
@@ -815,93 +808,14 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 };
 
 HttpServer::HttpServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port)
-    : io_(io),
-      engine_(engine),
-      host_(std::move(host)),
-      port_(port),
-      acceptor_(io),
-      accept_retry_(io),
-      metrics_(std::make_unique<Metrics>(engine.metrics())) {}
+    : engine_(engine),
+      metrics_(std::make_unique<Metrics>(engine.metrics())),
+      listener_(io, {.name = "http server", .host = std::move(host), .port = port},
+                {.open = metrics_->connections, .refused = metrics_->rejected},
+                [this](tcp::socket socket) {
+                  return std::make_shared<Session>(*this, std::move(socket));
+                }) {}
 
-HttpServer::~HttpServer() {
-  stop();
-  alive_.reset();
-}
-
-Status HttpServer::start() {
-  MAROON_ASSERT(!acceptor_.is_open());
-  error_code ec;
-  tcp::resolver resolver(io_);
-  auto endpoints = resolver.resolve(host_, std::to_string(port_), tcp::resolver::passive, ec);
-  if (ec || endpoints.empty()) {
-    return unavailable("http server: cannot resolve " + host_ + ": " + ec.message());
-  }
-  const tcp::endpoint ep = endpoints.begin()->endpoint();
-  if (acceptor_.open(ep.protocol(), ec) ||
-      acceptor_.set_option(asio::socket_base::reuse_address(true), ec) || acceptor_.bind(ep, ec) ||
-      acceptor_.listen(asio::socket_base::max_listen_connections, ec)) {
-    error_code ignored;
-    acceptor_.close(ignored);
-    return io_error("http server: cannot listen on " + host_ + ":" + std::to_string(port_) + ": " +
-                    ec.message());
-  }
-  bound_port_ = acceptor_.local_endpoint(ec).port();
-  stopped_ = false;
-  accept();
-  return Status::ok();
-}
-
-void HttpServer::accept() {
-  // A completed accept may still be queued when the server is destroyed; the
-  // handler checks `alive` before touching `this`.
-  acceptor_.async_accept(
-      [this, alive = std::weak_ptr<bool>(alive_)](error_code ec, tcp::socket socket) {
-        if (alive.expired() || ec == asio::error::operation_aborted || stopped_) return;
-        if (!ec) {
-          if (sessions_.size() >= limits::connections_max) {
-            metrics_->rejected.inc();
-            error_code ignored;
-            socket.close(ignored);
-          } else {
-            error_code ignored;
-            socket.set_option(tcp::no_delay(true), ignored);
-            auto s = std::make_shared<Session>(this, std::move(socket));
-            sessions_.emplace(s.get(), s);
-            metrics_->connections.set(static_cast<int64_t>(sessions_.size()));
-            s->start();
-          }
-        }
-        if (ec) {
-          // Out of file descriptors and the like: retry later instead of spinning.
-          accept_retry_.expires_after(http_accept_retry_delay);
-          accept_retry_.async_wait([this, alive](error_code wait_ec) {
-            if (alive.expired() || wait_ec || stopped_) return;
-            accept();
-          });
-          return;
-        }
-        accept();
-      });
-}
-
-void HttpServer::forget(Session* s) {
-  sessions_.erase(s);
-  metrics_->connections.set(static_cast<int64_t>(sessions_.size()));
-}
-
-void HttpServer::stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  error_code ignored;
-  acceptor_.close(ignored);
-  accept_retry_.cancel();
-  auto sessions = std::move(sessions_);
-  sessions_.clear();
-  for (auto& [ptr, s] : sessions) {
-    s->detach();
-    s->close();
-  }
-  metrics_->connections.set(0);
-}
+HttpServer::~HttpServer() = default;
 
 }  // namespace maroon::server

@@ -11,25 +11,21 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "common/limits.h"
 #include "common/status.h"
 #include "server/engine.h"
+#include "server/listener.h"
 
 namespace maroon::server {
 
 // Room for a percent-encoded maximum-size key (3 bytes per key byte) plus headers.
 inline constexpr size_t http_header_bytes_max = 3 * limits::key_bytes_max + 16 * 1024;
 inline constexpr std::chrono::seconds http_idle_timeout{120};
-// After an accept error (e.g. out of file descriptors).
-inline constexpr std::chrono::milliseconds http_accept_retry_delay{100};
 // A response that the client does not read within this long closes the connection.
 inline constexpr std::chrono::seconds http_write_timeout{60};
 // Before closing, a connection reads and discards what the client still sends
@@ -49,34 +45,21 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Binds and starts accepting. Port 0 picks a free port (see port()).
-  Status start();
-  uint16_t port() const { return bound_port_; }
+  Status start() { return listener_.start(); }
+  uint16_t port() const { return listener_.port(); }
   // Stops accepting and closes every connection. Idempotent; loop thread only.
-  void stop();
+  void stop() { listener_.stop(); }
 
-  size_t connection_count() const { return sessions_.size(); }
+  size_t connection_count() const { return listener_.connection_count(); }
 
  private:
   class Session;
   friend class Session;
 
-  void accept();
-  void forget(Session* s);
-
-  boost::asio::io_context& io_;
   Engine& engine_;
-  std::string host_;
-  uint16_t port_;
-  uint16_t bound_port_ = 0;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer accept_retry_;
-  // Expires with the server; queued accept handlers check it.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
-  bool stopped_ = false;
-
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  Listener listener_;  // last: it closes the sessions before the rest goes
 };
 
 }  // namespace maroon::server

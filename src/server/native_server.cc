@@ -33,34 +33,28 @@ struct NativeServer::Metrics {
   Counter& protocol_errors;
 };
 
-// One client connection. Owned by the server's table while open; async
+// One client connection. Owned by the listener's table while open; async
 // operations hold a shared_ptr, engine callbacks only a weak_ptr, so a reply
 // that arrives after the connection closed finds it gone (or closed) and is
 // dropped.
-class NativeServer::Connection : public std::enable_shared_from_this<Connection> {
+class NativeServer::Connection : public Listener::Connection,
+                                 public std::enable_shared_from_this<Connection> {
  public:
-  Connection(NativeServer* server, tcp::socket socket)
-      : server_(server),
-        engine_(server->engine_),
-        metrics_(*server->metrics_),
-        socket_(std::move(socket)) {}
+  Connection(NativeServer& server, tcp::socket socket)
+      : engine_(server.engine_), metrics_(*server.metrics_), socket_(std::move(socket)) {}
 
-  void start() { process(); }
+  void start() override { process(); }
 
   // Idempotent. After close nothing touches the server, socket or engine.
-  void close() {
+  void close() override {
     if (closed_) return;
-    auto self = shared_from_this();  // forget() may drop the table's reference
+    auto self = shared_from_this();  // leave() may drop the table's reference
     closed_ = true;
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
-    if (server_ != nullptr) {
-      server_->forget(this);
-      server_ = nullptr;
-    }
+    leave();
   }
-  void detach() { server_ = nullptr; }
 
  private:
   bool has_room() const {
@@ -249,7 +243,6 @@ class NativeServer::Connection : public std::enable_shared_from_this<Connection>
     if (closing_ || (peer_done_ && inflight_ == 0 && !in_process_)) close();
   }
 
-  NativeServer* server_;  // null once detached by stop()
   Engine& engine_;
   Metrics& metrics_;
   tcp::socket socket_;
@@ -267,94 +260,16 @@ class NativeServer::Connection : public std::enable_shared_from_this<Connection>
 };
 
 NativeServer::NativeServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port)
-    : io_(io),
-      engine_(engine),
-      host_(std::move(host)),
-      port_(port),
-      acceptor_(io),
-      accept_retry_(io),
-      metrics_(std::make_unique<Metrics>(engine.metrics())) {}
+    : engine_(engine),
+      metrics_(std::make_unique<Metrics>(engine.metrics())),
+      listener_(io, {.name = "native server", .host = std::move(host), .port = port},
+                {.open = metrics_->connections,
+                 .refused = metrics_->rejected,
+                 .accepted = &metrics_->accepted},
+                [this](tcp::socket socket) {
+                  return std::make_shared<Connection>(*this, std::move(socket));
+                }) {}
 
-NativeServer::~NativeServer() {
-  stop();
-  alive_.reset();
-}
-
-Status NativeServer::start() {
-  MAROON_ASSERT(!acceptor_.is_open());
-  error_code ec;
-  tcp::resolver resolver(io_);
-  auto endpoints = resolver.resolve(host_, std::to_string(port_), tcp::resolver::passive, ec);
-  if (ec || endpoints.empty()) {
-    return unavailable("native server: cannot resolve " + host_ + ": " + ec.message());
-  }
-  const tcp::endpoint ep = endpoints.begin()->endpoint();
-  if (acceptor_.open(ep.protocol(), ec) ||
-      acceptor_.set_option(asio::socket_base::reuse_address(true), ec) || acceptor_.bind(ep, ec) ||
-      acceptor_.listen(asio::socket_base::max_listen_connections, ec)) {
-    error_code ignored;
-    acceptor_.close(ignored);
-    return io_error("native server: cannot listen on " + host_ + ":" + std::to_string(port_) +
-                    ": " + ec.message());
-  }
-  bound_port_ = acceptor_.local_endpoint(ec).port();
-  stopped_ = false;
-  accept();
-  return Status::ok();
-}
-
-void NativeServer::accept() {
-  // A completed accept may still be queued when the server is destroyed; the
-  // handler checks `alive` before touching `this`.
-  acceptor_.async_accept(
-      [this, alive = std::weak_ptr<bool>(alive_)](error_code ec, tcp::socket socket) {
-        if (alive.expired() || ec == asio::error::operation_aborted || stopped_) return;
-        if (!ec) {
-          if (connections_.size() >= limits::connections_max) {
-            metrics_->rejected.inc();
-            error_code ignored;
-            socket.close(ignored);
-          } else {
-            error_code ignored;
-            socket.set_option(tcp::no_delay(true), ignored);
-            metrics_->accepted.inc();
-            auto c = std::make_shared<Connection>(this, std::move(socket));
-            connections_.emplace(c.get(), c);
-            c->start();
-          }
-        }
-        metrics_->connections.set(static_cast<int64_t>(connections_.size()));
-        if (ec) {
-          // Out of file descriptors and the like: retry later instead of spinning.
-          accept_retry_.expires_after(accept_retry_delay);
-          accept_retry_.async_wait([this, alive](error_code wait_ec) {
-            if (alive.expired() || wait_ec || stopped_) return;
-            accept();
-          });
-          return;
-        }
-        accept();
-      });
-}
-
-void NativeServer::forget(Connection* c) {
-  connections_.erase(c);
-  metrics_->connections.set(static_cast<int64_t>(connections_.size()));
-}
-
-void NativeServer::stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  error_code ignored;
-  acceptor_.close(ignored);
-  accept_retry_.cancel();
-  auto conns = std::move(connections_);
-  connections_.clear();
-  for (auto& [ptr, c] : conns) {
-    c->detach();
-    c->close();
-  }
-  metrics_->connections.set(0);
-}
+NativeServer::~NativeServer() = default;
 
 }  // namespace maroon::server

@@ -13,25 +13,20 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "common/limits.h"
 #include "common/status.h"
 #include "server/engine.h"
+#include "server/listener.h"
 
 namespace maroon::server {
 
 // Responses buffered for one connection before it stops reading requests.
 inline constexpr size_t native_write_bytes_max = limits::connection_read_bytes_max;
 inline constexpr size_t native_read_chunk_bytes = 64 * 1024;
-// After an accept error (e.g. out of file descriptors).
-inline constexpr std::chrono::milliseconds accept_retry_delay{100};
 static_assert(native_read_chunk_bytes <= limits::connection_read_bytes_max);
 
 class NativeServer {
@@ -43,35 +38,22 @@ class NativeServer {
   NativeServer& operator=(const NativeServer&) = delete;
 
   // Binds and starts accepting. Port 0 picks a free port (see port()).
-  Status start();
-  uint16_t port() const { return bound_port_; }
+  Status start() { return listener_.start(); }
+  uint16_t port() const { return listener_.port(); }
   // Stops accepting and closes every connection; replies still owed by the
   // engine are dropped when they arrive. Idempotent; call on the loop thread.
-  void stop();
+  void stop() { listener_.stop(); }
 
-  size_t connection_count() const { return connections_.size(); }
+  size_t connection_count() const { return listener_.connection_count(); }
 
  private:
   class Connection;
   friend class Connection;
 
-  void accept();
-  void forget(Connection* c);
-
-  boost::asio::io_context& io_;
   Engine& engine_;
-  std::string host_;
-  uint16_t port_;
-  uint16_t bound_port_ = 0;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer accept_retry_;
-  // Expires with the server; queued accept handlers check it.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
-  bool stopped_ = false;
-
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  Listener listener_;  // last: it closes the connections before the rest goes
 };
 
 }  // namespace maroon::server

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cstring>
 #include <span>
 #include <utility>
@@ -132,25 +131,27 @@ std::string unknown_command_error(Args args) {
 // A queued read runs once no write before it is pending; a queued write is
 // submitted once every read before it has run. A request whose reply is known
 // at once while no slot is open goes straight to the output buffer.
-class RespServer::Connection : public std::enable_shared_from_this<Connection> {
+class RespServer::Connection : public Listener::Connection,
+                               public std::enable_shared_from_this<Connection> {
  public:
   Connection(RespServer& server, tcp::socket socket, uint64_t id)
-      : server_(&server),
-        engine_(server.engine_),
+      : engine_(server.engine_),
         metrics_(server.metrics_),
         socket_(std::move(socket)),
         id_(id),
         in_(kReadBufferBytesInitial, '\0') {}
 
-  void start() { progress(); }
+  void start() override { progress(); }
 
-  // The server is stopping: close without calling back into it.
-  void abandon() {
-    server_ = nullptr;
+  void close() override {
     if (closed_) return;
     closed_ = true;
     boost::system::error_code ignored;
     socket_.close(ignored);
+    // The caller holds a strong reference (a handler's `self`, a locked
+    // weak_ptr, or the listener's stop()), so leaving the listener's table
+    // does not destroy `this`.
+    leave();
   }
 
  private:
@@ -364,16 +365,6 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
     socket_.async_read_some(asio::buffer(in_.data(), in_.size()),
                             [self = shared_from_this()](const boost::system::error_code& ec,
                                                         size_t n) { self->on_read(ec, n); });
-  }
-
-  void close() {
-    if (closed_) return;
-    closed_ = true;
-    boost::system::error_code ignored;
-    socket_.close(ignored);
-    // The caller holds a strong reference (a handler's `self` or a locked
-    // weak_ptr), so removing the server's reference does not destroy `this`.
-    if (server_ != nullptr) std::exchange(server_, nullptr)->remove(this);
   }
 
   // ---- requests
@@ -620,7 +611,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
         "\r\n# Clients\r\nconnected_clients:{}\r\n"
         "\r\n# Maroon\r\nmaroon_serving:{}\r\nmaroon_read_only:{}\r\nmaroon_range:{}\r\n"
         "maroon_applied_epoch:{}\r\nmaroon_applied_txs:{}\r\nmaroon_inflight_txs:{}\r\n",
-        kVersion, st.node_id, server_ ? server_->connection_count() : 0, st.serving ? 1 : 0,
+        kVersion, st.node_id, listener() ? listener()->connection_count() : 0, st.serving ? 1 : 0,
         st.read_only ? 1 : 0, st.range, st.applied_epoch, st.applied_txs, st.inflight_txs);
     kv::Op size_op;
     size_op.type = kv::OpType::kSize;
@@ -710,7 +701,6 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
     resp::append_array_header(dst, 0);
   }
 
-  RespServer* server_;  // null once closed or abandoned
   Engine& engine_;
   Metrics& metrics_;
   tcp::socket socket_;
@@ -747,12 +737,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
 // ---------------------------------------------------------------------------
 
 RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port)
-    : io_(io),
-      engine_(engine),
-      host_(std::move(host)),
-      port_(port),
-      acceptor_(io),
-      accept_retry_(io),
+    : engine_(engine),
       metrics_{
           .commands = engine.metrics().counter("maroon_resp_commands_total",
                                                "RESP requests parsed and executed"),
@@ -766,92 +751,19 @@ RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, u
           .connections_open = engine.metrics().gauge("maroon_resp_connections",
                                                      "RESP connections open"),
       },
-      alive_(std::make_shared<bool>(true)) {}
+      listener_(io,
+                {.name = "resp",
+                 .host = std::move(host),
+                 .port = port,
+                 .refusal = "-ERR max number of clients reached\r\n"},
+                {.open = metrics_.connections_open,
+                 .refused = metrics_.connections_refused,
+                 .accepted = &metrics_.connections_accepted},
+                [this](tcp::socket socket) {
+                  return std::make_shared<Connection>(*this, std::move(socket),
+                                                      next_connection_id_++);
+                }) {}
 
-RespServer::~RespServer() { stop(); }
-
-Status RespServer::start() {
-  MAROON_ASSERT(!running_);
-  boost::system::error_code ec;
-  tcp::resolver resolver(io_);
-  const auto endpoints =
-      resolver.resolve(host_, std::to_string(port_), tcp::resolver::passive | tcp::resolver::numeric_service, ec);
-  if (ec || endpoints.empty()) {
-    return invalid_argument(fmt::format("resp: cannot resolve listen host '{}': {}", host_,
-                                        ec ? ec.message() : "no addresses"));
-  }
-  const tcp::endpoint endpoint = endpoints.begin()->endpoint();
-  const auto fail = [&](const char* what) {
-    boost::system::error_code ignored;
-    acceptor_.close(ignored);
-    return unavailable(fmt::format("resp: {} {}:{}: {}", what, host_, port_, ec.message()));
-  };
-  if (acceptor_.open(endpoint.protocol(), ec)) return fail("open");
-  if (acceptor_.set_option(tcp::acceptor::reuse_address(true), ec)) return fail("set SO_REUSEADDR on");
-  if (acceptor_.bind(endpoint, ec)) return fail("bind");
-  if (acceptor_.listen(asio::socket_base::max_listen_connections, ec)) return fail("listen on");
-  port_ = acceptor_.local_endpoint(ec).port();
-  if (ec) return fail("get the port of");
-  running_ = true;
-  accept_next();
-  return Status::ok();
-}
-
-void RespServer::stop() {
-  running_ = false;
-  boost::system::error_code ignored;
-  acceptor_.close(ignored);
-  accept_retry_.cancel();
-  for (auto& [raw, connection] : connections_) connection->abandon();
-  connections_.clear();
-  metrics_.connections_open.set(0);
-}
-
-void RespServer::accept_next() {
-  acceptor_.async_accept([this, alive = std::weak_ptr<bool>(alive_)](
-                             const boost::system::error_code& ec, tcp::socket socket) {
-    if (alive.expired() || !running_) return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) return;
-      // Out of descriptors or memory: try again shortly rather than spin.
-      accept_retry_.expires_after(std::chrono::milliseconds(100));
-      accept_retry_.async_wait([this, alive](const boost::system::error_code& wait_ec) {
-        if (alive.expired() || wait_ec || !running_) return;
-        accept_next();
-      });
-      return;
-    }
-    if (connections_.size() >= limits::connections_max) {
-      refuse(std::move(socket));
-    } else {
-      boost::system::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      auto connection = std::make_shared<Connection>(*this, std::move(socket), next_connection_id_++);
-      connections_.emplace(connection.get(), connection);
-      metrics_.connections_accepted.inc();
-      metrics_.connections_open.set(static_cast<int64_t>(connections_.size()));
-      connection->start();
-    }
-    accept_next();
-  });
-}
-
-void RespServer::refuse(tcp::socket socket) {
-  metrics_.connections_refused.inc();
-  static constexpr std::string_view kMessage = "-ERR max number of clients reached\r\n";
-  // The handler owns the socket until the error is written.
-  auto owned = std::make_shared<tcp::socket>(std::move(socket));
-  asio::async_write(*owned, asio::buffer(kMessage.data(), kMessage.size()),
-                    [owned](const boost::system::error_code&, size_t) {
-                      boost::system::error_code ignored;
-                      owned->shutdown(tcp::socket::shutdown_send, ignored);
-                      owned->close(ignored);
-                    });
-}
-
-void RespServer::remove(Connection* connection) {
-  connections_.erase(connection);
-  metrics_.connections_open.set(static_cast<int64_t>(connections_.size()));
-}
+RespServer::~RespServer() = default;
 
 }  // namespace maroon::server

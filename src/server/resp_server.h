@@ -16,16 +16,13 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
-#include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/status.h"
 #include "server/engine.h"
+#include "server/listener.h"
 #include "server/metrics.h"
 
 namespace maroon::server {
@@ -39,14 +36,14 @@ class RespServer {
   RespServer& operator=(const RespServer&) = delete;
 
   // Binds and starts accepting; errors (bad host, port in use) as a Status.
-  Status start();
+  Status start() { return listener_.start(); }
   // The port bound by start() (the actual one when 0 was asked for).
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return listener_.port(); }
   // Stops accepting and closes every connection; replies still owed are
   // dropped. Idempotent; the destructor calls it.
-  void stop();
+  void stop() { listener_.stop(); }
 
-  size_t connection_count() const { return connections_.size(); }
+  size_t connection_count() const { return listener_.connection_count(); }
 
   // Shared with connections; they stop touching it once closed.
   struct Metrics {
@@ -60,27 +57,14 @@ class RespServer {
   class Connection;
 
  private:
-  void accept_next();
-  void refuse(boost::asio::ip::tcp::socket socket);
-  void remove(Connection* connection);
-
-  boost::asio::io_context& io_;
   Engine& engine_;
-  std::string host_;
-  uint16_t port_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  // Retries accept after a resource error (EMFILE) instead of spinning.
-  boost::asio::steady_timer accept_retry_;
-  bool running_ = false;
   uint64_t next_connection_id_ = 1;
   Metrics metrics_;
-  // Open connections. A closed connection leaves this map at once; its
+  // Holds the open connections. A closed connection leaves it at once; its
   // object lives on only until its outstanding socket operations complete,
-  // and engine callbacks reach it through a weak_ptr.
-  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
-  // Accept and timer handlers hold a weak_ptr to this: when the server is
-  // gone, their (aborted) completions find it expired and touch nothing.
-  std::shared_ptr<bool> alive_;
+  // and engine callbacks reach it through a weak_ptr. Last: it closes the
+  // connections before the rest goes.
+  Listener listener_;
 };
 
 }  // namespace maroon::server
