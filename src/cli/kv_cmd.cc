@@ -66,8 +66,12 @@ int request(const ClientOptions& o, http::verb verb, const std::string& target,
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     return static_cast<int>(res.result_int());
+  } catch (const boost::system::system_error& e) {
+    std::fprintf(stderr, "maroon: %s:%u: %s\n", o.host.c_str(), o.http_port,
+                 e.code().message().c_str());
+    return -1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "maroon: cannot reach %s:%u: %s\n", o.host.c_str(), o.http_port, e.what());
+    std::fprintf(stderr, "maroon: %s:%u: %s\n", o.host.c_str(), o.http_port, e.what());
     return -1;
   }
 }
