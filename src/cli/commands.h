@@ -13,6 +13,7 @@ struct DevOptions {
   uint16_t http_port = 8080;
   uint16_t resp_port = 6380;
   uint16_t native_port = 6390;
+  std::string program = "maroon";  // how to name this binary in the examples printed at start
 };
 int run_dev(const DevOptions& options);
 

@@ -56,11 +56,12 @@ int run_dev(const DevOptions& o) {
       "  redis-cli -p {resp} set greeting hello\n"
       "  curl -s http://{host}:{http}/v1/kv/greeting\n"
       "  curl -s -X PUT --data-binary world http://{host}:{http}/v1/kv/greeting\n"
-      "  maroon kv get greeting --http-port {http}\n"
-      "  maroon bench --native-port {native} --seconds 5\n"
+      "  {maroon} kv get greeting --http-port {http}\n"
+      "  {maroon} bench --native-port {native} --seconds 5\n"
       "  curl -s http://{host}:{http}/metrics\n",
       fmt::arg("dir", o.data_dir), fmt::arg("host", o.host), fmt::arg("http", http.port()),
-      fmt::arg("resp", resp.port()), fmt::arg("native", native.port()));
+      fmt::arg("resp", resp.port()), fmt::arg("native", native.port()),
+      fmt::arg("maroon", o.program));
   std::fflush(stdout);
 
   // First signal: stop taking requests, drain, stop. A second signal, or a

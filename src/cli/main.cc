@@ -49,7 +49,10 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  if (*dev_cmd) return run_dev(dev);
+  if (*dev_cmd) {
+    dev.program = argv[0];
+    return run_dev(dev);
+  }
   if (*kv_cmd) {
     if (verb == "put" && kv_cmd->count("value") == 0) {
       std::fprintf(stderr, "maroon kv put: a VALUE is required\n");
