@@ -89,6 +89,14 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("serving", r.stdout)
 
+    def test_second_process_on_the_same_data_dir_is_refused(self):
+        second = Dev(ARGS.maroon, self.dev.data_dir, self.work + "/second.log")
+        with self.assertRaises(RuntimeError):
+            second.start(timeout=10)
+        with open(self.work + "/second.log") as f:
+            self.assertIn("in use by another maroon process", f.read())
+        self.assertEqual(self.req("GET", "/v1/status")[0], 200, "the first process keeps serving")
+
     def test_bench_runs(self):
         r = subprocess.run([ARGS.maroon, "bench", "--native-port", str(self.dev.native_port), "--seconds", "1",
                             "-c", "4", "-P", "8", "--mix", "set:50,get:40,incr:10"],
