@@ -40,11 +40,17 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
   TxId id = TxId::make(range_, next_offset_++);
   // Lease the next range before this one runs out.
   if (next_offset_ > config_.offsets_per_range_max) request_lease();
-  out_.to_nodes.push_back(TxMsg{id, app, op});
   MAROON_ASSERT(inflight_base_ + inflight_.size() == next_number_);
-  next_retry_tick_ = std::min(next_retry_tick_, now_ticks_ + config_.retry_ticks);
-  inflight_bytes_ += op.size();
-  inflight_.push_back(Inflight{id, token, app, std::move(op), 0, now_ticks_, false});
+  const size_t op_bytes = op.size();
+  inflight_bytes_ += op_bytes;
+  if (config_.retries) {
+    out_.to_nodes.push_back(TxMsg{id, app, op});
+    next_retry_tick_ = std::min(next_retry_tick_, now_ticks_ + config_.retry_ticks);
+    inflight_.push_back(Inflight{id, token, app, std::move(op), op_bytes, 0, now_ticks_, false});
+  } else {
+    out_.to_nodes.push_back(TxMsg{id, app, std::move(op)});
+    inflight_.push_back(Inflight{id, token, app, std::string(), op_bytes, 0, now_ticks_, false});
+  }
   next_number_++;
   inflight_count_++;
   return id;
@@ -59,7 +65,7 @@ void Gateway::on_message(NodeToGateway msg) {
     if (tx == nullptr) return;
     out_.deliveries.push_back(Delivery{tx->token, result->id, std::move(result->reply), result->expired});
     tx->answered = true;
-    inflight_bytes_ -= tx->op.size();
+    inflight_bytes_ -= tx->op_bytes;
     tx->op = std::string();
     inflight_count_--;
     while (!inflight_.empty() && inflight_.front().answered) {
@@ -84,7 +90,7 @@ void Gateway::tick() {
     lease_requested_ = false;
     request_lease();
   }
-  if (now_ticks_ < next_retry_tick_) return;
+  if (!config_.retries || now_ticks_ < next_retry_tick_) return;
   // Retries are rare; the scan runs only when one is due.
   next_retry_tick_ = UINT64_MAX;
   for (Inflight& tx : inflight_) {

@@ -21,6 +21,9 @@ struct GatewayConfig {
   size_t inflight_bytes_max = 0;  // 0: limits::gateway_inflight_bytes_max
   size_t acks_needed = 1;       // k = f + 1
   uint64_t retry_ticks = 100;   // resend a tx not yet acknowledged by k nodes
+  // False when delivery to the nodes cannot lose messages (a node in the same
+  // process): then no op is kept for resending, saving a copy per tx.
+  bool retries = true;
   uint64_t lease_retry_ticks = 100;
   // Offsets used per range before a fresh range is leased; kOffsetMax in
   // production, small in tests to exercise rollover.
@@ -63,7 +66,8 @@ class Gateway {
     TxId id;
     uint64_t token = 0;
     AppId app = AppId::kSystem;
-    std::string op;
+    std::string op;  // kept for resending (empty without retries)
+    size_t op_bytes = 0;
     size_t acks = 0;
     uint64_t sent_tick = 0;
     bool answered = false;

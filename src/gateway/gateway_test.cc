@@ -185,3 +185,24 @@ TEST(Gateway, IgnoresIdsItNeverIssued) {
 
 }  // namespace
 }  // namespace maroon
+
+namespace maroon {
+namespace {
+
+TEST(Gateway, WithoutRetriesNothingIsResent) {
+  GatewayConfig c;
+  c.retry_ticks = 1;
+  c.retries = false;
+  Gateway g = leased(c, RangeId(1));
+  TxId id = *g.submit(AppId::kKv, "payload", 1);
+  auto out = g.take_output();
+  ASSERT_EQ(out.to_nodes.size(), 1u);
+  EXPECT_EQ(std::get<TxMsg>(out.to_nodes[0]).op, "payload");
+  for (int i = 0; i < 5; i++) g.tick();
+  EXPECT_TRUE(g.take_output().to_nodes.empty());
+  g.on_message(TxResult{id, "r", false});
+  EXPECT_EQ(g.take_output().deliveries.size(), 1u);
+}
+
+}  // namespace
+}  // namespace maroon

@@ -67,7 +67,7 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       options_(std::move(options)),
       node_(NodeConfig{.order_unsynced_txs = true, .gateways_in_process = true}, sequencer_),
       // In-process delivery never loses a message: retries would only copy.
-      gateway_(GatewayConfig{.id = GatewayId(pick_gateway_id()), .retry_ticks = 360'000}),
+      gateway_(GatewayConfig{.id = GatewayId(pick_gateway_id()), .retries = false}),
       tick_timer_(io),
       shutdown_timer_(io),
       pending_(std::make_unique<WalBatch>()),
