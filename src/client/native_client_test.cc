@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "protocol/client_messages.h"
+#include "server/loop_harness.h"
 #include "server/fake_engine.h"
 #include "server/native_server.h"
 
@@ -25,54 +26,8 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using server::FakeEngine;
 using server::NativeServer;
+using Harness = server::LoopHarness<server::NativeServer, server::FakeEngine>;
 
-// A NativeServer over a FakeEngine on its own event-loop thread. Everything
-// that touches the server or engine runs on that thread via on_loop().
-class Harness {
- public:
-  Harness() {
-    Status s = server_.start();
-    MAROON_ASSERT_MSG(s.is_ok(), s.to_string().c_str());
-    thread_ = std::thread([this] {
-      auto guard = asio::make_work_guard(io_);
-      io_.run();
-    });
-  }
-  template <typename F>
-  auto on_loop(F f) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    asio::post(io_, [&task] { task(); });
-    return result.get();
-  }
-
-  // Waits until pred() (run on the loop) holds, up to a deadline.
-  template <typename F>
-  bool wait_until(F pred, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!on_loop(pred)) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(1ms);
-    }
-    return true;
-  }
-
-  ~Harness() {
-    on_loop([this] { server_.stop(); });
-    io_.stop();
-    thread_.join();
-  }
-
-  uint16_t port() const { return server_.port(); }
-  FakeEngine& engine() { return engine_; }
-  NativeServer& server() { return server_; }
-
- private:
-  asio::io_context io_;
-  FakeEngine engine_;
-  NativeServer server_{io_, engine_, "127.0.0.1", 0};
-  std::thread thread_;
-};
 
 kv::Op get(std::string_view key) { return kv::Op{.type = kv::OpType::kGet, .keys = {key}}; }
 kv::Op set(std::string_view key, std::string_view value) {

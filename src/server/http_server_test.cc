@@ -1,3 +1,4 @@
+#include "server/loop_harness.h"
 #include "server/http_server.h"
 
 #include <gtest/gtest.h>
@@ -52,50 +53,8 @@ class TestEngine final : public Engine {
   bool overloaded = false;
 };
 
-class Harness {
- public:
-  Harness() {
-    Status s = server_.start();
-    MAROON_ASSERT_MSG(s.is_ok(), s.to_string().c_str());
-    thread_ = std::thread([this] {
-      auto guard = asio::make_work_guard(io_);
-      io_.run();
-    });
-  }
+using Harness = server::LoopHarness<HttpServer, TestEngine>;
 
-  template <typename F>
-  auto on_loop(F f) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    asio::post(io_, [&task] { task(); });
-    return result.get();
-  }
-  template <typename F>
-  bool wait_until(F pred, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!on_loop(pred)) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(1ms);
-    }
-    return true;
-  }
-
-  ~Harness() {
-    on_loop([this] { server_.stop(); });
-    io_.stop();
-    thread_.join();
-  }
-
-  uint16_t port() const { return server_.port(); }
-  TestEngine& engine() { return engine_; }
-  HttpServer& server() { return server_; }
-
- private:
-  asio::io_context io_;
-  TestEngine engine_;
-  HttpServer server_{io_, engine_, "127.0.0.1", 0};
-  std::thread thread_;
-};
 
 // Blocking reads give up after 10 s so a broken server fails the test instead of hanging it.
 void set_receive_timeout(asio::ip::tcp::socket& s) {
