@@ -64,7 +64,7 @@ int run_dev(const DevOptions& o) {
       fmt::arg("maroon", o.program));
   std::fflush(stdout);
 
-  // First signal: stop taking requests, drain, stop. A second signal, or a
+  // First signal: refuse new writes, drain the ones in flight, stop. A second signal, or a
   // drain that cannot finish (a hung fdatasync), exits at once: the WAL makes
   // that safe, since nothing unsynced was ever acknowledged.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -80,16 +80,18 @@ int run_dev(const DevOptions& o) {
     stopping = true;
     spdlog::info("signal {}: draining in-flight requests and stopping", sig);
     signals.async_wait(on_signal);
-    http.stop();
-    resp.stop();
-    native.stop();
     force_exit.expires_after(std::chrono::milliseconds(driver_options.drain_ms + 5000));
     force_exit.async_wait([](const boost::system::error_code& e) {
       if (e) return;
       spdlog::error("shutdown did not finish (WAL sync hung?); exiting now");
       std::_Exit(1);
     });
+    // Connections stay open while in-flight writes drain, so their clients
+    // get answers; new writes are refused meanwhile ("shutting down").
     driver.shutdown([&] {
+      http.stop();
+      resp.stop();
+      native.stop();
       force_exit.cancel();
       signals.cancel();
       io.stop();
