@@ -633,41 +633,6 @@ TEST(WalPosix, RoundTripsAcrossSegmentsOnARealDisk) {
   std::filesystem::remove_all(tmpl);
 }
 
-// Not a timed test (benchmarks print figures): run with
-// --gtest_also_run_disabled_tests to see how fast replay is on a real disk.
-TEST(WalBenchmark, DISABLED_ReplaysAMillionSmallRecords) {
-  char tmpl[] = "/tmp/maroon-wal-bench-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  PosixEnv env;
-  constexpr size_t kRecords = 1'000'000;
-  const std::string payload(60, 'p');
-  {
-    auto wal = Wal::open(env, dir, {}, [](Lsn, uint8_t, std::string_view) { return Status::ok(); });
-    ASSERT_TRUE(wal.is_ok());
-    WalBatch b;
-    for (size_t i = 0; i < kRecords; i++) {
-      b.add(1, payload);
-      if (b.bytes() >= 1024 * 1024 || i + 1 == kRecords) {
-        ASSERT_TRUE((*wal)->write(b).is_ok());
-        b.clear();
-      }
-    }
-  }
-  size_t count = 0;
-  const auto start = std::chrono::steady_clock::now();
-  auto wal = Wal::open(env, dir, {}, [&](Lsn, uint8_t, std::string_view p) {
-    count += p.size() == 60;
-    return Status::ok();
-  });
-  const auto elapsed = std::chrono::steady_clock::now() - start;
-  ASSERT_TRUE(wal.is_ok());
-  EXPECT_EQ(count, kRecords);
-  std::printf("replayed %zu records in %.1f ms\n", count,
-              std::chrono::duration<double, std::milli>(elapsed).count());
-  std::filesystem::remove_all(dir);
-}
-
 }  // namespace
 }  // namespace maroon
 
