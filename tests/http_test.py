@@ -1,32 +1,20 @@
 #!/usr/bin/env python3
 """The HTTP/JSON API and the maroon CLI against a real maroon dev process."""
-import argparse
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
-import unittest
 import urllib.error
 import urllib.request
 
-from maroon_proc import Dev
-
-ARGS = None
+from maroon_proc import Dev, DevTestCase, run_tests
 
 
-class HttpTest(unittest.TestCase):
+class HttpTest(DevTestCase):
+    WORK_PREFIX = "maroon-http-"
+
     @classmethod
     def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix="maroon-http-")
-        cls.dev = Dev(ARGS.maroon, cls.work + "/data", cls.work + "/maroon.log")
-        cls.dev.start()
+        super().setUpClass()
         cls.base = "http://127.0.0.1:%d" % cls.dev.http_port
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.dev.terminate()
-        shutil.rmtree(cls.work, ignore_errors=True)
 
     def req(self, method, path, body=None, headers=None):
         data = body.encode() if isinstance(body, str) else body
@@ -77,7 +65,7 @@ class HttpTest(unittest.TestCase):
 
     def test_cli(self):
         def cli(*args):
-            return subprocess.run([ARGS.maroon] + list(args) + ["--http-port", str(self.dev.http_port)],
+            return subprocess.run([self.MAROON] + list(args) + ["--http-port", str(self.dev.http_port)],
                                   capture_output=True, text=True, timeout=30)
         self.assertEqual(cli("kv", "put", "cli-key", "cli value").returncode, 0)
         r = cli("kv", "get", "cli-key")
@@ -90,7 +78,7 @@ class HttpTest(unittest.TestCase):
         self.assertIn("serving", r.stdout)
 
     def test_second_process_on_the_same_data_dir_is_refused(self):
-        second = Dev(ARGS.maroon, self.dev.data_dir, self.work + "/second.log")
+        second = Dev(self.MAROON, self.dev.data_dir, self.work + "/second.log")
         with self.assertRaises(RuntimeError):
             second.start(timeout=10)
         with open(self.work + "/second.log") as f:
@@ -98,7 +86,7 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(self.req("GET", "/v1/status")[0], 200, "the first process keeps serving")
 
     def test_bench_runs(self):
-        r = subprocess.run([ARGS.maroon, "bench", "--native-port", str(self.dev.native_port), "--seconds", "1",
+        r = subprocess.run([self.MAROON, "bench", "--native-port", str(self.dev.native_port), "--seconds", "1",
                             "-c", "4", "-P", "8", "--mix", "set:50,get:40,incr:10"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -107,7 +95,4 @@ class HttpTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--maroon", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    run_tests()

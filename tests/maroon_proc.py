@@ -3,11 +3,16 @@
 Servers listen on 127.0.0.1 only, on free ports chosen here. Waits are on
 conditions with deadlines, never bare sleeps.
 """
+import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
+import unittest
 import urllib.request
 
 
@@ -125,3 +130,30 @@ class Resp:
     def call(self, *args):
         self.send(*args)
         return self.read()
+
+
+class DevTestCase(unittest.TestCase):
+    """A test class sharing one `maroon dev` process across its tests."""
+
+    MAROON = None  # the binary, set by run_tests()
+    WORK_PREFIX = "maroon-test-"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix=cls.WORK_PREFIX)
+        cls.dev = Dev(cls.MAROON, cls.work + "/data", cls.work + "/maroon.log")
+        cls.dev.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dev.terminate()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+
+def run_tests():
+    """unittest.main with a required --maroon BINARY argument."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--maroon", required=True)
+    args, rest = ap.parse_known_args()
+    DevTestCase.MAROON = args.maroon
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

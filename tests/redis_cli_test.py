@@ -1,28 +1,12 @@
 #!/usr/bin/env python3
 """Stock redis-cli and redis-benchmark (Debian's redis-tools) against maroon dev."""
-import argparse
-import shutil
 import subprocess
-import sys
-import tempfile
-import unittest
 
-from maroon_proc import Dev
-
-ARGS = None
+from maroon_proc import DevTestCase, run_tests
 
 
-class RedisCliTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix="maroon-redis-cli-")
-        cls.dev = Dev(ARGS.maroon, cls.work + "/data", cls.work + "/maroon.log")
-        cls.dev.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.dev.terminate()
-        shutil.rmtree(cls.work, ignore_errors=True)
+class RedisCliTest(DevTestCase):
+    WORK_PREFIX = "maroon-redis-cli-"
 
     def cli(self, *args, stdin=None):
         r = subprocess.run(["redis-cli", "-p", str(self.dev.resp_port)] + list(args),
@@ -87,7 +71,4 @@ class RedisCliTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--maroon", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    run_tests()

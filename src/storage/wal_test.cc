@@ -4,8 +4,6 @@
 #include <rapidcheck.h>
 #include <stdlib.h>
 
-#include <chrono>
-#include <cstdio>
 #include <filesystem>
 
 #include "storage/fault_env.h"
