@@ -33,6 +33,8 @@ namespace {
 constexpr uint64_t kClientBase = 1'000'000;
 constexpr uint64_t kAdminClient = 999'999;
 constexpr size_t kHistoryOpsMax = 200'000;
+// Far above any healthy run's pending events: more means messages multiply.
+constexpr size_t kEventsMax = 2'000'000;
 
 int64_t uniform(Prng& prng, int64_t lo, int64_t hi) {
   MAROON_ASSERT(lo <= hi);
@@ -258,6 +260,13 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
   ReplicaId id = n.id;
   n.service = std::make_unique<KvService>([this, id](const vr::Entry& e) { on_executed(id, e); });
   n.replica = std::make_unique<vr::Replica>(id, s_.options, *n.service, prng_.next());
+  const bool initial = std::find(initial_members_.begin(), initial_members_.end(), id) !=
+                       initial_members_.end();
+  if (bootstrap_members == nullptr && initial && !n.disk.superblock && n.disk.wal.empty()) {
+    // An initial member that crashed before anything was durable is simply
+    // bootstrapped again (as an operator would rerun the first start).
+    bootstrap_members = &initial_members_;
+  }
   if (bootstrap_members != nullptr) {
     n.replica->bootstrap(*bootstrap_members, n.out);
   } else if (!n.disk.superblock && n.disk.wal.empty()) {
@@ -736,6 +745,10 @@ SimResult Simulation::run() {
   std::string why;
   int64_t next_convergence_check = issue_until;
   while (!queue_.empty() && failure_.empty()) {
+    if (queue_.size() > kEventsMax) {
+      fail(fmt::format("message storm: {} events pending", queue_.size()));
+      break;
+    }
     Event e = queue_.top();
     queue_.pop();
     MAROON_ASSERT(e.time >= now_);

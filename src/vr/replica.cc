@@ -228,13 +228,19 @@ void Replica::finish_replay(Output& out) {
   // A DoViewChange leaves only after its view is durable, so none went out
   // for a view beyond the durable one.
   dvc_sent_view_ = view_;
+  // Known committed: everything executed before the crash that a checkpoint
+  // covers, and the reconfiguration that began our epoch with all before it.
+  commit_ = std::max(executed_, std::min(op_, epoch_start_));
   if (members_.empty()) {
     status_ = ReplicaStatus::kJoining;
     check_invariants();
     return;
   }
   if (!is_member()) {
-    status_ = ReplicaStatus::kShutdown;
+    // Removed by a reconfiguration: keep telling the new group about its
+    // epoch until it has started (we do not know whether it has).
+    status_ = contains(old_members_, self_) ? ReplicaStatus::kLeaving : ReplicaStatus::kShutdown;
+    next_start_epoch_tick_ = now_;
     check_invariants();
     return;
   }
@@ -254,7 +260,6 @@ void Replica::finish_replay(Output& out) {
     // Rule: entries beyond the checkpoint are not known to be committed, and
     // entries after the last commit we knew may have been replaced by a view
     // change while we were down. Recovery decides.
-    commit_ = executed_;
     start_recovery(out);
   }
   check_invariants();
@@ -993,6 +998,7 @@ void Replica::on_new_state(const NewState& m, Output& out) {
   if (m.h.epoch == epoch_ && !same_view && status_ != ReplicaStatus::kJoining) return;
   if (m.h.epoch < epoch_) return;
   if (!same_view) truncate_uncommitted();
+  const OpNumber op_before = op_, executed_before = executed_;
   const OpNumber usable = same_view ? m.head : m.commit;
   if (m.checkpoint && m.checkpoint->op > executed_ && m.checkpoint->op <= m.commit) {
     if (!install_checkpoint(*m.checkpoint, out)) return;
@@ -1021,14 +1027,18 @@ void Replica::on_new_state(const NewState& m, Output& out) {
     // §7: caught up to the start of our epoch.
     enter_normal(ViewNumber(0), out);
     for (ReplicaId r : old_members_) {
-      if (!contains(members_, r)) send(r, EpochStarted{header()}, out);
+      if (!contains(members_, r)) send_after_persist(r, EpochStarted{header()}, out);
     }
   }
   const bool behind = executed_ < log_after_ || (same_view && op_ < m.head) ||
                       (status_ == ReplicaStatus::kJoining) ||
                       (m.h.epoch > epoch_ && op_ < m.commit);
+  const bool progress = op_ > op_before || executed_ > executed_before;
   if (behind) {
-    if (status_ != ReplicaStatus::kShutdown) request_state(m.h.from, out);
+    // Ask again at once only while the answers bring something; otherwise
+    // the retry timer asks (duplicated messages must not multiply requests).
+    if (status_ != ReplicaStatus::kShutdown && progress) request_state(m.h.from, out);
+    state_wanted_ = status_ != ReplicaStatus::kShutdown;
   } else {
     state_wanted_ = false;
   }
@@ -1153,7 +1163,7 @@ void Replica::begin_epoch(ConfigEpoch epoch, std::vector<ReplicaId> members, OpN
   if (is_member()) {
     enter_normal(ViewNumber(0), out);
     for (ReplicaId r : old_members_) {
-      if (!contains(members_, r)) send(r, EpochStarted{header()}, out);
+      if (!contains(members_, r)) send_after_persist(r, EpochStarted{header()}, out);
     }
     for (ReplicaId r : members_) {
       if (!contains(old_members_, r)) {
@@ -1168,6 +1178,12 @@ void Replica::begin_epoch(ConfigEpoch epoch, std::vector<ReplicaId> members, OpN
 }
 
 void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
+  if (m.h.epoch == epoch_ && status_ == ReplicaStatus::kNormal && !contains(members_, m.h.from)) {
+    // A leaving replica that does not know we started (our answer was lost,
+    // or it restarted).
+    send(m.h.from, EpochStarted{header()}, out);
+    return;
+  }
   if (m.h.epoch <= epoch_ || !valid_members(m.members)) return;
   if (!contains(m.members, self_)) {
     // Removed while we were behind; the new group has the state.
@@ -1186,7 +1202,7 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
   persist_state(out);
   if (executed_ >= epoch_start_) {
     enter_normal(ViewNumber(0), out);
-    send(m.h.from, EpochStarted{header()}, out);
+    send_after_persist(m.h.from, EpochStarted{header()}, out);
   } else {
     request_state(m.h.from, out);
   }
