@@ -81,7 +81,10 @@ Status Node::replay(RecordType type, std::string_view payload) {
       advance_durable(range);
       return Status::ok();
     }
-    case RecordType::kEpoch: {
+    case RecordType::kLegacyEpoch:
+    case RecordType::kVrLog:
+    case RecordType::kVrCheckpoint:
+    case RecordType::kVrState: {
       if (Status s = sequencer_.replay(type, payload); !s) return s;
       for (Epoch& epoch : sequencer_.take_committed()) {
         if (epoch.logical_time_ms < applied_time_ms_) {
@@ -111,6 +114,7 @@ void Node::finish_replay() {
   MAROON_ASSERT(replaying_);
   replaying_ = false;
   proposed_time_ms_ = applied_time_ms_;
+  sequencer_.start(out_);
   if (config_.gateways_in_process) {
     for (auto& [id, range] : ranges_) range.results.clear();
   }
@@ -212,7 +216,10 @@ void Node::on_flush() {
 
 void Node::tick(uint64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
-  if (!replaying_) propose_epochs();
+  if (replaying_) return;
+  sequencer_.tick(out_);
+  apply_committed();
+  propose_epochs();
 }
 
 void Node::propose_epochs() {

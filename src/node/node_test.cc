@@ -8,7 +8,8 @@
 
 #include "common/hash.h"
 #include "common/limits.h"
-#include "sequencer/local_sequencer.h"
+#include "sequencer/vr_sequencer.h"
+#include "vr/codec.h"
 
 namespace maroon {
 namespace {
@@ -59,7 +60,7 @@ struct Harness {
     return RangeId(0);
   }
 
-  LocalSequencer sequencer;
+  VrSequencer sequencer;
   EchoApp app;
   Node node;
   std::vector<PersistRecord> wal;
@@ -128,7 +129,7 @@ TEST(Node, OrderUnsyncedPutsTxsAndTheirEpochInOneBatch) {
   ASSERT_EQ(out.persist.size(), 3u);
   EXPECT_EQ(out.persist[0].type, RecordType::kTx);
   EXPECT_EQ(out.persist[1].type, RecordType::kTx);
-  EXPECT_EQ(out.persist[2].type, RecordType::kEpoch) << "the epoch follows its txs in the log";
+  EXPECT_EQ(out.persist[2].type, RecordType::kVrLog) << "the epoch follows its txs in the log";
   EXPECT_TRUE(h.app.log.empty());
   h.node.on_persisted(out.next_seq() - 1);  // one durability report: ordered and executed
   EXPECT_EQ(h.app.log, (std::vector<std::string>{"a", "b"}));
@@ -236,7 +237,7 @@ TEST(Node, ReplayRebuildsStateAndContinuesIds) {
   Output out = h.node.take_output();
   for (auto& rec : out.persist) h.wal.push_back(rec);
 
-  LocalSequencer sequencer2;
+  VrSequencer sequencer2;
   EchoApp app2;
   Node node2({}, sequencer2);
   node2.register_app(AppId::kKv, app2);
@@ -246,7 +247,10 @@ TEST(Node, ReplayRebuildsStateAndContinuesIds) {
   node2.finish_replay();
   // The durable-but-unordered tx is ordered after restart: no gap, no loss.
   Output o2 = node2.take_output();
-  ASSERT_EQ(o2.persist.size(), 1u);
+  // The restarted replica's state record, then the epoch ordering tx 6.
+  ASSERT_EQ(o2.persist.size(), 2u);
+  EXPECT_EQ(o2.persist[0].type, RecordType::kVrState);
+  EXPECT_EQ(o2.persist[1].type, RecordType::kVrLog);
   node2.on_persisted(o2.next_seq() - 1);
   EXPECT_EQ(app2.log.size(), 6u);
   // A new lease after restart never reuses the old range.
@@ -260,18 +264,30 @@ TEST(Node, ReplayRebuildsStateAndContinuesIds) {
 }
 
 TEST(Node, ReplayRejectsEpochOrderingTxsItNeverHeld) {
-  LocalSequencer seq;
+  VrSequencer seq;
   EchoApp app;
   Node node({}, seq);
   node.register_app(AppId::kKv, app);
+  // The records a single-replica VR sequencer writes: its state, then log
+  // suffixes whose entries are epochs.
+  auto log_record = [](const Epoch& e) {
+    std::string payload;
+    encode_epoch(e, payload);
+    vr::Entry entry{vr::OpNumber(e.number.value()), vr::ViewNumber(0), vr::EntryKind::kRequest,
+                    vr::ClientId(1), vr::RequestNumber(e.number.value()), payload};
+    std::string out;
+    vr::encode_record(vr::LogSuffix{vr::OpNumber(e.number.value() - 1), {entry}}, out);
+    return out;
+  };
+  std::string state;
+  vr::DurableState ds;
+  ds.members = {vr::ReplicaId(1)};
+  vr::encode_record(ds, state);
+  ASSERT_TRUE(node.replay(RecordType::kVrState, state).is_ok());
   Epoch lease{EpochNumber(1), 0, {}, {LeaseRange{GatewayId(1), RangeId(0)}}};
-  std::string p1;
-  encode_epoch(lease, p1);
-  ASSERT_TRUE(node.replay(RecordType::kEpoch, p1).is_ok());
+  ASSERT_TRUE(node.replay(RecordType::kVrLog, log_record(lease)).is_ok());
   Epoch bad{EpochNumber(2), 0, {Interval{RangeId(1), 1, 3}}, {}};
-  std::string p2;
-  encode_epoch(bad, p2);
-  Status s = node.replay(RecordType::kEpoch, p2);
+  Status s = node.replay(RecordType::kVrLog, log_record(bad));
   EXPECT_EQ(s.code(), Code::kCorruption);
 }
 

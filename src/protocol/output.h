@@ -16,7 +16,14 @@ namespace maroon {
 // WAL record types. Each owner decodes its own payloads.
 enum class RecordType : uint8_t {
   kTx = 1,     // node: a tx held durably (TxMsg)
-  kEpoch = 2,  // sequencer: a committed epoch (single-replica sequencer)
+  // 2 was the interim single-replica sequencer's epoch record; a WAL holding
+  // one was written by a build before VR and is refused with a clear error.
+  kLegacyEpoch = 2,
+  kVrLog = 3,         // sequencer (VR): a log suffix whose entries are epochs
+  kVrCheckpoint = 4,  // sequencer (VR): a checkpoint
+  // sequencer (VR): the replica's small durable state. The driver keeps the
+  // newest one in the superblock, not in the WAL.
+  kVrState = 5,
 };
 
 struct PersistRecord {

@@ -4,7 +4,7 @@
 #include <rapidcheck.h>
 
 #include "common/limits.h"
-#include "sequencer/local_sequencer.h"
+#include "sequencer/vr_sequencer.h"
 
 namespace maroon {
 namespace {
@@ -43,25 +43,85 @@ TEST(Epoch, RejectsMalformed) {
   }));
 }
 
-TEST(LocalSequencer, CommitsOnlyDurableEpochsInOrder) {
-  LocalSequencer s;
+// Runs a sequencer's records through a perfect disk.
+struct Disk {
+  std::vector<PersistRecord> records;
+  void sync(VrSequencer& s, Output& out) {
+    for (auto& r : out.persist) records.push_back(r);
+    uint64_t last = out.next_seq() - 1;
+    out.persist.clear();
+    out.first_seq = last + 1;
+    s.on_persisted(last, out);
+  }
+};
+
+TEST(VrSequencer, SingleReplicaCommitsOnlyDurableEpochsInOrder) {
+  VrSequencer s;
   Output out;
+  s.start(out);  // bootstrap: the replica's state record
+  ASSERT_EQ(out.persist.size(), 1u);
+  EXPECT_EQ(out.persist[0].type, RecordType::kVrState);
+  Disk disk;
+  disk.sync(s, out);
+  ASSERT_TRUE(s.can_propose());
   s.propose(Epoch{EpochNumber(1), 0, {}, {LeaseRange{GatewayId(1), RangeId(0)}}}, out);
   s.propose(Epoch{EpochNumber(2), 0, {}, {LeaseRange{GatewayId(2), RangeId(0)}}}, out);
-  EXPECT_TRUE(s.take_committed().empty());
-  s.on_persisted(1, out);
+  EXPECT_TRUE(s.take_committed().empty()) << "nothing is committed before it is durable";
+  ASSERT_EQ(out.persist.size(), 2u);
+  EXPECT_EQ(out.persist[0].type, RecordType::kVrLog);
+  disk.sync(s, out);
   auto c = s.take_committed();
-  ASSERT_EQ(c.size(), 1u);
+  ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c[0].number, EpochNumber(1));
-  s.on_persisted(2, out);
-  EXPECT_EQ(s.take_committed().size(), 1u);
+  EXPECT_EQ(c[1].number, EpochNumber(2));
 }
 
-TEST(LocalSequencer, ReplayRejectsOutOfOrderEpochs) {
-  LocalSequencer s;
+TEST(VrSequencer, PipelineIsBounded) {
+  VrSequencer s;
+  Output out;
+  s.start(out);
+  for (uint64_t n = 1; n <= VrSequencer::kPipelineEpochsMax; n++) {
+    ASSERT_TRUE(s.can_propose());
+    s.propose(Epoch{EpochNumber(n), 0, {}, {LeaseRange{GatewayId(n), RangeId(0)}}}, out);
+  }
+  EXPECT_FALSE(s.can_propose());
+}
+
+TEST(VrSequencer, ReplayRecommitsTheDurableLog) {
+  Disk disk;
+  {
+    VrSequencer s;
+    Output out;
+    s.start(out);
+    for (uint64_t n = 1; n <= 5; n++) {
+      s.propose(Epoch{EpochNumber(n), n, {}, {LeaseRange{GatewayId(n), RangeId(0)}}}, out);
+      disk.sync(s, out);
+    }
+    EXPECT_EQ(s.take_committed().size(), 5u);
+  }
+  VrSequencer r;
+  std::vector<Epoch> replayed;
+  for (const auto& rec : disk.records) {
+    ASSERT_TRUE(r.replay(rec.type, rec.payload).is_ok());
+    for (Epoch& e : r.take_committed()) replayed.push_back(std::move(e));
+  }
+  ASSERT_EQ(replayed.size(), 5u);
+  for (uint64_t n = 1; n <= 5; n++) EXPECT_EQ(replayed[n - 1].number, EpochNumber(n));
+  Output out;
+  r.start(out);
+  EXPECT_EQ(r.last_proposed(), EpochNumber(5));
+  EXPECT_TRUE(r.can_propose()) << "a single replica is primary again at once";
+}
+
+TEST(VrSequencer, ReplayRefusesRecordsItCannotRead) {
+  VrSequencer s;
   std::string p;
-  encode_epoch(Epoch{EpochNumber(2), 0, {}, {}}, p);
-  EXPECT_EQ(s.replay(RecordType::kEpoch, p).code(), Code::kCorruption);
+  encode_epoch(Epoch{EpochNumber(1), 0, {}, {}}, p);
+  Status legacy = s.replay(RecordType::kLegacyEpoch, p);
+  EXPECT_EQ(legacy.code(), Code::kCorruption);
+  EXPECT_NE(legacy.message().find("fresh"), std::string::npos);
+  EXPECT_EQ(s.replay(RecordType::kVrLog, "garbage").code(), Code::kCorruption);
+  EXPECT_EQ(s.replay(RecordType::kTx, p).code(), Code::kCorruption);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The sequencer: the replicated ordering log of epochs (DESIGN.md §3). The
 // node proposes epochs and applies committed ones in order; it never knows
-// which backend (single replica now; VR or etcd later) is underneath.
+// which backend (VR among the nodes, or etcd later) is underneath.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +26,13 @@ class Sequencer {
   virtual void on_persisted(uint64_t durable_seq, Output& out) = 0;
   // Committed epochs not yet handed out, in order.
   virtual std::vector<Epoch> take_committed() = 0;
-  // Rebuilds state from a WAL record of this sequencer during startup replay.
+  // Rebuilds state from a record of this sequencer during startup replay
+  // (the superblock's state record first, then the WAL's records in order).
   virtual Status replay(RecordType type, std::string_view payload) = 0;
+  // After replay: a fresh sequencer bootstraps, a restarted one resumes.
+  virtual void start(Output& out) = 0;
+  // Time passes (heartbeats, timeouts).
+  virtual void tick(Output& out) = 0;
 };
 
 }  // namespace maroon

@@ -29,34 +29,47 @@ uint64_t pick_gateway_id() {
   return id;
 }
 
-// The superblock names the data directory: format version, node id and a
-// random id made when the directory was created (docs/formats.md).
-constexpr uint8_t kDataFormat = 1;
+// The superblock names the data directory (format version, node id and a
+// random id made when the directory was created) and holds the sequencer's
+// durable VR state (docs/formats.md).
+constexpr uint8_t kDataFormat = 2;
 
-Status open_identity(Env& env, const std::string& data_dir, uint64_t& node_id, uint64_t& data_id) {
+std::string encode_superblock(uint64_t node_id, uint64_t data_id, std::string_view vr_state) {
+  std::string payload;
+  ByteWriter w(payload);
+  w.u8(kDataFormat);
+  w.u64(node_id);
+  w.u64(data_id);
+  w.bytes(vr_state);
+  return payload;
+}
+
+Status open_identity(Env& env, const std::string& data_dir, std::unique_ptr<Superblock>& out,
+                     uint64_t& node_id, uint64_t& data_id, std::string& vr_state) {
   if (Status s = env.create_dirs(data_dir); !s) return s;
   auto superblock = Superblock::open(env, data_dir + "/superblock");
   if (!superblock) return superblock.status();
-  if (!(*superblock)->current()) {
+  out = std::move(superblock).value();
+  if (!out->current()) {
     std::random_device rd;
     data_id = (uint64_t{rd()} << 32) ^ rd();
     node_id = 1;
-    std::string payload;
-    ByteWriter w(payload);
-    w.u8(kDataFormat);
-    w.u64(node_id);
-    w.u64(data_id);
-    return (*superblock)->write(payload);
+    vr_state.clear();
+    return out->write(encode_superblock(node_id, data_id, {}));
   }
-  ByteReader r(*(*superblock)->current());
+  ByteReader r(*out->current());
   uint8_t format = 0;
   if (!r.u8(format) || format != kDataFormat) {
-    return corruption(fmt::format("{}: data format {} is not one this build reads ({})", data_dir,
-                                  format, kDataFormat));
+    return corruption(fmt::format(
+        "{}: data format {} is not one this build reads ({}){}", data_dir, format, kDataFormat,
+        format == 1 ? "; format 1 is from a build before VR: start with a fresh data directory"
+                    : ""));
   }
-  if (!r.u64(node_id) || !r.u64(data_id) || !r.at_end()) {
+  std::string_view state;
+  if (!r.u64(node_id) || !r.u64(data_id) || !r.bytes(state, 64 * 1024) || !r.at_end()) {
     return corruption(data_dir + "/superblock: malformed identity");
   }
+  vr_state = state;
   return Status::ok();
 }
 
@@ -108,7 +121,11 @@ Driver::~Driver() {
 Status Driver::start() {
   MAROON_ASSERT(!started_);
   auto t0 = std::chrono::steady_clock::now();
-  if (Status s = open_identity(*env_, options_.data_dir, node_id_, data_id_); !s) return s;
+  std::string vr_state;
+  if (Status s = open_identity(*env_, options_.data_dir, superblock_, node_id_, data_id_, vr_state);
+      !s) {
+    return s;
+  }
   if (own_env_ != nullptr) {
     auto lock = DirLock::acquire(options_.data_dir);
     if (!lock) return lock.status();
@@ -116,12 +133,17 @@ Status Driver::start() {
   }
   WalOptions wal_options;
   if (options_.wal_segment_bytes != 0) wal_options.segment_bytes = options_.wal_segment_bytes;
+  if (!vr_state.empty()) {
+    if (Status s = node_.replay(RecordType::kVrState, vr_state); !s) {
+      return Status(s.code(), options_.data_dir + "/superblock: " + s.message());
+    }
+  }
   auto last_progress = t0;
   Result<std::unique_ptr<Wal>> wal = Wal::open(
       *env_, options_.data_dir + "/wal", wal_options,
       [&](Lsn, uint8_t type, std::string_view payload) -> Status {
         replay_stats_.records++;
-        if (type == static_cast<uint8_t>(RecordType::kEpoch)) replay_stats_.epochs++;
+        if (type == static_cast<uint8_t>(RecordType::kVrLog)) replay_stats_.epochs++;
         if (type == static_cast<uint8_t>(RecordType::kTx)) replay_stats_.txs++;
         if ((replay_stats_.records & 0xffff) == 0) {
           auto now = std::chrono::steady_clock::now();
@@ -249,7 +271,11 @@ void Driver::pump() {
 
 void Driver::route(Output out) {
   for (PersistRecord& r : out.persist) {
-    pending_->add(static_cast<uint8_t>(r.type), r.payload);
+    if (r.type == RecordType::kVrState) {
+      pending_state_ = std::move(r.payload);  // only the newest matters
+    } else {
+      pending_->add(static_cast<uint8_t>(r.type), r.payload);
+    }
   }
   if (!out.persist.empty()) pending_last_seq_ = out.next_seq() - 1;
   for (GatewayEnvelope& e : out.send_now) gateway_.on_message(std::move(e.msg));
@@ -307,7 +333,7 @@ void Driver::flush() {
   // The node may add an epoch ordering the txs of this very batch.
   node_.on_flush();
   pump();
-  if (pending_->empty()) return;
+  if (pending_->empty() && !pending_state_) return;
   writing_ = true;
   wal_pending_bytes_.set(0);
   wal_records_.inc(pending_->records());
@@ -317,6 +343,7 @@ void Driver::flush() {
     MAROON_ASSERT(to_write_ == nullptr);
     to_write_ = std::move(pending_);
     to_write_last_seq_ = pending_last_seq_;
+    to_write_state_ = std::exchange(pending_state_, std::nullopt);
   }
   cv_.notify_one();
   pending_ = std::make_unique<WalBatch>();
@@ -329,9 +356,12 @@ void Driver::wal_thread_main() {
     if (to_write_ == nullptr) return;  // stopping, nothing left to write
     std::unique_ptr<WalBatch> batch = std::move(to_write_);
     uint64_t last_seq = to_write_last_seq_;
+    std::optional<std::string> state = std::exchange(to_write_state_, std::nullopt);
     lock.unlock();
     auto t0 = std::chrono::steady_clock::now();
-    Status s = wal_->write(*batch);
+    Status s;
+    if (state) s = superblock_->write(encode_superblock(node_id_, data_id_, *state));
+    if (s.is_ok()) s = wal_->write(*batch);
     auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                             std::chrono::steady_clock::now() - t0)
                                             .count());

@@ -24,7 +24,8 @@
 #include "app/kv/kv_app.h"
 #include "gateway/gateway.h"
 #include "node/node.h"
-#include "sequencer/local_sequencer.h"
+#include "sequencer/vr_sequencer.h"
+#include "storage/superblock.h"
 #include "server/engine.h"
 #include "storage/dir_lock.h"
 #include "storage/env.h"
@@ -92,7 +93,7 @@ class Driver final : public Engine {
   Env* env_ = nullptr;
   std::unique_ptr<Wal> wal_;
   kv::KvApp kv_;
-  LocalSequencer sequencer_;
+  VrSequencer sequencer_;
   Node node_;
   Gateway gateway_;
   boost::asio::steady_timer tick_timer_;
@@ -125,6 +126,11 @@ class Driver final : public Engine {
   std::condition_variable cv_;
   std::unique_ptr<WalBatch> to_write_;
   uint64_t to_write_last_seq_ = 0;
+  // The sequencer's durable state goes to the superblock, written by the WAL
+  // thread before the batch it came with (so it is durable in order).
+  std::unique_ptr<Superblock> superblock_;
+  std::optional<std::string> pending_state_;
+  std::optional<std::string> to_write_state_;
   bool wal_thread_stop_ = false;
   std::thread wal_thread_;
 

@@ -1050,7 +1050,16 @@ void Replica::on_new_state(const NewState& m, Output& out) {
 
 bool Replica::install_checkpoint(const Checkpoint& cp, Output& out) {
   MAROON_ASSERT(cp.op > executed_);
+  const ConfigEpoch epoch_before = epoch_;
   if (!restore_checkpoint_state(cp.state)) return false;  // a peer's bad bytes; ignore
+  if (epoch_ != epoch_before) {
+    // The checkpoint covers reconfigurations we never executed: we are in
+    // its epoch now, joining it, or removed from the group.
+    status_ = is_member() ? ReplicaStatus::kJoining : ReplicaStatus::kShutdown;
+    queue_.clear();
+    accepted_.clear();
+    persist_state(out);
+  }
   executed_ = cp.op;
   commit_ = std::max(commit_, cp.op);
   if (cp.op >= op_) {
