@@ -231,6 +231,7 @@ void Replica::finish_replay(Output& out) {
   // Known committed: everything executed before the crash that a checkpoint
   // covers, and the reconfiguration that began our epoch with all before it.
   commit_ = std::max(executed_, std::min(op_, epoch_start_));
+  execute_committed(out);
   if (members_.empty()) {
     status_ = ReplicaStatus::kJoining;
     check_invariants();
@@ -239,8 +240,12 @@ void Replica::finish_replay(Output& out) {
   if (!is_member()) {
     // Removed by a reconfiguration: keep telling the new group about its
     // epoch until it has started (we do not know whether it has).
-    status_ = contains(old_members_, self_) ? ReplicaStatus::kLeaving : ReplicaStatus::kShutdown;
+    // Not in the previous group either: we were catching up through history
+    // towards a later epoch that includes us, and go on fetching.
+    status_ = contains(old_members_, self_) ? ReplicaStatus::kLeaving : ReplicaStatus::kJoining;
     next_start_epoch_tick_ = now_;
+    state_wanted_ = status_ == ReplicaStatus::kJoining;
+    next_state_tick_ = now_;
     check_invariants();
     return;
   }
@@ -289,7 +294,7 @@ void Replica::step(const ReplicaMessage& msg, Output& out) {
   } else if (h.epoch > epoch_) {
     // We missed one: fetch the committed log, whose reconfiguration entry
     // moves us into the sender's epoch.
-    if (!state_wanted_ && status_ != ReplicaStatus::kJoining) request_state(h.from, out);
+    if (!state_wanted_) request_state(h.from, out);
   } else if (status_ == ReplicaStatus::kJoining || status_ == ReplicaStatus::kLeaving) {
     // Not part of this epoch's protocol (yet, or any more).
   } else if (!contains(members_, h.from)) {
@@ -1055,7 +1060,8 @@ bool Replica::install_checkpoint(const Checkpoint& cp, Output& out) {
   if (epoch_ != epoch_before) {
     // The checkpoint covers reconfigurations we never executed: we are in
     // its epoch now, joining it, or removed from the group.
-    status_ = is_member() ? ReplicaStatus::kJoining : ReplicaStatus::kShutdown;
+    status_ = !is_member() && contains(old_members_, self_) ? ReplicaStatus::kShutdown
+                                                            : ReplicaStatus::kJoining;
     queue_.clear();
     accepted_.clear();
     persist_state(out);
@@ -1175,14 +1181,18 @@ void Replica::begin_epoch(ConfigEpoch epoch, std::vector<ReplicaId> members, OpN
       if (!contains(members_, r)) send_after_persist(r, EpochStarted{header()}, out);
     }
     for (ReplicaId r : members_) {
-      if (!contains(old_members_, r)) {
+      if (r != self_ && !contains(old_members_, r)) {
         send(r, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
       }
     }
-  } else {
+  } else if (contains(old_members_, self_)) {
     status_ = ReplicaStatus::kLeaving;
     persist_state(out);
     next_start_epoch_tick_ = now_;
+  } else {
+    // Catching up through history towards a later epoch that includes us.
+    status_ = ReplicaStatus::kJoining;
+    persist_state(out);
   }
 }
 
