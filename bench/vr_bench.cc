@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   std::vector<vr::ReplicaId> members;
   for (size_t i = 0; i < n; i++) members.push_back(vr::ReplicaId(static_cast<uint32_t>(i + 1)));
   vr::Options options;
-  options.checkpoint_interval_ops = 0;
+  options.checkpoint_interval_ops = 4096;
   options.pipeline_ops_max = 4096;
   options.prepare_batch_ops_max = 1024;
   options.request_queue_max = 64 * 1024;
@@ -122,8 +122,11 @@ int main(int argc, char** argv) {
   }
 
   std::deque<std::pair<size_t, vr::ReplicaMessage>> network;
-  uint64_t replies = 0, next_request = 1;
-  std::unordered_map<uint64_t, Clock::time_point> sent_at;
+  uint64_t replies = 0;
+  std::unordered_map<uint64_t, Clock::time_point> sent_at;  // by client
+  std::vector<uint64_t> idle_clients;
+  std::vector<uint64_t> next_request_of(clients + 1, 1);
+  for (uint64_t c = 1; c <= clients; c++) idle_clients.push_back(c);
   std::vector<double> latencies_us;
   const size_t primary = 0;
 
@@ -149,11 +152,12 @@ int main(int argc, char** argv) {
     for (auto& r : out.replies) {
       if (r.code != vr::ReplyCode::kOk) continue;
       replies++;
-      auto it = sent_at.find(r.request.value());
+      auto it = sent_at.find(r.client.value());
       if (it != sent_at.end()) {
         latencies_us.push_back(
             std::chrono::duration<double, std::micro>(Clock::now() - it->second).count());
         sent_at.erase(it);
+        idle_clients.push_back(r.client.value());
       }
     }
     out.clear();
@@ -172,11 +176,12 @@ int main(int argc, char** argv) {
     writing[i] = true;
   };
   auto send_request = [&] {
-    uint64_t id = next_request++;
+    uint64_t id = idle_clients.back();
+    idle_clients.pop_back();
     sent_at[id] = Clock::now();
     replicas[primary]->on_client_request(
-        vr::ClientRequest{vr::ClientId(id), vr::RequestNumber(1), vr::EntryKind::kRequest, false,
-                          std::string(payload_bytes, 'x')},
+        vr::ClientRequest{vr::ClientId(id), vr::RequestNumber(next_request_of[id]++),
+                          vr::EntryKind::kRequest, false, std::string(payload_bytes, 'x')},
         outs[primary]);
     process(primary);
   };
@@ -198,7 +203,7 @@ int main(int argc, char** argv) {
       committed_at_start = replicas[primary]->commit().value();
       latencies_us.clear();
     }
-    while (sent_at.size() < clients) send_request();
+    while (!idle_clients.empty()) send_request();
     while (!network.empty()) {
       auto [to, msg] = std::move(network.front());
       network.pop_front();

@@ -230,7 +230,9 @@ void Replica::finish_replay(Output& out) {
   dvc_sent_view_ = view_;
   // Known committed: everything executed before the crash that a checkpoint
   // covers, and the reconfiguration that began our epoch with all before it.
-  commit_ = std::max(executed_, std::min(op_, epoch_start_));
+  // Also: everything before the log's start (a checkpoint, or a
+  // gap left by adopting a log that started beyond what we held).
+  commit_ = std::max({executed_, std::min(op_, epoch_start_), log_after_});
   execute_committed(out);
   if (members_.empty()) {
     status_ = ReplicaStatus::kJoining;
@@ -362,6 +364,10 @@ void Replica::tick(Output& out) {
     std::vector<ReplicaId> candidates = others();
     for (ReplicaId r : old_members_) {
       if (r != self_ && !contains(candidates, r)) candidates.push_back(r);
+    }
+    // A replica that knows no group yet has only the one that answered.
+    if (state_source_.value() != 0 && !contains(candidates, state_source_)) {
+      candidates.push_back(state_source_);
     }
     if (!candidates.empty()) request_state(candidates[prng_.below(candidates.size())], out);
   }
@@ -648,18 +654,20 @@ void Replica::execute(const Entry& e, Output& out) {
     result = "OK";
   }
   if (cs != nullptr && !duplicate) {
+    if (cs->op.value() != 0) clients_by_op_.erase({cs->op, e.client});
     cs->request = e.request;
     cs->reply = result;
     cs->op = e.op;
+    clients_by_op_.insert({cs->op, e.client});
     if (clients_.size() > options_.client_table_clients_max) {
       // Evict the client whose last request is oldest: the same choice on
       // every replica, since it depends only on the log.
-      auto oldest = clients_.begin();
-      for (auto it = clients_.begin(); it != clients_.end(); ++it) {
-        if (it->second.op < oldest->second.op) oldest = it;
-      }
-      clients_.erase(oldest);
+      auto oldest = clients_by_op_.begin();
+      MAROON_ASSERT(oldest->second != e.client);
+      clients_.erase(oldest->second);
+      clients_by_op_.erase(oldest);
     }
+    MAROON_ASSERT(clients_by_op_.size() == clients_.size());
   }
   const bool primary = is_primary();
   if (e.kind == EntryKind::kReconfigure && !duplicate) {
@@ -1143,6 +1151,8 @@ Status Replica::restore_checkpoint_state(std::string_view state) {
   }
   if (Status s = service_.restore(snapshot); !s) return s;
   clients_ = std::move(table);
+  clients_by_op_.clear();
+  for (const auto& [client, cs] : clients_) clients_by_op_.insert({cs.op, client});
   if (ConfigEpoch(epoch) > epoch_) {
     // The checkpoint covers a reconfiguration we never executed.
     old_members_ = members_;

@@ -29,6 +29,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -309,6 +310,7 @@ class Replica {
 
   // Client table (§4.5), part of every checkpoint.
   std::map<ClientId, ClientState> clients_;
+  std::set<std::pair<OpNumber, ClientId>> clients_by_op_;  // eviction order
   // Primary only: the highest request per client accepted in this view.
   std::unordered_map<ClientId, RequestNumber> accepted_;
   std::deque<ClientRequest> queue_;

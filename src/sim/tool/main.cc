@@ -6,8 +6,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <mutex>
 #include <thread>
 
@@ -16,6 +19,29 @@
 using namespace maroon;
 
 namespace {
+
+// The seed each thread is running, so that a broken invariant (an abort)
+// still tells which seed to replay.
+thread_local uint64_t t_seed = 0;
+
+void on_abort(int) {
+  char buf[96];
+  char digits[24];
+  int n = 0;
+  uint64_t v = t_seed;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  int len = 0;
+  for (const char* p = "maroon-sim: aborted; replay: maroon-sim --seed "; *p; p++) buf[len++] = *p;
+  while (n > 0) buf[len++] = digits[--n];
+  buf[len++] = '\n';
+  ssize_t ignored = write(2, buf, static_cast<size_t>(len));
+  (void)ignored;
+  std::signal(SIGABRT, SIG_DFL);
+  std::raise(SIGABRT);
+}
 
 bool parse_range(const std::string& s, uint64_t& a, uint64_t& b) {
   auto dots = s.find("..");
@@ -64,6 +90,7 @@ int main(int argc, char** argv) {
   app.add_option("--clients", clients, "Clients (bench)")->capture_default_str();
   app.add_option("--seconds", seconds, "Simulated seconds (bench)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  std::signal(SIGABRT, on_abort);
 
   if (bench) {
     sim::SimSettings s;
@@ -95,6 +122,7 @@ int main(int argc, char** argv) {
   if (*seed_opt) {
     sim::SimSettings s = sim::SimSettings::random(seed);
     if (replicas != 0) s.replicas = replicas;
+    t_seed = seed;
     fmt::print("{}\n", s.describe());
     sim::SimResult r = sim::run_simulation(s, 0, trace);
     fmt::print(
@@ -124,6 +152,7 @@ int main(int argc, char** argv) {
       if (sd > b) return;
       sim::SimSettings s = sim::SimSettings::random(sd);
       if (replicas != 0) s.replicas = replicas;
+      t_seed = sd;
       sim::SimResult r = sim::run_simulation(s);
       sim_us += static_cast<uint64_t>(r.stats.simulated_us);
       ops += r.stats.ops_completed;

@@ -1,0 +1,1761 @@
+// Scenario tests of the VR replica, named after the sections of "Viewstamped
+// Replication Revisited" (Liskov & Cowling, 2012). Each test is a short
+// script over test_cluster.h: the test decides which messages arrive, which
+// records become durable, who crashes and when time passes. The key
+// scenarios compare the full trace against the expected text; the others
+// assert on replica state. The harness checks every replica's invariants and
+// the cross-replica safety properties after every step.
+//
+// Tests named DISABLED_ expose a bug in the replica that is not fixed yet;
+// the comment above each says what goes wrong and why. Run them with
+// --gtest_also_run_disabled_tests.
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vr/test_cluster.h"
+
+namespace maroon::vr::test {
+namespace {
+
+// Sends one request per payload to `at` and delivers everything after each.
+void commit_each(Cluster& c, uint32_t at, uint64_t client, uint64_t first_request,
+                 const std::vector<std::string>& payloads) {
+  for (size_t i = 0; i < payloads.size(); i++) {
+    c.request(at, client, first_request + i, payloads[i]);
+    c.deliver_all();
+  }
+}
+
+// One tick for every live replica, then deliver everything.
+void step_time(Cluster& c, size_t ticks = 1) {
+  for (size_t i = 0; i < ticks; i++) {
+    c.tick_all();
+    c.deliver_all();
+  }
+}
+
+// There is a primary, and every live replica of its member list is normal
+// in the same epoch and view. (Replicas outside the newest group are left to
+// the tests that care about them.)
+bool settled(Cluster& c) {
+  auto p = c.primary();
+  if (!p) return false;
+  const Replica& primary = c.r(*p);
+  for (ReplicaId member : primary.members()) {
+    const uint32_t id = member.value();
+    if (!c.up(id)) continue;
+    const Replica& r = c.r(id);
+    if (r.status() != ReplicaStatus::kNormal || r.view() != primary.view() ||
+        r.epoch() != primary.epoch()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The op at which a reply "payload@op" says its request was executed.
+uint64_t op_of(const std::string& result) {
+  return std::stoull(result.substr(result.rfind('@') + 1));
+}
+
+// Every write a client was told is committed is at the op it was told, in
+// the log of replica `id` or covered by its checkpoint and executed there.
+void expect_nothing_acked_lost(Cluster& c, uint32_t id) {
+  Replica& r = c.r(id);
+  for (const std::string& acked : c.acked()) {
+    const uint64_t op = op_of(acked);
+    const std::string payload = acked.substr(0, acked.rfind('@'));
+    if (op > r.log_after().value()) {
+      const Entry* e = r.entry(OpNumber(op));
+      ASSERT_NE(e, nullptr) << "r" << id << " lost acked \"" << acked << "\"";
+      EXPECT_EQ(e->payload, payload) << "r" << id << " op " << op;
+    }
+    if (op <= r.executed().value()) {
+      bool found = false;
+      for (const auto& x : c.service(id).executed()) {
+        if (x.op.value() == op) {
+          EXPECT_EQ(x.payload, payload);
+          found = true;
+        }
+      }
+      EXPECT_TRUE(found) << "r" << id << " did not execute acked \"" << acked << "\"";
+    }
+  }
+}
+
+size_t max_prepare_ops(const Cluster& c) {
+  size_t n = 0;
+  for (const Message& m : c.sent()) {
+    if (const auto* p = std::get_if<Prepare>(&m.msg)) n = std::max(n, p->log.entries.size());
+  }
+  return n;
+}
+
+// ===========================================================================
+// 4.1 Normal operation
+
+// §4.1: the primary considers an op committed once f backups sent
+// PrepareOk for it, i.e. once f + 1 replicas hold it. Here the primary's own
+// copy counts only once it is durable, so with one backup's ack the primary
+// commits when its own record is synced, not before.
+TEST(Vr_4_1_NormalOperation, CommitsOnFPlusOneWithThePrimarysOwnDurableCopy) {
+  Cluster c(3);
+  c.hold_sync(1);
+  c.request(1, 1, 1, "a");
+  c.drop(to(3));
+  c.deliver_all();
+  EXPECT_EQ(c.r(1).commit(), OpNumber(0));
+  c.sync(1);
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(client 1 -> r1 request 1 "a"
+r1 -> r3 Prepare v0 op 1 commit 0 (dropped)
+r1 -> r2 Prepare v0 op 1 commit 0
+r2 -> r1 PrepareOk v0 op 1
+r1 sync log op 1
+r1 commit 1
+r1 -> client 1 reply 1 ok "a@1"
+)");
+  EXPECT_EQ(c.r(1).executed(), OpNumber(1));
+  EXPECT_EQ(c.r(3).op(), OpNumber(0));
+}
+
+// §4.1: backups learn the commit number from the next Prepare; an idle
+// primary sends it in a Commit message instead, and the backups execute up
+// to it.
+TEST(Vr_4_1_NormalOperation, IdlePrimarySendsCommitHeartbeatsAndBackupsExecute) {
+  Cluster c(3);
+  c.request(1, 1, 1, "a");
+  c.deliver_all();
+  EXPECT_EQ(c.r(2).commit(), OpNumber(0));
+  EXPECT_TRUE(c.service(2).payloads().empty());
+  c.clear_trace();
+  c.tick(1);
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(tick r1
+r1 -> r2 Commit v0 commit 1 stamp 1
+r2 commit 1
+r1 -> r3 Commit v0 commit 1 stamp 1
+r3 commit 1
+r2 -> r1 PrepareOk v0 op 1 stamp 1
+r3 -> r1 PrepareOk v0 op 1 stamp 1
+)");
+  EXPECT_EQ(c.service(2).payloads(), std::vector<std::string>{"a"});
+  EXPECT_EQ(c.service(3).payloads(), std::vector<std::string>{"a"});
+  // The next heartbeat waits heartbeat_ticks.
+  c.clear_trace();
+  c.tick(1);
+  EXPECT_EQ(c.in_flight().size(), 0u);
+  c.tick(1);
+  EXPECT_EQ(c.count_in_flight(type<Commit>()), 2u);
+}
+
+// §4.1 with a disk: a backup appends the Prepare's ops to its log and
+// answers PrepareOk. The PrepareOk says "I hold op n" and so leaves only
+// once the record is durable.
+TEST(Vr_4_1_NormalOperation, BackupAcksOnlyAfterItsRecordsAreDurable) {
+  Cluster c(3);
+  c.hold_sync(2);
+  c.hold_sync(3);
+  c.request(1, 1, 1, "a");
+  c.deliver_all();
+  EXPECT_EQ(c.count_sent(type<PrepareOk>()), 0u);
+  EXPECT_EQ(c.held(2), 1u);
+  EXPECT_EQ(c.r(1).commit(), OpNumber(0));
+  c.sync(2);
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(client 1 -> r1 request 1 "a"
+r1 -> r2 Prepare v0 op 1 commit 0
+r1 -> r3 Prepare v0 op 1 commit 0
+r2 sync log op 1
+r2 -> r1 PrepareOk v0 op 1
+r1 commit 1
+r1 -> client 1 reply 1 ok "a@1"
+)");
+  // A Commit heartbeat is answered at once, but only for what is durable.
+  c.clear_trace();
+  c.tick(1);
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(tick r1
+r1 -> r2 Commit v0 commit 1 stamp 1
+r2 commit 1
+r1 -> r3 Commit v0 commit 1 stamp 1
+r3 commit 1
+r2 -> r1 PrepareOk v0 op 1 stamp 1
+r3 -> r1 PrepareOk v0 op 0 stamp 1
+)");
+  // Executing needs only the commit number; r3 still has nothing durable.
+  EXPECT_EQ(c.service(3).payloads(), std::vector<std::string>{"a"});
+  EXPECT_EQ(c.r(3).durable_op(), OpNumber(0));
+}
+
+// §4.1: a request sent to a backup is not executed there; the client learns
+// who the primary is.
+TEST(Vr_4_1_NormalOperation, BackupRedirectsClientsToThePrimary) {
+  Cluster c(3);
+  c.request(2, 1, 1, "a");
+  ASSERT_EQ(c.replies_to(1, 1).size(), 1u);
+  EXPECT_EQ(c.replies_to(1, 1)[0].code, ReplyCode::kNotPrimary);
+  EXPECT_EQ(c.replies_to(1, 1)[0].primary, ReplicaId(1));
+  EXPECT_EQ(c.in_flight().size(), 0u);
+}
+
+// ===========================================================================
+// 4.2 View changes
+
+// §4.2: a backup that hears nothing from the primary starts a view change;
+// f + 1 StartViewChange lead to DoViewChange at the new primary, which sends
+// StartView; the backups answer with PrepareOk, committing the old view's
+// uncommitted tail in the new one.
+TEST(Vr_4_2_ViewChange, PrimaryCrashScript) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.request(1, 1, 2, "b");
+  c.drop(type<PrepareOk>());
+  step_time(c);
+  c.clear_trace();
+  c.crash(1);
+  c.tick_all_until_timeout();
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(crash r1
+tick all x35 (r3's timer fires)
+r3 view-change v1
+r3 -> r1 StartViewChange v1 (lost: r1 down)
+r3 -> r2 StartViewChange v1
+r2 view-change v1
+r2 -> r1 StartViewChange v1 (lost: r1 down)
+r2 -> r3 StartViewChange v1
+r3 -> r2 DoViewChange v1 last-normal v0 commit 1 ops 1..2
+r2 normal v1 primary
+r2 -> r1 StartView v1 commit 1 ops 1..2 (lost: r1 down)
+r2 -> r3 StartView v1 commit 1 ops 1..2
+r3 normal v1
+r3 -> r2 PrepareOk v1 op 2
+r2 commit 2
+r2 -> client 1 reply 2 ok "b@2"
+)");
+}
+
+// §4.2: the new primary takes the log of the DoViewChange with the largest
+// last-normal view, and among those the largest op number; every op that
+// committed in an earlier view is in that log, at the same op number.
+TEST(Vr_4_2_ViewChange, KeepsEveryCommittedOp) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a", "b"});
+  // c and d commit with r2's ack only; r3 never sees them.
+  c.block(from(1) && to(3));
+  commit_each(c, 1, 1, 3, {"c", "d"});
+  c.unblock();
+  ASSERT_EQ(c.acked(), (std::vector<std::string>{"a@1", "b@2", "c@3", "d@4"}));
+  c.crash(1);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  const uint32_t p = *c.primary();
+  EXPECT_NE(p, 1u);
+  expect_nothing_acked_lost(c, p);
+  for (uint32_t id : c.live()) EXPECT_EQ(c.log(id), (std::vector<std::string>{"a", "b", "c", "d"}));
+  // And the group goes on.
+  commit_each(c, p, 2, 1, {"e"});
+  EXPECT_EQ(c.replies_to(2, 1).back().result, "e@5");
+  step_time(c, 2);
+  for (uint32_t id : c.live()) {
+    EXPECT_EQ(c.service(id).payloads(), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+  }
+}
+
+// §4.2: the largest last-normal view wins over the longest log: a log from
+// an older view may hold ops that a later view replaced.
+//   v0 (primary r1): a committed everywhere; b, c prepared at r1 and r2 only.
+//   r1 crashes; r2 is cut off; r3, r4, r5 move to v2 (primary r3, since v1's
+//   primary r2 is unreachable) and commit x at op 2.
+//   r3 crashes; r2 comes back with the longer v0 log [a b c].
+//   The next view must take [a x] (last normal view v2), not [a b c].
+TEST(Vr_4_2_ViewChange, NewPrimaryPicksTheLogWithTheLargestLastNormalViewThenOpNumber) {
+  Cluster c(5);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.block(from(1) && !to(2));
+  c.block(type<PrepareOk>());
+  commit_each(c, 1, 1, 2, {"b", "c"});
+  c.unblock();
+  EXPECT_EQ(c.log(2), (std::vector<std::string>{"a", "b", "c"}));
+  c.crash(1);
+  c.partition({{3, 4, 5}, {2}});
+  ASSERT_TRUE(c.run_until([&] { return c.primary() && c.primary() != 2u; }));
+  const uint32_t p2 = *c.primary();
+  EXPECT_EQ(c.log(p2), (std::vector<std::string>{"a"}));
+  c.request(p2, 2, 1, "x");
+  c.deliver_all();
+  ASSERT_EQ(c.acked().back(), "x@2");
+  step_time(c, 2);
+  c.crash(p2);
+  c.heal();
+  EXPECT_EQ(c.r(2).last_normal_view(), ViewNumber(0));
+  EXPECT_EQ(c.log(2), (std::vector<std::string>{"a", "b", "c"}));
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  // The view formed with r2's DoViewChange (last normal v0, 3 ops) and at
+  // least one of last normal v2 (2 ops) among the votes.
+  const uint32_t p = *c.primary();
+  bool old_long_log = false, new_short_log = false;
+  for (const Message& m : c.sent()) {
+    const auto* d = std::get_if<DoViewChange>(&m.msg);
+    if (d == nullptr || m.to != p || d->h.view != c.r(p).view()) continue;
+    old_long_log |=
+        m.from == 2 && d->last_normal_view == ViewNumber(0) && d->log.last() == OpNumber(3);
+    new_short_log |= d->last_normal_view == ViewNumber(2) && d->log.last() == OpNumber(2);
+  }
+  EXPECT_TRUE(old_long_log && new_short_log);
+  for (uint32_t id : c.live()) {
+    EXPECT_EQ(c.log(id), (std::vector<std::string>{"a", "x"})) << "r" << id;
+  }
+  expect_nothing_acked_lost(c, *c.primary());
+}
+
+// §4.2: ops that were not committed may be lost in a view change, but those
+// that survive keep their order, and nothing is inserted before them.
+//   v0: a committed; b reaches r2 and r3, c reaches r2 only, d reaches no
+//   one; no PrepareOk gets through, so none of b, c, d commits in v0.
+TEST(Vr_4_2_ViewChange, UncommittedOpsOfTheOldPrimaryMayBeDroppedButNeverReordered) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.block(type<PrepareOk>());
+  c.request(1, 1, 2, "b");
+  c.deliver_all();
+  c.block(from(1) && to(3));
+  c.request(1, 1, 3, "c");
+  c.deliver_all();
+  c.block(from(1));
+  c.request(1, 1, 4, "d");
+  c.deliver_all();
+  c.unblock();
+  EXPECT_EQ(c.acked(), std::vector<std::string>{"a@1"});
+  c.crash(1);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  const uint32_t p = *c.primary();
+  c.request(p, 2, 1, "e");
+  c.deliver_all();
+  step_time(c, 2);
+  // The new primary is r2 (v1) with [a b c], or r3 (v2) with [a b].
+  const std::vector<std::string> expected = p == 2 ? std::vector<std::string>{"a", "b", "c", "e"}
+                                                   : std::vector<std::string>{"a", "b", "e"};
+  for (uint32_t id : c.live()) {
+    EXPECT_EQ(c.log(id), expected) << "r" << id;
+    EXPECT_EQ(c.service(id).payloads(), expected) << "r" << id;
+  }
+  // The client of b (and c, if it survived) gets its reply from the new primary.
+  EXPECT_EQ(c.replies_to(1, 2).back().result, "b@2");
+}
+
+// §4.2: several replicas may start view changes at about the same time, to
+// different views; a replica that learns of a later view joins it, and the
+// group settles on one view.
+TEST(Vr_4_2_ViewChange, CompetingViewChangesConverge) {
+  Cluster c(5);
+  commit_each(c, 1, 1, 1, {"a", "b"});
+  step_time(c);
+  c.crash(1);
+  // Everyone is cut off from everyone: each replica times out on its own,
+  // and again, and climbs to a different view.
+  c.partition({{2}, {3}, {4}, {5}});
+  auto views = [&] {
+    std::set<uint64_t> v;
+    for (uint32_t id : c.live()) v.insert(c.r(id).view().value());
+    return v;
+  };
+  ASSERT_TRUE(c.run_until([&] { return views().size() >= 2 && *views().rbegin() >= 3; }, 5000));
+  for (uint32_t id : c.live()) EXPECT_EQ(c.r(id).status(), ReplicaStatus::kViewChange);
+  c.heal();
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  expect_nothing_acked_lost(c, *c.primary());
+  commit_each(c, *c.primary(), 2, 1, {"c"});
+  EXPECT_EQ(c.acked().back(), "c@3");
+}
+
+// §4.2: an old primary that was cut off while the others moved on must take
+// part in a later view change once the partition heals; with one replica
+// down, the group of three cannot go on without it.
+// (Regression: the primary used to renew its own promise on every heartbeat,
+// acknowledged or not, so a cut-off primary never voted again and the group
+// stalled. The promise now follows the lease stamps its backups echo.)
+TEST(Vr_4_2_ViewChange, IsolatedOldPrimaryJoinsTheViewChangeAfterHealing) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.isolate(1);
+  ASSERT_TRUE(
+      c.run_until([&] { return c.primary() == 2u && c.r(3).status() == ReplicaStatus::kNormal; }));
+  EXPECT_TRUE(c.r(1).is_primary());  // of v0, and it does not know better
+  commit_each(c, 2, 1, 2, {"b"});
+  step_time(c, 2);
+  c.crash(2);
+  c.heal();
+  EXPECT_TRUE(c.run_until([&] { return settled(c) && c.r(1).view() > ViewNumber(1); }, 1000))
+      << "r1: " << status_name(c.r(1).status()) << " v" << c.r(1).view()
+      << ", r3: " << status_name(c.r(3).status()) << " v" << c.r(3).view();
+  expect_nothing_acked_lost(c, *c.primary());
+}
+
+// §4.2 with §5.2: a replica that was cut off and ran ahead in view numbers
+// (it timed out, alone, several times) rejoins once the partition heals,
+// or the group silently runs with one replica less.
+// (Regression: it used to stay out for as long as the primary lived: the
+// group ignored its StartViewChange, being promised to a live primary, and
+// it ignored the primary's messages of a lower view. Rule now: a replica
+// that sent no DoViewChange for a later view goes back to the live
+// primary's view.)
+TEST(Vr_4_2_ViewChange, ReplicaThatRanAheadInViewsWhileCutOffRejoinsAfterHealing) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.isolate(3);
+  c.run(100);
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kViewChange);
+  EXPECT_GT(c.r(3).view(), ViewNumber(1));
+  commit_each(c, 1, 1, 2, {"b"});
+  c.heal();
+  c.run(20);
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kNormal)
+      << "r3 " << status_name(c.r(3).status()) << " v" << c.r(3).view() << ", r1 "
+      << status_name(c.r(1).status()) << " v" << c.r(1).view();
+  EXPECT_EQ(c.r(3).view(), c.r(1).view());
+  EXPECT_EQ(c.service(3).payloads(), (std::vector<std::string>{"a", "b"}));
+}
+
+// §4.2: the other way out of a view change that never formed. Here r2 and
+// r3 both lost the primary for a while and went as far as DoViewChange for
+// v1, which then never formed (r3's DoViewChange was lost). Having voted in
+// v1 they may not go back to v0; they tell the live primary so
+// (StartViewChange marked "stuck"), and it abdicates and joins v1.
+TEST(Vr_4_2_ViewChange, ReplicasThatVotedForAViewThatNeverFormedBringTheGroupThere) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.isolate(1);
+  c.block(type<DoViewChange>());
+  ASSERT_TRUE(c.run_until([&] {
+    return c.r(2).status() == ReplicaStatus::kViewChange &&
+           c.r(3).status() == ReplicaStatus::kViewChange &&
+           c.count_sent(from(3) && type<DoViewChange>()) > 0;
+  }));
+  EXPECT_TRUE(c.r(1).is_primary());
+  c.unblock();
+  c.heal();
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  EXPECT_GT(c.count_sent(type<StartViewChange>() && Match{[](const Message& m) {
+                           return std::get<StartViewChange>(m.msg).stuck;
+                         }}),
+            0u);
+  EXPECT_GE(c.r(1).view(), ViewNumber(1));
+  commit_each(c, *c.primary(), 1, 2, {"b"});
+  EXPECT_EQ(c.acked().back(), "b@2");
+}
+
+// §4.2 + §5.2: a replica that learns of a later view from a Prepare or
+// Commit (it missed the StartView) must not present a partial log as "normal
+// in that view" in the next view change.
+//   5 replicas, v0 (primary r1): a committed everywhere; b, c committed with
+//   r1, r2, r3 (the clients got both replies); r4, r5 never saw them.
+//   r1 crashes; r3 is cut off. r2, r4, r5 change to v1 (primary r2) with
+//   r2's log [a b c]; the StartView to r4 and r5 and any state r2 sends them
+//   are lost, but its Commit heartbeats arrive. Then r2 crashes.
+//   r3 comes back: r3, r4, r5 form the next view, which must hold b and c.
+// (Regression: the replica used to jump into the view with its log cut back
+// to its commit number and last-normal view = the new view; r4 and r5 then
+// outranked r3's [a b c] with their [a] and b and c were lost. It now stays
+// in view-change status with its old last-normal view and asks the primary
+// for the StartView.)
+TEST(Vr_4_2_ViewChange, KeepsCommittedOpsWhenVotersMissedTheStartViewOfTheLastView) {
+  Cluster c(5);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.block(from(1) && (to(4) || to(5)));
+  c.block(from(1) && type<Commit>());
+  commit_each(c, 1, 1, 2, {"b", "c"});
+  c.unblock();
+  ASSERT_EQ(c.acked(), (std::vector<std::string>{"a@1", "b@2", "c@3"}));
+  c.crash(1);
+  c.partition({{2, 4, 5}, {3}});
+  c.block(type<StartView>() || type<NewState>());
+  ASSERT_TRUE(c.run_until([&] { return c.primary() == 2u; }));
+  step_time(c, 4);  // r2's heartbeats reach r4 and r5
+  EXPECT_EQ(c.log(2), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(c.r(4).view(), ViewNumber(1));
+  EXPECT_EQ(c.r(4).last_normal_view(), ViewNumber(0));
+  c.crash(2);
+  c.unblock();
+  c.heal();
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  const uint32_t p = *c.primary();
+  expect_nothing_acked_lost(c, p);
+  c.request(p, 2, 1, "d");
+  c.deliver_all();
+  step_time(c, 2);
+  EXPECT_EQ(c.acked().back(), "d@4");
+}
+
+// §4.2: messages may be delayed and duplicated; a StartView that arrives
+// late, after its view went on without it, must not take back ops the
+// replica has since acknowledged in that view.
+//   v0: a committed. r1 crashes; v1 forms (primary r2). r2's StartView to r3
+//   is delayed; r3 joins v1 through a second StartView it asked for.
+//   d is prepared in v1 and committed with r3's ack (the client is told);
+//   r3 does not learn that it committed. r3 is then cut off, times out, and
+//   starts a view change to v2 that goes nowhere (it sends no DoViewChange).
+//   The delayed StartView of v1 (log [a]) now reaches r3.
+//
+// BUG (safety): on_start_view() accepts a StartView of a lower view when
+// may_rejoin() holds (r3 sent no DoViewChange beyond v1) and adopts its log
+// with adopt_log(), which cuts r3's log back to the StartView's [a]: the
+// acknowledged d is gone from r3's memory and, with the LogSuffix record that
+// follows, from its disk. When r2 then crashes, r1 and r3 form a view from
+// [a], and a new request executes at op 2 where d was committed and
+// acknowledged. maybe_rejoin_view() gets this right for Prepare and Commit
+// (last_normal_view_ == v: resume with our own log, which extends the view's
+// StartView); on_start_view() should do the same (ignore a StartView of a
+// view it was already normal in, or never let adopt_log() truncate below
+// what it acknowledged in that view).
+TEST(Vr_4_2_ViewChange, DISABLED_ALateStartViewDoesNotTakeBackAcknowledgedOps) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.crash(1);
+  c.tick_all_until_timeout();
+  c.deliver(!type<StartView>());
+  ASSERT_EQ(c.primary(), 2u);
+  uint64_t late = 0;
+  for (const Message& m : c.in_flight()) {
+    if (std::holds_alternative<StartView>(m.msg) && m.to == 3) late = m.id;
+  }
+  ASSERT_NE(late, 0u);
+  const Match not_late{[late](const Message& m) { return m.id != late; }};
+  // r3 hears r2's heartbeat, asks for the StartView again, and gets it.
+  for (int i = 0; i < 4 && c.r(3).status() != ReplicaStatus::kNormal; i++) {
+    c.tick_all();
+    c.deliver(not_late);
+  }
+  ASSERT_EQ(c.r(3).status(), ReplicaStatus::kNormal);
+  c.request(2, 1, 2, "d");
+  c.deliver(not_late);
+  ASSERT_EQ(c.acked().back(), "d@2");
+  EXPECT_EQ(c.r(3).commit(), OpNumber(1));
+  EXPECT_EQ(c.log(3), (std::vector<std::string>{"a", "d"}));
+  // r3 is cut off and starts a view change of its own.
+  c.block(from(2) || to(2));
+  while (c.r(3).status() == ReplicaStatus::kNormal) {
+    c.tick_all();
+    c.deliver(not_late);
+  }
+  c.unblock();
+  EXPECT_EQ(c.r(3).view(), ViewNumber(2));
+  c.deliver(!not_late);  // the late StartView of v1
+  EXPECT_EQ(c.log(3), (std::vector<std::string>{"a", "d"})) << "r3 took back the acknowledged d";
+  c.crash(2);
+  c.restart(1);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  expect_nothing_acked_lost(c, *c.primary());
+  commit_each(c, *c.primary(), 2, 1, {"e"});
+  EXPECT_EQ(c.acked().back(), "e@3");
+}
+
+// ===========================================================================
+// 4.3 Recovery
+
+// §4.3: a recovering replica takes part in neither normal operation nor
+// view changes until it has heard from f + 1 replicas including the
+// primary: its disk may have lost an unsynced tail, so it must not vote or
+// acknowledge.
+TEST(Vr_4_3_Recovery, RecoveringReplicaDoesNotVote) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.crash(3);
+  c.restart(3);
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kRecovering);
+  c.block(type<RecoveryResponse>());
+  const size_t sent_before = c.sent().size();
+  // Prepares and heartbeats reach r3; it does not acknowledge.
+  commit_each(c, 1, 1, 2, {"b"});
+  step_time(c, 4);
+  // The primary dies; r2's StartViewChange reaches r3; it does not vote.
+  c.crash(1);
+  c.tick_all_until_timeout();
+  c.deliver_all();
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kRecovering);
+  EXPECT_EQ(c.r(2).status(), ReplicaStatus::kViewChange);
+  size_t votes_or_acks = 0;
+  for (size_t i = sent_before; i < c.sent().size(); i++) {
+    const Message& m = c.sent()[i];
+    if (m.from == 3 && (std::holds_alternative<PrepareOk>(m.msg) ||
+                        std::holds_alternative<StartViewChange>(m.msg) ||
+                        std::holds_alternative<DoViewChange>(m.msg))) {
+      votes_or_acks++;
+    }
+  }
+  EXPECT_EQ(votes_or_acks, 0u);
+  EXPECT_GT(c.count_sent(from(3) && type<Recovery>()), 0u);
+  // With no primary anywhere, recovery cannot complete: r3 rejoins by a view
+  // change from its durable state once its old promises have run out.
+  c.unblock();
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  expect_nothing_acked_lost(c, *c.primary());
+}
+
+// §4.3: the recovering replica waits for f + 1 RecoveryResponses carrying
+// its nonce, one of them from the primary of the latest view among them.
+TEST(Vr_4_3_Recovery, RecoveryNeedsFPlusOneResponsesIncludingThePrimarys) {
+  Cluster c(5);
+  commit_each(c, 1, 1, 1, {"a", "b"});
+  c.clear_trace();
+  c.crash(5);
+  c.restart(5);
+  c.drop(from(5) && to(1));
+  c.deliver_all();
+  EXPECT_EQ(c.r(5).status(), ReplicaStatus::kRecovering);  // three answers, none the primary's
+  c.tick(5, 4);  // retry_ticks later r5 asks again, and the primary answers
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(crash r5
+restart r5 from disk: state e0 v0 last-normal v0, log to op 2
+r5 recovering v0
+r5 -> r1 Recovery v0 after 0 (dropped)
+r5 -> r2 Recovery v0 after 0
+r5 -> r3 Recovery v0 after 0
+r5 -> r4 Recovery v0 after 0
+r2 -> r5 RecoveryResponse v0 commit 1
+r3 -> r5 RecoveryResponse v0 commit 1
+r4 -> r5 RecoveryResponse v0 commit 1
+tick r5 x4
+r5 -> r1 Recovery v0 after 0
+r5 -> r2 Recovery v0 after 0
+r5 -> r3 Recovery v0 after 0
+r5 -> r4 Recovery v0 after 0
+r1 -> r5 RecoveryResponse v0 commit 2 from primary ops 1..2
+r5 normal v0
+r5 commit 2
+r2 -> r5 RecoveryResponse v0 commit 1
+r3 -> r5 RecoveryResponse v0 commit 1
+r4 -> r5 RecoveryResponse v0 commit 1
+r5 -> r1 PrepareOk v0 op 2
+)");
+  EXPECT_EQ(c.service(5).payloads(), (std::vector<std::string>{"a", "b"}));
+}
+
+// §4.3: the recovered replica takes the primary's log; whatever it had lost
+// (here: everything after a crash that came before its disk synced) comes
+// back, and whatever it had acknowledged was durable first.
+TEST(Vr_4_3_Recovery, RecoveredReplicaAdoptsThePrimarysLogAndLosesNothingAcked) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.hold_sync(3);
+  commit_each(c, 1, 1, 2, {"b", "c"});
+  EXPECT_EQ(c.unsynced(3), 2u);
+  const Match acks_beyond_a{[](const Message& m) {
+    const auto* ok = std::get_if<PrepareOk>(&m.msg);
+    return ok != nullptr && ok->op > OpNumber(1);
+  }};
+  EXPECT_EQ(c.count_sent(from(3) && acks_beyond_a), 0u);
+  c.crash(3);
+  c.auto_sync(3);
+  c.restart(3);
+  EXPECT_EQ(c.r(3).op(), OpNumber(1));  // b and c were never durable here
+  c.deliver_all();
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kNormal);
+  EXPECT_EQ(c.log(3), (std::vector<std::string>{"a", "b", "c"}));
+  // r3 now counts: with r2 cut off, r1 and r3 commit d.
+  c.isolate(2);
+  commit_each(c, 1, 1, 4, {"d"});
+  EXPECT_EQ(c.acked().back(), "d@4");
+  step_time(c);
+  EXPECT_EQ(c.service(3).payloads(), (std::vector<std::string>{"a", "b", "c", "d"}));
+}
+
+// §4.3: a primary that crashes and restarts at once is a recovering replica
+// like any other: the others answer its Recovery, but none of them is the
+// primary of the latest view (it was), so it waits; they change view, and it
+// recovers into the new view from the new primary. An op that only it had
+// (never acknowledged by anyone) is gone.
+TEST(Vr_4_3_Recovery, RestartedPrimaryRecoversIntoTheNextViewAndDropsWhatOnlyItHad) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.block(from(1) && type<Prepare>());
+  c.request(1, 1, 2, "x");
+  c.deliver_all();
+  c.unblock();
+  c.crash(1);
+  c.restart(1);
+  EXPECT_EQ(c.log(1), (std::vector<std::string>{"a", "x"}));  // x was durable here
+  c.deliver_all();
+  EXPECT_EQ(c.r(1).status(), ReplicaStatus::kRecovering);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  EXPECT_NE(c.primary(), 1u);
+  EXPECT_GE(c.r(1).view(), ViewNumber(1));
+  EXPECT_EQ(c.r(1).status(), ReplicaStatus::kNormal);
+  for (uint32_t id : c.live()) EXPECT_EQ(c.log(id), std::vector<std::string>{"a"}) << "r" << id;
+  commit_each(c, *c.primary(), 2, 1, {"y"});
+  EXPECT_EQ(c.acked().back(), "y@2");
+}
+
+// §4.3 + §5.1: a recovering replica whose checkpoint is older than the
+// primary's gets the primary's checkpoint in the RecoveryResponse, then the
+// log after it.
+TEST(Vr_4_3_Recovery, RecoveringReplicaBehindThePrimarysCheckpointReceivesIt) {
+  Options o = test_options();
+  o.checkpoint_interval_ops = 3;
+  Cluster c(3, o);
+  commit_each(c, 1, 1, 1, {"p1"});
+  c.crash(3);
+  std::vector<std::string> payloads = {"p1"};
+  for (int i = 2; i <= 8; i++) payloads.push_back("p" + std::to_string(i));
+  commit_each(c, 1, 1, 2, std::vector<std::string>(payloads.begin() + 1, payloads.end()));
+  ASSERT_EQ(c.r(1).log_after(), OpNumber(6));
+  c.clear_trace();
+  c.restart(3);
+  c.deliver(to(3) || from(3));
+  EXPECT_NE(
+      c.trace().find("r1 -> r3 RecoveryResponse v0 commit 8 from primary checkpoint 6 ops 7..8"),
+      std::string::npos);
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kNormal);
+  EXPECT_EQ(c.r(3).executed(), OpNumber(8));
+  EXPECT_EQ(c.service(3).payloads(), payloads);
+  EXPECT_EQ(c.log(3), (std::vector<std::string>{"p7", "p8"}));
+}
+
+// ===========================================================================
+// 4.5 Clients
+
+// §4.5: a request whose number is not above the client's entry in the
+// client table is not executed again; if it is the client's latest request
+// and has executed, the cached reply is re-sent.
+TEST(Vr_4_5_ClientTable, RetriedRequestGetsTheCachedReplyAndExecutesOnce) {
+  Cluster c(3);
+  c.request(1, 7, 1, "a");
+  c.request(1, 7, 1, "a");  // a retry while the first is in flight: dropped
+  c.deliver_all();
+  c.request(1, 7, 1, "a");  // a retry after it executed: the cached reply
+  c.deliver_all();
+  step_time(c);
+  EXPECT_EQ(c.trace(), R"(client 7 -> r1 request 1 "a"
+client 7 -> r1 request 1 "a"
+r1 -> r2 Prepare v0 op 1 commit 0
+r1 -> r3 Prepare v0 op 1 commit 0
+r2 -> r1 PrepareOk v0 op 1
+r1 commit 1
+r1 -> client 7 reply 1 ok "a@1"
+r3 -> r1 PrepareOk v0 op 1
+client 7 -> r1 request 1 "a"
+r1 -> client 7 reply 1 ok "a@1"
+tick all
+r1 -> r2 Commit v0 commit 1 stamp 1
+r2 commit 1
+r1 -> r3 Commit v0 commit 1 stamp 1
+r3 commit 1
+r2 -> r1 PrepareOk v0 op 1 stamp 1
+r3 -> r1 PrepareOk v0 op 1 stamp 1
+)");
+  for (uint32_t id : c.live()) EXPECT_EQ(c.service(id).payloads(), std::vector<std::string>{"a"});
+}
+
+// §4.5: an older request number than the client's latest is dropped without
+// an answer.
+TEST(Vr_4_5_ClientTable, OldRequestNumberIsDropped) {
+  Cluster c(3);
+  commit_each(c, 1, 7, 1, {"a", "b"});
+  const size_t replies = c.replies().size();
+  const size_t sent = c.sent().size();
+  c.request(1, 7, 1, "a");
+  c.deliver_all();
+  EXPECT_EQ(c.replies().size(), replies);
+  EXPECT_EQ(c.sent().size(), sent);
+  EXPECT_EQ(c.service(1).payloads(), (std::vector<std::string>{"a", "b"}));
+}
+
+// §4.5 + §4.2: the client table is replicated with the log, so a retry that
+// reaches the new primary after a view change is answered from the table,
+// not executed again.
+TEST(Vr_4_5_ClientTable, RetryAfterAViewChangeGetsTheCachedReply) {
+  Cluster c(3);
+  commit_each(c, 1, 7, 1, {"a"});
+  step_time(c);
+  c.crash(1);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  const uint32_t p = *c.primary();
+  c.request(p, 7, 1, "a");
+  c.deliver_all();
+  EXPECT_EQ(c.replies_to(7, 1).back().result, "a@1");
+  EXPECT_EQ(c.r(p).op(), OpNumber(1));
+  EXPECT_EQ(c.service(p).payloads(), std::vector<std::string>{"a"});
+}
+
+// §4.5 + §4.2: a request that the old primary prepared but did not commit
+// is in the new primary's log; the client's retry to the new primary must
+// not put it in the log a second time. It executes once, and the client gets
+// its reply when it commits.
+TEST(Vr_4_5_ClientTable, RetryOfARequestInTheNewPrimarysUncommittedLogIsNotPreparedTwice) {
+  Cluster c(3);
+  commit_each(c, 1, 7, 1, {"a"});
+  step_time(c);
+  c.block(type<PrepareOk>());
+  c.request(1, 7, 2, "b");
+  c.deliver_all();
+  c.unblock();
+  c.crash(1);
+  c.block(type<StartView>());  // hold the new view's first commit back
+  ASSERT_TRUE(c.run_until([&] { return c.primary().has_value(); }));
+  const uint32_t p = *c.primary();
+  c.request(p, 7, 2, "b");
+  c.unblock();
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.r(p).commit() == OpNumber(2); }));
+  EXPECT_EQ(c.r(p).op(), OpNumber(2));
+  EXPECT_EQ(c.replies_to(7, 2).back().result, "b@2");
+  step_time(c, 2);
+  for (uint32_t id : c.live()) {
+    EXPECT_EQ(c.service(id).payloads(), (std::vector<std::string>{"a", "b"})) << "r" << id;
+  }
+}
+
+// ===========================================================================
+// 5.1 Checkpoints
+
+// §5.1: every so many ops the replicas take a checkpoint of the service and
+// may discard the log before it. A replica that needs ops from before the
+// truncation point receives the checkpoint instead.
+TEST(Vr_5_1_Checkpoints, CheckpointTruncatesTheLogAndALaggingReplicaReceivesIt) {
+  Options o = test_options();
+  o.checkpoint_interval_ops = 4;
+  Cluster c(3, o);
+  c.partition({{1, 2}, {3}});  // r3 is cut off (and its clock is paused: not ticked)
+  std::vector<std::string> payloads;
+  for (int i = 1; i <= 10; i++) payloads.push_back("p" + std::to_string(i));
+  commit_each(c, 1, 1, 1, payloads);
+  c.tick(1);
+  c.deliver_all();
+  EXPECT_EQ(c.r(1).checkpoint_op(), OpNumber(8));
+  EXPECT_EQ(c.r(1).log_after(), OpNumber(8));
+  EXPECT_EQ(c.r(2).checkpoint_op(), OpNumber(8));
+  EXPECT_EQ(c.r(3).op(), OpNumber(0));
+  c.heal();
+  c.clear_trace();
+  c.tick(1, 2);
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(tick r1 x2
+r1 -> r2 Commit v0 commit 10 stamp 3
+r1 -> r3 Commit v0 commit 10 stamp 3
+r2 -> r1 PrepareOk v0 op 10 stamp 3
+r3 -> r1 GetState v0 after 0
+r3 -> r1 PrepareOk v0 op 0 stamp 3
+r1 -> r3 NewState v0 commit 10 head 10 checkpoint 8 ops 9..10
+r3 commit 10
+r3 -> r1 PrepareOk v0 op 10
+)");
+  EXPECT_EQ(c.r(3).executed(), OpNumber(10));
+  EXPECT_EQ(c.r(3).checkpoint_op(), OpNumber(8));
+  EXPECT_EQ(c.log(3), (std::vector<std::string>{"p9", "p10"}));
+  EXPECT_EQ(c.service(3).payloads(), payloads);
+}
+
+// §5.1: a checkpoint is durable state: a replica restarted from disk starts
+// from its checkpoint and recovers the rest.
+TEST(Vr_5_1_Checkpoints, RestartReplaysTheCheckpointThenTheLog) {
+  Options o = test_options();
+  o.checkpoint_interval_ops = 3;
+  Cluster c(3, o);
+  commit_each(c, 1, 1, 1, {"a", "b", "c", "d", "e"});
+  step_time(c);
+  EXPECT_EQ(c.r(3).checkpoint_op(), OpNumber(3));
+  c.crash(3);
+  c.restart(3);
+  EXPECT_EQ(c.r(3).executed(), OpNumber(3));
+  EXPECT_EQ(c.service(3).payloads(), (std::vector<std::string>{"a", "b", "c"}));
+  c.deliver_all();
+  step_time(c);
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kNormal);
+  EXPECT_EQ(c.service(3).payloads(), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+}
+
+// ===========================================================================
+// 5.2 State transfer
+
+// §5.2: a replica that receives a Prepare beyond the end of its log has
+// missed ops; it fetches them with GetState and keeps going.
+TEST(Vr_5_2_StateTransfer, ReplicaThatMissedPreparesFetchesThem) {
+  Cluster c(3);
+  c.block(from(1) && to(3));
+  commit_each(c, 1, 1, 1, {"a", "b"});
+  c.unblock();
+  c.clear_trace();
+  c.request(1, 1, 3, "c");
+  c.deliver_all();
+  EXPECT_EQ(c.trace(), R"(client 1 -> r1 request 3 "c"
+r1 -> r2 Prepare v0 op 3 commit 2
+r2 commit 2
+r1 -> r3 Prepare v0 op 3 commit 2
+r2 -> r1 PrepareOk v0 op 3
+r1 commit 3
+r1 -> client 1 reply 3 ok "c@3"
+r3 -> r1 GetState v0 after 0
+r3 -> r1 PrepareOk v0 op 0
+r1 -> r3 NewState v0 commit 3 head 3 ops 1..3
+r3 commit 3
+r3 -> r1 PrepareOk v0 op 3
+)");
+  EXPECT_EQ(c.service(3).payloads(), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+// §5.2: a replica that receives a message of a later view has missed a view
+// change; it drops what it does not know to be committed and fetches the
+// new view's log. (Here by asking the new primary for its StartView.)
+TEST(Vr_5_2_StateTransfer, StateTransferAfterAViewChange) {
+  Cluster c(5);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  // r5 has an uncommitted op from v0 that the next view will drop.
+  c.block(type<PrepareOk>() || (from(1) && !to(5)));
+  c.request(1, 1, 2, "lost");
+  c.deliver_all();
+  c.unblock();
+  EXPECT_EQ(c.log(5), (std::vector<std::string>{"a", "lost"}));
+  c.crash(1);
+  c.isolate(5);
+  ASSERT_TRUE(
+      c.run_until([&] { return c.primary() == 2u && c.r(3).status() == ReplicaStatus::kNormal; }));
+  commit_each(c, 2, 2, 1, {"b", "c"});
+  EXPECT_LE(c.r(5).view(), ViewNumber(1));  // it timed out at most once
+  c.heal();
+  ASSERT_TRUE(c.run_until(
+      [&] {
+        return c.r(5).status() == ReplicaStatus::kNormal && c.r(5).view() == c.r(2).view() &&
+               c.r(5).executed() == OpNumber(3);
+      },
+      200));
+  EXPECT_EQ(c.log(5), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(c.service(5).payloads(), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_GT(c.count_sent(from(5) && type<GetState>()), 0u);
+}
+
+// §5.2: NewState is bounded (Options::state_transfer_ops_max); a replica far
+// behind asks again until it has caught up.
+TEST(Vr_5_2_StateTransfer, StateTransferComesInBoundedPieces) {
+  Options o = test_options();
+  o.state_transfer_ops_max = 2;
+  Cluster c(3, o);
+  c.block(from(1) && to(3));
+  std::vector<std::string> payloads;
+  for (int i = 1; i <= 7; i++) payloads.push_back("p" + std::to_string(i));
+  commit_each(c, 1, 1, 1, payloads);
+  c.unblock();
+  step_time(c, 2);
+  EXPECT_EQ(c.service(3).payloads(), payloads);
+  size_t pieces = 0;
+  for (const Message& m : c.sent()) {
+    if (const auto* ns = std::get_if<NewState>(&m.msg)) {
+      EXPECT_LE(ns->log.entries.size(), 2u);
+      pieces++;
+    }
+  }
+  EXPECT_GE(pieces, 4u);
+}
+
+// §5.3 + §5.1: DoViewChange and StartView carry only the log after the
+// sender's checkpoint. A backup whose log ends before the new primary's
+// checkpoint receives a StartView it cannot use alone; it fetches the
+// checkpoint by state transfer.
+TEST(Vr_5_3_ViewChangeWithCheckpoints, ABackupBehindTheNewPrimarysCheckpointFetchesIt) {
+  Options o = test_options();
+  o.checkpoint_interval_ops = 3;
+  Cluster c(3, o);
+  c.block(from(1) && to(3));
+  std::vector<std::string> payloads;
+  for (int i = 1; i <= 7; i++) payloads.push_back("p" + std::to_string(i));
+  commit_each(c, 1, 1, 1, payloads);
+  step_time(c);
+  EXPECT_EQ(c.r(2).log_after(), OpNumber(6));
+  EXPECT_EQ(c.r(3).op(), OpNumber(0));
+  c.crash(1);
+  c.unblock();
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.r(3).executed() == OpNumber(7); }));
+  EXPECT_EQ(c.primary(), 2u);
+  EXPECT_EQ(c.r(3).checkpoint_op(), OpNumber(6));
+  EXPECT_EQ(c.service(3).payloads(), payloads);
+  EXPECT_GT(c.count_sent(to(3) && type<NewState>() && Match{[](const Message& m) {
+                           return std::get<NewState>(m.msg).checkpoint.has_value();
+                         }}),
+            0u);
+}
+
+// ===========================================================================
+// 6.2 Batching and pipelining
+
+// §6.2: the primary batches many ops into one Prepare and keeps several
+// Prepares in flight; both are bounded (Options::prepare_batch_ops_max and
+// pipeline_ops_max).
+TEST(Vr_6_2_Batching, ManyOpsPerPrepareAndSeveralPreparesInFlightBothBounded) {
+  Options o = test_options();
+  o.prepare_batch_ops_max = 3;
+  o.pipeline_ops_max = 5;
+  Cluster c(3, o);
+  size_t max_uncommitted = 0;
+  c.add_check([&](Cluster& cl) {
+    if (!cl.up(1) || !cl.r(1).is_primary()) return;
+    const uint64_t uncommitted = cl.r(1).op().value() - cl.r(1).commit().value();
+    EXPECT_LE(uncommitted, 5u);
+    max_uncommitted = std::max<size_t>(max_uncommitted, uncommitted);
+  });
+  // Backups' acks go out only at heartbeats, so requests pile up at the
+  // primary and each commit frees room for a whole batch.
+  c.hold_sync(2);
+  c.hold_sync(3);
+  for (int i = 1; i <= 20; i++) c.request(1, 1, i, "p" + std::to_string(i));
+  c.deliver_all();
+  for (int round = 0; round < 40 && c.r(1).commit() < OpNumber(20); round++) {
+    c.sync(2);
+    c.sync(3);
+    c.drop(type<PrepareOk>());
+    c.tick(1);
+    c.deliver_all();
+  }
+  EXPECT_EQ(c.r(1).commit(), OpNumber(20));
+  EXPECT_EQ(max_prepare_ops(c), 3u);
+  EXPECT_EQ(max_uncommitted, 5u);
+  std::vector<std::string> expected;
+  for (int i = 1; i <= 20; i++) expected.push_back("p" + std::to_string(i));
+  EXPECT_EQ(c.service(1).payloads(), expected);
+  c.auto_sync(2);
+  c.auto_sync(3);
+  step_time(c, 3);
+  EXPECT_EQ(c.service(2).payloads(), expected);
+  EXPECT_EQ(c.service(3).payloads(), expected);
+}
+
+// ===========================================================================
+// 6.3 Leases
+
+// §6.3: a primary holding leases from f backups answers reads locally; once
+// the acknowledgments stop, the lease runs out and reads go through the log.
+TEST(Vr_6_3_Leases, PrimaryWithALeaseAnswersReadsLocallyWithoutAQuorumOfAcksItDoesNot) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  EXPECT_FALSE(c.r(1).has_lease());
+  step_time(c);
+  ASSERT_TRUE(c.r(1).has_lease());
+  const size_t sent = c.sent().size();
+  c.request(1, 2, 1, "q", /*read_only=*/true);
+  ASSERT_EQ(c.replies_to(2, 1).size(), 1u);
+  EXPECT_EQ(c.replies_to(2, 1)[0].result, "q@read after 1");
+  EXPECT_EQ(c.sent().size(), sent);  // answered locally
+  c.isolate(1);
+  // The primary counts a lease as two thirds of lease_ticks (12): 8 ticks.
+  size_t ticks = 0;
+  while (c.r(1).has_lease()) {
+    step_time(c);
+    ticks++;
+  }
+  EXPECT_EQ(ticks, 8u);
+  c.request(1, 2, 2, "q2", /*read_only=*/true);
+  EXPECT_TRUE(c.replies_to(2, 2).empty());
+  EXPECT_EQ(c.count_in_flight(type<Prepare>()), 2u);  // through the log instead
+}
+
+// §6.3: a backup that acknowledged a heartbeat promised not to take part in
+// a view change for lease_ticks; it keeps the promise even after the primary
+// has died, so the old primary's lease stays valid until it runs out.
+TEST(Vr_6_3_Leases, BackupThatPromisedDoesNotStartAViewChangeBeforeTheLeaseRunsOut) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c, 4);
+  // r3 stops hearing from the primary; r2 does not.
+  c.block(from(1) && to(3));
+  while (c.r(3).status() == ReplicaStatus::kNormal) {
+    c.tick_all();
+    c.deliver(!from(3));
+  }
+  ASSERT_EQ(c.count_in_flight(from(3) && to(2) && type<StartViewChange>()), 1u);
+  // r2 heard a heartbeat at most heartbeat_ticks (2) ago, so it promised
+  // not to vote until at least last_heard + lease_ticks (12).
+  const uint64_t last_heard = c.r(2).now() - 2;
+  c.crash(1);
+  c.deliver_all();  // r3's StartViewChange reaches r2
+  EXPECT_EQ(c.r(2).status(), ReplicaStatus::kNormal);
+  EXPECT_EQ(c.r(2).view(), ViewNumber(0));
+  const size_t votes_before =
+      c.count_sent(from(2) && (type<StartViewChange>() || type<DoViewChange>()));
+  EXPECT_EQ(votes_before, 0u);
+  c.add_check([&](Cluster& cl) {
+    if (!cl.up(2) || cl.r(2).now() >= last_heard + 12) return;
+    EXPECT_EQ(cl.count_sent(from(2) && (type<StartViewChange>() || type<DoViewChange>())), 0u)
+        << "r2 voted at tick " << cl.r(2).now() << ", promised until " << last_heard + 12;
+  });
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  expect_nothing_acked_lost(c, *c.primary());
+}
+
+// §6.3: the lease is what makes a local read safe: a primary cut off from
+// its backups stops answering reads before any other replica can become
+// primary of a later view and commit without it.
+TEST(Vr_6_3_Leases, CutOffPrimaryStopsAnsweringReadsBeforeANewPrimaryCanCommit) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c, 4);
+  c.isolate(1);
+  uint64_t request = 1;
+  uint64_t last_local_read = 0, new_primary_at = 0;
+  for (uint64_t t = 1; t <= 200 && new_primary_at == 0; t++) {
+    step_time(c);
+    if (c.r(1).is_primary()) {
+      const size_t before = c.replies_to(5, request).size();
+      c.request(1, 5, request, "q", /*read_only=*/true);
+      if (c.replies_to(5, request).size() > before) last_local_read = t;
+      request++;
+    }
+    if (c.primary() && c.primary() != 1u) new_primary_at = t;
+  }
+  ASSERT_GT(new_primary_at, 0u);
+  EXPECT_GT(last_local_read, 0u);
+  EXPECT_LT(last_local_read, new_primary_at);
+}
+
+// ===========================================================================
+// 7 Reconfiguration
+
+// §7: a replica being added is brought up to date by state transfer, and
+// the group goes on with the new member counted in its quorums.
+TEST(Vr_7_Reconfiguration, AddAReplicaItJoinsByStateTransferAndTheGroupContinues) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a", "b"});
+  c.add_joiner(4);
+  EXPECT_EQ(c.r(4).status(), ReplicaStatus::kJoining);
+  c.reconfigure(1, 9, 1, {1, 2, 3, 4});
+  c.deliver_all();
+  step_time(c, 3);
+  ASSERT_EQ(c.replies_to(9, 1).size(), 1u);
+  EXPECT_EQ(c.replies_to(9, 1)[0].code, ReplyCode::kOk);
+  for (uint32_t id : {1, 2, 3, 4}) {
+    EXPECT_EQ(c.r(id).epoch(), ConfigEpoch(1)) << "r" << id;
+    EXPECT_EQ(c.r(id).status(), ReplicaStatus::kNormal) << "r" << id;
+    EXPECT_EQ(c.r(id).members().size(), 4u);
+  }
+  EXPECT_EQ(c.service(4).payloads(), (std::vector<std::string>{"a", "b"}));
+  // Quorum is now 3 of 4: with r2 and r3 cut off nothing commits; with r4
+  // back in, it does.
+  c.partition({{1, 4}, {2, 3}});
+  c.request(1, 1, 3, "c");
+  c.deliver_all();
+  EXPECT_TRUE(c.replies_to(1, 3).empty());
+  c.partition({{1, 2, 4}, {3}});
+  step_time(c, 3);
+  EXPECT_EQ(c.replies_to(1, 3).back().result, "c@4");
+  c.heal();
+  step_time(c, 3);
+  for (uint32_t id : {1, 2, 3, 4}) {
+    EXPECT_EQ(c.service(id).payloads(), (std::vector<std::string>{"a", "b", "c"})) << "r" << id;
+  }
+}
+
+// §7: replicas being removed shut down once the new epoch has started; the
+// remaining ones go on without them.
+TEST(Vr_7_Reconfiguration, RemoveAReplicaItShutsDownAfterTheNewEpochStarts) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {1, 2});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return c.r(3).status() == ReplicaStatus::kShutdown; }, 500));
+  c.request(1, 1, 2, "b");
+  ASSERT_TRUE(c.run_until([&] { return !c.replies_to(1, 2).empty(); }));
+  EXPECT_EQ(c.acked().back(), "b@3");
+  for (uint32_t id : {1, 2}) {
+    EXPECT_EQ(c.r(id).status(), ReplicaStatus::kNormal);
+    EXPECT_EQ(c.r(id).epoch(), ConfigEpoch(1));
+  }
+  step_time(c, 2);
+  EXPECT_EQ(c.service(2).payloads(), (std::vector<std::string>{"a", "b"}));
+}
+
+// §7: the old group stops: once the new epoch has started, a removed
+// primary hands over and shuts down, and the new group commits without it.
+TEST(Vr_7_Reconfiguration, OldGroupStopsAfterTheNewEpochStarts) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {2, 3, 4});
+  c.deliver_all();
+  // r1 executed the reconfiguration first, left, and shut down once two of
+  // the three new members announced the epoch.
+  EXPECT_NE(c.trace().find("r1 leaving e1 v0\n"), std::string::npos);
+  ASSERT_TRUE(c.run_until([&] { return c.r(1).status() == ReplicaStatus::kShutdown; }, 500));
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  EXPECT_EQ(c.primary(), 2u);
+  commit_each(c, 2, 1, 2, {"b"});
+  EXPECT_EQ(c.acked().back(), "b@3");
+  // The old primary no longer answers for the group.
+  const size_t sent = c.sent().size();
+  c.request(1, 1, 3, "c");
+  c.deliver_all();
+  EXPECT_EQ(c.sent().size(), sent);
+  EXPECT_EQ(c.replies_to(1, 3).back().code, ReplyCode::kNewConfig);
+}
+
+// §7: old replicas keep sending StartEpoch until f' + 1 new replicas have
+// answered EpochStarted; a new replica that already started the epoch must
+// answer a retried StartEpoch, or a lost EpochStarted keeps the old replica
+// waiting forever.
+// (Regression: on_start_epoch() used to ignore a StartEpoch of the epoch the
+// replica was already in, and EpochStarted was sent only once, so r1 stayed
+// kLeaving for good, resending StartEpoch every retry_ticks.)
+TEST(Vr_7_Reconfiguration, OldReplicaShutsDownEvenIfTheFirstEpochStartedIsLost) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.block(type<EpochStarted>());
+  c.reconfigure(1, 9, 1, {2, 3, 4});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  c.unblock();
+  EXPECT_TRUE(c.run_until([&] { return c.r(1).status() == ReplicaStatus::kShutdown; }, 500))
+      << "r1 is " << status_name(c.r(1).status()) << " and has sent "
+      << c.count_sent(from(1) && type<StartEpoch>()) << " StartEpoch messages";
+}
+
+// §7: clients find the new group: a request to a replica that left the
+// group is answered with kNewConfig and the new member list. Here r1, the
+// removed primary, left through kLeaving.
+TEST(Vr_7_Reconfiguration, ClientsFindTheNewGroupFromARemovedPrimary) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {2, 3, 4});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return c.r(1).status() == ReplicaStatus::kShutdown; }, 500));
+  c.request(1, 1, 2, "b");
+  const ClientReply reply = c.replies_to(1, 2).back();
+  EXPECT_EQ(reply.code, ReplyCode::kNewConfig);
+  EXPECT_EQ(reply.epoch, ConfigEpoch(1));
+  EXPECT_EQ(reply.members, (std::vector<ReplicaId>{ReplicaId(2), ReplicaId(3), ReplicaId(4)}));
+}
+
+// §7: the same for a removed backup. A removed backup never executes the
+// reconfiguration itself (the new primary talks only to the new group), so
+// it learns of its removal from the StartEpoch a new member sends in answer
+// to its old-epoch messages.
+//
+// BUG: on_start_epoch() handles "not in the new member list" by setting
+// status_ = kShutdown and returning before it records the new epoch and
+// members. The shut-down replica then answers clients with kNewConfig
+// carrying epoch 0 and the old member list {r1, r2, r3}, which sends the
+// client back to the group it just left (and to itself). It should record
+// m.h.epoch and m.members (persisting them) before shutting down.
+TEST(Vr_7_Reconfiguration, DISABLED_ClientsFindTheNewGroupFromARemovedBackup) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {1, 2});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return c.r(3).status() == ReplicaStatus::kShutdown; }, 500));
+  c.request(3, 1, 2, "b");
+  const ClientReply reply = c.replies_to(1, 2).back();
+  EXPECT_EQ(reply.code, ReplyCode::kNewConfig);
+  EXPECT_EQ(reply.epoch, ConfigEpoch(1));
+  EXPECT_EQ(reply.members, (std::vector<ReplicaId>{ReplicaId(1), ReplicaId(2)}));
+}
+
+// §7: a new replica learns of the epoch from StartEpoch; if that is lost it
+// must still find its way in, since it is counted in the new quorums.
+// (Regression: StartEpoch used to be sent once; the new primary now repeats
+// it with its heartbeats to members that have not acknowledged the epoch.)
+
+TEST(Vr_7_Reconfiguration, JoinerWhoseStartEpochWasLostStillJoins) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.block(type<StartEpoch>());
+  c.reconfigure(1, 9, 1, {1, 2, 3, 4});
+  c.deliver_all();
+  step_time(c, 3);
+  c.unblock();
+  EXPECT_TRUE(c.run_until([&] { return c.r(4).status() == ReplicaStatus::kNormal; }, 500))
+      << "r4 is " << status_name(c.r(4).status());
+}
+
+// §7 + §4.2: the reconfiguration is an op like any other: prepared by a
+// primary that then crashes, it survives the view change, is committed by
+// the new primary, and the new epoch starts from there (its first primary,
+// r1, being down, the new group changes view once more).
+TEST(Vr_7_Reconfiguration, AReconfigurationSurvivesAViewChange) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.block(type<PrepareOk>());
+  c.reconfigure(1, 9, 1, {1, 2, 3, 4});
+  c.deliver_all();
+  c.unblock();
+  EXPECT_EQ(c.r(2).op(), OpNumber(2));
+  c.crash(1);
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.r(2).epoch() == ConfigEpoch(1); }));
+  EXPECT_EQ(c.r(4).status(), ReplicaStatus::kNormal);
+  EXPECT_EQ(c.replies_to(9, 1).back().code, ReplyCode::kOk);
+  const uint32_t p = *c.primary();
+  c.request(p, 1, 2, "b");
+  ASSERT_TRUE(c.run_until([&] { return !c.replies_to(1, 2).empty(); }));
+  EXPECT_EQ(c.acked().back(), "b@3");
+  step_time(c, 2);
+  EXPECT_EQ(c.service(4).payloads(), (std::vector<std::string>{"a", "b"}));
+}
+
+// §7: the old primary commits the reconfiguration, executes it, and crashes
+// before anyone else learned that it committed. The remaining old members
+// finish it through a view change in the old epoch, and the new group
+// starts.
+TEST(Vr_7_Reconfiguration, ReconfigurationCompletesWhenTheOldPrimaryCrashesRightAfterCommittingIt) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.block(from(1) && !type<Prepare>());
+  c.reconfigure(1, 9, 1, {2, 3, 4});
+  c.deliver_all();
+  EXPECT_EQ(c.replies_to(9, 1).back().code, ReplyCode::kOk);
+  EXPECT_EQ(c.r(1).status(), ReplicaStatus::kLeaving);
+  EXPECT_LT(c.r(2).commit(), OpNumber(2));
+  c.crash(1);
+  c.unblock();
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.r(2).epoch() == ConfigEpoch(1); }));
+  for (uint32_t id : {2, 3, 4}) EXPECT_EQ(c.r(id).status(), ReplicaStatus::kNormal) << "r" << id;
+  c.request(*c.primary(), 1, 2, "b");
+  ASSERT_TRUE(c.run_until([&] { return !c.replies_to(1, 2).empty(); }));
+  EXPECT_EQ(c.acked().back(), "b@3");
+}
+
+// §7: the new group's first primary is the first of its member list, here
+// the new replica: it takes over once it has the state.
+TEST(Vr_7_Reconfiguration, TheNewGroupsFirstPrimaryMayBeTheNewReplica) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {4, 1, 2});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.r(4).epoch() == ConfigEpoch(1); }));
+  EXPECT_EQ(c.primary(), 4u);
+  EXPECT_EQ(c.r(4).view(), ViewNumber(0));
+  commit_each(c, 4, 1, 2, {"b"});
+  EXPECT_EQ(c.acked().back(), "b@3");
+  EXPECT_EQ(c.r(3).status(), ReplicaStatus::kShutdown);
+}
+
+// §7: the whole group can be replaced: the new replicas get the state from
+// the old ones, which shut down once the new group has started.
+TEST(Vr_7_Reconfiguration, TheWholeGroupCanBeReplaced) {
+  Cluster c(3);
+  for (uint32_t id : {4, 5, 6}) c.add_joiner(id);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {4, 5, 6});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.primary() == 4u; }, 1000)) << c.summary();
+  ASSERT_TRUE(c.run_until([&] { return c.r(1).status() == ReplicaStatus::kShutdown; }, 1000))
+      << c.summary();
+  commit_each(c, 4, 1, 2, {"b"});
+  EXPECT_EQ(c.acked().back(), "b@3");
+  step_time(c, 2);
+  for (uint32_t id : {4, 5, 6}) {
+    EXPECT_EQ(c.service(id).payloads(), (std::vector<std::string>{"a", "b"})) << "r" << id;
+  }
+}
+
+// §7: replicas being removed shut down once the new epoch has started — all
+// of them, including one that never learned the reconfiguration committed.
+//
+// BUG (liveness/cleanup): r2 acknowledged the reconfiguration but never
+// learned that it committed (r1 goes kLeaving on executing it and sends no
+// more old-epoch Commits). By the time r2's old-epoch messages reach anyone,
+// r1 and r3 have shut down, and step() drops every message in kShutdown, so
+// nobody answers r2 with StartEpoch; the new group's members never talk to
+// old members. r2 stays in view-change status in epoch 0 forever, retrying
+// with ever longer timeouts, and answers clients with kNotPrimary hints into
+// the dead group. Fix: a shut-down (or leaving) replica that knows the new
+// configuration should still answer an old-epoch message with StartEpoch,
+// as step() does in every other status.
+TEST(Vr_7_Reconfiguration, DISABLED_EveryRemovedReplicaShutsDownEvenIfItMissedTheReconfiguration) {
+  Cluster c(3);
+  for (uint32_t id : {4, 5, 6}) c.add_joiner(id);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {4, 5, 6});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.primary() == 4u; }, 1000)) << c.summary();
+  EXPECT_TRUE(c.run_until(
+      [&] {
+        for (uint32_t id : {1, 2, 3}) {
+          if (c.r(id).status() != ReplicaStatus::kShutdown) return false;
+        }
+        return true;
+      },
+      5000))
+      << c.summary();
+}
+
+// §7: old replicas keep answering state transfer requests until the new
+// group has started. When the whole group is
+// replaced, the old replicas are the only source of the state; one old
+// replica restarting during the handover (a single transient failure) must
+// not strand the new group.
+// (Regression: finish_replay() used to shut down a replica whose durable
+// member list did not include it, so the restarted r1, the only old replica
+// that had executed the reconfiguration, stopped serving state and r4, r5,
+// r6 stayed kJoining for good. It now restarts into kLeaving.)
+TEST(Vr_7_Reconfiguration, LeavingReplicaThatRestartsStillHandsOverTheState) {
+  Cluster c(3);
+  for (uint32_t id : {4, 5, 6}) c.add_joiner(id);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.block(to(4) || to(5) || to(6));
+  c.reconfigure(1, 9, 1, {4, 5, 6});
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] {
+    return c.r(2).status() != ReplicaStatus::kNormal && c.r(3).status() != ReplicaStatus::kNormal;
+  }));
+  EXPECT_EQ(c.r(1).status(), ReplicaStatus::kLeaving);
+  c.crash(1);
+  c.restart(1);
+  c.unblock();
+  EXPECT_TRUE(c.run_until([&] { return settled(c) && c.primary() == 4u; }, 1000))
+      << "r1 " << status_name(c.r(1).status()) << ", r2 " << status_name(c.r(2).status()) << ", r3 "
+      << status_name(c.r(3).status()) << ", r4 " << status_name(c.r(4).status());
+}
+
+// §7 + §5.2: two replicas added at once fetch the state from the group; if
+// one asks the other, which has nothing yet, it must not keep asking it.
+// (Regression: on_new_state() used to ask the same sender again at once
+// whenever the replica was still behind, and on_get_state() answers in any
+// status, so two joiners exchanged GetState/NewState without end, with no
+// tick in between; each request also pushed the retry timer that would have
+// tried another source. It now asks again at once only after progress.)
+TEST(Vr_7_Reconfiguration, TwoJoinersDoNotFloodEachOtherWithStateRequests) {
+  Cluster c(3);
+  c.add_joiner(4);
+  c.add_joiner(5);
+  commit_each(c, 1, 1, 1, {"a"});
+  const Match joiner = to(4) || to(5);
+  const Match state_transfer = type<GetState>() || type<NewState>();
+  c.block(state_transfer && !((from(4) || from(5)) && joiner));
+  c.reconfigure(1, 9, 1, {1, 2, 3, 4, 5});
+  c.deliver_all();
+  ASSERT_EQ(c.r(4).status(), ReplicaStatus::kJoining);
+  ASSERT_EQ(c.r(5).status(), ReplicaStatus::kJoining);
+  ASSERT_EQ(c.r(4).epoch(), ConfigEpoch(1));
+  // Until one joiner asks the other.
+  for (int i = 0;
+       i < 100 && c.count_in_flight(state_transfer && (from(4) || from(5)) && joiner) == 0; i++) {
+    c.tick_all();
+    c.deliver(!(state_transfer && joiner));
+  }
+  ASSERT_GT(c.count_in_flight(state_transfer && (from(4) || from(5)) && joiner), 0u);
+  const size_t before = c.count_sent(type<GetState>());
+  c.deliver_all(10000);
+  ASSERT_LT(c.count_sent(type<GetState>()) - before, 10u);
+  c.unblock();
+  ASSERT_TRUE(c.run_until([&] { return settled(c) && c.r(5).status() == ReplicaStatus::kNormal; }))
+      << c.summary();
+}
+
+// §7 + §4.3: the first primary of a new epoch crashes before its disk has
+// anything of the new epoch. It must not come back as the primary of the new
+// epoch's view 0, which it already led: ops may have committed there (on its
+// backups' disks, not on its own).
+//   {r1 r2 r3} -> [r4 r1 r2]: r4 is new and the first primary of epoch 1;
+//   its disk syncs nothing. The StartEpoch r1 sends it is duplicated by the
+//   network. r4 prepares b, which commits with r1's and r2's acks (the
+//   client is told b@3); the Commit that would tell them is lost. r4
+//   crashes, restarts with an empty disk (a fresh joiner), and the
+//   duplicated StartEpoch arrives.
+//
+// BUG (safety): on_start_epoch() puts r4 in kJoining, it fetches the state,
+// and on_new_state() (kJoining, caught up to the epoch start) calls
+// enter_normal(ViewNumber(0)): r4 is primary of epoch 1, view 0 again, with
+// the log up to r1's commit number, 2, without b. The next request gets op
+// 3; r1 and r2 already hold b at op 3, skip the entry, and answer PrepareOk
+// op 3 (within a view a backup's log is a prefix of its primary's), so r4
+// commits c at op 3 where b was committed and acknowledged. Nothing
+// durable tells r4 it had led view 0 (its epoch-1 DurableState was never
+// synced, though it acted as primary), and the join path goes straight to
+// view 0 instead of through recovery (§4.3), which would make a restarted
+// primary wait for a new view. Fix: make the DurableState of the new epoch
+// durable before the replica acts in it (sends as its primary), and/or have
+// a replica that joins an epoch already under way (the StartEpoch is not
+// from its first moments: the group's commit is past the epoch start, or it
+// is the view's primary) enter it through a view change or recovery.
+TEST(Vr_7_Reconfiguration, DISABLED_NewEpochsFirstPrimaryThatLostItsDiskDoesNotLeadViewZeroAgain) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  step_time(c);
+  c.hold_sync(4);  // nothing r4 writes becomes durable
+  c.reconfigure(1, 9, 1, {4, 1, 2});
+  c.deliver(!to(4));
+  ASSERT_EQ(c.r(1).epoch(), ConfigEpoch(1));
+  ASSERT_EQ(c.duplicate(from(1) && to(4) && type<StartEpoch>()), 1u);
+  const uint64_t late = c.in_flight().back().id;
+  const Match not_late{[late](const Message& m) { return m.id != late; }};
+  for (int i = 0; i < 6; i++) {
+    c.tick_all();
+    c.deliver(not_late);
+  }
+  ASSERT_EQ(c.primary(), 4u);
+  ASSERT_EQ(c.r(2).epoch(), ConfigEpoch(1));
+  c.block(from(4) && type<Commit>());
+  c.request(4, 1, 2, "b");
+  c.deliver(not_late);
+  ASSERT_EQ(c.acked().back(), "b@3");
+  EXPECT_EQ(c.r(1).commit(), OpNumber(2));
+  c.crash(4);
+  c.unblock();
+  c.auto_sync(4);
+  c.restart(4);
+  c.deliver_all();  // the duplicated StartEpoch, and what follows
+  c.request(4, 2, 1, "c");
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] {
+    return settled(c) && !c.replies_to(2, 1).empty() &&
+           c.replies_to(2, 1).back().code == ReplyCode::kOk;
+  })) << c.summary();
+  expect_nothing_acked_lost(c, *c.primary());
+  EXPECT_EQ(c.acked().back(), "c@4");
+}
+
+// ===========================================================================
+// Whole group restart (beyond the paper, whose replicas have no disk)
+
+// Every replica crashes at once and restarts from its disk. Recovery (§4.3)
+// cannot complete, since no replica is normal; each rejoins through a view
+// change from its durable state, and since everything acknowledged was
+// durable first, nothing acknowledged is lost.
+TEST(Vr_WholeGroup, WholeGroupRestartRecoversFromDurableState) {
+  Cluster c(3);
+  commit_each(c, 1, 1, 1, {"a", "b"});
+  // c commits with r2's ack; r3's copy is not yet durable when all crash.
+  c.hold_sync(3);
+  commit_each(c, 1, 1, 3, {"c"});
+  // d is prepared but never acknowledged: it may or may not survive.
+  c.block(type<PrepareOk>());
+  commit_each(c, 1, 1, 4, {"d"});
+  c.unblock();
+  for (uint32_t id : {1, 2, 3}) c.crash(id);
+  c.auto_sync(3);
+  for (uint32_t id : {1, 2, 3}) c.restart(id);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  const uint32_t p = *c.primary();
+  expect_nothing_acked_lost(c, p);
+  commit_each(c, p, 2, 1, {"e"});
+  step_time(c, 2);
+  for (uint32_t id : c.live()) {
+    EXPECT_EQ(c.r(id).executed(), c.r(p).op()) << "r" << id;
+    EXPECT_EQ(c.service(id).payloads(), c.service(p).payloads()) << "r" << id;
+  }
+}
+
+// The same with checkpoints: the replicas restart from checkpoints taken at
+// different points and the group still agrees on every op.
+TEST(Vr_WholeGroup, WholeGroupRestartWithCheckpoints) {
+  Options o = test_options();
+  o.checkpoint_interval_ops = 3;
+  Cluster c(3, o);
+  std::vector<std::string> payloads;
+  for (int i = 1; i <= 8; i++) payloads.push_back("p" + std::to_string(i));
+  commit_each(c, 1, 1, 1, payloads);
+  step_time(c);
+  commit_each(c, 1, 1, 9, {"p9", "p10"});
+  for (uint32_t id : {1, 2, 3}) c.crash(id);
+  for (uint32_t id : {1, 2, 3}) c.restart(id);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }));
+  const uint32_t p = *c.primary();
+  expect_nothing_acked_lost(c, p);
+  step_time(c, 3);
+  payloads.push_back("p9");
+  payloads.push_back("p10");
+  for (uint32_t id : c.live()) EXPECT_EQ(c.service(id).payloads(), payloads) << "r" << id;
+}
+
+// ===========================================================================
+// Random faults (the scenarios above, shuffled)
+
+// Not a paper section: many short runs in which every step is drawn at random
+// from the steps the scenarios above use (deliver one message, lose one,
+// tick, client retries to any replica, crash, restart, partition, hold or
+// sync a disk), followed by a phase with a healed network in which the group
+// must settle and commit again. The harness checks safety after every step;
+// at the end nothing acknowledged may be missing and every request ran at
+// most once. A failure names the seed.
+// With `reconfigure`, two more replicas wait to be added and one request at
+// a random point asks for a random new group of three out of the five.
+void random_run(uint64_t seed, size_t replicas, bool reconfigure = false) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + ", " + std::to_string(replicas) + " replicas" +
+               (reconfigure ? ", reconfiguring" : ""));
+  Prng rng(seed);
+  Options o = test_options();
+  o.checkpoint_interval_ops = rng.below(3) == 0 ? 0 : 2 + rng.below(6);
+  o.prepare_batch_ops_max = 1 + rng.below(4);
+  o.pipeline_ops_max = o.prepare_batch_ops_max + rng.below(6);
+  o.state_transfer_ops_max = 1 + rng.below(8);
+  Cluster c(replicas, o, seed);
+  const size_t f = failures_tolerated(replicas);
+  const size_t ids = reconfigure ? replicas + 2 : replicas;
+  if (reconfigure) {
+    for (uint32_t id = replicas + 1; id <= ids; id++) c.add_joiner(id);
+  }
+  std::vector<uint32_t> new_group;
+  if (reconfigure) {
+    std::vector<uint32_t> all;
+    for (uint32_t id = 1; id <= ids; id++) all.push_back(id);
+    for (size_t i = 0; i < 3; i++) {
+      const size_t j = i + rng.below(all.size() - i);
+      std::swap(all[i], all[j]);
+      new_group.push_back(all[i]);
+    }
+  }
+  const size_t reconfigure_at = 50 + rng.below(300);
+  uint64_t reconfigure_request = 1;
+  constexpr uint64_t kClients = 3;
+  std::vector<uint64_t> next_request(kClients + 1, 1);
+  auto payload = [](uint64_t client, uint64_t request) {
+    return "c" + std::to_string(client) + "r" + std::to_string(request);
+  };
+  auto down = [&] {
+    std::vector<uint32_t> d;
+    for (uint32_t id = 1; id <= ids; id++) {
+      if (!c.up(id)) d.push_back(id);
+    }
+    return d;
+  };
+  auto pick = [&](const std::vector<uint32_t>& v) { return v[rng.below(v.size())]; };
+  for (size_t step = 0; step < 500; step++) {
+    if (reconfigure && step >= reconfigure_at) {
+      // Until it is answered, the reconfiguration is retried like any request.
+      const auto r = c.replies_to(kClients + 2, reconfigure_request);
+      if ((r.empty() || r.back().code != ReplyCode::kOk) && rng.below(10) == 0) {
+        c.reconfigure(pick(c.live()), kClients + 2, reconfigure_request, new_group);
+      }
+    }
+    const uint64_t roll = rng.below(100);
+    if (roll < 30) {
+      if (!c.in_flight().empty()) c.deliver_at(rng.below(c.in_flight().size()));
+    } else if (roll < 36) {
+      if (!c.in_flight().empty()) {
+        const uint64_t id = c.in_flight()[rng.below(c.in_flight().size())].id;
+        c.drop(Match{[id](const Message& m) { return m.id == id; }});
+      }
+    } else if (roll < 52) {
+      c.tick_all();
+    } else if (roll < 64) {
+      const uint64_t client = 1 + rng.below(kClients);
+      uint64_t& request = next_request[client];
+      if (!c.replies_to(client, request).empty() &&
+          c.replies_to(client, request).back().code == ReplyCode::kOk) {
+        request++;
+      }
+      c.request(pick(c.live()), client, request, payload(client, request));
+    } else if (roll < 67) {
+      if (down().size() < f) c.crash(pick(c.live()));
+    } else if (roll < 72) {
+      if (!down().empty()) c.restart(pick(down()));
+    } else if (roll < 75) {
+      if (rng.below(2) == 0) {
+        std::vector<uint32_t> a, b;
+        for (uint32_t id = 1; id <= ids; id++) (rng.below(2) == 0 ? a : b).push_back(id);
+        c.partition({a, b});
+      } else {
+        c.heal();
+      }
+    } else if (roll < 78) {
+      const uint32_t id = 1 + static_cast<uint32_t>(rng.below(ids));
+      if (rng.below(2) == 0) {
+        c.hold_sync(id);
+      } else {
+        c.auto_sync(id);
+      }
+    } else if (roll < 84) {
+      c.sync(1 + static_cast<uint32_t>(rng.below(ids)));
+    } else {
+      c.deliver_all();
+    }
+  }
+  // Liveness: with the network healed and every replica up, the group
+  // settles and commits a new request.
+  c.note("liveness phase");
+  c.heal();
+  c.unblock();
+  for (uint32_t id : down()) c.restart(id);
+  for (uint32_t id = 1; id <= ids; id++) c.auto_sync(id);
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }, 5000)) << c.summary();
+  // Like a real client, retry now and then (at whoever is primary by then)
+  // until the answer comes: a primary that fills a gap from a peer's
+  // checkpoint does not reply for the ops the checkpoint covers, and a
+  // pending reconfiguration may move the group meanwhile.
+  auto answered = [&] {
+    const auto r = c.replies_to(kClients + 1, 1);
+    return !r.empty() && r.back().code == ReplyCode::kOk;
+  };
+  for (size_t t = 0; t < 2000 && !answered(); t++) {
+    if (t % 50 == 0 && c.primary()) c.request(*c.primary(), kClients + 1, 1, "final");
+    step_time(c);
+  }
+  ASSERT_TRUE(answered()) << c.summary();
+  ASSERT_TRUE(c.run_until([&] { return settled(c); }, 2000)) << c.summary();
+  const uint32_t p = *c.primary();
+  std::vector<uint32_t> group;
+  for (ReplicaId r : c.r(p).members()) {
+    if (c.up(r.value())) group.push_back(r.value());
+  }
+  ASSERT_TRUE(c.run_until(
+      [&] {
+        for (uint32_t id : group) {
+          if (c.r(id).executed() < c.r(p).commit()) return false;
+        }
+        return true;
+      },
+      2000))
+      << c.summary();
+  expect_nothing_acked_lost(c, p);
+  for (uint32_t id : group) {
+    const std::vector<std::string> mine = c.service(id).payloads();
+    std::set<std::string> unique(mine.begin(), mine.end());
+    EXPECT_EQ(unique.size(), mine.size()) << "r" << id << " executed a request twice";
+    EXPECT_EQ(mine, c.service(p).payloads())
+        << "r" << id << " log after " << c.r(id).log_after() << ", checkpoint "
+        << c.r(id).checkpoint_op() << ", GetState sent "
+        << c.count_sent(from(id) && type<GetState>()) << ", NewState received "
+        << c.count_sent(to(id) && type<NewState>());
+  }
+}
+
+// VR_SEED=n runs only that seed (with its trace: VR_TRACE=1); VR_SEEDS=n
+// runs seeds 1..n.
+std::pair<uint64_t, uint64_t> seeds(uint64_t last) {
+  if (const char* s = std::getenv("VR_SEED")) return {std::stoull(s), std::stoull(s)};
+  if (const char* s = std::getenv("VR_SEEDS")) return {1, std::stoull(s)};
+  return {1, last};
+}
+
+TEST(Vr_RandomFaults, ThreeReplicas) {
+  for (uint64_t seed = seeds(40).first; seed <= seeds(40).second; seed++) {
+    random_run(seed, 3);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
+
+// BUG (safety), the same as in
+// Vr_7_Reconfiguration.DISABLED_NewEpochsFirstPrimaryThatLostItsDiskDoesNotLeadViewZeroAgain:
+// seeds 9, 49, 85, 164, 238, 256 and 320 (of 1..400) end with two different
+// ops committed at the same op number, each after the first primary of the
+// new epoch restarted without its (unsynced) epoch state and re-entered view
+// 0 of the new epoch as its primary through the join path.
+TEST(Vr_RandomFaults, DISABLED_ThreeReplicasReconfiguring) {
+  for (uint64_t seed = seeds(40).first; seed <= seeds(40).second; seed++) {
+    random_run(seed, 3, /*reconfigure=*/true);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
+
+TEST(Vr_RandomFaults, FiveReplicas) {
+  for (uint64_t seed = seeds(25).first; seed <= seeds(25).second; seed++) {
+    random_run(seed, 5);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
+
+}  // namespace
+}  // namespace maroon::vr::test
