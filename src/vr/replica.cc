@@ -135,7 +135,12 @@ void Replica::bootstrap(std::vector<ReplicaId> members, Output& out) {
   started_ = true;
   members_ = std::move(members);
   promise_until_ = 0;
-  enter_normal(ViewNumber(0), out);
+  // Rule: act in view 0 only once our membership is durable. A replica that
+  // acted (say, prepared as primary) and then lost everything in a crash
+  // would otherwise start view 0 again and reuse op numbers.
+  status_ = ReplicaStatus::kJoining;
+  persist_state(out);
+  start_after_seq_ = next_seq_ - 1;
   check_invariants();
 }
 
@@ -278,7 +283,15 @@ void Replica::finish_replay(Output& out) {
 void Replica::step(const ReplicaMessage& msg, Output& out) {
   MAROON_ASSERT(started_);
   const Header& h = header_of(msg);
-  if (h.from == self_ || status_ == ReplicaStatus::kShutdown) return;
+  if (h.from == self_) return;
+  if (status_ == ReplicaStatus::kShutdown) {
+    // Removed: we only point stragglers of an older epoch at the new group.
+    if (h.epoch < epoch_ && !std::holds_alternative<StartEpoch>(msg) &&
+        !std::holds_alternative<EpochStarted>(msg)) {
+      send(h.from, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
+    }
+    return;
+  }
 
   if (const auto* m = std::get_if<StartEpoch>(&msg)) {
     on_start_epoch(*m, out);
@@ -390,6 +403,10 @@ void Replica::on_persisted(uint64_t durable_seq, Output& out) {
     } else if (p.after <= durable_op_) {
       durable_op_ = std::max(durable_op_, p.last);
     }
+  }
+  if (start_after_seq_ != 0 && durable_seq >= start_after_seq_) {
+    start_after_seq_ = 0;
+    if (status_ == ReplicaStatus::kJoining && view_ == ViewNumber(0)) enter_normal(view_, out);
   }
   if (is_primary()) advance_commit(out);
   check_invariants();
@@ -804,6 +821,13 @@ void Replica::on_start_view(const StartView& m, Output& out) {
   if (m.h.from != primary_of(m.h.view)) return;
   if (m.h.view == view_ && status_ == ReplicaStatus::kNormal) return;
   if (m.h.view < view_ && !may_rejoin(m.h.view)) return;
+  if (m.h.view == last_normal_view_ && op_ >= m.log.last() && status_ != ReplicaStatus::kJoining) {
+    // Rule: a late StartView of a view we were already normal in carries a
+    // prefix of our log (ours may hold ops we acknowledged since): keep ours.
+    enter_normal(m.h.view, out);
+    send_after_persist(m.h.from, PrepareOk{header(), op_, 0}, out);
+    return;
+  }
   view_ = m.h.view;
   adopt_log(m.log, out);
   set_commit(std::max(commit_, std::min(m.commit, op_)), out);
@@ -1036,12 +1060,9 @@ void Replica::on_new_state(const NewState& m, Output& out) {
   }
   if (!fresh.empty()) append(std::move(fresh), out);
   set_commit(std::max(commit_, std::min(m.commit, op_)), out);
-  if (status_ == ReplicaStatus::kJoining && executed_ >= epoch_start_ && is_member()) {
-    // §7: caught up to the start of our epoch.
-    enter_normal(ViewNumber(0), out);
-    for (ReplicaId r : old_members_) {
-      if (!contains(members_, r)) send_after_persist(r, EpochStarted{header()}, out);
-    }
+  if (status_ == ReplicaStatus::kJoining && executed_ >= epoch_start_ && is_member() &&
+      start_after_seq_ == 0) {
+    joined_epoch(out);
   }
   const bool behind = executed_ < log_after_ || (same_view && op_ < m.head) ||
                       (status_ == ReplicaStatus::kJoining) ||
@@ -1215,8 +1236,16 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
   }
   if (m.h.epoch <= epoch_ || !valid_members(m.members)) return;
   if (!contains(m.members, self_)) {
-    // Removed while we were behind; the new group has the state.
+    // Removed while we were behind; the new group has the state. Record it,
+    // so clients and stragglers asking us are sent there.
+    old_members_ = members_;
+    epoch_ = m.h.epoch;
+    members_ = m.members;
+    epoch_start_ = m.op;
+    view_ = ViewNumber(0);
+    last_normal_view_ = ViewNumber(0);
     status_ = ReplicaStatus::kShutdown;
+    persist_state(out);
     return;
   }
   truncate_uncommitted();
@@ -1230,11 +1259,32 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
   queue_.clear();
   persist_state(out);
   if (executed_ >= epoch_start_) {
-    enter_normal(ViewNumber(0), out);
-    send_after_persist(m.h.from, EpochStarted{header()}, out);
+    joined_epoch(out);
   } else {
     request_state(m.h.from, out);
   }
+}
+
+void Replica::joined_epoch(Output& out) {
+  // §7: caught up to the start of our epoch. Rule: we did not execute the
+  // reconfiguration ourselves, so we may have been in this epoch before and
+  // lost it in a crash (even as its first primary, having prepared ops in
+  // view 0). We enter it through recovery, never straight into view 0.
+  MAROON_ASSERT(is_member() && executed_ >= epoch_start_);
+  state_wanted_ = false;
+  persist_state(out);
+  for (ReplicaId r : old_members_) {
+    if (!contains(members_, r)) send_after_persist(r, EpochStarted{header()}, out);
+  }
+  commit_ = std::max(commit_, std::min(op_, epoch_start_));
+  if (members_.size() == 1) {
+    // Alone, we commit nothing we have not made durable ourselves: there is
+    // nothing a lost disk could have let others commit.
+    enter_normal(view_, out);
+    return;
+  }
+  promise_until_ = std::max(promise_until_, now_ + options_.lease_ticks);
+  start_recovery(out);
 }
 
 void Replica::on_epoch_started(const EpochStarted& m, Output&) {

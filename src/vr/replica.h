@@ -236,6 +236,7 @@ class Replica {
                    Output& out);
   void on_start_epoch(const StartEpoch& m, Output& out);
   void on_epoch_started(const EpochStarted& m, Output& out);
+  void joined_epoch(Output& out);
   void serve_state(ReplicaId to, OpNumber after, OpNumber head, Output& out);
 
   // Log.
@@ -346,6 +347,8 @@ class Replica {
   uint64_t next_state_tick_ = 0;
   uint64_t next_start_view_request_tick_ = 0;
   uint64_t next_stuck_tick_ = 0;
+  // Bootstrap: normal in view 0 once the record with this seq is durable.
+  uint64_t start_after_seq_ = 0;
 };
 
 }  // namespace maroon::vr

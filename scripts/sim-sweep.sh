@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sweeps simulator seeds 1..N (default 100000) in chunks, on every core, and
+# prints each failing seed with its trace tail. A seed that stops the process
+# on a broken invariant is reported by maroon-sim ("aborted; replay: ...") and
+# the rest of its chunk is run again around it.
+#   scripts/sim-sweep.sh 100000
+#   FIRST=5000 scripts/sim-sweep.sh 10000      # seeds 5000..10000
+set -uo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+FIRST=${FIRST:-1}
+CHUNK=${CHUNK:-5000}
+BUILD=${BUILD:-build}
+if [ ! -x "$BUILD/src/sim/maroon-sim" ]; then
+  make build >/dev/null || exit 1
+fi
+SIM="$BUILD/src/sim/maroon-sim"
+failed=0
+aborted=0
+start=$(date +%s)
+run_range() {  # a b
+  local a=$1 b=$2 out rc
+  [ "$a" -gt "$b" ] && return
+  out=$("$SIM" --seeds "$a..$b" --trace-lines 60 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | grep -v '^\.\.\. ' | grep -v ' seeds (' || true
+  local f
+  f=$(printf '%s\n' "$out" | grep -c '^FAIL' || true)
+  failed=$((failed + f))
+  if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then
+    local bad
+    bad=$(printf '%s\n' "$out" | sed -n 's/.*aborted; replay: maroon-sim --seed \([0-9]*\).*/\1/p' | head -1)
+    if [ -z "$bad" ]; then
+      echo "maroon-sim exited with $rc on seeds $a..$b without naming a seed"
+      failed=$((failed + 1))
+      return
+    fi
+    aborted=$((aborted + 1))
+    failed=$((failed + 1))
+    run_range "$a" $((bad - 1))
+    run_range $((bad + 1)) "$b"
+  fi
+}
+for ((a = FIRST; a <= N; a += CHUNK)); do
+  b=$((a + CHUNK - 1))
+  [ $b -gt "$N" ] && b=$N
+  run_range "$a" "$b"
+  echo "seeds $FIRST..$b done, $failed failed ($aborted aborted), $(( $(date +%s) - start )) s"
+done
+echo "sweep $FIRST..$N: $failed failed"
+[ "$failed" -eq 0 ]
