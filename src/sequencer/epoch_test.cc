@@ -61,14 +61,19 @@ TEST(VrSequencer, SingleReplicaCommitsOnlyDurableEpochsInOrder) {
   s.start(out);  // bootstrap: the replica's state record
   ASSERT_EQ(out.persist.size(), 1u);
   EXPECT_EQ(out.persist[0].type, RecordType::kVrState);
+  EXPECT_FALSE(s.can_propose()) << "not before its membership is durable";
   Disk disk;
   disk.sync(s, out);
   ASSERT_TRUE(s.can_propose());
   s.propose(Epoch{EpochNumber(1), 0, {}, {LeaseRange{GatewayId(1), RangeId(0)}}}, out);
   s.propose(Epoch{EpochNumber(2), 0, {}, {LeaseRange{GatewayId(2), RangeId(0)}}}, out);
   EXPECT_TRUE(s.take_committed().empty()) << "nothing is committed before it is durable";
-  ASSERT_EQ(out.persist.size(), 2u);
-  EXPECT_EQ(out.persist[0].type, RecordType::kVrLog);
+  // Entering normal status (once the bootstrap state was durable) wrote the
+  // state again; then one log record per epoch.
+  ASSERT_EQ(out.persist.size(), 3u);
+  EXPECT_EQ(out.persist[0].type, RecordType::kVrState);
+  EXPECT_EQ(out.persist[1].type, RecordType::kVrLog);
+  EXPECT_EQ(out.persist[2].type, RecordType::kVrLog);
   disk.sync(s, out);
   auto c = s.take_committed();
   ASSERT_EQ(c.size(), 2u);
@@ -80,6 +85,7 @@ TEST(VrSequencer, PipelineIsBounded) {
   VrSequencer s;
   Output out;
   s.start(out);
+  Disk().sync(s, out);
   for (uint64_t n = 1; n <= VrSequencer::kPipelineEpochsMax; n++) {
     ASSERT_TRUE(s.can_propose());
     s.propose(Epoch{EpochNumber(n), 0, {}, {LeaseRange{GatewayId(n), RangeId(0)}}}, out);
@@ -93,6 +99,7 @@ TEST(VrSequencer, ReplayRecommitsTheDurableLog) {
     VrSequencer s;
     Output out;
     s.start(out);
+    disk.sync(s, out);
     for (uint64_t n = 1; n <= 5; n++) {
       s.propose(Epoch{EpochNumber(n), n, {}, {LeaseRange{GatewayId(n), RangeId(0)}}}, out);
       disk.sync(s, out);
