@@ -1034,7 +1034,7 @@ void Replica::on_new_state(const NewState& m, Output& out) {
                          status_ == ReplicaStatus::kNormal;
   if (m.h.epoch == epoch_ && !same_view && status_ != ReplicaStatus::kJoining) return;
   if (m.h.epoch < epoch_) return;
-  if (!same_view) truncate_uncommitted();
+  if (!same_view) truncate_uncommitted(out);
   const OpNumber op_before = op_, executed_before = executed_;
   const OpNumber usable = same_view ? m.head : m.commit;
   if (m.checkpoint && m.checkpoint->op > executed_ && m.checkpoint->op <= m.commit) {
@@ -1237,18 +1237,29 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
   if (m.h.epoch <= epoch_ || !valid_members(m.members)) return;
   if (!contains(m.members, self_)) {
     // Removed while we were behind; the new group has the state. Record it,
-    // so clients and stragglers asking us are sent there.
+    // so clients and stragglers asking us are sent there. What we held
+    // beyond our commit number may be stale: drop it (on disk too, since a
+    // restart counts the log up to the epoch's start as committed).
+    truncate_uncommitted(out);
+    const bool removed = is_member();
     old_members_ = members_;
     epoch_ = m.h.epoch;
     members_ = m.members;
     epoch_start_ = m.op;
     view_ = ViewNumber(0);
     last_normal_view_ = ViewNumber(0);
-    status_ = ReplicaStatus::kShutdown;
     persist_state(out);
+    if (removed) {
+      status_ = ReplicaStatus::kShutdown;
+    } else {
+      // Not a member before either: catching up through history towards a
+      // later epoch that includes us.
+      status_ = ReplicaStatus::kJoining;
+      request_state(m.h.from, out);
+    }
     return;
   }
-  truncate_uncommitted();
+  truncate_uncommitted(out);
   epoch_ = m.h.epoch;
   members_ = m.members;
   old_members_ = m.old_members;
@@ -1352,7 +1363,7 @@ void Replica::adopt_log(const LogSuffix& suffix, Output& out) {
   persist_log(from, out);
 }
 
-void Replica::truncate_uncommitted() {
+void Replica::truncate_uncommitted(Output& out) {
   if (op_ <= commit_) return;
   OpNumber keep = std::max(commit_, log_after_);
   while (!log_.empty() && log_.back().op > keep) {
@@ -1363,6 +1374,9 @@ void Replica::truncate_uncommitted() {
   durable_op_ = std::min(durable_op_, keep);
   for (Pending& p : pending_) p.last = std::min(p.last, keep);
   if (pending_reconfig_ > op_) pending_reconfig_ = OpNumber(0);
+  // The disk follows: after a restart, the entries dropped here must not
+  // come back from the WAL as if they were still ours.
+  persist_log(keep, out);
 }
 
 void Replica::persist_log(OpNumber after, Output& out) {

@@ -244,7 +244,7 @@ class Replica {
   // Makes `suffix` (authoritative for the current view) the log after
   // suffix.after, keeping committed entries already held before it.
   void adopt_log(const LogSuffix& suffix, Output& out);
-  void truncate_uncommitted();
+  void truncate_uncommitted(Output& out);
   void persist_log(OpNumber after, Output& out);
   void persist_state(Output& out);
   LogSuffix log_suffix(OpNumber after, size_t ops_max) const;
