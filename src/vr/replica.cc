@@ -212,10 +212,12 @@ Status Replica::replay(const DurableRecord& record) {
     log_.push_back(e);
     op_ = e.op;
   }
-  if (members_.size() == 1 && members_[0] == self_) {
-    // A single replica commits what it has made durable: the replayed log is
-    // committed, and is executed as it is read so a long log never has to
-    // sit in memory.
+  if (members_.size() == 1 && members_[0] == self_ && epoch_ == ConfigEpoch(0)) {
+    // A group that was always this single replica commits what it has made
+    // durable: the replayed log is committed, and is executed as it is read
+    // so a long log never has to sit in memory. (After reconfigurations the
+    // log may hold records from a larger group, later truncated: those wait
+    // for finish_replay.)
     commit_ = op_;
     execute_committed(discard);
     if (checkpoint_ && checkpoint_->op > log_after_ && checkpoint_->op <= executed_) {
