@@ -33,7 +33,9 @@ struct Entry {
 };
 
 // A snapshot of the service and client table after executing ops 1..op
-// (§5.1), taken at the same op on every replica so its bytes agree.
+// (§5.1). Replicas take them independently (when checkpoint_interval_ops
+// more ops have executed, checked after each batch), so their ops differ;
+// two checkpoints at the same op have the same bytes.
 struct Checkpoint {
   OpNumber op;
   std::string state;
