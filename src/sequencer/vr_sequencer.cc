@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/limits.h"
 #include "vr/codec.h"
 
 namespace maroon {
@@ -22,7 +23,12 @@ vr::Options VrSequencer::default_options() {
 
 VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
                          vr::Options options)
-    : members_(std::move(members)), replica_(self, options, service_, /*seed=*/self.value()) {}
+    : members_(std::move(members)), replica_(self, options, service_, /*seed=*/self.value()) {
+  // A group of one only ever appends (no view change rewrites its log), so
+  // its largest record is one Prepare batch; it must fit a WAL record.
+  MAROON_ASSERT(members_.size() > 1 ||
+                options.prepare_batch_bytes_max + 64 * 1024 <= limits::wal_record_bytes_max);
+}
 
 std::string VrSequencer::EpochService::execute(const vr::Entry& entry) {
   Result<Epoch> epoch = decode_epoch(entry.payload);

@@ -161,7 +161,10 @@ class Simulation {
   void trace_detail(const std::string& line) {
     if (trace_lines_ == 0 && !trace_stdout_) return;
     std::string full = fmt::format("{:>10.6f} {}", static_cast<double>(now_) / 1e6, line);
-    if (trace_stdout_) fmt::print("{}\n", full);
+    if (trace_stdout_) {
+      fmt::print("{}\n", full);
+      std::fflush(stdout);  // a broken invariant aborts: keep every line
+    }
     if (trace_lines_ > 0) {
       trace_.push_back(std::move(full));
       if (trace_.size() > trace_lines_) trace_.pop_front();

@@ -268,8 +268,11 @@ void Replica::finish_replay(Output& out) {
     next_state_tick_ = now_;
   } else if (members_.size() == 1) {
     commit_ = op_;
+    const ConfigEpoch before = epoch_;
     execute_committed(out);
-    enter_normal(view_, out);
+    // Executing a reconfiguration that was durable (so committed) but not
+    // yet executed before the crash moves us into the next epoch instead.
+    if (epoch_ == before) enter_normal(view_, out);
   } else {
     // Rule: entries beyond the checkpoint are not known to be committed, and
     // entries after the last commit we knew may have been replaced by a view
