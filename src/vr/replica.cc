@@ -996,7 +996,11 @@ void Replica::request_state(ReplicaId from, Output& out) {
   state_wanted_ = true;
   state_source_ = from;
   next_state_tick_ = now_ + options_.retry_ticks;
-  OpNumber after = executed_ < log_after_ ? executed_ : op_;
+  // Catching up from outside the view, we ask from our known-committed
+  // prefix, so our entries after it get compared (on_new_state).
+  OpNumber after = executed_ < log_after_               ? executed_
+                   : status_ == ReplicaStatus::kJoining ? std::max(commit_, log_after_)
+                                                        : op_;
   send(from, GetState{header(), after}, out);
 }
 
@@ -1039,12 +1043,28 @@ void Replica::on_new_state(const NewState& m, Output& out) {
                          status_ == ReplicaStatus::kNormal;
   if (m.h.epoch == epoch_ && !same_view && status_ != ReplicaStatus::kJoining) return;
   if (m.h.epoch < epoch_) return;
-  if (!same_view) truncate_uncommitted(out);
+  if (!same_view && m.h.epoch > epoch_ &&
+      (status_ == ReplicaStatus::kNormal || status_ == ReplicaStatus::kViewChange)) {
+    // A later epoch exists: ours is over (its reconfiguration committed).
+    // We stop acting in our view and catch up; executing the
+    // reconfiguration moves us on.
+    status_ = ReplicaStatus::kJoining;
+    queue_.clear();
+    accepted_.clear();
+  }
   const OpNumber op_before = op_, executed_before = executed_;
   const OpNumber usable = same_view ? m.head : m.commit;
   if (m.checkpoint && m.checkpoint->op > executed_ && m.checkpoint->op <= m.commit) {
     if (!install_checkpoint(*m.checkpoint, out)) return;
   }
+  // Rule: from outside our view only committed entries come, and ours beyond
+  // our commit number may be stale (from a view that lost them). Ours are
+  // compared with them and cut where they differ; we count as committed
+  // only what is verified against a message that starts within the prefix
+  // we already know is committed. Nothing is dropped unverified: we may be
+  // one of the few replicas that hold a committed op.
+  const bool chained = !same_view && m.log.after <= std::max(commit_, log_after_);
+  OpNumber verified{0};
   std::vector<Entry> fresh;
   size_t bytes = 0;
   for (const Entry& e : m.log.entries) {
@@ -1055,6 +1075,16 @@ void Replica::on_new_state(const NewState& m, Output& out) {
       execute(e, out);
       continue;
     }
+    if (!same_view && fresh.empty() && e.op <= op_) {
+      const Entry* mine = entry(e.op);
+      if (mine == nullptr) continue;  // before our log: checkpointed
+      if (*mine == e) {
+        if (chained) verified = e.op;
+        continue;
+      }
+      MAROON_ASSERT(e.op > commit_);  // committed entries agree everywhere
+      truncate_to(OpNumber(e.op.value() - 1), out);
+    }
     if (e.op.value() != op_.value() + fresh.size() + 1) continue;
     if (log_bytes_ + bytes + entry_bytes(e) > limits::log_bytes_max ||
         log_.size() + fresh.size() + 1 > limits::log_ops_max) {
@@ -1062,17 +1092,22 @@ void Replica::on_new_state(const NewState& m, Output& out) {
     }
     bytes += entry_bytes(e);
     fresh.push_back(e);
+    if (chained) verified = e.op;
   }
   if (!fresh.empty()) append(std::move(fresh), out);
-  set_commit(std::max(commit_, std::min(m.commit, op_)), out);
-  if (status_ == ReplicaStatus::kJoining && executed_ >= epoch_start_ && is_member() &&
-      start_after_seq_ == 0) {
+  if (same_view) {
+    set_commit(std::max(commit_, std::min(m.commit, op_)), out);
+  } else {
+    set_commit(std::max(commit_, std::min({usable, verified, op_})), out);
+  }
+  if (status_ == ReplicaStatus::kJoining && m.h.epoch == epoch_ && executed_ >= epoch_start_ &&
+      is_member() && start_after_seq_ == 0) {
     joined_epoch(out);
   }
   const bool behind = executed_ < log_after_ || (same_view && op_ < m.head) ||
                       (status_ == ReplicaStatus::kJoining) ||
-                      (m.h.epoch > epoch_ && op_ < m.commit);
-  const bool progress = op_ > op_before || executed_ > executed_before;
+                      (m.h.epoch > epoch_ && commit_ < m.commit);
+  const bool progress = op_ > op_before || executed_ > executed_before || verified > executed_before;
   if (behind) {
     // Ask again at once only while the answers bring something; otherwise
     // the retry timer asks (duplicated messages must not multiply requests).
@@ -1212,7 +1247,14 @@ void Replica::begin_epoch(ConfigEpoch epoch, std::vector<ReplicaId> members, OpN
   last_normal_view_ = ViewNumber(0);
   state_wanted_ = false;
   if (is_member()) {
-    enter_normal(ViewNumber(0), out);
+    // As at bootstrap: view 0 of the new epoch starts once the epoch is
+    // durable here, so a crash cannot bring us back to an earlier epoch after
+    // we acted in this one (and into view 0 of this one a second time).
+    status_ = ReplicaStatus::kJoining;
+    acked_.clear();
+    accepted_.clear();
+    persist_state(out);
+    start_after_seq_ = next_seq_ - 1;
     for (ReplicaId r : old_members_) {
       if (!contains(members_, r)) send_after_persist(r, EpochStarted{header()}, out);
     }
@@ -1241,11 +1283,9 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
   }
   if (m.h.epoch <= epoch_ || !valid_members(m.members)) return;
   if (!contains(m.members, self_)) {
-    // Removed while we were behind; the new group has the state. Record it,
-    // so clients and stragglers asking us are sent there. What we held
-    // beyond our commit number may be stale: drop it (on disk too, since a
-    // restart counts the log up to the epoch's start as committed).
-    truncate_uncommitted(out);
+    // Removed while we were behind; the new group has the state. Record it
+    // (in memory: the disk learns an epoch only with the log up to its
+    // start), so clients and stragglers asking us are sent there.
     const bool removed = is_member();
     old_members_ = members_;
     epoch_ = m.h.epoch;
@@ -1253,7 +1293,6 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
     epoch_start_ = m.op;
     view_ = ViewNumber(0);
     last_normal_view_ = ViewNumber(0);
-    persist_state(out);
     if (removed) {
       status_ = ReplicaStatus::kShutdown;
     } else {
@@ -1264,7 +1303,8 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
     }
     return;
   }
-  truncate_uncommitted(out);
+  // Rule: the new epoch is recorded on disk only once we hold the log up to
+  // its start (joined_epoch): a restart then knows that log is committed.
   epoch_ = m.h.epoch;
   members_ = m.members;
   old_members_ = m.old_members;
@@ -1273,7 +1313,7 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
   last_normal_view_ = ViewNumber(0);
   status_ = ReplicaStatus::kJoining;
   queue_.clear();
-  persist_state(out);
+  accepted_.clear();
   if (executed_ >= epoch_start_) {
     joined_epoch(out);
   } else {
@@ -1368,9 +1408,9 @@ void Replica::adopt_log(const LogSuffix& suffix, Output& out) {
   persist_log(from, out);
 }
 
-void Replica::truncate_uncommitted(Output& out) {
-  if (op_ <= commit_) return;
-  OpNumber keep = std::max(commit_, log_after_);
+void Replica::truncate_to(OpNumber keep, Output& out) {
+  MAROON_ASSERT(keep >= commit_ && keep >= log_after_);
+  if (op_ <= keep) return;
   while (!log_.empty() && log_.back().op > keep) {
     log_bytes_ -= entry_bytes(log_.back());
     log_.pop_back();

@@ -244,7 +244,8 @@ class Replica {
   // Makes `suffix` (authoritative for the current view) the log after
   // suffix.after, keeping committed entries already held before it.
   void adopt_log(const LogSuffix& suffix, Output& out);
-  void truncate_uncommitted(Output& out);
+  // Drops the log after keep (never a committed op), on disk too.
+  void truncate_to(OpNumber keep, Output& out);
   void persist_log(OpNumber after, Output& out);
   void persist_state(Output& out);
   LogSuffix log_suffix(OpNumber after, size_t ops_max) const;
