@@ -314,6 +314,7 @@ void Replica::step(const ReplicaMessage& msg, Output& out) {
   } else if (h.epoch > epoch_) {
     // We missed one: fetch the committed log, whose reconfiguration entry
     // moves us into the sender's epoch.
+    later_epoch_ = std::max(later_epoch_, h.epoch);
     if (!state_wanted_) request_state(h.from, out);
   } else if (status_ == ReplicaStatus::kJoining || status_ == ReplicaStatus::kLeaving) {
     // Not part of this epoch's protocol (yet, or any more).
@@ -998,9 +999,10 @@ void Replica::request_state(ReplicaId from, Output& out) {
   next_state_tick_ = now_ + options_.retry_ticks;
   // Catching up from outside the view, we ask from our known-committed
   // prefix, so our entries after it get compared (on_new_state).
-  OpNumber after = executed_ < log_after_               ? executed_
-                   : status_ == ReplicaStatus::kJoining ? std::max(commit_, log_after_)
-                                                        : op_;
+  const bool catching_up = status_ == ReplicaStatus::kJoining || later_epoch_ > epoch_;
+  OpNumber after = executed_ < log_after_ ? executed_
+                   : catching_up          ? std::max(commit_, log_after_)
+                                          : op_;
   send(from, GetState{header(), after}, out);
 }
 
@@ -1043,15 +1045,17 @@ void Replica::on_new_state(const NewState& m, Output& out) {
                          status_ == ReplicaStatus::kNormal;
   if (m.h.epoch == epoch_ && !same_view && status_ != ReplicaStatus::kJoining) return;
   if (m.h.epoch < epoch_) return;
-  if (!same_view && m.h.epoch > epoch_ &&
-      (status_ == ReplicaStatus::kNormal || status_ == ReplicaStatus::kViewChange)) {
-    // A later epoch exists: ours is over (its reconfiguration committed).
-    // We stop acting in our view and catch up; executing the
-    // reconfiguration moves us on.
-    status_ = ReplicaStatus::kJoining;
+  if (!same_view && m.h.epoch > epoch_ && status_ == ReplicaStatus::kNormal) {
+    // A later epoch exists, and committed entries we take below may reshape
+    // our log, which then is no longer our view's: we stop acting in the
+    // view (a view change in our epoch may still be needed to commit the
+    // reconfiguration again, if nobody alive knows it committed).
+    status_ = ReplicaStatus::kViewChange;
     queue_.clear();
     accepted_.clear();
+    reset_view_change_timer();
   }
+  if (m.h.epoch > epoch_) later_epoch_ = std::max(later_epoch_, m.h.epoch);
   const OpNumber op_before = op_, executed_before = executed_;
   const OpNumber usable = same_view ? m.head : m.commit;
   if (m.checkpoint && m.checkpoint->op > executed_ && m.checkpoint->op <= m.commit) {
@@ -1282,6 +1286,16 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
     return;
   }
   if (m.h.epoch <= epoch_ || !valid_members(m.members)) return;
+  if (is_member() && (status_ == ReplicaStatus::kNormal || status_ == ReplicaStatus::kViewChange ||
+                      status_ == ReplicaStatus::kRecovering)) {
+    // Rule: a member of our epoch moves on only by executing the
+    // reconfiguration. If nobody alive knows it committed, our epoch must
+    // still be able to commit it again (a view change), so we stay in it and
+    // fetch what is committed; executing it takes us to the new epoch.
+    later_epoch_ = std::max(later_epoch_, m.h.epoch);
+    if (!state_wanted_) request_state(m.h.from, out);
+    return;
+  }
   if (!contains(m.members, self_)) {
     // Removed while we were behind; the new group has the state. Record it
     // (in memory: the disk learns an epoch only with the log up to its

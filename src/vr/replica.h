@@ -273,6 +273,7 @@ class Replica {
 
   // Configuration (§7).
   ConfigEpoch epoch_{0};
+  ConfigEpoch later_epoch_{0};  // a later epoch we heard of but have not reached
   std::vector<ReplicaId> members_;
   OpNumber epoch_start_{0};
   std::vector<ReplicaId> old_members_;          // previous group, while it shuts down
