@@ -412,7 +412,10 @@ void Replica::on_persisted(uint64_t durable_seq, Output& out) {
   }
   if (start_after_seq_ != 0 && durable_seq >= start_after_seq_) {
     start_after_seq_ = 0;
-    if (status_ == ReplicaStatus::kJoining && view_ == ViewNumber(0)) enter_normal(view_, out);
+    // (Unless something moved us on meanwhile: another epoch, or a view.)
+    if (status_ == ReplicaStatus::kJoining && view_ == ViewNumber(0) && is_member()) {
+      enter_normal(view_, out);
+    }
   }
   if (is_primary()) advance_commit(out);
   check_invariants();
@@ -813,7 +816,9 @@ void Replica::maybe_start_view(Output& out) {
   LogSuffix chosen = best->log;
   dvc_.clear();
   adopt_log(chosen, out);
+  const ConfigEpoch epoch = epoch_;
   set_commit(std::max(commit_, std::min(commit, op_)), out);
+  if (epoch_ != epoch) return;  // executing a reconfiguration moved us on
   enter_normal(view_, out);
   broadcast(StartView{header(), commit_, log_suffix(log_after_, SIZE_MAX)}, out);
   if (executed_ < log_after_ && !state_wanted_) {
@@ -836,7 +841,9 @@ void Replica::on_start_view(const StartView& m, Output& out) {
   }
   view_ = m.h.view;
   adopt_log(m.log, out);
+  const ConfigEpoch epoch = epoch_;
   set_commit(std::max(commit_, std::min(m.commit, op_)), out);
+  if (epoch_ != epoch) return;  // executing a reconfiguration moved us on
   enter_normal(view_, out);
   send_after_persist(m.h.from, PrepareOk{header(), op_, 0}, out);
   if (executed_ < log_after_ && !state_wanted_) request_state(m.h.from, out);
@@ -922,7 +929,9 @@ void Replica::on_recovery_response(const RecoveryResponse& m, Output& out) {
   if (r.checkpoint && r.checkpoint->op > executed_) install_checkpoint(*r.checkpoint, out);
   view_ = r.h.view;
   adopt_log(r.log, out);
+  const ConfigEpoch epoch = epoch_;
   set_commit(std::max(commit_, std::min(r.commit, op_)), out);
+  if (epoch_ != epoch) return;  // executing a reconfiguration moved us on
   enter_normal(view_, out);
   send_after_persist(r.h.from, PrepareOk{header(), op_, 0}, out);
   if (executed_ < log_after_ && !state_wanted_) request_state(r.h.from, out);
