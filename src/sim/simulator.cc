@@ -32,7 +32,6 @@ namespace {
 // Clients and the admin live at addresses above every replica id.
 constexpr uint64_t kClientBase = 1'000'000;
 constexpr uint64_t kAdminClient = 999'999;
-constexpr size_t kHistoryOpsMax = 200'000;
 // Far above any healthy run's pending events: more means messages multiply.
 constexpr size_t kEventsMax = 2'000'000;
 
@@ -116,8 +115,11 @@ class Simulation {
   struct Disk {
     std::optional<vr::DurableState> superblock;
     std::vector<vr::DurableRecord> wal;
-    std::vector<std::pair<uint64_t, vr::DurableRecord>> writing;  // not yet synced
-    int64_t busy_until = 0;
+    // Not yet synced, in seq order. One sync at a time covers every record
+    // written before it started; records arriving meanwhile wait for the
+    // next one (group commit, as the real driver does).
+    std::vector<std::pair<uint64_t, vr::DurableRecord>> writing;
+    bool syncing = false;
   };
 
   struct Node {
@@ -185,6 +187,7 @@ class Simulation {
   void restart(Node& n);
   void process(Node& n);
   void schedule_tick(Node& n);
+  void start_sync(Node& n);
   void on_disk_complete(ReplicaId id, uint64_t incarnation, uint64_t seq);
   void check_replica(Node& n);
   void on_executed(ReplicaId id, const vr::Entry& e);
@@ -309,7 +312,7 @@ void Simulation::crash(Node& n) {
   n.up = false;
   n.incarnation++;
   n.disk.writing.clear();
-  n.disk.busy_until = now_;
+  n.disk.syncing = false;
   n.held.clear();
   n.replica.reset();
   n.service.reset();
@@ -340,11 +343,8 @@ void Simulation::process(Node& n) {
     for (size_t i = 0; i < out.persist.size(); i++) {
       n.disk.writing.emplace_back(out.first_seq + i, std::move(out.persist[i]));
     }
-    int64_t done = std::max(now_, n.disk.busy_until) + uniform(prng_, s_.disk_min_us, s_.disk_max_us);
-    n.disk.busy_until = done;
-    ReplicaId id = n.id;
-    uint64_t inc = n.incarnation;
-    at(done, [this, id, inc, last] { on_disk_complete(id, inc, last); });
+    MAROON_ASSERT(n.disk.writing.back().first == last);
+    if (!n.disk.syncing) start_sync(n);
   }
   const uint64_t needed = out.next_seq() - 1;
   for (vr::Envelope& e : out.send_now) send(n.id.value(), e.to.value(), std::move(e.msg));
@@ -357,6 +357,16 @@ void Simulation::process(Node& n) {
   }
   for (ClientReply& r : out.replies) send(n.id.value(), r.client.value(), std::move(r));
   out.clear();
+}
+
+void Simulation::start_sync(Node& n) {
+  MAROON_ASSERT(!n.disk.syncing && !n.disk.writing.empty());
+  n.disk.syncing = true;
+  const uint64_t last = n.disk.writing.back().first;
+  ReplicaId id = n.id;
+  uint64_t inc = n.incarnation;
+  at(now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us),
+     [this, id, inc, last] { on_disk_complete(id, inc, last); });
 }
 
 void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation, uint64_t seq) {
@@ -373,6 +383,8 @@ void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation, uint64_t s
     moved++;
   }
   n.disk.writing.erase(n.disk.writing.begin(), n.disk.writing.begin() + moved);
+  n.disk.syncing = false;
+  if (!n.disk.writing.empty()) start_sync(n);
   n.durable_seq = seq;
   n.replica->on_persisted(seq, n.out);
   std::vector<std::pair<uint64_t, vr::Envelope>> still;
@@ -463,7 +475,7 @@ void Simulation::deliver(uint64_t from, uint64_t to, const Body& body) {
 
 void Simulation::client_next_op(Client& c) {
   MAROON_ASSERT(!c.busy);
-  if (!issuing_ || history_.size() >= kHistoryOpsMax) return;
+  if (!issuing_ || history_.size() >= s_.history_ops_max) return;
   c.busy = true;
   c.request++;
   c.attempt = 0;
@@ -578,7 +590,7 @@ void Simulation::client_on_reply(Client& c, const ClientReply& r) {
   stats_.ops_completed++;
   if (tracing()) trace_detail(fmt::format("c{} done request {}", c.id.value(), c.request));
   ClientId id = c.id;
-  at(now_ + uniform(prng_, 0, 20'000), [this, id] {
+  at(now_ + uniform(prng_, 0, s_.client_think_us_max), [this, id] {
     Client& c = clients_.at(id);
     if (!c.busy) client_next_op(c);
   });

@@ -45,6 +45,8 @@ struct SimSettings {
   int64_t reconfigure_every_us = 0;  // 0 = no reconfigurations
   bool lease_reads = false;
   int64_t client_timeout_us = 300'000;
+  int64_t client_think_us_max = 20'000;  // pause between a client's ops, uniform in [0, max]
+  size_t history_ops_max = 200'000;       // clients stop issuing beyond this many ops
   int64_t safety_us = 5'000'000;
   int64_t liveness_us = 20'000'000;  // bound on completing everything after faults stop
   vr::Options options;

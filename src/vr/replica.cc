@@ -414,7 +414,14 @@ void Replica::on_persisted(uint64_t durable_seq, Output& out) {
     start_after_seq_ = 0;
     // (Unless something moved us on meanwhile: another epoch, or a view.)
     if (status_ == ReplicaStatus::kJoining && view_ == ViewNumber(0) && is_member()) {
-      enter_normal(view_, out);
+      if (later_epoch_ > epoch_) {
+        // This epoch is already over elsewhere: its view 0 may be long
+        // superseded. Keep catching up instead of acting in it.
+        state_wanted_ = true;
+        next_state_tick_ = now_;
+      } else {
+        enter_normal(view_, out);
+      }
     }
   }
   if (is_primary()) advance_commit(out);

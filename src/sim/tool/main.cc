@@ -105,6 +105,8 @@ int main(int argc, char** argv) {
     s.disk_min_us = 500;
     s.disk_max_us = 1500;
     s.client_timeout_us = 1'000'000;
+    s.client_think_us_max = 0;  // closed loop: each client sends again at once
+    s.history_ops_max = 2'000'000;
     auto start = std::chrono::steady_clock::now();
     sim::SimResult r = sim::run_simulation(s);
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
