@@ -134,7 +134,6 @@ int main(int argc, char** argv) {
     vr::Output& out = outs[i];
     for (size_t k = 0; k < out.persist.size(); k++) {
       const vr::DurableRecord& r = out.persist[k];
-      if (std::holds_alternative<vr::DurableState>(r)) continue;  // superblock: not timed here
       std::string payload;
       vr::encode_record(r, payload);
       pending[i]->add(3, payload);
@@ -150,7 +149,12 @@ int main(int argc, char** argv) {
       }
     }
     for (auto& r : out.replies) {
-      if (r.code != vr::ReplyCode::kOk) continue;
+      if (r.code != vr::ReplyCode::kOk) {
+        // Not primary yet (the group starts once its state is durable), or
+        // busy: the client sends again.
+        if (sent_at.erase(r.client.value()) != 0) idle_clients.push_back(r.client.value());
+        continue;
+      }
       replies++;
       auto it = sent_at.find(r.client.value());
       if (it != sent_at.end()) {

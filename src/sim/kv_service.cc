@@ -68,10 +68,12 @@ check::KvOperation as_operation(const KvCommand& c) {
 
 std::string KvService::execute(const vr::Entry& entry) {
   if (hook_) hook_(entry);
-  if (!executed_.insert({entry.client.value(), entry.request.value()}).second) {
+  uint64_t& highest = executed_[entry.client.value()];
+  if (entry.request.value() <= highest) {
     violation_ = fmt::format("client {} request {} executed twice (second time at op {})",
                              entry.client.value(), entry.request.value(), entry.op.value());
   }
+  highest = std::max(highest, entry.request.value());
   auto cmd = decode_command(entry.payload);
   if (!cmd) return encode_result({std::nullopt, false});
   check::KvState state;
@@ -114,7 +116,7 @@ Status KvService::restore(std::string_view snapshot) {
   ByteReader r(snapshot);
   uint64_t n = 0;
   std::map<std::string, std::string> data;
-  std::set<std::pair<uint64_t, uint64_t>> executed;
+  std::map<uint64_t, uint64_t> executed;
   if (!r.varint(n)) return corruption("kv snapshot: malformed");
   for (uint64_t i = 0; i < n; i++) {
     std::string_view k, v;
@@ -125,7 +127,7 @@ Status KvService::restore(std::string_view snapshot) {
   for (uint64_t i = 0; i < n; i++) {
     uint64_t c = 0, q = 0;
     if (!r.u64(c) || !r.u64(q)) return corruption("kv snapshot: malformed");
-    executed.emplace(c, q);
+    executed[c] = q;
   }
   if (!r.at_end()) return corruption("kv snapshot: trailing bytes");
   data_ = std::move(data);

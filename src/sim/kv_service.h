@@ -2,7 +2,7 @@
 // what the linearizability checker's model says (check/history.h), so any
 // history the checker rejects is a replication bug, not an app bug. It also
 // checks at-most-once execution itself: every (client, request) it executes
-// is remembered, in its snapshots too.
+// is remembered (as the highest request per client), in its snapshots too.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +56,10 @@ class KvService final : public vr::Service {
  private:
   ExecuteHook hook_;
   std::map<std::string, std::string> data_;
-  std::set<std::pair<uint64_t, uint64_t>> executed_;  // (client, request)
+  // Highest request executed per client. A client's requests are numbered
+  // up and it has one outstanding at a time, so executing a request at or
+  // below this number again is a second execution.
+  std::map<uint64_t, uint64_t> executed_;
   std::optional<std::string> violation_;
 };
 

@@ -290,7 +290,12 @@ void Replica::step(const ReplicaMessage& msg, Output& out) {
   const Header& h = header_of(msg);
   if (h.from == self_) return;
   if (status_ == ReplicaStatus::kShutdown) {
-    // Removed: we only point stragglers of an older epoch at the new group.
+    // Removed: we still serve what we know is committed (a straggler may
+    // need it), and point stragglers of an older epoch at the new group.
+    if (const auto* g = std::get_if<GetState>(&msg)) {
+      if (!g->start_view) serve_state(h.from, g->after, commit_, out);
+      return;
+    }
     if (h.epoch < epoch_ && !std::holds_alternative<StartEpoch>(msg) &&
         !std::holds_alternative<EpochStarted>(msg)) {
       send(h.from, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
@@ -406,7 +411,9 @@ void Replica::on_persisted(uint64_t durable_seq, Output& out) {
         durable_op_ = std::max(durable_op_, std::min(p.checkpoint->op, op_));
         checkpoint_ = std::move(p.checkpoint);
       }
-    } else if (p.after <= durable_op_) {
+    } else if (p.after <= durable_op_ || p.gap) {
+      // A record starting the log after a gap: everything before it is
+      // committed (held elsewhere), and from it on it is ours.
       durable_op_ = std::max(durable_op_, p.last);
     }
   }
@@ -1423,9 +1430,12 @@ void Replica::adopt_log(const LogSuffix& suffix, Output& out) {
     log_.clear();
     log_bytes_ = 0;
     log_after_ = from;
+    // Until the record starting the log at `from` is durable we can claim
+    // only what we held durably and knew committed.
+    durable_op_ = std::min(durable_op_, commit_);
     op_ = from;
     commit_ = from;
-    durable_op_ = from;
+    gap_record_ = true;
   }
   for (Pending& p : pending_) p.last = std::min(p.last, from);
   for (const Entry& e : suffix.entries) {
@@ -1460,7 +1470,7 @@ void Replica::persist_log(OpNumber after, Output& out) {
   uint64_t seq = out.add_record(std::move(rec));
   MAROON_ASSERT(seq == next_seq_);
   next_seq_++;
-  pending_.push_back(Pending{seq, after, op_, std::nullopt});
+  pending_.push_back(Pending{seq, after, op_, std::nullopt, std::exchange(gap_record_, false)});
 }
 
 void Replica::persist_state(Output& out) {

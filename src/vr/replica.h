@@ -308,7 +308,9 @@ class Replica {
     OpNumber after;
     OpNumber last;
     std::optional<Checkpoint> checkpoint;
+    bool gap = false;  // the log starts at `after`, past what we held
   };
+  bool gap_record_ = false;  // the next log record starts after a gap
   std::deque<Pending> pending_;
 
   // Client table (§4.5), part of every checkpoint.

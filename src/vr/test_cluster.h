@@ -35,11 +35,13 @@
 //
 // Debugging: VR_TRACE=1 prints the trace of passing tests too, VR_LOUD=1
 // also traces the quiet phases (run, run_until), VR_TRACE_LINES=n prints
-// more of a long trace.
+// more of a long trace, VR_TRACE_STREAM=1 prints every line as it happens
+// (for a replica assertion, which stops the process before the end).
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -278,13 +280,17 @@ struct SentReply {
 class Cluster {
  public:
   // A group of n replicas r1..rn, bootstrapped in epoch 0, view 0.
-  explicit Cluster(size_t n, Options options = test_options(), uint64_t seed = 1)
+  // A replica enters view 0 only once its membership is durable; the disks of
+  // the replicas in `unsynced` are held (hold_sync) from the start, so those
+  // wait in joining status until the test syncs them.
+  explicit Cluster(size_t n, Options options = test_options(), uint64_t seed = 1,
+                   const std::vector<uint32_t>& unsynced = {})
       : options_(options), seed_(seed) {
-    std::vector<ReplicaId> members;
-    for (uint32_t i = 1; i <= n; i++) members.push_back(ReplicaId(i));
+    for (uint32_t i = 1; i <= n; i++) initial_members_.push_back(ReplicaId(i));
     for (uint32_t i = 1; i <= n; i++) {
       Node& node = create(i);
-      node.replica->bootstrap(members, node.out);
+      node.auto_sync = std::find(unsynced.begin(), unsynced.end(), i) == unsynced.end();
+      node.replica->bootstrap(initial_members_, node.out);
       drain(node);
     }
     deliver_all();
@@ -389,7 +395,9 @@ class Cluster {
 
   // Restarts a crashed replica from its disk: the latest durable
   // DurableState, then the durable log and checkpoint records in the order
-  // they were written, then finish_replay.
+  // they were written, then finish_replay. With nothing durable the replica
+  // starts as the driver starts it (src/sim, src/sequencer): a member of the
+  // initial group is bootstrapped again, any other joins.
   void restart(uint32_t id) {
     Node& node = nodes_.at(id);
     MAROON_ASSERT(node.replica == nullptr);
@@ -401,10 +409,22 @@ class Cluster {
     node.durable_seq = 0;
     node.recorded_commit = OpNumber(0);
     node.last_commit = OpNumber(0);
-    if (node.superblock) check_replay(id, node.replica->replay(*node.superblock));
-    for (const DurableRecord& rec : node.wal) check_replay(id, node.replica->replay(rec));
-    line("restart r" + std::to_string(id) + " from disk: " + disk_summary(node));
-    node.replica->finish_replay(node.out);
+    if (!node.superblock && node.wal.empty()) {
+      const bool initial = std::find(initial_members_.begin(), initial_members_.end(),
+                                     ReplicaId(id)) != initial_members_.end();
+      line("restart r" + std::to_string(id) +
+           " from an empty disk: " + (initial ? "bootstrapped again" : "joins"));
+      if (initial) {
+        node.replica->bootstrap(initial_members_, node.out);
+      } else {
+        node.replica->join(node.out);
+      }
+    } else {
+      if (node.superblock) check_replay(id, node.replica->replay(*node.superblock));
+      for (const DurableRecord& rec : node.wal) check_replay(id, node.replica->replay(rec));
+      line("restart r" + std::to_string(id) + " from disk: " + disk_summary(node));
+      node.replica->finish_replay(node.out);
+    }
     drain(node);
     check();
   }
@@ -805,7 +825,11 @@ class Cluster {
   void line(const std::string& s) {
     // VR_LOUD=1: trace the quiet runs too (long).
     static const bool loud = std::getenv("VR_LOUD") != nullptr;
+    // VR_TRACE_STREAM=1: print each line as it happens, for a replica
+    // assertion that stops the process before the trace could be printed.
+    static const bool stream = std::getenv("VR_TRACE_STREAM") != nullptr;
     if (quiet_ > 0 && !loud) return;
+    if (stream) std::cerr << s << std::endl;
     trace_ += s + "\n";
     full_trace_ += s + "\n";
   }
@@ -990,6 +1014,7 @@ class Cluster {
 
   Options options_;
   uint64_t seed_;
+  std::vector<ReplicaId> initial_members_;
   std::map<uint32_t, Node> nodes_;
   std::deque<Message> network_;
   std::vector<Message> sent_;
