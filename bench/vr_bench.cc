@@ -207,7 +207,9 @@ int main(int argc, char** argv) {
       committed_at_start = replicas[primary]->commit().value();
       latencies_us.clear();
     }
-    while (!idle_clients.empty()) send_request();
+    if (replicas[primary]->is_primary()) {
+      while (!idle_clients.empty()) send_request();
+    }
     while (!network.empty()) {
       auto [to, msg] = std::move(network.front());
       network.pop_front();
