@@ -420,7 +420,11 @@ void Replica::on_persisted(uint64_t durable_seq, Output& out) {
   if (start_after_seq_ != 0 && durable_seq >= start_after_seq_) {
     start_after_seq_ = 0;
     // (Unless something moved us on meanwhile: another epoch, or a view.)
-    if (status_ == ReplicaStatus::kJoining && view_ == ViewNumber(0) && is_member()) {
+    // The wait was for the epoch whose reconfiguration we executed; if we
+    // have since heard of (and moved to) a later one we have not reached,
+    // there is nothing to start.
+    if (status_ == ReplicaStatus::kJoining && view_ == ViewNumber(0) && is_member() &&
+        executed_ >= epoch_start_) {
       if (later_epoch_ > epoch_) {
         // This epoch is already over elsewhere: its view 0 may be long
         // superseded. Keep catching up instead of acting in it.
