@@ -533,17 +533,24 @@ void Replica::send_prepare(ReplicaId to, OpNumber after, Output& out) {
   send(to, Prepare{header(), commit_, std::move(log)}, out);
 }
 
-void Replica::on_prepare(const Prepare& m, Output& out) {
-  if (status_ == ReplicaStatus::kRecovering) return;
-  if (m.h.from != primary_of(m.h.view)) return;
-  if (m.h.view < view_ && !maybe_rejoin_view(m.h.view, m.h.from, out)) return;
-  if (m.h.view > view_ || status_ != ReplicaStatus::kNormal) {
+bool Replica::accept_from_primary(const Header& h, Output& out) {
+  // A Prepare or Commit: from the primary of its view, to a backup normal in
+  // that view. It also renews the backup's lease promise.
+  if (status_ == ReplicaStatus::kRecovering) return false;
+  if (h.from != primary_of(h.view)) return false;
+  if (h.view < view_ && !maybe_rejoin_view(h.view, h.from, out)) return false;
+  if (h.view > view_ || status_ != ReplicaStatus::kNormal) {
     // We missed the StartView of this view: ask its primary for it.
-    jump_to_view(m.h.view, m.h.from, out);
-    return;
+    jump_to_view(h.view, h.from, out);
+    return false;
   }
   reset_view_change_timer();
   promise_until_ = std::max(promise_until_, now_ + options_.lease_ticks);
+  return true;
+}
+
+void Replica::on_prepare(const Prepare& m, Output& out) {
+  if (!accept_from_primary(m.h, out)) return;
   if (m.log.after > op_) {
     // §5.2: we missed prepares; fetch them.
     if (!state_wanted_) request_state(m.h.from, out);
@@ -586,16 +593,7 @@ void Replica::on_prepare_ok(const PrepareOk& m, Output& out) {
 }
 
 void Replica::on_commit(const Commit& m, Output& out) {
-  if (status_ == ReplicaStatus::kRecovering) return;
-  if (m.h.from != primary_of(m.h.view)) return;
-  if (m.h.view < view_ && !maybe_rejoin_view(m.h.view, m.h.from, out)) return;
-  if (m.h.view > view_ || status_ != ReplicaStatus::kNormal) {
-    // We missed the StartView of this view: ask its primary for it.
-    jump_to_view(m.h.view, m.h.from, out);
-    return;
-  }
-  reset_view_change_timer();
-  promise_until_ = std::max(promise_until_, now_ + options_.lease_ticks);
+  if (!accept_from_primary(m.h, out)) return;
   if (m.commit > op_ && !state_wanted_) request_state(m.h.from, out);
   set_commit(std::min(m.commit, op_), out);
   send(m.h.from, PrepareOk{header(), durable_op_, m.lease_stamp}, out);

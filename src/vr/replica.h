@@ -198,6 +198,7 @@ class Replica {
   };
 
   // Normal operation (§4.1, §6.2).
+  bool accept_from_primary(const Header& h, Output& out);
   void on_prepare(const Prepare& m, Output& out);
   void on_prepare_ok(const PrepareOk& m, Output& out);
   void on_commit(const Commit& m, Output& out);
