@@ -176,7 +176,8 @@ class Simulation {
   void fail(const std::string& why) {
     if (!failure_.empty()) return;
     failure_ = fmt::format("t={:.6f}s: {}", static_cast<double>(now_) / 1e6, why);
-    if (getenv("SIM_ABORT_ON_FAIL")) abort();
+    // For a debugger: stop at the first violation, with the state intact.
+    if (getenv("SIM_ABORT_ON_FAIL") != nullptr) std::abort();
     trace("VIOLATION " + why);
   }
 
@@ -321,18 +322,6 @@ void Simulation::crash(Node& n) {
 void Simulation::restart(Node& n) {
   if (n.up || n.removed) return;
   trace(fmt::format("r{} RESTART ({} durable records)", n.id.value(), n.disk.wal.size()));
-  if (getenv("SIM_DUMP_DISK")) {
-    for (const vr::DurableRecord& r : n.disk.wal) {
-      if (auto* l = std::get_if<vr::LogSuffix>(&r)) {
-        std::string ids;
-        for (auto& e : l->entries) ids += fmt::format(" {}:c{}r{}", e.op.value(), e.client.value() % 1000, e.request.value());
-        fmt::print(stderr, "  r{} log after {}:{}\n", n.id.value(), l->after.value(), ids);
-      } else if (auto* c = std::get_if<vr::Checkpoint>(&r)) {
-        fmt::print(stderr, "  r{} checkpoint {}\n", n.id.value(), c->op.value());
-      }
-    }
-    if (n.disk.superblock) fmt::print(stderr, "  r{} state epoch {} start {}\n", n.id.value(), n.disk.superblock->epoch.value(), n.disk.superblock->epoch_start.value());
-  }
   start_node(n, nullptr);
 }
 

@@ -855,14 +855,21 @@ void Replica::on_start_view(const StartView& m, Output& out) {
     send_after_persist(m.h.from, PrepareOk{header(), op_, 0}, out);
     return;
   }
-  view_ = m.h.view;
-  adopt_log(m.log, out);
+  follow_primary(m.h.view, m.log, m.commit, m.h.from, out);
+}
+
+void Replica::follow_primary(ViewNumber v, const LogSuffix& log, OpNumber commit,
+                             ReplicaId primary, Output& out) {
+  // The primary's log is this view's: take it, commit what it says is
+  // committed, and acknowledge the whole log once it is durable here.
+  view_ = v;
+  adopt_log(log, out);
   const ConfigEpoch epoch = epoch_;
-  set_commit(std::max(commit_, std::min(m.commit, op_)), out);
+  set_commit(std::min(commit, op_), out);
   if (epoch_ != epoch) return;  // executing a reconfiguration moved us on
   enter_normal(view_, out);
-  send_after_persist(m.h.from, PrepareOk{header(), op_, 0}, out);
-  if (executed_ < log_after_ && !state_wanted_) request_state(m.h.from, out);
+  send_after_persist(primary, PrepareOk{header(), op_, 0}, out);
+  if (executed_ < log_after_ && !state_wanted_) request_state(primary, out);
 }
 
 void Replica::enter_normal(ViewNumber v, Output& out) {
@@ -943,14 +950,7 @@ void Replica::on_recovery_response(const RecoveryResponse& m, Output& out) {
   RecoveryResponse r = std::move(it->second);
   recovery_responses_.clear();
   if (r.checkpoint && r.checkpoint->op > executed_) install_checkpoint(*r.checkpoint, out);
-  view_ = r.h.view;
-  adopt_log(r.log, out);
-  const ConfigEpoch epoch = epoch_;
-  set_commit(std::max(commit_, std::min(r.commit, op_)), out);
-  if (epoch_ != epoch) return;  // executing a reconfiguration moved us on
-  enter_normal(view_, out);
-  send_after_persist(r.h.from, PrepareOk{header(), op_, 0}, out);
-  if (executed_ < log_after_ && !state_wanted_) request_state(r.h.from, out);
+  follow_primary(r.h.view, r.log, r.commit, r.h.from, out);
 }
 
 // ---------------------------------------------------------------------------

@@ -217,6 +217,9 @@ class Replica {
   void maybe_send_do_view_change(Output& out);
   void maybe_start_view(Output& out);
   void enter_normal(ViewNumber v, Output& out);
+  // Backup side of StartView and of a recovery answer from the primary.
+  void follow_primary(ViewNumber v, const LogSuffix& log, OpNumber commit, ReplicaId primary,
+                      Output& out);
   bool may_vote() const;
   // Recovery (§4.3).
   void start_recovery(Output& out);
