@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,49 @@ struct ClientOptions {
 // `maroon kv get|put|del KEY [VALUE]` over HTTP.
 int run_kv(const ClientOptions& options, const std::string& verb, const std::string& key,
            const std::string& value);
-// `maroon status` over HTTP.
-int run_status(const ClientOptions& options);
+
+struct StatusOptions {
+  ClientOptions client;  // one node
+  std::string config;    // if set: every node of this cluster config instead
+};
+// `maroon status` over HTTP: one node, or a table of every node of a cluster.
+int run_status(const StatusOptions& options);
+
+// `maroon node --config FILE --id N`: one node of a cluster.
+struct NodeOptions {
+  std::string config;
+  uint32_t id = 0;
+};
+int run_node(const NodeOptions& options);
+
+// `maroon gateway --config FILE --id N`: one standalone gateway of a cluster.
+struct GatewayOptions {
+  std::string config;
+  uint32_t id = 0;
+};
+int run_gateway(const GatewayOptions& options);
+
+// `maroon cluster up`: writes DIR/cluster.toml unless it exists, starts every
+// node and gateway of it as a background process, waits until they serve.
+struct ClusterUpOptions {
+  std::string dir;
+  // These shape a new config; with an existing one they must not be given.
+  std::optional<unsigned> nodes;      // default 3
+  std::optional<unsigned> gateways;   // default 0
+  std::optional<uint16_t> base_port;  // default: free ports picked by the OS
+  std::optional<uint64_t> tick_ms;    // default: ClusterSettings
+  std::optional<uint64_t> lease_ms;
+  double timeout_seconds = 30;     // for every process to serve
+  std::string program = "maroon";  // how to name this binary in the examples printed
+};
+int run_cluster_up(const ClusterUpOptions& options);
+
+// `maroon cluster down`: stops the processes whose pid files are in DIR.
+struct ClusterDownOptions {
+  std::string dir;
+  double timeout_seconds = 10;  // per process, after SIGTERM, before SIGKILL
+};
+int run_cluster_down(const ClusterDownOptions& options);
 
 struct BenchOptions {
   std::string host = "127.0.0.1";

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <functional>
 
+#include "cli/serve.h"
 #include "server/driver.h"
 #include "server/http_server.h"
 #include "server/native_server.h"
@@ -23,8 +24,28 @@ int run_dev(const DevOptions& o) {
   server::DriverOptions driver_options;
   driver_options.data_dir = o.data_dir;
   server::Driver driver(io, driver_options);
-
   spdlog::info("maroon dev: opening {}", o.data_dir);
+  return serve(io, driver, driver_options.drain_ms,
+               ServeAddresses{o.host, o.http_port, o.resp_port, o.native_port},
+               [&](uint16_t http, uint16_t resp, uint16_t native) {
+                 fmt::print(
+                     "maroon dev is serving (data in {dir})\n"
+                     "  HTTP    http://{host}:{http}   RESP {host}:{resp}   native {host}:{native}\n"
+                     "try:\n"
+                     "  redis-cli -p {resp} set greeting hello\n"
+                     "  curl -s http://{host}:{http}/v1/kv/greeting\n"
+                     "  curl -s -X PUT --data-binary world http://{host}:{http}/v1/kv/greeting\n"
+                     "  {maroon} kv get greeting --http-port {http}\n"
+                     "  {maroon} bench --native-port {native} --seconds 5\n"
+                     "  curl -s http://{host}:{http}/metrics\n",
+                     fmt::arg("dir", o.data_dir), fmt::arg("host", o.host), fmt::arg("http", http),
+                     fmt::arg("resp", resp), fmt::arg("native", native),
+                     fmt::arg("maroon", o.program));
+               });
+}
+
+int serve(boost::asio::io_context& io, server::Driver& driver, uint64_t drain_ms,
+          const ServeAddresses& a, const std::function<void(uint16_t, uint16_t, uint16_t)>& banner) {
   if (Status s = driver.start(); !s) {
     spdlog::error("cannot start: {}", s.to_string());
     return 1;
@@ -33,35 +54,22 @@ int run_dev(const DevOptions& o) {
   spdlog::info("replayed {} WAL records ({} txs, {} epochs) in {} ms", r.records, r.txs, r.epochs,
                r.millis);
 
-  server::HttpServer http(io, driver, o.host, o.http_port);
-  server::RespServer resp(io, driver, o.host, o.resp_port);
-  server::NativeServer native(io, driver, o.host, o.native_port);
+  server::HttpServer http(io, driver, a.host, a.http_port);
+  server::RespServer resp(io, driver, a.host, a.resp_port);
+  server::NativeServer native(io, driver, a.host, a.native_port);
   if (Status s = http.start(); !s) {
-    spdlog::error("HTTP port {}: {}", o.http_port, s.to_string());
+    spdlog::error("HTTP port {}: {}", a.http_port, s.to_string());
     return 1;
   }
   if (Status s = resp.start(); !s) {
-    spdlog::error("RESP port {}: {}", o.resp_port, s.to_string());
+    spdlog::error("RESP port {}: {}", a.resp_port, s.to_string());
     return 1;
   }
   if (Status s = native.start(); !s) {
-    spdlog::error("native port {}: {}", o.native_port, s.to_string());
+    spdlog::error("native port {}: {}", a.native_port, s.to_string());
     return 1;
   }
-
-  fmt::print(
-      "maroon dev is serving (data in {dir})\n"
-      "  HTTP    http://{host}:{http}   RESP {host}:{resp}   native {host}:{native}\n"
-      "try:\n"
-      "  redis-cli -p {resp} set greeting hello\n"
-      "  curl -s http://{host}:{http}/v1/kv/greeting\n"
-      "  curl -s -X PUT --data-binary world http://{host}:{http}/v1/kv/greeting\n"
-      "  {maroon} kv get greeting --http-port {http}\n"
-      "  {maroon} bench --native-port {native} --seconds 5\n"
-      "  curl -s http://{host}:{http}/metrics\n",
-      fmt::arg("dir", o.data_dir), fmt::arg("host", o.host), fmt::arg("http", http.port()),
-      fmt::arg("resp", resp.port()), fmt::arg("native", native.port()),
-      fmt::arg("maroon", o.program));
+  banner(http.port(), resp.port(), native.port());
   std::fflush(stdout);
 
   // First signal: refuse new writes, drain the ones in flight, stop. A second signal, or a
@@ -80,7 +88,7 @@ int run_dev(const DevOptions& o) {
     stopping = true;
     spdlog::info("signal {}: draining in-flight requests and stopping", sig);
     signals.async_wait(on_signal);
-    force_exit.expires_after(std::chrono::milliseconds(driver_options.drain_ms + 5000));
+    force_exit.expires_after(std::chrono::milliseconds(drain_ms + 5000));
     force_exit.async_wait([](const boost::system::error_code& e) {
       if (e) return;
       spdlog::error("shutdown did not finish (WAL sync hung?); exiting now");

@@ -1,9 +1,8 @@
-// `maroon kv` and `maroon status`: small HTTP clients of a running node.
+// `maroon kv`: a small HTTP client of a running node.
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/json.hpp>
 
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -96,23 +95,6 @@ int run_kv(const ClientOptions& o, const std::string& verb, const std::string& k
   std::fwrite(body.data(), 1, body.size(), stdout);
   std::fputc('\n', stdout);
   return 0;
-}
-
-int run_status(const ClientOptions& o) {
-  std::string body;
-  int code = request(o, http::verb::get, "/v1/status", "", body);
-  if (code < 0) return 1;
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(body, ec);
-  if (ec || !v.is_object()) {
-    std::printf("HTTP %d\n%s\n", code, body.c_str());
-    return code == 200 ? 0 : 1;
-  }
-  std::printf("node %s:%u: %s\n", o.host.c_str(), o.http_port, code == 200 ? "serving" : "not serving");
-  for (const auto& [k, val] : v.as_object()) {
-    std::printf("  %-16s %s\n", std::string(k).c_str(), boost::json::serialize(val).c_str());
-  }
-  return code == 200 ? 0 : 1;
 }
 
 }  // namespace maroon::cli

@@ -27,9 +27,53 @@ int main(int argc, char** argv) {
   kv_cmd->add_option("--host", client.host)->capture_default_str();
   kv_cmd->add_option("--http-port", client.http_port)->capture_default_str();
 
-  auto* status_cmd = app.add_subcommand("status", "Show the node's status");
-  status_cmd->add_option("--host", client.host)->capture_default_str();
-  status_cmd->add_option("--http-port", client.http_port)->capture_default_str();
+  StatusOptions status;
+  auto* status_cmd =
+      app.add_subcommand("status", "Show a node's status, or every node's of a cluster");
+  auto* status_host = status_cmd->add_option("--host", status.client.host)->capture_default_str();
+  auto* status_port =
+      status_cmd->add_option("--http-port", status.client.http_port)->capture_default_str();
+  status_cmd->add_option("--config", status.config, "A cluster config: show every node of it")
+      ->excludes(status_host)
+      ->excludes(status_port);
+
+  NodeOptions node;
+  auto* node_cmd = app.add_subcommand("node", "Run one node of a cluster");
+  node_cmd->add_option("--config", node.config, "The cluster config (cluster.toml)")->required();
+  node_cmd->add_option("--id", node.id, "This node's id in the config")->required();
+
+  GatewayOptions gateway;
+  auto* gateway_cmd = app.add_subcommand("gateway", "Run one standalone gateway of a cluster");
+  gateway_cmd->add_option("--config", gateway.config, "The cluster config (cluster.toml)")
+      ->required();
+  gateway_cmd->add_option("--id", gateway.id, "This gateway's id in the config")->required();
+
+  auto* cluster_cmd = app.add_subcommand("cluster", "Run a local cluster as background processes");
+  cluster_cmd->require_subcommand(1);
+  ClusterUpOptions up;
+  unsigned up_nodes = 3, up_gateways = 0;
+  uint16_t up_base_port = 0;
+  uint64_t up_tick_ms = 0, up_lease_ms = 0;
+  auto* up_cmd = cluster_cmd->add_subcommand(
+      "up", "Start the cluster in DIR, writing DIR/cluster.toml first if it does not exist");
+  up_cmd->add_option("--dir", up.dir, "Directory of the config, data, logs and pid files")
+      ->required();
+  up_cmd->add_option("--nodes", up_nodes, "Nodes in a new cluster (default 3)")
+      ->check(CLI::Range(1, 7));
+  up_cmd->add_option("--gateways", up_gateways, "Standalone gateways in a new cluster (default 0)")
+      ->check(CLI::Range(0, 63));
+  up_cmd->add_option("--base-port", up_base_port,
+                     "First of consecutive ports for a new cluster (default: free ports)")
+      ->check(CLI::Range(1, 65535));
+  up_cmd->add_option("--tick-ms", up_tick_ms, "settings.tick_ms of a new cluster");
+  up_cmd->add_option("--lease-ms", up_lease_ms, "settings.lease_ms of a new cluster");
+  up_cmd->add_option("--timeout", up.timeout_seconds, "Seconds to wait for every process to serve")
+      ->capture_default_str()->check(CLI::Range(1.0, 3600.0));
+  ClusterDownOptions down;
+  auto* down_cmd = cluster_cmd->add_subcommand("down", "Stop the processes of the cluster in DIR");
+  down_cmd->add_option("--dir", down.dir, "The directory `cluster up` used")->required();
+  down_cmd->add_option("--timeout", down.timeout_seconds, "Seconds after SIGTERM before SIGKILL")
+      ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
 
   BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "Native load generator: throughput and latency");
@@ -60,7 +104,19 @@ int main(int argc, char** argv) {
     }
     return run_kv(client, verb, key, value);
   }
-  if (*status_cmd) return run_status(client);
+  if (*status_cmd) return run_status(status);
+  if (*node_cmd) return run_node(node);
+  if (*gateway_cmd) return run_gateway(gateway);
+  if (*up_cmd) {
+    if (up_cmd->count("--nodes")) up.nodes = up_nodes;
+    if (up_cmd->count("--gateways")) up.gateways = up_gateways;
+    if (up_cmd->count("--base-port")) up.base_port = up_base_port;
+    if (up_cmd->count("--tick-ms")) up.tick_ms = up_tick_ms;
+    if (up_cmd->count("--lease-ms")) up.lease_ms = up_lease_ms;
+    up.program = argv[0];
+    return run_cluster_up(up);
+  }
+  if (*down_cmd) return run_cluster_down(down);
   if (*bench_cmd) return run_bench(bench);
   return 2;
 }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 
 #include "common/limits.h"
@@ -58,29 +59,54 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
 
 void Gateway::on_message(NodeToGateway msg) {
   if (auto* ack = std::get_if<TxAck>(&msg)) {
-    if (Inflight* tx = find(ack->id)) tx->acks++;
+    if (Inflight* tx = find(ack->id)) {
+      MAROON_ASSERT(ack->node.value() < 64);
+      tx->ack_mask |= uint64_t{1} << ack->node.value();
+    }
   } else if (auto* result = std::get_if<TxResult>(&msg)) {
     // Several nodes answer; the first result wins and later ones are dropped.
     Inflight* tx = find(result->id);
     if (tx == nullptr) return;
-    out_.deliveries.push_back(Delivery{tx->token, result->id, std::move(result->reply), result->expired});
-    tx->answered = true;
-    inflight_bytes_ -= tx->op_bytes;
-    tx->op = std::string();
-    inflight_count_--;
-    while (!inflight_.empty() && inflight_.front().answered) {
-      inflight_.pop_front();
-      inflight_base_++;
-    }
-    while (range_starts_.size() > 1 && range_starts_[1].first_number <= inflight_base_) {
-      range_starts_.pop_front();
-    }
+    answer(*tx, Delivery{tx->token, result->id, std::move(result->reply), result->expired, false});
   } else if (auto* lease = std::get_if<LeaseGranted>(&msg)) {
     if (lease->gateway != config_.id || !(range_ < lease->range)) return;
     range_ = lease->range;
     next_offset_ = 1;
     lease_requested_ = false;
     range_starts_.push_back(RangeStart{range_, next_number_});
+  } else {
+    const auto& sealed = std::get<RangeSealed>(msg);
+    // Txs beyond the seal never execute: tell their clients, who may retry
+    // (through any gateway, under a new id).
+    for (auto it = range_starts_.begin(); it != range_starts_.end(); ++it) {
+      if (it->range != sealed.range) continue;
+      for (uint64_t number = std::max(inflight_base_, it->first_number + sealed.last);
+           number < inflight_base_ + inflight_.size(); number++) {
+        Inflight& tx = inflight_[number - inflight_base_];
+        if (tx.id.range() != sealed.range) break;
+        if (!tx.answered) answer(tx, Delivery{tx.token, tx.id, {}, false, true});
+      }
+    }
+    if (sealed.range == range_) {
+      next_offset_ = config_.offsets_per_range_max + 1;  // not ready until a new range
+      request_lease();
+    }
+  }
+}
+
+void Gateway::answer(Inflight& tx, Delivery d) {
+  MAROON_ASSERT(!tx.answered);
+  out_.deliveries.push_back(std::move(d));
+  tx.answered = true;
+  inflight_bytes_ -= tx.op_bytes;
+  tx.op = std::string();
+  inflight_count_--;
+  while (!inflight_.empty() && inflight_.front().answered) {
+    inflight_.pop_front();
+    inflight_base_++;
+  }
+  while (range_starts_.size() > 1 && range_starts_[1].first_number <= inflight_base_) {
+    range_starts_.pop_front();
   }
 }
 
@@ -90,16 +116,29 @@ void Gateway::tick() {
     lease_requested_ = false;
     request_lease();
   }
+  if (config_.renew_ticks != 0 && now_ticks_ >= next_renew_tick_) {
+    next_renew_tick_ = now_ticks_ + config_.renew_ticks;
+    renew_leases();
+  }
   if (!config_.retries || now_ticks_ < next_retry_tick_) return;
   // Retries are rare; the scan runs only when one is due.
   next_retry_tick_ = UINT64_MAX;
   for (Inflight& tx : inflight_) {
-    if (tx.answered || tx.acks >= config_.acks_needed) continue;
-    if (now_ticks_ - tx.sent_tick >= config_.retry_ticks) {
+    if (tx.answered) continue;
+    const bool acked = static_cast<size_t>(std::popcount(tx.ack_mask)) >= config_.acks_needed;
+    const uint64_t period = acked ? config_.result_retry_ticks : config_.retry_ticks;
+    if (now_ticks_ - tx.sent_tick >= period) {
       tx.sent_tick = now_ticks_;
       out_.to_nodes.push_back(TxMsg{tx.id, tx.app, tx.op});
     }
-    next_retry_tick_ = std::min(next_retry_tick_, tx.sent_tick + config_.retry_ticks);
+    next_retry_tick_ = std::min(next_retry_tick_, tx.sent_tick + period);
+  }
+}
+
+void Gateway::renew_leases() {
+  // The current range, and older ones while they have txs in flight.
+  for (const RangeStart& r : range_starts_) {
+    out_.to_nodes.push_back(RenewLease{config_.id, r.range});
   }
 }
 

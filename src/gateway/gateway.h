@@ -25,6 +25,13 @@ struct GatewayConfig {
   // process): then no op is kept for resending, saving a copy per tx.
   bool retries = true;
   uint64_t lease_retry_ticks = 100;
+  // A tx acknowledged by k nodes but not answered is sent again this often:
+  // a node that executed it answers from its result table (the first result
+  // may have been lost with a connection).
+  uint64_t result_retry_ticks = 300;
+  // Renew the ranges in use this often (0: never; `maroon dev` has no lease
+  // expiry). Must be well below the cluster's lease_ms.
+  uint64_t renew_ticks = 0;
   // Offsets used per range before a fresh range is leased; kOffsetMax in
   // production, small in tests to exercise rollover.
   uint64_t offsets_per_range_max = kOffsetMax;
@@ -36,6 +43,8 @@ struct Delivery {
   TxId id;
   std::string reply;
   bool expired = false;
+  // The tx's range was sealed before it was ordered: it never executes.
+  bool sealed = false;
 };
 
 struct GatewayOutput {
@@ -68,7 +77,7 @@ class Gateway {
     AppId app = AppId::kSystem;
     std::string op;  // kept for resending (empty without retries)
     size_t op_bytes = 0;
-    size_t acks = 0;
+    uint64_t ack_mask = 0;  // bit n: node n acknowledged
     uint64_t sent_tick = 0;
     bool answered = false;
   };
@@ -79,7 +88,9 @@ class Gateway {
     uint64_t first_number;  // number of offset 1
   };
   void request_lease();
+  void renew_leases();
   Inflight* find(TxId id);
+  void answer(Inflight& tx, Delivery d);
 
   GatewayConfig config_;
   GatewayOutput out_;
@@ -97,6 +108,7 @@ class Gateway {
   size_t inflight_bytes_ = 0;
   // No unacknowledged tx is due for a retry before this tick.
   uint64_t next_retry_tick_ = 0;
+  uint64_t next_renew_tick_ = 0;
   std::deque<RangeStart> range_starts_;
 };
 

@@ -58,6 +58,18 @@ class HeldWindow {
     return h;
   }
 
+  // Removes every tx beyond `last` (its range was sealed there); returns how
+  // many were removed.
+  size_t drop_after(uint64_t last) {
+    size_t dropped = 0;
+    while (!slots_.empty() && base_ + slots_.size() - 1 > last) {
+      if (slots_.back().present) dropped++;
+      slots_.pop_back();
+    }
+    size_ -= dropped;
+    return dropped;
+  }
+
   size_t size() const { return size_; }
 
  private:

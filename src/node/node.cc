@@ -11,8 +11,16 @@ namespace maroon {
 
 namespace {
 constexpr uint8_t kTxRecordFormat = 1;
-// System ops per epoch; further lease requests wait for the next epoch.
+// System ops per epoch; further requests wait for the next epoch.
 constexpr size_t kEpochSystemOpsMax = 64;
+// Renewals waiting for an epoch; more are dropped (gateways renew again).
+constexpr size_t kRenewalsQueuedMax = 4096;
+// Recent per-epoch state hashes kept for comparison with peers.
+constexpr size_t kHashesKept = 1024;
+// Ranges named by one offsets advert.
+constexpr size_t kAdvertRangesMax = 4096;
+// Memory charged per retained tx besides its op bytes.
+constexpr size_t kRetainedOverheadBytes = 64;
 }  // namespace
 
 void encode_tx_record(const TxMsg& tx, std::string& out) {
@@ -47,12 +55,34 @@ Node::Node(NodeConfig config, Sequencer& sequencer) : config_(config), sequencer
   if (config_.held_txs_per_range_max == 0) {
     config_.held_txs_per_range_max = 2 * limits::gateway_inflight_txs_max;
   }
+  members_ = config_.members.empty() ? std::vector<NodeId>{config_.id} : config_.members;
+  std::sort(members_.begin(), members_.end());
+  MAROON_ASSERT(std::adjacent_find(members_.begin(), members_.end()) == members_.end());
+  MAROON_ASSERT(std::find(members_.begin(), members_.end(), config_.id) != members_.end());
+  for (NodeId m : members_) {
+    if (m != config_.id) peers_.push_back(m);
+  }
+  // k = f + 1 holders, f = (n - 1) / 2: a majority, like VR's quorum.
+  k_ = members_.size() / 2 + 1;
+  MAROON_ASSERT(!config_.order_unsynced_txs || members_.size() == 1);
+  MAROON_ASSERT(config_.advert_ticks >= 1 && config_.pull_retry_ticks >= 1);
+  // A push may overshoot push_bytes_max by one tx; it must still fit a frame.
+  MAROON_ASSERT(config_.pull_txs_max >= 1 &&
+                config_.push_bytes_max + 2 * limits::op_bytes_max <= limits::message_bytes_max);
+  peer_claims_.resize(peers_.size());
 }
 
 void Node::register_app(AppId app, StateMachine& machine) {
   MAROON_ASSERT(app != AppId::kSystem);
   MAROON_ASSERT(apps_[static_cast<uint8_t>(app)] == nullptr);
   apps_[static_cast<uint8_t>(app)] = &machine;
+}
+
+size_t Node::peer_index(NodeId id) const {
+  for (size_t i = 0; i < peers_.size(); i++) {
+    if (peers_[i] == id) return i;
+  }
+  return SIZE_MAX;
 }
 
 Status Node::replay(RecordType type, std::string_view payload) {
@@ -67,6 +97,7 @@ Status Node::replay(RecordType type, std::string_view payload) {
                                       tx->id.range().value()));
       }
       RangeState& range = it->second;
+      if (range.sealed && tx->id.offset() > range.seal_last) return Status::ok();
       if (tx->id.offset() <= range.applied || range.held.contains(tx->id.offset())) {
         return corruption(fmt::format("tx {} recorded twice", tx->id.raw()));
       }
@@ -78,48 +109,44 @@ Status Node::replay(RecordType type, std::string_view payload) {
                                       static_cast<int>(tx->app)));
       }
       hold(range, tx->id, tx->app, std::move(tx->op), /*durable=*/true);
-      advance_durable(range);
-      return Status::ok();
+      advance_durable(it->first, range);
+      apply_committed();
+      break;
+    }
+    case RecordType::kEpoch: {
+      Result<Epoch> epoch = decode_epoch(payload);
+      if (!epoch) return epoch.status();
+      on_committed(std::move(epoch).value());
+      apply_committed();
+      break;
     }
     case RecordType::kLegacyEpoch:
     case RecordType::kVrLog:
     case RecordType::kVrCheckpoint:
     case RecordType::kVrState: {
       if (Status s = sequencer_.replay(type, payload); !s) return s;
-      for (Epoch& epoch : sequencer_.take_committed()) {
-        if (epoch.logical_time_ms < applied_time_ms_) {
-          return corruption(fmt::format("epoch {} goes back in logical time", epoch.number.value()));
-        }
-        // An epoch only names txs that were durable before it was proposed,
-        // so their records precede it in the WAL.
-        for (const Interval& i : epoch.intervals) {
-          auto it = ranges_.find(i.range);
-          if (it == ranges_.end() || i.first != it->second.applied + 1 ||
-              i.last > it->second.durable) {
-            return corruption(fmt::format("epoch {} orders txs {}:{}..{} not held before it",
-                                          epoch.number.value(), i.range.value(), i.first,
-                                          i.last));
-          }
-          it->second.ordered = i.last;
-        }
-        apply_epoch(epoch, /*replaying=*/true);
-      }
-      return Status::ok();
+      take_committed();
+      apply_committed();
+      break;
     }
+    default:
+      return corruption(fmt::format("unknown record type {}", static_cast<int>(type)));
   }
-  return corruption(fmt::format("unknown record type {}", static_cast<int>(type)));
+  return fault_;
 }
 
 void Node::finish_replay() {
   MAROON_ASSERT(replaying_);
   replaying_ = false;
-  proposed_time_ms_ = applied_time_ms_;
+  proposed_time_ms_ = std::max(applied_time_ms_, committed_time_ms_);
   sequencer_.start(out_);
   if (config_.gateways_in_process) {
     for (auto& [id, range] : ranges_) range.results.clear();
   }
+  apply_committed();
+  advertise(/*full=*/true);
   // Txs durable before the crash but never ordered are ordered now; their
-  // gateway is gone, so their results go nowhere, but no id is ever reused.
+  // gateway may be gone, but no id is ever reused.
   propose_epochs();
 }
 
@@ -127,20 +154,42 @@ void Node::hold(RangeState& range, TxId id, AppId app, std::string op, bool dura
   MAROON_ASSERT(id.offset() > range.applied);
   range.held.insert(id.offset(), app, std::move(op), durable);
   held_txs_++;
-  while (range.held.contains(range.written + 1)) range.written++;
+  while (range.written < range.committed || range.held.contains(range.written + 1)) {
+    range.written++;
+  }
 }
 
 uint64_t Node::orderable(const RangeState& range) const {
-  // k = 1: what this node holds durably may be ordered, or with
-  // order_unsynced_txs what it has written ahead of the epoch in the same log.
-  return config_.order_unsynced_txs ? range.written : range.durable;
+  if (peers_.empty()) {
+    // k = 1: what this node holds durably may be ordered, or with
+    // order_unsynced_txs what it has written ahead of the epoch in the same log.
+    return config_.order_unsynced_txs ? range.written : range.durable;
+  }
+  // The k-th largest durable offset among the members.
+  std::array<uint64_t, 8> offsets{};
+  MAROON_ASSERT(peers_.size() + 1 <= offsets.size());
+  offsets[0] = range.durable;
+  for (size_t i = 0; i < peers_.size(); i++) offsets[i + 1] = range.peer_durable[i];
+  const size_t n = peers_.size() + 1;
+  std::nth_element(offsets.begin(), offsets.begin() + (k_ - 1), offsets.begin() + n,
+                   std::greater<>());
+  return offsets[k_ - 1];
 }
 
-void Node::advance_durable(RangeState& range) {
+void Node::advance_durable(RangeId id, RangeState& range) {
+  const uint64_t before = range.durable;
   while (true) {
+    if (range.durable < range.committed) {
+      range.durable = range.committed;
+      continue;
+    }
     Held* h = range.held.find(range.durable + 1);
     if (h == nullptr || !h->durable) break;
     range.durable++;
+  }
+  if (range.durable > before && range.durable > range.advertised && !peers_.empty() &&
+      std::find(advert_dirty_.begin(), advert_dirty_.end(), id) == advert_dirty_.end()) {
+    advert_dirty_.push_back(id);
   }
   check_invariants(range);
 }
@@ -150,7 +199,7 @@ void Node::on_tx(GatewayId from, TxMsg msg) {
   auto it = ranges_.find(msg.id.range());
   if (it == ranges_.end() || it->second.owner != from || msg.id.offset() == 0 ||
       apps_[static_cast<uint8_t>(msg.app)] == nullptr || msg.op.size() > limits::op_bytes_max ||
-      it->second.held.beyond(msg.id.offset())) {
+      it->second.held.beyond(msg.id.offset()) || !fault_.is_ok()) {
     counters_.txs_rejected++;
     return;
   }
@@ -164,10 +213,15 @@ void Node::on_tx(GatewayId from, TxMsg msg) {
          /*after_persist=*/false);
     return;
   }
+  if (range.sealed && offset > range.seal_last) {
+    counters_.txs_rejected++;
+    send(from, RangeSealed{it->first, range.seal_last}, /*after_persist=*/false);
+    return;
+  }
   if (Held* held = range.held.find(offset)) {
     // The first payload wins; a durable copy is acknowledged again.
     counters_.txs_duplicate++;
-    if (held->durable) send(from, TxAck{msg.id}, /*after_persist=*/false);
+    if (held->durable) send(from, TxAck{msg.id, config_.id}, /*after_persist=*/false);
     return;
   }
   counters_.txs_received++;
@@ -177,7 +231,7 @@ void Node::on_tx(GatewayId from, TxMsg msg) {
   uint64_t seq = out_.add_record(RecordType::kTx, std::move(payload));
   pending_durable_.emplace_back(seq, msg.id);
   hold(range, msg.id, msg.app, std::move(msg.op), /*durable=*/false);
-  send(from, TxAck{msg.id}, /*after_persist=*/true);
+  send(from, TxAck{msg.id, config_.id}, /*after_persist=*/true);
 }
 
 void Node::on_lease_request(const LeaseRequest& request) {
@@ -190,6 +244,114 @@ void Node::on_lease_request(const LeaseRequest& request) {
   propose_epochs();
 }
 
+void Node::on_renew_lease(const RenewLease& renew) {
+  MAROON_ASSERT(!replaying_);
+  auto it = ranges_.find(renew.range);
+  if (it == ranges_.end() || it->second.owner != renew.gateway || it->second.sealed) return;
+  if (renewals_.size() >= kRenewalsQueuedMax && !renewals_.contains(renew.range)) return;
+  renewals_[renew.range] = renew.gateway;
+}
+
+void Node::on_peer(NodeId from, PeerMessage msg) {
+  MAROON_ASSERT(!replaying_);
+  const size_t peer = peer_index(from);
+  if (peer == SIZE_MAX || !fault_.is_ok()) return;  // not a member: drop
+  if (auto* vr = std::get_if<VrPacket>(&msg)) {
+    sequencer_.on_message(from, vr->bytes, out_);
+  } else if (auto* offsets = std::get_if<Offsets>(&msg)) {
+    on_offsets(peer, *offsets);
+  } else if (auto* pull = std::get_if<TxPull>(&msg)) {
+    on_pull(from, *pull);
+  } else {
+    on_push(std::get<TxPush>(msg));
+  }
+  apply_committed();
+  propose_epochs();
+}
+
+void Node::on_offsets(size_t peer, const Offsets& m) {
+  for (const auto& [id, offset] : m.durable) {
+    auto it = ranges_.find(id);
+    if (it == ranges_.end()) continue;  // not leased here yet: the next full advert tells
+    uint64_t& known = it->second.peer_durable[peer];
+    known = std::max(known, std::min(offset, kOffsetMax));
+  }
+  compare_hash(peers_[peer], m.hash_epoch, m.state_hash);
+}
+
+void Node::compare_hash(NodeId peer, EpochNumber epoch, uint64_t hash) {
+  if (epoch.value() == 0) return;
+  const size_t index = peer_index(peer);
+  if (epoch > applied_epoch_) {
+    peer_claims_[index] = {epoch, hash};
+    return;
+  }
+  std::optional<uint64_t> mine = state_hash_at(epoch);
+  if (!mine) return;  // too old to compare
+  counters_.hashes_compared++;
+  if (*mine != hash) {
+    set_fault(corruption(fmt::format(
+        "state diverged: after epoch {} node {} has state hash {:016x}, node {} has {:016x}",
+        epoch.value(), config_.id.value(), *mine, peer.value(), hash)));
+  }
+}
+
+std::optional<uint64_t> Node::state_hash_at(EpochNumber epoch) const {
+  if (hashes_.empty() || epoch < hashes_.front().first || epoch > hashes_.back().first) {
+    return std::nullopt;
+  }
+  const auto& entry = hashes_[epoch.value() - hashes_.front().first.value()];
+  MAROON_ASSERT(entry.first == epoch);
+  return entry.second;
+}
+
+void Node::on_pull(NodeId from, const TxPull& m) {
+  auto it = ranges_.find(m.range);
+  if (it == ranges_.end() || m.first == 0 || m.first > m.last) return;
+  RangeState& range = it->second;
+  TxPush push;
+  size_t bytes = 0;
+  const uint64_t last = std::min(m.last, m.first + config_.pull_txs_max - 1);
+  for (uint64_t offset = m.first; offset <= last; offset++) {
+    const Held* h = nullptr;
+    if (offset <= range.applied) {
+      if (offset < range.retained_base || offset - range.retained_base >= range.retained.size()) {
+        break;
+      }
+      h = &range.retained[offset - range.retained_base];
+    } else {
+      h = range.held.find(offset);
+      if (h == nullptr) break;
+    }
+    if (!push.txs.empty() && bytes + h->op.size() > config_.push_bytes_max) break;
+    bytes += h->op.size() + 16;
+    push.txs.push_back(TxMsg{TxId::make(m.range, offset), h->app, h->op});
+  }
+  if (push.txs.empty()) return;
+  counters_.txs_served += push.txs.size();
+  send_peer(from, std::move(push));
+}
+
+void Node::on_push(const TxPush& m) {
+  for (const TxMsg& tx : m.txs) {
+    auto it = ranges_.find(tx.id.range());
+    if (it == ranges_.end() || tx.id.offset() == 0) continue;
+    RangeState& range = it->second;
+    const uint64_t offset = tx.id.offset();
+    if (offset <= range.applied || (range.sealed && offset > range.seal_last) ||
+        range.held.beyond(offset) || range.held.contains(offset) ||
+        apps_[static_cast<uint8_t>(tx.app)] == nullptr || tx.op.size() > limits::op_bytes_max) {
+      continue;
+    }
+    counters_.txs_pulled++;
+    std::string payload;
+    encode_tx_record(tx, payload);
+    uint64_t seq = out_.add_record(RecordType::kTx, std::move(payload));
+    pending_durable_.emplace_back(seq, tx.id);
+    hold(range, tx.id, tx.app, tx.op, /*durable=*/false);
+  }
+}
+
 void Node::on_persisted(uint64_t durable_seq) {
   MAROON_ASSERT(!replaying_);
   MAROON_ASSERT(durable_seq >= durable_seq_);
@@ -198,13 +360,18 @@ void Node::on_persisted(uint64_t durable_seq) {
   while (!pending_durable_.empty() && pending_durable_.front().first <= durable_seq) {
     TxId id = pending_durable_.front().second;
     pending_durable_.pop_front();
-    RangeState& range = ranges_.at(id.range());
+    auto it = ranges_.find(id.range());
+    MAROON_ASSERT(it != ranges_.end());
+    RangeState& range = it->second;
+    // Executed before its own record was durable (pulled for an epoch), or
+    // dropped by a seal: nothing to mark.
     Held* held = range.held.find(id.offset());
-    MAROON_ASSERT(held != nullptr);
+    if (held == nullptr) continue;
     held->durable = true;
-    if (id.offset() == range.durable + 1) advance_durable(range);
+    if (id.offset() == range.durable + 1) advance_durable(it->first, range);
   }
   sequencer_.on_persisted(durable_seq, out_);
+  advertise(/*full=*/false);
   apply_committed();
   propose_epochs();
 }
@@ -216,15 +383,57 @@ void Node::on_flush() {
 
 void Node::tick(uint64_t now_ms) {
   now_ms_ = std::max(now_ms_, now_ms);
-  if (replaying_) return;
+  if (replaying_ || !fault_.is_ok()) return;
+  ticks_++;
   sequencer_.tick(out_);
+  if (ticks_ % config_.advert_ticks == 0) advertise(/*full=*/true);
   apply_committed();
   propose_epochs();
 }
 
+void Node::advertise(bool full) {
+  if (peers_.empty() || replaying_) return;
+  Offsets m;
+  m.full = full;
+  if (full) {
+    // Only offsets above the committed ones matter to a proposer.
+    for (auto& [id, range] : ranges_) {
+      if (m.durable.size() == kAdvertRangesMax) break;
+      if (range.durable > range.committed) m.durable.emplace_back(id, range.durable);
+      range.advertised = std::max(range.advertised, range.durable);
+    }
+  } else {
+    for (RangeId id : advert_dirty_) {
+      if (m.durable.size() == kAdvertRangesMax) break;
+      RangeState& range = ranges_.at(id);
+      m.durable.emplace_back(id, range.durable);
+      range.advertised = range.durable;
+    }
+  }
+  advert_dirty_.clear();
+  if (!hashes_.empty()) {
+    m.hash_epoch = hashes_.back().first;
+    m.state_hash = hashes_.back().second;
+  }
+  if (!full && m.durable.empty()) return;
+  for (NodeId peer : peers_) send_peer(peer, m);
+}
+
 void Node::propose_epochs() {
-  if (replaying_) return;
+  if (replaying_ || !fault_.is_ok()) return;
+  take_committed();
   while (sequencer_.can_propose()) {
+    if (sequencer_.proposer_term() != proposer_term_) {
+      // A new term: what this node proposed before either committed or was
+      // lost, so proposals restart from the committed state.
+      proposer_term_ = sequencer_.proposer_term();
+      MAROON_ASSERT(sequencer_.last_proposed() == committed_epoch_);
+      for (auto& [id, range] : ranges_) {
+        range.ordered = range.committed;
+        range.sealing = false;
+      }
+      proposed_time_ms_ = std::max(proposed_time_ms_, committed_time_ms_);
+    }
     Epoch epoch;
     epoch.number = sequencer_.last_proposed().next();
     // Logical time never goes backwards, whatever the clock does.
@@ -232,6 +441,7 @@ void Node::propose_epochs() {
     uint64_t budget = limits::epoch_txs_max;
     for (auto& [id, range] : ranges_) {
       if (budget == 0 || epoch.intervals.size() == limits::epoch_intervals_max) break;
+      if (range.sealed || range.sealing) continue;
       uint64_t limit = orderable(range);
       if (limit <= range.ordered) continue;
       uint64_t last = std::min(limit, range.ordered + budget);
@@ -243,31 +453,194 @@ void Node::propose_epochs() {
       epoch.system_ops.push_back(LeaseRange{r.gateway, r.after});
       lease_requests_.pop_front();
     }
+    while (!renewals_.empty() && epoch.system_ops.size() < kEpochSystemOpsMax) {
+      auto it = renewals_.begin();
+      epoch.system_ops.push_back(RenewRange{it->second, it->first});
+      renewals_.erase(it);
+    }
+    if (config_.lease_ms != 0) {
+      for (auto& [id, range] : ranges_) {
+        if (epoch.system_ops.size() >= kEpochSystemOpsMax) break;
+        if (range.sealed || range.sealing || range.lease_expiry_ms >= epoch.logical_time_ms) {
+          continue;
+        }
+        // Everything ordered so far is in this epoch or an earlier one;
+        // nothing later of this range will be.
+        uint64_t last = range.ordered;
+        for (const Interval& i : epoch.intervals) {
+          if (i.range == id) last = i.last;
+        }
+        epoch.system_ops.push_back(SealRange{id, last});
+        range.sealing = true;
+      }
+    }
     if (epoch.intervals.empty() && epoch.system_ops.empty()) return;
     for (const Interval& i : epoch.intervals) ranges_.at(i.range).ordered = i.last;
     proposed_time_ms_ = epoch.logical_time_ms;
     counters_.epochs_proposed++;
+    counters_.txs_ordered += epoch.txs();
     sequencer_.propose(std::move(epoch), out_);
   }
 }
 
-void Node::apply_committed() {
-  for (Epoch& epoch : sequencer_.take_committed()) apply_epoch(epoch, /*replaying=*/false);
+void Node::take_committed() {
+  for (Epoch& epoch : sequencer_.take_committed()) on_committed(std::move(epoch));
 }
 
-void Node::apply_epoch(const Epoch& epoch, bool replaying) {
+void Node::on_committed(Epoch epoch) {
+  if (!fault_.is_ok() || epoch.number <= committed_epoch_) return;  // known already
+  if (epoch.number != committed_epoch_.next()) {
+    set_fault(unavailable(fmt::format(
+        "node {} lags too far: it has committed epochs up to {} and the cluster's oldest "
+        "retained one is {}; catching up needs a node snapshot, which this build cannot "
+        "transfer yet. Restore this node from a copy of a healthy node's data directory",
+        config_.id.value(), committed_epoch_.value(), epoch.number.value())));
+    return;
+  }
+  if (epoch.logical_time_ms < committed_time_ms_) {
+    set_fault(corruption(fmt::format("epoch {} goes back in logical time", epoch.number.value())));
+    return;
+  }
+  for (const Interval& i : epoch.intervals) {
+    auto it = ranges_.find(i.range);
+    if (it == ranges_.end() || i.first != it->second.committed + 1 ||
+        (it->second.sealed && i.last > it->second.seal_last)) {
+      set_fault(corruption(fmt::format("epoch {} orders txs {}:{}..{} out of turn",
+                                       epoch.number.value(), i.range.value(), i.first, i.last)));
+      return;
+    }
+    RangeState& range = it->second;
+    if (peers_.empty() && replaying_ && i.last > range.written) {
+      // One node: an epoch only names txs written before it.
+      set_fault(corruption(fmt::format("epoch {} orders txs {}:{}..{} not held before it",
+                                       epoch.number.value(), i.range.value(), i.first, i.last)));
+      return;
+    }
+    range.committed = i.last;
+    range.ordered = std::max(range.ordered, i.last);
+    range.written = std::max(range.written, i.last);
+    advance_durable(it->first, range);
+  }
+  const uint64_t time = epoch.logical_time_ms;
+  for (const SystemOp& op : epoch.system_ops) {
+    if (const auto* lease = std::get_if<LeaseRange>(&op)) {
+      RangeId& newest = newest_range_[lease->gateway];
+      if (newest == lease->after) {
+        // Deterministic: every replica grants the same range to the same request.
+        newest = next_range_;
+        next_range_ = next_range_.next();
+        auto [it, inserted] = ranges_.try_emplace(newest, lease->gateway, config_, peers_.size());
+        MAROON_ASSERT(inserted);
+        it->second.lease_expiry_ms = time + config_.lease_ms;
+      }
+      std::erase_if(lease_requests_, [&](const LeaseRequest& r) {
+        return r.gateway == lease->gateway && r.after == lease->after;
+      });
+      if (!replaying_) send(lease->gateway, LeaseGranted{lease->gateway, newest}, false);
+    } else if (const auto* renew = std::get_if<RenewRange>(&op)) {
+      auto it = ranges_.find(renew->range);
+      if (it != ranges_.end() && it->second.owner == renew->gateway && !it->second.sealed) {
+        it->second.lease_expiry_ms = std::max(it->second.lease_expiry_ms, time + config_.lease_ms);
+      }
+    } else {
+      const auto& seal = std::get<SealRange>(op);
+      auto it = ranges_.find(seal.range);
+      if (it == ranges_.end() || it->second.sealed) continue;
+      RangeState& range = it->second;
+      if (seal.last < range.committed) {
+        set_fault(corruption(fmt::format("epoch {} seals range {} at {} below its committed {}",
+                                         epoch.number.value(), seal.range.value(), seal.last,
+                                         range.committed)));
+        return;
+      }
+      range.sealed = true;
+      range.sealing = false;
+      range.seal_last = seal.last;
+      held_txs_ -= range.held.drop_after(seal.last);
+      range.written = std::min(range.written, seal.last);
+      range.durable = std::min(range.durable, seal.last);
+      range.ordered = std::min(range.ordered, seal.last);
+      renewals_.erase(seal.range);
+      counters_.ranges_sealed++;
+      if (!replaying_) send(range.owner, RangeSealed{seal.range, seal.last}, false);
+    }
+  }
+  committed_epoch_ = epoch.number;
+  committed_time_ms_ = time;
+  if (!replaying_ && !peers_.empty()) {
+    std::string payload;
+    encode_epoch(epoch, payload);
+    out_.add_record(RecordType::kEpoch, std::move(payload));
+  }
+  committed_queue_.push_back(std::move(epoch));
+}
+
+void Node::apply_committed() {
+  take_committed();
+  while (!committed_queue_.empty() && fault_.is_ok()) {
+    if (!ready_to_apply(committed_queue_.front())) return;
+    apply_epoch(committed_queue_.front());
+    committed_queue_.pop_front();
+  }
+}
+
+bool Node::ready_to_apply(const Epoch& epoch) {
+  // Txs found present stay present until applied, so a waiting epoch's scan
+  // resumes where it stopped.
+  if (scan_epoch_ != epoch.number) {
+    scan_epoch_ = epoch.number;
+    scan_interval_ = 0;
+    scan_offset_ = 0;
+  }
+  for (; scan_interval_ < epoch.intervals.size(); scan_interval_++, scan_offset_ = 0) {
+    const Interval& i = epoch.intervals[scan_interval_];
+    RangeState& range = ranges_.at(i.range);
+    MAROON_ASSERT(i.first == range.applied + 1);
+    for (uint64_t offset = std::max(i.first, scan_offset_); offset <= i.last; offset++) {
+      if (range.held.contains(offset)) continue;
+      scan_offset_ = offset;
+      MAROON_ASSERT_MSG(!peers_.empty(), "a committed tx is not held locally");
+      if (replaying_) return false;  // the WAL may still hold it; pulled after replay
+      if (range.pull_offset != offset || ticks_ - range.pull_tick >= config_.pull_retry_ticks) {
+        pull(i.range, range, offset, i.last);
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
+void Node::pull(RangeId id, RangeState& range, uint64_t offset, uint64_t last) {
+  // Ask a peer that advertised the tx (any peer if none did), another one
+  // on each retry.
+  const size_t start = pull_rotation_++;
+  size_t pick = start % peers_.size();
+  for (size_t n = 0; n < peers_.size(); n++) {
+    size_t p = (start + n) % peers_.size();
+    if (range.peer_durable[p] >= offset) {
+      pick = p;
+      break;
+    }
+  }
+  range.pull_offset = offset;
+  range.pull_tick = ticks_;
+  counters_.pulls_sent++;
+  send_peer(peers_[pick], TxPull{id, offset, std::min(last, offset + config_.pull_txs_max - 1)});
+}
+
+void Node::apply_epoch(const Epoch& epoch) {
   // Committed epochs apply strictly in order, each exactly once.
   MAROON_ASSERT(epoch.number == applied_epoch_.next());
+  MAROON_ASSERT(epoch.number <= committed_epoch_);
   MAROON_ASSERT(epoch.logical_time_ms >= applied_time_ms_);
   for (const Interval& interval : epoch.intervals) {
     RangeState& range = ranges_.at(interval.range);
     MAROON_ASSERT(interval.first == range.applied + 1);
-    MAROON_ASSERT(interval.last <= range.ordered);
+    MAROON_ASSERT(interval.last <= range.committed);
     for (uint64_t offset = interval.first; offset <= interval.last; offset++) {
       MAROON_ASSERT(range.held.base() == offset);
       MAROON_ASSERT_MSG(range.held.contains(offset), "a committed tx is not held locally");
       Held held = range.held.take_front();
-      MAROON_ASSERT_MSG(held.durable, "a committed tx is not durable");
       TxId id = TxId::make(interval.range, offset);
       StateMachine* app = apps_[static_cast<uint8_t>(held.app)];
       MAROON_ASSERT(app != nullptr);
@@ -276,30 +649,58 @@ void Node::apply_epoch(const Epoch& epoch, bool replaying) {
       held_txs_--;
       range.applied = offset;
       counters_.txs_applied++;
-      if (!replaying) send(range.owner, TxResult{id, reply, false}, /*after_persist=*/false);
+      if (!replaying_) send(range.owner, TxResult{id, reply, false}, /*after_persist=*/false);
       range.results.push(offset, std::move(reply));
+      retain(interval.range, range, std::move(held));
     }
+    range.pull_offset = 0;
     check_invariants(range);
-  }
-  for (const SystemOp& op : epoch.system_ops) {
-    const auto& lease = std::get<LeaseRange>(op);
-    RangeId& newest = newest_range_[lease.gateway];
-    if (newest == lease.after) {
-      // Deterministic: every replica grants the same range to the same request.
-      newest = next_range_;
-      next_range_ = next_range_.next();
-      ranges_.try_emplace(newest, lease.gateway, config_);
-    }
-    if (!replaying) send(lease.gateway, LeaseGranted{lease.gateway, newest}, false);
   }
   applied_epoch_ = epoch.number;
   applied_time_ms_ = epoch.logical_time_ms;
   counters_.epochs_applied++;
+  if (peers_.empty()) return;
+  const uint64_t hash = state_hash();
+  hashes_.emplace_back(epoch.number, hash);
+  if (hashes_.size() > kHashesKept) hashes_.pop_front();
+  for (size_t p = 0; p < peers_.size(); p++) {
+    if (peer_claims_[p].first == epoch.number) {
+      auto [e, h] = std::exchange(peer_claims_[p], {EpochNumber(0), 0});
+      compare_hash(peers_[p], e, h);
+    }
+  }
+}
+
+void Node::retain(RangeId id, RangeState& range, Held held) {
+  if (peers_.empty() || config_.tx_retention_bytes_max == 0) return;
+  if (range.retained.empty()) range.retained_base = range.applied;
+  MAROON_ASSERT(range.retained_base + range.retained.size() == range.applied);
+  retained_bytes_ += held.op.size() + kRetainedOverheadBytes;
+  range.retained.push_back(std::move(held));
+  retained_order_.push_back(id);
+  while (retained_bytes_ > config_.tx_retention_bytes_max) {
+    RangeState& oldest = ranges_.at(retained_order_.front());
+    retained_order_.pop_front();
+    MAROON_ASSERT(!oldest.retained.empty());
+    retained_bytes_ -= oldest.retained.front().op.size() + kRetainedOverheadBytes;
+    oldest.retained.pop_front();
+    oldest.retained_base++;
+  }
 }
 
 void Node::send(GatewayId to, NodeToGateway msg, bool after_persist) {
   MAROON_ASSERT(!replaying_);
   (after_persist ? out_.send_after_persist : out_.send_now).push_back({to, std::move(msg)});
+}
+
+void Node::send_peer(NodeId to, PeerMessage msg) {
+  MAROON_ASSERT(!replaying_);
+  out_.peer_now.push_back({to, std::move(msg)});
+}
+
+void Node::set_fault(Status s) {
+  MAROON_ASSERT(!s.is_ok());
+  if (fault_.is_ok()) fault_ = std::move(s);
 }
 
 Output Node::take_output() {
@@ -327,10 +728,18 @@ RangeId Node::newest_range(GatewayId gateway) const {
   return it == newest_range_.end() ? RangeId(0) : it->second;
 }
 
+std::vector<std::pair<RangeId, uint64_t>> Node::durable_offsets() const {
+  std::vector<std::pair<RangeId, uint64_t>> v;
+  for (const auto& [id, range] : ranges_) v.emplace_back(id, range.durable);
+  return v;
+}
+
 void Node::check_invariants(const RangeState& range) const {
-  MAROON_ASSERT(range.applied <= range.ordered);
-  MAROON_ASSERT(range.ordered <= orderable(range));
+  MAROON_ASSERT(range.applied <= range.committed);
+  MAROON_ASSERT(range.committed <= range.ordered);
+  MAROON_ASSERT(range.committed <= range.durable || range.sealed);
   MAROON_ASSERT(range.durable <= range.written);
+  MAROON_ASSERT(!range.sealed || range.ordered <= range.seal_last);
   MAROON_ASSERT(range.results.size() == 0 || range.results.last_offset() <= range.applied);
 }
 

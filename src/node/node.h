@@ -1,20 +1,29 @@
-// The node core (DESIGN.md §2): holds txs durably, proposes epochs through the
-// sequencer, and applies committed epochs in order. Pure: no I/O, no clocks,
-// no threads. Inputs are messages, ticks and durability reports; everything it
+// The node core (DESIGN.md §2): holds txs durably, advertises what it holds,
+// proposes epochs through the sequencer, and applies committed epochs in
+// order, pulling from peers the txs it lacks. Pure: no I/O, no clocks, no
+// threads. Inputs are messages, ticks and durability reports; everything it
 // wants done comes out of take_output().
 //
-// Single node for now: a range's orderable offset is this node's own durable
-// offset (k = 1). In a cluster it becomes the k-th largest advertised offset.
+// Offsets per range (each "every offset <= x is ..."):
+//   applied   executed here
+//   committed named by a committed epoch (held here or not)
+//   ordered   named by a committed epoch or one this node proposed
+//   durable   durable here, or committed
+//   written   held here (its record emitted), or committed
+// A range's orderable offset is the k-th largest durable offset among the
+// members (this node's own and the ones its peers advertised), k = f + 1.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "app/state_machine.h"
 #include "common/status.h"
@@ -29,6 +38,8 @@ namespace maroon {
 
 struct NodeConfig {
   NodeId id{1};
+  // Every node of the cluster, this one included; empty means {id}.
+  std::vector<NodeId> members;
   // Single node, one WAL: order a tx in the same WAL batch that first makes
   // it durable. Safe because the WAL recovers a batch whole or not at all and
   // an epoch record always follows the records of its txs, so an epoch can
@@ -45,15 +56,32 @@ struct NodeConfig {
   // How far past the last executed offset of a range a tx may arrive; later
   // ones are dropped and retried by their gateway.
   size_t held_txs_per_range_max = 0;  // 0: 2 * limits::gateway_inflight_txs_max
+  // A range whose lease (granted or renewed through an epoch) is older than
+  // this, in logical time, is sealed by the proposer. 0: never.
+  uint64_t lease_ms = 0;
+  // A full offsets advert goes to every peer this often (changes go at once).
+  uint64_t advert_ticks = 10;
+  // A pull that brought nothing is sent again (to another peer) after this.
+  uint64_t pull_retry_ticks = 10;
+  size_t pull_txs_max = 4096;
+  size_t push_bytes_max = 2 * 1024 * 1024;
+  // Executed txs kept to serve peers that lag behind, oldest dropped first.
+  size_t tx_retention_bytes_max = 256 * 1024 * 1024;
 };
 
 struct NodeCounters {
-  uint64_t txs_received = 0;    // first copies accepted
+  uint64_t txs_received = 0;    // first copies accepted from gateways
   uint64_t txs_duplicate = 0;   // retries of held or executed txs
-  uint64_t txs_rejected = 0;    // unknown range, wrong gateway, unknown app
+  uint64_t txs_rejected = 0;    // unknown range, wrong gateway, unknown app, sealed
+  uint64_t txs_pulled = 0;      // txs received from peers
+  uint64_t txs_served = 0;      // txs sent to peers that pulled them
+  uint64_t txs_ordered = 0;     // txs in epochs this node proposed
   uint64_t txs_applied = 0;
   uint64_t epochs_proposed = 0;
   uint64_t epochs_applied = 0;
+  uint64_t pulls_sent = 0;
+  uint64_t ranges_sealed = 0;
+  uint64_t hashes_compared = 0;
 };
 
 class Node {
@@ -72,6 +100,8 @@ class Node {
 
   void on_tx(GatewayId from, TxMsg msg);
   void on_lease_request(const LeaseRequest& request);
+  void on_renew_lease(const RenewLease& renew);
+  void on_peer(NodeId from, PeerMessage msg);
   // Every record this node emitted with seq <= durable_seq is on disk.
   void on_persisted(uint64_t durable_seq);
   // The driver is about to persist everything emitted so far: the last
@@ -82,58 +112,122 @@ class Node {
   Output take_output();
 
   EpochNumber applied_epoch() const { return applied_epoch_; }
+  EpochNumber committed_epoch() const { return committed_epoch_; }
   uint64_t applied_time_ms() const { return applied_time_ms_; }
   const NodeCounters& counters() const { return counters_; }
   // Txs held but not yet executed.
   size_t held_txs() const { return held_txs_; }
+  size_t retained_bytes() const { return retained_bytes_; }
+  // Committed epochs waiting for txs this node lacks.
+  size_t epochs_waiting() const { return committed_queue_.size(); }
   // Combined hash of every app's state, compared across replicas per epoch.
   uint64_t state_hash() const;
+  // The hash after `epoch`, if this node applied it recently.
+  std::optional<uint64_t> state_hash_at(EpochNumber epoch) const;
+  // Not ok once this node's state diverged from a peer's (equal epochs,
+  // different hashes), or it cannot go on (a gap in the committed epochs).
+  // The driver must stop the node: it must not serve or vote any more.
+  const Status& fault() const { return fault_; }
   // The newest range leased to `gateway`, or RangeId(0).
   RangeId newest_range(GatewayId gateway) const;
+  size_t quorum() const { return k_; }
+  const std::vector<NodeId>& members() const { return members_; }
+  // This node's durable offset per range (for status pages).
+  std::vector<std::pair<RangeId, uint64_t>> durable_offsets() const;
 
  private:
   struct RangeState {
-    RangeState(GatewayId owner_, const NodeConfig& c)
+    RangeState(GatewayId owner_, const NodeConfig& c, size_t peers)
         : owner(owner_),
           held(c.held_txs_per_range_max),
-          results(c.result_table_txs_per_range_max, c.result_table_bytes_per_range_max) {}
+          results(c.result_table_txs_per_range_max, c.result_table_bytes_per_range_max),
+          peer_durable(peers, 0) {}
     GatewayId owner;
-    uint64_t written = 0;  // every offset <= written is held (its record emitted) or executed
-    uint64_t durable = 0;  // every offset <= durable is held durably or executed
-    uint64_t ordered = 0;  // every offset <= ordered is in a proposed epoch
-    uint64_t applied = 0;  // every offset <= applied is executed
+    uint64_t written = 0;
+    uint64_t durable = 0;
+    uint64_t ordered = 0;
+    uint64_t committed = 0;
+    uint64_t applied = 0;
     HeldWindow held;  // offsets > applied
     ResultTable results;
+    std::vector<uint64_t> peer_durable;  // advertised, indexed like peers_
+    uint64_t advertised = 0;             // own durable as last advertised
+    bool sealed = false;
+    uint64_t seal_last = 0;
+    bool sealing = false;  // this node proposed a seal not yet committed
+    uint64_t lease_expiry_ms = 0;
+    // Executed txs kept for pulls: retained[i] is offset retained_base + i.
+    std::deque<Held> retained;
+    uint64_t retained_base = 1;
+    uint64_t pull_offset = 0;  // the offset last pulled, and when
+    uint64_t pull_tick = 0;
   };
 
   void hold(RangeState& range, TxId id, AppId app, std::string op, bool durable);
-  void advance_durable(RangeState& range);
+  void advance_durable(RangeId id, RangeState& range);
   uint64_t orderable(const RangeState& range) const;
   void propose_epochs();
+  void take_committed();
+  void on_committed(Epoch epoch);
   void apply_committed();
-  void apply_epoch(const Epoch& epoch, bool replaying);
+  bool ready_to_apply(const Epoch& epoch);
+  void pull(RangeId id, RangeState& range, uint64_t offset, uint64_t last);
+  void apply_epoch(const Epoch& epoch);
+  void retain(RangeId id, RangeState& range, Held held);
+  void on_offsets(size_t peer, const Offsets& m);
+  void on_pull(NodeId from, const TxPull& m);
+  void on_push(const TxPush& m);
+  void compare_hash(NodeId peer, EpochNumber epoch, uint64_t hash);
+  void advertise(bool full);
   void send(GatewayId to, NodeToGateway msg, bool after_persist);
+  void send_peer(NodeId to, PeerMessage msg);
   void check_invariants(const RangeState& range) const;
+  void set_fault(Status s);
+  size_t peer_index(NodeId id) const;
 
   NodeConfig config_;
   Sequencer& sequencer_;
+  std::vector<NodeId> members_;
+  std::vector<NodeId> peers_;  // members_ without this node
+  size_t k_ = 1;
   std::array<StateMachine*, 256> apps_{};
   Output out_;
   bool replaying_ = true;
   uint64_t now_ms_ = 0;
+  uint64_t ticks_ = 0;
   uint64_t durable_seq_ = 0;
+  Status fault_;
 
   std::map<RangeId, RangeState> ranges_;  // ordered: epochs list ranges ascending
   RangeId next_range_{1};
   std::unordered_map<GatewayId, RangeId> newest_range_;
   std::deque<LeaseRequest> lease_requests_;
+  std::map<RangeId, GatewayId> renewals_;  // waiting for the next epoch
   // Tx records emitted and not yet durable, in seq order.
   std::deque<std::pair<uint64_t, TxId>> pending_durable_;
+  std::vector<RangeId> advert_dirty_;  // ranges whose durable offset moved
   size_t held_txs_ = 0;
+  // Executed txs kept for peers, in execution order, for eviction.
+  std::deque<RangeId> retained_order_;
+  size_t retained_bytes_ = 0;
+  size_t pull_rotation_ = 0;
 
+  // Where ready_to_apply stopped scanning the front epoch.
+  EpochNumber scan_epoch_{0};
+  size_t scan_interval_ = 0;
+  uint64_t scan_offset_ = 0;
+  // Committed epochs not yet applied (waiting for txs), in order.
+  std::deque<Epoch> committed_queue_;
+  EpochNumber committed_epoch_{0};
+  uint64_t committed_time_ms_ = 0;
   EpochNumber applied_epoch_{0};
   uint64_t applied_time_ms_ = 0;
   uint64_t proposed_time_ms_ = 0;
+  uint64_t proposer_term_ = UINT64_MAX;
+  // (epoch, state hash after it) for the most recent epochs applied.
+  std::deque<std::pair<EpochNumber, uint64_t>> hashes_;
+  // A peer's claim about an epoch this node has not applied yet.
+  std::vector<std::pair<EpochNumber, uint64_t>> peer_claims_;  // indexed like peers_
   NodeCounters counters_;
 };
 

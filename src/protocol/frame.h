@@ -27,13 +27,26 @@ inline constexpr size_t kFrameHeaderBytes = 8;  // length + checksum
 inline constexpr size_t kFrameBytesMax = kFrameHeaderBytes + limits::message_bytes_max;
 inline constexpr size_t kFramePayloadBytesMax = limits::message_bytes_max - 1;
 
-// Frame types are never reused. Client messages are 1..15; node and gateway
-// messages take their own block when they are added.
+// Frame types are never reused. Client messages are 1..15; messages between
+// nodes and gateways (net/, protocol/cluster_messages.h) are 16..47.
 enum class FrameType : uint8_t {
   kHello = 1,       // client -> server: protocol version
   kHelloReply = 2,  // server -> client
   kRequest = 3,     // client -> server: one op
   kResponse = 4,    // server -> client: the reply to one request
+
+  kPeerHello = 16,  // first frame each way on a node/gateway link (net/transport.h)
+  kVr = 17,         // node -> node: a VR message (vr/codec.h)
+  kOffsets = 18,    // node -> node: advertised durable offsets and applied state hash
+  kTxPull = 19,     // node -> node: send me these txs
+  kTxPush = 20,     // node -> node: txs answering a pull
+  kTx = 21,         // gateway -> node: hold this tx durably
+  kLeaseRequest = 22,  // gateway -> node
+  kTxAck = 23,         // node -> gateway
+  kTxResult = 24,      // node -> gateway
+  kLeaseGranted = 25,  // node -> gateway
+  kRangeSealed = 26,   // node -> gateway
+  kRenewLease = 27,    // gateway -> node
 };
 
 struct Frame {

@@ -1,10 +1,13 @@
-// Messages between gateways and nodes (DESIGN.md §2). In `maroon dev` they
-// cross function calls inside one process; in a cluster they travel in frames.
+// Messages between gateways and nodes, and between nodes (DESIGN.md §2). In
+// `maroon dev` the gateway ones cross function calls inside one process; in a
+// cluster every one travels in frames (protocol/cluster_messages.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "common/types.h"
 
@@ -15,11 +18,14 @@ struct TxMsg {
   TxId id;
   AppId app = AppId::kKv;
   std::string op;
+  bool operator==(const TxMsg&) const = default;
 };
 
-// node -> gateway: the tx is durable on this node.
+// node -> gateway: the tx is durable on node `node`.
 struct TxAck {
   TxId id;
+  NodeId node;
+  bool operator==(const TxAck&) const = default;
 };
 
 // node -> gateway: the tx was executed; `reply` is the app's encoded reply.
@@ -29,6 +35,7 @@ struct TxResult {
   TxId id;
   std::string reply;
   bool expired = false;
+  bool operator==(const TxResult&) const = default;
 };
 
 // gateway -> node: ask the sequencer for a fresh range. `gateway` names this
@@ -38,15 +45,68 @@ struct LeaseRequest {
   // The gateway's newest range (0 if none): a new range is granted only if
   // this is still the newest, so a retried request never leases twice.
   RangeId after;
+  bool operator==(const LeaseRequest&) const = default;
+};
+
+// gateway -> node: the gateway is alive and still uses `range`; extends the
+// range's lease (DESIGN.md §2 "Gaps").
+struct RenewLease {
+  GatewayId gateway;
+  RangeId range;
+  bool operator==(const RenewLease&) const = default;
 };
 
 // node -> gateway: the range leased to the gateway through the sequencer.
 struct LeaseGranted {
   GatewayId gateway;
   RangeId range;
+  bool operator==(const LeaseGranted&) const = default;
 };
 
-using GatewayToNode = std::variant<TxMsg, LeaseRequest>;
-using NodeToGateway = std::variant<TxAck, TxResult, LeaseGranted>;
+// node -> gateway: the range's lease expired and it was sealed at `last`:
+// offsets beyond `last` will never execute.
+struct RangeSealed {
+  RangeId range;
+  uint64_t last = 0;
+  bool operator==(const RangeSealed&) const = default;
+};
+
+using GatewayToNode = std::variant<TxMsg, LeaseRequest, RenewLease>;
+using NodeToGateway = std::variant<TxAck, TxResult, LeaseGranted, RangeSealed>;
+
+// --- node -> node ---
+
+// A VR message, encoded by vr/codec.h (the node layer does not look inside).
+struct VrPacket {
+  std::string bytes;
+  bool operator==(const VrPacket&) const = default;
+};
+
+// The sender's durable offsets (every offset <= it is durable on the sender
+// or already ordered) for the ranges that changed since its last advert, or
+// for all of them (`full`); and the state hash it had after `hash_epoch`.
+struct Offsets {
+  bool full = false;
+  std::vector<std::pair<RangeId, uint64_t>> durable;
+  EpochNumber hash_epoch;  // 0: no hash yet
+  uint64_t state_hash = 0;
+  bool operator==(const Offsets&) const = default;
+};
+
+// Send me the txs [first, last] of `range` that you hold.
+struct TxPull {
+  RangeId range;
+  uint64_t first = 0;
+  uint64_t last = 0;
+  bool operator==(const TxPull&) const = default;
+};
+
+// Txs answering a pull (possibly fewer than asked, in offset order).
+struct TxPush {
+  std::vector<TxMsg> txs;
+  bool operator==(const TxPush&) const = default;
+};
+
+using PeerMessage = std::variant<VrPacket, Offsets, TxPull, TxPush>;
 
 }  // namespace maroon

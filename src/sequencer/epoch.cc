@@ -10,6 +10,8 @@ namespace maroon {
 namespace {
 constexpr uint8_t kEpochFormat = 1;
 constexpr uint8_t kOpLeaseRange = 1;
+constexpr uint8_t kOpRenewRange = 2;
+constexpr uint8_t kOpSealRange = 3;
 constexpr size_t kSystemOpsMax = 1024;
 }  // namespace
 
@@ -32,10 +34,20 @@ void encode_epoch(const Epoch& epoch, std::string& out) {
   }
   w.varint(epoch.system_ops.size());
   for (const auto& op : epoch.system_ops) {
-    const auto& lease = std::get<LeaseRange>(op);
-    w.u8(kOpLeaseRange);
-    w.u64(lease.gateway.value());
-    w.varint(lease.after.value());
+    if (const auto* lease = std::get_if<LeaseRange>(&op)) {
+      w.u8(kOpLeaseRange);
+      w.u64(lease->gateway.value());
+      w.varint(lease->after.value());
+    } else if (const auto* renew = std::get_if<RenewRange>(&op)) {
+      w.u8(kOpRenewRange);
+      w.u64(renew->gateway.value());
+      w.varint(renew->range.value());
+    } else {
+      const auto& seal = std::get<SealRange>(op);
+      w.u8(kOpSealRange);
+      w.varint(seal.range.value());
+      w.varint(seal.last);
+    }
   }
 }
 
@@ -61,11 +73,17 @@ Result<Epoch> decode_epoch(std::string_view bytes) {
   if (!r.varint(n) || n > kSystemOpsMax) return corruption("epoch: bad system op count");
   for (uint64_t k = 0; k < n; k++) {
     uint8_t kind = 0;
-    uint64_t gateway = 0, after = 0;
-    if (!r.u8(kind) || kind != kOpLeaseRange || !r.u64(gateway) || !r.varint(after)) {
+    uint64_t a = 0, b = 0;
+    if (!r.u8(kind)) return corruption("epoch: bad system op");
+    if (kind == kOpLeaseRange && r.u64(a) && r.varint(b)) {
+      e.system_ops.push_back(LeaseRange{GatewayId(a), RangeId(b)});
+    } else if (kind == kOpRenewRange && r.u64(a) && r.varint(b)) {
+      e.system_ops.push_back(RenewRange{GatewayId(a), RangeId(b)});
+    } else if (kind == kOpSealRange && r.varint(a) && r.varint(b)) {
+      e.system_ops.push_back(SealRange{RangeId(a), b});
+    } else {
       return corruption("epoch: bad system op");
     }
-    e.system_ops.push_back(LeaseRange{GatewayId(gateway), RangeId(after)});
   }
   if (!r.at_end()) return corruption("epoch: trailing bytes");
   if (Status s = validate_epoch(e); !s) return s;
@@ -88,6 +106,17 @@ Status validate_epoch(const Epoch& epoch) {
     txs += i.txs();
   }
   if (txs > limits::epoch_txs_max) return invalid_argument("epoch: too many txs");
+  if (epoch.system_ops.size() > kSystemOpsMax) return invalid_argument("epoch: too many system ops");
+  for (const SystemOp& op : epoch.system_ops) {
+    if (const auto* seal = std::get_if<SealRange>(&op)) {
+      if (seal->range.value() == 0 || seal->last > kOffsetMax) {
+        return invalid_argument("epoch: bad seal");
+      }
+    }
+    if (const auto* renew = std::get_if<RenewRange>(&op)) {
+      if (renew->range.value() == 0) return invalid_argument("epoch: bad renewal");
+    }
+  }
   return Status::ok();
 }
 

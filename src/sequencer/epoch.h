@@ -30,7 +30,21 @@ struct LeaseRange {
   bool operator==(const LeaseRange&) const = default;
 };
 
-using SystemOp = std::variant<LeaseRange>;
+// Extends the lease of a gateway's range (see NodeConfig::lease_ms).
+struct RenewRange {
+  GatewayId gateway;
+  RangeId range;
+  bool operator==(const RenewRange&) const = default;
+};
+
+// Ends a range whose lease expired: offsets beyond `last` never execute.
+struct SealRange {
+  RangeId range;
+  uint64_t last = 0;
+  bool operator==(const SealRange&) const = default;
+};
+
+using SystemOp = std::variant<LeaseRange, RenewRange, SealRange>;
 
 struct Epoch {
   EpochNumber number;

@@ -4,26 +4,42 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/status.h"
+#include "common/types.h"
 #include "protocol/output.h"
 #include "sequencer/epoch.h"
 
 namespace maroon {
 
+// What `maroon status` shows of the sequencer.
+struct SequencerStatus {
+  std::string role;  // "primary", "backup", "view-change", "recovering", ...
+  uint64_t view = 0;
+  NodeId primary;
+  EpochNumber committed;  // the last committed epoch this replica knows
+};
+
 class Sequencer {
  public:
   virtual ~Sequencer() = default;
-  // True when this replica may propose now (it is the proposer and its
-  // pipeline of uncommitted epochs has room).
+  // True when this replica may propose now (it is the proposer, everything
+  // proposed by earlier proposers is committed, and its pipeline has room).
   virtual bool can_propose() const = 0;
+  // Changes whenever this replica becomes the proposer anew: what it
+  // proposed in an earlier term may have been lost, so the node restarts its
+  // proposals from the committed state.
+  virtual uint64_t proposer_term() const = 0;
   // Proposes the next epoch; its number must be last_proposed() + 1.
   virtual void propose(Epoch epoch, Output& out) = 0;
   virtual EpochNumber last_proposed() const = 0;
   // Every record with seq <= durable_seq is on disk.
   virtual void on_persisted(uint64_t durable_seq, Output& out) = 0;
+  // A message from another replica (its encoded bytes; bad bytes are dropped).
+  virtual void on_message(NodeId from, std::string_view bytes, Output& out) = 0;
   // Committed epochs not yet handed out, in order.
   virtual std::vector<Epoch> take_committed() = 0;
   // Rebuilds state from a record of this sequencer during startup replay
@@ -33,6 +49,7 @@ class Sequencer {
   virtual void start(Output& out) = 0;
   // Time passes (heartbeats, timeouts).
   virtual void tick(Output& out) = 0;
+  virtual SequencerStatus status() const = 0;
 };
 
 }  // namespace maroon

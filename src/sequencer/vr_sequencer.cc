@@ -2,20 +2,16 @@
 
 #include <fmt/format.h>
 
+#include "common/codec.h"
 #include "common/limits.h"
 #include "vr/codec.h"
 
 namespace maroon {
 
-namespace {
-// The node is the only client of its sequencer.
-constexpr vr::ClientId kNodeClient(1);
-}  // namespace
-
 vr::Options VrSequencer::default_options() {
   vr::Options o;
-  // Epochs are small and frequent; a checkpoint only trims the in-memory log
-  // (the node rebuilds its state from its WAL).
+  // Epochs are small and frequent; a checkpoint trims the in-memory log and
+  // carries the recent epochs (see the header).
   o.checkpoint_interval_ops = 4096;
   o.pipeline_ops_max = kPipelineEpochsMax;
   return o;
@@ -23,43 +19,126 @@ vr::Options VrSequencer::default_options() {
 
 VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
                          vr::Options options)
-    : members_(std::move(members)), replica_(self, options, service_, /*seed=*/self.value()) {
+    : self_(self),
+      members_(std::move(members)),
+      replica_(self, options, service_, /*seed=*/self.value()) {
+  MAROON_ASSERT(!members_.empty() && members_.size() <= vr::limits::replicas_max);
   // A group of one only ever appends (no view change rewrites its log), so
   // its largest record is one Prepare batch; it must fit a WAL record.
   MAROON_ASSERT(members_.size() > 1 ||
                 options.prepare_batch_bytes_max + 64 * 1024 <= limits::wal_record_bytes_max);
+  // Epochs are so small that a log between checkpoints fits a WAL record
+  // however it is rewritten by a view change.
+  MAROON_ASSERT(options.checkpoint_interval_ops > 0 &&
+                options.checkpoint_interval_ops <= kSnapshotEpochsMax);
 }
 
 std::string VrSequencer::EpochService::execute(const vr::Entry& entry) {
   Result<Epoch> epoch = decode_epoch(entry.payload);
   if (!epoch) {
-    // Only the node proposes, with encoded epochs: this is corruption of
-    // the log, reported by the node as a replay or apply failure.
+    // Only nodes propose, with encoded epochs: this is corruption of the
+    // log, reported by the node as a replay or apply failure.
     error = corruption(fmt::format("vr op {}: {}", entry.op.value(), epoch.status().to_string()));
     return {};
   }
+  // After a restart `last` starts from what the replayed log and checkpoint
+  // held; the node drops epochs it already has and reports gaps.
+  const bool fresh = epoch->number > last;
+  last = std::max(last, epoch->number);
+  if (fresh) remember(entry.payload);
   committed.push_back(std::move(epoch).value());
   return {};
 }
 
+void VrSequencer::EpochService::remember(std::string encoded) {
+  recent_bytes_ += encoded.size();
+  recent_.push_back(std::move(encoded));
+  while (recent_.size() > kSnapshotEpochsMax || recent_bytes_ > kSnapshotBytesMax) {
+    recent_bytes_ -= recent_.front().size();
+    recent_.pop_front();
+  }
+}
+
+std::string VrSequencer::EpochService::snapshot() {
+  std::string out;
+  ByteWriter w(out);
+  w.u8(1);
+  w.u64(last.value());
+  w.varint(recent_.size());
+  for (const std::string& e : recent_) w.bytes(e);
+  return out;
+}
+
+Status VrSequencer::EpochService::restore(std::string_view snapshot) {
+  ByteReader r(snapshot);
+  uint8_t format = 0;
+  uint64_t snap_last = 0, count = 0;
+  if (!r.u8(format) || format != 1 || !r.u64(snap_last) || !r.varint(count) ||
+      count > kSnapshotEpochsMax) {
+    return corruption("vr checkpoint: malformed epoch snapshot");
+  }
+  std::vector<std::string> encoded;
+  for (uint64_t i = 0; i < count; i++) {
+    std::string_view e;
+    if (!r.bytes(e, kSnapshotBytesMax)) return corruption("vr checkpoint: malformed epoch");
+    encoded.emplace_back(e);
+  }
+  if (!r.at_end()) return corruption("vr checkpoint: trailing bytes");
+  // The snapshot's epochs end at snap_last; hand out those we lack. If they
+  // do not reach back to ours, the node sees the gap and reports it.
+  for (std::string& e : encoded) {
+    Result<Epoch> epoch = decode_epoch(e);
+    if (!epoch) return corruption("vr checkpoint: " + epoch.status().to_string());
+    if (epoch->number <= last) continue;
+    last = epoch->number;
+    remember(std::move(e));
+    committed.push_back(std::move(epoch).value());
+  }
+  if (EpochNumber(snap_last) > last) last = EpochNumber(snap_last);
+  return Status::ok();
+}
+
+void VrSequencer::note_view() {
+  bool primary = replica_.is_primary() && replica_.status() == vr::ReplicaStatus::kNormal;
+  if (!primary) {
+    proposing_ = false;
+    return;
+  }
+  if (proposing_ && proposer_view_ == replica_.view().value()) return;
+  proposing_ = true;
+  proposer_view_ = replica_.view().value();
+  view_start_op_ = replica_.op();
+  proposals_in_view_ = 0;
+}
+
 bool VrSequencer::can_propose() const {
-  return replica_.is_primary() &&
-         replica_.op().value() - replica_.commit().value() < kPipelineEpochsMax;
+  if (!proposing_ || !replica_.is_primary() || replica_.status() != vr::ReplicaStatus::kNormal) {
+    return false;
+  }
+  // Ops inherited from earlier views commit first: their epochs decide the
+  // next epoch number and where each range's next interval starts.
+  if (replica_.commit() < view_start_op_ || replica_.executed() < view_start_op_) return false;
+  return replica_.op().value() - replica_.commit().value() < kPipelineEpochsMax;
 }
 
 void VrSequencer::propose(Epoch epoch, Output& out) {
   MAROON_ASSERT(can_propose());
-  MAROON_ASSERT(epoch.number == last_proposed_.next());
+  // In a new view, whatever this replica proposed earlier either committed
+  // (and is in service_.last) or is lost: last_proposed() starts from there.
+  MAROON_ASSERT(epoch.number == last_proposed().next());
   MAROON_ASSERT(validate_epoch(epoch).is_ok());
   std::string payload;
   encode_epoch(epoch, payload);
   last_proposed_ = epoch.number;
-  // The epoch number is the request number: increasing, so the client table
-  // keeps each proposal at most once.
-  replica_.on_client_request(
-      vr::ClientRequest{kNodeClient, vr::RequestNumber(epoch.number.value()),
-                        vr::EntryKind::kRequest, false, std::move(payload)},
-      vout_);
+  proposals_in_view_++;
+  // The epoch number is the request number. It increases across views and
+  // restarts: a proposal lost in a view change never executed, and one that
+  // survived committed before this replica proposes again, so the client
+  // table (one client per node) keeps each proposal at most once.
+  vr::RequestNumber number(epoch.number.value());
+  replica_.on_client_request(vr::ClientRequest{vr::ClientId(self_.value()), number,
+                                               vr::EntryKind::kRequest, false, std::move(payload)},
+                             vout_);
   drain(out);
 }
 
@@ -70,6 +149,16 @@ void VrSequencer::on_persisted(uint64_t durable_seq, Output& out) {
     seq_map_.pop_front();
   }
   if (vr_durable != 0) replica_.on_persisted(vr_durable, vout_);
+  drain(out);
+}
+
+void VrSequencer::on_message(NodeId from, std::string_view bytes, Output& out) {
+  Result<vr::ReplicaMessage> msg = vr::decode_message(bytes);
+  if (!msg || vr::header_of(*msg).from.value() != from.value()) {
+    messages_dropped_++;
+    return;
+  }
+  replica_.step(*msg, vout_);
   drain(out);
 }
 
@@ -90,7 +179,7 @@ Status VrSequencer::replay(RecordType type, std::string_view payload) {
   replayed_anything_ = true;
   if (Status s = replica_.replay(*record); !s) return s;
   if (!service_.error.is_ok()) return service_.error;
-  if (!service_.committed.empty()) last_proposed_ = service_.committed.back().number;
+  last_proposed_ = service_.last;
   return Status::ok();
 }
 
@@ -108,20 +197,51 @@ void VrSequencer::tick(Output& out) {
   drain(out);
 }
 
+SequencerStatus VrSequencer::status() const {
+  SequencerStatus s;
+  const bool normal = replica_.status() == vr::ReplicaStatus::kNormal;
+  if (normal) {
+    s.role = members_.size() == 1 ? "single" : replica_.is_primary() ? "primary" : "backup";
+  } else if (replica_.status() == vr::ReplicaStatus::kViewChange) {
+    s.role = "view-change";
+  } else {
+    s.role = vr::status_name(replica_.status());
+  }
+  s.view = replica_.view().value();
+  s.primary = NodeId(replica_.primary().value());
+  s.committed = service_.last;
+  return s;
+}
+
 void VrSequencer::drain(Output& out) {
   for (size_t i = 0; i < vout_.persist.size(); i++) {
     const vr::DurableRecord& r = vout_.persist[i];
     std::string payload;
     vr::encode_record(r, payload);
+    MAROON_ASSERT_MSG(payload.size() <= limits::wal_record_bytes_max,
+                      "a VR record is larger than a WAL record");
     RecordType type = std::holds_alternative<vr::LogSuffix>(r)    ? RecordType::kVrLog
                       : std::holds_alternative<vr::Checkpoint>(r) ? RecordType::kVrCheckpoint
                                                                   : RecordType::kVrState;
     uint64_t node_seq = out.add_record(type, std::move(payload));
     seq_map_.emplace_back(node_seq, vout_.first_seq + i);
   }
-  // One replica: nobody to send to, and the node answers its own clients.
   MAROON_ASSERT(members_.size() > 1 || (vout_.send_now.empty() && vout_.send_after_persist.empty()));
+  for (vr::Envelope& e : vout_.send_now) {
+    std::string bytes;
+    vr::encode_message(e.msg, bytes);
+    out.peer_now.push_back(PeerEnvelope{NodeId(e.to.value()), VrPacket{std::move(bytes)}});
+  }
+  for (vr::Envelope& e : vout_.send_after_persist) {
+    std::string bytes;
+    vr::encode_message(e.msg, bytes);
+    out.peer_after_persist.push_back(
+        PeerEnvelope{NodeId(e.to.value()), VrPacket{std::move(bytes)}});
+  }
+  // Replies to the node's own proposals carry nothing it needs: a committed
+  // epoch reaches it through the service.
   vout_.clear();
+  note_view();
   MAROON_ASSERT(service_.error.is_ok());
 }
 

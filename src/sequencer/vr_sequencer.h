@@ -1,17 +1,26 @@
 // The sequencer backed by Viewstamped Replication (src/vr): epochs are the
 // ops of a VR log, proposed by the node on the primary and committed by a
 // quorum. `maroon dev` runs it with a single replica, whose quorum is itself:
-// an epoch commits once its log record is durable.
+// an epoch commits once its log record is durable. A cluster runs one replica
+// per node; VR messages travel as VrPackets between the nodes.
 //
 // Records: the replica's log suffixes and checkpoints go to the node's WAL
 // (kVrLog, kVrCheckpoint, encoded by vr/codec.h); its DurableState is a
 // kVrState record that the driver keeps in the superblock. The VR record
 // numbering is mapped onto the node's, so "node records up to n are durable"
 // becomes "VR records up to m are durable".
+//
+// Checkpoints: the node rebuilds its state from its own WAL, so a VR
+// checkpoint's snapshot holds only the most recent committed epochs (up to
+// snapshot_epochs_max / snapshot_bytes_max). A replica brought forward by
+// state transfer learns those epochs from it; one that lags further than the
+// snapshot reaches back sees a gap in the epoch numbers (the node reports it:
+// catching up from that far needs node snapshots, not built yet).
 #pragma once
 
 #include <deque>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -24,6 +33,10 @@ class VrSequencer final : public Sequencer {
  public:
   // Proposed epochs not yet committed.
   static constexpr size_t kPipelineEpochsMax = 8;
+  // Recent epochs carried by a checkpoint snapshot.
+  static constexpr size_t kSnapshotEpochsMax = 8192;
+  static constexpr size_t kSnapshotBytesMax = 3 * 1024 * 1024;
+  static_assert(kSnapshotBytesMax + 64 * 1024 <= vr::limits::checkpoint_bytes_max);
 
   explicit VrSequencer(vr::ReplicaId self = vr::ReplicaId(1),
                        std::vector<vr::ReplicaId> members = {vr::ReplicaId(1)},
@@ -31,38 +44,59 @@ class VrSequencer final : public Sequencer {
   static vr::Options default_options();
 
   bool can_propose() const override;
+  uint64_t proposer_term() const override { return proposer_view_; }
   void propose(Epoch epoch, Output& out) override;
-  EpochNumber last_proposed() const override { return last_proposed_; }
+  EpochNumber last_proposed() const override {
+    return proposals_in_view_ == 0 ? service_.last : last_proposed_;
+  }
   void on_persisted(uint64_t durable_seq, Output& out) override;
+  void on_message(NodeId from, std::string_view bytes, Output& out) override;
   std::vector<Epoch> take_committed() override;
   Status replay(RecordType type, std::string_view payload) override;
   void start(Output& out) override;
   void tick(Output& out) override;
+  SequencerStatus status() const override;
 
   const vr::Replica& replica() const { return replica_; }
+  uint64_t messages_dropped() const { return messages_dropped_; }
 
  private:
-  // The replicated service: collects committed epochs for the node. Its
-  // snapshot is empty: the node's state is rebuilt from its own WAL records.
+  // The replicated service: collects committed epochs for the node and keeps
+  // the most recent ones for checkpoint snapshots.
   class EpochService final : public vr::Service {
    public:
     std::string execute(const vr::Entry& entry) override;
     std::string read(std::string_view) override { return {}; }
-    std::string snapshot() override { return {}; }
-    Status restore(std::string_view) override { return Status::ok(); }
+    std::string snapshot() override;
+    Status restore(std::string_view snapshot) override;
     std::vector<Epoch> committed;
+    EpochNumber last;  // the last committed epoch
     Status error;  // a committed entry that is not an epoch
+   private:
+    void remember(std::string encoded);
+    std::deque<std::string> recent_;  // encoded, oldest first
+    size_t recent_bytes_ = 0;
   };
 
   void drain(Output& out);
+  void note_view();
 
+  const vr::ReplicaId self_;
   const std::vector<vr::ReplicaId> members_;
   EpochService service_;
   vr::Replica replica_;
   vr::Output vout_;
   std::deque<std::pair<uint64_t, uint64_t>> seq_map_;  // (node seq, VR seq)
   EpochNumber last_proposed_{0};
+  // The view in which this replica last became primary, and its log head
+  // then: ops up to it came from earlier views and must commit before this
+  // replica proposes (their epochs decide where its own ones start).
+  uint64_t proposer_view_ = 0;
+  bool proposing_ = false;
+  vr::OpNumber view_start_op_{0};
+  uint64_t proposals_in_view_ = 0;
   bool replayed_anything_ = false;
+  uint64_t messages_dropped_ = 0;
 };
 
 }  // namespace maroon

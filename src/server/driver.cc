@@ -8,6 +8,7 @@
 
 #include "common/codec.h"
 #include "common/limits.h"
+#include "protocol/cluster_messages.h"
 #include "storage/superblock.h"
 
 namespace maroon::server {
@@ -44,8 +45,9 @@ std::string encode_superblock(uint64_t node_id, uint64_t data_id, std::string_vi
   return payload;
 }
 
-Status open_identity(Env& env, const std::string& data_dir, std::unique_ptr<Superblock>& out,
-                     uint64_t& node_id, uint64_t& data_id, std::string& vr_state) {
+Status open_identity(Env& env, const std::string& data_dir, uint64_t want_node_id,
+                     std::unique_ptr<Superblock>& out, uint64_t& node_id, uint64_t& data_id,
+                     std::string& vr_state) {
   if (Status s = env.create_dirs(data_dir); !s) return s;
   auto superblock = Superblock::open(env, data_dir + "/superblock");
   if (!superblock) return superblock.status();
@@ -53,7 +55,7 @@ Status open_identity(Env& env, const std::string& data_dir, std::unique_ptr<Supe
   if (!out->current()) {
     std::random_device rd;
     data_id = (uint64_t{rd()} << 32) ^ rd();
-    node_id = 1;
+    node_id = want_node_id;
     vr_state.clear();
     return out->write(encode_superblock(node_id, data_id, {}));
   }
@@ -70,7 +72,57 @@ Status open_identity(Env& env, const std::string& data_dir, std::unique_ptr<Supe
     return corruption(data_dir + "/superblock: malformed identity");
   }
   vr_state = state;
+  if (node_id != want_node_id) {
+    return invalid_argument(fmt::format(
+        "{} holds the data of node {}, not of node {}: check --id and the config's data_dir",
+        data_dir, node_id, want_node_id));
+  }
   return Status::ok();
+}
+
+NodeConfig node_config(const DriverOptions& o) {
+  NodeConfig c;
+  if (!o.cluster) {
+    c.order_unsynced_txs = true;
+    c.gateways_in_process = true;
+    return c;
+  }
+  c.id = o.cluster->self;
+  for (const ClusterMember& m : o.cluster->members) c.members.push_back(m.id);
+  c.lease_ms = o.cluster->lease_ms;
+  c.tx_retention_bytes_max = o.cluster->tx_retention_bytes_max;
+  return c;
+}
+
+VrSequencer make_sequencer(const DriverOptions& o) {
+  if (!o.cluster) return VrSequencer();
+  std::vector<vr::ReplicaId> members;
+  for (const ClusterMember& m : o.cluster->members) members.emplace_back(m.id.value());
+  vr::Options vo = VrSequencer::default_options();
+  if (o.cluster->view_change_ticks != 0) vo.view_change_timeout_ticks = o.cluster->view_change_ticks;
+  return VrSequencer(vr::ReplicaId(o.cluster->self.value()), members, vo);
+}
+
+GatewayConfig gateway_config(const DriverOptions& o) {
+  GatewayConfig c{.id = GatewayId(pick_gateway_id())};
+  if (!o.cluster) {
+    // In-process delivery never loses a message: retries would only copy.
+    c.retries = false;
+    return c;
+  }
+  c.acks_needed = o.cluster->members.size() / 2 + 1;
+  c.retries = true;
+  c.retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
+  c.result_retry_ticks = std::max<uint64_t>(1, 1000 / o.tick_ms);
+  c.lease_retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
+  c.renew_ticks = std::max<uint64_t>(1, o.cluster->lease_ms / 4 / o.tick_ms);
+  return c;
+}
+
+// A frame's payload as encoded by one of the protocol's encode_* functions.
+std::string_view payload_of(const std::string& frame) {
+  MAROON_ASSERT(frame.size() >= protocol::kFrameHeaderBytes + 1);
+  return std::string_view(frame).substr(protocol::kFrameHeaderBytes + 1);
 }
 
 }  // namespace
@@ -78,12 +130,11 @@ Status open_identity(Env& env, const std::string& data_dir, std::unique_ptr<Supe
 Driver::Driver(boost::asio::io_context& io, DriverOptions options)
     : io_(io),
       options_(std::move(options)),
-      node_(NodeConfig{.order_unsynced_txs = true, .gateways_in_process = true}, sequencer_),
-      // In-process delivery never loses a message: retries would only copy.
-      gateway_(GatewayConfig{.id = GatewayId(pick_gateway_id()), .retries = false}),
+      sequencer_(make_sequencer(options_)),
+      node_(node_config(options_), sequencer_),
+      gateway_(gateway_config(options_)),
       tick_timer_(io),
       shutdown_timer_(io),
-      pending_(std::make_unique<WalBatch>()),
       txs_submitted_(registry_.counter("maroon_txs_submitted_total", "Write txs accepted by the gateway")),
       txs_completed_(registry_.counter("maroon_txs_completed_total", "Write txs answered to clients")),
       txs_refused_(registry_.counter("maroon_txs_refused_total", "Write txs refused (overload, read-only, shutdown)")),
@@ -99,7 +150,17 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       wal_pending_bytes_(registry_.gauge("maroon_wal_pending_bytes", "Bytes waiting for the next WAL batch")),
       applied_epoch_(registry_.gauge("maroon_applied_epoch", "Number of the last applied epoch")),
       kv_keys_(registry_.gauge("maroon_kv_keys", "Keys in the kv app")),
-      read_only_gauge_(registry_.gauge("maroon_read_only", "1 if a WAL error made the node refuse writes")) {
+      read_only_gauge_(registry_.gauge("maroon_read_only", "1 if a WAL error made the node refuse writes")),
+      txs_received_(registry_.counter("maroon_txs_received_total", "Txs received from gateways (first copies)")),
+      txs_ordered_(registry_.counter("maroon_txs_ordered_total", "Txs in epochs this node proposed")),
+      txs_pulled_(registry_.counter("maroon_txs_pulled_total", "Txs fetched from peers")),
+      epochs_proposed_(registry_.counter("maroon_epochs_proposed_total", "Epochs this node proposed")),
+      view_gauge_(registry_.gauge("maroon_view", "VR view number")),
+      committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
+      epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
+      net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to peers and gateways")),
+      retained_bytes_(registry_.gauge("maroon_retained_bytes", "Executed txs kept for lagging peers")) {
+  pending_.emplace_back();
   if (options_.env == nullptr) {
     own_env_ = std::make_unique<PosixEnv>();
     env_ = own_env_.get();
@@ -122,7 +183,9 @@ Status Driver::start() {
   MAROON_ASSERT(!started_);
   auto t0 = std::chrono::steady_clock::now();
   std::string vr_state;
-  if (Status s = open_identity(*env_, options_.data_dir, superblock_, node_id_, data_id_, vr_state);
+  const uint64_t want_id = options_.cluster ? options_.cluster->self.value() : 1;
+  if (Status s = open_identity(*env_, options_.data_dir, want_id, superblock_, node_id_, data_id_,
+                               vr_state);
       !s) {
     return s;
   }
@@ -158,6 +221,42 @@ Status Driver::start() {
   if (!wal) return wal.status();
   wal_ = std::move(wal).value();
   node_.finish_replay();
+  if (options_.cluster) {
+    const ClusterOptions& c = *options_.cluster;
+    net::TransportOptions to;
+    to.cluster_id = c.cluster_id;
+    to.self_kind = net::PeerKind::kNode;
+    to.self_id = c.self.value();
+    to.send_queue_bytes_max = c.send_queue_bytes_max;
+    node_net_ = std::make_unique<net::Transport>(
+        io_, to,
+        [this](net::PeerKind kind, uint64_t peer, uint8_t type, std::string_view payload) {
+          on_node_frame(kind, peer, type, payload);
+        },
+        [](net::PeerKind kind, uint64_t peer, bool up) {
+          spdlog::info("{} {} {}", net::peer_kind_name(kind), peer, up ? "connected" : "disconnected");
+        });
+    net::TransportOptions go = to;
+    go.self_kind = net::PeerKind::kGateway;
+    go.self_id = gateway_.id().value();
+    gateway_net_ = std::make_unique<net::Transport>(
+        io_, go,
+        [this](net::PeerKind, uint64_t peer, uint8_t type, std::string_view payload) {
+          on_gateway_frame(peer, type, payload);
+        },
+        [](net::PeerKind, uint64_t, bool) {});
+    for (const ClusterMember& m : c.members) {
+      if (m.id == c.self) {
+        if (Status s = node_net_->listen(m.host, m.peer_port); !s) {
+          return Status(s.code(), fmt::format("peer port {}:{}: {}", m.host, m.peer_port,
+                                              s.message()));
+        }
+        continue;
+      }
+      node_net_->connect(net::PeerAddress{m.id.value(), m.host, m.peer_port});
+      gateway_net_->connect(net::PeerAddress{m.id.value(), m.host, m.peer_port});
+    }
+  }
   replay_stats_.millis = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count());
@@ -188,8 +287,8 @@ void Driver::submit(AppId app, std::string op, ReplyFn done) {
   }
   // Bounds the next WAL batch: everything submitted now joins it.
   const size_t op_bytes = op.size();
-  if (pending_->bytes() + unrouted_bytes_ + op_bytes > limits::wal_batch_bytes_max &&
-      unrouted_bytes_ + pending_->bytes() > 0) {
+  if (pending_bytes() + unrouted_bytes_ + op_bytes > limits::wal_batch_bytes_max &&
+      unrouted_bytes_ + pending_bytes() > 0) {
     txs_refused_.inc();
     done(overloaded("the WAL is behind; retry shortly"), {});
     return;
@@ -234,6 +333,17 @@ EngineStatus Driver::status() const {
   s.applied_txs = node_.counters().txs_applied;
   s.state_hash = node_.state_hash();
   s.inflight_txs = gateway_.inflight();
+  const SequencerStatus q = sequencer_.status();
+  s.role = q.role;
+  s.view = q.view;
+  s.primary = q.primary.value();
+  s.commit_epoch = node_.committed_epoch().value();
+  s.held_txs = node_.held_txs();
+  s.epochs_waiting = node_.epochs_waiting();
+  if (!node_.fault().is_ok()) {
+    s.serving = false;
+    s.detail = node_.fault().message();
+  }
   return s;
 }
 
@@ -245,9 +355,33 @@ void Driver::pump() {
     unrouted_bytes_ = 0;
     for (GatewayToNode& m : g.to_nodes) {
       if (auto* tx = std::get_if<TxMsg>(&m)) {
+        if (options_.cluster) outbox_.txs.push_back(*tx);
         node_.on_tx(gateway_.id(), std::move(*tx));
+      } else if (auto* lease = std::get_if<LeaseRequest>(&m)) {
+        if (options_.cluster) {
+          std::string frame;
+          protocol::encode_lease_request(*lease, frame);
+          for (const ClusterMember& n : options_.cluster->members) {
+            if (n.id == options_.cluster->self) continue;
+            gateway_net_->send(net::PeerKind::kNode, n.id.value(),
+                               static_cast<uint8_t>(protocol::FrameType::kLeaseRequest),
+                               payload_of(frame));
+          }
+        }
+        node_.on_lease_request(*lease);
       } else {
-        node_.on_lease_request(std::get<LeaseRequest>(m));
+        const auto& renew = std::get<RenewLease>(m);
+        if (options_.cluster) {
+          std::string frame;
+          protocol::encode_renew_lease(renew, frame);
+          for (const ClusterMember& n : options_.cluster->members) {
+            if (n.id == options_.cluster->self) continue;
+            gateway_net_->send(net::PeerKind::kNode, n.id.value(),
+                               static_cast<uint8_t>(protocol::FrameType::kRenewLease),
+                               payload_of(frame));
+          }
+        }
+        node_.on_renew_lease(renew);
       }
     }
     const auto now = g.deliveries.empty() ? std::chrono::steady_clock::time_point{}
@@ -259,35 +393,280 @@ void Driver::pump() {
       txs_completed_.inc();
       if (d.expired) {
         w.done(unavailable("the tx was executed, but its result is no longer kept"), {});
+      } else if (d.sealed) {
+        w.done(unavailable("not executed: this gateway's range of tx ids was sealed (its lease "
+                           "expired); retry"),
+               {});
       } else {
         w.done(Status::ok(), d.reply);
       }
     }
     Output out = node_.take_output();
-    if (g.to_nodes.empty() && g.deliveries.empty() && out.empty()) return;
+    if (g.to_nodes.empty() && g.deliveries.empty() && out.empty()) break;
     route(std::move(out));
   }
+  if (options_.cluster) {
+    flush_outbox();
+    check_fault();
+  }
+}
+
+void Driver::check_fault() {
+  if (node_.fault().is_ok()) return;
+  // Divergent state or a gap this node cannot fill: it must not serve or
+  // vote any more. Loudly, and for good: a restart would only repeat it.
+  spdlog::critical("node {} stops: {}", node_id_, node_.fault().to_string());
+  spdlog::shutdown();
+  std::_Exit(70);
+}
+
+void Driver::add_record(uint8_t type, std::string_view payload) {
+  if (pending_.back().state) pending_.emplace_back();
+  pending_.back().batch->add(type, payload);
+}
+
+void Driver::add_state(std::string payload) {
+  // Only the newest state matters among states with no record between them.
+  pending_.back().state = std::move(payload);
+}
+
+size_t Driver::pending_bytes() const {
+  size_t n = 0;
+  for (const WriteStep& s : pending_) n += s.batch->bytes();
+  return n;
+}
+
+void Driver::deliver(GatewayEnvelope e) {
+  if (!options_.cluster || e.to == gateway_.id()) {
+    gateway_.on_message(std::move(e.msg));
+    return;
+  }
+  const uint64_t to = e.to.value();
+  if (auto* ack = std::get_if<TxAck>(&e.msg)) {
+    outbox_.acks[to].push_back(ack->id);
+  } else if (auto* result = std::get_if<TxResult>(&e.msg)) {
+    outbox_.results[to].push_back(std::move(*result));
+  } else if (auto* granted = std::get_if<LeaseGranted>(&e.msg)) {
+    std::string frame;
+    protocol::encode_lease_granted(*granted, frame);
+    node_net_->send(net::PeerKind::kGateway, to,
+                    static_cast<uint8_t>(protocol::FrameType::kLeaseGranted), payload_of(frame));
+  } else {
+    std::string frame;
+    protocol::encode_range_sealed(std::get<RangeSealed>(e.msg), frame);
+    node_net_->send(net::PeerKind::kGateway, to,
+                    static_cast<uint8_t>(protocol::FrameType::kRangeSealed), payload_of(frame));
+  }
+}
+
+void Driver::send_peer(PeerEnvelope e) {
+  MAROON_ASSERT(options_.cluster);
+  const uint64_t to = e.to.value();
+  std::string frame;
+  protocol::FrameType type;
+  if (auto* vr = std::get_if<VrPacket>(&e.msg)) {
+    node_net_->send(net::PeerKind::kNode, to, static_cast<uint8_t>(protocol::FrameType::kVr),
+                    vr->bytes);
+    return;
+  } else if (auto* offsets = std::get_if<Offsets>(&e.msg)) {
+    protocol::encode_offsets(*offsets, frame);
+    type = protocol::FrameType::kOffsets;
+  } else if (auto* pull = std::get_if<TxPull>(&e.msg)) {
+    protocol::encode_tx_pull(*pull, frame);
+    type = protocol::FrameType::kTxPull;
+  } else {
+    protocol::encode_tx_push(std::get<TxPush>(e.msg), frame);
+    type = protocol::FrameType::kTxPush;
+  }
+  node_net_->send(net::PeerKind::kNode, to, static_cast<uint8_t>(type), payload_of(frame));
+}
+
+void Driver::flush_outbox() {
+  // Cut batches so each frame stays under cluster_batch_bytes_max.
+  auto send_cut = [](auto& items, auto item_bytes, auto encode, auto send_frame) {
+    size_t begin = 0;
+    while (begin < items.size()) {
+      size_t end = begin, bytes = 0;
+      while (end < items.size() && end - begin < protocol::cluster_batch_txs_max &&
+             (end == begin || bytes + item_bytes(items[end]) <= protocol::cluster_batch_bytes_max)) {
+        bytes += item_bytes(items[end]);
+        end++;
+      }
+      std::string frame;
+      encode(std::span(items.data() + begin, end - begin), frame);
+      send_frame(frame);
+      begin = end;
+    }
+    items.clear();
+  };
+  if (!outbox_.txs.empty()) {
+    send_cut(
+        outbox_.txs, [](const TxMsg& t) { return protocol::encoded_tx_bytes(t); },
+        [](std::span<const TxMsg> span, std::string& out) { protocol::encode_txs(span, out); },
+        [this](const std::string& frame) {
+          for (const ClusterMember& n : options_.cluster->members) {
+            if (n.id == options_.cluster->self) continue;
+            gateway_net_->send(net::PeerKind::kNode, n.id.value(),
+                               static_cast<uint8_t>(protocol::FrameType::kTx), payload_of(frame));
+          }
+        });
+  }
+  for (auto& [to, acks] : outbox_.acks) {
+    if (acks.empty()) continue;
+    send_cut(
+        acks, [](TxId) { return size_t{10}; },
+        [this](std::span<const TxId> span, std::string& out) {
+          protocol::encode_tx_acks(options_.cluster->self, span, out);
+        },
+        [this, to = to](const std::string& frame) {
+          node_net_->send(net::PeerKind::kGateway, to,
+                          static_cast<uint8_t>(protocol::FrameType::kTxAck), payload_of(frame));
+        });
+  }
+  for (auto& [to, results] : outbox_.results) {
+    if (results.empty()) continue;
+    send_cut(
+        results, [](const TxResult& r) { return protocol::encoded_result_bytes(r); },
+        [](std::span<const TxResult> span, std::string& out) {
+          protocol::encode_tx_results(span, out);
+        },
+        [this, to = to](const std::string& frame) {
+          node_net_->send(net::PeerKind::kGateway, to,
+                          static_cast<uint8_t>(protocol::FrameType::kTxResult), payload_of(frame));
+        });
+  }
+  if (outbox_.acks.size() > 4096) outbox_.acks.clear();
+  if (outbox_.results.size() > 4096) outbox_.results.clear();
+}
+
+void Driver::on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type,
+                           std::string_view payload) {
+  if (!started_ || read_only_) return;
+  using protocol::FrameType;
+  Status bad;
+  if (kind == net::PeerKind::kNode) {
+    NodeId from(static_cast<uint32_t>(peer));
+    switch (static_cast<FrameType>(type)) {
+      case FrameType::kVr:
+        node_.on_peer(from, VrPacket{std::string(payload)});
+        break;
+      case FrameType::kOffsets: {
+        auto m = protocol::decode_offsets(payload);
+        if (m) node_.on_peer(from, std::move(m).value()); else bad = m.status();
+        break;
+      }
+      case FrameType::kTxPull: {
+        auto m = protocol::decode_tx_pull(payload);
+        if (m) node_.on_peer(from, std::move(m).value()); else bad = m.status();
+        break;
+      }
+      case FrameType::kTxPush: {
+        auto m = protocol::decode_tx_push(payload);
+        if (m) node_.on_peer(from, std::move(m).value()); else bad = m.status();
+        break;
+      }
+      default:
+        bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+    }
+  } else {
+    GatewayId from(peer);
+    switch (static_cast<FrameType>(type)) {
+      case FrameType::kTx: {
+        auto m = protocol::decode_txs(payload);
+        if (!m) {
+          bad = m.status();
+          break;
+        }
+        for (TxMsg& tx : *m) node_.on_tx(from, std::move(tx));
+        break;
+      }
+      case FrameType::kLeaseRequest: {
+        auto m = protocol::decode_lease_request(payload);
+        if (m && m->gateway == from) node_.on_lease_request(*m); else if (!m) bad = m.status();
+        break;
+      }
+      case FrameType::kRenewLease: {
+        auto m = protocol::decode_renew_lease(payload);
+        if (m && m->gateway == from) node_.on_renew_lease(*m); else if (!m) bad = m.status();
+        break;
+      }
+      default:
+        bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+    }
+  }
+  if (!bad.is_ok()) {
+    spdlog::warn("dropped a frame from {} {}: {}", net::peer_kind_name(kind), peer,
+                 bad.to_string());
+  }
+  schedule_flush();
+}
+
+void Driver::on_gateway_frame(uint64_t node, uint8_t type, std::string_view payload) {
+  if (!started_) return;
+  using protocol::FrameType;
+  Status bad;
+  switch (static_cast<FrameType>(type)) {
+    case FrameType::kTxAck: {
+      auto m = protocol::decode_tx_acks(payload);
+      if (!m || m->node.value() != node) {
+        bad = m ? invalid_argument("acks name another node") : m.status();
+        break;
+      }
+      for (TxId id : m->ids) gateway_.on_message(TxAck{id, m->node});
+      break;
+    }
+    case FrameType::kTxResult: {
+      auto m = protocol::decode_tx_results(payload);
+      if (!m) {
+        bad = m.status();
+        break;
+      }
+      for (TxResult& r : *m) gateway_.on_message(std::move(r));
+      break;
+    }
+    case FrameType::kLeaseGranted: {
+      auto m = protocol::decode_lease_granted(payload);
+      if (m) gateway_.on_message(*m); else bad = m.status();
+      break;
+    }
+    case FrameType::kRangeSealed: {
+      auto m = protocol::decode_range_sealed(payload);
+      if (m) gateway_.on_message(*m); else bad = m.status();
+      break;
+    }
+    default:
+      bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+  }
+  if (!bad.is_ok()) spdlog::warn("gateway dropped a frame from node {}: {}", node, bad.to_string());
+  schedule_flush();
 }
 
 void Driver::route(Output out) {
   for (PersistRecord& r : out.persist) {
     if (r.type == RecordType::kVrState) {
-      pending_state_ = std::move(r.payload);  // only the newest matters
+      add_state(std::move(r.payload));
     } else {
-      pending_->add(static_cast<uint8_t>(r.type), r.payload);
+      add_record(static_cast<uint8_t>(r.type), r.payload);
     }
   }
   if (!out.persist.empty()) pending_last_seq_ = out.next_seq() - 1;
-  for (GatewayEnvelope& e : out.send_now) gateway_.on_message(std::move(e.msg));
-  if (!out.send_after_persist.empty()) {
-    // Waits for every record emitted so far, not only this output's.
-    uint64_t needed = out.next_seq() - 1;
-    for (GatewayEnvelope& e : out.send_after_persist) {
-      if (needed <= durable_seq_) {
-        gateway_.on_message(std::move(e.msg));
-      } else {
-        after_persist_.emplace_back(needed, std::move(e));
-      }
+  for (PeerEnvelope& e : out.peer_now) send_peer(std::move(e));
+  for (GatewayEnvelope& e : out.send_now) deliver(std::move(e));
+  // After-persist messages wait for every record emitted so far, not only
+  // this output's.
+  const uint64_t needed = out.next_seq() - 1;
+  for (PeerEnvelope& e : out.peer_after_persist) {
+    if (needed <= durable_seq_) {
+      send_peer(std::move(e));
+    } else {
+      peer_after_persist_.emplace_back(needed, std::move(e));
+    }
+  }
+  for (GatewayEnvelope& e : out.send_after_persist) {
+    if (needed <= durable_seq_) {
+      deliver(std::move(e));
+    } else {
+      after_persist_.emplace_back(needed, std::move(e));
     }
   }
 }
@@ -333,35 +712,42 @@ void Driver::flush() {
   // The node may add an epoch ordering the txs of this very batch.
   node_.on_flush();
   pump();
-  if (pending_->empty() && !pending_state_) return;
+  if (pending_.size() == 1 && pending_[0].batch->empty() && !pending_[0].state) return;
   writing_ = true;
   wal_pending_bytes_.set(0);
-  wal_records_.inc(pending_->records());
-  wal_bytes_.inc(pending_->bytes());
+  for (const WriteStep& step : pending_) {
+    wal_records_.inc(step.batch->records());
+    wal_bytes_.inc(step.batch->bytes());
+  }
   {
     std::lock_guard lock(mu_);
-    MAROON_ASSERT(to_write_ == nullptr);
+    MAROON_ASSERT(to_write_.empty());
     to_write_ = std::move(pending_);
     to_write_last_seq_ = pending_last_seq_;
-    to_write_state_ = std::exchange(pending_state_, std::nullopt);
   }
   cv_.notify_one();
-  pending_ = std::make_unique<WalBatch>();
+  pending_.clear();
+  pending_.emplace_back();
 }
 
 void Driver::wal_thread_main() {
   std::unique_lock lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return wal_thread_stop_ || to_write_ != nullptr; });
-    if (to_write_ == nullptr) return;  // stopping, nothing left to write
-    std::unique_ptr<WalBatch> batch = std::move(to_write_);
+    cv_.wait(lock, [this] { return wal_thread_stop_ || !to_write_.empty(); });
+    if (to_write_.empty()) return;  // stopping, nothing left to write
+    std::vector<WriteStep> steps = std::move(to_write_);
+    to_write_.clear();
     uint64_t last_seq = to_write_last_seq_;
-    std::optional<std::string> state = std::exchange(to_write_state_, std::nullopt);
     lock.unlock();
     auto t0 = std::chrono::steady_clock::now();
     Status s;
-    if (state) s = superblock_->write(encode_superblock(node_id_, data_id_, *state));
-    if (s.is_ok()) s = wal_->write(*batch);
+    for (const WriteStep& step : steps) {
+      if (!step.batch->empty()) s = wal_->write(*step.batch);
+      if (s.is_ok() && step.state) {
+        s = superblock_->write(encode_superblock(node_id_, data_id_, *step.state));
+      }
+      if (!s.is_ok()) break;
+    }
     auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                             std::chrono::steady_clock::now() - t0)
                                             .count());
@@ -384,8 +770,12 @@ void Driver::on_batch_written(const Status& status, uint64_t last_seq, uint64_t 
   MAROON_ASSERT(last_seq >= durable_seq_);
   durable_seq_ = last_seq;
   while (!after_persist_.empty() && after_persist_.front().first <= durable_seq_) {
-    gateway_.on_message(std::move(after_persist_.front().second.msg));
+    deliver(std::move(after_persist_.front().second));
     after_persist_.pop_front();
+  }
+  while (!peer_after_persist_.empty() && peer_after_persist_.front().first <= durable_seq_) {
+    send_peer(std::move(peer_after_persist_.front().second));
+    peer_after_persist_.pop_front();
   }
   // Start the next batch first (what arrived during this sync, plus the
   // epoch ordering it): executing this batch's txs and answering their
@@ -439,7 +829,16 @@ void Driver::on_tick() {
 void Driver::update_gauges() {
   inflight_txs_.set(static_cast<int64_t>(waiting_count_));
   held_txs_.set(static_cast<int64_t>(node_.held_txs()));
-  wal_pending_bytes_.set(static_cast<int64_t>(pending_->bytes()));
+  wal_pending_bytes_.set(static_cast<int64_t>(pending_bytes()));
+  const SequencerStatus q = sequencer_.status();
+  view_gauge_.set(static_cast<int64_t>(q.view));
+  committed_epoch_.set(static_cast<int64_t>(node_.committed_epoch().value()));
+  epochs_waiting_.set(static_cast<int64_t>(node_.epochs_waiting()));
+  retained_bytes_.set(static_cast<int64_t>(node_.retained_bytes()));
+  if (node_net_) {
+    net_queued_bytes_.set(
+        static_cast<int64_t>(node_net_->queued_bytes_total() + gateway_net_->queued_bytes_total()));
+  }
   applied_epoch_.set(static_cast<int64_t>(node_.applied_epoch().value()));
   kv_keys_.set(static_cast<int64_t>(kv_.size()));
   // Counters mirrored from the node's own.
@@ -448,6 +847,13 @@ void Driver::update_gauges() {
   if (c.epochs_applied > epochs_applied_.value()) {
     epochs_applied_.inc(c.epochs_applied - epochs_applied_.value());
   }
+  auto mirror = [](Counter& to, uint64_t from) {
+    if (from > to.value()) to.inc(from - to.value());
+  };
+  mirror(txs_received_, c.txs_received);
+  mirror(txs_ordered_, c.txs_ordered);
+  mirror(txs_pulled_, c.txs_pulled);
+  mirror(epochs_proposed_, c.epochs_proposed);
 }
 
 void Driver::shutdown(std::function<void()> done) {
@@ -464,6 +870,8 @@ void Driver::poll_shutdown() {
   if (drained || read_only_ || std::chrono::steady_clock::now() >= shutdown_deadline_) {
     if (!drained) spdlog::warn("shutting down with {} txs unanswered", waiting_count_);
     tick_timer_.cancel();
+    if (node_net_) node_net_->close();
+    if (gateway_net_) gateway_net_->close();
     {
       std::lock_guard lock(mu_);
       wal_thread_stop_ = true;

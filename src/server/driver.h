@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "app/kv/kv_app.h"
+#include "net/transport.h"
 #include "gateway/gateway.h"
 #include "node/node.h"
 #include "sequencer/vr_sequencer.h"
@@ -33,8 +34,26 @@
 
 namespace maroon::server {
 
+// One node of a cluster (maroon node): its peers, and what it runs with.
+struct ClusterMember {
+  NodeId id;
+  std::string host;
+  uint16_t peer_port = 0;
+};
+struct ClusterOptions {
+  uint64_t cluster_id = 0;
+  NodeId self;
+  std::vector<ClusterMember> members;  // this node included
+  uint64_t lease_ms = 5000;
+  uint32_t view_change_ticks = 0;  // 0: the VR default
+  size_t send_queue_bytes_max = 64 * 1024 * 1024;
+  size_t tx_retention_bytes_max = 256 * 1024 * 1024;
+};
+
 struct DriverOptions {
   std::string data_dir = "./maroon-data";
+  // Unset: `maroon dev`, one node with its gateway in process.
+  std::optional<ClusterOptions> cluster;
   uint64_t tick_ms = 10;
   uint64_t wal_segment_bytes = 0;  // 0: limits::wal_segment_bytes
   // How long a graceful shutdown waits for in-flight txs.
@@ -76,6 +95,15 @@ class Driver final : public Engine {
 
   void pump();
   void route(Output out);
+  void deliver(GatewayEnvelope e);
+  void send_peer(PeerEnvelope e);
+  void flush_outbox();
+  void on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type, std::string_view payload);
+  void on_gateway_frame(uint64_t node, uint8_t type, std::string_view payload);
+  void add_record(uint8_t type, std::string_view payload);
+  void add_state(std::string payload);
+  size_t pending_bytes() const;
+  void check_fault();
   void schedule_flush();
   void flush();
   void on_batch_written(const Status& status, uint64_t last_seq, uint64_t micros);
@@ -115,22 +143,38 @@ class Driver final : public Engine {
   size_t unrouted_bytes_ = 0;
   uint64_t durable_seq_ = 0;
   std::deque<std::pair<uint64_t, GatewayEnvelope>> after_persist_;
+  std::deque<std::pair<uint64_t, PeerEnvelope>> peer_after_persist_;
   // Clients waiting for a result; the gateway's token is the slot index.
   std::vector<Waiting> waiting_;
   std::vector<uint64_t> free_slots_;
   size_t waiting_count_ = 0;
-  std::unique_ptr<WalBatch> pending_;
+  // Records and superblock states in emission order: each step's batch is
+  // written, then its state, so what is durable is always a prefix of what
+  // was emitted (a state never vouches for log records not yet on disk).
+  struct WriteStep {
+    std::unique_ptr<WalBatch> batch = std::make_unique<WalBatch>();
+    std::optional<std::string> state;
+  };
+  std::vector<WriteStep> pending_;
+  // Cluster mode: batches for remote peers, sent at the end of each pump.
+  struct Outbox {
+    std::vector<TxMsg> txs;      // our gateway -> every remote node
+    std::unordered_map<uint64_t, std::vector<TxId>> acks;         // node -> remote gateway
+    std::unordered_map<uint64_t, std::vector<TxResult>> results;  // node -> remote gateway
+  };
+  Outbox outbox_;
+  std::unique_ptr<net::Transport> node_net_;     // links to peer nodes and from gateways
+  std::unique_ptr<net::Transport> gateway_net_;  // our gateway's links to peer nodes
+  uint64_t frames_dropped_logged_ = 0;
 
   // Handed between the loop and the WAL thread under mu_.
   std::mutex mu_;
   std::condition_variable cv_;
-  std::unique_ptr<WalBatch> to_write_;
+  std::vector<WriteStep> to_write_;
   uint64_t to_write_last_seq_ = 0;
   // The sequencer's durable state goes to the superblock, written by the WAL
-  // thread before the batch it came with (so it is durable in order).
+  // thread in its place among the records (see WriteStep).
   std::unique_ptr<Superblock> superblock_;
-  std::optional<std::string> pending_state_;
-  std::optional<std::string> to_write_state_;
   bool wal_thread_stop_ = false;
   std::thread wal_thread_;
 
@@ -152,6 +196,15 @@ class Driver final : public Engine {
   Gauge& applied_epoch_;
   Gauge& kv_keys_;
   Gauge& read_only_gauge_;
+  Counter& txs_received_;
+  Counter& txs_ordered_;
+  Counter& txs_pulled_;
+  Counter& epochs_proposed_;
+  Gauge& view_gauge_;
+  Gauge& committed_epoch_;
+  Gauge& epochs_waiting_;
+  Gauge& net_queued_bytes_;
+  Gauge& retained_bytes_;
 };
 
 }  // namespace maroon::server

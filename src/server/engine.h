@@ -30,6 +30,13 @@ struct EngineStatus {
   uint64_t applied_txs = 0;
   uint64_t state_hash = 0;
   uint64_t inflight_txs = 0;
+  // The sequencer and the node's progress (a cluster's `maroon status`).
+  std::string role;  // "primary", "backup", "view-change", "recovering", "single"
+  uint64_t view = 0;
+  uint64_t primary = 0;       // node id of the VR primary
+  uint64_t commit_epoch = 0;  // last committed epoch known
+  uint64_t held_txs = 0;
+  uint64_t epochs_waiting = 0;
 };
 
 class Engine {

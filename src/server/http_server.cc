@@ -571,6 +571,12 @@ class HttpServer::Session : public Listener::Connection,
     o["applied_txs"] = s.applied_txs;
     o["state_hash"] = fmt::format("{:016x}", s.state_hash);
     o["inflight_txs"] = s.inflight_txs;
+    o["role"] = s.role;
+    o["view"] = s.view;
+    o["primary"] = s.primary;
+    o["commit_epoch"] = s.commit_epoch;
+    o["held_txs"] = s.held_txs;
+    o["epochs_waiting"] = s.epochs_waiting;
     Response res =
         json_response(s.serving ? http::status::ok : http::status::service_unavailable, o);
     if (!s.serving) res.set(http::field::retry_after, "1");

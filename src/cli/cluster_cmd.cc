@@ -1,0 +1,644 @@
+// `maroon cluster up|down`: a local cluster of background processes, one per
+// node and gateway, described by DIR/cluster.toml. DIR holds, per process,
+// <kind>-<id>.log (stdout and stderr, appended) and <kind>-<id>.pid; the
+// nodes' data dirs default to DIR/node-<id>. See docs/cluster.md.
+#include <fcntl.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/http_get.h"
+#include "cluster/config.h"
+
+namespace maroon::cli {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr char kConfigFile[] = "cluster.toml";
+constexpr auto kPollInterval = std::chrono::milliseconds(50);
+constexpr auto kProbeTimeout = std::chrono::milliseconds(500);
+constexpr auto kKillWait = std::chrono::seconds(5);  // after SIGKILL
+constexpr size_t kLogTailLines = 20;
+constexpr unsigned kPortsPerNode = 4;
+constexpr unsigned kPortsPerGateway = 3;
+
+// One process of the cluster: a node or a standalone gateway.
+struct Member {
+  std::string kind;  // "node" | "gateway"
+  uint32_t id = 0;
+  std::string host;
+  uint16_t http_port = 0;
+  fs::path log;
+  fs::path pid_file;
+  off_t log_start = 0;  // where this start's output begins in the log
+  pid_t pid = 0;
+  bool serving = false;
+  std::string waiting_for;  // why it is not serving yet
+
+  std::string name() const { return fmt::format("{} {}", kind, id); }
+};
+
+std::vector<Member> members_of(const cluster::ClusterConfig& c, const fs::path& dir) {
+  std::vector<Member> out;
+  auto add = [&](const char* kind, uint32_t id, const std::string& host, uint16_t http_port) {
+    Member m;
+    m.kind = kind;
+    m.id = id;
+    m.host = host;
+    m.http_port = http_port;
+    m.log = dir / fmt::format("{}-{}.log", kind, id);
+    m.pid_file = dir / fmt::format("{}-{}.pid", kind, id);
+    out.push_back(std::move(m));
+  };
+  for (const auto& n : c.nodes) add("node", n.id, n.host, n.http_port);
+  for (const auto& g : c.gateways) add("gateway", g.id, g.host, g.http_port);
+  return out;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+std::optional<pid_t> read_pid_file(const fs::path& path) {
+  std::ifstream in(path);
+  long long pid = 0;
+  if (!(in >> pid) || pid <= 1 || pid > std::numeric_limits<pid_t>::max()) return std::nullopt;
+  return static_cast<pid_t>(pid);
+}
+
+// Crash-safe: write a temporary file, fsync it, rename it over, fsync the directory.
+Status write_file_atomically(const fs::path& path, const std::string& contents) {
+  const fs::path tmp = path.string() + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error(fmt::format("{}: {}", tmp.string(), errno_text()));
+  size_t done = 0;
+  while (done < contents.size()) {
+    ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = io_error(fmt::format("{}: {}", tmp.string(), errno_text()));
+      ::close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    Status s = io_error(fmt::format("{}: fsync: {}", tmp.string(), errno_text()));
+    ::close(fd);
+    return s;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return io_error(fmt::format("{}: rename: {}", path.string(), errno_text()));
+  }
+  int dir_fd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return io_error(fmt::format("{}: {}", path.parent_path().string(), errno_text()));
+  int rc = ::fsync(dir_fd);
+  ::close(dir_fd);
+  if (rc != 0)
+    return io_error(fmt::format("{}: fsync: {}", path.parent_path().string(), errno_text()));
+  return Status::ok();
+}
+
+// Whether the process exists and has not exited. Reaps it first if it is our
+// child, so an exited child does not linger as a zombie that kill() still finds.
+bool is_alive(pid_t pid) {
+  ::waitpid(pid, nullptr, WNOHANG);
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  // "pid (comm) state ...": comm may hold spaces and parentheses.
+  size_t close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
+}
+
+// Whether the pid is (still) one of ours: `maroon node|gateway ...`, so that
+// a pid the kernel reused for something else is never signalled.
+bool is_maroon_member(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> argv;
+  std::stringstream ss(cmdline);
+  for (std::string arg; std::getline(ss, arg, '\0');) argv.push_back(arg);
+  if (argv.size() < 2) return false;
+  return fs::path(argv[0]).filename().string().starts_with("maroon") &&
+         (argv[1] == "node" || argv[1] == "gateway");
+}
+
+// The last lines of the log written since `start`, indented.
+std::string log_tail(const fs::path& path, off_t start, size_t lines_max) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fmt::format("    (cannot read {})\n", path.string());
+  constexpr std::streamoff kTailBytesMax = 64 * 1024;
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  in.seekg(std::max<std::streamoff>(start, size - kTailBytesMax));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> lines;
+  std::stringstream ss(text);
+  for (std::string line; std::getline(ss, line);) lines.push_back(line);
+  size_t first = lines.size() > lines_max ? lines.size() - lines_max : 0;
+  std::string out;
+  for (size_t i = first; i < lines.size(); i++) out += "    " + lines[i] + "\n";
+  return out.empty() ? "    (empty)\n" : out;
+}
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return fmt::format("was killed by signal {} ({})", WTERMSIG(status),
+                       strsignal(WTERMSIG(status)));
+  }
+  return "stopped";
+}
+
+struct StopTarget {
+  std::string name;
+  pid_t pid = 0;
+  bool stopped = false;
+  bool killed = false;  // needed SIGKILL
+};
+
+// SIGTERM to all, up to `timeout` for them to exit, then SIGKILL.
+void stop_all(std::vector<StopTarget>& targets, std::chrono::duration<double> timeout) {
+  for (StopTarget& t : targets) {
+    if (::kill(t.pid, SIGTERM) != 0 && errno == ESRCH) t.stopped = true;
+  }
+  auto wait_until = [&](Clock::time_point deadline) {
+    while (true) {
+      bool all = true;
+      for (StopTarget& t : targets) {
+        if (!t.stopped && !is_alive(t.pid)) t.stopped = true;
+        all = all && t.stopped;
+      }
+      if (all || Clock::now() >= deadline) return;
+      std::this_thread::sleep_for(kPollInterval);
+    }
+  };
+  wait_until(Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout));
+  bool any_killed = false;
+  for (StopTarget& t : targets) {
+    if (t.stopped) continue;
+    ::kill(t.pid, SIGKILL);
+    t.killed = any_killed = true;
+  }
+  if (any_killed) wait_until(Clock::now() + kKillWait);
+}
+
+// Ports nobody listens on now: bound to port 0 together, then released.
+Result<std::vector<uint16_t>> pick_free_ports(size_t count) {
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  Status error;
+  for (size_t i = 0; i < count && error.is_ok(); i++) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      error = io_error(fmt::format("socket: {}", errno_text()));
+      break;
+    }
+    fds.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      error = io_error(fmt::format("picking a free port: {}", errno_text()));
+      break;
+    }
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  for (int fd : fds) ::close(fd);
+  if (!error.is_ok()) return error;
+  return ports;
+}
+
+uint64_t random_cluster_id() {
+  std::random_device rd;
+  uint64_t id = 0;
+  while (id == 0) {
+    id = ((uint64_t{rd()} << 32) | rd()) &
+         static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  }
+  return id;
+}
+
+Result<cluster::ClusterConfig> new_config(const ClusterUpOptions& o, const fs::path& config_path) {
+  cluster::ClusterConfig c;
+  c.path = config_path.string();
+  c.cluster_id = random_cluster_id();
+  if (o.tick_ms) c.settings.tick_ms = *o.tick_ms;
+  if (o.lease_ms) c.settings.lease_ms = *o.lease_ms;
+  const unsigned nodes = o.nodes.value_or(3), gateways = o.gateways.value_or(0);
+  const size_t port_count = size_t{nodes} * kPortsPerNode + size_t{gateways} * kPortsPerGateway;
+  std::vector<uint16_t> ports;
+  if (o.base_port) {
+    if (*o.base_port + port_count - 1 > 65535) {
+      return invalid_argument(
+          fmt::format("--base-port {}: {} ports from it go past 65535", *o.base_port, port_count));
+    }
+    for (size_t i = 0; i < port_count; i++)
+      ports.push_back(static_cast<uint16_t>(*o.base_port + i));
+  } else {
+    Result<std::vector<uint16_t>> free = pick_free_ports(port_count);
+    if (!free.is_ok()) return free.status();
+    ports = std::move(free).value();
+  }
+  size_t next = 0;
+  for (uint32_t id = 1; id <= nodes; id++) {
+    cluster::NodeEntry n;
+    n.id = id;
+    n.peer_port = ports[next++];
+    n.http_port = ports[next++];
+    n.resp_port = ports[next++];
+    n.native_port = ports[next++];
+    n.data_dir = fmt::format("node-{}", id);  // relative to the config file
+    c.nodes.push_back(n);
+  }
+  for (uint32_t id = 1; id <= gateways; id++) {
+    cluster::GatewayEntry g;
+    g.id = id;
+    g.http_port = ports[next++];
+    g.resp_port = ports[next++];
+    g.native_port = ports[next++];
+    c.gateways.push_back(g);
+  }
+  if (Status s = cluster::validate_cluster_config(c); !s) return s;
+  return c;
+}
+
+// An existing config is reused as it is: options meant for a new one must
+// agree with it, so that `--nodes 5` never silently starts 3.
+Status check_options_match(const ClusterUpOptions& o, const cluster::ClusterConfig& c) {
+  auto differs = [&](const char* option, uint64_t given, const char* what, uint64_t existing) {
+    return invalid_argument(fmt::format(
+        "{} exists and has {} {}, so {} {} does not apply: leave it out to restart that "
+        "cluster, or use a new --dir",
+        c.path, what, existing, option, given));
+  };
+  if (o.nodes && *o.nodes != c.nodes.size()) {
+    return differs("--nodes", *o.nodes, "nodes:", c.nodes.size());
+  }
+  if (o.gateways && *o.gateways != c.gateways.size()) {
+    return differs("--gateways", *o.gateways, "gateways:", c.gateways.size());
+  }
+  if (o.base_port && *o.base_port != c.nodes[0].peer_port) {
+    return differs("--base-port", *o.base_port, "nodes[0].peer_port =", c.nodes[0].peer_port);
+  }
+  if (o.tick_ms && *o.tick_ms != c.settings.tick_ms) {
+    return differs("--tick-ms", *o.tick_ms, "settings.tick_ms =", c.settings.tick_ms);
+  }
+  if (o.lease_ms && *o.lease_ms != c.settings.lease_ms) {
+    return differs("--lease-ms", *o.lease_ms, "settings.lease_ms =", c.settings.lease_ms);
+  }
+  return Status::ok();
+}
+
+// Starts `exe kind --config CONFIG --id ID` in its own session, stdin from
+// /dev/null, stdout and stderr appended to the member's log.
+Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_path) {
+  int log_fd = ::open(m.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return io_error(fmt::format("{}: {}", m.log.string(), errno_text()));
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0) {
+    ::close(log_fd);
+    return io_error(fmt::format("/dev/null: {}", errno_text()));
+  }
+  std::vector<std::string> args = {
+      exe, m.kind, "--config", config_path.string(), "--id", std::to_string(m.id)};
+  struct stat log_stat {};
+  const off_t log_size = ::fstat(log_fd, &log_stat) == 0 ? log_stat.st_size : 0;
+  const bool log_empty = log_size == 0;
+  m.log_start = log_empty ? 0 : log_size + 1;  // after the blank line that separates starts
+  std::string banner =
+      fmt::format("{}=== {:%Y-%m-%dT%H:%M:%S} maroon cluster up: {} ===\n", log_empty ? "" : "\n",
+                  fmt::localtime(std::time(nullptr)), fmt::join(args, " "));
+  if (::write(log_fd, banner.data(), banner.size()) < 0) {
+    // Not fatal: the process may still write its own output.
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec.
+    ::setsid();
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    ::close_range(3, ~0U, 0);
+    ::execv("/proc/self/exe", argv.data());
+    static const char kMessage[] = "maroon cluster up: cannot exec /proc/self/exe\n";
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+    ::_exit(127);
+  }
+  int fork_errno = errno;
+  ::close(log_fd);
+  ::close(null_fd);
+  if (pid < 0) return io_error(fmt::format("fork: {}", std::strerror(fork_errno)));
+  return pid;
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  std::string exe = fs::read_symlink("/proc/self/exe", ec).string();
+  if (ec) return "maroon";
+  constexpr std::string_view kDeleted = " (deleted)";  // the binary was rebuilt meanwhile
+  if (exe.ends_with(kDeleted)) exe.resize(exe.size() - kDeleted.size());
+  return exe;
+}
+
+// Asks the member's /v1/status whether it serves; sets waiting_for if not.
+void probe(Member& m) {
+  Result<HttpResponse> r = http_get(m.host, m.http_port, "/v1/status", kProbeTimeout);
+  if (!r.is_ok()) {
+    m.waiting_for = r.status().message();
+    return;
+  }
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(r->body, ec);
+  const boost::json::value* serving = nullptr;
+  std::string detail;
+  if (!ec && v.is_object()) {
+    serving = v.as_object().if_contains("serving");
+    if (const auto* d = v.as_object().if_contains("detail");
+        d && d->is_string() && !d->get_string().empty()) {
+      detail = std::string(d->get_string());
+    }
+  }
+  m.serving = r->status == 200 && serving != nullptr && serving->is_bool() && serving->get_bool();
+  m.waiting_for = detail.empty() ? fmt::format("HTTP {}", r->status)
+                                 : fmt::format("HTTP {}: {}", r->status, detail);
+}
+
+void remove_pid_files(const std::vector<Member>& members) {
+  for (const Member& m : members) {
+    std::error_code ec;
+    fs::remove(m.pid_file, ec);
+  }
+}
+
+// Stops every started member (they are our children), removes pid files.
+void stop_started(std::vector<Member>& members) {
+  std::vector<StopTarget> targets;
+  for (const Member& m : members) {
+    if (m.pid > 0 && is_alive(m.pid)) targets.push_back({m.name(), m.pid});
+  }
+  if (!targets.empty()) {
+    std::printf("stopping the others:");
+    for (const StopTarget& t : targets) std::printf(" %s (pid %d)", t.name.c_str(), t.pid);
+    std::printf("\n");
+    stop_all(targets, std::chrono::seconds(10));
+  }
+  remove_pid_files(members);
+}
+
+void print_started(const cluster::ClusterConfig& c, const std::vector<Member>& members,
+                   const fs::path& dir, const std::string& program) {
+  std::printf("maroon cluster %llu is serving: %zu nodes (tolerates %zu crashed), %zu gateways\n",
+              static_cast<unsigned long long>(c.cluster_id), c.nodes.size(), c.f(),
+              c.gateways.size());
+  std::vector<std::vector<std::string>> rows = {
+      {"kind", "id", "pid", "peer", "http", "resp", "native", "data dir", "log"}};
+  for (const Member& m : members) {
+    if (m.kind == "node") {
+      const cluster::NodeEntry& n = *c.node(m.id);
+      rows.push_back({m.kind, std::to_string(m.id), std::to_string(m.pid),
+                      std::to_string(n.peer_port), std::to_string(n.http_port),
+                      std::to_string(n.resp_port), std::to_string(n.native_port), n.data_dir,
+                      m.log.string()});
+    } else {
+      const cluster::GatewayEntry& g = *c.gateway(m.id);
+      rows.push_back({m.kind, std::to_string(m.id), std::to_string(m.pid), "-",
+                      std::to_string(g.http_port), std::to_string(g.resp_port),
+                      std::to_string(g.native_port), "-", m.log.string()});
+    }
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); i++) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line = "  ";
+    for (size_t i = 0; i < row.size(); i++) {
+      line += i + 1 == row.size() ? row[i] : fmt::format("{:<{}}  ", row[i], widths[i]);
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  const cluster::NodeEntry& n = c.nodes[0];
+  std::printf(
+      "try:\n"
+      "  redis-cli -p %u set greeting hello\n"
+      "  curl -s http://%s:%u/v1/kv/greeting\n"
+      "  curl -s http://%s:%u/v1/status\n"
+      "  %s status --config %s\n"
+      "  %s cluster down --dir %s\n",
+      n.resp_port, n.host.c_str(), n.http_port, n.host.c_str(), n.http_port, program.c_str(),
+      c.path.c_str(), program.c_str(), dir.c_str());
+}
+
+}  // namespace
+
+int run_cluster_up(const ClusterUpOptions& o) {
+  const fs::path dir = fs::absolute(o.dir).lexically_normal();
+  const fs::path config_path = dir / kConfigFile;
+  auto fail = [](const std::string& message) {
+    std::fprintf(stderr, "maroon cluster up: %s\n", message.c_str());
+    return 1;
+  };
+
+  std::error_code ec;
+  if (!fs::exists(config_path, ec)) {
+    Result<cluster::ClusterConfig> fresh = new_config(o, config_path);
+    if (!fresh.is_ok()) return fail(fresh.status().message());
+    fs::create_directories(dir, ec);
+    if (ec) return fail(fmt::format("{}: {}", dir.string(), ec.message()));
+    if (Status s = write_file_atomically(config_path, cluster::format_cluster_config(*fresh)); !s) {
+      return fail(s.message());
+    }
+    std::printf("wrote %s: cluster %llu, %zu nodes, %zu gateways\n", config_path.c_str(),
+                static_cast<unsigned long long>(fresh->cluster_id), fresh->nodes.size(),
+                fresh->gateways.size());
+  } else {
+    std::printf("reusing %s\n", config_path.c_str());
+  }
+  Result<cluster::ClusterConfig> config = cluster::load_cluster_config(config_path.string());
+  if (!config.is_ok()) return fail(config.status().message());
+  if (Status s = check_options_match(o, *config); !s) return fail(s.message());
+
+  std::vector<Member> members = members_of(*config, dir);
+  for (const Member& m : members) {
+    std::optional<pid_t> pid = read_pid_file(m.pid_file);
+    if (pid && is_alive(*pid) && is_maroon_member(*pid)) {
+      return fail(fmt::format(
+          "{} is still running (pid {}, {}); stop the cluster first: {} cluster down --dir {}",
+          m.name(), *pid, m.pid_file.string(), o.program, dir.string()));
+    }
+  }
+  remove_pid_files(members);  // stale ones
+
+  const std::string exe = self_exe();
+  for (Member& m : members) {
+    Result<pid_t> pid = spawn(exe, m, config_path);
+    if (!pid.is_ok()) {
+      std::fprintf(stderr, "maroon cluster up: cannot start %s: %s\n", m.name().c_str(),
+                   pid.status().message().c_str());
+      stop_started(members);
+      return 1;
+    }
+    m.pid = *pid;
+    if (Status s = write_file_atomically(m.pid_file, fmt::format("{}\n", m.pid)); !s) {
+      std::fprintf(stderr, "maroon cluster up: %s\n", s.message().c_str());
+      stop_started(members);
+      return 1;
+    }
+    std::printf("started %s (pid %d), log %s\n", m.name().c_str(), m.pid, m.log.c_str());
+  }
+
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(o.timeout_seconds));
+  auto next_progress = start + std::chrono::seconds(1);
+  while (true) {
+    // Any member that exited fails the whole start; report every one that did.
+    std::vector<std::pair<const Member*, int>> exited;
+    for (Member& m : members) {
+      int status = 0;
+      if (::waitpid(m.pid, &status, WNOHANG) == m.pid) exited.emplace_back(&m, status);
+    }
+    if (!exited.empty()) {
+      for (const auto& [m, status] : exited) {
+        std::fprintf(stderr, "maroon cluster up: %s (pid %d) %s; the end of %s:\n%s",
+                     m->name().c_str(), m->pid, describe_exit(status).c_str(), m->log.c_str(),
+                     log_tail(m->log, m->log_start, kLogTailLines).c_str());
+      }
+      stop_started(members);
+      return 1;
+    }
+    bool all_serving = true;
+    for (Member& m : members) {
+      if (!m.serving) probe(m);
+      all_serving = all_serving && m.serving;
+    }
+    if (all_serving) break;
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      std::fprintf(stderr, "maroon cluster up: not serving after %.0f s:\n", o.timeout_seconds);
+      for (const Member& m : members) {
+        if (m.serving) continue;
+        std::fprintf(stderr, "  %s: %s; the end of %s:\n%s", m.name().c_str(),
+                     m.waiting_for.c_str(), m.log.c_str(),
+                     log_tail(m.log, m.log_start, kLogTailLines).c_str());
+      }
+      stop_started(members);
+      return 1;
+    }
+    if (now >= next_progress) {
+      std::string waiting;
+      for (const Member& m : members) {
+        if (!m.serving)
+          waiting += fmt::format("{}{} ({})", waiting.empty() ? "" : ", ", m.name(), m.waiting_for);
+      }
+      std::printf("waiting %.0f s: not serving yet: %s\n",
+                  std::chrono::duration<double>(now - start).count(), waiting.c_str());
+      std::fflush(stdout);
+      next_progress += std::chrono::seconds(1);
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+  print_started(*config, members, dir, o.program);
+  return 0;
+}
+
+int run_cluster_down(const ClusterDownOptions& o) {
+  const fs::path dir = fs::absolute(o.dir).lexically_normal();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    std::fprintf(stderr, "maroon cluster down: %s: no such directory\n", dir.c_str());
+    return 1;
+  }
+  static const std::regex kPidFile(R"((node|gateway)-([0-9]+)\.pid)");
+  std::vector<fs::path> pid_files;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (std::regex_match(entry.path().filename().string(), kPidFile))
+      pid_files.push_back(entry.path());
+  }
+  if (ec) {
+    std::fprintf(stderr, "maroon cluster down: %s: %s\n", dir.c_str(), ec.message().c_str());
+    return 1;
+  }
+  std::sort(pid_files.begin(), pid_files.end());
+
+  std::vector<StopTarget> targets;
+  std::vector<fs::path> target_files;  // beside targets
+  for (const fs::path& file : pid_files) {
+    std::string name = file.stem().string();
+    name[name.find('-')] = ' ';  // "node-1" -> "node 1"
+    std::optional<pid_t> pid = read_pid_file(file);
+    if (!pid) {
+      std::printf("%s: %s holds no pid; removed\n", name.c_str(), file.c_str());
+    } else if (!is_alive(*pid)) {
+      std::printf("%s (pid %d) was not running\n", name.c_str(), *pid);
+    } else if (!is_maroon_member(*pid)) {
+      std::printf("%s: pid %d is no longer a maroon process; left alone\n", name.c_str(), *pid);
+    } else {
+      targets.push_back({name, *pid});
+      target_files.push_back(file);
+      continue;
+    }
+    fs::remove(file, ec);
+  }
+  stop_all(targets, std::chrono::duration<double>(o.timeout_seconds));
+  bool all_stopped = true;
+  for (size_t i = 0; i < targets.size(); i++) {
+    const StopTarget& t = targets[i];
+    if (!t.stopped) {
+      all_stopped = false;
+      std::printf("%s (pid %d) did not stop even after SIGKILL; %s is kept\n", t.name.c_str(),
+                  t.pid, target_files[i].c_str());
+      continue;
+    }
+    fs::remove(target_files[i], ec);
+    if (t.killed) {
+      std::printf("killed %s (pid %d): it did not stop within %.0f s of SIGTERM\n", t.name.c_str(),
+                  t.pid, o.timeout_seconds);
+    } else {
+      std::printf("stopped %s (pid %d)\n", t.name.c_str(), t.pid);
+    }
+  }
+  if (targets.empty()) std::printf("no running processes in %s\n", dir.c_str());
+  return all_stopped ? 0 : 1;
+}
+
+}  // namespace maroon::cli

@@ -1,0 +1,28 @@
+// Shared by `maroon dev` and `maroon node`: starts a driver, serves HTTP, RESP
+// and the native protocol for it, and runs until SIGINT/SIGTERM (drain, then
+// stop; a second signal exits at once).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "server/driver.h"
+
+namespace maroon::cli {
+
+struct ServeAddresses {
+  std::string host;
+  uint16_t http_port = 0;
+  uint16_t resp_port = 0;
+  uint16_t native_port = 0;
+};
+
+// Returns the process exit code. `banner` gets the bound ports once serving.
+int serve(boost::asio::io_context& io, server::Driver& driver, uint64_t drain_ms,
+          const ServeAddresses& addresses,
+          const std::function<void(uint16_t http, uint16_t resp, uint16_t native)>& banner);
+
+}  // namespace maroon::cli

@@ -1,0 +1,451 @@
+#include "cluster/config.h"
+
+// toml++ in header-only mode, without exceptions: parse errors are values.
+// Only this file includes it.
+#define TOML_EXCEPTIONS 0
+#define TOML_ENABLE_FORMATTERS 0
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <utility>
+
+namespace maroon::cluster {
+
+namespace {
+
+constexpr uint64_t kTomlIntegerMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+std::string display_name(const std::string& path) {
+  return path.empty() ? std::string("cluster config") : path;
+}
+
+// A value as it appears in an error message.
+std::string describe(const toml::node& n) {
+  if (auto s = n.as_string()) return fmt::format("\"{}\"", s->get());
+  if (auto i = n.as_integer()) return std::to_string(i->get());
+  if (n.is_floating_point()) return fmt::format("{} (a float)", n.as_floating_point()->get());
+  if (auto b = n.as_boolean()) return b->get() ? "true" : "false";
+  if (n.is_table()) return "a table";
+  if (n.is_array()) return "an array";
+  return "a date or time";
+}
+
+std::string join(std::initializer_list<std::string_view> names) {
+  std::string out;
+  for (std::string_view n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+// Reads the TOML document into a ClusterConfig. Checks that every key is
+// known and every value fits its C++ type; validate_cluster_config checks the
+// rest, so a config built in code gets the same checks.
+class Reader {
+ public:
+  explicit Reader(std::string name) : name_(std::move(name)) {}
+
+  Status error(std::string_view field, std::string_view what) const {
+    return invalid_argument(fmt::format("{}: {}: {}", name_, field, what));
+  }
+
+  Status check_keys(const toml::table& t, std::string_view prefix,
+                    std::initializer_list<std::string_view> known) const {
+    for (const auto& [key, value] : t) {
+      if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
+      return error(fmt::format("{}{}", prefix, key.str()),
+                   fmt::format("unknown key (line {}); expected one of: {}",
+                               key.source().begin.line, join(known)));
+    }
+    return Status::ok();
+  }
+
+  // An unsigned integer up to `max`; an absent optional key leaves `out` as it is.
+  Status get_uint(const toml::table& t, std::string_view key, std::string_view field, uint64_t max,
+                  bool required, uint64_t& out) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return required ? error(field, "missing") : Status::ok();
+    auto i = n->as_integer();
+    if (i == nullptr || i->get() < 0 || static_cast<uint64_t>(i->get()) > max) {
+      return error(field, fmt::format("expected an integer in 0..{}, got {}", max, describe(*n)));
+    }
+    out = static_cast<uint64_t>(i->get());
+    return Status::ok();
+  }
+
+  template <typename T>
+  Status get_uint_as(const toml::table& t, std::string_view key, std::string_view prefix,
+                     bool required, T& out) const {
+    uint64_t v = out;
+    const std::string field = fmt::format("{}{}", prefix, key);
+    uint64_t max = std::min<uint64_t>(std::numeric_limits<T>::max(), kTomlIntegerMax);
+    if (Status s = get_uint(t, key, field, max, required, v); !s) return s;
+    out = static_cast<T>(v);
+    return Status::ok();
+  }
+
+  Status get_string(const toml::table& t, std::string_view key, std::string_view prefix,
+                    bool required, std::string& out) const {
+    const toml::node* n = t.get(key);
+    const std::string field = fmt::format("{}{}", prefix, key);
+    if (n == nullptr) return required ? error(field, "missing") : Status::ok();
+    auto s = n->as_string();
+    if (s == nullptr) return error(field, fmt::format("expected a string, got {}", describe(*n)));
+    out = s->get();
+    return Status::ok();
+  }
+
+  // `key` must be absent or an array of tables ([[key]]).
+  Status get_table_array(const toml::table& t, std::string_view key,
+                         const toml::array*& out) const {
+    out = nullptr;
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return Status::ok();
+    auto a = n->as_array();
+    if (a == nullptr || (!a->empty() && !a->is_array_of_tables())) {
+      return error(key,
+                   fmt::format("expected an array of tables ([[{}]]), got {}", key, describe(*n)));
+    }
+    out = a;
+    return Status::ok();
+  }
+
+  Status read(const toml::table& root, const std::filesystem::path& base_dir,
+              ClusterConfig& c) const {
+    if (Status s = check_keys(root, "", {"cluster_id", "settings", "nodes", "gateways"}); !s)
+      return s;
+    // Settings first: a cluster_id written below [settings] lands in it, and
+    // "unknown key settings.cluster_id" says why better than "missing".
+    if (const toml::node* n = root.get("settings")) {
+      auto t = n->as_table();
+      if (t == nullptr)
+        return error("settings", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = read_settings(*t, c.settings); !s) return s;
+    }
+    if (Status s = get_uint_as(root, "cluster_id", "", true, c.cluster_id); !s) return s;
+
+    const toml::array* nodes = nullptr;
+    if (Status s = get_table_array(root, "nodes", nodes); !s) return s;
+    if (nodes != nullptr) {
+      for (size_t i = 0; i < nodes->size(); i++) {
+        NodeEntry e;
+        if (Status s =
+                read_node(*(*nodes)[i].as_table(), fmt::format("nodes[{}].", i), base_dir, e);
+            !s)
+          return s;
+        c.nodes.push_back(std::move(e));
+      }
+    }
+
+    const toml::array* gateways = nullptr;
+    if (Status s = get_table_array(root, "gateways", gateways); !s) return s;
+    if (gateways != nullptr) {
+      for (size_t i = 0; i < gateways->size(); i++) {
+        GatewayEntry e;
+        if (Status s = read_gateway(*(*gateways)[i].as_table(), fmt::format("gateways[{}].", i), e);
+            !s)
+          return s;
+        c.gateways.push_back(std::move(e));
+      }
+    }
+    return Status::ok();
+  }
+
+ private:
+  Status read_settings(const toml::table& t, ClusterSettings& s) const {
+    constexpr std::string_view p = "settings.";
+    if (Status st = check_keys(t, p,
+                               {"tick_ms", "lease_ms", "view_change_ticks", "send_queue_bytes_max",
+                                "tx_retention_bytes_max"});
+        !st)
+      return st;
+    if (Status st = get_uint_as(t, "tick_ms", p, false, s.tick_ms); !st) return st;
+    if (Status st = get_uint_as(t, "lease_ms", p, false, s.lease_ms); !st) return st;
+    if (Status st = get_uint_as(t, "view_change_ticks", p, false, s.view_change_ticks); !st)
+      return st;
+    if (Status st = get_uint_as(t, "send_queue_bytes_max", p, false, s.send_queue_bytes_max); !st)
+      return st;
+    if (Status st = get_uint_as(t, "tx_retention_bytes_max", p, false, s.tx_retention_bytes_max);
+        !st)
+      return st;
+    return Status::ok();
+  }
+
+  Status read_node(const toml::table& t, const std::string& p,
+                   const std::filesystem::path& base_dir, NodeEntry& e) const {
+    if (Status s = check_keys(
+            t, p, {"id", "host", "peer_port", "http_port", "resp_port", "native_port", "data_dir"});
+        !s)
+      return s;
+    if (Status s = get_uint_as(t, "id", p, true, e.id); !s) return s;
+    if (Status s = get_string(t, "host", p, false, e.host); !s) return s;
+    if (Status s = get_uint_as(t, "peer_port", p, true, e.peer_port); !s) return s;
+    if (Status s = get_uint_as(t, "http_port", p, true, e.http_port); !s) return s;
+    if (Status s = get_uint_as(t, "resp_port", p, true, e.resp_port); !s) return s;
+    if (Status s = get_uint_as(t, "native_port", p, true, e.native_port); !s) return s;
+    if (Status s = get_string(t, "data_dir", p, true, e.data_dir); !s) return s;
+    if (!e.data_dir.empty() && std::filesystem::path(e.data_dir).is_relative()) {
+      e.data_dir = (base_dir / e.data_dir).lexically_normal().string();
+    }
+    return Status::ok();
+  }
+
+  Status read_gateway(const toml::table& t, const std::string& p, GatewayEntry& e) const {
+    if (Status s = check_keys(t, p, {"id", "host", "http_port", "resp_port", "native_port"}); !s)
+      return s;
+    if (Status s = get_uint_as(t, "id", p, true, e.id); !s) return s;
+    if (Status s = get_string(t, "host", p, false, e.host); !s) return s;
+    if (Status s = get_uint_as(t, "http_port", p, true, e.http_port); !s) return s;
+    if (Status s = get_uint_as(t, "resp_port", p, true, e.resp_port); !s) return s;
+    if (Status s = get_uint_as(t, "native_port", p, true, e.native_port); !s) return s;
+    return Status::ok();
+  }
+
+  std::string name_;
+};
+
+Result<ClusterConfig> parse_named(std::string_view text, const std::string& base_dir,
+                                  const std::string& path) {
+  const std::string name = display_name(path);
+  toml::parse_result parsed = toml::parse(text);
+  if (!parsed) {
+    const toml::parse_error& e = parsed.error();
+    return invalid_argument(fmt::format("{}:{}:{}: malformed TOML: {}", name, e.source().begin.line,
+                                        e.source().begin.column, e.description()));
+  }
+  std::error_code ec;
+  std::filesystem::path base = std::filesystem::absolute(base_dir.empty() ? "." : base_dir, ec);
+  if (ec)
+    return invalid_argument(fmt::format("{}: cannot resolve {}: {}", name, base_dir, ec.message()));
+  base = base.lexically_normal();
+
+  ClusterConfig c;
+  c.path = path;
+  if (Status s = Reader(name).read(parsed.table(), base, c); !s) return s;
+  if (Status s = validate_cluster_config(c); !s) return s;
+  return c;
+}
+
+bool has_control_chars(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char ch) {
+    auto u = static_cast<unsigned char>(ch);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+// A TOML basic string.
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    auto u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\u{:04X}", u);
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+const NodeEntry* ClusterConfig::node(uint32_t id) const {
+  for (const NodeEntry& n : nodes) {
+    if (n.id == id) return &n;
+  }
+  return nullptr;
+}
+
+const GatewayEntry* ClusterConfig::gateway(uint32_t id) const {
+  for (const GatewayEntry& g : gateways) {
+    if (g.id == id) return &g;
+  }
+  return nullptr;
+}
+
+Result<ClusterConfig> parse_cluster_config(std::string_view toml_text,
+                                           const std::string& base_dir) {
+  return parse_named(toml_text, base_dir, "");
+}
+
+Result<ClusterConfig> load_cluster_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return io_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return io_error(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
+  std::string base_dir = std::filesystem::path(path).parent_path().string();
+  return parse_named(text.str(), base_dir, path);
+}
+
+Status validate_cluster_config(const ClusterConfig& c) {
+  const std::string name = display_name(c.path);
+  auto fail = [&](std::string_view field, std::string_view what) {
+    return invalid_argument(fmt::format("{}: {}: {}", name, field, what));
+  };
+
+  if (c.cluster_id == 0) return fail("cluster_id", "must not be 0");
+  if (c.cluster_id > kTomlIntegerMax) {
+    return fail("cluster_id",
+                fmt::format("{} is above 2^63-1, the largest TOML integer", c.cluster_id));
+  }
+
+  const ClusterSettings& s = c.settings;
+  if (s.tick_ms < 1 || s.tick_ms > tick_ms_max) {
+    return fail("settings.tick_ms", fmt::format("{} is outside 1..{}", s.tick_ms, tick_ms_max));
+  }
+  if (s.lease_ms < lease_ticks_min * s.tick_ms || s.lease_ms > lease_ms_max) {
+    return fail("settings.lease_ms",
+                fmt::format("{} is outside {}..{} (at least {} ticks of {} ms)", s.lease_ms,
+                            lease_ticks_min * s.tick_ms, lease_ms_max, lease_ticks_min, s.tick_ms));
+  }
+  if (s.view_change_ticks != 0 && (s.view_change_ticks < view_change_ticks_min ||
+                                   s.view_change_ticks > view_change_ticks_max)) {
+    return fail("settings.view_change_ticks",
+                fmt::format("{} is neither 0 (the VR default) nor in {}..{}", s.view_change_ticks,
+                            view_change_ticks_min, view_change_ticks_max));
+  }
+  if (s.send_queue_bytes_max < send_queue_bytes_min ||
+      s.send_queue_bytes_max > send_queue_bytes_max_max) {
+    return fail(
+        "settings.send_queue_bytes_max",
+        fmt::format("{} is outside {}..{} (16 MiB, the largest message, to 16 GiB)",
+                    s.send_queue_bytes_max, send_queue_bytes_min, send_queue_bytes_max_max));
+  }
+  if (s.tx_retention_bytes_max < tx_retention_bytes_min ||
+      s.tx_retention_bytes_max > tx_retention_bytes_max_max) {
+    return fail("settings.tx_retention_bytes_max",
+                fmt::format("{} is outside {}..{} (16 MiB to 1 TiB)", s.tx_retention_bytes_max,
+                            tx_retention_bytes_min, tx_retention_bytes_max_max));
+  }
+
+  if (c.nodes.empty()) return fail("nodes", "a cluster needs at least one node ([[nodes]])");
+  if (c.nodes.size() > nodes_max) {
+    return fail("nodes",
+                fmt::format("{} nodes; at most {} are supported", c.nodes.size(), nodes_max));
+  }
+  if (c.gateways.size() > gateway_id_max) {
+    return fail("gateways", fmt::format("{} gateways; at most {} are supported", c.gateways.size(),
+                                        gateway_id_max));
+  }
+
+  // (host, port) -> the field that uses it.
+  std::map<std::pair<std::string, uint16_t>, std::string> ports;
+  auto check_port = [&](const std::string& host, uint16_t port,
+                        const std::string& field) -> Status {
+    if (port == 0) return fail(field, "must not be 0");
+    auto [it, inserted] = ports.emplace(std::make_pair(host, port), field);
+    if (!inserted) {
+      return fail(field,
+                  fmt::format("{} is already used by {} on host {}", port, it->second, host));
+    }
+    return Status::ok();
+  };
+  auto check_host = [&](const std::string& host, const std::string& field) -> Status {
+    if (host.empty()) return fail(field, "must not be empty");
+    if (has_control_chars(host) || host.find(' ') != std::string::npos) {
+      return fail(field, fmt::format("{} is not a host name or address", quote(host)));
+    }
+    return Status::ok();
+  };
+
+  std::map<uint32_t, size_t> node_ids;
+  std::map<std::pair<std::string, std::string>, size_t> data_dirs;
+  for (size_t i = 0; i < c.nodes.size(); i++) {
+    const NodeEntry& n = c.nodes[i];
+    const std::string p = fmt::format("nodes[{}].", i);
+    if (n.id < 1 || n.id > node_id_max) {
+      return fail(p + "id", fmt::format("{} is outside 1..{}", n.id, node_id_max));
+    }
+    if (auto [it, inserted] = node_ids.emplace(n.id, i); !inserted) {
+      return fail(p + "id", fmt::format("{} is already used by nodes[{}]", n.id, it->second));
+    }
+    if (Status st = check_host(n.host, p + "host"); !st) return st;
+    if (Status st = check_port(n.host, n.peer_port, p + "peer_port"); !st) return st;
+    if (Status st = check_port(n.host, n.http_port, p + "http_port"); !st) return st;
+    if (Status st = check_port(n.host, n.resp_port, p + "resp_port"); !st) return st;
+    if (Status st = check_port(n.host, n.native_port, p + "native_port"); !st) return st;
+    if (n.data_dir.empty()) return fail(p + "data_dir", "must not be empty");
+    if (has_control_chars(n.data_dir)) return fail(p + "data_dir", "contains control characters");
+    auto dir_key =
+        std::make_pair(n.host, std::filesystem::path(n.data_dir).lexically_normal().string());
+    if (auto [it, inserted] = data_dirs.emplace(dir_key, i); !inserted) {
+      return fail(p + "data_dir", fmt::format("{} is already used by nodes[{}] on host {}",
+                                              n.data_dir, it->second, n.host));
+    }
+  }
+
+  std::map<uint32_t, size_t> gateway_ids;
+  for (size_t i = 0; i < c.gateways.size(); i++) {
+    const GatewayEntry& g = c.gateways[i];
+    const std::string p = fmt::format("gateways[{}].", i);
+    if (g.id < 1 || g.id > gateway_id_max) {
+      return fail(p + "id", fmt::format("{} is outside 1..{}", g.id, gateway_id_max));
+    }
+    if (auto [it, inserted] = gateway_ids.emplace(g.id, i); !inserted) {
+      return fail(p + "id", fmt::format("{} is already used by gateways[{}]", g.id, it->second));
+    }
+    if (Status st = check_host(g.host, p + "host"); !st) return st;
+    if (Status st = check_port(g.host, g.http_port, p + "http_port"); !st) return st;
+    if (Status st = check_port(g.host, g.resp_port, p + "resp_port"); !st) return st;
+    if (Status st = check_port(g.host, g.native_port, p + "native_port"); !st) return st;
+  }
+  return Status::ok();
+}
+
+std::string format_cluster_config(const ClusterConfig& c) {
+  const ClusterSettings& s = c.settings;
+  std::string out = fmt::format(
+      "# maroon cluster config: every node and gateway of the cluster reads this\n"
+      "# file (`maroon node --config FILE --id N`). Layout and settings: docs/cluster.md.\n"
+      "# A relative data_dir is relative to this file's directory.\n"
+      "cluster_id = {}\n"
+      "\n"
+      "[settings]\n"
+      "tick_ms = {}  # one protocol tick\n"
+      "lease_ms = {}  # a gateway's range lease; unrenewed ranges are sealed after it\n"
+      "view_change_ticks = {}  # 0: the VR default\n"
+      "send_queue_bytes_max = {}  # per peer connection\n"
+      "tx_retention_bytes_max = {}  # applied txs kept to serve lagging peers\n",
+      c.cluster_id, s.tick_ms, s.lease_ms, s.view_change_ticks, s.send_queue_bytes_max,
+      s.tx_retention_bytes_max);
+  for (const NodeEntry& n : c.nodes) {
+    out += fmt::format(
+        "\n[[nodes]]\n"
+        "id = {}\n"
+        "host = {}\n"
+        "peer_port = {}\n"
+        "http_port = {}\n"
+        "resp_port = {}\n"
+        "native_port = {}\n"
+        "data_dir = {}\n",
+        n.id, quote(n.host), n.peer_port, n.http_port, n.resp_port, n.native_port,
+        quote(n.data_dir));
+  }
+  for (const GatewayEntry& g : c.gateways) {
+    out += fmt::format(
+        "\n[[gateways]]\n"
+        "id = {}\n"
+        "host = {}\n"
+        "http_port = {}\n"
+        "resp_port = {}\n"
+        "native_port = {}\n",
+        g.id, quote(g.host), g.http_port, g.resp_port, g.native_port);
+  }
+  return out;
+}
+
+}  // namespace maroon::cluster

@@ -1,0 +1,96 @@
+// The cluster config file: which nodes and gateways make up a cluster, where
+// they listen, and the settings they share. Every process of a cluster reads
+// the same file (`maroon node --config FILE --id N`). The TOML layout, every
+// setting and its default are described in docs/cluster.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace maroon::cluster {
+
+inline constexpr size_t nodes_max = 7;
+inline constexpr uint32_t node_id_max = 63;
+inline constexpr uint32_t gateway_id_max = 63;
+inline constexpr uint64_t tick_ms_max = 1000;
+// A lease must outlast a few ticks, or a busy gateway loses its range.
+inline constexpr uint64_t lease_ticks_min = 10;
+inline constexpr uint64_t lease_ms_max = 3600 * 1000;
+// vr::Options::lease_ticks (12) must not exceed the view change timeout.
+inline constexpr uint64_t view_change_ticks_min = 12;
+inline constexpr uint64_t view_change_ticks_max = 100000;
+// Both byte limits must hold at least one message of the largest size
+// (limits::message_bytes_max, 16 MiB); the upper bounds catch unit mistakes.
+inline constexpr size_t send_queue_bytes_min = 16 * 1024 * 1024;
+inline constexpr size_t send_queue_bytes_max_max = size_t{16} << 30;
+inline constexpr size_t tx_retention_bytes_min = 16 * 1024 * 1024;
+inline constexpr size_t tx_retention_bytes_max_max = size_t{1} << 40;
+
+struct NodeEntry {
+  uint32_t id = 0;
+  std::string host = "127.0.0.1";
+  uint16_t peer_port = 0;  // node-to-node traffic (VR, tx replication)
+  uint16_t http_port = 0;
+  uint16_t resp_port = 0;
+  uint16_t native_port = 0;  // clients and gateways
+  std::string data_dir;      // absolute once loaded from a file
+
+  bool operator==(const NodeEntry&) const = default;
+};
+
+struct GatewayEntry {
+  uint32_t id = 0;
+  std::string host = "127.0.0.1";
+  uint16_t http_port = 0;
+  uint16_t resp_port = 0;
+  uint16_t native_port = 0;
+
+  bool operator==(const GatewayEntry&) const = default;
+};
+
+struct ClusterSettings {
+  uint64_t tick_ms = 10;
+  uint64_t lease_ms = 5000;        // a gateway's range lease; unrenewed ranges are sealed after it
+  uint64_t view_change_ticks = 0;  // 0: the VR default
+  size_t send_queue_bytes_max = 64 << 20;     // per peer connection
+  size_t tx_retention_bytes_max = 256 << 20;  // applied txs a node keeps to serve lagging peers
+
+  bool operator==(const ClusterSettings&) const = default;
+};
+
+struct ClusterConfig {
+  uint64_t cluster_id = 0;
+  ClusterSettings settings;
+  std::vector<NodeEntry> nodes;
+  std::vector<GatewayEntry> gateways;
+  std::string path;  // the file it was loaded from; empty if parsed from text
+
+  const NodeEntry* node(uint32_t id) const;
+  const GatewayEntry* gateway(uint32_t id) const;
+  // Crash faults tolerated.
+  size_t f() const { return (nodes.size() - 1) / 2; }
+
+  bool operator==(const ClusterConfig&) const = default;
+};
+
+// Reads, parses and validates the file. A relative data_dir is taken relative
+// to the file's directory and made absolute. Errors start with the path.
+Result<ClusterConfig> load_cluster_config(const std::string& path);
+// Parses and validates TOML text; relative data_dirs are resolved against
+// base_dir (made absolute first). Unknown keys are errors.
+Result<ClusterConfig> parse_cluster_config(std::string_view toml_text, const std::string& base_dir);
+// Checks everything that parsing alone cannot: counts, id ranges, unique ids,
+// ports, settings and their relations. Errors name the file, the field, and
+// what is wrong, e.g. "cluster.toml: nodes[2].peer_port: 7101 is already used
+// by nodes[1].peer_port".
+Status validate_cluster_config(const ClusterConfig& config);
+// TOML text with a header comment; parse_cluster_config(format(c)) == c for a
+// valid c whose data_dirs are absolute and whose path is empty.
+std::string format_cluster_config(const ClusterConfig& config);
+
+}  // namespace maroon::cluster

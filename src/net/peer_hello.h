@@ -1,0 +1,43 @@
+// The PeerHello payload: the first frame each way on every node/gateway link
+// (layout and rules in docs/formats/transport.md).
+//
+//   u32 version     kPeerHelloVersion
+//   u64 cluster_id  both ends must agree
+//   u8  kind        PeerKind of the sender
+//   u64 id          the sender's node or gateway id
+//
+// All little-endian, exactly kPeerHelloBytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace maroon::net {
+
+// What sits at the other end of a link. Values are on the wire; never reused.
+enum class PeerKind : uint8_t { kNode = 1, kGateway = 2 };
+
+const char* peer_kind_name(PeerKind kind);
+
+inline constexpr uint32_t kPeerHelloVersion = 1;
+inline constexpr size_t kPeerHelloBytes = 4 + 8 + 1 + 8;
+
+struct PeerHello {
+  uint32_t version = kPeerHelloVersion;
+  uint64_t cluster_id = 0;
+  PeerKind kind = PeerKind::kNode;
+  uint64_t id = 0;
+};
+
+// Appends the payload (not the frame) to `out`.
+void encode_peer_hello(const PeerHello& hello, std::string& out);
+
+// Rejects short input, trailing bytes and an unknown kind. Any version is
+// decoded; whether it is acceptable is the transport's call.
+Result<PeerHello> decode_peer_hello(std::string_view payload);
+
+}  // namespace maroon::net

@@ -1,0 +1,167 @@
+// The TCP transport between nodes and gateways: native frames
+// (protocol/frame.h) over links that open with a PeerHello handshake
+// (net/peer_hello.h; wire rules in docs/formats/transport.md).
+//
+// Links. A node keeps one outbound link to every node it was told to
+// connect() to, redialing with backoff whenever it fails; it accepts inbound
+// links from nodes and gateways. A gateway only dials. Frames to a node go on
+// the outbound link to it when that one is up, else on an inbound link from
+// it; frames to a gateway go on the inbound link whose hello named it. A newer
+// inbound link from the same (kind, id) replaces the older one.
+//
+// A peer is connected() while some link to it can carry frames; the
+// LinkHandler reports exactly the transitions of connected(), so two links to
+// one peer (each side dialed the other) give one "up" and one "down".
+//
+// Ownership: the Transport owns every link (a shared_ptr in links_); pending
+// async operations and timers hold a shared_ptr too, so the socket and the
+// buffers they use outlive them. A link that is dropped, or every link when
+// the transport closes, is marked closed before anything else, and every
+// completion checks that flag first: an open link implies a live transport.
+// Dialer timers and the acceptor check the transport's alive token, which
+// close() expires.
+//
+// Bounds: send_queue_bytes_max bytes queued per link (send() refuses beyond);
+// a frame is at most protocol::kFrameBytesMax; the decoder buffers at most one
+// frame plus one read; at most limits::connections_max inbound links.
+//
+// Everything, handlers included, runs on the io_context's one thread. A
+// handler may call send(), connected() and close(); it must not destroy the
+// Transport.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "common/status.h"
+#include "net/peer_hello.h"
+
+namespace maroon::net {
+
+struct PeerAddress {
+  uint64_t id = 0;
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct TransportOptions {
+  uint64_t cluster_id = 0;  // both ends must agree, else the link is refused
+  PeerKind self_kind = PeerKind::kNode;
+  uint64_t self_id = 0;
+  size_t send_queue_bytes_max = 64 * 1024 * 1024;  // per link; send() refuses beyond it
+  // Redial delays: exponential with jitter (net/backoff.h).
+  std::chrono::milliseconds reconnect_min{20};
+  std::chrono::milliseconds reconnect_max{1000};
+  // From the start of a dial (or an accept) to a valid hello from the peer.
+  std::chrono::milliseconds handshake_timeout{2000};
+};
+
+class Transport {
+ public:
+  // Called for every valid frame received after the handshake. `payload`
+  // is valid only during the call.
+  using FrameHandler =
+      std::function<void(PeerKind kind, uint64_t peer_id, uint8_t type, std::string_view payload)>;
+  // Called when a peer becomes connected() (true) or stops being (false).
+  using LinkHandler = std::function<void(PeerKind kind, uint64_t peer_id, bool up)>;
+
+  struct Counters {
+    uint64_t frames_sent = 0;      // frames written (not counting hellos)
+    uint64_t frames_received = 0;  // frames delivered to the FrameHandler
+    uint64_t bytes_sent = 0;       // bytes written, hellos included
+    uint64_t bytes_received = 0;   // bytes read
+    uint64_t frames_dropped = 0;   // refused by send(), or queued on a link that failed
+    uint64_t links_refused = 0;    // wrong version, cluster or peer id; too many links
+    uint64_t protocol_errors = 0;  // bad frame or hello, handshake timeout
+    uint64_t reconnects = 0;       // dial attempts after the first, per peer
+  };
+
+  Transport(boost::asio::io_context& io, TransportOptions options, FrameHandler on_frame,
+            LinkHandler on_link);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  // Accepts inbound links (port 0 picks a free one; bound_port() tells
+  // which). Call at most once. Errors (bad host, port in use) as a Status.
+  Status listen(const std::string& host, uint16_t port);
+  uint16_t bound_port() const { return bound_port_; }
+
+  // Keeps an outbound link to this node up: connect, handshake, and on any
+  // failure redial with backoff. Once per node id.
+  void connect(PeerAddress node);
+
+  // Queues one frame (type must not be kPeerHello). Returns false, dropping
+  // the frame, if the peer has no usable link, the payload exceeds
+  // protocol::kFramePayloadBytesMax, or the frame would take the link's
+  // queue past send_queue_bytes_max. Never blocks, never throws.
+  bool send(PeerKind kind, uint64_t peer_id, uint8_t type, std::string_view payload);
+
+  // Bytes queued and not yet written (for metrics and backpressure).
+  size_t queued_bytes(PeerKind kind, uint64_t peer_id) const;
+  size_t queued_bytes_total() const;
+  bool connected(PeerKind kind, uint64_t peer_id) const;
+
+  // Closes every link and the acceptor; no handler is called afterwards.
+  // Idempotent; the destructor calls it.
+  void close();
+
+  const Counters& counters() const { return counters_; }
+
+ private:
+  struct Link;
+  struct Dialer;
+  using PeerKey = std::pair<PeerKind, uint64_t>;
+
+  void accept();
+  void admit(boost::asio::ip::tcp::socket socket);
+  void dial(Dialer& d);
+  void redial_later(Dialer& d);
+  void arm_handshake_timer(const std::shared_ptr<Link>& link);
+  void on_connect(const std::shared_ptr<Link>& link, const boost::system::error_code& ec);
+  void read(const std::shared_ptr<Link>& link);
+  void on_read(const std::shared_ptr<Link>& link, size_t bytes);
+  void on_hello(Link& link, std::string_view payload);
+  void queue_frame(Link& link, uint8_t type, std::string_view payload, bool counted);
+  void schedule_flush(Link& link);
+  void flush(Link& link);
+  // Closes the link, forgets it and, for an outbound one, schedules a redial.
+  // Calls the LinkHandler last, if the peer lost its last usable link, so
+  // callers return right after; the link stays valid only while they hold a
+  // reference to it.
+  void drop(Link& link);
+  void protocol_error(Link& link, const Status& why);
+  void refuse(Link& link, const std::string& why);
+  // The link send() uses for this peer; null if none is up.
+  Link* route(PeerKind kind, uint64_t peer_id) const;
+
+  boost::asio::io_context& io_;
+  const TransportOptions options_;
+  const FrameHandler on_frame_;
+  const LinkHandler on_link_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
+  uint16_t bound_port_ = 0;
+  bool closed_ = false;
+  // Every open link, outbound and inbound, in handshake or up.
+  std::unordered_map<Link*, std::shared_ptr<Link>> links_;
+  size_t inbound_count_ = 0;                                       // inbound links in links_
+  std::unordered_map<uint64_t, std::unique_ptr<Dialer>> dialers_;  // by node id
+  std::map<PeerKey, Link*> inbound_;  // inbound links past the handshake, by hello
+  Counters counters_;
+  // Expires at close(); queued accept, resolve and redial handlers check it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace maroon::net

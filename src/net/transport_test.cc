@@ -1,0 +1,581 @@
+#include "net/transport.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/codec.h"
+#include "common/prng.h"
+#include "net/backoff.h"
+#include "net/peer_hello.h"
+#include "protocol/frame.h"
+
+namespace maroon::net {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using namespace std::chrono_literals;
+using protocol::FrameType;
+
+constexpr uint64_t kCluster = 7;
+constexpr auto kDeadline = 3s;
+constexpr uint8_t kVr = static_cast<uint8_t>(FrameType::kVr);
+constexpr uint8_t kTx = static_cast<uint8_t>(FrameType::kTx);
+constexpr uint8_t kTxAck = static_cast<uint8_t>(FrameType::kTxAck);
+
+// ---- PeerHello and Backoff ----
+
+TEST(PeerHello, RoundTripsAndRejectsMalformedPayloads) {
+  std::string payload;
+  encode_peer_hello({.cluster_id = 42, .kind = PeerKind::kGateway, .id = 9}, payload);
+  ASSERT_EQ(payload.size(), kPeerHelloBytes);
+  Result<PeerHello> h = decode_peer_hello(payload);
+  ASSERT_TRUE(h.is_ok());
+  EXPECT_EQ(h->version, kPeerHelloVersion);
+  EXPECT_EQ(h->cluster_id, 42u);
+  EXPECT_EQ(h->kind, PeerKind::kGateway);
+  EXPECT_EQ(h->id, 9u);
+
+  EXPECT_FALSE(decode_peer_hello(payload.substr(0, kPeerHelloBytes - 1)).is_ok());
+  EXPECT_FALSE(decode_peer_hello(payload + "x").is_ok());
+  std::string bad_kind = payload;
+  bad_kind[12] = 3;
+  EXPECT_FALSE(decode_peer_hello(bad_kind).is_ok());
+  EXPECT_FALSE(decode_peer_hello("").is_ok());
+}
+
+TEST(Backoff, GrowsExponentiallyWithJitterUpToMaxAndResets) {
+  Backoff b(10ms, 200ms, 1);
+  for (int round = 0; round < 2; round++) {
+    std::chrono::milliseconds nominal = 10ms;
+    for (int i = 0; i < 12; i++) {
+      const auto d = b.next();
+      EXPECT_GE(d, nominal / 2) << i;
+      EXPECT_LE(d, nominal) << i;
+      nominal = std::min<std::chrono::milliseconds>(nominal * 2, 200ms);
+    }
+    b.reset();
+  }
+  Backoff zero(0ms, 0ms, 2);
+  EXPECT_EQ(zero.next(), 0ms);
+}
+
+// ---- Transport over loopback ----
+
+struct Received {
+  PeerKind kind;
+  uint64_t id;
+  uint8_t type;
+  std::string payload;
+};
+
+struct LinkEvent {
+  PeerKind kind;
+  uint64_t id;
+  bool up;
+  bool operator==(const LinkEvent&) const = default;
+};
+
+// A transport that records what its handlers see.
+class Peer {
+ public:
+  Peer(asio::io_context& io, const TransportOptions& options)
+      : transport_(
+            io, options,
+            [this](PeerKind kind, uint64_t id, uint8_t type, std::string_view payload) {
+              frames.push_back({kind, id, type, std::string(payload)});
+              if (on_frame) on_frame(kind, id, type, payload);
+            },
+            [this](PeerKind kind, uint64_t id, bool up) {
+              events.push_back({kind, id, up});
+              if (on_link) on_link(kind, id, up);
+            }) {}
+
+  Transport& t() { return transport_; }
+  uint16_t listen() {
+    EXPECT_TRUE(transport_.listen("127.0.0.1", port_).is_ok());
+    return transport_.bound_port();
+  }
+  Peer& on_port(uint16_t port) {
+    port_ = port;
+    return *this;
+  }
+
+  std::vector<Received> frames;
+  std::vector<LinkEvent> events;
+  std::function<void(PeerKind, uint64_t, uint8_t, std::string_view)> on_frame;
+  std::function<void(PeerKind, uint64_t, bool)> on_link;
+
+ private:
+  uint16_t port_ = 0;
+  Transport transport_;  // last: destroyed first, while the vectors exist
+};
+
+TransportOptions node_options(uint64_t id) {
+  return {.cluster_id = kCluster,
+          .self_kind = PeerKind::kNode,
+          .self_id = id,
+          .reconnect_min = 2ms,
+          .reconnect_max = 40ms,
+          .handshake_timeout = 1000ms};
+}
+
+TransportOptions gateway_options(uint64_t id) {
+  TransportOptions o = node_options(id);
+  o.self_kind = PeerKind::kGateway;
+  return o;
+}
+
+PeerAddress address(uint64_t id, uint16_t port) {
+  return {.id = id, .host = "127.0.0.1", .port = port};
+}
+
+std::string frame(uint8_t type, std::string_view payload) {
+  std::string out;
+  protocol::encode_frame(type, payload, out);
+  return out;
+}
+
+std::string hello_frame(uint64_t cluster, PeerKind kind, uint64_t id) {
+  std::string payload;
+  encode_peer_hello({.cluster_id = cluster, .kind = kind, .id = id}, payload);
+  return frame(static_cast<uint8_t>(FrameType::kPeerHello), payload);
+}
+
+// A plain socket speaking (or abusing) the wire protocol. Its read state is
+// shared with the pending read, so destroying it mid-read is safe.
+class RawPeer {
+ public:
+  RawPeer(asio::io_context& io, uint16_t port, int receive_buffer_bytes = 0)
+      : s_(std::make_shared<State>(io)) {
+    s_->socket.open(tcp::v4());
+    if (receive_buffer_bytes > 0) {
+      s_->socket.set_option(asio::socket_base::receive_buffer_size(receive_buffer_bytes));
+    }
+    // The kernel completes the handshake from the backlog; no loop needed.
+    s_->socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  }
+  ~RawPeer() {
+    error_code ignored;
+    s_->socket.close(ignored);
+  }
+
+  void write(std::string_view bytes) { asio::write(s_->socket, asio::buffer(bytes)); }
+
+  // Reads until EOF, decoding frames as they come.
+  void start_reading() { read(s_); }
+  bool eof() const { return s_->eof; }
+  const std::vector<Received>& frames() const { return s_->frames; }
+
+ private:
+  struct State {
+    explicit State(asio::io_context& io) : socket(io) {}
+    tcp::socket socket;
+    protocol::FrameDecoder decoder;
+    std::vector<Received> frames;
+    bool eof = false;
+  };
+
+  static void read(const std::shared_ptr<State>& s) {
+    std::span<char> space = s->decoder.prepare(4096);
+    s->socket.async_read_some(
+        asio::buffer(space.data(), space.size()), [s](error_code ec, size_t n) {
+          if (ec) {
+            s->eof = true;
+            return;
+          }
+          s->decoder.commit(n);
+          protocol::Frame f;
+          while (s->decoder.next(f) == protocol::DecodeResult::kFrame) {
+            s->frames.push_back({PeerKind::kNode, 0, f.type, std::string(f.payload)});
+          }
+          read(s);
+        });
+  }
+
+  std::shared_ptr<State> s_;
+};
+
+class TransportTest : public testing::Test {
+ protected:
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = kDeadline) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io_.restart();
+      io_.run_one_for(10ms);
+    }
+    return done();
+  }
+  // Runs whatever is ready and what becomes ready within `d`.
+  void run_for(std::chrono::milliseconds d) {
+    const auto deadline = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < deadline) {
+      io_.restart();
+      io_.run_one_for(std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now()));
+    }
+  }
+
+  uint16_t free_port() {
+    tcp::acceptor a(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    return a.local_endpoint().port();
+  }
+
+  // Node 1 dials node 2; returns once both see the link.
+  void link_up(Peer& a, Peer& b, uint16_t b_port) {
+    a.t().connect(address(2, b_port));
+    ASSERT_TRUE(run_until([&] {
+      return a.t().connected(PeerKind::kNode, 2) && b.t().connected(PeerKind::kNode, 1);
+    }));
+  }
+
+  // Declared first: destroyed last, after every transport and socket.
+  asio::io_context io_;
+};
+
+TEST_F(TransportTest, TwoTransportsExchangeFramesBothWays) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  const uint16_t port = b.listen();
+  EXPECT_FALSE(a.t().send(PeerKind::kNode, 2, kVr, "too early"));
+  link_up(a, b, port);
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true}}));
+  EXPECT_EQ(b.events, (std::vector<LinkEvent>{{PeerKind::kNode, 1, true}}));
+
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "from a"));
+  EXPECT_TRUE(b.t().send(PeerKind::kNode, 1, kVr, "from b"));  // on the inbound link
+  EXPECT_TRUE(b.t().send(PeerKind::kNode, 1, kVr, ""));
+  ASSERT_TRUE(run_until([&] { return b.frames.size() == 1 && a.frames.size() == 2; }));
+  EXPECT_EQ(b.frames[0].kind, PeerKind::kNode);
+  EXPECT_EQ(b.frames[0].id, 1u);
+  EXPECT_EQ(b.frames[0].type, kVr);
+  EXPECT_EQ(b.frames[0].payload, "from a");
+  EXPECT_EQ(a.frames[0].id, 2u);
+  EXPECT_EQ(a.frames[0].payload, "from b");
+  EXPECT_EQ(a.frames[1].payload, "");
+  EXPECT_FALSE(a.t().send(PeerKind::kNode, 3, kVr, "nobody"));
+  EXPECT_FALSE(a.t().send(PeerKind::kGateway, 2, kVr, "wrong kind"));
+  EXPECT_EQ(a.t().counters().frames_dropped, 3u);
+  ASSERT_TRUE(run_until([&] { return a.t().queued_bytes_total() == 0; }));
+  EXPECT_EQ(a.t().counters().frames_sent, 1u);
+  EXPECT_EQ(b.t().counters().frames_sent, 2u);
+  EXPECT_EQ(b.t().counters().frames_received, 1u);
+  EXPECT_EQ(a.t().counters().reconnects, 0u);
+}
+
+TEST_F(TransportTest, TenThousandFramesEachWayArriveInOrderAndIntact) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  link_up(a, b, b.listen());
+  constexpr uint64_t kFrames = 10000;
+  const auto payload = [](uint64_t seq) {
+    std::string p;
+    ByteWriter(p).u64(seq);
+    p.append(seq % 300, static_cast<char>('a' + seq % 26));
+    return p;
+  };
+  for (uint64_t i = 0; i < kFrames; i++) {
+    ASSERT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, payload(i)));
+    ASSERT_TRUE(b.t().send(PeerKind::kNode, 1, kTx, payload(i)));
+  }
+  ASSERT_TRUE(run_until([&] { return a.frames.size() == kFrames && b.frames.size() == kFrames; }));
+  for (uint64_t i = 0; i < kFrames; i++) {
+    ASSERT_EQ(b.frames[i].payload, payload(i)) << i;
+    ASSERT_EQ(b.frames[i].type, kVr);
+    ASSERT_EQ(a.frames[i].payload, payload(i)) << i;
+    ASSERT_EQ(a.frames[i].type, kTx);
+  }
+  ASSERT_TRUE(run_until([&] { return a.t().queued_bytes_total() == 0; }));
+  EXPECT_EQ(a.t().counters().frames_sent, kFrames);
+  EXPECT_EQ(b.t().counters().frames_received, kFrames);
+  EXPECT_EQ(a.t().counters().bytes_sent, b.t().counters().bytes_received);
+}
+
+TEST_F(TransportTest, DialerRetriesUntilThePeerStartsListening) {
+  const uint16_t port = free_port();
+  Peer a(io_, node_options(1));
+  a.t().connect(address(2, port));
+  ASSERT_TRUE(run_until([&] { return a.t().counters().reconnects >= 3; }));
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_TRUE(a.events.empty());
+
+  Peer b(io_, node_options(2));
+  b.on_port(port).listen();
+  ASSERT_TRUE(run_until([&] { return a.t().connected(PeerKind::kNode, 2); }));
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "finally"));
+  ASSERT_TRUE(run_until([&] { return b.frames.size() == 1; }));
+  EXPECT_EQ(b.frames[0].payload, "finally");
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true}}));
+}
+
+TEST_F(TransportTest, PeerRestartBringsTheLinkBackDownThenUp) {
+  Peer a(io_, node_options(1));
+  auto b = std::make_unique<Peer>(io_, node_options(2));
+  const uint16_t port = b->listen();
+  link_up(a, *b, port);
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "before"));
+  ASSERT_TRUE(run_until([&] { return b->frames.size() == 1; }));
+
+  b.reset();  // with its links and a pending read: nothing of it may run later
+  ASSERT_TRUE(run_until([&] { return !a.t().connected(PeerKind::kNode, 2); }));
+  EXPECT_FALSE(a.t().send(PeerKind::kNode, 2, kVr, "while down"));
+  run_for(20ms);  // a few failed redials
+
+  b = std::make_unique<Peer>(io_, node_options(2));
+  b->on_port(port).listen();
+  ASSERT_TRUE(run_until([&] { return a.t().connected(PeerKind::kNode, 2); }));
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "after"));
+  ASSERT_TRUE(run_until([&] { return b->frames.size() == 1; }));
+  EXPECT_EQ(b->frames[0].payload, "after");
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true},
+                                              {PeerKind::kNode, 2, false},
+                                              {PeerKind::kNode, 2, true}}));
+  EXPECT_GE(a.t().counters().reconnects, 1u);
+}
+
+TEST_F(TransportTest, WrongClusterIdIsRefused) {
+  Peer a(io_, node_options(1));
+  TransportOptions other = node_options(2);
+  other.cluster_id = kCluster + 1;
+  Peer b(io_, other);
+  a.t().connect(address(2, b.listen()));
+  ASSERT_TRUE(run_until([&] { return b.t().counters().links_refused >= 2; }));
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
+  EXPECT_TRUE(a.events.empty());
+  EXPECT_TRUE(b.events.empty());
+}
+
+TEST_F(TransportTest, AReplyNamingAnotherNodeIsRefusedByTheDialer) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  a.t().connect(address(9, b.listen()));  // node 2 listens where node 9 was expected
+  ASSERT_TRUE(run_until([&] { return a.t().counters().links_refused >= 2; }));
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 9));
+  EXPECT_TRUE(a.events.empty());
+}
+
+TEST_F(TransportTest, GarbageClosesOnlyThatLink) {
+  Peer a(io_, node_options(1));
+  TransportOptions bo = node_options(2);
+  bo.handshake_timeout = 300ms;  // random bytes may look like the start of a long frame
+  Peer b(io_, bo);
+  link_up(a, b, b.listen());
+  const uint16_t port = b.t().bound_port();
+
+  std::string random(1000, '\0');
+  Prng prng(99);
+  for (char& c : random) c = static_cast<char>(prng.next());
+  std::string bad_checksum = hello_frame(kCluster, PeerKind::kNode, 5);
+  bad_checksum[5] ^= 1;
+  std::string huge = frame(kVr, "x");
+  huge[0] = huge[1] = huge[2] = huge[3] = static_cast<char>(0xff);
+  std::string bad_after_hello = hello_frame(kCluster, PeerKind::kNode, 6) + frame(kVr, "ok");
+  std::string corrupt = frame(kVr, "corrupt me");
+  corrupt.back() ^= 1;
+  bad_after_hello += corrupt;
+  const std::vector<std::string> abuses = {
+      random,
+      bad_checksum,
+      huge,
+      frame(kVr, "no hello first"),
+      hello_frame(kCluster, PeerKind::kNode, 7) + hello_frame(kCluster, PeerKind::kNode, 7),
+      frame(static_cast<uint8_t>(FrameType::kPeerHello), "short"),
+      bad_after_hello,
+  };
+  std::vector<std::unique_ptr<RawPeer>> raws;
+  for (const std::string& bytes : abuses) {
+    raws.push_back(std::make_unique<RawPeer>(io_, port));
+    raws.back()->write(bytes);
+    raws.back()->start_reading();
+  }
+  ASSERT_TRUE(run_until([&] {
+    for (auto& r : raws) {
+      if (!r->eof()) return false;
+    }
+    return true;
+  }));
+  EXPECT_EQ(b.t().counters().protocol_errors, abuses.size());
+  // The frame before the corrupt one was delivered; the ones after a hello
+  // each saw node 6 and 7 come and go.
+  ASSERT_EQ(b.frames.size(), 1u);
+  EXPECT_EQ(b.frames[0].id, 6u);
+  EXPECT_EQ(b.frames[0].payload, "ok");
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 6));
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 7));
+
+  // The good link still works both ways.
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "still here"));
+  EXPECT_TRUE(b.t().send(PeerKind::kNode, 1, kVr, "me too"));
+  ASSERT_TRUE(run_until([&] { return b.frames.size() == 2 && a.frames.size() == 1; }));
+  EXPECT_EQ(b.frames[1].payload, "still here");
+  EXPECT_EQ(a.frames[0].payload, "me too");
+}
+
+TEST_F(TransportTest, SilentInboundLinkTimesOut) {
+  TransportOptions bo = node_options(2);
+  bo.handshake_timeout = 50ms;
+  Peer b(io_, bo);
+  RawPeer raw(io_, b.listen());
+  raw.start_reading();
+  ASSERT_TRUE(run_until([&] { return raw.eof(); }));
+  EXPECT_EQ(b.t().counters().protocol_errors, 1u);
+}
+
+TEST_F(TransportTest, SendRefusesOnceTheQueueIsFullAgainstAPeerThatDoesNotRead) {
+  constexpr size_t kLimit = 1024 * 1024;
+  TransportOptions bo = node_options(2);
+  bo.send_queue_bytes_max = kLimit;
+  Peer b(io_, bo);
+  RawPeer raw(io_, b.listen(), 4096);
+  raw.write(hello_frame(kCluster, PeerKind::kNode, 7));
+  ASSERT_TRUE(run_until([&] { return b.t().connected(PeerKind::kNode, 7); }));
+
+  const std::string big(256 * 1024, 'z');
+  // Fill the queue, let the loop write into the kernel, repeat until the
+  // kernel buffers are full and a write stays pending.
+  bool blocked = false;
+  for (int round = 0; round < 200 && !blocked; round++) {
+    while (b.t().send(PeerKind::kNode, 7, kVr, big)) {
+    }
+    EXPECT_LE(b.t().queued_bytes(PeerKind::kNode, 7), kLimit);
+    run_for(10ms);
+    blocked = b.t().queued_bytes(PeerKind::kNode, 7) > 0;
+  }
+  ASSERT_TRUE(blocked);
+  while (b.t().send(PeerKind::kNode, 7, kVr, big)) {
+  }
+  run_for(20ms);
+  EXPECT_FALSE(b.t().send(PeerKind::kNode, 7, kVr, big));
+  EXPECT_GT(b.t().queued_bytes(PeerKind::kNode, 7), kLimit - big.size() - 64);
+  EXPECT_LE(b.t().queued_bytes(PeerKind::kNode, 7), kLimit);
+  EXPECT_EQ(b.t().queued_bytes_total(), b.t().queued_bytes(PeerKind::kNode, 7));
+  EXPECT_GT(b.t().counters().frames_dropped, 0u);
+  EXPECT_TRUE(b.t().connected(PeerKind::kNode, 7));
+}
+
+TEST_F(TransportTest, GatewayDialsANodeAndTheNodeRepliesToIt) {
+  Peer node(io_, node_options(1));
+  Peer gateway(io_, gateway_options(100));
+  gateway.t().connect(address(1, node.listen()));
+  ASSERT_TRUE(run_until([&] {
+    return gateway.t().connected(PeerKind::kNode, 1) && node.t().connected(PeerKind::kGateway, 100);
+  }));
+  EXPECT_EQ(node.events, (std::vector<LinkEvent>{{PeerKind::kGateway, 100, true}}));
+  EXPECT_FALSE(node.t().connected(PeerKind::kNode, 100));
+
+  node.on_frame = [&](PeerKind kind, uint64_t id, uint8_t type, std::string_view payload) {
+    if (type == kTx) {
+      EXPECT_TRUE(node.t().send(kind, id, kTxAck, payload));  // reentrant send
+    }
+  };
+  EXPECT_TRUE(gateway.t().send(PeerKind::kNode, 1, kTx, "tx-1"));
+  ASSERT_TRUE(run_until([&] { return gateway.frames.size() == 1; }));
+  EXPECT_EQ(node.frames[0].kind, PeerKind::kGateway);
+  EXPECT_EQ(node.frames[0].id, 100u);
+  EXPECT_EQ(gateway.frames[0].kind, PeerKind::kNode);
+  EXPECT_EQ(gateway.frames[0].id, 1u);
+  EXPECT_EQ(gateway.frames[0].type, kTxAck);
+  EXPECT_EQ(gateway.frames[0].payload, "tx-1");
+}
+
+TEST_F(TransportTest, ANewerInboundLinkReplacesTheOlderOne) {
+  Peer node(io_, node_options(1));
+  const uint16_t port = node.listen();
+  RawPeer first(io_, port);
+  first.write(hello_frame(kCluster, PeerKind::kGateway, 5));
+  first.start_reading();
+  ASSERT_TRUE(run_until([&] { return node.t().connected(PeerKind::kGateway, 5); }));
+  RawPeer second(io_, port);
+  second.write(hello_frame(kCluster, PeerKind::kGateway, 5));
+  second.start_reading();
+  ASSERT_TRUE(run_until([&] { return first.eof() && second.frames().size() == 1; }));
+  EXPECT_TRUE(node.t().connected(PeerKind::kGateway, 5));
+  EXPECT_EQ(node.events, (std::vector<LinkEvent>{{PeerKind::kGateway, 5, true}}));
+
+  // Both got the node's hello; frames now go to the second.
+  ASSERT_EQ(first.frames().size(), 1u);
+  Result<PeerHello> h = decode_peer_hello(second.frames()[0].payload);
+  ASSERT_TRUE(h.is_ok());
+  EXPECT_EQ(h->kind, PeerKind::kNode);
+  EXPECT_EQ(h->id, 1u);
+  EXPECT_EQ(h->cluster_id, kCluster);
+  EXPECT_TRUE(node.t().send(PeerKind::kGateway, 5, kTxAck, "to the newer"));
+  ASSERT_TRUE(run_until([&] { return second.frames().size() == 2; }));
+  EXPECT_EQ(second.frames()[1].payload, "to the newer");
+  EXPECT_EQ(first.frames().size(), 1u);
+}
+
+TEST_F(TransportTest, CloseInsideAFrameHandlerIsSafe) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  link_up(a, b, b.listen());
+  b.on_frame = [&](PeerKind, uint64_t, uint8_t, std::string_view) {
+    EXPECT_FALSE(b.t().send(PeerKind::kNode, 3, kVr, "nobody"));
+    b.t().close();
+    b.t().close();
+    EXPECT_FALSE(b.t().send(PeerKind::kNode, 1, kVr, "closed"));
+  };
+  // All three arrive in one write, so the close comes mid-batch.
+  for (int i = 0; i < 3; i++) EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "x"));
+  ASSERT_TRUE(run_until([&] { return !a.t().connected(PeerKind::kNode, 2); }));
+  run_for(20ms);  // a redials into the closed port
+  EXPECT_EQ(b.frames.size(), 1u);
+  EXPECT_EQ(b.events.size(), 1u);  // only the "up"; close() reports nothing
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
+  EXPECT_EQ(a.events.back(), (LinkEvent{PeerKind::kNode, 2, false}));
+}
+
+TEST_F(TransportTest, CloseInsideALinkHandlerIsSafe) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  a.on_link = [&](PeerKind kind, uint64_t id, bool up) {
+    EXPECT_TRUE(up);
+    EXPECT_TRUE(a.t().send(kind, id, kVr, "queued, then closed"));
+    a.t().close();
+  };
+  a.t().connect(address(2, b.listen()));
+  ASSERT_TRUE(run_until([&] { return !a.events.empty(); }));
+  run_for(20ms);
+  EXPECT_EQ(a.events.size(), 1u);
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_TRUE(b.frames.empty());
+}
+
+TEST_F(TransportTest, CloseWithPendingWorkRunsNothingLater) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  const uint16_t port = b.listen();
+  a.t().connect(address(2, port));
+  a.t().connect(address(3, free_port()));  // never answers: a redial timer stays armed
+  ASSERT_TRUE(run_until([&] { return b.t().connected(PeerKind::kNode, 1); }));
+  // Queued and never flushed, plus the pending reads, connects and timers.
+  EXPECT_TRUE(b.t().send(PeerKind::kNode, 1, kVr, "pending"));
+  b.t().close();
+  a.t().close();
+  EXPECT_FALSE(a.t().listen("127.0.0.1", 0).is_ok());
+  EXPECT_EQ(a.t().queued_bytes_total(), 0u);
+  run_for(20ms);
+  EXPECT_TRUE(a.frames.empty());
+  EXPECT_EQ(b.events.size(), 1u);
+}
+
+TEST_F(TransportTest, AHostNameIsResolved) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  a.t().connect({.id = 2, .host = "localhost", .port = b.listen()});
+  ASSERT_TRUE(run_until([&] { return a.t().connected(PeerKind::kNode, 2); }));
+}
+
+}  // namespace
+}  // namespace maroon::net
