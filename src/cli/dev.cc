@@ -53,7 +53,14 @@ int serve(boost::asio::io_context& io, server::Driver& driver, uint64_t drain_ms
   const auto& r = driver.replay_stats();
   spdlog::info("replayed {} WAL records ({} txs, {} epochs) in {} ms", r.records, r.txs, r.epochs,
                r.millis);
+  return serve_engine(
+      io, driver, a, [&](std::function<void()> done) { driver.shutdown(std::move(done)); },
+      drain_ms, banner);
+}
 
+int serve_engine(boost::asio::io_context& io, server::Engine& driver, const ServeAddresses& a,
+                 const std::function<void(std::function<void()>)>& shutdown, uint64_t drain_ms,
+                 const std::function<void(uint16_t, uint16_t, uint16_t)>& banner) {
   server::HttpServer http(io, driver, a.host, a.http_port);
   server::RespServer resp(io, driver, a.host, a.resp_port);
   server::NativeServer native(io, driver, a.host, a.native_port);
@@ -96,7 +103,7 @@ int serve(boost::asio::io_context& io, server::Driver& driver, uint64_t drain_ms
     });
     // Connections stay open while in-flight writes drain, so their clients
     // get answers; new writes are refused meanwhile ("shutting down").
-    driver.shutdown([&] {
+    shutdown([&] {
       http.stop();
       resp.stop();
       native.stop();

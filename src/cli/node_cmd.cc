@@ -10,6 +10,7 @@
 #include "cli/serve.h"
 #include "cluster/config.h"
 #include "server/driver.h"
+#include "server/gateway_driver.h"
 
 namespace maroon::cli {
 
@@ -69,8 +70,26 @@ int run_gateway(const GatewayOptions& o) {
     std::fprintf(stderr, "maroon gateway: %s has no gateway with id %u\n", o.config.c_str(), o.id);
     return 1;
   }
-  std::fprintf(stderr, "maroon gateway: cluster mode is not built yet\n");
-  return 1;
+  const cluster::GatewayEntry& self = *config.gateway(o.id);
+  server::GatewayDriverOptions g;
+  g.cluster_id = config.cluster_id;
+  for (const cluster::NodeEntry& n : config.nodes) {
+    g.nodes.push_back(server::ClusterMember{NodeId(n.id), n.host, n.peer_port});
+  }
+  g.tick_ms = config.settings.tick_ms;
+  g.lease_ms = config.settings.lease_ms;
+  g.send_queue_bytes_max = config.settings.send_queue_bytes_max;
+  spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e gateway-{} %^%l%$ %v", o.id));
+  boost::asio::io_context io(1);
+  server::GatewayDriver driver(io, g);
+  driver.start();
+  return serve_engine(io, driver, ServeAddresses{self.host, self.http_port, self.resp_port,
+                                                 self.native_port},
+                      [&](std::function<void()> done) { driver.shutdown(std::move(done)); },
+                      g.drain_ms, [&](uint16_t http, uint16_t resp, uint16_t native) {
+                        spdlog::info("gateway {} serving: HTTP {} RESP {} native {} ({} nodes)",
+                                     o.id, http, resp, native, g.nodes.size());
+                      });
 }
 
 }  // namespace maroon::cli

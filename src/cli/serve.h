@@ -25,4 +25,11 @@ int serve(boost::asio::io_context& io, server::Driver& driver, uint64_t drain_ms
           const ServeAddresses& addresses,
           const std::function<void(uint16_t http, uint16_t resp, uint16_t native)>& banner);
 
+// The part after the engine started: client servers and signal handling.
+// `shutdown(done)` drains the engine and then calls done.
+int serve_engine(boost::asio::io_context& io, server::Engine& engine,
+                 const ServeAddresses& addresses,
+                 const std::function<void(std::function<void()>)>& shutdown, uint64_t drain_ms,
+                 const std::function<void(uint16_t http, uint16_t resp, uint16_t native)>& banner);
+
 }  // namespace maroon::cli

@@ -293,11 +293,11 @@ void Driver::submit(AppId app, std::string op, ReplyFn done) {
     done(overloaded("the WAL is behind; retry shortly"), {});
     return;
   }
-  uint64_t token = add_waiting(std::move(done));
+  uint64_t token = waiting_.add(std::move(done));
   Result<TxId> id = gateway_.submit(app, std::move(op), token);
   if (!id) {
     txs_refused_.inc();
-    take_waiting(token).done(id.status(), {});
+    waiting_.refuse(token, id.status());
     return;
   }
   txs_submitted_.inc();
@@ -387,19 +387,8 @@ void Driver::pump() {
     const auto now = g.deliveries.empty() ? std::chrono::steady_clock::time_point{}
                                           : std::chrono::steady_clock::now();
     for (Delivery& d : g.deliveries) {
-      Waiting w = take_waiting(d.token);
-      auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now - w.submitted);
-      commit_latency_.observe_us(static_cast<uint64_t>(micros.count()));
       txs_completed_.inc();
-      if (d.expired) {
-        w.done(unavailable("the tx was executed, but its result is no longer kept"), {});
-      } else if (d.sealed) {
-        w.done(unavailable("not executed: this gateway's range of tx ids was sealed (its lease "
-                           "expired); retry"),
-               {});
-      } else {
-        w.done(Status::ok(), d.reply);
-      }
+      waiting_.deliver(d, now, commit_latency_);
     }
     Output out = node_.take_output();
     if (g.to_nodes.empty() && g.deliveries.empty() && out.empty()) break;
@@ -671,30 +660,6 @@ void Driver::route(Output out) {
   }
 }
 
-uint64_t Driver::add_waiting(ReplyFn done) {
-  MAROON_ASSERT(done);
-  uint64_t token;
-  if (free_slots_.empty()) {
-    token = waiting_.size();
-    waiting_.emplace_back();
-  } else {
-    token = free_slots_.back();
-    free_slots_.pop_back();
-  }
-  waiting_[token] = Waiting{std::move(done), std::chrono::steady_clock::now()};
-  waiting_count_++;
-  return token;
-}
-
-Driver::Waiting Driver::take_waiting(uint64_t token) {
-  MAROON_ASSERT(token < waiting_.size() && waiting_[token].done);
-  Waiting w = std::move(waiting_[token]);
-  waiting_[token].done = nullptr;
-  free_slots_.push_back(token);
-  waiting_count_--;
-  return w;
-}
-
 void Driver::schedule_flush() {
   // While a batch is being written its completion pumps and flushes.
   if (flush_scheduled_ || writing_) return;
@@ -801,10 +766,7 @@ void Driver::fail_writes(const Status& status) {
       "outcome unknown: the WAL failed while this write was in flight ({}); it may or may not "
       "take effect. The node refuses writes until restarted",
       status.to_string());
-  for (uint64_t token = 0; token < waiting_.size(); token++) {
-    if (!waiting_[token].done) continue;
-    take_waiting(token).done(unavailable(unknown), {});
-  }
+  waiting_.fail_all(unavailable(unknown));
 }
 
 void Driver::schedule_tick() {
@@ -827,7 +789,7 @@ void Driver::on_tick() {
 }
 
 void Driver::update_gauges() {
-  inflight_txs_.set(static_cast<int64_t>(waiting_count_));
+  inflight_txs_.set(static_cast<int64_t>(waiting_.size()));
   held_txs_.set(static_cast<int64_t>(node_.held_txs()));
   wal_pending_bytes_.set(static_cast<int64_t>(pending_bytes()));
   const SequencerStatus q = sequencer_.status();
@@ -866,9 +828,9 @@ void Driver::shutdown(std::function<void()> done) {
 }
 
 void Driver::poll_shutdown() {
-  bool drained = waiting_count_ == 0 && !writing_;
+  bool drained = waiting_.size() == 0 && !writing_;
   if (drained || read_only_ || std::chrono::steady_clock::now() >= shutdown_deadline_) {
-    if (!drained) spdlog::warn("shutting down with {} txs unanswered", waiting_count_);
+    if (!drained) spdlog::warn("shutting down with {} txs unanswered", waiting_.size());
     tick_timer_.cancel();
     if (node_net_) node_net_->close();
     if (gateway_net_) gateway_net_->close();

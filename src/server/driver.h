@@ -28,6 +28,7 @@
 #include "sequencer/vr_sequencer.h"
 #include "storage/superblock.h"
 #include "server/engine.h"
+#include "server/waiting_clients.h"
 #include "storage/dir_lock.h"
 #include "storage/env.h"
 #include "storage/wal.h"
@@ -76,6 +77,9 @@ class Driver final : public Engine {
   Result<std::string> read(AppId app, std::string_view op) override;
   EngineStatus status() const override;
   Registry& metrics() override { return registry_; }
+  // In a cluster a node's applied state may lag the cluster's, so reads are
+  // ordered like writes (linearizable); one node reads its own state.
+  bool orders_reads() const override { return options_.cluster.has_value(); }
 
   struct ReplayStats {
     uint64_t records = 0;
@@ -86,12 +90,6 @@ class Driver final : public Engine {
   const ReplayStats& replay_stats() const { return replay_stats_; }
 
  private:
-  struct Waiting {
-    ReplyFn done;  // empty: a free slot
-    std::chrono::steady_clock::time_point submitted;
-  };
-  uint64_t add_waiting(ReplyFn done);
-  Waiting take_waiting(uint64_t token);
 
   void pump();
   void route(Output out);
@@ -144,10 +142,7 @@ class Driver final : public Engine {
   uint64_t durable_seq_ = 0;
   std::deque<std::pair<uint64_t, GatewayEnvelope>> after_persist_;
   std::deque<std::pair<uint64_t, PeerEnvelope>> peer_after_persist_;
-  // Clients waiting for a result; the gateway's token is the slot index.
-  std::vector<Waiting> waiting_;
-  std::vector<uint64_t> free_slots_;
-  size_t waiting_count_ = 0;
+  WaitingClients waiting_;
   // Records and superblock states in emission order: each step's batch is
   // written, then its state, so what is durable is always a prefix of what
   // was emitted (a state never vouches for log records not yet on disk).

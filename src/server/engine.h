@@ -49,6 +49,10 @@ class Engine {
   // linearizable: applied state contains every acknowledged write.
   virtual Result<std::string> read(AppId app, std::string_view op) = 0;
   virtual EngineStatus status() const = 0;
+  // True when read ops must go through submit() to be linearizable (a
+  // cluster node or a gateway); read() then serves only explicitly stale
+  // reads (the native protocol's read-only flag).
+  virtual bool orders_reads() const { return false; }
   virtual Registry& metrics() = 0;
 };
 

@@ -714,7 +714,7 @@ class HttpServer::Session : public Listener::Connection,
     if (Status s = kv::validate(op); !s.is_ok()) return write(error_response(s));
     std::string bytes;
     kv::encode_op(op, bytes);
-    if (kv::is_read_only(op.type)) {
+    if (kv::is_read_only(op.type) && !engine_.orders_reads()) {
       Result<std::string> r = engine_.read(AppId::kKv, bytes);
       return deliver(r.is_ok() ? Status::ok() : r.status(), r.is_ok() ? std::string_view(*r) : "",
                      on_reply);

@@ -498,6 +498,7 @@ class RespServer::Connection : public Listener::Connection,
 
   void read_op(Shape shape) {
     MAROON_ASSERT(kv::is_read_only(op_.type));
+    if (engine_.orders_reads()) return ordered_op(shape);
     if (Status v = kv::validate(op_); !v) return error(reply_target(), "ERR " + v.message());
     if (pending_writes_ == 0 && queued_ == 0) {
       op_buf_.clear();
@@ -512,6 +513,12 @@ class RespServer::Connection : public Listener::Connection,
 
   void write_op(Shape shape) {
     MAROON_ASSERT(!kv::is_read_only(op_.type));
+    ordered_op(shape);
+  }
+
+  // Through the engine's order: every write, and reads where the engine
+  // orders them.
+  void ordered_op(Shape shape) {
     if (Status v = kv::validate(op_); !v) return error(reply_target(), "ERR " + v.message());
     const uint64_t seq = next_seq();
     if (queued_ == 0) {

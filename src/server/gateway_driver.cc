@@ -1,0 +1,250 @@
+#include "server/gateway_driver.h"
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <random>
+
+#include "protocol/cluster_messages.h"
+
+namespace maroon::server {
+
+namespace {
+
+GatewayConfig config_for(const GatewayDriverOptions& o) {
+  std::random_device rd;
+  uint64_t id = 0;
+  // A fresh incarnation name on every start: a restarted gateway never
+  // presents an old name, so it is never handed its old range again.
+  while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
+  GatewayConfig c{.id = GatewayId(id)};
+  c.acks_needed = o.nodes.size() / 2 + 1;
+  c.retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
+  c.result_retry_ticks = std::max<uint64_t>(1, 1000 / o.tick_ms);
+  c.lease_retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
+  c.renew_ticks = std::max<uint64_t>(1, o.lease_ms / 4 / o.tick_ms);
+  return c;
+}
+
+std::string_view payload_of(const std::string& frame) {
+  return std::string_view(frame).substr(protocol::kFrameHeaderBytes + 1);
+}
+
+}  // namespace
+
+GatewayDriver::GatewayDriver(boost::asio::io_context& io, GatewayDriverOptions options)
+    : io_(io),
+      options_(std::move(options)),
+      gateway_(config_for(options_)),
+      tick_timer_(io),
+      shutdown_timer_(io),
+      txs_submitted_(registry_.counter("maroon_txs_submitted_total", "Write txs accepted by the gateway")),
+      txs_completed_(registry_.counter("maroon_txs_completed_total", "Write txs answered to clients")),
+      txs_refused_(registry_.counter("maroon_txs_refused_total", "Write txs refused (overload, no range, shutdown)")),
+      commit_latency_(registry_.histogram("maroon_commit_latency_seconds", "Tx latency from submit to result")),
+      inflight_txs_(registry_.gauge("maroon_inflight_txs", "Txs submitted and not yet answered")),
+      nodes_connected_(registry_.gauge("maroon_nodes_connected", "Nodes this gateway has a link to")),
+      net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to nodes")) {
+  MAROON_ASSERT(!options_.nodes.empty());
+}
+
+GatewayDriver::~GatewayDriver() {
+  if (net_) net_->close();
+}
+
+void GatewayDriver::start() {
+  MAROON_ASSERT(!started_);
+  net::TransportOptions to;
+  to.cluster_id = options_.cluster_id;
+  to.self_kind = net::PeerKind::kGateway;
+  to.self_id = gateway_.id().value();
+  to.send_queue_bytes_max = options_.send_queue_bytes_max;
+  net_ = std::make_unique<net::Transport>(
+      io_, to,
+      [this](net::PeerKind, uint64_t peer, uint8_t type, std::string_view payload) {
+        on_frame(peer, type, payload);
+      },
+      [](net::PeerKind, uint64_t peer, bool up) {
+        spdlog::info("node {} {}", peer, up ? "connected" : "disconnected");
+      });
+  for (const ClusterMember& n : options_.nodes) {
+    net_->connect(net::PeerAddress{n.id.value(), n.host, n.peer_port});
+  }
+  started_ = true;
+  pump();
+  schedule_tick();
+}
+
+void GatewayDriver::submit(AppId app, std::string op, ReplyFn done) {
+  MAROON_ASSERT(started_);
+  if (shutting_down_) {
+    txs_refused_.inc();
+    done(unavailable("the gateway is shutting down"), {});
+    return;
+  }
+  uint64_t token = waiting_.add(std::move(done));
+  Result<TxId> id = gateway_.submit(app, std::move(op), token);
+  if (!id) {
+    txs_refused_.inc();
+    waiting_.refuse(token, id.status());
+    return;
+  }
+  txs_submitted_.inc();
+  schedule_pump();
+}
+
+Result<std::string> GatewayDriver::read(AppId, std::string_view) {
+  return unavailable(
+      "a gateway holds no state: send the read as an ordinary (ordered) request, or read a "
+      "node");
+}
+
+EngineStatus GatewayDriver::status() const {
+  EngineStatus s;
+  s.serving = started_ && gateway_.ready() && !shutting_down_;
+  s.detail = !started_          ? "starting"
+             : shutting_down_   ? "shutting down"
+             : !gateway_.ready() ? "leasing a range of tx ids from the cluster"
+                                 : "";
+  s.role = "gateway";
+  s.range = gateway_.range().value();
+  s.inflight_txs = gateway_.inflight();
+  return s;
+}
+
+void GatewayDriver::schedule_pump() {
+  if (pump_scheduled_) return;
+  pump_scheduled_ = true;
+  // Posted: everything submitted in this loop turn goes out in one batch.
+  boost::asio::post(io_, [this] {
+    pump_scheduled_ = false;
+    pump();
+  });
+}
+
+void GatewayDriver::send_all(protocol::FrameType type, std::string_view payload) {
+  for (const ClusterMember& n : options_.nodes) {
+    net_->send(net::PeerKind::kNode, n.id.value(), static_cast<uint8_t>(type), payload);
+  }
+}
+
+void GatewayDriver::pump() {
+  GatewayOutput g = gateway_.take_output();
+  for (GatewayToNode& m : g.to_nodes) {
+    std::string frame;
+    if (auto* tx = std::get_if<TxMsg>(&m)) {
+      txs_.push_back(std::move(*tx));
+    } else if (auto* lease = std::get_if<LeaseRequest>(&m)) {
+      protocol::encode_lease_request(*lease, frame);
+      send_all(protocol::FrameType::kLeaseRequest, payload_of(frame));
+    } else {
+      protocol::encode_renew_lease(std::get<RenewLease>(m), frame);
+      send_all(protocol::FrameType::kRenewLease, payload_of(frame));
+    }
+  }
+  size_t begin = 0;
+  while (begin < txs_.size()) {
+    size_t end = begin, bytes = 0;
+    while (end < txs_.size() && end - begin < protocol::cluster_batch_txs_max &&
+           (end == begin ||
+            bytes + protocol::encoded_tx_bytes(txs_[end]) <= protocol::cluster_batch_bytes_max)) {
+      bytes += protocol::encoded_tx_bytes(txs_[end]);
+      end++;
+    }
+    std::string frame;
+    protocol::encode_txs(std::span(txs_.data() + begin, end - begin), frame);
+    send_all(protocol::FrameType::kTx, payload_of(frame));
+    begin = end;
+  }
+  txs_.clear();
+  if (!g.deliveries.empty()) {
+    const auto now = std::chrono::steady_clock::now();
+    for (Delivery& d : g.deliveries) {
+      txs_completed_.inc();
+      waiting_.deliver(d, now, commit_latency_);
+    }
+  }
+}
+
+void GatewayDriver::on_frame(uint64_t node, uint8_t type, std::string_view payload) {
+  using protocol::FrameType;
+  Status bad;
+  switch (static_cast<FrameType>(type)) {
+    case FrameType::kTxAck: {
+      auto m = protocol::decode_tx_acks(payload);
+      if (!m || m->node.value() != node) {
+        bad = m ? invalid_argument("acks name another node") : m.status();
+        break;
+      }
+      for (TxId id : m->ids) gateway_.on_message(TxAck{id, m->node});
+      break;
+    }
+    case FrameType::kTxResult: {
+      auto m = protocol::decode_tx_results(payload);
+      if (!m) {
+        bad = m.status();
+        break;
+      }
+      for (TxResult& r : *m) gateway_.on_message(std::move(r));
+      break;
+    }
+    case FrameType::kLeaseGranted: {
+      auto m = protocol::decode_lease_granted(payload);
+      if (m) gateway_.on_message(*m); else bad = m.status();
+      break;
+    }
+    case FrameType::kRangeSealed: {
+      auto m = protocol::decode_range_sealed(payload);
+      if (m) gateway_.on_message(*m); else bad = m.status();
+      break;
+    }
+    default:
+      bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+  }
+  if (!bad.is_ok()) spdlog::warn("dropped a frame from node {}: {}", node, bad.to_string());
+  schedule_pump();
+}
+
+void GatewayDriver::schedule_tick() {
+  tick_timer_.expires_after(std::chrono::milliseconds(options_.tick_ms));
+  tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    gateway_.tick();
+    pump();
+    inflight_txs_.set(static_cast<int64_t>(waiting_.size()));
+    int64_t connected = 0;
+    for (const ClusterMember& n : options_.nodes) {
+      connected += net_->connected(net::PeerKind::kNode, n.id.value()) ? 1 : 0;
+    }
+    nodes_connected_.set(connected);
+    net_queued_bytes_.set(static_cast<int64_t>(net_->queued_bytes_total()));
+    schedule_tick();
+  });
+}
+
+void GatewayDriver::shutdown(std::function<void()> done) {
+  MAROON_ASSERT(!shutting_down_);
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
+  shutdown_deadline_ =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.drain_ms);
+  poll_shutdown();
+}
+
+void GatewayDriver::poll_shutdown() {
+  if (waiting_.size() == 0 || std::chrono::steady_clock::now() >= shutdown_deadline_) {
+    if (waiting_.size() != 0) spdlog::warn("shutting down with {} txs unanswered", waiting_.size());
+    tick_timer_.cancel();
+    net_->close();
+    auto done = std::move(shutdown_done_);
+    done();
+    return;
+  }
+  shutdown_timer_.expires_after(std::chrono::milliseconds(5));
+  shutdown_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) poll_shutdown();
+  });
+}
+
+}  // namespace maroon::server

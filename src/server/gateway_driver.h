@@ -1,0 +1,82 @@
+// The real driver of a standalone gateway (`maroon gateway`): the gateway
+// core on a Boost.Asio loop, linked to every node of the cluster by the
+// transport. It holds no state: it leases a range of tx ids, sends each tx to
+// every node, counts k = f + 1 durable acks per tx (retrying until then),
+// renews its lease, and answers each client with the first result any node
+// pushes back. If it dies its range is sealed when the lease expires; its
+// clients retry through another gateway or node.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gateway/gateway.h"
+#include "protocol/frame.h"
+#include "net/transport.h"
+#include "server/driver.h"
+#include "server/engine.h"
+#include "server/waiting_clients.h"
+
+namespace maroon::server {
+
+struct GatewayDriverOptions {
+  uint64_t cluster_id = 0;
+  std::vector<ClusterMember> nodes;
+  uint64_t tick_ms = 10;
+  uint64_t lease_ms = 5000;
+  size_t send_queue_bytes_max = 64 * 1024 * 1024;
+  uint64_t drain_ms = 3000;
+};
+
+class GatewayDriver final : public Engine {
+ public:
+  GatewayDriver(boost::asio::io_context& io, GatewayDriverOptions options);
+  ~GatewayDriver() override;
+
+  void start();
+  // Refuses new writes, waits up to drain_ms for answers, then calls done.
+  void shutdown(std::function<void()> done);
+
+  void submit(AppId app, std::string op, ReplyFn done) override;
+  Result<std::string> read(AppId app, std::string_view op) override;
+  EngineStatus status() const override;
+  Registry& metrics() override { return registry_; }
+  bool orders_reads() const override { return true; }
+
+ private:
+  void pump();
+  void schedule_pump();
+  void on_frame(uint64_t node, uint8_t type, std::string_view payload);
+  void send_all(protocol::FrameType type, std::string_view payload);
+  void schedule_tick();
+  void poll_shutdown();
+
+  boost::asio::io_context& io_;
+  GatewayDriverOptions options_;
+  Gateway gateway_;
+  std::unique_ptr<net::Transport> net_;
+  boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer shutdown_timer_;
+  std::function<void()> shutdown_done_;
+  std::chrono::steady_clock::time_point shutdown_deadline_;
+  bool started_ = false;
+  bool shutting_down_ = false;
+  bool pump_scheduled_ = false;
+  WaitingClients waiting_;
+  std::vector<TxMsg> txs_;  // batched for every node
+
+  Registry registry_;
+  Counter& txs_submitted_;
+  Counter& txs_completed_;
+  Counter& txs_refused_;
+  Histogram& commit_latency_;
+  Gauge& inflight_txs_;
+  Gauge& nodes_connected_;
+  Gauge& net_queued_bytes_;
+};
+
+}  // namespace maroon::server
