@@ -161,7 +161,7 @@ Reply KvApp::execute_valid(const Op& op) {
 Reply KvApp::execute_read_valid(const Op& op) const {
   switch (op.type) {
     case OpType::kGet: {
-      auto it = map_.find(op.keys[0]);
+      auto it = locate(op.keys[0]);
       return it == map_.end() ? Reply::nil() : Reply::of_value(it->second);
     }
     case OpType::kMget:
@@ -169,7 +169,7 @@ Reply KvApp::execute_read_valid(const Op& op) const {
     case OpType::kExists: {
       // A repeated key counts each time, as in Redis.
       int64_t found = 0;
-      for (std::string_view k : op.keys) found += map_.contains(k) ? 1 : 0;
+      for (std::string_view k : op.keys) found += locate(k) != map_.end() ? 1 : 0;
       return Reply::of_int(found);
     }
     case OpType::kScan:
@@ -189,7 +189,7 @@ Reply KvApp::execute_read_valid(const Op& op) const {
 void KvApp::encode_get(std::string_view key, std::string& out) const {
   ByteWriter w(out);
   w.u8(kReplyFormatVersion);
-  auto it = map_.find(key);
+  auto it = locate(key);
   if (it == map_.end()) {
     w.u8(static_cast<uint8_t>(Reply::Kind::kNil));
   } else {
@@ -199,26 +199,26 @@ void KvApp::encode_get(std::string_view key, std::string& out) const {
 }
 
 Reply KvApp::set(std::string_view key, std::string_view value, SetCond cond) {
-  auto it = map_.lower_bound(key);
-  const bool present = it != map_.end() && it->first == key;
+  auto it = locate(key);
+  const bool present = it != map_.end();
   if (present) {
     if (cond == SetCond::kIfAbsent) return Reply::nil();
     replace_at(it, value);
   } else {
     if (cond == SetCond::kIfPresent) return Reply::nil();
-    insert_at(it, key, value);
+    insert_at(key, value);
   }
   return Reply::ok();
 }
 
 Reply KvApp::cas(std::string_view key, std::optional<std::string_view> expected,
                  std::string_view value) {
-  auto it = map_.lower_bound(key);
-  const bool present = it != map_.end() && it->first == key;
+  auto it = locate(key);
+  const bool present = it != map_.end();
   if (!expected) {
     if (present)
       return Reply::of_error(Code::kConflict, "CAS expected the key to be absent, but it exists");
-    insert_at(it, key, value);
+    insert_at(key, value);
     return Reply::ok();
   }
   if (!present)
@@ -230,8 +230,8 @@ Reply KvApp::cas(std::string_view key, std::optional<std::string_view> expected,
 }
 
 Reply KvApp::incr_by(std::string_view key, int64_t delta) {
-  auto it = map_.lower_bound(key);
-  const bool present = it != map_.end() && it->first == key;
+  auto it = locate(key);
+  const bool present = it != map_.end();
   int64_t current = 0;
   if (present) {
     std::optional<int64_t> parsed = parse_canonical_int(it->second);
@@ -249,7 +249,7 @@ Reply KvApp::incr_by(std::string_view key, int64_t delta) {
   if (present) {
     replace_at(it, text);
   } else {
-    insert_at(it, key, text);
+    insert_at(key, text);
   }
   return Reply::of_int(next);
 }
@@ -260,7 +260,7 @@ Reply KvApp::mget(const Op& op) const {
   found.reserve(op.keys.size());
   size_t reply_bytes = kListReplyHeaderBytes;
   for (std::string_view k : op.keys) {
-    auto it = map_.find(k);
+    auto it = locate(k);
     const std::string* v = it == map_.end() ? nullptr : &it->second;
     found.push_back(v);
     reply_bytes += 1 + (v ? bytes_size(*v) : 0);
@@ -303,27 +303,42 @@ Reply KvApp::scan(const Op& op) const {
 }
 
 void KvApp::put(std::string_view key, std::string_view value) {
-  auto it = map_.lower_bound(key);
-  if (it != map_.end() && it->first == key) {
+  auto it = locate(key);
+  if (it != map_.end()) {
     replace_at(it, value);
   } else {
-    insert_at(it, key, value);
+    insert_at(key, value);
   }
 }
 
 bool KvApp::erase(std::string_view key) {
-  auto it = map_.find(key);
-  if (it == map_.end()) return false;
+  auto at = index_.find(key);
+  if (at == index_.end()) return false;
+  Map::iterator it = at->second;
   state_hash_ -= entry_hash(it->first, it->second);
+  index_.erase(at);  // before the node holding its key goes
   map_.erase(it);
+  MAROON_ASSERT(index_.size() == map_.size());
   return true;
 }
 
-void KvApp::insert_at(Map::iterator hint, std::string_view key, std::string_view value) {
-  const size_t before = map_.size();
-  map_.emplace_hint(hint, std::piecewise_construct, std::forward_as_tuple(key),
-                    std::forward_as_tuple(value));
-  MAROON_ASSERT(map_.size() == before + 1);
+KvApp::Map::iterator KvApp::locate(std::string_view key) {
+  auto at = index_.find(key);
+  return at == index_.end() ? map_.end() : at->second;
+}
+
+KvApp::Map::const_iterator KvApp::locate(std::string_view key) const {
+  auto at = index_.find(key);
+  return at == index_.end() ? map_.cend() : Map::const_iterator(at->second);
+}
+
+void KvApp::insert_at(std::string_view key, std::string_view value) {
+  auto [it, inserted] = map_.emplace(std::piecewise_construct, std::forward_as_tuple(key),
+                                     std::forward_as_tuple(value));
+  MAROON_ASSERT(inserted);
+  // The index's key views the map node's key, which never moves.
+  index_.emplace(std::string_view(it->first), it);
+  MAROON_ASSERT(index_.size() == map_.size());
   state_hash_ += entry_hash(key, value);
 }
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "app/kv/kv_op.h"
 #include "app/state_machine.h"
@@ -19,6 +20,11 @@ uint64_t entry_hash(std::string_view key, std::string_view value);
 
 class KvApp final : public StateMachine {
  public:
+  KvApp() = default;
+  // index_ points into map_: a copy would point into the original.
+  KvApp(const KvApp&) = delete;
+  KvApp& operator=(const KvApp&) = delete;
+
   std::string apply(const TxContext& ctx, std::string_view op) override;
   std::string read(std::string_view op) const override;
   uint64_t state_hash() const override { return state_hash_; }
@@ -47,11 +53,17 @@ class KvApp final : public StateMachine {
 
   void put(std::string_view key, std::string_view value);
   bool erase(std::string_view key);
-  // `hint` is map_.lower_bound(key) and does not hold key.
-  void insert_at(Map::iterator hint, std::string_view key, std::string_view value);
+  // Point lookups go through the hash index; map_.end() if absent.
+  Map::iterator locate(std::string_view key);
+  Map::const_iterator locate(std::string_view key) const;
+  // `key` is absent.
+  void insert_at(std::string_view key, std::string_view value);
   void replace_at(Map::iterator it, std::string_view value);
 
-  Map map_;
+  Map map_;  // ordered, for scans
+  // Every key of map_, for O(1) point ops. Never iterated, so its order
+  // cannot leak into results.
+  std::unordered_map<std::string_view, Map::iterator> index_;
   // Sum over entries of hash(key, value), updated on every change, so the
   // hash costs O(1) per write and is independent of insertion order.
   uint64_t state_hash_ = 0;
