@@ -5,8 +5,14 @@
 # the rest of its chunk is run again around it.
 #   scripts/sim-sweep.sh 100000
 #   FIRST=5000 scripts/sim-sweep.sh 10000      # seeds 5000..10000
+#   scripts/sim-sweep.sh --cluster 20000       # the whole-cluster simulation
 set -uo pipefail
 cd "$(dirname "$0")/.."
+MODE=()
+if [ "${1:-}" = "--cluster" ]; then
+  MODE=(--cluster)
+  shift
+fi
 N=${1:-100000}
 FIRST=${FIRST:-1}
 CHUNK=${CHUNK:-5000}
@@ -21,7 +27,7 @@ start=$(date +%s)
 run_range() {  # a b
   local a=$1 b=$2 out rc
   [ "$a" -gt "$b" ] && return
-  out=$("$SIM" --seeds "$a..$b" --trace-lines 60 2>&1)
+  out=$("$SIM" "${MODE[@]}" --seeds "$a..$b" --trace-lines 60 2>&1)
   rc=$?
   printf '%s\n' "$out" | grep -v '^\.\.\. ' | grep -v ' seeds (' || true
   local f
@@ -29,7 +35,7 @@ run_range() {  # a b
   failed=$((failed + f))
   if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then
     local bad
-    bad=$(printf '%s\n' "$out" | sed -n 's/.*aborted; replay: maroon-sim --seed \([0-9]*\).*/\1/p' | head -1)
+    bad=$(printf '%s\n' "$out" | sed -n 's/.*aborted; replay: maroon-sim \(--cluster \)\{0,1\}--seed \([0-9]*\).*/\2/p' | head -1)
     if [ -z "$bad" ]; then
       echo "maroon-sim exited with $rc on seeds $a..$b without naming a seed"
       failed=$((failed + 1))

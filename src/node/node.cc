@@ -263,7 +263,7 @@ void Node::on_peer(NodeId from, PeerMessage msg) {
   } else if (auto* pull = std::get_if<TxPull>(&msg)) {
     on_pull(from, *pull);
   } else {
-    on_push(std::get<TxPush>(msg));
+    on_push(peer, std::get<TxPush>(msg));
   }
   apply_committed();
   propose_epochs();
@@ -332,12 +332,15 @@ void Node::on_pull(NodeId from, const TxPull& m) {
   send_peer(from, std::move(push));
 }
 
-void Node::on_push(const TxPush& m) {
+void Node::on_push(size_t peer, const TxPush& m) {
   for (const TxMsg& tx : m.txs) {
     auto it = ranges_.find(tx.id.range());
     if (it == ranges_.end() || tx.id.offset() == 0) continue;
     RangeState& range = it->second;
     const uint64_t offset = tx.id.offset();
+    // This peer holds the range's txs: the next pull goes to it first.
+    range.pull_peer = peer;
+    range.pull_served = true;
     if (offset <= range.applied || (range.sealed && offset > range.seal_last) ||
         range.held.beyond(offset) || range.held.contains(offset) ||
         apps_[static_cast<uint8_t>(tx.app)] == nullptr || tx.op.size() > limits::op_bytes_max) {
@@ -403,6 +406,9 @@ void Node::advertise(bool full) {
       range.advertised = std::max(range.advertised, range.durable);
     }
   } else {
+    // Ascending, as the kOffsets frame requires (encode_offsets asserts it);
+    // ranges become dirty in any order (cluster sim seed 3).
+    std::sort(advert_dirty_.begin(), advert_dirty_.end());
     for (RangeId id : advert_dirty_) {
       if (m.durable.size() == kAdvertRangesMax) break;
       RangeState& range = ranges_.at(id);
@@ -431,6 +437,7 @@ void Node::propose_epochs() {
       for (auto& [id, range] : ranges_) {
         range.ordered = range.committed;
         range.sealing = false;
+        range.proposed_expiry_ms = 0;
       }
       proposed_time_ms_ = std::max(proposed_time_ms_, committed_time_ms_);
     }
@@ -456,6 +463,10 @@ void Node::propose_epochs() {
     while (!renewals_.empty() && epoch.system_ops.size() < kEpochSystemOpsMax) {
       auto it = renewals_.begin();
       epoch.system_ops.push_back(RenewRange{it->second, it->first});
+      auto range = ranges_.find(it->first);
+      if (range != ranges_.end() && range->second.owner == it->second) {
+        range->second.proposed_expiry_ms = epoch.logical_time_ms + config_.lease_ms;
+      }
       renewals_.erase(it);
     }
     if (config_.lease_ms != 0) {
@@ -464,6 +475,9 @@ void Node::propose_epochs() {
         if (range.sealed || range.sealing || range.lease_expiry_ms >= epoch.logical_time_ms) {
           continue;
         }
+        // A renewal this node proposed (in this epoch or an earlier one not
+        // yet committed) wins: the gateway is alive.
+        if (range.proposed_expiry_ms >= epoch.logical_time_ms) continue;
         // Everything ordered so far is in this epoch or an earlier one;
         // nothing later of this range will be.
         uint64_t last = range.ordered;
@@ -519,6 +533,10 @@ void Node::on_committed(Epoch epoch) {
     range.committed = i.last;
     range.ordered = std::max(range.ordered, i.last);
     range.written = std::max(range.written, i.last);
+    // Txs held beyond a gap the epoch just filled are written too, or
+    // advance_durable would walk `durable` over them past `written`
+    // (cluster sim: a node holding 3..4 learns that 1..2 committed).
+    while (range.held.contains(range.written + 1)) range.written++;
     advance_durable(it->first, range);
   }
   const uint64_t time = epoch.logical_time_ms;
@@ -542,6 +560,9 @@ void Node::on_committed(Epoch epoch) {
       if (it != ranges_.end() && it->second.owner == renew->gateway && !it->second.sealed) {
         it->second.lease_expiry_ms = std::max(it->second.lease_expiry_ms, time + config_.lease_ms);
       }
+      // Committed: a later primary must not propose it again.
+      auto queued = renewals_.find(renew->range);
+      if (queued != renewals_.end() && queued->second == renew->gateway) renewals_.erase(queued);
     } else {
       const auto& seal = std::get<SealRange>(op);
       auto it = ranges_.find(seal.range);
@@ -611,21 +632,38 @@ bool Node::ready_to_apply(const Epoch& epoch) {
 }
 
 void Node::pull(RangeId id, RangeState& range, uint64_t offset, uint64_t last) {
-  // Ask a peer that advertised the tx (any peer if none did), another one
-  // on each retry.
-  const size_t start = pull_rotation_++;
-  size_t pick = start % peers_.size();
-  for (size_t n = 0; n < peers_.size(); n++) {
-    size_t p = (start + n) % peers_.size();
-    if (range.peer_durable[p] >= offset) {
-      pick = p;
-      break;
+  // Ask a peer that advertised the tx (any peer if none did); each retry
+  // asks the next peer, whatever it advertised. An advertised durable
+  // offset covers txs the peer knows are committed without holding them,
+  // and adverts go stale, so following them alone can ask the same peer
+  // forever (cluster sim seed 195: two lagging nodes pulling from each other).
+  // A peer that answered the last pull of this range is asked first.
+  size_t pick;
+  if (range.pull_offset == offset) {
+    pick = (range.pull_peer + 1) % peers_.size();
+    range.pull_served = false;
+  } else if (range.pull_served) {
+    pick = range.pull_peer;
+  } else {
+    const size_t start = pull_rotation_++;
+    pick = start % peers_.size();
+    for (size_t n = 0; n < peers_.size(); n++) {
+      size_t p = (start + n) % peers_.size();
+      if (range.peer_durable[p] >= offset) {
+        pick = p;
+        break;
+      }
     }
   }
+  range.pull_peer = pick;
   range.pull_offset = offset;
   range.pull_tick = ticks_;
   counters_.pulls_sent++;
-  send_peer(peers_[pick], TxPull{id, offset, std::min(last, offset + config_.pull_txs_max - 1)});
+  // Everything committed may be asked for, beyond this epoch's interval:
+  // a node that lags by many small epochs would pay a round trip each.
+  MAROON_ASSERT(last <= range.committed);
+  send_peer(peers_[pick],
+            TxPull{id, offset, std::min(range.committed, offset + config_.pull_txs_max - 1)});
 }
 
 void Node::apply_epoch(const Epoch& epoch) {

@@ -156,11 +156,14 @@ class Node {
     uint64_t seal_last = 0;
     bool sealing = false;  // this node proposed a seal not yet committed
     uint64_t lease_expiry_ms = 0;
+    uint64_t proposed_expiry_ms = 0;  // by a renewal this node proposed in this term
     // Executed txs kept for pulls: retained[i] is offset retained_base + i.
     std::deque<Held> retained;
     uint64_t retained_base = 1;
     uint64_t pull_offset = 0;  // the offset last pulled, and when
     uint64_t pull_tick = 0;
+    size_t pull_peer = 0;  // index (in peers_) of the peer last pulled from
+    bool pull_served = false;  // ... and it answered
   };
 
   void hold(RangeState& range, TxId id, AppId app, std::string op, bool durable);
@@ -176,7 +179,7 @@ class Node {
   void retain(RangeId id, RangeState& range, Held held);
   void on_offsets(size_t peer, const Offsets& m);
   void on_pull(NodeId from, const TxPull& m);
-  void on_push(const TxPush& m);
+  void on_push(size_t peer, const TxPush& m);
   void compare_hash(NodeId peer, EpochNumber epoch, uint64_t hash);
   void advertise(bool full);
   void send(GatewayId to, NodeToGateway msg, bool after_persist);

@@ -3,6 +3,8 @@
 //   maroon-sim --seed 42 --trace    ... printing every event
 //   maroon-sim --seeds 1..10000     sweep; a failure prints its seed and the last events
 //   maroon-sim --bench --replicas 3 throughput of a fault-free group, and simulator speed
+//   maroon-sim --cluster --seed 42  the whole-cluster simulation (nodes, gateways, clients);
+//                                   --trace, --seeds A..B and --jobs J work as above
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -11,9 +13,11 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <mutex>
 #include <thread>
 
+#include "sim/cluster_sim.h"
 #include "sim/simulator.h"
 
 using namespace maroon;
@@ -23,9 +27,10 @@ namespace {
 // The seed each thread is running, so that a broken invariant (an abort)
 // still tells which seed to replay.
 thread_local uint64_t t_seed = 0;
+bool g_cluster = false;  // the replay command needs --cluster
 
 void on_abort(int) {
-  char buf[96];
+  char buf[128];
   char digits[24];
   int n = 0;
   uint64_t v = t_seed;
@@ -34,7 +39,11 @@ void on_abort(int) {
     v /= 10;
   } while (v != 0);
   int len = 0;
-  for (const char* p = "maroon-sim: aborted; replay: maroon-sim --seed "; *p; p++) buf[len++] = *p;
+  for (const char* p = g_cluster ? "maroon-sim: aborted; replay: maroon-sim --cluster --seed "
+                                 : "maroon-sim: aborted; replay: maroon-sim --seed ";
+       *p; p++) {
+    buf[len++] = *p;
+  }
   while (n > 0) buf[len++] = digits[--n];
   buf[len++] = '\n';
   ssize_t ignored = write(2, buf, static_cast<size_t>(len));
@@ -67,6 +76,30 @@ void print_failure(const sim::SimSettings& settings, const sim::SimResult& r, si
   fmt::print("  replay: maroon-sim --seed {}{}\n", settings.seed, "");
 }
 
+void print_cluster_failure(const sim::ClusterSettings& settings, const sim::ClusterResult& r,
+                           size_t trace_lines) {
+  sim::ClusterResult traced = sim::run_cluster_simulation(settings, trace_lines);
+  fmt::print("FAIL {}\n  {}\n", settings.describe(), r.failure);
+  if (traced.failure != r.failure) {
+    fmt::print("  (the traced rerun differed: {}; this is a determinism bug)\n", traced.failure);
+  }
+  fmt::print("  last {} events:\n", traced.trace.size());
+  for (const std::string& line : traced.trace) fmt::print("    {}\n", line);
+  fmt::print("  replay: maroon-sim --cluster --seed {}\n", settings.seed);
+}
+
+void print_cluster_result(const sim::ClusterResult& r) {
+  const sim::ClusterStats& t = r.stats;
+  fmt::print(
+      "{}: {:.2f} simulated s, {} ops done ({} unknown), {} messages ({} dropped, {} through "
+      "codecs), {} node crashes ({} lost for good, {} power failures), {} gateway crashes, {} partitions, {} seals delivered, view {}, "
+      "epoch {}, {} txs applied, fingerprint {:016x}\n",
+      r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
+      t.ops_unknown, t.messages_sent, t.messages_dropped, t.messages_coded, t.crashes,
+      t.nodes_lost, t.power_failures, t.gateway_crashes, t.partitions, t.ranges_sealed, t.max_view, t.max_epoch, t.txs_applied,
+      t.fingerprint);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -86,9 +119,13 @@ int main(int argc, char** argv) {
   app.add_option("--trace-lines", trace_lines, "Events shown for a failing seed")->capture_default_str();
   app.add_option("--jobs", jobs, "Parallel runs in a sweep")->capture_default_str();
   app.add_flag("--bench", bench, "Fault-free throughput run (with --replicas, --clients, --seconds)");
-  app.add_option("--replicas", replicas, "Group size (bench; or override the seed's)");
+  app.add_option("--replicas", replicas,
+                 "Group size (bench; or override the seed's; with --cluster, the node count)");
   app.add_option("--clients", clients, "Clients (bench)")->capture_default_str();
   app.add_option("--seconds", seconds, "Simulated seconds (bench)")->capture_default_str();
+  bool cluster = false;
+  app.add_flag("--cluster", cluster,
+               "The whole-cluster simulation (nodes, gateways, clients) instead of the VR one");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGABRT, on_abort);
 
@@ -118,6 +155,27 @@ int main(int argc, char** argv) {
         s.replicas, s.clients, sim_s, wall, sim_s / wall, r.stats.committed_ops,
         static_cast<double>(r.stats.committed_ops) / sim_s, r.stats.ops_completed,
         r.stats.messages_sent, r.ok ? "checks passed" : "FAILED: " + r.failure);
+    return r.ok ? 0 : 1;
+  }
+
+  g_cluster = cluster;
+  if (cluster && bench) {
+    fmt::print(stderr, "--bench is for the VR simulation only\n");
+    return 2;
+  }
+  if (cluster && *seed_opt) {
+    sim::ClusterSettings s = sim::ClusterSettings::random(seed);
+    if (replicas != 0) s.override_nodes(replicas);
+    t_seed = seed;
+    fmt::print("{}\n", s.describe());
+    std::fflush(stdout);  // a broken invariant aborts
+    auto start = std::chrono::steady_clock::now();
+    sim::ClusterResult r = sim::run_cluster_simulation(s, 0, trace);
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    print_cluster_result(r);
+    fmt::print("{:.2f} wall s ({:.1f} simulated s per wall s)\n", wall,
+               static_cast<double>(r.stats.simulated_us) / 1e6 / wall);
+    if (!r.ok) print_cluster_failure(s, r, trace_lines);
     return r.ok ? 0 : 1;
   }
 
@@ -152,17 +210,31 @@ int main(int argc, char** argv) {
     while (true) {
       uint64_t sd = next.fetch_add(1);
       if (sd > b) return;
-      sim::SimSettings s = sim::SimSettings::random(sd);
-      if (replicas != 0) s.replicas = replicas;
       t_seed = sd;
-      sim::SimResult r = sim::run_simulation(s);
-      sim_us += static_cast<uint64_t>(r.stats.simulated_us);
-      ops += r.stats.ops_completed;
+      bool ok = true;
+      std::function<void()> report;
+      if (cluster) {
+        sim::ClusterSettings s = sim::ClusterSettings::random(sd);
+        if (replicas != 0) s.override_nodes(replicas);
+        sim::ClusterResult r = sim::run_cluster_simulation(s);
+        sim_us += static_cast<uint64_t>(r.stats.simulated_us);
+        ops += r.stats.ops_completed;
+        ok = r.ok;
+        if (!ok) report = [&, s, r] { print_cluster_failure(s, r, trace_lines); };
+      } else {
+        sim::SimSettings s = sim::SimSettings::random(sd);
+        if (replicas != 0) s.replicas = replicas;
+        sim::SimResult r = sim::run_simulation(s);
+        sim_us += static_cast<uint64_t>(r.stats.simulated_us);
+        ops += r.stats.ops_completed;
+        ok = r.ok;
+        if (!ok) report = [&, s, r] { print_failure(s, r, trace_lines); };
+      }
       uint64_t d = ++done;
       std::lock_guard lock(print_mu);
-      if (!r.ok) {
+      if (!ok) {
         failures++;
-        print_failure(s, r, trace_lines);
+        report();
       }
       if (d % 1000 == 0) {
         double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -175,8 +247,8 @@ int main(int argc, char** argv) {
   for (unsigned i = 0; i < jobs; i++) threads.emplace_back(worker);
   for (auto& t : threads) t.join();
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print("{} seeds ({}..{}): {} failed; {:.0f} simulated s in {:.1f} wall s; {} client ops\n",
-             b - a + 1, a, b, failures.load(), static_cast<double>(sim_us.load()) / 1e6, wall,
-             ops.load());
+  fmt::print("{}{} seeds ({}..{}): {} failed; {:.0f} simulated s in {:.1f} wall s; {} client ops\n",
+             cluster ? "cluster: " : "", b - a + 1, a, b, failures.load(),
+             static_cast<double>(sim_us.load()) / 1e6, wall, ops.load());
   return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,1164 @@
+// Node core scenarios in a cluster (DESIGN.md §2, steps 3-7), driven by hand.
+// The harness plays every driver: each node has a VR sequencer and an echo
+// app, its records go to a per-node "disk" that is synced when the test says
+// so (on_persisted), after-persist messages leave only once their records are
+// durable, and peer messages wait in one queue the test delivers, drops or
+// holds back. A few cases use a scripted sequencer instead of VR, to put
+// exactly the committed epochs the situation needs in front of one node.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/hash.h"
+#include "node/node.h"
+#include "sequencer/vr_sequencer.h"
+
+namespace maroon {
+namespace {
+
+const GatewayId kGateway{1};
+constexpr uint64_t kTickMs = 10;
+
+// Appends each op to a log and replies with "<op>#<position>".
+class EchoApp final : public StateMachine {
+ public:
+  std::string apply(const TxContext&, std::string_view op) override {
+    log.push_back(std::string(op));
+    hash = hash64(op, hash);
+    return std::string(op) + "#" + std::to_string(log.size());
+  }
+  std::string read(std::string_view) const override { return std::to_string(log.size()); }
+  uint64_t state_hash() const override { return hash; }
+  std::vector<std::string> log;
+  uint64_t hash = 0;
+};
+
+using Log = std::vector<std::string>;
+
+struct InFlight {
+  NodeId from;
+  NodeId to;
+  PeerMessage msg;
+};
+
+template <typename T>
+bool is(const InFlight& m) {
+  return std::holds_alternative<T>(m.msg);
+}
+
+bool from_to(const InFlight& f, uint32_t from, uint32_t to) {
+  return f.from == NodeId(from) && f.to == NodeId(to);
+}
+
+struct SentPull {
+  uint64_t tick;  // the cluster's tick count when it was sent
+  NodeId from;
+  NodeId to;
+  TxPull pull;
+};
+
+class Cluster {
+ public:
+  struct Member {
+    NodeConfig config;
+    std::unique_ptr<VrSequencer> sequencer;
+    std::unique_ptr<EchoApp> app;
+    std::unique_ptr<Node> node;
+    std::vector<PersistRecord> disk;  // durable records, in emission order
+    std::deque<std::pair<uint64_t, PersistRecord>> unsynced;
+    std::deque<std::pair<uint64_t, PeerEnvelope>> peer_held;
+    std::deque<std::pair<uint64_t, GatewayEnvelope>> gateway_held;
+    std::vector<NodeToGateway> to_gateway;  // released to the gateway
+    uint64_t durable_seq = 0;
+    bool disk_paused = false;  // records wait until persist() is called by hand
+    bool cut_off = false;      // partitioned: its messages are dropped, it is not ticked
+  };
+
+  explicit Cluster(size_t n, const std::function<void(NodeConfig&)>& configure = {}) {
+    for (size_t i = 1; i <= n; i++) ids_.push_back(NodeId(static_cast<uint32_t>(i)));
+    members_.resize(n);
+    for (size_t i = 1; i <= n; i++) {
+      Member& mem = m(i);
+      mem.config.id = ids_[i - 1];
+      mem.config.members = ids_;
+      if (configure) configure(mem.config);
+      start(i);
+    }
+    settle();
+    run(3);
+  }
+
+  Member& m(size_t i) { return members_.at(i - 1); }
+  Node& node(size_t i) { return *m(i).node; }
+  const Log& log(size_t i) { return m(i).app->log; }
+  size_t size() const { return members_.size(); }
+  uint64_t ticks() const { return ticks_; }
+
+  // Drains node i's output: records to its unsynced tail, messages to the
+  // network, or held until their records are durable.
+  void collect(size_t i) {
+    Member& mem = m(i);
+    for (int round = 0; round < 1000; round++) {
+      Output out = mem.node->take_output();
+      if (out.empty()) break;
+      for (size_t j = 0; j < out.persist.size(); j++) {
+        mem.unsynced.emplace_back(out.first_seq + j, std::move(out.persist[j]));
+      }
+      const uint64_t last = out.next_seq() - 1;
+      for (auto& e : out.peer_now) {
+        if (auto* p = std::get_if<TxPull>(&e.msg)) {
+          pulls_sent.push_back(SentPull{ticks_, ids_[i - 1], e.to, *p});
+        }
+        net.push_back(InFlight{ids_[i - 1], e.to, std::move(e.msg)});
+      }
+      for (auto& e : out.peer_after_persist) mem.peer_held.emplace_back(last, std::move(e));
+      for (auto& e : out.send_now) mem.to_gateway.push_back(std::move(e.msg));
+      for (auto& e : out.send_after_persist) mem.gateway_held.emplace_back(last, std::move(e));
+    }
+    release(i);
+  }
+
+  // Syncs node i's disk: everything it emitted so far becomes durable.
+  bool persist(size_t i) {
+    Member& mem = m(i);
+    mem.node->on_flush();
+    collect(i);
+    if (mem.unsynced.empty()) return false;
+    for (auto& [seq, r] : mem.unsynced) mem.disk.push_back(std::move(r));
+    mem.durable_seq = mem.unsynced.back().first;
+    mem.unsynced.clear();
+    mem.node->on_persisted(mem.durable_seq);
+    collect(i);
+    return true;
+  }
+
+  // Hands one message to its addressee, unless a partition or drop_if eats it.
+  void deliver(InFlight f) {
+    if (m(f.from.value()).cut_off || m(f.to.value()).cut_off || (drop_if && drop_if(f))) return;
+    const size_t to = f.to.value();
+    node(to).on_peer(f.from, std::move(f.msg));
+    collect(to);
+  }
+
+  // Delivers the queued messages matching `pred`, in order; the others stay
+  // queued, and so do the messages the deliveries cause.
+  size_t deliver_matching(const std::function<bool(const InFlight&)>& pred) {
+    std::deque<InFlight> now, keep;
+    for (auto& f : net) (pred(f) ? now : keep).push_back(std::move(f));
+    net = std::move(keep);
+    for (auto& f : now) deliver(std::move(f));
+    return now.size();
+  }
+
+  size_t queued(const std::function<bool(const InFlight&)>& pred) const {
+    size_t n = 0;
+    for (const auto& f : net) n += pred(f) ? 1 : 0;
+    return n;
+  }
+
+  // Syncs every disk that is not paused and delivers every message, until
+  // nothing moves. No time passes.
+  void settle() {
+    for (int round = 0; round < 10000; round++) {
+      bool progress = false;
+      for (size_t i = 1; i <= size(); i++) {
+        collect(i);
+        if (!m(i).disk_paused && persist(i)) progress = true;
+      }
+      while (!net.empty()) {
+        InFlight f = std::move(net.front());
+        net.pop_front();
+        deliver(std::move(f));
+        progress = true;
+      }
+      if (!progress) return;
+    }
+    ADD_FAILURE() << "the cluster did not settle";
+  }
+
+  // `ticks` ticks of kTickMs on every node not cut off, settling after each.
+  void run(int ticks) {
+    for (int t = 0; t < ticks; t++) {
+      ticks_++;
+      now_ms_ += kTickMs;
+      for (size_t i = 1; i <= size(); i++) {
+        if (m(i).cut_off) continue;
+        node(i).tick(now_ms_);
+        collect(i);
+      }
+      settle();
+    }
+  }
+
+  // The gateway's lease request, broadcast; returns the range granted.
+  RangeId lease() {
+    for (size_t i = 1; i <= size(); i++) {
+      if (m(i).cut_off) continue;
+      node(i).on_lease_request(LeaseRequest{kGateway, node(i).newest_range(kGateway)});
+      collect(i);
+    }
+    settle();
+    run(3);  // backups learn the commit from the next heartbeat
+    for (auto& msg : m(1).to_gateway) {
+      if (auto* l = std::get_if<LeaseGranted>(&msg)) return l->range;
+    }
+    ADD_FAILURE() << "no lease granted";
+    return RangeId(0);
+  }
+
+  // The gateway's RenewLease, broadcast.
+  void renew(RangeId r) {
+    for (size_t i = 1; i <= size(); i++) {
+      if (m(i).cut_off) continue;
+      node(i).on_renew_lease(RenewLease{kGateway, r});
+      collect(i);
+    }
+  }
+
+  // The gateway sends tx (r, offset) to the nodes listed (not yet synced).
+  void send_tx(RangeId r, uint64_t offset, const std::string& op,
+               std::initializer_list<size_t> to) {
+    for (size_t i : to) {
+      node(i).on_tx(kGateway, TxMsg{TxId::make(r, offset), AppId::kKv, op});
+      collect(i);
+    }
+  }
+
+  // Crashes node i (unsynced records and held messages are lost) and
+  // rebuilds it from its disk: the newest kVrState first (the driver keeps
+  // it in the superblock), then every other record in order.
+  void restart(size_t i) {
+    Member& mem = m(i);
+    mem.unsynced.clear();
+    mem.peer_held.clear();
+    mem.gateway_held.clear();
+    mem.to_gateway.clear();
+    std::erase_if(net, [&](const InFlight& f) { return f.to == ids_[i - 1]; });
+    mem.node.reset();
+    mem.sequencer.reset();
+    mem.app.reset();
+    start(i);
+  }
+
+  // Decoded kEpoch records on node i's disk.
+  std::vector<Epoch> epochs_on_disk(size_t i) {
+    std::vector<Epoch> v;
+    for (const auto& r : m(i).disk) {
+      if (r.type != RecordType::kEpoch) continue;
+      Result<Epoch> e = decode_epoch(r.payload);
+      EXPECT_TRUE(e.is_ok());
+      if (e) v.push_back(*e);
+    }
+    return v;
+  }
+
+  template <typename T>
+  std::vector<T> gateway_msgs(size_t i) {
+    std::vector<T> v;
+    for (auto& msg : m(i).to_gateway) {
+      if (auto* t = std::get_if<T>(&msg)) v.push_back(*t);
+    }
+    return v;
+  }
+
+  std::deque<InFlight> net;
+  std::function<bool(const InFlight&)> drop_if;
+  std::vector<SentPull> pulls_sent;
+
+ private:
+  void start(size_t i) {
+    Member& mem = m(i);
+    std::vector<vr::ReplicaId> vr_members;
+    for (NodeId id : ids_) vr_members.emplace_back(id.value());
+    mem.sequencer = std::make_unique<VrSequencer>(vr::ReplicaId(static_cast<uint32_t>(i)),
+                                                  vr_members, VrSequencer::default_options());
+    mem.app = std::make_unique<EchoApp>();
+    mem.node = std::make_unique<Node>(mem.config, *mem.sequencer);
+    mem.node->register_app(AppId::kKv, *mem.app);
+    const PersistRecord* state = nullptr;
+    for (const auto& r : mem.disk) {
+      if (r.type == RecordType::kVrState) state = &r;
+    }
+    if (state != nullptr) {
+      Status s = mem.node->replay(state->type, state->payload);
+      EXPECT_TRUE(s.is_ok()) << s.to_string();
+    }
+    for (const auto& r : mem.disk) {
+      if (r.type == RecordType::kVrState) continue;
+      Status s = mem.node->replay(r.type, r.payload);
+      EXPECT_TRUE(s.is_ok()) << "replay of a record of type " << static_cast<int>(r.type) << ": "
+                             << s.to_string();
+    }
+    replayed_hash = mem.node->state_hash();
+    replayed_epoch = mem.node->applied_epoch();
+    mem.node->tick(now_ms_);
+    mem.node->finish_replay();
+    collect(i);
+  }
+
+  void release(size_t i) {
+    Member& mem = m(i);
+    while (!mem.peer_held.empty() && mem.peer_held.front().first <= mem.durable_seq) {
+      auto& e = mem.peer_held.front().second;
+      net.push_back(InFlight{ids_[i - 1], e.to, std::move(e.msg)});
+      mem.peer_held.pop_front();
+    }
+    while (!mem.gateway_held.empty() && mem.gateway_held.front().first <= mem.durable_seq) {
+      mem.to_gateway.push_back(std::move(mem.gateway_held.front().second.msg));
+      mem.gateway_held.pop_front();
+    }
+  }
+
+  std::vector<NodeId> ids_;
+  std::vector<Member> members_;
+  uint64_t now_ms_ = 1000;
+  uint64_t ticks_ = 0;
+
+ public:
+  // What the last start() had rebuilt by replay, before finish_replay.
+  uint64_t replayed_hash = 0;
+  EpochNumber replayed_epoch;
+};
+
+// Every interval of `range` in the epochs, in order.
+std::vector<Interval> intervals_of(const std::vector<Epoch>& epochs, RangeId range) {
+  std::vector<Interval> v;
+  for (const Epoch& e : epochs) {
+    for (const Interval& i : e.intervals) {
+      if (i.range == range) v.push_back(i);
+    }
+  }
+  return v;
+}
+
+// Every offset of `range` the epochs order, in order (so a doubled or
+// skipped offset shows, however the intervals were split).
+std::vector<uint64_t> ordered_offsets(const std::vector<Epoch>& epochs, RangeId range) {
+  std::vector<uint64_t> v;
+  for (const Interval& i : intervals_of(epochs, range)) {
+    for (uint64_t o = i.first; o <= i.last; o++) v.push_back(o);
+  }
+  return v;
+}
+using Offs = std::vector<uint64_t>;
+
+template <typename Op>
+std::vector<std::pair<Epoch, Op>> ops_of(const std::vector<Epoch>& epochs) {
+  std::vector<std::pair<Epoch, Op>> v;
+  for (const Epoch& e : epochs) {
+    for (const SystemOp& op : e.system_ops) {
+      if (auto* o = std::get_if<Op>(&op)) v.emplace_back(e, *o);
+    }
+  }
+  return v;
+}
+
+// Positions on node i's disk of the kTx record of (r, offset) and of the
+// kEpoch record ordering it (SIZE_MAX if absent).
+std::pair<size_t, size_t> tx_and_epoch_positions(Cluster& c, size_t i, RangeId r, uint64_t off) {
+  size_t tx = SIZE_MAX, epoch = SIZE_MAX;
+  const auto& disk = c.m(i).disk;
+  for (size_t p = 0; p < disk.size(); p++) {
+    if (disk[p].type == RecordType::kTx) {
+      Result<TxMsg> t = decode_tx_record(disk[p].payload);
+      if (t && t->id == TxId::make(r, off)) tx = p;
+    } else if (disk[p].type == RecordType::kEpoch) {
+      Result<Epoch> e = decode_epoch(disk[p].payload);
+      if (!e) continue;
+      for (const Interval& in : e->intervals) {
+        if (in.range == r && in.first <= off && off <= in.last) epoch = p;
+      }
+    }
+  }
+  return {tx, epoch};
+}
+
+// --- ordering needs k = f + 1 holders ---
+
+TEST(NodeCluster, TxDurableOnOneOfThreeIsOrderedOnlyOnceASecondNodeAdvertisesIt) {
+  Cluster c(3);
+  ASSERT_EQ(c.node(1).quorum(), 2u);
+  RangeId r = c.lease();
+  ASSERT_EQ(c.node(1).counters().txs_ordered, 0u);
+
+  c.send_tx(r, 1, "a", {1});
+  c.settle();
+  c.run(25);  // full adverts go round; still nobody else holds it
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 0u) << "ordered with one holder of three";
+  EXPECT_EQ(c.log(1), Log{});
+
+  // Node 2 makes it durable and advertises it; nothing is delivered yet.
+  c.send_tx(r, 1, "a", {2});
+  ASSERT_TRUE(c.persist(2));
+  auto advert_2_to_1 = [](const InFlight& f) { return from_to(f, 2, 1) && is<Offsets>(f); };
+  ASSERT_EQ(c.queued(advert_2_to_1), 1u);
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 0u);
+  c.deliver_matching(advert_2_to_1);
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 1u) << "the second holder's advert makes k = 2";
+
+  c.settle();
+  c.run(5);
+  for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.log(i), Log{"a"}) << "node " << i;
+  EXPECT_EQ(c.node(3).counters().txs_pulled, 1u) << "node 3 never got it from the gateway";
+  EXPECT_EQ(intervals_of(c.epochs_on_disk(3), r), (std::vector<Interval>{{r, 1, 1}}));
+}
+
+TEST(NodeCluster, PrimaryOrdersATxOnlyTheTwoBackupsHoldAndPullsItToApply) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {2, 3});
+  c.settle();
+  c.run(5);
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 1u);
+  EXPECT_EQ(c.node(1).counters().txs_pulled, 1u);
+  for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.log(i), Log{"a"}) << "node " << i;
+}
+
+TEST(NodeCluster, FiveNodesOrderATxOnlyOnceThreeHoldIt) {
+  Cluster c(5);
+  ASSERT_EQ(c.node(1).quorum(), 3u);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2});
+  c.settle();
+  c.run(25);
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 0u) << "ordered with two holders of five";
+  EXPECT_EQ(c.log(1), Log{});
+  c.send_tx(r, 1, "a", {4});
+  c.settle();
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 1u) << "the third holder makes k = 3";
+  c.run(5);
+  for (size_t i = 1; i <= 5; i++) EXPECT_EQ(c.log(i), Log{"a"}) << "node " << i;
+}
+
+TEST(NodeCluster, OrderingStopsAtTheKthLargestOffset) {
+  // Node 1 holds 1..3, node 2 holds 1..2, node 3 holds 1: k = 2 orders 1..2.
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {1, 2});
+  c.send_tx(r, 3, "c", {1});
+  c.settle();
+  c.run(25);
+  EXPECT_EQ(ordered_offsets(c.epochs_on_disk(1), r), (Offs{1, 2}));
+  for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.log(i), (Log{"a", "b"})) << "node " << i;
+  EXPECT_EQ(c.node(1).held_txs(), 1u);
+}
+
+// --- pulls ---
+
+TEST(NodeCluster, BackupLackingACommittedTxPullsItFromThePeerThatAdvertisedIt) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  // Node 1's adverts never reach node 3: node 2 is the only holder it knows.
+  c.drop_if = [](const InFlight& f) { return from_to(f, 1, 3) && is<Offsets>(f); };
+  c.send_tx(r, 1, "a", {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1), Log{"a"});
+  EXPECT_EQ(c.log(3), Log{"a"});
+  ASSERT_EQ(c.pulls_sent.size(), 1u);
+  EXPECT_EQ(c.pulls_sent[0].from, NodeId(3));
+  EXPECT_EQ(c.pulls_sent[0].to, NodeId(2));
+  EXPECT_EQ(c.pulls_sent[0].pull, (TxPull{r, 1, 1}));
+  EXPECT_EQ(c.node(2).counters().txs_served, 1u);
+  EXPECT_EQ(c.node(3).counters().txs_pulled, 1u);
+  // The pulled tx is recorded, after the epoch that ordered it.
+  auto [tx, epoch] = tx_and_epoch_positions(c, 3, r, 1);
+  ASSERT_NE(tx, SIZE_MAX) << "no kTx record for the pulled tx";
+  ASSERT_NE(epoch, SIZE_MAX);
+  EXPECT_GT(tx, epoch);
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+}
+
+TEST(NodeCluster, UnansweredPullIsRetriedToAnotherPeerAfterPullRetryTicks) {
+  Cluster c(3, [](NodeConfig& cfg) { cfg.pull_retry_ticks = 4; });
+  RangeId r = c.lease();
+  bool lose_pulls = true;
+  c.drop_if = [&](const InFlight& f) { return lose_pulls && is<TxPull>(f); };
+  c.send_tx(r, 1, "a", {1, 2});
+  c.settle();
+  c.run(3);
+  ASSERT_EQ(c.log(1), Log{"a"});
+  ASSERT_EQ(c.pulls_sent.size(), 1u);
+  const SentPull first = c.pulls_sent[0];
+  EXPECT_EQ(first.from, NodeId(3));
+  EXPECT_EQ(first.pull, (TxPull{r, 1, 1}));
+  // Both peers advertised it; the retry goes to the other one, no earlier.
+  while (c.pulls_sent.size() == 1 && c.ticks() < first.tick + 10) c.run(1);
+  ASSERT_EQ(c.pulls_sent.size(), 2u);
+  const SentPull second = c.pulls_sent[1];
+  EXPECT_EQ(second.tick - first.tick, 4u);
+  EXPECT_EQ(second.pull, first.pull);
+  EXPECT_NE(second.to, first.to);
+  EXPECT_EQ(c.log(3), Log{});
+  EXPECT_EQ(c.node(3).epochs_waiting(), 1u);
+  lose_pulls = false;
+  c.run(5);
+  EXPECT_EQ(c.log(3), Log{"a"});
+  EXPECT_EQ(c.node(3).epochs_waiting(), 0u);
+  EXPECT_EQ(c.node(3).counters().pulls_sent, 3u);
+}
+
+// --- retention of executed txs ---
+
+TEST(NodeCluster, LaggingBackupCatchesUpFromPeersRetainedTxs) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  c.send_tx(r, 1, "a", {1, 2});
+  c.send_tx(r, 2, "b", {1, 2});
+  c.send_tx(r, 3, "c", {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1), (Log{"a", "b", "c"}));
+  ASSERT_EQ(c.log(2), (Log{"a", "b", "c"}));
+  // Executed: the txs are no longer held, only retained.
+  EXPECT_EQ(c.node(1).held_txs(), 0u);
+  EXPECT_GT(c.node(1).retained_bytes(), 0u);
+  EXPECT_EQ(c.log(3), Log{});
+
+  c.m(3).cut_off = false;
+  c.run(40);
+  EXPECT_EQ(c.log(3), (Log{"a", "b", "c"}));
+  EXPECT_EQ(c.node(3).counters().txs_pulled, 3u);
+  EXPECT_EQ(c.node(1).counters().txs_served + c.node(2).counters().txs_served, 3u);
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+}
+
+TEST(NodeCluster, RetentionBeyondBytesMaxEvictsTheOldestTxAndStopsServingIt) {
+  // 100-byte ops; the budget fits two of them with their overhead, not three.
+  Cluster c(3, [](NodeConfig& cfg) { cfg.tx_retention_bytes_max = 400; });
+  RangeId r = c.lease();
+  const std::string a(100, 'a'), b(100, 'b'), cc(100, 'c');
+  c.send_tx(r, 1, a, {1, 2, 3});
+  c.send_tx(r, 2, b, {1, 2, 3});
+  c.send_tx(r, 3, cc, {1, 2, 3});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1).size(), 3u);
+  EXPECT_GT(c.node(1).retained_bytes(), 200u);
+  EXPECT_LE(c.node(1).retained_bytes(), 400u);
+  const uint64_t served = c.node(1).counters().txs_served;
+  auto push_to_3 = [](const InFlight& f) { return from_to(f, 1, 3) && is<TxPush>(f); };
+
+  // Offset 1 was evicted: a pull starting there gets nothing.
+  c.node(1).on_peer(NodeId(3), TxPull{r, 1, 3});
+  c.collect(1);
+  EXPECT_EQ(c.queued(push_to_3), 0u);
+  EXPECT_EQ(c.node(1).counters().txs_served, served);
+
+  // Offsets 2 and 3 are still served, with their first payloads.
+  c.node(1).on_peer(NodeId(3), TxPull{r, 2, 3});
+  c.collect(1);
+  ASSERT_EQ(c.queued(push_to_3), 1u);
+  const InFlight* push = nullptr;
+  for (const auto& f : c.net) {
+    if (push_to_3(f)) push = &f;
+  }
+  const auto& txs = std::get<TxPush>(push->msg).txs;
+  ASSERT_EQ(txs.size(), 2u);
+  EXPECT_EQ(txs[0], (TxMsg{TxId::make(r, 2), AppId::kKv, b}));
+  EXPECT_EQ(txs[1], (TxMsg{TxId::make(r, 3), AppId::kKv, cc}));
+  EXPECT_EQ(c.node(1).counters().txs_served, served + 2);
+}
+
+TEST(NodeCluster, NoRetentionMeansExecutedTxsAreNotServed) {
+  Cluster c(3, [](NodeConfig& cfg) { cfg.tx_retention_bytes_max = 0; });
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.settle();
+  c.run(3);
+  ASSERT_EQ(c.log(1), Log{"a"});
+  EXPECT_EQ(c.node(1).retained_bytes(), 0u);
+  c.node(1).on_peer(NodeId(3), TxPull{r, 1, 1});
+  c.collect(1);
+  EXPECT_EQ(c.queued([](const InFlight& f) { return is<TxPush>(f); }), 0u);
+}
+
+// --- the held window ---
+
+TEST(NodeCluster, LaggingBackupCatchesUpThroughASmallHeldWindow) {
+  // Four txs ahead of the executed offset at most: the lagging node must
+  // pull epoch by epoch, and drop what a push brings beyond its window.
+  Cluster c(3, [](NodeConfig& cfg) { cfg.held_txs_per_range_max = 4; });
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  for (uint64_t o = 1; o <= 6; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(3);
+  EXPECT_EQ(c.log(2), (Log{"1", "2", "3", "4"}));
+  EXPECT_EQ(c.node(2).held_txs(), 0u);
+  EXPECT_EQ(c.node(2).counters().txs_rejected, 2u) << "offsets 5 and 6 are beyond the window";
+  // The gateway retries them once the window moved.
+  for (uint64_t o = 5; o <= 12; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(3);
+  for (uint64_t o = 9; o <= 12; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(3);
+  const Log want{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"};
+  ASSERT_EQ(c.log(1), want);
+  c.m(3).cut_off = false;
+  c.run(60);
+  EXPECT_EQ(c.log(3), want);
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_EQ(c.node(3).held_txs(), 0u);
+}
+
+// --- lease expiry and SealRange ---
+
+TEST(NodeCluster, ExpiredLeaseSealsTheRangeAtItsOrderedOffset) {
+  const uint64_t lease_ms = 300;
+  Cluster c(3, [&](NodeConfig& cfg) { cfg.lease_ms = lease_ms; });
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {1, 2, 3});
+  c.settle();
+  c.run(2);
+  ASSERT_EQ(c.log(3), (Log{"a", "b"}));
+  // Offset 3 is held by node 1 only, offset 4 by node 3 only: never orderable.
+  c.send_tx(r, 3, "c", {1});
+  c.send_tx(r, 4, "d", {3});
+  c.settle();
+  EXPECT_EQ(c.node(1).held_txs(), 1u);
+  EXPECT_EQ(c.node(3).held_txs(), 1u);
+
+  for (int t = 0; t < 100 && c.node(1).counters().ranges_sealed == 0; t++) c.run(1);
+  c.run(3);
+  auto epochs = c.epochs_on_disk(1);
+  auto leases = ops_of<LeaseRange>(epochs);
+  auto seals = ops_of<SealRange>(epochs);
+  ASSERT_EQ(leases.size(), 1u);
+  ASSERT_EQ(seals.size(), 1u);
+  EXPECT_EQ(seals[0].second, (SealRange{r, 2}));
+  // Proposed by the first epoch past the lease's expiry, not earlier.
+  const uint64_t expiry = leases[0].first.logical_time_ms + lease_ms;
+  EXPECT_GT(seals[0].first.logical_time_ms, expiry);
+  EXPECT_LE(seals[0].first.logical_time_ms, expiry + kTickMs);
+
+  for (size_t i = 1; i <= 3; i++) {
+    SCOPED_TRACE(testing::Message() << "node " << i);
+    EXPECT_EQ(c.node(i).counters().ranges_sealed, 1u);
+    EXPECT_EQ(c.node(i).held_txs(), 0u) << "held txs beyond the seal are dropped";
+    EXPECT_EQ(c.log(i), (Log{"a", "b"}));
+    auto sealed = c.gateway_msgs<RangeSealed>(i);
+    ASSERT_EQ(sealed.size(), 1u);
+    EXPECT_EQ(sealed[0], (RangeSealed{r, 2}));
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+  EXPECT_EQ(ordered_offsets(c.epochs_on_disk(2), r), (Offs{1, 2}));
+
+  // Txs beyond the seal (a retry of 3, a new 5) are refused with RangeSealed.
+  for (size_t i = 1; i <= 3; i++) c.m(i).to_gateway.clear();
+  const uint64_t rejected = c.node(2).counters().txs_rejected;
+  c.send_tx(r, 3, "c", {2});
+  c.send_tx(r, 5, "e", {2});
+  c.settle();
+  auto refused = c.gateway_msgs<RangeSealed>(2);
+  ASSERT_EQ(refused.size(), 2u);
+  EXPECT_EQ(refused[0], (RangeSealed{r, 2}));
+  EXPECT_EQ(refused[1], (RangeSealed{r, 2}));
+  EXPECT_TRUE(c.gateway_msgs<TxAck>(2).empty());
+  EXPECT_EQ(c.node(2).counters().txs_rejected, rejected + 2);
+  c.run(20);
+  EXPECT_EQ(c.log(2), (Log{"a", "b"}));
+  EXPECT_EQ(c.node(2).held_txs(), 0u);
+}
+
+TEST(NodeCluster, RenewedLeaseIsNotSealedUntilRenewalsStop) {
+  const uint64_t lease_ms = 300;
+  Cluster c(3, [&](NodeConfig& cfg) { cfg.lease_ms = lease_ms; });
+  RangeId r = c.lease();
+  // The gateway renews every 100 ms for 1.5 s: five times the lease.
+  for (int t = 0; t < 150; t++) {
+    if (t % 10 == 0) c.renew(r);
+    c.run(1);
+  }
+  for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.node(i).counters().ranges_sealed, 0u);
+  EXPECT_GE(ops_of<RenewRange>(c.epochs_on_disk(2)).size(), 10u);
+  EXPECT_TRUE(ops_of<SealRange>(c.epochs_on_disk(2)).empty());
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.settle();
+  c.run(3);
+  for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.log(i), Log{"a"});
+
+  // The renewals stop: the range is sealed after the executed offset.
+  c.run(45);
+  auto seals = ops_of<SealRange>(c.epochs_on_disk(2));
+  ASSERT_EQ(seals.size(), 1u);
+  EXPECT_EQ(seals[0].second, (SealRange{r, 1}));
+}
+
+TEST(NodeCluster, RenewalAlreadyCommittedIsNotProposedAgainByANewPrimary) {
+  const uint64_t lease_ms = 300;
+  Cluster c(3, [&](NodeConfig& cfg) { cfg.lease_ms = lease_ms; });
+  RangeId r = c.lease();
+  c.renew(r);  // the gateway's last renewal: it dies after this
+  c.run(3);
+  ASSERT_EQ(ops_of<RenewRange>(c.epochs_on_disk(2)).size(), 1u);
+  // The primary is cut off; node 2 takes over and the dead gateway's range
+  // must be sealed one lease after its last renewal, not later.
+  c.m(1).cut_off = true;
+  c.run(120);
+  ASSERT_EQ(c.m(2).sequencer->status().role, "primary");
+  auto epochs = c.epochs_on_disk(2);
+  EXPECT_EQ(ops_of<RenewRange>(epochs).size(), 1u)
+      << "a renewal the gateway sent once was committed twice";
+  auto seals = ops_of<SealRange>(epochs);
+  ASSERT_EQ(seals.size(), 1u);
+  EXPECT_EQ(seals[0].second, (SealRange{r, 0}));
+}
+
+// --- state hash comparison ---
+
+// A cluster with one tx applied everywhere.
+struct AppliedCluster {
+  AppliedCluster() : c(3) {
+    r = c.lease();
+    c.send_tx(r, 1, "a", {1, 2, 3});
+    c.settle();
+    c.run(3);
+    EXPECT_EQ(c.log(2), Log{"a"});
+  }
+  Cluster c;
+  RangeId r;
+};
+
+TEST(NodeCluster, HashClaimEqualToOwnForAnAppliedEpochIsNoFault) {
+  AppliedCluster a;
+  Node& n2 = a.c.node(2);
+  const EpochNumber e = n2.applied_epoch();
+  ASSERT_TRUE(n2.state_hash_at(e).has_value());
+  EXPECT_EQ(*n2.state_hash_at(e), n2.state_hash());
+  const uint64_t compared = n2.counters().hashes_compared;
+  n2.on_peer(NodeId(3), Offsets{false, {}, e, *n2.state_hash_at(e)});
+  EXPECT_TRUE(n2.fault().is_ok()) << n2.fault().to_string();
+  EXPECT_EQ(n2.counters().hashes_compared, compared + 1);
+}
+
+TEST(NodeCluster, HashClaimDifferentFromOwnForAnAppliedEpochSetsFault) {
+  AppliedCluster a;
+  Node& n2 = a.c.node(2);
+  const EpochNumber e = n2.applied_epoch();
+  n2.on_peer(NodeId(3), Offsets{false, {}, e, *n2.state_hash_at(e) ^ 1});
+  ASSERT_FALSE(n2.fault().is_ok());
+  EXPECT_EQ(n2.fault().code(), Code::kCorruption);
+  EXPECT_NE(n2.fault().to_string().find("diverged"), std::string::npos) << n2.fault().to_string();
+  // A faulted node takes no more input.
+  const uint64_t received = n2.counters().txs_received;
+  a.c.send_tx(a.r, 2, "b", {2});
+  EXPECT_EQ(n2.counters().txs_received, received);
+}
+
+// Node 1 applies the next epoch; node 2 has not yet (it learns the commit
+// from the next heartbeat) and node 3 is cut off. Returns node 1's hash.
+uint64_t node1_applies_next_epoch(AppliedCluster& a) {
+  Cluster& c = a.c;
+  c.m(3).cut_off = true;
+  c.send_tx(a.r, 2, "b", {1, 2});
+  c.settle();
+  EXPECT_EQ(c.node(1).applied_epoch(), c.node(2).applied_epoch().next());
+  return c.node(1).state_hash();
+}
+
+TEST(NodeCluster, HashClaimForAFutureEpochIsComparedWhenItIsApplied) {
+  AppliedCluster a;
+  Node& n2 = a.c.node(2);
+  const EpochNumber next = n2.applied_epoch().next();
+  const uint64_t hash = node1_applies_next_epoch(a);
+  const uint64_t compared = n2.counters().hashes_compared;
+  n2.on_peer(NodeId(3), Offsets{false, {}, next, hash});
+  EXPECT_EQ(n2.counters().hashes_compared, compared) << "compared before it was applied";
+  a.c.run(3);
+  ASSERT_EQ(n2.applied_epoch(), next);
+  EXPECT_TRUE(n2.fault().is_ok()) << n2.fault().to_string();
+  EXPECT_GE(n2.counters().hashes_compared, compared + 1);
+}
+
+TEST(NodeCluster, WrongHashClaimForAFutureEpochSetsFaultWhenItIsApplied) {
+  AppliedCluster a;
+  Node& n2 = a.c.node(2);
+  const EpochNumber next = n2.applied_epoch().next();
+  const uint64_t hash = node1_applies_next_epoch(a);
+  n2.on_peer(NodeId(3), Offsets{false, {}, next, hash ^ 1});
+  EXPECT_TRUE(n2.fault().is_ok()) << "nothing to compare with yet";
+  a.c.run(3);
+  EXPECT_EQ(n2.applied_epoch(), next);
+  ASSERT_FALSE(n2.fault().is_ok());
+  EXPECT_EQ(n2.fault().code(), Code::kCorruption);
+}
+
+// --- replay ---
+
+TEST(NodeCluster, RebuiltBackupReachesTheSameStateHashEvenWhenATxRecordFollowsItsEpoch) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {1, 2, 3});
+  c.settle();
+  c.run(3);
+  // Offsets 3 and 4 reach node 3 only by pull, after their epoch.
+  c.send_tx(r, 3, "c", {1, 2});
+  c.send_tx(r, 4, "d", {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(3), (Log{"a", "b", "c", "d"}));
+  auto [tx, epoch] = tx_and_epoch_positions(c, 3, r, 4);
+  ASSERT_NE(tx, SIZE_MAX);
+  ASSERT_NE(epoch, SIZE_MAX);
+  ASSERT_GT(tx, epoch) << "the situation under test: the tx record follows its epoch";
+  const uint64_t hash = c.node(3).state_hash();
+  const EpochNumber applied = c.node(3).applied_epoch();
+  ASSERT_EQ(hash, c.node(1).state_hash());
+
+  c.restart(3);
+  EXPECT_EQ(c.replayed_epoch, applied);
+  EXPECT_EQ(c.replayed_hash, hash);
+  EXPECT_EQ(c.log(3), (Log{"a", "b", "c", "d"}));
+  EXPECT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+
+  // It rejoins and goes on executing exactly once.
+  c.run(30);
+  c.send_tx(r, 5, "e", {1, 2, 3});
+  c.settle();
+  c.run(5);
+  for (size_t i = 1; i <= 3; i++) {
+    EXPECT_EQ(c.log(i), (Log{"a", "b", "c", "d", "e"})) << "node " << i;
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+}
+
+TEST(NodeCluster, BackupWhoseCrashLostAPulledTxRecordPullsItAgainAfterReplay) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.m(3).disk_paused = true;
+  c.send_tx(r, 1, "a", {1, 2});
+  c.settle();
+  c.run(3);
+  ASSERT_EQ(c.log(3), Log{"a"}) << "executed before its pulled record was durable";
+  // The crash keeps the unsynced records up to the epoch, not the pulled tx.
+  auto& unsynced = c.m(3).unsynced;
+  size_t epoch = SIZE_MAX, tx = SIZE_MAX;
+  for (size_t p = 0; p < unsynced.size(); p++) {
+    if (unsynced[p].second.type == RecordType::kEpoch) {
+      Result<Epoch> e = decode_epoch(unsynced[p].second.payload);
+      if (e && !e->intervals.empty()) epoch = p;
+    } else if (unsynced[p].second.type == RecordType::kTx) {
+      tx = p;
+    }
+  }
+  ASSERT_NE(epoch, SIZE_MAX);
+  ASSERT_NE(tx, SIZE_MAX);
+  ASSERT_LT(epoch, tx);
+  for (size_t p = 0; p <= epoch; p++) c.m(3).disk.push_back(unsynced[p].second);
+  c.m(3).disk_paused = false;
+  c.restart(3);
+  EXPECT_EQ(c.log(3), Log{});
+  EXPECT_EQ(c.node(3).epochs_waiting(), 1u);
+  c.run(10);
+  EXPECT_EQ(c.log(3), Log{"a"});
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  auto [t, e] = tx_and_epoch_positions(c, 3, r, 1);
+  EXPECT_NE(t, SIZE_MAX) << "the tx pulled again is recorded again";
+  EXPECT_GT(t, e);
+}
+
+TEST(NodeCluster, RebuiltPrimaryReachesTheSameStateHashAndTheClusterGoesOn) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {2, 3});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1), (Log{"a", "b"}));
+  const uint64_t hash = c.node(1).state_hash();
+  c.restart(1);
+  EXPECT_EQ(c.replayed_hash, hash);
+  EXPECT_EQ(c.log(1), (Log{"a", "b"}));
+  c.run(80);  // recovery, and a view change if one is needed
+  c.send_tx(r, 3, "c", {1, 2, 3});
+  c.settle();
+  c.run(10);
+  for (size_t i = 1; i <= 3; i++) {
+    EXPECT_EQ(c.log(i), (Log{"a", "b", "c"})) << "node " << i;
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+}
+
+// --- view changes: the new proposer starts from the committed offsets ---
+
+TEST(NodeCluster, EpochLostWithTheOldPrimaryIsOrderedAgainOnceByTheNewOne) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  // Node 1 proposes 1..2 but none of its VR messages get out.
+  c.drop_if = [](const InFlight& f) { return f.from == NodeId(1) && is<VrPacket>(f); };
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {1, 2, 3});
+  c.settle();
+  ASSERT_EQ(c.node(1).counters().txs_ordered, 2u);
+  ASSERT_EQ(c.node(1).committed_epoch(), c.node(2).committed_epoch());
+  c.drop_if = nullptr;
+  c.m(1).cut_off = true;
+  c.run(80);
+  ASSERT_EQ(c.m(2).sequencer->status().role, "primary");
+  EXPECT_EQ(c.node(2).counters().txs_ordered, 2u);
+  EXPECT_EQ(c.log(2), (Log{"a", "b"}));
+  c.m(1).cut_off = false;
+  c.run(60);
+  for (size_t i = 1; i <= 3; i++) {
+    SCOPED_TRACE(testing::Message() << "node " << i);
+    EXPECT_EQ(c.log(i), (Log{"a", "b"}));
+    EXPECT_EQ(ordered_offsets(c.epochs_on_disk(i), r), (Offs{1, 2}));
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+}
+
+TEST(NodeCluster, EpochPreparedOnOneBackupSurvivesTheViewChangeAndIsNotOrderedTwice) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  // Node 1's Prepare of 1..2 reaches node 2 only; no commit gets out.
+  c.drop_if = [](const InFlight& f) { return from_to(f, 1, 3) && is<VrPacket>(f); };
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {1, 2, 3});
+  c.m(1).disk_paused = true;  // the primary cannot commit alone
+  c.settle();
+  ASSERT_EQ(c.node(1).counters().txs_ordered, 2u);
+  c.m(1).cut_off = true;
+  c.drop_if = nullptr;
+  c.run(80);
+  ASSERT_EQ(c.m(2).sequencer->status().role, "primary");
+  EXPECT_EQ(c.node(2).counters().txs_ordered, 0u)
+      << "the new primary ordered again what it inherited";
+  EXPECT_EQ(c.log(3), (Log{"a", "b"}));
+  c.send_tx(r, 3, "c", {2, 3});
+  c.settle();
+  c.run(3);
+  EXPECT_EQ(c.node(2).counters().txs_ordered, 1u);
+  c.m(1).cut_off = false;
+  c.m(1).disk_paused = false;
+  c.run(60);
+  for (size_t i = 1; i <= 3; i++) {
+    SCOPED_TRACE(testing::Message() << "node " << i);
+    EXPECT_EQ(c.log(i), (Log{"a", "b", "c"}));
+    EXPECT_EQ(ordered_offsets(c.epochs_on_disk(i), r), (Offs{1, 2, 3}));
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+}
+
+// --- one node with a scripted sequencer ---
+
+// Commits what the test says, proposes when the test says.
+class ScriptedSequencer final : public Sequencer {
+ public:
+  bool can_propose() const override { return proposer && last_.value() - committed_.value() < 8; }
+  uint64_t proposer_term() const override { return term; }
+  void propose(Epoch epoch, Output&) override {
+    EXPECT_TRUE(can_propose());
+    EXPECT_EQ(epoch.number, last_.next());
+    last_ = epoch.number;
+    proposed.push_back(std::move(epoch));
+  }
+  EpochNumber last_proposed() const override { return last_; }
+  void on_persisted(uint64_t, Output&) override {}
+  void on_message(NodeId, std::string_view, Output&) override {}
+  std::vector<Epoch> take_committed() override { return std::exchange(committed, {}); }
+  Status replay(RecordType, std::string_view) override { return Status::ok(); }
+  void start(Output&) override {}
+  void tick(Output&) override {}
+  SequencerStatus status() const override { return {}; }
+
+  void commit(Epoch e) {
+    if (committed_ < e.number) committed_ = e.number;
+    if (last_ < e.number) last_ = e.number;
+    committed.push_back(std::move(e));
+  }
+  // A new term: what was proposed and not committed is lost.
+  void new_term() {
+    term++;
+    last_ = committed_;
+  }
+
+  bool proposer = false;
+  uint64_t term = 1;
+  std::vector<Epoch> proposed;
+  std::vector<Epoch> committed;
+
+ private:
+  EpochNumber last_{0};
+  EpochNumber committed_{0};
+};
+
+struct ScriptedNode {
+  ScriptedNode() : node(config(), seq) {
+    node.register_app(AppId::kKv, app);
+    node.finish_replay();
+  }
+  static NodeConfig config() {
+    NodeConfig c;
+    c.id = NodeId(1);
+    c.members = {NodeId(1), NodeId(2), NodeId(3)};
+    return c;
+  }
+  void commit(Epoch e) {
+    seq.commit(std::move(e));
+    node.tick(now_ms += kTickMs);
+  }
+  // Tx (range 1, offset) durable here.
+  void hold_durable(uint64_t offset, const std::string& op) {
+    node.on_tx(kGateway, TxMsg{TxId::make(RangeId(1), offset), AppId::kKv, op});
+    Output out = node.take_output();
+    node.on_persisted(out.next_seq() - 1);
+  }
+  ScriptedSequencer seq;
+  EchoApp app;
+  Node node;
+  uint64_t now_ms = 1000;
+};
+
+Epoch lease_epoch() { return Epoch{EpochNumber(1), 1000, {}, {LeaseRange{kGateway, RangeId(0)}}}; }
+
+TEST(NodeScripted, CommittedEpochThatSkipsAheadIsAGapAndSetsFault) {
+  ScriptedNode s;
+  s.commit(lease_epoch());
+  ASSERT_EQ(s.node.committed_epoch(), EpochNumber(1));
+  ASSERT_EQ(s.node.newest_range(kGateway), RangeId(1));
+  s.commit(Epoch{EpochNumber(3), 1100, {}, {LeaseRange{GatewayId(2), RangeId(0)}}});
+  ASSERT_FALSE(s.node.fault().is_ok());
+  EXPECT_EQ(s.node.fault().code(), Code::kUnavailable);
+  EXPECT_EQ(s.node.committed_epoch(), EpochNumber(1));
+  EXPECT_EQ(s.node.newest_range(GatewayId(2)), RangeId(0)) << "the epoch after the gap applied";
+}
+
+TEST(NodeScripted, CommittedEpochSeenTwiceIsIgnored) {
+  ScriptedNode s;
+  s.commit(lease_epoch());
+  s.node.take_output();
+  s.node.on_tx(kGateway, TxMsg{TxId::make(RangeId(1), 1), AppId::kKv, "a"});
+  s.node.take_output();
+  Epoch two{EpochNumber(2), 1100, {Interval{RangeId(1), 1, 1}}, {}};
+  s.commit(two);
+  ASSERT_EQ(s.app.log, Log{"a"});
+  // Both again, and an epoch 2 with other contents: all known already.
+  s.commit(lease_epoch());
+  s.commit(two);
+  s.commit(Epoch{EpochNumber(2), 1200, {}, {LeaseRange{GatewayId(2), RangeId(0)}}});
+  EXPECT_TRUE(s.node.fault().is_ok()) << s.node.fault().to_string();
+  EXPECT_EQ(s.node.committed_epoch(), EpochNumber(2));
+  EXPECT_EQ(s.node.applied_epoch(), EpochNumber(2));
+  EXPECT_EQ(s.app.log, Log{"a"});
+  EXPECT_EQ(s.node.newest_range(GatewayId(2)), RangeId(0));
+  EXPECT_EQ(s.node.counters().epochs_applied, 2u);
+}
+
+TEST(NodeScripted, ReplayOfEpochRecordsWithAGapFails) {
+  ScriptedSequencer seq;
+  EchoApp app;
+  Node node(ScriptedNode::config(), seq);
+  node.register_app(AppId::kKv, app);
+  std::string one, three;
+  encode_epoch(lease_epoch(), one);
+  encode_epoch(Epoch{EpochNumber(3), 1100, {}, {}}, three);
+  ASSERT_TRUE(node.replay(RecordType::kEpoch, one).is_ok());
+  EXPECT_FALSE(node.replay(RecordType::kEpoch, three).is_ok());
+}
+
+TEST(NodeScripted, NewProposerTermReordersFromTheCommittedOffsetsAfterALostEpoch) {
+  ScriptedNode s;
+  s.seq.proposer = true;
+  s.commit(lease_epoch());
+  s.hold_durable(1, "a");
+  s.hold_durable(2, "b");
+  EXPECT_TRUE(s.seq.proposed.empty()) << "ordered with one holder";
+  s.node.on_peer(NodeId(2), Offsets{false, {{RangeId(1), 2}}, EpochNumber(0), 0});
+  ASSERT_EQ(s.seq.proposed.size(), 1u);
+  EXPECT_EQ(s.seq.proposed[0].number, EpochNumber(2));
+  EXPECT_EQ(s.seq.proposed[0].intervals, (std::vector<Interval>{{RangeId(1), 1, 2}}));
+
+  // The proposal is lost in a view change; this node is proposer again.
+  s.seq.new_term();
+  s.node.tick(s.now_ms += kTickMs);
+  ASSERT_EQ(s.seq.proposed.size(), 2u);
+  EXPECT_EQ(s.seq.proposed[1].number, EpochNumber(2));
+  EXPECT_EQ(s.seq.proposed[1].intervals, (std::vector<Interval>{{RangeId(1), 1, 2}}))
+      << "offsets 1..2 skipped after the lost proposal";
+  EXPECT_GE(s.seq.proposed[1].logical_time_ms, s.seq.proposed[0].logical_time_ms);
+}
+
+TEST(NodeScripted, NewProposerTermContinuesAfterAnEpochThatCommittedMeanwhile) {
+  ScriptedNode s;
+  s.seq.proposer = true;
+  s.commit(lease_epoch());
+  s.hold_durable(1, "a");
+  s.hold_durable(2, "b");
+  s.node.on_peer(NodeId(2), Offsets{false, {{RangeId(1), 2}}, EpochNumber(0), 0});
+  ASSERT_EQ(s.seq.proposed.size(), 1u);
+  // It committed (through another primary), and a new term starts.
+  s.seq.commit(s.seq.proposed[0]);
+  s.seq.new_term();
+  s.node.tick(s.now_ms += kTickMs);
+  EXPECT_EQ(s.app.log, (Log{"a", "b"}));
+  EXPECT_EQ(s.seq.proposed.size(), 1u) << "1..2 ordered twice";
+  s.hold_durable(3, "c");
+  s.node.on_peer(NodeId(3), Offsets{false, {{RangeId(1), 3}}, EpochNumber(0), 0});
+  ASSERT_EQ(s.seq.proposed.size(), 2u);
+  EXPECT_EQ(s.seq.proposed[1].number, EpochNumber(3));
+  EXPECT_EQ(s.seq.proposed[1].intervals, (std::vector<Interval>{{RangeId(1), 3, 3}}));
+}
+
+TEST(NodeScripted, SealLostInAViewChangeIsProposedAgain) {
+  ScriptedSequencer seq;
+  EchoApp app;
+  NodeConfig config = ScriptedNode::config();
+  config.lease_ms = 100;
+  Node node(config, seq);
+  node.register_app(AppId::kKv, app);
+  node.finish_replay();
+  seq.proposer = true;
+  seq.commit(lease_epoch());  // at 1000 ms: the lease runs to 1100 ms
+  node.tick(1050);
+  EXPECT_TRUE(seq.proposed.empty());
+  node.tick(1101);
+  ASSERT_EQ(seq.proposed.size(), 1u);
+  EXPECT_EQ(seq.proposed[0].system_ops, (std::vector<SystemOp>{SealRange{RangeId(1), 0}}));
+  node.tick(1200);
+  EXPECT_EQ(seq.proposed.size(), 1u) << "sealed twice in one term";
+  seq.new_term();
+  node.tick(1300);
+  ASSERT_EQ(seq.proposed.size(), 2u);
+  EXPECT_EQ(seq.proposed[1].number, EpochNumber(2));
+  EXPECT_EQ(seq.proposed[1].system_ops, (std::vector<SystemOp>{SealRange{RangeId(1), 0}}));
+}
+
+TEST(NodeScripted, RenewalReceivedBeforeExpiryWinsOverTheSealInTheSameEpoch) {
+  ScriptedSequencer seq;
+  EchoApp app;
+  NodeConfig config = ScriptedNode::config();
+  config.lease_ms = 100;
+  Node node(config, seq);
+  node.register_app(AppId::kKv, app);
+  node.finish_replay();
+  seq.proposer = true;
+  seq.commit(lease_epoch());  // at 1000 ms: the lease runs to 1100 ms
+  node.tick(1050);
+  // The gateway renews in time, while this node cannot propose (its
+  // pipeline is full, say); it can again only after the expiry.
+  seq.proposer = false;
+  node.tick(1090);
+  node.on_renew_lease(RenewLease{kGateway, RangeId(1)});
+  node.tick(1110);
+  seq.proposer = true;
+  node.tick(1120);
+  ASSERT_EQ(seq.proposed.size(), 1u);
+  EXPECT_EQ(seq.proposed[0].system_ops, (std::vector<SystemOp>{RenewRange{kGateway, RangeId(1)}}))
+      << "a range renewed before its expiry is sealed in the epoch that carries the renewal";
+}
+
+}  // namespace
+}  // namespace maroon

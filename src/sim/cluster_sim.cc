@@ -1,0 +1,1475 @@
+#include "sim/cluster_sim.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <set>
+#include <span>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+
+#include "app/kv/kv_app.h"
+#include "app/kv/kv_op.h"
+#include "check/linearizability.h"
+#include "common/assert.h"
+#include "common/hash.h"
+#include "common/prng.h"
+#include "gateway/gateway.h"
+#include "node/node.h"
+#include "protocol/cluster_messages.h"
+#include "protocol/frame.h"
+#include "sequencer/vr_sequencer.h"
+#include "vr/codec.h"
+
+namespace maroon::sim {
+
+namespace {
+
+// Gateways live at addresses above every node id (node ids are 1..5).
+constexpr uint64_t kGatewayBase = 1'000'000;
+// Far above any healthy run's pending events: more means messages multiply.
+constexpr size_t kEventsMax = 2'000'000;
+// Live gateways at most (a crashed one may be replaced).
+constexpr size_t kGatewaysLiveMax = 3;
+
+int64_t uniform(Prng& prng, int64_t lo, int64_t hi) {
+  MAROON_ASSERT(lo <= hi);
+  return lo + static_cast<int64_t>(prng.below(static_cast<uint64_t>(hi - lo) + 1));
+}
+
+int64_t exponential(Prng& prng, int64_t mean_us) {
+  double u = (static_cast<double>(prng.next() >> 11) + 0.5) * 0x1.0p-53;
+  return std::max<int64_t>(1, static_cast<int64_t>(-std::log(u) * static_cast<double>(mean_us)));
+}
+
+std::string tx_name(TxId id) { return fmt::format("{}:{}", id.range().value(), id.offset()); }
+
+const char* kind_name(check::KvOpKind k) {
+  switch (k) {
+    case check::KvOpKind::kGet: return "get";
+    case check::KvOpKind::kPut: return "set";
+    case check::KvOpKind::kAppend: return "append";
+    case check::KvOpKind::kCas: return "cas";
+    case check::KvOpKind::kIncr: return "incr";
+  }
+  return "?";
+}
+
+std::string describe_peer(const PeerMessage& m) {
+  if (const auto* vr = std::get_if<VrPacket>(&m)) {
+    Result<vr::ReplicaMessage> msg = vr::decode_message(vr->bytes);
+    if (!msg) return "vr (undecodable)";
+    const vr::Header& h = vr::header_of(*msg);
+    std::string d = fmt::format("vr {} v{}", vr::message_name(*msg), h.view.value());
+    auto ops = [](const vr::LogSuffix& l) {
+      return l.entries.empty() ? fmt::format("after {}", l.after.value())
+                               : fmt::format("ops {}..{}", l.after.value() + 1, l.last().value());
+    };
+    std::visit(
+        [&](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, vr::Prepare>) {
+            d += fmt::format(" {} commit {}", ops(x.log), x.commit.value());
+          } else if constexpr (std::is_same_v<T, vr::PrepareOk>) {
+            d += fmt::format(" op {}", x.op.value());
+          } else if constexpr (std::is_same_v<T, vr::Commit>) {
+            d += fmt::format(" commit {}", x.commit.value());
+          } else if constexpr (std::is_same_v<T, vr::DoViewChange>) {
+            d += fmt::format(" lnv {} {} commit {}", x.last_normal_view.value(), ops(x.log),
+                             x.commit.value());
+          } else if constexpr (std::is_same_v<T, vr::StartView>) {
+            d += fmt::format(" {} commit {}", ops(x.log), x.commit.value());
+          } else if constexpr (std::is_same_v<T, vr::RecoveryResponse>) {
+            d += fmt::format(" primary {} {} commit {}", x.from_primary, ops(x.log),
+                             x.commit.value());
+          } else if constexpr (std::is_same_v<T, vr::GetState>) {
+            d += fmt::format(" after {}{}", x.after.value(), x.start_view ? " (start view)" : "");
+          } else if constexpr (std::is_same_v<T, vr::NewState>) {
+            d += fmt::format(" {} commit {} head {}{}", ops(x.log), x.commit.value(),
+                             x.head.value(),
+                             x.checkpoint ? fmt::format(" checkpoint {}", x.checkpoint->op.value())
+                                          : "");
+          }
+        },
+        *msg);
+    return d;
+  }
+  if (const auto* o = std::get_if<Offsets>(&m)) {
+    std::string s = fmt::format("offsets{}", o->full ? " full" : "");
+    for (const auto& [r, off] : o->durable) s += fmt::format(" {}:{}", r.value(), off);
+    if (o->hash_epoch.value() != 0) s += fmt::format(" hash@{}", o->hash_epoch.value());
+    return s;
+  }
+  if (const auto* p = std::get_if<TxPull>(&m)) {
+    return fmt::format("pull {}:{}..{}", p->range.value(), p->first, p->last);
+  }
+  const auto& push = std::get<TxPush>(m);
+  return push.txs.empty() ? "push (empty)"
+                          : fmt::format("push {}..{} ({})", tx_name(push.txs.front().id),
+                                        tx_name(push.txs.back().id), push.txs.size());
+}
+
+std::string describe_to_node(const GatewayToNode& m) {
+  if (const auto* tx = std::get_if<TxMsg>(&m)) return "tx " + tx_name(tx->id);
+  if (const auto* l = std::get_if<LeaseRequest>(&m)) {
+    return fmt::format("lease request after {}", l->after.value());
+  }
+  return fmt::format("renew {}", std::get<RenewLease>(m).range.value());
+}
+
+std::string describe_to_gateway(const NodeToGateway& m) {
+  if (const auto* a = std::get_if<TxAck>(&m)) return "ack " + tx_name(a->id);
+  if (const auto* r = std::get_if<TxResult>(&m)) {
+    return fmt::format("result {}{}", tx_name(r->id), r->expired ? " (expired)" : "");
+  }
+  if (const auto* g = std::get_if<LeaseGranted>(&m)) {
+    return fmt::format("lease granted {}", g->range.value());
+  }
+  const auto& s = std::get<RangeSealed>(m);
+  return fmt::format("range {} sealed at {}", s.range.value(), s.last);
+}
+
+// Decodes the one frame `frame` holds; checks its type.
+std::optional<std::string_view> frame_payload(const std::string& frame, protocol::FrameType type) {
+  protocol::Frame f;
+  size_t consumed = 0;
+  Status error;
+  if (protocol::decode_frame(frame, f, consumed, &error) != protocol::DecodeResult::kFrame ||
+      consumed != frame.size() || f.type != static_cast<uint8_t>(type)) {
+    return std::nullopt;
+  }
+  return f.payload;
+}
+
+// The kv app, counting what it executes for the checkers: every apply goes
+// to the simulator with the state hash before it.
+class CheckedApp final : public StateMachine {
+ public:
+  using Hook = std::function<void(const TxContext&, const std::string& reply, uint64_t hash_before)>;
+  explicit CheckedApp(Hook hook) : hook_(std::move(hook)) {}
+  std::string apply(const TxContext& ctx, std::string_view op) override {
+    const uint64_t before = kv_.state_hash();
+    std::string reply = kv_.apply(ctx, op);
+    hook_(ctx, reply, before);
+    return reply;
+  }
+  std::string read(std::string_view op) const override { return kv_.read(op); }
+  uint64_t state_hash() const override { return kv_.state_hash(); }
+
+ private:
+  kv::KvApp kv_;
+  Hook hook_;
+};
+
+class ClusterSimulation {
+ public:
+  ClusterSimulation(const ClusterSettings& s, size_t trace_lines, bool trace_stdout)
+      : s_(s), prng_(s.seed ^ 0xc1a5'7e55'c1a5'7e55ull), trace_lines_(trace_lines),
+        trace_stdout_(trace_stdout), loss_(s.loss), duplicate_(s.duplicate) {}
+
+  ClusterResult run();
+
+ private:
+  using Payload = std::variant<PeerMessage, GatewayToNode, NodeToGateway>;
+
+  struct Event {
+    int64_t time;
+    uint64_t seq;
+    std::function<void()> fn;
+    bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
+  };
+
+  struct Disk {
+    std::vector<PersistRecord> durable;  // in emission order, across incarnations
+    // Emitted by the current incarnation and not yet synced, by seq.
+    std::deque<std::pair<uint64_t, PersistRecord>> unsynced;
+    bool syncing = false;
+    uint64_t sync_upto = 0;  // the sync in flight covers seqs up to this
+  };
+
+  struct SimNode {
+    NodeId id;
+    bool up = false;
+    bool lost = false;  // crashed for good
+    uint64_t incarnation = 0;
+    int64_t tick_us = 0;
+    int64_t clock_offset_ms = 0;
+    Disk disk;
+    std::unique_ptr<CheckedApp> app;
+    std::unique_ptr<VrSequencer> sequencer;
+    std::unique_ptr<Node> node;
+    uint64_t durable_seq = 0;
+    std::deque<std::pair<uint64_t, PeerEnvelope>> peer_held;
+    std::deque<std::pair<uint64_t, GatewayEnvelope>> gateway_held;
+    // Checkers, per incarnation.
+    std::unordered_map<uint64_t, uint64_t> executed;  // tx id -> reply hash
+    uint64_t hashed_upto = 0;  // epochs whose hash and digest were recorded
+    uint64_t digest_epoch = 0;  // the epoch `digest` is being built for
+    uint64_t digest = 0;
+  };
+
+  struct SimGateway {
+    GatewayId id;
+    bool up = false;
+    int64_t tick_us = 0;
+    std::unique_ptr<Gateway> core;
+  };
+
+  struct Client {
+    uint64_t id = 0;
+    bool busy = false;       // an op is outstanding (submitted or waiting to be)
+    bool submitted = false;  // the op is with a gateway, waiting for its result
+    uint64_t token = 0;
+    GatewayId gateway;
+    TxId tx;
+    uint64_t ops = 0;
+    size_t history_index = 0;
+    check::KvOpKind kind = check::KvOpKind::kGet;
+    std::string op_bytes;
+    std::map<std::string, std::string> seen;  // last value read per key, for cas
+  };
+
+  struct EpochRecord {
+    uint64_t hash = 0;
+    uint64_t digest = 0;
+    NodeId node;
+    uint64_t incarnation = 0;
+  };
+
+  // Events.
+  void at(int64_t time, std::function<void()> fn) {
+    MAROON_ASSERT(time >= now_);
+    queue_.push(Event{time, next_event_seq_++, std::move(fn)});
+  }
+  void trace(const std::string& line) {
+    fingerprint_ = hash64(line, fingerprint_);
+    trace_detail(line);
+  }
+  void trace_detail(const std::string& line) {
+    if (!tracing()) return;
+    std::string full = fmt::format("{:>10.6f} {}", static_cast<double>(now_) / 1e6, line);
+    if (trace_stdout_) {
+      fmt::print("{}\n", full);
+      std::fflush(stdout);
+    }
+    if (trace_lines_ > 0) {
+      trace_.push_back(std::move(full));
+      if (trace_.size() > trace_lines_) trace_.pop_front();
+    }
+  }
+  bool tracing() const { return trace_lines_ > 0 || trace_stdout_; }
+  void fail(const std::string& why) {
+    if (!failure_.empty()) return;
+    failure_ = fmt::format("t={:.6f}s: {}", static_cast<double>(now_) / 1e6, why);
+    if (getenv("SIM_ABORT_ON_FAIL") != nullptr) std::abort();
+    trace("VIOLATION " + why);
+  }
+
+  // Nodes.
+  SimNode& node_at(uint64_t address) { return nodes_.at(address - 1); }
+  void start_node(SimNode& n);
+  void crash_node(SimNode& n);
+  void restart_node(SimNode& n);
+  void schedule_node_tick(SimNode& n);
+  uint64_t clock_ms(const SimNode& n) const {
+    return static_cast<uint64_t>(std::max<int64_t>(0, now_ / 1000 + n.clock_offset_ms));
+  }
+  template <typename F>
+  void node_input(SimNode& n, F&& f) {
+    f(*n.node);
+    process(n);
+  }
+  void process(SimNode& n);
+  void drain(SimNode& n);
+  void route(SimNode& n, Output out);
+  void maybe_sync(SimNode& n);
+  void on_synced(NodeId id, uint64_t incarnation, uint64_t upto);
+  void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
+  void record_hashes(SimNode& n);
+  void record_epoch(SimNode& n, uint64_t epoch, uint64_t hash);
+
+  // Gateways.
+  SimGateway& start_gateway();
+  void crash_gateway(SimGateway& g);
+  void schedule_gateway_tick(SimGateway& g);
+  void process_gateway(SimGateway& g);
+  void on_delivery(SimGateway& g, const Delivery& d);
+  std::vector<GatewayId> live_gateways() const;
+
+  // Network.
+  void send(uint64_t from, uint64_t to, Payload p);
+  void deliver(uint64_t from, uint64_t to, const Payload& p);
+  bool blocked(uint64_t from, uint64_t to) const { return blocked_.contains({from, to}); }
+  std::optional<Payload> through_codec(uint64_t from, const Payload& p);
+
+  // Clients.
+  void client_next_op(Client& c);
+  void client_submit(Client& c);
+  void client_unknown(Client& c, const char* why);
+  void client_done(Client& c);
+  void client_timeout(uint64_t id, uint64_t token);
+  void pick_gateway(Client& c, bool move);
+
+  // Faults.
+  void schedule_faults();
+  void partition_change();
+  void crash_some();
+  void crash_some_gateway();
+  void lose_node();
+  void power_failure();
+  void crash_and_restart(SimNode& n);
+  void heal();
+
+  // End.
+  bool converged(std::string* why);
+  void final_checks();
+  std::string node_states() const;
+
+  const ClusterSettings s_;
+  Prng prng_;
+  size_t trace_lines_;
+  bool trace_stdout_;
+  std::deque<std::string> trace_;
+  uint64_t fingerprint_ = 0;
+  std::string failure_;
+  ClusterStats stats_;
+
+  int64_t now_ = 0;
+  uint64_t next_event_seq_ = 0;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
+
+  std::vector<SimNode> nodes_;  // nodes_[i] has id i + 1
+  std::vector<NodeId> members_;
+  std::map<GatewayId, SimGateway> gateways_;
+  uint64_t next_gateway_id_ = 1;
+  std::set<std::pair<uint64_t, uint64_t>> blocked_;
+  double loss_;
+  double duplicate_;
+  bool faults_on_ = true;
+  bool issuing_ = true;
+
+  std::vector<Client> clients_;
+  uint64_t next_token_ = 1;
+  std::unordered_map<uint64_t, size_t> token_client_;  // outstanding token -> client index
+  std::vector<check::KvOperation> history_;
+
+  // Checkers.
+  std::vector<EpochRecord> epochs_;  // epochs_[e - 1]: the first record of epoch e
+  std::map<uint64_t, uint64_t> acked_;  // tx id -> reply hash, for results that reached a client
+  std::set<uint64_t> expired_;          // executed (the result was evicted): must be everywhere
+  std::set<uint64_t> sealed_;           // reported sealed: must never execute
+  std::unordered_map<uint64_t, uint64_t> executed_anywhere_;  // tx id -> reply hash
+  uint64_t target_epoch_ = 0;  // liveness: every node must apply up to this
+};
+
+// ---------------------------------------------------------------------------
+// Nodes
+
+void ClusterSimulation::start_node(SimNode& n) {
+  MAROON_ASSERT(!n.up);
+  n.up = true;
+  n.incarnation++;
+  n.durable_seq = 0;
+  n.peer_held.clear();
+  n.gateway_held.clear();
+  n.disk.unsynced.clear();
+  n.disk.syncing = false;
+  n.executed.clear();
+  n.hashed_upto = 0;
+  n.digest_epoch = 0;
+  n.digest = 0;
+  NodeId id = n.id;
+  n.app = std::make_unique<CheckedApp>(
+      [this, id](const TxContext& ctx, const std::string& reply, uint64_t hash_before) {
+        on_apply(nodes_.at(id.value() - 1), ctx, reply, hash_before);
+      });
+  std::vector<vr::ReplicaId> members;
+  for (NodeId m : members_) members.emplace_back(m.value());
+  n.sequencer = std::make_unique<VrSequencer>(vr::ReplicaId(id.value()), members, s_.vr);
+  NodeConfig c;
+  c.id = id;
+  c.members = members_;
+  c.lease_ms = s_.lease_ms;
+  c.held_txs_per_range_max = s_.held_txs_per_range_max;
+  c.result_table_txs_per_range_max = s_.result_table_txs_per_range_max;
+  if (s_.tx_retention_bytes_max != 0) c.tx_retention_bytes_max = s_.tx_retention_bytes_max;
+  if (s_.pull_txs_max != 0) c.pull_txs_max = s_.pull_txs_max;
+  c.order_unsynced_txs = s_.order_unsynced_txs && members_.size() == 1;
+  c.advert_ticks = s_.advert_ticks;
+  c.pull_retry_ticks = s_.pull_retry_ticks;
+  n.node = std::make_unique<Node>(c, *n.sequencer);
+  n.node->register_app(AppId::kKv, *n.app);
+  // Replay, as the driver does: the superblock's state (the newest durable
+  // kVrState) first, then the WAL; or every record in emission order.
+  auto replay = [&](const PersistRecord& r) {
+    if (!failure_.empty()) return;
+    if (Status st = n.node->replay(r.type, r.payload); !st) {
+      fail(fmt::format("n{} replay of a {} record: {}", id.value(), static_cast<int>(r.type),
+                       st.to_string()));
+    }
+    record_hashes(n);
+  };
+  if (s_.replay_state_first) {
+    const PersistRecord* state = nullptr;
+    for (const PersistRecord& r : n.disk.durable) {
+      if (r.type == RecordType::kVrState) state = &r;
+    }
+    if (state != nullptr) replay(*state);
+    for (const PersistRecord& r : n.disk.durable) {
+      if (r.type != RecordType::kVrState) replay(r);
+    }
+  } else {
+    for (const PersistRecord& r : n.disk.durable) replay(r);
+  }
+  n.node->tick(clock_ms(n));
+  n.node->finish_replay();
+  process(n);
+  schedule_node_tick(n);
+}
+
+void ClusterSimulation::crash_node(SimNode& n) {
+  MAROON_ASSERT(n.up);
+  // A sync in flight may have reached the disk in part: a prefix of it
+  // survives (its records were never reported durable, so nothing relied on
+  // them; keeping them is as legal as losing them).
+  size_t kept = 0;
+  if (n.disk.syncing && prng_.chance(0.5)) {
+    size_t in_flight = 0;
+    for (const auto& [seq, r] : n.disk.unsynced) {
+      if (seq <= n.disk.sync_upto) in_flight++;
+    }
+    kept = prng_.below(in_flight + 1);
+    for (size_t i = 0; i < kept; i++) n.disk.durable.push_back(std::move(n.disk.unsynced[i].second));
+  }
+  trace(fmt::format("n{} CRASH (loses {} unsynced records, keeps {} of a sync in flight)",
+                    n.id.value(), n.disk.unsynced.size() - kept, kept));
+  stats_.crashes++;
+  stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
+  n.up = false;
+  n.incarnation++;
+  n.disk.unsynced.clear();
+  n.disk.syncing = false;
+  n.peer_held.clear();
+  n.gateway_held.clear();
+  n.node.reset();
+  n.sequencer.reset();
+  n.app.reset();
+}
+
+void ClusterSimulation::restart_node(SimNode& n) {
+  if (n.up || n.lost) return;
+  trace(fmt::format("n{} RESTART ({} durable records)", n.id.value(), n.disk.durable.size()));
+  start_node(n);
+}
+
+void ClusterSimulation::schedule_node_tick(SimNode& n) {
+  NodeId id = n.id;
+  uint64_t inc = n.incarnation;
+  at(now_ + n.tick_us, [this, id, inc] {
+    SimNode& n = nodes_.at(id.value() - 1);
+    if (!n.up || n.incarnation != inc || !failure_.empty()) return;
+    node_input(n, [&](Node& node) { node.tick(clock_ms(n)); });
+    schedule_node_tick(n);
+  });
+}
+
+void ClusterSimulation::drain(SimNode& n) {
+  for (int rounds = 0;; rounds++) {
+    MAROON_ASSERT(rounds < 1000);
+    Output out = n.node->take_output();
+    if (out.empty()) break;
+    route(n, std::move(out));
+  }
+  record_hashes(n);
+  if (!n.node->fault().is_ok()) fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
+}
+
+void ClusterSimulation::process(SimNode& n) {
+  drain(n);
+  maybe_sync(n);
+}
+
+void ClusterSimulation::route(SimNode& n, Output out) {
+  for (size_t i = 0; i < out.persist.size(); i++) {
+    n.disk.unsynced.emplace_back(out.first_seq + i, std::move(out.persist[i]));
+  }
+  const uint64_t from = n.id.value();
+  for (PeerEnvelope& e : out.peer_now) send(from, e.to.value(), std::move(e.msg));
+  for (GatewayEnvelope& e : out.send_now) send(from, kGatewayBase + e.to.value(), std::move(e.msg));
+  // As the driver: after-persist messages wait for every record emitted so
+  // far, not only this output's.
+  const uint64_t needed = out.next_seq() - 1;
+  for (PeerEnvelope& e : out.peer_after_persist) {
+    if (needed <= n.durable_seq) {
+      send(from, e.to.value(), std::move(e.msg));
+    } else {
+      n.peer_held.emplace_back(needed, std::move(e));
+    }
+  }
+  for (GatewayEnvelope& e : out.send_after_persist) {
+    if (needed <= n.durable_seq) {
+      send(from, kGatewayBase + e.to.value(), std::move(e.msg));
+    } else {
+      n.gateway_held.emplace_back(needed, std::move(e));
+    }
+  }
+}
+
+void ClusterSimulation::maybe_sync(SimNode& n) {
+  if (n.disk.syncing || !failure_.empty()) return;
+  // As the driver's flush: the node's last chance to add records (an epoch
+  // ordering these very txs) to the batch.
+  n.node->on_flush();
+  drain(n);
+  if (n.disk.unsynced.empty()) return;
+  n.disk.syncing = true;
+  n.disk.sync_upto = n.disk.unsynced.back().first;
+  NodeId id = n.id;
+  uint64_t inc = n.incarnation, upto = n.disk.sync_upto;
+  at(now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us),
+     [this, id, inc, upto] { on_synced(id, inc, upto); });
+}
+
+void ClusterSimulation::on_synced(NodeId id, uint64_t incarnation, uint64_t upto) {
+  SimNode& n = nodes_.at(id.value() - 1);
+  if (!n.up || n.incarnation != incarnation || !failure_.empty()) return;
+  MAROON_ASSERT(n.disk.syncing && n.disk.sync_upto == upto);
+  while (!n.disk.unsynced.empty() && n.disk.unsynced.front().first <= upto) {
+    n.disk.durable.push_back(std::move(n.disk.unsynced.front().second));
+    n.disk.unsynced.pop_front();
+  }
+  n.disk.syncing = false;
+  n.durable_seq = upto;
+  const uint64_t from = n.id.value();
+  while (!n.peer_held.empty() && n.peer_held.front().first <= upto) {
+    PeerEnvelope e = std::move(n.peer_held.front().second);
+    n.peer_held.pop_front();
+    send(from, e.to.value(), std::move(e.msg));
+  }
+  while (!n.gateway_held.empty() && n.gateway_held.front().first <= upto) {
+    GatewayEnvelope e = std::move(n.gateway_held.front().second);
+    n.gateway_held.pop_front();
+    send(from, kGatewayBase + e.to.value(), std::move(e.msg));
+  }
+  node_input(n, [&](Node& node) { node.on_persisted(upto); });
+}
+
+void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::string& reply,
+                                 uint64_t hash_before) {
+  const uint64_t epoch = ctx.epoch.value();
+  // Epochs before this one are complete: the state before this tx is the
+  // state after each of them.
+  if (epoch > n.hashed_upto + 1) {
+    for (uint64_t e = n.hashed_upto + 1; e < epoch; e++) record_epoch(n, e, hash_before);
+    n.hashed_upto = epoch - 1;
+  }
+  if (epoch <= n.hashed_upto) {
+    fail(fmt::format("n{} executes tx {} in epoch {}, after epoch {} was complete", n.id.value(),
+                     tx_name(ctx.tx_id), epoch, n.hashed_upto));
+    return;
+  }
+  if (n.digest_epoch != epoch) {
+    n.digest_epoch = epoch;
+    n.digest = 0x9e3779b97f4a7c15ULL;
+  }
+  const uint64_t raw = ctx.tx_id.raw();
+  const uint64_t reply_hash = hash64(reply);
+  const uint64_t item[] = {raw, reply_hash};
+  n.digest = hash64(std::string_view(reinterpret_cast<const char*>(item), sizeof(item)), n.digest);
+  if (!n.executed.emplace(raw, reply_hash).second) {
+    fail(fmt::format("n{} (incarnation {}) executed tx {} twice", n.id.value(), n.incarnation,
+                     tx_name(ctx.tx_id)));
+    return;
+  }
+  executed_anywhere_.emplace(raw, reply_hash);
+  if (sealed_.contains(raw)) {
+    fail(fmt::format("n{} executed tx {}, which its gateway reported sealed (never to execute)",
+                     n.id.value(), tx_name(ctx.tx_id)));
+  }
+}
+
+void ClusterSimulation::record_hashes(SimNode& n) {
+  const uint64_t applied = n.node->applied_epoch().value();
+  if (applied <= n.hashed_upto) return;
+  const uint64_t hash = n.app->state_hash();
+  if (members_.size() > 1) {
+    // The node's own record of its hash (what it compares with its peers).
+    std::optional<uint64_t> own = n.node->state_hash_at(EpochNumber(applied));
+    if (!own || *own != hash || n.node->state_hash() != hash) {
+      fail(fmt::format("n{} reports state hash {:016x} after epoch {}, its app has {:016x}",
+                       n.id.value(), own.value_or(0), applied, hash));
+    }
+  }
+  for (uint64_t e = n.hashed_upto + 1; e <= applied; e++) record_epoch(n, e, hash);
+  n.hashed_upto = applied;
+  stats_.max_epoch = std::max(stats_.max_epoch, applied);
+}
+
+void ClusterSimulation::record_epoch(SimNode& n, uint64_t epoch, uint64_t hash) {
+  const uint64_t digest = n.digest_epoch == epoch ? n.digest : 0;
+  MAROON_ASSERT(epoch >= 1 && epoch <= epochs_.size() + 1);
+  if (epoch == epochs_.size() + 1) {
+    epochs_.push_back(EpochRecord{hash, digest, n.id, n.incarnation});
+    return;
+  }
+  const EpochRecord& first = epochs_[epoch - 1];
+  if (first.hash != hash || first.digest != digest) {
+    fail(fmt::format(
+        "after epoch {} n{} (incarnation {}) has state hash {:016x} and tx digest {:016x}; n{} "
+        "(incarnation {}) had {:016x} and {:016x}{}",
+        epoch, n.id.value(), n.incarnation, hash, digest, first.node.value(), first.incarnation,
+        first.hash, first.digest,
+        first.digest != digest ? " (different txs or replies in the epoch)" : ""));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Gateways
+
+ClusterSimulation::SimGateway& ClusterSimulation::start_gateway() {
+  GatewayId id(next_gateway_id_++);
+  SimGateway& g = gateways_[id];
+  g.id = id;
+  g.up = true;
+  double skew = s_.tick_skew * (2.0 * static_cast<double>(prng_.next() >> 11) * 0x1.0p-53 - 1.0);
+  g.tick_us = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(s_.tick_us) * (1.0 + skew)));
+  GatewayConfig c;
+  c.id = id;
+  c.acks_needed = members_.size() / 2 + 1;
+  c.retries = true;
+  c.retry_ticks = s_.gateway_retry_ticks;
+  c.result_retry_ticks = s_.result_retry_ticks;
+  c.lease_retry_ticks = s_.lease_retry_ticks;
+  c.renew_ticks = s_.renew_ticks;
+  if (s_.offsets_per_range_max != 0) c.offsets_per_range_max = s_.offsets_per_range_max;
+  g.core = std::make_unique<Gateway>(c);
+  trace(fmt::format("g{} STARTS", id.value()));
+  process_gateway(g);
+  schedule_gateway_tick(g);
+  return g;
+}
+
+void ClusterSimulation::crash_gateway(SimGateway& g) {
+  MAROON_ASSERT(g.up);
+  trace(fmt::format("g{} CRASH ({} txs in flight)", g.id.value(), g.core->inflight()));
+  stats_.gateway_crashes++;
+  g.up = false;
+  g.core.reset();
+  for (Client& c : clients_) {
+    if (c.submitted && c.gateway == g.id) client_unknown(c, "its gateway crashed");
+  }
+}
+
+std::vector<GatewayId> ClusterSimulation::live_gateways() const {
+  std::vector<GatewayId> live;
+  for (const auto& [id, g] : gateways_) {
+    if (g.up) live.push_back(id);
+  }
+  return live;
+}
+
+void ClusterSimulation::schedule_gateway_tick(SimGateway& g) {
+  GatewayId id = g.id;
+  at(now_ + g.tick_us, [this, id] {
+    SimGateway& g = gateways_.at(id);
+    if (!g.up || !failure_.empty()) return;
+    g.core->tick();
+    process_gateway(g);
+    schedule_gateway_tick(g);
+  });
+}
+
+void ClusterSimulation::process_gateway(SimGateway& g) {
+  for (int rounds = 0; g.up; rounds++) {
+    MAROON_ASSERT(rounds < 1000);
+    GatewayOutput out = g.core->take_output();
+    if (out.to_nodes.empty() && out.deliveries.empty()) return;
+    for (GatewayToNode& m : out.to_nodes) {
+      for (NodeId n : members_) send(kGatewayBase + g.id.value(), n.value(), m);
+    }
+    for (const Delivery& d : out.deliveries) on_delivery(g, d);
+  }
+}
+
+void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
+  const uint64_t raw = d.id.raw();
+  if (tracing()) {
+    trace_detail(fmt::format("g{} delivers {}{}{}", g.id.value(), tx_name(d.id),
+                             d.sealed ? " sealed" : "", d.expired ? " expired" : ""));
+  }
+  if (d.sealed) {
+    stats_.ranges_sealed++;
+    if (auto it = executed_anywhere_.find(raw); it != executed_anywhere_.end()) {
+      fail(fmt::format("g{} reports tx {} sealed (never to execute), but it was executed",
+                       g.id.value(), tx_name(d.id)));
+    }
+    sealed_.insert(raw);
+  } else if (d.expired) {
+    expired_.insert(raw);
+  } else {
+    acked_.emplace(raw, hash64(d.reply));
+  }
+  auto it = token_client_.find(d.token);
+  if (it == token_client_.end()) return;  // the client gave up on it
+  Client& c = clients_[it->second];
+  MAROON_ASSERT(c.submitted && c.token == d.token);
+  if (c.tx != d.id) {
+    fail(fmt::format("g{} delivered tx {} for the token of tx {}", g.id.value(), tx_name(d.id),
+                     tx_name(c.tx)));
+    return;
+  }
+  if (d.sealed) {
+    client_unknown(c, "its range was sealed");
+    return;
+  }
+  if (d.expired) {
+    client_unknown(c, "its result expired");
+    return;
+  }
+  Result<kv::Reply> reply = kv::decode_reply(d.reply);
+  check::KvOperation& op = history_[c.history_index];
+  bool good = reply.is_ok();
+  if (good) {
+    using Kind = kv::Reply::Kind;
+    switch (op.kind) {
+      case check::KvOpKind::kGet:
+        if (reply->kind == Kind::kValue) {
+          op.output = reply->value;
+          c.seen[op.key] = reply->value;
+        } else {
+          good = reply->kind == Kind::kNil;
+          op.output = std::nullopt;
+        }
+        break;
+      case check::KvOpKind::kPut:
+        good = reply->kind == Kind::kOk;
+        break;
+      case check::KvOpKind::kIncr:
+        if (reply->kind == Kind::kInt) {
+          op.output = std::to_string(reply->integer);
+        } else {
+          good = reply->kind == Kind::kError;
+          op.output = std::nullopt;
+        }
+        break;
+      case check::KvOpKind::kCas:
+        op.ok = reply->kind == Kind::kOk;
+        good = op.ok || (reply->kind == Kind::kError && reply->error == Code::kConflict);
+        break;
+      case check::KvOpKind::kAppend:
+        MAROON_UNREACHABLE();
+    }
+  }
+  if (!good) {
+    fail(fmt::format("client {}: unexpected reply to its {} of tx {}", c.id, kind_name(op.kind),
+                     tx_name(d.id)));
+    return;
+  }
+  op.ret = now_;
+  stats_.ops_completed++;
+  client_done(c);
+}
+
+// ---------------------------------------------------------------------------
+// Network
+
+std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint64_t from,
+                                                                           const Payload& p) {
+  using protocol::FrameType;
+  std::string frame;
+  std::optional<Payload> back;
+  auto bad = [&](const char* what) {
+    fail(fmt::format("frame codec: a {} did not survive encode and decode", what));
+    return std::nullopt;
+  };
+  if (const auto* peer = std::get_if<PeerMessage>(&p)) {
+    if (const auto* vr = std::get_if<VrPacket>(peer)) {
+      protocol::encode_vr(vr->bytes, frame);
+      auto payload = frame_payload(frame, FrameType::kVr);
+      if (!payload) return bad("vr frame");
+      back = Payload(PeerMessage(VrPacket{std::string(*payload)}));
+    } else if (const auto* o = std::get_if<Offsets>(peer)) {
+      protocol::encode_offsets(*o, frame);
+      auto payload = frame_payload(frame, FrameType::kOffsets);
+      auto m = payload ? protocol::decode_offsets(*payload) : invalid_argument("frame");
+      if (!m) return bad("offsets frame");
+      back = Payload(PeerMessage(std::move(m).value()));
+    } else if (const auto* pull = std::get_if<TxPull>(peer)) {
+      protocol::encode_tx_pull(*pull, frame);
+      auto payload = frame_payload(frame, FrameType::kTxPull);
+      auto m = payload ? protocol::decode_tx_pull(*payload) : invalid_argument("frame");
+      if (!m) return bad("pull frame");
+      back = Payload(PeerMessage(std::move(m).value()));
+    } else {
+      protocol::encode_tx_push(std::get<TxPush>(*peer), frame);
+      auto payload = frame_payload(frame, FrameType::kTxPush);
+      auto m = payload ? protocol::decode_tx_push(*payload) : invalid_argument("frame");
+      if (!m) return bad("push frame");
+      back = Payload(PeerMessage(std::move(m).value()));
+    }
+  } else if (const auto* to_node = std::get_if<GatewayToNode>(&p)) {
+    if (const auto* tx = std::get_if<TxMsg>(to_node)) {
+      protocol::encode_txs(std::span(tx, 1), frame);
+      auto payload = frame_payload(frame, FrameType::kTx);
+      auto m = payload ? protocol::decode_txs(*payload) : invalid_argument("frame");
+      if (!m || m->size() != 1) return bad("tx frame");
+      back = Payload(GatewayToNode(std::move(m->front())));
+    } else if (const auto* l = std::get_if<LeaseRequest>(to_node)) {
+      protocol::encode_lease_request(*l, frame);
+      auto payload = frame_payload(frame, FrameType::kLeaseRequest);
+      auto m = payload ? protocol::decode_lease_request(*payload) : invalid_argument("frame");
+      if (!m) return bad("lease request frame");
+      back = Payload(GatewayToNode(*m));
+    } else {
+      protocol::encode_renew_lease(std::get<RenewLease>(*to_node), frame);
+      auto payload = frame_payload(frame, FrameType::kRenewLease);
+      auto m = payload ? protocol::decode_renew_lease(*payload) : invalid_argument("frame");
+      if (!m) return bad("renew frame");
+      back = Payload(GatewayToNode(*m));
+    }
+  } else {
+    const auto& to_gw = std::get<NodeToGateway>(p);
+    if (const auto* a = std::get_if<TxAck>(&to_gw)) {
+      protocol::encode_tx_acks(NodeId(static_cast<uint32_t>(from)), std::span(&a->id, 1), frame);
+      auto payload = frame_payload(frame, FrameType::kTxAck);
+      auto m = payload ? protocol::decode_tx_acks(*payload) : invalid_argument("frame");
+      if (!m || m->ids.size() != 1) return bad("ack frame");
+      back = Payload(NodeToGateway(TxAck{m->ids[0], m->node}));
+    } else if (const auto* r = std::get_if<TxResult>(&to_gw)) {
+      protocol::encode_tx_results(std::span(r, 1), frame);
+      auto payload = frame_payload(frame, FrameType::kTxResult);
+      auto m = payload ? protocol::decode_tx_results(*payload) : invalid_argument("frame");
+      if (!m || m->size() != 1) return bad("result frame");
+      back = Payload(NodeToGateway(std::move(m->front())));
+    } else if (const auto* g = std::get_if<LeaseGranted>(&to_gw)) {
+      protocol::encode_lease_granted(*g, frame);
+      auto payload = frame_payload(frame, FrameType::kLeaseGranted);
+      auto m = payload ? protocol::decode_lease_granted(*payload) : invalid_argument("frame");
+      if (!m) return bad("lease granted frame");
+      back = Payload(NodeToGateway(*m));
+    } else {
+      protocol::encode_range_sealed(std::get<RangeSealed>(to_gw), frame);
+      auto payload = frame_payload(frame, FrameType::kRangeSealed);
+      auto m = payload ? protocol::decode_range_sealed(*payload) : invalid_argument("frame");
+      if (!m) return bad("range sealed frame");
+      back = Payload(NodeToGateway(*m));
+    }
+  }
+  if (!(*back == p)) {
+    fail("frame codec: a message decoded to something else than was encoded");
+    return std::nullopt;
+  }
+  stats_.messages_coded++;
+  return back;
+}
+
+void ClusterSimulation::send(uint64_t from, uint64_t to, Payload p) {
+  stats_.messages_sent++;
+  if (blocked(from, to) || prng_.chance(loss_)) {
+    stats_.messages_dropped++;
+    return;
+  }
+  if (prng_.chance(s_.codec_fraction)) {
+    std::optional<Payload> back = through_codec(from, p);
+    if (!back) return;
+    p = std::move(*back);
+  }
+  const int copies = prng_.chance(duplicate_) ? 2 : 1;
+  for (int i = 0; i < copies; i++) {
+    int64_t when = now_ + uniform(prng_, s_.delay_min_us, s_.delay_max_us);
+    if (i + 1 < copies) {
+      at(when, [this, from, to, p] { deliver(from, to, p); });
+    } else {
+      at(when, [this, from, to, p = std::move(p)] { deliver(from, to, p); });
+    }
+  }
+}
+
+void ClusterSimulation::deliver(uint64_t from, uint64_t to, const Payload& p) {
+  if (!failure_.empty()) return;
+  // A partition that began while the message was in flight also stops it.
+  if (blocked(from, to)) return;
+  if (to >= kGatewayBase) {
+    auto it = gateways_.find(GatewayId(to - kGatewayBase));
+    if (it == gateways_.end() || !it->second.up) return;
+    const uint64_t event[] = {static_cast<uint64_t>(now_), from, to, 2};
+    fingerprint_ = hash64(std::string_view(reinterpret_cast<const char*>(event), sizeof(event)),
+                          fingerprint_);
+    const NodeToGateway& m = std::get<NodeToGateway>(p);
+    if (tracing()) {
+      trace_detail(fmt::format("n{} -> g{} {}", from, to - kGatewayBase, describe_to_gateway(m)));
+    }
+    SimGateway& g = it->second;
+    g.core->on_message(m);
+    process_gateway(g);
+    return;
+  }
+  SimNode& n = node_at(to);
+  if (!n.up) {
+    if (tracing()) {
+      if (const auto* peer = std::get_if<PeerMessage>(&p)) {
+        trace_detail(fmt::format("n{} -> n{} (down) {}", from, to, describe_peer(*peer)));
+      }
+    }
+    return;
+  }
+  const uint64_t event[] = {static_cast<uint64_t>(now_), from, to, p.index()};
+  fingerprint_ =
+      hash64(std::string_view(reinterpret_cast<const char*>(event), sizeof(event)), fingerprint_);
+  if (const auto* peer = std::get_if<PeerMessage>(&p)) {
+    if (tracing()) trace_detail(fmt::format("n{} -> n{} {}", from, to, describe_peer(*peer)));
+    node_input(n, [&](Node& node) { node.on_peer(NodeId(static_cast<uint32_t>(from)), *peer); });
+    return;
+  }
+  const GatewayToNode& m = std::get<GatewayToNode>(p);
+  if (tracing()) {
+    trace_detail(fmt::format("g{} -> n{} {}", from - kGatewayBase, to, describe_to_node(m)));
+  }
+  GatewayId gateway(from - kGatewayBase);
+  node_input(n, [&](Node& node) {
+    if (const auto* tx = std::get_if<TxMsg>(&m)) {
+      node.on_tx(gateway, *tx);
+    } else if (const auto* l = std::get_if<LeaseRequest>(&m)) {
+      node.on_lease_request(*l);
+    } else {
+      node.on_renew_lease(std::get<RenewLease>(m));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+void ClusterSimulation::pick_gateway(Client& c, bool move) {
+  std::vector<GatewayId> live = live_gateways();
+  if (live.empty()) {
+    c.gateway = GatewayId(0);
+    return;
+  }
+  auto here = std::find(live.begin(), live.end(), c.gateway);
+  if (here != live.end() && (!move || live.size() == 1)) return;
+  if (here != live.end()) live.erase(here);
+  c.gateway = live[prng_.below(live.size())];
+}
+
+void ClusterSimulation::client_next_op(Client& c) {
+  MAROON_ASSERT(!c.busy);
+  if (!issuing_ || history_.size() >= s_.history_ops_max || !failure_.empty()) return;
+  c.busy = true;
+  c.ops++;
+  const std::string key = fmt::format("k{}", prng_.below(s_.keys));
+  // Values are unique per client and op; some are integers, so incr works
+  // on them too.
+  const std::string value = prng_.chance(0.3) ? std::to_string(c.id * 1'000'000 + c.ops * 1000)
+                                              : fmt::format("c{}.{}", c.id, c.ops);
+  kv::Op op;
+  check::KvOperation h;
+  h.client = c.id;
+  h.key = key;
+  const uint64_t roll = prng_.below(100);
+  if (roll < 35) {
+    h.kind = check::KvOpKind::kGet;
+    op.type = kv::OpType::kGet;
+    op.keys.push_back(key);
+  } else if (roll < 65) {
+    h.kind = check::KvOpKind::kPut;
+    h.value = value;
+    op.type = kv::OpType::kSet;
+    op.keys.push_back(key);
+    op.values.push_back(h.value);
+  } else if (roll < 85) {
+    h.kind = check::KvOpKind::kIncr;
+    op.type = kv::OpType::kIncrBy;
+    op.delta = 1;
+    op.keys.push_back(key);
+  } else {
+    h.kind = check::KvOpKind::kCas;
+    h.value = value;
+    auto it = c.seen.find(key);
+    if (it != c.seen.end() && prng_.chance(0.8)) h.expected = it->second;
+    op.type = kv::OpType::kCas;
+    op.keys.push_back(key);
+    op.values.push_back(h.value);
+    if (h.expected) op.expected = std::string_view(*h.expected);
+  }
+  MAROON_ASSERT(kv::validate(op).is_ok());
+  c.op_bytes = kv::encode_op(op);
+  c.kind = h.kind;
+  h.ret = check::kPending;
+  c.history_index = history_.size();
+  history_.push_back(std::move(h));
+  client_submit(c);
+}
+
+void ClusterSimulation::client_submit(Client& c) {
+  MAROON_ASSERT(c.busy && !c.submitted);
+  if (!failure_.empty()) return;
+  pick_gateway(c, false);
+  auto retry = [this, &c](int64_t delay_us) {
+    uint64_t id = c.id;
+    uint64_t ops = c.ops;
+    at(now_ + delay_us, [this, id, ops] {
+      Client& c = clients_[id - 1];
+      if (c.busy && !c.submitted && c.ops == ops) client_submit(c);
+    });
+  };
+  if (c.gateway.value() == 0) {
+    retry(50'000);
+    return;
+  }
+  SimGateway& g = gateways_.at(c.gateway);
+  const uint64_t token = next_token_++;
+  Result<TxId> id = g.core->submit(AppId::kKv, c.op_bytes, token);
+  if (!id) {
+    // Not submitted (no range leased yet, or overloaded): nothing happened.
+    process_gateway(g);  // the lease request submit() may have made
+    retry(20'000);
+    return;
+  }
+  c.submitted = true;
+  c.token = token;
+  c.tx = *id;
+  token_client_.emplace(token, c.id - 1);
+  check::KvOperation& op = history_[c.history_index];
+  op.call = now_;
+  if (tracing()) {
+    trace_detail(fmt::format("c{} submits {} {} as tx {} through g{}", c.id, kind_name(op.kind),
+                             op.key, tx_name(*id), g.id.value()));
+  }
+  uint64_t cid = c.id;
+  at(now_ + s_.client_timeout_us, [this, cid, token] { client_timeout(cid, token); });
+  process_gateway(g);
+}
+
+void ClusterSimulation::client_timeout(uint64_t id, uint64_t token) {
+  Client& c = clients_[id - 1];
+  if (!c.submitted || c.token != token || !faults_on_) return;
+  client_unknown(c, "it timed out");
+}
+
+void ClusterSimulation::client_unknown(Client& c, const char* why) {
+  MAROON_ASSERT(c.submitted);
+  // The op may or may not take effect: it stays pending in the history.
+  if (tracing()) trace_detail(fmt::format("c{}: tx {} has an unknown outcome: {}", c.id, tx_name(c.tx), why));
+  stats_.ops_unknown++;
+  pick_gateway(c, true);
+  client_done(c);
+}
+
+void ClusterSimulation::client_done(Client& c) {
+  token_client_.erase(c.token);
+  c.submitted = false;
+  c.busy = false;
+  uint64_t id = c.id;
+  at(now_ + uniform(prng_, 0, s_.client_think_us_max), [this, id] {
+    Client& c = clients_[id - 1];
+    if (!c.busy) client_next_op(c);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Faults
+
+void ClusterSimulation::schedule_faults() {
+  if (s_.partition_every_us > 0) {
+    at(exponential(prng_, s_.partition_every_us), [this] { partition_change(); });
+  }
+  if (s_.crash_every_us > 0) at(exponential(prng_, s_.crash_every_us), [this] { crash_some(); });
+  if (s_.gateway_crash_every_us > 0) {
+    at(exponential(prng_, s_.gateway_crash_every_us), [this] { crash_some_gateway(); });
+  }
+  if (s_.power_failure_every_us > 0) {
+    at(exponential(prng_, s_.power_failure_every_us), [this] { power_failure(); });
+  }
+  for (size_t i = 0; i < s_.nodes_lost; i++) {
+    at(uniform(prng_, 0, s_.safety_us - 1), [this] { lose_node(); });
+  }
+}
+
+void ClusterSimulation::lose_node() {
+  std::vector<size_t> left;
+  for (size_t i = 0; i < nodes_.size(); i++) {
+    if (!nodes_[i].lost) left.push_back(i);
+  }
+  SimNode& n = nodes_[left[prng_.below(left.size())]];
+  trace(fmt::format("n{} is LOST for good", n.id.value()));
+  if (n.up) crash_node(n);
+  n.lost = true;
+  stats_.nodes_lost++;
+}
+
+void ClusterSimulation::partition_change() {
+  if (!faults_on_) return;
+  at(now_ + exponential(prng_, s_.partition_every_us), [this] { partition_change(); });
+  blocked_.clear();
+  if (prng_.chance(0.4)) {
+    trace("partition healed");
+    return;
+  }
+  std::vector<uint64_t> ends;
+  for (NodeId n : members_) ends.push_back(n.value());
+  for (GatewayId g : live_gateways()) ends.push_back(kGatewayBase + g.value());
+  std::set<uint64_t> side;
+  for (uint64_t e : ends) {
+    if (prng_.chance(0.5)) side.insert(e);
+  }
+  const bool one_way = s_.asymmetric_partitions && prng_.chance(0.5);
+  for (uint64_t a : ends) {
+    for (uint64_t b : ends) {
+      if (side.contains(a) && !side.contains(b)) {
+        blocked_.insert({a, b});
+        if (!one_way) blocked_.insert({b, a});
+      }
+    }
+  }
+  stats_.partitions++;
+  std::string desc;
+  for (uint64_t e : side) {
+    desc += e >= kGatewayBase ? fmt::format(" g{}", e - kGatewayBase) : fmt::format(" n{}", e);
+  }
+  trace(fmt::format("partition{}: {{{} }} vs the rest", one_way ? " (one-way, outbound)" : "", desc));
+}
+
+void ClusterSimulation::crash_some() {
+  if (!faults_on_) return;
+  at(now_ + exponential(prng_, s_.crash_every_us), [this] { crash_some(); });
+  std::vector<size_t> up;
+  for (size_t i = 0; i < nodes_.size(); i++) {
+    if (nodes_[i].up) up.push_back(i);
+  }
+  if (up.empty()) return;
+  crash_and_restart(nodes_[up[prng_.below(up.size())]]);
+}
+
+void ClusterSimulation::crash_and_restart(SimNode& n) {
+  crash_node(n);
+  NodeId id = n.id;
+  at(now_ + uniform(prng_, s_.restart_min_us, s_.restart_max_us), [this, id] {
+    SimNode& n = nodes_.at(id.value() - 1);
+    if (faults_on_ && failure_.empty()) restart_node(n);
+  });
+}
+
+void ClusterSimulation::power_failure() {
+  if (!faults_on_) return;
+  at(now_ + exponential(prng_, s_.power_failure_every_us), [this] { power_failure(); });
+  trace("POWER FAILURE");
+  stats_.power_failures++;
+  for (SimNode& n : nodes_) {
+    if (n.up) crash_and_restart(n);
+  }
+  for (GatewayId id : live_gateways()) {
+    if (prng_.chance(0.5)) crash_gateway(gateways_.at(id));
+  }
+  if (live_gateways().empty()) {
+    at(now_ + uniform(prng_, 50'000, 1'500'000), [this] {
+      if (faults_on_ && failure_.empty() && live_gateways().empty()) start_gateway();
+    });
+  }
+}
+
+void ClusterSimulation::crash_some_gateway() {
+  if (!faults_on_) return;
+  at(now_ + exponential(prng_, s_.gateway_crash_every_us), [this] { crash_some_gateway(); });
+  std::vector<GatewayId> live = live_gateways();
+  if (live.empty()) return;
+  crash_gateway(gateways_.at(live[prng_.below(live.size())]));
+  if (prng_.chance(s_.gateway_replace_chance)) {
+    at(now_ + uniform(prng_, 50'000, 1'500'000), [this] {
+      if (faults_on_ && failure_.empty() && live_gateways().size() < kGatewaysLiveMax) {
+        start_gateway();
+      }
+    });
+  }
+}
+
+void ClusterSimulation::heal() {
+  trace("faults stop: partitions heal, loss ends, crashed nodes restart");
+  faults_on_ = false;
+  blocked_.clear();
+  loss_ = 0;
+  duplicate_ = 0;
+  for (SimNode& n : nodes_) {
+    if (!n.up && failure_.empty()) restart_node(n);
+  }
+  if (live_gateways().empty() && failure_.empty()) start_gateway();
+}
+
+// ---------------------------------------------------------------------------
+// Run
+
+std::string ClusterSimulation::node_states() const {
+  std::string s;
+  for (const SimNode& n : nodes_) {
+    if (!n.up) {
+      s += fmt::format("; n{} {}", n.id.value(), n.lost ? "lost" : "down");
+      continue;
+    }
+    const Node& node = *n.node;
+    const SequencerStatus q = n.sequencer->status();
+    s += fmt::format("; n{} {} v{} committed {} applied {} waiting {} held {}{}", n.id.value(),
+                     q.role, q.view, node.committed_epoch().value(), node.applied_epoch().value(),
+                     node.epochs_waiting(), node.held_txs(),
+                     node.fault().is_ok() ? "" : " FAULT " + node.fault().to_string());
+  }
+  for (const auto& [id, g] : gateways_) {
+    if (g.up) s += fmt::format("; g{} range {} inflight {}", id.value(), g.core->range().value(), g.core->inflight());
+  }
+  return s;
+}
+
+bool ClusterSimulation::converged(std::string* why) {
+  for (const Client& c : clients_) {
+    if (c.busy) {
+      *why = fmt::format("client {} still waits for {}", c.id,
+                         c.submitted ? "tx " + tx_name(c.tx) : std::string("a gateway"));
+      return false;
+    }
+  }
+  // Everything committed when the clients were done must be applied
+  // everywhere (epochs go on: gateways renew their leases).
+  if (target_epoch_ == 0) {
+    for (const SimNode& n : nodes_) {
+      if (n.up) target_epoch_ = std::max(target_epoch_, n.node->committed_epoch().value());
+    }
+    target_epoch_ = std::max<uint64_t>(target_epoch_, 1);
+  }
+  for (const SimNode& n : nodes_) {
+    if (n.lost) continue;
+    if (!n.up) {
+      *why = fmt::format("n{} is down", n.id.value());
+      return false;
+    }
+    if (n.node->applied_epoch().value() < target_epoch_) {
+      *why = fmt::format("n{} applied epoch {} of {}", n.id.value(),
+                         n.node->applied_epoch().value(), target_epoch_);
+      return false;
+    }
+  }
+  return true;
+}
+
+ClusterResult ClusterSimulation::run() {
+  for (size_t i = 0; i < s_.nodes; i++) members_.push_back(NodeId(static_cast<uint32_t>(i + 1)));
+  nodes_.resize(s_.nodes);
+  for (size_t i = 0; i < s_.nodes; i++) {
+    SimNode& n = nodes_[i];
+    n.id = members_[i];
+    double skew = s_.tick_skew * (2.0 * static_cast<double>(prng_.next() >> 11) * 0x1.0p-53 - 1.0);
+    n.tick_us =
+        std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(s_.tick_us) * (1.0 + skew)));
+    n.clock_offset_ms = static_cast<int64_t>(prng_.below(s_.clock_offset_max_ms + 1));
+  }
+  for (SimNode& n : nodes_) start_node(n);
+  for (size_t i = 0; i < s_.gateways; i++) start_gateway();
+  clients_.resize(s_.clients);
+  for (size_t i = 0; i < s_.clients; i++) {
+    Client& c = clients_[i];
+    c.id = i + 1;
+    pick_gateway(c, false);
+    uint64_t id = c.id;
+    at(uniform(prng_, 0, 50'000), [this, id] { client_next_op(clients_[id - 1]); });
+  }
+  schedule_faults();
+  at(s_.safety_us, [this] { heal(); });
+  const int64_t issue_until = s_.safety_us + std::min<int64_t>(s_.liveness_us / 2, 1'000'000);
+  const int64_t deadline = s_.safety_us + s_.liveness_us;
+  at(issue_until, [this] { issuing_ = false; });
+  bool done = false;
+  std::string why;
+  int64_t next_check = issue_until;
+  while (!queue_.empty() && failure_.empty()) {
+    if (queue_.size() > kEventsMax) {
+      fail(fmt::format("message storm: {} events pending", queue_.size()));
+      break;
+    }
+    Event e = queue_.top();
+    queue_.pop();
+    MAROON_ASSERT(e.time >= now_);
+    now_ = e.time;
+    if (now_ > deadline) break;
+    e.fn();
+    if (now_ >= next_check && failure_.empty()) {
+      next_check = now_ + 100'000;
+      if (converged(&why)) {
+        done = true;
+        break;
+      }
+    }
+  }
+  stats_.simulated_us = now_;
+  if (failure_.empty() && !done) {
+    fail(fmt::format("liveness: not done {:.1f}s after faults stopped: {}{}",
+                     static_cast<double>(s_.liveness_us) / 1e6, why, node_states()));
+  }
+  if (failure_.empty()) final_checks();
+  for (const SimNode& n : nodes_) {
+    if (n.up) {
+      stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
+      stats_.max_view = std::max(stats_.max_view, n.sequencer->status().view);
+    }
+  }
+  stats_.fingerprint = fingerprint_;
+  ClusterResult result;
+  result.ok = failure_.empty();
+  result.failure = failure_;
+  result.stats = stats_;
+  result.trace.assign(trace_.begin(), trace_.end());
+  return result;
+}
+
+void ClusterSimulation::final_checks() {
+  std::vector<const SimNode*> alive;
+  for (const SimNode& n : nodes_) {
+    if (!n.lost) alive.push_back(&n);
+  }
+  MAROON_ASSERT(!alive.empty());
+  for (const SimNode* p : alive) {
+    const SimNode& n = *p;
+    if (!n.node->fault().is_ok()) {
+      fail(fmt::format("n{} ends with a fault: {}", n.id.value(), n.node->fault().to_string()));
+      return;
+    }
+  }
+  // No acknowledged tx lost: each is executed, with the reply its client
+  // got, by every node's current incarnation.
+  for (const auto& [raw, reply_hash] : acked_) {
+    for (const SimNode* p : alive) {
+      const SimNode& n = *p;
+      auto it = n.executed.find(raw);
+      if (it == n.executed.end()) {
+        fail(fmt::format("acknowledged tx {} is lost: n{} (applied epoch {}) never executed it",
+                         tx_name(TxId(raw)), n.id.value(), n.node->applied_epoch().value()));
+        return;
+      }
+      if (it->second != reply_hash) {
+        fail(fmt::format("tx {}: n{} executed it with another reply than its client got",
+                         tx_name(TxId(raw)), n.id.value()));
+        return;
+      }
+    }
+  }
+  for (uint64_t raw : expired_) {
+    for (const SimNode* p : alive) {
+      const SimNode& n = *p;
+      if (!n.executed.contains(raw)) {
+        fail(fmt::format("tx {} was reported executed (result expired), but n{} never executed it",
+                         tx_name(TxId(raw)), n.id.value()));
+        return;
+      }
+    }
+  }
+  check::CheckResult lin = check::check_kv_history(history_);
+  if (lin.verdict == check::Verdict::kNotLinearizable) {
+    fail(fmt::format("history not linearizable on key {}: {}", lin.key, lin.explanation));
+  } else if (lin.verdict == check::Verdict::kUnknown) {
+    fail(fmt::format("linearizability check gave up on key {} after {} steps", lin.key, lin.steps));
+  }
+}
+
+}  // namespace
+
+ClusterSettings ClusterSettings::random(uint64_t seed) {
+  Prng p(seed ^ 0x00c1'0057'e500'0000ull);
+  ClusterSettings s;
+  s.seed = seed;
+  static constexpr size_t kSizes[] = {1, 3, 3, 3, 3, 3, 5, 5};
+  s.nodes = kSizes[p.below(std::size(kSizes))];
+  s.gateways = 1 + p.below(3);
+  s.clients = 2 + p.below(7);
+  s.keys = 1 + p.below(4);
+  s.loss = p.chance(0.3) ? 0 : static_cast<double>(p.below(21)) / 100.0;
+  s.duplicate = p.chance(0.5) ? 0 : static_cast<double>(p.below(11)) / 100.0;
+  s.delay_min_us = static_cast<int64_t>(50 + p.below(500));
+  s.delay_max_us = s.delay_min_us + static_cast<int64_t>(p.below(p.chance(0.1) ? 100'000 : 10'000));
+  s.disk_min_us = static_cast<int64_t>(20 + p.below(200));
+  s.disk_max_us = s.disk_min_us + static_cast<int64_t>(p.below(5'000));
+  s.partition_every_us = p.chance(0.3) ? 0 : static_cast<int64_t>(300'000 + p.below(2'000'000));
+  s.asymmetric_partitions = p.chance(0.5);
+  s.crash_every_us = p.chance(0.3) ? 0 : static_cast<int64_t>(300'000 + p.below(2'000'000));
+  s.restart_min_us = static_cast<int64_t>(10'000 + p.below(300'000));
+  s.restart_max_us = s.restart_min_us + static_cast<int64_t>(p.below(2'000'000));
+  // Up to f nodes lost for good in a third of the seeds.
+  s.nodes_lost = s.nodes >= 3 && p.chance(0.33) ? 1 + p.below((s.nodes - 1) / 2) : 0;
+  s.power_failure_every_us = p.chance(0.75) ? 0 : static_cast<int64_t>(1'000'000 + p.below(3'000'000));
+  s.gateway_crash_every_us = p.chance(0.4) ? 0 : static_cast<int64_t>(500'000 + p.below(2'500'000));
+  s.gateway_replace_chance = 0.8;
+  s.tick_skew = static_cast<double>(p.below(16)) / 100.0;
+  s.lease_ms = 200 + p.below(1801);
+  s.clock_offset_max_ms = p.chance(0.5) ? 0 : p.below(s.lease_ms / 2 + 1);
+  s.held_txs_per_range_max = p.chance(0.3) ? 2 + p.below(31) : 0;
+  s.tx_retention_bytes_max = p.chance(0.3) ? (256 << 10) + p.below(768 << 10) : 0;
+  s.result_table_txs_per_range_max = p.chance(0.2) ? 1 + p.below(16) : 0;
+  s.pull_txs_max = p.chance(0.3) ? 1 + p.below(8) : 0;
+  s.advert_ticks = 1 + p.below(10);
+  s.pull_retry_ticks = 1 + p.below(20);
+  s.offsets_per_range_max = p.chance(0.3) ? 3 + p.below(48) : 0;
+  s.gateway_retry_ticks = 2 + p.below(29);
+  s.result_retry_ticks = 10 + p.below(91);
+  s.lease_retry_ticks = 5 + p.below(26);
+  // Well below the lease: a few renewals may be lost before it expires.
+  s.renew_ticks = std::max<uint64_t>(1, s.lease_ms / 10 / (4 + p.below(5)));
+  s.order_unsynced_txs = p.chance(0.5);
+  s.codec_fraction = static_cast<double>(5 + p.below(46)) / 100.0;
+  s.replay_state_first = p.chance(0.5);
+  s.client_timeout_us = static_cast<int64_t>(500'000 + p.below(2'500'000));
+  s.safety_us = static_cast<int64_t>(3'000'000 + p.below(5'000'001));
+  s.liveness_us = 30'000'000;
+  vr::Options& o = s.vr;
+  o = VrSequencer::default_options();
+  o.heartbeat_ticks = static_cast<uint32_t>(1 + p.below(3));
+  o.lease_ticks = o.heartbeat_ticks * 3 + static_cast<uint32_t>(p.below(10));
+  o.view_change_timeout_ticks = o.lease_ticks + static_cast<uint32_t>(p.below(20));
+  o.retry_ticks = static_cast<uint32_t>(1 + p.below(8));
+  o.prepare_batch_ops_max = 1 + p.below(16);
+  o.checkpoint_interval_ops = p.chance(0.2) ? o.checkpoint_interval_ops : 1 + p.below(200);
+  o.state_transfer_ops_max = 1 + p.below(32);
+  return s;
+}
+
+void ClusterSettings::override_nodes(size_t n) {
+  MAROON_ASSERT(n >= 1 && n <= 5);
+  nodes = n;
+  nodes_lost = std::min(nodes_lost, (n - 1) / 2);
+}
+
+std::string ClusterSettings::describe() const {
+  return fmt::format(
+      "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; loss {:.0f}%, dup {:.0f}%, "
+      "delay {}..{} us, disk {}..{} us; partitions every {} ms{}; node crashes every {} ms "
+      "(restart {}..{} ms), {} lost for good; power failures every {} ms; gateway crashes every {} ms; tick skew {:.0f}%, clock offsets up to "
+      "{} ms; lease {} ms, renew {} ticks; held window {}, retention {} B, result table {}, pull "
+      "{}, offsets per range {}; advert {} pull retry {} gateway retry {} result retry {} lease "
+      "retry {} ticks; codec {:.0f}%; replay {}{}; client timeout {} ms; safety {:.1f} s; vr "
+      "heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} transfer {}",
+      seed, nodes, gateways, clients, keys, loss * 100, duplicate * 100, delay_min_us,
+      delay_max_us, disk_min_us, disk_max_us, partition_every_us / 1000,
+      asymmetric_partitions ? " (some one-way)" : "", crash_every_us / 1000, restart_min_us / 1000,
+      restart_max_us / 1000, nodes_lost, power_failure_every_us / 1000, gateway_crash_every_us / 1000, tick_skew * 100, clock_offset_max_ms,
+      lease_ms, renew_ticks, held_txs_per_range_max, tx_retention_bytes_max,
+      result_table_txs_per_range_max, pull_txs_max, offsets_per_range_max, advert_ticks,
+      pull_retry_ticks, gateway_retry_ticks, result_retry_ticks, lease_retry_ticks,
+      codec_fraction * 100, replay_state_first ? "state first" : "in order",
+      nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",
+      client_timeout_us / 1000, static_cast<double>(safety_us) / 1e6, vr.heartbeat_ticks,
+      vr.lease_ticks, vr.view_change_timeout_ticks, vr.retry_ticks, vr.prepare_batch_ops_max,
+      vr.checkpoint_interval_ops, vr.state_transfer_ops_max);
+}
+
+ClusterResult run_cluster_simulation(const ClusterSettings& settings, size_t trace_lines,
+                                     bool trace_stdout) {
+  ClusterSimulation sim(settings, trace_lines, trace_stdout);
+  return sim.run();
+}
+
+}  // namespace maroon::sim

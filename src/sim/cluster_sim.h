@@ -1,0 +1,130 @@
+// The whole-cluster simulator (DESIGN.md §4, §10): nodes (each a Node core
+// with its VrSequencer and the kv app), gateways (Gateway cores) and clients
+// in one thread, over a simulated network (delay, loss, duplication,
+// reordering, symmetric and one-way partitions), simulated disks (group
+// commit; a crash keeps only what was synced) and per-node clocks with skew.
+// One seed picks every setting and every event: `maroon-sim --cluster --seed
+// N` replays a run exactly. docs/simulator.md, "The cluster simulation".
+//
+// The simulator plays the real driver (src/server/driver.cc): every record a
+// node emits goes to its disk in emission order, in group commits; messages
+// marked "after persist" leave only once every record emitted before them is
+// durable; a restart replays the durable records into fresh cores. A share of
+// the messages goes through the real frame codecs (protocol/cluster_messages.h).
+//
+// Phases: safety (faults, node crashes and power failures, gateway crashes,
+// short leases so ranges get sealed), then liveness (faults stop, crashed
+// nodes restart, at least one gateway is alive): every client op must
+// resolve and every node must apply everything committed. Up to f nodes may
+// be lost for good: they crash in the safety phase and never return.
+// Checkers:
+//   - no acknowledged tx lost: a tx whose result reached a client is
+//     executed, with that reply, on every surviving node at the end; a tx
+//     reported sealed never executes anywhere;
+//   - per epoch, every node (every incarnation) has the same state hash and
+//     executed the same txs with the same replies; no node ends with fault();
+//   - each tx executes at most once per node incarnation;
+//   - the clients' kv history is linearizable (check/linearizability.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vr/replica.h"
+
+namespace maroon::sim {
+
+struct ClusterSettings {
+  uint64_t seed = 0;
+  size_t nodes = 3;     // 1, 3 or 5
+  size_t gateways = 1;  // gateways at the start
+  size_t clients = 4;
+  size_t keys = 3;
+  double loss = 0;       // probability a message is dropped
+  double duplicate = 0;  // probability a message is delivered twice
+  int64_t delay_min_us = 100;
+  int64_t delay_max_us = 2000;  // uniform in between: messages reorder
+  int64_t disk_min_us = 50;
+  int64_t disk_max_us = 1000;
+  int64_t partition_every_us = 0;  // mean time between partition changes; 0 = none
+  bool asymmetric_partitions = false;
+  int64_t crash_every_us = 0;  // node crashes; 0 = none
+  int64_t restart_min_us = 100'000;
+  int64_t restart_max_us = 2'000'000;
+  // Mean time between power failures (every node crashes at once, each
+  // gateway with probability 1/2); 0 = none.
+  int64_t power_failure_every_us = 0;
+  // Nodes (at most f) that crash during the safety phase and never come
+  // back, as if their disks were destroyed: k = f + 1 holders is what keeps
+  // their txs.
+  size_t nodes_lost = 0;
+  int64_t gateway_crash_every_us = 0;  // 0 = none
+  double gateway_replace_chance = 0.8;  // a crashed gateway is replaced by a new incarnation
+  int64_t tick_us = 10'000;
+  double tick_skew = 0;            // each node's and gateway's tick period within tick_us * (1 ± skew)
+  uint64_t clock_offset_max_ms = 0;  // node wall clocks differ by up to this
+  // Node and gateway tunings (0: the core's default).
+  uint64_t lease_ms = 1000;
+  size_t held_txs_per_range_max = 0;
+  size_t tx_retention_bytes_max = 0;
+  size_t result_table_txs_per_range_max = 0;
+  size_t pull_txs_max = 0;
+  uint64_t advert_ticks = 10;
+  uint64_t pull_retry_ticks = 10;
+  uint64_t offsets_per_range_max = 0;
+  uint64_t gateway_retry_ticks = 20;
+  uint64_t result_retry_ticks = 100;
+  uint64_t lease_retry_ticks = 20;
+  uint64_t renew_ticks = 25;
+  // One node only: order txs in the WAL batch that makes them durable, as
+  // `maroon dev` does (NodeConfig::order_unsynced_txs).
+  bool order_unsynced_txs = false;
+  double codec_fraction = 0.2;     // messages that go through the frame codecs
+  bool replay_state_first = true;  // as the driver: the newest kVrState (superblock), then the WAL
+  int64_t client_timeout_us = 2'000'000;  // safety phase only
+  int64_t client_think_us_max = 20'000;
+  size_t history_ops_max = 50'000;
+  int64_t safety_us = 5'000'000;
+  int64_t liveness_us = 30'000'000;  // bound on resolving everything after faults stop
+  vr::Options vr;
+
+  // Swarm testing: every knob drawn from the seed.
+  static ClusterSettings random(uint64_t seed);
+  // Sets the node count (1..5), losing at most f of them.
+  void override_nodes(size_t n);
+  std::string describe() const;
+};
+
+struct ClusterStats {
+  uint64_t ops_completed = 0;  // with a result
+  uint64_t ops_unknown = 0;    // timed out, gateway died, sealed or result expired
+  uint64_t messages_sent = 0;
+  uint64_t messages_dropped = 0;
+  uint64_t messages_coded = 0;  // through the frame codecs
+  uint64_t crashes = 0;
+  uint64_t nodes_lost = 0;
+  uint64_t power_failures = 0;
+  uint64_t gateway_crashes = 0;
+  uint64_t partitions = 0;
+  uint64_t ranges_sealed = 0;  // seals delivered to gateways
+  uint64_t max_epoch = 0;
+  uint64_t max_view = 0;
+  uint64_t txs_applied = 0;  // highest count of txs executed by one node incarnation
+  int64_t simulated_us = 0;
+  uint64_t fingerprint = 0;  // hash of every event: equal for equal seeds
+};
+
+struct ClusterResult {
+  bool ok = true;
+  std::string failure;  // the first violation, with the time it was seen
+  ClusterStats stats;
+  std::vector<std::string> trace;  // the last events, when tracing was on
+};
+
+// Runs one seed. With trace_lines > 0 the last that many events are kept in
+// the result; with trace_stdout every event is printed as it happens.
+ClusterResult run_cluster_simulation(const ClusterSettings& settings, size_t trace_lines = 0,
+                                     bool trace_stdout = false);
+
+}  // namespace maroon::sim

@@ -1,0 +1,88 @@
+// The whole-cluster simulator's own tests: determinism, and a short sweep
+// that must pass and must have exercised the faults it claims to inject.
+// Longer sweeps are the ctest entries cluster_sim_sweep_* (label slow).
+#include "sim/cluster_sim.h"
+
+#include <gtest/gtest.h>
+
+namespace maroon::sim {
+namespace {
+
+TEST(ClusterSim, SameSeedSameRun) {
+  for (uint64_t seed : {5, 23}) {
+    ClusterSettings s = ClusterSettings::random(seed);
+    ClusterResult a = run_cluster_simulation(s);
+    ClusterResult b = run_cluster_simulation(s);
+    EXPECT_TRUE(a.ok) << seed << ": " << a.failure;
+    EXPECT_EQ(a.failure, b.failure) << seed;
+    EXPECT_EQ(a.stats.fingerprint, b.stats.fingerprint) << seed;
+    EXPECT_EQ(a.stats.simulated_us, b.stats.simulated_us) << seed;
+    EXPECT_EQ(a.stats.messages_sent, b.stats.messages_sent) << seed;
+  }
+}
+
+TEST(ClusterSim, TracingDoesNotChangeTheRun) {
+  ClusterSettings s = ClusterSettings::random(42);
+  ClusterResult plain = run_cluster_simulation(s);
+  ClusterResult traced = run_cluster_simulation(s, /*trace_lines=*/100);
+  EXPECT_EQ(plain.stats.fingerprint, traced.stats.fingerprint);
+  EXPECT_EQ(plain.failure, traced.failure);
+  EXPECT_TRUE(plain.trace.empty());
+  EXPECT_EQ(traced.trace.size(), 100u);
+}
+
+TEST(ClusterSim, DifferentSeedsDifferentRuns) {
+  ClusterResult a = run_cluster_simulation(ClusterSettings::random(1));
+  ClusterResult b = run_cluster_simulation(ClusterSettings::random(2));
+  EXPECT_NE(a.stats.fingerprint, b.stats.fingerprint);
+}
+
+TEST(ClusterSim, SingleNode) {
+  for (uint64_t seed : {3, 4}) {
+    ClusterSettings s = ClusterSettings::random(seed);
+    s.override_nodes(1);
+    ClusterResult r = run_cluster_simulation(s);
+    EXPECT_TRUE(r.ok) << seed << ": " << r.failure;
+    EXPECT_GT(r.stats.ops_completed, 0u) << seed;
+  }
+}
+
+TEST(ClusterSim, SweepOfRandomSeeds) {
+  ClusterStats sum;
+  size_t five = 0, one = 0;
+  for (uint64_t seed = 1; seed <= 20; seed++) {
+    ClusterSettings s = ClusterSettings::random(seed);
+    ClusterResult r = run_cluster_simulation(s);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure
+                      << "\n  replay: maroon-sim --cluster --seed " << seed;
+    EXPECT_EQ(r.stats.ops_unknown + r.stats.ops_completed > 0, true) << seed;
+    sum.ops_completed += r.stats.ops_completed;
+    sum.crashes += r.stats.crashes;
+    sum.nodes_lost += r.stats.nodes_lost;
+    sum.power_failures += r.stats.power_failures;
+    sum.gateway_crashes += r.stats.gateway_crashes;
+    sum.partitions += r.stats.partitions;
+    sum.ranges_sealed += r.stats.ranges_sealed;
+    sum.messages_coded += r.stats.messages_coded;
+    sum.messages_dropped += r.stats.messages_dropped;
+    sum.max_view = std::max(sum.max_view, r.stats.max_view);
+    five += s.nodes == 5;
+    one += s.nodes == 1;
+  }
+  // The sweep means something only if the faults happened.
+  EXPECT_GT(sum.ops_completed, 2000u);
+  EXPECT_GT(sum.crashes, 20u);
+  EXPECT_GT(sum.nodes_lost, 2u);
+  EXPECT_GT(sum.power_failures, 2u);
+  EXPECT_GT(sum.gateway_crashes, 5u);
+  EXPECT_GT(sum.partitions, 20u);
+  EXPECT_GT(sum.ranges_sealed, 5u);
+  EXPECT_GT(sum.messages_coded, 5'000u);
+  EXPECT_GT(sum.messages_dropped, 500u);
+  EXPECT_GT(sum.max_view, 3u);
+  EXPECT_GT(five, 0u);
+  EXPECT_GT(one, 0u);
+}
+
+}  // namespace
+}  // namespace maroon::sim

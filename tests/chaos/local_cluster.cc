@@ -1,0 +1,287 @@
+#include "local_cluster.h"
+
+#include <fcntl.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cluster/config.h"
+#include "common/assert.h"
+
+namespace maroon::chaos {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kReapPollInterval = std::chrono::milliseconds(20);
+constexpr auto kKillReapTimeout = std::chrono::seconds(10);
+constexpr unsigned kPortsPerNode = 4;
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Ports nobody listens on now: bound to port 0 together, then released.
+Result<std::vector<uint16_t>> pick_free_ports(size_t count) {
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  Status error;
+  for (size_t i = 0; i < count; i++) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      error = io_error(fmt::format("socket: {}", errno_text()));
+      break;
+    }
+    fds.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      error = io_error(fmt::format("picking a free port: {}", errno_text()));
+      break;
+    }
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  for (int fd : fds) ::close(fd);
+  if (!error.is_ok()) return error;
+  return ports;
+}
+
+Status write_file(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return io_error(fmt::format("cannot write {}", path.string()));
+  return Status::ok();
+}
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return fmt::format("was killed by signal {} ({})", WTERMSIG(status),
+                       strsignal(WTERMSIG(status)));
+  }
+  return "changed state";
+}
+
+}  // namespace
+
+Result<LocalCluster> LocalCluster::create(const ClusterSpec& spec) {
+  MAROON_ASSERT(spec.nodes >= 1 && spec.nodes <= cluster::nodes_max);
+  Result<std::vector<uint16_t>> ports = pick_free_ports(size_t{spec.nodes} * kPortsPerNode);
+  if (!ports.is_ok()) return ports.status();
+  LocalCluster lc;
+  lc.spec_ = spec;
+  lc.config_path_ = spec.dir / "cluster.toml";
+  cluster::ClusterConfig c;
+  c.cluster_id = 0x6368616f73ULL + static_cast<uint64_t>(::getpid());  // "chaos" + pid
+  c.settings.tick_ms = spec.tick_ms;
+  c.settings.lease_ms = spec.lease_ms;
+  size_t next = 0;
+  for (uint32_t id = 1; id <= spec.nodes; id++) {
+    cluster::NodeEntry n;
+    n.id = id;
+    n.peer_port = (*ports)[next++];
+    n.http_port = (*ports)[next++];
+    n.resp_port = (*ports)[next++];
+    n.native_port = (*ports)[next++];
+    n.data_dir = fmt::format("node-{}", id);  // relative to the config file
+    c.nodes.push_back(n);
+    NodeProc p;
+    p.id = id;
+    p.host = n.host;
+    p.http_port = n.http_port;
+    p.native_port = n.native_port;
+    p.log = spec.dir / fmt::format("node-{}.log", id);
+    p.pid_file = spec.dir / fmt::format("node-{}.pid", id);
+    lc.nodes_.push_back(p);
+  }
+  if (Status s = cluster::validate_cluster_config(c); !s) return s;
+  if (Status s = write_file(lc.config_path_, cluster::format_cluster_config(c)); !s) return s;
+  return lc;
+}
+
+LocalCluster::~LocalCluster() { kill_all_now(); }
+
+void LocalCluster::kill_all_now() {
+  for (size_t i = 0; i < nodes_.size(); i++) {
+    if (nodes_[i].pid != 0) kill(i);
+  }
+}
+
+Status LocalCluster::start(size_t i, const std::string& why) {
+  NodeProc& n = nodes_[i];
+  MAROON_ASSERT(n.pid == 0);
+  int log_fd = ::open(n.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return io_error(fmt::format("{}: {}", n.log.string(), errno_text()));
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0) {
+    ::close(log_fd);
+    return io_error(fmt::format("/dev/null: {}", errno_text()));
+  }
+  std::vector<std::string> args = {spec_.maroon,          "node", "--config",
+                                   config_path_.string(), "--id", std::to_string(n.id)};
+  std::string banner = fmt::format("\n=== {:%Y-%m-%dT%H:%M:%S} maroon-chaos: {}: {} ===\n",
+                                   fmt::localtime(std::time(nullptr)), why, fmt::join(args, " "));
+  [[maybe_unused]] ssize_t written = ::write(log_fd, banner.data(), banner.size());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec. Own process group: a Ctrl-C
+    // at the terminal reaches maroon-chaos, which then stops the nodes.
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    ::close_range(3, ~0U, 0);
+    ::execv(argv[0], argv.data());
+    static const char kMessage[] = "maroon-chaos: cannot exec the maroon binary\n";
+    [[maybe_unused]] ssize_t m = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+    ::_exit(127);
+  }
+  int fork_errno = errno;
+  ::close(log_fd);
+  ::close(null_fd);
+  if (pid < 0) return io_error(fmt::format("fork: {}", std::strerror(fork_errno)));
+  n.pid = pid;
+  n.stopped = false;
+  n.starts++;
+  if (Status s = write_file(n.pid_file, fmt::format("{}\n", pid)); !s) return s;
+  return Status::ok();
+}
+
+void LocalCluster::kill(size_t i) {
+  NodeProc& n = nodes_[i];
+  if (n.pid == 0) return;
+  ::kill(n.pid, SIGKILL);
+  // SIGKILL cannot be caught; the wait only lasts until the kernel is done
+  // with the process (an fdatasync in progress may hold it briefly).
+  const auto deadline = Clock::now() + kKillReapTimeout;
+  int status = 0;
+  while (::waitpid(n.pid, &status, WNOHANG) == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  n.pid = 0;
+  n.stopped = false;
+  std::error_code ec;
+  fs::remove(n.pid_file, ec);
+}
+
+void LocalCluster::stop(size_t i) {
+  NodeProc& n = nodes_[i];
+  MAROON_ASSERT(n.pid != 0 && !n.stopped);
+  ::kill(n.pid, SIGSTOP);
+  n.stopped = true;
+}
+
+void LocalCluster::cont(size_t i) {
+  NodeProc& n = nodes_[i];
+  if (n.pid == 0 || !n.stopped) return;
+  ::kill(n.pid, SIGCONT);
+  n.stopped = false;
+}
+
+std::vector<std::string> LocalCluster::reap_unexpected() {
+  std::vector<std::string> out;
+  for (NodeProc& n : nodes_) {
+    if (n.pid == 0) continue;
+    int status = 0;
+    if (::waitpid(n.pid, &status, WNOHANG) == n.pid) {
+      out.push_back(
+          fmt::format("node {} (pid {}) {} on its own", n.id, n.pid, describe_exit(status)));
+      n.pid = 0;
+      n.stopped = false;
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> LocalCluster::shutdown(std::chrono::milliseconds timeout) {
+  std::vector<std::string> problems;
+  for (NodeProc& n : nodes_) {
+    if (n.pid == 0) continue;
+    if (n.stopped) ::kill(n.pid, SIGCONT);
+    n.stopped = false;
+    ::kill(n.pid, SIGTERM);
+  }
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    bool all = true;
+    for (NodeProc& n : nodes_) {
+      if (n.pid == 0) continue;
+      int status = 0;
+      if (::waitpid(n.pid, &status, WNOHANG) == n.pid) {
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+          problems.push_back(
+              fmt::format("node {} (pid {}) {} after SIGTERM", n.id, n.pid, describe_exit(status)));
+        }
+        n.pid = 0;
+        std::error_code ec;
+        fs::remove(n.pid_file, ec);
+      } else {
+        all = false;
+      }
+    }
+    if (all) break;
+    if (Clock::now() >= deadline) {
+      for (size_t i = 0; i < nodes_.size(); i++) {
+        if (nodes_[i].pid == 0) continue;
+        problems.push_back(fmt::format("node {} (pid {}) did not exit within {} ms of SIGTERM",
+                                       nodes_[i].id, nodes_[i].pid, timeout.count()));
+        kill(i);
+      }
+      break;
+    }
+    std::this_thread::sleep_for(kReapPollInterval);
+  }
+  return problems;
+}
+
+Result<NodeStatus> LocalCluster::status(size_t i, std::chrono::milliseconds timeout) const {
+  return get_node_status(nodes_[i].host, nodes_[i].http_port, timeout);
+}
+
+std::string LocalCluster::log_tail(size_t i, size_t lines_max) const {
+  std::ifstream in(nodes_[i].log, std::ios::binary);
+  if (!in) return fmt::format("    (cannot read {})\n", nodes_[i].log.string());
+  constexpr std::streamoff kTailBytesMax = 64 * 1024;
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  in.seekg(std::max<std::streamoff>(0, size - kTailBytesMax));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> lines;
+  std::stringstream ss(text);
+  for (std::string line; std::getline(ss, line);) lines.push_back(line);
+  size_t first = lines.size() > lines_max ? lines.size() - lines_max : 0;
+  std::string out;
+  for (size_t k = first; k < lines.size(); k++) out += "    " + lines[k] + "\n";
+  return out.empty() ? "    (empty)\n" : out;
+}
+
+}  // namespace maroon::chaos

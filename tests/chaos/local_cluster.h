@@ -1,0 +1,91 @@
+// The node processes of one chaos run, each a child of maroon-chaos, so that
+// every signal goes to a pid we started and still own (never by name).
+//
+// The layout is the one `maroon cluster up` makes (DIR/cluster.toml,
+// DIR/node-<id>/, DIR/node-<id>.log, DIR/node-<id>.pid), so `maroon status
+// --config DIR/cluster.toml` and `maroon cluster down --dir DIR` work on a
+// run's directory too. Children get PR_SET_PDEATHSIG(SIGKILL): if
+// maroon-chaos itself dies (ctest timeout, SIGKILL), its nodes die with it.
+// Hence: start(), kill() and friends must be called from the main thread,
+// since the death signal follows the thread that forked.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "node_status.h"
+
+namespace maroon::chaos {
+
+struct NodeProc {
+  uint32_t id = 0;
+  std::string host;
+  uint16_t http_port = 0;
+  uint16_t native_port = 0;
+  std::filesystem::path log;
+  std::filesystem::path pid_file;
+  pid_t pid = 0;         // 0: not running
+  bool stopped = false;  // SIGSTOPped by us
+  int starts = 0;
+};
+
+struct ClusterSpec {
+  std::string maroon;  // path of the maroon binary
+  std::filesystem::path dir;
+  uint32_t nodes = 3;
+  uint64_t tick_ms = 10;
+  uint64_t lease_ms = 5000;
+};
+
+class LocalCluster {
+ public:
+  // Writes DIR/cluster.toml (fresh free loopback ports); starts nothing.
+  static Result<LocalCluster> create(const ClusterSpec& spec);
+
+  LocalCluster(LocalCluster&&) = default;
+  LocalCluster& operator=(LocalCluster&&) = default;
+  ~LocalCluster();  // SIGKILLs whatever still runs
+
+  size_t size() const { return nodes_.size(); }
+  size_t f() const { return (nodes_.size() - 1) / 2; }
+  const NodeProc& node(size_t i) const { return nodes_[i]; }
+  const std::filesystem::path& config_path() const { return config_path_; }
+
+  // Spawns `maroon node --config DIR/cluster.toml --id ID`, output appended to
+  // its log after a banner line naming `why`.
+  Status start(size_t i, const std::string& why);
+  // SIGKILL and reap (blocks until the kernel has reaped it).
+  void kill(size_t i);
+  void stop(size_t i);  // SIGSTOP
+  void cont(size_t i);  // SIGCONT
+  bool running(size_t i) const { return nodes_[i].pid != 0; }
+
+  // Reaps children that exited without being killed by us; for each, a line
+  // saying how it ended. Their pid becomes 0.
+  std::vector<std::string> reap_unexpected();
+
+  // SIGCONT, then SIGTERM to all, up to `timeout` for them to exit, then
+  // SIGKILL. Returns a line per node that did not exit with status 0.
+  std::vector<std::string> shutdown(std::chrono::milliseconds timeout);
+
+  Result<NodeStatus> status(size_t i, std::chrono::milliseconds timeout) const;
+
+  // The last lines of a node's log, indented, for failure reports.
+  std::string log_tail(size_t i, size_t lines) const;
+
+ private:
+  LocalCluster() = default;
+  void kill_all_now();
+
+  ClusterSpec spec_;
+  std::filesystem::path config_path_;
+  std::vector<NodeProc> nodes_;
+};
+
+}  // namespace maroon::chaos
