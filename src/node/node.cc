@@ -671,6 +671,7 @@ void Node::apply_epoch(const Epoch& epoch) {
   MAROON_ASSERT(epoch.number == applied_epoch_.next());
   MAROON_ASSERT(epoch.number <= committed_epoch_);
   MAROON_ASSERT(epoch.logical_time_ms >= applied_time_ms_);
+  const bool send_results = !replaying_ && (peers_.empty() || sequencer_.is_primary());
   for (const Interval& interval : epoch.intervals) {
     RangeState& range = ranges_.at(interval.range);
     MAROON_ASSERT(interval.first == range.applied + 1);
@@ -687,7 +688,11 @@ void Node::apply_epoch(const Epoch& epoch) {
       held_txs_--;
       range.applied = offset;
       counters_.txs_applied++;
-      if (!replaying_) send(range.owner, TxResult{id, reply, false}, /*after_persist=*/false);
+      // The primary answers; a backup's copy would only be dropped by the
+      // gateway. If the primary's answer is lost (it crashed, or its link
+      // to the gateway is down), the gateway resends the tx after
+      // result_retry_ticks and any node answers from its result table.
+      if (send_results) send(range.owner, TxResult{id, reply, false}, /*after_persist=*/false);
       range.results.push(offset, std::move(reply));
       retain(interval.range, range, std::move(held));
     }

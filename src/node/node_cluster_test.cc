@@ -958,6 +958,7 @@ TEST(NodeCluster, EpochPreparedOnOneBackupSurvivesTheViewChangeAndIsNotOrderedTw
 class ScriptedSequencer final : public Sequencer {
  public:
   bool can_propose() const override { return proposer && last_.value() - committed_.value() < 8; }
+  bool is_primary() const override { return proposer; }
   uint64_t proposer_term() const override { return term; }
   void propose(Epoch epoch, Output&) override {
     EXPECT_TRUE(can_propose());

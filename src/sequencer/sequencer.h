@@ -29,6 +29,8 @@ class Sequencer {
   // True when this replica may propose now (it is the proposer, everything
   // proposed by earlier proposers is committed, and its pipeline has room).
   virtual bool can_propose() const = 0;
+  // True when this replica leads the sequencer now (the VR primary).
+  virtual bool is_primary() const = 0;
   // Changes whenever this replica becomes the proposer anew: what it
   // proposed in an earlier term may have been lost, so the node restarts its
   // proposals from the committed state.

@@ -44,6 +44,9 @@ class VrSequencer final : public Sequencer {
   static vr::Options default_options();
 
   bool can_propose() const override;
+  bool is_primary() const override {
+    return replica_.is_primary() && replica_.status() == vr::ReplicaStatus::kNormal;
+  }
   uint64_t proposer_term() const override { return proposer_view_; }
   void propose(Epoch epoch, Output& out) override;
   EpochNumber last_proposed() const override {
