@@ -431,8 +431,9 @@ void ClusterSimulation::start_node(SimNode& n) {
   } else {
     for (const PersistRecord& r : n.disk.durable) replay(r);
   }
-  n.node->tick(clock_ms(n));
+  // As the driver's start(): finish the replay, then a first tick.
   n.node->finish_replay();
+  n.node->tick(clock_ms(n));
   process(n);
   schedule_node_tick(n);
 }

@@ -893,6 +893,13 @@ void Replica::enter_normal(ViewNumber v, Output& out) {
     accepted_.clear();
     pending_reconfig_ = OpNumber(0);
     reset_view_change_timer();
+    // Rule: a backup whose log starts after a gap (ops it never executed)
+    // asks for the state it lacks whenever it becomes normal, whichever
+    // path brought it here: a view change clears a pending request, and
+    // rejoining a view (maybe_rejoin_view, a late StartView) would otherwise
+    // leave it acknowledging prepares forever without executing
+    // (cluster sim seed 6599).
+    if (executed_ < log_after_ && !state_wanted_) request_state(primary_of(v), out);
   }
 }
 
