@@ -14,7 +14,7 @@
 # connections spread over the 3 members' client ports, one put in flight on
 # each, through etcd's HTTP/JSON gateway (POST /v3/kv/put). EXTRA_C lists more
 # connection counts to run as well (informative). maroon: `maroon bench` over
-# the native protocol against node 1, a few connections x pipeline settings
+# the native protocol, connections spread over every node, a few connections x pipeline settings
 # (MAROON_CONFIGS); the best is the peak. Each figure is the median of ROUNDS
 # runs by writes/s. The ratio uses etcd's best figure of all its runs.
 set -euo pipefail
@@ -26,7 +26,7 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 ROUNDS=${ROUNDS:-1}
 KEYS=${KEYS:-100000}
 VALUE_BYTES=${VALUE_BYTES:-16}
-MAROON_CONFIGS=${MAROON_CONFIGS:-"${C}x1 64x16 128x32"}
+MAROON_CONFIGS=${MAROON_CONFIGS:-"${C}x1 64x16 128x32 192x32"}
 REDIS_N=${REDIS_N:-500000}
 REDIS_C=${REDIS_C:-50}
 CHECK_PERF=${CHECK_PERF:-0}
@@ -242,12 +242,13 @@ while :; do
   fi
   sleep 0.2
 done
-echo "maroon cluster up: node 1 native port $native, resp port $resp"
+all_native=$(python3 -c 'import sys, tomllib; c = tomllib.load(open(sys.argv[1], "rb")); print(",".join(str(e["native_port"]) for e in c.get("nodes", []) if e.get("native_port")))' "$WORK/maroon/cluster.toml")
+echo "maroon cluster up: native ports $all_native (clients spread over every node), resp port $resp"
 sed 's/^/  /' "$WORK/maroon-cluster.log" | head -n 20
 
 run_maroon() {  # extra bench args... -> "writes/s p50_ms p99_ms"
   local out
-  out=$(timeout $((${SECONDS_PER_RUN%.*} + 40)) "$MAROON" bench --host 127.0.0.1 --native-port "$native" \
+  out=$(timeout $((${SECONDS_PER_RUN%.*} + 40)) "$MAROON" bench --host 127.0.0.1 --native-ports "$all_native" \
     --seconds "$SECONDS_PER_RUN" --keys "$KEYS" --value-bytes "$VALUE_BYTES" --mix set "$@" 2>&1) || {
     echo "maroon bench $* failed:" >&2
     echo "$out" >&2

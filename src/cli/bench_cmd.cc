@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "app/kv/kv_op.h"
 #include "cli/commands.h"
@@ -81,7 +82,11 @@ void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigne
                 std::atomic<bool>& failed) {
   std::vector<Conn> conns;
   for (unsigned i = 0; i < connections; i++) {
-    auto c = client::NativeConnection::connect(o.host, o.native_port);
+    // Connections spread over the ports given (the nodes of a cluster).
+    const uint16_t port = o.native_ports.empty()
+                              ? o.native_port
+                              : o.native_ports[(seed + i) % o.native_ports.size()];
+    auto c = client::NativeConnection::connect(o.host, port);
     if (!c) {
       result.first_error = c.status().to_string();
       failed = true;
@@ -181,7 +186,10 @@ int run_bench(const BenchOptions& o) {
   }
   unsigned threads = std::min(o.connections, std::max(1u, std::thread::hardware_concurrency()));
   fmt::print("maroon bench: {}:{} mix={} connections={} pipeline={} keys={} value={}B for {}s ({} threads)\n",
-             o.host, o.native_port, o.mix, o.connections, o.pipeline, o.keys, o.value_bytes,
+             o.host,
+             o.native_ports.empty() ? fmt::to_string(o.native_port)
+                                    : fmt::format("{}", fmt::join(o.native_ports, ",")),
+             o.mix, o.connections, o.pipeline, o.keys, o.value_bytes,
              o.seconds, threads);
   std::fflush(stdout);
   auto start = Clock::now();

@@ -72,6 +72,7 @@ int run_cluster_down(const ClusterDownOptions& options);
 struct BenchOptions {
   std::string host = "127.0.0.1";
   uint16_t native_port = 6390;
+  std::vector<uint16_t> native_ports;  // if set: connections spread over these
   unsigned connections = 16;
   unsigned pipeline = 16;  // requests in flight per connection
   double seconds = 10;

@@ -79,6 +79,9 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand("bench", "Native load generator: throughput and latency");
   bench_cmd->add_option("--host", bench.host)->capture_default_str();
   bench_cmd->add_option("--native-port", bench.native_port)->capture_default_str();
+  bench_cmd->add_option("--native-ports", bench.native_ports,
+                        "Spread connections over these ports (e.g. every node of a cluster)")
+      ->delimiter(',');
   bench_cmd->add_option("-c,--connections", bench.connections, "Concurrent connections")
       ->capture_default_str()->check(CLI::Range(1, 1024));
   bench_cmd->add_option("-P,--pipeline", bench.pipeline, "Requests in flight per connection")
