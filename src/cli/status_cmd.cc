@@ -126,12 +126,28 @@ int run_cluster_status(const std::string& config_path) {
 
   std::vector<std::vector<std::string>> rows = {{"id", "state", "role", "view", "applied_epoch",
                                                  "commit_epoch", "lag", "applied_txs", "held_txs",
-                                                 "state_hash", "detail"}};
+                                                 "offsets", "txs_behind", "state_hash", "detail"}};
+  // A node's offsets: the sum over ranges of its durable offset, i.e. how
+  // many txs it holds durably; txs_behind compares it with the best node.
+  auto offsets_sum = [](const json::object& f) -> std::optional<uint64_t> {
+    const json::value* v = f.if_contains("offsets");
+    if (v == nullptr || !v->is_object()) return std::nullopt;
+    uint64_t sum = 0;
+    for (const auto& kv : v->as_object()) {
+      if (kv.value().is_uint64()) sum += kv.value().as_uint64();
+      if (kv.value().is_int64()) sum += static_cast<uint64_t>(kv.value().as_int64());
+    }
+    return sum;
+  };
+  uint64_t best = 0;
+  for (const NodeStatus& s : nodes) {
+    if (s.answered) best = std::max(best, offsets_sum(s.fields).value_or(0));
+  }
   size_t serving = 0;
   for (const NodeStatus& s : nodes) {
     if (!s.answered) {
       rows.push_back(
-          {std::to_string(s.id), "down", "-", "-", "-", "-", "-", "-", "-", "-", s.error});
+          {std::to_string(s.id), "down", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", s.error});
       continue;
     }
     if (s.serving) serving++;
@@ -142,10 +158,12 @@ int run_cluster_status(const std::string& config_path) {
                           ? std::to_string(*committed - *applied)
                           : "-";
     std::string detail = text(f, "detail");
+    const std::optional<uint64_t> sum = offsets_sum(f);
     rows.push_back({std::to_string(s.id), s.serving ? "up" : "not-serving", text(f, "role"),
                     text(f, "view"), text(f, "applied_epoch"), text(f, "commit_epoch"), lag,
-                    text(f, "applied_txs"), text(f, "held_txs"), text(f, "state_hash"),
-                    detail == "-" ? "" : detail});
+                    text(f, "applied_txs"), text(f, "held_txs"),
+                    sum ? std::to_string(*sum) : "-", sum ? std::to_string(best - *sum) : "-",
+                    text(f, "state_hash"), detail == "-" ? "" : detail});
   }
   std::printf("cluster %llu (%s): %zu nodes, %zu serving, tolerates %zu crashed\n",
               static_cast<unsigned long long>(config->cluster_id), config_path.c_str(),

@@ -340,6 +340,13 @@ EngineStatus Driver::status() const {
   s.commit_epoch = node_.committed_epoch().value();
   s.held_txs = node_.held_txs();
   s.epochs_waiting = node_.epochs_waiting();
+  // The newest ranges only: a long-lived cluster accumulates sealed ones.
+  constexpr size_t kStatusRangesMax = 32;
+  auto offsets = node_.durable_offsets();
+  const size_t skip = offsets.size() > kStatusRangesMax ? offsets.size() - kStatusRangesMax : 0;
+  for (size_t i = skip; i < offsets.size(); i++) {
+    s.offsets.emplace_back(offsets[i].first.value(), offsets[i].second);
+  }
   if (!node_.fault().is_ok()) {
     s.serving = false;
     s.detail = node_.fault().message();

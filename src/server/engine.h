@@ -7,6 +7,8 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "common/types.h"
@@ -37,6 +39,9 @@ struct EngineStatus {
   uint64_t commit_epoch = 0;  // last committed epoch known
   uint64_t held_txs = 0;
   uint64_t epochs_waiting = 0;
+  // (range, durable offset) for this node's newest ranges: every offset up
+  // to it is durable here (or committed).
+  std::vector<std::pair<uint64_t, uint64_t>> offsets;
 };
 
 class Engine {

@@ -577,6 +577,9 @@ class HttpServer::Session : public Listener::Connection,
     o["commit_epoch"] = s.commit_epoch;
     o["held_txs"] = s.held_txs;
     o["epochs_waiting"] = s.epochs_waiting;
+    json::object offsets;
+    for (const auto& [range, offset] : s.offsets) offsets[std::to_string(range)] = offset;
+    o["offsets"] = std::move(offsets);
     Response res =
         json_response(s.serving ? http::status::ok : http::status::service_unavailable, o);
     if (!s.serving) res.set(http::field::retry_after, "1");
