@@ -21,6 +21,7 @@ VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
                          vr::Options options)
     : self_(self),
       members_(std::move(members)),
+      pipeline_epochs_max_(members_.size() > 1 ? kClusterPipelineEpochsMax : kPipelineEpochsMax),
       replica_(self, options, service_, /*seed=*/self.value()) {
   MAROON_ASSERT(!members_.empty() && members_.size() <= vr::limits::replicas_max);
   // A group of one only ever appends (no view change rewrites its log), so
@@ -118,7 +119,7 @@ bool VrSequencer::can_propose() const {
   // Ops inherited from earlier views commit first: their epochs decide the
   // next epoch number and where each range's next interval starts.
   if (replica_.commit() < view_start_op_ || replica_.executed() < view_start_op_) return false;
-  return replica_.op().value() - replica_.commit().value() < kPipelineEpochsMax;
+  return replica_.op().value() - replica_.commit().value() < pipeline_epochs_max_;
 }
 
 void VrSequencer::propose(Epoch epoch, Output& out) {
