@@ -9,6 +9,7 @@
 #include "common/codec.h"
 #include "common/limits.h"
 #include "protocol/cluster_messages.h"
+#include "server/gateway_frames.h"
 #include "storage/superblock.h"
 
 namespace maroon::server {
@@ -119,11 +120,6 @@ GatewayConfig gateway_config(const DriverOptions& o) {
   return c;
 }
 
-// A frame's payload as encoded by one of the protocol's encode_* functions.
-std::string_view payload_of(const std::string& frame) {
-  MAROON_ASSERT(frame.size() >= protocol::kFrameHeaderBytes + 1);
-  return std::string_view(frame).substr(protocol::kFrameHeaderBytes + 1);
-}
 
 }  // namespace
 
@@ -495,18 +491,13 @@ void Driver::flush_outbox() {
     }
     items.clear();
   };
-  if (!outbox_.txs.empty()) {
-    send_cut(
-        outbox_.txs, [](const TxMsg& t) { return protocol::encoded_tx_bytes(t); },
-        [](std::span<const TxMsg> span, std::string& out) { protocol::encode_txs(span, out); },
-        [this](const std::string& frame) {
-          for (const ClusterMember& n : options_.cluster->members) {
-            if (n.id == options_.cluster->self) continue;
-            gateway_net_->send(net::PeerKind::kNode, n.id.value(),
-                               static_cast<uint8_t>(protocol::FrameType::kTx), payload_of(frame));
-          }
-        });
-  }
+  send_tx_batches(outbox_.txs, [this](std::string_view payload) {
+    for (const ClusterMember& n : options_.cluster->members) {
+      if (n.id == options_.cluster->self) continue;
+      gateway_net_->send(net::PeerKind::kNode, n.id.value(),
+                         static_cast<uint8_t>(protocol::FrameType::kTx), payload);
+    }
+  });
   for (auto& [to, acks] : outbox_.acks) {
     if (acks.empty()) continue;
     send_cut(
@@ -599,41 +590,9 @@ void Driver::on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type,
 
 void Driver::on_gateway_frame(uint64_t node, uint8_t type, std::string_view payload) {
   if (!started_) return;
-  using protocol::FrameType;
-  Status bad;
-  switch (static_cast<FrameType>(type)) {
-    case FrameType::kTxAck: {
-      auto m = protocol::decode_tx_acks(payload);
-      if (!m || m->node.value() != node) {
-        bad = m ? invalid_argument("acks name another node") : m.status();
-        break;
-      }
-      for (TxId id : m->ids) gateway_.on_message(TxAck{id, m->node});
-      break;
-    }
-    case FrameType::kTxResult: {
-      auto m = protocol::decode_tx_results(payload);
-      if (!m) {
-        bad = m.status();
-        break;
-      }
-      for (TxResult& r : *m) gateway_.on_message(std::move(r));
-      break;
-    }
-    case FrameType::kLeaseGranted: {
-      auto m = protocol::decode_lease_granted(payload);
-      if (m) gateway_.on_message(*m); else bad = m.status();
-      break;
-    }
-    case FrameType::kRangeSealed: {
-      auto m = protocol::decode_range_sealed(payload);
-      if (m) gateway_.on_message(*m); else bad = m.status();
-      break;
-    }
-    default:
-      bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+  if (Status s = deliver_to_gateway(gateway_, node, type, payload); !s) {
+    spdlog::warn("gateway dropped a frame from node {}: {}", node, s.to_string());
   }
-  if (!bad.is_ok()) spdlog::warn("gateway dropped a frame from node {}: {}", node, bad.to_string());
   schedule_flush();
 }
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "protocol/cluster_messages.h"
+#include "server/gateway_frames.h"
 
 namespace maroon::server {
 
@@ -27,9 +28,6 @@ GatewayConfig config_for(const GatewayDriverOptions& o) {
   return c;
 }
 
-std::string_view payload_of(const std::string& frame) {
-  return std::string_view(frame).substr(protocol::kFrameHeaderBytes + 1);
-}
 
 }  // namespace
 
@@ -143,21 +141,9 @@ void GatewayDriver::pump() {
       send_all(protocol::FrameType::kRenewLease, payload_of(frame));
     }
   }
-  size_t begin = 0;
-  while (begin < txs_.size()) {
-    size_t end = begin, bytes = 0;
-    while (end < txs_.size() && end - begin < protocol::cluster_batch_txs_max &&
-           (end == begin ||
-            bytes + protocol::encoded_tx_bytes(txs_[end]) <= protocol::cluster_batch_bytes_max)) {
-      bytes += protocol::encoded_tx_bytes(txs_[end]);
-      end++;
-    }
-    std::string frame;
-    protocol::encode_txs(std::span(txs_.data() + begin, end - begin), frame);
-    send_all(protocol::FrameType::kTx, payload_of(frame));
-    begin = end;
-  }
-  txs_.clear();
+  send_tx_batches(txs_, [this](std::string_view payload) {
+    send_all(protocol::FrameType::kTx, payload);
+  });
   if (!g.deliveries.empty()) {
     const auto now = std::chrono::steady_clock::now();
     for (Delivery& d : g.deliveries) {
@@ -168,41 +154,9 @@ void GatewayDriver::pump() {
 }
 
 void GatewayDriver::on_frame(uint64_t node, uint8_t type, std::string_view payload) {
-  using protocol::FrameType;
-  Status bad;
-  switch (static_cast<FrameType>(type)) {
-    case FrameType::kTxAck: {
-      auto m = protocol::decode_tx_acks(payload);
-      if (!m || m->node.value() != node) {
-        bad = m ? invalid_argument("acks name another node") : m.status();
-        break;
-      }
-      for (TxId id : m->ids) gateway_.on_message(TxAck{id, m->node});
-      break;
-    }
-    case FrameType::kTxResult: {
-      auto m = protocol::decode_tx_results(payload);
-      if (!m) {
-        bad = m.status();
-        break;
-      }
-      for (TxResult& r : *m) gateway_.on_message(std::move(r));
-      break;
-    }
-    case FrameType::kLeaseGranted: {
-      auto m = protocol::decode_lease_granted(payload);
-      if (m) gateway_.on_message(*m); else bad = m.status();
-      break;
-    }
-    case FrameType::kRangeSealed: {
-      auto m = protocol::decode_range_sealed(payload);
-      if (m) gateway_.on_message(*m); else bad = m.status();
-      break;
-    }
-    default:
-      bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+  if (Status s = deliver_to_gateway(gateway_, node, type, payload); !s) {
+    spdlog::warn("dropped a frame from node {}: {}", node, s.to_string());
   }
-  if (!bad.is_ok()) spdlog::warn("dropped a frame from node {}: {}", node, bad.to_string());
   schedule_pump();
 }
 
