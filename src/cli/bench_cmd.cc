@@ -77,6 +77,10 @@ struct Conn {
   std::deque<std::pair<uint64_t, Clock::time_point>> sent;  // request id order
 };
 
+unsigned threads_total(const BenchOptions& o) {
+  return std::min(o.connections, std::max(1u, std::thread::hardware_concurrency()));
+}
+
 void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigned connections,
                 uint64_t seed, Clock::time_point deadline, ThreadResult& result,
                 std::atomic<bool>& failed) {
@@ -103,13 +107,20 @@ void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigne
   std::vector<pollfd> fds(conns.size());
   result.latencies_us.reserve(std::min<size_t>(kLatencySamplesMaxPerThread, 1 << 20));
 
+  // Open loop (--rate): ops are due on a fixed schedule, and an op's latency
+  // counts from when it was due, so a slow server is not hidden by the
+  // client waiting for it (coordinated omission).
+  const bool paced = o.rate > 0;
+  const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+      paced ? static_cast<double>(threads_total(o)) / o.rate : 0.0));
+  auto next_due = Clock::now();
   bool sending = true;
   while (true) {
     auto now = Clock::now();
     if (now >= deadline) sending = false;
     size_t in_flight = 0;
     for (auto& c : conns) {
-      while (sending && c.conn.in_flight() < o.pipeline) {
+      while (sending && c.conn.in_flight() < o.pipeline && (!paced || next_due <= now)) {
         uint64_t pick = prng.below(total_weight);
         kv::OpType type = mix.back().type;
         for (auto& m : mix) {
@@ -126,7 +137,8 @@ void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigne
         if (type == kv::OpType::kSet) op.values = {value};
         if (type == kv::OpType::kIncrBy) op.delta = 1;
         uint64_t id = c.conn.send(op);
-        c.sent.emplace_back(id, now);
+        c.sent.emplace_back(id, paced ? next_due : now);
+        next_due += interval;
       }
       responses.clear();
       auto polled = c.conn.poll(responses, std::chrono::milliseconds(0));
@@ -184,13 +196,14 @@ int run_bench(const BenchOptions& o) {
     std::fprintf(stderr, "maroon bench: %s\n", mix.status().message().c_str());
     return 2;
   }
-  unsigned threads = std::min(o.connections, std::max(1u, std::thread::hardware_concurrency()));
-  fmt::print("maroon bench: {}:{} mix={} connections={} pipeline={} keys={} value={}B for {}s ({} threads)\n",
+  unsigned threads = threads_total(o);
+  fmt::print("maroon bench: {}:{} mix={} connections={} pipeline={} keys={} value={}B for {}s ({} threads){}\n",
              o.host,
              o.native_ports.empty() ? fmt::to_string(o.native_port)
                                     : fmt::format("{}", fmt::join(o.native_ports, ",")),
              o.mix, o.connections, o.pipeline, o.keys, o.value_bytes,
-             o.seconds, threads);
+             o.seconds, threads,
+             o.rate > 0 ? fmt::format(", open loop at {:.0f} ops/s", o.rate) : std::string());
   std::fflush(stdout);
   auto start = Clock::now();
   auto deadline = start + std::chrono::microseconds(static_cast<int64_t>(o.seconds * 1e6));

@@ -79,6 +79,7 @@ struct BenchOptions {
   unsigned keys = 100000;
   unsigned value_bytes = 16;
   std::string mix = "set";  // e.g. "set", "get", "set:50,get:50", "incr"
+  double rate = 0;  // ops/s in total, open loop; 0: closed loop (as fast as answers come)
 };
 int run_bench(const BenchOptions& options);
 

@@ -79,6 +79,9 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand("bench", "Native load generator: throughput and latency");
   bench_cmd->add_option("--host", bench.host)->capture_default_str();
   bench_cmd->add_option("--native-port", bench.native_port)->capture_default_str();
+  bench_cmd->add_option("--rate", bench.rate,
+                        "Open loop: ops/s in total, latency counted from when each op was due")
+      ->check(CLI::Range(0.0, 1e8));
   bench_cmd->add_option("--native-ports", bench.native_ports,
                         "Spread connections over these ports (e.g. every node of a cluster)")
       ->delimiter(',');
