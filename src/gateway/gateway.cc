@@ -59,10 +59,10 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
 
 void Gateway::on_message(NodeToGateway msg) {
   if (auto* ack = std::get_if<TxAck>(&msg)) {
-    if (Inflight* tx = find(ack->id)) {
-      MAROON_ASSERT(ack->node.value() < 64);
-      tx->ack_mask |= uint64_t{1} << ack->node.value();
-    }
+    // Node ids are 1..63 (cluster config); an ack naming another is not
+    // one we can count, and comes from outside our control: drop it.
+    if (ack->node.value() >= 64) return;
+    if (Inflight* tx = find(ack->id)) tx->ack_mask |= uint64_t{1} << ack->node.value();
   } else if (auto* result = std::get_if<TxResult>(&msg)) {
     // Several nodes answer; the first result wins and later ones are dropped.
     Inflight* tx = find(result->id);

@@ -188,7 +188,8 @@ void Node::advance_durable(RangeId id, RangeState& range) {
     range.durable++;
   }
   if (range.durable > before && range.durable > range.advertised && !peers_.empty() &&
-      std::find(advert_dirty_.begin(), advert_dirty_.end(), id) == advert_dirty_.end()) {
+      !range.advert_dirty) {
+    range.advert_dirty = true;
     advert_dirty_.push_back(id);
   }
   check_invariants(range);
@@ -416,6 +417,9 @@ void Node::advertise(bool full) {
       range.advertised = range.durable;
     }
   }
+  // Listed or not (a full advert, or beyond the bound), every change is
+  // covered by the periodic full advert.
+  for (RangeId id : advert_dirty_) ranges_.at(id).advert_dirty = false;
   advert_dirty_.clear();
   if (!hashes_.empty()) {
     m.hash_epoch = hashes_.back().first;

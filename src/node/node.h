@@ -152,6 +152,7 @@ class Node {
     ResultTable results;
     std::vector<uint64_t> peer_durable;  // advertised, indexed like peers_
     uint64_t advertised = 0;             // own durable as last advertised
+    bool advert_dirty = false;           // listed in advert_dirty_
     bool sealed = false;
     uint64_t seal_last = 0;
     bool sealing = false;  // this node proposed a seal not yet committed

@@ -160,7 +160,6 @@ class Driver final : public Engine {
   Outbox outbox_;
   std::unique_ptr<net::Transport> node_net_;     // links to peer nodes and from gateways
   std::unique_ptr<net::Transport> gateway_net_;  // our gateway's links to peer nodes
-  uint64_t frames_dropped_logged_ = 0;
 
   // Handed between the loop and the WAL thread under mu_.
   std::mutex mu_;
