@@ -10,11 +10,24 @@
 #include "common/limits.h"
 #include "protocol/cluster_messages.h"
 #include "server/gateway_frames.h"
-#include "storage/superblock.h"
+#include "storage/data_dir.h"
 
 namespace maroon::server {
 
 namespace {
+
+// Ticks run back to back after a stall, at most: 10 s at 10 ms ticks, by
+// which time every lease and promise the cores keep (gateway leases, VR's
+// lease promises: a few seconds at most) has run out; a view-change timer
+// that was not due yet fires at the next timeout instead, which costs only
+// time.
+constexpr uint64_t kTickCatchUpMax = 1000;
+
+uint64_t monotonic_us() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
 
 uint64_t wall_clock_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -29,56 +42,6 @@ uint64_t pick_gateway_id() {
   uint64_t id = 0;
   while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
   return id;
-}
-
-// The superblock names the data directory (format version, node id and a
-// random id made when the directory was created) and holds the sequencer's
-// durable VR state (docs/formats.md).
-constexpr uint8_t kDataFormat = 2;
-
-std::string encode_superblock(uint64_t node_id, uint64_t data_id, std::string_view vr_state) {
-  std::string payload;
-  ByteWriter w(payload);
-  w.u8(kDataFormat);
-  w.u64(node_id);
-  w.u64(data_id);
-  w.bytes(vr_state);
-  return payload;
-}
-
-Status open_identity(Env& env, const std::string& data_dir, uint64_t want_node_id,
-                     std::unique_ptr<Superblock>& out, uint64_t& node_id, uint64_t& data_id,
-                     std::string& vr_state) {
-  if (Status s = env.create_dirs(data_dir); !s) return s;
-  auto superblock = Superblock::open(env, data_dir + "/superblock");
-  if (!superblock) return superblock.status();
-  out = std::move(superblock).value();
-  if (!out->current()) {
-    std::random_device rd;
-    data_id = (uint64_t{rd()} << 32) ^ rd();
-    node_id = want_node_id;
-    vr_state.clear();
-    return out->write(encode_superblock(node_id, data_id, {}));
-  }
-  ByteReader r(*out->current());
-  uint8_t format = 0;
-  if (!r.u8(format) || format != kDataFormat) {
-    return corruption(fmt::format(
-        "{}: data format {} is not one this build reads ({}){}", data_dir, format, kDataFormat,
-        format == 1 ? "; format 1 is from a build before VR: start with a fresh data directory"
-                    : ""));
-  }
-  std::string_view state;
-  if (!r.u64(node_id) || !r.u64(data_id) || !r.bytes(state, 64 * 1024) || !r.at_end()) {
-    return corruption(data_dir + "/superblock: malformed identity");
-  }
-  vr_state = state;
-  if (node_id != want_node_id) {
-    return invalid_argument(fmt::format(
-        "{} holds the data of node {}, not of node {}: check --id and the config's data_dir",
-        data_dir, node_id, want_node_id));
-  }
-  return Status::ok();
 }
 
 NodeConfig node_config(const DriverOptions& o) {
@@ -156,7 +119,6 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
       net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to peers and gateways")),
       retained_bytes_(registry_.gauge("maroon_retained_bytes", "Executed txs kept for lagging peers")) {
-  pending_.emplace_back();
   if (options_.env == nullptr) {
     own_env_ = std::make_unique<PosixEnv>();
     env_ = own_env_.get();
@@ -178,45 +140,34 @@ Driver::~Driver() {
 Status Driver::start() {
   MAROON_ASSERT(!started_);
   auto t0 = std::chrono::steady_clock::now();
-  std::string vr_state;
   const uint64_t want_id = options_.cluster ? options_.cluster->self.value() : 1;
-  if (Status s = open_identity(*env_, options_.data_dir, want_id, superblock_, node_id_, data_id_,
-                               vr_state);
-      !s) {
-    return s;
-  }
   if (own_env_ != nullptr) {
+    if (Status s = env_->create_dirs(options_.data_dir); !s) return s;
     auto lock = DirLock::acquire(options_.data_dir);
     if (!lock) return lock.status();
     dir_lock_.emplace(std::move(lock).value());
   }
-  WalOptions wal_options;
-  if (options_.wal_segment_bytes != 0) wal_options.segment_bytes = options_.wal_segment_bytes;
-  if (!vr_state.empty()) {
-    if (Status s = node_.replay(RecordType::kVrState, vr_state); !s) {
-      return Status(s.code(), options_.data_dir + "/superblock: " + s.message());
-    }
-  }
+  DataDirOptions dir_options;
+  dir_options.path = options_.data_dir;
+  dir_options.node_id = want_id;
+  std::random_device rd;
+  dir_options.fresh_data_id = (uint64_t{rd()} << 32) ^ rd();
+  if (options_.wal_segment_bytes != 0) dir_options.wal.segment_bytes = options_.wal_segment_bytes;
+  host::ReplayCounts counts;
   auto last_progress = t0;
-  Result<std::unique_ptr<Wal>> wal = Wal::open(
-      *env_, options_.data_dir + "/wal", wal_options,
-      [&](Lsn, uint8_t type, std::string_view payload) -> Status {
-        replay_stats_.records++;
-        if (type == static_cast<uint8_t>(RecordType::kVrLog)) replay_stats_.epochs++;
-        if (type == static_cast<uint8_t>(RecordType::kTx)) replay_stats_.txs++;
-        if ((replay_stats_.records & 0xffff) == 0) {
-          auto now = std::chrono::steady_clock::now();
-          if (now - last_progress > std::chrono::seconds(1)) {
-            last_progress = now;
-            spdlog::info("replaying WAL: {} records, {} txs so far", replay_stats_.records,
-                         replay_stats_.txs);
-          }
-        }
-        return node_.replay(static_cast<RecordType>(type), payload);
-      });
-  if (!wal) return wal.status();
-  wal_ = std::move(wal).value();
-  node_.finish_replay();
+  auto dir = host_.open(*env_, dir_options, counts, [&] {
+    if ((counts.records & 0xffff) != 0) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_progress > std::chrono::seconds(1)) {
+      last_progress = now;
+      spdlog::info("replaying WAL: {} records, {} txs so far", counts.records, counts.txs);
+    }
+  });
+  if (!dir) return dir.status();
+  data_dir_ = std::move(dir).value();
+  replay_stats_.records = counts.records;
+  replay_stats_.epochs = counts.epochs;
+  replay_stats_.txs = counts.txs;
   if (options_.cluster) {
     const ClusterOptions& c = *options_.cluster;
     net::TransportOptions to;
@@ -259,6 +210,7 @@ Status Driver::start() {
   started_ = true;
   wal_thread_ = std::thread([this] { wal_thread_main(); });
   node_.tick(wall_clock_ms());
+  tick_clock_.emplace(options_.tick_ms * 1000, kTickCatchUpMax, monotonic_us());
   pump();
   schedule_flush();
   schedule_tick();
@@ -322,8 +274,8 @@ EngineStatus Driver::status() const {
   } else if (shutting_down_) {
     s.detail = "shutting down";
   }
-  s.node_id = node_id_;
-  s.data_id = data_id_;
+  s.node_id = data_dir_ ? data_dir_->node_id() : 0;
+  s.data_id = data_dir_ ? data_dir_->data_id() : 0;
   s.range = gateway_.range().value();
   s.applied_epoch = node_.applied_epoch().value();
   s.applied_txs = node_.counters().txs_applied;
@@ -393,9 +345,8 @@ void Driver::pump() {
       txs_completed_.inc();
       waiting_.deliver(d, now, commit_latency_);
     }
-    Output out = node_.take_output();
-    if (g.to_nodes.empty() && g.deliveries.empty() && out.empty()) break;
-    route(std::move(out));
+    const bool node_spoke = host_.drain();
+    if (g.to_nodes.empty() && g.deliveries.empty() && !node_spoke) break;
   }
   if (options_.cluster) {
     flush_outbox();
@@ -407,26 +358,12 @@ void Driver::check_fault() {
   if (node_.fault().is_ok()) return;
   // Divergent state or a gap this node cannot fill: it must not serve or
   // vote any more. Loudly, and for good: a restart would only repeat it.
-  spdlog::critical("node {} stops: {}", node_id_, node_.fault().to_string());
+  spdlog::critical("node {} stops: {}", data_dir_->node_id(), node_.fault().to_string());
   spdlog::shutdown();
   std::_Exit(70);
 }
 
-void Driver::add_record(uint8_t type, std::string_view payload) {
-  if (pending_.back().state) pending_.emplace_back();
-  pending_.back().batch->add(type, payload);
-}
-
-void Driver::add_state(std::string payload) {
-  // Only the newest state matters among states with no record between them.
-  pending_.back().state = std::move(payload);
-}
-
-size_t Driver::pending_bytes() const {
-  size_t n = 0;
-  for (const WriteStep& s : pending_) n += s.batch->bytes();
-  return n;
-}
+size_t Driver::pending_bytes() const { return host_.pending_bytes(); }
 
 void Driver::deliver(GatewayEnvelope e) {
   if (!options_.cluster || e.to == gateway_.id()) {
@@ -596,39 +533,9 @@ void Driver::on_gateway_frame(uint64_t node, uint8_t type, std::string_view payl
   schedule_flush();
 }
 
-void Driver::route(Output out) {
-  for (PersistRecord& r : out.persist) {
-    if (r.type == RecordType::kVrState) {
-      add_state(std::move(r.payload));
-    } else {
-      add_record(static_cast<uint8_t>(r.type), r.payload);
-    }
-  }
-  if (!out.persist.empty()) pending_last_seq_ = out.next_seq() - 1;
-  for (PeerEnvelope& e : out.peer_now) send_peer(std::move(e));
-  for (GatewayEnvelope& e : out.send_now) deliver(std::move(e));
-  // After-persist messages wait for every record emitted so far, not only
-  // this output's.
-  const uint64_t needed = out.next_seq() - 1;
-  for (PeerEnvelope& e : out.peer_after_persist) {
-    if (needed <= durable_seq_) {
-      send_peer(std::move(e));
-    } else {
-      peer_after_persist_.emplace_back(needed, std::move(e));
-    }
-  }
-  for (GatewayEnvelope& e : out.send_after_persist) {
-    if (needed <= durable_seq_) {
-      deliver(std::move(e));
-    } else {
-      after_persist_.emplace_back(needed, std::move(e));
-    }
-  }
-}
-
 void Driver::schedule_flush() {
   // While a batch is being written its completion pumps and flushes.
-  if (flush_scheduled_ || writing_) return;
+  if (flush_scheduled_ || host_.writing()) return;
   flush_scheduled_ = true;
   // Posted, not called: requests read in this loop iteration join the batch.
   boost::asio::post(io_, [this] {
@@ -639,50 +546,40 @@ void Driver::schedule_flush() {
 }
 
 void Driver::flush() {
-  if (writing_ || read_only_) return;
-  // The node may add an epoch ordering the txs of this very batch.
-  node_.on_flush();
+  if (read_only_) return;
   pump();
-  if (pending_.size() == 1 && pending_[0].batch->empty() && !pending_[0].state) return;
-  writing_ = true;
+  // The host gives the node its chance to add an epoch ordering the txs of
+  // this very write.
+  std::optional<host::PendingWrite> write = host_.take_write();
+  pump();
+  if (!write) return;
   wal_pending_bytes_.set(0);
-  for (const WriteStep& step : pending_) {
+  for (const WriteStep& step : write->steps) {
     wal_records_.inc(step.batch->records());
     wal_bytes_.inc(step.batch->bytes());
   }
   {
     std::lock_guard lock(mu_);
-    MAROON_ASSERT(to_write_.empty());
-    to_write_ = std::move(pending_);
-    to_write_last_seq_ = pending_last_seq_;
+    MAROON_ASSERT(!to_write_);
+    to_write_ = std::move(write);
   }
   cv_.notify_one();
-  pending_.clear();
-  pending_.emplace_back();
 }
 
 void Driver::wal_thread_main() {
   std::unique_lock lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return wal_thread_stop_ || !to_write_.empty(); });
-    if (to_write_.empty()) return;  // stopping, nothing left to write
-    std::vector<WriteStep> steps = std::move(to_write_);
-    to_write_.clear();
-    uint64_t last_seq = to_write_last_seq_;
+    cv_.wait(lock, [this] { return wal_thread_stop_ || to_write_.has_value(); });
+    if (!to_write_) return;  // stopping, nothing left to write
+    host::PendingWrite write = std::move(*to_write_);
+    to_write_.reset();
     lock.unlock();
     auto t0 = std::chrono::steady_clock::now();
-    Status s;
-    for (const WriteStep& step : steps) {
-      if (!step.batch->empty()) s = wal_->write(*step.batch);
-      if (s.is_ok() && step.state) {
-        s = superblock_->write(encode_superblock(node_id_, data_id_, *step.state));
-      }
-      if (!s.is_ok()) break;
-    }
+    Status s = data_dir_->write(write.steps);
     auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                             std::chrono::steady_clock::now() - t0)
                                             .count());
-    boost::asio::post(io_, [this, s = std::move(s), last_seq, micros] {
+    boost::asio::post(io_, [this, s = std::move(s), last_seq = write.last_seq, micros] {
       on_batch_written(s, last_seq, micros);
     });
     lock.lock();
@@ -690,30 +587,20 @@ void Driver::wal_thread_main() {
 }
 
 void Driver::on_batch_written(const Status& status, uint64_t last_seq, uint64_t micros) {
-  MAROON_ASSERT(writing_);
-  writing_ = false;
   wal_batches_.inc();
   wal_sync_latency_.observe_us(micros);
   if (!status.is_ok()) {
+    host_.write_failed();
     fail_writes(status);
     return;
   }
-  MAROON_ASSERT(last_seq >= durable_seq_);
-  durable_seq_ = last_seq;
-  while (!after_persist_.empty() && after_persist_.front().first <= durable_seq_) {
-    deliver(std::move(after_persist_.front().second));
-    after_persist_.pop_front();
-  }
-  while (!peer_after_persist_.empty() && peer_after_persist_.front().first <= durable_seq_) {
-    send_peer(std::move(peer_after_persist_.front().second));
-    peer_after_persist_.pop_front();
-  }
-  // Start the next batch first (what arrived during this sync, plus the
-  // epoch ordering it): executing this batch's txs and answering their
-  // clients then overlaps the next fdatasync instead of delaying it.
-  pump();
-  flush();
-  node_.on_persisted(durable_seq_);
+  // Start the next write as soon as the held messages are out (what arrived
+  // during this sync, plus the epoch ordering it): executing this write's
+  // txs and answering their clients then overlaps the next fdatasync.
+  host_.written(last_seq, [this] {
+    pump();
+    flush();
+  });
   pump();
   schedule_flush();
 }
@@ -746,8 +633,13 @@ void Driver::schedule_tick() {
 
 void Driver::on_tick() {
   if (!read_only_) {
-    node_.tick(wall_clock_ms());
-    gateway_.tick();
+    // Every tick the monotonic clock says is due, missed ones included: a
+    // stalled loop must not stretch leases and promises in real time.
+    const uint64_t due = tick_clock_->due(monotonic_us());
+    for (uint64_t i = 0; i < due; i++) {
+      node_.tick(wall_clock_ms());
+      gateway_.tick();
+    }
     pump();
     schedule_flush();
   }
@@ -794,7 +686,7 @@ void Driver::shutdown(std::function<void()> done) {
 }
 
 void Driver::poll_shutdown() {
-  bool drained = waiting_.size() == 0 && !writing_;
+  bool drained = waiting_.size() == 0 && !host_.writing();
   if (drained || read_only_ || std::chrono::steady_clock::now() >= shutdown_deadline_) {
     if (!drained) spdlog::warn("shutting down with {} txs unanswered", waiting_.size());
     tick_timer_.cancel();

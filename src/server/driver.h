@@ -22,16 +22,17 @@
 #include <vector>
 
 #include "app/kv/kv_app.h"
+#include "common/tick_clock.h"
+#include "host/node_host.h"
 #include "net/transport.h"
 #include "gateway/gateway.h"
 #include "node/node.h"
 #include "sequencer/vr_sequencer.h"
-#include "storage/superblock.h"
 #include "server/engine.h"
 #include "server/waiting_clients.h"
 #include "storage/dir_lock.h"
 #include "storage/env.h"
-#include "storage/wal.h"
+#include "storage/data_dir.h"
 
 namespace maroon::server {
 
@@ -91,15 +92,20 @@ class Driver final : public Engine {
 
  private:
 
+  // The host's sink: messages of the node core, in the order it emitted them.
+  struct Sink final : host::NodeSink {
+    explicit Sink(Driver& d) : driver(d) {}
+    void to_peer(PeerEnvelope e) override { driver.send_peer(std::move(e)); }
+    void to_gateway(GatewayEnvelope e) override { driver.deliver(std::move(e)); }
+    Driver& driver;
+  };
+
   void pump();
-  void route(Output out);
   void deliver(GatewayEnvelope e);
   void send_peer(PeerEnvelope e);
   void flush_outbox();
   void on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type, std::string_view payload);
   void on_gateway_frame(uint64_t node, uint8_t type, std::string_view payload);
-  void add_record(uint8_t type, std::string_view payload);
-  void add_state(std::string payload);
   size_t pending_bytes() const;
   void check_fault();
   void schedule_flush();
@@ -117,40 +123,29 @@ class Driver final : public Engine {
   std::unique_ptr<Env> own_env_;
   std::optional<DirLock> dir_lock_;
   Env* env_ = nullptr;
-  std::unique_ptr<Wal> wal_;
+  std::unique_ptr<DataDir> data_dir_;  // written by the WAL thread only, once started
   kv::KvApp kv_;
   VrSequencer sequencer_;
   Node node_;
+  Sink sink_{*this};
+  host::NodeHost host_{node_, sink_};
   Gateway gateway_;
   boost::asio::steady_timer tick_timer_;
+  // Ticks come from the monotonic clock, stalls included (common/tick_clock.h).
+  std::optional<TickClock> tick_clock_;
   boost::asio::steady_timer shutdown_timer_;
   std::function<void()> shutdown_done_;
   std::chrono::steady_clock::time_point shutdown_deadline_;
 
   // Loop thread only.
   bool started_ = false;
-  uint64_t node_id_ = 0;
-  uint64_t data_id_ = 0;  // random, made with the data directory
   bool read_only_ = false;
   bool shutting_down_ = false;
   std::string read_only_reason_;
   bool flush_scheduled_ = false;
-  bool writing_ = false;
-  uint64_t pending_last_seq_ = 0;  // seq of the last record in pending_
-  // Op bytes submitted to the gateway and not yet routed into pending_.
+  // Op bytes submitted to the gateway and not yet routed into the host.
   size_t unrouted_bytes_ = 0;
-  uint64_t durable_seq_ = 0;
-  std::deque<std::pair<uint64_t, GatewayEnvelope>> after_persist_;
-  std::deque<std::pair<uint64_t, PeerEnvelope>> peer_after_persist_;
   WaitingClients waiting_;
-  // Records and superblock states in emission order: each step's batch is
-  // written, then its state, so what is durable is always a prefix of what
-  // was emitted (a state never vouches for log records not yet on disk).
-  struct WriteStep {
-    std::unique_ptr<WalBatch> batch = std::make_unique<WalBatch>();
-    std::optional<std::string> state;
-  };
-  std::vector<WriteStep> pending_;
   // Cluster mode: batches for remote peers, sent at the end of each pump.
   struct Outbox {
     std::vector<TxMsg> txs;      // our gateway -> every remote node
@@ -164,11 +159,7 @@ class Driver final : public Engine {
   // Handed between the loop and the WAL thread under mu_.
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<WriteStep> to_write_;
-  uint64_t to_write_last_seq_ = 0;
-  // The sequencer's durable state goes to the superblock, written by the WAL
-  // thread in its place among the records (see WriteStep).
-  std::unique_ptr<Superblock> superblock_;
+  std::optional<host::PendingWrite> to_write_;
   bool wal_thread_stop_ = false;
   std::thread wal_thread_;
 

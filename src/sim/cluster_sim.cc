@@ -25,10 +25,13 @@
 #include "common/hash.h"
 #include "common/prng.h"
 #include "gateway/gateway.h"
+#include "host/node_host.h"
 #include "node/node.h"
 #include "protocol/cluster_messages.h"
 #include "protocol/frame.h"
 #include "sequencer/vr_sequencer.h"
+#include "storage/data_dir.h"
+#include "storage/fault_env.h"
 #include "vr/codec.h"
 
 namespace maroon::sim {
@@ -189,12 +192,15 @@ class ClusterSimulation {
     bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
   };
 
-  struct Disk {
-    std::vector<PersistRecord> durable;  // in emission order, across incarnations
-    // Emitted by the current incarnation and not yet synced, by seq.
-    std::deque<std::pair<uint64_t, PersistRecord>> unsynced;
-    bool syncing = false;
-    uint64_t sync_upto = 0;  // the sync in flight covers seqs up to this
+  // A node's messages, as the host releases them, into the network.
+  struct SimSink final : host::NodeSink {
+    SimSink(ClusterSimulation& sim, uint64_t from) : sim(sim), from(from) {}
+    void to_peer(PeerEnvelope e) override { sim.send(from, e.to.value(), std::move(e.msg)); }
+    void to_gateway(GatewayEnvelope e) override {
+      sim.send(from, kGatewayBase + e.to.value(), std::move(e.msg));
+    }
+    ClusterSimulation& sim;
+    uint64_t from;
   };
 
   struct SimNode {
@@ -204,13 +210,16 @@ class ClusterSimulation {
     uint64_t incarnation = 0;
     int64_t tick_us = 0;
     int64_t clock_offset_ms = 0;
-    Disk disk;
+    // The node's disk: the real WAL and superblock (DataDir) on FaultEnv,
+    // which keeps what was synced across crashes.
+    std::unique_ptr<FaultEnv> env;
     std::unique_ptr<CheckedApp> app;
     std::unique_ptr<VrSequencer> sequencer;
     std::unique_ptr<Node> node;
-    uint64_t durable_seq = 0;
-    std::deque<std::pair<uint64_t, PeerEnvelope>> peer_held;
-    std::deque<std::pair<uint64_t, GatewayEnvelope>> gateway_held;
+    std::unique_ptr<SimSink> sink;
+    std::unique_ptr<host::NodeHost> host;
+    std::unique_ptr<DataDir> dir;
+    std::optional<host::PendingWrite> in_flight;  // the write being synced
     // Checkers, per incarnation.
     std::unordered_map<uint64_t, uint64_t> executed;  // tx id -> reply hash
     uint64_t hashed_upto = 0;  // epochs whose hash and digest were recorded
@@ -291,9 +300,8 @@ class ClusterSimulation {
   }
   void process(SimNode& n);
   void drain(SimNode& n);
-  void route(SimNode& n, Output out);
   void maybe_sync(SimNode& n);
-  void on_synced(NodeId id, uint64_t incarnation, uint64_t upto);
+  void on_synced(NodeId id, uint64_t incarnation);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
   void record_hashes(SimNode& n);
   void record_epoch(SimNode& n, uint64_t epoch, uint64_t hash);
@@ -379,16 +387,13 @@ void ClusterSimulation::start_node(SimNode& n) {
   MAROON_ASSERT(!n.up);
   n.up = true;
   n.incarnation++;
-  n.durable_seq = 0;
-  n.peer_held.clear();
-  n.gateway_held.clear();
-  n.disk.unsynced.clear();
-  n.disk.syncing = false;
+  n.in_flight.reset();
   n.executed.clear();
   n.hashed_upto = 0;
   n.digest_epoch = 0;
   n.digest = 0;
   NodeId id = n.id;
+  if (!n.env) n.env = std::make_unique<FaultEnv>();
   n.app = std::make_unique<CheckedApp>(
       [this, id](const TxContext& ctx, const std::string& reply, uint64_t hash_before) {
         on_apply(nodes_.at(id.value() - 1), ctx, reply, hash_before);
@@ -409,30 +414,24 @@ void ClusterSimulation::start_node(SimNode& n) {
   c.pull_retry_ticks = s_.pull_retry_ticks;
   n.node = std::make_unique<Node>(c, *n.sequencer);
   n.node->register_app(AppId::kKv, *n.app);
-  // Replay, as the driver does: the superblock's state (the newest durable
-  // kVrState) first, then the WAL; or every record in emission order.
-  auto replay = [&](const PersistRecord& r) {
-    if (!failure_.empty()) return;
-    if (Status st = n.node->replay(r.type, r.payload); !st) {
-      fail(fmt::format("n{} replay of a {} record: {}", id.value(), static_cast<int>(r.type),
-                       st.to_string()));
-    }
-    record_hashes(n);
-  };
-  if (s_.replay_state_first) {
-    const PersistRecord* state = nullptr;
-    for (const PersistRecord& r : n.disk.durable) {
-      if (r.type == RecordType::kVrState) state = &r;
-    }
-    if (state != nullptr) replay(*state);
-    for (const PersistRecord& r : n.disk.durable) {
-      if (r.type != RecordType::kVrState) replay(r);
-    }
-  } else {
-    for (const PersistRecord& r : n.disk.durable) replay(r);
+  n.sink = std::make_unique<SimSink>(*this, id.value());
+  n.host = std::make_unique<host::NodeHost>(*n.node, *n.sink);
+  // Replay as the node process does: the real DataDir, superblock state
+  // first, then the WAL, through the real codecs.
+  DataDirOptions o;
+  o.path = "/node";
+  o.node_id = id.value();
+  o.fresh_data_id = prng_.next();
+  o.wal.segment_bytes = s_.wal_segment_bytes;
+  host::ReplayCounts counts;
+  auto dir = n.host->open(*n.env, o, counts, [&] { record_hashes(n); });
+  if (!dir) {
+    fail(fmt::format("n{} replay: {}", id.value(), dir.status().to_string()));
+    n.up = false;
+    return;
   }
-  // As the driver's start(): finish the replay, then a first tick.
-  n.node->finish_replay();
+  n.dir = std::move(dir).value();
+  // As the driver's start(): a first tick once replayed.
   n.node->tick(clock_ms(n));
   process(n);
   schedule_node_tick(n);
@@ -440,28 +439,39 @@ void ClusterSimulation::start_node(SimNode& n) {
 
 void ClusterSimulation::crash_node(SimNode& n) {
   MAROON_ASSERT(n.up);
-  // A sync in flight may have reached the disk in part: a prefix of it
-  // survives (its records were never reported durable, so nothing relied on
-  // them; keeping them is as legal as losing them).
+  // A write in flight may have reached the disk in part: whole steps of it,
+  // then maybe some sectors of the next (its sync never returned). None of
+  // it was reported durable, so nothing relied on it; keeping it is as legal
+  // as losing it.
   size_t kept = 0;
-  if (n.disk.syncing && prng_.chance(0.5)) {
-    size_t in_flight = 0;
-    for (const auto& [seq, r] : n.disk.unsynced) {
-      if (seq <= n.disk.sync_upto) in_flight++;
+  bool torn = false;
+  if (n.in_flight && prng_.chance(0.5)) {
+    std::vector<WriteStep>& steps = n.in_flight->steps;
+    kept = prng_.below(steps.size() + 1);
+    std::vector<WriteStep> prefix;
+    for (size_t i = 0; i < kept; i++) prefix.push_back(std::move(steps[i]));
+    if (Status st = n.dir->write(prefix); !st) fail(fmt::format("n{} write: {}", n.id.value(), st.to_string()));
+    if (kept < steps.size() && prng_.chance(0.5)) {
+      // The next step's bytes were handed to the disk, its sync never came.
+      torn = true;
+      std::vector<WriteStep> next;
+      next.push_back(std::move(steps[kept]));
+      n.env->inject_sync_errors(1);
+      (void)n.dir->write(next);
     }
-    kept = prng_.below(in_flight + 1);
-    for (size_t i = 0; i < kept; i++) n.disk.durable.push_back(std::move(n.disk.unsynced[i].second));
   }
-  trace(fmt::format("n{} CRASH (loses {} unsynced records, keeps {} of a sync in flight)",
-                    n.id.value(), n.disk.unsynced.size() - kept, kept));
+  trace(fmt::format("n{} CRASH (keeps {} steps of a write in flight{})", n.id.value(), kept,
+                    torn ? ", and a torn one" : ""));
+  if (kept > 0 || torn) stats_.partial_writes++;
+  n.env->crash(prng_, /*tear=*/true);
   stats_.crashes++;
   stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
   n.up = false;
   n.incarnation++;
-  n.disk.unsynced.clear();
-  n.disk.syncing = false;
-  n.peer_held.clear();
-  n.gateway_held.clear();
+  n.in_flight.reset();
+  n.dir.reset();
+  n.host.reset();
+  n.sink.reset();
   n.node.reset();
   n.sequencer.reset();
   n.app.reset();
@@ -469,7 +479,7 @@ void ClusterSimulation::crash_node(SimNode& n) {
 
 void ClusterSimulation::restart_node(SimNode& n) {
   if (n.up || n.lost) return;
-  trace(fmt::format("n{} RESTART ({} durable records)", n.id.value(), n.disk.durable.size()));
+  trace(fmt::format("n{} RESTART", n.id.value()));
   start_node(n);
 }
 
@@ -485,12 +495,7 @@ void ClusterSimulation::schedule_node_tick(SimNode& n) {
 }
 
 void ClusterSimulation::drain(SimNode& n) {
-  for (int rounds = 0;; rounds++) {
-    MAROON_ASSERT(rounds < 1000);
-    Output out = n.node->take_output();
-    if (out.empty()) break;
-    route(n, std::move(out));
-  }
+  n.host->drain();
   record_hashes(n);
   if (!n.node->fault().is_ok()) fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
 }
@@ -500,69 +505,43 @@ void ClusterSimulation::process(SimNode& n) {
   maybe_sync(n);
 }
 
-void ClusterSimulation::route(SimNode& n, Output out) {
-  for (size_t i = 0; i < out.persist.size(); i++) {
-    n.disk.unsynced.emplace_back(out.first_seq + i, std::move(out.persist[i]));
-  }
-  const uint64_t from = n.id.value();
-  for (PeerEnvelope& e : out.peer_now) send(from, e.to.value(), std::move(e.msg));
-  for (GatewayEnvelope& e : out.send_now) send(from, kGatewayBase + e.to.value(), std::move(e.msg));
-  // As the driver: after-persist messages wait for every record emitted so
-  // far, not only this output's.
-  const uint64_t needed = out.next_seq() - 1;
-  for (PeerEnvelope& e : out.peer_after_persist) {
-    if (needed <= n.durable_seq) {
-      send(from, e.to.value(), std::move(e.msg));
-    } else {
-      n.peer_held.emplace_back(needed, std::move(e));
-    }
-  }
-  for (GatewayEnvelope& e : out.send_after_persist) {
-    if (needed <= n.durable_seq) {
-      send(from, kGatewayBase + e.to.value(), std::move(e.msg));
-    } else {
-      n.gateway_held.emplace_back(needed, std::move(e));
-    }
-  }
-}
-
 void ClusterSimulation::maybe_sync(SimNode& n) {
-  if (n.disk.syncing || !failure_.empty()) return;
-  // As the driver's flush: the node's last chance to add records (an epoch
-  // ordering these very txs) to the batch.
-  n.node->on_flush();
-  drain(n);
-  if (n.disk.unsynced.empty()) return;
-  n.disk.syncing = true;
-  n.disk.sync_upto = n.disk.unsynced.back().first;
+  if (n.host->writing() || !failure_.empty()) return;
+  // As the driver's flush: the host gives the node its last chance to add
+  // records (an epoch ordering these very txs) to the write.
+  std::optional<host::PendingWrite> w = n.host->take_write();
+  record_hashes(n);
+  if (!w) return;
+  n.in_flight = std::move(w);
   NodeId id = n.id;
-  uint64_t inc = n.incarnation, upto = n.disk.sync_upto;
+  uint64_t inc = n.incarnation;
   at(now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us),
-     [this, id, inc, upto] { on_synced(id, inc, upto); });
+     [this, id, inc] { on_synced(id, inc); });
 }
 
-void ClusterSimulation::on_synced(NodeId id, uint64_t incarnation, uint64_t upto) {
+void ClusterSimulation::on_synced(NodeId id, uint64_t incarnation) {
   SimNode& n = nodes_.at(id.value() - 1);
   if (!n.up || n.incarnation != incarnation || !failure_.empty()) return;
-  MAROON_ASSERT(n.disk.syncing && n.disk.sync_upto == upto);
-  while (!n.disk.unsynced.empty() && n.disk.unsynced.front().first <= upto) {
-    n.disk.durable.push_back(std::move(n.disk.unsynced.front().second));
-    n.disk.unsynced.pop_front();
+  MAROON_ASSERT(n.in_flight);
+  host::PendingWrite w = std::move(*n.in_flight);
+  n.in_flight.reset();
+  if (faults_on_ && s_.fsync_failure > 0 && prng_.chance(s_.fsync_failure)) {
+    // A failed fsync: the node process refuses writes until restarted (the
+    // driver's read-only mode), which here is a crash now and a restart later.
+    n.env->inject_sync_errors(1);
+    if (n.dir->write(w.steps).is_ok()) fail("an injected sync error did not fail the write");
+    stats_.fsync_failures++;
+    trace(fmt::format("n{} FSYNC FAILED: the node stops", id.value()));
+    n.host->write_failed();
+    crash_and_restart(n);
+    return;
   }
-  n.disk.syncing = false;
-  n.durable_seq = upto;
-  const uint64_t from = n.id.value();
-  while (!n.peer_held.empty() && n.peer_held.front().first <= upto) {
-    PeerEnvelope e = std::move(n.peer_held.front().second);
-    n.peer_held.pop_front();
-    send(from, e.to.value(), std::move(e.msg));
+  if (Status st = n.dir->write(w.steps); !st) {
+    fail(fmt::format("n{} write: {}", id.value(), st.to_string()));
+    return;
   }
-  while (!n.gateway_held.empty() && n.gateway_held.front().first <= upto) {
-    GatewayEnvelope e = std::move(n.gateway_held.front().second);
-    n.gateway_held.pop_front();
-    send(from, kGatewayBase + e.to.value(), std::move(e.msg));
-  }
-  node_input(n, [&](Node& node) { node.on_persisted(upto); });
+  n.host->written(w.last_seq, [&] { maybe_sync(n); });
+  process(n);
 }
 
 void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::string& reply,
@@ -1422,7 +1401,6 @@ ClusterSettings ClusterSettings::random(uint64_t seed) {
   s.renew_ticks = std::max<uint64_t>(1, s.lease_ms / 10 / (4 + p.below(5)));
   s.order_unsynced_txs = p.chance(0.5);
   s.codec_fraction = static_cast<double>(5 + p.below(46)) / 100.0;
-  s.replay_state_first = p.chance(0.5);
   s.client_timeout_us = static_cast<int64_t>(500'000 + p.below(2'500'000));
   s.safety_us = static_cast<int64_t>(3'000'000 + p.below(5'000'001));
   s.liveness_us = 30'000'000;
@@ -1435,6 +1413,9 @@ ClusterSettings ClusterSettings::random(uint64_t seed) {
   o.prepare_batch_ops_max = 1 + p.below(16);
   o.checkpoint_interval_ops = p.chance(0.2) ? o.checkpoint_interval_ops : 1 + p.below(200);
   o.state_transfer_ops_max = 1 + p.below(32);
+  // Drawn last, so the draws above stay those of earlier versions' seeds.
+  s.fsync_failure = p.chance(0.7) ? 0 : static_cast<double>(1 + p.below(20)) / 10000.0;
+  s.wal_segment_bytes = p.chance(0.5) ? 1024 * 1024 : 64 * 1024;
   return s;
 }
 
@@ -1451,7 +1432,7 @@ std::string ClusterSettings::describe() const {
       "(restart {}..{} ms), {} lost for good; power failures every {} ms; gateway crashes every {} ms; tick skew {:.0f}%, clock offsets up to "
       "{} ms; lease {} ms, renew {} ticks; held window {}, retention {} B, result table {}, pull "
       "{}, offsets per range {}; advert {} pull retry {} gateway retry {} result retry {} lease "
-      "retry {} ticks; codec {:.0f}%; replay {}{}; client timeout {} ms; safety {:.1f} s; vr "
+      "retry {} ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; safety {:.1f} s; vr "
       "heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} transfer {}",
       seed, nodes, gateways, clients, keys, loss * 100, duplicate * 100, delay_min_us,
       delay_max_us, disk_min_us, disk_max_us, partition_every_us / 1000,
@@ -1460,7 +1441,7 @@ std::string ClusterSettings::describe() const {
       lease_ms, renew_ticks, held_txs_per_range_max, tx_retention_bytes_max,
       result_table_txs_per_range_max, pull_txs_max, offsets_per_range_max, advert_ticks,
       pull_retry_ticks, gateway_retry_ticks, result_retry_ticks, lease_retry_ticks,
-      codec_fraction * 100, replay_state_first ? "state first" : "in order",
+      codec_fraction * 100, fsync_failure * 100, wal_segment_bytes / 1024,
       nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",
       client_timeout_us / 1000, static_cast<double>(safety_us) / 1e6, vr.heartbeat_ticks,
       vr.lease_ticks, vr.view_change_timeout_ticks, vr.retry_ticks, vr.prepare_batch_ops_max,

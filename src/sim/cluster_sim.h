@@ -81,7 +81,11 @@ struct ClusterSettings {
   // `maroon dev` does (NodeConfig::order_unsynced_txs).
   bool order_unsynced_txs = false;
   double codec_fraction = 0.2;     // messages that go through the frame codecs
-  bool replay_state_first = true;  // as the driver: the newest kVrState (superblock), then the WAL
+  // Probability that a node's fsync fails: the node stops (refusing writes
+  // until restarted, as the driver does) and restarts from its disk.
+  double fsync_failure = 0;
+  // The WAL's segment size on the simulated disk (small, to roll often).
+  uint64_t wal_segment_bytes = 1024 * 1024;
   int64_t client_timeout_us = 2'000'000;  // safety phase only
   int64_t client_think_us_max = 20'000;
   size_t history_ops_max = 50'000;
@@ -103,6 +107,8 @@ struct ClusterStats {
   uint64_t messages_dropped = 0;
   uint64_t messages_coded = 0;  // through the frame codecs
   uint64_t crashes = 0;
+  uint64_t partial_writes = 0;  // crashes that kept part of a write in flight
+  uint64_t fsync_failures = 0;
   uint64_t nodes_lost = 0;
   uint64_t power_failures = 0;
   uint64_t gateway_crashes = 0;

@@ -98,7 +98,7 @@ class Simulation {
  public:
   Simulation(const SimSettings& s, size_t trace_lines, bool trace_stdout)
       : s_(s), prng_(s.seed ^ 0x5157'5157'5157'5157ull), trace_lines_(trace_lines),
-        trace_stdout_(trace_stdout), loss_(s.loss), duplicate_(s.duplicate) {}
+        trace_stdout_(trace_stdout), loss_(s.loss), duplicate_(s.duplicate), stale_(s.stale) {}
 
   SimResult run();
 
@@ -185,6 +185,7 @@ class Simulation {
   Node& add_node(ReplicaId id);
   void start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members);
   void crash(Node& n);
+  void make_durable(Node& n, vr::DurableRecord record);
   void restart(Node& n);
   void process(Node& n);
   void schedule_tick(Node& n);
@@ -234,6 +235,7 @@ class Simulation {
   std::set<std::pair<uint64_t, uint64_t>> blocked_;
   double loss_;
   double duplicate_;
+  double stale_;
   bool faults_on_ = true;
   bool issuing_ = true;
 
@@ -308,7 +310,14 @@ void Simulation::schedule_tick(Node& n) {
 
 void Simulation::crash(Node& n) {
   MAROON_ASSERT(n.up);
-  trace(fmt::format("r{} CRASH (loses {} unsynced records)", n.id.value(), n.disk.writing.size()));
+  size_t kept = 0;
+  if (s_.crash_keeps_prefix && !n.disk.writing.empty() && prng_.chance(0.5)) {
+    kept = prng_.below(n.disk.writing.size() + 1);
+    if (kept > 0) stats_.crash_prefixes_kept++;
+    for (size_t i = 0; i < kept; i++) make_durable(n, std::move(n.disk.writing[i].second));
+  }
+  trace(fmt::format("r{} CRASH (keeps {} and loses {} unsynced records)", n.id.value(), kept,
+                    n.disk.writing.size() - kept));
   stats_.crashes++;
   n.up = false;
   n.incarnation++;
@@ -364,11 +373,7 @@ void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation, uint64_t s
   size_t moved = 0;
   for (auto& [rseq, record] : n.disk.writing) {
     if (rseq > seq) break;
-    if (auto* st = std::get_if<vr::DurableState>(&record)) {
-      n.disk.superblock = std::move(*st);
-    } else {
-      n.disk.wal.push_back(std::move(record));
-    }
+    make_durable(n, std::move(record));
     moved++;
   }
   n.disk.writing.erase(n.disk.writing.begin(), n.disk.writing.begin() + moved);
@@ -387,6 +392,21 @@ void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation, uint64_t s
   n.held = std::move(still);
   check_replica(n);
   process(n);
+}
+
+void Simulation::make_durable(Node& n, vr::DurableRecord record) {
+  if (auto* st = std::get_if<vr::DurableState>(&record)) {
+    // The durable view never goes backwards (a new epoch starts at view 0).
+    if (const auto& prev = n.disk.superblock;
+        prev && (st->epoch < prev->epoch || (st->epoch == prev->epoch && st->view < prev->view))) {
+      fail(fmt::format("r{}'s durable view went back from e{} v{} to e{} v{}", n.id.value(),
+                       prev->epoch.value(), prev->view.value(), st->epoch.value(),
+                       st->view.value()));
+    }
+    n.disk.superblock = std::move(*st);
+  } else {
+    n.disk.wal.push_back(std::move(record));
+  }
 }
 
 void Simulation::check_replica(Node& n) {
@@ -422,6 +442,10 @@ void Simulation::send(uint64_t from, uint64_t to, Body body) {
   int copies = prng_.chance(duplicate_) ? 2 : 1;
   for (int i = 0; i < copies; i++) {
     int64_t when = now_ + uniform(prng_, s_.delay_min_us, s_.delay_max_us);
+    if (stale_ > 0 && prng_.chance(stale_)) {
+      stats_.stale_messages++;
+      when = now_ + uniform(prng_, s_.delay_max_us, s_.stale_delay_max_us);
+    }
     if (i + 1 < copies) {
       at(when, [this, from, to, body] { deliver(from, to, body); });
     } else {
@@ -684,6 +708,7 @@ void Simulation::heal() {
   blocked_.clear();
   loss_ = 0;
   duplicate_ = 0;
+  stale_ = 0;
   for (auto& [id, n] : nodes_) {
     if (!n.up) restart(n);
   }
@@ -857,6 +882,10 @@ SimSettings SimSettings::random(uint64_t seed) {
   o.checkpoint_interval_ops = p.chance(0.2) ? 0 : 1 + p.below(100);
   o.state_transfer_ops_max = 1 + p.below(32);
   o.client_table_clients_max = 64;
+  // Drawn last, so the draws above stay those of earlier versions' seeds.
+  s.stale = p.chance(0.5) ? 0 : static_cast<double>(1 + p.below(50)) / 1000.0;
+  s.crash_keeps_prefix = p.chance(0.5);
+  o.checkpoint_interval_bytes = p.chance(0.5) ? o.checkpoint_interval_bytes : 1 + p.below(4096);
   return s;
 }
 
@@ -866,7 +895,7 @@ std::string SimSettings::describe() const {
       "disk {}..{} us; partitions every {} ms{}; crashes every {} ms (restart {}..{} ms); "
       "tick skew {:.0f}%; reconfigure every {} ms; lease reads {}; safety {:.1f} s; "
       "heartbeat {} lease {} timeout {} retry {} ticks; batch {} pipeline {} queue {} "
-      "checkpoint {} transfer {}",
+      "checkpoint {} ops/{} bytes transfer {}; stale {:.1f}%; crash keeps prefix {}",
       seed, replicas, clients, keys, loss * 100, duplicate * 100, delay_min_us, delay_max_us,
       disk_min_us, disk_max_us, partition_every_us / 1000,
       asymmetric_partitions ? " (some one-way)" : "", crash_every_us / 1000, restart_min_us / 1000,
@@ -874,7 +903,8 @@ std::string SimSettings::describe() const {
       lease_reads ? "on" : "off", static_cast<double>(safety_us) / 1e6, options.heartbeat_ticks,
       options.lease_ticks, options.view_change_timeout_ticks, options.retry_ticks,
       options.prepare_batch_ops_max, options.pipeline_ops_max, options.request_queue_max,
-      options.checkpoint_interval_ops, options.state_transfer_ops_max);
+      options.checkpoint_interval_ops, options.checkpoint_interval_bytes,
+      options.state_transfer_ops_max, stale * 100, crash_keeps_prefix ? "yes" : "no");
 }
 
 SimResult run_simulation(const SimSettings& settings, size_t trace_lines, bool trace_stdout) {

@@ -31,6 +31,13 @@ struct SimSettings {
   size_t keys = 4;
   double loss = 0;       // probability a message is dropped
   double duplicate = 0;  // probability a message is delivered twice
+  // Probability a message is delayed long (up to stale_delay_max_us): it may
+  // arrive after its sender crashed, restarted and moved on.
+  double stale = 0;
+  int64_t stale_delay_max_us = 3'000'000;
+  // A crash keeps a random prefix of the records of the sync in flight (it
+  // was never reported durable, so keeping it is as legal as losing it).
+  bool crash_keeps_prefix = false;
   int64_t delay_min_us = 100;
   int64_t delay_max_us = 2000;  // delays are uniform in between: messages reorder
   int64_t disk_min_us = 50;
@@ -62,6 +69,8 @@ struct SimStats {
   uint64_t messages_sent = 0;
   uint64_t messages_dropped = 0;
   uint64_t crashes = 0;
+  uint64_t crash_prefixes_kept = 0;  // crashes that kept part of an in-flight sync
+  uint64_t stale_messages = 0;
   uint64_t partitions = 0;
   uint64_t reconfigurations = 0;
   uint64_t max_view = 0;

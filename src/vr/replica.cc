@@ -121,6 +121,8 @@ Replica::Replica(ReplicaId self, Options options, Service& service, uint64_t see
   MAROON_ASSERT(options_.prepare_batch_bytes_max <= limits::log_bytes_max / 4);
   MAROON_ASSERT(options_.pipeline_ops_max <= limits::log_ops_max / 4);
   MAROON_ASSERT(options_.state_transfer_ops_max >= 1);
+  // A byte interval above the log's capacity could never trim it in time.
+  MAROON_ASSERT(options_.checkpoint_interval_bytes <= limits::log_bytes_max / 2);
   MAROON_ASSERT(options_.client_table_clients_max >= 1 &&
                 options_.client_table_clients_max <= limits::client_table_clients_max);
 }
@@ -162,6 +164,8 @@ Status Replica::replay(const DurableRecord& record) {
     epoch_ = s->epoch;
     members_ = s->members;
     view_ = s->view;
+    persisted_epoch_ = s->epoch;
+    persisted_view_ = s->view;
     last_normal_view_ = s->last_normal_view;
     epoch_start_ = s->epoch_start;
     old_members_ = s->old_members;
@@ -483,6 +487,12 @@ void Replica::on_client_request(const ClientRequest& req, Output& out) {
     reply(req.client, req.request, ReplyCode::kBusy, "primary queue full", out);
     return;
   }
+  if (!log_has_room(req.payload.size())) {
+    // Temporary: the next checkpoint (by ops or by bytes, once the entries
+    // in the log commit and execute) trims the log.
+    reply(req.client, req.request, ReplyCode::kBusy, "log full until the next checkpoint", out);
+    return;
+  }
   accepted_[req.client] = req.request;
   queue_.push_back(req);
   flush_requests(out);
@@ -506,7 +516,7 @@ void Replica::flush_requests(Output& out) {
       Entry e{OpNumber(op_.value() + batch.size() + 1), view_, req.kind, req.client, req.request,
               std::move(payload)};
       if (bytes + entry_bytes(e) > options_.prepare_batch_bytes_max && !batch.empty()) break;
-      if (log_bytes_ + bytes + entry_bytes(e) > limits::log_bytes_max ||
+      if (!log_has_room(bytes + e.payload.size()) ||
           log_.size() + batch.size() + 1 > limits::log_ops_max) {
         break;  // the log is full until the next checkpoint
       }
@@ -677,6 +687,7 @@ void Replica::execute(const Entry& e, Output& out) {
   MAROON_ASSERT(e.op == executed_.next());
   MAROON_ASSERT(e.op <= commit_);
   executed_ = e.op;
+  executed_bytes_since_checkpoint_ += entry_bytes(e);
   if (pending_reconfig_ == e.op) pending_reconfig_ = OpNumber(0);
   bool duplicate = false;
   ClientState* cs = nullptr;
@@ -694,6 +705,12 @@ void Replica::execute(const Entry& e, Output& out) {
   } else {
     MAROON_ASSERT(e.kind == EntryKind::kReconfigure);
     result = "OK";
+  }
+  if (auto it = accepted_.find(e.client); it != accepted_.end() && it->second <= e.request) {
+    // Executed: from now on the client table answers its retries, so the
+    // primary's per-view record of it goes (it stays bounded by the queue
+    // and the unexecuted log).
+    accepted_.erase(it);
   }
   if (cs != nullptr && !duplicate) {
     if (cs->op.value() != 0) clients_by_op_.erase({cs->op, e.client});
@@ -862,6 +879,7 @@ void Replica::follow_primary(ViewNumber v, const LogSuffix& log, OpNumber commit
                              ReplicaId primary, Output& out) {
   // The primary's log is this view's: take it, commit what it says is
   // committed, and acknowledge the whole log once it is durable here.
+  MAROON_ASSERT(v >= dvc_sent_view_);
   view_ = v;
   adopt_log(log, out);
   const ConfigEpoch epoch = epoch_;
@@ -873,6 +891,8 @@ void Replica::follow_primary(ViewNumber v, const LogSuffix& log, OpNumber commit
 }
 
 void Replica::enter_normal(ViewNumber v, Output& out) {
+  // Never act in a view below one we voted for.
+  MAROON_ASSERT(v >= dvc_sent_view_);
   status_ = ReplicaStatus::kNormal;
   view_change_attempts_ = 0;
   view_ = v;
@@ -950,6 +970,15 @@ void Replica::on_recovery_response(const RecoveryResponse& m, Output& out) {
   if (recovery_responses_.size() < quorum_size(members_.size())) return;
   ViewNumber latest{0};
   for (const auto& [from, r] : recovery_responses_) latest = std::max(latest, r.h.view);
+  if (latest < dvc_sent_view_) {
+    // Rule: we may have voted (sent a DoViewChange) for view dvc_sent_view_
+    // before the crash, and that vote may still form it from logs without
+    // anything we would acknowledge in an older view. We never act in a view
+    // below one we voted for; the recovery deadline makes us join a view
+    // change beyond it instead, and the group follows (maybe_rejoin_view's
+    // "stuck" StartViewChange).
+    return;
+  }
   auto it = recovery_responses_.find(primary_of(latest));
   if (it == recovery_responses_.end() || it->second.h.view != latest || !it->second.from_primary) {
     return;  // wait for the primary of the latest view
@@ -1162,16 +1191,8 @@ bool Replica::install_checkpoint(const Checkpoint& cp, Output& out) {
   MAROON_ASSERT(cp.op > executed_);
   const ConfigEpoch epoch_before = epoch_;
   if (!restore_checkpoint_state(cp.state)) return false;  // a peer's bad bytes; ignore
-  if (epoch_ != epoch_before) {
-    // The checkpoint covers reconfigurations we never executed: we are in
-    // its epoch now, joining it, or removed from the group.
-    status_ = !is_member() && contains(old_members_, self_) ? ReplicaStatus::kShutdown
-                                                            : ReplicaStatus::kJoining;
-    queue_.clear();
-    accepted_.clear();
-    persist_state(out);
-  }
   executed_ = cp.op;
+  executed_bytes_since_checkpoint_ = 0;
   commit_ = std::max(commit_, cp.op);
   if (cp.op >= op_) {
     log_.clear();
@@ -1187,16 +1208,35 @@ bool Replica::install_checkpoint(const Checkpoint& cp, Output& out) {
   MAROON_ASSERT(seq == next_seq_);
   next_seq_++;
   pending_.push_back(Pending{seq, cp.op, cp.op, cp});
+  if (epoch_ != epoch_before) {
+    // The checkpoint covers reconfigurations we never executed: we are in
+    // its epoch now, joining it, or removed from the group. Rule: the new
+    // epoch's DurableState goes after the checkpoint record that justifies
+    // it, so no crash can leave it durable without the checkpoint (it says
+    // the log up to the epoch's start is committed, which our stale log is
+    // not).
+    status_ = !is_member() && contains(old_members_, self_) ? ReplicaStatus::kShutdown
+                                                            : ReplicaStatus::kJoining;
+    queue_.clear();
+    accepted_.clear();
+    persist_state(out);
+  }
   return true;
 }
 
 void Replica::maybe_checkpoint(Output& out) {
-  if (options_.checkpoint_interval_ops == 0 || replaying_) return;
-  if (executed_.value() < checkpoint_taken_.value() + options_.checkpoint_interval_ops) return;
+  if (replaying_ || executed_ <= checkpoint_taken_) return;
+  const bool by_ops =
+      options_.checkpoint_interval_ops != 0 &&
+      executed_.value() >= checkpoint_taken_.value() + options_.checkpoint_interval_ops;
+  const bool by_bytes = options_.checkpoint_interval_bytes != 0 &&
+                        executed_bytes_since_checkpoint_ >= options_.checkpoint_interval_bytes;
+  if (!by_ops && !by_bytes) return;
   if (executed_ < log_after_) return;  // a gap: nothing consistent to snapshot
   Checkpoint cp{executed_, encode_checkpoint_state()};
   MAROON_ASSERT(cp.state.size() <= limits::checkpoint_bytes_max);
   checkpoint_taken_ = executed_;
+  executed_bytes_since_checkpoint_ = 0;
   uint64_t seq = out.add_record(cp);
   MAROON_ASSERT(seq == next_seq_);
   next_seq_++;
@@ -1258,6 +1298,7 @@ Status Replica::restore_checkpoint_state(std::string_view state) {
     epoch_start_ = OpNumber(epoch_start);
     view_ = ViewNumber(0);
     last_normal_view_ = ViewNumber(0);
+    dvc_sent_view_ = ViewNumber(0);
   }
   return Status::ok();
 }
@@ -1281,6 +1322,7 @@ void Replica::begin_epoch(ConfigEpoch epoch, std::vector<ReplicaId> members, OpN
   epoch_started_from_.clear();
   view_ = ViewNumber(0);
   last_normal_view_ = ViewNumber(0);
+  dvc_sent_view_ = ViewNumber(0);
   state_wanted_ = false;
   if (is_member()) {
     // As at bootstrap: view 0 of the new epoch starts once the epoch is
@@ -1339,6 +1381,7 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
     epoch_start_ = m.op;
     view_ = ViewNumber(0);
     last_normal_view_ = ViewNumber(0);
+    dvc_sent_view_ = ViewNumber(0);
     if (removed) {
       status_ = ReplicaStatus::kShutdown;
     } else {
@@ -1357,6 +1400,7 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
   epoch_start_ = m.op;
   view_ = ViewNumber(0);
   last_normal_view_ = ViewNumber(0);
+  dvc_sent_view_ = ViewNumber(0);
   status_ = ReplicaStatus::kJoining;
   queue_.clear();
   accepted_.clear();
@@ -1475,17 +1519,46 @@ void Replica::truncate_to(OpNumber keep, Output& out) {
 
 void Replica::persist_log(OpNumber after, Output& out) {
   MAROON_ASSERT(after >= log_after_ && after <= op_);
-  LogSuffix rec = log_suffix(after, SIZE_MAX);
-  uint64_t seq = out.add_record(std::move(rec));
-  MAROON_ASSERT(seq == next_seq_);
-  next_seq_++;
-  pending_.push_back(Pending{seq, after, op_, std::nullopt, std::exchange(gap_record_, false)});
+  // The first record replaces the log after `after`; the others append. Each
+  // holds entries of at most log_record_bytes_max (plus the one crossing it).
+  size_t i = after.value() - log_after_.value();
+  do {
+    LogSuffix rec{OpNumber(log_after_.value() + i), {}};
+    size_t bytes = 0;
+    while (i < log_.size() && (rec.entries.empty() || bytes + log_[i].payload.size() <=
+                                                          limits::log_record_bytes_max)) {
+      bytes += log_[i].payload.size();
+      rec.entries.push_back(log_[i]);
+      i++;
+    }
+    const OpNumber rec_after = rec.after, rec_last = rec.last();
+    uint64_t seq = out.add_record(std::move(rec));
+    MAROON_ASSERT(seq == next_seq_);
+    next_seq_++;
+    pending_.push_back(
+        Pending{seq, rec_after, rec_last, std::nullopt, std::exchange(gap_record_, false)});
+  } while (i < log_.size());
+}
+
+bool Replica::log_has_room(size_t bytes) const {
+  return log_bytes_ + bytes + entry_bytes(Entry{}) <= limits::log_bytes_max &&
+         log_.size() < limits::log_ops_max;
 }
 
 void Replica::persist_state(Output& out) {
   if (replaying_) return;
-  uint64_t seq = out.add_record(
-      DurableState{epoch_, members_, view_, last_normal_view_, epoch_start_, old_members_});
+  // The durable view never goes backwards within an epoch. In memory the view
+  // may: a replica that only sent a StartViewChange may rejoin the live
+  // primary's older view (maybe_rejoin_view). Its disk keeps the higher
+  // view, so after a crash it counts as having voted there (finish_replay)
+  // and never acts below it.
+  MAROON_ASSERT(epoch_ >= persisted_epoch_);
+  if (epoch_ > persisted_epoch_) persisted_view_ = ViewNumber(0);
+  persisted_epoch_ = epoch_;
+  persisted_view_ = std::max(persisted_view_, view_);
+  MAROON_ASSERT(last_normal_view_ <= persisted_view_);
+  uint64_t seq = out.add_record(DurableState{epoch_, members_, persisted_view_, last_normal_view_,
+                                             epoch_start_, old_members_});
   MAROON_ASSERT(seq == next_seq_);
   next_seq_++;
 }
@@ -1568,10 +1641,14 @@ void Replica::check_invariants() const {
   MAROON_ASSERT(log_after_.value() + log_.size() == op_.value());
   MAROON_ASSERT(durable_op_ <= op_);
   MAROON_ASSERT(last_normal_view_ <= view_);
+  MAROON_ASSERT(dvc_sent_view_ <= view_ || status_ == ReplicaStatus::kShutdown);
+  MAROON_ASSERT(persisted_epoch_ <= epoch_);
+  if (status_ == ReplicaStatus::kNormal) MAROON_ASSERT(view_ >= dvc_sent_view_);
   MAROON_ASSERT(!checkpoint_ || checkpoint_->op <= executed_);
   MAROON_ASSERT(log_.size() <= limits::log_ops_max);
   MAROON_ASSERT(queue_.size() <= options_.request_queue_max);
   MAROON_ASSERT(clients_.size() <= options_.client_table_clients_max);
+  MAROON_ASSERT(accepted_.size() <= options_.request_queue_max + limits::log_ops_max);
   if (status_ == ReplicaStatus::kNormal || status_ == ReplicaStatus::kViewChange) {
     MAROON_ASSERT(is_member());
     // A gap before the log only ever holds committed ops.

@@ -126,8 +126,12 @@ struct Options {
   size_t pipeline_ops_max = 1024;
   // Client requests waiting at the primary for room in the pipeline.
   size_t request_queue_max = 8192;
-  // A checkpoint is taken every this many executed ops (0: never).
+  // A checkpoint is taken every this many executed ops (0: never), or once
+  // this many bytes of entries were executed since the last one (0: never),
+  // whichever comes first. The log is trimmed only by checkpoints, so with
+  // large entries the byte interval is what keeps the log from filling up.
   size_t checkpoint_interval_ops = 4096;
+  size_t checkpoint_interval_bytes = limits::log_bytes_max / 4;
   // Entries per NewState message.
   size_t state_transfer_ops_max = 1024;
   size_t client_table_clients_max = limits::client_table_clients_max;
@@ -253,6 +257,8 @@ class Replica {
   void persist_log(OpNumber after, Output& out);
   void persist_state(Output& out);
   LogSuffix log_suffix(OpNumber after, size_t ops_max) const;
+  // Whether an entry of `bytes` payload would fit in the log now.
+  bool log_has_room(size_t bytes) const;
   void drop_log_through(OpNumber op);
 
   Header header() const { return Header{epoch_, view_, self_}; }
@@ -300,6 +306,7 @@ class Replica {
   OpNumber executed_{0};
   std::optional<Checkpoint> checkpoint_;  // latest durable one
   OpNumber checkpoint_taken_{0};          // latest one emitted
+  size_t executed_bytes_since_checkpoint_ = 0;
   bool replaying_ = false;
 
   // Durability tracking.
@@ -342,6 +349,9 @@ class Replica {
   std::map<ReplicaId, DoViewChange> dvc_;
   bool dvc_sent_ = false;
   ViewNumber dvc_sent_view_{0};  // highest view we sent (or may have sent) a DoViewChange for
+  // The newest DurableState emitted (or replayed): the durable view only grows.
+  ConfigEpoch persisted_epoch_{0};
+  ViewNumber persisted_view_{0};
 
   // Recovery.
   uint64_t nonce_ = 0;

@@ -28,7 +28,8 @@
 // (Replica::check_invariants), and across replicas: no two replicas ever
 // commit or execute different entries at the same op, commit numbers do not
 // move backwards, a PrepareOk never claims an op that is not on the sender's
-// disk, a DoViewChange leaves only once its view is durable, and (while all
+// disk, a DoViewChange leaves only once its view is durable, the durable
+// view never goes backwards, and (while all
 // clocks tick together) no primary holds a read lease while another replica
 // is primary of a later view. A violation is a GoogleTest failure; a failed
 // test prints the end of its cluster's trace and the state of every replica.
@@ -890,6 +891,7 @@ class Cluster {
       seq = s;
       apply_durable(node, rec);
       if (auto* st = std::get_if<DurableState>(&rec)) {
+        check_durable_view(node, *st);
         node.superblock = *st;
       } else {
         node.wal.push_back(std::move(rec));
@@ -911,6 +913,17 @@ class Cluster {
     } else if (const auto* c = std::get_if<Checkpoint>(&rec)) {
       node.durable_floor = std::max(node.durable_floor, c->op.value());
     }
+  }
+
+  // The durable view never goes backwards (within an epoch; a new epoch
+  // starts again at view 0): a replica that voted in a view, or acked in it,
+  // must come back from a crash in it or a later one.
+  void check_durable_view(const Node& node, const DurableState& next) {
+    if (!node.superblock) return;
+    const DurableState& prev = *node.superblock;
+    EXPECT_TRUE(next.epoch > prev.epoch || (next.epoch == prev.epoch && next.view >= prev.view))
+        << "r" << node.id << "'s durable view went back from e" << prev.epoch << " v" << prev.view
+        << " to e" << next.epoch << " v" << next.view;
   }
 
   void release_held(Node& node) {

@@ -36,6 +36,10 @@ inline constexpr size_t entry_bytes_max = 256 * 1024;
 // carry the whole log (DoViewChange, StartView) are bounded by it.
 inline constexpr size_t log_bytes_max = 8 * 1024 * 1024;
 inline constexpr size_t log_ops_max = 64 * 1024;
+// One durable log record holds entries of at most this many bytes (plus one
+// entry that crosses it): a view change adopting a nearly full log writes
+// it in several records, each far below the WAL's record limit.
+inline constexpr size_t log_record_bytes_max = 1024 * 1024;
 // Service snapshot carried by a checkpoint.
 inline constexpr size_t checkpoint_bytes_max = 4 * 1024 * 1024;
 inline constexpr size_t message_bytes_max = 16 * 1024 * 1024;
@@ -43,6 +47,7 @@ inline constexpr size_t reply_bytes_max = 1024 * 1024;
 inline constexpr size_t client_table_clients_max = 64 * 1024;
 
 static_assert(entry_bytes_max * 4 <= log_bytes_max);
+static_assert(entry_bytes_max <= log_record_bytes_max && log_record_bytes_max <= log_bytes_max);
 static_assert(log_bytes_max + checkpoint_bytes_max + 64 * 1024 * 4 <= message_bytes_max);
 }  // namespace limits
 

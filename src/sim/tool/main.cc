@@ -186,12 +186,12 @@ int main(int argc, char** argv) {
     fmt::print("{}\n", s.describe());
     sim::SimResult r = sim::run_simulation(s, 0, trace);
     fmt::print(
-        "{}: {:.2f} simulated s, {} ops done ({} pending), {} messages ({} dropped), {} crashes, "
-        "{} partitions, {} reconfigurations, view {}, epoch {}, {} ops committed, fingerprint "
-        "{:016x}\n",
+        "{}: {:.2f} simulated s, {} ops done ({} pending), {} messages ({} dropped, {} stale), "
+        "{} crashes ({} kept part of a sync), {} partitions, {} reconfigurations, view {}, "
+        "epoch {}, {} ops committed, fingerprint {:016x}\n",
         r.ok ? "ok" : "FAIL", static_cast<double>(r.stats.simulated_us) / 1e6, r.stats.ops_completed,
-        r.stats.ops_pending, r.stats.messages_sent, r.stats.messages_dropped, r.stats.crashes,
-        r.stats.partitions, r.stats.reconfigurations, r.stats.max_view, r.stats.max_epoch,
+        r.stats.ops_pending, r.stats.messages_sent, r.stats.messages_dropped,
+        r.stats.stale_messages, r.stats.crashes, r.stats.crash_prefixes_kept, r.stats.partitions, r.stats.reconfigurations, r.stats.max_view, r.stats.max_epoch,
         r.stats.committed_ops, r.stats.fingerprint);
     if (!r.ok) print_failure(s, r, trace_lines);
     return r.ok ? 0 : 1;

@@ -1,0 +1,117 @@
+// The durability order, once (docs/architecture.md, "One host").
+//
+// A pure core numbers the records it emits from 1, in emission order, and
+// marks some of its messages "send after persist": they may leave only once
+// every record emitted up to and including their output's records is
+// durable. This class is everything between such an output and storage that
+// must be the same in every driver:
+//
+//   - records join the pending write in emission order; the core's small
+//     durable state (the superblock's payload) is a record too, and closes
+//     the current step: the steps are written in order, each batch before its
+//     state, so what is durable is always a prefix of what was emitted;
+//   - held messages leave when the write covering their records completes,
+//     in the order they were emitted;
+//   - a write is taken whole (group commit): everything emitted since the
+//     previous one.
+//
+// The real driver, the simulators, the benches and the test harnesses all
+// run their cores' output through it. It owns no I/O: take_write() hands the
+// steps to whoever writes them (DataDir::write on a thread, or inline on
+// FaultEnv), and written() reports completion.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/assert.h"
+#include "storage/data_dir.h"
+
+namespace maroon::host {
+
+struct PendingWrite {
+  std::vector<WriteStep> steps;
+  uint64_t last_seq = 0;  // every record up to this seq is in the steps
+};
+
+template <typename Msg>
+class DurabilityOrder {
+ public:
+  DurabilityOrder() { pending_.emplace_back(); }
+
+  // --- Routing one output (records first, then its messages). ---
+  void add_record(uint8_t type, std::string_view payload) {
+    if (pending_.back().state) pending_.emplace_back();
+    pending_.back().batch->add(type, payload);
+    pending_bytes_ += payload.size();
+  }
+  // Only the newest state matters among states with no record between them.
+  void add_state(std::string payload) { pending_.back().state = std::move(payload); }
+  // The output's records end at last_seq (they were all added).
+  void emitted(uint64_t last_seq) {
+    MAROON_ASSERT(last_seq >= emitted_seq_);
+    emitted_seq_ = last_seq;
+  }
+  // A message that may leave once every record up to `needed` is durable:
+  // sent at once if that is so already, held otherwise.
+  template <typename Send>
+  void after_persist(uint64_t needed, Msg msg, Send&& send) {
+    MAROON_ASSERT(needed <= emitted_seq_);
+    if (needed <= durable_seq_ && held_.empty()) {
+      send(std::move(msg));
+    } else {
+      MAROON_ASSERT(held_.empty() || held_.back().first <= needed);
+      held_.emplace_back(needed, std::move(msg));
+    }
+  }
+
+  // --- Writing. ---
+  bool writing() const { return writing_; }
+  bool has_pending() const { return pending_.size() > 1 || !pending_[0].empty(); }
+  // Everything emitted since the last write, to be written now. Only one
+  // write is in flight at a time.
+  PendingWrite take_write() {
+    MAROON_ASSERT(!writing_ && has_pending());
+    writing_ = true;
+    PendingWrite w{std::move(pending_), emitted_seq_};
+    pending_.clear();
+    pending_.emplace_back();
+    pending_bytes_ = 0;
+    return w;
+  }
+  // The write taken last is durable: releases the messages it covers.
+  template <typename Send>
+  void written(uint64_t last_seq, Send&& send) {
+    MAROON_ASSERT(writing_);
+    MAROON_ASSERT(last_seq >= durable_seq_ && last_seq <= emitted_seq_);
+    writing_ = false;
+    durable_seq_ = last_seq;
+    while (!held_.empty() && held_.front().first <= durable_seq_) {
+      Msg m = std::move(held_.front().second);
+      held_.pop_front();
+      send(std::move(m));
+    }
+  }
+  // The write taken last failed: it stays in flight for good (the storage
+  // refuses every later write; the caller stops writing).
+  void failed() { MAROON_ASSERT(writing_); }
+
+  uint64_t durable_seq() const { return durable_seq_; }
+  uint64_t emitted_seq() const { return emitted_seq_; }
+  size_t pending_bytes() const { return pending_bytes_; }
+  size_t held() const { return held_.size(); }
+
+ private:
+  std::vector<WriteStep> pending_;
+  size_t pending_bytes_ = 0;
+  uint64_t emitted_seq_ = 0;
+  uint64_t durable_seq_ = 0;
+  bool writing_ = false;
+  std::deque<std::pair<uint64_t, Msg>> held_;
+};
+
+}  // namespace maroon::host
