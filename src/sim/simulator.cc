@@ -17,6 +17,9 @@
 #include "common/assert.h"
 #include "common/hash.h"
 #include "common/prng.h"
+#include "host/replica_host.h"
+#include "storage/fault_env.h"
+#include "vr/codec.h"
 #include "sim/kv_service.h"
 
 namespace maroon::sim {
@@ -112,14 +115,16 @@ class Simulation {
     bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
   };
 
-  struct Disk {
-    std::optional<vr::DurableState> superblock;
-    std::vector<vr::DurableRecord> wal;
-    // Not yet synced, in seq order. One sync at a time covers every record
-    // written before it started; records arriving meanwhile wait for the
-    // next one (group commit, as the real driver does).
-    std::vector<std::pair<uint64_t, vr::DurableRecord>> writing;
-    bool syncing = false;
+  // A replica's messages and replies, as its host releases them.
+  struct SimSink final : host::ReplicaSink {
+    SimSink(Simulation& sim, uint64_t from) : sim(sim), from(from) {}
+    void to_replica(vr::Envelope e) override { sim.send(from, e.to.value(), std::move(e.msg)); }
+    void to_client(ClientReply r) override {
+      const uint64_t client = r.client.value();
+      sim.send(from, client, std::move(r));
+    }
+    Simulation& sim;
+    uint64_t from;
   };
 
   struct Node {
@@ -128,12 +133,15 @@ class Simulation {
     bool removed = false;  // shut down by a reconfiguration: never restarted
     uint64_t incarnation = 0;
     int64_t tick_us = 0;
-    Disk disk;
+    // The replica's disk: the real WAL and superblock (DataDir) on FaultEnv.
+    std::unique_ptr<FaultEnv> env;
+    std::optional<vr::DurableState> durable_state;  // the newest one durable, for the checker
     std::unique_ptr<KvService> service;
     std::unique_ptr<vr::Replica> replica;
-    vr::Output out;
-    uint64_t durable_seq = 0;
-    std::vector<std::pair<uint64_t, vr::Envelope>> held;  // (seq needed, message)
+    std::unique_ptr<SimSink> sink;
+    std::unique_ptr<host::ReplicaHost> host;
+    std::unique_ptr<DataDir> dir;
+    std::optional<host::PendingWrite> in_flight;
   };
 
   struct Client {
@@ -185,18 +193,22 @@ class Simulation {
   Node& add_node(ReplicaId id);
   void start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members);
   void crash(Node& n);
-  void make_durable(Node& n, vr::DurableRecord record);
+  // Writes steps to the node's disk, checking that the durable view never
+  // goes backwards; returns how many steps became durable.
+  size_t write_steps(Node& n, std::vector<WriteStep>& steps);
+  void check_states(Node& n, const std::vector<WriteStep>& steps);
   void restart(Node& n);
   void process(Node& n);
   void schedule_tick(Node& n);
-  void start_sync(Node& n);
-  void on_disk_complete(ReplicaId id, uint64_t incarnation, uint64_t seq);
+  void maybe_sync(Node& n);
+  void on_disk_complete(ReplicaId id, uint64_t incarnation);
   void check_replica(Node& n);
   void on_executed(ReplicaId id, const vr::Entry& e);
 
   // Network.
   void send(uint64_t from, uint64_t to, Body body);
   void deliver(uint64_t from, uint64_t to, const Body& body);
+  void deliver_bytes(uint64_t from, uint64_t to, size_t kind, const std::string& bytes);
   bool blocked(uint64_t from, uint64_t to) const { return blocked_.contains({from, to}); }
 
   // Clients.
@@ -264,31 +276,39 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
   MAROON_ASSERT(!n.up);
   n.up = true;
   n.incarnation++;
-  n.out = vr::Output{};
-  n.durable_seq = 0;
-  n.held.clear();
+  n.in_flight.reset();
   ReplicaId id = n.id;
+  if (!n.env) n.env = std::make_unique<FaultEnv>();
   n.service = std::make_unique<KvService>([this, id](const vr::Entry& e) { on_executed(id, e); });
   n.replica = std::make_unique<vr::Replica>(id, s_.options, *n.service, prng_.next());
+  n.sink = std::make_unique<SimSink>(*this, id.value());
+  n.host = std::make_unique<host::ReplicaHost>(*n.replica, *n.sink);
+  DataDirOptions o;
+  o.path = "/replica";
+  o.node_id = id.value();
+  o.fresh_data_id = prng_.next();
+  o.wal.segment_bytes = s_.wal_segment_bytes;
+  bool replayed = false;
+  auto dir = n.host->open(*n.env, o, replayed);
+  if (!dir) {
+    fail(fmt::format("r{} replay: {}", id.value(), dir.status().to_string()));
+    n.up = false;
+    return;
+  }
+  n.dir = std::move(dir).value();
   const bool initial = std::find(initial_members_.begin(), initial_members_.end(), id) !=
                        initial_members_.end();
-  if (bootstrap_members == nullptr && initial && !n.disk.superblock && n.disk.wal.empty()) {
+  if (bootstrap_members == nullptr && initial && !replayed) {
     // An initial member that crashed before anything was durable is simply
     // bootstrapped again (as an operator would rerun the first start).
     bootstrap_members = &initial_members_;
   }
   if (bootstrap_members != nullptr) {
-    n.replica->bootstrap(*bootstrap_members, n.out);
-  } else if (!n.disk.superblock && n.disk.wal.empty()) {
-    n.replica->join(n.out);
+    n.replica->bootstrap(*bootstrap_members, n.host->out());
+  } else if (!replayed) {
+    n.replica->join(n.host->out());
   } else {
-    if (n.disk.superblock) {
-      if (Status st = n.replica->replay(*n.disk.superblock); !st) fail("replay: " + st.to_string());
-    }
-    for (const vr::DurableRecord& r : n.disk.wal) {
-      if (Status st = n.replica->replay(r); !st) fail("replay: " + st.to_string());
-    }
-    n.replica->finish_replay(n.out);
+    n.replica->finish_replay(n.host->out());
   }
   check_replica(n);
   process(n);
@@ -301,7 +321,7 @@ void Simulation::schedule_tick(Node& n) {
   at(now_ + n.tick_us, [this, id, inc] {
     Node& n = nodes_.at(id);
     if (!n.up || n.incarnation != inc) return;
-    n.replica->tick(n.out);
+    n.replica->tick(n.host->out());
     check_replica(n);
     process(n);
     schedule_tick(n);
@@ -310,102 +330,99 @@ void Simulation::schedule_tick(Node& n) {
 
 void Simulation::crash(Node& n) {
   MAROON_ASSERT(n.up);
+  // A write in flight may have reached the disk in part: whole steps of it,
+  // then maybe some sectors of the next (its sync never returned).
   size_t kept = 0;
-  if (s_.crash_keeps_prefix && !n.disk.writing.empty() && prng_.chance(0.5)) {
-    kept = prng_.below(n.disk.writing.size() + 1);
-    if (kept > 0) stats_.crash_prefixes_kept++;
-    for (size_t i = 0; i < kept; i++) make_durable(n, std::move(n.disk.writing[i].second));
+  bool torn = false;
+  if (s_.crash_keeps_prefix && n.in_flight && prng_.chance(0.5)) {
+    std::vector<WriteStep>& steps = n.in_flight->steps;
+    const size_t k = prng_.below(steps.size() + 1);
+    std::vector<WriteStep> prefix;
+    for (size_t i = 0; i < k; i++) prefix.push_back(std::move(steps[i]));
+    kept = write_steps(n, prefix);
+    if (kept < steps.size() && prng_.chance(0.5)) {
+      torn = true;
+      std::vector<WriteStep> next;
+      next.push_back(std::move(steps[kept]));
+      check_states(n, next);  // it may survive whole
+      n.env->inject_sync_errors(1);
+      (void)n.dir->write(next);
+    }
+    if (kept > 0 || torn) stats_.crash_prefixes_kept++;
   }
-  trace(fmt::format("r{} CRASH (keeps {} and loses {} unsynced records)", n.id.value(), kept,
-                    n.disk.writing.size() - kept));
+  trace(fmt::format("r{} CRASH (keeps {} steps of a write in flight{})", n.id.value(), kept,
+                    torn ? ", and a torn one" : ""));
   stats_.crashes++;
+  n.env->crash(prng_, /*tear=*/true);
   n.up = false;
   n.incarnation++;
-  n.disk.writing.clear();
-  n.disk.syncing = false;
-  n.held.clear();
+  n.in_flight.reset();
+  n.dir.reset();
+  n.host.reset();
+  n.sink.reset();
   n.replica.reset();
   n.service.reset();
 }
 
 void Simulation::restart(Node& n) {
   if (n.up || n.removed) return;
-  trace(fmt::format("r{} RESTART ({} durable records)", n.id.value(), n.disk.wal.size()));
+  trace(fmt::format("r{} RESTART", n.id.value()));
   start_node(n, nullptr);
 }
 
 void Simulation::process(Node& n) {
-  vr::Output& out = n.out;
-  if (!out.persist.empty()) {
-    const uint64_t last = out.next_seq() - 1;
-    for (size_t i = 0; i < out.persist.size(); i++) {
-      n.disk.writing.emplace_back(out.first_seq + i, std::move(out.persist[i]));
-    }
-    MAROON_ASSERT(n.disk.writing.back().first == last);
-    if (!n.disk.syncing) start_sync(n);
-  }
-  const uint64_t needed = out.next_seq() - 1;
-  for (vr::Envelope& e : out.send_now) send(n.id.value(), e.to.value(), std::move(e.msg));
-  for (vr::Envelope& e : out.send_after_persist) {
-    if (needed <= n.durable_seq) {
-      send(n.id.value(), e.to.value(), std::move(e.msg));
-    } else {
-      n.held.emplace_back(needed, std::move(e));
-    }
-  }
-  for (ClientReply& r : out.replies) send(n.id.value(), r.client.value(), std::move(r));
-  out.clear();
+  n.host->drain();
+  maybe_sync(n);
 }
 
-void Simulation::start_sync(Node& n) {
-  MAROON_ASSERT(!n.disk.syncing && !n.disk.writing.empty());
-  n.disk.syncing = true;
-  const uint64_t last = n.disk.writing.back().first;
+void Simulation::maybe_sync(Node& n) {
+  std::optional<host::PendingWrite> w = n.host->take_write();
+  if (!w) return;
+  n.in_flight = std::move(w);
   ReplicaId id = n.id;
   uint64_t inc = n.incarnation;
   at(now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us),
-     [this, id, inc, last] { on_disk_complete(id, inc, last); });
+     [this, id, inc] { on_disk_complete(id, inc); });
 }
 
-void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation, uint64_t seq) {
+void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation) {
   Node& n = nodes_.at(id);
   if (!n.up || n.incarnation != incarnation) return;
-  size_t moved = 0;
-  for (auto& [rseq, record] : n.disk.writing) {
-    if (rseq > seq) break;
-    make_durable(n, std::move(record));
-    moved++;
-  }
-  n.disk.writing.erase(n.disk.writing.begin(), n.disk.writing.begin() + moved);
-  n.disk.syncing = false;
-  if (!n.disk.writing.empty()) start_sync(n);
-  n.durable_seq = seq;
-  n.replica->on_persisted(seq, n.out);
-  std::vector<std::pair<uint64_t, vr::Envelope>> still;
-  for (auto& [needed, e] : n.held) {
-    if (needed <= seq) {
-      send(n.id.value(), e.to.value(), std::move(e.msg));
-    } else {
-      still.emplace_back(needed, std::move(e));
-    }
-  }
-  n.held = std::move(still);
+  MAROON_ASSERT(n.in_flight);
+  host::PendingWrite w = std::move(*n.in_flight);
+  n.in_flight.reset();
+  if (write_steps(n, w.steps) != w.steps.size()) return;
+  n.host->written(w.last_seq, [&] { maybe_sync(n); });
   check_replica(n);
   process(n);
 }
 
-void Simulation::make_durable(Node& n, vr::DurableRecord record) {
-  if (auto* st = std::get_if<vr::DurableState>(&record)) {
+size_t Simulation::write_steps(Node& n, std::vector<WriteStep>& steps) {
+  check_states(n, steps);
+  size_t done = 0;
+  if (Status st = n.dir->write(steps, &done); !st) {
+    fail(fmt::format("r{} write: {}", n.id.value(), st.to_string()));
+  }
+  return done;
+}
+
+void Simulation::check_states(Node& n, const std::vector<WriteStep>& steps) {
+  for (const WriteStep& step : steps) {
+    if (!step.state) continue;
     // The durable view never goes backwards (a new epoch starts at view 0).
-    if (const auto& prev = n.disk.superblock;
-        prev && (st->epoch < prev->epoch || (st->epoch == prev->epoch && st->view < prev->view))) {
-      fail(fmt::format("r{}'s durable view went back from e{} v{} to e{} v{}", n.id.value(),
-                       prev->epoch.value(), prev->view.value(), st->epoch.value(),
-                       st->view.value()));
+    Result<vr::DurableRecord> rec = vr::decode_record(*step.state);
+    if (!rec || !std::holds_alternative<vr::DurableState>(*rec)) {
+      fail(fmt::format("r{}: a superblock state that does not decode", n.id.value()));
+      return;
     }
-    n.disk.superblock = std::move(*st);
-  } else {
-    n.disk.wal.push_back(std::move(record));
+    const auto& st = std::get<vr::DurableState>(*rec);
+    if (const auto& prev = n.durable_state;
+        prev && (st.epoch < prev->epoch || (st.epoch == prev->epoch && st.view < prev->view))) {
+      fail(fmt::format("r{}'s durable view went back from e{} v{} to e{} v{}", n.id.value(),
+                       prev->epoch.value(), prev->view.value(), st.epoch.value(),
+                       st.view.value()));
+    }
+    n.durable_state = st;
   }
 }
 
@@ -439,6 +456,16 @@ void Simulation::send(uint64_t from, uint64_t to, Body body) {
     stats_.messages_dropped++;
     return;
   }
+  // Every message crosses the network as the bytes of the real codecs.
+  std::string bytes;
+  if (const auto* m = std::get_if<ReplicaMessage>(&body)) {
+    vr::encode_message(*m, bytes);
+  } else if (const auto* req = std::get_if<ClientRequest>(&body)) {
+    vr::encode_client_request(*req, bytes);
+  } else {
+    vr::encode_client_reply(std::get<ClientReply>(body), bytes);
+  }
+  const size_t kind = body.index();
   int copies = prng_.chance(duplicate_) ? 2 : 1;
   for (int i = 0; i < copies; i++) {
     int64_t when = now_ + uniform(prng_, s_.delay_min_us, s_.delay_max_us);
@@ -446,12 +473,32 @@ void Simulation::send(uint64_t from, uint64_t to, Body body) {
       stats_.stale_messages++;
       when = now_ + uniform(prng_, s_.delay_max_us, s_.stale_delay_max_us);
     }
-    if (i + 1 < copies) {
-      at(when, [this, from, to, body] { deliver(from, to, body); });
-    } else {
-      at(when, [this, from, to, b = std::move(body)] { deliver(from, to, b); });
-    }
+    at(when, [this, from, to, kind, bytes] { deliver_bytes(from, to, kind, bytes); });
   }
+}
+
+void Simulation::deliver_bytes(uint64_t from, uint64_t to, size_t kind, const std::string& bytes) {
+  auto decoded = [&]() -> Result<Body> {
+    if (kind == 0) {
+      auto m = vr::decode_message(bytes);
+      if (!m) return m.status();
+      return Body(std::move(m).value());
+    }
+    if (kind == 1) {
+      auto m = vr::decode_client_request(bytes);
+      if (!m) return m.status();
+      return Body(std::move(m).value());
+    }
+    auto m = vr::decode_client_reply(bytes);
+    if (!m) return m.status();
+    return Body(std::move(m).value());
+  }();
+  if (!decoded) {
+    fail(fmt::format("a message from {} to {} does not decode: {}", from, to,
+                     decoded.status().to_string()));
+    return;
+  }
+  deliver(from, to, *decoded);
 }
 
 void Simulation::deliver(uint64_t from, uint64_t to, const Body& body) {
@@ -470,14 +517,14 @@ void Simulation::deliver(uint64_t from, uint64_t to, const Body& body) {
   Node& n = it->second;
   if (const auto* m = std::get_if<ReplicaMessage>(&body)) {
     if (tracing()) trace_detail(fmt::format("r{} -> r{} {}", from, to, describe_message(*m)));
-    n.replica->step(*m, n.out);
+    n.replica->step(*m, n.host->out());
   } else {
     const ClientRequest& req = std::get<ClientRequest>(body);
     if (tracing()) {
       trace_detail(fmt::format("c{} -> r{} request {}{}", from, to, req.request.value(),
                                req.read_only ? " (read)" : ""));
     }
-    n.replica->on_client_request(req, n.out);
+    n.replica->on_client_request(req, n.host->out());
   }
   check_replica(n);
   process(n);

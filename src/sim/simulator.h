@@ -38,6 +38,8 @@ struct SimSettings {
   // A crash keeps a random prefix of the records of the sync in flight (it
   // was never reported durable, so keeping it is as legal as losing it).
   bool crash_keeps_prefix = false;
+  // The WAL's segment size on the simulated disks (small, to roll often).
+  uint64_t wal_segment_bytes = 1024 * 1024;
   int64_t delay_min_us = 100;
   int64_t delay_max_us = 2000;  // delays are uniform in between: messages reorder
   int64_t disk_min_us = 50;

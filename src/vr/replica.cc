@@ -434,6 +434,15 @@ void Replica::on_persisted(uint64_t durable_seq, Output& out) {
         // superseded. Keep catching up instead of acting in it.
         state_wanted_ = true;
         next_state_tick_ = now_;
+      } else if (later_epoch_ == epoch_ && members_.size() > 1) {
+        // Rule: we heard from this epoch before we executed the
+        // reconfiguration that begins it, so it started without us and may
+        // be past view 0; what we executed may even have come from a later
+        // view of it. Acting in view 0 would put a later view's commit
+        // number on view 0's log at its stragglers (simulator seed 69903).
+        // We enter through recovery, as a replica told of the epoch does.
+        promise_until_ = std::max(promise_until_, now_ + options_.lease_ticks);
+        start_recovery(out);
       } else {
         enter_normal(view_, out);
       }
@@ -1102,8 +1111,14 @@ void Replica::on_new_state(const NewState& m, Output& out) {
   // Entries up to the sender's commit number are committed: anyone may use
   // them. Entries beyond it are this view's log only for a replica in the
   // sender's epoch and view.
+  // Rule: only a member of our epoch speaks for our view. A replica removed
+  // by the reconfiguration that began the epoch (leaving, shut down) carries
+  // the epoch's view 0 in its header without ever having been in it, and its
+  // log and commit number may come from a later view (simulator seed 69903,
+  // with stale messages: such a NewState made a backup of a cut-off view-0
+  // primary commit that primary's uncommitted ops).
   const bool same_view = m.h.epoch == epoch_ && m.h.view == view_ &&
-                         status_ == ReplicaStatus::kNormal;
+                         status_ == ReplicaStatus::kNormal && contains(members_, m.h.from);
   if (m.h.epoch == epoch_ && !same_view && status_ != ReplicaStatus::kJoining) return;
   if (m.h.epoch < epoch_) return;
   if (!same_view && m.h.epoch > epoch_ && status_ == ReplicaStatus::kNormal) {
