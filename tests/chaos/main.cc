@@ -584,8 +584,8 @@ bool Run::try_inject_partition(FaultKind kind) {
         routes.push_back({r, c});
       }
     }
-    shape = fmt::format("{} | {} cut from each other; {} sees both", node_set(cut), node_set(far),
-                        node_set(bridge));
+    shape = fmt::format("{} | {} cut from each other; {} {} both", node_set(cut), node_set(far),
+                        node_set(bridge), bridge.size() == 1 ? "sees" : "see");
   }
   // The first faults are the fixed schedule: shorter holds.
   const milliseconds hold =

@@ -32,8 +32,7 @@ constexpr char kNsPrefix[] = "mrn";      // namespace mrn<pid>-<id>
 constexpr char kBridgePrefix[] = "mrb";  // bridge mrb<pid>
 constexpr char kVethPrefix[] = "mrv";    // root end mrv<pid>-<id>
 constexpr char kPeerPrefix[] = "mrp";    // namespace end mrp<pid>-<id>
-constexpr char kOwnComm[] = "maroon-chaos";
-constexpr unsigned kSubnets = 512;  // the /24s of 198.18.0.0/15
+constexpr unsigned kSubnets = 512;       // the /24s of 198.18.0.0/15
 constexpr unsigned kRootHost = 254;
 constexpr auto kOpenProbeTimeout = milliseconds(1000);
 constexpr auto kCutProbeTimeout = milliseconds(200);
@@ -152,15 +151,17 @@ std::string name_pid(const std::string& name, const char* prefix) {
   return pid;
 }
 
-// Whether the pid in a name is a run that still owns it: a live process
-// called maroon-chaos other than this one (this one has made nothing yet
-// when sweeping).
+// Whether the pid in a name may still own it: any live process other than
+// this one (this one has made nothing yet when sweeping). Only names whose
+// process is gone are clearly stale; a reused pid keeps its leftovers until
+// it exits, which harms nothing (the names and subnet of a run differ).
 bool owner_alive(const std::string& pid) {
   if (pid == std::to_string(::getpid())) return false;
-  std::ifstream comm("/proc/" + pid + "/comm");
-  std::string name;
-  if (!std::getline(comm, name)) return false;
-  return name == kOwnComm;
+  errno = 0;
+  char* end = nullptr;
+  const long p = std::strtol(pid.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || p <= 0) return true;  // not ours to judge
+  return ::kill(static_cast<pid_t>(p), 0) == 0 || errno != ESRCH;
 }
 
 std::vector<std::string> list_netns() {

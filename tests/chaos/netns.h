@@ -15,8 +15,8 @@
 //
 // Everything is created with `ip` (iproute2) and removed by remove() or the
 // destructor; create() first removes what earlier runs of maroon-chaos left
-// behind when they died without cleaning up (a name whose pid is not a live
-// maroon-chaos process, or is ours).
+// behind when they died without cleaning up (names whose pid is no live
+// process, or is ours).
 #pragma once
 
 #include <chrono>
