@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   libcurl4-openssl-dev libjemalloc-dev
   redis-tools redis-server curl python3
+  iproute2  # ip(8): the network namespaces of maroon-chaos --partitions
 )
 
 missing=()

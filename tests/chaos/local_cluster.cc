@@ -4,6 +4,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -30,6 +31,11 @@ namespace {
 constexpr auto kReapPollInterval = std::chrono::milliseconds(20);
 constexpr auto kKillReapTimeout = std::chrono::seconds(10);
 constexpr unsigned kPortsPerNode = 4;
+// In a namespace of its own every node has the same ports on its own address.
+constexpr uint16_t kNetnsPeerPort = 7000;
+constexpr uint16_t kNetnsHttpPort = 7001;
+constexpr uint16_t kNetnsRespPort = 7002;
+constexpr uint16_t kNetnsNativePort = 7003;
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -82,9 +88,22 @@ std::string describe_exit(int status) {
 
 Result<LocalCluster> LocalCluster::create(const ClusterSpec& spec) {
   MAROON_ASSERT(spec.nodes >= 1 && spec.nodes <= cluster::nodes_max);
-  Result<std::vector<uint16_t>> ports = pick_free_ports(size_t{spec.nodes} * kPortsPerNode);
-  if (!ports.is_ok()) return ports.status();
+  std::vector<uint16_t> ports;
   LocalCluster lc;
+  if (spec.netns) {
+    std::vector<uint32_t> ids;
+    for (uint32_t id = 1; id <= spec.nodes; id++) ids.push_back(id);
+    Result<std::unique_ptr<NetLab>> net = NetLab::create(ids);
+    if (!net.is_ok()) return net.status();
+    lc.net_ = std::move(net).value();
+    for (uint32_t id = 1; id <= spec.nodes; id++) {
+      ports.insert(ports.end(), {kNetnsPeerPort, kNetnsHttpPort, kNetnsRespPort, kNetnsNativePort});
+    }
+  } else {
+    Result<std::vector<uint16_t>> free = pick_free_ports(size_t{spec.nodes} * kPortsPerNode);
+    if (!free.is_ok()) return free.status();
+    ports = std::move(free).value();
+  }
   lc.spec_ = spec;
   lc.config_path_ = spec.dir / "cluster.toml";
   cluster::ClusterConfig c;
@@ -95,15 +114,17 @@ Result<LocalCluster> LocalCluster::create(const ClusterSpec& spec) {
   for (uint32_t id = 1; id <= spec.nodes; id++) {
     cluster::NodeEntry n;
     n.id = id;
-    n.peer_port = (*ports)[next++];
-    n.http_port = (*ports)[next++];
-    n.resp_port = (*ports)[next++];
-    n.native_port = (*ports)[next++];
+    if (lc.net_) n.host = lc.net_->node(id - 1).address;
+    n.peer_port = ports[next++];
+    n.http_port = ports[next++];
+    n.resp_port = ports[next++];
+    n.native_port = ports[next++];
     n.data_dir = fmt::format("node-{}", id);  // relative to the config file
     c.nodes.push_back(n);
     NodeProc p;
     p.id = id;
     p.host = n.host;
+    p.peer_port = n.peer_port;
     p.http_port = n.http_port;
     p.native_port = n.native_port;
     p.log = spec.dir / fmt::format("node-{}.log", id);
@@ -116,6 +137,12 @@ Result<LocalCluster> LocalCluster::create(const ClusterSpec& spec) {
 }
 
 LocalCluster::~LocalCluster() { kill_all_now(); }
+
+std::vector<std::string> LocalCluster::remove_network() {
+  kill_all_now();
+  if (!net_) return {};
+  return net_->remove();
+}
 
 void LocalCluster::kill_all_now() {
   for (size_t i = 0; i < nodes_.size(); i++) {
@@ -141,6 +168,7 @@ Status LocalCluster::start(size_t i, const std::string& why) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  const int ns_fd = net_ ? net_->node(i).ns_fd : -1;
   const pid_t parent = ::getpid();
   std::fflush(stdout);
   std::fflush(stderr);
@@ -159,6 +187,11 @@ Status LocalCluster::start(size_t i, const std::string& why) {
     ::dup2(null_fd, STDIN_FILENO);
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
+    if (ns_fd >= 0 && ::setns(ns_fd, CLONE_NEWNET) != 0) {
+      static const char kNsMessage[] = "maroon-chaos: cannot enter the node's network namespace\n";
+      [[maybe_unused]] ssize_t m = ::write(STDERR_FILENO, kNsMessage, sizeof kNsMessage - 1);
+      ::_exit(125);
+    }
     ::close_range(3, ~0U, 0);
     ::execv(argv[0], argv.data());
     static const char kMessage[] = "maroon-chaos: cannot exec the maroon binary\n";

@@ -8,6 +8,10 @@
 // maroon-chaos itself dies (ctest timeout, SIGKILL), its nodes die with it.
 // Hence: start(), kill() and friends must be called from the main thread,
 // since the death signal follows the thread that forked.
+//
+// With ClusterSpec::netns each node runs in its own network namespace: the
+// forked child enters it with setns(2) before it execs maroon, so the pid we
+// hold is the maroon process itself.
 #pragma once
 
 #include <sys/types.h>
@@ -15,10 +19,12 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "netns.h"
 #include "node_status.h"
 
 namespace maroon::chaos {
@@ -26,6 +32,7 @@ namespace maroon::chaos {
 struct NodeProc {
   uint32_t id = 0;
   std::string host;
+  uint16_t peer_port = 0;
   uint16_t http_port = 0;
   uint16_t native_port = 0;
   std::filesystem::path log;
@@ -41,21 +48,31 @@ struct ClusterSpec {
   uint32_t nodes = 3;
   uint64_t tick_ms = 10;
   uint64_t lease_ms = 5000;
+  // Each node in its own network namespace (netns.h), with the namespace's
+  // address as its host and fixed ports; else loopback and free ports.
+  bool netns = false;
 };
 
 class LocalCluster {
  public:
-  // Writes DIR/cluster.toml (fresh free loopback ports); starts nothing.
+  // Writes DIR/cluster.toml (fresh free loopback ports, or with spec.netns
+  // the network namespaces, made here); starts nothing. With spec.netns,
+  // kUnavailable means network namespaces cannot be made here.
   static Result<LocalCluster> create(const ClusterSpec& spec);
 
   LocalCluster(LocalCluster&&) = default;
   LocalCluster& operator=(LocalCluster&&) = default;
-  ~LocalCluster();  // SIGKILLs whatever still runs
+  ~LocalCluster();  // SIGKILLs whatever still runs, then removes the network
 
   size_t size() const { return nodes_.size(); }
   size_t f() const { return (nodes_.size() - 1) / 2; }
   const NodeProc& node(size_t i) const { return nodes_[i]; }
   const std::filesystem::path& config_path() const { return config_path_; }
+  // The namespaces' network; null unless spec.netns.
+  NetLab* net() const { return net_.get(); }
+  // Removes the namespaces' network (after the nodes are stopped). A line per
+  // thing left behind. Idempotent; the destructor does it too.
+  std::vector<std::string> remove_network();
 
   // Spawns `maroon node --config DIR/cluster.toml --id ID`, output appended to
   // its log after a banner line naming `why`.
@@ -86,6 +103,7 @@ class LocalCluster {
   ClusterSpec spec_;
   std::filesystem::path config_path_;
   std::vector<NodeProc> nodes_;
+  std::unique_ptr<NetLab> net_;
 };
 
 }  // namespace maroon::chaos

@@ -3,6 +3,9 @@
 // Starts n `maroon node` processes, runs concurrent clients that record every
 // op, and meanwhile SIGKILLs and restarts nodes, SIGSTOPs and SIGCONTs them,
 // and kills or pauses the current primary, never more than f nodes at once.
+// With --partitions every node runs in its own network namespace (netns.h)
+// and the faults include network partitions between nodes: symmetric,
+// one-way and bridge, made with blackhole routes and checked to hold.
 // Then heals everything, waits for the nodes to serve and converge (same
 // state hash at the same applied epoch), reads every key back with ordered
 // GETs, and checks: the history is linearizable, no acknowledged write is
@@ -31,6 +34,7 @@
 
 #include "chaos_history.h"
 #include "check/linearizability.h"
+#include "common/assert.h"
 #include "common/prng.h"
 #include "local_cluster.h"
 #include "workload.h"
@@ -76,6 +80,7 @@ struct Options {
   bool faults = true;
   bool require_all_faults = false;
   bool keep_data = false;
+  bool partitions = false;
 };
 
 void usage(FILE* out) {
@@ -84,10 +89,12 @@ void usage(FILE* out) {
       "usage: maroon-chaos --maroon PATH --dir DIR [--seconds S] [--nodes N] [--clients C]\n"
       "                    [--keys K] [--seed N] [--lease-ms MS] [--tick-ms MS]\n"
       "                    [--op-timeout-ms MS] [--recover-timeout S] [--check-steps N]\n"
-      "                    [--no-faults] [--require-all-faults] [--keep-data]\n"
+      "                    [--no-faults] [--require-all-faults] [--keep-data] [--partitions]\n"
       "Runs a cluster of N maroon nodes under client load and faults for S seconds,\n"
       "then checks linearizability, lost writes and convergence. See docs/chaos.md.\n"
-      "DIR must be new, empty, or a previous maroon-chaos run (it is then wiped).\n");
+      "DIR must be new, empty, or a previous maroon-chaos run (it is then wiped).\n"
+      "--partitions: each node in its own network namespace (needs root and iproute2;\n"
+      "exit status 77 if unavailable), and network partitions among the faults.\n");
 }
 
 std::optional<Options> parse(int argc, char** argv) {
@@ -164,6 +171,8 @@ std::optional<Options> parse(int argc, char** argv) {
       o.require_all_faults = true;
     } else if (a == "--keep-data") {
       o.keep_data = true;
+    } else if (a == "--partitions") {
+      o.partitions = true;
     } else {
       std::fprintf(stderr, "maroon-chaos: unknown argument %s\n", a.c_str());
       usage(stderr);
@@ -219,9 +228,26 @@ Status prepare_dir(const fs::path& dir) {
   return Status::ok();
 }
 
-enum class FaultKind : uint8_t { kKill, kStop, kKillPrimary, kStopPrimary };
-constexpr std::array<FaultKind, 4> kAllFaultKinds = {
+enum class FaultKind : uint8_t {
+  kKill,
+  kStop,
+  kKillPrimary,
+  kStopPrimary,
+  kPartitionSymmetric,  // two sides, neither can send to the other
+  kPartitionOneway,     // one side cannot send to the other; the other way works
+  kPartitionBridge,     // two sides cut from each other; the rest sees both
+};
+constexpr std::array<FaultKind, 4> kProcessFaultKinds = {
     FaultKind::kKill, FaultKind::kStop, FaultKind::kKillPrimary, FaultKind::kStopPrimary};
+constexpr std::array<FaultKind, 3> kPartitionFaultKinds = {
+    FaultKind::kPartitionSymmetric, FaultKind::kPartitionOneway, FaultKind::kPartitionBridge};
+constexpr std::array<FaultKind, 7> kAllFaultKinds = {FaultKind::kKill,
+                                                     FaultKind::kStop,
+                                                     FaultKind::kKillPrimary,
+                                                     FaultKind::kStopPrimary,
+                                                     FaultKind::kPartitionSymmetric,
+                                                     FaultKind::kPartitionOneway,
+                                                     FaultKind::kPartitionBridge};
 
 const char* fault_name(FaultKind k) {
   switch (k) {
@@ -233,6 +259,12 @@ const char* fault_name(FaultKind k) {
       return "kill_primary";
     case FaultKind::kStopPrimary:
       return "stop_primary";
+    case FaultKind::kPartitionSymmetric:
+      return "partition_symmetric";
+    case FaultKind::kPartitionOneway:
+      return "partition_oneway";
+    case FaultKind::kPartitionBridge:
+      return "partition_bridge";
   }
   return "?";
 }
@@ -240,11 +272,19 @@ bool is_kill(FaultKind k) { return k == FaultKind::kKill || k == FaultKind::kKil
 bool targets_primary(FaultKind k) {
   return k == FaultKind::kKillPrimary || k == FaultKind::kStopPrimary;
 }
+bool is_partition(FaultKind k) {
+  return k == FaultKind::kPartitionSymmetric || k == FaultKind::kPartitionOneway ||
+         k == FaultKind::kPartitionBridge;
+}
 
 struct ActiveFault {
   FaultKind kind;
-  size_t node;
+  // The nodes it takes out: the killed or stopped node, or a partition's
+  // cut-off side (every link the partition cuts has one end in it). They
+  // count against the f-nodes budget and must serve again after the heal.
+  std::vector<size_t> nodes;
   Clock::time_point heal_at;
+  std::vector<std::pair<size_t, size_t>> routes;  // a partition's cut paths (from, to)
   bool healed = false;
   Clock::time_point healed_at;
   uint64_t catch_up_epoch = 0;  // the others' highest applied epoch when healed
@@ -253,7 +293,11 @@ struct ActiveFault {
 class Run {
  public:
   Run(Options o, LocalCluster cluster)
-      : o_(std::move(o)), cluster_(std::move(cluster)), rng_(o_.seed), t0_(Clock::now()) {}
+      : o_(std::move(o)), cluster_(std::move(cluster)), rng_(o_.seed), t0_(Clock::now()) {
+    kinds_.assign(kProcessFaultKinds.begin(), kProcessFaultKinds.end());
+    if (o_.partitions)
+      kinds_.insert(kinds_.end(), kPartitionFaultKinds.begin(), kPartitionFaultKinds.end());
+  }
 
   int main();
 
@@ -274,7 +318,12 @@ class Run {
   void reap();
   bool start_all();
   void fault_phase(Workload& w, Clock::time_point end);
+  bool excluded(size_t i) const;
+  size_t down_now() const;
+  std::string node_set(const std::vector<size_t>& nodes) const;
   bool try_inject(FaultKind kind);
+  bool try_inject_partition(FaultKind kind);
+  void check_network(const std::string& when);
   void heal(ActiveFault& f);
   bool heal_everything();
   bool final_reads(std::map<std::string, std::optional<std::string>>& finals,
@@ -294,7 +343,10 @@ class Run {
   std::map<FaultKind, uint64_t> faults_;
   uint64_t faults_total_ = 0;
   double recovery_max_s_ = 0;
+  std::vector<FaultKind> kinds_;     // the kinds of this run
   std::vector<FaultKind> schedule_;  // the first faults, one of each kind
+  uint64_t tcp_cut_checks_ = 0;      // TCP connects across a new cut that failed as they should
+  uint64_t tcp_heal_checks_ = 0;     // and that got through again after the heal
   std::vector<int> crash_restarts_ = std::vector<int>(cluster_.size(), 0);
   std::vector<bool> down_for_good_ = std::vector<bool>(cluster_.size(), false);
 };
@@ -355,8 +407,9 @@ void Run::reap() {
         std::printf("  the end of %s:\n%s", cluster_.node(i).log.c_str(),
                     cluster_.log_tail(i, kLogTailLines).c_str());
       }
-      bool faulted = std::any_of(active_.begin(), active_.end(),
-                                 [&](const ActiveFault& f) { return f.node == i && !f.healed; });
+      bool faulted = std::any_of(active_.begin(), active_.end(), [&](const ActiveFault& f) {
+        return !is_partition(f.kind) && f.nodes.front() == i && !f.healed;
+      });
       if (faulted) continue;  // the fault's heal restarts it
       // Keep the run going: restart it, a few times; a node that keeps
       // crashing stays down and uses up the fault budget.
@@ -406,16 +459,33 @@ bool Run::start_all() {
   }
 }
 
+bool Run::excluded(size_t i) const {
+  return down_for_good_[i] ||
+         std::any_of(active_.begin(), active_.end(), [&](const ActiveFault& f) {
+           return std::find(f.nodes.begin(), f.nodes.end(), i) != f.nodes.end();
+         });
+}
+
+size_t Run::down_now() const {
+  size_t down = static_cast<size_t>(std::count(down_for_good_.begin(), down_for_good_.end(), true));
+  for (const ActiveFault& f : active_) down += f.nodes.size();
+  return down;
+}
+
+std::string Run::node_set(const std::vector<size_t>& nodes) const {
+  std::vector<uint32_t> ids;
+  for (size_t i : nodes) ids.push_back(cluster_.node(i).id);
+  std::sort(ids.begin(), ids.end());
+  return fmt::format("{{{}}}", fmt::join(ids, ","));
+}
+
 bool Run::try_inject(FaultKind kind) {
-  // Never more than f nodes down or stopped: every node not under a fault
-  // must be serving before another one is taken out.
-  auto excluded = [&](size_t i) {
-    return down_for_good_[i] || std::any_of(active_.begin(), active_.end(),
-                                            [&](const ActiveFault& f) { return f.node == i; });
-  };
+  // Never more than f nodes down, stopped or cut off: every node not under a
+  // fault must be serving before another one is taken out.
   for (size_t i = 0; i < cluster_.size(); i++) {
     if (!excluded(i) && !healthy(i, 0, nullptr)) return false;
   }
+  if (is_partition(kind)) return try_inject_partition(kind);
   size_t target = 0;
   std::string what;
   if (targets_primary(kind)) {
@@ -435,7 +505,7 @@ bool Run::try_inject(FaultKind kind) {
   // The first faults are the fixed schedule: short holds. Later a pause may
   // outlast the gateway lease, so that ranges get sealed.
   milliseconds hold = random_ms(300, 2000);
-  if (!is_kill(kind) && faults_total_ >= kAllFaultKinds.size() && rng_.chance(0.25)) {
+  if (!is_kill(kind) && faults_total_ >= kinds_.size() && rng_.chance(0.25)) {
     hold = milliseconds(o_.lease_ms) + random_ms(500, 1500);
   }
   const NodeProc& n = cluster_.node(target);
@@ -449,26 +519,169 @@ bool Run::try_inject(FaultKind kind) {
   } else {
     cluster_.stop(target);
   }
-  active_.push_back({kind, target, Clock::now() + hold});
+  active_.push_back({kind, {target}, Clock::now() + hold, {}});
   return true;
+}
+
+bool Run::try_inject_partition(FaultKind kind) {
+  NetLab* net = cluster_.net();
+  MAROON_ASSERT(net != nullptr);
+  const size_t n = cluster_.size();
+  const size_t down = down_now();
+  if (down >= cluster_.f()) return false;
+  // The cut-off side: 1 .. (f - down) nodes not under a fault, half the time
+  // with the primary in it.
+  std::vector<size_t> candidates;
+  for (size_t i = 0; i < n; i++) {
+    if (!excluded(i)) candidates.push_back(i);
+  }
+  if (candidates.empty()) return false;
+  for (size_t i = candidates.size(); i > 1; i--)
+    std::swap(candidates[i - 1], candidates[rng_.below(i)]);
+  std::string primary_what;
+  std::optional<size_t> primary = find_primary(&primary_what);
+  if (primary && !excluded(*primary) && rng_.chance(0.5)) {
+    auto it = std::find(candidates.begin(), candidates.end(), *primary);
+    std::rotate(candidates.begin(), it, it + 1);
+  }
+  const size_t k = 1 + rng_.below(std::min(cluster_.f() - down, candidates.size()));
+  std::vector<size_t> cut(candidates.begin(), candidates.begin() + static_cast<long>(k));
+  std::vector<size_t> others;
+  for (size_t i = 0; i < n; i++) {
+    if (std::find(cut.begin(), cut.end(), i) == cut.end()) others.push_back(i);
+  }
+  // Every cut path has one end in `cut`; the nodes outside every fault stay
+  // connected to each other, and there are at least n - f of them.
+  std::vector<std::pair<size_t, size_t>> routes;
+  std::string shape;
+  if (kind == FaultKind::kPartitionSymmetric) {
+    for (size_t c : cut) {
+      for (size_t o : others) {
+        routes.push_back({c, o});
+        routes.push_back({o, c});
+      }
+    }
+    shape =
+        fmt::format("{} | {}: neither side can send to the other", node_set(cut), node_set(others));
+  } else if (kind == FaultKind::kPartitionOneway) {
+    const bool cut_cannot_send = rng_.chance(0.5);
+    const std::vector<size_t>& senders = cut_cannot_send ? cut : others;
+    const std::vector<size_t>& receivers = cut_cannot_send ? others : cut;
+    for (size_t a : senders) {
+      for (size_t b : receivers) routes.push_back({a, b});
+    }
+    shape = fmt::format("{} -/-> {}: the first cannot send to the second; the other way works",
+                        node_set(senders), node_set(receivers));
+  } else {
+    if (others.size() < 2) return false;
+    for (size_t i = others.size(); i > 1; i--) std::swap(others[i - 1], others[rng_.below(i)]);
+    const size_t m = 1 + rng_.below(others.size() - 1);
+    std::vector<size_t> bridge(others.begin(), others.begin() + static_cast<long>(m));
+    std::vector<size_t> far(others.begin() + static_cast<long>(m), others.end());
+    for (size_t c : cut) {
+      for (size_t r : far) {
+        routes.push_back({c, r});
+        routes.push_back({r, c});
+      }
+    }
+    shape = fmt::format("{} | {} cut from each other; {} {} both", node_set(cut), node_set(far),
+                        node_set(bridge), bridge.size() == 1 ? "sees" : "see");
+  }
+  // The first faults are the fixed schedule: shorter holds.
+  const milliseconds hold =
+      faults_total_ >= kinds_.size() ? random_ms(500, 4000) : random_ms(500, 2000);
+  faults_total_++;
+  faults_[kind]++;
+  std::string primary_note;
+  if (primary) {
+    primary_note = fmt::format(" (node {} was the {})", cluster_.node(*primary).id, primary_what);
+  }
+  log("fault {} ({}): {} for {} ms{}", faults_total_, fault_name(kind), shape, hold.count(),
+      primary_note);
+  ActiveFault f{kind, cut, Clock::now() + hold, {}};
+  for (const auto& [from, to] : routes) {
+    if (Status st = net->block(from, to); !st) {
+      problem(fmt::format("cannot cut node {} -> node {}: {}", cluster_.node(from).id,
+                          cluster_.node(to).id, st.message()));
+      continue;
+    }
+    f.routes.push_back({from, to});
+  }
+  f.heal_at = Clock::now() + hold;
+  active_.push_back(f);
+  // The cut must hold: datagrams over every cut path fail and every other
+  // path works; and a TCP connect across the cut to a node's peer port fails.
+  check_network(fmt::format("after fault {}", faults_total_));
+  if (!f.routes.empty()) {
+    const auto [from, to] = f.routes.front();
+    std::string how;
+    if (net->tcp_reaches(from, to, cluster_.node(to).peer_port, milliseconds(300), &how)) {
+      problem(fmt::format("fault {}: node {} still reaches node {}:{} over TCP across the cut ({})",
+                          faults_total_, cluster_.node(from).id, cluster_.node(to).id,
+                          cluster_.node(to).peer_port, how));
+    } else {
+      tcp_cut_checks_++;
+      log("  cut checked: {} paths blocked; node {} -> node {}:{} over TCP: {}", f.routes.size(),
+          cluster_.node(from).id, cluster_.node(to).id, cluster_.node(to).peer_port, how);
+    }
+  }
+  return true;
+}
+
+void Run::check_network(const std::string& when) {
+  NetLab* net = cluster_.net();
+  if (net == nullptr) return;
+  for (std::string& line : net->verify()) {
+    problem(fmt::format("network {}: {}", when, line));
+  }
 }
 
 void Run::heal(ActiveFault& f) {
   uint64_t others = 0;
   for (size_t i = 0; i < cluster_.size(); i++) {
-    if (i == f.node || !cluster_.running(i) || cluster_.node(i).stopped) continue;
+    if (std::find(f.nodes.begin(), f.nodes.end(), i) != f.nodes.end()) continue;
+    if (!cluster_.running(i) || cluster_.node(i).stopped) continue;
     Result<NodeStatus> s = cluster_.status(i, kStatusTimeout);
     if (s.is_ok()) others = std::max(others, s->applied_epoch);
   }
   f.catch_up_epoch = others;
-  if (is_kill(f.kind)) {
-    if (Status s = cluster_.start(f.node, "restart after SIGKILL"); !s) {
-      problem(fmt::format("cannot restart node {}: {}", cluster_.node(f.node).id, s.message()));
+  if (is_partition(f.kind)) {
+    NetLab* net = cluster_.net();
+    for (const auto& [from, to] : f.routes) {
+      if (Status st = net->unblock(from, to); !st) {
+        problem(fmt::format("cannot remove the cut node {} -> node {}: {}", cluster_.node(from).id,
+                            cluster_.node(to).id, st.message()));
+      }
     }
-    log("restarted node {} (pid {})", cluster_.node(f.node).id, cluster_.node(f.node).pid);
+    std::string primary_what;
+    std::optional<size_t> primary = find_primary(&primary_what);
+    log("healed the {} of {}: routes removed; {}", fault_name(f.kind), node_set(f.nodes),
+        primary ? fmt::format("node {} is the {}", cluster_.node(*primary).id, primary_what)
+                : std::string("no primary now"));
+    check_network("after a heal");
+    if (!f.routes.empty()) {
+      const auto [from, to] = f.routes.front();
+      if (!net->blocked(from, to)) {
+        std::string how;
+        if (net->tcp_reaches(from, to, cluster_.node(to).peer_port, milliseconds(1000), &how)) {
+          tcp_heal_checks_++;
+        } else {
+          problem(fmt::format("after a heal node {} does not reach node {}:{} over TCP ({})",
+                              cluster_.node(from).id, cluster_.node(to).id,
+                              cluster_.node(to).peer_port, how));
+        }
+      }
+    }
+  } else if (is_kill(f.kind)) {
+    const size_t node = f.nodes.front();
+    if (Status s = cluster_.start(node, "restart after SIGKILL"); !s) {
+      problem(fmt::format("cannot restart node {}: {}", cluster_.node(node).id, s.message()));
+    }
+    log("restarted node {} (pid {})", cluster_.node(node).id, cluster_.node(node).pid);
   } else {
-    cluster_.cont(f.node);
-    log("SIGCONT node {}", cluster_.node(f.node).id);
+    const size_t node = f.nodes.front();
+    cluster_.cont(node);
+    log("SIGCONT node {}", cluster_.node(node).id);
   }
   f.healed = true;
   f.healed_at = Clock::now();
@@ -477,7 +690,7 @@ void Run::heal(ActiveFault& f) {
 void Run::fault_phase(Workload& w, Clock::time_point end) {
   // The first faults: one of each kind, in a seeded order, so that even a
   // short run has them all; then kinds at random.
-  schedule_.assign(kAllFaultKinds.begin(), kAllFaultKinds.end());
+  schedule_ = kinds_;
   for (size_t i = schedule_.size(); i > 1; i--)
     std::swap(schedule_[i - 1], schedule_[rng_.below(i)]);
   std::reverse(schedule_.begin(), schedule_.end());  // popped from the back
@@ -501,24 +714,38 @@ void Run::fault_phase(Workload& w, Clock::time_point end) {
         continue;
       }
       std::string why;
-      if (healthy(it->node, it->catch_up_epoch, &why)) {
+      std::string who = it->nodes.size() == 1
+                            ? fmt::format("node {}", cluster_.node(it->nodes.front()).id)
+                            : fmt::format("nodes {}", node_set(it->nodes));
+      bool all = true;
+      for (size_t node : it->nodes) {
+        std::string node_why;
+        if (!healthy(node, it->catch_up_epoch, &node_why)) {
+          all = false;
+          why = fmt::format("node {}: {}", cluster_.node(node).id, node_why);
+          break;
+        }
+      }
+      if (all) {
         double took = std::chrono::duration<double>(Clock::now() - it->healed_at).count();
         recovery_max_s_ = std::max(recovery_max_s_, took);
-        log("node {} serves again {:.2f} s after {} (caught up to epoch {})",
-            cluster_.node(it->node).id, took, is_kill(it->kind) ? "restart" : "SIGCONT",
+        log("{} {} again {:.2f} s after {} (caught up to epoch {})", who,
+            it->nodes.size() == 1 ? "serves" : "serve", took,
+            is_partition(it->kind) ? "the heal"
+            : is_kill(it->kind)    ? "restart"
+                                   : "SIGCONT",
             it->catch_up_epoch);
         next_fault_at = std::max(next_fault_at, Clock::now() + random_ms(300, 1500));
         it = active_.erase(it);
       } else if (Clock::now() - it->healed_at > recover_timeout) {
-        problem(fmt::format("node {} did not serve again within {} s of being healed: {}",
-                            cluster_.node(it->node).id, o_.recover_timeout_s, why));
+        problem(fmt::format("{} did not serve again within {} s of being healed: {}", who,
+                            o_.recover_timeout_s, why));
         it = active_.erase(it);
       } else {
         ++it;
       }
     }
-    const size_t down = active_.size() + static_cast<size_t>(std::count(
-                                             down_for_good_.begin(), down_for_good_.end(), true));
+    const size_t down = down_now();
     if (o_.faults && down < cluster_.f() && Clock::now() >= next_fault_at &&
         Clock::now() + milliseconds(300) < end) {
       if (!have_next_kind) {
@@ -527,7 +754,7 @@ void Run::fault_phase(Workload& w, Clock::time_point end) {
           next_kind = schedule_.back();
           schedule_.pop_back();
         } else {
-          next_kind = kAllFaultKinds[rng_.below(kAllFaultKinds.size())];
+          next_kind = kinds_[rng_.below(kinds_.size())];
         }
       }
       if (try_inject(next_kind)) {
@@ -563,6 +790,10 @@ bool Run::heal_everything() {
     if (!f.healed) heal(f);
   }
   active_.clear();
+  if (NetLab* net = cluster_.net()) {
+    if (net->routes() != 0) problem(fmt::format("{} cut paths left after healing", net->routes()));
+    check_network("after healing everything");
+  }
   for (size_t i = 0; i < cluster_.size(); i++) {
     if (!cluster_.running(i)) {
       crash_restarts_[i] = kCrashRestartsMax;  // one more try; no restart if it crashes again
@@ -715,11 +946,19 @@ int Run::main() {
       "%s\n"
       "  t=0 is %s (node logs use wall-clock time)\n"
       "  rerun: maroon-chaos --maroon %s --dir %s --seconds %g --nodes %u --clients %u --keys %u "
-      "--seed %llu --lease-ms %llu\n",
+      "--seed %llu --lease-ms %llu%s\n",
       static_cast<unsigned long long>(o_.seed), o_.nodes, cluster_.f(), o_.clients, o_.keys,
       o_.seconds, static_cast<unsigned long long>(o_.lease_ms), o_.dir.c_str(), started_at.c_str(),
       o_.maroon.c_str(), o_.dir.c_str(), o_.seconds, o_.nodes, o_.clients, o_.keys,
-      static_cast<unsigned long long>(o_.seed), static_cast<unsigned long long>(o_.lease_ms));
+      static_cast<unsigned long long>(o_.seed), static_cast<unsigned long long>(o_.lease_ms),
+      o_.partitions ? " --partitions" : "");
+  if (const NetLab* net = cluster_.net()) {
+    std::printf(
+        "  network: bridge %s (%s, root namespace %s); namespaces %s..%s, nodes at %s..%s\n",
+        net->bridge().c_str(), net->subnet().c_str(), net->root_address().c_str(),
+        net->node(0).ns.c_str(), net->node(net->size() - 1).ns.c_str(),
+        net->node(0).address.c_str(), net->node(net->size() - 1).address.c_str());
+  }
   std::fflush(stdout);
   if (o_.faults && cluster_.f() == 0) {
     log("note: {} node(s) tolerate no fault; running without faults", o_.nodes);
@@ -756,6 +995,7 @@ int Run::main() {
   auto stop_interrupted = [&] {
     log("interrupted by signal {}: stopping the nodes", g_signal.load());
     cluster_.shutdown(kShutdownTimeout);
+    for (const std::string& p : cluster_.remove_network()) std::printf("problem: %s\n", p.c_str());
     std::printf("maroon-chaos: interrupted; run directory kept: %s\n", o_.dir.c_str());
     return 130;
   };
@@ -768,6 +1008,18 @@ int Run::main() {
   if (interrupted()) return stop_interrupted();
   log("stopping the nodes (SIGTERM)");
   for (std::string& p : cluster_.shutdown(kShutdownTimeout)) problem(std::move(p));
+  std::string net_line;
+  if (const NetLab* net = cluster_.net()) {
+    const NetLab::ProbeStats st = net->stats();
+    std::vector<std::string> left = cluster_.remove_network();
+    for (std::string& p : left) problem(std::move(p));
+    log("network removed{}", left.empty() ? "" : " (with problems)");
+    net_line = fmt::format(
+        "network checked {} times: {} open paths delivered, {} cut paths blocked; {} TCP connects "
+        "across a new cut failed, {} got through after the heal; removed: {}",
+        st.matrices, st.delivered, st.blocked, tcp_cut_checks_, tcp_heal_checks_,
+        left.empty() ? "yes" : "NO");
+  }
 
   // The checks.
   std::vector<ChaosOp> all = ops;
@@ -806,7 +1058,7 @@ int Run::main() {
   for (FaultKind k : kAllFaultKinds)
     fault_counts += fmt::format(" {}={}", fault_name(k), faults_[k]);
   if (o_.require_all_faults) {
-    for (FaultKind k : kAllFaultKinds) {
+    for (FaultKind k : kinds_) {
       if (faults_[k] == 0)
         problem(fmt::format("--require-all-faults: no {} fault was injected", fault_name(k)));
     }
@@ -826,6 +1078,7 @@ int Run::main() {
   std::printf("faults: %llu (%s), slowest recovery %.2f s\n",
               static_cast<unsigned long long>(faults_total_), fault_counts.c_str() + 1,
               recovery_max_s_);
+  if (!net_line.empty()) std::printf("%s\n", net_line.c_str());
   std::printf("converged: %s\n", converged ? "yes" : "no");
   if (read_back) {
     std::printf("lost=%zu (%zu acknowledged writes on %zu keys)\n", writes.lost,
@@ -888,10 +1141,17 @@ int main(int argc, char** argv) {
   spec.nodes = o->nodes;
   spec.tick_ms = o->tick_ms;
   spec.lease_ms = o->lease_ms;
+  spec.netns = o->partitions;
   maroon::Result<LocalCluster> cluster = LocalCluster::create(spec);
   if (!cluster.is_ok()) {
+    if (o->partitions && cluster.status().code() == maroon::Code::kUnavailable) {
+      // ctest's SKIP_RETURN_CODE.
+      std::printf("skipped: network namespaces unavailable (%s)\n",
+                  cluster.status().message().c_str());
+      return 77;
+    }
     std::fprintf(stderr, "maroon-chaos: %s\n", cluster.status().message().c_str());
-    return 2;
+    return o->partitions ? 1 : 2;
   }
   Run run(*o, std::move(cluster).value());
   return run.main();
