@@ -334,7 +334,7 @@ void Simulation::crash(Node& n) {
   // then maybe some sectors of the next (its sync never returned).
   size_t kept = 0;
   bool torn = false;
-  if (s_.crash_keeps_prefix && n.in_flight && prng_.chance(0.5)) {
+  if (s_.crash_keeps_prefix && n.in_flight) {
     std::vector<WriteStep>& steps = n.in_flight->steps;
     const size_t k = prng_.below(steps.size() + 1);
     std::vector<WriteStep> prefix;

@@ -434,7 +434,7 @@ void Replica::on_persisted(uint64_t durable_seq, Output& out) {
         // superseded. Keep catching up instead of acting in it.
         state_wanted_ = true;
         next_state_tick_ = now_;
-      } else if (later_epoch_ == epoch_ && members_.size() > 1) {
+      } else if (later_epoch_ == epoch_ && epoch_ > ConfigEpoch(0) && members_.size() > 1) {
         // Rule: we heard from this epoch before we executed the
         // reconfiguration that begins it, so it started without us and may
         // be past view 0; what we executed may even have come from a later

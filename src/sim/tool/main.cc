@@ -92,11 +92,11 @@ void print_cluster_result(const sim::ClusterResult& r) {
   const sim::ClusterStats& t = r.stats;
   fmt::print(
       "{}: {:.2f} simulated s, {} ops done ({} unknown), {} messages ({} dropped, {} through "
-      "codecs), {} node crashes ({} lost for good, {} power failures), {} gateway crashes, {} partitions, {} seals delivered, view {}, "
+      "codecs), {} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, {} power failures), {} gateway crashes, {} partitions, {} seals delivered, view {}, "
       "epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
       t.ops_unknown, t.messages_sent, t.messages_dropped, t.messages_coded, t.crashes,
-      t.nodes_lost, t.power_failures, t.gateway_crashes, t.partitions, t.ranges_sealed, t.max_view, t.max_epoch, t.txs_applied,
+      t.partial_writes, t.fsync_failures, t.nodes_lost, t.power_failures, t.gateway_crashes, t.partitions, t.ranges_sealed, t.max_view, t.max_epoch, t.txs_applied,
       t.fingerprint);
 }
 
@@ -204,6 +204,10 @@ int main(int argc, char** argv) {
   }
   std::atomic<uint64_t> next{a};
   std::atomic<uint64_t> failures{0}, done{0}, sim_us{0}, ops{0};
+  // Faults injected, by kind, over the sweep.
+  std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
+      reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
+      fsync_failures{0};
   std::mutex print_mu;
   auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
@@ -219,6 +223,14 @@ int main(int argc, char** argv) {
         sim::ClusterResult r = sim::run_cluster_simulation(s);
         sim_us += static_cast<uint64_t>(r.stats.simulated_us);
         ops += r.stats.ops_completed;
+        crashes += r.stats.crashes;
+        partial_writes += r.stats.partial_writes;
+        partitions += r.stats.partitions;
+        dropped += r.stats.messages_dropped;
+        power_failures += r.stats.power_failures;
+        nodes_lost += r.stats.nodes_lost;
+        gateway_crashes += r.stats.gateway_crashes;
+        fsync_failures += r.stats.fsync_failures;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_cluster_failure(s, r, trace_lines); };
       } else {
@@ -227,6 +239,12 @@ int main(int argc, char** argv) {
         sim::SimResult r = sim::run_simulation(s);
         sim_us += static_cast<uint64_t>(r.stats.simulated_us);
         ops += r.stats.ops_completed;
+        crashes += r.stats.crashes;
+        partial_writes += r.stats.crash_prefixes_kept;
+        partitions += r.stats.partitions;
+        stale += r.stats.stale_messages;
+        dropped += r.stats.messages_dropped;
+        reconfigurations += r.stats.reconfigurations;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_failure(s, r, trace_lines); };
       }
@@ -250,5 +268,12 @@ int main(int argc, char** argv) {
   fmt::print("{}{} seeds ({}..{}): {} failed; {:.0f} simulated s in {:.1f} wall s; {} client ops\n",
              cluster ? "cluster: " : "", b - a + 1, a, b, failures.load(),
              static_cast<double>(sim_us.load()) / 1e6, wall, ops.load());
+  fmt::print(
+      "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
+      "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
+      "gateway crashes, {} fsync failures\n",
+      crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
+      reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
+      fsync_failures.load());
   return failures == 0 ? 0 : 1;
 }
