@@ -13,7 +13,8 @@
 //   - held messages leave when the write covering their records completes,
 //     in the order they were emitted;
 //   - a write is taken whole (group commit): everything emitted since the
-//     previous one.
+//     previous one, its WAL batches cut at a bound so each fits a segment
+//     (limits.h: wal_batch_bytes_max + wal_record_bytes_max <= segment).
 //
 // The real driver, the simulators, the benches and the test harnesses all
 // run their cores' output through it. It owns no I/O: take_write() hands the
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "common/assert.h"
+#include "common/limits.h"
 #include "storage/data_dir.h"
 
 namespace maroon::host {
@@ -41,11 +43,22 @@ struct PendingWrite {
 template <typename Msg>
 class DurabilityOrder {
  public:
-  DurabilityOrder() { pending_.emplace_back(); }
+  // A WAL batch is cut at batch_bytes_max (it may overshoot by one record):
+  // records keep arriving from peers while a slow sync is in flight, and a
+  // batch must fit in a WAL segment.
+  explicit DurabilityOrder(size_t batch_bytes_max = limits::wal_batch_bytes_max)
+      : batch_bytes_max_(batch_bytes_max) {
+    MAROON_ASSERT(batch_bytes_max_ > 0);
+    pending_.emplace_back();
+  }
 
   // --- Routing one output (records first, then its messages). ---
   void add_record(uint8_t type, std::string_view payload) {
-    if (pending_.back().state) pending_.emplace_back();
+    MAROON_ASSERT(payload.size() <= limits::wal_record_bytes_max);
+    const WriteStep& last = pending_.back();
+    if (last.state || (!last.batch->empty() && last.batch->bytes() + payload.size() > batch_bytes_max_)) {
+      pending_.emplace_back();
+    }
     pending_.back().batch->add(type, payload);
     pending_bytes_ += payload.size();
   }
@@ -106,6 +119,7 @@ class DurabilityOrder {
   size_t held() const { return held_.size(); }
 
  private:
+  const size_t batch_bytes_max_;
   std::vector<WriteStep> pending_;
   size_t pending_bytes_ = 0;
   uint64_t emitted_seq_ = 0;

@@ -47,7 +47,8 @@ struct ReplayCounts {
 
 class NodeHost {
  public:
-  NodeHost(Node& node, NodeSink& sink) : node_(node), sink_(sink) {}
+  NodeHost(Node& node, NodeSink& sink, size_t batch_bytes_max = limits::wal_batch_bytes_max)
+      : node_(node), sink_(sink), order_(batch_bytes_max) {}
   NodeHost(const NodeHost&) = delete;
   NodeHost& operator=(const NodeHost&) = delete;
 

@@ -29,7 +29,9 @@ class ReplicaSink {
 
 class ReplicaHost {
  public:
-  ReplicaHost(vr::Replica& replica, ReplicaSink& sink) : replica_(replica), sink_(sink) {}
+  ReplicaHost(vr::Replica& replica, ReplicaSink& sink,
+              size_t batch_bytes_max = limits::wal_batch_bytes_max)
+      : replica_(replica), sink_(sink), order_(batch_bytes_max) {}
   ReplicaHost(const ReplicaHost&) = delete;
   ReplicaHost& operator=(const ReplicaHost&) = delete;
 

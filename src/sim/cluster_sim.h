@@ -85,7 +85,7 @@ struct ClusterSettings {
   // until restarted, as the driver does) and restarts from its disk.
   double fsync_failure = 0;
   // The WAL's segment size on the simulated disk (small, to roll often).
-  uint64_t wal_segment_bytes = 1024 * 1024;
+  uint64_t wal_segment_bytes = 4 * 1024 * 1024;
   int64_t client_timeout_us = 2'000'000;  // safety phase only
   int64_t client_think_us_max = 20'000;
   size_t history_ops_max = 50'000;

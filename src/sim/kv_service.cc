@@ -15,6 +15,7 @@ std::string encode_command(const KvCommand& c) {
   w.bytes(c.value);
   w.u8(c.expected.has_value());
   w.bytes(c.expected.value_or(""));
+  w.bytes(std::string(c.padding_bytes, 'p'));
   return out;
 }
 
@@ -22,16 +23,18 @@ std::optional<KvCommand> decode_command(std::string_view payload) {
   ByteReader r(payload);
   KvCommand c;
   uint8_t kind = 0, has_expected = 0;
-  std::string_view key, value, expected;
+  std::string_view key, value, expected, padding;
   if (!r.u8(kind) || kind > static_cast<uint8_t>(check::KvOpKind::kIncr) ||
       !r.bytes(key, 1024) || !r.bytes(value, 64 * 1024) || !r.u8(has_expected) ||
-      !r.bytes(expected, 64 * 1024) || !r.at_end()) {
+      !r.bytes(expected, 64 * 1024) || !r.bytes(padding, vr::limits::entry_bytes_max) ||
+      !r.at_end()) {
     return std::nullopt;
   }
   c.kind = static_cast<check::KvOpKind>(kind);
   c.key = key;
   c.value = value;
   if (has_expected) c.expected = std::string(expected);
+  c.padding_bytes = padding.size();
   return c;
 }
 

@@ -23,6 +23,9 @@ struct KvCommand {
   std::string key;
   std::string value;
   std::optional<std::string> expected;
+  // Ignored by the service: makes the log entry large (seeds that fill the
+  // replica's log by bytes, not by ops) without growing the state.
+  size_t padding_bytes = 0;
 };
 
 std::string encode_command(const KvCommand& c);

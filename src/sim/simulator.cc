@@ -282,7 +282,7 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
   n.service = std::make_unique<KvService>([this, id](const vr::Entry& e) { on_executed(id, e); });
   n.replica = std::make_unique<vr::Replica>(id, s_.options, *n.service, prng_.next());
   n.sink = std::make_unique<SimSink>(*this, id.value());
-  n.host = std::make_unique<host::ReplicaHost>(*n.replica, *n.sink);
+  n.host = std::make_unique<host::ReplicaHost>(*n.replica, *n.sink, s_.wal_segment_bytes / 4);
   DataDirOptions o;
   o.path = "/replica";
   o.node_id = id.value();
@@ -548,6 +548,9 @@ void Simulation::client_next_op(Client& c) {
                          : check::KvOpKind::kIncr;
   cmd.key = fmt::format("k{}", prng_.below(s_.keys));
   cmd.value = fmt::format("{}.{};", c.id.value() - kClientBase, c.request);
+  if (s_.padding_bytes_max > 0 && cmd.kind != check::KvOpKind::kGet) {
+    cmd.padding_bytes = prng_.below(s_.padding_bytes_max + 1);
+  }
   if (cmd.kind == check::KvOpKind::kCas) {
     auto it = c.seen.find(cmd.key);
     if (it != c.seen.end() && prng_.chance(0.8)) cmd.expected = it->second;
@@ -933,6 +936,15 @@ SimSettings SimSettings::random(uint64_t seed) {
   s.stale = p.chance(0.5) ? 0 : static_cast<double>(1 + p.below(50)) / 1000.0;
   s.crash_keeps_prefix = p.chance(0.5);
   o.checkpoint_interval_bytes = p.chance(0.5) ? o.checkpoint_interval_bytes : 1 + p.below(4096);
+  // Some seeds write entries large enough that the log fills by bytes long
+  // before checkpoint_interval_ops (8 MiB at 100-200 KiB an entry).
+  s.padding_bytes_max = p.chance(0.8) ? 0 : 100 * 1024 + p.below(100 * 1024);
+  // Small segments roll often; a padded seed's writes need room (a view
+  // change may write a whole log, up to limits::log_bytes_max, at once).
+  // (A log record holds up to log_record_bytes_max plus one entry, so a
+  // segment of 2 MiB takes any record. FaultEnv materializes a segment's
+  // preallocated bytes, so larger ones cost time.)
+  s.wal_segment_bytes = s.padding_bytes_max > 0 ? 16 * 1024 * 1024 : 2 * 1024 * 1024;
   return s;
 }
 
@@ -942,7 +954,8 @@ std::string SimSettings::describe() const {
       "disk {}..{} us; partitions every {} ms{}; crashes every {} ms (restart {}..{} ms); "
       "tick skew {:.0f}%; reconfigure every {} ms; lease reads {}; safety {:.1f} s; "
       "heartbeat {} lease {} timeout {} retry {} ticks; batch {} pipeline {} queue {} "
-      "checkpoint {} ops/{} bytes transfer {}; stale {:.1f}%; crash keeps prefix {}",
+      "checkpoint {} ops/{} bytes transfer {}; stale {:.1f}%; crash keeps prefix {}; padding up to {} "
+      "KiB",
       seed, replicas, clients, keys, loss * 100, duplicate * 100, delay_min_us, delay_max_us,
       disk_min_us, disk_max_us, partition_every_us / 1000,
       asymmetric_partitions ? " (some one-way)" : "", crash_every_us / 1000, restart_min_us / 1000,
@@ -951,7 +964,8 @@ std::string SimSettings::describe() const {
       options.lease_ticks, options.view_change_timeout_ticks, options.retry_ticks,
       options.prepare_batch_ops_max, options.pipeline_ops_max, options.request_queue_max,
       options.checkpoint_interval_ops, options.checkpoint_interval_bytes,
-      options.state_transfer_ops_max, stale * 100, crash_keeps_prefix ? "yes" : "no");
+      options.state_transfer_ops_max, stale * 100, crash_keeps_prefix ? "yes" : "no",
+      padding_bytes_max / 1024);
 }
 
 SimResult run_simulation(const SimSettings& settings, size_t trace_lines, bool trace_stdout) {

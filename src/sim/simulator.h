@@ -39,7 +39,10 @@ struct SimSettings {
   // was never reported durable, so keeping it is as legal as losing it).
   bool crash_keeps_prefix = false;
   // The WAL's segment size on the simulated disks (small, to roll often).
-  uint64_t wal_segment_bytes = 1024 * 1024;
+  uint64_t wal_segment_bytes = 2 * 1024 * 1024;
+  // Writes carry up to this many bytes of padding (0: none), so the log
+  // reaches its byte limit.
+  size_t padding_bytes_max = 0;
   int64_t delay_min_us = 100;
   int64_t delay_max_us = 2000;  // delays are uniform in between: messages reorder
   int64_t disk_min_us = 50;
