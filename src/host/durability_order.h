@@ -23,7 +23,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,6 +30,7 @@
 
 #include "common/assert.h"
 #include "common/limits.h"
+#include "host/held_messages.h"
 #include "storage/data_dir.h"
 
 namespace maroon::host {
@@ -74,12 +74,7 @@ class DurabilityOrder {
   template <typename Send>
   void after_persist(uint64_t needed, Msg msg, Send&& send) {
     MAROON_ASSERT(needed <= emitted_seq_);
-    if (needed <= durable_seq_ && held_.empty()) {
-      send(std::move(msg));
-    } else {
-      MAROON_ASSERT(held_.empty() || held_.back().first <= needed);
-      held_.emplace_back(needed, std::move(msg));
-    }
+    held_.hold(needed, durable_seq_, std::move(msg), send);
   }
 
   // --- Writing. ---
@@ -103,11 +98,7 @@ class DurabilityOrder {
     MAROON_ASSERT(last_seq >= durable_seq_ && last_seq <= emitted_seq_);
     writing_ = false;
     durable_seq_ = last_seq;
-    while (!held_.empty() && held_.front().first <= durable_seq_) {
-      Msg m = std::move(held_.front().second);
-      held_.pop_front();
-      send(std::move(m));
-    }
+    held_.release(durable_seq_, send);
   }
   // The write taken last failed: it stays in flight for good (the storage
   // refuses every later write; the caller stops writing).
@@ -125,7 +116,7 @@ class DurabilityOrder {
   uint64_t emitted_seq_ = 0;
   uint64_t durable_seq_ = 0;
   bool writing_ = false;
-  std::deque<std::pair<uint64_t, Msg>> held_;
+  HeldMessages<Msg> held_;
 };
 
 }  // namespace maroon::host

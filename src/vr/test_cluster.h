@@ -58,6 +58,7 @@
 #include <vector>
 
 #include "common/codec.h"
+#include "host/held_messages.h"
 #include "vr/replica.h"
 
 namespace maroon::vr::test {
@@ -737,8 +738,9 @@ class Cluster {
     // committed elsewhere.
     std::map<uint64_t, Entry> durable_entries;
     uint64_t durable_floor = 0;
-    // send_after_persist messages with the seq that must be durable first.
-    std::deque<std::pair<uint64_t, Envelope>> held;
+    // send_after_persist messages with the seq that must be durable first
+    // (the hosts' own holding code).
+    host::HeldMessages<Envelope> held;
     // For the trace and the monotonicity checks.
     std::string last_status;
     OpNumber last_commit{0};
@@ -863,7 +865,11 @@ class Cluster {
     }
     for (Envelope& e : out.send_now) post(node.id, e.to.value(), std::move(e.msg), true);
     const uint64_t wait = out.next_seq() - 1;
-    for (Envelope& e : out.send_after_persist) node.held.emplace_back(wait, std::move(e));
+    for (Envelope& e : out.send_after_persist) {
+      node.held.hold(wait, node.durable_seq, std::move(e), [&](Envelope m) {
+        post(node.id, m.to.value(), std::move(m.msg), true);
+      });
+    }
     for (ClientReply& reply : out.replies) {
       std::string s = "r" + std::to_string(node.id) + " -> client " +
                       std::to_string(reply.client.value()) + " reply " +
@@ -927,11 +933,9 @@ class Cluster {
   }
 
   void release_held(Node& node) {
-    while (!node.held.empty() && node.held.front().first <= node.durable_seq) {
-      Envelope e = std::move(node.held.front().second);
-      node.held.pop_front();
+    node.held.release(node.durable_seq, [&](Envelope e) {
       post(node.id, e.to.value(), std::move(e.msg), true);
-    }
+    });
   }
 
   void post(uint32_t from_id, uint32_t to_id, ReplicaMessage msg, bool check_durability) {
