@@ -27,6 +27,9 @@ bool Gateway::ready() const {
 }
 
 Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
+  if (!quorum_) {
+    return no_quorum(fmt::format("no quorum; not executed: {}; retry later", no_quorum_reason_));
+  }
   if (!ready()) {
     request_lease();
     return unavailable("the gateway is leasing a range of tx ids; retry shortly");
@@ -47,10 +50,12 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
   if (config_.retries) {
     out_.to_nodes.push_back(TxMsg{id, app, op});
     next_retry_tick_ = std::min(next_retry_tick_, now_ticks_ + config_.retry_ticks);
-    inflight_.push_back(Inflight{id, token, app, std::move(op), op_bytes, 0, now_ticks_, false});
+    inflight_.push_back(
+        Inflight{id, token, app, std::move(op), op_bytes, 0, now_ticks_, now_ticks_, false});
   } else {
     out_.to_nodes.push_back(TxMsg{id, app, std::move(op)});
-    inflight_.push_back(Inflight{id, token, app, std::string(), op_bytes, 0, now_ticks_, false});
+    inflight_.push_back(
+        Inflight{id, token, app, std::string(), op_bytes, 0, now_ticks_, now_ticks_, false});
   }
   next_number_++;
   inflight_count_++;
@@ -110,8 +115,45 @@ void Gateway::answer(Inflight& tx, Delivery d) {
   }
 }
 
+void Gateway::set_quorum(bool quorum, std::string_view reason) {
+  quorum_ = quorum;
+  if (quorum) {
+    no_quorum_reason_.clear();
+  } else {
+    no_quorum_reason_ = reason.empty() ? std::string_view("the cluster has no working quorum") : reason;
+  }
+}
+
+std::string Gateway::timeout_message() const {
+  const std::string within = config_.tick_ms != 0
+                                 ? fmt::format("{} ms", config_.deadline_ticks * config_.tick_ms)
+                                 : fmt::format("{} ticks", config_.deadline_ticks);
+  if (!quorum_) {
+    return fmt::format(
+        "outcome unknown (no quorum): no result within {} ({}); the request was sent to the nodes "
+        "and may still take effect",
+        within, no_quorum_reason_);
+  }
+  return fmt::format(
+      "outcome unknown (timed out): no result within {}; the request was sent to the nodes and "
+      "may still take effect",
+      within);
+}
+
+void Gateway::expire_overdue() {
+  // Txs are in submission order and answered ones leave from the front, so
+  // the front is the oldest unanswered tx: only overdue ones are visited.
+  while (!inflight_.empty()) {
+    Inflight& tx = inflight_.front();
+    MAROON_ASSERT(!tx.answered);
+    if (now_ticks_ - tx.submitted_tick < config_.deadline_ticks) break;
+    answer(tx, Delivery{tx.token, tx.id, {}, false, false, true, timeout_message()});
+  }
+}
+
 void Gateway::tick() {
   now_ticks_++;
+  if (config_.deadline_ticks != 0) expire_overdue();
   if (lease_requested_ && now_ticks_ - lease_requested_tick_ >= config_.lease_retry_ticks) {
     lease_requested_ = false;
     request_lease();

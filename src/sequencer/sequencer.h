@@ -21,6 +21,10 @@ struct SequencerStatus {
   uint64_t view = 0;
   NodeId primary;
   EpochNumber committed;  // the last committed epoch this replica knows
+  // Whether this replica is part of a working quorum now, or was within a
+  // grace period (a primary failover is not a quorum loss); if not, why.
+  bool quorum = true;
+  std::string no_quorum_reason;
 };
 
 class Sequencer {
