@@ -188,7 +188,7 @@ int run_cluster_status(const std::string& config_path) {
               nodes.size(), serving, config->f());
   print_table(rows);
   if (no_quorum > 0) {
-    std::printf("WARNING: %zu live node%s report no quorum: writes and ordered reads are refused "
+    std::printf("WARNING: no quorum at %zu live node%s: writes and ordered reads there are refused "
                 "(\"no quorum\") or time out (\"outcome unknown\") until %zu of the %zu nodes "
                 "work together again\n",
                 no_quorum, no_quorum == 1 ? "" : "s", nodes.size() / 2 + 1, nodes.size());

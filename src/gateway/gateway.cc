@@ -67,7 +67,13 @@ void Gateway::on_message(NodeToGateway msg) {
     // Node ids are 1..63 (cluster config); an ack naming another is not
     // one we can count, and comes from outside our control: drop it.
     if (ack->node.value() >= 64) return;
-    if (Inflight* tx = find(ack->id)) tx->ack_mask |= uint64_t{1} << ack->node.value();
+    if (Inflight* tx = find(ack->id)) {
+      tx->ack_mask |= uint64_t{1} << ack->node.value();
+      // k nodes hold a timed-out tx: it will be ordered; nobody awaits it.
+      if (tx->timed_out && static_cast<size_t>(std::popcount(tx->ack_mask)) >= config_.acks_needed) {
+        finish(*tx);
+      }
+    }
   } else if (auto* result = std::get_if<TxResult>(&msg)) {
     // Several nodes answer; the first result wins and later ones are dropped.
     Inflight* tx = find(result->id);
@@ -101,7 +107,13 @@ void Gateway::on_message(NodeToGateway msg) {
 
 void Gateway::answer(Inflight& tx, Delivery d) {
   MAROON_ASSERT(!tx.answered);
-  out_.deliveries.push_back(std::move(d));
+  // A timed-out tx's client already has its answer ("outcome unknown").
+  if (!tx.timed_out) out_.deliveries.push_back(std::move(d));
+  finish(tx);
+}
+
+void Gateway::finish(Inflight& tx) {
+  MAROON_ASSERT(!tx.answered);
   tx.answered = true;
   inflight_bytes_ -= tx.op_bytes;
   tx.op = std::string();
@@ -141,13 +153,18 @@ std::string Gateway::timeout_message() const {
 }
 
 void Gateway::expire_overdue() {
-  // Txs are in submission order and answered ones leave from the front, so
-  // the front is the oldest unanswered tx: only overdue ones are visited.
-  while (!inflight_.empty()) {
-    Inflight& tx = inflight_.front();
-    MAROON_ASSERT(!tx.answered);
+  // Deadlines follow submission order: only txs from expire_next_ on can be
+  // newly overdue, so each tx is visited once.
+  expire_next_ = std::max(expire_next_, inflight_base_);
+  while (expire_next_ < inflight_base_ + inflight_.size()) {
+    Inflight& tx = inflight_[expire_next_ - inflight_base_];
     if (now_ticks_ - tx.submitted_tick < config_.deadline_ticks) break;
-    answer(tx, Delivery{tx.token, tx.id, {}, false, false, true, timeout_message()});
+    expire_next_++;
+    if (tx.answered || tx.timed_out) continue;
+    out_.deliveries.push_back(Delivery{tx.token, tx.id, {}, false, false, true, timeout_message()});
+    tx.timed_out = true;
+    // Already held by k nodes: it will be ordered without more resends.
+    if (static_cast<size_t>(std::popcount(tx.ack_mask)) >= config_.acks_needed) finish(tx);
   }
 }
 

@@ -103,7 +103,9 @@ class Gateway {
     uint64_t ack_mask = 0;  // bit n: node n acknowledged
     uint64_t sent_tick = 0;
     uint64_t submitted_tick = 0;
-    bool answered = false;
+    bool answered = false;  // done: nothing more to send or answer
+    // The client was answered "outcome unknown"; still resent until k acks.
+    bool timed_out = false;
   };
   // Txs are numbered in submission order; ids run consecutively within a
   // range, so a tx id maps to its number through the range's first one.
@@ -114,7 +116,9 @@ class Gateway {
   void request_lease();
   void renew_leases();
   Inflight* find(TxId id);
+  // Hands `d` to the client (unless it timed out already) and finishes tx.
   void answer(Inflight& tx, Delivery d);
+  void finish(Inflight& tx);
   void expire_overdue();
   std::string timeout_message() const;
 
@@ -135,6 +139,9 @@ class Gateway {
   // No unacknowledged tx is due for a retry before this tick.
   uint64_t next_retry_tick_ = 0;
   uint64_t next_renew_tick_ = 0;
+  // Txs numbered below this one are answered or timed out (deadlines follow
+  // submission order).
+  uint64_t expire_next_ = 0;
   std::deque<RangeStart> range_starts_;
   bool quorum_ = true;
   std::string no_quorum_reason_;

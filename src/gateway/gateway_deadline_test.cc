@@ -63,7 +63,7 @@ TEST(GatewayDeadline, AnswersOutcomeUnknownExactlyAtTheDeadline) {
   EXPECT_TRUE(d[0].error.starts_with("outcome unknown (timed out): no result within 500 ms"))
       << d[0].error;
   EXPECT_NE(d[0].error.find("may still take effect"), std::string::npos) << d[0].error;
-  EXPECT_EQ(g.inflight(), 0u);
+  EXPECT_EQ(g.inflight(), 1u) << "still resent until k nodes hold it";
 }
 
 TEST(GatewayDeadline, ResendsDoNotPushTheDeadlineBack) {
@@ -85,24 +85,69 @@ TEST(GatewayDeadline, ResendsDoNotPushTheDeadlineBack) {
   EXPECT_TRUE(out.deliveries[0].timed_out);
 }
 
-TEST(GatewayDeadline, ATimedOutTxIsForgottenNotResentAndItsLateResultIsDropped) {
+TEST(GatewayDeadline, ATimedOutTxIsResentUntilKNodesHoldItThenForgotten) {
+  // Forgetting it at once would leave a hole in its range: nodes that were
+  // down never get it, and no later tx of the range could be ordered.
   Gateway g = leased(deadline_config(5), RangeId(1));
   TxId id = *g.submit(AppId::kKv, "op", 1);
   g.take_output();
   ASSERT_EQ(tick_n(g, 5).size(), 1u);
+  EXPECT_EQ(g.inflight(), 1u) << "a timed-out tx stays until k nodes hold it";
+  std::vector<int> resent;
+  for (int t = 6; t <= 12; t++) {
+    g.tick();
+    auto out = g.take_output();
+    EXPECT_TRUE(out.deliveries.empty()) << "its client was answered already";
+    for (const TxMsg& m : txs_of(out)) {
+      EXPECT_EQ(m, (TxMsg{id, AppId::kKv, "op"})) << "the same bytes";
+      resent.push_back(t);
+    }
+  }
+  EXPECT_EQ(resent, (std::vector<int>{6, 9, 12}));
+  g.on_message(TxAck{id, NodeId(1)});
+  EXPECT_EQ(tick_n(g, 3).size(), 0u);
+  EXPECT_EQ(txs_of(g.take_output()).size(), 0u);
+  g.on_message(TxAck{id, NodeId(2)});
+  EXPECT_EQ(g.inflight(), 0u) << "held by k = 2 nodes: it will be ordered; forgotten";
   for (int t = 0; t < 30; t++) {
     g.tick();
     auto out = g.take_output();
-    EXPECT_TRUE(txs_of(out).empty()) << "a timed-out tx was resent";
+    EXPECT_TRUE(txs_of(out).empty()) << "resent after k nodes hold it";
     EXPECT_TRUE(out.deliveries.empty());
   }
-  // The tx may still have been ordered: its acks and result arrive late and
-  // must not answer anyone a second time.
-  g.on_message(TxAck{id, NodeId(1)});
-  g.on_message(TxAck{id, NodeId(2)});
+  // Its result (it was ordered after all) answers nobody a second time.
   g.on_message(TxResult{id, "late", false});
   g.on_message(RangeSealed{RangeId(1), 0});
   EXPECT_TRUE(g.take_output().deliveries.empty());
+}
+
+TEST(GatewayDeadline, ATimedOutTxsLateResultOrSealEndsItSilently) {
+  Gateway g = leased(deadline_config(5), RangeId(1));
+  TxId a = *g.submit(AppId::kKv, "a", 1);
+  *g.submit(AppId::kKv, "b", 2);
+  ASSERT_EQ(tick_n(g, 5).size(), 2u);
+  g.on_message(TxResult{a, "late", false});
+  EXPECT_TRUE(g.take_output().deliveries.empty());
+  EXPECT_EQ(g.inflight(), 1u);
+  g.on_message(RangeSealed{RangeId(1), 1});  // b never executes
+  auto out = g.take_output();
+  EXPECT_TRUE(out.deliveries.empty()) << "b's client already heard \"outcome unknown\"";
+  EXPECT_EQ(g.inflight(), 0u);
+  for (int t = 0; t < 10; t++) {
+    g.tick();
+    EXPECT_TRUE(txs_of(g.take_output()).empty());
+  }
+}
+
+TEST(GatewayDeadline, ATxHeldByKNodesAtItsDeadlineIsForgottenAtOnce) {
+  Gateway g = leased(deadline_config(5), RangeId(1));
+  TxId id = *g.submit(AppId::kKv, "op", 1);
+  g.on_message(TxAck{id, NodeId(1)});
+  g.on_message(TxAck{id, NodeId(3)});
+  auto d = tick_n(g, 5);
+  ASSERT_EQ(d.size(), 1u) << "k acks but no result: the outcome is unknown to the client";
+  EXPECT_TRUE(d[0].timed_out);
+  EXPECT_EQ(g.inflight(), 0u);
 }
 
 TEST(GatewayDeadline, AResultBeforeTheDeadlineWinsAndNothingTimesOutLater) {
@@ -138,7 +183,7 @@ TEST(GatewayDeadline, EachTxHasItsOwnDeadlineFromItsSubmit) {
     }
   }
   EXPECT_EQ(timed_out, (std::vector<std::pair<int, TxId>>{{5, a}, {7, c}, {8, d}}));
-  EXPECT_EQ(g.inflight(), 0u);
+  EXPECT_EQ(g.inflight(), 3u) << "timed out, not yet held by k nodes";
 }
 
 TEST(GatewayDeadline, SealedBeforeTheDeadlineIsAnsweredSealedNotTimedOut) {
@@ -152,14 +197,20 @@ TEST(GatewayDeadline, SealedBeforeTheDeadlineIsAnsweredSealedNotTimedOut) {
   EXPECT_TRUE(tick_n(g, 10).empty());
 }
 
-TEST(GatewayDeadline, TimingOutFreesCapacity) {
+TEST(GatewayDeadline, TimedOutTxsHoldTheirCapacityUntilKNodesHoldThem) {
   GatewayConfig c = deadline_config(3);
   c.inflight_txs_max = 2;
   Gateway g = leased(c, RangeId(1));
-  ASSERT_TRUE(g.submit(AppId::kKv, "a", 1).is_ok());
-  ASSERT_TRUE(g.submit(AppId::kKv, "b", 2).is_ok());
+  TxId a = *g.submit(AppId::kKv, "a", 1);
+  TxId b = *g.submit(AppId::kKv, "b", 2);
   EXPECT_EQ(g.submit(AppId::kKv, "c", 3).status().code(), Code::kOverloaded);
   EXPECT_EQ(tick_n(g, 3).size(), 2u);
+  EXPECT_EQ(g.submit(AppId::kKv, "c", 3).status().code(), Code::kOverloaded)
+      << "memory stays bounded while timed-out txs are resent";
+  for (TxId id : {a, b}) {
+    g.on_message(TxAck{id, NodeId(1)});
+    g.on_message(TxAck{id, NodeId(2)});
+  }
   EXPECT_TRUE(g.submit(AppId::kKv, "c", 3).is_ok());
 }
 
