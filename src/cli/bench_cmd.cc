@@ -233,9 +233,10 @@ int run_bench(const BenchOptions& o) {
   std::sort(all.latencies_us.begin(), all.latencies_us.end());
   fmt::print("ops: {} ok, {} errors in {:.2f} s\n", all.ok, all.errors, elapsed);
   if (all.no_quorum + all.outcome_unknown > 0) {
-    fmt::print("unavailable: {} no quorum (not executed), {} outcome unknown (no result within "
-               "unavailable_after_ms)\n",
-               all.no_quorum, all.outcome_unknown);
+    fmt::print(
+        "unavailable: {} no quorum (not executed), {} outcome unknown (no result within "
+        "unavailable_after_ms)\n",
+        all.no_quorum, all.outcome_unknown);
   }
   // Only successful ops count: fast refusals (overload) must not inflate it.
   fmt::print("throughput: {:.0f} ops/s\n", static_cast<double>(all.ok) / elapsed);

@@ -133,10 +133,9 @@ int run_cluster_status(const std::string& config_path) {
   std::vector<NodeStatus> nodes;
   for (auto& p : pending) nodes.push_back(p.get());
 
-  std::vector<std::vector<std::string>> rows = {{"id", "state", "quorum", "role", "view",
-                                                 "applied_epoch",
-                                                 "commit_epoch", "lag", "applied_txs", "held_txs",
-                                                 "offsets", "txs_behind", "state_hash", "detail"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"id", "state", "quorum", "role", "view", "applied_epoch", "commit_epoch", "lag",
+       "applied_txs", "held_txs", "offsets", "txs_behind", "state_hash", "detail"}};
   // A node's offsets: the sum over ranges of its durable offset, i.e. how
   // many txs it holds durably; txs_behind compares it with the best node.
   auto offsets_sum = [](const json::object& f) -> std::optional<uint64_t> {
@@ -173,25 +172,27 @@ int run_cluster_status(const std::string& config_path) {
     if (quorum == false) {
       no_quorum++;
       const std::string why = text(f, "unavailable_reason");
-      if (why != "-" && !why.empty()) detail = detail == "-" || detail.empty() ? why : detail + "; " + why;
+      if (why != "-" && !why.empty())
+        detail = detail == "-" || detail.empty() ? why : detail + "; " + why;
     }
     const std::optional<uint64_t> sum = offsets_sum(f);
     rows.push_back({std::to_string(s.id), s.serving ? "up" : "not-serving",
-                    quorum ? (*quorum ? "yes" : "NO") : "-", text(f, "role"),
-                    text(f, "view"), text(f, "applied_epoch"), text(f, "commit_epoch"), lag,
-                    text(f, "applied_txs"), text(f, "held_txs"),
-                    sum ? std::to_string(*sum) : "-", sum ? std::to_string(best - *sum) : "-",
-                    text(f, "state_hash"), detail == "-" ? "" : detail});
+                    quorum ? (*quorum ? "yes" : "NO") : "-", text(f, "role"), text(f, "view"),
+                    text(f, "applied_epoch"), text(f, "commit_epoch"), lag, text(f, "applied_txs"),
+                    text(f, "held_txs"), sum ? std::to_string(*sum) : "-",
+                    sum ? std::to_string(best - *sum) : "-", text(f, "state_hash"),
+                    detail == "-" ? "" : detail});
   }
   std::printf("cluster %llu (%s): %zu nodes, %zu serving, tolerates %zu crashed\n",
               static_cast<unsigned long long>(config->cluster_id), config_path.c_str(),
               nodes.size(), serving, config->f());
   print_table(rows);
   if (no_quorum > 0) {
-    std::printf("WARNING: no quorum at %zu live node%s: writes and ordered reads there are refused "
-                "(\"no quorum\") or time out (\"outcome unknown\") until %zu of the %zu nodes "
-                "work together again\n",
-                no_quorum, no_quorum == 1 ? "" : "s", nodes.size() / 2 + 1, nodes.size());
+    std::printf(
+        "WARNING: no quorum at %zu live node%s: writes and ordered reads there are refused "
+        "(\"no quorum\") or time out (\"outcome unknown\") until %zu of the %zu nodes "
+        "work together again\n",
+        no_quorum, no_quorum == 1 ? "" : "s", nodes.size() / 2 + 1, nodes.size());
   }
 
   // The primary: a node that says it is one (the highest view wins), else

@@ -337,12 +337,13 @@ Status validate_cluster_config(const ClusterConfig& c) {
   if (s.unavailable_after_ms != 0) {
     const uint64_t min = unavailable_after_ms_min(s);
     if (s.unavailable_after_ms < min || s.unavailable_after_ms > unavailable_after_ms_max) {
-      return fail("settings.unavailable_after_ms",
-                  fmt::format("{} is neither 0 (the default) nor in {}..{} (at least {} view-change "
-                              "timeouts of {} ticks of {} ms, and at least {} ms)",
-                              s.unavailable_after_ms, min, unavailable_after_ms_max,
-                              unavailable_after_view_changes_min, effective_view_change_ticks(s),
-                              s.tick_ms, unavailable_after_ms_floor));
+      return fail(
+          "settings.unavailable_after_ms",
+          fmt::format("{} is neither 0 (the default) nor in {}..{} (at least {} view-change "
+                      "timeouts of {} ticks of {} ms, and at least {} ms)",
+                      s.unavailable_after_ms, min, unavailable_after_ms_max,
+                      unavailable_after_view_changes_min, effective_view_change_ticks(s), s.tick_ms,
+                      unavailable_after_ms_floor));
     }
   }
 

@@ -114,8 +114,8 @@ TEST(ClusterConfig, UnavailableAfterDefaultsToFiveSecondsOrFourViewChanges) {
   EXPECT_EQ(effective_unavailable_after_ms(s), 20000u);
   s.unavailable_after_ms = 30000;
   EXPECT_EQ(effective_unavailable_after_ms(s), 30000u);
-  Result<ClusterConfig> r =
-      parse_cluster_config(std::string(kMinimal) + "[settings]\nunavailable_after_ms = 2500\n", "/b");
+  Result<ClusterConfig> r = parse_cluster_config(
+      std::string(kMinimal) + "[settings]\nunavailable_after_ms = 2500\n", "/b");
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->settings.unavailable_after_ms, 2500u);
   EXPECT_EQ(effective_unavailable_after_ms(r->settings), 2500u);

@@ -70,7 +70,8 @@ void Gateway::on_message(NodeToGateway msg) {
     if (Inflight* tx = find(ack->id)) {
       tx->ack_mask |= uint64_t{1} << ack->node.value();
       // k nodes hold a timed-out tx: it will be ordered; nobody awaits it.
-      if (tx->timed_out && static_cast<size_t>(std::popcount(tx->ack_mask)) >= config_.acks_needed) {
+      if (tx->timed_out &&
+          static_cast<size_t>(std::popcount(tx->ack_mask)) >= config_.acks_needed) {
         finish(*tx);
       }
     }
@@ -132,7 +133,8 @@ void Gateway::set_quorum(bool quorum, std::string_view reason) {
   if (quorum) {
     no_quorum_reason_.clear();
   } else {
-    no_quorum_reason_ = reason.empty() ? std::string_view("the cluster has no working quorum") : reason;
+    no_quorum_reason_ =
+        reason.empty() ? std::string_view("the cluster has no working quorum") : reason;
   }
 }
 

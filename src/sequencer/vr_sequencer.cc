@@ -222,7 +222,8 @@ std::string VrSequencer::no_quorum_reason() const {
       } else {
         state = fmt::format("node {} is a backup in view {} and has not heard from primary node {}",
                             self_.value(), replica_.view().value(), replica_.primary().value());
-        if (primary_heard_tick_) state += fmt::format(" for {}", ticks_text(now - *primary_heard_tick_));
+        if (primary_heard_tick_)
+          state += fmt::format(" for {}", ticks_text(now - *primary_heard_tick_));
       }
       break;
     case vr::ReplicaStatus::kViewChange:
@@ -238,7 +239,8 @@ std::string VrSequencer::no_quorum_reason() const {
       state = fmt::format("node {} is {}", self_.value(), vr::status_name(replica_.status()));
       break;
   }
-  if (quorum_seen_) state += fmt::format("; no working quorum for {}", ticks_text(now - quorum_seen_tick_));
+  if (quorum_seen_)
+    state += fmt::format("; no working quorum for {}", ticks_text(now - quorum_seen_tick_));
   return state;
 }
 

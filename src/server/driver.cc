@@ -755,8 +755,12 @@ void Driver::on_tick() {
     node_.tick(wall_clock_ms());
     // In a cluster the gateway refuses requests at once while the node knows
     // there is no quorum, and answers those in flight past the deadline.
-    if (options_.cluster) gateway_.set_quorum(sequencer_.has_quorum(), sequencer_.no_quorum_reason());
-    for (uint64_t n = gateway_clock_.due(std::chrono::steady_clock::now()); n > 0; n--) gateway_.tick();
+    if (options_.cluster) {
+      gateway_.set_quorum(sequencer_.has_quorum(), sequencer_.no_quorum_reason());
+    }
+    for (uint64_t n = gateway_clock_.due(std::chrono::steady_clock::now()); n > 0; n--) {
+      gateway_.tick();
+    }
     pump();
     schedule_flush();
   }

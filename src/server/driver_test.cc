@@ -145,7 +145,8 @@ TEST(Driver, SingleNodeAlwaysHasItsQuorumAndNoDeadline) {
   EXPECT_TRUE(s.quorum);
   EXPECT_EQ(s.unavailable_reason, "");
   bool ok = false;
-  node.driver.submit(AppId::kKv, incr_op("k"), [&](const Status& st, std::string_view) { ok = st.is_ok(); });
+  node.driver.submit(AppId::kKv, incr_op("k"),
+                     [&](const Status& st, std::string_view) { ok = st.is_ok(); });
   ASSERT_TRUE(run_until(node.io, [&] { return ok; }));
   ASSERT_TRUE(run_until(node.io, [&] {
     return node.driver.metrics().render().find("maroon_quorum 1") != std::string::npos;

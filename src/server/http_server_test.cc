@@ -371,7 +371,8 @@ TEST(HttpServer, QuorumLossSays503WithTheOutcome) {
   EXPECT_EQ(v.at("error"), "no quorum; not executed: node 1 is in a view change");
 
   h.on_loop([&] {
-    h.engine().fake.refusal = outcome_unknown("outcome unknown (no quorum): no result within 5000 ms");
+    h.engine().fake.refusal =
+        outcome_unknown("outcome unknown (no quorum): no result within 5000 ms");
   });
   r = c.tx(R"({"op":"incr","key":"n"})");
   EXPECT_EQ(status(r), 503);

@@ -10,6 +10,7 @@
 //
 //   maroon-quorum-test --maroon BUILD/src/cli/maroon --dir DIR
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -17,8 +18,6 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
-#include <fmt/format.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -59,13 +58,13 @@ constexpr milliseconds kIoTimeout{15000};
 
 int failures = 0;
 
-#define CHECK(cond, ...)                                                                    \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      failures++;                                                                           \
-      std::fprintf(stderr, "FAILED %s:%d: %s: %s\n", __FILE__, __LINE__, #cond,              \
-                   fmt::format(__VA_ARGS__).c_str());                                       \
-    }                                                                                       \
+#define CHECK(cond, ...)                                                        \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      failures++;                                                               \
+      std::fprintf(stderr, "FAILED %s:%d: %s: %s\n", __FILE__, __LINE__, #cond, \
+                   fmt::format(__VA_ARGS__).c_str());                           \
+    }                                                                           \
   } while (0)
 
 void note(const std::string& line) {
@@ -191,8 +190,8 @@ Answer resp_call(Conn& c, const std::vector<std::string>& args) {
     a.text = s.to_string();
     return a;
   }
-  auto line = c.read_until(
-      [](const std::string& b) { return b.find("\r\n") != std::string::npos; }, deadline);
+  auto line = c.read_until([](const std::string& b) { return b.find("\r\n") != std::string::npos; },
+                           deadline);
   a.ms = ms_since(t0);
   if (!line.is_ok() || line->find("\r\n") == std::string::npos) {
     a.text = line.is_ok() ? "connection closed" : line.status().to_string();
@@ -226,7 +225,8 @@ Answer http_call(uint16_t port, std::string_view method, std::string_view target
   }
   auto all = c->read_until([](const std::string&) { return false; }, deadline);
   a.ms = ms_since(t0);
-  if (!all.is_ok() || !all->starts_with("HTTP/1.1 ") || all->find("\r\n\r\n") == std::string::npos) {
+  if (!all.is_ok() || !all->starts_with("HTTP/1.1 ") ||
+      all->find("\r\n\r\n") == std::string::npos) {
     a.text = all.is_ok() ? "not an HTTP response: " + *all : all.status().to_string();
     return a;
   }
@@ -372,22 +372,23 @@ std::string lose_and_regain_quorum(chaos::LocalCluster& cl, const cluster::Clust
                                    const std::string& tag) {
   const cluster::ClusterConfig* config = &config_in;
   size_t survivor = cl.size();
-  wait_for([&] {
-    for (size_t i = 0; i < cl.size(); i++) {
-      QuorumStatus q = quorum_status(cl.node(i).http_port);
-      if (q.serving && q.quorum && q.role == survivor_role) survivor = i;
-    }
-    return survivor != cl.size();
-  }, kQuorumTimeout);
+  wait_for(
+      [&] {
+        for (size_t i = 0; i < cl.size(); i++) {
+          QuorumStatus q = quorum_status(cl.node(i).http_port);
+          if (q.serving && q.quorum && q.role == survivor_role) survivor = i;
+        }
+        return survivor != cl.size();
+      },
+      kQuorumTimeout);
   if (survivor == cl.size()) return "no node reports itself a " + survivor_role + " with a quorum";
   const chaos::NodeProc& s = cl.node(survivor);
-  const uint16_t resp_port =
-      [&] {
-        for (const cluster::NodeEntry& n : config->nodes) {
-          if (n.id == s.id) return n.resp_port;
-        }
-        return uint16_t{0};
-      }();
+  const uint16_t resp_port = [&] {
+    for (const cluster::NodeEntry& n : config->nodes) {
+      if (n.id == s.id) return n.resp_port;
+    }
+    return uint16_t{0};
+  }();
   note(fmt::format("round '{}': the survivor is node {}, a {} (http {}, resp {}, native {})", tag,
                    s.id, survivor_role, s.http_port, resp_port, s.native_port));
 
@@ -402,21 +403,32 @@ std::string lose_and_regain_quorum(chaos::LocalCluster& cl, const cluster::Clust
   {
     // (Retried: after an earlier round a gateway may still be leasing.)
     Answer a;
-    CHECK(wait_for([&] {
-      a = resp_call(*resp, {"SET", tag + "-before-resp", "1"});
-      return a.ok;
-    }, kQuorumTimeout), "{}: RESP write before the loss: {}", tag, a.text);
-    CHECK(wait_for([&] {
-      a = http_call(s.http_port, "PUT", "/v1/kv/" + tag + "-before-http", "1");
-      return a.ok;
-    }, kQuorumTimeout), "{}: HTTP write before the loss: {}", tag, a.text);
-    CHECK(wait_for([&] {
-      a = native_call(*native, set_op(tag + "-before-native", "1"));
-      return a.ok;
-    }, kQuorumTimeout), "{}: native write before the loss: {}", tag, a.text);
+    CHECK(wait_for(
+              [&] {
+                a = resp_call(*resp, {"SET", tag + "-before-resp", "1"});
+                return a.ok;
+              },
+              kQuorumTimeout),
+          "{}: RESP write before the loss: {}", tag, a.text);
+    CHECK(wait_for(
+              [&] {
+                a = http_call(s.http_port, "PUT", "/v1/kv/" + tag + "-before-http", "1");
+                return a.ok;
+              },
+              kQuorumTimeout),
+          "{}: HTTP write before the loss: {}", tag, a.text);
+    CHECK(wait_for(
+              [&] {
+                a = native_call(*native, set_op(tag + "-before-native", "1"));
+                return a.ok;
+              },
+              kQuorumTimeout),
+          "{}: native write before the loss: {}", tag, a.text);
   }
-  const int64_t unavailable_before = metric(s.http_port, "maroon_requests_unavailable_total").value_or(-1);
-  const int64_t unknown_before = metric(s.http_port, "maroon_requests_outcome_unknown_total").value_or(-1);
+  const int64_t unavailable_before =
+      metric(s.http_port, "maroon_requests_unavailable_total").value_or(-1);
+  const int64_t unknown_before =
+      metric(s.http_port, "maroon_requests_outcome_unknown_total").value_or(-1);
   CHECK(unavailable_before >= 0 && unknown_before >= 0, "{}: metrics missing", tag);
 
   // Two of three nodes die.
@@ -430,10 +442,14 @@ std::string lose_and_regain_quorum(chaos::LocalCluster& cl, const cluster::Clust
   // Requests sent right away: the survivor may not know yet; each must be
   // answered within the bound, all three at once.
   {
-    auto r = std::async(std::launch::async, [&] { return resp_call(*resp, {"SET", tag + "-lost-resp", "1"}); });
-    auto h = std::async(std::launch::async,
-                        [&] { return http_call(s.http_port, "PUT", "/v1/kv/" + tag + "-lost-http", "1"); });
-    auto n = std::async(std::launch::async, [&] { return native_call(*native, set_op(tag + "-lost-native", "1")); });
+    auto r = std::async(std::launch::async, [&] {
+      return resp_call(*resp, {"SET", tag + "-lost-resp", "1"});
+    });
+    auto h = std::async(std::launch::async, [&] {
+      return http_call(s.http_port, "PUT", "/v1/kv/" + tag + "-lost-http", "1");
+    });
+    auto n = std::async(std::launch::async,
+                        [&] { return native_call(*native, set_op(tag + "-lost-native", "1")); });
     check_unavailable(tag + ": RESP SET in flight at the loss", r.get(), false);
     check_unavailable(tag + ": HTTP PUT in flight at the loss", h.get(), false);
     check_unavailable(tag + ": native SET in flight at the loss", n.get(), false);
@@ -441,17 +457,21 @@ std::string lose_and_regain_quorum(chaos::LocalCluster& cl, const cluster::Clust
 
   // The survivor knows it has no quorum...
   QuorumStatus q;
-  const bool knows = wait_for([&] {
-    q = quorum_status(s.http_port);
-    return q.answered && !q.quorum;
-  }, milliseconds(10000));
+  const bool knows = wait_for(
+      [&] {
+        q = quorum_status(s.http_port);
+        return q.answered && !q.quorum;
+      },
+      milliseconds(10000));
   CHECK(knows, "/v1/status of node {} did not say \"quorum\": false in time", s.id);
   CHECK(!q.reason.empty(), "no unavailable_reason with \"quorum\": false");
   note(fmt::format("{}: status: quorum false: {}", tag, q.reason));
 
   // ... so new requests are refused at once: not executed.
-  check_unavailable(tag + ": RESP SET without a quorum", resp_call(*resp, {"SET", tag + "-refused-resp", "1"}), true);
-  check_unavailable(tag + ": RESP INCR without a quorum", resp_call(*resp, {"INCR", tag + "-refused-n"}), true);
+  check_unavailable(tag + ": RESP SET without a quorum",
+                    resp_call(*resp, {"SET", tag + "-refused-resp", "1"}), true);
+  check_unavailable(tag + ": RESP INCR without a quorum",
+                    resp_call(*resp, {"INCR", tag + "-refused-n"}), true);
   check_unavailable(tag + ": HTTP PUT without a quorum",
                     http_call(s.http_port, "PUT", "/v1/kv/" + tag + "-refused-http", "1"), true);
   check_unavailable(tag + ": HTTP GET without a quorum (reads are ordered)",
@@ -461,19 +481,25 @@ std::string lose_and_regain_quorum(chaos::LocalCluster& cl, const cluster::Clust
 
   // Metrics are mirrored once per tick.
   std::optional<int64_t> unavailable_total, outcome_unknown_total, quorum_gauge;
-  CHECK(wait_for([&] {
-    unavailable_total = metric(s.http_port, "maroon_requests_unavailable_total");
-    return unavailable_total && *unavailable_total - unavailable_before == 8;
-  }, milliseconds(5000)), "{}: maroon_requests_unavailable_total went from {} to {} (8 requests were "
-        "answered unavailable)", tag, unavailable_before,
+  CHECK(wait_for(
+            [&] {
+              unavailable_total = metric(s.http_port, "maroon_requests_unavailable_total");
+              return unavailable_total && *unavailable_total - unavailable_before == 8;
+            },
+            milliseconds(5000)),
+        "{}: maroon_requests_unavailable_total went from {} to {} (8 requests were "
+        "answered unavailable)",
+        tag, unavailable_before,
         unavailable_total ? std::to_string(*unavailable_total) : "missing");
   outcome_unknown_total = metric(s.http_port, "maroon_requests_outcome_unknown_total");
   CHECK(outcome_unknown_total && *outcome_unknown_total - unknown_before <= 3,
         "{}: maroon_requests_outcome_unknown_total went from {} to {} (at most the 3 in flight at "
-        "the loss)", tag, unknown_before,
+        "the loss)",
+        tag, unknown_before,
         outcome_unknown_total ? std::to_string(*outcome_unknown_total) : "missing");
   quorum_gauge = metric(s.http_port, "maroon_quorum");
-  CHECK(quorum_gauge == 0, "maroon_quorum is {}", quorum_gauge ? std::to_string(*quorum_gauge) : "missing");
+  CHECK(quorum_gauge == 0, "maroon_quorum is {}",
+        quorum_gauge ? std::to_string(*quorum_gauge) : "missing");
 
   auto [status_exit, status_out] = run_status(maroon, cl.config_path());
   CHECK(status_exit == 1, "maroon status exited {} without a quorum:\n{}", status_exit, status_out);
@@ -487,40 +513,58 @@ std::string lose_and_regain_quorum(chaos::LocalCluster& cl, const cluster::Clust
   }
   note(tag + ": restarted the 2 nodes; waiting for the quorum");
   const auto back = Clock::now();
-  CHECK(wait_for([&] {
-      q = quorum_status(s.http_port);
-    return q.answered && q.quorum;
-  }, kQuorumTimeout), "node {} did not regain its quorum: {}", s.id, q.reason);
+  CHECK(wait_for(
+            [&] {
+              q = quorum_status(s.http_port);
+              return q.answered && q.quorum;
+            },
+            kQuorumTimeout),
+        "node {} did not regain its quorum: {}", s.id, q.reason);
 
   // Writes succeed again on every protocol (the first ones may still find
   // the gateway leasing a fresh range: retried until the deadline).
   Answer last;
-  CHECK(wait_for([&] {
-    last = resp_call(*resp, {"SET", tag + "-after-resp", "2"});
-    return last.ok;
-  }, kQuorumTimeout), "RESP write after the quorum returned: {}", last.text);
-  CHECK(wait_for([&] {
-    last = http_call(s.http_port, "PUT", "/v1/kv/" + tag + "-after-http", "2");
-    return last.ok;
-  }, kQuorumTimeout), "HTTP write after the quorum returned: {}", last.text);
-  CHECK(wait_for([&] {
-    last = native_call(*native, set_op(tag + "-after-native", "2"));
-    return last.ok;
-  }, kQuorumTimeout), "native write after the quorum returned: {}", last.text);
+  CHECK(wait_for(
+            [&] {
+              last = resp_call(*resp, {"SET", tag + "-after-resp", "2"});
+              return last.ok;
+            },
+            kQuorumTimeout),
+        "RESP write after the quorum returned: {}", last.text);
+  CHECK(wait_for(
+            [&] {
+              last = http_call(s.http_port, "PUT", "/v1/kv/" + tag + "-after-http", "2");
+              return last.ok;
+            },
+            kQuorumTimeout),
+        "HTTP write after the quorum returned: {}", last.text);
+  CHECK(wait_for(
+            [&] {
+              last = native_call(*native, set_op(tag + "-after-native", "2"));
+              return last.ok;
+            },
+            kQuorumTimeout),
+        "native write after the quorum returned: {}", last.text);
   note(fmt::format("{}: writes succeed again {} ms after the restart", tag, ms_since(back)));
   Answer read = http_call(s.http_port, "GET", "/v1/kv/" + tag + "-after-http", "");
   CHECK(read.ok && read.text.ends_with("2"), "reading the write back: {}", read.text);
   for (size_t i = 0; i < cl.size(); i++) {
-    CHECK(wait_for([&] {
-      QuorumStatus n = quorum_status(cl.node(i).http_port);
-      return n.answered && n.quorum;
-    }, kQuorumTimeout), "node {} does not report a quorum", cl.node(i).id);
+    CHECK(wait_for(
+              [&] {
+                QuorumStatus n = quorum_status(cl.node(i).http_port);
+                return n.answered && n.quorum;
+              },
+              kQuorumTimeout),
+          "node {} does not report a quorum", cl.node(i).id);
   }
   std::optional<int64_t> regained;
-  CHECK(wait_for([&] {
-    regained = metric(s.http_port, "maroon_quorum");
-    return regained == 1;
-  }, milliseconds(5000)), "maroon_quorum is {} after the quorum returned",
+  CHECK(wait_for(
+            [&] {
+              regained = metric(s.http_port, "maroon_quorum");
+              return regained == 1;
+            },
+            milliseconds(5000)),
+        "maroon_quorum is {} after the quorum returned",
         regained ? std::to_string(*regained) : "missing");
 
   return {};
@@ -571,11 +615,14 @@ int run(const std::string& maroon, const fs::path& dir) {
   note("3 nodes started; waiting for them to serve with a quorum");
   for (size_t i = 0; i < cl.size(); i++) {
     const uint16_t port = cl.node(i).http_port;
-    if (!wait_for([&] {
-          QuorumStatus q = quorum_status(port);
-          return q.serving && q.quorum;
-        }, kStartTimeout)) {
-      return fail_with_logs(fmt::format("node {} did not serve with a quorum in time", cl.node(i).id));
+    if (!wait_for(
+            [&] {
+              QuorumStatus q = quorum_status(port);
+              return q.serving && q.quorum;
+            },
+            kStartTimeout)) {
+      return fail_with_logs(
+          fmt::format("node {} did not serve with a quorum in time", cl.node(i).id));
     }
   }
 
