@@ -210,15 +210,18 @@ std::string VrSequencer::no_quorum_reason() const {
   switch (replica_.status()) {
     case vr::ReplicaStatus::kNormal:
       if (replica_.is_primary()) {
+        // The primary's lease counts heartbeats answered within 2/3 of the
+        // VR lease (vr::Replica::has_lease); "heard" counts any message.
+        const uint64_t window = lease_ticks_ * 2 / 3;
         size_t heard = 0;
         for (size_t i = 0; i < members_.size(); i++) {
-          if (members_[i] != self_ && heard_[i] && now - *heard_[i] <= lease_ticks_) heard++;
+          if (members_[i] != self_ && heard_[i] && now - *heard_[i] < window) heard++;
         }
         state = fmt::format(
-            "node {} is the primary of view {} but heard from {} of the other {} nodes in the "
-            "last {}; a quorum needs {}",
-            self_.value(), replica_.view().value(), heard, members_.size() - 1,
-            ticks_text(lease_ticks_), quorum - 1);
+            "node {} is the primary of view {} but a quorum of backups ({} of the other {} nodes) "
+            "has not answered its heartbeats in the last {} (it heard from {} of them)",
+            self_.value(), replica_.view().value(), quorum - 1, members_.size() - 1,
+            ticks_text(window), heard);
       } else {
         state = fmt::format("node {} is a backup in view {} and has not heard from primary node {}",
                             self_.value(), replica_.view().value(), replica_.primary().value());

@@ -25,8 +25,13 @@ void QuorumMetrics::update(bool quorum, std::string_view reason, const WaitingCl
   const Logged now = quorum ? Logged::kQuorum : Logged::kNoQuorum;
   if (now != logged_) {
     if (quorum) {
-      if (logged_ == Logged::kNoQuorum) spdlog::info("quorum regained: requests are served again");
-    } else if (logged_ == Logged::kNothing) {
+      if (had_quorum_) {
+        spdlog::info("quorum regained: requests are served again");
+      } else if (logged_ == Logged::kNoQuorum) {
+        spdlog::info("joined a working quorum");
+      }
+      had_quorum_ = true;
+    } else if (!had_quorum_) {
       spdlog::info("waiting for a quorum: {}", reason);
     } else {
       spdlog::warn("no quorum: {}; requests are refused until it returns", reason);

@@ -25,6 +25,7 @@ class QuorumMetrics {
 
  private:
   enum class Logged : uint8_t { kNothing, kQuorum, kNoQuorum } logged_ = Logged::kNothing;
+  bool had_quorum_ = false;
   Gauge& quorum_;
   Counter& unavailable_;
   Counter& outcome_unknown_;
