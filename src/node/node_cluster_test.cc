@@ -1195,10 +1195,11 @@ TEST(NodeQuorum, PrimaryCutOffFromBothBackupsLosesItsQuorumAfterTheGraceAndRegai
   EXPECT_FALSE(has_quorum(c, 1));
   const SequencerStatus s = c.m(1).sequencer->status();
   EXPECT_FALSE(s.quorum);
-  EXPECT_NE(s.no_quorum_reason.find("node 1 is the primary of view 0 but a quorum of backups (1 of "
-                                    "the other 2 nodes) has not answered its heartbeats in the last "
-                                    "8 ticks (it heard from 0 of them)"),
-            std::string::npos)
+  EXPECT_NE(
+      s.no_quorum_reason.find("node 1 is the primary of view 0 but a quorum of backups (1 of "
+                              "the other 2 nodes) has not answered its heartbeats in the last "
+                              "8 ticks (it heard from 0 of them)"),
+      std::string::npos)
       << s.no_quorum_reason;
   EXPECT_NE(s.no_quorum_reason.find("no working quorum for"), std::string::npos)
       << s.no_quorum_reason;
