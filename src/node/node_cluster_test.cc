@@ -1227,6 +1227,27 @@ TEST(NodeQuorum, IsolatedBackupLosesItsQuorumWhileTheOtherTwoKeepTheirs) {
   for (size_t i = 1; i <= 3; i++) EXPECT_TRUE(has_quorum(c, i)) << "node " << i;
 }
 
+TEST(NodeQuorum, APrimaryAndABackupOfFiveAreNoQuorumAndBothSaySo) {
+  // The backup still hears its primary every heartbeat, but two of five are
+  // not a quorum: it must not claim one.
+  Cluster c(5);
+  c.run(20);
+  ASSERT_EQ(c.m(1).sequencer->status().role, "primary");
+  for (size_t i = 1; i <= 5; i++) ASSERT_TRUE(has_quorum(c, i)) << "node " << i;
+  for (size_t i = 3; i <= 5; i++) c.m(i).cut_off = true;
+  c.run(200);
+  EXPECT_FALSE(has_quorum(c, 1));
+  EXPECT_FALSE(has_quorum(c, 2));
+  const std::string why = c.m(2).sequencer->no_quorum_reason();
+  EXPECT_NE(why.find("node 2 is a backup in view 0 and heard from 1 of the other 4 nodes in the "
+                     "last 20 ticks; a quorum needs 2"),
+            std::string::npos)
+      << why;
+  c.m(3).cut_off = false;
+  c.run(30);
+  for (size_t i = 1; i <= 3; i++) EXPECT_TRUE(has_quorum(c, i)) << "node " << i;
+}
+
 TEST(NodeQuorum, APrimaryFailoverIsNotAQuorumLoss) {
   Cluster c(3);
   ASSERT_EQ(c.m(1).sequencer->status().role, "primary");

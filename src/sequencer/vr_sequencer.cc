@@ -25,6 +25,7 @@ VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
       replica_(self, options, service_, /*seed=*/self.value()),
       tick_ms_(tick_ms),
       lease_ticks_(options.lease_ticks),
+      peer_window_ticks_(options.view_change_timeout_ticks),
       quorum_grace_ticks_(uint64_t{3} * options.view_change_timeout_ticks),
       heard_(members_.size()) {
   MAROON_ASSERT(!members_.empty() && members_.size() <= vr::limits::replicas_max);
@@ -166,9 +167,7 @@ void VrSequencer::on_message(NodeId from, std::string_view bytes, Output& out) {
   const uint64_t view = vr::header_of(*msg).view.value();
   replica_.step(*msg, vout_);
   const uint64_t now = replica_.now();
-  for (size_t i = 0; i < members_.size(); i++) {
-    if (members_[i].value() == from.value()) heard_[i] = now;
-  }
+  on_peer_heard(from);
   if (replica_.status() == vr::ReplicaStatus::kNormal && view == replica_.view().value() &&
       from.value() == replica_.primary().value()) {
     primary_heard_tick_ = now;
@@ -178,12 +177,30 @@ void VrSequencer::on_message(NodeId from, std::string_view bytes, Output& out) {
   drain(out);
 }
 
+void VrSequencer::on_peer_heard(NodeId from) {
+  for (size_t i = 0; i < members_.size(); i++) {
+    if (members_[i].value() == from.value()) heard_[i] = replica_.now();
+  }
+}
+
+size_t VrSequencer::peers_heard_within(uint64_t window) const {
+  const uint64_t now = replica_.now();
+  size_t n = 0;
+  for (size_t i = 0; i < members_.size(); i++) {
+    if (members_[i] != self_ && heard_[i] && now - *heard_[i] <= window) n++;
+  }
+  return n;
+}
+
 bool VrSequencer::quorum_evidence() const {
   if (replica_.status() != vr::ReplicaStatus::kNormal) return false;
   if (members_.size() == 1) return true;
   if (replica_.is_primary()) return replica_.has_lease();
+  // A backup that hears its primary works with it; with more than 3 nodes
+  // the two of them are a quorum only if enough others are alive too.
   return primary_heard_tick_ && primary_heard_view_ == replica_.view().value() &&
-         replica_.now() - *primary_heard_tick_ <= lease_ticks_;
+         replica_.now() - *primary_heard_tick_ <= lease_ticks_ &&
+         peers_heard_within(peer_window_ticks_) + 1 >= vr::quorum_size(members_.size());
 }
 
 void VrSequencer::note_quorum() {
@@ -223,10 +240,23 @@ std::string VrSequencer::no_quorum_reason() const {
             self_.value(), replica_.view().value(), quorum - 1, members_.size() - 1,
             ticks_text(window), heard);
       } else {
-        state = fmt::format("node {} is a backup in view {} and has not heard from primary node {}",
-                            self_.value(), replica_.view().value(), replica_.primary().value());
-        if (primary_heard_tick_)
-          state += fmt::format(" for {}", ticks_text(now - *primary_heard_tick_));
+        const bool hears_primary = primary_heard_tick_ &&
+                                   primary_heard_view_ == replica_.view().value() &&
+                                   now - *primary_heard_tick_ <= lease_ticks_;
+        if (hears_primary) {
+          state = fmt::format(
+              "node {} is a backup in view {} and heard from {} of the other {} nodes in the last "
+              "{}; a quorum needs {}",
+              self_.value(), replica_.view().value(), peers_heard_within(peer_window_ticks_),
+              members_.size() - 1, ticks_text(peer_window_ticks_), quorum - 1);
+        } else {
+          state =
+              fmt::format("node {} is a backup in view {} and has not heard from primary node {}",
+                          self_.value(), replica_.view().value(), replica_.primary().value());
+          if (primary_heard_tick_) {
+            state += fmt::format(" for {}", ticks_text(now - *primary_heard_tick_));
+          }
+        }
       }
       break;
     case vr::ReplicaStatus::kViewChange:

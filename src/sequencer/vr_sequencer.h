@@ -13,7 +13,10 @@
 // Quorum: the replica is part of a working quorum when it is normal in a
 // view and either is the primary holding its lease (a quorum of backups
 // answered its heartbeats recently) or is a backup that heard from the
-// primary of its view within the VR lease. has_quorum() stays true for
+// primary of its view within the VR lease and from enough members (itself
+// included, a quorum) within a view-change timeout; any message counts
+// (on_peer_heard: a node advertises its offsets to every peer every 10
+// ticks, well within that). has_quorum() stays true for
 // quorum_grace_ticks (3 view-change timeouts) after the last such moment, so
 // a primary failover, which the surviving quorum finishes well within that,
 // does not count as a quorum loss.
@@ -71,6 +74,7 @@ class VrSequencer final : public Sequencer {
   }
   void on_persisted(uint64_t durable_seq, Output& out) override;
   void on_message(NodeId from, std::string_view bytes, Output& out) override;
+  void on_peer_heard(NodeId from) override;
   std::vector<Epoch> take_committed() override;
   Status replay(RecordType type, std::string_view payload) override;
   void start(Output& out) override;
@@ -108,6 +112,8 @@ class VrSequencer final : public Sequencer {
   bool quorum_evidence() const;
   void note_quorum();
   std::string ticks_text(uint64_t ticks) const;
+  // Other members heard from within the last `window` ticks.
+  size_t peers_heard_within(uint64_t window) const;
 
   const vr::ReplicaId self_;
   const std::vector<vr::ReplicaId> members_;
@@ -130,6 +136,7 @@ class VrSequencer final : public Sequencer {
   // Quorum tracking, in replica ticks.
   const uint64_t tick_ms_;
   const uint64_t lease_ticks_;
+  const uint64_t peer_window_ticks_;  // a view-change timeout
   const uint64_t quorum_grace_ticks_;
   bool quorum_seen_ = false;
   uint64_t quorum_seen_tick_ = 0;
