@@ -68,6 +68,8 @@ Result<std::vector<MixEntry>> parse_mix(const std::string& mix) {
 struct ThreadResult {
   uint64_t ok = 0;
   uint64_t errors = 0;
+  uint64_t no_quorum = 0;        // of errors: refused, not executed (no quorum)
+  uint64_t outcome_unknown = 0;  // of errors: sent, no result in time
   std::string first_error;
   std::vector<uint32_t> latencies_us;
 };
@@ -163,6 +165,8 @@ void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigne
           result.ok++;
         } else {
           result.errors++;
+          if (r.code == Code::kNoQuorum) result.no_quorum++;
+          if (r.code == Code::kOutcomeUnknown) result.outcome_unknown++;
           if (result.first_error.empty()) result.first_error = r.status().to_string();
         }
       }
@@ -221,11 +225,19 @@ int run_bench(const BenchOptions& o) {
   for (auto& r : results) {
     all.ok += r.ok;
     all.errors += r.errors;
+    all.no_quorum += r.no_quorum;
+    all.outcome_unknown += r.outcome_unknown;
     if (all.first_error.empty()) all.first_error = r.first_error;
     all.latencies_us.insert(all.latencies_us.end(), r.latencies_us.begin(), r.latencies_us.end());
   }
   std::sort(all.latencies_us.begin(), all.latencies_us.end());
   fmt::print("ops: {} ok, {} errors in {:.2f} s\n", all.ok, all.errors, elapsed);
+  if (all.no_quorum + all.outcome_unknown > 0) {
+    fmt::print(
+        "unavailable: {} no quorum (not executed), {} outcome unknown (no result within "
+        "unavailable_after_ms)\n",
+        all.no_quorum, all.outcome_unknown);
+  }
   // Only successful ops count: fast refusals (overload) must not inflate it.
   fmt::print("throughput: {:.0f} ops/s\n", static_cast<double>(all.ok) / elapsed);
   fmt::print("latency: p50 {} us, p99 {} us, p999 {} us, max {} us\n",

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <boost/json.hpp>
+
 #include <cstdio>
 #include <string>
 
@@ -89,6 +91,22 @@ int run_kv(const ClientOptions& o, const std::string& verb, const std::string& k
     return 1;
   }
   if (code != 200) {
+    // Quorum loss has its own exit statuses (docs/cluster.md): 3 = not
+    // executed (no quorum; retry later), 4 = outcome unknown.
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(body, ec);
+    if (!ec && v.is_object()) {
+      const boost::json::value* c = v.as_object().if_contains("code");
+      const boost::json::value* e = v.as_object().if_contains("error");
+      if (c != nullptr && c->is_string() && e != nullptr && e->is_string()) {
+        const std::string cs(c->get_string());
+        if (cs == "no quorum" || cs == "outcome unknown") {
+          std::fprintf(stderr, "maroon: unavailable (HTTP %d): %s\n", code,
+                       std::string(e->get_string()).c_str());
+          return cs == "no quorum" ? 3 : 4;
+        }
+      }
+    }
     std::fprintf(stderr, "maroon: HTTP %d: %s\n", code, body.c_str());
     return 1;
   }

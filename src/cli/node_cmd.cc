@@ -16,6 +16,9 @@ namespace maroon::cli {
 
 namespace {
 
+static_assert(cluster::vr_view_change_ticks_default == vr::Options{}.view_change_timeout_ticks,
+              "the config's notion of the VR default view-change timeout is stale");
+
 // Loads and validates the config; prints why not and returns false if it is invalid.
 bool load(const char* what, const std::string& path, cluster::ClusterConfig& out) {
   Result<cluster::ClusterConfig> config = cluster::load_cluster_config(path);
@@ -50,6 +53,7 @@ int run_node(const NodeOptions& o) {
   c.view_change_ticks = static_cast<uint32_t>(config.settings.view_change_ticks);
   c.send_queue_bytes_max = config.settings.send_queue_bytes_max;
   c.tx_retention_bytes_max = config.settings.tx_retention_bytes_max;
+  c.unavailable_after_ms = cluster::effective_unavailable_after_ms(config.settings);
   d.cluster = c;
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e node-{} %^%l%$ %v", o.id));
   spdlog::info("maroon node {} of {}: opening {}", o.id, config.nodes.size(), d.data_dir);
@@ -79,6 +83,8 @@ int run_gateway(const GatewayOptions& o) {
   g.tick_ms = config.settings.tick_ms;
   g.lease_ms = config.settings.lease_ms;
   g.send_queue_bytes_max = config.settings.send_queue_bytes_max;
+  g.unavailable_after_ms = cluster::effective_unavailable_after_ms(config.settings);
+  g.no_quorum_after_ms = cluster::no_quorum_after_ms(config.settings);
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e gateway-{} %^%l%$ %v", o.id));
   boost::asio::io_context io(1);
   server::GatewayDriver driver(io, g);

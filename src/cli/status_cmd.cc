@@ -44,6 +44,13 @@ std::optional<uint64_t> number(const json::object& o, std::string_view key) {
   return std::nullopt;
 }
 
+// A node's "quorum" field; nullopt if it does not report one.
+std::optional<bool> quorum_of(const json::object& o) {
+  const json::value* v = o.if_contains("quorum");
+  if (v == nullptr || !v->is_bool()) return std::nullopt;
+  return v->get_bool();
+}
+
 struct NodeStatus {
   uint32_t id = 0;
   bool answered = false;  // it answered with a JSON object
@@ -87,12 +94,14 @@ int run_single_node_status(const ClientOptions& o) {
     std::printf("HTTP %d\n%s\n", code, r->body.c_str());
     return code == 200 ? 0 : 1;
   }
-  std::printf("node %s:%u: %s\n", o.host.c_str(), o.http_port,
-              code == 200 ? "serving" : "not serving");
+  const std::optional<bool> quorum = quorum_of(v.as_object());
+  std::printf("node %s:%u: %s%s\n", o.host.c_str(), o.http_port,
+              code == 200 ? "serving" : "not serving",
+              quorum == false ? ", NO QUORUM (requests are refused)" : "");
   for (const auto& [k, val] : v.as_object()) {
-    std::printf("  %-16s %s\n", std::string(k).c_str(), json::serialize(val).c_str());
+    std::printf("  %-18s %s\n", std::string(k).c_str(), json::serialize(val).c_str());
   }
-  return code == 200 ? 0 : 1;
+  return code == 200 && quorum != false ? 0 : 1;
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
@@ -124,9 +133,9 @@ int run_cluster_status(const std::string& config_path) {
   std::vector<NodeStatus> nodes;
   for (auto& p : pending) nodes.push_back(p.get());
 
-  std::vector<std::vector<std::string>> rows = {{"id", "state", "role", "view", "applied_epoch",
-                                                 "commit_epoch", "lag", "applied_txs", "held_txs",
-                                                 "offsets", "txs_behind", "state_hash", "detail"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"id", "state", "quorum", "role", "view", "applied_epoch", "commit_epoch", "lag",
+       "applied_txs", "held_txs", "offsets", "txs_behind", "state_hash", "detail"}};
   // A node's offsets: the sum over ranges of its durable offset, i.e. how
   // many txs it holds durably; txs_behind compares it with the best node.
   auto offsets_sum = [](const json::object& f) -> std::optional<uint64_t> {
@@ -144,10 +153,11 @@ int run_cluster_status(const std::string& config_path) {
     if (s.answered) best = std::max(best, offsets_sum(s.fields).value_or(0));
   }
   size_t serving = 0;
+  size_t no_quorum = 0;
   for (const NodeStatus& s : nodes) {
     if (!s.answered) {
-      rows.push_back(
-          {std::to_string(s.id), "down", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", s.error});
+      rows.push_back({std::to_string(s.id), "down", "-", "-", "-", "-", "-", "-", "-", "-", "-",
+                      "-", "-", s.error});
       continue;
     }
     if (s.serving) serving++;
@@ -158,17 +168,32 @@ int run_cluster_status(const std::string& config_path) {
                           ? std::to_string(*committed - *applied)
                           : "-";
     std::string detail = text(f, "detail");
+    const std::optional<bool> quorum = quorum_of(f);
+    if (quorum == false) {
+      no_quorum++;
+      const std::string why = text(f, "unavailable_reason");
+      if (why != "-" && !why.empty())
+        detail = detail == "-" || detail.empty() ? why : detail + "; " + why;
+    }
     const std::optional<uint64_t> sum = offsets_sum(f);
-    rows.push_back({std::to_string(s.id), s.serving ? "up" : "not-serving", text(f, "role"),
-                    text(f, "view"), text(f, "applied_epoch"), text(f, "commit_epoch"), lag,
-                    text(f, "applied_txs"), text(f, "held_txs"),
-                    sum ? std::to_string(*sum) : "-", sum ? std::to_string(best - *sum) : "-",
-                    text(f, "state_hash"), detail == "-" ? "" : detail});
+    rows.push_back({std::to_string(s.id), s.serving ? "up" : "not-serving",
+                    quorum ? (*quorum ? "yes" : "NO") : "-", text(f, "role"), text(f, "view"),
+                    text(f, "applied_epoch"), text(f, "commit_epoch"), lag, text(f, "applied_txs"),
+                    text(f, "held_txs"), sum ? std::to_string(*sum) : "-",
+                    sum ? std::to_string(best - *sum) : "-", text(f, "state_hash"),
+                    detail == "-" ? "" : detail});
   }
   std::printf("cluster %llu (%s): %zu nodes, %zu serving, tolerates %zu crashed\n",
               static_cast<unsigned long long>(config->cluster_id), config_path.c_str(),
               nodes.size(), serving, config->f());
   print_table(rows);
+  if (no_quorum > 0) {
+    std::printf(
+        "WARNING: no quorum at %zu live node%s: writes and ordered reads there are refused "
+        "(\"no quorum\") or time out (\"outcome unknown\") until %zu of the %zu nodes "
+        "work together again\n",
+        no_quorum, no_quorum == 1 ? "" : "s", nodes.size() / 2 + 1, nodes.size());
+  }
 
   // The primary: a node that says it is one (the highest view wins), else
   // what the node in the highest view believes.
@@ -216,7 +241,7 @@ int run_cluster_status(const std::string& config_path) {
     std::printf("WARNING: nodes at applied_epoch %llu have different state hashes: %s\n",
                 static_cast<unsigned long long>(epoch), which.c_str());
   }
-  return serving == nodes.size() && !diverged ? 0 : 1;
+  return serving == nodes.size() && !diverged && no_quorum == 0 ? 0 : 1;
 }
 
 }  // namespace

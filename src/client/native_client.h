@@ -33,11 +33,18 @@ struct Options {
 // A response as received; owns its bytes.
 struct Response {
   uint64_t request_id = 0;
-  Code code = Code::kOk;  // kOk: `reply` is the app's reply; else the op did not run
+  // kOk: `reply` is the app's reply. Otherwise the op did not run, except:
+  // kOutcomeUnknown (may_have_run()): it was sent but no result came in time
+  // (e.g. the cluster lost its quorum); it may still take effect later.
+  // kNoQuorum: the cluster has no working quorum and the request was refused
+  // before it was sent anywhere: it never runs; retry later.
+  Code code = Code::kOk;
   std::string error;
   uint64_t tx_id = 0;
   std::string reply;
   Status status() const { return code == Code::kOk ? Status::ok() : Status(code, error); }
+  bool no_quorum() const { return code == Code::kNoQuorum; }
+  bool may_have_run() const { return code == Code::kOk || code == Code::kOutcomeUnknown; }
 };
 
 class NativeConnection {
@@ -105,8 +112,9 @@ class Client {
                                 const Options& options = {});
 
   // Executes one kv op. The outer Result fails when the op did not run
-  // (overloaded, unavailable, too large, connection broken or timed out); an
-  // app-level error (e.g. kConflict, kWrongType) is a Reply of kind kError.
+  // (overloaded, unavailable, no quorum, too large) or may not have
+  // (kOutcomeUnknown, connection broken or timed out); an app-level error
+  // (e.g. kConflict, kWrongType) is a Reply of kind kError.
   Result<kv::Reply> call(const kv::Op& op);
   // The raw form: any app, any encoded op.
   Result<Response> call_raw(AppId app, std::string_view op, bool read_only);

@@ -218,6 +218,33 @@ TEST(NativeClient, EngineErrorsAndUnknownAppComeBackAsCodes) {
   EXPECT_TRUE(c.call(get("a")).is_ok());
 }
 
+TEST(NativeClient, QuorumLossCodesComeBackDistinctAndTheConnectionSurvives) {
+  Harness h;
+  Client c = connect(h);
+  h.on_loop([&] {
+    h.engine().refuse_writes = true;
+    h.engine().refusal = no_quorum("no quorum; not executed: node 1 is recovering; retry later");
+  });
+  auto raw = c.call_raw(AppId::kKv, kv::encode_op(set("a", "b")), false);
+  ASSERT_TRUE(raw.is_ok());
+  EXPECT_EQ(raw->code, Code::kNoQuorum);
+  EXPECT_TRUE(raw->no_quorum());
+  EXPECT_FALSE(raw->may_have_run());
+  EXPECT_EQ(raw->status().to_string(),
+            "no quorum; not executed: node 1 is recovering; retry later");
+  auto r = c.call(set("a", "b"));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kNoQuorum);
+
+  h.on_loop([&] { h.engine().refusal = outcome_unknown("outcome unknown (no quorum): x"); });
+  raw = c.call_raw(AppId::kKv, kv::encode_op(set("a", "b")), false);
+  ASSERT_TRUE(raw.is_ok());
+  EXPECT_EQ(raw->code, Code::kOutcomeUnknown);
+  EXPECT_FALSE(raw->no_quorum());
+  EXPECT_TRUE(raw->may_have_run());
+  EXPECT_TRUE(c.call(get("a")).is_ok()) << "the connection is still usable";
+}
+
 TEST(NativeClient, OversizeOpGetsTooLargeAndConnectionSurvives) {
   Harness h;
   Client c = connect(h);

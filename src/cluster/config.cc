@@ -165,7 +165,7 @@ class Reader {
     constexpr std::string_view p = "settings.";
     if (Status st = check_keys(t, p,
                                {"tick_ms", "lease_ms", "view_change_ticks", "send_queue_bytes_max",
-                                "tx_retention_bytes_max"});
+                                "tx_retention_bytes_max", "unavailable_after_ms"});
         !st)
       return st;
     if (Status st = get_uint_as(t, "tick_ms", p, false, s.tick_ms); !st) return st;
@@ -176,6 +176,8 @@ class Reader {
       return st;
     if (Status st = get_uint_as(t, "tx_retention_bytes_max", p, false, s.tx_retention_bytes_max);
         !st)
+      return st;
+    if (Status st = get_uint_as(t, "unavailable_after_ms", p, false, s.unavailable_after_ms); !st)
       return st;
     return Status::ok();
   }
@@ -332,6 +334,19 @@ Status validate_cluster_config(const ClusterConfig& c) {
                             tx_retention_bytes_min, tx_retention_bytes_max_max));
   }
 
+  if (s.unavailable_after_ms != 0) {
+    const uint64_t min = unavailable_after_ms_min(s);
+    if (s.unavailable_after_ms < min || s.unavailable_after_ms > unavailable_after_ms_max) {
+      return fail(
+          "settings.unavailable_after_ms",
+          fmt::format("{} is neither 0 (the default) nor in {}..{} (at least {} view-change "
+                      "timeouts of {} ticks of {} ms, and at least {} ms)",
+                      s.unavailable_after_ms, min, unavailable_after_ms_max,
+                      unavailable_after_view_changes_min, effective_view_change_ticks(s), s.tick_ms,
+                      unavailable_after_ms_floor));
+    }
+  }
+
   if (c.nodes.empty()) return fail("nodes", "a cluster needs at least one node ([[nodes]])");
   if (c.nodes.size() > nodes_max) {
     return fail("nodes",
@@ -406,8 +421,28 @@ Status validate_cluster_config(const ClusterConfig& c) {
   return Status::ok();
 }
 
+uint64_t effective_view_change_ticks(const ClusterSettings& s) {
+  return s.view_change_ticks != 0 ? s.view_change_ticks : vr_view_change_ticks_default;
+}
+
+uint64_t unavailable_after_ms_min(const ClusterSettings& s) {
+  return std::max(unavailable_after_view_changes_min * effective_view_change_ticks(s) * s.tick_ms,
+                  unavailable_after_ms_floor);
+}
+
+uint64_t effective_unavailable_after_ms(const ClusterSettings& s) {
+  if (s.unavailable_after_ms != 0) return s.unavailable_after_ms;
+  return std::max(unavailable_after_ms_default, unavailable_after_ms_min(s));
+}
+
+uint64_t no_quorum_after_ms(const ClusterSettings& s) {
+  return 3 * effective_view_change_ticks(s) * s.tick_ms;
+}
+
 std::string format_cluster_config(const ClusterConfig& c) {
   const ClusterSettings& s = c.settings;
+  ClusterSettings defaulted = s;
+  defaulted.unavailable_after_ms = 0;
   std::string out = fmt::format(
       "# maroon cluster config: every node and gateway of the cluster reads this\n"
       "# file (`maroon node --config FILE --id N`). Layout and settings: docs/cluster.md.\n"
@@ -419,9 +454,11 @@ std::string format_cluster_config(const ClusterConfig& c) {
       "lease_ms = {}  # a gateway's range lease; unrenewed ranges are sealed after it\n"
       "view_change_ticks = {}  # 0: the VR default\n"
       "send_queue_bytes_max = {}  # per peer connection\n"
-      "tx_retention_bytes_max = {}  # applied txs kept to serve lagging peers\n",
+      "tx_retention_bytes_max = {}  # applied txs kept to serve lagging peers\n"
+      "unavailable_after_ms = {}  # a request without a result after this long is answered "
+      "\"outcome unknown\"; 0: the default ({} ms)\n",
       c.cluster_id, s.tick_ms, s.lease_ms, s.view_change_ticks, s.send_queue_bytes_max,
-      s.tx_retention_bytes_max);
+      s.tx_retention_bytes_max, s.unavailable_after_ms, effective_unavailable_after_ms(defaulted));
   for (const NodeEntry& n : c.nodes) {
     out += fmt::format(
         "\n[[nodes]]\n"

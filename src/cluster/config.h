@@ -24,6 +24,17 @@ inline constexpr uint64_t lease_ms_max = 3600 * 1000;
 // vr::Options::lease_ticks (12) must not exceed the view change timeout.
 inline constexpr uint64_t view_change_ticks_min = 12;
 inline constexpr uint64_t view_change_ticks_max = 100000;
+// vr::Options::view_change_timeout_ticks, used when view_change_ticks is 0
+// (node_cmd.cc checks that they agree).
+inline constexpr uint64_t vr_view_change_ticks_default = 20;
+// unavailable_after_ms: the default, and its bounds. At least 4 view-change
+// timeouts (a primary failover, which the backups start within 2, must end
+// well within it) and at least 2 s (a gateway asks again for a result lost
+// with a connection after 1 s).
+inline constexpr uint64_t unavailable_after_ms_default = 5000;
+inline constexpr uint64_t unavailable_after_view_changes_min = 4;
+inline constexpr uint64_t unavailable_after_ms_floor = 2000;
+inline constexpr uint64_t unavailable_after_ms_max = 24 * 3600 * 1000;
 // Both byte limits must hold at least one message of the largest size
 // (limits::message_bytes_max, 16 MiB); the upper bounds catch unit mistakes.
 inline constexpr size_t send_queue_bytes_min = 16 * 1024 * 1024;
@@ -59,9 +70,22 @@ struct ClusterSettings {
   uint64_t view_change_ticks = 0;  // 0: the VR default
   size_t send_queue_bytes_max = 64 << 20;     // per peer connection
   size_t tx_retention_bytes_max = 256 << 20;  // applied txs a node keeps to serve lagging peers
+  // A client request with no result this long after it arrived is answered
+  // "outcome unknown" (docs/cluster.md). 0: the default,
+  // effective_unavailable_after_ms().
+  uint64_t unavailable_after_ms = 0;
 
   bool operator==(const ClusterSettings&) const = default;
 };
+
+uint64_t effective_view_change_ticks(const ClusterSettings& s);
+// The smallest unavailable_after_ms allowed with these settings.
+uint64_t unavailable_after_ms_min(const ClusterSettings& s);
+// unavailable_after_ms, or if 0 the default: 5000, or the minimum if larger.
+uint64_t effective_unavailable_after_ms(const ClusterSettings& s);
+// How long a node (or gateway) sees no working quorum before it refuses
+// requests at once: 3 view-change timeouts.
+uint64_t no_quorum_after_ms(const ClusterSettings& s);
 
 struct ClusterConfig {
   uint64_t cluster_id = 0;

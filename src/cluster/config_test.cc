@@ -63,6 +63,7 @@ TEST(ClusterConfig, FormatThenParseIsTheSameConfig) {
   c.settings.view_change_ticks = 40;
   c.settings.send_queue_bytes_max = size_t{32} << 20;
   c.settings.tx_retention_bytes_max = size_t{1} << 30;
+  c.settings.unavailable_after_ms = 7500;
   c.nodes[2].host = "10.0.0.3";
   c.nodes[1].data_dir = "/odd \"dir\"\\with \xc3\xa9 quotes";
   c.gateways.push_back(
@@ -99,6 +100,25 @@ TEST(ClusterConfig, OmittedFieldsTakeTheirDefaults) {
   EXPECT_TRUE(r->gateways.empty());
   EXPECT_EQ(r->path, "");
   EXPECT_EQ(r->f(), 0u);
+}
+
+TEST(ClusterConfig, UnavailableAfterDefaultsToFiveSecondsOrFourViewChanges) {
+  ClusterSettings s;
+  EXPECT_EQ(s.unavailable_after_ms, 0u);
+  EXPECT_EQ(effective_unavailable_after_ms(s), 5000u);
+  EXPECT_EQ(unavailable_after_ms_min(s), 2000u);
+  EXPECT_EQ(no_quorum_after_ms(s), 600u) << "3 view-change timeouts of 20 ticks of 10 ms";
+  s.tick_ms = 100;  // 4 view changes: 8000 ms
+  EXPECT_EQ(effective_unavailable_after_ms(s), 8000u);
+  s.view_change_ticks = 50;
+  EXPECT_EQ(effective_unavailable_after_ms(s), 20000u);
+  s.unavailable_after_ms = 30000;
+  EXPECT_EQ(effective_unavailable_after_ms(s), 30000u);
+  Result<ClusterConfig> r = parse_cluster_config(
+      std::string(kMinimal) + "[settings]\nunavailable_after_ms = 2500\n", "/b");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->settings.unavailable_after_ms, 2500u);
+  EXPECT_EQ(effective_unavailable_after_ms(r->settings), 2500u);
 }
 
 TEST(ClusterConfig, LookupByIdAndFaultsTolerated) {
@@ -256,6 +276,21 @@ TEST(ClusterConfig, EachValidationError) {
        [](ClusterConfig& c) { c.settings.send_queue_bytes_max = (16 << 20) - 1; },
        "settings.send_queue_bytes_max: 16777215 is outside 16777216..17179869184 (16 MiB, the "
        "largest message, to 16 GiB)"},
+      {"unavailable_after_ms below 4 view changes",
+       [](ClusterConfig& c) {
+         c.settings.view_change_ticks = 100;
+         c.settings.unavailable_after_ms = 3999;
+       },
+       "settings.unavailable_after_ms: 3999 is neither 0 (the default) nor in 4000..86400000 (at "
+       "least 4 view-change timeouts of 100 ticks of 10 ms, and at least 2000 ms)"},
+      {"unavailable_after_ms below the floor",
+       [](ClusterConfig& c) { c.settings.unavailable_after_ms = 1999; },
+       "settings.unavailable_after_ms: 1999 is neither 0 (the default) nor in 2000..86400000 (at "
+       "least 4 view-change timeouts of 20 ticks of 10 ms, and at least 2000 ms)"},
+      {"unavailable_after_ms over a day",
+       [](ClusterConfig& c) { c.settings.unavailable_after_ms = 86400001; },
+       "settings.unavailable_after_ms: 86400001 is neither 0 (the default) nor in 2000..86400000 "
+       "(at least 4 view-change timeouts of 20 ticks of 10 ms, and at least 2000 ms)"},
       {"retention below one message",
        [](ClusterConfig& c) { c.settings.tx_retention_bytes_max = 1; },
        "settings.tx_retention_bytes_max: 1 is outside 16777216..1099511627776 (16 MiB to 1 TiB)"},

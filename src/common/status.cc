@@ -1,5 +1,7 @@
 #include "common/status.h"
 
+#include <string_view>
+
 namespace maroon {
 
 const char* code_name(Code code) {
@@ -14,13 +16,19 @@ const char* code_name(Code code) {
     case Code::kUnavailable: return "unavailable";
     case Code::kConflict: return "conflict";
     case Code::kWrongType: return "wrong type";
+    case Code::kNoQuorum: return "no quorum";
+    case Code::kOutcomeUnknown: return "outcome unknown";
   }
   return "unknown";
 }
 
 std::string Status::to_string() const {
   if (is_ok()) return "ok";
-  return std::string(code_name(code_)) + ": " + message_;
+  // A message that starts with its code's name ("no quorum; not executed:
+  // ...") already says it.
+  const std::string_view name = code_name(code_);
+  if (std::string_view(message_).starts_with(name)) return message_;
+  return std::string(name) + ": " + message_;
 }
 
 }  // namespace maroon

@@ -21,6 +21,13 @@ enum class Code : unsigned char {
   kUnavailable,      // not serving (starting, read-only after a WAL error, shutting down)
   kConflict,         // a conditional write's condition did not hold
   kWrongType,        // e.g. INCR on a value that is not an integer
+  // The cluster has no working quorum and the request was refused before it
+  // was sent anywhere: it was not executed and never will be. Retry later.
+  kNoQuorum,
+  // The request was sent but no result came in time (a client-facing bound,
+  // e.g. unavailable_after_ms while the cluster has no quorum): it may or may
+  // not take effect later.
+  kOutcomeUnknown,
 };
 
 const char* code_name(Code code);
@@ -48,6 +55,8 @@ inline Status io_error(std::string m) { return {Code::kIoError, std::move(m)}; }
 inline Status too_large(std::string m) { return {Code::kTooLarge, std::move(m)}; }
 inline Status unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status overloaded(std::string m) { return {Code::kOverloaded, std::move(m)}; }
+inline Status no_quorum(std::string m) { return {Code::kNoQuorum, std::move(m)}; }
+inline Status outcome_unknown(std::string m) { return {Code::kOutcomeUnknown, std::move(m)}; }
 
 // The value, or the Status that says why there is none.
 template <typename T>

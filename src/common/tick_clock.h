@@ -17,11 +17,26 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 
 #include "common/assert.h"
 
 namespace maroon {
+
+// Ticks a real driver runs back to back after a stall, at most: 10 s at
+// 10 ms ticks, by which time every lease, promise and deadline the cores
+// keep (gateway leases and request deadlines, VR's lease promises: a few
+// seconds) has run out; a view-change timer that was not due yet fires at
+// the next timeout instead, which costs only time.
+inline constexpr uint64_t kTickCatchUpMax = 1000;
+
+// The real drivers' clock: steady, in microseconds.
+inline uint64_t monotonic_us() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
 
 class TickClock {
  public:

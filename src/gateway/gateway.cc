@@ -27,6 +27,9 @@ bool Gateway::ready() const {
 }
 
 Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
+  if (!quorum_) {
+    return no_quorum(fmt::format("no quorum; not executed: {}; retry later", no_quorum_reason_));
+  }
   if (!ready()) {
     request_lease();
     return unavailable("the gateway is leasing a range of tx ids; retry shortly");
@@ -47,10 +50,12 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
   if (config_.retries) {
     out_.to_nodes.push_back(TxMsg{id, app, op});
     next_retry_tick_ = std::min(next_retry_tick_, now_ticks_ + config_.retry_ticks);
-    inflight_.push_back(Inflight{id, token, app, std::move(op), op_bytes, 0, now_ticks_, false});
+    inflight_.push_back(
+        Inflight{id, token, app, std::move(op), op_bytes, 0, now_ticks_, now_ticks_, false});
   } else {
     out_.to_nodes.push_back(TxMsg{id, app, std::move(op)});
-    inflight_.push_back(Inflight{id, token, app, std::string(), op_bytes, 0, now_ticks_, false});
+    inflight_.push_back(
+        Inflight{id, token, app, std::string(), op_bytes, 0, now_ticks_, now_ticks_, false});
   }
   next_number_++;
   inflight_count_++;
@@ -62,7 +67,14 @@ void Gateway::on_message(NodeToGateway msg) {
     // Node ids are 1..63 (cluster config); an ack naming another is not
     // one we can count, and comes from outside our control: drop it.
     if (ack->node.value() >= 64) return;
-    if (Inflight* tx = find(ack->id)) tx->ack_mask |= uint64_t{1} << ack->node.value();
+    if (Inflight* tx = find(ack->id)) {
+      tx->ack_mask |= uint64_t{1} << ack->node.value();
+      // k nodes hold a timed-out tx: it will be ordered; nobody awaits it.
+      if (tx->timed_out &&
+          static_cast<size_t>(std::popcount(tx->ack_mask)) >= config_.acks_needed) {
+        finish(*tx);
+      }
+    }
   } else if (auto* result = std::get_if<TxResult>(&msg)) {
     // Several nodes answer; the first result wins and later ones are dropped.
     Inflight* tx = find(result->id);
@@ -96,7 +108,13 @@ void Gateway::on_message(NodeToGateway msg) {
 
 void Gateway::answer(Inflight& tx, Delivery d) {
   MAROON_ASSERT(!tx.answered);
-  out_.deliveries.push_back(std::move(d));
+  // A timed-out tx's client already has its answer ("outcome unknown").
+  if (!tx.timed_out) out_.deliveries.push_back(std::move(d));
+  finish(tx);
+}
+
+void Gateway::finish(Inflight& tx) {
+  MAROON_ASSERT(!tx.answered);
   tx.answered = true;
   inflight_bytes_ -= tx.op_bytes;
   tx.op = std::string();
@@ -110,8 +128,51 @@ void Gateway::answer(Inflight& tx, Delivery d) {
   }
 }
 
+void Gateway::set_quorum(bool quorum, std::string_view reason) {
+  quorum_ = quorum;
+  if (quorum) {
+    no_quorum_reason_.clear();
+  } else {
+    no_quorum_reason_ =
+        reason.empty() ? std::string_view("the cluster has no working quorum") : reason;
+  }
+}
+
+std::string Gateway::timeout_message() const {
+  const std::string within = config_.tick_ms != 0
+                                 ? fmt::format("{} ms", config_.deadline_ticks * config_.tick_ms)
+                                 : fmt::format("{} ticks", config_.deadline_ticks);
+  if (!quorum_) {
+    return fmt::format(
+        "outcome unknown (no quorum): no result within {} ({}); the request was sent to the nodes "
+        "and may still take effect",
+        within, no_quorum_reason_);
+  }
+  return fmt::format(
+      "outcome unknown (timed out): no result within {}; the request was sent to the nodes and "
+      "may still take effect",
+      within);
+}
+
+void Gateway::expire_overdue() {
+  // Deadlines follow submission order: only txs from expire_next_ on can be
+  // newly overdue, so each tx is visited once.
+  expire_next_ = std::max(expire_next_, inflight_base_);
+  while (expire_next_ < inflight_base_ + inflight_.size()) {
+    Inflight& tx = inflight_[expire_next_ - inflight_base_];
+    if (now_ticks_ - tx.submitted_tick < config_.deadline_ticks) break;
+    expire_next_++;
+    if (tx.answered || tx.timed_out) continue;
+    out_.deliveries.push_back(Delivery{tx.token, tx.id, {}, false, false, true, timeout_message()});
+    tx.timed_out = true;
+    // Already held by k nodes: it will be ordered without more resends.
+    if (static_cast<size_t>(std::popcount(tx.ack_mask)) >= config_.acks_needed) finish(tx);
+  }
+}
+
 void Gateway::tick() {
   now_ticks_++;
+  if (config_.deadline_ticks != 0) expire_overdue();
   if (lease_requested_ && now_ticks_ - lease_requested_tick_ >= config_.lease_retry_ticks) {
     lease_requested_ = false;
     request_lease();

@@ -2,11 +2,20 @@
 // from its leased range, sends it to the nodes and retries (same id, same
 // bytes) until k nodes acknowledged it, and hands each result back once.
 // Pure: no I/O, no clocks; time is ticks.
+//
+// Quorum loss (docs/cluster.md, "When the cluster has no quorum"): the
+// driver tells the gateway whether the cluster has a working quorum
+// (set_quorum). Without one, submit() refuses at once with kNoQuorum: the
+// request got no id and was sent nowhere, so it never executes. A request
+// that was sent and has no result deadline_ticks after its submit is
+// answered kOutcomeUnknown and forgotten (no more resends; a late result is
+// dropped): it may still be ordered and executed later.
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <deque>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -35,6 +44,11 @@ struct GatewayConfig {
   // Offsets used per range before a fresh range is leased; kOffsetMax in
   // production, small in tests to exercise rollover.
   uint64_t offsets_per_range_max = kOffsetMax;
+  // A tx with no result this many ticks after submit is answered "outcome
+  // unknown" (0: never; `maroon dev`, where nothing can go missing).
+  uint64_t deadline_ticks = 0;
+  // One tick in milliseconds; only to word messages (0: they say ticks).
+  uint64_t tick_ms = 0;
 };
 
 // A result for the client that submitted `token`.
@@ -45,6 +59,10 @@ struct Delivery {
   bool expired = false;
   // The tx's range was sealed before it was ordered: it never executes.
   bool sealed = false;
+  // No result within deadline_ticks: the outcome is unknown. `error` says so
+  // for the client (and why, when the gateway knows the quorum is lost).
+  bool timed_out = false;
+  std::string error;
 };
 
 struct GatewayOutput {
@@ -58,11 +76,16 @@ class Gateway {
 
   // True once a range is leased and has free offsets.
   bool ready() const;
-  // Assigns the next id and sends the tx. Errors: kUnavailable (no range
-  // leased yet), kOverloaded (too many txs or bytes in flight), kTooLarge.
+  // Assigns the next id and sends the tx. Errors: kNoQuorum (set_quorum said
+  // there is none), kUnavailable (no range leased yet), kOverloaded (too many
+  // txs or bytes in flight), kTooLarge. None of them sent anything.
   Result<TxId> submit(AppId app, std::string op, uint64_t token);
   void on_message(NodeToGateway msg);
   void tick();
+  // Whether the cluster has a working quorum, as the driver knows it, and if
+  // not why (for messages). True until told otherwise.
+  void set_quorum(bool quorum, std::string_view reason);
+  bool quorum() const { return quorum_; }
 
   GatewayOutput take_output();
 
@@ -79,7 +102,10 @@ class Gateway {
     size_t op_bytes = 0;
     uint64_t ack_mask = 0;  // bit n: node n acknowledged
     uint64_t sent_tick = 0;
-    bool answered = false;
+    uint64_t submitted_tick = 0;
+    bool answered = false;  // done: nothing more to send or answer
+    // The client was answered "outcome unknown"; still resent until k acks.
+    bool timed_out = false;
   };
   // Txs are numbered in submission order; ids run consecutively within a
   // range, so a tx id maps to its number through the range's first one.
@@ -90,7 +116,11 @@ class Gateway {
   void request_lease();
   void renew_leases();
   Inflight* find(TxId id);
+  // Hands `d` to the client (unless it timed out already) and finishes tx.
   void answer(Inflight& tx, Delivery d);
+  void finish(Inflight& tx);
+  void expire_overdue();
+  std::string timeout_message() const;
 
   GatewayConfig config_;
   GatewayOutput out_;
@@ -109,7 +139,12 @@ class Gateway {
   // No unacknowledged tx is due for a retry before this tick.
   uint64_t next_retry_tick_ = 0;
   uint64_t next_renew_tick_ = 0;
+  // Txs numbered below this one are answered or timed out (deadlines follow
+  // submission order).
+  uint64_t expire_next_ = 0;
   std::deque<RangeStart> range_starts_;
+  bool quorum_ = true;
+  std::string no_quorum_reason_;
 };
 
 }  // namespace maroon

@@ -257,6 +257,7 @@ void Node::on_peer(NodeId from, PeerMessage msg) {
   MAROON_ASSERT(!replaying_);
   const size_t peer = peer_index(from);
   if (peer == SIZE_MAX || !fault_.is_ok()) return;  // not a member: drop
+  sequencer_.on_peer_heard(from);
   if (auto* vr = std::get_if<VrPacket>(&msg)) {
     sequencer_.on_message(from, vr->bytes, out_);
   } else if (auto* offsets = std::get_if<Offsets>(&msg)) {

@@ -1163,3 +1163,103 @@ TEST(NodeScripted, RenewalReceivedBeforeExpiryWinsOverTheSealInTheSameEpoch) {
 
 }  // namespace
 }  // namespace maroon
+
+// --- quorum detection (docs/cluster.md, "When the cluster has no quorum") ---
+
+namespace maroon {
+namespace {
+
+bool has_quorum(Cluster& c, size_t i) { return c.m(i).sequencer->has_quorum(); }
+
+TEST(NodeQuorum, EveryNodeOfAHealthyClusterHasAQuorum) {
+  Cluster c(3);
+  c.run(50);
+  for (size_t i = 1; i <= 3; i++) {
+    EXPECT_TRUE(has_quorum(c, i)) << "node " << i;
+    EXPECT_TRUE(c.m(i).sequencer->status().quorum) << "node " << i;
+    EXPECT_EQ(c.m(i).sequencer->no_quorum_reason(), "") << "node " << i;
+  }
+}
+
+TEST(NodeQuorum, PrimaryCutOffFromBothBackupsLosesItsQuorumAfterTheGraceAndRegainsIt) {
+  Cluster c(3);
+  ASSERT_EQ(c.m(1).sequencer->status().role, "primary");
+  ASSERT_TRUE(has_quorum(c, 1));
+  const uint64_t grace = c.m(1).sequencer->quorum_grace_ticks();
+  ASSERT_EQ(grace, 60u) << "3 view-change timeouts of the VR default (20 ticks)";
+  c.m(2).cut_off = true;
+  c.m(3).cut_off = true;
+  c.run(static_cast<int>(grace / 2));
+  EXPECT_TRUE(has_quorum(c, 1)) << "a quorum lost for less than the grace is not yet reported";
+  c.run(static_cast<int>(grace));
+  EXPECT_FALSE(has_quorum(c, 1));
+  const SequencerStatus s = c.m(1).sequencer->status();
+  EXPECT_FALSE(s.quorum);
+  EXPECT_NE(
+      s.no_quorum_reason.find("node 1 is the primary of view 0 but a quorum of backups (1 of "
+                              "the other 2 nodes) has not answered its heartbeats in the last "
+                              "8 ticks (it heard from 0 of them)"),
+      std::string::npos)
+      << s.no_quorum_reason;
+  EXPECT_NE(s.no_quorum_reason.find("no working quorum for"), std::string::npos)
+      << s.no_quorum_reason;
+  // One backup back: a quorum of two again, without anything else done.
+  c.m(2).cut_off = false;
+  c.run(10);
+  EXPECT_TRUE(has_quorum(c, 1));
+  EXPECT_TRUE(has_quorum(c, 2));
+  EXPECT_EQ(c.m(1).sequencer->no_quorum_reason(), "");
+}
+
+TEST(NodeQuorum, IsolatedBackupLosesItsQuorumWhileTheOtherTwoKeepTheirs) {
+  Cluster c(3);
+  c.drop_if = [](const InFlight& f) { return f.from == NodeId(2) || f.to == NodeId(2); };
+  for (int t = 0; t < 200; t++) {
+    c.run(1);
+    ASSERT_TRUE(has_quorum(c, 1)) << "tick " << t;
+    ASSERT_TRUE(has_quorum(c, 3)) << "tick " << t;
+  }
+  EXPECT_FALSE(has_quorum(c, 2));
+  const std::string why = c.m(2).sequencer->no_quorum_reason();
+  EXPECT_NE(why.find("node 2 is in a view change"), std::string::npos) << why;
+  c.drop_if = nullptr;
+  c.run(150);
+  for (size_t i = 1; i <= 3; i++) EXPECT_TRUE(has_quorum(c, i)) << "node " << i;
+}
+
+TEST(NodeQuorum, APrimaryAndABackupOfFiveAreNoQuorumAndBothSaySo) {
+  // The backup still hears its primary every heartbeat, but two of five are
+  // not a quorum: it must not claim one.
+  Cluster c(5);
+  c.run(20);
+  ASSERT_EQ(c.m(1).sequencer->status().role, "primary");
+  for (size_t i = 1; i <= 5; i++) ASSERT_TRUE(has_quorum(c, i)) << "node " << i;
+  for (size_t i = 3; i <= 5; i++) c.m(i).cut_off = true;
+  c.run(200);
+  EXPECT_FALSE(has_quorum(c, 1));
+  EXPECT_FALSE(has_quorum(c, 2));
+  const std::string why = c.m(2).sequencer->no_quorum_reason();
+  EXPECT_NE(why.find("node 2 is a backup in view 0 and heard from 1 of the other 4 nodes in the "
+                     "last 20 ticks; a quorum needs 2"),
+            std::string::npos)
+      << why;
+  c.m(3).cut_off = false;
+  c.run(30);
+  for (size_t i = 1; i <= 3; i++) EXPECT_TRUE(has_quorum(c, i)) << "node " << i;
+}
+
+TEST(NodeQuorum, APrimaryFailoverIsNotAQuorumLoss) {
+  Cluster c(3);
+  ASSERT_EQ(c.m(1).sequencer->status().role, "primary");
+  c.m(1).cut_off = true;
+  for (int t = 0; t < 200; t++) {
+    c.run(1);
+    ASSERT_TRUE(has_quorum(c, 2)) << "tick " << t << ": " << c.m(2).sequencer->no_quorum_reason();
+    ASSERT_TRUE(has_quorum(c, 3)) << "tick " << t << ": " << c.m(3).sequencer->no_quorum_reason();
+  }
+  const std::string r2 = c.m(2).sequencer->status().role, r3 = c.m(3).sequencer->status().role;
+  EXPECT_TRUE(r2 == "primary" || r3 == "primary") << r2 << " " << r3;
+}
+
+}  // namespace
+}  // namespace maroon

@@ -13,7 +13,7 @@ Status malformed(const char* what) {
 
 }  // namespace
 
-bool is_known_code(uint8_t c) { return c <= static_cast<uint8_t>(Code::kWrongType); }
+bool is_known_code(uint8_t c) { return c <= static_cast<uint8_t>(Code::kOutcomeUnknown); }
 
 void encode_hello(const Hello& m, std::string& out) {
   MAROON_ASSERT(m.client_name.size() <= client_name_bytes_max);

@@ -17,7 +17,7 @@ std::string_view payload_of(const std::string& wire, FrameType type) {
 }
 
 Code gen_code(uint8_t raw) {
-  return static_cast<Code>(raw % (static_cast<uint8_t>(Code::kWrongType) + 1));
+  return static_cast<Code>(raw % (static_cast<uint8_t>(Code::kOutcomeUnknown) + 1));
 }
 
 TEST(ClientMessages, RequestRoundTrips) {
@@ -112,6 +112,27 @@ TEST(ClientMessages, UnknownFlagsAndCodesAreRejected) {
   ASSERT_TRUE(decode_response(payload).is_ok());
   payload[8] = static_cast<char>(Code::kOverloaded);
   EXPECT_FALSE(decode_response(payload).is_ok());
+}
+
+TEST(ClientMessages, QuorumLossCodesTravelAndTheNextOneIsRejected) {
+  // docs/formats/frames.md: 10 no quorum (not executed), 11 outcome unknown.
+  EXPECT_EQ(static_cast<int>(Code::kNoQuorum), 10);
+  EXPECT_EQ(static_cast<int>(Code::kOutcomeUnknown), 11);
+  for (Code code : {Code::kNoQuorum, Code::kOutcomeUnknown}) {
+    std::string wire;
+    encode_response({.request_id = 9, .code = code, .error = "why"}, wire);
+    auto d = decode_response(payload_of(wire, FrameType::kResponse));
+    ASSERT_TRUE(d.is_ok()) << code_name(code);
+    EXPECT_EQ(d->code, code);
+    EXPECT_EQ(d->error, "why");
+  }
+  std::string wire;
+  encode_response({.request_id = 5}, wire);
+  std::string payload(payload_of(wire, FrameType::kResponse));
+  payload[8] = 12;
+  EXPECT_FALSE(decode_response(payload).is_ok());
+  EXPECT_TRUE(is_known_code(11));
+  EXPECT_FALSE(is_known_code(12));
 }
 
 TEST(ClientMessages, ArbitraryBytesNeverCrash) {

@@ -21,6 +21,10 @@ struct SequencerStatus {
   uint64_t view = 0;
   NodeId primary;
   EpochNumber committed;  // the last committed epoch this replica knows
+  // Whether this replica is part of a working quorum now, or was within a
+  // grace period (a primary failover is not a quorum loss); if not, why.
+  bool quorum = true;
+  std::string no_quorum_reason;
 };
 
 class Sequencer {
@@ -42,6 +46,9 @@ class Sequencer {
   virtual void on_persisted(uint64_t durable_seq, Output& out) = 0;
   // A message from another replica (its encoded bytes; bad bytes are dropped).
   virtual void on_message(NodeId from, std::string_view bytes, Output& out) = 0;
+  // Some message (of any kind, e.g. the node's offset adverts) arrived from
+  // peer `from`: it is alive and linked to us. For quorum detection only.
+  virtual void on_peer_heard(NodeId /*from*/) {}
   // Committed epochs not yet handed out, in order.
   virtual std::vector<Epoch> take_committed() = 0;
   // Rebuilds state from a record of this sequencer during startup replay

@@ -18,11 +18,16 @@ vr::Options VrSequencer::default_options() {
 }
 
 VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
-                         vr::Options options)
+                         vr::Options options, uint64_t tick_ms)
     : self_(self),
       members_(std::move(members)),
       pipeline_epochs_max_(members_.size() > 1 ? kClusterPipelineEpochsMax : kPipelineEpochsMax),
-      replica_(self, options, service_, /*seed=*/self.value()) {
+      replica_(self, options, service_, /*seed=*/self.value()),
+      tick_ms_(tick_ms),
+      lease_ticks_(options.lease_ticks),
+      peer_window_ticks_(options.view_change_timeout_ticks),
+      quorum_grace_ticks_(uint64_t{3} * options.view_change_timeout_ticks),
+      heard_(members_.size()) {
   MAROON_ASSERT(!members_.empty() && members_.size() <= vr::limits::replicas_max);
   // A group of one only ever appends (no view change rewrites its log), so
   // its largest record is one Prepare batch; it must fit a WAL record.
@@ -159,8 +164,117 @@ void VrSequencer::on_message(NodeId from, std::string_view bytes, Output& out) {
     messages_dropped_++;
     return;
   }
+  const uint64_t view = vr::header_of(*msg).view.value();
   replica_.step(*msg, vout_);
+  const uint64_t now = replica_.now();
+  on_peer_heard(from);
+  if (replica_.status() == vr::ReplicaStatus::kNormal && view == replica_.view().value() &&
+      from.value() == replica_.primary().value()) {
+    primary_heard_tick_ = now;
+    primary_heard_view_ = view;
+  }
+  note_quorum();
   drain(out);
+}
+
+void VrSequencer::on_peer_heard(NodeId from) {
+  for (size_t i = 0; i < members_.size(); i++) {
+    if (members_[i].value() == from.value()) heard_[i] = replica_.now();
+  }
+}
+
+size_t VrSequencer::peers_heard_within(uint64_t window) const {
+  const uint64_t now = replica_.now();
+  size_t n = 0;
+  for (size_t i = 0; i < members_.size(); i++) {
+    if (members_[i] != self_ && heard_[i] && now - *heard_[i] <= window) n++;
+  }
+  return n;
+}
+
+bool VrSequencer::quorum_evidence() const {
+  if (replica_.status() != vr::ReplicaStatus::kNormal) return false;
+  if (members_.size() == 1) return true;
+  if (replica_.is_primary()) return replica_.has_lease();
+  // A backup that hears its primary works with it; with more than 3 nodes
+  // the two of them are a quorum only if enough others are alive too.
+  return primary_heard_tick_ && primary_heard_view_ == replica_.view().value() &&
+         replica_.now() - *primary_heard_tick_ <= lease_ticks_ &&
+         peers_heard_within(peer_window_ticks_) + 1 >= vr::quorum_size(members_.size());
+}
+
+void VrSequencer::note_quorum() {
+  if (!quorum_evidence()) return;
+  quorum_seen_ = true;
+  quorum_seen_tick_ = replica_.now();
+}
+
+bool VrSequencer::has_quorum() const {
+  if (quorum_evidence()) return true;
+  return quorum_seen_ && replica_.now() - quorum_seen_tick_ < quorum_grace_ticks_;
+}
+
+std::string VrSequencer::ticks_text(uint64_t ticks) const {
+  if (tick_ms_ == 0) return fmt::format("{} ticks", ticks);
+  return fmt::format("{} ms", ticks * tick_ms_);
+}
+
+std::string VrSequencer::no_quorum_reason() const {
+  if (has_quorum()) return {};
+  const uint64_t now = replica_.now();
+  const size_t quorum = vr::quorum_size(members_.size());
+  std::string state;
+  switch (replica_.status()) {
+    case vr::ReplicaStatus::kNormal:
+      if (replica_.is_primary()) {
+        // The primary's lease counts heartbeats answered within 2/3 of the
+        // VR lease (vr::Replica::has_lease); "heard" counts any message.
+        const uint64_t window = lease_ticks_ * 2 / 3;
+        size_t heard = 0;
+        for (size_t i = 0; i < members_.size(); i++) {
+          if (members_[i] != self_ && heard_[i] && now - *heard_[i] < window) heard++;
+        }
+        state = fmt::format(
+            "node {} is the primary of view {} but a quorum of backups ({} of the other {} nodes) "
+            "has not answered its heartbeats in the last {} (it heard from {} of them)",
+            self_.value(), replica_.view().value(), quorum - 1, members_.size() - 1,
+            ticks_text(window), heard);
+      } else {
+        const bool hears_primary = primary_heard_tick_ &&
+                                   primary_heard_view_ == replica_.view().value() &&
+                                   now - *primary_heard_tick_ <= lease_ticks_;
+        if (hears_primary) {
+          state = fmt::format(
+              "node {} is a backup in view {} and heard from {} of the other {} nodes in the last "
+              "{}; a quorum needs {}",
+              self_.value(), replica_.view().value(), peers_heard_within(peer_window_ticks_),
+              members_.size() - 1, ticks_text(peer_window_ticks_), quorum - 1);
+        } else {
+          state =
+              fmt::format("node {} is a backup in view {} and has not heard from primary node {}",
+                          self_.value(), replica_.view().value(), replica_.primary().value());
+          if (primary_heard_tick_) {
+            state += fmt::format(" for {}", ticks_text(now - *primary_heard_tick_));
+          }
+        }
+      }
+      break;
+    case vr::ReplicaStatus::kViewChange:
+      state = fmt::format(
+          "node {} is in a view change (view {}) that has not gathered a quorum ({} of {} nodes)",
+          self_.value(), replica_.view().value(), quorum, members_.size());
+      break;
+    case vr::ReplicaStatus::kRecovering:
+      state = fmt::format("node {} is recovering and waits for a quorum ({} of {} nodes) to answer",
+                          self_.value(), quorum, members_.size());
+      break;
+    default:
+      state = fmt::format("node {} is {}", self_.value(), vr::status_name(replica_.status()));
+      break;
+  }
+  if (quorum_seen_)
+    state += fmt::format("; no working quorum for {}", ticks_text(now - quorum_seen_tick_));
+  return state;
 }
 
 std::vector<Epoch> VrSequencer::take_committed() { return std::exchange(service_.committed, {}); }
@@ -195,6 +309,7 @@ void VrSequencer::start(Output& out) {
 
 void VrSequencer::tick(Output& out) {
   replica_.tick(vout_);
+  note_quorum();
   drain(out);
 }
 
@@ -211,6 +326,8 @@ SequencerStatus VrSequencer::status() const {
   s.view = replica_.view().value();
   s.primary = NodeId(replica_.primary().value());
   s.committed = service_.last;
+  s.quorum = has_quorum();
+  if (!s.quorum) s.no_quorum_reason = no_quorum_reason();
   return s;
 }
 

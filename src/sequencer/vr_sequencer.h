@@ -10,6 +10,17 @@
 // numbering is mapped onto the node's, so "node records up to n are durable"
 // becomes "VR records up to m are durable".
 //
+// Quorum: the replica is part of a working quorum when it is normal in a
+// view and either is the primary holding its lease (a quorum of backups
+// answered its heartbeats recently) or is a backup that heard from the
+// primary of its view within the VR lease and from enough members (itself
+// included, a quorum) within a view-change timeout; any message counts
+// (on_peer_heard: a node advertises its offsets to every peer every 10
+// ticks, well within that). has_quorum() stays true for
+// quorum_grace_ticks (3 view-change timeouts) after the last such moment, so
+// a primary failover, which the surviving quorum finishes well within that,
+// does not count as a quorum loss.
+//
 // Checkpoints: the node rebuilds its state from its own WAL, so a VR
 // checkpoint's snapshot holds only the most recent committed epochs (up to
 // snapshot_epochs_max / snapshot_bytes_max). A replica brought forward by
@@ -20,6 +31,7 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,9 +57,10 @@ class VrSequencer final : public Sequencer {
   static constexpr size_t kSnapshotBytesMax = 3 * 1024 * 1024;
   static_assert(kSnapshotBytesMax + 64 * 1024 <= vr::limits::checkpoint_bytes_max);
 
+  // `tick_ms` only words the no-quorum reason (0: in ticks).
   explicit VrSequencer(vr::ReplicaId self = vr::ReplicaId(1),
                        std::vector<vr::ReplicaId> members = {vr::ReplicaId(1)},
-                       vr::Options options = default_options());
+                       vr::Options options = default_options(), uint64_t tick_ms = 0);
   static vr::Options default_options();
 
   bool can_propose() const override;
@@ -61,6 +74,7 @@ class VrSequencer final : public Sequencer {
   }
   void on_persisted(uint64_t durable_seq, Output& out) override;
   void on_message(NodeId from, std::string_view bytes, Output& out) override;
+  void on_peer_heard(NodeId from) override;
   std::vector<Epoch> take_committed() override;
   Status replay(RecordType type, std::string_view payload) override;
   void start(Output& out) override;
@@ -68,6 +82,10 @@ class VrSequencer final : public Sequencer {
   SequencerStatus status() const override;
 
   const vr::Replica& replica() const { return replica_; }
+  // See "Quorum" above. The reason is empty while has_quorum().
+  bool has_quorum() const;
+  std::string no_quorum_reason() const;
+  uint64_t quorum_grace_ticks() const { return quorum_grace_ticks_; }
   uint64_t messages_dropped() const { return messages_dropped_; }
 
  private:
@@ -90,6 +108,12 @@ class VrSequencer final : public Sequencer {
 
   void drain(Output& out);
   void note_view();
+  // Is there evidence of a working quorum right now? (See "Quorum".)
+  bool quorum_evidence() const;
+  void note_quorum();
+  std::string ticks_text(uint64_t ticks) const;
+  // Other members heard from within the last `window` ticks.
+  size_t peers_heard_within(uint64_t window) const;
 
   const vr::ReplicaId self_;
   const std::vector<vr::ReplicaId> members_;
@@ -108,6 +132,19 @@ class VrSequencer final : public Sequencer {
   uint64_t proposals_in_view_ = 0;
   bool replayed_anything_ = false;
   uint64_t messages_dropped_ = 0;
+
+  // Quorum tracking, in replica ticks.
+  const uint64_t tick_ms_;
+  const uint64_t lease_ticks_;
+  const uint64_t peer_window_ticks_;  // a view-change timeout
+  const uint64_t quorum_grace_ticks_;
+  bool quorum_seen_ = false;
+  uint64_t quorum_seen_tick_ = 0;
+  // heard_[i]: the tick a valid message from members_[i] last arrived, if any.
+  std::vector<std::optional<uint64_t>> heard_;
+  // A backup: the last tick the primary of `primary_heard_view_` was heard.
+  std::optional<uint64_t> primary_heard_tick_;
+  uint64_t primary_heard_view_ = 0;
 };
 
 }  // namespace maroon

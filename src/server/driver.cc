@@ -16,19 +16,6 @@ namespace maroon::server {
 
 namespace {
 
-// Ticks run back to back after a stall, at most: 10 s at 10 ms ticks, by
-// which time every lease and promise the cores keep (gateway leases, VR's
-// lease promises: a few seconds at most) has run out; a view-change timer
-// that was not due yet fires at the next timeout instead, which costs only
-// time.
-constexpr uint64_t kTickCatchUpMax = 1000;
-
-uint64_t monotonic_us() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
 uint64_t wall_clock_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -64,7 +51,7 @@ VrSequencer make_sequencer(const DriverOptions& o) {
   for (const ClusterMember& m : o.cluster->members) members.emplace_back(m.id.value());
   vr::Options vo = VrSequencer::default_options();
   if (o.cluster->view_change_ticks != 0) vo.view_change_timeout_ticks = o.cluster->view_change_ticks;
-  return VrSequencer(vr::ReplicaId(o.cluster->self.value()), members, vo);
+  return VrSequencer(vr::ReplicaId(o.cluster->self.value()), members, vo, o.tick_ms);
 }
 
 GatewayConfig gateway_config(const DriverOptions& o) {
@@ -80,6 +67,8 @@ GatewayConfig gateway_config(const DriverOptions& o) {
   c.result_retry_ticks = std::max<uint64_t>(1, 1000 / o.tick_ms);
   c.lease_retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
   c.renew_ticks = std::max<uint64_t>(1, o.cluster->lease_ms / 4 / o.tick_ms);
+  c.deadline_ticks = std::max<uint64_t>(1, o.cluster->unavailable_after_ms / o.tick_ms);
+  c.tick_ms = o.tick_ms;
   return c;
 }
 
@@ -118,7 +107,8 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
       net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to peers and gateways")),
-      retained_bytes_(registry_.gauge("maroon_retained_bytes", "Executed txs kept for lagging peers")) {
+      retained_bytes_(registry_.gauge("maroon_retained_bytes", "Executed txs kept for lagging peers")),
+      quorum_metrics_(registry_) {
   if (options_.env == nullptr) {
     own_env_ = std::make_unique<PosixEnv>();
     env_ = own_env_.get();
@@ -286,6 +276,8 @@ EngineStatus Driver::status() const {
   s.view = q.view;
   s.primary = q.primary.value();
   s.commit_epoch = node_.committed_epoch().value();
+  s.quorum = q.quorum;
+  s.unavailable_reason = q.no_quorum_reason;
   s.held_txs = node_.held_txs();
   s.epochs_waiting = node_.epochs_waiting();
   // The newest ranges only: a long-lived cluster accumulates sealed ones.
@@ -619,7 +611,7 @@ void Driver::fail_writes(const Status& status) {
       "outcome unknown: the WAL failed while this write was in flight ({}); it may or may not "
       "take effect. The node refuses writes until restarted",
       status.to_string());
-  waiting_.fail_all(unavailable(unknown));
+  waiting_.fail_all(outcome_unknown(unknown));
 }
 
 void Driver::schedule_tick() {
@@ -634,10 +626,17 @@ void Driver::schedule_tick() {
 void Driver::on_tick() {
   if (!read_only_) {
     // Every tick the monotonic clock says is due, missed ones included: a
-    // stalled loop must not stretch leases and promises in real time.
+    // stalled loop must not stretch leases, promises and deadlines in real
+    // time.
     const uint64_t due = tick_clock_->due(monotonic_us());
     for (uint64_t i = 0; i < due; i++) {
       node_.tick(wall_clock_ms());
+      // In a cluster the gateway refuses requests at once while the node
+      // knows there is no quorum, and answers those in flight past the
+      // deadline.
+      if (options_.cluster) {
+        gateway_.set_quorum(sequencer_.has_quorum(), sequencer_.no_quorum_reason());
+      }
       gateway_.tick();
     }
     pump();
@@ -655,6 +654,8 @@ void Driver::update_gauges() {
   committed_epoch_.set(static_cast<int64_t>(node_.committed_epoch().value()));
   epochs_waiting_.set(static_cast<int64_t>(node_.epochs_waiting()));
   retained_bytes_.set(static_cast<int64_t>(node_.retained_bytes()));
+  const bool quorum = sequencer_.has_quorum();
+  quorum_metrics_.update(quorum, quorum ? std::string() : sequencer_.no_quorum_reason(), waiting_);
   if (node_net_) {
     net_queued_bytes_.set(
         static_cast<int64_t>(node_net_->queued_bytes_total() + gateway_net_->queued_bytes_total()));

@@ -29,6 +29,7 @@
 #include "node/node.h"
 #include "sequencer/vr_sequencer.h"
 #include "server/engine.h"
+#include "server/quorum_watch.h"
 #include "server/waiting_clients.h"
 #include "storage/dir_lock.h"
 #include "storage/env.h"
@@ -50,6 +51,9 @@ struct ClusterOptions {
   uint32_t view_change_ticks = 0;  // 0: the VR default
   size_t send_queue_bytes_max = 64 * 1024 * 1024;
   size_t tx_retention_bytes_max = 256 * 1024 * 1024;
+  // A request with no result this long after it arrived is answered "outcome
+  // unknown" (docs/cluster.md, "When the cluster has no quorum").
+  uint64_t unavailable_after_ms = 5000;
 };
 
 struct DriverOptions {
@@ -190,6 +194,7 @@ class Driver final : public Engine {
   Gauge& epochs_waiting_;
   Gauge& net_queued_bytes_;
   Gauge& retained_bytes_;
+  QuorumMetrics quorum_metrics_;
 };
 
 }  // namespace maroon::server

@@ -125,7 +125,8 @@ TEST(Driver, WalErrorMakesNodeReadOnlyAndLosesNothingAcknowledged) {
   std::optional<Status> failed;
   node.driver.submit(AppId::kKv, incr_op("k"), [&](const Status& s, std::string_view) { failed = s; });
   ASSERT_TRUE(run_until(node.io, [&] { return failed.has_value(); }));
-  EXPECT_EQ(failed->code(), Code::kUnavailable);
+  // Not "unavailable" (which says "not executed"): a restart may execute it.
+  EXPECT_EQ(failed->code(), Code::kOutcomeUnknown);
   EXPECT_NE(failed->message().find("outcome unknown"), std::string::npos) << failed->message();
   EXPECT_TRUE(node.driver.status().read_only);
 
@@ -134,6 +135,24 @@ TEST(Driver, WalErrorMakesNodeReadOnlyAndLosesNothingAcknowledged) {
   ASSERT_TRUE(refused.has_value()) << "a read-only node refuses at once";
   EXPECT_EQ(refused->code(), Code::kUnavailable);
   EXPECT_EQ(node.get("k"), "1") << "reads keep working";
+}
+
+TEST(Driver, SingleNodeAlwaysHasItsQuorumAndNoDeadline) {
+  FaultEnv env;
+  Instance node(env);
+  ASSERT_TRUE(node.start().is_ok());
+  EngineStatus s = node.driver.status();
+  EXPECT_TRUE(s.quorum);
+  EXPECT_EQ(s.unavailable_reason, "");
+  bool ok = false;
+  node.driver.submit(AppId::kKv, incr_op("k"),
+                     [&](const Status& st, std::string_view) { ok = st.is_ok(); });
+  ASSERT_TRUE(run_until(node.io, [&] { return ok; }));
+  ASSERT_TRUE(run_until(node.io, [&] {
+    return node.driver.metrics().render().find("maroon_quorum 1") != std::string::npos;
+  }));
+  EXPECT_NE(node.driver.metrics().render().find("maroon_requests_unavailable_total 0"),
+            std::string::npos);
 }
 
 TEST(Driver, UnknownAppIsRefused) {

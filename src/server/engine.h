@@ -25,6 +25,11 @@ struct EngineStatus {
   bool serving = false;    // replay finished and a range leased
   bool read_only = false;  // a WAL error stopped writes
   std::string detail;      // why not serving / why read-only
+  // Part of a working quorum (a node: its VR replica; a standalone gateway:
+  // linked to enough nodes). Without one, writes and ordered reads are
+  // refused ("no quorum") or time out ("outcome unknown").
+  bool quorum = true;
+  std::string unavailable_reason;  // why no quorum; empty while quorum
   uint64_t node_id = 0;
   uint64_t data_id = 0;  // names the data directory; changes if it is wiped
   uint64_t range = 0;          // the gateway's current range

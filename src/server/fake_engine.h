@@ -21,7 +21,7 @@ class FakeEngine final : public Engine {
       return;
     }
     if (refuse_writes) {
-      done(unavailable("writes refused by test"), {});
+      done(refusal, {});
       return;
     }
     pending_.emplace_back(std::move(op), std::move(done));
@@ -34,6 +34,8 @@ class FakeEngine final : public Engine {
   EngineStatus status() const override {
     EngineStatus s;
     s.serving = true;
+    s.quorum = quorum;
+    s.unavailable_reason = unavailable_reason;
     s.applied_txs = next_tx_;
     s.state_hash = app_.state_hash();
     return s;
@@ -54,6 +56,9 @@ class FakeEngine final : public Engine {
 
   bool defer_writes = false;
   bool refuse_writes = false;
+  Status refusal = unavailable("writes refused by test");  // with refuse_writes
+  bool quorum = true;
+  std::string unavailable_reason;
   uint64_t submitted = 0;
 
  private:

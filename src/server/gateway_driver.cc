@@ -25,6 +25,8 @@ GatewayConfig config_for(const GatewayDriverOptions& o) {
   c.result_retry_ticks = std::max<uint64_t>(1, 1000 / o.tick_ms);
   c.lease_retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
   c.renew_ticks = std::max<uint64_t>(1, o.lease_ms / 4 / o.tick_ms);
+  c.deadline_ticks = std::max<uint64_t>(1, o.unavailable_after_ms / o.tick_ms);
+  c.tick_ms = o.tick_ms;
   return c;
 }
 
@@ -43,7 +45,11 @@ GatewayDriver::GatewayDriver(boost::asio::io_context& io, GatewayDriverOptions o
       commit_latency_(registry_.histogram("maroon_commit_latency_seconds", "Tx latency from submit to result")),
       inflight_txs_(registry_.gauge("maroon_inflight_txs", "Txs submitted and not yet answered")),
       nodes_connected_(registry_.gauge("maroon_nodes_connected", "Nodes this gateway has a link to")),
-      net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to nodes")) {
+      net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to nodes")),
+      quorum_metrics_(registry_),
+      clock_(options_.tick_ms * 1000, kTickCatchUpMax, monotonic_us()),
+      link_quorum_(options_.nodes.size(), options_.nodes.size() / 2 + 1,
+                   std::max<uint64_t>(1, options_.no_quorum_after_ms / options_.tick_ms)) {
   MAROON_ASSERT(!options_.nodes.empty());
 }
 
@@ -106,6 +112,8 @@ EngineStatus GatewayDriver::status() const {
              : !gateway_.ready() ? "leasing a range of tx ids from the cluster"
                                  : "";
   s.role = "gateway";
+  s.quorum = gateway_.quorum();
+  s.unavailable_reason = link_quorum_.reason();
   s.range = gateway_.range().value();
   s.inflight_txs = gateway_.inflight();
   return s;
@@ -164,17 +172,26 @@ void GatewayDriver::schedule_tick() {
   tick_timer_.expires_after(std::chrono::milliseconds(options_.tick_ms));
   tick_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    gateway_.tick();
-    pump();
-    inflight_txs_.set(static_cast<int64_t>(waiting_.size()));
-    int64_t connected = 0;
-    for (const ClusterMember& n : options_.nodes) {
-      connected += net_->connected(net::PeerKind::kNode, n.id.value()) ? 1 : 0;
-    }
-    nodes_connected_.set(connected);
-    net_queued_bytes_.set(static_cast<int64_t>(net_->queued_bytes_total()));
+    on_tick();
     schedule_tick();
   });
+}
+
+void GatewayDriver::on_tick() {
+  size_t connected = 0;
+  for (const ClusterMember& n : options_.nodes) {
+    connected += net_->connected(net::PeerKind::kNode, n.id.value()) ? 1 : 0;
+  }
+  for (uint64_t n = clock_.due(monotonic_us()); n > 0; n--) {
+    link_quorum_.update(connected);
+    gateway_.set_quorum(link_quorum_.quorum(), link_quorum_.reason());
+    gateway_.tick();
+  }
+  pump();
+  inflight_txs_.set(static_cast<int64_t>(waiting_.size()));
+  nodes_connected_.set(static_cast<int64_t>(connected));
+  net_queued_bytes_.set(static_cast<int64_t>(net_->queued_bytes_total()));
+  quorum_metrics_.update(link_quorum_.quorum(), link_quorum_.reason(), waiting_);
 }
 
 void GatewayDriver::shutdown(std::function<void()> done) {

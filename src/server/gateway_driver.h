@@ -14,11 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "common/tick_clock.h"
 #include "gateway/gateway.h"
 #include "protocol/frame.h"
 #include "net/transport.h"
 #include "server/driver.h"
 #include "server/engine.h"
+#include "server/quorum_watch.h"
 #include "server/waiting_clients.h"
 
 namespace maroon::server {
@@ -30,6 +32,11 @@ struct GatewayDriverOptions {
   uint64_t lease_ms = 5000;
   size_t send_queue_bytes_max = 64 * 1024 * 1024;
   uint64_t drain_ms = 3000;
+  // A request with no result this long after it arrived is answered "outcome
+  // unknown"; linked to fewer than k nodes for no_quorum_after_ms, the
+  // gateway refuses requests at once ("no quorum"). docs/cluster.md.
+  uint64_t unavailable_after_ms = 5000;
+  uint64_t no_quorum_after_ms = 600;
 };
 
 class GatewayDriver final : public Engine {
@@ -53,6 +60,7 @@ class GatewayDriver final : public Engine {
   void on_frame(uint64_t node, uint8_t type, std::string_view payload);
   void send_all(protocol::FrameType type, std::string_view payload);
   void schedule_tick();
+  void on_tick();
   void poll_shutdown();
 
   boost::asio::io_context& io_;
@@ -77,6 +85,10 @@ class GatewayDriver final : public Engine {
   Gauge& inflight_txs_;
   Gauge& nodes_connected_;
   Gauge& net_queued_bytes_;
+  QuorumMetrics quorum_metrics_;
+  // Ticks from the monotonic clock, stalls included (common/tick_clock.h).
+  TickClock clock_;
+  LinkQuorum link_quorum_;
 };
 
 }  // namespace maroon::server

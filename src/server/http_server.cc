@@ -120,6 +120,8 @@ http::status http_status_for(Code code) {
     case Code::kOverloaded:
       return http::status::service_unavailable;
     case Code::kUnavailable:
+    case Code::kNoQuorum:
+    case Code::kOutcomeUnknown:
       return http::status::service_unavailable;
     case Code::kConflict:
       return http::status::conflict;
@@ -150,8 +152,12 @@ Response error_response(http::status status, std::string_view message, Code code
   json::object o;
   o["error"] = message;
   o["code"] = code_name(code);
+  // Quorum loss: whether the request may still take effect (docs/cluster.md).
+  if (code == Code::kNoQuorum) o["outcome"] = "not executed";
+  if (code == Code::kOutcomeUnknown) o["outcome"] = "unknown";
   Response res = json_response(status, o);
-  if (code == Code::kOverloaded || code == Code::kUnavailable)
+  if (code == Code::kOverloaded || code == Code::kUnavailable || code == Code::kNoQuorum ||
+      code == Code::kOutcomeUnknown)
     res.set(http::field::retry_after, "1");
   return res;
 }
@@ -577,6 +583,9 @@ class HttpServer::Session : public Listener::Connection,
     o["commit_epoch"] = s.commit_epoch;
     o["held_txs"] = s.held_txs;
     o["epochs_waiting"] = s.epochs_waiting;
+    o["quorum"] = s.quorum;
+    o["unavailable_reason"] =
+        valid_utf8(s.unavailable_reason) ? s.unavailable_reason : std::string("(not UTF-8)");
     json::object offsets;
     for (const auto& [range, offset] : s.offsets) offsets[std::to_string(range)] = offset;
     o["offsets"] = std::move(offsets);

@@ -355,6 +355,56 @@ TEST(HttpServer, OverloadedAndUnavailableSay503WithRetryAfter) {
   EXPECT_EQ(body_json(r).at("code"), "unavailable");
 }
 
+TEST(HttpServer, QuorumLossSays503WithTheOutcome) {
+  Harness h;
+  Client c(h.port());
+  h.on_loop([&] {
+    h.engine().fake.refuse_writes = true;
+    h.engine().fake.refusal = no_quorum("no quorum; not executed: node 1 is in a view change");
+  });
+  Res r = c.put("/v1/kv/k", "v");
+  EXPECT_EQ(status(r), 503);
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  json::value v = body_json(r);
+  EXPECT_EQ(v.at("code"), "no quorum");
+  EXPECT_EQ(v.at("outcome"), "not executed");
+  EXPECT_EQ(v.at("error"), "no quorum; not executed: node 1 is in a view change");
+
+  h.on_loop([&] {
+    h.engine().fake.refusal =
+        outcome_unknown("outcome unknown (no quorum): no result within 5000 ms");
+  });
+  r = c.tx(R"({"op":"incr","key":"n"})");
+  EXPECT_EQ(status(r), 503);
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  v = body_json(r);
+  EXPECT_EQ(v.at("code"), "outcome unknown");
+  EXPECT_EQ(v.at("outcome"), "unknown");
+
+  // Other errors carry no outcome field.
+  h.on_loop([&] { h.engine().fake.refusal = unavailable("x"); });
+  r = c.put("/v1/kv/k", "v");
+  EXPECT_EQ(status(r), 503);
+  EXPECT_FALSE(body_json(r).as_object().contains("outcome"));
+}
+
+TEST(HttpServer, StatusSaysWhetherTheNodeHasAQuorum) {
+  Harness h;
+  Client c(h.port());
+  json::value v = body_json(c.get("/v1/status"));
+  EXPECT_EQ(v.at("quorum"), true);
+  EXPECT_EQ(v.at("unavailable_reason"), "");
+  h.on_loop([&] {
+    h.engine().fake.quorum = false;
+    h.engine().fake.unavailable_reason = "node 2 is recovering";
+  });
+  Res r = c.get("/v1/status");
+  EXPECT_EQ(status(r), 200) << "a live node without a quorum still serves its status";
+  v = body_json(r);
+  EXPECT_EQ(v.at("quorum"), false);
+  EXPECT_EQ(v.at("unavailable_reason"), "node 2 is recovering");
+}
+
 TEST(HttpServer, KeepAliveAndPipelining) {
   Harness h;
   Client c(h.port());

@@ -531,9 +531,16 @@ class RespServer::Connection : public Listener::Connection,
     queued_++;
   }
 
+  // Quorum loss and its timeouts get their own error prefix (docs/cluster.md):
+  // "-UNAVAILABLE no quorum; not executed: ..." and "-UNAVAILABLE outcome
+  // unknown (no quorum): ...". Every other engine error is "-ERR ...".
+  static std::string_view error_prefix(Code code) {
+    return code == Code::kNoQuorum || code == Code::kOutcomeUnknown ? "UNAVAILABLE " : "ERR ";
+  }
+
   void run_read(std::string_view op, Shape shape, std::string& dst) {
     Result<std::string> r = engine_.read(AppId::kKv, op);
-    if (!r) return error(dst, "ERR " + r.status().message());
+    if (!r) return error(dst, std::string(error_prefix(r.status().code())) + r.status().message());
     format_reply(*r, shape, dst);
   }
 
@@ -551,7 +558,7 @@ class RespServer::Connection : public Listener::Connection,
     MAROON_ASSERT(pending_writes_ > 0);
     s.bytes.clear();
     if (!status) {
-      error(s.bytes, "ERR " + status.message());
+      error(s.bytes, std::string(error_prefix(status.code())) + status.message());
     } else {
       format_reply(reply, s.shape, s.bytes);
     }
@@ -617,9 +624,11 @@ class RespServer::Connection : public Listener::Connection,
         "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nmaroon_node_id:{}\r\n"
         "\r\n# Clients\r\nconnected_clients:{}\r\n"
         "\r\n# Maroon\r\nmaroon_serving:{}\r\nmaroon_read_only:{}\r\nmaroon_range:{}\r\n"
-        "maroon_applied_epoch:{}\r\nmaroon_applied_txs:{}\r\nmaroon_inflight_txs:{}\r\n",
+        "maroon_applied_epoch:{}\r\nmaroon_applied_txs:{}\r\nmaroon_inflight_txs:{}\r\n"
+        "maroon_quorum:{}\r\n",
         kVersion, st.node_id, listener() ? listener()->connection_count() : 0, st.serving ? 1 : 0,
-        st.read_only ? 1 : 0, st.range, st.applied_epoch, st.applied_txs, st.inflight_txs);
+        st.read_only ? 1 : 0, st.range, st.applied_epoch, st.applied_txs, st.inflight_txs,
+        st.quorum ? 1 : 0);
     kv::Op size_op;
     size_op.type = kv::OpType::kSize;
     Result<std::string> r = engine_.read(AppId::kKv, kv::encode_op(size_op));

@@ -420,6 +420,31 @@ TEST_F(RespServerTest, EngineErrorsBecomeErrorReplies) {
   c.expect(cmd({"GET", "k"}), "$-1\r\n");
 }
 
+TEST_F(RespServerTest, QuorumLossRepliesStartWithUnavailable) {
+  on_loop([this] {
+    engine_.refuse_writes = true;
+    engine_.refusal = no_quorum("no quorum; not executed: node 1 is recovering; retry later");
+  });
+  Client c(server_->port());
+  c.expect(cmd({"SET", "k", "v"}),
+           "-UNAVAILABLE no quorum; not executed: node 1 is recovering; retry later\r\n");
+  on_loop([this] {
+    engine_.refusal = outcome_unknown("outcome unknown (no quorum): no result within 5000 ms");
+  });
+  c.expect(cmd({"INCR", "n"}),
+           "-UNAVAILABLE outcome unknown (no quorum): no result within 5000 ms\r\n");
+  on_loop([this] { engine_.quorum = false; });
+  c.send(cmd({"INFO"}));
+  c.send("PING\r\n");
+  std::string info;
+  while (info.size() < 7 || info.substr(info.size() - 7) != "+PONG\r\n") {
+    const std::string b = c.read(1);
+    ASSERT_EQ(b.size(), 1u);
+    info += b;
+  }
+  EXPECT_NE(info.find("maroon_quorum:0\r\n"), std::string::npos) << info;
+}
+
 TEST_F(RespServerTest, WriteCompletingAfterClientLeftIsDropped) {
   on_loop([this] { engine_.defer_writes = true; });
   {

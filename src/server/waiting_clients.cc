@@ -28,6 +28,7 @@ WaitingClients::Waiting WaitingClients::take(uint64_t token) {
 
 void WaitingClients::refuse(uint64_t token, const Status& status) {
   MAROON_ASSERT(!status.is_ok());
+  if (status.code() == Code::kNoQuorum) no_quorum_refused_++;
   take(token).done(status, {});
 }
 
@@ -36,7 +37,10 @@ void WaitingClients::deliver(Delivery& d, std::chrono::steady_clock::time_point 
   Waiting w = take(d.token);
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now - w.submitted);
   latency.observe_us(static_cast<uint64_t>(micros.count()));
-  if (d.expired) {
+  if (d.timed_out) {
+    timed_out_++;
+    w.done(outcome_unknown(std::move(d.error)), {});
+  } else if (d.expired) {
     w.done(unavailable("the tx was executed, but its result is no longer kept"), {});
   } else if (d.sealed) {
     w.done(unavailable("not executed: the gateway's range of tx ids was sealed (its lease "

@@ -24,6 +24,10 @@ class WaitingClients {
   // Answers every waiting client with `status`.
   void fail_all(const Status& status);
   size_t size() const { return count_; }
+  // Clients answered "no quorum" (refused, not executed), and "outcome
+  // unknown" because the gateway's deadline passed; since the start.
+  uint64_t no_quorum_refused() const { return no_quorum_refused_; }
+  uint64_t timed_out() const { return timed_out_; }
 
  private:
   struct Waiting {
@@ -35,6 +39,8 @@ class WaitingClients {
   std::vector<Waiting> slots_;
   std::vector<uint64_t> free_;
   size_t count_ = 0;
+  uint64_t no_quorum_refused_ = 0;
+  uint64_t timed_out_ = 0;
 };
 
 }  // namespace maroon::server

@@ -220,6 +220,7 @@ class ClusterSimulation {
     std::unique_ptr<host::NodeHost> host;
     std::unique_ptr<DataDir> dir;
     std::optional<host::PendingWrite> in_flight;  // the write being synced
+    bool crash_in_next_write = false;  // a crash waits for the next write to start
     // Checkers, per incarnation.
     std::unordered_map<uint64_t, uint64_t> executed;  // tx id -> reply hash
     uint64_t hashed_upto = 0;  // epochs whose hash and digest were recorded
@@ -388,6 +389,7 @@ void ClusterSimulation::start_node(SimNode& n) {
   n.up = true;
   n.incarnation++;
   n.in_flight.reset();
+  n.crash_in_next_write = false;
   n.executed.clear();
   n.hashed_upto = 0;
   n.digest_epoch = 0;
@@ -515,8 +517,14 @@ void ClusterSimulation::maybe_sync(SimNode& n) {
   n.in_flight = std::move(w);
   NodeId id = n.id;
   uint64_t inc = n.incarnation;
-  at(now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us),
-     [this, id, inc] { on_synced(id, inc); });
+  const int64_t done = now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us);
+  at(done, [this, id, inc] { on_synced(id, inc); });
+  if (n.crash_in_next_write && faults_on_) {
+    at(uniform(prng_, now_, done - 1), [this, id, inc] {
+      SimNode& n = nodes_.at(id.value() - 1);
+      if (n.up && n.incarnation == inc && faults_on_ && failure_.empty()) crash_and_restart(n);
+    });
+  }
 }
 
 void ClusterSimulation::on_synced(NodeId id, uint64_t incarnation) {
@@ -1128,10 +1136,18 @@ void ClusterSimulation::crash_some() {
     if (nodes_[i].up) up.push_back(i);
   }
   if (up.empty()) return;
-  crash_and_restart(nodes_[up[prng_.below(up.size())]]);
+  SimNode& n = nodes_[up[prng_.below(up.size())]];
+  if (!n.in_flight && prng_.chance(0.3)) {
+    // Crash in the middle of the node's next write instead: a crash that
+    // keeps part of a write is where a wrong record order shows.
+    n.crash_in_next_write = true;
+    return;
+  }
+  crash_and_restart(n);
 }
 
 void ClusterSimulation::crash_and_restart(SimNode& n) {
+  n.crash_in_next_write = false;
   crash_node(n);
   NodeId id = n.id;
   at(now_ + uniform(prng_, s_.restart_min_us, s_.restart_max_us), [this, id] {

@@ -142,6 +142,7 @@ class Simulation {
     std::unique_ptr<host::ReplicaHost> host;
     std::unique_ptr<DataDir> dir;
     std::optional<host::PendingWrite> in_flight;
+    bool crash_in_next_write = false;  // a crash waits for the next write to start
   };
 
   struct Client {
@@ -193,6 +194,7 @@ class Simulation {
   Node& add_node(ReplicaId id);
   void start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members);
   void crash(Node& n);
+  void crash_and_restart(Node& n);
   // Writes steps to the node's disk, checking that the durable view never
   // goes backwards; returns how many steps became durable.
   size_t write_steps(Node& n, std::vector<WriteStep>& steps);
@@ -277,6 +279,7 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
   n.up = true;
   n.incarnation++;
   n.in_flight.reset();
+  n.crash_in_next_write = false;
   ReplicaId id = n.id;
   if (!n.env) n.env = std::make_unique<FaultEnv>();
   n.service = std::make_unique<KvService>([this, id](const vr::Entry& e) { on_executed(id, e); });
@@ -381,8 +384,14 @@ void Simulation::maybe_sync(Node& n) {
   n.in_flight = std::move(w);
   ReplicaId id = n.id;
   uint64_t inc = n.incarnation;
-  at(now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us),
-     [this, id, inc] { on_disk_complete(id, inc); });
+  const int64_t done = now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us);
+  at(done, [this, id, inc] { on_disk_complete(id, inc); });
+  if (n.crash_in_next_write && faults_on_) {
+    at(uniform(prng_, now_, done - 1), [this, id, inc] {
+      Node& n = nodes_.at(id);
+      if (n.up && n.incarnation == inc && faults_on_) crash_and_restart(n);
+    });
+  }
 }
 
 void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation) {
@@ -744,6 +753,17 @@ void Simulation::crash_some() {
   }
   if (up.empty()) return;
   Node& n = nodes_.at(up[prng_.below(up.size())]);
+  if (s_.crash_keeps_prefix && !n.in_flight && prng_.chance(0.5)) {
+    // Crash in the middle of the node's next write instead: a crash that
+    // keeps part of a write is where a wrong record order shows.
+    n.crash_in_next_write = true;
+    return;
+  }
+  crash_and_restart(n);
+}
+
+void Simulation::crash_and_restart(Node& n) {
+  n.crash_in_next_write = false;
   crash(n);
   ReplicaId id = n.id;
   at(now_ + uniform(prng_, s_.restart_min_us, s_.restart_max_us), [this, id] {
