@@ -1232,8 +1232,18 @@ bool ClusterSimulation::converged(std::string* why) {
       return false;
     }
   }
-  // Everything committed when the clients were done must be applied
-  // everywhere (epochs go on: gateways renew their leases).
+  // A gateway goes on resending a tx whose client gave up until k nodes
+  // hold it, and its result may still come: wait until none is in flight,
+  // so that every result a gateway was given is checked below.
+  for (GatewayId id : live_gateways()) {
+    const SimGateway& g = gateways_.at(id);
+    if (g.core->inflight() > 0) {
+      *why = fmt::format("g{} has {} txs in flight", id.value(), g.core->inflight());
+      return false;
+    }
+  }
+  // Everything committed when the clients and gateways were done must be
+  // applied everywhere (epochs go on: gateways renew their leases).
   if (target_epoch_ == 0) {
     for (const SimNode& n : nodes_) {
       if (n.up) target_epoch_ = std::max(target_epoch_, n.node->committed_epoch().value());
