@@ -17,6 +17,7 @@
 #include "common/assert.h"
 #include "common/hash.h"
 #include "common/prng.h"
+#include "common/tick_clock.h"
 #include "host/replica_host.h"
 #include "storage/fault_env.h"
 #include "vr/codec.h"
@@ -143,6 +144,8 @@ class Simulation {
     std::unique_ptr<DataDir> dir;
     std::optional<host::PendingWrite> in_flight;
     bool crash_in_next_write = false;  // a crash waits for the next write to start
+    int64_t paused_until = 0;          // the process runs nothing before this time
+    std::optional<TickClock> clock;    // ticks from the node's (skewed) monotonic clock
   };
 
   struct Client {
@@ -195,6 +198,7 @@ class Simulation {
   void start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members);
   void crash(Node& n);
   void crash_and_restart(Node& n);
+  void pause_some();
   // Writes steps to the node's disk, checking that the durable view never
   // goes backwards; returns how many steps became durable.
   size_t write_steps(Node& n, std::vector<WriteStep>& steps);
@@ -280,6 +284,8 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
   n.incarnation++;
   n.in_flight.reset();
   n.crash_in_next_write = false;
+  n.paused_until = 0;
+  n.clock.emplace(static_cast<uint64_t>(n.tick_us), kTickCatchUpMax, static_cast<uint64_t>(now_));
   ReplicaId id = n.id;
   if (!n.env) n.env = std::make_unique<FaultEnv>();
   n.service = std::make_unique<KvService>([this, id](const vr::Entry& e) { on_executed(id, e); });
@@ -324,11 +330,45 @@ void Simulation::schedule_tick(Node& n) {
   at(now_ + n.tick_us, [this, id, inc] {
     Node& n = nodes_.at(id);
     if (!n.up || n.incarnation != inc) return;
-    n.replica->tick(n.host->out());
-    check_replica(n);
-    process(n);
+    if (now_ < n.paused_until) {
+      // A paused process (SIGSTOP, a VM pause, a stalled loop) runs nothing;
+      // when it wakes, its driver runs every tick its monotonic clock says
+      // it missed, as the real driver's TickClock does.
+      at(n.paused_until, [this, id, inc] {
+        Node& n = nodes_.at(id);
+        if (!n.up || n.incarnation != inc) return;
+        const uint64_t due = n.clock->due(static_cast<uint64_t>(now_));
+        for (uint64_t i = 0; i < due && n.up; i++) {
+          n.replica->tick(n.host->out());
+          check_replica(n);
+          process(n);
+        }
+        if (n.up && n.incarnation == inc) schedule_tick(n);
+      });
+      return;
+    }
+    const uint64_t due = n.clock->due(static_cast<uint64_t>(now_));
+    for (uint64_t i = 0; i < due; i++) {
+      n.replica->tick(n.host->out());
+      check_replica(n);
+      process(n);
+    }
     schedule_tick(n);
   });
+}
+
+void Simulation::pause_some() {
+  if (!faults_on_) return;
+  at(now_ + exponential(prng_, s_.pause_every_us), [this] { pause_some(); });
+  std::vector<ReplicaId> up;
+  for (auto& [id, n] : nodes_) {
+    if (n.up && now_ >= n.paused_until) up.push_back(id);
+  }
+  if (up.empty()) return;
+  Node& n = nodes_.at(up[prng_.below(up.size())]);
+  n.paused_until = now_ + uniform(prng_, 10'000, s_.pause_max_us);
+  stats_.pauses++;
+  trace(fmt::format("r{} PAUSED for {} ms", n.id.value(), (n.paused_until - now_) / 1000));
 }
 
 void Simulation::crash(Node& n) {
@@ -398,6 +438,10 @@ void Simulation::maybe_sync(Node& n) {
 void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation) {
   Node& n = nodes_.at(id);
   if (!n.up || n.incarnation != incarnation) return;
+  if (now_ < n.paused_until) {
+    at(n.paused_until, [this, id, incarnation] { on_disk_complete(id, incarnation); });
+    return;
+  }
   MAROON_ASSERT(n.in_flight);
   host::PendingWrite w = std::move(*n.in_flight);
   n.in_flight.reset();
@@ -521,6 +565,11 @@ void Simulation::deliver(uint64_t from, uint64_t to, const Body& body) {
   if (from < kAdminClient && blocked(from, to)) return;
   auto it = nodes_.find(ReplicaId(static_cast<uint32_t>(to)));
   if (it == nodes_.end() || !it->second.up) return;
+  if (now_ < it->second.paused_until) {
+    // The message waits in the paused process's socket buffer.
+    at(it->second.paused_until, [this, from, to, body] { deliver(from, to, body); });
+    return;
+  }
   const uint64_t event[] = {static_cast<uint64_t>(now_), from, to, body.index()};
   fingerprint_ = hash64(std::string_view(reinterpret_cast<const char*>(event), sizeof(event)),
                         fingerprint_);
@@ -710,6 +759,7 @@ void Simulation::schedule_faults() {
     at(exponential(prng_, s_.partition_every_us), [this] { partition_change(); });
   }
   if (s_.crash_every_us > 0) at(exponential(prng_, s_.crash_every_us), [this] { crash_some(); });
+  if (s_.pause_every_us > 0) at(exponential(prng_, s_.pause_every_us), [this] { pause_some(); });
   if (s_.reconfigure_every_us > 0) {
     at(exponential(prng_, s_.reconfigure_every_us), [this] { admin_reconfigure(); });
   }
@@ -960,6 +1010,8 @@ SimSettings SimSettings::random(uint64_t seed) {
   // Some seeds write entries large enough that the log fills by bytes long
   // before checkpoint_interval_ops (8 MiB at 100-200 KiB an entry).
   s.padding_bytes_max = p.chance(0.8) ? 0 : 100 * 1024 + p.below(100 * 1024);
+  s.pause_every_us = p.chance(0.5) ? 0 : static_cast<int64_t>(300'000 + p.below(3'000'000));
+  s.pause_max_us = static_cast<int64_t>(20'000 + p.below(p.chance(0.3) ? 2'000'000 : 300'000));
   // Small segments roll often; a padded seed's writes need room (a view
   // change may write a whole log, up to limits::log_bytes_max, at once).
   // (A log record holds up to log_record_bytes_max plus one entry, so a
@@ -976,7 +1028,7 @@ std::string SimSettings::describe() const {
       "tick skew {:.0f}%; reconfigure every {} ms; lease reads {}; safety {:.1f} s; "
       "heartbeat {} lease {} timeout {} retry {} ticks; batch {} pipeline {} queue {} "
       "checkpoint {} ops/{} bytes transfer {}; stale {:.1f}%; crash keeps prefix {}; padding up to {} "
-      "KiB",
+      "KiB; pauses every {} ms up to {} ms",
       seed, replicas, clients, keys, loss * 100, duplicate * 100, delay_min_us, delay_max_us,
       disk_min_us, disk_max_us, partition_every_us / 1000,
       asymmetric_partitions ? " (some one-way)" : "", crash_every_us / 1000, restart_min_us / 1000,
@@ -986,7 +1038,7 @@ std::string SimSettings::describe() const {
       options.prepare_batch_ops_max, options.pipeline_ops_max, options.request_queue_max,
       options.checkpoint_interval_ops, options.checkpoint_interval_bytes,
       options.state_transfer_ops_max, stale * 100, crash_keeps_prefix ? "yes" : "no",
-      padding_bytes_max / 1024);
+      padding_bytes_max / 1024, pause_every_us / 1000, pause_max_us / 1000);
 }
 
 SimResult run_simulation(const SimSettings& settings, size_t trace_lines, bool trace_stdout) {

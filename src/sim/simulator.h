@@ -43,6 +43,11 @@ struct SimSettings {
   // Writes carry up to this many bytes of padding (0: none), so the log
   // reaches its byte limit.
   size_t padding_bytes_max = 0;
+  // Process pauses (SIGSTOP, a VM pause): mean time between them (0: none)
+  // and the longest. A paused replica handles nothing; it wakes with every
+  // tick it missed run at once, as the real driver does.
+  int64_t pause_every_us = 0;
+  int64_t pause_max_us = 500'000;
   int64_t delay_min_us = 100;
   int64_t delay_max_us = 2000;  // delays are uniform in between: messages reorder
   int64_t disk_min_us = 50;
@@ -76,6 +81,7 @@ struct SimStats {
   uint64_t crashes = 0;
   uint64_t crash_prefixes_kept = 0;  // crashes that kept part of an in-flight sync
   uint64_t stale_messages = 0;
+  uint64_t pauses = 0;
   uint64_t partitions = 0;
   uint64_t reconfigurations = 0;
   uint64_t max_view = 0;

@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> next{a};
   std::atomic<uint64_t> failures{0}, done{0}, sim_us{0}, ops{0};
   // Faults injected, by kind, over the sweep.
-  std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
+  std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0}, pauses{0},
       reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
       fsync_failures{0};
   std::mutex print_mu;
@@ -243,6 +243,7 @@ int main(int argc, char** argv) {
         partial_writes += r.stats.crash_prefixes_kept;
         partitions += r.stats.partitions;
         stale += r.stats.stale_messages;
+        pauses += r.stats.pauses;
         dropped += r.stats.messages_dropped;
         reconfigurations += r.stats.reconfigurations;
         ok = r.ok;
@@ -271,9 +272,9 @@ int main(int argc, char** argv) {
   fmt::print(
       "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
       "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
-      "gateway crashes, {} fsync failures\n",
+      "gateway crashes, {} fsync failures, {} process pauses\n",
       crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
       reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
-      fsync_failures.load());
+      fsync_failures.load(), pauses.load());
   return failures == 0 ? 0 : 1;
 }
