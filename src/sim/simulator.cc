@@ -383,10 +383,10 @@ void Simulation::crash(Node& n) {
     std::vector<WriteStep> prefix;
     for (size_t i = 0; i < k; i++) prefix.push_back(std::move(steps[i]));
     kept = write_steps(n, prefix);
-    if (kept < steps.size() && prng_.chance(0.5)) {
+    if (kept == k && k < steps.size() && prng_.chance(0.5)) {
       torn = true;
       std::vector<WriteStep> next;
-      next.push_back(std::move(steps[kept]));
+      next.push_back(std::move(steps[k]));
       // (Its state, if any, is not recorded as durable: the superblock keeps
       // its previous copy unless the torn write happened to land whole.)
       n.env->inject_sync_errors(1);
