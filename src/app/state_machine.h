@@ -1,4 +1,4 @@
-// The interface every app implements (DESIGN.md §6). An app must be a pure
+// The interface every app implements (docs/architecture.md). An app must be a pure
 // function of the ops it has applied: no wall clock, no OS randomness, no
 // iteration over unordered containers into results, no floating point in
 // decisions. A bad op returns an error reply; it never crashes the node,

@@ -1,4 +1,4 @@
-// The gateway core (DESIGN.md §2): gives every client request a unique tx id
+// The gateway core (docs/architecture.md): gives every client request a unique tx id
 // from its leased range, sends it to the nodes and retries (same id, same
 // bytes) until k nodes acknowledged it, and hands each result back once.
 // Pure: no I/O, no clocks; time is ticks.

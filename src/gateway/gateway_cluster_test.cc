@@ -1,4 +1,4 @@
-// Gateway core against a cluster (DESIGN.md §2 steps 2-3 and "Gaps"): acks
+// Gateway core against a cluster (docs/architecture.md steps 2-3 and "Gaps"): acks
 // from k distinct nodes, result retries after k acks, sealed ranges and lease
 // renewal. The test plays the nodes by hand.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The node core (DESIGN.md §2): holds txs durably, advertises what it holds,
+// The node core (docs/architecture.md): holds txs durably, advertises what it holds,
 // proposes epochs through the sequencer, and applies committed epochs in
 // order, pulling from peers the txs it lacks. Pure: no I/O, no clocks, no
 // threads. Inputs are messages, ticks and durability reports; everything it

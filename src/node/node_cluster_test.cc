@@ -1,4 +1,4 @@
-// Node core scenarios in a cluster (DESIGN.md §2, steps 3-7), driven by hand.
+// Node core scenarios in a cluster (docs/architecture.md, steps 3-7), driven by hand.
 // The harness plays every driver: each node has a VR sequencer and an echo
 // app, its records go to a per-node "disk" that is synced when the test says
 // so (on_persisted), after-persist messages leave only once their records are

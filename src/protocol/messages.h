@@ -1,4 +1,4 @@
-// Messages between gateways and nodes, and between nodes (DESIGN.md §2). In
+// Messages between gateways and nodes, and between nodes (docs/architecture.md). In
 // `maroon dev` the gateway ones cross function calls inside one process; in a
 // cluster every one travels in frames (protocol/cluster_messages.h).
 #pragma once
@@ -49,7 +49,7 @@ struct LeaseRequest {
 };
 
 // gateway -> node: the gateway is alive and still uses `range`; extends the
-// range's lease (DESIGN.md §2 "Gaps").
+// range's lease (docs/architecture.md "Gaps").
 struct RenewLease {
   GatewayId gateway;
   RangeId range;

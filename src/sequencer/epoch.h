@@ -1,4 +1,4 @@
-// An epoch: one entry of the ordering log (DESIGN.md §1, §3). It names every
+// An epoch: one entry of the ordering log (docs/architecture.md, §3). It names every
 // tx it orders by intervals of offsets per range, so it stays small however
 // many txs it covers, plus the system ops the sequencer carries.
 #pragma once

@@ -1,4 +1,4 @@
-// The sequencer: the replicated ordering log of epochs (DESIGN.md §3). The
+// The sequencer: the replicated ordering log of epochs (docs/architecture.md). The
 // node proposes epochs and applies committed ones in order; it never knows
 // which backend (VR among the nodes, or etcd later) is underneath.
 #pragma once

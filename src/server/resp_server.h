@@ -1,4 +1,4 @@
-// The RESP2 front end (DESIGN.md §7): enough of the Redis protocol for
+// The RESP2 front end (docs/architecture.md): enough of the Redis protocol for
 // redis-cli and redis-benchmark, pipelining included, over the kv app.
 //
 // Threading: everything runs on the io_context's one event-loop thread, the

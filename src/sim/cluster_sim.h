@@ -1,4 +1,4 @@
-// The whole-cluster simulator (DESIGN.md §4, §10): nodes (each a Node core
+// The whole-cluster simulator (docs/architecture.md, §10): nodes (each a Node core
 // with its VrSequencer and the kv app), gateways (Gateway cores) and clients
 // in one thread, over a simulated network (delay, loss, duplication,
 // reordering, symmetric and one-way partitions), simulated disks (group

@@ -1,4 +1,4 @@
-// The deterministic simulator (DESIGN.md §4, §10): VR replicas, clients and a
+// The deterministic simulator (docs/architecture.md, §10): VR replicas, clients and a
 // reconfiguring admin in one thread, over a simulated network (delay, loss,
 // duplication, reordering, symmetric and asymmetric partitions), simulated
 // disks (a crash drops unsynced writes) and per-replica clocks with skew. One
