@@ -1,5 +1,7 @@
 #include "netns.h"
 
+#include "fd.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -281,30 +283,6 @@ sockaddr_in make_addr(const std::string& ip, uint16_t port) {
   a.sin_port = htons(port);
   ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
   return a;
-}
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
-  pollfd p{.fd = fd, .events = events, .revents = 0};
-  for (;;) {
-    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    int n = ::poll(&p, 1, left <= 0 ? 0 : static_cast<int>(left));
-    if (n < 0 && errno == EINTR) continue;
-    return n > 0;
-  }
 }
 
 }  // namespace

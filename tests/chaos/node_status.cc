@@ -1,5 +1,7 @@
 #include "node_status.h"
 
+#include "fd.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -19,35 +21,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kResponseBytesMax = 1 << 20;
 
-int remaining_ms(Clock::time_point deadline) {
-  auto left =
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left <= 0 ? 0 : static_cast<int>(left);
-}
-
-// Waits until fd is ready for `events`; false on timeout or error.
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
-  pollfd p{.fd = fd, .events = events, .revents = 0};
-  for (;;) {
-    int n = ::poll(&p, 1, remaining_ms(deadline));
-    if (n < 0 && errno == EINTR) continue;
-    return n > 0;
-  }
-}
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 Result<std::string> http_get_raw(const std::string& host, uint16_t port, std::string_view target,
                                  std::chrono::milliseconds timeout) {

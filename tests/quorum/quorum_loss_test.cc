@@ -35,6 +35,7 @@
 #include "app/kv/kv_op.h"
 #include "client/native_client.h"
 #include "cluster/config.h"
+#include "fd.h"
 #include "local_cluster.h"
 
 namespace maroon::quorum_test {
@@ -44,6 +45,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
+using chaos::wait_fd;
 using std::chrono::milliseconds;
 
 // Short, so the test is quick; still the smallest the config allows with a
@@ -77,20 +79,6 @@ int64_t ms_since(Clock::time_point t0) {
 }
 
 // --- a blocking TCP exchange with one deadline -----------------------------
-
-int remaining_ms(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-  return left <= 0 ? 0 : static_cast<int>(left);
-}
-
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
-  pollfd p{.fd = fd, .events = events, .revents = 0};
-  for (;;) {
-    int n = ::poll(&p, 1, remaining_ms(deadline));
-    if (n < 0 && errno == EINTR) continue;
-    return n > 0;
-  }
-}
 
 class Conn {
  public:
