@@ -1166,6 +1166,10 @@ void Replica::on_new_state(const NewState& m, Output& out) {
       truncate_to(OpNumber(e.op.value() - 1), out);
     }
     if (e.op.value() != op_.value() + fresh.size() + 1) continue;
+    // From outside our view, entries join our log only after a prefix they
+    // were compared with: appended after unverified entries of ours, they
+    // would make a log that breaks log matching (adopt_log relies on it).
+    if (!same_view && !chained) break;
     if (log_bytes_ + bytes + entry_bytes(e) > limits::log_bytes_max ||
         log_.size() + fresh.size() + 1 > limits::log_ops_max) {
       break;
@@ -1480,10 +1484,24 @@ void Replica::adopt_log(const LogSuffix& suffix, Output& out) {
   for (size_t i = 0; i < suffix.entries.size(); i++) {
     MAROON_ASSERT(suffix.entries[i].op.value() == suffix.after.value() + i + 1);
   }
+  // Rule (log matching): two logs that hold the same entry at an op (same
+  // view it was first prepared in, same request) hold the same entries before
+  // it. Every log in a view is the prefix of a log some primary built by
+  // appending, logs are only ever taken whole from another, cut at the tail,
+  // or extended by entries verified against a committed prefix (on_new_state).
+  // So if our entry right after the suffix's start equals the suffix's first,
+  // our entries up to the start are the committed ones: we keep them, and we
+  // may be the last replica holding them (cluster sim seed 3340: dropping
+  // them lost op 151 for good once the only other copy's node was lost).
+  const Entry* first_mine = suffix.entries.empty() ? nullptr : entry(suffix.entries.front().op);
+  const bool matches = suffix.after > commit_ && suffix.after >= epoch_start_ &&
+                       first_mine != nullptr && *first_mine == suffix.entries.front();
   OpNumber from;
-  if (suffix.after <= commit_) {
-    // Our entries up to commit_ are committed and agree with the suffix.
+  if (suffix.after <= commit_ || matches) {
+    // Our entries up to commit_ (or, matching, up to the suffix's start) are
+    // committed and agree with the suffix.
     from = std::max(suffix.after, log_after_);
+    MAROON_ASSERT(!matches || from == suffix.after);
     while (!log_.empty() && log_.back().op > from) {
       log_bytes_ -= entry_bytes(log_.back());
       log_.pop_back();

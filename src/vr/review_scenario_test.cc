@@ -208,5 +208,63 @@ TEST(Review_LogFull, LargeEntriesNeverWedgeTheLogAndEveryRequestIsAnswered) {
   RecordProperty("busy_answers", static_cast<int>(busy));
 }
 
+// A view's log may start after a checkpoint, beyond the commit number a
+// replica knows; the replica's own entries up to that start may then be the
+// last copies of committed ops, and are kept when the log provably continues
+// them (log matching: its entry right after the start equals ours).
+//
+// 3 replicas, a checkpoint every 4 ops. r3 is cut off after op 3. r1
+// prepares "d" (op 4) and "e" (op 5) with r2, commits both, checkpoints at
+// op 4 and prepares "f" (op 6) alone; r2 never learns that 4 and 5 are
+// committed. r2 forms view 1 from r1's log (after op 4, ops 5..6), and r1
+// is then lost for good. Before the fix (cluster sim seed 3340), r2 dropped
+// its log as stale where the chosen log started beyond its commit number,
+// "d" survived only in r1's checkpoint, and neither r2 nor r3 ever executed
+// op 4: the group stalled with an acknowledged write gone.
+TEST(Review_LastCopy, AReplicaKeepsCommittedOpsThatALaterLogStartsAfter) {
+  Options o = test_options();
+  o.checkpoint_interval_ops = 4;
+  Cluster c(3, o);
+  commit_each(c, 1, 1, 1, {"a", "b", "c"});
+  c.isolate(3);
+  c.request(1, 2, 1, "d");
+  c.deliver(type<Prepare>() && to(2));
+  c.request(1, 3, 1, "e");
+  c.deliver(type<Prepare>() && to(2));
+  ASSERT_EQ(c.r(2).op(), OpNumber(5));
+  ASSERT_EQ(c.r(2).commit(), OpNumber(3));
+  // r2's PrepareOk for op 4 first: r1 commits and checkpoints op 4 alone.
+  ASSERT_TRUE(c.deliver_first(type<PrepareOk>() && from(2)));
+  ASSERT_EQ(c.r(1).commit(), OpNumber(4));
+  c.deliver(type<PrepareOk>() && from(2));
+  ASSERT_EQ(c.r(1).commit(), OpNumber(5));
+  ASSERT_EQ(c.r(1).checkpoint_op(), OpNumber(4));
+  ASSERT_EQ(c.r(1).log_after(), OpNumber(4));
+  // r2 hears nothing more from r1: not the commit, not "f", and (before r1
+  // is lost) no state transfer of its checkpoint.
+  c.block(from(1) && to(2) && (type<Commit>() || type<Prepare>() || type<NewState>()));
+  c.request(1, 4, 1, "f");
+  c.deliver_all();
+  ASSERT_EQ(c.r(1).op(), OpNumber(6));
+  ASSERT_EQ(c.r(2).commit(), OpNumber(3));
+  // r2 times out and forms view 1 with r1's vote: r1's log is the longest.
+  c.tick_until_timeout(2);
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] {
+    return c.r(2).status() == ReplicaStatus::kNormal && c.r(2).view() == ViewNumber(1);
+  }));
+  // It executed "d" from its own log: it did not wait for r1's checkpoint.
+  EXPECT_GE(c.r(2).executed(), OpNumber(5))
+      << "r2 dropped ops it held, op 4 among them (held elsewhere only in r1's checkpoint)";
+  c.crash(1);
+  c.unblock();
+  c.heal();
+  ASSERT_TRUE(c.run_until([&] {
+    return c.r(2).executed() >= OpNumber(6) && c.r(3).executed() >= OpNumber(6);
+  })) << c.summary();
+  commit_each(c, 2, 5, 1, {"g"});
+  for (uint32_t id : {2u, 3u}) expect_nothing_acked_lost(c, id);
+}
+
 }  // namespace
 }  // namespace maroon::vr::test

@@ -59,6 +59,7 @@
 
 #include "common/codec.h"
 #include "host/held_messages.h"
+#include "vr/log_matching.h"
 #include "vr/replica.h"
 
 namespace maroon::vr::test {
@@ -571,6 +572,13 @@ class Cluster {
     }() << "\n" << summary();
     return n;
   }
+  // Delivers the oldest message in flight matching `m`; false if none does.
+  bool deliver_first(const Match& m) {
+    auto it = std::find_if(network_.begin(), network_.end(), m.f);
+    if (it == network_.end()) return false;
+    deliver_at(static_cast<size_t>(it - network_.begin()));
+    return true;
+  }
   // Delivers (or loses) the i-th message in flight, oldest first.
   void deliver_at(size_t i) {
     MAROON_ASSERT(i < network_.size());
@@ -705,6 +713,11 @@ class Cluster {
       node.replica->check_invariants();
     }
     check_committed();
+    std::vector<const Replica*> live;
+    for (const auto& [id, node] : nodes_) {
+      if (node.replica) live.push_back(node.replica.get());
+    }
+    if (auto v = check_log_matching(live)) ADD_FAILURE() << "safety: " << *v;
     for (const std::string& v : history_.violations) {
       ADD_FAILURE() << "safety: " << v;
     }
