@@ -688,8 +688,8 @@ void Simulation::client_on_reply(Client& c, const ClientReply& r) {
       retry_after(50'000);
       return;
     case vr::ReplyCode::kInvalid:
-      fail(fmt::format("client {} request {} rejected as invalid: {}", c.id.value(), c.request,
-                       r.result));
+    case vr::ReplyCode::kEvicted:
+      fail(fmt::format("client {} request {} rejected: {}", c.id.value(), c.request, r.result));
       return;
   }
   c.busy = false;

@@ -68,12 +68,13 @@ static_assert(
 // The smallest encoded entry: five one-byte fields and an empty payload. A
 // log's entry count is checked against the bytes left with it before any
 // vector is sized.
-constexpr size_t kEntryBytesMin = 6;
+constexpr size_t kEntryBytesMin = 7;
 
 bool valid_kind(EntryKind k) {
   switch (k) {
     case EntryKind::kRequest:
     case EntryKind::kReconfigure:
+    case EntryKind::kRegister:
       return true;
   }
   return false;
@@ -86,6 +87,7 @@ bool valid_code(ReplyCode c) {
     case ReplyCode::kNewConfig:
     case ReplyCode::kInvalid:
     case ReplyCode::kBusy:
+    case ReplyCode::kEvicted:
       return true;
   }
   return false;
@@ -226,7 +228,7 @@ bool read_fields(Decoder& d, Header& x) {
 // An entry's op is read by read_fields(LogSuffix), which checks it against
 // the ops before it first.
 void write_fields(ByteWriter& w, const Entry& x) {
-  const auto& [op, view, kind, client, request, payload] = x;
+  const auto& [op, view, kind, client, request, payload, session] = x;
   MAROON_ASSERT(valid_kind(kind));
   MAROON_ASSERT(payload.size() <= limits::entry_bytes_max);
   w.varint(op.value());
@@ -234,16 +236,18 @@ void write_fields(ByteWriter& w, const Entry& x) {
   w.u8(static_cast<uint8_t>(kind));
   w.varint(client.value());
   w.varint(request.value());
+  w.varint(session);
   w.bytes(payload);
 }
 bool read_fields(Decoder& d, Entry& x) {
-  auto& [op, view, kind, client, request, payload] = x;
+  auto& [op, view, kind, client, request, payload, session] = x;
   (void)op;  // already read and checked
   uint8_t k = 0;
   if (!d.number(view, "entry view") || !d.u8(k, "entry kind")) return false;
   kind = static_cast<EntryKind>(k);
   if (!valid_kind(kind)) return d.fail(fmt::format("unknown entry kind {}", k));
   return d.number(client, "entry client") && d.number(request, "entry request") &&
+         d.varint(session, "entry session") &&
          d.bytes(payload, limits::entry_bytes_max, "entry payload", "entry_bytes_max");
 }
 
@@ -473,20 +477,21 @@ bool read_fields(Decoder& d, EpochStarted& x) {
 // Client request and reply
 
 void write_fields(ByteWriter& w, const ClientRequest& x) {
-  const auto& [client, request, kind, read_only, payload] = x;
+  const auto& [client, request, kind, read_only, payload, session] = x;
   MAROON_ASSERT(valid_kind(kind));
   MAROON_ASSERT(payload.size() <= limits::entry_bytes_max);
   w.varint(client.value());
   w.varint(request.value());
   w.u8(static_cast<uint8_t>(kind));
   w.u8(read_only ? 1 : 0);  // flags: bit 0 read-only
+  w.varint(session);
   w.bytes(payload);
 }
 bool read_fields(Decoder& d, ClientRequest& x) {
-  auto& [client, request, kind, read_only, payload] = x;
+  auto& [client, request, kind, read_only, payload, session] = x;
   uint8_t k = 0, flags = 0;
   if (!d.number(client, "client") || !d.number(request, "request") || !d.u8(k, "kind") ||
-      !d.u8(flags, "flags")) {
+      !d.u8(flags, "flags") || !d.varint(session, "session")) {
     return false;
   }
   kind = static_cast<EntryKind>(k);

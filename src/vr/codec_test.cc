@@ -65,9 +65,10 @@ rc::Gen<LogSuffix> gen_log() {
     LogSuffix s{OpNumber(after), {}};
     for (size_t i = 0; i < count; i++) {
       s.entries.push_back(Entry{OpNumber(after + i + 1), *gen_number<ViewNumber>(),
-                                *rc::gen::element(EntryKind::kRequest, EntryKind::kReconfigure),
+                                *rc::gen::element(EntryKind::kRequest, EntryKind::kReconfigure,
+                                                  EntryKind::kRegister),
                                 *gen_number<ClientId>(), *gen_number<RequestNumber>(),
-                                *gen_payload()});
+                                *gen_payload(), *gen_u64()});
     }
     return s;
   });
@@ -149,8 +150,9 @@ constexpr size_t kMessageTypes = std::variant_size_v<ReplicaMessage>;
 rc::Gen<ClientRequest> gen_client_request() {
   return rc::gen::exec([] {
     return ClientRequest{*gen_number<ClientId>(), *gen_number<RequestNumber>(),
-                         *rc::gen::element(EntryKind::kRequest, EntryKind::kReconfigure),
-                         *rc::gen::arbitrary<bool>(), *gen_payload()};
+                         *rc::gen::element(EntryKind::kRequest, EntryKind::kReconfigure,
+                                           EntryKind::kRegister),
+                         *rc::gen::arbitrary<bool>(), *gen_payload(), *gen_u64()};
   });
 }
 
@@ -160,7 +162,7 @@ rc::Gen<ClientReply> gen_client_reply() {
         *gen_number<ClientId>(),
         *gen_number<RequestNumber>(),
         *rc::gen::element(ReplyCode::kOk, ReplyCode::kNotPrimary, ReplyCode::kNewConfig,
-                          ReplyCode::kInvalid, ReplyCode::kBusy),
+                          ReplyCode::kInvalid, ReplyCode::kBusy, ReplyCode::kEvicted),
         *gen_number<ConfigEpoch>(),
         *gen_number<ViewNumber>(),
         ReplicaId(*rc::gen::arbitrary<uint32_t>()),  // 0 when the replica knows no group
@@ -363,7 +365,8 @@ class Raw {
     return u8(1).u8(type).varint(0).varint(0).u32(from);
   }
   Raw& entry(uint64_t op, size_t payload_bytes = 0, uint8_t kind = 1) {
-    return varint(op).varint(0).u8(kind).varint(1).varint(1).bytes(std::string(payload_bytes, 'x'));
+    return varint(op).varint(0).u8(kind).varint(1).varint(1).varint(0).bytes(
+        std::string(payload_bytes, 'x'));
   }
   Raw& members(const std::vector<uint32_t>& ids) {
     varint(ids.size());
@@ -459,6 +462,7 @@ TEST(VrCodec, EntryPayloadLimit) {
                             .varint(1)
                             .u8(1)
                             .u8(0)
+                            .varint(0)
                             .bytes(std::string(limits::entry_bytes_max + 1, 'p'))
                             .str();
   EXPECT_THAT(why(decode_client_request(request)), HasSubstr("entry_bytes_max"));
@@ -521,16 +525,16 @@ TEST(VrCodec, MemberListsAreChecked) {
 TEST(VrCodec, EnumsFlagsAndSendersAreChecked) {
   EXPECT_THAT(why(decode_message(Raw().message(4, /*from=*/0).str())), HasSubstr("replica 0"));
   EXPECT_THAT(why(decode_message(
-                  Raw().message(1).varint(0).varint(0).varint(1).entry(1, 0, /*kind=*/3).str())),
-              HasSubstr("unknown entry kind 3"));
+                  Raw().message(1).varint(0).varint(0).varint(1).entry(1, 0, /*kind=*/4).str())),
+              HasSubstr("unknown entry kind 4"));
   EXPECT_THAT(why(decode_client_request(
-                  Raw().u8(1).u8(32).varint(1).varint(1).u8(1).u8(2).bytes("").str())),
+                  Raw().u8(1).u8(32).varint(1).varint(1).u8(1).u8(2).varint(0).bytes("").str())),
               HasSubstr("unknown flags"));
   EXPECT_THAT(why(decode_client_request(
-                  Raw().u8(1).u8(32).varint(1).varint(1).u8(0).u8(0).bytes("").str())),
+                  Raw().u8(1).u8(32).varint(1).varint(1).u8(0).u8(0).varint(0).bytes("").str())),
               HasSubstr("unknown request kind"));
-  EXPECT_THAT(why(decode_client_reply(reply_with({}, 0, /*code=*/5))),
-              HasSubstr("unknown reply code 5"));
+  EXPECT_THAT(why(decode_client_reply(reply_with({}, 0, /*code=*/6))),
+              HasSubstr("unknown reply code 6"));
   // RecoveryResponse: from_primary and checkpoint presence are 0 or 1.
   auto recovery_response = [](uint8_t from_primary, uint8_t has_checkpoint) {
     Raw r;

@@ -21,11 +21,11 @@ class NullService final : public Service {
 };
 
 std::string encode_state_for_checkpoint() {
-  // The checkpoint state format of replica.cc: format 1, epoch 0, epoch
+  // The checkpoint state format of replica.cc: format 2, epoch 0, epoch
   // start 0, members {1,2,3}, no clients, empty service snapshot.
   std::string out;
   ByteWriter w(out);
-  w.u8(1);
+  w.u8(2);
   w.u64(0);
   w.u64(0);
   w.bytes(encode_members({ReplicaId(1), ReplicaId(2), ReplicaId(3)}));

@@ -19,6 +19,10 @@ namespace maroon::vr {
 enum class EntryKind : uint8_t {
   kRequest = 1,      // a client op, executed by the service
   kReconfigure = 2,  // §7: payload is the new member list
+  // Opens a client session (no payload; the service does not see it). The
+  // session is the op the register executes at, sent back as the reply's
+  // result in decimal; the client's later requests carry it.
+  kRegister = 3,
 };
 
 struct Entry {
@@ -28,6 +32,10 @@ struct Entry {
   ClientId client;
   RequestNumber request;
   std::string payload;
+  // The client's session (the op its register executed at); 0 for a client
+  // without one. Requests of a session the client table no longer holds are
+  // answered kEvicted, never executed.
+  uint64_t session = 0;
 
   bool operator==(const Entry&) const = default;
 };
@@ -168,6 +176,7 @@ struct ClientRequest {
   EntryKind kind = EntryKind::kRequest;
   bool read_only = false;
   std::string payload;
+  uint64_t session = 0;  // 0: a client without a session (see Entry::session)
   bool operator==(const ClientRequest&) const = default;
 };
 
@@ -177,6 +186,10 @@ enum class ReplyCode : uint8_t {
   kNewConfig = 2,   // the group changed: members lists the new one
   kInvalid = 3,     // the request is malformed or too large; retrying will not help
   kBusy = 4,        // the primary's queue is full; retry later
+  // The client's session is no longer in the client table (evicted for newer
+  // clients): the request was not executed now, and whether an earlier copy
+  // of it was is unknown. The client registers again before going on.
+  kEvicted = 5,
 };
 
 struct ClientReply {

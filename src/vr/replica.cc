@@ -474,6 +474,21 @@ void Replica::on_client_request(const ClientRequest& req, Output& out) {
     reply(req.client, req.request, ReplyCode::kInvalid, "malformed member list", out);
     return;
   }
+  if (req.kind == EntryKind::kRegister &&
+      (req.read_only || !req.payload.empty() || req.session != 0)) {
+    reply(req.client, req.request, ReplyCode::kInvalid, "malformed register", out);
+    return;
+  }
+  if (req.session != 0 && req.kind != EntryKind::kRegister &&
+      executed_.value() >= req.session) {
+    // The register that opened the session has executed here, so the table
+    // answers for it. (Otherwise execute() decides, the same everywhere.)
+    auto it = clients_.find(req.client);
+    if (it == clients_.end() || it->second.session != req.session) {
+      reply(req.client, req.request, ReplyCode::kEvicted, "session evicted; register again", out);
+      return;
+    }
+  }
   if (auto it = clients_.find(req.client); it != clients_.end()) {
     if (req.request < it->second.request) return;  // §4.5: an old request; drop it
     if (req.request == it->second.request) {
@@ -523,7 +538,7 @@ void Replica::flush_requests(Output& out) {
         payload = encode_reconfiguration_entry(epoch_.next(), *decode_members(req.payload));
       }
       Entry e{OpNumber(op_.value() + batch.size() + 1), view_, req.kind, req.client, req.request,
-              std::move(payload)};
+              std::move(payload), req.session};
       if (bytes + entry_bytes(e) > options_.prepare_batch_bytes_max && !batch.empty()) break;
       if (!log_has_room(bytes + e.payload.size()) ||
           log_.size() + batch.size() + 1 > limits::log_ops_max) {
@@ -698,16 +713,29 @@ void Replica::execute(const Entry& e, Output& out) {
   executed_ = e.op;
   executed_bytes_since_checkpoint_ += entry_bytes(e);
   if (pending_reconfig_ == e.op) pending_reconfig_ = OpNumber(0);
-  bool duplicate = false;
+  bool duplicate = false, evicted = false;
   ClientState* cs = nullptr;
   if (e.client.value() != 0) {
-    cs = &clients_[e.client];
-    duplicate = e.request <= cs->request;
+    auto it = clients_.find(e.client);
+    if (e.kind != EntryKind::kRegister && e.session != 0 &&
+        (it == clients_.end() || it->second.session != e.session)) {
+      // Rule: a request of a session the table no longer holds never runs.
+      // Its client's table entry (and with it the record of which of its
+      // requests ran) was evicted, so a retry could otherwise run twice.
+      evicted = true;
+    } else {
+      cs = &clients_[e.client];
+      duplicate = e.request <= cs->request;
+    }
   }
   std::string result;
-  if (duplicate) {
+  if (evicted) {
+    // Nothing runs and nothing changes.
+  } else if (duplicate) {
     // At most once: a request that got into the log twice runs once.
     result = cs->request == e.request ? cs->reply : std::string();
+  } else if (e.kind == EntryKind::kRegister) {
+    result = std::to_string(e.op.value());
   } else if (e.kind == EntryKind::kRequest) {
     result = service_.execute(e);
     MAROON_ASSERT(result.size() <= limits::reply_bytes_max);
@@ -726,6 +754,7 @@ void Replica::execute(const Entry& e, Output& out) {
     cs->request = e.request;
     cs->reply = result;
     cs->op = e.op;
+    if (e.kind == EntryKind::kRegister) cs->session = e.op.value();
     clients_by_op_.insert({cs->op, e.client});
     if (clients_.size() > options_.client_table_clients_max) {
       // Evict the client whose last request is oldest: the same choice on
@@ -738,13 +767,15 @@ void Replica::execute(const Entry& e, Output& out) {
     MAROON_ASSERT(clients_by_op_.size() == clients_.size());
   }
   const bool primary = is_primary();
-  if (e.kind == EntryKind::kReconfigure && !duplicate) {
+  if (e.kind == EntryKind::kReconfigure && !duplicate && !evicted) {
     auto rc = decode_reconfiguration_entry(e.payload);
     MAROON_ASSERT(rc.has_value());  // the primary encoded it
     begin_epoch(rc->epoch, std::move(rc->members), e.op, out);
   }
   // The reply to a reconfiguration names the new group.
-  if (primary && e.client.value() != 0 && !duplicate) {
+  if (primary && evicted) {
+    reply(e.client, e.request, ReplyCode::kEvicted, "session evicted; register again", out);
+  } else if (primary && e.client.value() != 0 && !duplicate) {
     reply(e.client, e.request, ReplyCode::kOk, result, out);
   }
 }
@@ -1265,7 +1296,7 @@ void Replica::maybe_checkpoint(Output& out) {
 std::string Replica::encode_checkpoint_state() {
   std::string out;
   ByteWriter w(out);
-  w.u8(1);  // format
+  w.u8(2);  // format (2: client sessions)
   w.u64(epoch_.value());
   w.u64(epoch_start_.value());
   w.bytes(encode_members(members_));
@@ -1274,6 +1305,7 @@ std::string Replica::encode_checkpoint_state() {
     w.u64(client.value());
     w.u64(cs.request.value());
     w.u64(cs.op.value());
+    w.u64(cs.session);
     w.bytes(cs.reply);
   }
   w.bytes(service_.snapshot());
@@ -1285,7 +1317,7 @@ Status Replica::restore_checkpoint_state(std::string_view state) {
   uint8_t format = 0;
   uint64_t epoch = 0, epoch_start = 0, clients = 0;
   std::string_view members_bytes, snapshot;
-  if (!r.u8(format) || format != 1 || !r.u64(epoch) || !r.u64(epoch_start) ||
+  if (!r.u8(format) || format != 2 || !r.u64(epoch) || !r.u64(epoch_start) ||
       !r.bytes(members_bytes, 1024) || !r.varint(clients) ||
       clients > options_.client_table_clients_max) {
     return corruption("vr: malformed checkpoint");
@@ -1294,13 +1326,14 @@ Status Replica::restore_checkpoint_state(std::string_view state) {
   if (!members) return corruption("vr: malformed checkpoint members");
   std::map<ClientId, ClientState> table;
   for (uint64_t i = 0; i < clients; i++) {
-    uint64_t client = 0, request = 0, op = 0;
+    uint64_t client = 0, request = 0, op = 0, session = 0;
     std::string_view reply;
-    if (!r.u64(client) || !r.u64(request) || !r.u64(op) ||
+    if (!r.u64(client) || !r.u64(request) || !r.u64(op) || !r.u64(session) ||
         !r.bytes(reply, limits::reply_bytes_max)) {
       return corruption("vr: malformed checkpoint client table");
     }
-    table[ClientId(client)] = ClientState{RequestNumber(request), std::string(reply), OpNumber(op)};
+    table[ClientId(client)] =
+        ClientState{RequestNumber(request), std::string(reply), OpNumber(op), session};
   }
   if (!r.bytes(snapshot, limits::checkpoint_bytes_max) || !r.at_end()) {
     return corruption("vr: malformed checkpoint snapshot");

@@ -199,6 +199,7 @@ class Replica {
     RequestNumber request;  // last executed
     std::string reply;
     OpNumber op;  // where it was executed; the oldest is evicted first
+    uint64_t session = 0;  // the op its register executed at; 0 without a session
   };
 
   // Normal operation (§4.1, §6.2).

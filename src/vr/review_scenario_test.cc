@@ -266,5 +266,76 @@ TEST(Review_LastCopy, AReplicaKeepsCommittedOpsThatALaterLogStartsAfter) {
   for (uint32_t id : {2u, 3u}) expect_nothing_acked_lost(c, id);
 }
 
+// The client table is bounded: when it is full, the client whose last
+// request is oldest is evicted, and with its entry goes the record of which
+// of its requests ran. A retry from an evicted client must not run again; it
+// is answered "evicted" and its client registers a new session.
+//
+// 3 replicas, a table of 2 clients. Client 1 opens a session and writes "a";
+// its reply is lost. Clients 2 and 3 open sessions, which evicts client 1.
+// Client 1 retries "a": before the fix (no sessions) the unknown client's
+// retry ran as new, and "a" executed twice. A request already in the log
+// behind the register that evicts its client is refused the same way on
+// every replica when it executes.
+TEST(Review_ClientEviction, AnEvictedClientsRetryIsAnsweredEvictedAndNeverRunsTwice) {
+  Options o = test_options();
+  o.client_table_clients_max = 2;
+  Cluster c(3, o);
+  auto session_of = [&](uint64_t client, uint64_t request) -> uint64_t {
+    auto replies = c.replies_to(client, request);
+    if (replies.empty() || replies.back().code != ReplyCode::kOk) return 0;
+    return std::stoull(replies.back().result);
+  };
+  auto runs_of = [&](uint32_t id, const std::string& payload) {
+    size_t n = 0;
+    for (const auto& x : c.service(id).executed()) n += x.payload == payload;
+    return n;
+  };
+  c.register_client(1, 1, 1);
+  c.deliver_all();
+  const uint64_t s1 = session_of(1, 1);
+  ASSERT_EQ(s1, 1u);
+  c.request(1, 1, 2, "a", false, s1);
+  c.deliver_all();
+  ASSERT_EQ(runs_of(1, "a"), 1u);
+  c.register_client(1, 2, 1);
+  c.deliver_all();
+  c.register_client(1, 3, 1);
+  c.deliver_all();
+  ASSERT_NE(session_of(3, 1), 0u);
+  // Client 1 never saw the reply to "a" and retries it.
+  c.request(1, 1, 2, "a", false, s1);
+  c.deliver_all();
+  auto retry = c.replies_to(1, 2);
+  ASSERT_FALSE(retry.empty());
+  EXPECT_EQ(retry.back().code, ReplyCode::kEvicted);
+  // Client 1 registers again (a new session; client 2 is evicted) and
+  // writes "b". Client 3 writes "c" while the register of a new client 4,
+  // which evicts client 3, is in the log ahead of it, not yet executed.
+  c.register_client(1, 1, 3);
+  c.deliver_all();
+  const uint64_t s1b = session_of(1, 3);
+  ASSERT_GT(s1b, s1);
+  const uint64_t s3 = session_of(3, 1);
+  c.block(type<PrepareOk>());
+  c.register_client(1, 4, 1);
+  c.request(1, 3, 2, "c", false, s3);
+  c.deliver_all();
+  ASSERT_TRUE(c.replies_to(3, 2).empty()) << "refused before it reached the log";
+  c.unblock();
+  step_time(c, 3);
+  c.request(1, 1, 4, "b", false, s1b);
+  c.deliver_all();
+  step_time(c, 3);
+  auto c_reply = c.replies_to(3, 2);
+  ASSERT_FALSE(c_reply.empty());
+  EXPECT_EQ(c_reply.back().code, ReplyCode::kEvicted);
+  for (uint32_t id : {1u, 2u, 3u}) {
+    EXPECT_EQ(runs_of(id, "a"), 1u) << "r" << id;
+    EXPECT_EQ(runs_of(id, "b"), 1u) << "r" << id;
+    EXPECT_EQ(runs_of(id, "c"), 0u) << "r" << id;
+  }
+}
+
 }  // namespace
 }  // namespace maroon::vr::test

@@ -220,6 +220,8 @@ inline const char* code_text(ReplyCode c) {
       return "invalid";
     case ReplyCode::kBusy:
       return "busy";
+    case ReplyCode::kEvicted:
+      return "evicted";
   }
   return "?";
 }
@@ -435,12 +437,19 @@ class Cluster {
   // --- Clients ---
 
   void request(uint32_t at, uint64_t client, uint64_t request, std::string payload,
-               bool read_only = false) {
+               bool read_only = false, uint64_t session = 0) {
     ClientRequest req{ClientId(client), RequestNumber(request), EntryKind::kRequest, read_only,
-                      std::move(payload)};
+                      std::move(payload), session};
     line("client " + std::to_string(client) + " -> r" + std::to_string(at) +
          (read_only ? " read " : " request ") + std::to_string(request) + " \"" + req.payload +
-         "\"");
+         "\"" + (session != 0 ? " session " + std::to_string(session) : ""));
+    client_request(at, req);
+  }
+  // Opens a session: the reply's result is the session (an op, in decimal).
+  void register_client(uint32_t at, uint64_t client, uint64_t request) {
+    ClientRequest req{ClientId(client), RequestNumber(request), EntryKind::kRegister, false, {}};
+    line("client " + std::to_string(client) + " -> r" + std::to_string(at) + " register " +
+         std::to_string(request));
     client_request(at, req);
   }
   // §7: asks the group to move to a new member list.
