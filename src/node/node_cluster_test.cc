@@ -1,27 +1,39 @@
 // Node core scenarios in a cluster (docs/architecture.md, steps 3-7), driven by hand.
-// The harness plays every driver: each node has a VR sequencer and an echo
-// app, its records go to a per-node "disk" that is synced when the test says
-// so (on_persisted), after-persist messages leave only once their records are
-// durable, and peer messages wait in one queue the test delivers, drops or
-// holds back. A few cases use a scripted sequencer instead of VR, to put
-// exactly the committed epochs the situation needs in front of one node.
+// Each node runs as the node process runs it: a VR sequencer and an echo app
+// behind host::NodeHost, whose records go through the durability order into
+// the real DataDir (superblock and WAL) on its own FaultEnv, and whose
+// after-persist messages leave only once their records are durable. The test
+// says when a disk writes (persist), and peer messages wait in one queue the
+// test delivers, drops or holds back. A restart crashes the FaultEnv and
+// replays the DataDir through NodeHost::open. A few cases use a scripted
+// sequencer instead of VR, to put exactly the committed epochs the situation
+// needs in front of one node.
 #include <gtest/gtest.h>
 
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/hash.h"
+#include "common/prng.h"
+#include "host/node_host.h"
 #include "node/node.h"
 #include "sequencer/vr_sequencer.h"
+#include "storage/data_dir.h"
+#include "storage/fault_env.h"
 
 namespace maroon {
 namespace {
 
 const GatewayId kGateway{1};
 constexpr uint64_t kTickMs = 10;
+// Small, so the in-memory disks stay small; a batch is cut well below a
+// segment, as limits.h requires of the real ones.
+constexpr uint64_t kWalSegmentBytes = 4 * 1024 * 1024;
+constexpr size_t kWalBatchBytesMax = kWalSegmentBytes / 4;
 
 // Appends each op to a log and replies with "<op>#<position>".
 class EchoApp final : public StateMachine {
@@ -61,31 +73,60 @@ struct SentPull {
   TxPull pull;
 };
 
+struct ClusterOptions {
+  std::function<void(NodeConfig&)> configure;
+  // 1 puts every record in a WAL batch (a write step) of its own, so a test
+  // can crash a node with any prefix of its records durable.
+  size_t wal_batch_bytes_max = kWalBatchBytesMax;
+};
+
 class Cluster {
  public:
+  struct Member;
+
+  // What the host sends: peer messages into the cluster's queue, gateway
+  // messages into the member's inbox.
+  class Sink final : public host::NodeSink {
+   public:
+    Sink(Cluster& c, size_t i) : c_(c), i_(i) {}
+    void to_peer(PeerEnvelope e) override {
+      if (auto* p = std::get_if<TxPull>(&e.msg)) {
+        c_.pulls_sent.push_back(SentPull{c_.ticks_, c_.ids_[i_ - 1], e.to, *p});
+      }
+      c_.net.push_back(InFlight{c_.ids_[i_ - 1], e.to, std::move(e.msg)});
+    }
+    void to_gateway(GatewayEnvelope e) override { c_.m(i_).to_gateway.push_back(std::move(e.msg)); }
+
+   private:
+    Cluster& c_;
+    const size_t i_;
+  };
+
   struct Member {
     NodeConfig config;
+    std::unique_ptr<FaultEnv> env;  // the node's disk; outlives restarts
     std::unique_ptr<VrSequencer> sequencer;
     std::unique_ptr<EchoApp> app;
     std::unique_ptr<Node> node;
-    std::vector<PersistRecord> disk;  // durable records, in emission order
-    std::deque<std::pair<uint64_t, PersistRecord>> unsynced;
-    std::deque<std::pair<uint64_t, PeerEnvelope>> peer_held;
-    std::deque<std::pair<uint64_t, GatewayEnvelope>> gateway_held;
+    std::unique_ptr<Sink> sink;
+    std::unique_ptr<host::NodeHost> host;
+    std::unique_ptr<DataDir> dir;
     std::vector<NodeToGateway> to_gateway;  // released to the gateway
-    uint64_t durable_seq = 0;
-    bool disk_paused = false;  // records wait until persist() is called by hand
+    bool disk_paused = false;  // nothing is written until persist() is called by hand
     bool cut_off = false;      // partitioned: its messages are dropped, it is not ticked
   };
 
-  explicit Cluster(size_t n, const std::function<void(NodeConfig&)>& configure = {}) {
+  explicit Cluster(size_t n, const std::function<void(NodeConfig&)>& configure = {})
+      : Cluster(n, ClusterOptions{configure}) {}
+  Cluster(size_t n, ClusterOptions options) : options_(std::move(options)) {
     for (size_t i = 1; i <= n; i++) ids_.push_back(NodeId(static_cast<uint32_t>(i)));
     members_.resize(n);
     for (size_t i = 1; i <= n; i++) {
       Member& mem = m(i);
       mem.config.id = ids_[i - 1];
       mem.config.members = ids_;
-      if (configure) configure(mem.config);
+      if (options_.configure) options_.configure(mem.config);
+      mem.env = std::make_unique<FaultEnv>();
       start(i);
     }
     settle();
@@ -98,41 +139,19 @@ class Cluster {
   size_t size() const { return members_.size(); }
   uint64_t ticks() const { return ticks_; }
 
-  // Drains node i's output: records to its unsynced tail, messages to the
-  // network, or held until their records are durable.
-  void collect(size_t i) {
-    Member& mem = m(i);
-    for (int round = 0; round < 1000; round++) {
-      Output out = mem.node->take_output();
-      if (out.empty()) break;
-      for (size_t j = 0; j < out.persist.size(); j++) {
-        mem.unsynced.emplace_back(out.first_seq + j, std::move(out.persist[j]));
-      }
-      const uint64_t last = out.next_seq() - 1;
-      for (auto& e : out.peer_now) {
-        if (auto* p = std::get_if<TxPull>(&e.msg)) {
-          pulls_sent.push_back(SentPull{ticks_, ids_[i - 1], e.to, *p});
-        }
-        net.push_back(InFlight{ids_[i - 1], e.to, std::move(e.msg)});
-      }
-      for (auto& e : out.peer_after_persist) mem.peer_held.emplace_back(last, std::move(e));
-      for (auto& e : out.send_now) mem.to_gateway.push_back(std::move(e.msg));
-      for (auto& e : out.send_after_persist) mem.gateway_held.emplace_back(last, std::move(e));
-    }
-    release(i);
-  }
+  // Routes node i's output through its host: records into the durability
+  // order, messages to the network or held until their records are durable.
+  void collect(size_t i) { m(i).host->drain(); }
 
-  // Syncs node i's disk: everything it emitted so far becomes durable.
+  // One group commit on node i's disk: everything it emitted so far is
+  // written to its DataDir and becomes durable.
   bool persist(size_t i) {
     Member& mem = m(i);
-    mem.node->on_flush();
-    collect(i);
-    if (mem.unsynced.empty()) return false;
-    for (auto& [seq, r] : mem.unsynced) mem.disk.push_back(std::move(r));
-    mem.durable_seq = mem.unsynced.back().first;
-    mem.unsynced.clear();
-    mem.node->on_persisted(mem.durable_seq);
-    collect(i);
+    std::optional<host::PendingWrite> w = mem.host->take_write();
+    if (!w) return false;
+    Status st = mem.dir->write(w->steps);
+    EXPECT_TRUE(st.is_ok()) << st.to_string();
+    mem.host->written(w->last_seq);
     return true;
   }
 
@@ -228,26 +247,42 @@ class Cluster {
     }
   }
 
-  // Crashes node i (unsynced records and held messages are lost) and
-  // rebuilds it from its disk: the newest kVrState first (the driver keeps
-  // it in the superblock), then every other record in order.
+  // Crashes node i (whatever its disk did not sync, its pending write and its
+  // held messages are lost) and restarts it as the node process does: its
+  // DataDir replayed through NodeHost::open, then a first tick.
   void restart(size_t i) {
     Member& mem = m(i);
-    mem.unsynced.clear();
-    mem.peer_held.clear();
-    mem.gateway_held.clear();
     mem.to_gateway.clear();
     std::erase_if(net, [&](const InFlight& f) { return f.to == ids_[i - 1]; });
+    mem.env->crash(crash_prng_, /*tear=*/false);
+    mem.dir.reset();
+    mem.host.reset();
+    mem.sink.reset();
     mem.node.reset();
     mem.sequencer.reset();
     mem.app.reset();
     start(i);
   }
 
+  // The records durable on node i's disk, in order, as a restart replays
+  // them (the superblock's state left out). Reads the disk through a second
+  // DataDir: with nothing unsynced, opening one writes nothing.
+  std::vector<PersistRecord> disk(size_t i) {
+    std::vector<PersistRecord> v;
+    auto dir = DataDir::open(
+        *m(i).env, data_dir_options(i), [](std::string_view) { return Status::ok(); },
+        [&](uint8_t type, std::string_view payload) {
+          v.push_back(PersistRecord{static_cast<RecordType>(type), std::string(payload)});
+          return Status::ok();
+        });
+    EXPECT_TRUE(dir.is_ok()) << dir.status().to_string();
+    return v;
+  }
+
   // Decoded kEpoch records on node i's disk.
   std::vector<Epoch> epochs_on_disk(size_t i) {
     std::vector<Epoch> v;
-    for (const auto& r : m(i).disk) {
+    for (const auto& r : disk(i)) {
       if (r.type != RecordType::kEpoch) continue;
       Result<Epoch> e = decode_epoch(r.payload);
       EXPECT_TRUE(e.is_ok());
@@ -270,6 +305,15 @@ class Cluster {
   std::vector<SentPull> pulls_sent;
 
  private:
+  DataDirOptions data_dir_options(size_t i) const {
+    DataDirOptions o;
+    o.path = "/node";
+    o.node_id = i;
+    o.fresh_data_id = 1000 + i;
+    o.wal.segment_bytes = kWalSegmentBytes;
+    return o;
+  }
+
   void start(size_t i) {
     Member& mem = m(i);
     std::vector<vr::ReplicaId> vr_members;
@@ -279,42 +323,28 @@ class Cluster {
     mem.app = std::make_unique<EchoApp>();
     mem.node = std::make_unique<Node>(mem.config, *mem.sequencer);
     mem.node->register_app(AppId::kKv, *mem.app);
-    const PersistRecord* state = nullptr;
-    for (const auto& r : mem.disk) {
-      if (r.type == RecordType::kVrState) state = &r;
-    }
-    if (state != nullptr) {
-      Status s = mem.node->replay(state->type, state->payload);
-      EXPECT_TRUE(s.is_ok()) << s.to_string();
-    }
-    for (const auto& r : mem.disk) {
-      if (r.type == RecordType::kVrState) continue;
-      Status s = mem.node->replay(r.type, r.payload);
-      EXPECT_TRUE(s.is_ok()) << "replay of a record of type " << static_cast<int>(r.type) << ": "
-                             << s.to_string();
-    }
+    mem.sink = std::make_unique<Sink>(*this, i);
+    mem.host = std::make_unique<host::NodeHost>(*mem.node, *mem.sink, options_.wal_batch_bytes_max);
+    // What replay rebuilt, before finish_replay: the state after the last
+    // record replayed.
     replayed_hash = mem.node->state_hash();
     replayed_epoch = mem.node->applied_epoch();
+    host::ReplayCounts counts;
+    auto dir = mem.host->open(*mem.env, data_dir_options(i), counts, [&] {
+      replayed_hash = mem.node->state_hash();
+      replayed_epoch = mem.node->applied_epoch();
+    });
+    ASSERT_TRUE(dir.is_ok()) << "replay of node " << i << ": " << dir.status().to_string();
+    mem.dir = std::move(dir).value();
+    // As the driver's start(): a first tick once replayed.
     mem.node->tick(now_ms_);
-    mem.node->finish_replay();
     collect(i);
   }
 
-  void release(size_t i) {
-    Member& mem = m(i);
-    while (!mem.peer_held.empty() && mem.peer_held.front().first <= mem.durable_seq) {
-      auto& e = mem.peer_held.front().second;
-      net.push_back(InFlight{ids_[i - 1], e.to, std::move(e.msg)});
-      mem.peer_held.pop_front();
-    }
-    while (!mem.gateway_held.empty() && mem.gateway_held.front().first <= mem.durable_seq) {
-      mem.to_gateway.push_back(std::move(mem.gateway_held.front().second.msg));
-      mem.gateway_held.pop_front();
-    }
-  }
-
+  const ClusterOptions options_;
   std::vector<NodeId> ids_;
   std::vector<Member> members_;
+  Prng crash_prng_{1};
   uint64_t now_ms_ = 1000;
   uint64_t ticks_ = 0;
 
@@ -361,7 +391,7 @@ std::vector<std::pair<Epoch, Op>> ops_of(const std::vector<Epoch>& epochs) {
 // kEpoch record ordering it (SIZE_MAX if absent).
 std::pair<size_t, size_t> tx_and_epoch_positions(Cluster& c, size_t i, RangeId r, uint64_t off) {
   size_t tx = SIZE_MAX, epoch = SIZE_MAX;
-  const auto& disk = c.m(i).disk;
+  const std::vector<PersistRecord> disk = c.disk(i);
   for (size_t p = 0; p < disk.size(); p++) {
     if (disk[p].type == RecordType::kTx) {
       Result<TxMsg> t = decode_tx_record(disk[p].payload);
@@ -835,28 +865,39 @@ TEST(NodeCluster, RebuiltBackupReachesTheSameStateHashEvenWhenATxRecordFollowsIt
 }
 
 TEST(NodeCluster, BackupWhoseCrashLostAPulledTxRecordPullsItAgainAfterReplay) {
-  Cluster c(3);
+  // One record a write step, so the crash below can keep any prefix.
+  Cluster c(3, ClusterOptions{.wal_batch_bytes_max = 1});
   RangeId r = c.lease();
   c.m(3).disk_paused = true;
   c.send_tx(r, 1, "a", {1, 2});
   c.settle();
   c.run(3);
   ASSERT_EQ(c.log(3), Log{"a"}) << "executed before its pulled record was durable";
-  // The crash keeps the unsynced records up to the epoch, not the pulled tx.
-  auto& unsynced = c.m(3).unsynced;
+  // The crash happens during the write of everything node 3 emitted since
+  // its disk paused: the steps up to the epoch's batch are durable (not the
+  // state written after it), the pulled tx's is not.
+  std::optional<host::PendingWrite> w = c.m(3).host->take_write();
+  ASSERT_TRUE(w.has_value());
+  std::vector<WriteStep>& steps = w->steps;
   size_t epoch = SIZE_MAX, tx = SIZE_MAX;
-  for (size_t p = 0; p < unsynced.size(); p++) {
-    if (unsynced[p].second.type == RecordType::kEpoch) {
-      Result<Epoch> e = decode_epoch(unsynced[p].second.payload);
-      if (e && !e->intervals.empty()) epoch = p;
-    } else if (unsynced[p].second.type == RecordType::kTx) {
-      tx = p;
-    }
+  for (size_t p = 0; p < steps.size(); p++) {
+    ASSERT_LE(steps[p].batch->records(), 1u);
+    steps[p].batch->for_each_record([&](uint8_t type, std::string_view payload) {
+      if (type == static_cast<uint8_t>(RecordType::kEpoch)) {
+        Result<Epoch> e = decode_epoch(payload);
+        if (e && !e->intervals.empty()) epoch = p;
+      } else if (type == static_cast<uint8_t>(RecordType::kTx)) {
+        tx = p;
+      }
+    });
   }
   ASSERT_NE(epoch, SIZE_MAX);
   ASSERT_NE(tx, SIZE_MAX);
   ASSERT_LT(epoch, tx);
-  for (size_t p = 0; p <= epoch; p++) c.m(3).disk.push_back(unsynced[p].second);
+  std::vector<WriteStep> durable;
+  for (size_t p = 0; p <= epoch; p++) durable.push_back(std::move(steps[p]));
+  durable.back().state.reset();
+  ASSERT_TRUE(c.m(3).dir->write(durable).is_ok());
   c.m(3).disk_paused = false;
   c.restart(3);
   EXPECT_EQ(c.log(3), Log{});

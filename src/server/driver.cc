@@ -4,12 +4,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <random>
 
 #include "common/codec.h"
 #include "common/limits.h"
 #include "protocol/cluster_messages.h"
-#include "server/gateway_frames.h"
+#include "server/cluster_frames.h"
 #include "storage/data_dir.h"
 
 namespace maroon::server {
@@ -116,9 +117,25 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
     env_ = options_.env;
   }
   node_.register_app(AppId::kKv, kv_);
+  set_assert_context(&assert_context_);
+}
+
+void Driver::render_context(const void* arg, char* buf, size_t size) {
+  // Plain reads of the cores' numbers, whichever thread stops: good enough
+  // for the last line a stopping process writes.
+  const auto* d = static_cast<const Driver*>(arg);
+  const vr::Replica& r = d->sequencer_.replica();
+  std::snprintf(buf, size, "node %llu, view %llu, op %llu, commit %llu, epoch %llu",
+                static_cast<unsigned long long>(r.id().value()),
+                static_cast<unsigned long long>(r.view().value()),
+                static_cast<unsigned long long>(r.op().value()),
+                static_cast<unsigned long long>(r.commit().value()),
+                static_cast<unsigned long long>(d->node_.applied_epoch().value()));
 }
 
 Driver::~Driver() {
+  const AssertContext* ours = &assert_context_;
+  detail::assert_context.compare_exchange_strong(ours, nullptr);
   {
     std::lock_guard lock(mu_);
     wal_thread_stop_ = true;
@@ -182,6 +199,18 @@ Status Driver::start() {
           on_gateway_frame(peer, type, payload);
         },
         [](net::PeerKind, uint64_t, bool) {});
+    outbox_.emplace(
+        c.self,
+        [this](protocol::FrameType type, std::string_view payload) {
+          for (const ClusterMember& n : options_.cluster->members) {
+            if (n.id == options_.cluster->self) continue;
+            gateway_net_->send(net::PeerKind::kNode, n.id.value(), static_cast<uint8_t>(type),
+                               payload);
+          }
+        },
+        [this](uint64_t gateway, protocol::FrameType type, std::string_view payload) {
+          node_net_->send(net::PeerKind::kGateway, gateway, static_cast<uint8_t>(type), payload);
+        });
     for (const ClusterMember& m : c.members) {
       if (m.id == c.self) {
         if (Status s = node_net_->listen(m.host, m.peer_port); !s) {
@@ -301,34 +330,14 @@ void Driver::pump() {
     GatewayOutput g = gateway_.take_output();
     unrouted_bytes_ = 0;
     for (GatewayToNode& m : g.to_nodes) {
+      // A copy for the other nodes, then the message to this one.
+      if (outbox_) outbox_->to_nodes(m);
       if (auto* tx = std::get_if<TxMsg>(&m)) {
-        if (options_.cluster) outbox_.txs.push_back(*tx);
         node_.on_tx(gateway_.id(), std::move(*tx));
       } else if (auto* lease = std::get_if<LeaseRequest>(&m)) {
-        if (options_.cluster) {
-          std::string frame;
-          protocol::encode_lease_request(*lease, frame);
-          for (const ClusterMember& n : options_.cluster->members) {
-            if (n.id == options_.cluster->self) continue;
-            gateway_net_->send(net::PeerKind::kNode, n.id.value(),
-                               static_cast<uint8_t>(protocol::FrameType::kLeaseRequest),
-                               payload_of(frame));
-          }
-        }
         node_.on_lease_request(*lease);
       } else {
-        const auto& renew = std::get<RenewLease>(m);
-        if (options_.cluster) {
-          std::string frame;
-          protocol::encode_renew_lease(renew, frame);
-          for (const ClusterMember& n : options_.cluster->members) {
-            if (n.id == options_.cluster->self) continue;
-            gateway_net_->send(net::PeerKind::kNode, n.id.value(),
-                               static_cast<uint8_t>(protocol::FrameType::kRenewLease),
-                               payload_of(frame));
-          }
-        }
-        node_.on_renew_lease(renew);
+        node_.on_renew_lease(std::get<RenewLease>(m));
       }
     }
     const auto now = g.deliveries.empty() ? std::chrono::steady_clock::time_point{}
@@ -341,7 +350,7 @@ void Driver::pump() {
     if (g.to_nodes.empty() && g.deliveries.empty() && !node_spoke) break;
   }
   if (options_.cluster) {
-    flush_outbox();
+    outbox_->flush();
     check_fault();
   }
 }
@@ -350,7 +359,9 @@ void Driver::check_fault() {
   if (node_.fault().is_ok()) return;
   // Divergent state or a gap this node cannot fill: it must not serve or
   // vote any more. Loudly, and for good: a restart would only repeat it.
-  spdlog::critical("node {} stops: {}", data_dir_->node_id(), node_.fault().to_string());
+  char context[256];
+  spdlog::critical("node {} stops: {} ({})", data_dir_->node_id(), node_.fault().to_string(),
+                   render_assert_context(context, sizeof context));
   spdlog::shutdown();
   std::_Exit(70);
 }
@@ -362,152 +373,44 @@ void Driver::deliver(GatewayEnvelope e) {
     gateway_.on_message(std::move(e.msg));
     return;
   }
-  const uint64_t to = e.to.value();
-  if (auto* ack = std::get_if<TxAck>(&e.msg)) {
-    outbox_.acks[to].push_back(ack->id);
-  } else if (auto* result = std::get_if<TxResult>(&e.msg)) {
-    outbox_.results[to].push_back(std::move(*result));
-  } else if (auto* granted = std::get_if<LeaseGranted>(&e.msg)) {
-    std::string frame;
-    protocol::encode_lease_granted(*granted, frame);
-    node_net_->send(net::PeerKind::kGateway, to,
-                    static_cast<uint8_t>(protocol::FrameType::kLeaseGranted), payload_of(frame));
-  } else {
-    std::string frame;
-    protocol::encode_range_sealed(std::get<RangeSealed>(e.msg), frame);
-    node_net_->send(net::PeerKind::kGateway, to,
-                    static_cast<uint8_t>(protocol::FrameType::kRangeSealed), payload_of(frame));
-  }
+  MAROON_ASSERT(outbox_);
+  outbox_->to_gateway(e.to.value(), std::move(e.msg));
 }
 
 void Driver::send_peer(PeerEnvelope e) {
   MAROON_ASSERT(options_.cluster);
   const uint64_t to = e.to.value();
-  std::string frame;
-  protocol::FrameType type;
-  if (auto* vr = std::get_if<VrPacket>(&e.msg)) {
-    node_net_->send(net::PeerKind::kNode, to, static_cast<uint8_t>(protocol::FrameType::kVr),
-                    vr->bytes);
-    return;
-  } else if (auto* offsets = std::get_if<Offsets>(&e.msg)) {
-    protocol::encode_offsets(*offsets, frame);
-    type = protocol::FrameType::kOffsets;
-  } else if (auto* pull = std::get_if<TxPull>(&e.msg)) {
-    protocol::encode_tx_pull(*pull, frame);
-    type = protocol::FrameType::kTxPull;
-  } else {
-    protocol::encode_tx_push(std::get<TxPush>(e.msg), frame);
-    type = protocol::FrameType::kTxPush;
-  }
-  node_net_->send(net::PeerKind::kNode, to, static_cast<uint8_t>(type), payload_of(frame));
-}
-
-void Driver::flush_outbox() {
-  // Cut batches so each frame stays under cluster_batch_bytes_max.
-  auto send_cut = [](auto& items, auto item_bytes, auto encode, auto send_frame) {
-    size_t begin = 0;
-    while (begin < items.size()) {
-      size_t end = begin, bytes = 0;
-      while (end < items.size() && end - begin < protocol::cluster_batch_txs_max &&
-             (end == begin || bytes + item_bytes(items[end]) <= protocol::cluster_batch_bytes_max)) {
-        bytes += item_bytes(items[end]);
-        end++;
-      }
-      std::string frame;
-      encode(std::span(items.data() + begin, end - begin), frame);
-      send_frame(frame);
-      begin = end;
-    }
-    items.clear();
-  };
-  send_tx_batches(outbox_.txs, [this](std::string_view payload) {
-    for (const ClusterMember& n : options_.cluster->members) {
-      if (n.id == options_.cluster->self) continue;
-      gateway_net_->send(net::PeerKind::kNode, n.id.value(),
-                         static_cast<uint8_t>(protocol::FrameType::kTx), payload);
-    }
+  send_peer_message(e.msg, [&](protocol::FrameType type, std::string_view payload) {
+    node_net_->send(net::PeerKind::kNode, to, static_cast<uint8_t>(type), payload);
   });
-  for (auto& [to, acks] : outbox_.acks) {
-    if (acks.empty()) continue;
-    send_cut(
-        acks, [](TxId) { return size_t{10}; },
-        [this](std::span<const TxId> span, std::string& out) {
-          protocol::encode_tx_acks(options_.cluster->self, span, out);
-        },
-        [this, to = to](const std::string& frame) {
-          node_net_->send(net::PeerKind::kGateway, to,
-                          static_cast<uint8_t>(protocol::FrameType::kTxAck), payload_of(frame));
-        });
-  }
-  for (auto& [to, results] : outbox_.results) {
-    if (results.empty()) continue;
-    send_cut(
-        results, [](const TxResult& r) { return protocol::encoded_result_bytes(r); },
-        [](std::span<const TxResult> span, std::string& out) {
-          protocol::encode_tx_results(span, out);
-        },
-        [this, to = to](const std::string& frame) {
-          node_net_->send(net::PeerKind::kGateway, to,
-                          static_cast<uint8_t>(protocol::FrameType::kTxResult), payload_of(frame));
-        });
-  }
-  if (outbox_.acks.size() > 4096) outbox_.acks.clear();
-  if (outbox_.results.size() > 4096) outbox_.results.clear();
 }
 
 void Driver::on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type,
                            std::string_view payload) {
   if (!started_ || read_only_) return;
-  using protocol::FrameType;
   Status bad;
   if (kind == net::PeerKind::kNode) {
-    NodeId from(static_cast<uint32_t>(peer));
-    switch (static_cast<FrameType>(type)) {
-      case FrameType::kVr:
-        node_.on_peer(from, VrPacket{std::string(payload)});
-        break;
-      case FrameType::kOffsets: {
-        auto m = protocol::decode_offsets(payload);
-        if (m) node_.on_peer(from, std::move(m).value()); else bad = m.status();
-        break;
-      }
-      case FrameType::kTxPull: {
-        auto m = protocol::decode_tx_pull(payload);
-        if (m) node_.on_peer(from, std::move(m).value()); else bad = m.status();
-        break;
-      }
-      case FrameType::kTxPush: {
-        auto m = protocol::decode_tx_push(payload);
-        if (m) node_.on_peer(from, std::move(m).value()); else bad = m.status();
-        break;
-      }
-      default:
-        bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+    auto m = decode_peer_frame(type, payload);
+    if (m) {
+      node_.on_peer(NodeId(static_cast<uint32_t>(peer)), std::move(m).value());
+    } else {
+      bad = m.status();
     }
   } else {
-    GatewayId from(peer);
-    switch (static_cast<FrameType>(type)) {
-      case FrameType::kTx: {
-        auto m = protocol::decode_txs(payload);
-        if (!m) {
-          bad = m.status();
-          break;
+    const GatewayId from(peer);
+    auto msgs = decode_gateway_frame(from, type, payload);
+    if (msgs) {
+      for (GatewayToNode& m : *msgs) {
+        if (auto* tx = std::get_if<TxMsg>(&m)) {
+          node_.on_tx(from, std::move(*tx));
+        } else if (auto* lease = std::get_if<LeaseRequest>(&m)) {
+          node_.on_lease_request(*lease);
+        } else {
+          node_.on_renew_lease(std::get<RenewLease>(m));
         }
-        for (TxMsg& tx : *m) node_.on_tx(from, std::move(tx));
-        break;
       }
-      case FrameType::kLeaseRequest: {
-        auto m = protocol::decode_lease_request(payload);
-        if (m && m->gateway == from) node_.on_lease_request(*m); else if (!m) bad = m.status();
-        break;
-      }
-      case FrameType::kRenewLease: {
-        auto m = protocol::decode_renew_lease(payload);
-        if (m && m->gateway == from) node_.on_renew_lease(*m); else if (!m) bad = m.status();
-        break;
-      }
-      default:
-        bad = invalid_argument(fmt::format("unexpected frame type {}", type));
+    } else {
+      bad = msgs.status();
     }
   }
   if (!bad.is_ok()) {

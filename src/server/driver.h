@@ -28,6 +28,7 @@
 #include "gateway/gateway.h"
 #include "node/node.h"
 #include "sequencer/vr_sequencer.h"
+#include "server/cluster_frames.h"
 #include "server/engine.h"
 #include "server/quorum_watch.h"
 #include "server/waiting_clients.h"
@@ -104,10 +105,13 @@ class Driver final : public Engine {
     Driver& driver;
   };
 
+  // The crash context (common/assert.h): which node, view, op, commit and
+  // epoch a stop happened at.
+  static void render_context(const void* arg, char* buf, size_t size);
+
   void pump();
   void deliver(GatewayEnvelope e);
   void send_peer(PeerEnvelope e);
-  void flush_outbox();
   void on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type, std::string_view payload);
   void on_gateway_frame(uint64_t node, uint8_t type, std::string_view payload);
   size_t pending_bytes() const;
@@ -132,6 +136,7 @@ class Driver final : public Engine {
   VrSequencer sequencer_;
   Node node_;
   Sink sink_{*this};
+  const AssertContext assert_context_{&Driver::render_context, this};
   host::NodeHost host_{node_, sink_};
   Gateway gateway_;
   boost::asio::steady_timer tick_timer_;
@@ -150,13 +155,8 @@ class Driver final : public Engine {
   // Op bytes submitted to the gateway and not yet routed into the host.
   size_t unrouted_bytes_ = 0;
   WaitingClients waiting_;
-  // Cluster mode: batches for remote peers, sent at the end of each pump.
-  struct Outbox {
-    std::vector<TxMsg> txs;      // our gateway -> every remote node
-    std::unordered_map<uint64_t, std::vector<TxId>> acks;         // node -> remote gateway
-    std::unordered_map<uint64_t, std::vector<TxResult>> results;  // node -> remote gateway
-  };
-  Outbox outbox_;
+  // Cluster mode: frames for remote peers, batched until the end of each pump.
+  std::optional<ClusterOutbox> outbox_;
   std::unique_ptr<net::Transport> node_net_;     // links to peer nodes and from gateways
   std::unique_ptr<net::Transport> gateway_net_;  // our gateway's links to peer nodes
 

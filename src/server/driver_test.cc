@@ -155,6 +155,17 @@ TEST(Driver, SingleNodeAlwaysHasItsQuorumAndNoDeadline) {
             std::string::npos);
 }
 
+TEST(DriverDeathTest, AnInvariantStopNamesTheNodeViewOpCommitAndEpoch) {
+  // The driver runs a WAL thread: the child re-runs the test alone.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  FaultEnv env;
+  Instance node(env);
+  ASSERT_TRUE(node.start().is_ok());
+  EXPECT_DEATH(MAROON_ASSERT_MSG(node.io.stopped(), "a broken invariant"),
+               "a broken invariant \\(node 1, view [0-9]+, op [0-9]+, commit [0-9]+, "
+               "epoch [0-9]+\\)");
+}
+
 TEST(Driver, UnknownAppIsRefused) {
   FaultEnv env;
   Instance node(env);

@@ -7,7 +7,7 @@
 #include <random>
 
 #include "protocol/cluster_messages.h"
-#include "server/gateway_frames.h"
+#include "server/cluster_frames.h"
 
 namespace maroon::server {
 
@@ -137,21 +137,8 @@ void GatewayDriver::send_all(protocol::FrameType type, std::string_view payload)
 
 void GatewayDriver::pump() {
   GatewayOutput g = gateway_.take_output();
-  for (GatewayToNode& m : g.to_nodes) {
-    std::string frame;
-    if (auto* tx = std::get_if<TxMsg>(&m)) {
-      txs_.push_back(std::move(*tx));
-    } else if (auto* lease = std::get_if<LeaseRequest>(&m)) {
-      protocol::encode_lease_request(*lease, frame);
-      send_all(protocol::FrameType::kLeaseRequest, payload_of(frame));
-    } else {
-      protocol::encode_renew_lease(std::get<RenewLease>(m), frame);
-      send_all(protocol::FrameType::kRenewLease, payload_of(frame));
-    }
-  }
-  send_tx_batches(txs_, [this](std::string_view payload) {
-    send_all(protocol::FrameType::kTx, payload);
-  });
+  for (GatewayToNode& m : g.to_nodes) outbox_.to_nodes(std::move(m));
+  outbox_.flush();
   if (!g.deliveries.empty()) {
     const auto now = std::chrono::steady_clock::now();
     for (Delivery& d : g.deliveries) {

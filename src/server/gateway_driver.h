@@ -18,6 +18,7 @@
 #include "gateway/gateway.h"
 #include "protocol/frame.h"
 #include "net/transport.h"
+#include "server/cluster_frames.h"
 #include "server/driver.h"
 #include "server/engine.h"
 #include "server/quorum_watch.h"
@@ -75,7 +76,10 @@ class GatewayDriver final : public Engine {
   bool shutting_down_ = false;
   bool pump_scheduled_ = false;
   WaitingClients waiting_;
-  std::vector<TxMsg> txs_;  // batched for every node
+  // Frames for every node; txs batched until the end of each pump.
+  ClusterOutbox outbox_{NodeId(0), [this](protocol::FrameType type, std::string_view payload) {
+                          send_all(type, payload);
+                        }};
 
   Registry registry_;
   Counter& txs_submitted_;

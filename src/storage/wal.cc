@@ -62,6 +62,22 @@ void WalBatch::add(uint8_t type, std::string_view payload) {
   records_++;
 }
 
+void WalBatch::for_each_record(
+    const std::function<void(uint8_t type, std::string_view payload)>& fn) const {
+  MAROON_ASSERT(!sealed_);
+  size_t at = 0;
+  for (size_t i = 0; i < records_; i++) {
+    const char* h = buf_.data() + at;
+    const uint32_t payload_bytes = wal::load_u32(h + wal::kPayloadBytesAt);
+    const size_t n = wal::record_bytes(payload_bytes);
+    MAROON_ASSERT(at + n <= buf_.size());
+    fn(static_cast<uint8_t>(h[wal::kTypeAt]),
+       std::string_view(h + kRecordHeaderBytes, payload_bytes));
+    at += n;
+  }
+  MAROON_ASSERT(at == buf_.size());
+}
+
 void WalBatch::clear() {
   buf_.clear();
   records_ = 0;

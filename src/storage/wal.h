@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,6 +40,9 @@ class WalBatch {
   size_t bytes() const { return buf_.size(); }
   size_t records() const { return records_; }
   bool empty() const { return records_ == 0; }
+  // Calls fn(type, payload) for each record, in order; before write only
+  // (tests that crash a node part-way through a write look inside it).
+  void for_each_record(const std::function<void(uint8_t type, std::string_view payload)>& fn) const;
   // Forgets the records and keeps the buffer's capacity for reuse.
   void clear();
 
