@@ -200,7 +200,6 @@ class ClusterSimulation {
   // Nodes.
   SimNode& node_at(uint64_t address) { return nodes_.at(address - 1); }
   const SimNode& node_at(uint64_t address) const { return nodes_.at(address - 1); }
-  SimNode* running(NodeId id, uint64_t incarnation);
   void run_node_ticks(SimNode& n, uint64_t due);
   void start_node(SimNode& n);
   void crash_node(SimNode& n);
@@ -216,7 +215,7 @@ class ClusterSimulation {
   void process(SimNode& n);
   void drain(SimNode& n);
   void maybe_sync(SimNode& n);
-  void on_synced(NodeId id, uint64_t incarnation);
+  void on_synced(SimNode& n, host::PendingWrite& w);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
   void record_hashes(SimNode& n);
   void record_epoch(SimNode& n, uint64_t epoch, uint64_t hash);
@@ -285,11 +284,6 @@ class ClusterSimulation {
 
 // ---------------------------------------------------------------------------
 // Nodes
-
-ClusterSimulation::SimNode* ClusterSimulation::running(NodeId id, uint64_t incarnation) {
-  SimNode& n = nodes_.at(id.value() - 1);
-  return n.running(incarnation) && !world_.failed() ? &n : nullptr;
-}
 
 void ClusterSimulation::start_node(SimNode& n) {
   n.start(world_.now());
@@ -394,27 +388,12 @@ void ClusterSimulation::maybe_sync(SimNode& n) {
   std::optional<host::PendingWrite> w = n.host->take_write();
   record_hashes(n);
   if (!w) return;
-  n.disk.in_flight = std::move(w);
-  NodeId id = n.id;
-  uint64_t inc = n.incarnation;
-  schedule_write(
-      world_, faults_, s_.process, n.disk, [this, id, inc] { on_synced(id, inc); },
-      [this, id, inc] {
-        if (SimNode* n = running(id, inc); n != nullptr && faults_.on()) crash_and_restart(*n);
-      });
+  start_write(
+      world_, faults_, s_.process, n, n.disk, std::move(*w),
+      [this, &n](host::PendingWrite w) { on_synced(n, w); }, [this, &n] { crash_and_restart(n); });
 }
 
-void ClusterSimulation::on_synced(NodeId id, uint64_t incarnation) {
-  SimNode* np = running(id, incarnation);
-  if (np == nullptr) return;
-  SimNode& n = *np;
-  if (defer_while_paused(world_, n.clock,
-                         [this, id, incarnation] { on_synced(id, incarnation); })) {
-    return;
-  }
-  MAROON_ASSERT(n.disk.in_flight);
-  host::PendingWrite w = std::move(*n.disk.in_flight);
-  n.disk.in_flight.reset();
+void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
   if (faults_.on() && s_.fsync_failure > 0 && world_.chance(s_.fsync_failure)) {
     // A failed fsync: the node process refuses writes until restarted (the
     // driver's read-only mode), which here is a crash now and a restart later.
@@ -422,13 +401,13 @@ void ClusterSimulation::on_synced(NodeId id, uint64_t incarnation) {
     if (n.disk.dir->write(w.steps).is_ok())
       world_.fail("an injected sync error did not fail the write");
     stats_.fsync_failures++;
-    world_.trace(fmt::format("n{} FSYNC FAILED: the node stops", id.value()));
+    world_.trace(fmt::format("n{} FSYNC FAILED: the node stops", n.id.value()));
     n.host->write_failed();
     crash_and_restart(n);
     return;
   }
   if (Status st = n.disk.dir->write(w.steps); !st) {
-    world_.fail(fmt::format("n{} write: {}", id.value(), st.to_string()));
+    world_.fail(fmt::format("n{} write: {}", n.id.value(), st.to_string()));
     return;
   }
   n.host->written(w.last_seq, [&] { maybe_sync(n); });

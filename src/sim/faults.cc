@@ -100,12 +100,6 @@ void start_ticks(World& world, Process& process, RunTicks run) {
   tick_after(world, process, process.incarnation, std::move(run));
 }
 
-bool defer_while_paused(World& world, const ProcessClock& clock, std::function<void()> retry) {
-  if (!clock.paused(world.now())) return false;
-  world.at(clock.paused_until(), std::move(retry));
-  return true;
-}
-
 void pause_process(World& world, FaultSchedule& faults, ProcessClock& clock,
                    const ProcessFaults& options, const std::string& name) {
   constexpr int64_t kPauseMinUs = 10'000;
@@ -116,13 +110,41 @@ void pause_process(World& world, FaultSchedule& faults, ProcessClock& clock,
   world.trace(fmt::format("{} PAUSED for {} ms", name, length / 1000));
 }
 
-void schedule_write(World& world, const FaultSchedule& faults, const ProcessFaults& options,
-                    Disk& disk, std::function<void()> complete, std::function<void()> crash) {
+namespace {
+
+void finish_write(World& world, Process& p, Disk& disk, uint64_t inc,
+                  std::function<void(host::PendingWrite)> complete) {
+  if (!p.running(inc) || world.failed()) return;
+  if (p.clock.paused(world.now())) {
+    // Disk completions, like messages, wait for a paused process.
+    world.at(p.clock.paused_until(), [&world, &p, &disk, inc, complete = std::move(complete)] {
+      finish_write(world, p, disk, inc, complete);
+    });
+    return;
+  }
   MAROON_ASSERT(disk.in_flight);
+  host::PendingWrite w = std::move(*disk.in_flight);
+  disk.in_flight.reset();
+  complete(std::move(w));
+}
+
+}  // namespace
+
+void start_write(World& world, const FaultSchedule& faults, const ProcessFaults& options,
+                 Process& process, Disk& disk, host::PendingWrite write,
+                 std::function<void(host::PendingWrite)> complete, std::function<void()> crash) {
+  MAROON_ASSERT(process.up && !disk.in_flight);
+  disk.in_flight = std::move(write);
+  const uint64_t inc = process.incarnation;
   const int64_t done = world.now() + world.uniform(options.disk_min_us, options.disk_max_us);
-  world.at(done, std::move(complete));
+  world.at(done, [&world, &process, &disk, inc, complete = std::move(complete)] {
+    finish_write(world, process, disk, inc, complete);
+  });
   if (disk.crash_in_next_write && faults.on()) {
-    world.at(world.uniform(world.now(), done - 1), std::move(crash));
+    world.at(world.uniform(world.now(), done - 1),
+             [&world, &faults, &process, inc, crash = std::move(crash)] {
+               if (process.running(inc) && faults.on() && !world.failed()) crash();
+             });
   }
 }
 

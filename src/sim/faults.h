@@ -122,10 +122,6 @@ using RunTicks = std::function<void(uint64_t due)>;
 // its clock says it missed. `process` must stay where it is.
 void start_ticks(World& world, Process& process, RunTicks run);
 
-// If the process is paused, runs `retry` when it wakes and returns true
-// (disk completions, like messages, wait for a paused process).
-bool defer_while_paused(World& world, const ProcessClock& clock, std::function<void()> retry);
-
 // Pauses a running process for 10 ms up to options.pause_max_us; traces it as
 // `name` and counts it.
 void pause_process(World& world, FaultSchedule& faults, ProcessClock& clock,
@@ -134,11 +130,15 @@ void pause_process(World& world, FaultSchedule& faults, ProcessClock& clock,
 // Writes steps, returning how many became durable (fails the run on an error).
 using WriteDurable = std::function<size_t(std::vector<WriteStep>& steps)>;
 
-// Starts the write in flight: `complete` runs after a latency in
-// [disk_min_us, disk_max_us]; a crash armed for it (while faults are on)
-// strikes at a random time before. Both callbacks check the incarnation.
-void schedule_write(World& world, const FaultSchedule& faults, const ProcessFaults& options,
-                    Disk& disk, std::function<void()> complete, std::function<void()> crash);
+// Puts `write` in flight on the process's disk. After a latency in
+// [disk_min_us, disk_max_us] `complete` gets it back to write it, if this
+// incarnation still runs (and the run has not failed); a paused process gets
+// it when it wakes. A crash armed for this write (while faults are on) runs
+// `crash` at a random time before, if this incarnation still runs.
+// `process` and `disk` must stay where they are.
+void start_write(World& world, const FaultSchedule& faults, const ProcessFaults& options,
+                 Process& process, Disk& disk, host::PendingWrite write,
+                 std::function<void(host::PendingWrite)> complete, std::function<void()> crash);
 
 // Arms a crash for the process's next write instead of now, with
 // probability p, if no write is in flight; returns whether it did.

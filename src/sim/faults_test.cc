@@ -78,20 +78,6 @@ TEST(Process, ARestartVoidsTheOldIncarnationsTicks) {
   EXPECT_EQ(new_ticks, 7);  // 35..95 ms
 }
 
-TEST(ProcessClock, DisksWaitForAPausedProcess) {
-  World w(1, 0, false);
-  ProcessClock clock(10'000);
-  clock.restart(0);
-  clock.pause_until(30'000);
-  int64_t done = 0;
-  w.at(5'000, [&] {
-    if (!defer_while_paused(w, clock, [&] { done = w.now(); })) done = -1;
-  });
-  w.run_until(100'000, nullptr);
-  EXPECT_EQ(done, 30'000);
-  EXPECT_FALSE(defer_while_paused(w, clock, [] {}));
-}
-
 TEST(Pauses, PauseProcessCountsAndBounds) {
   World w(1, 10, false);
   FaultSchedule f(w);
@@ -114,24 +100,54 @@ TEST(Disk, AWriteCompletesAfterItsLatencyOrAnArmedCrashStrikesFirst) {
   ProcessFaults o;
   o.disk_min_us = 100;
   o.disk_max_us = 500;
+  Process p;
+  p.start(0);
   Disk disk;
-  disk.in_flight.emplace();
   int64_t completed = 0, crashed = 0;
-  schedule_write(
-      w, f, o, disk, [&] { completed = w.now(); }, [&] { crashed = w.now(); });
+  host::PendingWrite write;
+  write.last_seq = 7;
+  start_write(
+      w, f, o, p, disk, std::move(write),
+      [&](host::PendingWrite back) {
+        EXPECT_EQ(back.last_seq, 7u);
+        completed = w.now();
+      },
+      [&] { crashed = w.now(); });
+  EXPECT_TRUE(disk.in_flight);
   w.run_until(10'000, nullptr);
   EXPECT_GE(completed, 100);
   EXPECT_LE(completed, 500);
   EXPECT_EQ(crashed, 0);
+  EXPECT_FALSE(disk.in_flight);
 
   disk.crash_in_next_write = true;
   const int64_t start = w.now();
   completed = 0;
-  schedule_write(
-      w, f, o, disk, [&] { completed = w.now(); }, [&] { crashed = w.now(); });
+  start_write(
+      w, f, o, p, disk, {}, [&](host::PendingWrite) { completed = w.now(); },
+      [&] {
+        crashed = w.now();
+        p.stop();  // the crash voids the completion
+      });
   w.run_until(20'000, nullptr);
   EXPECT_GE(crashed, start);
-  EXPECT_LT(crashed, completed);
+  EXPECT_LT(crashed, start + 500);
+  EXPECT_EQ(completed, 0);
+}
+
+TEST(Disk, APausedProcessGetsItsWriteBackWhenItWakes) {
+  World w(3, 0, false);
+  FaultSchedule f(w);
+  ProcessFaults o;
+  Process p;
+  p.start(0);
+  p.clock.pause_until(30'000);
+  Disk disk;
+  int64_t completed = 0;
+  start_write(
+      w, f, o, p, disk, {}, [&](host::PendingWrite) { completed = w.now(); }, [] {});
+  w.run_until(100'000, nullptr);
+  EXPECT_EQ(completed, 30'000);
 }
 
 TEST(Disk, ArmingNeedsNoWriteInFlight) {

@@ -101,7 +101,6 @@ class Simulation {
   // Replicas.
   Node& add_node(ReplicaId id);
   void start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members);
-  Node* running(ReplicaId id, uint64_t incarnation);
   void crash(Node& n);
   void crash_and_restart(Node& n);
   void pause_some();
@@ -113,7 +112,7 @@ class Simulation {
   void process(Node& n);
   void run_ticks(Node& n, uint64_t due);
   void maybe_sync(Node& n);
-  void on_disk_complete(ReplicaId id, uint64_t incarnation);
+  void on_disk_complete(Node& n, host::PendingWrite& w);
   void check_replica(Node& n);
   void on_executed(ReplicaId id, const vr::Entry& e);
 
@@ -169,11 +168,6 @@ Simulation::Node& Simulation::add_node(ReplicaId id) {
   n.id = id;
   n.clock = ProcessClock(s_.process.skewed_tick_us(world_));
   return n;
-}
-
-Simulation::Node* Simulation::running(ReplicaId id, uint64_t incarnation) {
-  Node& n = nodes_.at(id);
-  return n.running(incarnation) ? &n : nullptr;
 }
 
 void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members) {
@@ -261,27 +255,13 @@ void Simulation::process(Node& n) {
 void Simulation::maybe_sync(Node& n) {
   std::optional<host::PendingWrite> w = n.host->take_write();
   if (!w) return;
-  n.disk.in_flight = std::move(w);
-  ReplicaId id = n.id;
-  uint64_t inc = n.incarnation;
-  schedule_write(
-      world_, faults_, s_.process, n.disk, [this, id, inc] { on_disk_complete(id, inc); },
-      [this, id, inc] {
-        if (Node* n = running(id, inc); n != nullptr && faults_.on()) crash_and_restart(*n);
-      });
+  start_write(
+      world_, faults_, s_.process, n, n.disk, std::move(*w),
+      [this, &n](host::PendingWrite w) { on_disk_complete(n, w); },
+      [this, &n] { crash_and_restart(n); });
 }
 
-void Simulation::on_disk_complete(ReplicaId id, uint64_t incarnation) {
-  Node* np = running(id, incarnation);
-  if (np == nullptr) return;
-  Node& n = *np;
-  if (defer_while_paused(world_, n.clock,
-                         [this, id, incarnation] { on_disk_complete(id, incarnation); })) {
-    return;
-  }
-  MAROON_ASSERT(n.disk.in_flight);
-  host::PendingWrite w = std::move(*n.disk.in_flight);
-  n.disk.in_flight.reset();
+void Simulation::on_disk_complete(Node& n, host::PendingWrite& w) {
   if (write_steps(n, w.steps) != w.steps.size()) return;
   n.host->written(w.last_seq, [&] { maybe_sync(n); });
   check_replica(n);
