@@ -3,15 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
-#include <cmath>
-#include <cstdlib>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <set>
 #include <span>
 #include <unordered_map>
@@ -30,8 +25,12 @@
 #include "protocol/cluster_messages.h"
 #include "protocol/frame.h"
 #include "sequencer/vr_sequencer.h"
+#include "sim/faults.h"
+#include "sim/kv_history.h"
+#include "sim/network.h"
+#include "sim/vr_common.h"
+#include "sim/world.h"
 #include "storage/data_dir.h"
-#include "storage/fault_env.h"
 #include "vr/codec.h"
 
 namespace maroon::sim {
@@ -40,72 +39,15 @@ namespace {
 
 // Gateways live at addresses above every node id (node ids are 1..5).
 constexpr uint64_t kGatewayBase = 1'000'000;
-// Far above any healthy run's pending events: more means messages multiply.
-constexpr size_t kEventsMax = 2'000'000;
 // Live gateways at most (a crashed one may be replaced).
 constexpr size_t kGatewaysLiveMax = 3;
 
-int64_t uniform(Prng& prng, int64_t lo, int64_t hi) {
-  MAROON_ASSERT(lo <= hi);
-  return lo + static_cast<int64_t>(prng.below(static_cast<uint64_t>(hi - lo) + 1));
-}
-
-int64_t exponential(Prng& prng, int64_t mean_us) {
-  double u = (static_cast<double>(prng.next() >> 11) + 0.5) * 0x1.0p-53;
-  return std::max<int64_t>(1, static_cast<int64_t>(-std::log(u) * static_cast<double>(mean_us)));
-}
-
 std::string tx_name(TxId id) { return fmt::format("{}:{}", id.range().value(), id.offset()); }
-
-const char* kind_name(check::KvOpKind k) {
-  switch (k) {
-    case check::KvOpKind::kGet: return "get";
-    case check::KvOpKind::kPut: return "set";
-    case check::KvOpKind::kAppend: return "append";
-    case check::KvOpKind::kCas: return "cas";
-    case check::KvOpKind::kIncr: return "incr";
-  }
-  return "?";
-}
 
 std::string describe_peer(const PeerMessage& m) {
   if (const auto* vr = std::get_if<VrPacket>(&m)) {
     Result<vr::ReplicaMessage> msg = vr::decode_message(vr->bytes);
-    if (!msg) return "vr (undecodable)";
-    const vr::Header& h = vr::header_of(*msg);
-    std::string d = fmt::format("vr {} v{}", vr::message_name(*msg), h.view.value());
-    auto ops = [](const vr::LogSuffix& l) {
-      return l.entries.empty() ? fmt::format("after {}", l.after.value())
-                               : fmt::format("ops {}..{}", l.after.value() + 1, l.last().value());
-    };
-    std::visit(
-        [&](const auto& x) {
-          using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, vr::Prepare>) {
-            d += fmt::format(" {} commit {}", ops(x.log), x.commit.value());
-          } else if constexpr (std::is_same_v<T, vr::PrepareOk>) {
-            d += fmt::format(" op {}", x.op.value());
-          } else if constexpr (std::is_same_v<T, vr::Commit>) {
-            d += fmt::format(" commit {}", x.commit.value());
-          } else if constexpr (std::is_same_v<T, vr::DoViewChange>) {
-            d += fmt::format(" lnv {} {} commit {}", x.last_normal_view.value(), ops(x.log),
-                             x.commit.value());
-          } else if constexpr (std::is_same_v<T, vr::StartView>) {
-            d += fmt::format(" {} commit {}", ops(x.log), x.commit.value());
-          } else if constexpr (std::is_same_v<T, vr::RecoveryResponse>) {
-            d += fmt::format(" primary {} {} commit {}", x.from_primary, ops(x.log),
-                             x.commit.value());
-          } else if constexpr (std::is_same_v<T, vr::GetState>) {
-            d += fmt::format(" after {}{}", x.after.value(), x.start_view ? " (start view)" : "");
-          } else if constexpr (std::is_same_v<T, vr::NewState>) {
-            d += fmt::format(" {} commit {} head {}{}", ops(x.log), x.commit.value(),
-                             x.head.value(),
-                             x.checkpoint ? fmt::format(" checkpoint {}", x.checkpoint->op.value())
-                                          : "");
-          }
-        },
-        *msg);
-    return d;
+    return msg ? "vr " + describe_vr_message(*msg) : "vr (undecodable)";
   }
   if (const auto* o = std::get_if<Offsets>(&m)) {
     std::string s = fmt::format("offsets{}", o->full ? " full" : "");
@@ -158,7 +100,8 @@ std::optional<std::string_view> frame_payload(const std::string& frame, protocol
 // to the simulator with the state hash before it.
 class CheckedApp final : public StateMachine {
  public:
-  using Hook = std::function<void(const TxContext&, const std::string& reply, uint64_t hash_before)>;
+  using Hook =
+      std::function<void(const TxContext&, const std::string& reply, uint64_t hash_before)>;
   explicit CheckedApp(Hook hook) : hook_(std::move(hook)) {}
   std::string apply(const TxContext& ctx, std::string_view op) override {
     const uint64_t before = kv_.state_hash();
@@ -177,20 +120,23 @@ class CheckedApp final : public StateMachine {
 class ClusterSimulation {
  public:
   ClusterSimulation(const ClusterSettings& s, size_t trace_lines, bool trace_stdout)
-      : s_(s), prng_(s.seed ^ 0xc1a5'7e55'c1a5'7e55ull), trace_lines_(trace_lines),
-        trace_stdout_(trace_stdout), loss_(s.loss), duplicate_(s.duplicate) {}
+      : s_(s),
+        world_(s.seed ^ 0xc1a5'7e55'c1a5'7e55ull, trace_lines, trace_stdout),
+        net_(world_, s.network,
+             [this](uint64_t from, uint64_t to, const Payload& p) { deliver(from, to, p); }),
+        faults_(world_) {
+    // Gateways are never paused; a paused node's messages wait for it.
+    net_.set_paused_until([this](uint64_t to) -> int64_t {
+      if (to >= kGatewayBase) return 0;
+      const SimNode& n = node_at(to);
+      return n.up ? n.clock.paused_until() : 0;
+    });
+  }
 
   ClusterResult run();
 
  private:
   using Payload = std::variant<PeerMessage, GatewayToNode, NodeToGateway>;
-
-  struct Event {
-    int64_t time;
-    uint64_t seq;
-    std::function<void()> fn;
-    bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
-  };
 
   // A node's messages, as the host releases them, into the network.
   struct SimSink final : host::NodeSink {
@@ -203,35 +149,30 @@ class ClusterSimulation {
     uint64_t from;
   };
 
-  struct SimNode {
+  // A node process; its clock ticks from its (skewed) monotonic clock.
+  struct SimNode : Process {
     NodeId id;
-    bool up = false;
     bool lost = false;  // crashed for good
-    uint64_t incarnation = 0;
-    int64_t tick_us = 0;
     int64_t clock_offset_ms = 0;
     // The node's disk: the real WAL and superblock (DataDir) on FaultEnv,
     // which keeps what was synced across crashes.
-    std::unique_ptr<FaultEnv> env;
+    Disk disk;
     std::unique_ptr<CheckedApp> app;
     std::unique_ptr<VrSequencer> sequencer;
     std::unique_ptr<Node> node;
     std::unique_ptr<SimSink> sink;
     std::unique_ptr<host::NodeHost> host;
-    std::unique_ptr<DataDir> dir;
-    std::optional<host::PendingWrite> in_flight;  // the write being synced
-    bool crash_in_next_write = false;  // a crash waits for the next write to start
     // Checkers, per incarnation.
     std::unordered_map<uint64_t, uint64_t> executed;  // tx id -> reply hash
-    uint64_t hashed_upto = 0;  // epochs whose hash and digest were recorded
-    uint64_t digest_epoch = 0;  // the epoch `digest` is being built for
+    uint64_t hashed_upto = 0;                         // epochs whose hash and digest were recorded
+    uint64_t digest_epoch = 0;                        // the epoch `digest` is being built for
     uint64_t digest = 0;
   };
 
-  struct SimGateway {
+  // A gateway process: never paused; a crashed one never returns (a new
+  // incarnation is a new gateway).
+  struct SimGateway : Process {
     GatewayId id;
-    bool up = false;
-    int64_t tick_us = 0;
     std::unique_ptr<Gateway> core;
   };
 
@@ -256,43 +197,15 @@ class ClusterSimulation {
     uint64_t incarnation = 0;
   };
 
-  // Events.
-  void at(int64_t time, std::function<void()> fn) {
-    MAROON_ASSERT(time >= now_);
-    queue_.push(Event{time, next_event_seq_++, std::move(fn)});
-  }
-  void trace(const std::string& line) {
-    fingerprint_ = hash64(line, fingerprint_);
-    trace_detail(line);
-  }
-  void trace_detail(const std::string& line) {
-    if (!tracing()) return;
-    std::string full = fmt::format("{:>10.6f} {}", static_cast<double>(now_) / 1e6, line);
-    if (trace_stdout_) {
-      fmt::print("{}\n", full);
-      std::fflush(stdout);
-    }
-    if (trace_lines_ > 0) {
-      trace_.push_back(std::move(full));
-      if (trace_.size() > trace_lines_) trace_.pop_front();
-    }
-  }
-  bool tracing() const { return trace_lines_ > 0 || trace_stdout_; }
-  void fail(const std::string& why) {
-    if (!failure_.empty()) return;
-    failure_ = fmt::format("t={:.6f}s: {}", static_cast<double>(now_) / 1e6, why);
-    if (getenv("SIM_ABORT_ON_FAIL") != nullptr) std::abort();
-    trace("VIOLATION " + why);
-  }
-
   // Nodes.
   SimNode& node_at(uint64_t address) { return nodes_.at(address - 1); }
+  const SimNode& node_at(uint64_t address) const { return nodes_.at(address - 1); }
+  void run_node_ticks(SimNode& n, uint64_t due);
   void start_node(SimNode& n);
   void crash_node(SimNode& n);
   void restart_node(SimNode& n);
-  void schedule_node_tick(SimNode& n);
   uint64_t clock_ms(const SimNode& n) const {
-    return static_cast<uint64_t>(std::max<int64_t>(0, now_ / 1000 + n.clock_offset_ms));
+    return static_cast<uint64_t>(std::max<int64_t>(0, world_.now() / 1000 + n.clock_offset_ms));
   }
   template <typename F>
   void node_input(SimNode& n, F&& f) {
@@ -302,7 +215,7 @@ class ClusterSimulation {
   void process(SimNode& n);
   void drain(SimNode& n);
   void maybe_sync(SimNode& n);
-  void on_synced(NodeId id, uint64_t incarnation);
+  void on_synced(SimNode& n, host::PendingWrite& w);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
   void record_hashes(SimNode& n);
   void record_epoch(SimNode& n, uint64_t epoch, uint64_t hash);
@@ -310,7 +223,6 @@ class ClusterSimulation {
   // Gateways.
   SimGateway& start_gateway();
   void crash_gateway(SimGateway& g);
-  void schedule_gateway_tick(SimGateway& g);
   void process_gateway(SimGateway& g);
   void on_delivery(SimGateway& g, const Delivery& d);
   std::vector<GatewayId> live_gateways() const;
@@ -318,7 +230,6 @@ class ClusterSimulation {
   // Network.
   void send(uint64_t from, uint64_t to, Payload p);
   void deliver(uint64_t from, uint64_t to, const Payload& p);
-  bool blocked(uint64_t from, uint64_t to) const { return blocked_.contains({from, to}); }
   std::optional<Payload> through_codec(uint64_t from, const Payload& p);
 
   // Clients.
@@ -334,6 +245,7 @@ class ClusterSimulation {
   void partition_change();
   void crash_some();
   void crash_some_gateway();
+  void pause_some();
   void lose_node();
   void power_failure();
   void crash_and_restart(SimNode& n);
@@ -345,26 +257,15 @@ class ClusterSimulation {
   std::string node_states() const;
 
   const ClusterSettings s_;
-  Prng prng_;
-  size_t trace_lines_;
-  bool trace_stdout_;
-  std::deque<std::string> trace_;
-  uint64_t fingerprint_ = 0;
-  std::string failure_;
+  World world_;
+  Network<Payload> net_;
+  FaultSchedule faults_;
   ClusterStats stats_;
-
-  int64_t now_ = 0;
-  uint64_t next_event_seq_ = 0;
-  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
 
   std::vector<SimNode> nodes_;  // nodes_[i] has id i + 1
   std::vector<NodeId> members_;
   std::map<GatewayId, SimGateway> gateways_;
   uint64_t next_gateway_id_ = 1;
-  std::set<std::pair<uint64_t, uint64_t>> blocked_;
-  double loss_;
-  double duplicate_;
-  bool faults_on_ = true;
   bool issuing_ = true;
 
   std::vector<Client> clients_;
@@ -373,7 +274,7 @@ class ClusterSimulation {
   std::vector<check::KvOperation> history_;
 
   // Checkers.
-  std::vector<EpochRecord> epochs_;  // epochs_[e - 1]: the first record of epoch e
+  std::vector<EpochRecord> epochs_;     // epochs_[e - 1]: the first record of epoch e
   std::map<uint64_t, uint64_t> acked_;  // tx id -> reply hash, for results that reached a client
   std::set<uint64_t> expired_;          // executed (the result was evicted): must be everywhere
   std::set<uint64_t> sealed_;           // reported sealed: must never execute
@@ -385,17 +286,12 @@ class ClusterSimulation {
 // Nodes
 
 void ClusterSimulation::start_node(SimNode& n) {
-  MAROON_ASSERT(!n.up);
-  n.up = true;
-  n.incarnation++;
-  n.in_flight.reset();
-  n.crash_in_next_write = false;
+  n.start(world_.now());
   n.executed.clear();
   n.hashed_upto = 0;
   n.digest_epoch = 0;
   n.digest = 0;
   NodeId id = n.id;
-  if (!n.env) n.env = std::make_unique<FaultEnv>();
   n.app = std::make_unique<CheckedApp>(
       [this, id](const TxContext& ctx, const std::string& reply, uint64_t hash_before) {
         on_apply(nodes_.at(id.value() - 1), ctx, reply, hash_before);
@@ -423,55 +319,43 @@ void ClusterSimulation::start_node(SimNode& n) {
   DataDirOptions o;
   o.path = "/node";
   o.node_id = id.value();
-  o.fresh_data_id = prng_.next();
+  o.fresh_data_id = world_.next();
   o.wal.segment_bytes = s_.wal_segment_bytes;
   host::ReplayCounts counts;
-  auto dir = n.host->open(*n.env, o, counts, [&] { record_hashes(n); });
+  auto dir = n.host->open(*n.disk.env, o, counts, [&] { record_hashes(n); });
   if (!dir) {
-    fail(fmt::format("n{} replay: {}", id.value(), dir.status().to_string()));
-    n.up = false;
+    world_.fail(fmt::format("n{} replay: {}", id.value(), dir.status().to_string()));
+    n.stop();
     return;
   }
-  n.dir = std::move(dir).value();
+  n.disk.dir = std::move(dir).value();
   // As the driver's start(): a first tick once replayed.
   n.node->tick(clock_ms(n));
   process(n);
-  schedule_node_tick(n);
+  start_ticks(world_, n, [this, &n](uint64_t due) { run_node_ticks(n, due); });
+}
+
+void ClusterSimulation::run_node_ticks(SimNode& n, uint64_t due) {
+  const uint64_t inc = n.incarnation;
+  for (uint64_t i = 0; i < due && n.running(inc) && !world_.failed(); i++) {
+    node_input(n, [&](Node& node) { node.tick(clock_ms(n)); });
+  }
 }
 
 void ClusterSimulation::crash_node(SimNode& n) {
   MAROON_ASSERT(n.up);
-  // A write in flight may have reached the disk in part: whole steps of it,
-  // then maybe some sectors of the next (its sync never returned). None of
-  // it was reported durable, so nothing relied on it; keeping it is as legal
-  // as losing it.
-  size_t kept = 0;
-  bool torn = false;
-  if (n.in_flight && prng_.chance(0.5)) {
-    std::vector<WriteStep>& steps = n.in_flight->steps;
-    kept = prng_.below(steps.size() + 1);
-    std::vector<WriteStep> prefix;
-    for (size_t i = 0; i < kept; i++) prefix.push_back(std::move(steps[i]));
-    if (Status st = n.dir->write(prefix); !st) fail(fmt::format("n{} write: {}", n.id.value(), st.to_string()));
-    if (kept < steps.size() && prng_.chance(0.5)) {
-      // The next step's bytes were handed to the disk, its sync never came.
-      torn = true;
-      std::vector<WriteStep> next;
-      next.push_back(std::move(steps[kept]));
-      n.env->inject_sync_errors(1);
-      (void)n.dir->write(next);
-    }
-  }
-  trace(fmt::format("n{} CRASH (keeps {} steps of a write in flight{})", n.id.value(), kept,
-                    torn ? ", and a torn one" : ""));
-  if (kept > 0 || torn) stats_.partial_writes++;
-  n.env->crash(prng_, /*tear=*/true);
-  stats_.crashes++;
+  const CrashedWrite c =
+      crash_disk(world_, faults_, n.disk, world_.chance(0.5), [&](std::vector<WriteStep>& steps) {
+        size_t done = 0;
+        if (Status st = n.disk.dir->write(steps, &done); !st) {
+          world_.fail(fmt::format("n{} write: {}", n.id.value(), st.to_string()));
+        }
+        return done;
+      });
+  world_.trace(fmt::format("n{} CRASH (keeps {} steps of a write in flight{})", n.id.value(),
+                           c.kept, c.torn ? ", and a torn one" : ""));
   stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
-  n.up = false;
-  n.incarnation++;
-  n.in_flight.reset();
-  n.dir.reset();
+  n.stop();
   n.host.reset();
   n.sink.reset();
   n.node.reset();
@@ -481,25 +365,15 @@ void ClusterSimulation::crash_node(SimNode& n) {
 
 void ClusterSimulation::restart_node(SimNode& n) {
   if (n.up || n.lost) return;
-  trace(fmt::format("n{} RESTART", n.id.value()));
+  world_.trace(fmt::format("n{} RESTART", n.id.value()));
   start_node(n);
-}
-
-void ClusterSimulation::schedule_node_tick(SimNode& n) {
-  NodeId id = n.id;
-  uint64_t inc = n.incarnation;
-  at(now_ + n.tick_us, [this, id, inc] {
-    SimNode& n = nodes_.at(id.value() - 1);
-    if (!n.up || n.incarnation != inc || !failure_.empty()) return;
-    node_input(n, [&](Node& node) { node.tick(clock_ms(n)); });
-    schedule_node_tick(n);
-  });
 }
 
 void ClusterSimulation::drain(SimNode& n) {
   n.host->drain();
   record_hashes(n);
-  if (!n.node->fault().is_ok()) fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
+  if (!n.node->fault().is_ok())
+    world_.fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
 }
 
 void ClusterSimulation::process(SimNode& n) {
@@ -508,44 +382,32 @@ void ClusterSimulation::process(SimNode& n) {
 }
 
 void ClusterSimulation::maybe_sync(SimNode& n) {
-  if (n.host->writing() || !failure_.empty()) return;
+  if (n.host->writing() || world_.failed()) return;
   // As the driver's flush: the host gives the node its last chance to add
   // records (an epoch ordering these very txs) to the write.
   std::optional<host::PendingWrite> w = n.host->take_write();
   record_hashes(n);
   if (!w) return;
-  n.in_flight = std::move(w);
-  NodeId id = n.id;
-  uint64_t inc = n.incarnation;
-  const int64_t done = now_ + uniform(prng_, s_.disk_min_us, s_.disk_max_us);
-  at(done, [this, id, inc] { on_synced(id, inc); });
-  if (n.crash_in_next_write && faults_on_) {
-    at(uniform(prng_, now_, done - 1), [this, id, inc] {
-      SimNode& n = nodes_.at(id.value() - 1);
-      if (n.up && n.incarnation == inc && faults_on_ && failure_.empty()) crash_and_restart(n);
-    });
-  }
+  start_write(
+      world_, faults_, s_.process, n, n.disk, std::move(*w),
+      [this, &n](host::PendingWrite w) { on_synced(n, w); }, [this, &n] { crash_and_restart(n); });
 }
 
-void ClusterSimulation::on_synced(NodeId id, uint64_t incarnation) {
-  SimNode& n = nodes_.at(id.value() - 1);
-  if (!n.up || n.incarnation != incarnation || !failure_.empty()) return;
-  MAROON_ASSERT(n.in_flight);
-  host::PendingWrite w = std::move(*n.in_flight);
-  n.in_flight.reset();
-  if (faults_on_ && s_.fsync_failure > 0 && prng_.chance(s_.fsync_failure)) {
+void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
+  if (faults_.on() && s_.fsync_failure > 0 && world_.chance(s_.fsync_failure)) {
     // A failed fsync: the node process refuses writes until restarted (the
     // driver's read-only mode), which here is a crash now and a restart later.
-    n.env->inject_sync_errors(1);
-    if (n.dir->write(w.steps).is_ok()) fail("an injected sync error did not fail the write");
+    n.disk.env->inject_sync_errors(1);
+    if (n.disk.dir->write(w.steps).is_ok())
+      world_.fail("an injected sync error did not fail the write");
     stats_.fsync_failures++;
-    trace(fmt::format("n{} FSYNC FAILED: the node stops", id.value()));
+    world_.trace(fmt::format("n{} FSYNC FAILED: the node stops", n.id.value()));
     n.host->write_failed();
     crash_and_restart(n);
     return;
   }
-  if (Status st = n.dir->write(w.steps); !st) {
-    fail(fmt::format("n{} write: {}", id.value(), st.to_string()));
+  if (Status st = n.disk.dir->write(w.steps); !st) {
+    world_.fail(fmt::format("n{} write: {}", n.id.value(), st.to_string()));
     return;
   }
   n.host->written(w.last_seq, [&] { maybe_sync(n); });
@@ -562,8 +424,8 @@ void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::st
     n.hashed_upto = epoch - 1;
   }
   if (epoch <= n.hashed_upto) {
-    fail(fmt::format("n{} executes tx {} in epoch {}, after epoch {} was complete", n.id.value(),
-                     tx_name(ctx.tx_id), epoch, n.hashed_upto));
+    world_.fail(fmt::format("n{} executes tx {} in epoch {}, after epoch {} was complete",
+                            n.id.value(), tx_name(ctx.tx_id), epoch, n.hashed_upto));
     return;
   }
   if (n.digest_epoch != epoch) {
@@ -575,14 +437,15 @@ void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::st
   const uint64_t item[] = {raw, reply_hash};
   n.digest = hash64(std::string_view(reinterpret_cast<const char*>(item), sizeof(item)), n.digest);
   if (!n.executed.emplace(raw, reply_hash).second) {
-    fail(fmt::format("n{} (incarnation {}) executed tx {} twice", n.id.value(), n.incarnation,
-                     tx_name(ctx.tx_id)));
+    world_.fail(fmt::format("n{} (incarnation {}) executed tx {} twice", n.id.value(),
+                            n.incarnation, tx_name(ctx.tx_id)));
     return;
   }
   executed_anywhere_.emplace(raw, reply_hash);
   if (sealed_.contains(raw)) {
-    fail(fmt::format("n{} executed tx {}, which its gateway reported sealed (never to execute)",
-                     n.id.value(), tx_name(ctx.tx_id)));
+    world_.fail(
+        fmt::format("n{} executed tx {}, which its gateway reported sealed (never to execute)",
+                    n.id.value(), tx_name(ctx.tx_id)));
   }
 }
 
@@ -594,8 +457,8 @@ void ClusterSimulation::record_hashes(SimNode& n) {
     // The node's own record of its hash (what it compares with its peers).
     std::optional<uint64_t> own = n.node->state_hash_at(EpochNumber(applied));
     if (!own || *own != hash || n.node->state_hash() != hash) {
-      fail(fmt::format("n{} reports state hash {:016x} after epoch {}, its app has {:016x}",
-                       n.id.value(), own.value_or(0), applied, hash));
+      world_.fail(fmt::format("n{} reports state hash {:016x} after epoch {}, its app has {:016x}",
+                              n.id.value(), own.value_or(0), applied, hash));
     }
   }
   for (uint64_t e = n.hashed_upto + 1; e <= applied; e++) record_epoch(n, e, hash);
@@ -612,7 +475,7 @@ void ClusterSimulation::record_epoch(SimNode& n, uint64_t epoch, uint64_t hash) 
   }
   const EpochRecord& first = epochs_[epoch - 1];
   if (first.hash != hash || first.digest != digest) {
-    fail(fmt::format(
+    world_.fail(fmt::format(
         "after epoch {} n{} (incarnation {}) has state hash {:016x} and tx digest {:016x}; n{} "
         "(incarnation {}) had {:016x} and {:016x}{}",
         epoch, n.id.value(), n.incarnation, hash, digest, first.node.value(), first.incarnation,
@@ -628,9 +491,8 @@ ClusterSimulation::SimGateway& ClusterSimulation::start_gateway() {
   GatewayId id(next_gateway_id_++);
   SimGateway& g = gateways_[id];
   g.id = id;
-  g.up = true;
-  double skew = s_.tick_skew * (2.0 * static_cast<double>(prng_.next() >> 11) * 0x1.0p-53 - 1.0);
-  g.tick_us = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(s_.tick_us) * (1.0 + skew)));
+  g.clock = ProcessClock(s_.process.skewed_tick_us(world_));
+  g.start(world_.now());
   GatewayConfig c;
   c.id = id;
   c.acks_needed = members_.size() / 2 + 1;
@@ -641,17 +503,22 @@ ClusterSimulation::SimGateway& ClusterSimulation::start_gateway() {
   c.renew_ticks = s_.renew_ticks;
   if (s_.offsets_per_range_max != 0) c.offsets_per_range_max = s_.offsets_per_range_max;
   g.core = std::make_unique<Gateway>(c);
-  trace(fmt::format("g{} STARTS", id.value()));
+  world_.trace(fmt::format("g{} STARTS", id.value()));
   process_gateway(g);
-  schedule_gateway_tick(g);
+  start_ticks(world_, g, [this, &g](uint64_t due) {
+    for (uint64_t i = 0; i < due && g.up; i++) {
+      g.core->tick();
+      process_gateway(g);
+    }
+  });
   return g;
 }
 
 void ClusterSimulation::crash_gateway(SimGateway& g) {
   MAROON_ASSERT(g.up);
-  trace(fmt::format("g{} CRASH ({} txs in flight)", g.id.value(), g.core->inflight()));
+  world_.trace(fmt::format("g{} CRASH ({} txs in flight)", g.id.value(), g.core->inflight()));
   stats_.gateway_crashes++;
-  g.up = false;
+  g.stop();
   g.core.reset();
   for (Client& c : clients_) {
     if (c.submitted && c.gateway == g.id) client_unknown(c, "its gateway crashed");
@@ -664,17 +531,6 @@ std::vector<GatewayId> ClusterSimulation::live_gateways() const {
     if (g.up) live.push_back(id);
   }
   return live;
-}
-
-void ClusterSimulation::schedule_gateway_tick(SimGateway& g) {
-  GatewayId id = g.id;
-  at(now_ + g.tick_us, [this, id] {
-    SimGateway& g = gateways_.at(id);
-    if (!g.up || !failure_.empty()) return;
-    g.core->tick();
-    process_gateway(g);
-    schedule_gateway_tick(g);
-  });
 }
 
 void ClusterSimulation::process_gateway(SimGateway& g) {
@@ -691,15 +547,15 @@ void ClusterSimulation::process_gateway(SimGateway& g) {
 
 void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
   const uint64_t raw = d.id.raw();
-  if (tracing()) {
-    trace_detail(fmt::format("g{} delivers {}{}{}", g.id.value(), tx_name(d.id),
-                             d.sealed ? " sealed" : "", d.expired ? " expired" : ""));
+  if (world_.tracing()) {
+    world_.trace_detail(fmt::format("g{} delivers {}{}{}", g.id.value(), tx_name(d.id),
+                                    d.sealed ? " sealed" : "", d.expired ? " expired" : ""));
   }
   if (d.sealed) {
     stats_.ranges_sealed++;
     if (auto it = executed_anywhere_.find(raw); it != executed_anywhere_.end()) {
-      fail(fmt::format("g{} reports tx {} sealed (never to execute), but it was executed",
-                       g.id.value(), tx_name(d.id)));
+      world_.fail(fmt::format("g{} reports tx {} sealed (never to execute), but it was executed",
+                              g.id.value(), tx_name(d.id)));
     }
     sealed_.insert(raw);
   } else if (d.expired) {
@@ -712,8 +568,8 @@ void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
   Client& c = clients_[it->second];
   MAROON_ASSERT(c.submitted && c.token == d.token);
   if (c.tx != d.id) {
-    fail(fmt::format("g{} delivered tx {} for the token of tx {}", g.id.value(), tx_name(d.id),
-                     tx_name(c.tx)));
+    world_.fail(fmt::format("g{} delivered tx {} for the token of tx {}", g.id.value(),
+                            tx_name(d.id), tx_name(c.tx)));
     return;
   }
   if (d.sealed) {
@@ -759,11 +615,11 @@ void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
     }
   }
   if (!good) {
-    fail(fmt::format("client {}: unexpected reply to its {} of tx {}", c.id, kind_name(op.kind),
-                     tx_name(d.id)));
+    world_.fail(fmt::format("client {}: unexpected reply to its {} of tx {}", c.id,
+                            kv_op_name(op.kind), tx_name(d.id)));
     return;
   }
-  op.ret = now_;
+  op.ret = world_.now();
   stats_.ops_completed++;
   client_done(c);
 }
@@ -777,7 +633,7 @@ std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint6
   std::string frame;
   std::optional<Payload> back;
   auto bad = [&](const char* what) {
-    fail(fmt::format("frame codec: a {} did not survive encode and decode", what));
+    world_.fail(fmt::format("frame codec: a {} did not survive encode and decode", what));
     return std::nullopt;
   };
   if (const auto* peer = std::get_if<PeerMessage>(&p)) {
@@ -854,7 +710,7 @@ std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint6
     }
   }
   if (!(*back == p)) {
-    fail("frame codec: a message decoded to something else than was encoded");
+    world_.fail("frame codec: a message decoded to something else than was encoded");
     return std::nullopt;
   }
   stats_.messages_coded++;
@@ -862,40 +718,24 @@ std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint6
 }
 
 void ClusterSimulation::send(uint64_t from, uint64_t to, Payload p) {
-  stats_.messages_sent++;
-  if (blocked(from, to) || prng_.chance(loss_)) {
-    stats_.messages_dropped++;
-    return;
-  }
-  if (prng_.chance(s_.codec_fraction)) {
+  if (world_.chance(s_.codec_fraction)) {
     std::optional<Payload> back = through_codec(from, p);
     if (!back) return;
     p = std::move(*back);
   }
-  const int copies = prng_.chance(duplicate_) ? 2 : 1;
-  for (int i = 0; i < copies; i++) {
-    int64_t when = now_ + uniform(prng_, s_.delay_min_us, s_.delay_max_us);
-    if (i + 1 < copies) {
-      at(when, [this, from, to, p] { deliver(from, to, p); });
-    } else {
-      at(when, [this, from, to, p = std::move(p)] { deliver(from, to, p); });
-    }
-  }
+  net_.send(from, to, std::move(p));
 }
 
 void ClusterSimulation::deliver(uint64_t from, uint64_t to, const Payload& p) {
-  if (!failure_.empty()) return;
-  // A partition that began while the message was in flight also stops it.
-  if (blocked(from, to)) return;
+  if (world_.failed()) return;
   if (to >= kGatewayBase) {
     auto it = gateways_.find(GatewayId(to - kGatewayBase));
     if (it == gateways_.end() || !it->second.up) return;
-    const uint64_t event[] = {static_cast<uint64_t>(now_), from, to, 2};
-    fingerprint_ = hash64(std::string_view(reinterpret_cast<const char*>(event), sizeof(event)),
-                          fingerprint_);
+    world_.fingerprint({static_cast<uint64_t>(world_.now()), from, to, 2});
     const NodeToGateway& m = std::get<NodeToGateway>(p);
-    if (tracing()) {
-      trace_detail(fmt::format("n{} -> g{} {}", from, to - kGatewayBase, describe_to_gateway(m)));
+    if (world_.tracing()) {
+      world_.trace_detail(
+          fmt::format("n{} -> g{} {}", from, to - kGatewayBase, describe_to_gateway(m)));
     }
     SimGateway& g = it->second;
     g.core->on_message(m);
@@ -904,24 +744,23 @@ void ClusterSimulation::deliver(uint64_t from, uint64_t to, const Payload& p) {
   }
   SimNode& n = node_at(to);
   if (!n.up) {
-    if (tracing()) {
+    if (world_.tracing()) {
       if (const auto* peer = std::get_if<PeerMessage>(&p)) {
-        trace_detail(fmt::format("n{} -> n{} (down) {}", from, to, describe_peer(*peer)));
+        world_.trace_detail(fmt::format("n{} -> n{} (down) {}", from, to, describe_peer(*peer)));
       }
     }
     return;
   }
-  const uint64_t event[] = {static_cast<uint64_t>(now_), from, to, p.index()};
-  fingerprint_ =
-      hash64(std::string_view(reinterpret_cast<const char*>(event), sizeof(event)), fingerprint_);
+  world_.fingerprint({static_cast<uint64_t>(world_.now()), from, to, p.index()});
   if (const auto* peer = std::get_if<PeerMessage>(&p)) {
-    if (tracing()) trace_detail(fmt::format("n{} -> n{} {}", from, to, describe_peer(*peer)));
+    if (world_.tracing())
+      world_.trace_detail(fmt::format("n{} -> n{} {}", from, to, describe_peer(*peer)));
     node_input(n, [&](Node& node) { node.on_peer(NodeId(static_cast<uint32_t>(from)), *peer); });
     return;
   }
   const GatewayToNode& m = std::get<GatewayToNode>(p);
-  if (tracing()) {
-    trace_detail(fmt::format("g{} -> n{} {}", from - kGatewayBase, to, describe_to_node(m)));
+  if (world_.tracing()) {
+    world_.trace_detail(fmt::format("g{} -> n{} {}", from - kGatewayBase, to, describe_to_node(m)));
   }
   GatewayId gateway(from - kGatewayBase);
   node_input(n, [&](Node& node) {
@@ -947,24 +786,24 @@ void ClusterSimulation::pick_gateway(Client& c, bool move) {
   auto here = std::find(live.begin(), live.end(), c.gateway);
   if (here != live.end() && (!move || live.size() == 1)) return;
   if (here != live.end()) live.erase(here);
-  c.gateway = live[prng_.below(live.size())];
+  c.gateway = live[world_.below(live.size())];
 }
 
 void ClusterSimulation::client_next_op(Client& c) {
   MAROON_ASSERT(!c.busy);
-  if (!issuing_ || history_.size() >= s_.history_ops_max || !failure_.empty()) return;
+  if (!issuing_ || history_.size() >= s_.history_ops_max || world_.failed()) return;
   c.busy = true;
   c.ops++;
-  const std::string key = fmt::format("k{}", prng_.below(s_.keys));
+  const std::string key = fmt::format("k{}", world_.below(s_.keys));
   // Values are unique per client and op; some are integers, so incr works
   // on them too.
-  const std::string value = prng_.chance(0.3) ? std::to_string(c.id * 1'000'000 + c.ops * 1000)
-                                              : fmt::format("c{}.{}", c.id, c.ops);
+  const std::string value = world_.chance(0.3) ? std::to_string(c.id * 1'000'000 + c.ops * 1000)
+                                               : fmt::format("c{}.{}", c.id, c.ops);
   kv::Op op;
   check::KvOperation h;
   h.client = c.id;
   h.key = key;
-  const uint64_t roll = prng_.below(100);
+  const uint64_t roll = world_.below(100);
   if (roll < 35) {
     h.kind = check::KvOpKind::kGet;
     op.type = kv::OpType::kGet;
@@ -984,7 +823,7 @@ void ClusterSimulation::client_next_op(Client& c) {
     h.kind = check::KvOpKind::kCas;
     h.value = value;
     auto it = c.seen.find(key);
-    if (it != c.seen.end() && prng_.chance(0.8)) h.expected = it->second;
+    if (it != c.seen.end() && world_.chance(0.8)) h.expected = it->second;
     op.type = kv::OpType::kCas;
     op.keys.push_back(key);
     op.values.push_back(h.value);
@@ -1001,12 +840,12 @@ void ClusterSimulation::client_next_op(Client& c) {
 
 void ClusterSimulation::client_submit(Client& c) {
   MAROON_ASSERT(c.busy && !c.submitted);
-  if (!failure_.empty()) return;
+  if (world_.failed()) return;
   pick_gateway(c, false);
   auto retry = [this, &c](int64_t delay_us) {
     uint64_t id = c.id;
     uint64_t ops = c.ops;
-    at(now_ + delay_us, [this, id, ops] {
+    world_.after(delay_us, [this, id, ops] {
       Client& c = clients_[id - 1];
       if (c.busy && !c.submitted && c.ops == ops) client_submit(c);
     });
@@ -1029,26 +868,28 @@ void ClusterSimulation::client_submit(Client& c) {
   c.tx = *id;
   token_client_.emplace(token, c.id - 1);
   check::KvOperation& op = history_[c.history_index];
-  op.call = now_;
-  if (tracing()) {
-    trace_detail(fmt::format("c{} submits {} {} as tx {} through g{}", c.id, kind_name(op.kind),
-                             op.key, tx_name(*id), g.id.value()));
+  op.call = world_.now();
+  if (world_.tracing()) {
+    world_.trace_detail(fmt::format("c{} submits {} {} as tx {} through g{}", c.id,
+                                    kv_op_name(op.kind), op.key, tx_name(*id), g.id.value()));
   }
   uint64_t cid = c.id;
-  at(now_ + s_.client_timeout_us, [this, cid, token] { client_timeout(cid, token); });
+  world_.after(s_.client_timeout_us, [this, cid, token] { client_timeout(cid, token); });
   process_gateway(g);
 }
 
 void ClusterSimulation::client_timeout(uint64_t id, uint64_t token) {
   Client& c = clients_[id - 1];
-  if (!c.submitted || c.token != token || !faults_on_) return;
+  if (!c.submitted || c.token != token || !faults_.on()) return;
   client_unknown(c, "it timed out");
 }
 
 void ClusterSimulation::client_unknown(Client& c, const char* why) {
   MAROON_ASSERT(c.submitted);
   // The op may or may not take effect: it stays pending in the history.
-  if (tracing()) trace_detail(fmt::format("c{}: tx {} has an unknown outcome: {}", c.id, tx_name(c.tx), why));
+  if (world_.tracing())
+    world_.trace_detail(
+        fmt::format("c{}: tx {} has an unknown outcome: {}", c.id, tx_name(c.tx), why));
   stats_.ops_unknown++;
   pick_gateway(c, true);
   client_done(c);
@@ -1059,7 +900,7 @@ void ClusterSimulation::client_done(Client& c) {
   c.submitted = false;
   c.busy = false;
   uint64_t id = c.id;
-  at(now_ + uniform(prng_, 0, s_.client_think_us_max), [this, id] {
+  world_.after(world_.uniform(0, s_.client_think_us_max), [this, id] {
     Client& c = clients_[id - 1];
     if (!c.busy) client_next_op(c);
   });
@@ -1069,18 +910,13 @@ void ClusterSimulation::client_done(Client& c) {
 // Faults
 
 void ClusterSimulation::schedule_faults() {
-  if (s_.partition_every_us > 0) {
-    at(exponential(prng_, s_.partition_every_us), [this] { partition_change(); });
-  }
-  if (s_.crash_every_us > 0) at(exponential(prng_, s_.crash_every_us), [this] { crash_some(); });
-  if (s_.gateway_crash_every_us > 0) {
-    at(exponential(prng_, s_.gateway_crash_every_us), [this] { crash_some_gateway(); });
-  }
-  if (s_.power_failure_every_us > 0) {
-    at(exponential(prng_, s_.power_failure_every_us), [this] { power_failure(); });
-  }
+  faults_.every(s_.network.partition_every_us, [this] { partition_change(); });
+  faults_.every(s_.process.crash_every_us, [this] { crash_some(); });
+  faults_.every(s_.process.pause_every_us, [this] { pause_some(); });
+  faults_.every(s_.gateway_crash_every_us, [this] { crash_some_gateway(); });
+  faults_.every(s_.power_failure_every_us, [this] { power_failure(); });
   for (size_t i = 0; i < s_.nodes_lost; i++) {
-    at(uniform(prng_, 0, s_.safety_us - 1), [this] { lose_node(); });
+    world_.at(world_.uniform(0, s_.safety_us - 1), [this] { lose_node(); });
   }
 }
 
@@ -1089,100 +925,75 @@ void ClusterSimulation::lose_node() {
   for (size_t i = 0; i < nodes_.size(); i++) {
     if (!nodes_[i].lost) left.push_back(i);
   }
-  SimNode& n = nodes_[left[prng_.below(left.size())]];
-  trace(fmt::format("n{} is LOST for good", n.id.value()));
+  SimNode& n = nodes_[left[world_.below(left.size())]];
+  world_.trace(fmt::format("n{} is LOST for good", n.id.value()));
   if (n.up) crash_node(n);
   n.lost = true;
   stats_.nodes_lost++;
 }
 
 void ClusterSimulation::partition_change() {
-  if (!faults_on_) return;
-  at(now_ + exponential(prng_, s_.partition_every_us), [this] { partition_change(); });
-  blocked_.clear();
-  if (prng_.chance(0.4)) {
-    trace("partition healed");
-    return;
-  }
   std::vector<uint64_t> ends;
   for (NodeId n : members_) ends.push_back(n.value());
   for (GatewayId g : live_gateways()) ends.push_back(kGatewayBase + g.value());
-  std::set<uint64_t> side;
-  for (uint64_t e : ends) {
-    if (prng_.chance(0.5)) side.insert(e);
-  }
-  const bool one_way = s_.asymmetric_partitions && prng_.chance(0.5);
-  for (uint64_t a : ends) {
-    for (uint64_t b : ends) {
-      if (side.contains(a) && !side.contains(b)) {
-        blocked_.insert({a, b});
-        if (!one_way) blocked_.insert({b, a});
-      }
-    }
-  }
-  stats_.partitions++;
-  std::string desc;
-  for (uint64_t e : side) {
-    desc += e >= kGatewayBase ? fmt::format(" g{}", e - kGatewayBase) : fmt::format(" n{}", e);
-  }
-  trace(fmt::format("partition{}: {{{} }} vs the rest", one_way ? " (one-way, outbound)" : "", desc));
+  net_.change_partition(ends, [](uint64_t e) {
+    return e >= kGatewayBase ? fmt::format("g{}", e - kGatewayBase) : fmt::format("n{}", e);
+  });
 }
 
 void ClusterSimulation::crash_some() {
-  if (!faults_on_) return;
-  at(now_ + exponential(prng_, s_.crash_every_us), [this] { crash_some(); });
   std::vector<size_t> up;
   for (size_t i = 0; i < nodes_.size(); i++) {
     if (nodes_[i].up) up.push_back(i);
   }
   if (up.empty()) return;
-  SimNode& n = nodes_[up[prng_.below(up.size())]];
-  if (!n.in_flight && prng_.chance(0.3)) {
-    // Crash in the middle of the node's next write instead: a crash that
-    // keeps part of a write is where a wrong record order shows.
-    n.crash_in_next_write = true;
-    return;
-  }
+  SimNode& n = nodes_[up[world_.below(up.size())]];
+  if (arm_crash_in_next_write(world_, n.disk, 0.3)) return;
   crash_and_restart(n);
 }
 
+void ClusterSimulation::pause_some() {
+  std::vector<size_t> up;
+  for (size_t i = 0; i < nodes_.size(); i++) {
+    if (nodes_[i].up && !nodes_[i].clock.paused(world_.now())) up.push_back(i);
+  }
+  if (up.empty()) return;
+  SimNode& n = nodes_[up[world_.below(up.size())]];
+  pause_process(world_, faults_, n.clock, s_.process, fmt::format("n{}", n.id.value()));
+}
+
 void ClusterSimulation::crash_and_restart(SimNode& n) {
-  n.crash_in_next_write = false;
   crash_node(n);
   NodeId id = n.id;
-  at(now_ + uniform(prng_, s_.restart_min_us, s_.restart_max_us), [this, id] {
+  world_.after(world_.uniform(s_.process.restart_min_us, s_.process.restart_max_us), [this, id] {
     SimNode& n = nodes_.at(id.value() - 1);
-    if (faults_on_ && failure_.empty()) restart_node(n);
+    if (faults_.on() && !world_.failed()) restart_node(n);
   });
 }
 
 void ClusterSimulation::power_failure() {
-  if (!faults_on_) return;
-  at(now_ + exponential(prng_, s_.power_failure_every_us), [this] { power_failure(); });
-  trace("POWER FAILURE");
+  world_.trace("POWER FAILURE");
   stats_.power_failures++;
   for (SimNode& n : nodes_) {
     if (n.up) crash_and_restart(n);
   }
   for (GatewayId id : live_gateways()) {
-    if (prng_.chance(0.5)) crash_gateway(gateways_.at(id));
+    if (world_.chance(0.5)) crash_gateway(gateways_.at(id));
   }
   if (live_gateways().empty()) {
-    at(now_ + uniform(prng_, 50'000, 1'500'000), [this] {
-      if (faults_on_ && failure_.empty() && live_gateways().empty()) start_gateway();
+    world_.after(world_.uniform(50'000, 1'500'000), [this] {
+      if (faults_.on() && !world_.failed() && live_gateways().empty()) start_gateway();
     });
   }
 }
 
 void ClusterSimulation::crash_some_gateway() {
-  if (!faults_on_) return;
-  at(now_ + exponential(prng_, s_.gateway_crash_every_us), [this] { crash_some_gateway(); });
   std::vector<GatewayId> live = live_gateways();
   if (live.empty()) return;
-  crash_gateway(gateways_.at(live[prng_.below(live.size())]));
-  if (prng_.chance(s_.gateway_replace_chance)) {
-    at(now_ + uniform(prng_, 50'000, 1'500'000), [this] {
-      if (faults_on_ && failure_.empty() && live_gateways().size() < kGatewaysLiveMax) {
+  crash_gateway(gateways_.at(live[world_.below(live.size())]));
+  if (world_.chance(s_.gateway_replace_chance)) {
+    world_.after(world_.uniform(50'000, 1'500'000), [this] {
+      if (faults_.on() && !world_.failed() && live_gateways().size() < kGatewaysLiveMax) {
         start_gateway();
       }
     });
@@ -1190,15 +1001,13 @@ void ClusterSimulation::crash_some_gateway() {
 }
 
 void ClusterSimulation::heal() {
-  trace("faults stop: partitions heal, loss ends, crashed nodes restart");
-  faults_on_ = false;
-  blocked_.clear();
-  loss_ = 0;
-  duplicate_ = 0;
+  world_.trace("faults stop: partitions heal, loss ends, crashed nodes restart");
+  faults_.stop();
+  net_.stop_faults();
   for (SimNode& n : nodes_) {
-    if (!n.up && failure_.empty()) restart_node(n);
+    if (!n.up && !world_.failed()) restart_node(n);
   }
-  if (live_gateways().empty() && failure_.empty()) start_gateway();
+  if (live_gateways().empty() && !world_.failed()) start_gateway();
 }
 
 // ---------------------------------------------------------------------------
@@ -1219,7 +1028,9 @@ std::string ClusterSimulation::node_states() const {
                      node.fault().is_ok() ? "" : " FAULT " + node.fault().to_string());
   }
   for (const auto& [id, g] : gateways_) {
-    if (g.up) s += fmt::format("; g{} range {} inflight {}", id.value(), g.core->range().value(), g.core->inflight());
+    if (g.up)
+      s += fmt::format("; g{} range {} inflight {}", id.value(), g.core->range().value(),
+                       g.core->inflight());
   }
   return s;
 }
@@ -1271,10 +1082,8 @@ ClusterResult ClusterSimulation::run() {
   for (size_t i = 0; i < s_.nodes; i++) {
     SimNode& n = nodes_[i];
     n.id = members_[i];
-    double skew = s_.tick_skew * (2.0 * static_cast<double>(prng_.next() >> 11) * 0x1.0p-53 - 1.0);
-    n.tick_us =
-        std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(s_.tick_us) * (1.0 + skew)));
-    n.clock_offset_ms = static_cast<int64_t>(prng_.below(s_.clock_offset_max_ms + 1));
+    n.clock = ProcessClock(s_.process.skewed_tick_us(world_));
+    n.clock_offset_ms = static_cast<int64_t>(world_.below(s_.clock_offset_max_ms + 1));
   }
   for (SimNode& n : nodes_) start_node(n);
   for (size_t i = 0; i < s_.gateways; i++) start_gateway();
@@ -1284,54 +1093,33 @@ ClusterResult ClusterSimulation::run() {
     c.id = i + 1;
     pick_gateway(c, false);
     uint64_t id = c.id;
-    at(uniform(prng_, 0, 50'000), [this, id] { client_next_op(clients_[id - 1]); });
+    world_.at(world_.uniform(0, 50'000), [this, id] { client_next_op(clients_[id - 1]); });
   }
   schedule_faults();
-  at(s_.safety_us, [this] { heal(); });
+  world_.at(s_.safety_us, [this] { heal(); });
   const int64_t issue_until = s_.safety_us + std::min<int64_t>(s_.liveness_us / 2, 1'000'000);
   const int64_t deadline = s_.safety_us + s_.liveness_us;
-  at(issue_until, [this] { issuing_ = false; });
-  bool done = false;
+  world_.at(issue_until, [this] { issuing_ = false; });
   std::string why;
-  int64_t next_check = issue_until;
-  while (!queue_.empty() && failure_.empty()) {
-    if (queue_.size() > kEventsMax) {
-      fail(fmt::format("message storm: {} events pending", queue_.size()));
-      break;
-    }
-    Event e = queue_.top();
-    queue_.pop();
-    MAROON_ASSERT(e.time >= now_);
-    now_ = e.time;
-    if (now_ > deadline) break;
-    e.fn();
-    if (now_ >= next_check && failure_.empty()) {
-      next_check = now_ + 100'000;
-      if (converged(&why)) {
-        done = true;
-        break;
-      }
-    }
+  const World::RunEnd end = world_.run_until_done(deadline, issue_until, kConvergenceCheckUs,
+                                                  [&] { return converged(&why); });
+  const bool done = end == World::RunEnd::kStopped;
+  stats_.simulated_us = world_.now();
+  if (!world_.failed() && !done) {
+    world_.fail(fmt::format("liveness: not done {:.1f}s after faults stopped: {}{}",
+                            static_cast<double>(s_.liveness_us) / 1e6, why, node_states()));
   }
-  stats_.simulated_us = now_;
-  if (failure_.empty() && !done) {
-    fail(fmt::format("liveness: not done {:.1f}s after faults stopped: {}{}",
-                     static_cast<double>(s_.liveness_us) / 1e6, why, node_states()));
-  }
-  if (failure_.empty()) final_checks();
+  if (!world_.failed()) final_checks();
   for (const SimNode& n : nodes_) {
     if (n.up) {
       stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
       stats_.max_view = std::max(stats_.max_view, n.sequencer->status().view);
     }
   }
-  stats_.fingerprint = fingerprint_;
-  ClusterResult result;
-  result.ok = failure_.empty();
-  result.failure = failure_;
-  result.stats = stats_;
-  result.trace.assign(trace_.begin(), trace_.end());
-  return result;
+  stats_.network = net_.counters();
+  stats_.faults = faults_.counters();
+  stats_.fingerprint = world_.fingerprint();
+  return ClusterResult{world_.outcome(), stats_};
 }
 
 void ClusterSimulation::final_checks() {
@@ -1343,7 +1131,8 @@ void ClusterSimulation::final_checks() {
   for (const SimNode* p : alive) {
     const SimNode& n = *p;
     if (!n.node->fault().is_ok()) {
-      fail(fmt::format("n{} ends with a fault: {}", n.id.value(), n.node->fault().to_string()));
+      world_.fail(
+          fmt::format("n{} ends with a fault: {}", n.id.value(), n.node->fault().to_string()));
       return;
     }
   }
@@ -1354,13 +1143,14 @@ void ClusterSimulation::final_checks() {
       const SimNode& n = *p;
       auto it = n.executed.find(raw);
       if (it == n.executed.end()) {
-        fail(fmt::format("acknowledged tx {} is lost: n{} (applied epoch {}) never executed it",
-                         tx_name(TxId(raw)), n.id.value(), n.node->applied_epoch().value()));
+        world_.fail(
+            fmt::format("acknowledged tx {} is lost: n{} (applied epoch {}) never executed it",
+                        tx_name(TxId(raw)), n.id.value(), n.node->applied_epoch().value()));
         return;
       }
       if (it->second != reply_hash) {
-        fail(fmt::format("tx {}: n{} executed it with another reply than its client got",
-                         tx_name(TxId(raw)), n.id.value()));
+        world_.fail(fmt::format("tx {}: n{} executed it with another reply than its client got",
+                                tx_name(TxId(raw)), n.id.value()));
         return;
       }
     }
@@ -1369,18 +1159,14 @@ void ClusterSimulation::final_checks() {
     for (const SimNode* p : alive) {
       const SimNode& n = *p;
       if (!n.executed.contains(raw)) {
-        fail(fmt::format("tx {} was reported executed (result expired), but n{} never executed it",
-                         tx_name(TxId(raw)), n.id.value()));
+        world_.fail(
+            fmt::format("tx {} was reported executed (result expired), but n{} never executed it",
+                        tx_name(TxId(raw)), n.id.value()));
         return;
       }
     }
   }
-  check::CheckResult lin = check::check_kv_history(history_);
-  if (lin.verdict == check::Verdict::kNotLinearizable) {
-    fail(fmt::format("history not linearizable on key {}: {}", lin.key, lin.explanation));
-  } else if (lin.verdict == check::Verdict::kUnknown) {
-    fail(fmt::format("linearizability check gave up on key {} after {} steps", lin.key, lin.steps));
-  }
+  check_kv_linearizable(world_, history_);
 }
 
 }  // namespace
@@ -1394,23 +1180,20 @@ ClusterSettings ClusterSettings::random(uint64_t seed) {
   s.gateways = 1 + p.below(3);
   s.clients = 2 + p.below(7);
   s.keys = 1 + p.below(4);
-  s.loss = p.chance(0.3) ? 0 : static_cast<double>(p.below(21)) / 100.0;
-  s.duplicate = p.chance(0.5) ? 0 : static_cast<double>(p.below(11)) / 100.0;
-  s.delay_min_us = static_cast<int64_t>(50 + p.below(500));
-  s.delay_max_us = s.delay_min_us + static_cast<int64_t>(p.below(p.chance(0.1) ? 100'000 : 10'000));
-  s.disk_min_us = static_cast<int64_t>(20 + p.below(200));
-  s.disk_max_us = s.disk_min_us + static_cast<int64_t>(p.below(5'000));
-  s.partition_every_us = p.chance(0.3) ? 0 : static_cast<int64_t>(300'000 + p.below(2'000'000));
-  s.asymmetric_partitions = p.chance(0.5);
-  s.crash_every_us = p.chance(0.3) ? 0 : static_cast<int64_t>(300'000 + p.below(2'000'000));
-  s.restart_min_us = static_cast<int64_t>(10'000 + p.below(300'000));
-  s.restart_max_us = s.restart_min_us + static_cast<int64_t>(p.below(2'000'000));
+  NetworkOptions::Bounds net;
+  net.loss_percent_max = 20;
+  net.slow_chance = 0.1;
+  net.slow_delay_max_us = 100'000;
+  net.partition_every_min_us = 300'000;
+  net.stale = false;
+  s.network = NetworkOptions::random(p, net);
+  s.process = ProcessFaults::random(p, /*crash_every_min_us=*/300'000);
   // Up to f nodes lost for good in a third of the seeds.
   s.nodes_lost = s.nodes >= 3 && p.chance(0.33) ? 1 + p.below((s.nodes - 1) / 2) : 0;
-  s.power_failure_every_us = p.chance(0.75) ? 0 : static_cast<int64_t>(1'000'000 + p.below(3'000'000));
+  s.power_failure_every_us =
+      p.chance(0.75) ? 0 : static_cast<int64_t>(1'000'000 + p.below(3'000'000));
   s.gateway_crash_every_us = p.chance(0.4) ? 0 : static_cast<int64_t>(500'000 + p.below(2'500'000));
   s.gateway_replace_chance = 0.8;
-  s.tick_skew = static_cast<double>(p.below(16)) / 100.0;
   s.lease_ms = 200 + p.below(1801);
   s.clock_offset_max_ms = p.chance(0.5) ? 0 : p.below(s.lease_ms / 2 + 1);
   s.held_txs_per_range_max = p.chance(0.3) ? 2 + p.below(31) : 0;
@@ -1432,11 +1215,7 @@ ClusterSettings ClusterSettings::random(uint64_t seed) {
   s.liveness_us = 30'000'000;
   vr::Options& o = s.vr;
   o = VrSequencer::default_options();
-  o.heartbeat_ticks = static_cast<uint32_t>(1 + p.below(3));
-  o.lease_ticks = o.heartbeat_ticks * 3 + static_cast<uint32_t>(p.below(10));
-  o.view_change_timeout_ticks = o.lease_ticks + static_cast<uint32_t>(p.below(20));
-  o.retry_ticks = static_cast<uint32_t>(1 + p.below(8));
-  o.prepare_batch_ops_max = 1 + p.below(16);
+  random_vr_timing(p, o);
   o.checkpoint_interval_ops = p.chance(0.2) ? o.checkpoint_interval_ops : 1 + p.below(200);
   o.state_transfer_ops_max = 1 + p.below(32);
   // Drawn last, so the draws above stay those of earlier versions' seeds.
@@ -1456,22 +1235,20 @@ void ClusterSettings::override_nodes(size_t n) {
 
 std::string ClusterSettings::describe() const {
   return fmt::format(
-      "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; loss {:.0f}%, dup {:.0f}%, "
-      "delay {}..{} us, disk {}..{} us; partitions every {} ms{}; node crashes every {} ms "
-      "(restart {}..{} ms), {} lost for good; power failures every {} ms; gateway crashes every {} ms; tick skew {:.0f}%, clock offsets up to "
-      "{} ms; lease {} ms, renew {} ticks; held window {}, retention {} B, result table {}, pull "
-      "{}, offsets per range {}; advert {} pull retry {} gateway retry {} result retry {} lease "
-      "retry {} ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; safety {:.1f} s; vr "
-      "heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} transfer {}",
-      seed, nodes, gateways, clients, keys, loss * 100, duplicate * 100, delay_min_us,
-      delay_max_us, disk_min_us, disk_max_us, partition_every_us / 1000,
-      asymmetric_partitions ? " (some one-way)" : "", crash_every_us / 1000, restart_min_us / 1000,
-      restart_max_us / 1000, nodes_lost, power_failure_every_us / 1000, gateway_crash_every_us / 1000, tick_skew * 100, clock_offset_max_ms,
-      lease_ms, renew_ticks, held_txs_per_range_max, tx_retention_bytes_max,
-      result_table_txs_per_range_max, pull_txs_max, offsets_per_range_max, advert_ticks,
-      pull_retry_ticks, gateway_retry_ticks, result_retry_ticks, lease_retry_ticks,
-      codec_fraction * 100, fsync_failure * 100, wal_segment_bytes / 1024,
-      nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",
+      "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; {}; nodes: {}, {} lost for "
+      "good; "
+      "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms; lease "
+      "{} ms, renew {} ticks; held window {}, retention {} B, result table {}, pull {}, offsets "
+      "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
+      "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
+      "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
+      "transfer {}",
+      seed, nodes, gateways, clients, keys, network.describe(), process.describe(), nodes_lost,
+      power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms, lease_ms,
+      renew_ticks, held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
+      pull_txs_max, offsets_per_range_max, advert_ticks, pull_retry_ticks, gateway_retry_ticks,
+      result_retry_ticks, lease_retry_ticks, codec_fraction * 100, fsync_failure * 100,
+      wal_segment_bytes / 1024, nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",
       client_timeout_us / 1000, static_cast<double>(safety_us) / 1e6, vr.heartbeat_ticks,
       vr.lease_ticks, vr.view_change_timeout_ticks, vr.retry_ticks, vr.prepare_batch_ops_max,
       vr.checkpoint_interval_ops, vr.state_transfer_ops_max);

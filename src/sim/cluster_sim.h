@@ -31,6 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "sim/faults.h"
+#include "sim/network.h"
+#include "sim/world.h"
 #include "vr/replica.h"
 
 namespace maroon::sim {
@@ -41,17 +44,13 @@ struct ClusterSettings {
   size_t gateways = 1;  // gateways at the start
   size_t clients = 4;
   size_t keys = 3;
-  double loss = 0;       // probability a message is dropped
-  double duplicate = 0;  // probability a message is delivered twice
-  int64_t delay_min_us = 100;
-  int64_t delay_max_us = 2000;  // uniform in between: messages reorder
-  int64_t disk_min_us = 50;
-  int64_t disk_max_us = 1000;
-  int64_t partition_every_us = 0;  // mean time between partition changes; 0 = none
-  bool asymmetric_partitions = false;
-  int64_t crash_every_us = 0;  // node crashes; 0 = none
-  int64_t restart_min_us = 100'000;
-  int64_t restart_max_us = 2'000'000;
+  // Delays, loss, duplication, partitions between nodes and gateways.
+  NetworkOptions network;
+  // The nodes' disk latency, crashes and restarts, tick skew (gateways'
+  // too) and process pauses: a paused node runs nothing, its messages and
+  // disk completions wait, and it wakes with every tick it missed run at
+  // once, as the real driver does.
+  ProcessFaults process;
   // Mean time between power failures (every node crashes at once, each
   // gateway with probability 1/2); 0 = none.
   int64_t power_failure_every_us = 0;
@@ -59,11 +58,9 @@ struct ClusterSettings {
   // back, as if their disks were destroyed: k = f + 1 holders is what keeps
   // their txs.
   size_t nodes_lost = 0;
-  int64_t gateway_crash_every_us = 0;  // 0 = none
+  int64_t gateway_crash_every_us = 0;   // 0 = none
   double gateway_replace_chance = 0.8;  // a crashed gateway is replaced by a new incarnation
-  int64_t tick_us = 10'000;
-  double tick_skew = 0;            // each node's and gateway's tick period within tick_us * (1 ± skew)
-  uint64_t clock_offset_max_ms = 0;  // node wall clocks differ by up to this
+  uint64_t clock_offset_max_ms = 0;     // node wall clocks differ by up to this
   // Node and gateway tunings (0: the core's default).
   uint64_t lease_ms = 1000;
   size_t held_txs_per_range_max = 0;
@@ -80,7 +77,7 @@ struct ClusterSettings {
   // One node only: order txs in the WAL batch that makes them durable, as
   // `maroon dev` does (NodeConfig::order_unsynced_txs).
   bool order_unsynced_txs = false;
-  double codec_fraction = 0.2;     // messages that go through the frame codecs
+  double codec_fraction = 0.2;  // messages that go through the frame codecs
   // Probability that a node's fsync fails: the node stops (refusing writes
   // until restarted, as the driver does) and restarts from its disk.
   double fsync_failure = 0;
@@ -101,18 +98,15 @@ struct ClusterSettings {
 };
 
 struct ClusterStats {
-  uint64_t ops_completed = 0;  // with a result
-  uint64_t ops_unknown = 0;    // timed out, gateway died, sealed or result expired
-  uint64_t messages_sent = 0;
-  uint64_t messages_dropped = 0;
+  uint64_t ops_completed = 0;   // with a result
+  uint64_t ops_unknown = 0;     // timed out, gateway died, sealed or result expired
+  NetworkCounters network;      // messages sent and dropped; partitions
+  FaultCounters faults;         // node crashes (and those that kept part of a write), pauses
   uint64_t messages_coded = 0;  // through the frame codecs
-  uint64_t crashes = 0;
-  uint64_t partial_writes = 0;  // crashes that kept part of a write in flight
   uint64_t fsync_failures = 0;
   uint64_t nodes_lost = 0;
   uint64_t power_failures = 0;
   uint64_t gateway_crashes = 0;
-  uint64_t partitions = 0;
   uint64_t ranges_sealed = 0;  // seals delivered to gateways
   uint64_t max_epoch = 0;
   uint64_t max_view = 0;
@@ -121,11 +115,8 @@ struct ClusterStats {
   uint64_t fingerprint = 0;  // hash of every event: equal for equal seeds
 };
 
-struct ClusterResult {
-  bool ok = true;
-  std::string failure;  // the first violation, with the time it was seen
+struct ClusterResult : RunOutcome {
   ClusterStats stats;
-  std::vector<std::string> trace;  // the last events, when tracing was on
 };
 
 // Runs one seed. With trace_lines > 0 the last that many events are kept in

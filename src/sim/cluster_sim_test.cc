@@ -17,7 +17,7 @@ TEST(ClusterSim, SameSeedSameRun) {
     EXPECT_EQ(a.failure, b.failure) << seed;
     EXPECT_EQ(a.stats.fingerprint, b.stats.fingerprint) << seed;
     EXPECT_EQ(a.stats.simulated_us, b.stats.simulated_us) << seed;
-    EXPECT_EQ(a.stats.messages_sent, b.stats.messages_sent) << seed;
+    EXPECT_EQ(a.stats.network.sent, b.stats.network.sent) << seed;
   }
 }
 
@@ -57,28 +57,30 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
                       << "\n  replay: maroon-sim --cluster --seed " << seed;
     EXPECT_EQ(r.stats.ops_unknown + r.stats.ops_completed > 0, true) << seed;
     sum.ops_completed += r.stats.ops_completed;
-    sum.crashes += r.stats.crashes;
+    sum.faults.crashes += r.stats.faults.crashes;
     sum.nodes_lost += r.stats.nodes_lost;
     sum.power_failures += r.stats.power_failures;
     sum.gateway_crashes += r.stats.gateway_crashes;
-    sum.partitions += r.stats.partitions;
+    sum.network.partitions += r.stats.network.partitions;
     sum.ranges_sealed += r.stats.ranges_sealed;
     sum.messages_coded += r.stats.messages_coded;
-    sum.messages_dropped += r.stats.messages_dropped;
+    sum.network.dropped += r.stats.network.dropped;
+    sum.faults.pauses += r.stats.faults.pauses;
     sum.max_view = std::max(sum.max_view, r.stats.max_view);
     five += s.nodes == 5;
     one += s.nodes == 1;
   }
   // The sweep means something only if the faults happened.
   EXPECT_GT(sum.ops_completed, 2000u);
-  EXPECT_GT(sum.crashes, 20u);
+  EXPECT_GT(sum.faults.crashes, 20u);
   EXPECT_GT(sum.nodes_lost, 2u);
   EXPECT_GT(sum.power_failures, 2u);
   EXPECT_GT(sum.gateway_crashes, 5u);
-  EXPECT_GT(sum.partitions, 20u);
+  EXPECT_GT(sum.network.partitions, 20u);
   EXPECT_GT(sum.ranges_sealed, 5u);
   EXPECT_GT(sum.messages_coded, 5'000u);
-  EXPECT_GT(sum.messages_dropped, 500u);
+  EXPECT_GT(sum.network.dropped, 500u);
+  EXPECT_GT(sum.faults.pauses, 5u);
   EXPECT_GT(sum.max_view, 3u);
   EXPECT_GT(five, 0u);
   EXPECT_GT(one, 0u);

@@ -57,8 +57,9 @@ TEST(Simulator, SweepOfRandomSeeds) {
   for (uint64_t seed = 1; seed <= 60; seed++) {
     SimSettings s = SimSettings::random(seed);
     SimResult r = run_simulation(s);
-    ASSERT_TRUE(r.ok) << s.describe() << "\n" << r.failure << "\nreplay: maroon-sim --seed " << seed;
-    faults += r.stats.crashes + r.stats.partitions;
+    ASSERT_TRUE(r.ok) << s.describe() << "\n"
+                      << r.failure << "\nreplay: maroon-sim --seed " << seed;
+    faults += r.stats.faults.crashes + r.stats.network.partitions;
     view_changes += r.stats.max_view;
     reconfigurations += r.stats.reconfigurations;
   }
@@ -85,8 +86,9 @@ TEST(KvService, CommandAndResultRoundTrip) {
 
 TEST(KvService, FlagsARequestExecutedTwice) {
   KvService svc(nullptr);
-  vr::Entry e{vr::OpNumber(1), vr::ViewNumber(0), vr::EntryKind::kRequest, vr::ClientId(7),
-              vr::RequestNumber(1), encode_command({check::KvOpKind::kIncr, "n", "", {}})};
+  vr::Entry e{vr::OpNumber(1),         vr::ViewNumber(0),
+              vr::EntryKind::kRequest, vr::ClientId(7),
+              vr::RequestNumber(1),    encode_command({check::KvOpKind::kIncr, "n", "", {}})};
   svc.execute(e);
   EXPECT_FALSE(svc.violation());
   e.op = vr::OpNumber(2);
@@ -97,8 +99,9 @@ TEST(KvService, FlagsARequestExecutedTwice) {
 
 TEST(KvService, SnapshotRestoresStateAndExecutedSet) {
   KvService a(nullptr), b(nullptr);
-  vr::Entry e{vr::OpNumber(1), vr::ViewNumber(0), vr::EntryKind::kRequest, vr::ClientId(7),
-              vr::RequestNumber(1), encode_command({check::KvOpKind::kAppend, "k", "x", {}})};
+  vr::Entry e{vr::OpNumber(1),         vr::ViewNumber(0),
+              vr::EntryKind::kRequest, vr::ClientId(7),
+              vr::RequestNumber(1),    encode_command({check::KvOpKind::kAppend, "k", "x", {}})};
   a.execute(e);
   ASSERT_TRUE(b.restore(a.snapshot()));
   EXPECT_EQ(a.state_hash(), b.state_hash());

@@ -5,11 +5,10 @@
 //   maroon-sim --bench --replicas 3 throughput of a fault-free group, and simulator speed
 //   maroon-sim --cluster --seed 42  the whole-cluster simulation (nodes, gateways, clients);
 //                                   --trace, --seeds A..B and --jobs J work as above
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -92,12 +91,14 @@ void print_cluster_result(const sim::ClusterResult& r) {
   const sim::ClusterStats& t = r.stats;
   fmt::print(
       "{}: {:.2f} simulated s, {} ops done ({} unknown), {} messages ({} dropped, {} through "
-      "codecs), {} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, {} power failures), {} gateway crashes, {} partitions, {} seals delivered, view {}, "
+      "codecs), {} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, {} "
+      "power failures), {} pauses, {} gateway crashes, {} partitions, {} seals delivered, view {}, "
       "epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
-      t.ops_unknown, t.messages_sent, t.messages_dropped, t.messages_coded, t.crashes,
-      t.partial_writes, t.fsync_failures, t.nodes_lost, t.power_failures, t.gateway_crashes, t.partitions, t.ranges_sealed, t.max_view, t.max_epoch, t.txs_applied,
-      t.fingerprint);
+      t.ops_unknown, t.network.sent, t.network.dropped, t.messages_coded, t.faults.crashes,
+      t.faults.partial_writes, t.fsync_failures, t.nodes_lost, t.power_failures, t.faults.pauses,
+      t.gateway_crashes, t.network.partitions, t.ranges_sealed, t.max_view, t.max_epoch,
+      t.txs_applied, t.fingerprint);
 }
 
 }  // namespace
@@ -116,9 +117,11 @@ int main(int argc, char** argv) {
   auto* seed_opt = app.add_option("--seed", seed, "Run one seed");
   app.add_option("--seeds", seeds, "Sweep seeds A..B (inclusive)");
   app.add_flag("--trace", trace, "Print every event of a single seed");
-  app.add_option("--trace-lines", trace_lines, "Events shown for a failing seed")->capture_default_str();
+  app.add_option("--trace-lines", trace_lines, "Events shown for a failing seed")
+      ->capture_default_str();
   app.add_option("--jobs", jobs, "Parallel runs in a sweep")->capture_default_str();
-  app.add_flag("--bench", bench, "Fault-free throughput run (with --replicas, --clients, --seconds)");
+  app.add_flag("--bench", bench,
+               "Fault-free throughput run (with --replicas, --clients, --seconds)");
   app.add_option("--replicas", replicas,
                  "Group size (bench; or override the seed's; with --cluster, the node count)");
   app.add_option("--clients", clients, "Clients (bench)")->capture_default_str();
@@ -137,10 +140,10 @@ int main(int argc, char** argv) {
     s.keys = 64;
     s.safety_us = static_cast<int64_t>(seconds * 1e6);
     s.liveness_us = 10'000'000;
-    s.delay_min_us = 100;
-    s.delay_max_us = 300;
-    s.disk_min_us = 500;
-    s.disk_max_us = 1500;
+    s.network.delay_min_us = 100;
+    s.network.delay_max_us = 300;
+    s.process.disk_min_us = 500;
+    s.process.disk_max_us = 1500;
     s.client_timeout_us = 1'000'000;
     s.client_think_us_max = 0;  // closed loop: each client sends again at once
     s.history_ops_max = 2'000'000;
@@ -154,7 +157,7 @@ int main(int argc, char** argv) {
         "messages {}\n  {}\n",
         s.replicas, s.clients, sim_s, wall, sim_s / wall, r.stats.committed_ops,
         static_cast<double>(r.stats.committed_ops) / sim_s, r.stats.ops_completed,
-        r.stats.messages_sent, r.ok ? "checks passed" : "FAILED: " + r.failure);
+        r.stats.network.sent, r.ok ? "checks passed" : "FAILED: " + r.failure);
     return r.ok ? 0 : 1;
   }
 
@@ -187,12 +190,14 @@ int main(int argc, char** argv) {
     sim::SimResult r = sim::run_simulation(s, 0, trace);
     fmt::print(
         "{}: {:.2f} simulated s, {} ops done ({} pending), {} messages ({} dropped, {} stale), "
-        "{} crashes ({} kept part of a sync), {} partitions, {} reconfigurations, view {}, "
+        "{} crashes ({} kept part of a sync), {} pauses, {} partitions, {} reconfigurations, view "
+        "{}, "
         "epoch {}, {} ops committed, fingerprint {:016x}\n",
-        r.ok ? "ok" : "FAIL", static_cast<double>(r.stats.simulated_us) / 1e6, r.stats.ops_completed,
-        r.stats.ops_pending, r.stats.messages_sent, r.stats.messages_dropped,
-        r.stats.stale_messages, r.stats.crashes, r.stats.crash_prefixes_kept, r.stats.partitions, r.stats.reconfigurations, r.stats.max_view, r.stats.max_epoch,
-        r.stats.committed_ops, r.stats.fingerprint);
+        r.ok ? "ok" : "FAIL", static_cast<double>(r.stats.simulated_us) / 1e6,
+        r.stats.ops_completed, r.stats.ops_pending, r.stats.network.sent, r.stats.network.dropped,
+        r.stats.network.stale, r.stats.faults.crashes, r.stats.faults.partial_writes,
+        r.stats.faults.pauses, r.stats.network.partitions, r.stats.reconfigurations,
+        r.stats.max_view, r.stats.max_epoch, r.stats.committed_ops, r.stats.fingerprint);
     if (!r.ok) print_failure(s, r, trace_lines);
     return r.ok ? 0 : 1;
   }
@@ -205,9 +210,18 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> next{a};
   std::atomic<uint64_t> failures{0}, done{0}, sim_us{0}, ops{0};
   // Faults injected, by kind, over the sweep.
-  std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0}, pauses{0},
-      reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
+  std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
+      pauses{0}, reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
       fsync_failures{0};
+  // The faults both simulators inject (sim/network.h, sim/faults.h).
+  auto add_shared = [&](const sim::NetworkCounters& n, const sim::FaultCounters& f) {
+    crashes += f.crashes;
+    partial_writes += f.partial_writes;
+    pauses += f.pauses;
+    partitions += n.partitions;
+    dropped += n.dropped;
+    stale += n.stale;
+  };
   std::mutex print_mu;
   auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
@@ -223,10 +237,7 @@ int main(int argc, char** argv) {
         sim::ClusterResult r = sim::run_cluster_simulation(s);
         sim_us += static_cast<uint64_t>(r.stats.simulated_us);
         ops += r.stats.ops_completed;
-        crashes += r.stats.crashes;
-        partial_writes += r.stats.partial_writes;
-        partitions += r.stats.partitions;
-        dropped += r.stats.messages_dropped;
+        add_shared(r.stats.network, r.stats.faults);
         power_failures += r.stats.power_failures;
         nodes_lost += r.stats.nodes_lost;
         gateway_crashes += r.stats.gateway_crashes;
@@ -239,12 +250,7 @@ int main(int argc, char** argv) {
         sim::SimResult r = sim::run_simulation(s);
         sim_us += static_cast<uint64_t>(r.stats.simulated_us);
         ops += r.stats.ops_completed;
-        crashes += r.stats.crashes;
-        partial_writes += r.stats.crash_prefixes_kept;
-        partitions += r.stats.partitions;
-        stale += r.stats.stale_messages;
-        pauses += r.stats.pauses;
-        dropped += r.stats.messages_dropped;
+        add_shared(r.stats.network, r.stats.faults);
         reconfigurations += r.stats.reconfigurations;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_failure(s, r, trace_lines); };
@@ -256,8 +262,10 @@ int main(int argc, char** argv) {
         report();
       }
       if (d % 1000 == 0) {
-        double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        fmt::print("... {} of {} seeds, {} failed, {:.0f} s\n", d, b - a + 1, failures.load(), wall);
+        double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        fmt::print("... {} of {} seeds, {} failed, {:.0f} s\n", d, b - a + 1, failures.load(),
+                   wall);
         std::fflush(stdout);
       }
     }
