@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "check/linearizability.h"
+#include "common/assert.h"
 
 namespace maroon::sim {
 
@@ -20,6 +21,34 @@ const char* kv_op_name(check::KvOpKind k) {
       return "incr";
   }
   return "?";
+}
+
+ResolvedOps resolve_pending_ops(
+    std::vector<check::KvOperation>& history,
+    const std::function<std::optional<KnownExecution>(size_t index)>& known) {
+  ResolvedOps resolved;
+  std::vector<check::KvOperation> kept;
+  kept.reserve(history.size());
+  for (size_t i = 0; i < history.size(); i++) {
+    check::KvOperation& op = history[i];
+    if (op.ret != check::kPending) {
+      kept.push_back(std::move(op));
+      continue;
+    }
+    std::optional<KnownExecution> e = known(i);
+    if (!e) {
+      resolved.never_ran++;
+      continue;
+    }
+    MAROON_ASSERT(e->first_us >= op.call);
+    op.ret = e->first_us;
+    op.output = e->output;
+    op.ok = e->ok;
+    resolved.executed++;
+    kept.push_back(std::move(op));
+  }
+  history = std::move(kept);
+  return resolved;
 }
 
 void check_kv_linearizable(World& world, const std::vector<check::KvOperation>& history) {

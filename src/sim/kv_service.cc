@@ -70,7 +70,12 @@ check::KvOperation as_operation(const KvCommand& c) {
 }  // namespace
 
 std::string KvService::execute(const vr::Entry& entry) {
-  if (hook_) hook_(entry);
+  std::string result = apply(entry);
+  if (hook_) hook_(entry, result);
+  return result;
+}
+
+std::string KvService::apply(const vr::Entry& entry) {
   uint64_t& highest = executed_[entry.client.value()];
   if (entry.request.value() <= highest) {
     violation_ = fmt::format("client {} request {} executed twice (second time at op {})",

@@ -41,9 +41,10 @@ std::optional<KvResult> decode_result(std::string_view bytes);
 
 class KvService final : public vr::Service {
  public:
-  // Called for every executed entry: the simulator's committed-prefix and
-  // at-most-once checkers.
-  using ExecuteHook = std::function<void(const vr::Entry&)>;
+  // Called for every executed entry with the result it returns: the
+  // simulator's committed-prefix and at-most-once checkers, and what it
+  // knows of ops whose clients never learned their outcome.
+  using ExecuteHook = std::function<void(const vr::Entry&, const std::string& result)>;
   explicit KvService(ExecuteHook hook) : hook_(std::move(hook)) {}
 
   std::string execute(const vr::Entry& entry) override;
@@ -57,6 +58,8 @@ class KvService final : public vr::Service {
   const std::map<std::string, std::string>& data() const { return data_; }
 
  private:
+  std::string apply(const vr::Entry& entry);
+
   ExecuteHook hook_;
   std::map<std::string, std::string> data_;
   // Highest request executed per client. A client's requests are numbered

@@ -21,6 +21,7 @@
 #include "sim/vr_common.h"
 #include "sim/world.h"
 #include "vr/codec.h"
+#include "vr/log_matching.h"
 
 namespace maroon::sim {
 
@@ -96,6 +97,10 @@ class Simulation {
     vr::ConfigEpoch epoch{0};
     size_t target = 0;
     std::map<std::string, std::string> seen;  // last value read per key, for cas
+    // The client's session (0: none yet, or evicted). Without one, the client
+    // registers first and sends `after_register` once it has one.
+    uint64_t session = 0;
+    std::optional<ClientRequest> after_register;
   };
 
   // Replicas.
@@ -114,7 +119,7 @@ class Simulation {
   void maybe_sync(Node& n);
   void on_disk_complete(Node& n, host::PendingWrite& w);
   void check_replica(Node& n);
-  void on_executed(ReplicaId id, const vr::Entry& e);
+  void on_executed(ReplicaId id, const vr::Entry& e, const std::string& result);
 
   // Network: every message crosses it as the bytes of the real codecs.
   void send(uint64_t from, uint64_t to, const Body& body);
@@ -123,6 +128,9 @@ class Simulation {
 
   // Clients.
   void client_next_op(Client& c);
+  // Sends `req` (its number and session filled in here), registering first
+  // if the client has no session.
+  void client_start(Client& c, ClientRequest req);
   void client_send(Client& c);
   void client_on_reply(Client& c, const ClientReply& r);
   void client_timeout(ClientId id, uint64_t request, uint64_t attempt);
@@ -152,6 +160,10 @@ class Simulation {
   std::map<ClientId, Client> clients_;
   std::vector<check::KvOperation> history_;
   bool admin_busy_ = false;
+  uint64_t checks_ = 0;  // check_replica calls
+  // (client, request) -> its first execution; history index -> its request.
+  std::map<std::pair<uint64_t, uint64_t>, KnownExecution> executions_;
+  std::map<size_t, uint64_t> request_of_op_;
 
   // Checkers.
   std::map<uint64_t, std::pair<uint64_t, ReplicaId>>
@@ -173,7 +185,8 @@ Simulation::Node& Simulation::add_node(ReplicaId id) {
 void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members) {
   n.start(world_.now());
   ReplicaId id = n.id;
-  n.service = std::make_unique<KvService>([this, id](const vr::Entry& e) { on_executed(id, e); });
+  n.service = std::make_unique<KvService>(
+      [this, id](const vr::Entry& e, const std::string& result) { on_executed(id, e, result); });
   n.replica = std::make_unique<vr::Replica>(id, s_.options, *n.service, world_.next());
   n.sink = std::make_unique<SimSink>(*this, id.value());
   n.host = std::make_unique<host::ReplicaHost>(*n.replica, *n.sink, s_.wal_segment_bytes / 4);
@@ -299,6 +312,15 @@ void Simulation::check_states(Node& n, const std::vector<WriteStep>& steps) {
 
 void Simulation::check_replica(Node& n) {
   const vr::Replica& r = *n.replica;
+  // Log matching across the live replicas (vr/log_matching.h): adopt_log
+  // keeps entries on its strength. Every few steps; it reads every log.
+  if (++checks_ % 16 == 0) {
+    std::vector<const vr::Replica*> live;
+    for (const auto& [id, node] : nodes_) {
+      if (node.up && node.replica) live.push_back(node.replica.get());
+    }
+    if (auto v = vr::check_log_matching(live)) world_.fail(*v);
+  }
   stats_.max_view = std::max(stats_.max_view, r.view().value());
   stats_.max_epoch = std::max(stats_.max_epoch, r.epoch().value());
   stats_.committed_ops = std::max(stats_.committed_ops, r.executed().value());
@@ -306,7 +328,13 @@ void Simulation::check_replica(Node& n) {
     world_.fail(fmt::format("r{}: {}", n.id.value(), *n.service->violation()));
 }
 
-void Simulation::on_executed(ReplicaId id, const vr::Entry& e) {
+void Simulation::on_executed(ReplicaId id, const vr::Entry& e, const std::string& result) {
+  // The first execution of each request: what resolves ops whose clients
+  // never learned the outcome (resolve_pending_ops).
+  if (auto r = decode_result(result)) {
+    executions_.try_emplace({e.client.value(), e.request.value()},
+                            KnownExecution{world_.now(), r->output, r->ok});
+  }
   std::string bytes = fmt::format("{}/{}/{}/{}", e.op.value(), e.client.value(), e.request.value(),
                                   static_cast<int>(e.kind));
   uint64_t h = hash64(e.payload, hash64(bytes));
@@ -390,9 +418,6 @@ void Simulation::deliver(uint64_t from, uint64_t to, const Body& body) {
 void Simulation::client_next_op(Client& c) {
   MAROON_ASSERT(!c.busy);
   if (!issuing_ || history_.size() >= s_.history_ops_max) return;
-  c.busy = true;
-  c.request++;
-  c.attempt = 0;
   KvCommand cmd;
   uint64_t roll = world_.below(100);
   cmd.kind = roll < 30   ? check::KvOpKind::kGet
@@ -401,7 +426,7 @@ void Simulation::client_next_op(Client& c) {
              : roll < 87 ? check::KvOpKind::kCas
                          : check::KvOpKind::kIncr;
   cmd.key = fmt::format("k{}", world_.below(s_.keys));
-  cmd.value = fmt::format("{}.{};", c.id.value() - kClientBase, c.request);
+  cmd.value = fmt::format("{}.{};", c.id.value() - kClientBase, history_.size());
   if (s_.padding_bytes_max > 0 && cmd.kind != check::KvOpKind::kGet) {
     cmd.padding_bytes = world_.below(s_.padding_bytes_max + 1);
   }
@@ -420,11 +445,29 @@ void Simulation::client_next_op(Client& c) {
   op.expected = cmd.expected;
   c.history_index = history_.size();
   history_.push_back(std::move(op));
-  c.pending = ClientRequest{c.id, vr::RequestNumber(c.request), vr::EntryKind::kRequest, read_only,
-                            encode_command(cmd)};
   if (world_.tracing()) {
-    world_.trace_detail(fmt::format("c{} begins request {}: {} {}", c.id.value(), c.request,
+    world_.trace_detail(fmt::format("c{} begins op {}: {} {}", c.id.value(), c.history_index,
                                     kv_op_name(cmd.kind), cmd.key));
+  }
+  client_start(c, ClientRequest{c.id, vr::RequestNumber(0), vr::EntryKind::kRequest, read_only,
+                                encode_command(cmd)});
+}
+
+void Simulation::client_start(Client& c, ClientRequest req) {
+  MAROON_ASSERT(!c.busy);
+  c.busy = true;
+  c.attempt = 0;
+  c.request++;
+  if (c.session == 0) {
+    c.after_register = std::move(req);
+    c.pending = ClientRequest{c.id, vr::RequestNumber(c.request), vr::EntryKind::kRegister, false,
+                              {}};
+    if (world_.tracing()) world_.trace_detail(fmt::format("c{} registers", c.id.value()));
+  } else {
+    req.request = vr::RequestNumber(c.request);
+    req.session = c.session;
+    if (req.kind == vr::EntryKind::kRequest) request_of_op_[c.history_index] = c.request;
+    c.pending = std::move(req);
   }
   client_send(c);
 }
@@ -485,10 +528,46 @@ void Simulation::client_on_reply(Client& c, const ClientReply& r) {
       retry_after(50'000);
       return;
     case vr::ReplyCode::kInvalid:
-    case vr::ReplyCode::kEvicted:
       world_.fail(fmt::format("client {} request {} rejected: {}", c.id.value(), c.request,
                               r.result));
       return;
+    case vr::ReplyCode::kEvicted: {
+      // Newer clients pushed ours out of the client table: the request did
+      // not run now, and whether an earlier copy ran is unknown (its op stays
+      // pending in the history). The next op registers again.
+      if (c.pending.kind == vr::EntryKind::kRegister) {
+        world_.fail(fmt::format("client {}'s register was answered evicted", c.id.value()));
+        return;
+      }
+      stats_.evictions++;
+      if (world_.tracing())
+        world_.trace_detail(fmt::format("c{} evicted at request {}", c.id.value(), c.request));
+      c.session = 0;
+      c.busy = false;
+      if (c.id.value() == kAdminClient) {
+        admin_busy_ = false;
+        return;
+      }
+      ClientId id = c.id;
+      world_.after(world_.uniform(0, s_.client_think_us_max), [this, id] {
+        Client& c = clients_.at(id);
+        if (!c.busy) client_next_op(c);
+      });
+      return;
+    }
+  }
+  if (c.pending.kind == vr::EntryKind::kRegister) {
+    // The session is the op the register executed at.
+    c.session = std::strtoull(r.result.c_str(), nullptr, 10);
+    if (c.session == 0 || !c.after_register) {
+      world_.fail(fmt::format("client {}: bad register reply \"{}\"", c.id.value(), r.result));
+      return;
+    }
+    ClientRequest next = std::move(*c.after_register);
+    c.after_register.reset();
+    c.busy = false;
+    client_start(c, std::move(next));
+    return;
   }
   c.busy = false;
   if (c.id.value() == kAdminClient) {
@@ -541,12 +620,8 @@ void Simulation::admin_reconfigure() {
   for (ReplicaId r : members) desc += fmt::format(" r{}", r.value());
   world_.trace("admin: reconfigure to" + desc);
   admin_busy_ = true;
-  a.busy = true;
-  a.request++;
-  a.attempt = 0;
-  a.pending = ClientRequest{a.id, vr::RequestNumber(a.request), vr::EntryKind::kReconfigure, false,
-                            vr::encode_members(members)};
-  client_send(a);
+  client_start(a, ClientRequest{a.id, vr::RequestNumber(0), vr::EntryKind::kReconfigure, false,
+                                vr::encode_members(members)});
 }
 
 // ---------------------------------------------------------------------------
@@ -685,17 +760,29 @@ SimResult Simulation::run() {
     world_.fail(fmt::format("liveness: not done {:.1f}s after faults stopped: {}{}",
                             static_cast<double>(s_.liveness_us) / 1e6, why, nodes));
   }
-  if (!world_.failed()) final_checks();
   for (const check::KvOperation& op : history_) {
     if (op.ret == check::kPending) stats_.ops_pending++;
   }
+  if (!world_.failed()) final_checks();
   stats_.network = net_.counters();
   stats_.faults = faults_.counters();
   stats_.fingerprint = world_.fingerprint();
   return SimResult{world_.outcome(), stats_};
 }
 
-void Simulation::final_checks() { check_kv_linearizable(world_, history_); }
+void Simulation::final_checks() {
+  const ResolvedOps resolved = resolve_pending_ops(history_, [&](size_t i) {
+    std::optional<KnownExecution> known;
+    auto r = request_of_op_.find(i);
+    MAROON_ASSERT(r != request_of_op_.end());
+    auto e = executions_.find({history_[i].client, r->second});
+    if (e != executions_.end()) known = e->second;
+    return known;
+  });
+  stats_.ops_resolved_executed = resolved.executed;
+  stats_.ops_resolved_never_ran = resolved.never_ran;
+  check_kv_linearizable(world_, history_);
+}
 
 }  // namespace
 
@@ -720,7 +807,9 @@ SimSettings SimSettings::random(uint64_t seed) {
   o.request_queue_max = 1 + p.below(64);
   o.checkpoint_interval_ops = p.chance(0.2) ? 0 : 1 + p.below(100);
   o.state_transfer_ops_max = 1 + p.below(32);
-  o.client_table_clients_max = 64;
+  // Some seeds have a client table smaller than their clients (the admin
+  // counts too), so clients are evicted and their retries answered so.
+  o.client_table_clients_max = p.chance(0.3) ? std::max<size_t>(1, s.clients - 1) : 64;
   s.crash_keeps_prefix = p.chance(0.5);
   o.checkpoint_interval_bytes = p.chance(0.5) ? o.checkpoint_interval_bytes : 1 + p.below(4096);
   // Some seeds write entries large enough that the log fills by bytes long
@@ -739,14 +828,15 @@ std::string SimSettings::describe() const {
   return fmt::format(
       "seed {}: {} replicas, {} clients, {} keys; {}; {}; reconfigure every {} ms; lease reads {}; "
       "safety {:.1f} s; heartbeat {} lease {} timeout {} retry {} ticks; batch {} pipeline {} "
-      "queue {} checkpoint {} ops/{} bytes transfer {}; crash keeps prefix {}; padding up to {} "
-      "KiB",
+      "queue {} checkpoint {} ops/{} bytes transfer {} client table {}; crash keeps prefix {}; "
+      "padding up to {} KiB",
       seed, replicas, clients, keys, network.describe(), process.describe(),
       reconfigure_every_us / 1000, lease_reads ? "on" : "off", static_cast<double>(safety_us) / 1e6,
       options.heartbeat_ticks, options.lease_ticks, options.view_change_timeout_ticks,
       options.retry_ticks, options.prepare_batch_ops_max, options.pipeline_ops_max,
       options.request_queue_max, options.checkpoint_interval_ops, options.checkpoint_interval_bytes,
-      options.state_transfer_ops_max, crash_keeps_prefix ? "yes" : "no", padding_bytes_max / 1024);
+      options.state_transfer_ops_max, options.client_table_clients_max,
+      crash_keeps_prefix ? "yes" : "no", padding_bytes_max / 1024);
 }
 
 SimResult run_simulation(const SimSettings& settings, size_t trace_lines, bool trace_stdout) {

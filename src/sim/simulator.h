@@ -61,10 +61,15 @@ struct SimSettings {
 
 struct SimStats {
   uint64_t ops_completed = 0;
-  uint64_t ops_pending = 0;  // outcome unknown at the end (none, if liveness held)
+  uint64_t ops_pending = 0;  // outcome unknown to the client at the end
+  // Of those, how many the run knew to have executed (checked with the
+  // outcome they had) or never to have run (left out): resolve_pending_ops.
+  uint64_t ops_resolved_executed = 0;
+  uint64_t ops_resolved_never_ran = 0;
   NetworkCounters network;   // messages sent, dropped, stale; partitions
   FaultCounters faults;      // crashes (and those that kept part of a write), pauses
   uint64_t reconfigurations = 0;
+  uint64_t evictions = 0;  // requests answered "evicted" (client table full)
   uint64_t max_view = 0;
   uint64_t max_epoch = 0;
   uint64_t committed_ops = 0;  // highest op executed anywhere

@@ -964,8 +964,8 @@ void Replica::enter_normal(ViewNumber v, Output& out) {
 }
 
 void Replica::rebuild_accepted() {
-  // Requests in the uncommitted part of the log are in progress: a retry of
-  // one must not be prepared a second time.
+  // Requests in the uncommitted part of the log or in the queue are in
+  // progress: a retry of one must not be prepared a second time.
   accepted_.clear();
   pending_reconfig_ = OpNumber(0);
   for (const Entry& e : log_) {
@@ -975,6 +975,10 @@ void Replica::rebuild_accepted() {
       r = std::max(r, e.request);
     }
     if (e.kind == EntryKind::kReconfigure) pending_reconfig_ = e.op;
+  }
+  for (const ClientRequest& req : queue_) {
+    RequestNumber& r = accepted_[req.client];
+    r = std::max(r, req.request);
   }
 }
 
@@ -1254,6 +1258,11 @@ bool Replica::install_checkpoint(const Checkpoint& cp, Output& out) {
     drop_log_through(cp.op);
   }
   checkpoint_taken_ = std::max(checkpoint_taken_, cp.op);
+  // Entries the checkpoint covers never pass through execute(), which is
+  // where their requests leave accepted_: a primary that catches up this way
+  // would drop every retry of them as "in progress" for good (simulator seed
+  // 212: an evicted client's register retry, never answered).
+  if (is_primary() && status_ == ReplicaStatus::kNormal) rebuild_accepted();
   uint64_t seq = out.add_record(cp);
   MAROON_ASSERT(seq == next_seq_);
   next_seq_++;

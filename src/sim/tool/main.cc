@@ -189,15 +189,16 @@ int main(int argc, char** argv) {
     fmt::print("{}\n", s.describe());
     sim::SimResult r = sim::run_simulation(s, 0, trace);
     fmt::print(
-        "{}: {:.2f} simulated s, {} ops done ({} pending), {} messages ({} dropped, {} stale), "
-        "{} crashes ({} kept part of a sync), {} pauses, {} partitions, {} reconfigurations, view "
-        "{}, "
-        "epoch {}, {} ops committed, fingerprint {:016x}\n",
+        "{}: {:.2f} simulated s, {} ops done ({} pending: {} executed, {} never ran), {} messages "
+        "({} dropped, {} stale), "
+        "{} crashes ({} kept part of a sync), {} pauses, {} partitions, {} reconfigurations, {} "
+        "evictions, view {}, epoch {}, {} ops committed, fingerprint {:016x}\n",
         r.ok ? "ok" : "FAIL", static_cast<double>(r.stats.simulated_us) / 1e6,
-        r.stats.ops_completed, r.stats.ops_pending, r.stats.network.sent, r.stats.network.dropped,
+        r.stats.ops_completed, r.stats.ops_pending, r.stats.ops_resolved_executed,
+        r.stats.ops_resolved_never_ran, r.stats.network.sent, r.stats.network.dropped,
         r.stats.network.stale, r.stats.faults.crashes, r.stats.faults.partial_writes,
         r.stats.faults.pauses, r.stats.network.partitions, r.stats.reconfigurations,
-        r.stats.max_view, r.stats.max_epoch, r.stats.committed_ops, r.stats.fingerprint);
+        r.stats.evictions, r.stats.max_view, r.stats.max_epoch, r.stats.committed_ops, r.stats.fingerprint);
     if (!r.ok) print_failure(s, r, trace_lines);
     return r.ok ? 0 : 1;
   }
@@ -212,7 +213,7 @@ int main(int argc, char** argv) {
   // Faults injected, by kind, over the sweep.
   std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
       pauses{0}, reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
-      fsync_failures{0};
+      fsync_failures{0}, evictions{0};
   // The faults both simulators inject (sim/network.h, sim/faults.h).
   auto add_shared = [&](const sim::NetworkCounters& n, const sim::FaultCounters& f) {
     crashes += f.crashes;
@@ -252,6 +253,7 @@ int main(int argc, char** argv) {
         ops += r.stats.ops_completed;
         add_shared(r.stats.network, r.stats.faults);
         reconfigurations += r.stats.reconfigurations;
+        evictions += r.stats.evictions;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_failure(s, r, trace_lines); };
       }
@@ -280,9 +282,9 @@ int main(int argc, char** argv) {
   fmt::print(
       "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
       "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
-      "gateway crashes, {} fsync failures, {} process pauses\n",
+      "gateway crashes, {} fsync failures, {} process pauses, {} client evictions\n",
       crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
       reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
-      fsync_failures.load(), pauses.load());
+      fsync_failures.load(), pauses.load(), evictions.load());
   return failures == 0 ? 0 : 1;
 }
