@@ -64,7 +64,10 @@ bool Links::arrives(uint64_t from, uint64_t to, int64_t* hold_until) {
     const int64_t until = paused_until_(to);
     if (until > world_.now()) {
       counters_.held++;
-      *hold_until = until;
+      // A process that wakes reads its sockets in no particular order: what
+      // waited is delivered in a shuffled order just after it wakes (and
+      // after the ticks it catches up).
+      *hold_until = until + world_.uniform(0, 2'000);
     }
   }
   return true;

@@ -268,6 +268,15 @@ void Simulation::process(Node& n) {
 void Simulation::maybe_sync(Node& n) {
   std::optional<host::PendingWrite> w = n.host->take_write();
   if (!w) return;
+  // A write with a durable state before later records (a view or epoch
+  // change with the log records around it) is where a wrong record order
+  // shows: such writes are cut by a crash more often.
+  const bool state_mid_write =
+      w->steps.size() > 1 && std::any_of(w->steps.begin(), w->steps.end() - 1,
+                                         [](const WriteStep& s) { return s.state.has_value(); });
+  if (state_mid_write && s_.crash_keeps_prefix && faults_.on()) {
+    arm_crash_in_next_write(world_, n.disk, 0.3);
+  }
   start_write(
       world_, faults_, s_.process, n, n.disk, std::move(*w),
       [this, &n](host::PendingWrite w) { on_disk_complete(n, w); },
