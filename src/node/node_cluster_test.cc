@@ -305,6 +305,8 @@ class Cluster {
   std::vector<SentPull> pulls_sent;
 
  private:
+  uint64_t starts_ = 0;  // node starts so far: each gets a fresh VR seed
+
   DataDirOptions data_dir_options(size_t i) const {
     DataDirOptions o;
     o.path = "/node";
@@ -319,7 +321,8 @@ class Cluster {
     std::vector<vr::ReplicaId> vr_members;
     for (NodeId id : ids_) vr_members.emplace_back(id.value());
     mem.sequencer = std::make_unique<VrSequencer>(vr::ReplicaId(static_cast<uint32_t>(i)),
-                                                  vr_members, VrSequencer::default_options());
+                                                  vr_members, VrSequencer::default_options(),
+                                                  /*tick_ms=*/0, ++starts_);
     mem.app = std::make_unique<EchoApp>();
     mem.node = std::make_unique<Node>(mem.config, *mem.sequencer);
     mem.node->register_app(AppId::kKv, *mem.app);

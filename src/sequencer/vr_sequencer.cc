@@ -18,17 +18,18 @@ vr::Options VrSequencer::default_options() {
 }
 
 VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
-                         vr::Options options, uint64_t tick_ms)
+                         vr::Options options, uint64_t tick_ms, uint64_t seed)
     : self_(self),
       members_(std::move(members)),
       pipeline_epochs_max_(members_.size() > 1 ? kClusterPipelineEpochsMax : kPipelineEpochsMax),
-      replica_(self, options, service_, /*seed=*/self.value()),
+      replica_(self, options, service_, seed != 0 ? seed : self.value()),
       tick_ms_(tick_ms),
       lease_ticks_(options.lease_ticks),
       peer_window_ticks_(options.view_change_timeout_ticks),
       quorum_grace_ticks_(uint64_t{3} * options.view_change_timeout_ticks),
       heard_(members_.size()) {
   MAROON_ASSERT(!members_.empty() && members_.size() <= vr::limits::replicas_max);
+  MAROON_ASSERT_MSG(members_.size() == 1 || seed != 0, "a group needs a fresh seed per start");
   // A group of one only ever appends (no view change rewrites its log), so
   // its largest record is one Prepare batch; it must fit a WAL record.
   MAROON_ASSERT(members_.size() > 1 ||

@@ -57,10 +57,16 @@ class VrSequencer final : public Sequencer {
   static constexpr size_t kSnapshotBytesMax = 3 * 1024 * 1024;
   static_assert(kSnapshotBytesMax + 64 * 1024 <= vr::limits::checkpoint_bytes_max);
 
-  // `tick_ms` only words the no-quorum reason (0: in ticks).
+  // `tick_ms` only words the no-quorum reason (0: in ticks). `seed` seeds the
+  // replica's randomness, its recovery nonces among it: it must differ on
+  // every start of the process (a stale RecoveryResponse to an earlier
+  // incarnation's recovery must not match), so a group of more than one
+  // needs a fresh one (the driver draws it from the OS); 0 is for groups of
+  // one, which never recover.
   explicit VrSequencer(vr::ReplicaId self = vr::ReplicaId(1),
                        std::vector<vr::ReplicaId> members = {vr::ReplicaId(1)},
-                       vr::Options options = default_options(), uint64_t tick_ms = 0);
+                       vr::Options options = default_options(), uint64_t tick_ms = 0,
+                       uint64_t seed = 0);
   static vr::Options default_options();
 
   bool can_propose() const override;

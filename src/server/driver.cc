@@ -52,7 +52,10 @@ VrSequencer make_sequencer(const DriverOptions& o) {
   for (const ClusterMember& m : o.cluster->members) members.emplace_back(m.id.value());
   vr::Options vo = VrSequencer::default_options();
   if (o.cluster->view_change_ticks != 0) vo.view_change_timeout_ticks = o.cluster->view_change_ticks;
-  return VrSequencer(vr::ReplicaId(o.cluster->self.value()), members, vo, o.tick_ms);
+  // A fresh seed on every start: the replica's recovery nonces come from it.
+  std::random_device rd;
+  const uint64_t seed = ((uint64_t{rd()} << 32) ^ rd()) | 1;
+  return VrSequencer(vr::ReplicaId(o.cluster->self.value()), members, vo, o.tick_ms, seed);
 }
 
 GatewayConfig gateway_config(const DriverOptions& o) {

@@ -298,7 +298,8 @@ void ClusterSimulation::start_node(SimNode& n) {
       });
   std::vector<vr::ReplicaId> members;
   for (NodeId m : members_) members.emplace_back(m.value());
-  n.sequencer = std::make_unique<VrSequencer>(vr::ReplicaId(id.value()), members, s_.vr);
+  n.sequencer = std::make_unique<VrSequencer>(vr::ReplicaId(id.value()), members, s_.vr,
+                                              /*tick_ms=*/0, world_.next() | 1);
   NodeConfig c;
   c.id = id;
   c.members = members_;
