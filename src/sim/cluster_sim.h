@@ -29,8 +29,12 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "check/history.h"
+#include "common/status.h"
+#include "common/types.h"
 #include "sim/faults.h"
 #include "sim/network.h"
 #include "sim/world.h"
@@ -98,8 +102,12 @@ struct ClusterSettings {
 };
 
 struct ClusterStats {
-  uint64_t ops_completed = 0;   // with a result
-  uint64_t ops_unknown = 0;     // timed out, gateway died, sealed or result expired
+  uint64_t ops_completed = 0;  // with a result
+  uint64_t ops_unknown = 0;    // timed out, gateway died, sealed or result expired
+  // The unknown ops, resolved before the linearizability check (see
+  // resolve_unknown_ops): executed by the cluster, or never executed.
+  uint64_t unknown_applied = 0;
+  uint64_t unknown_never_applied = 0;
   NetworkCounters network;      // messages sent and dropped; partitions
   FaultCounters faults;         // node crashes (and those that kept part of a write), pauses
   uint64_t messages_coded = 0;  // through the frame codecs
@@ -118,6 +126,41 @@ struct ClusterStats {
 struct ClusterResult : RunOutcome {
   ClusterStats stats;
 };
+
+// A tx as the cluster executed it: when a node first applied it, and the
+// reply its app computed (every node that applies it computes the same).
+struct AppliedTx {
+  int64_t first_us = 0;
+  std::string reply;
+};
+
+struct UnknownOpCounts {
+  uint64_t applied = 0;
+  uint64_t never_applied = 0;
+};
+
+// Sets `op`'s outputs from the kv app's encoded reply to it. An error if the
+// reply does not decode, or is not one an op of that kind can get.
+[[nodiscard]] Status set_kv_outputs(check::KvOperation& op, std::string_view reply);
+
+// Resolves, once a run has converged, each op of `history` whose client never
+// learned its outcome (ret == check::kPending) from what the cluster did with
+// its tx (`txs[i]` is the tx of history[i]; `applied` has every tx any node
+// applied, by raw id):
+//   - never applied: removed; it had no effect and, the run having
+//     converged, never will;
+//   - applied: it took effect at its place in the order, no later than its
+//     first apply, with the reply the app computed, so `ret` becomes the
+//     time of that first apply and the outputs that reply.
+// Either way the history becomes one the checker accepts only if it accepted
+// the unresolved one: a pending op may take effect or not, at any time after
+// its call, with any output; here that choice is made by the facts. The
+// checker still verifies the reply against the model. Without this, long
+// histories with many pending ops on one key make the search explode.
+[[nodiscard]] Status resolve_unknown_ops(std::vector<check::KvOperation>& history,
+                                         const std::vector<TxId>& txs,
+                                         const std::unordered_map<uint64_t, AppliedTx>& applied,
+                                         UnknownOpCounts& counts);
 
 // Runs one seed. With trace_lines > 0 the last that many events are kept in
 // the result; with trace_stdout every event is printed as it happens.

@@ -90,15 +90,16 @@ void print_cluster_failure(const sim::ClusterSettings& settings, const sim::Clus
 void print_cluster_result(const sim::ClusterResult& r) {
   const sim::ClusterStats& t = r.stats;
   fmt::print(
-      "{}: {:.2f} simulated s, {} ops done ({} unknown), {} messages ({} dropped, {} through "
-      "codecs), {} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, {} "
+      "{}: {:.2f} simulated s, {} ops done ({} unknown: {} applied, {} never), {} messages "
+      "({} dropped, {} through codecs), {} node crashes ({} kept part of a write, {} fsync "
+      "failures, {} lost for good, {} "
       "power failures), {} pauses, {} gateway crashes, {} partitions, {} seals delivered, view {}, "
       "epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
-      t.ops_unknown, t.network.sent, t.network.dropped, t.messages_coded, t.faults.crashes,
-      t.faults.partial_writes, t.fsync_failures, t.nodes_lost, t.power_failures, t.faults.pauses,
-      t.gateway_crashes, t.network.partitions, t.ranges_sealed, t.max_view, t.max_epoch,
-      t.txs_applied, t.fingerprint);
+      t.ops_unknown, t.unknown_applied, t.unknown_never_applied, t.network.sent, t.network.dropped,
+      t.messages_coded, t.faults.crashes, t.faults.partial_writes, t.fsync_failures, t.nodes_lost,
+      t.power_failures, t.faults.pauses, t.gateway_crashes, t.network.partitions, t.ranges_sealed,
+      t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
 }
 
 }  // namespace
