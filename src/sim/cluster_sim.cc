@@ -1215,7 +1215,7 @@ Status resolve_unknown_ops(std::vector<check::KvOperation>& history, const std::
   return {};
 }
 
-ClusterSettings ClusterSettings::random(uint64_t seed) {
+ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   Prng p(seed ^ 0x00c1'0057'e500'0000ull);
   ClusterSettings s;
   s.seed = seed;
@@ -1229,8 +1229,8 @@ ClusterSettings ClusterSettings::random(uint64_t seed) {
   net.slow_chance = 0.1;
   net.slow_delay_max_us = 100'000;
   net.partition_every_min_us = 300'000;
-  net.stale = false;
   s.network = NetworkOptions::random(p, net);
+  if (!stale) s.network.stale = 0;
   s.process = ProcessFaults::random(p, /*crash_every_min_us=*/300'000);
   // Up to f nodes lost for good in a third of the seeds.
   s.nodes_lost = s.nodes >= 3 && p.chance(0.33) ? 1 + p.below((s.nodes - 1) / 2) : 0;

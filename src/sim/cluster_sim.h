@@ -1,8 +1,9 @@
 // The whole-cluster simulator (docs/architecture.md, §10): nodes (each a Node core
 // with its VrSequencer and the kv app), gateways (Gateway cores) and clients
 // in one thread, over a simulated network (delay, loss, duplication,
-// reordering, symmetric and one-way partitions), simulated disks (group
-// commit; a crash keeps only what was synced) and per-node clocks with skew.
+// reordering, stale delivery, symmetric and one-way partitions), simulated
+// disks (group commit; a crash keeps only what was synced) and per-node
+// clocks with skew.
 // One seed picks every setting and every event: `maroon-sim --cluster --seed
 // N` replays a run exactly. docs/simulator.md, "The cluster simulation".
 //
@@ -94,8 +95,11 @@ struct ClusterSettings {
   int64_t liveness_us = 30'000'000;  // bound on resolving everything after faults stop
   vr::Options vr;
 
-  // Swarm testing: every knob drawn from the seed.
-  static ClusterSettings random(uint64_t seed);
+  // Swarm testing: every knob drawn from the seed. Stale (long-delayed)
+  // messages are drawn as the VR simulator's, but only used with `stale`:
+  // they break VR recovery, whose nonce a restarted node draws again
+  // (docs/simulator.md, "The cluster simulation").
+  static ClusterSettings random(uint64_t seed, bool stale = false);
   // Sets the node count (1..5), losing at most f of them.
   void override_nodes(size_t n);
   std::string describe() const;

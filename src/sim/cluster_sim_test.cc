@@ -98,6 +98,24 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
   EXPECT_GT(one, 0u);
 }
 
+TEST(ClusterSim, StaleMessagesOnlyWhenAskedFor) {
+  size_t drawn = 0;
+  for (uint64_t seed = 1; seed <= 20; seed++) {
+    ClusterSettings plain = ClusterSettings::random(seed);
+    ClusterSettings stale = ClusterSettings::random(seed, /*stale=*/true);
+    EXPECT_EQ(plain.network.stale, 0) << seed;
+    drawn += stale.network.stale > 0;
+    // The rest of the seed is the same run.
+    stale.network.stale = 0;
+    EXPECT_EQ(plain.describe(), stale.describe()) << seed;
+  }
+  EXPECT_GT(drawn, 0u);
+  // Seed 2 delivers messages stale and passes.
+  ClusterResult r = run_cluster_simulation(ClusterSettings::random(2, /*stale=*/true));
+  EXPECT_TRUE(r.ok) << r.failure;
+  EXPECT_GT(r.stats.network.stale, 0u);
+}
+
 check::KvOperation pending_op(check::KvOpKind kind, int64_t call) {
   check::KvOperation op;
   op.kind = kind;

@@ -27,6 +27,7 @@ namespace {
 // still tells which seed to replay.
 thread_local uint64_t t_seed = 0;
 bool g_cluster = false;  // the replay command needs --cluster
+bool g_stale = false;    // and --stale
 
 void on_abort(int) {
   char buf[128];
@@ -38,9 +39,11 @@ void on_abort(int) {
     v /= 10;
   } while (v != 0);
   int len = 0;
-  for (const char* p = g_cluster ? "maroon-sim: aborted; replay: maroon-sim --cluster --seed "
-                                 : "maroon-sim: aborted; replay: maroon-sim --seed ";
-       *p; p++) {
+  const char* replay = !g_cluster ? "maroon-sim: aborted; replay: maroon-sim --seed "
+                       : g_stale
+                           ? "maroon-sim: aborted; replay: maroon-sim --cluster --stale --seed "
+                           : "maroon-sim: aborted; replay: maroon-sim --cluster --seed ";
+  for (const char* p = replay; *p; p++) {
     buf[len++] = *p;
   }
   while (n > 0) buf[len++] = digits[--n];
@@ -84,17 +87,18 @@ void print_cluster_failure(const sim::ClusterSettings& settings, const sim::Clus
   }
   fmt::print("  last {} events:\n", traced.trace.size());
   for (const std::string& line : traced.trace) fmt::print("    {}\n", line);
-  fmt::print("  replay: maroon-sim --cluster --seed {}\n", settings.seed);
+  fmt::print("  replay: maroon-sim --cluster{} --seed {}\n",
+             settings.network.stale > 0 ? " --stale" : "", settings.seed);
 }
 
 void print_cluster_result(const sim::ClusterResult& r) {
   const sim::ClusterStats& t = r.stats;
   fmt::print(
-      "{}: {:.2f} simulated s, {} ops done ({} unknown: {} applied, {} never), {} messages "
-      "({} dropped, {} through codecs), {} node crashes ({} kept part of a write, {} fsync "
-      "failures, {} lost for good, {} "
-      "power failures), {} pauses, {} gateway crashes, {} partitions, {} seals delivered, view {}, "
-      "epoch {}, {} txs applied, fingerprint {:016x}\n",
+      "{}: {:.2f} simulated s, {} ops done ({} unknown: {} applied, {} never), "
+      "{} messages ({} dropped, {} through codecs), "
+      "{} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, "
+      "{} power failures), {} pauses, {} gateway crashes, {} partitions, "
+      "{} seals delivered, view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
       t.ops_unknown, t.unknown_applied, t.unknown_never_applied, t.network.sent, t.network.dropped,
       t.messages_coded, t.faults.crashes, t.faults.partial_writes, t.fsync_failures, t.nodes_lost,
@@ -130,6 +134,9 @@ int main(int argc, char** argv) {
   bool cluster = false;
   app.add_flag("--cluster", cluster,
                "The whole-cluster simulation (nodes, gateways, clients) instead of the VR one");
+  bool stale_messages = false;
+  app.add_flag("--stale", stale_messages,
+               "With --cluster: deliver the seed's share of messages stale (long delayed)");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGABRT, on_abort);
 
@@ -163,12 +170,13 @@ int main(int argc, char** argv) {
   }
 
   g_cluster = cluster;
+  g_stale = stale_messages;
   if (cluster && bench) {
     fmt::print(stderr, "--bench is for the VR simulation only\n");
     return 2;
   }
   if (cluster && *seed_opt) {
-    sim::ClusterSettings s = sim::ClusterSettings::random(seed);
+    sim::ClusterSettings s = sim::ClusterSettings::random(seed, stale_messages);
     if (replicas != 0) s.override_nodes(replicas);
     t_seed = seed;
     fmt::print("{}\n", s.describe());
@@ -233,7 +241,7 @@ int main(int argc, char** argv) {
       bool ok = true;
       std::function<void()> report;
       if (cluster) {
-        sim::ClusterSettings s = sim::ClusterSettings::random(sd);
+        sim::ClusterSettings s = sim::ClusterSettings::random(sd, stale_messages);
         if (replicas != 0) s.override_nodes(replicas);
         sim::ClusterResult r = sim::run_cluster_simulation(s);
         sim_us += static_cast<uint64_t>(r.stats.simulated_us);
