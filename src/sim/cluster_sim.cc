@@ -125,9 +125,12 @@ class ClusterSimulation {
         net_(world_, s.network,
              [this](uint64_t from, uint64_t to, const Payload& p) { deliver(from, to, p); }),
         faults_(world_) {
-    // Gateways are never paused; a paused node's messages wait for it.
+    // A paused node's or gateway's messages wait for it.
     net_.set_paused_until([this](uint64_t to) -> int64_t {
-      if (to >= kGatewayBase) return 0;
+      if (to >= kGatewayBase) {
+        auto it = gateways_.find(GatewayId(to - kGatewayBase));
+        return it != gateways_.end() && it->second.up ? it->second.clock.paused_until() : 0;
+      }
       const SimNode& n = node_at(to);
       return n.up ? n.clock.paused_until() : 0;
     });
@@ -169,8 +172,8 @@ class ClusterSimulation {
     uint64_t digest = 0;
   };
 
-  // A gateway process: never paused; a crashed one never returns (a new
-  // incarnation is a new gateway).
+  // A gateway process: paused as nodes are; a crashed one never returns (a
+  // new incarnation is a new gateway).
   struct SimGateway : Process {
     GatewayId id;
     std::unique_ptr<Gateway> core;
@@ -829,6 +832,11 @@ void ClusterSimulation::client_submit(Client& c) {
     return;
   }
   SimGateway& g = gateways_.at(c.gateway);
+  if (g.clock.paused(world_.now())) {
+    // A paused gateway serves no one: the client's call waits for it.
+    retry(g.clock.paused_until() - world_.now());
+    return;
+  }
   const uint64_t token = next_token_++;
   Result<TxId> id = g.core->submit(AppId::kKv, c.op_bytes, token);
   if (!id) {
@@ -928,12 +936,23 @@ void ClusterSimulation::crash_some() {
 }
 
 void ClusterSimulation::pause_some() {
-  std::vector<size_t> up;
-  for (size_t i = 0; i < nodes_.size(); i++) {
-    if (nodes_[i].up && !nodes_[i].clock.paused(world_.now())) up.push_back(i);
+  // Nodes and gateways alike: addresses of the running, unpaused ones.
+  std::vector<uint64_t> up;
+  for (const SimNode& n : nodes_) {
+    if (n.up && !n.clock.paused(world_.now())) up.push_back(n.id.value());
+  }
+  for (const auto& [id, g] : gateways_) {
+    if (g.up && !g.clock.paused(world_.now())) up.push_back(kGatewayBase + id.value());
   }
   if (up.empty()) return;
-  SimNode& n = nodes_[up[world_.below(up.size())]];
+  const uint64_t address = up[world_.below(up.size())];
+  if (address >= kGatewayBase) {
+    SimGateway& g = gateways_.at(GatewayId(address - kGatewayBase));
+    pause_process(world_, faults_, g.clock, s_.process, fmt::format("g{}", g.id.value()));
+    stats_.gateway_pauses++;
+    return;
+  }
+  SimNode& n = node_at(address);
   pause_process(world_, faults_, n.clock, s_.process, fmt::format("n{}", n.id.value()));
 }
 

@@ -51,10 +51,10 @@ struct ClusterSettings {
   size_t keys = 3;
   // Delays, loss, duplication, partitions between nodes and gateways.
   NetworkOptions network;
-  // The nodes' disk latency, crashes and restarts, tick skew (gateways'
-  // too) and process pauses: a paused node runs nothing, its messages and
-  // disk completions wait, and it wakes with every tick it missed run at
-  // once, as the real driver does.
+  // The nodes' disk latency, crashes and restarts, tick skew and process
+  // pauses (gateways' too): a paused process runs nothing, its messages
+  // (a node's disk completions too, a gateway's clients' calls) wait, and it
+  // wakes with every tick it missed run at once, as the real driver does.
   ProcessFaults process;
   // Mean time between power failures (every node crashes at once, each
   // gateway with probability 1/2); 0 = none.
@@ -114,6 +114,7 @@ struct ClusterStats {
   uint64_t unknown_never_applied = 0;
   NetworkCounters network;      // messages sent and dropped; partitions
   FaultCounters faults;         // node crashes (and those that kept part of a write), pauses
+  uint64_t gateway_pauses = 0;  // of faults.pauses
   uint64_t messages_coded = 0;  // through the frame codecs
   uint64_t fsync_failures = 0;
   uint64_t nodes_lost = 0;

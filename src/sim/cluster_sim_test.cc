@@ -76,6 +76,7 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
     sum.messages_coded += r.stats.messages_coded;
     sum.network.dropped += r.stats.network.dropped;
     sum.faults.pauses += r.stats.faults.pauses;
+    sum.gateway_pauses += r.stats.gateway_pauses;
     sum.max_view = std::max(sum.max_view, r.stats.max_view);
     five += s.nodes == 5;
     one += s.nodes == 1;
@@ -93,6 +94,7 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
   EXPECT_GT(sum.messages_coded, 5'000u);
   EXPECT_GT(sum.network.dropped, 500u);
   EXPECT_GT(sum.faults.pauses, 5u);
+  EXPECT_GT(sum.gateway_pauses, 0u);
   EXPECT_GT(sum.max_view, 3u);
   EXPECT_GT(five, 0u);
   EXPECT_GT(one, 0u);

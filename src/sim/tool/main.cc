@@ -97,13 +97,13 @@ void print_cluster_result(const sim::ClusterResult& r) {
       "{}: {:.2f} simulated s, {} ops done ({} unknown: {} applied, {} never), "
       "{} messages ({} dropped, {} through codecs), "
       "{} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, "
-      "{} power failures), {} pauses, {} gateway crashes, {} partitions, "
+      "{} power failures), {} pauses ({} of gateways), {} gateway crashes, {} partitions, "
       "{} seals delivered, view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
       t.ops_unknown, t.unknown_applied, t.unknown_never_applied, t.network.sent, t.network.dropped,
       t.messages_coded, t.faults.crashes, t.faults.partial_writes, t.fsync_failures, t.nodes_lost,
-      t.power_failures, t.faults.pauses, t.gateway_crashes, t.network.partitions, t.ranges_sealed,
-      t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
+      t.power_failures, t.faults.pauses, t.gateway_pauses, t.gateway_crashes, t.network.partitions,
+      t.ranges_sealed, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
 }
 
 }  // namespace
@@ -221,7 +221,7 @@ int main(int argc, char** argv) {
   // Faults injected, by kind, over the sweep.
   std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
       pauses{0}, reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
-      fsync_failures{0};
+      fsync_failures{0}, gateway_pauses{0};
   // The faults both simulators inject (sim/network.h, sim/faults.h).
   auto add_shared = [&](const sim::NetworkCounters& n, const sim::FaultCounters& f) {
     crashes += f.crashes;
@@ -250,6 +250,7 @@ int main(int argc, char** argv) {
         power_failures += r.stats.power_failures;
         nodes_lost += r.stats.nodes_lost;
         gateway_crashes += r.stats.gateway_crashes;
+        gateway_pauses += r.stats.gateway_pauses;
         fsync_failures += r.stats.fsync_failures;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_cluster_failure(s, r, trace_lines); };
@@ -289,9 +290,9 @@ int main(int argc, char** argv) {
   fmt::print(
       "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
       "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
-      "gateway crashes, {} fsync failures, {} process pauses\n",
+      "gateway crashes, {} fsync failures, {} process pauses ({} of gateways)\n",
       crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
       reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
-      fsync_failures.load(), pauses.load());
+      fsync_failures.load(), pauses.load(), gateway_pauses.load());
   return failures == 0 ? 0 : 1;
 }
