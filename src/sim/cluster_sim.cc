@@ -125,9 +125,12 @@ class ClusterSimulation {
         net_(world_, s.network,
              [this](uint64_t from, uint64_t to, const Payload& p) { deliver(from, to, p); }),
         faults_(world_) {
-    // Gateways are never paused; a paused node's messages wait for it.
+    // A paused node's or gateway's messages wait for it.
     net_.set_paused_until([this](uint64_t to) -> int64_t {
-      if (to >= kGatewayBase) return 0;
+      if (to >= kGatewayBase) {
+        auto it = gateways_.find(GatewayId(to - kGatewayBase));
+        return it != gateways_.end() && it->second.up ? it->second.clock.paused_until() : 0;
+      }
       const SimNode& n = node_at(to);
       return n.up ? n.clock.paused_until() : 0;
     });
@@ -169,8 +172,8 @@ class ClusterSimulation {
     uint64_t digest = 0;
   };
 
-  // A gateway process: never paused; a crashed one never returns (a new
-  // incarnation is a new gateway).
+  // A gateway process: paused as nodes are; a crashed one never returns (a
+  // new incarnation is a new gateway).
   struct SimGateway : Process {
     GatewayId id;
     std::unique_ptr<Gateway> core;
@@ -272,13 +275,14 @@ class ClusterSimulation {
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, size_t> token_client_;  // outstanding token -> client index
   std::vector<check::KvOperation> history_;
+  std::vector<TxId> history_txs_;  // history_txs_[i]: the tx of history_[i], once submitted
 
   // Checkers.
   std::vector<EpochRecord> epochs_;     // epochs_[e - 1]: the first record of epoch e
   std::map<uint64_t, uint64_t> acked_;  // tx id -> reply hash, for results that reached a client
   std::set<uint64_t> expired_;          // executed (the result was evicted): must be everywhere
   std::set<uint64_t> sealed_;           // reported sealed: must never execute
-  std::unordered_map<uint64_t, uint64_t> executed_anywhere_;  // tx id -> reply hash
+  std::unordered_map<uint64_t, AppliedTx> applied_anywhere_;  // tx id -> first apply
   uint64_t target_epoch_ = 0;  // liveness: every node must apply up to this
 };
 
@@ -442,7 +446,12 @@ void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::st
                             n.incarnation, tx_name(ctx.tx_id)));
     return;
   }
-  executed_anywhere_.emplace(raw, reply_hash);
+  auto [first, inserted] = applied_anywhere_.try_emplace(raw, AppliedTx{world_.now(), reply});
+  if (!inserted && first->second.reply != reply) {
+    world_.fail(fmt::format("n{} computed another reply to tx {} than the first node to apply it",
+                            n.id.value(), tx_name(ctx.tx_id)));
+    return;
+  }
   if (sealed_.contains(raw)) {
     world_.fail(
         fmt::format("n{} executed tx {}, which its gateway reported sealed (never to execute)",
@@ -554,7 +563,7 @@ void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
   }
   if (d.sealed) {
     stats_.ranges_sealed++;
-    if (auto it = executed_anywhere_.find(raw); it != executed_anywhere_.end()) {
+    if (applied_anywhere_.contains(raw)) {
       world_.fail(fmt::format("g{} reports tx {} sealed (never to execute), but it was executed",
                               g.id.value(), tx_name(d.id)));
     }
@@ -581,45 +590,12 @@ void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
     client_unknown(c, "its result expired");
     return;
   }
-  Result<kv::Reply> reply = kv::decode_reply(d.reply);
   check::KvOperation& op = history_[c.history_index];
-  bool good = reply.is_ok();
-  if (good) {
-    using Kind = kv::Reply::Kind;
-    switch (op.kind) {
-      case check::KvOpKind::kGet:
-        if (reply->kind == Kind::kValue) {
-          op.output = reply->value;
-          c.seen[op.key] = reply->value;
-        } else {
-          good = reply->kind == Kind::kNil;
-          op.output = std::nullopt;
-        }
-        break;
-      case check::KvOpKind::kPut:
-        good = reply->kind == Kind::kOk;
-        break;
-      case check::KvOpKind::kIncr:
-        if (reply->kind == Kind::kInt) {
-          op.output = std::to_string(reply->integer);
-        } else {
-          good = reply->kind == Kind::kError;
-          op.output = std::nullopt;
-        }
-        break;
-      case check::KvOpKind::kCas:
-        op.ok = reply->kind == Kind::kOk;
-        good = op.ok || (reply->kind == Kind::kError && reply->error == Code::kConflict);
-        break;
-      case check::KvOpKind::kAppend:
-        MAROON_UNREACHABLE();
-    }
-  }
-  if (!good) {
-    world_.fail(fmt::format("client {}: unexpected reply to its {} of tx {}", c.id,
-                            kv_op_name(op.kind), tx_name(d.id)));
+  if (Status st = set_kv_outputs(op, d.reply); !st) {
+    world_.fail(fmt::format("client {}: tx {}: {}", c.id, tx_name(d.id), st.to_string()));
     return;
   }
+  if (op.kind == check::KvOpKind::kGet && op.output) c.seen[op.key] = *op.output;
   op.ret = world_.now();
   stats_.ops_completed++;
   client_done(c);
@@ -836,6 +812,7 @@ void ClusterSimulation::client_next_op(Client& c) {
   h.ret = check::kPending;
   c.history_index = history_.size();
   history_.push_back(std::move(h));
+  history_txs_.emplace_back();
   client_submit(c);
 }
 
@@ -856,6 +833,11 @@ void ClusterSimulation::client_submit(Client& c) {
     return;
   }
   SimGateway& g = gateways_.at(c.gateway);
+  if (g.clock.paused(world_.now())) {
+    // A paused gateway serves no one: the client's call waits for it.
+    retry(g.clock.paused_until() - world_.now());
+    return;
+  }
   const uint64_t token = next_token_++;
   Result<TxId> id = g.core->submit(AppId::kKv, c.op_bytes, token);
   if (!id) {
@@ -867,6 +849,7 @@ void ClusterSimulation::client_submit(Client& c) {
   c.submitted = true;
   c.token = token;
   c.tx = *id;
+  history_txs_[c.history_index] = *id;
   token_client_.emplace(token, c.id - 1);
   check::KvOperation& op = history_[c.history_index];
   op.call = world_.now();
@@ -954,12 +937,23 @@ void ClusterSimulation::crash_some() {
 }
 
 void ClusterSimulation::pause_some() {
-  std::vector<size_t> up;
-  for (size_t i = 0; i < nodes_.size(); i++) {
-    if (nodes_[i].up && !nodes_[i].clock.paused(world_.now())) up.push_back(i);
+  // Nodes and gateways alike: addresses of the running, unpaused ones.
+  std::vector<uint64_t> up;
+  for (const SimNode& n : nodes_) {
+    if (n.up && !n.clock.paused(world_.now())) up.push_back(n.id.value());
+  }
+  for (const auto& [id, g] : gateways_) {
+    if (g.up && !g.clock.paused(world_.now())) up.push_back(kGatewayBase + id.value());
   }
   if (up.empty()) return;
-  SimNode& n = nodes_[up[world_.below(up.size())]];
+  const uint64_t address = up[world_.below(up.size())];
+  if (address >= kGatewayBase) {
+    SimGateway& g = gateways_.at(GatewayId(address - kGatewayBase));
+    pause_process(world_, faults_, g.clock, s_.process, fmt::format("g{}", g.id.value()));
+    stats_.gateway_pauses++;
+    return;
+  }
+  SimNode& n = node_at(address);
   pause_process(world_, faults_, n.clock, s_.process, fmt::format("n{}", n.id.value()));
 }
 
@@ -1167,12 +1161,81 @@ void ClusterSimulation::final_checks() {
       }
     }
   }
+  // The ops whose clients never learned their outcome take the one the
+  // cluster gave them (resolve_unknown_ops says why that is sound).
+  UnknownOpCounts unknown;
+  if (Status st = resolve_unknown_ops(history_, history_txs_, applied_anywhere_, unknown); !st) {
+    world_.fail(st.to_string());
+    return;
+  }
+  stats_.unknown_applied = unknown.applied;
+  stats_.unknown_never_applied = unknown.never_applied;
   check_kv_linearizable(world_, history_);
 }
 
 }  // namespace
 
-ClusterSettings ClusterSettings::random(uint64_t seed) {
+Status set_kv_outputs(check::KvOperation& op, std::string_view reply_bytes) {
+  Result<kv::Reply> reply = kv::decode_reply(reply_bytes);
+  if (!reply)
+    return invalid_argument(fmt::format("undecodable reply to a {}", kv_op_name(op.kind)));
+  using Kind = kv::Reply::Kind;
+  bool good = false;
+  switch (op.kind) {
+    case check::KvOpKind::kGet:
+      good = reply->kind == Kind::kValue || reply->kind == Kind::kNil;
+      op.output = reply->kind == Kind::kValue ? std::optional(reply->value) : std::nullopt;
+      break;
+    case check::KvOpKind::kPut:
+      good = reply->kind == Kind::kOk;
+      break;
+    case check::KvOpKind::kIncr:
+      good = reply->kind == Kind::kInt || reply->kind == Kind::kError;
+      op.output =
+          reply->kind == Kind::kInt ? std::optional(std::to_string(reply->integer)) : std::nullopt;
+      break;
+    case check::KvOpKind::kCas:
+      op.ok = reply->kind == Kind::kOk;
+      good = op.ok || (reply->kind == Kind::kError && reply->error == Code::kConflict);
+      break;
+    case check::KvOpKind::kAppend:
+      MAROON_UNREACHABLE();
+  }
+  if (!good) return invalid_argument(fmt::format("unexpected reply to a {}", kv_op_name(op.kind)));
+  return {};
+}
+
+Status resolve_unknown_ops(std::vector<check::KvOperation>& history, const std::vector<TxId>& txs,
+                           const std::unordered_map<uint64_t, AppliedTx>& applied,
+                           UnknownOpCounts& counts) {
+  MAROON_ASSERT(history.size() == txs.size());
+  size_t kept = 0;
+  for (size_t i = 0; i < history.size(); i++) {
+    check::KvOperation& op = history[i];
+    if (op.ret == check::kPending) {
+      // Every op was submitted by the time the run converged.
+      MAROON_ASSERT(txs[i].raw() != 0);
+      auto it = applied.find(txs[i].raw());
+      if (it == applied.end()) {
+        counts.never_applied++;
+        continue;
+      }
+      // The tx was created by the submit at op.call, so applied after it.
+      MAROON_ASSERT(it->second.first_us >= op.call);
+      if (Status st = set_kv_outputs(op, it->second.reply); !st) {
+        return invalid_argument(fmt::format("tx {}: {}", tx_name(txs[i]), st.to_string()));
+      }
+      op.ret = it->second.first_us;
+      counts.applied++;
+    }
+    if (kept != i) history[kept] = std::move(op);
+    kept++;
+  }
+  history.resize(kept);
+  return {};
+}
+
+ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   Prng p(seed ^ 0x00c1'0057'e500'0000ull);
   ClusterSettings s;
   s.seed = seed;
@@ -1186,8 +1249,8 @@ ClusterSettings ClusterSettings::random(uint64_t seed) {
   net.slow_chance = 0.1;
   net.slow_delay_max_us = 100'000;
   net.partition_every_min_us = 300'000;
-  net.stale = false;
   s.network = NetworkOptions::random(p, net);
+  if (!stale) s.network.stale = 0;
   s.process = ProcessFaults::random(p, /*crash_every_min_us=*/300'000);
   // Up to f nodes lost for good in a third of the seeds.
   s.nodes_lost = s.nodes >= 3 && p.chance(0.33) ? 1 + p.below((s.nodes - 1) / 2) : 0;

@@ -1,8 +1,9 @@
 // The whole-cluster simulator (docs/architecture.md, §10): nodes (each a Node core
 // with its VrSequencer and the kv app), gateways (Gateway cores) and clients
 // in one thread, over a simulated network (delay, loss, duplication,
-// reordering, symmetric and one-way partitions), simulated disks (group
-// commit; a crash keeps only what was synced) and per-node clocks with skew.
+// reordering, stale delivery, symmetric and one-way partitions), simulated
+// disks (group commit; a crash keeps only what was synced) and per-node
+// clocks with skew.
 // One seed picks every setting and every event: `maroon-sim --cluster --seed
 // N` replays a run exactly. docs/simulator.md, "The cluster simulation".
 //
@@ -29,8 +30,12 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "check/history.h"
+#include "common/status.h"
+#include "common/types.h"
 #include "sim/faults.h"
 #include "sim/network.h"
 #include "sim/world.h"
@@ -46,10 +51,10 @@ struct ClusterSettings {
   size_t keys = 3;
   // Delays, loss, duplication, partitions between nodes and gateways.
   NetworkOptions network;
-  // The nodes' disk latency, crashes and restarts, tick skew (gateways'
-  // too) and process pauses: a paused node runs nothing, its messages and
-  // disk completions wait, and it wakes with every tick it missed run at
-  // once, as the real driver does.
+  // The nodes' disk latency, crashes and restarts, tick skew and process
+  // pauses (gateways' too): a paused process runs nothing, its messages
+  // (a node's disk completions too, a gateway's clients' calls) wait, and it
+  // wakes with every tick it missed run at once, as the real driver does.
   ProcessFaults process;
   // Mean time between power failures (every node crashes at once, each
   // gateway with probability 1/2); 0 = none.
@@ -90,18 +95,26 @@ struct ClusterSettings {
   int64_t liveness_us = 30'000'000;  // bound on resolving everything after faults stop
   vr::Options vr;
 
-  // Swarm testing: every knob drawn from the seed.
-  static ClusterSettings random(uint64_t seed);
+  // Swarm testing: every knob drawn from the seed. Stale (long-delayed)
+  // messages are drawn as the VR simulator's, but only used with `stale`:
+  // they break VR recovery, whose nonce a restarted node draws again
+  // (docs/simulator.md, "The cluster simulation").
+  static ClusterSettings random(uint64_t seed, bool stale = false);
   // Sets the node count (1..5), losing at most f of them.
   void override_nodes(size_t n);
   std::string describe() const;
 };
 
 struct ClusterStats {
-  uint64_t ops_completed = 0;   // with a result
-  uint64_t ops_unknown = 0;     // timed out, gateway died, sealed or result expired
+  uint64_t ops_completed = 0;  // with a result
+  uint64_t ops_unknown = 0;    // timed out, gateway died, sealed or result expired
+  // The unknown ops, resolved before the linearizability check (see
+  // resolve_unknown_ops): executed by the cluster, or never executed.
+  uint64_t unknown_applied = 0;
+  uint64_t unknown_never_applied = 0;
   NetworkCounters network;      // messages sent and dropped; partitions
   FaultCounters faults;         // node crashes (and those that kept part of a write), pauses
+  uint64_t gateway_pauses = 0;  // of faults.pauses
   uint64_t messages_coded = 0;  // through the frame codecs
   uint64_t fsync_failures = 0;
   uint64_t nodes_lost = 0;
@@ -118,6 +131,41 @@ struct ClusterStats {
 struct ClusterResult : RunOutcome {
   ClusterStats stats;
 };
+
+// A tx as the cluster executed it: when a node first applied it, and the
+// reply its app computed (every node that applies it computes the same).
+struct AppliedTx {
+  int64_t first_us = 0;
+  std::string reply;
+};
+
+struct UnknownOpCounts {
+  uint64_t applied = 0;
+  uint64_t never_applied = 0;
+};
+
+// Sets `op`'s outputs from the kv app's encoded reply to it. An error if the
+// reply does not decode, or is not one an op of that kind can get.
+[[nodiscard]] Status set_kv_outputs(check::KvOperation& op, std::string_view reply);
+
+// Resolves, once a run has converged, each op of `history` whose client never
+// learned its outcome (ret == check::kPending) from what the cluster did with
+// its tx (`txs[i]` is the tx of history[i]; `applied` has every tx any node
+// applied, by raw id):
+//   - never applied: removed; it had no effect and, the run having
+//     converged, never will;
+//   - applied: it took effect at its place in the order, no later than its
+//     first apply, with the reply the app computed, so `ret` becomes the
+//     time of that first apply and the outputs that reply.
+// Either way the history becomes one the checker accepts only if it accepted
+// the unresolved one: a pending op may take effect or not, at any time after
+// its call, with any output; here that choice is made by the facts. The
+// checker still verifies the reply against the model. Without this, long
+// histories with many pending ops on one key make the search explode.
+[[nodiscard]] Status resolve_unknown_ops(std::vector<check::KvOperation>& history,
+                                         const std::vector<TxId>& txs,
+                                         const std::unordered_map<uint64_t, AppliedTx>& applied,
+                                         UnknownOpCounts& counts);
 
 // Runs one seed. With trace_lines > 0 the last that many events are kept in
 // the result; with trace_stdout every event is printed as it happens.

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "app/kv/kv_op.h"
+
 namespace maroon::sim {
 namespace {
 
@@ -56,6 +58,14 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
     EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure
                       << "\n  replay: maroon-sim --cluster --seed " << seed;
     EXPECT_EQ(r.stats.ops_unknown + r.stats.ops_completed > 0, true) << seed;
+    if (r.ok) {
+      // Every unknown op was resolved before the linearizability check.
+      EXPECT_EQ(r.stats.unknown_applied + r.stats.unknown_never_applied, r.stats.ops_unknown)
+          << seed;
+    }
+    sum.ops_unknown += r.stats.ops_unknown;
+    sum.unknown_applied += r.stats.unknown_applied;
+    sum.unknown_never_applied += r.stats.unknown_never_applied;
     sum.ops_completed += r.stats.ops_completed;
     sum.faults.crashes += r.stats.faults.crashes;
     sum.nodes_lost += r.stats.nodes_lost;
@@ -66,12 +76,15 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
     sum.messages_coded += r.stats.messages_coded;
     sum.network.dropped += r.stats.network.dropped;
     sum.faults.pauses += r.stats.faults.pauses;
+    sum.gateway_pauses += r.stats.gateway_pauses;
     sum.max_view = std::max(sum.max_view, r.stats.max_view);
     five += s.nodes == 5;
     one += s.nodes == 1;
   }
   // The sweep means something only if the faults happened.
   EXPECT_GT(sum.ops_completed, 2000u);
+  EXPECT_GT(sum.unknown_applied, 0u);
+  EXPECT_GT(sum.unknown_never_applied, 0u);
   EXPECT_GT(sum.faults.crashes, 20u);
   EXPECT_GT(sum.nodes_lost, 2u);
   EXPECT_GT(sum.power_failures, 2u);
@@ -81,9 +94,86 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
   EXPECT_GT(sum.messages_coded, 5'000u);
   EXPECT_GT(sum.network.dropped, 500u);
   EXPECT_GT(sum.faults.pauses, 5u);
+  EXPECT_GT(sum.gateway_pauses, 0u);
   EXPECT_GT(sum.max_view, 3u);
   EXPECT_GT(five, 0u);
   EXPECT_GT(one, 0u);
+}
+
+TEST(ClusterSim, StaleMessagesOnlyWhenAskedFor) {
+  size_t drawn = 0;
+  for (uint64_t seed = 1; seed <= 20; seed++) {
+    ClusterSettings plain = ClusterSettings::random(seed);
+    ClusterSettings stale = ClusterSettings::random(seed, /*stale=*/true);
+    EXPECT_EQ(plain.network.stale, 0) << seed;
+    drawn += stale.network.stale > 0;
+    // The rest of the seed is the same run.
+    stale.network.stale = 0;
+    EXPECT_EQ(plain.describe(), stale.describe()) << seed;
+  }
+  EXPECT_GT(drawn, 0u);
+  // Seed 2 delivers messages stale and passes.
+  ClusterResult r = run_cluster_simulation(ClusterSettings::random(2, /*stale=*/true));
+  EXPECT_TRUE(r.ok) << r.failure;
+  EXPECT_GT(r.stats.network.stale, 0u);
+}
+
+check::KvOperation pending_op(check::KvOpKind kind, int64_t call) {
+  check::KvOperation op;
+  op.kind = kind;
+  op.key = "k";
+  op.call = call;
+  op.ret = check::kPending;
+  return op;
+}
+
+TEST(ClusterSim, UnknownOpsResolvedFromWhatTheClusterApplied) {
+  const TxId done(TxId::make(RangeId(1), 1));
+  const TxId get(TxId::make(RangeId(1), 2));
+  const TxId never(TxId::make(RangeId(1), 3));
+  const TxId incr(TxId::make(RangeId(2), 1));
+  const TxId cas(TxId::make(RangeId(2), 2));
+  check::KvOperation completed = pending_op(check::KvOpKind::kPut, 5);
+  completed.ret = 9;
+  std::vector<check::KvOperation> history = {
+      completed,
+      pending_op(check::KvOpKind::kGet, 10),
+      pending_op(check::KvOpKind::kPut, 20),
+      pending_op(check::KvOpKind::kIncr, 30),
+      pending_op(check::KvOpKind::kCas, 40),
+  };
+  std::vector<TxId> txs = {done, get, never, incr, cas};
+  std::unordered_map<uint64_t, AppliedTx> applied = {
+      {done.raw(), {7, kv::encode_reply(kv::Reply::ok())}},
+      {get.raw(), {15, kv::encode_reply(kv::Reply::of_value("v"))}},
+      {incr.raw(), {31, kv::encode_reply(kv::Reply::of_int(4))}},
+      {cas.raw(), {50, kv::encode_reply(kv::Reply::of_error(Code::kConflict, "no"))}},
+  };
+  UnknownOpCounts counts;
+  ASSERT_TRUE(resolve_unknown_ops(history, txs, applied, counts).is_ok());
+  EXPECT_EQ(counts.applied, 3u);
+  EXPECT_EQ(counts.never_applied, 1u);
+  ASSERT_EQ(history.size(), 4u);  // the put that never executed is gone
+  EXPECT_EQ(history[0].ret, 9);   // a completed op keeps what its client saw
+  EXPECT_EQ(history[1].kind, check::KvOpKind::kGet);
+  EXPECT_EQ(history[1].ret, 15);
+  EXPECT_EQ(history[1].output, "v");
+  EXPECT_EQ(history[2].kind, check::KvOpKind::kIncr);
+  EXPECT_EQ(history[2].ret, 31);
+  EXPECT_EQ(history[2].output, "4");
+  EXPECT_EQ(history[3].kind, check::KvOpKind::kCas);
+  EXPECT_EQ(history[3].ret, 50);
+  EXPECT_FALSE(history[3].ok);
+  for (const check::KvOperation& op : history) EXPECT_NE(op.ret, check::kPending);
+}
+
+TEST(ClusterSim, UnknownOpWithAWrongKindOfReplyIsAnError) {
+  const TxId tx(TxId::make(RangeId(1), 1));
+  std::vector<check::KvOperation> history = {pending_op(check::KvOpKind::kPut, 1)};
+  std::unordered_map<uint64_t, AppliedTx> applied = {
+      {tx.raw(), {2, kv::encode_reply(kv::Reply::of_int(1))}}};
+  UnknownOpCounts counts;
+  EXPECT_FALSE(resolve_unknown_ops(history, {tx}, applied, counts).is_ok());
 }
 
 }  // namespace

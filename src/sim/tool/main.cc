@@ -27,6 +27,7 @@ namespace {
 // still tells which seed to replay.
 thread_local uint64_t t_seed = 0;
 bool g_cluster = false;  // the replay command needs --cluster
+bool g_stale = false;    // and --stale
 
 void on_abort(int) {
   char buf[128];
@@ -38,9 +39,11 @@ void on_abort(int) {
     v /= 10;
   } while (v != 0);
   int len = 0;
-  for (const char* p = g_cluster ? "maroon-sim: aborted; replay: maroon-sim --cluster --seed "
-                                 : "maroon-sim: aborted; replay: maroon-sim --seed ";
-       *p; p++) {
+  const char* replay = !g_cluster ? "maroon-sim: aborted; replay: maroon-sim --seed "
+                       : g_stale
+                           ? "maroon-sim: aborted; replay: maroon-sim --cluster --stale --seed "
+                           : "maroon-sim: aborted; replay: maroon-sim --cluster --seed ";
+  for (const char* p = replay; *p; p++) {
     buf[len++] = *p;
   }
   while (n > 0) buf[len++] = digits[--n];
@@ -84,21 +87,23 @@ void print_cluster_failure(const sim::ClusterSettings& settings, const sim::Clus
   }
   fmt::print("  last {} events:\n", traced.trace.size());
   for (const std::string& line : traced.trace) fmt::print("    {}\n", line);
-  fmt::print("  replay: maroon-sim --cluster --seed {}\n", settings.seed);
+  fmt::print("  replay: maroon-sim --cluster{} --seed {}\n",
+             settings.network.stale > 0 ? " --stale" : "", settings.seed);
 }
 
 void print_cluster_result(const sim::ClusterResult& r) {
   const sim::ClusterStats& t = r.stats;
   fmt::print(
-      "{}: {:.2f} simulated s, {} ops done ({} unknown), {} messages ({} dropped, {} through "
-      "codecs), {} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, {} "
-      "power failures), {} pauses, {} gateway crashes, {} partitions, {} seals delivered, view {}, "
-      "epoch {}, {} txs applied, fingerprint {:016x}\n",
+      "{}: {:.2f} simulated s, {} ops done ({} unknown: {} applied, {} never), "
+      "{} messages ({} dropped, {} through codecs), "
+      "{} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, "
+      "{} power failures), {} pauses ({} of gateways), {} gateway crashes, {} partitions, "
+      "{} seals delivered, view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
-      t.ops_unknown, t.network.sent, t.network.dropped, t.messages_coded, t.faults.crashes,
-      t.faults.partial_writes, t.fsync_failures, t.nodes_lost, t.power_failures, t.faults.pauses,
-      t.gateway_crashes, t.network.partitions, t.ranges_sealed, t.max_view, t.max_epoch,
-      t.txs_applied, t.fingerprint);
+      t.ops_unknown, t.unknown_applied, t.unknown_never_applied, t.network.sent, t.network.dropped,
+      t.messages_coded, t.faults.crashes, t.faults.partial_writes, t.fsync_failures, t.nodes_lost,
+      t.power_failures, t.faults.pauses, t.gateway_pauses, t.gateway_crashes, t.network.partitions,
+      t.ranges_sealed, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
 }
 
 }  // namespace
@@ -129,6 +134,10 @@ int main(int argc, char** argv) {
   bool cluster = false;
   app.add_flag("--cluster", cluster,
                "The whole-cluster simulation (nodes, gateways, clients) instead of the VR one");
+  bool stale_messages = true;
+  app.add_flag("--stale,!--no-stale", stale_messages,
+               "With --cluster: deliver the seed's share of messages stale (long delayed; the "
+               "default), or not");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGABRT, on_abort);
 
@@ -162,12 +171,13 @@ int main(int argc, char** argv) {
   }
 
   g_cluster = cluster;
+  g_stale = stale_messages;
   if (cluster && bench) {
     fmt::print(stderr, "--bench is for the VR simulation only\n");
     return 2;
   }
   if (cluster && *seed_opt) {
-    sim::ClusterSettings s = sim::ClusterSettings::random(seed);
+    sim::ClusterSettings s = sim::ClusterSettings::random(seed, stale_messages);
     if (replicas != 0) s.override_nodes(replicas);
     t_seed = seed;
     fmt::print("{}\n", s.describe());
@@ -213,7 +223,7 @@ int main(int argc, char** argv) {
   // Faults injected, by kind, over the sweep.
   std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
       pauses{0}, reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
-      fsync_failures{0}, evictions{0};
+      fsync_failures{0}, gateway_pauses{0}, evictions{0};
   // The faults both simulators inject (sim/network.h, sim/faults.h).
   auto add_shared = [&](const sim::NetworkCounters& n, const sim::FaultCounters& f) {
     crashes += f.crashes;
@@ -233,7 +243,7 @@ int main(int argc, char** argv) {
       bool ok = true;
       std::function<void()> report;
       if (cluster) {
-        sim::ClusterSettings s = sim::ClusterSettings::random(sd);
+        sim::ClusterSettings s = sim::ClusterSettings::random(sd, stale_messages);
         if (replicas != 0) s.override_nodes(replicas);
         sim::ClusterResult r = sim::run_cluster_simulation(s);
         sim_us += static_cast<uint64_t>(r.stats.simulated_us);
@@ -242,6 +252,7 @@ int main(int argc, char** argv) {
         power_failures += r.stats.power_failures;
         nodes_lost += r.stats.nodes_lost;
         gateway_crashes += r.stats.gateway_crashes;
+        gateway_pauses += r.stats.gateway_pauses;
         fsync_failures += r.stats.fsync_failures;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_cluster_failure(s, r, trace_lines); };
@@ -282,9 +293,10 @@ int main(int argc, char** argv) {
   fmt::print(
       "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
       "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
-      "gateway crashes, {} fsync failures, {} process pauses, {} client evictions\n",
+      "gateway crashes, {} fsync failures, {} process pauses ({} of gateways), {} client "
+      "evictions\n",
       crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
       reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
-      fsync_failures.load(), pauses.load(), evictions.load());
+      fsync_failures.load(), pauses.load(), gateway_pauses.load(), evictions.load());
   return failures == 0 ? 0 : 1;
 }
