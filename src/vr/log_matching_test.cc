@@ -1,6 +1,7 @@
 // The log-matching checker finds two logs that agree at an op but not before
 // it, and accepts logs that agree wherever they overlap.
 #include "vr/log_matching.h"
+#include "vr/null_service.h"
 
 #include <gtest/gtest.h>
 
@@ -10,14 +11,6 @@
 
 namespace maroon::vr {
 namespace {
-
-class NullService final : public Service {
- public:
-  std::string execute(const Entry&) override { return {}; }
-  std::string read(std::string_view) override { return {}; }
-  std::string snapshot() override { return {}; }
-  Status restore(std::string_view) override { return Status::ok(); }
-};
 
 // A group of one that has executed one request per payload; every request
 // comes from client 7 with request numbers 1, 2, ...

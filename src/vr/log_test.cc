@@ -7,18 +7,11 @@
 
 #include "common/codec.h"
 #include "vr/codec.h"
+#include "vr/null_service.h"
 #include "vr/replica.h"
 
 namespace maroon::vr {
 namespace {
-
-class NullService final : public Service {
- public:
-  std::string execute(const Entry&) override { return {}; }
-  std::string read(std::string_view) override { return {}; }
-  std::string snapshot() override { return {}; }
-  Status restore(std::string_view) override { return Status::ok(); }
-};
 
 std::string encode_state_for_checkpoint() {
   // The checkpoint state format of replica.cc: format 2, epoch 0, epoch
