@@ -483,8 +483,7 @@ void Replica::on_client_request(const ClientRequest& req, Output& out) {
       executed_.value() >= req.session) {
     // The register that opened the session has executed here, so the table
     // answers for it. (Otherwise execute() decides, the same everywhere.)
-    auto it = clients_.find(req.client);
-    if (it == clients_.end() || it->second.session != req.session) {
+    if (!session_held(req.client, req.session)) {
       reply(req.client, req.request, ReplyCode::kEvicted, "session evicted; register again", out);
       return;
     }
@@ -716,9 +715,7 @@ void Replica::execute(const Entry& e, Output& out) {
   bool duplicate = false, evicted = false;
   ClientState* cs = nullptr;
   if (e.client.value() != 0) {
-    auto it = clients_.find(e.client);
-    if (e.kind != EntryKind::kRegister && e.session != 0 &&
-        (it == clients_.end() || it->second.session != e.session)) {
+    if (e.kind != EntryKind::kRegister && e.session != 0 && !session_held(e.client, e.session)) {
       // Rule: a request of a session the table no longer holds never runs.
       // Its client's table entry (and with it the record of which of its
       // requests ran) was evicted, so a retry could otherwise run twice.
@@ -1667,6 +1664,11 @@ const Entry* Replica::entry(OpNumber op) const {
 // Helpers
 
 bool Replica::is_member() const { return contains(members_, self_); }
+
+bool Replica::session_held(ClientId client, uint64_t session) const {
+  auto it = clients_.find(client);
+  return it != clients_.end() && it->second.session == session;
+}
 
 ReplicaId Replica::primary_of(ViewNumber v) const {
   MAROON_ASSERT(!members_.empty());

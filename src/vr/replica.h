@@ -202,6 +202,9 @@ class Replica {
     uint64_t session = 0;  // the op its register executed at; 0 without a session
   };
 
+  // Whether the client table still holds this session of the client.
+  bool session_held(ClientId client, uint64_t session) const;
+
   // Normal operation (§4.1, §6.2).
   bool accept_from_primary(const Header& h, Output& out);
   void on_prepare(const Prepare& m, Output& out);
