@@ -118,6 +118,8 @@ class Simulation {
   void run_ticks(Node& n, uint64_t due);
   void maybe_sync(Node& n);
   void on_disk_complete(Node& n, host::PendingWrite& w);
+  void check_epoch_justified(Node& n);
+  void check_lease_read(Node& n);
   void check_replica(Node& n);
   void on_executed(ReplicaId id, const vr::Entry& e, const std::string& result);
 
@@ -155,6 +157,8 @@ class Simulation {
   std::map<ReplicaId, Node> nodes_;
   uint32_t next_replica_id_ = 1;
   std::vector<ReplicaId> initial_members_;
+  // The newest (epoch, view) any replica has been normal in.
+  std::pair<vr::ConfigEpoch, vr::ViewNumber> newest_normal_{};
   bool issuing_ = true;
 
   std::map<ClientId, Client> clients_;
@@ -216,6 +220,7 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
     n.replica->join(n.host->out());
   } else {
     n.replica->finish_replay(n.host->out());
+    check_epoch_justified(n);
   }
   check_replica(n);
   process(n);
@@ -319,8 +324,42 @@ void Simulation::check_states(Node& n, const std::vector<WriteStep>& steps) {
   }
 }
 
+void Simulation::check_epoch_justified(Node& n) {
+  // The disk learns an epoch only with the log up to the reconfiguration
+  // that began it (a checkpoint at or past it, or the entries through it):
+  // a restart then knows that log is committed. A state durable without
+  // what justifies it would have the replica execute a stale log as
+  // committed (issue bug 2, `Review_EpochStateOrder`).
+  const vr::Replica& r = *n.replica;
+  if (r.op() < r.epoch_start()) {
+    world_.fail(fmt::format("r{} restarted in epoch {} (begun at op {}) holding only ops to {}: "
+                            "the epoch was durable before the log that justifies it",
+                            n.id.value(), r.epoch().value(), r.epoch_start().value(),
+                            r.op().value()));
+  }
+}
+
+void Simulation::check_lease_read(Node& n) {
+  // A primary answers a read from its own state only while its lease holds:
+  // while it does, a quorum of its backups has promised not to vote for a
+  // new view, so no later view (and no later epoch) can have started. The
+  // check is on that rule, not on the value read: a stale answer needs a
+  // write to the same key in between to show.
+  const vr::Replica& r = *n.replica;
+  const auto [epoch, view] = newest_normal_;
+  if (epoch > r.epoch() || (epoch == r.epoch() && view > r.view())) {
+    world_.fail(fmt::format("r{} answered a lease read in epoch {} view {}, but epoch {} view {} "
+                            "has started: the lease outlived the promises behind it",
+                            n.id.value(), r.epoch().value(), r.view().value(), epoch.value(),
+                            view.value()));
+  }
+}
+
 void Simulation::check_replica(Node& n) {
   const vr::Replica& r = *n.replica;
+  if (r.status() == vr::ReplicaStatus::kNormal) {
+    newest_normal_ = std::max(newest_normal_, std::pair{r.epoch(), r.view()});
+  }
   // Log matching across the live replicas (vr/log_matching.h): adopt_log
   // keeps entries on its strength. Every few steps; it reads every log.
   if (++checks_ % 16 == 0) {
@@ -415,7 +454,9 @@ void Simulation::deliver(uint64_t from, uint64_t to, const Body& body) {
       world_.trace_detail(fmt::format("c{} -> r{} request {}{}", from, to, req.request.value(),
                                       req.read_only ? " (read)" : ""));
     }
+    const uint64_t lease_reads = n.replica->lease_reads();
     n.replica->on_client_request(req, n.host->out());
+    if (n.replica->lease_reads() != lease_reads) check_lease_read(n);
   }
   check_replica(n);
   process(n);
@@ -830,6 +871,10 @@ SimSettings SimSettings::random(uint64_t seed) {
   // segment of 2 MiB takes any record. FaultEnv materializes a segment's
   // preallocated bytes, so larger ones cost time.)
   s.wal_segment_bytes = s.padding_bytes_max > 0 ? 16 * 1024 * 1024 : 2 * 1024 * 1024;
+  // Some seeds' clients idle between ops for longer than a view change
+  // takes: a client's next op then goes to the primary it last heard from,
+  // which may have been cut off or paused meanwhile (a stale lease read).
+  s.client_think_us_max = p.chance(0.7) ? 20'000 : static_cast<int64_t>(100'000 + p.below(900'000));
   return s;
 }
 

@@ -42,8 +42,10 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
     if (!r.u8(format) || format != kDataFormat) {
       return corruption(fmt::format(
           "{}: data format {} is not one this build reads ({}){}", o.path, format, kDataFormat,
-          format == 1 ? "; format 1 is from a build before VR: start with a fresh data directory"
-                      : ""));
+          format == 1   ? "; format 1 is from a build before VR: start with a fresh data directory"
+          : format == 2 ? "; format 2 is from a build whose log entries lack their epoch: start "
+                          "with a fresh data directory"
+                        : ""));
     }
     std::string_view state;
     if (!r.u64(d->node_id_) || !r.u64(d->data_id_) || !r.bytes(state, kStateBytesMax) ||

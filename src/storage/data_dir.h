@@ -45,7 +45,7 @@ struct DataDirOptions {
 class DataDir {
  public:
   // The superblock's format byte. 1 was a build before VR.
-  static constexpr uint8_t kDataFormat = 2;
+  static constexpr uint8_t kDataFormat = 3;
 
   using StateFn = std::function<Status(std::string_view state)>;
   using RecordFn = std::function<Status(uint8_t type, std::string_view payload)>;

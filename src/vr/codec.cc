@@ -68,7 +68,7 @@ static_assert(
 // The smallest encoded entry: five one-byte fields and an empty payload. A
 // log's entry count is checked against the bytes left with it before any
 // vector is sized.
-constexpr size_t kEntryBytesMin = 7;
+constexpr size_t kEntryBytesMin = 8;
 
 bool valid_kind(EntryKind k) {
   switch (k) {
@@ -228,10 +228,11 @@ bool read_fields(Decoder& d, Header& x) {
 // An entry's op is read by read_fields(LogSuffix), which checks it against
 // the ops before it first.
 void write_fields(ByteWriter& w, const Entry& x) {
-  const auto& [op, view, kind, client, request, payload, session] = x;
+  const auto& [op, view, kind, client, request, payload, session, epoch] = x;
   MAROON_ASSERT(valid_kind(kind));
   MAROON_ASSERT(payload.size() <= limits::entry_bytes_max);
   w.varint(op.value());
+  w.varint(epoch.value());
   w.varint(view.value());
   w.u8(static_cast<uint8_t>(kind));
   w.varint(client.value());
@@ -240,10 +241,13 @@ void write_fields(ByteWriter& w, const Entry& x) {
   w.bytes(payload);
 }
 bool read_fields(Decoder& d, Entry& x) {
-  auto& [op, view, kind, client, request, payload, session] = x;
+  auto& [op, view, kind, client, request, payload, session, epoch] = x;
   (void)op;  // already read and checked
   uint8_t k = 0;
-  if (!d.number(view, "entry view") || !d.u8(k, "entry kind")) return false;
+  if (!d.number(epoch, "entry epoch") || !d.number(view, "entry view") ||
+      !d.u8(k, "entry kind")) {
+    return false;
+  }
   kind = static_cast<EntryKind>(k);
   if (!valid_kind(kind)) return d.fail(fmt::format("unknown entry kind {}", k));
   return d.number(client, "entry client") && d.number(request, "entry request") &&

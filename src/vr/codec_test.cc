@@ -68,7 +68,7 @@ rc::Gen<LogSuffix> gen_log() {
                                 *rc::gen::element(EntryKind::kRequest, EntryKind::kReconfigure,
                                                   EntryKind::kRegister),
                                 *gen_number<ClientId>(), *gen_number<RequestNumber>(),
-                                *gen_payload(), *gen_u64()});
+                                *gen_payload(), *gen_u64(), *gen_number<ConfigEpoch>()});
     }
     return s;
   });
@@ -365,7 +365,8 @@ class Raw {
     return u8(1).u8(type).varint(0).varint(0).u32(from);
   }
   Raw& entry(uint64_t op, size_t payload_bytes = 0, uint8_t kind = 1) {
-    return varint(op).varint(0).u8(kind).varint(1).varint(1).varint(0).bytes(
+    // op, epoch, view, kind, client, request, session, payload
+    return varint(op).varint(0).varint(0).u8(kind).varint(1).varint(1).varint(0).bytes(
         std::string(payload_bytes, 'x'));
   }
   Raw& members(const std::vector<uint32_t>& ids) {

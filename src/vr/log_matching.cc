@@ -24,8 +24,9 @@ std::optional<std::string> check_pair(const Replica& a, const Replica& b) {
     } else if (matched) {
       return fmt::format(
           "log matching: r{} and r{} hold the same entry at op {} but differ at op {} "
-          "(views {} and {})",
-          a.id().value(), b.id().value(), matched_at, op, x->view.value(), y->view.value());
+          "(epoch {} view {} and epoch {} view {})",
+          a.id().value(), b.id().value(), matched_at, op, x->epoch.value(), x->view.value(),
+          y->epoch.value(), y->view.value());
     }
   }
   return std::nullopt;

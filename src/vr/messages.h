@@ -36,6 +36,13 @@ struct Entry {
   // without one. Requests of a session the client table no longer holds are
   // answered kEvicted, never executed.
   uint64_t session = 0;
+  // The epoch of the view that first prepared it. Views restart at 0 in each
+  // epoch, so (epoch, view) names the primary whose log the entry is from:
+  // without it, a cut-off primary of an old epoch's view 0 and the new
+  // epoch's view-0 primary can prepare the same retried request at the same
+  // op, and the two entries compare equal although the logs before them
+  // differ (simulator seed 5275), which log matching must never see.
+  ConfigEpoch epoch{0};
 
   bool operator==(const Entry&) const = default;
 };

@@ -503,6 +503,7 @@ void Replica::on_client_request(const ClientRequest& req, Output& out) {
       executed_ >= view_start_op_) {
     // §6.3: the lease means no other primary can have committed anything we
     // have not, and every op committed before this view is executed here.
+    lease_reads_++;
     reply(req.client, req.request, ReplyCode::kOk, service_.read(req.payload), out);
     return;
   }
@@ -537,7 +538,7 @@ void Replica::flush_requests(Output& out) {
         payload = encode_reconfiguration_entry(epoch_.next(), *decode_members(req.payload));
       }
       Entry e{OpNumber(op_.value() + batch.size() + 1), view_, req.kind, req.client, req.request,
-              std::move(payload), req.session};
+              std::move(payload), req.session, epoch_};
       if (bytes + entry_bytes(e) > options_.prepare_batch_bytes_max && !batch.empty()) break;
       if (!log_has_room(bytes + e.payload.size()) ||
           log_.size() + batch.size() + 1 > limits::log_ops_max) {

@@ -181,11 +181,15 @@ class Replica {
   OpNumber durable_op() const { return durable_op_; }
   OpNumber checkpoint_op() const { return checkpoint_ ? checkpoint_->op : OpNumber(0); }
   ConfigEpoch epoch() const { return epoch_; }
+  // The op of the reconfiguration that began our epoch (0 in the first).
+  OpNumber epoch_start() const { return epoch_start_; }
   const std::vector<ReplicaId>& members() const { return members_; }
   bool is_member() const;
   bool is_primary() const;
   ReplicaId primary() const;
   bool has_lease() const;
+  // Reads answered under the lease, without a round trip (§6.3).
+  uint64_t lease_reads() const { return lease_reads_; }
   uint64_t now() const { return now_; }
   // The entry at op, if it is still in the in-memory log.
   const Entry* entry(OpNumber op) const;
@@ -283,6 +287,7 @@ class Replica {
   Service& service_;
   Prng prng_;
   uint64_t now_ = 0;
+  uint64_t lease_reads_ = 0;
   bool started_ = false;
 
   // Configuration (§7).
