@@ -70,12 +70,12 @@ void fix_records(std::string& img, uint64_t index, bool relative_lsns) {
     const RecordHeader h = load_record_header(img.data() + at);
     if (h.payload_bytes == 0 && h.lsn.value() == 0 && h.flags == 0 && h.checksum == 0 &&
         h.type == 0 && h.reserved == 0) {
-      at = align_up(at + 1, kSectorBytes);
+      at = align_up(at + 1, kBlockBytes);
       continue;
     }
     if (h.payload_bytes > limits::wal_record_bytes_max ||
         record_bytes(h.payload_bytes) > size - at) {
-      at = align_up(at + 1, kSectorBytes);
+      at = align_up(at + 1, kBlockBytes);
       continue;
     }
     const uint64_t n = record_bytes(h.payload_bytes);
@@ -85,7 +85,7 @@ void fix_records(std::string& img, uint64_t index, bool relative_lsns) {
       store_u32(img.data() + at, record_checksum(std::string_view(img).substr(at, n), index));
     }
     at += n;
-    if ((h.flags & kFlagBatchLast) != 0) at = align_up(at, kSectorBytes);
+    if ((h.flags & kFlagBatchLast) != 0) at = align_up(at, kBlockBytes);
   }
 }
 
@@ -147,7 +147,7 @@ ScanOut checked_scan(std::string_view img, uint64_t index, Lsn first_lsn, bool l
   MAROON_ASSERT(s.records == out.recs.size());
   MAROON_ASSERT(s.next_lsn.value() == first_lsn.value() + s.records);
   MAROON_ASSERT(s.end_offset >= kSegmentHeaderBytes && s.end_offset <= size);
-  MAROON_ASSERT(s.end_offset % kSectorBytes == 0 || s.end_offset == size);
+  MAROON_ASSERT(s.end_offset % kBlockBytes == 0 || s.end_offset == size);
   // Records lie inside the accepted batches.
   MAROON_ASSERT(batch_end_max <= s.end_offset);
   MAROON_ASSERT(s.dirty_end >= s.end_offset && s.dirty_end <= size);
@@ -164,7 +164,7 @@ ScanOut checked_scan(std::string_view img, uint64_t index, Lsn first_lsn, bool l
   if (s.later_batch_offset) {
     const uint64_t at = *s.later_batch_offset;
     MAROON_ASSERT(!s.damage.empty());
-    MAROON_ASSERT(at > s.end_offset && at < s.dirty_end && at % kSectorBytes == 0);
+    MAROON_ASSERT(at > s.end_offset && at < s.dirty_end && at % kBlockBytes == 0);
   }
   return out;
 }
@@ -234,13 +234,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     rest.remove_prefix(std::min<size_t>(8, rest.size()));
     std::string_view body1 = rest;
     if (two) {
-      const size_t cut = std::min<size_t>(rest.size(), kSectorBytes * (knob % 8));
+      const size_t cut = std::min<size_t>(rest.size(), kBlockBytes * (knob % 8));
       body1 = rest.substr(0, cut);
       body2 = rest.substr(cut);
     }
     segs.push_back(make_segment(index, first_lsn, body1, relative_lsns));
   } else if (two && rest.size() > kSegmentHeaderBytes) {
-    const size_t cut = std::min<size_t>(rest.size(), kSectorBytes * (1 + knob % 8));
+    const size_t cut = std::min<size_t>(rest.size(), kBlockBytes * (1 + knob % 8));
     segs.emplace_back(rest.substr(0, cut));
     segs.emplace_back(rest.substr(cut));
   } else {

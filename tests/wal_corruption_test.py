@@ -33,11 +33,11 @@ def main():
         segments = sorted(glob.glob(work + "/data/wal/wal-*.log"))
         assert segments, "no WAL segment found"
         with open(segments[0], "r+b") as f:
-            # Batches start on 512-byte sectors after a one-sector header; each
-            # SET here is its own one-sector batch, so this lands in a record.
-            f.seek(512 * 10 + 30)
+            # Batches start on 4 KiB blocks after a one-block header; each
+            # SET here is its own one-block batch, so this lands in a record.
+            f.seek(4096 * 10 + 30)
             b = f.read(1)
-            f.seek(512 * 10 + 30)
+            f.seek(4096 * 10 + 30)
             f.write(bytes([b[0] ^ 0xFF]))
         try:
             proc = subprocess.run([args.maroon, "dev", "--data-dir", work + "/data",

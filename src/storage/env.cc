@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 #include <cerrno>
 #include <system_error>
 
@@ -184,6 +185,11 @@ Status PosixEnv::create_dirs(const std::string& dir) {
 bool PosixEnv::exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
+}
+
+uint64_t PosixEnv::random64() {
+  std::random_device device;
+  return (uint64_t{device()} << 32) ^ device();
 }
 
 }  // namespace maroon

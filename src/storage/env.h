@@ -55,6 +55,9 @@ class Env {
   // mkdir -p; the new directories are durable when it returns.
   [[nodiscard]] virtual Status create_dirs(const std::string& dir) = 0;
   virtual bool exists(const std::string& path) = 0;
+  // Random bits for what must not be guessable from outside (the WAL's
+  // segment salts). The simulated Env draws them deterministically.
+  virtual uint64_t random64() = 0;
 };
 
 // The real file system. Error messages carry the path and the errno text.
@@ -67,6 +70,7 @@ class PosixEnv final : public Env {
   Status sync_dir(const std::string& dir) override;
   Status create_dirs(const std::string& dir) override;
   bool exists(const std::string& path) override;
+  uint64_t random64() override;  // from the OS (std::random_device)
 };
 
 // The directory part of path ("a/b/c" -> "a/b", "c" -> ".").

@@ -134,7 +134,7 @@ class FaultEnv::FaultFile final : public File {
   std::shared_ptr<Node> node_;
 };
 
-FaultEnv::FaultEnv() : dirs_{".", "/"} {}
+FaultEnv::FaultEnv(uint64_t seed) : dirs_{".", "/"}, random_(seed) {}
 FaultEnv::~FaultEnv() = default;
 
 Result<std::unique_ptr<File>> FaultEnv::open(const std::string& path, bool create) {
@@ -207,6 +207,11 @@ Status FaultEnv::create_dirs(const std::string& dir) {
 bool FaultEnv::exists(const std::string& path) {
   std::lock_guard lock(mu_);
   return live_.contains(path) || dirs_.contains(path);
+}
+
+uint64_t FaultEnv::random64() {
+  std::lock_guard lock(mu_);
+  return random_.next();
 }
 
 void FaultEnv::crash(Prng& prng, bool tear) {

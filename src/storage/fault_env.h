@@ -37,7 +37,8 @@ class FaultEnv final : public Env {
  public:
   static constexpr uint64_t kSectorBytes = 512;
 
-  FaultEnv();
+  // seed: where random64() starts (the same seed, the same salts).
+  explicit FaultEnv(uint64_t seed = 1);
   ~FaultEnv() override;
 
   Result<std::unique_ptr<File>> open(const std::string& path, bool create) override;
@@ -47,6 +48,7 @@ class FaultEnv final : public Env {
   Status sync_dir(const std::string& dir) override;
   Status create_dirs(const std::string& dir) override;
   bool exists(const std::string& path) override;
+  uint64_t random64() override;
 
   // Loses everything not durable. Files opened before stay usable but are
   // detached: nothing they do is visible any more. Pending injected errors
@@ -78,6 +80,7 @@ class FaultEnv final : public Env {
   Injection sync_errors_;
   uint64_t file_syncs_ = 0;
   uint64_t dir_syncs_ = 0;
+  Prng random_;
 };
 
 }  // namespace maroon

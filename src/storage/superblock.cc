@@ -22,7 +22,7 @@ constexpr size_t kSequenceAt = 16;
 constexpr size_t kPayloadBytesAt = 24;
 constexpr size_t kReservedAt = 28;
 static_assert(kReservedAt + 4 == Superblock::kHeaderBytes);
-static_assert(Superblock::kSlotBytes % wal::kSectorBytes == 0);
+static_assert(Superblock::kSlotBytes % wal::kBlockBytes == 0);
 
 // The copy with sequence n lives in slot n % 2: a write always goes to the
 // slot not holding the newest copy.

@@ -8,7 +8,7 @@
 namespace maroon {
 
 using wal::kRecordHeaderBytes;
-using wal::kSectorBytes;
+using wal::kBlockBytes;
 using wal::kSegmentHeaderBytes;
 
 namespace {
@@ -84,7 +84,7 @@ void WalBatch::clear() {
   sealed_ = false;
 }
 
-void WalBatch::seal(Lsn first_lsn, uint64_t segment_index) {
+void WalBatch::seal(Lsn first_lsn, uint64_t checksum_seed) {
   MAROON_ASSERT(!sealed_ && records_ > 0);
   uint64_t lsn = first_lsn.value();
   size_t at = 0;
@@ -98,11 +98,11 @@ void WalBatch::seal(Lsn first_lsn, uint64_t segment_index) {
     wal::store_u64(h + wal::kLsnAt, lsn++);
     h[wal::kFlagsAt] = static_cast<char>(flags);
     wal::store_u32(h + wal::kChecksumAt,
-                   wal::record_checksum(std::string_view(h, n), segment_index));
+                   wal::record_checksum(std::string_view(h, n), checksum_seed));
     at += n;
   }
   MAROON_ASSERT(at == buf_.size());
-  buf_.resize(wal::align_up(buf_.size(), kSectorBytes), '\0');
+  buf_.resize(wal::align_up(buf_.size(), kBlockBytes), '\0');
   sealed_ = true;
 }
 
@@ -117,7 +117,7 @@ std::string Wal::segment_path(uint64_t segment_index) const {
 
 Result<std::unique_ptr<Wal>> Wal::open(Env& env, std::string dir, WalOptions options,
                                        const ReplayFn& replay) {
-  MAROON_ASSERT(options.segment_bytes % kSectorBytes == 0);
+  MAROON_ASSERT(options.segment_bytes % kBlockBytes == 0);
   MAROON_ASSERT(options.segment_bytes >= wal::kSegmentBytesMin);
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   std::unique_ptr<Wal> w(new Wal(env, std::move(dir), options));
@@ -181,7 +181,7 @@ Status Wal::recover(const ReplayFn& replay) {
     }
 
     const bool last = i + 1 == indexes.size();
-    auto scan = wal::scan_segment(source, index, next_lsn, last, replay);
+    auto scan = wal::scan_segment(source, wal::checksum_seed(*header), next_lsn, last, replay);
     if (!scan) return scan.status();
     next_lsn = scan->next_lsn;
     if (scan->dirty_end > scan->end_offset) {
@@ -203,6 +203,7 @@ Status Wal::recover(const ReplayFn& replay) {
     if (last) {
       file_ = std::move(*file);
       segment_index_ = index;
+      checksum_seed_ = wal::checksum_seed(*header);
       write_offset_ = scan->end_offset;
       segment_capacity_bytes_ = *size;
     }
@@ -223,8 +224,9 @@ Status Wal::roll() {
   if (!file) return file.status();
   if (Status s = (*file)->truncate(0); !s) return s;
   if (Status s = (*file)->allocate(options_.segment_bytes); !s) return s;
-  const std::string header =
-      wal::encode_segment_header({.segment_index = index, .first_lsn = last_lsn().next()});
+  const wal::SegmentHeader h{
+      .segment_index = index, .first_lsn = last_lsn().next(), .salt = env_.random64()};
+  const std::string header = wal::encode_segment_header(h);
   if (Status s = (*file)->write_at(0, header); !s) return s;
   // The header and the preallocated size are durable before the name is, so
   // a segment visible under its final name always has a valid header.
@@ -233,6 +235,7 @@ Status Wal::roll() {
   if (Status s = env_.sync_dir(dir_); !s) return s;
   file_ = std::move(*file);
   segment_index_ = index;
+  checksum_seed_ = wal::checksum_seed(h);
   write_offset_ = kSegmentHeaderBytes;
   segment_capacity_bytes_ = options_.segment_bytes;
   return Status::ok();
@@ -248,7 +251,7 @@ Status Wal::fail(Status s) {
 Status Wal::write(WalBatch& batch) {
   if (failed()) return failure_;
   if (batch.empty()) return Status::ok();
-  const uint64_t padded_bytes = wal::align_up(batch.bytes(), kSectorBytes);
+  const uint64_t padded_bytes = wal::align_up(batch.bytes(), kBlockBytes);
   if (padded_bytes > options_.segment_bytes - kSegmentHeaderBytes) {
     return too_large("wal batch of " + std::to_string(batch.bytes()) +
                      " bytes does not fit in a segment of " +
@@ -262,11 +265,11 @@ Status Wal::write(WalBatch& batch) {
   if (write_offset_ + padded_bytes > segment_capacity_bytes_) {
     if (Status s = roll(); !s) return fail(s);
   }
-  MAROON_ASSERT(write_offset_ % kSectorBytes == 0);
+  MAROON_ASSERT(write_offset_ % kBlockBytes == 0);
   MAROON_ASSERT(write_offset_ + padded_bytes <= segment_capacity_bytes_);
 
   const Lsn first_lsn = last_lsn().next();
-  batch.seal(first_lsn, segment_index_);
+  batch.seal(first_lsn, checksum_seed_);
   MAROON_ASSERT(batch.buf_.size() == padded_bytes);
   if (Status s = file_->write_at(write_offset_, batch.buf_); !s) return fail(s);
   if (Status s = file_->sync(); !s) return fail(s);

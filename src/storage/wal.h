@@ -24,8 +24,8 @@
 namespace maroon {
 
 struct WalOptions {
-  // Each segment file is preallocated to this size; a multiple of 512, at
-  // least 1 KiB. A batch larger than a segment's record space is kTooLarge.
+  // Each segment file is preallocated to this size; a multiple of 4 KiB, at
+  // least 8 KiB. A batch larger than a segment's record space is kTooLarge.
   uint64_t segment_bytes = limits::wal_segment_bytes;
 };
 
@@ -36,7 +36,7 @@ class WalBatch {
   // payload must be at most limits::wal_record_bytes_max bytes.
   void add(uint8_t type, std::string_view payload);
   // Encoded size (headers, payloads, alignment) before write pads the batch
-  // to a whole number of sectors.
+  // to a whole number of 4 KiB blocks.
   size_t bytes() const { return buf_.size(); }
   size_t records() const { return records_; }
   bool empty() const { return records_ == 0; }
@@ -48,9 +48,10 @@ class WalBatch {
 
  private:
   friend class Wal;
-  // Fills in LSNs (from first_lsn), batch markers and checksums, and pads to a
-  // sector boundary. After sealing, only clear() may be called.
-  void seal(Lsn first_lsn, uint64_t segment_index);
+  // Fills in LSNs (from first_lsn), batch markers and checksums (with the
+  // segment's seed), and pads to a block boundary. After sealing, only
+  // clear() may be called.
+  void seal(Lsn first_lsn, uint64_t checksum_seed);
 
   std::string buf_;
   size_t records_ = 0;
@@ -101,6 +102,7 @@ class Wal {
   const WalOptions options_;
   std::unique_ptr<File> file_;
   uint64_t segment_index_ = 0;
+  uint64_t checksum_seed_ = 0;  // of the segment being appended to
   uint64_t write_offset_ = 0;
   uint64_t segment_capacity_bytes_ = 0;
   Status failure_;

@@ -12,7 +12,8 @@ constexpr size_t kMagicAt = 0;
 constexpr size_t kVersionAt = 8;
 constexpr size_t kSegmentIndexAt = 16;
 constexpr size_t kFirstLsnAt = 24;
-constexpr size_t kHeaderChecksumAt = 32;
+constexpr size_t kSaltAt = 32;
+constexpr size_t kHeaderChecksumAt = 40;
 static_assert(kHeaderChecksumAt + 4 == kSegmentHeaderUsedBytes);
 
 constexpr std::string_view kNamePrefix = "wal-";
@@ -33,9 +34,16 @@ RecordHeader load_record_header(const char* p) {
   return h;
 }
 
-uint32_t record_checksum(std::string_view record, uint64_t segment_index) {
+uint32_t record_checksum(std::string_view record, uint64_t seed) {
   MAROON_ASSERT(record.size() >= kRecordHeaderBytes);
-  return static_cast<uint32_t>(hash64(record.substr(kChecksumAt + 4), segment_index));
+  return static_cast<uint32_t>(hash64(record.substr(kChecksumAt + 4), seed));
+}
+
+uint64_t checksum_seed(const SegmentHeader& header) {
+  char bytes[16];
+  store_u64(bytes, header.segment_index);
+  store_u64(bytes + 8, header.salt);
+  return hash64(std::string_view(bytes, sizeof bytes), 0);
 }
 
 std::string encode_segment_header(const SegmentHeader& header) {
@@ -44,6 +52,7 @@ std::string encode_segment_header(const SegmentHeader& header) {
   store_u32(out.data() + kVersionAt, kFormatVersion);
   store_u64(out.data() + kSegmentIndexAt, header.segment_index);
   store_u64(out.data() + kFirstLsnAt, header.first_lsn.value());
+  store_u64(out.data() + kSaltAt, header.salt);
   store_u32(out.data() + kHeaderChecksumAt,
             checksum32(std::string_view(out).substr(0, kHeaderChecksumAt)));
   return out;
@@ -60,11 +69,15 @@ Result<SegmentHeader> decode_segment_header(std::string_view bytes) {
   }
   const uint32_t version = load_u32(bytes.data() + kVersionAt);
   if (version != kFormatVersion) {
-    return corruption("unsupported segment format version " + std::to_string(version));
+    return corruption("unsupported segment format version " + std::to_string(version) +
+                      (version == 1 ? " (from a build before salted record checksums and 4 KiB "
+                                      "batches; start with a fresh data directory)"
+                                    : ""));
   }
   SegmentHeader h;
   h.segment_index = load_u64(bytes.data() + kSegmentIndexAt);
   h.first_lsn = Lsn(load_u64(bytes.data() + kFirstLsnAt));
+  h.salt = load_u64(bytes.data() + kSaltAt);
   if (h.first_lsn == Lsn(0)) return corruption("segment header has first lsn 0");
   return h;
 }

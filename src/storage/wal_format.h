@@ -16,20 +16,22 @@
 
 namespace maroon::wal {
 
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr std::string_view kSegmentMagic = "MAROONWL";
 
-// Batches start on sector boundaries, so writing a batch never rewrites a
-// sector that holds an earlier, already-synced batch: a torn write can only
-// damage the batch being written.
-inline constexpr uint64_t kSectorBytes = 512;
+// Batches start on 4 KiB boundaries, so writing a batch never rewrites a
+// block that holds an earlier, already-synced batch: a torn write can only
+// damage the batch being written. 4 KiB, not a 512-byte sector, because
+// the page cache writes back whole pages and many disks' atomic unit is
+// 4 KiB: a torn page could otherwise damage an acknowledged batch sharing it.
+inline constexpr uint64_t kBlockBytes = 4096;
 // LSNs start at 1 and stay below this: at a billion records a second it is
 // 146 years away, and with it the arithmetic on a header's first_lsn (plus
 // at most a segment's worth of records) cannot wrap.
 inline constexpr uint64_t kLsnMax = uint64_t{1} << 62;
-// The segment header fills the first sector; records start after it.
-inline constexpr uint64_t kSegmentHeaderBytes = kSectorBytes;
-inline constexpr size_t kSegmentHeaderUsedBytes = 36;
+// The segment header fills the first block; records start after it.
+inline constexpr uint64_t kSegmentHeaderBytes = kBlockBytes;
+inline constexpr size_t kSegmentHeaderUsedBytes = 44;
 
 inline constexpr size_t kRecordHeaderBytes = 20;
 // Records start on 8-byte boundaries so header fields are naturally aligned.
@@ -39,12 +41,12 @@ inline constexpr uint8_t kFlagBatchFirst = 1;
 inline constexpr uint8_t kFlagBatchLast = 2;
 inline constexpr uint8_t kFlagsKnown = kFlagBatchFirst | kFlagBatchLast;
 
-inline constexpr uint64_t kSegmentBytesMin = kSegmentHeaderBytes + kSectorBytes;
+inline constexpr uint64_t kSegmentBytesMin = kSegmentHeaderBytes + kBlockBytes;
 
 static_assert(kSegmentHeaderUsedBytes <= kSegmentHeaderBytes);
-static_assert(limits::wal_segment_bytes % kSectorBytes == 0);
+static_assert(limits::wal_segment_bytes % kBlockBytes == 0);
 static_assert(limits::wal_record_bytes_max <= UINT32_MAX - kRecordHeaderBytes - kRecordAlignBytes);
-static_assert(kSectorBytes % kRecordAlignBytes == 0);
+static_assert(kBlockBytes % kRecordAlignBytes == 0);
 
 constexpr uint64_t align_up(uint64_t n, uint64_t alignment) {
   return (n + alignment - 1) / alignment * alignment;
@@ -93,14 +95,23 @@ struct RecordHeader {
 RecordHeader load_record_header(const char* p);
 
 // The checksum of one record: xxh3-64 of everything after the checksum field
-// (rest of header, payload, padding), seeded with the segment index so a
-// record copied into another segment does not verify; low 32 bits.
-uint32_t record_checksum(std::string_view record, uint64_t segment_index);
+// (rest of header, payload, padding), seeded with the segment's checksum
+// seed (below); low 32 bits.
+uint32_t record_checksum(std::string_view record, uint64_t seed);
 
 struct SegmentHeader {
   uint64_t segment_index = 0;
   Lsn first_lsn;  // the LSN the segment's first record has (or would have)
+  // Random, drawn when the segment is created. Records are checksummed
+  // with a seed derived from it, so bytes a client chose (a value holding
+  // well-formed records) never verify as records: whoever wrote them could
+  // not know the salt. Never printed or logged.
+  uint64_t salt = 0;
 };
+
+// The seed of a segment's record checksums: from its index (a record copied
+// into another segment does not verify) and its salt.
+uint64_t checksum_seed(const SegmentHeader& header);
 
 // Exactly kSegmentHeaderBytes bytes.
 std::string encode_segment_header(const SegmentHeader& header);

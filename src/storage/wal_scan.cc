@@ -58,7 +58,7 @@ struct BatchParse {
 // Parses the batch starting at pos. With exact, its first LSN must be lsn;
 // otherwise at least lsn (looking for a batch after damage). On success the
 // whole batch is in source's window: source.read(pos, end - pos) is free.
-Result<BatchParse> parse_batch(SegmentSource& source, uint64_t pos, uint64_t segment_index, Lsn lsn,
+Result<BatchParse> parse_batch(SegmentSource& source, uint64_t pos, uint64_t seed, Lsn lsn,
                                bool exact) {
   BatchParse r;
   Lsn expected = lsn;
@@ -84,7 +84,7 @@ Result<BatchParse> parse_batch(SegmentSource& source, uint64_t pos, uint64_t seg
     }
     auto batch = source.read(pos, at - pos + n);
     if (!batch) return batch.status();
-    if (h.checksum != record_checksum(batch->substr(at - pos), segment_index)) {
+    if (h.checksum != record_checksum(batch->substr(at - pos), seed)) {
       r.error = "record checksum mismatch";
       return r;
     }
@@ -130,7 +130,7 @@ Result<bool> may_start_batch(SegmentSource& source, uint64_t pos, Lsn lsn) {
 
 }  // namespace
 
-Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t segment_index, Lsn first_lsn,
+Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, Lsn first_lsn,
                                  bool last, const ReplayFn& replay) {
   const uint64_t size = source.size();
   MAROON_ASSERT(size >= kSegmentHeaderBytes);
@@ -143,7 +143,7 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t segment_index, 
     // No valid record header is all zero (its LSN is at least 1), so zeros
     // mean the preallocated space after the last batch, or a lost sector.
     if (all_zero(*head)) break;
-    auto batch = parse_batch(source, pos, segment_index, lsn, /*exact=*/true);
+    auto batch = parse_batch(source, pos, checksum_seed, lsn, /*exact=*/true);
     if (!batch) return batch.status();
     if (!batch->complete) {
       scan.damage_offset = batch->bad_offset;
@@ -162,7 +162,7 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t segment_index, 
     }
     scan.records += batch->records;
     lsn = Lsn(lsn.value() + batch->records);
-    pos = std::min<uint64_t>(align_up(batch->end, kSectorBytes), size);
+    pos = std::min<uint64_t>(align_up(batch->end, kBlockBytes), size);
   }
   scan.next_lsn = lsn;
   scan.end_offset = pos;
@@ -182,11 +182,11 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t segment_index, 
     scan.damage_offset = *first;
     scan.damage = "unexpected bytes after the last record";
   }
-  for (uint64_t at = pos + kSectorBytes; at < scan.dirty_end; at += kSectorBytes) {
+  for (uint64_t at = pos + kBlockBytes; at < scan.dirty_end; at += kBlockBytes) {
     auto maybe = may_start_batch(source, at, lsn);
     if (!maybe) return maybe.status();
     if (!*maybe) continue;
-    auto batch = parse_batch(source, at, segment_index, lsn, /*exact=*/false);
+    auto batch = parse_batch(source, at, checksum_seed, lsn, /*exact=*/false);
     if (!batch) return batch.status();
     if (batch->complete) {
       scan.later_batch_offset = at;

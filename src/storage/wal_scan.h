@@ -48,7 +48,7 @@ struct SegmentScan {
   uint64_t records = 0;
   // The LSN the next appended record gets.
   Lsn next_lsn;
-  // Just past the last complete batch, on a sector boundary: appends go here.
+  // Just past the last complete batch, on a block boundary: appends go here.
   uint64_t end_offset = 0;
   // Nonzero bytes lie in [end_offset, dirty_end); equal when the tail is clean.
   uint64_t dirty_end = 0;
@@ -59,13 +59,14 @@ struct SegmentScan {
   std::optional<uint64_t> later_batch_offset;
 };
 
-// source is the whole segment file; its header must already be verified.
+// source is the whole segment file; its header must already be verified, and
+// checksum_seed is wal::checksum_seed of it.
 // Replays every record of every complete batch from the start, expecting the
 // first to have first_lsn. Only in the last segment is the space after the
 // last batch examined (dirty_end, damage, later_batch_offset): in earlier
 // segments lost batches show up as an LSN gap at the next segment's header.
 // Fails only with a Status from replay or from source.
-Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t segment_index, Lsn first_lsn,
+Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, Lsn first_lsn,
                                  bool last, const ReplayFn& replay);
 
 }  // namespace wal

@@ -4,6 +4,7 @@
 #include <rapidcheck.h>
 #include <stdlib.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "storage/fault_env.h"
@@ -85,7 +86,7 @@ std::vector<std::string> segment_names(Env& env) {
   return out;
 }
 
-constexpr WalOptions kSmallSegments{.segment_bytes = 4096};
+constexpr WalOptions kSmallSegments{.segment_bytes = 8 * wal::kBlockBytes};
 
 class WalTest : public ::testing::Test {
  protected:
@@ -118,7 +119,7 @@ TEST_F(WalTest, RoundTripsBatches) {
     for (const Batch& b : batches) ASSERT_TRUE(write_batch(*wal, b).is_ok());
     EXPECT_EQ(wal->last_lsn(), Lsn(8));
     EXPECT_EQ(wal->syncs(), 3u);
-    EXPECT_EQ(wal->bytes_written(), 3 * wal::kSectorBytes);
+    EXPECT_EQ(wal->bytes_written(), 3 * wal::kBlockBytes);
   }
   auto wal = open();
   ASSERT_TRUE(wal);
@@ -436,10 +437,62 @@ TEST_F(WalTest, DamagedEarlierBatchFollowedByValidBatchIsCorruption) {
     EXPECT_EQ(read_file(env_, path), original);
   }
   // A lost (zeroed) sector in the middle is caught the same way.
-  overwrite(env_, path, second_start, std::string(wal::kSectorBytes, '\0'));
+  overwrite(env_, path, second_start, std::string(wal::kBlockBytes, '\0'));
   auto wal = open_wal(env_, replayed_, kSmallSegments);
   ASSERT_FALSE(wal.is_ok());
   EXPECT_EQ(wal.status().code(), Code::kCorruption);
+}
+
+// A client's value can hold bytes shaped like WAL records. Had record
+// checksums been seeded with something a client can guess (the segment
+// index alone, as in format 1), a value of well-formed one-record batches at
+// every block boundary, with the first block of its own batch lost to a
+// power cut, looked like "damage followed by a valid batch": the node refused
+// to start, and since every node of a cluster writes the same records, one
+// power event could stop a majority. The salt in the segment header makes
+// such bytes unforgeable: the damaged batch is a torn tail and the node
+// starts with every batch before it.
+TEST_F(WalTest, RecordsForgedInsideAValueNeverPassForALaterBatch) {
+  const Batch first = make_batch(prng_, 2, 50);
+  for (const uint64_t guessed_seed :
+       {uint64_t{1}, wal::checksum_seed({.segment_index = 1, .first_lsn = Lsn(1), .salt = 0})}) {
+    SCOPED_TRACE(guessed_seed);
+    if (auto names = env_.list_dir("wal")) {
+      for (const std::string& name : *names) ASSERT_TRUE(env_.remove("wal/" + name).is_ok());
+    }
+    const uint64_t value_bytes = 3 * wal::kBlockBytes;
+    const uint64_t value_at =
+        wal::kSegmentHeaderBytes + wal::kBlockBytes + wal::kRecordHeaderBytes;
+    // One forged record at every block boundary the value covers: batch-first
+    // and batch-last, the next LSNs, checksummed with the guessed seed.
+    std::string value(value_bytes, 'v');
+    uint64_t lsn = 4;
+    for (uint64_t block = wal::align_up(value_at, wal::kBlockBytes);
+         block + wal::record_bytes(4) <= value_at + value_bytes; block += wal::kBlockBytes) {
+      char* r = value.data() + (block - value_at);
+      std::memset(r, 0, wal::record_bytes(4));
+      wal::store_u32(r + wal::kPayloadBytesAt, 4);
+      wal::store_u64(r + wal::kLsnAt, lsn++);
+      r[wal::kFlagsAt] = static_cast<char>(wal::kFlagBatchFirst | wal::kFlagBatchLast);
+      std::memcpy(r + wal::kRecordHeaderBytes, "evil", 4);
+      wal::store_u32(r, wal::record_checksum(std::string_view(r, wal::record_bytes(4)),
+                                             guessed_seed));
+    }
+    {
+      auto wal = open(WalOptions{.segment_bytes = 16 * wal::kBlockBytes});
+      ASSERT_TRUE(wal);
+      ASSERT_TRUE(write_batch(*wal, first).is_ok());
+      ASSERT_EQ(wal->bytes_written(), wal::kBlockBytes);
+      ASSERT_TRUE(write_batch(*wal, {{7, value}}).is_ok());
+    }
+    // A power cut while that batch was written: its first block never landed.
+    overwrite(env_, "wal/wal-00000001.log", wal::kSegmentHeaderBytes + wal::kBlockBytes,
+              std::string(wal::kBlockBytes, '\0'));
+    auto wal = open(WalOptions{.segment_bytes = 16 * wal::kBlockBytes});
+    ASSERT_TRUE(wal) << "forged records inside a value were taken for a later batch";
+    EXPECT_EQ(replayed_, first);
+    EXPECT_EQ(wal->last_lsn(), Lsn(2));
+  }
 }
 
 TEST_F(WalTest, DamageInAnEarlierSegmentIsCorruptionEvenAtItsEnd) {
@@ -459,11 +512,11 @@ TEST_F(WalTest, DamageInAnEarlierSegmentIsCorruptionEvenAtItsEnd) {
   const std::string image = read_file(env_, path);
   uint64_t last_start = wal::kSegmentHeaderBytes;
   for (uint64_t at = wal::kSegmentHeaderBytes; at + wal::kRecordHeaderBytes <= image.size();
-       at += wal::kSectorBytes) {
+       at += wal::kBlockBytes) {
     if (image[at + wal::kFlagsAt] & wal::kFlagBatchFirst) last_start = at;
   }
   ASSERT_LT(last_start, last_offset_in_first);
-  const std::string original = image.substr(last_start, wal::kSectorBytes);
+  const std::string original = image.substr(last_start, wal::kBlockBytes);
   overwrite(env_, path, last_start + 25, "X");
   auto wal = open_wal(env_, replayed_, kSmallSegments);
   ASSERT_FALSE(wal.is_ok());
@@ -474,7 +527,7 @@ TEST_F(WalTest, DamageInAnEarlierSegmentIsCorruptionEvenAtItsEnd) {
 
   // A lost last sector looks like a clean end of segment 1; segment 2's
   // header says which LSN had to come next.
-  overwrite(env_, path, last_start, std::string(wal::kSectorBytes, '\0'));
+  overwrite(env_, path, last_start, std::string(wal::kBlockBytes, '\0'));
   wal = open_wal(env_, replayed_, kSmallSegments);
   ASSERT_FALSE(wal.is_ok());
   EXPECT_EQ(wal.status().code(), Code::kCorruption);
@@ -532,7 +585,7 @@ TEST(WalFormat, SegmentHeaderRoundTripsAndRejectsDamage) {
 std::optional<std::string> crash_recovery_case(uint64_t seed) {
   Prng prng(seed);
   // Segments of 3..8 sectors: the largest batch (3 x 200 bytes) still fits.
-  const WalOptions options{.segment_bytes = (3 + prng.below(6)) * wal::kSectorBytes};
+  const WalOptions options{.segment_bytes = (3 + prng.below(6)) * wal::kBlockBytes};
   const size_t payload_max = 1 + prng.below(200);
   auto random_batch = [&] { return make_batch(prng, 1 + prng.below(3), payload_max); };
 
