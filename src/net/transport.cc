@@ -70,6 +70,9 @@ struct Transport::Link : std::enable_shared_from_this<Link> {
   bool closed = false;
   bool write_active = false;
   bool flush_scheduled = false;
+  // Reads are paused (set_reads_paused) and this link, up, has no read
+  // outstanding: resuming starts one.
+  bool read_parked = false;
 };
 
 // One connect() target: owns the redial timer and backoff, and points at the
@@ -301,7 +304,28 @@ void Transport::on_read(const std::shared_ptr<Link>& link, size_t bytes) {
     }
     if (l.closed) return;
   }
+  if (reads_paused_ && l.state == Link::State::kUp) {
+    l.read_parked = true;
+    return;
+  }
   read(link);
+}
+
+void Transport::set_reads_paused(bool paused) {
+  if (paused == reads_paused_) return;
+  reads_paused_ = paused;
+  if (paused) {
+    counters_.read_pauses++;
+    return;
+  }
+  std::vector<std::shared_ptr<Link>> parked;
+  for (const auto& [raw, link] : links_) {
+    if (link->read_parked) parked.push_back(link);
+  }
+  for (const std::shared_ptr<Link>& link : parked) {
+    link->read_parked = false;
+    if (!link->closed) read(link);
+  }
 }
 
 void Transport::on_hello(Link& l, std::string_view payload) {

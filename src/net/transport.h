@@ -43,6 +43,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "net/peer_hello.h"
@@ -85,6 +86,7 @@ class Transport {
     uint64_t links_refused = 0;    // wrong version, cluster or peer id; too many links
     uint64_t protocol_errors = 0;  // bad frame or hello, handshake timeout
     uint64_t reconnects = 0;       // dial attempts after the first, per peer
+    uint64_t read_pauses = 0;      // set_reads_paused(true) calls that paused
   };
 
   Transport(boost::asio::io_context& io, TransportOptions options, FrameHandler on_frame,
@@ -107,6 +109,14 @@ class Transport {
   // protocol::kFramePayloadBytesMax, or the frame would take the link's
   // queue past send_queue_bytes_max. Never blocks, never throws.
   bool send(PeerKind kind, uint64_t peer_id, uint8_t type, std::string_view payload);
+
+  // Backpressure on what peers send: while paused, no link that is up starts
+  // another read once it has handed on the frames of the read it had (so at
+  // most one read's worth arrives after the pause); handshakes go on. The
+  // kernel's socket buffers then fill and TCP slows the senders. Resuming
+  // restarts the reads.
+  void set_reads_paused(bool paused);
+  bool reads_paused() const { return reads_paused_; }
 
   // Bytes queued and not yet written (for metrics and backpressure).
   size_t queued_bytes(PeerKind kind, uint64_t peer_id) const;
@@ -154,6 +164,7 @@ class Transport {
   boost::asio::steady_timer accept_retry_;
   uint16_t bound_port_ = 0;
   bool closed_ = false;
+  bool reads_paused_ = false;
   // Every open link, outbound and inbound, in handshake or up.
   std::unordered_map<Link*, std::shared_ptr<Link>> links_;
   size_t inbound_count_ = 0;                                       // inbound links in links_

@@ -111,6 +111,9 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
       net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to peers and gateways")),
+      peer_reads_paused_(registry_.gauge(
+          "maroon_peer_reads_paused",
+          "1 while reads from peers and gateways wait for the WAL to catch up")),
       retained_bytes_(registry_.gauge("maroon_retained_bytes", "Executed txs kept for lagging peers")),
       quorum_metrics_(registry_) {
   if (options_.env == nullptr) {
@@ -420,7 +423,24 @@ void Driver::on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type,
     spdlog::warn("dropped a frame from {} {}: {}", net::peer_kind_name(kind), peer,
                  bad.to_string());
   }
+  // What the frame made the node write joins the next WAL write now, so the
+  // backpressure below sees it.
+  host_.drain();
+  apply_backpressure();
   schedule_flush();
+}
+
+void Driver::apply_backpressure() {
+  // Records keep arriving from peers and gateways while a write is in
+  // flight; they wait for the next one. Once a batch's worth waits, reads
+  // from peers and gateways stop until the write completes and takes it
+  // (TCP then slows the senders), so one write stays bounded (a batch's
+  // worth plus what one read brought) however slow the disk.
+  if (!node_net_) return;
+  const bool over = host_.pending_bytes() >= limits::wal_batch_bytes_max;
+  if (over == node_net_->reads_paused()) return;
+  node_net_->set_reads_paused(over);
+  peer_reads_paused_.set(over ? 1 : 0);
 }
 
 void Driver::on_gateway_frame(uint64_t node, uint8_t type, std::string_view payload) {
@@ -500,6 +520,7 @@ void Driver::on_batch_written(const Status& status, uint64_t last_seq, uint64_t 
     flush();
   });
   pump();
+  apply_backpressure();
   schedule_flush();
 }
 

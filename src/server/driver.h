@@ -117,6 +117,9 @@ class Driver final : public Engine {
   size_t pending_bytes() const;
   void check_fault();
   void schedule_flush();
+  // Pauses reads from peers and gateways while a WAL batch's worth of
+  // records waits for the write in flight; resumes them once it does not.
+  void apply_backpressure();
   void flush();
   void on_batch_written(const Status& status, uint64_t last_seq, uint64_t micros);
   void fail_writes(const Status& status);
@@ -193,6 +196,7 @@ class Driver final : public Engine {
   Gauge& committed_epoch_;
   Gauge& epochs_waiting_;
   Gauge& net_queued_bytes_;
+  Gauge& peer_reads_paused_;
   Gauge& retained_bytes_;
   QuorumMetrics quorum_metrics_;
 };

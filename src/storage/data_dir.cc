@@ -76,7 +76,12 @@ Status DataDir::write(std::vector<WriteStep>& steps, size_t* steps_done) {
   if (steps_done != nullptr) *steps_done = 0;
   for (WriteStep& step : steps) {
     if (!step.batch->empty()) {
-      if (Status s = wal_->write(*step.batch); !s) return s;
+      Status s = wal_->write(*step.batch);
+      // Batches are cut at wal_batch_bytes_max (host/durability_order.h),
+      // which with one record more fits any segment (limits.h): a batch too
+      // large is a bug of the caller, never a disk's failure.
+      MAROON_ASSERT_MSG(s.code() != Code::kTooLarge, s.message().c_str());
+      if (!s) return s;
     }
     if (step.state) {
       if (Status s = superblock_->write(encode_identity(node_id_, data_id_, *step.state)); !s) {

@@ -259,7 +259,8 @@ Status Wal::write(WalBatch& batch) {
   }
   // Reachable only from a crafted segment header (see wal::kLsnMax).
   if (last_lsn().value() + batch.records() >= wal::kLsnMax) {
-    return too_large("the WAL's LSN space is exhausted");
+    return corruption("the WAL's LSN space is exhausted (a segment header claims lsn " +
+                      std::to_string(last_lsn().value()) + ")");
   }
   // A batch never straddles segments, so each segment can be verified alone.
   if (write_offset_ + padded_bytes > segment_capacity_bytes_) {

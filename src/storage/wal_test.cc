@@ -723,7 +723,7 @@ TEST_F(WalTest, WriteBeyondTheLsnSpaceIsRefusedNotACrash) {
   batch.add(1, "a");
   batch.add(1, "b");
   Status s = (*wal)->write(batch);
-  EXPECT_EQ(s.code(), Code::kTooLarge);
+  EXPECT_EQ(s.code(), Code::kCorruption);
 }
 
 }  // namespace
