@@ -29,6 +29,13 @@ class File {
   [[nodiscard]] virtual Status read_at(uint64_t offset, size_t n, std::string& out) = 0;
   // fdatasync: the data written so far, and the size, survive a crash.
   [[nodiscard]] virtual Status sync() = 0;
+  // For recovery, before reading what a previous process left: sync(), then
+  // drop the file's cached pages so later reads come from the disk. Without
+  // it a restart reads the page cache: pages a killed process wrote but
+  // never synced (durable only by this sync), or, after a failed fsync,
+  // pages Linux marked clean although the disk never got them (no sync makes
+  // those durable; only a read from the disk shows they are not there).
+  [[nodiscard]] virtual Status sync_and_drop_cache() = 0;
   // Reserves space so the file is at least size_bytes long; new bytes read as
   // zero. Preallocation keeps appends from changing metadata or hitting ENOSPC.
   [[nodiscard]] virtual Status allocate(uint64_t size_bytes) = 0;

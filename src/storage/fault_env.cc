@@ -12,6 +12,9 @@ struct FaultEnv::Node {
   // order so a crash consumes the Prng deterministically.
   std::vector<uint64_t> dirty;
   std::vector<bool> is_dirty;
+  // Sectors a failed sync marked clean (linux_failed_sync): `data` shows
+  // them, the disk never got them.
+  std::vector<uint64_t> lost;
 
   void mark_dirty(uint64_t offset, uint64_t n) {
     if (n == 0) return;
@@ -36,6 +39,24 @@ struct FaultEnv::Node {
     }
     dirty.clear();
     is_dirty.clear();
+  }
+
+  // Linux after a failed writeback: the dirty pages count as clean.
+  void mark_dirty_lost() {
+    lost.insert(lost.end(), dirty.begin(), dirty.end());
+    dirty.clear();
+    is_dirty.clear();
+  }
+
+  // Reads go to the disk again: what the cache showed of lost sectors goes.
+  void drop_cache() {
+    for (uint64_t s : lost) {
+      const uint64_t begin = s * kSectorBytes;
+      if (begin >= data.size()) continue;
+      const uint64_t end = std::min<uint64_t>(begin + kSectorBytes, data.size());
+      for (uint64_t i = begin; i < end; i++) data[i] = i < durable.size() ? durable[i] : '\0';
+    }
+    lost.clear();
   }
 
   // The content after a crash: the durable bytes, plus (with tear) a random
@@ -105,9 +126,13 @@ class FaultEnv::FaultFile final : public File {
 
   Status sync() override {
     std::lock_guard lock(env_.mu_);
-    if (Status s = env_.sync_fault(); !s) return s;
-    env_.file_syncs_++;
-    node_->sync();
+    return sync_locked();
+  }
+
+  Status sync_and_drop_cache() override {
+    std::lock_guard lock(env_.mu_);
+    if (Status s = sync_locked(); !s) return s;
+    node_->drop_cache();
     return Status::ok();
   }
 
@@ -130,6 +155,16 @@ class FaultEnv::FaultFile final : public File {
   }
 
  private:
+  Status sync_locked() {
+    if (Status s = env_.sync_fault(); !s) {
+      if (env_.linux_failed_sync_) node_->mark_dirty_lost();
+      return s;
+    }
+    env_.file_syncs_++;
+    node_->sync();
+    return Status::ok();
+  }
+
   FaultEnv& env_;
   std::shared_ptr<Node> node_;
 };
@@ -239,6 +274,11 @@ void FaultEnv::inject_write_errors(uint64_t count, uint64_t after) {
 void FaultEnv::inject_sync_errors(uint64_t count, uint64_t after) {
   std::lock_guard lock(mu_);
   sync_errors_ = {after, count};
+}
+
+void FaultEnv::set_linux_failed_sync(bool on) {
+  std::lock_guard lock(mu_);
+  linux_failed_sync_ = on;
 }
 
 uint64_t FaultEnv::file_syncs() const {

@@ -16,7 +16,14 @@
 // calls (write_at, allocate) or sync calls (File::sync, sync_dir) fail with
 // kIoError "no space left on device". A failed write changes nothing; a failed
 // sync makes nothing durable and leaves the writes pending, so a later crash
-// may persist any subset of them, as after a real failed fsync.
+// may persist any subset of them, as after a real failed fsync. With
+// linux_failed_sync, a failed File::sync instead does what Linux does after a
+// failed writeback: the pages are marked clean though the disk never got
+// them. Reads still see them (the page cache) until sync_and_drop_cache()
+// drops the cache; no later sync makes them durable; a crash loses them.
+//
+// A process that dies without a crash of the machine (kill -9) is modelled by
+// simply reopening: the page cache (data, dirty and lost sectors) stays.
 //
 // Thread-safe (one mutex); deterministic given the same calls and Prng seed.
 #pragma once
@@ -56,6 +63,7 @@ class FaultEnv final : public Env {
   void crash(Prng& prng, bool tear);
   void inject_write_errors(uint64_t count, uint64_t after = 0);
   void inject_sync_errors(uint64_t count, uint64_t after = 0);
+  void set_linux_failed_sync(bool on);
 
   uint64_t file_syncs() const;
   uint64_t dir_syncs() const;
@@ -78,6 +86,7 @@ class FaultEnv final : public Env {
   std::map<std::string, std::shared_ptr<Node>> durable_;
   Injection write_errors_;
   Injection sync_errors_;
+  bool linux_failed_sync_ = false;
   uint64_t file_syncs_ = 0;
   uint64_t dir_syncs_ = 0;
   Prng random_;

@@ -89,8 +89,12 @@ Result<std::unique_ptr<Superblock>> Superblock::open(Env& env, std::string path)
   if (!env.exists(path)) {
     if (Status s = create_file(env, path); !s) return s;
   }
+  // Its name and its content as the disk holds them, not as a killed
+  // process left them in the page cache (see File::sync_and_drop_cache).
+  if (Status s = env.sync_dir(parent_dir(path)); !s) return s;
   auto file = env.open(path, /*create=*/false);
   if (!file) return file.status();
+  if (Status s = (*file)->sync_and_drop_cache(); !s) return s;
   std::string image;
   if (Status s = (*file)->read_at(0, kFileBytes, image); !s) return s;
 

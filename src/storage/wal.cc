@@ -127,6 +127,9 @@ Result<std::unique_ptr<Wal>> Wal::open(Env& env, std::string dir, WalOptions opt
 
 Status Wal::recover(const ReplayFn& replay) {
   if (Status s = env_.create_dirs(dir_); !s) return s;
+  // Recovery acts only on what the disk holds: a segment created or renamed
+  // by a killed process is made durable before anything from it is used.
+  if (Status s = env_.sync_dir(dir_); !s) return s;
   auto names = env_.list_dir(dir_);
   if (!names) return names.status();
 
@@ -159,6 +162,15 @@ Status Wal::recover(const ReplayFn& replay) {
     if (!size) return size.status();
     if (*size < kSegmentHeaderBytes) {
       return corruption(path + " offset 0: segment shorter than its header");
+    }
+    if (i + 1 == indexes.size()) {
+      // The last segment is the only one a killed process may have left
+      // unsynced pages in (a segment is complete and synced before the next
+      // is created). Sync them, so every record replayed below is durable
+      // (replaying it acks it to peers and clients), and drop the cache, so
+      // pages a failed fsync marked clean without writing are read as what
+      // the disk holds (docs/formats/wal.md, "Recovery").
+      if (Status s = (*file)->sync_and_drop_cache(); !s) return s;
     }
     FileSource source(**file, path, *size, buffer);
     auto header_bytes = source.read(0, kSegmentHeaderBytes);

@@ -495,6 +495,82 @@ TEST_F(WalTest, RecordsForgedInsideAValueNeverPassForALaterBatch) {
   }
 }
 
+// A batch whose fdatasync failed, with Linux's semantics (its pages marked
+// clean though the disk never got them), then the process killed: the
+// restart must not replay it from the page cache (it would be acked to
+// peers and clients, and a power failure would then take it away).
+TEST_F(WalTest, AfterAFailedSyncTheRestartReplaysOnlyWhatTheDiskHolds) {
+  const Batch a = make_batch(prng_, 3, 100), b = make_batch(prng_, 2, 100);
+  {
+    auto wal = open();
+    ASSERT_TRUE(wal);
+    ASSERT_TRUE(write_batch(*wal, a).is_ok());
+    env_.set_linux_failed_sync(true);
+    env_.inject_sync_errors(1);
+    EXPECT_FALSE(write_batch(*wal, b).is_ok());
+  }
+  ASSERT_TRUE(open());  // killed; the machine keeps running
+  EXPECT_EQ(replayed_, a) << "replayed a batch the disk does not hold";
+  env_.crash(prng_, true);
+  ASSERT_TRUE(open());
+  EXPECT_EQ(replayed_, a);
+}
+
+// Killed between write and fdatasync (here: the sync failed, the pages stay
+// dirty): whatever the restart replays is durable by then, so a power
+// failure right after it loses none of it.
+TEST_F(WalTest, WhatTheRestartReplaysSurvivesAPowerFailureRightAfter) {
+  const Batch a = make_batch(prng_, 3, 100), b = make_batch(prng_, 2, 100);
+  {
+    auto wal = open();
+    ASSERT_TRUE(wal);
+    ASSERT_TRUE(write_batch(*wal, a).is_ok());
+    env_.inject_sync_errors(1);
+    EXPECT_FALSE(write_batch(*wal, b).is_ok());
+  }
+  ASSERT_TRUE(open());
+  const std::vector<Rec> after_kill = replayed_;
+  EXPECT_EQ(after_kill.size(), a.size() + b.size());
+  env_.crash(prng_, /*tear=*/false);
+  ASSERT_TRUE(open());
+  EXPECT_EQ(replayed_, after_kill) << "the restart replayed records that were not durable";
+}
+
+// Killed between a new segment's rename and the directory fsync: the
+// restart makes the name durable before it appends to the segment, so what
+// it appends there survives a power failure.
+TEST_F(WalTest, ASegmentNamedByAKilledProcessIsDurableBeforeTheRestartAppendsToIt) {
+  {
+    auto wal = open();
+    ASSERT_TRUE(wal);
+    // Fill segment 1, then fail the roll's directory sync (its second sync:
+    // the new segment's own fdatasync goes first).
+    while (true) {
+      const Batch next = make_batch(prng_, 1, 3000);
+      WalBatch probe;
+      for (const Rec& r : next) probe.add(r.type, r.payload);
+      if (wal::kSegmentHeaderBytes + wal->bytes_written() + wal::align_up(probe.bytes(), wal::kBlockBytes) >
+          kSmallSegments.segment_bytes) {
+        env_.inject_sync_errors(1, /*after=*/1);
+        EXPECT_FALSE(wal->write(probe).is_ok());
+        break;
+      }
+      ASSERT_TRUE(wal->write(probe).is_ok());
+    }
+  }
+  auto wal = open();  // killed; the machine keeps running
+  ASSERT_TRUE(wal);
+  ASSERT_EQ(wal->segment_index(), 2u);
+  const std::vector<Rec> before = replayed_;
+  ASSERT_TRUE(write_batch(*wal, {{5, "in segment 2"}}).is_ok());
+  wal.reset();
+  env_.crash(prng_, /*tear=*/true);
+  ASSERT_TRUE(open());
+  std::vector<Rec> expected = before;
+  expected.push_back({5, "in segment 2"});
+  EXPECT_EQ(replayed_, expected) << "a batch acknowledged in a segment whose name was not durable";
+}
+
 TEST_F(WalTest, DamageInAnEarlierSegmentIsCorruptionEvenAtItsEnd) {
   std::vector<Batch> batches;
   uint64_t last_offset_in_first = 0;
