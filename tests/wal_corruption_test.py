@@ -4,7 +4,10 @@
 Writes keys one at a time (so the WAL holds many batches), stops the node,
 flips a byte early in the first segment (later batches are intact, so this
 cannot be a torn tail), and checks that a restart refuses to serve, naming
-the segment file and offset, instead of silently dropping data.
+the segment file and offset, instead of silently dropping data. Then the
+same for a log that lost files: without its segment, or without its
+superblock, the node refuses to start rather than serve an empty store or
+make a new identity over the old log.
 """
 import argparse
 import glob
@@ -39,21 +42,34 @@ def main():
             b = f.read(1)
             f.seek(4096 * 10 + 30)
             f.write(bytes([b[0] ^ 0xFF]))
-        try:
-            proc = subprocess.run([args.maroon, "dev", "--data-dir", work + "/data",
-                                   "--http-port", str(dev.http_port), "--resp-port", str(dev.resp_port),
-                                   "--native-port", str(dev.native_port)],
-                                  capture_output=True, text=True, timeout=20)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("the node started serving a corrupt WAL")
-        out = proc.stdout + proc.stderr
-        assert proc.returncode != 0, "a corrupt WAL was served: " + out
-        errors = [l for l in out.splitlines() if "cannot start" in l]
-        assert errors, "no start error in: " + out
-        assert "corruption" in errors[0], errors[0]
-        assert os.path.basename(segments[0]) in errors[0], "the error must name the segment: " + errors[0]
-        print("wal_corruption_test: refused with: " + errors[0])
-        print("wal_corruption_test: 1 passed, 0 failed")
+        def start_error(what):
+            try:
+                proc = subprocess.run([args.maroon, "dev", "--data-dir", work + "/data",
+                                       "--http-port", str(dev.http_port), "--resp-port", str(dev.resp_port),
+                                       "--native-port", str(dev.native_port)],
+                                      capture_output=True, text=True, timeout=20)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("the node started serving " + what)
+            out = proc.stdout + proc.stderr
+            assert proc.returncode != 0, what + " was served: " + out
+            errors = [l for l in out.splitlines() if "cannot start" in l]
+            assert errors, "no start error in: " + out
+            assert "corruption" in errors[0], errors[0]
+            print("wal_corruption_test: %s refused with: %s" % (what, errors[0]))
+            return errors[0]
+
+        error = start_error("a corrupt WAL")
+        assert os.path.basename(segments[0]) in error, "the error must name the segment: " + error
+        # The segment gone (a lost file, an operator's mistake): before, the
+        # node replayed 0 records and served an empty store.
+        shutil.copy(segments[0], work + "/segment.bak")
+        os.remove(segments[0])
+        assert "the log is missing" in start_error("a missing log")
+        # The superblock gone: before, a new identity was written over the log.
+        shutil.copy(work + "/segment.bak", segments[0])
+        os.remove(work + "/data/superblock")
+        assert "new identity" in start_error("a log without its superblock")
+        print("wal_corruption_test: 3 passed, 0 failed")
         return 0
     except AssertionError as e:
         print("wal_corruption_test FAILED: %s (files in %s)" % (e, work))

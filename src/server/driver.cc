@@ -111,6 +111,8 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
       net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to peers and gateways")),
+      wal_tails_cut_(registry_.counter("maroon_wal_torn_tails_cut_total",
+                                       "Torn WAL tails cut by recovery at start")),
       peer_reads_paused_(registry_.gauge(
           "maroon_peer_reads_paused",
           "1 while reads from peers and gateways wait for the WAL to catch up")),
@@ -178,6 +180,13 @@ Status Driver::start() {
   });
   if (!dir) return dir.status();
   data_dir_ = std::move(dir).value();
+  if (const auto& cut = data_dir_->wal().cut()) {
+    spdlog::warn("WAL recovery cut a torn tail: {} bytes at offset {} of {} ({}); the log ends "
+                 "at lsn {}",
+                 cut->bytes, cut->offset, cut->segment, cut->damage,
+                 data_dir_->wal().last_lsn().value());
+    wal_tails_cut_.inc();
+  }
   replay_stats_.records = counts.records;
   replay_stats_.epochs = counts.epochs;
   replay_stats_.txs = counts.txs;
@@ -626,6 +635,13 @@ void Driver::poll_shutdown() {
     }
     cv_.notify_all();
     if (wal_thread_.joinable()) wal_thread_.join();
+    // Every write has ended: record where the log ends, so the next start
+    // can tell a short or damaged log from a torn write.
+    if (!read_only_ && data_dir_ && !data_dir_->wal().failed()) {
+      if (Status s = data_dir_->mark_clean_shutdown(); !s) {
+        spdlog::warn("could not record the clean shutdown: {}", s.to_string());
+      }
+    }
     auto done = std::move(shutdown_done_);
     done();
     return;

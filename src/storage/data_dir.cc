@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "common/codec.h"
+#include "storage/wal_format.h"
 
 namespace maroon {
 
@@ -10,32 +13,58 @@ namespace {
 
 constexpr size_t kStateBytesMax = 64 * 1024;
 
-std::string encode_identity(uint64_t node_id, uint64_t data_id, std::string_view state) {
-  std::string payload;
-  ByteWriter w(payload);
-  w.u8(DataDir::kDataFormat);
-  w.u64(node_id);
-  w.u64(data_id);
-  w.bytes(state);
-  return payload;
+bool has_segments(Env& env, const std::string& wal_dir) {
+  if (!env.exists(wal_dir)) return false;
+  auto names = env.list_dir(wal_dir);
+  if (!names) return true;  // cannot tell: do not write an identity over it
+  for (const std::string& name : *names) {
+    if (wal::parse_segment_file_name(name)) return true;
+  }
+  return false;
 }
 
 }  // namespace
+
+std::string DataDir::encode_identity() const {
+  std::string payload;
+  ByteWriter w(payload);
+  w.u8(kDataFormat);
+  w.u64(node_id_);
+  w.u64(data_id_);
+  w.u64(wal_first_segment_);
+  w.u64(wal_last_segment_);
+  w.u64(clean_last_lsn_);
+  w.bytes(state_);
+  return payload;
+}
+
+Status DataDir::write_identity() { return superblock_->write(encode_identity()); }
 
 Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o,
                                                const StateFn& on_state,
                                                const RecordFn& on_record) {
   std::unique_ptr<DataDir> d(new DataDir());
   if (Status s = env.create_dirs(o.path); !s) return s;
+  const std::string wal_dir = o.path + "/wal";
   auto superblock = Superblock::open(env, o.path + "/superblock");
   if (!superblock) return superblock.status();
   d->superblock_ = std::move(superblock).value();
   if (!d->superblock_->current()) {
+    // A new directory. Rule: never over an existing log (its superblock was
+    // lost or replaced): a new identity would make it someone else's data,
+    // and what the lost superblock said (views, votes, how far the log
+    // reached) would be forgotten.
+    if (has_segments(env, wal_dir)) {
+      return corruption(fmt::format(
+          "{}: the superblock is missing or empty but {} holds WAL segments; refusing to make "
+          "a new identity over existing data (restore the superblock, or move the directory "
+          "away to start fresh)",
+          o.path, wal_dir));
+    }
     d->node_id_ = o.node_id;
     d->data_id_ = o.fresh_data_id;
-    if (Status s = d->superblock_->write(encode_identity(d->node_id_, d->data_id_, {})); !s) {
-      return s;
-    }
+    d->wal_first_segment_ = 1;
+    if (Status s = d->write_identity(); !s) return s;
   } else {
     ByteReader r(*d->superblock_->current());
     uint8_t format = 0;
@@ -48,28 +77,87 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
                         : ""));
     }
     std::string_view state;
-    if (!r.u64(d->node_id_) || !r.u64(d->data_id_) || !r.bytes(state, kStateBytesMax) ||
-        !r.at_end()) {
+    if (!r.u64(d->node_id_) || !r.u64(d->data_id_) || !r.u64(d->wal_first_segment_) ||
+        !r.u64(d->wal_last_segment_) || !r.u64(d->clean_last_lsn_) ||
+        !r.bytes(state, kStateBytesMax) || !r.at_end() || d->wal_first_segment_ == 0) {
       return corruption(o.path + "/superblock: malformed identity");
     }
+    d->state_ = std::string(state);
     if (d->node_id_ != o.node_id) {
       return invalid_argument(fmt::format(
           "{} holds the data of node {}, not of node {}: check --id and the config's data_dir",
           o.path, d->node_id_, o.node_id));
     }
+    if (Status s = d->check_log_extent(env, wal_dir); !s) return s;
     if (!state.empty()) {
       if (Status s = on_state(state); !s) {
         return Status(s.code(), o.path + "/superblock: " + s.message());
       }
     }
   }
-  auto wal = Wal::open(env, o.path + "/wal", o.wal,
+  WalOptions wal_options = o.wal;
+  wal_options.clean_last_lsn = d->clean_last_lsn_;
+  DataDir* raw = d.get();
+  wal_options.on_roll = [raw](uint64_t index) {
+    // The superblock learns of a segment before any record goes into it, so
+    // a log that lost it is caught at the next start.
+    raw->wal_last_segment_ = std::max(raw->wal_last_segment_, index);
+    return raw->write_identity();
+  };
+  auto wal = Wal::open(env, wal_dir, wal_options,
                        [&](Lsn, uint8_t type, std::string_view payload) {
                          return on_record(type, payload);
                        });
-  if (!wal) return wal.status();
+  if (!wal) return Status(wal.status().code(), wal.status().message());
   d->wal_ = std::move(wal).value();
+  if (d->clean_last_lsn_ != 0) {
+    // From now on a stop is not clean until it says so again.
+    d->clean_last_lsn_ = 0;
+    if (Status s = d->write_identity(); !s) return s;
+  }
   return d;
+}
+
+Status DataDir::check_log_extent(Env& env, const std::string& wal_dir) {
+  std::vector<uint64_t> indexes;
+  if (env.exists(wal_dir)) {
+    auto names = env.list_dir(wal_dir);
+    if (!names) return names.status();
+    for (const std::string& name : *names) {
+      if (auto index = wal::parse_segment_file_name(name)) indexes.push_back(*index);
+    }
+  }
+  std::sort(indexes.begin(), indexes.end());
+  const std::string remedy =
+      "refusing to start rather than serve a truncated state: restore the missing files from "
+      "a backup of this directory (in a cluster, a node whose log is lost rejoins through "
+      "snapshot transfer, which is not built yet)";
+  if (wal_last_segment_ == 0) return Status::ok();  // no segment was ever made
+  if (indexes.empty()) {
+    return corruption(fmt::format("{}: the log is missing (the superblock says it reaches "
+                                  "segment {}); {}",
+                                  wal_dir, wal_last_segment_, remedy));
+  }
+  if (indexes.front() > wal_first_segment_) {
+    return corruption(fmt::format("{}: the log starts at {}, but the superblock says it starts "
+                                  "at {}; {}",
+                                  wal_dir, wal::segment_file_name(indexes.front()),
+                                  wal::segment_file_name(wal_first_segment_), remedy));
+  }
+  if (indexes.back() < wal_last_segment_) {
+    return corruption(fmt::format("{}: the log ends at {}, but the superblock says it reaches "
+                                  "{}: its last writes are missing; {}",
+                                  wal_dir, wal::segment_file_name(indexes.back()),
+                                  wal::segment_file_name(wal_last_segment_), remedy));
+  }
+  return Status::ok();
+}
+
+Status DataDir::mark_clean_shutdown() {
+  MAROON_ASSERT(wal_ && !wal_->failed());
+  clean_last_lsn_ = wal_->last_lsn().value();
+  if (clean_last_lsn_ == 0) return Status::ok();  // nothing to vouch for
+  return write_identity();
 }
 
 Status DataDir::write(std::vector<WriteStep>& steps, size_t* steps_done) {
@@ -84,9 +172,8 @@ Status DataDir::write(std::vector<WriteStep>& steps, size_t* steps_done) {
       if (!s) return s;
     }
     if (step.state) {
-      if (Status s = superblock_->write(encode_identity(node_id_, data_id_, *step.state)); !s) {
-        return s;
-      }
+      state_ = *step.state;
+      if (Status s = write_identity(); !s) return s;
     }
     if (steps_done != nullptr) ++*steps_done;
   }

@@ -44,7 +44,9 @@ struct DataDirOptions {
 
 class DataDir {
  public:
-  // The superblock's format byte. 1 was a build before VR.
+  // The superblock's format byte. 1 was a build before VR, 2 one whose log
+  // entries lacked their epoch and whose superblock did not say how far the
+  // log reaches.
   static constexpr uint8_t kDataFormat = 3;
 
   using StateFn = std::function<Status(std::string_view state)>;
@@ -53,7 +55,10 @@ class DataDir {
   // Opens the directory, creating it if new; hands the durable state (if any
   // was ever written) to on_state, then every WAL record in order to
   // on_record. Refuses a directory of another node or data format with a
-  // message that names the directory.
+  // message that names the directory. Refuses a log shorter than the
+  // superblock says it is (segments missing, or records missing after a
+  // clean shutdown), damage after a clean shutdown, and a new identity over
+  // an existing log (docs/formats.md, "Superblock payload").
   static Result<std::unique_ptr<DataDir>> open(Env& env, const DataDirOptions& options,
                                                const StateFn& on_state,
                                                const RecordFn& on_record);
@@ -62,6 +67,10 @@ class DataDir {
   uint64_t data_id() const { return data_id_; }
   const Wal& wal() const { return *wal_; }
 
+  // After the last write of a clean stop: records the log's last LSN, so the
+  // next start knows exactly where the log must end.
+  [[nodiscard]] Status mark_clean_shutdown();
+
   // Writes the steps in order (see the header). Stops at the first error;
   // the WAL and superblock then refuse every later write (a failed fsync is
   // never retried). `steps_done`, if given, counts the steps fully durable.
@@ -69,9 +78,18 @@ class DataDir {
 
  private:
   DataDir() = default;
+  std::string encode_identity() const;
+  Status write_identity();
+  Status check_log_extent(Env& env, const std::string& wal_dir);
 
   uint64_t node_id_ = 0;
   uint64_t data_id_ = 0;
+  // How far the log reaches, as the superblock records it: its first
+  // segment, and the last segment ever created (0: none yet).
+  uint64_t wal_first_segment_ = 1;
+  uint64_t wal_last_segment_ = 0;
+  uint64_t clean_last_lsn_ = 0;  // nonzero only between a clean stop and the next start
+  std::string state_;            // the sequencer's durable state, as last written
   std::unique_ptr<Superblock> superblock_;
   std::unique_ptr<Wal> wal_;
 };

@@ -145,7 +145,14 @@ Status Wal::recover(const ReplayFn& replay) {
     if (auto index = wal::parse_segment_file_name(name)) indexes.push_back(*index);
   }
   std::sort(indexes.begin(), indexes.end());
-  if (indexes.empty()) return roll();
+  if (indexes.empty()) {
+    if (options_.clean_last_lsn != 0) {
+      return corruption(dir_ + ": no segment, but the log ended at lsn " +
+                        std::to_string(options_.clean_last_lsn) + " at the last clean shutdown");
+    }
+    return roll();
+  }
+  recovered_segments_ = {indexes.front(), indexes.back()};
 
   Lsn next_lsn;
   std::string buffer;
@@ -205,12 +212,19 @@ Status Wal::recover(const ReplayFn& replay) {
         return corruption(where + scan->damage + ", followed by a valid batch at offset " +
                           std::to_string(*scan->later_batch_offset));
       }
+      if (options_.clean_last_lsn != 0) {
+        // Nothing was being written at a clean shutdown: this is damage to
+        // data that was acknowledged, not a torn write.
+        return corruption(where + scan->damage + " after a clean shutdown (the log ended at lsn " +
+                          std::to_string(options_.clean_last_lsn) + ")");
+      }
       // A torn tail: the batch being written when the process died. Zero it
       // rather than truncate, so the segment stays preallocated and a later
       // scan sees clean zeros, never stale records.
       const std::string zeros(scan->dirty_end - scan->end_offset, '\0');
       if (Status s = (*file)->write_at(scan->end_offset, zeros); !s) return s;
       if (Status s = (*file)->sync(); !s) return s;
+      cut_ = WalCut{wal::segment_file_name(index), scan->end_offset, zeros.size(), scan->damage};
     }
     if (last) {
       file_ = std::move(*file);
@@ -222,6 +236,11 @@ Status Wal::recover(const ReplayFn& replay) {
   }
   MAROON_ASSERT(next_lsn.value() >= 1);
   last_lsn_.store(next_lsn.value() - 1, std::memory_order_release);
+  if (options_.clean_last_lsn != 0 && options_.clean_last_lsn != next_lsn.value() - 1) {
+    return corruption(dir_ + ": the log ends at lsn " + std::to_string(next_lsn.value() - 1) +
+                      ", but it ended at lsn " + std::to_string(options_.clean_last_lsn) +
+                      " at the last clean shutdown: records are missing");
+  }
   return Status::ok();
 }
 
@@ -245,6 +264,9 @@ Status Wal::roll() {
   if (Status s = (*file)->sync(); !s) return s;
   if (Status s = env_.rename(temp_path, path); !s) return s;
   if (Status s = env_.sync_dir(dir_); !s) return s;
+  if (options_.on_roll) {
+    if (Status s = options_.on_roll(index); !s) return s;
+  }
   file_ = std::move(*file);
   segment_index_ = index;
   checksum_seed_ = wal::checksum_seed(h);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,23 @@ struct WalOptions {
   // Each segment file is preallocated to this size; a multiple of 4 KiB, at
   // least 8 KiB. A batch larger than a segment's record space is kTooLarge.
   uint64_t segment_bytes = limits::wal_segment_bytes;
+  // The last LSN at a clean shutdown, or 0. Nonzero: the log must end
+  // exactly there, and any damage after its last batch is corruption, not a
+  // torn write (nothing was being written when the process stopped).
+  uint64_t clean_last_lsn = 0;
+  // Called when a new segment is durable under its name, before any record
+  // goes into it (the data directory records how far the log reaches). An
+  // error fails the roll.
+  std::function<Status(uint64_t segment_index)> on_roll;
+};
+
+// What recovery cut from the end of the log: a torn tail (the batch being
+// written when the process died), zeroed.
+struct WalCut {
+  std::string segment;  // file name
+  uint64_t offset = 0;  // first byte cut
+  uint64_t bytes = 0;   // bytes zeroed
+  std::string damage;   // what was wrong at offset
 };
 
 // Records encoded into one contiguous buffer, header space reserved in place,
@@ -86,6 +104,10 @@ class Wal {
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
   // Index of the segment being appended to.
   uint64_t segment_index() const { return segment_index_; }
+  // Indexes of the first and last segments recovery found (0, 0 if none).
+  std::pair<uint64_t, uint64_t> recovered_segments() const { return recovered_segments_; }
+  // The torn tail recovery cut, if it cut one.
+  const std::optional<WalCut>& cut() const { return cut_; }
 
  private:
   Wal(Env& env, std::string dir, WalOptions options);
@@ -102,6 +124,8 @@ class Wal {
   const WalOptions options_;
   std::unique_ptr<File> file_;
   uint64_t segment_index_ = 0;
+  std::pair<uint64_t, uint64_t> recovered_segments_{0, 0};
+  std::optional<WalCut> cut_;
   uint64_t checksum_seed_ = 0;  // of the segment being appended to
   uint64_t write_offset_ = 0;
   uint64_t segment_capacity_bytes_ = 0;

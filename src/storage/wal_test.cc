@@ -86,7 +86,7 @@ std::vector<std::string> segment_names(Env& env) {
   return out;
 }
 
-constexpr WalOptions kSmallSegments{.segment_bytes = 8 * wal::kBlockBytes};
+const WalOptions kSmallSegments{.segment_bytes = 8 * wal::kBlockBytes};
 
 class WalTest : public ::testing::Test {
  protected:
