@@ -54,7 +54,7 @@ def main():
             assert "in use by another maroon process" in out, "unclear refusal: " + out
             assert winner.proc.poll() is None, "the winner exited too; see " + winner.log_path
             # The winner serves, and its data survives a restart.
-            wait_serving(winner)
+            winner.wait_serving()
             conn = Resp(winner.resp_port)
             assert conn.call("SET", "k", "round %d" % round_) == "OK"
             conn.close()
@@ -77,20 +77,6 @@ def main():
             d.kill9()
         if "--keep" not in sys.argv:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def wait_serving(dev, timeout=30.0):
-    import urllib.request
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/v1/status" % dev.http_port, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            pass
-        time.sleep(0.02)
-    raise AssertionError("the winner did not serve")
 
 
 if __name__ == "__main__":

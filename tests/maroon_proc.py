@@ -40,6 +40,10 @@ class Dev:
              "--native-port", str(self.native_port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
+        self.wait_serving(timeout)
+
+    def wait_serving(self, timeout=30.0):
+        """Waits until the process answers /v1/status with 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

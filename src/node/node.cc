@@ -512,8 +512,12 @@ void Node::on_committed(Epoch epoch) {
     set_fault(unavailable(fmt::format(
         "node {} lags too far: it has committed epochs up to {} and the cluster's oldest "
         "retained one is {}; catching up needs a node snapshot, which this build cannot "
-        "transfer yet. Restore this node from a copy of a healthy node's data directory",
-        config_.id.value(), committed_epoch_.value(), epoch.number.value())));
+        "transfer yet (a copy of another node's data directory is refused: it belongs to that "
+        "node). The node stops rather than serve a gap; the others go on while they keep a "
+        "quorum. Restore this node's own directory from a backup newer than epoch {}, or "
+        "replace the node once membership changes exist",
+        config_.id.value(), committed_epoch_.value(), epoch.number.value(),
+        epoch.number.value() - 1)));
     return;
   }
   if (epoch.logical_time_ms < committed_time_ms_) {
