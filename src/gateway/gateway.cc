@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <utility>
 
 #include <fmt/format.h>
@@ -33,6 +34,10 @@ Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
   if (!ready()) {
     request_lease();
     return unavailable("the gateway is leasing a range of tx ids; retry shortly");
+  }
+  if (app == AppId::kSystem ||
+      std::find(config_.apps.begin(), config_.apps.end(), app) == config_.apps.end()) {
+    return invalid_argument(fmt::format("unknown app {}", static_cast<int>(app)));
   }
   if (op.size() > limits::op_bytes_max) {
     return too_large(fmt::format("op is {} bytes; the limit is {}", op.size(), limits::op_bytes_max));

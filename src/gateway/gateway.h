@@ -49,6 +49,10 @@ struct GatewayConfig {
   uint64_t deadline_ticks = 0;
   // One tick in milliseconds; only to word messages (0: they say ticks).
   uint64_t tick_ms = 0;
+  // The apps the cluster's nodes run. A request for another app is refused
+  // before it gets an id: an id the nodes never order would leave a gap in
+  // the range, and every later tx of this gateway would wait behind it.
+  std::vector<AppId> apps{AppId::kKv};
 };
 
 // A result for the client that submitted `token`.

@@ -37,6 +37,23 @@ TEST(Gateway, IdsAreUniqueAndFromTheLeasedRange) {
   }
 }
 
+// Before: a native request for an app the nodes do not run got an id; the
+// nodes dropped it, the gateway resent it for ever, and every later tx of
+// the range waited behind the gap. Now it is refused before an id is used.
+TEST(Gateway, AnUnknownAppIsRefusedBeforeItGetsAnId) {
+  Gateway g = leased(GatewayConfig{}, RangeId(4));
+  for (AppId app : {static_cast<AppId>(7), AppId::kSystem}) {
+    auto r = g.submit(app, "op", 1);
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("unknown app"), std::string::npos);
+  }
+  EXPECT_TRUE(g.take_output().to_nodes.empty()) << "an unknown app's tx went to the nodes";
+  auto id = g.submit(AppId::kKv, "op", 2);
+  ASSERT_TRUE(id.is_ok());
+  EXPECT_EQ(id->offset(), 1u) << "the refused request used an offset";
+}
+
 TEST(Gateway, RollsOverToAFreshRange) {
   GatewayConfig c;
   c.offsets_per_range_max = 2;
