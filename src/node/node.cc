@@ -104,10 +104,6 @@ Status Node::replay(RecordType type, std::string_view payload) {
       if (range.held.beyond(tx->id.offset())) {
         return corruption(fmt::format("tx {} is beyond the held window", tx->id.raw()));
       }
-      if (apps_[static_cast<uint8_t>(tx->app)] == nullptr) {
-        return corruption(fmt::format("tx {} names unknown app {}", tx->id.raw(),
-                                      static_cast<int>(tx->app)));
-      }
       hold(range, tx->id, tx->app, std::move(tx->op), /*durable=*/true);
       advance_durable(it->first, range);
       apply_committed();
@@ -198,8 +194,11 @@ void Node::advance_durable(RangeId id, RangeState& range) {
 void Node::on_tx(GatewayId from, TxMsg msg) {
   MAROON_ASSERT(!replaying_);
   auto it = ranges_.find(msg.id.range());
+  // A tx for an app this node does not run is still held and ordered (it
+  // executes as nothing, below): dropping it would leave a gap its gateway
+  // resends into for ever, and every later tx of the range behind it.
   if (it == ranges_.end() || it->second.owner != from || msg.id.offset() == 0 ||
-      apps_[static_cast<uint8_t>(msg.app)] == nullptr || msg.op.size() > limits::op_bytes_max ||
+      msg.op.size() > limits::op_bytes_max ||
       it->second.held.beyond(msg.id.offset()) || !fault_.is_ok()) {
     counters_.txs_rejected++;
     return;
@@ -345,7 +344,7 @@ void Node::on_push(size_t peer, const TxPush& m) {
     range.pull_served = true;
     if (offset <= range.applied || (range.sealed && offset > range.seal_last) ||
         range.held.beyond(offset) || range.held.contains(offset) ||
-        apps_[static_cast<uint8_t>(tx.app)] == nullptr || tx.op.size() > limits::op_bytes_max) {
+        tx.op.size() > limits::op_bytes_max) {
       continue;
     }
     counters_.txs_pulled++;
@@ -691,9 +690,15 @@ void Node::apply_epoch(const Epoch& epoch) {
       Held held = range.held.take_front();
       TxId id = TxId::make(interval.range, offset);
       StateMachine* app = apps_[static_cast<uint8_t>(held.app)];
-      MAROON_ASSERT(app != nullptr);
       TxContext ctx{.tx_id = id, .epoch = epoch.number, .logical_time_ms = epoch.logical_time_ms};
-      std::string reply = app->apply(ctx, held.op);
+      // A tx for an app no node runs (a faulty gateway sent it) executes as
+      // nothing, the same on every node, with an empty reply.
+      std::string reply;
+      if (app != nullptr) {
+        reply = app->apply(ctx, held.op);
+      } else {
+        counters_.txs_unknown_app++;
+      }
       held_txs_--;
       range.applied = offset;
       counters_.txs_applied++;

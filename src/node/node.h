@@ -72,7 +72,8 @@ struct NodeConfig {
 struct NodeCounters {
   uint64_t txs_received = 0;    // first copies accepted from gateways
   uint64_t txs_duplicate = 0;   // retries of held or executed txs
-  uint64_t txs_rejected = 0;    // unknown range, wrong gateway, unknown app, sealed
+  uint64_t txs_rejected = 0;    // unknown range, wrong gateway, oversize, sealed
+  uint64_t txs_unknown_app = 0; // ordered and executed as nothing: no app of that id here
   uint64_t txs_pulled = 0;      // txs received from peers
   uint64_t txs_served = 0;      // txs sent to peers that pulled them
   uint64_t txs_ordered = 0;     // txs in epochs this node proposed

@@ -192,7 +192,8 @@ TEST(Node, RejectsTxFromAnotherGatewaysRange) {
   RangeId r = h.lease(GatewayId(1));
   h.node.on_tx(GatewayId(2), TxMsg{TxId::make(r, 1), AppId::kKv, "x"});
   h.node.on_tx(GatewayId(1), TxMsg{TxId::make(RangeId(99), 1), AppId::kKv, "x"});
-  h.node.on_tx(GatewayId(1), TxMsg{TxId::make(r, 1), static_cast<AppId>(200), "x"});
+  h.node.on_tx(GatewayId(1),
+               TxMsg{TxId::make(r, 1), AppId::kKv, std::string(limits::op_bytes_max + 1, 'x')});
   h.flush();
   EXPECT_TRUE(h.app.log.empty());
   EXPECT_EQ(h.node.counters().txs_rejected, 3u);
@@ -222,6 +223,36 @@ TEST(Node, EpochHoldsAtMostEpochTxsMax) {
   h.flush();
   EXPECT_EQ(h.app.log.size(), n);
   EXPECT_GE(h.node.applied_epoch().value() - before.value(), 2u);
+}
+
+// Before: a tx naming an app the node does not run was dropped unanswered;
+// its gateway resent it for ever, and the range's later txs (acked by k
+// nodes) were never ordered behind the gap. Now it is held, ordered and
+// executed as nothing, with an empty reply, so the range goes on; a replay
+// of its record does the same instead of refusing the log.
+TEST(Node, ATxForAnUnknownAppExecutesAsNothingAndLeavesNoGap) {
+  Harness h;
+  GatewayId g(1);
+  RangeId r = h.lease(g);
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), static_cast<AppId>(7), "mystery"});
+  h.node.on_tx(g, TxMsg{TxId::make(r, 2), AppId::kKv, "b"});
+  auto sent = h.flush();
+  EXPECT_EQ(of_type<TxAck>(sent).size(), 2u);
+  auto results = of_type<TxResult>(sent);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].id, TxId::make(r, 1));
+  EXPECT_EQ(results[0].reply, "");
+  EXPECT_EQ(results[1].reply, "b#1");
+  EXPECT_EQ(h.app.log, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(h.node.counters().txs_unknown_app, 1u);
+
+  VrSequencer sequencer2;
+  EchoApp app2;
+  Node node2({}, sequencer2);
+  node2.register_app(AppId::kKv, app2);
+  for (const auto& rec : h.wal) ASSERT_TRUE(node2.replay(rec.type, rec.payload).is_ok());
+  EXPECT_EQ(app2.log, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(node2.state_hash(), h.node.state_hash());
 }
 
 TEST(Node, ReplayRebuildsStateAndContinuesIds) {
