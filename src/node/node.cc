@@ -21,6 +21,9 @@ constexpr size_t kHashesKept = 1024;
 constexpr size_t kAdvertRangesMax = 4096;
 // Memory charged per retained tx besides its op bytes.
 constexpr size_t kRetainedOverheadBytes = 64;
+// The most logical time one epoch may add over the one before: a proposer
+// stalled longer (its ticks are caught up only so far anyway) adds no more.
+constexpr uint64_t kLogicalStepMaxMs = 10'000;
 }  // namespace
 
 void encode_tx_record(const TxMsg& tx, std::string& out) {
@@ -429,6 +432,25 @@ void Node::advertise(bool full) {
   for (NodeId peer : peers_) send_peer(peer, m);
 }
 
+uint64_t Node::next_logical_time() const {
+  // Logical time (leases, seals, the apps' clock) never goes backwards, and
+  // advances by the proposer's steady time, not by the wall clock's steps:
+  // a wall clock stepped an hour ahead would otherwise expire and seal
+  // every live range at once, then hold logical time still, so no lease
+  // expired, for an hour once it was stepped back. It follows the wall
+  // clock only by slewing: at most an eighth faster or slower than steady
+  // time (leases tolerate that; docs/cluster.md, "Logical time"). A cluster
+  // whose logical time is still 0 takes the wall clock as it is.
+  if (proposed_time_ms_ == 0) return now_ms_;
+  const uint64_t elapsed =
+      std::min(steady_ms() - std::min(steady_ms(), proposal_steady_ms_), kLogicalStepMaxMs);
+  const uint64_t base = proposed_time_ms_ + elapsed;
+  const uint64_t slew = elapsed / 8;
+  if (now_ms_ > base) return std::min(now_ms_, base + slew);
+  if (now_ms_ < base) return std::max(now_ms_, base - slew);
+  return base;
+}
+
 void Node::propose_epochs() {
   if (replaying_ || !fault_.is_ok()) return;
   take_committed();
@@ -444,11 +466,14 @@ void Node::propose_epochs() {
         range.proposed_expiry_ms = 0;
       }
       proposed_time_ms_ = std::max(proposed_time_ms_, committed_time_ms_);
+      // Time since the last committed epoch counts from when this node saw
+      // it (on its own steady clock: no later than the true time since).
+      proposal_steady_ms_ = committed_seen_steady_ms_;
     }
     Epoch epoch;
     epoch.number = sequencer_.last_proposed().next();
-    // Logical time never goes backwards, whatever the clock does.
-    epoch.logical_time_ms = std::max(proposed_time_ms_, now_ms_);
+    epoch.logical_time_ms = next_logical_time();
+    MAROON_ASSERT(epoch.logical_time_ms >= proposed_time_ms_);
     uint64_t budget = limits::epoch_txs_max;
     for (auto& [id, range] : ranges_) {
       if (budget == 0 || epoch.intervals.size() == limits::epoch_intervals_max) break;
@@ -495,6 +520,7 @@ void Node::propose_epochs() {
     if (epoch.intervals.empty() && epoch.system_ops.empty()) return;
     for (const Interval& i : epoch.intervals) ranges_.at(i.range).ordered = i.last;
     proposed_time_ms_ = epoch.logical_time_ms;
+    proposal_steady_ms_ = steady_ms();
     counters_.epochs_proposed++;
     counters_.txs_ordered += epoch.txs();
     sequencer_.propose(std::move(epoch), out_);
@@ -596,6 +622,7 @@ void Node::on_committed(Epoch epoch) {
   }
   committed_epoch_ = epoch.number;
   committed_time_ms_ = time;
+  committed_seen_steady_ms_ = steady_ms();
   if (!replaying_ && !peers_.empty()) {
     std::string payload;
     encode_epoch(epoch, payload);

@@ -59,6 +59,10 @@ struct NodeConfig {
   // A range whose lease (granted or renewed through an epoch) is older than
   // this, in logical time, is sealed by the proposer. 0: never.
   uint64_t lease_ms = 0;
+  // One tick in milliseconds. Ticks come from the driver's monotonic clock
+  // (caught up after a stall), so ticks × tick_ms is this node's steady
+  // time: logical time advances by it, not by jumps of the wall clock.
+  uint64_t tick_ms = 10;
   // A full offsets advert goes to every peer this often (changes go at once).
   uint64_t advert_ticks = 10;
   // A pull that brought nothing is sent again (to another peer) after this.
@@ -200,6 +204,8 @@ class Node {
   bool replaying_ = true;
   uint64_t now_ms_ = 0;
   uint64_t ticks_ = 0;
+  uint64_t steady_ms() const { return ticks_ * config_.tick_ms; }
+  uint64_t next_logical_time() const;
   uint64_t durable_seq_ = 0;
   Status fault_;
 
@@ -228,6 +234,10 @@ class Node {
   EpochNumber applied_epoch_{0};
   uint64_t applied_time_ms_ = 0;
   uint64_t proposed_time_ms_ = 0;
+  // Steady time (ticks × tick_ms) of this node's last proposal, or of when
+  // it saw the last committed epoch if it has not proposed in this term.
+  uint64_t proposal_steady_ms_ = 0;
+  uint64_t committed_seen_steady_ms_ = 0;
   uint64_t proposer_term_ = UINT64_MAX;
   // (epoch, state hash after it) for the most recent epochs applied.
   std::deque<std::pair<EpochNumber, uint64_t>> hashes_;

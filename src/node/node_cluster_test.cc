@@ -1157,6 +1157,12 @@ TEST(NodeScripted, NewProposerTermContinuesAfterAnEpochThatCommittedMeanwhile) {
   EXPECT_EQ(s.seq.proposed[1].intervals, (std::vector<Interval>{{RangeId(1), 3, 3}}));
 }
 
+// Ticks every kTickMs of wall time up to `to`: the node's steady time
+// (ticks) keeps pace with the wall clock, as with a real driver.
+void tick_until(Node& node, uint64_t& wall, uint64_t to) {
+  while (wall < to) node.tick(wall = std::min(to, wall + kTickMs));
+}
+
 TEST(NodeScripted, SealLostInAViewChangeIsProposedAgain) {
   ScriptedSequencer seq;
   EchoApp app;
@@ -1167,15 +1173,16 @@ TEST(NodeScripted, SealLostInAViewChangeIsProposedAgain) {
   node.finish_replay();
   seq.proposer = true;
   seq.commit(lease_epoch());  // at 1000 ms: the lease runs to 1100 ms
-  node.tick(1050);
+  uint64_t wall = 1000;
+  tick_until(node, wall, 1050);
   EXPECT_TRUE(seq.proposed.empty());
-  node.tick(1101);
+  tick_until(node, wall, 1101);
   ASSERT_EQ(seq.proposed.size(), 1u);
   EXPECT_EQ(seq.proposed[0].system_ops, (std::vector<SystemOp>{SealRange{RangeId(1), 0}}));
-  node.tick(1200);
+  tick_until(node, wall, 1200);
   EXPECT_EQ(seq.proposed.size(), 1u) << "sealed twice in one term";
   seq.new_term();
-  node.tick(1300);
+  tick_until(node, wall, 1300);
   ASSERT_EQ(seq.proposed.size(), 2u);
   EXPECT_EQ(seq.proposed[1].number, EpochNumber(2));
   EXPECT_EQ(seq.proposed[1].system_ops, (std::vector<SystemOp>{SealRange{RangeId(1), 0}}));
@@ -1191,15 +1198,16 @@ TEST(NodeScripted, RenewalReceivedBeforeExpiryWinsOverTheSealInTheSameEpoch) {
   node.finish_replay();
   seq.proposer = true;
   seq.commit(lease_epoch());  // at 1000 ms: the lease runs to 1100 ms
-  node.tick(1050);
+  uint64_t wall = 1000;
+  tick_until(node, wall, 1050);
   // The gateway renews in time, while this node cannot propose (its
   // pipeline is full, say); it can again only after the expiry.
   seq.proposer = false;
-  node.tick(1090);
+  tick_until(node, wall, 1090);
   node.on_renew_lease(RenewLease{kGateway, RangeId(1)});
-  node.tick(1110);
+  tick_until(node, wall, 1110);
   seq.proposer = true;
-  node.tick(1120);
+  tick_until(node, wall, 1120);
   ASSERT_EQ(seq.proposed.size(), 1u);
   EXPECT_EQ(seq.proposed[0].system_ops, (std::vector<SystemOp>{RenewRange{kGateway, RangeId(1)}}))
       << "a range renewed before its expiry is sealed in the epoch that carries the renewal";

@@ -210,7 +210,45 @@ TEST(Node, LogicalTimeNeverGoesBackwards) {
   h.node.tick(500);  // a clock step backwards
   h.node.on_tx(g, TxMsg{TxId::make(r, 2), AppId::kKv, "b"});
   h.flush();
-  EXPECT_EQ(h.app.last_ctx.logical_time_ms, 1000u);
+  // One tick (10 ms of steady time) later: not back, at most a tick on.
+  EXPECT_GE(h.app.last_ctx.logical_time_ms, 1000u);
+  EXPECT_LE(h.app.last_ctx.logical_time_ms, 1010u);
+}
+
+// Before: logical time was max(proposed, wall clock). A wall clock stepped
+// an hour ahead on the proposer expired every live range's lease at once
+// and sealed them, then pinned logical time for the hour after the clock
+// was stepped back, so no lease expired. Now logical time advances by the
+// proposer's steady time (ticks), following the wall clock only by slewing.
+TEST(Node, AWallClockStepNeitherSealsLiveRangesNorPinsLogicalTime) {
+  NodeConfig config;
+  config.lease_ms = 1000;
+  Harness h(config);
+  GatewayId g(1);
+  uint64_t wall = 5'000'000;
+  h.node.tick(wall);
+  RangeId r = h.lease(g);
+  // Five ticks (50 ms) pass; the wall clock says an hour and 50 ms.
+  for (int i = 0; i < 5; i++) h.node.tick(wall += 10);
+  h.node.tick(wall + 3'600'000);
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
+  auto sent = h.flush();
+  EXPECT_TRUE(of_type<RangeSealed>(sent).empty()) << "a live range was sealed by a clock step";
+  EXPECT_EQ(h.app.log, (std::vector<std::string>{"a"}));
+  const uint64_t after_step = h.app.last_ctx.logical_time_ms;
+  EXPECT_LT(after_step, 5'000'000u + 1000) << "logical time jumped with the wall clock";
+  // The wall clock is stepped back. The range is not renewed: its lease
+  // runs out in logical time about as fast as in real time.
+  int ticks = 0;
+  bool sealed = false;
+  while (!sealed && ticks < 1000) {
+    h.node.tick(wall += 10);
+    ticks++;
+    sealed = !of_type<RangeSealed>(h.flush()).empty();
+  }
+  EXPECT_TRUE(sealed) << "no lease expired after the clock was stepped back";
+  EXPECT_LE(ticks, 150) << "the lease of " << config.lease_ms << " ms took " << ticks
+                        << " ticks of 10 ms to run out";
 }
 
 TEST(Node, EpochHoldsAtMostEpochTxsMax) {

@@ -42,6 +42,7 @@ NodeConfig node_config(const DriverOptions& o) {
   c.id = o.cluster->self;
   for (const ClusterMember& m : o.cluster->members) c.members.push_back(m.id);
   c.lease_ms = o.cluster->lease_ms;
+  c.tick_ms = o.tick_ms;
   c.tx_retention_bytes_max = o.cluster->tx_retention_bytes_max;
   return c;
 }
