@@ -30,7 +30,7 @@ failed=0
 aborted=0
 sim_s=0
 totals=()
-kinds=(crashes "kept part of a write" partitions "messages dropped" "delivered stale" reconfigurations "power failures" "nodes lost" "gateway crashes" "fsync failures" "process pauses" "of them gateway pauses" "client evictions")
+kinds=(crashes "kept part of a write" partitions "messages dropped" "delivered stale" reconfigurations "power failures" "nodes lost" "gateway crashes" "fsync failures" "process pauses" "of them gateway pauses" "client evictions" "clock steps")
 start=$(date +%s)
 run_range() {  # a b
   local a=$1 b=$2 out rc

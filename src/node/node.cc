@@ -432,16 +432,16 @@ void Node::advertise(bool full) {
   for (NodeId peer : peers_) send_peer(peer, m);
 }
 
-uint64_t Node::next_logical_time() const {
+uint64_t Node::next_logical_time(EpochNumber number) const {
   // Logical time (leases, seals, the apps' clock) never goes backwards, and
   // advances by the proposer's steady time, not by the wall clock's steps:
   // a wall clock stepped an hour ahead would otherwise expire and seal
   // every live range at once, then hold logical time still, so no lease
   // expired, for an hour once it was stepped back. It follows the wall
   // clock only by slewing: at most an eighth faster or slower than steady
-  // time (leases tolerate that; docs/cluster.md, "Logical time"). A cluster
-  // whose logical time is still 0 takes the wall clock as it is.
-  if (proposed_time_ms_ == 0) return now_ms_;
+  // time (leases tolerate that; docs/cluster.md, "Logical time"). The
+  // cluster's first epoch takes the wall clock as it is.
+  if (number == EpochNumber(1)) return std::max(proposed_time_ms_, now_ms_);
   const uint64_t elapsed =
       std::min(steady_ms() - std::min(steady_ms(), proposal_steady_ms_), kLogicalStepMaxMs);
   const uint64_t base = proposed_time_ms_ + elapsed;
@@ -465,14 +465,15 @@ void Node::propose_epochs() {
         range.sealing = false;
         range.proposed_expiry_ms = 0;
       }
-      proposed_time_ms_ = std::max(proposed_time_ms_, committed_time_ms_);
-      // Time since the last committed epoch counts from when this node saw
-      // it (on its own steady clock: no later than the true time since).
+      // Time goes on from the last committed epoch (this node's own
+      // proposals since were lost), counted from when this node saw it, on
+      // its own steady clock: no more than the true time since.
+      proposed_time_ms_ = committed_time_ms_;
       proposal_steady_ms_ = committed_seen_steady_ms_;
     }
     Epoch epoch;
     epoch.number = sequencer_.last_proposed().next();
-    epoch.logical_time_ms = next_logical_time();
+    epoch.logical_time_ms = next_logical_time(epoch.number);
     MAROON_ASSERT(epoch.logical_time_ms >= proposed_time_ms_);
     uint64_t budget = limits::epoch_txs_max;
     for (auto& [id, range] : ranges_) {

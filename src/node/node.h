@@ -205,7 +205,7 @@ class Node {
   uint64_t now_ms_ = 0;
   uint64_t ticks_ = 0;
   uint64_t steady_ms() const { return ticks_ * config_.tick_ms; }
-  uint64_t next_logical_time() const;
+  uint64_t next_logical_time(EpochNumber number) const;
   uint64_t durable_seq_ = 0;
   Status fault_;
 

@@ -202,8 +202,8 @@ TEST(Node, RejectsTxFromAnotherGatewaysRange) {
 TEST(Node, LogicalTimeNeverGoesBackwards) {
   Harness h;
   GatewayId g(1);
-  RangeId r = h.lease(g);
   h.node.tick(1000);
+  RangeId r = h.lease(g);  // epoch 1 takes the wall clock: 1000
   h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
   h.flush();
   EXPECT_EQ(h.app.last_ctx.logical_time_ms, 1000u);

@@ -251,6 +251,8 @@ class ClusterSimulation {
   void pause_some();
   void lose_node();
   void power_failure();
+  void step_some_clock();
+  void check_logical_time(const TxContext& ctx);
   void crash_and_restart(SimNode& n);
   void heal();
 
@@ -446,6 +448,7 @@ void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::st
                             n.incarnation, tx_name(ctx.tx_id)));
     return;
   }
+  check_logical_time(ctx);
   auto [first, inserted] = applied_anywhere_.try_emplace(raw, AppliedTx{world_.now(), reply});
   if (!inserted && first->second.reply != reply) {
     world_.fail(fmt::format("n{} computed another reply to tx {} than the first node to apply it",
@@ -899,6 +902,7 @@ void ClusterSimulation::schedule_faults() {
   faults_.every(s_.process.pause_every_us, [this] { pause_some(); });
   faults_.every(s_.gateway_crash_every_us, [this] { crash_some_gateway(); });
   faults_.every(s_.power_failure_every_us, [this] { power_failure(); });
+  faults_.every(s_.clock_step_every_us, [this] { step_some_clock(); });
   for (size_t i = 0; i < s_.nodes_lost; i++) {
     world_.at(world_.uniform(0, s_.safety_us - 1), [this] { lose_node(); });
   }
@@ -964,6 +968,33 @@ void ClusterSimulation::crash_and_restart(SimNode& n) {
     SimNode& n = nodes_.at(id.value() - 1);
     if (faults_.on() && !world_.failed()) restart_node(n);
   });
+}
+
+void ClusterSimulation::check_logical_time(const TxContext& ctx) {
+  // Logical time advances by the proposers' steady time (ticks, skewed by
+  // up to 15%), slewing up to an eighth faster toward a wall clock ahead of
+  // it, never by a step of a wall clock: it stays within 3/8 of real time,
+  // plus the first epoch's clock offset. A wall clock stepped ahead must
+  // not carry it along (that expired and sealed every live range at once).
+  const uint64_t real_ms = static_cast<uint64_t>(world_.now() / 1000);
+  const uint64_t bound = real_ms + real_ms * 3 / 8 + s_.clock_offset_max_ms + 250;
+  if (ctx.logical_time_ms > bound) {
+    world_.fail(fmt::format("epoch {} has logical time {} ms at real time {} ms: more than any "
+                            "steady clock allows (a wall clock step carried it)",
+                            ctx.epoch.value(), ctx.logical_time_ms, real_ms));
+  }
+}
+
+void ClusterSimulation::step_some_clock() {
+  // The wall clock only: ticks (the steady clock) go on as before. The
+  // step stays (nothing steps it back but another step), into the liveness
+  // phase too.
+  SimNode& n = nodes_[world_.below(nodes_.size())];
+  const int64_t step_ms = static_cast<int64_t>(60'000 + world_.below(2 * 3'600'000));
+  n.clock_offset_ms += world_.chance(0.5) ? step_ms : -step_ms;
+  stats_.clock_steps++;
+  world_.trace(fmt::format("n{} wall clock stepped to offset {} ms", n.id.value(),
+                           n.clock_offset_ms));
 }
 
 void ClusterSimulation::power_failure() {
@@ -1288,6 +1319,7 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   // checkpoint carries up to 32768 epochs) must still fit in one. FaultEnv
   // materializes a segment's preallocated bytes, so larger ones cost time.
   s.wal_segment_bytes = p.chance(0.5) ? 2 * 1024 * 1024 : 4 * 1024 * 1024;
+  s.clock_step_every_us = p.chance(0.7) ? 0 : static_cast<int64_t>(500'000 + p.below(2'500'000));
   return s;
 }
 
@@ -1301,14 +1333,15 @@ std::string ClusterSettings::describe() const {
   return fmt::format(
       "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; {}; nodes: {}, {} lost for "
       "good; "
-      "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms; lease "
-      "{} ms, renew {} ticks; held window {}, retention {} B, result table {}, pull {}, offsets "
+      "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms, steps "
+      "every {} ms; lease {} ms, renew {} ticks; held window {}, retention {} B, result table {}, pull {}, offsets "
       "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
       "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
       "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
       "transfer {}",
       seed, nodes, gateways, clients, keys, network.describe(), process.describe(), nodes_lost,
-      power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms, lease_ms,
+      power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms,
+      clock_step_every_us / 1000, lease_ms,
       renew_ticks, held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
       pull_txs_max, offsets_per_range_max, advert_ticks, pull_retry_ticks, gateway_retry_ticks,
       result_retry_ticks, lease_retry_ticks, codec_fraction * 100, fsync_failure * 100,

@@ -66,6 +66,9 @@ struct ClusterSettings {
   int64_t gateway_crash_every_us = 0;   // 0 = none
   double gateway_replace_chance = 0.8;  // a crashed gateway is replaced by a new incarnation
   uint64_t clock_offset_max_ms = 0;     // node wall clocks differ by up to this
+  // A node's wall clock is stepped (a bad NTP server, an operator) by a
+  // minute to two hours, ahead or back, this often; 0 = never.
+  int64_t clock_step_every_us = 0;
   // Node and gateway tunings (0: the core's default).
   uint64_t lease_ms = 1000;
   size_t held_txs_per_range_max = 0;
@@ -119,6 +122,7 @@ struct ClusterStats {
   uint64_t fsync_failures = 0;
   uint64_t nodes_lost = 0;
   uint64_t power_failures = 0;
+  uint64_t clock_steps = 0;
   uint64_t gateway_crashes = 0;
   uint64_t ranges_sealed = 0;  // seals delivered to gateways
   uint64_t max_epoch = 0;

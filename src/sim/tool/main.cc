@@ -222,7 +222,7 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> failures{0}, done{0}, sim_us{0}, ops{0};
   // Faults injected, by kind, over the sweep.
   std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
-      pauses{0}, reconfigurations{0}, power_failures{0}, nodes_lost{0}, gateway_crashes{0},
+      pauses{0}, reconfigurations{0}, power_failures{0}, clock_steps{0}, nodes_lost{0}, gateway_crashes{0},
       fsync_failures{0}, gateway_pauses{0}, evictions{0};
   // The faults both simulators inject (sim/network.h, sim/faults.h).
   auto add_shared = [&](const sim::NetworkCounters& n, const sim::FaultCounters& f) {
@@ -250,6 +250,7 @@ int main(int argc, char** argv) {
         ops += r.stats.ops_completed;
         add_shared(r.stats.network, r.stats.faults);
         power_failures += r.stats.power_failures;
+        clock_steps += r.stats.clock_steps;
         nodes_lost += r.stats.nodes_lost;
         gateway_crashes += r.stats.gateway_crashes;
         gateway_pauses += r.stats.gateway_pauses;
@@ -294,9 +295,10 @@ int main(int argc, char** argv) {
       "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
       "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
       "gateway crashes, {} fsync failures, {} process pauses ({} of gateways), {} client "
-      "evictions\n",
+      "evictions, {} clock steps\n",
       crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
       reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
-      fsync_failures.load(), pauses.load(), gateway_pauses.load(), evictions.load());
+      fsync_failures.load(), pauses.load(), gateway_pauses.load(), evictions.load(),
+      clock_steps.load());
   return failures == 0 ? 0 : 1;
 }
