@@ -62,7 +62,16 @@ uint64_t header_first_lsn(std::string_view img) {
 // LSN it should have (one past the previous record's, the header's first_lsn
 // for the first), so a zero field gives a valid sequence and other values
 // perturb it.
+// The checksum seed Wal::open uses for a segment with this image: its
+// header's (index and salt), or, for a header that does not decode (which
+// Wal::open refuses anyway), the index's with no salt.
+uint64_t seed_for(std::string_view img, uint64_t index) {
+  auto h = decode_segment_header(img);
+  return h ? checksum_seed(*h) : checksum_seed(SegmentHeader{.segment_index = index});
+}
+
 void fix_records(std::string& img, uint64_t index, bool relative_lsns) {
+  const uint64_t seed = seed_for(img, index);
   const uint64_t size = img.size();
   uint64_t next_lsn = header_first_lsn(img);
   uint64_t at = kSegmentHeaderBytes;
@@ -82,7 +91,7 @@ void fix_records(std::string& img, uint64_t index, bool relative_lsns) {
     if (relative_lsns) store_u64(img.data() + at + kLsnAt, h.lsn.value() ^ next_lsn);
     next_lsn = load_u64(img.data() + at + kLsnAt) + 1;
     if (h.checksum != kLeaveBroken) {
-      store_u32(img.data() + at, record_checksum(std::string_view(img).substr(at, n), index));
+      store_u32(img.data() + at, record_checksum(std::string_view(img).substr(at, n), seed));
     }
     at += n;
     if ((h.flags & kFlagBatchLast) != 0) at = align_up(at, kBlockBytes);
@@ -135,7 +144,7 @@ ScanOut checked_scan(std::string_view img, uint64_t index, Lsn first_lsn, bool l
     out.recs.push_back({lsn.value(), type, std::string(payload)});
     return Status::ok();
   };
-  out.scan = scan_segment(source, index, first_lsn, last, replay);
+  out.scan = scan_segment(source, seed_for(img, index), first_lsn, last, replay);
   if (!out.scan) {
     // The only failure a memory source allows is the replay function's.
     MAROON_ASSERT(fail_at >= 0 && static_cast<int64_t>(out.recs.size()) == fail_at);
@@ -184,7 +193,7 @@ struct OpenOut {
 OpenOut open_wal(FaultEnv& env) {
   OpenOut out;
   WalOptions options;
-  options.segment_bytes = 4096;
+  options.segment_bytes = kSegmentBytesMin;
   out.wal = Wal::open(env, kDir, options, [&](Lsn lsn, uint8_t type, std::string_view payload) {
     out.recs.push_back({lsn.value(), type, std::string(payload)});
     return Status::ok();
