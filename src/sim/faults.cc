@@ -156,8 +156,9 @@ bool arm_crash_in_next_write(World& world, Disk& disk, double p) {
 }
 
 CrashedWrite crash_disk(World& world, FaultSchedule& faults, Disk& disk, bool keep_part,
-                        const WriteDurable& write) {
+                        const WriteDurable& write, bool kill_only) {
   CrashedWrite c;
+  c.kill_only = kill_only;
   if (keep_part && disk.in_flight) {
     MAROON_ASSERT(disk.dir);
     std::vector<WriteStep>& steps = disk.in_flight->steps;
@@ -178,7 +179,7 @@ CrashedWrite crash_disk(World& world, FaultSchedule& faults, Disk& disk, bool ke
     if (c.kept > 0 || c.torn) faults.counters().partial_writes++;
   }
   faults.counters().crashes++;
-  disk.env->crash(world.prng(), /*tear=*/true);
+  if (!kill_only) disk.env->crash(world.prng(), /*tear=*/true);
   disk.in_flight.reset();
   disk.crash_in_next_write = false;
   disk.dir.reset();

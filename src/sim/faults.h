@@ -147,6 +147,7 @@ bool arm_crash_in_next_write(World& world, Disk& disk, double p);
 struct CrashedWrite {
   size_t kept = 0;    // whole steps of the write in flight that reached the disk
   bool torn = false;  // and the torn sectors of the next
+  bool kill_only = false;  // the machine ran on: its page cache survived
 };
 
 // The disk side of a crash. With keep_part and a write in flight, a random
@@ -154,7 +155,13 @@ struct CrashedWrite {
 // the torn sectors of the next (its sync never returned): none of it was
 // reported durable, so keeping it is as legal as losing it. Then everything
 // not durable is lost. The disk's dir and write are closed.
+//
+// With kill_only the process dies but the machine runs on (kill -9): nothing
+// is lost, the page cache keeps what was written and not synced (and, with
+// the disk's Linux failed-fsync semantics, pages a failed sync marked clean
+// without writing them), and the restart's recovery must make what it reads
+// durable first (docs/formats/wal.md, "Recovery", step 0).
 CrashedWrite crash_disk(World& world, FaultSchedule& faults, Disk& disk, bool keep_part,
-                        const WriteDurable& write);
+                        const WriteDurable& write, bool kill_only = false);
 
 }  // namespace maroon::sim

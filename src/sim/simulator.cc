@@ -188,6 +188,10 @@ Simulation::Node& Simulation::add_node(ReplicaId id) {
 
 void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_members) {
   n.start(world_.now());
+  // Half the incarnations run on a disk with Linux's failed-fsync semantics
+  // (pages a failed sync could not write are marked clean): with a kill
+  // that keeps the page cache, the restart must read past the cache.
+  n.disk.env->set_linux_failed_sync(world_.chance(0.5));
   ReplicaId id = n.id;
   n.service = std::make_unique<KvService>(
       [this, id](const vr::Entry& e, const std::string& result) { on_executed(id, e, result); });
@@ -247,11 +251,13 @@ void Simulation::pause_some() {
 
 void Simulation::crash(Node& n) {
   MAROON_ASSERT(n.up);
-  const CrashedWrite c =
-      crash_disk(world_, faults_, n.disk, s_.crash_keeps_prefix,
-                 [&](std::vector<WriteStep>& steps) { return write_steps(n, steps); });
-  world_.trace(fmt::format("r{} CRASH (keeps {} steps of a write in flight{})", n.id.value(),
-                           c.kept, c.torn ? ", and a torn one" : ""));
+  const CrashedWrite c = crash_disk(
+      world_, faults_, n.disk, s_.crash_keeps_prefix,
+      [&](std::vector<WriteStep>& steps) { return write_steps(n, steps); },
+      /*kill_only=*/world_.chance(0.3));
+  world_.trace(fmt::format("r{} {} (keeps {} steps of a write in flight{})", n.id.value(),
+                           c.kill_only ? "KILLED" : "CRASH", c.kept,
+                           c.torn ? ", and a torn one" : ""));
   n.stop();
   n.host.reset();
   n.sink.reset();
