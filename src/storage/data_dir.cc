@@ -13,14 +13,17 @@ namespace {
 
 constexpr size_t kStateBytesMax = 64 * 1024;
 
-bool has_segments(Env& env, const std::string& wal_dir) {
-  if (!env.exists(wal_dir)) return false;
+// The indexes of the WAL segments in wal_dir, ascending (none if it is absent).
+Result<std::vector<uint64_t>> segment_indexes(Env& env, const std::string& wal_dir) {
+  std::vector<uint64_t> indexes;
+  if (!env.exists(wal_dir)) return indexes;
   auto names = env.list_dir(wal_dir);
-  if (!names) return true;  // cannot tell: do not write an identity over it
+  if (!names) return names.status();
   for (const std::string& name : *names) {
-    if (wal::parse_segment_file_name(name)) return true;
+    if (auto index = wal::parse_segment_file_name(name)) indexes.push_back(*index);
   }
-  return false;
+  std::sort(indexes.begin(), indexes.end());
+  return indexes;
 }
 
 }  // namespace
@@ -54,7 +57,9 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
     // lost or replaced): a new identity would make it someone else's data,
     // and what the lost superblock said (views, votes, how far the log
     // reached) would be forgotten.
-    if (has_segments(env, wal_dir)) {
+    auto existing = segment_indexes(env, wal_dir);
+    if (!existing) return existing.status();
+    if (!existing->empty()) {
       return corruption(fmt::format(
           "{}: the superblock is missing or empty but {} holds WAL segments; refusing to make "
           "a new identity over existing data (restore the superblock, or move the directory "
@@ -108,7 +113,7 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
                        [&](Lsn, uint8_t type, std::string_view payload) {
                          return on_record(type, payload);
                        });
-  if (!wal) return Status(wal.status().code(), wal.status().message());
+  if (!wal) return wal.status();
   d->wal_ = std::move(wal).value();
   if (d->clean_last_lsn_ != 0) {
     // From now on a stop is not clean until it says so again.
@@ -119,20 +124,14 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
 }
 
 Status DataDir::check_log_extent(Env& env, const std::string& wal_dir) {
-  std::vector<uint64_t> indexes;
-  if (env.exists(wal_dir)) {
-    auto names = env.list_dir(wal_dir);
-    if (!names) return names.status();
-    for (const std::string& name : *names) {
-      if (auto index = wal::parse_segment_file_name(name)) indexes.push_back(*index);
-    }
-  }
-  std::sort(indexes.begin(), indexes.end());
+  if (wal_last_segment_ == 0) return Status::ok();  // no segment was ever made
+  auto found = segment_indexes(env, wal_dir);
+  if (!found) return found.status();
+  const std::vector<uint64_t>& indexes = *found;
   const std::string remedy =
       "refusing to start rather than serve a truncated state: restore the missing files from "
       "a backup of this directory (in a cluster, a node whose log is lost rejoins through "
       "snapshot transfer, which is not built yet)";
-  if (wal_last_segment_ == 0) return Status::ok();  // no segment was ever made
   if (indexes.empty()) {
     return corruption(fmt::format("{}: the log is missing (the superblock says it reaches "
                                   "segment {}); {}",

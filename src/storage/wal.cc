@@ -152,7 +152,6 @@ Status Wal::recover(const ReplayFn& replay) {
     }
     return roll();
   }
-  recovered_segments_ = {indexes.front(), indexes.back()};
 
   Lsn next_lsn;
   std::string buffer;

@@ -104,8 +104,6 @@ class Wal {
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
   // Index of the segment being appended to.
   uint64_t segment_index() const { return segment_index_; }
-  // Indexes of the first and last segments recovery found (0, 0 if none).
-  std::pair<uint64_t, uint64_t> recovered_segments() const { return recovered_segments_; }
   // The torn tail recovery cut, if it cut one.
   const std::optional<WalCut>& cut() const { return cut_; }
 
@@ -124,7 +122,6 @@ class Wal {
   const WalOptions options_;
   std::unique_ptr<File> file_;
   uint64_t segment_index_ = 0;
-  std::pair<uint64_t, uint64_t> recovered_segments_{0, 0};
   std::optional<WalCut> cut_;
   uint64_t checksum_seed_ = 0;  // of the segment being appended to
   uint64_t write_offset_ = 0;
