@@ -54,7 +54,7 @@ void check(std::string_view in, FrameType type, Decode decode, Encode encode) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 10) {
+  switch (data[0] % 11) {
     case 0:
       check<Offsets>(in, FrameType::kOffsets, decode_offsets, encode_offsets);
       break;
@@ -89,6 +89,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 9:
       check<RangeSealed>(in, FrameType::kRangeSealed, decode_range_sealed, encode_range_sealed);
+      break;
+    case 10:
+      check<TxEvicted>(in, FrameType::kTxEvicted, decode_tx_evicted, encode_tx_evicted);
       break;
   }
   return 0;

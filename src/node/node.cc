@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 
 #include "common/codec.h"
 #include "common/limits.h"
@@ -24,6 +25,8 @@ constexpr size_t kRetainedOverheadBytes = 64;
 // The most logical time one epoch may add over the one before: a proposer
 // stalled longer (its ticks are caught up only so far anyway) adds no more.
 constexpr uint64_t kLogicalStepMaxMs = 10'000;
+// Retired ranges whose seal is remembered to answer their gateways' retries.
+constexpr size_t kRetiredRangesKept = 4096;
 }  // namespace
 
 void encode_tx_record(const TxMsg& tx, std::string& out) {
@@ -140,7 +143,12 @@ void Node::finish_replay() {
   proposed_time_ms_ = std::max(applied_time_ms_, committed_time_ms_);
   sequencer_.start(out_);
   if (config_.gateways_in_process) {
-    for (auto& [id, range] : ranges_) range.results.clear();
+    // Their gateways died with the last process: sealed (propose_epochs)
+    // once their txs are ordered, then retired like any sealed range.
+    for (auto& [id, range] : ranges_) {
+      range.results.clear();
+      range.orphaned = !range.sealed;
+    }
   }
   apply_committed();
   advertise(/*full=*/true);
@@ -197,6 +205,11 @@ void Node::advance_durable(RangeId id, RangeState& range) {
 void Node::on_tx(GatewayId from, TxMsg msg) {
   MAROON_ASSERT(!replaying_);
   auto it = ranges_.find(msg.id.range());
+  if (it == ranges_.end() && msg.id.range() < next_range_ && msg.id.offset() != 0 &&
+      fault_.is_ok()) {
+    on_retired_range_tx(from, msg);
+    return;
+  }
   // A tx for an app this node does not run is still held and ordered (it
   // executes as nothing, below): dropping it would leave a gap its gateway
   // resends into for ever, and every later tx of the range behind it.
@@ -237,6 +250,22 @@ void Node::on_tx(GatewayId from, TxMsg msg) {
   send(from, TxAck{msg.id, config_.id}, /*after_persist=*/true);
 }
 
+void Node::on_retired_range_tx(GatewayId from, const TxMsg& msg) {
+  // A retry into a range retired after its seal's grace: the first result
+  // is gone, but whether the tx executed is still known while the seal is.
+  auto it = retired_.find(msg.id.range());
+  if (it == retired_.end() || it->second.first != from) {
+    counters_.txs_rejected++;
+    return;
+  }
+  counters_.txs_duplicate++;
+  if (msg.id.offset() <= it->second.second) {
+    send(from, TxResult{msg.id, std::string(), /*expired=*/true}, /*after_persist=*/false);
+  } else {
+    send(from, RangeSealed{msg.id.range(), it->second.second}, /*after_persist=*/false);
+  }
+}
+
 void Node::on_lease_request(const LeaseRequest& request) {
   MAROON_ASSERT(!replaying_);
   if (lease_requests_.size() >= config_.lease_requests_queued_max) return;  // it retries
@@ -266,8 +295,10 @@ void Node::on_peer(NodeId from, PeerMessage msg) {
     on_offsets(peer, *offsets);
   } else if (auto* pull = std::get_if<TxPull>(&msg)) {
     on_pull(from, *pull);
+  } else if (auto* push = std::get_if<TxPush>(&msg)) {
+    on_push(peer, *push);
   } else {
-    on_push(peer, std::get<TxPush>(msg));
+    on_evicted(peer, std::get<TxEvicted>(msg));
   }
   apply_committed();
   propose_epochs();
@@ -310,8 +341,14 @@ std::optional<uint64_t> Node::state_hash_at(EpochNumber epoch) const {
 }
 
 void Node::on_pull(NodeId from, const TxPull& m) {
+  if (m.first == 0 || m.first > m.last) return;
   auto it = ranges_.find(m.range);
-  if (it == ranges_.end() || m.first == 0 || m.first > m.last) return;
+  if (it == ranges_.end()) {
+    // Retired here: every tx of it executed and is gone. (A range not yet
+    // leased here gets no answer: this node lags, and may learn it.)
+    if (m.range < next_range_) send_peer(from, TxEvicted{m.range, m.first});
+    return;
+  }
   RangeState& range = it->second;
   TxPush push;
   size_t bytes = 0;
@@ -320,6 +357,8 @@ void Node::on_pull(NodeId from, const TxPull& m) {
     const Held* h = nullptr;
     if (offset <= range.applied) {
       if (offset < range.retained_base || offset - range.retained_base >= range.retained.size()) {
+        // Executed and evicted: nobody can get it from here any more.
+        if (push.txs.empty()) send_peer(from, TxEvicted{m.range, offset});
         break;
       }
       h = &range.retained[offset - range.retained_base];
@@ -359,6 +398,36 @@ void Node::on_push(size_t peer, const TxPush& m) {
   }
 }
 
+void Node::on_evicted(size_t peer, const TxEvicted& m) {
+  auto it = ranges_.find(m.range);
+  if (it == ranges_.end()) return;
+  RangeState& range = it->second;
+  // Only an answer about the tx this node waits for counts.
+  if (m.offset != range.pull_offset || m.offset <= range.applied || m.offset > range.committed ||
+      range.held.contains(m.offset)) {
+    return;
+  }
+  if (range.evicted_offset != m.offset) {
+    range.evicted_offset = m.offset;
+    range.evicted_peers = 0;
+  }
+  range.evicted_peers |= uint64_t{1} << peer;
+  if (static_cast<size_t>(std::popcount(range.evicted_peers)) < peers_.size()) return;
+  lags_too_far(fmt::format("it waits for tx {}:{}, which every peer has executed and no longer "
+                           "keeps (settings.tx_retention_bytes_max)",
+                           m.range.value(), m.offset));
+}
+
+void Node::lags_too_far(std::string_view why) {
+  set_fault(unavailable(fmt::format(
+      "node {} lags too far: {}. Catching up needs a node snapshot, which this build cannot "
+      "transfer yet (a copy of another node's data directory is refused: it belongs to that "
+      "node). The node stops rather than serve a gap; the others go on while they keep a "
+      "quorum. Restore this node's own directory from a newer backup, or replace the node once "
+      "membership changes exist",
+      config_.id.value(), why)));
+}
+
 void Node::on_persisted(uint64_t durable_seq) {
   MAROON_ASSERT(!replaying_);
   MAROON_ASSERT(durable_seq >= durable_seq_);
@@ -368,7 +437,8 @@ void Node::on_persisted(uint64_t durable_seq) {
     TxId id = pending_durable_.front().second;
     pending_durable_.pop_front();
     auto it = ranges_.find(id.range());
-    MAROON_ASSERT(it != ranges_.end());
+    // Retired (executed, sealed and past the grace) before its record was durable.
+    if (it == ranges_.end()) continue;
     RangeState& range = it->second;
     // Executed before its own record was durable (pulled for an epoch), or
     // dropped by a seal: nothing to mark.
@@ -499,24 +569,26 @@ void Node::propose_epochs() {
       }
       renewals_.erase(it);
     }
-    if (config_.lease_ms != 0) {
-      for (auto& [id, range] : ranges_) {
-        if (epoch.system_ops.size() >= kEpochSystemOpsMax) break;
-        if (range.sealed || range.sealing || range.lease_expiry_ms >= epoch.logical_time_ms) {
-          continue;
-        }
-        // A renewal this node proposed (in this epoch or an earlier one not
-        // yet committed) wins: the gateway is alive.
-        if (range.proposed_expiry_ms >= epoch.logical_time_ms) continue;
-        // Everything ordered so far is in this epoch or an earlier one;
-        // nothing later of this range will be.
-        uint64_t last = range.ordered;
-        for (const Interval& i : epoch.intervals) {
-          if (i.range == id) last = i.last;
-        }
-        epoch.system_ops.push_back(SealRange{id, last});
-        range.sealing = true;
+    for (auto& [id, range] : ranges_) {
+      if (epoch.system_ops.size() >= kEpochSystemOpsMax) break;
+      if (range.sealed || range.sealing) continue;
+      // A renewal this node proposed (in this epoch or an earlier one not
+      // yet committed) wins: the gateway is alive.
+      const bool expired = config_.lease_ms != 0 &&
+                           range.lease_expiry_ms < epoch.logical_time_ms &&
+                           range.proposed_expiry_ms < epoch.logical_time_ms;
+      if (!expired && !range.orphaned) continue;
+      // Everything ordered so far is in this epoch or an earlier one;
+      // nothing later of this range will be.
+      uint64_t last = range.ordered;
+      for (const Interval& i : epoch.intervals) {
+        if (i.range == id) last = i.last;
       }
+      // An orphan (its gateway died with the last process) keeps every tx
+      // it holds: it is sealed once they are all ordered.
+      if (!expired && last != range.written) continue;
+      epoch.system_ops.push_back(SealRange{id, last});
+      range.sealing = true;
     }
     if (epoch.intervals.empty() && epoch.system_ops.empty()) return;
     for (const Interval& i : epoch.intervals) ranges_.at(i.range).ordered = i.last;
@@ -535,15 +607,9 @@ void Node::take_committed() {
 void Node::on_committed(Epoch epoch) {
   if (!fault_.is_ok() || epoch.number <= committed_epoch_) return;  // known already
   if (epoch.number != committed_epoch_.next()) {
-    set_fault(unavailable(fmt::format(
-        "node {} lags too far: it has committed epochs up to {} and the cluster's oldest "
-        "retained one is {}; catching up needs a node snapshot, which this build cannot "
-        "transfer yet (a copy of another node's data directory is refused: it belongs to that "
-        "node). The node stops rather than serve a gap; the others go on while they keep a "
-        "quorum. Restore this node's own directory from a backup newer than epoch {}, or "
-        "replace the node once membership changes exist",
-        config_.id.value(), committed_epoch_.value(), epoch.number.value(),
-        epoch.number.value() - 1)));
+    lags_too_far(fmt::format(
+        "it has committed epochs up to {} and the cluster's oldest retained one is {}",
+        committed_epoch_.value(), epoch.number.value()));
     return;
   }
   if (epoch.logical_time_ms < committed_time_ms_) {
@@ -577,11 +643,17 @@ void Node::on_committed(Epoch epoch) {
   const uint64_t time = epoch.logical_time_ms;
   for (const SystemOp& op : epoch.system_ops) {
     if (const auto* lease = std::get_if<LeaseRange>(&op)) {
-      RangeId& newest = newest_range_[lease->gateway];
-      if (newest == lease->after) {
+      auto found = newest_range_.find(lease->gateway);
+      RangeId newest = found == newest_range_.end() ? RangeId(0) : found->second;
+      // A gateway's newest range is forgotten when it is retired; the
+      // gateway then asks after a range that is no longer kept.
+      const bool after_retired = found == newest_range_.end() && lease->after.value() != 0 &&
+                                 lease->after < next_range_ && !ranges_.contains(lease->after);
+      if (newest == lease->after || after_retired) {
         // Deterministic: every replica grants the same range to the same request.
         newest = next_range_;
         next_range_ = next_range_.next();
+        newest_range_[lease->gateway] = newest;
         auto [it, inserted] = ranges_.try_emplace(newest, lease->gateway, config_, peers_.size());
         MAROON_ASSERT(inserted);
         it->second.lease_expiry_ms = time + config_.lease_ms;
@@ -589,7 +661,10 @@ void Node::on_committed(Epoch epoch) {
       std::erase_if(lease_requests_, [&](const LeaseRequest& r) {
         return r.gateway == lease->gateway && r.after == lease->after;
       });
-      if (!replaying_) send(lease->gateway, LeaseGranted{lease->gateway, newest}, false);
+      // Nothing to tell a gateway that asked after a range it never had.
+      if (!replaying_ && newest.value() != 0) {
+        send(lease->gateway, LeaseGranted{lease->gateway, newest}, false);
+      }
     } else if (const auto* renew = std::get_if<RenewRange>(&op)) {
       auto it = ranges_.find(renew->range);
       if (it != ranges_.end() && it->second.owner == renew->gateway && !it->second.sealed) {
@@ -603,8 +678,10 @@ void Node::on_committed(Epoch epoch) {
       auto it = ranges_.find(seal.range);
       if (it == ranges_.end() || it->second.sealed) continue;
       RangeState& range = it->second;
-      if (seal.last < range.committed) {
-        set_fault(corruption(fmt::format("epoch {} seals range {} at {} below its committed {}",
+      // A seal covers exactly what is committed, the txs of its own epoch
+      // included: its proposer ordered nothing later in the range.
+      if (seal.last != range.committed) {
+        set_fault(corruption(fmt::format("epoch {} seals range {} at {}, not at its committed {}",
                                          epoch.number.value(), seal.range.value(), seal.last,
                                          range.committed)));
         return;
@@ -612,6 +689,8 @@ void Node::on_committed(Epoch epoch) {
       range.sealed = true;
       range.sealing = false;
       range.seal_last = seal.last;
+      range.sealed_at_ms = time;
+      sealed_order_.emplace_back(time, seal.range);
       held_txs_ -= range.held.drop_after(seal.last);
       range.written = std::min(range.written, seal.last);
       range.durable = std::min(range.durable, seal.last);
@@ -744,6 +823,7 @@ void Node::apply_epoch(const Epoch& epoch) {
   applied_epoch_ = epoch.number;
   applied_time_ms_ = epoch.logical_time_ms;
   counters_.epochs_applied++;
+  retire_sealed(epoch.logical_time_ms);
   if (peers_.empty()) return;
   const uint64_t hash = state_hash();
   hashes_.emplace_back(epoch.number, hash);
@@ -756,6 +836,41 @@ void Node::apply_epoch(const Epoch& epoch) {
   }
 }
 
+void Node::retire_sealed(uint64_t logical_time_ms) {
+  // Deterministic: every node drops a sealed range's results at the same
+  // epoch (the first applied at least the grace after the seal's), in
+  // replay too. Its txs stay retained for lagging peers until evicted; the
+  // range itself goes with the last of them.
+  while (!sealed_order_.empty()) {
+    const auto [sealed_at, id] = sealed_order_.front();
+    if (logical_time_ms < sealed_at + config_.sealed_range_grace_ms) return;
+    auto it = ranges_.find(id);
+    MAROON_ASSERT(it != ranges_.end() && it->second.sealed && !it->second.expired);
+    RangeState& range = it->second;
+    if (range.applied < range.seal_last) return;  // its sealing epoch is not applied yet
+    sealed_order_.pop_front();
+    MAROON_ASSERT(range.applied == range.seal_last && range.committed == range.seal_last);
+    MAROON_ASSERT(range.held.size() == 0);
+    range.results.clear();
+    range.expired = true;
+    if (range.retained.empty()) retire(it);
+  }
+}
+
+void Node::retire(std::map<RangeId, RangeState>::iterator it) {
+  const RangeId id = it->first;
+  RangeState& range = it->second;
+  MAROON_ASSERT(range.expired && range.retained.empty() && range.held.size() == 0);
+  if (range.advert_dirty) std::erase(advert_dirty_, id);
+  if (auto n = newest_range_.find(range.owner); n != newest_range_.end() && n->second == id) {
+    newest_range_.erase(n);
+  }
+  retired_.emplace(id, std::pair(range.owner, range.seal_last));
+  if (retired_.size() > kRetiredRangesKept) retired_.erase(retired_.begin());
+  ranges_.erase(it);
+  counters_.ranges_retired++;
+}
+
 void Node::retain(RangeId id, RangeState& range, Held held) {
   if (peers_.empty() || config_.tx_retention_bytes_max == 0) return;
   if (range.retained.empty()) range.retained_base = range.applied;
@@ -764,12 +879,15 @@ void Node::retain(RangeId id, RangeState& range, Held held) {
   range.retained.push_back(std::move(held));
   retained_order_.push_back(id);
   while (retained_bytes_ > config_.tx_retention_bytes_max) {
-    RangeState& oldest = ranges_.at(retained_order_.front());
+    auto found = ranges_.find(retained_order_.front());
+    MAROON_ASSERT(found != ranges_.end());
     retained_order_.pop_front();
+    RangeState& oldest = found->second;
     MAROON_ASSERT(!oldest.retained.empty());
     retained_bytes_ -= oldest.retained.front().op.size() + kRetainedOverheadBytes;
     oldest.retained.pop_front();
     oldest.retained_base++;
+    if (oldest.expired && oldest.retained.empty()) retire(found);
   }
 }
 
@@ -811,6 +929,11 @@ uint64_t Node::state_hash() const {
 RangeId Node::newest_range(GatewayId gateway) const {
   auto it = newest_range_.find(gateway);
   return it == newest_range_.end() ? RangeId(0) : it->second;
+}
+
+std::optional<std::pair<RangeId, uint64_t>> Node::oldest_sealed() const {
+  if (sealed_order_.empty()) return std::nullopt;
+  return std::pair(sealed_order_.front().second, sealed_order_.front().first);
 }
 
 std::vector<std::pair<RangeId, uint64_t>> Node::durable_offsets() const {

@@ -71,6 +71,12 @@ struct NodeConfig {
   size_t push_bytes_max = 2 * 1024 * 1024;
   // Executed txs kept to serve peers that lag behind, oldest dropped first.
   size_t tx_retention_bytes_max = 256 * 1024 * 1024;
+  // A sealed range's results are kept this long (logical time) for retries
+  // from its gateway (one cut off, not dead); then they are dropped, and a
+  // retry is answered "expired" (executed) or "sealed" (never executed).
+  // The range's state goes with the last of its retained txs. 0: results
+  // dropped once the range is applied.
+  uint64_t sealed_range_grace_ms = 5 * 60 * 1000;
 };
 
 struct NodeCounters {
@@ -86,6 +92,7 @@ struct NodeCounters {
   uint64_t epochs_applied = 0;
   uint64_t pulls_sent = 0;
   uint64_t ranges_sealed = 0;
+  uint64_t ranges_retired = 0;  // sealed, applied and past the grace: state dropped
   uint64_t hashes_compared = 0;
 };
 
@@ -139,6 +146,10 @@ class Node {
   const std::vector<NodeId>& members() const { return members_; }
   // This node's durable offset per range (for status pages).
   std::vector<std::pair<RangeId, uint64_t>> durable_offsets() const;
+  // Ranges whose state this node keeps (live, sealed within the grace).
+  size_t ranges_kept() const { return ranges_.size(); }
+  // The oldest sealed range whose results are kept, with its seal's logical time.
+  std::optional<std::pair<RangeId, uint64_t>> oldest_sealed() const;
 
  private:
   struct RangeState {
@@ -161,6 +172,13 @@ class Node {
     bool sealed = false;
     uint64_t seal_last = 0;
     bool sealing = false;  // this node proposed a seal not yet committed
+    uint64_t sealed_at_ms = 0;  // logical time of the sealing epoch
+    // Sealed, applied and past the grace: results dropped; retired (erased)
+    // once its retained txs are evicted.
+    bool expired = false;
+    // Its gateway lived in an earlier incarnation of this process
+    // (gateways_in_process): sealed once all its txs are ordered.
+    bool orphaned = false;
     uint64_t lease_expiry_ms = 0;
     uint64_t proposed_expiry_ms = 0;  // by a renewal this node proposed in this term
     // Executed txs kept for pulls: retained[i] is offset retained_base + i.
@@ -170,6 +188,10 @@ class Node {
     uint64_t pull_tick = 0;
     size_t pull_peer = 0;  // index (in peers_) of the peer last pulled from
     bool pull_served = false;  // ... and it answered
+    // Peers (bits indexed like peers_) that answered a pull for
+    // evicted_offset with TxEvicted.
+    uint64_t evicted_offset = 0;
+    uint64_t evicted_peers = 0;
   };
 
   void hold(RangeState& range, TxId id, AppId app, std::string op, bool durable);
@@ -186,6 +208,11 @@ class Node {
   void on_offsets(size_t peer, const Offsets& m);
   void on_pull(NodeId from, const TxPull& m);
   void on_push(size_t peer, const TxPush& m);
+  void on_evicted(size_t peer, const TxEvicted& m);
+  void on_retired_range_tx(GatewayId from, const TxMsg& msg);
+  void retire_sealed(uint64_t logical_time_ms);
+  void retire(std::map<RangeId, RangeState>::iterator it);
+  void lags_too_far(std::string_view why);
   void compare_hash(NodeId peer, EpochNumber epoch, uint64_t hash);
   void advertise(bool full);
   void send(GatewayId to, NodeToGateway msg, bool after_persist);
@@ -221,6 +248,11 @@ class Node {
   // Executed txs kept for peers, in execution order, for eviction.
   std::deque<RangeId> retained_order_;
   size_t retained_bytes_ = 0;
+  // Sealed ranges not yet retired, in seal order: (seal time, range).
+  std::deque<std::pair<uint64_t, RangeId>> sealed_order_;
+  // (owner, seal's last offset) of recently retired ranges, to answer their
+  // gateways' retries.
+  std::map<RangeId, std::pair<GatewayId, uint64_t>> retired_;
   size_t pull_rotation_ = 0;
 
   // Where ready_to_apply stopped scanning the front epoch.

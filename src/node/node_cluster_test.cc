@@ -579,10 +579,14 @@ TEST(NodeCluster, RetentionBeyondBytesMaxEvictsTheOldestTxAndStopsServingIt) {
   const uint64_t served = c.node(1).counters().txs_served;
   auto push_to_3 = [](const InFlight& f) { return from_to(f, 1, 3) && is<TxPush>(f); };
 
-  // Offset 1 was evicted: a pull starting there gets nothing.
+  // Offset 1 was evicted: a pull starting there gets nothing but word of it.
   c.node(1).on_peer(NodeId(3), TxPull{r, 1, 3});
   c.collect(1);
   EXPECT_EQ(c.queued(push_to_3), 0u);
+  EXPECT_EQ(c.queued([&](const InFlight& f) {
+    return from_to(f, 1, 3) && is<TxEvicted>(f) && std::get<TxEvicted>(f.msg) == TxEvicted{r, 1};
+  }),
+            1u);
   EXPECT_EQ(c.node(1).counters().txs_served, served);
 
   // Offsets 2 and 3 are still served, with their first payloads.
@@ -598,6 +602,59 @@ TEST(NodeCluster, RetentionBeyondBytesMaxEvictsTheOldestTxAndStopsServingIt) {
   EXPECT_EQ(txs[0], (TxMsg{TxId::make(r, 2), AppId::kKv, b}));
   EXPECT_EQ(txs[1], (TxMsg{TxId::make(r, 3), AppId::kKv, cc}));
   EXPECT_EQ(c.node(1).counters().txs_served, served + 2);
+}
+
+TEST(NodeCluster, LaggingNodeStopsOnceEveryPeerSaysTheTxItNeedsIsEvicted) {
+  // Before, a node missing an evicted tx pulled for ever, its committed
+  // epochs piling up, and looked healthy.
+  Cluster c(3, [](NodeConfig& cfg) { cfg.tx_retention_bytes_max = 0; });
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1).size(), 3u);
+  size_t evicted = 0;
+  c.drop_if = [&](const InFlight& f) {
+    if (is<TxEvicted>(f)) {
+      evicted++;
+      EXPECT_EQ(std::get<TxEvicted>(f.msg), (TxEvicted{r, 1}));
+    }
+    return false;
+  };
+  c.m(3).cut_off = false;
+  for (int t = 0; t < 100 && c.node(3).fault().is_ok(); t++) c.run(1);
+  EXPECT_GE(evicted, 2u);
+  const std::string fault = c.node(3).fault().to_string();
+  EXPECT_NE(fault.find("node 3 lags too far"), std::string::npos) << fault;
+  EXPECT_NE(fault.find("every peer has executed and no longer keeps"), std::string::npos)
+      << fault;
+  EXPECT_EQ(c.log(3), Log{});
+  EXPECT_TRUE(c.node(1).fault().is_ok());
+  EXPECT_TRUE(c.node(2).fault().is_ok());
+}
+
+TEST(NodeCluster, OnePeerThatEvictedATxIsNotEnoughToStopALaggingNode) {
+  // Node 1 keeps nothing; node 2 keeps its executed txs.
+  Cluster c(3, [](NodeConfig& cfg) {
+    if (cfg.id == NodeId(1)) cfg.tx_retention_bytes_max = 0;
+  });
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(5);
+  size_t evicted = 0;
+  c.drop_if = [&](const InFlight& f) {
+    evicted += is<TxEvicted>(f) && from_to(f, 1, 3);
+    return false;
+  };
+  c.m(3).cut_off = false;
+  c.run(60);
+  EXPECT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  EXPECT_EQ(c.log(3), (Log{"1", "2", "3"}));
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_GE(evicted, 1u) << "node 3 asked node 1 first (the pull rotates)";
 }
 
 TEST(NodeCluster, NoRetentionMeansExecutedTxsAreNotServed) {
@@ -701,6 +758,80 @@ TEST(NodeCluster, ExpiredLeaseSealsTheRangeAtItsOrderedOffset) {
   c.run(20);
   EXPECT_EQ(c.log(2), (Log{"a", "b"}));
   EXPECT_EQ(c.node(2).held_txs(), 0u);
+}
+
+TEST(NodeCluster, SealedRangeIsRetiredAfterTheGraceAndLateRetriesGetTheTruth) {
+  // Before, every sealed range kept its result table and state for ever,
+  // and every proposal and full advert scanned them all.
+  Cluster c(3, [](NodeConfig& cfg) {
+    cfg.lease_ms = 300;
+    cfg.sealed_range_grace_ms = 1000;
+    cfg.tx_retention_bytes_max = 0;
+  });
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {1, 2, 3});
+  c.settle();
+  c.run(3);
+  for (int t = 0; t < 100 && c.node(2).counters().ranges_sealed == 0; t++) c.run(1);
+  ASSERT_EQ(c.node(2).counters().ranges_sealed, 1u);
+  ASSERT_TRUE(c.node(2).oldest_sealed().has_value());
+  EXPECT_EQ(c.node(2).oldest_sealed()->first, r);
+
+  // Within the grace, a retry gets its first result.
+  for (size_t i = 1; i <= 3; i++) c.m(i).to_gateway.clear();
+  c.send_tx(r, 1, "a", {2});
+  auto results = c.gateway_msgs<TxResult>(2);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0], (TxResult{TxId::make(r, 1), "a#1", false}));
+
+  // Past the grace, the next epoch (another gateway's lease) retires it.
+  c.run(110);
+  const GatewayId other(2);
+  for (size_t i = 1; i <= 3; i++) {
+    c.node(i).on_lease_request(LeaseRequest{other, RangeId(0)});
+    c.collect(i);
+  }
+  c.settle();
+  c.run(3);
+  for (size_t i = 1; i <= 3; i++) {
+    SCOPED_TRACE(testing::Message() << "node " << i);
+    EXPECT_EQ(c.node(i).counters().ranges_retired, 1u);
+    EXPECT_EQ(c.node(i).ranges_kept(), 1u) << "only the other gateway's range";
+    EXPECT_EQ(c.node(i).newest_range(kGateway), RangeId(0));
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+  for (size_t i = 1; i <= 3; i++) c.m(i).to_gateway.clear();
+  c.send_tx(r, 1, "a", {2});
+  c.send_tx(r, 3, "c", {2});
+  results = c.gateway_msgs<TxResult>(2);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0], (TxResult{TxId::make(r, 1), "", /*expired=*/true}));
+  auto sealed = c.gateway_msgs<RangeSealed>(2);
+  ASSERT_EQ(sealed.size(), 1u);
+  EXPECT_EQ(sealed[0], (RangeSealed{r, 2}));
+  EXPECT_TRUE(c.gateway_msgs<TxAck>(2).empty());
+
+  // A peer pulling the retired range learns that it is gone.
+  c.node(1).on_peer(NodeId(3), TxPull{r, 1, 2});
+  c.collect(1);
+  EXPECT_EQ(c.queued([&](const InFlight& f) {
+    return is<TxEvicted>(f) && std::get<TxEvicted>(f.msg) == TxEvicted{r, 1};
+  }),
+            1u);
+  c.net.clear();
+
+  // The gateway, its newest range forgotten, still gets a new one after it.
+  for (size_t i = 1; i <= 3; i++) {
+    c.node(i).on_lease_request(LeaseRequest{kGateway, r});
+    c.collect(i);
+  }
+  c.settle();
+  c.run(3);
+  const RangeId fresh = c.node(1).newest_range(kGateway);
+  EXPECT_NE(fresh, RangeId(0));
+  EXPECT_NE(fresh, r);
+  EXPECT_EQ(c.node(2).newest_range(kGateway), fresh);
 }
 
 TEST(NodeCluster, RenewedLeaseIsNotSealedUntilRenewalsStop) {

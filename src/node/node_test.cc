@@ -35,6 +35,13 @@ struct Harness {
     node.register_app(AppId::kKv, app);
     node.finish_replay();
   }
+  // A restart: the records `before` persisted are replayed first.
+  Harness(NodeConfig config, const std::vector<PersistRecord>& before)
+      : node(config, sequencer), wal(before) {
+    node.register_app(AppId::kKv, app);
+    for (const auto& rec : before) EXPECT_TRUE(node.replay(rec.type, rec.payload).is_ok());
+    node.finish_replay();
+  }
   // Runs the node's output through a perfect disk: everything is persisted,
   // then the after-persist messages are released. Returns every message.
   std::vector<GatewayEnvelope> flush() {
@@ -330,6 +337,52 @@ TEST(Node, ReplayRebuildsStateAndContinuesIds) {
   auto granted = of_type<LeaseGranted>(o4.send_now);
   ASSERT_EQ(granted.size(), 1u);
   EXPECT_NE(granted[0].range, r);
+}
+
+TEST(Node, RangesOfGatewaysThatDiedWithTheProcessAreSealedThenRetiredAfterTheGrace) {
+  // `maroon dev`: every restart leases a new range to its in-process
+  // gateway. The old ones must not pile up (one per restart, for ever).
+  NodeConfig config;
+  config.order_unsynced_txs = true;
+  config.gateways_in_process = true;
+  config.sealed_range_grace_ms = 1000;
+  Harness h(config);
+  const GatewayId g(1);
+  RangeId r = h.lease(g);
+  for (uint64_t i = 1; i <= 3; i++) {
+    h.node.on_tx(g, TxMsg{TxId::make(r, i), AppId::kKv, "op" + std::to_string(i)});
+  }
+  h.flush();
+  ASSERT_EQ(h.app.log.size(), 3u);
+
+  Harness h2(config, h.wal);
+  h2.flush();
+  EXPECT_EQ(h2.node.counters().ranges_sealed, 1u) << "the dead gateway's range is sealed";
+  h2.node.on_tx(g, TxMsg{TxId::make(r, 4), AppId::kKv, "op4"});
+  auto sealed = of_type<RangeSealed>(h2.flush());
+  ASSERT_EQ(sealed.size(), 1u);
+  EXPECT_EQ(sealed[0], (RangeSealed{r, 3}));
+  EXPECT_EQ(h2.node.ranges_kept(), 1u);
+
+  // Two seconds later (steady time), another gateway's lease is the next
+  // epoch: past the grace, the sealed range is retired.
+  for (int t = 0; t < 200; t++) h2.node.tick(2'000'000 + 10 * t);
+  const RangeId r2 = h2.lease(GatewayId(2));
+  EXPECT_EQ(h2.node.counters().ranges_retired, 1u);
+  EXPECT_EQ(h2.node.ranges_kept(), 1u) << "only the new range is kept";
+  EXPECT_FALSE(h2.node.oldest_sealed().has_value());
+  // A late retry still gets the truth: executed (its result is gone), or never.
+  h2.node.on_tx(g, TxMsg{TxId::make(r, 2), AppId::kKv, "op2"});
+  h2.node.on_tx(g, TxMsg{TxId::make(r, 5), AppId::kKv, "op5"});
+  auto sent = h2.flush();
+  auto results = of_type<TxResult>(sent);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0], (TxResult{TxId::make(r, 2), "", /*expired=*/true}));
+  sealed = of_type<RangeSealed>(sent);
+  ASSERT_EQ(sealed.size(), 1u);
+  EXPECT_EQ(sealed[0], (RangeSealed{r, 3}));
+  EXPECT_EQ(h2.app.log.size(), 3u) << "nothing executed twice";
+  EXPECT_NE(r2, r);
 }
 
 TEST(Node, ReplayRejectsEpochOrderingTxsItNeverHeld) {

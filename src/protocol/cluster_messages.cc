@@ -231,6 +231,31 @@ Result<TxPush> decode_tx_push(std::string_view payload) {
   return TxPush{std::move(*txs)};
 }
 
+void encode_tx_evicted(const TxEvicted& m, std::string& out) {
+  MAROON_ASSERT(is_valid_range(m.range));
+  MAROON_ASSERT(m.offset >= 1 && m.offset <= kOffsetMax);
+  const size_t start = start_frame(FrameType::kTxEvicted, out);
+  ByteWriter w(out);
+  w.u8(kClusterFormat);
+  w.varint(m.range.value());
+  w.varint(m.offset);
+  finish_frame(start, out);
+}
+
+Result<TxEvicted> decode_tx_evicted(std::string_view payload) {
+  constexpr const char* what = "tx evicted";
+  ByteReader r(payload);
+  if (!read_format(r)) return malformed(what, "short or unknown format");
+  uint64_t range = 0;
+  TxEvicted m;
+  if (!r.varint(range) || !r.varint(m.offset)) return malformed(what, "short");
+  if (!r.at_end()) return malformed(what, "trailing bytes");
+  m.range = RangeId(range);
+  if (!is_valid_range(m.range)) return malformed(what, "range 0 or out of range");
+  if (m.offset < 1 || m.offset > kOffsetMax) return malformed(what, "bad offset");
+  return m;
+}
+
 // --- gateway -> node ---
 
 void encode_txs(std::span<const TxMsg> txs, std::string& out) {

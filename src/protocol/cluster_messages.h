@@ -123,6 +123,10 @@ Result<TxPull> decode_tx_pull(std::string_view payload);
 void encode_tx_push(const TxPush& m, std::string& out);
 Result<TxPush> decode_tx_push(std::string_view payload);
 
+// kTxEvicted: valid range, 1 <= offset <= kOffsetMax.
+void encode_tx_evicted(const TxEvicted& m, std::string& out);
+Result<TxEvicted> decode_tx_evicted(std::string_view payload);
+
 // --- gateway -> node ---
 
 // kTx: 1..cluster_batch_txs_max txs (an empty batch is never sent).

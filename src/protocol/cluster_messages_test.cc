@@ -117,6 +117,8 @@ std::vector<Case> examples() {
   add("tx pull", FrameType::kTxPull, decode_tx_pull);
   encode_tx_push({txs}, wire);
   add("tx push", FrameType::kTxPush, decode_tx_push);
+  encode_tx_evicted({RangeId(5), 3}, wire);
+  add("tx evicted", FrameType::kTxEvicted, decode_tx_evicted);
   encode_txs(txs, wire);
   add("txs", FrameType::kTx, decode_txs);
   encode_lease_request({GatewayId(77), RangeId(4)}, wire);
@@ -164,6 +166,13 @@ TEST(ClusterMessages, TxPullRoundTrips) {
     const uint64_t last = *rc::gen::oneOf(rc::gen::just(first), gen_offset(first));
     check_round_trip(TxPull{*gen_range(), first, last}, FrameType::kTxPull, encode_tx_pull,
                      decode_tx_pull);
+  }));
+}
+
+TEST(ClusterMessages, TxEvictedRoundTrips) {
+  EXPECT_TRUE(rc::check([] {
+    check_round_trip(TxEvicted{*gen_range(), *gen_offset(1)}, FrameType::kTxEvicted,
+                     encode_tx_evicted, decode_tx_evicted);
   }));
 }
 
@@ -457,6 +466,7 @@ TEST(ClusterMessages, ZeroAndOutOfRangeIdsAreRejected) {
 
   // Sanity: the hand-built layouts decode with good values.
   ASSERT_TRUE(decode_tx_pull(p(v(1), v(1), v(1))).is_ok());
+  ASSERT_TRUE(decode_tx_evicted(p(v(1), v(1))).is_ok());
   ASSERT_TRUE(decode_range_sealed(p(v(1), v(0))).is_ok());
   ASSERT_TRUE(decode_lease_request(p(u64(1), v(0))).is_ok());
   ASSERT_TRUE(decode_renew_lease(p(u64(1), v(1))).is_ok());
@@ -470,6 +480,9 @@ TEST(ClusterMessages, ZeroAndOutOfRangeIdsAreRejected) {
   EXPECT_FALSE(decode_tx_pull(p(v(1), v(0), v(1))).is_ok());            // first 0
   EXPECT_FALSE(decode_tx_pull(p(v(1), v(2), v(1))).is_ok());            // first > last
   EXPECT_FALSE(decode_tx_pull(p(v(1), v(1), v(kOffsetMax + 1))).is_ok());
+  EXPECT_FALSE(decode_tx_evicted(p(v(0), v(1))).is_ok());  // range 0
+  EXPECT_FALSE(decode_tx_evicted(p(v(1), v(0))).is_ok());  // offset 0
+  EXPECT_FALSE(decode_tx_evicted(p(v(1), v(kOffsetMax + 1))).is_ok());
   EXPECT_FALSE(decode_range_sealed(p(v(0), v(0))).is_ok());
   EXPECT_FALSE(decode_range_sealed(p(v(1), v(kOffsetMax + 1))).is_ok());
   EXPECT_FALSE(decode_lease_request(p(u64(0), v(0))).is_ok());  // gateway 0
@@ -509,6 +522,7 @@ TEST(ClusterMessages, EncodersRefuseInvalidInput) {
   std::string wire;
   EXPECT_DEATH(encode_tx_pull({RangeId(0), 1, 1}, wire), "assertion failed");
   EXPECT_DEATH(encode_tx_pull({RangeId(1), 2, 1}, wire), "assertion failed");
+  EXPECT_DEATH(encode_tx_evicted({RangeId(1), 0}, wire), "assertion failed");
   EXPECT_DEATH(encode_lease_request({GatewayId(0), RangeId(0)}, wire), "assertion failed");
   EXPECT_DEATH(encode_range_sealed({RangeId(1), kOffsetMax + 1}, wire), "assertion failed");
   EXPECT_DEATH(encode_tx_acks(NodeId(1), std::vector<TxId>{TxId(5)}, wire), "assertion failed");
@@ -526,6 +540,7 @@ TEST(ClusterMessages, ArbitraryBytesNeverCrash) {
     (void)decode_offsets(bytes).is_ok();
     (void)decode_tx_pull(bytes).is_ok();
     (void)decode_tx_push(bytes).is_ok();
+    (void)decode_tx_evicted(bytes).is_ok();
     (void)decode_txs(bytes).is_ok();
     (void)decode_lease_request(bytes).is_ok();
     (void)decode_renew_lease(bytes).is_ok();

@@ -47,6 +47,7 @@ enum class FrameType : uint8_t {
   kLeaseGranted = 25,  // node -> gateway
   kRangeSealed = 26,   // node -> gateway
   kRenewLease = 27,    // gateway -> node
+  kTxEvicted = 28,     // node -> node: answers a pull for an executed tx no longer kept
 };
 
 struct Frame {

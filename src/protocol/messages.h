@@ -107,6 +107,15 @@ struct TxPush {
   bool operator==(const TxPush&) const = default;
 };
 
-using PeerMessage = std::variant<VrPacket, Offsets, TxPull, TxPush>;
+// The answer to a pull for `offset`, which this node executed and no longer
+// keeps (its retention evicted it, or its whole range was retired). A node
+// that hears it from every peer cannot catch up by pulling.
+struct TxEvicted {
+  RangeId range;
+  uint64_t offset = 0;
+  bool operator==(const TxEvicted&) const = default;
+};
+
+using PeerMessage = std::variant<VrPacket, Offsets, TxPull, TxPush, TxEvicted>;
 
 }  // namespace maroon

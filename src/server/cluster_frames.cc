@@ -57,9 +57,12 @@ void send_peer_message(const PeerMessage& m,
   } else if (auto* pull = std::get_if<TxPull>(&m)) {
     protocol::encode_tx_pull(*pull, frame);
     send(FrameType::kTxPull, payload_of(frame));
-  } else {
-    protocol::encode_tx_push(std::get<TxPush>(m), frame);
+  } else if (auto* push = std::get_if<TxPush>(&m)) {
+    protocol::encode_tx_push(*push, frame);
     send(FrameType::kTxPush, payload_of(frame));
+  } else {
+    protocol::encode_tx_evicted(std::get<TxEvicted>(m), frame);
+    send(FrameType::kTxEvicted, payload_of(frame));
   }
 }
 
@@ -73,6 +76,8 @@ Result<PeerMessage> decode_peer_frame(uint8_t type, std::string_view payload) {
       return as_peer(protocol::decode_tx_pull(payload));
     case FrameType::kTxPush:
       return as_peer(protocol::decode_tx_push(payload));
+    case FrameType::kTxEvicted:
+      return as_peer(protocol::decode_tx_evicted(payload));
     default:
       return unexpected(type);
   }

@@ -108,6 +108,11 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       txs_ordered_(registry_.counter("maroon_txs_ordered_total", "Txs in epochs this node proposed")),
       txs_pulled_(registry_.counter("maroon_txs_pulled_total", "Txs fetched from peers")),
       epochs_proposed_(registry_.counter("maroon_epochs_proposed_total", "Epochs this node proposed")),
+      ranges_sealed_(registry_.counter("maroon_ranges_sealed_total",
+                                       "Gateway ranges sealed (lease expired, or gateway gone)")),
+      ranges_retired_(registry_.counter("maroon_ranges_retired_total",
+                                        "Sealed ranges whose state was dropped after the grace")),
+      ranges_kept_(registry_.gauge("maroon_ranges_kept", "Gateway ranges whose state is kept")),
       view_gauge_(registry_.gauge("maroon_view", "VR view number")),
       committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
@@ -612,6 +617,9 @@ void Driver::update_gauges() {
   mirror(txs_ordered_, c.txs_ordered);
   mirror(txs_pulled_, c.txs_pulled);
   mirror(epochs_proposed_, c.epochs_proposed);
+  mirror(ranges_sealed_, c.ranges_sealed);
+  mirror(ranges_retired_, c.ranges_retired);
+  ranges_kept_.set(static_cast<int64_t>(node_.ranges_kept()));
 }
 
 void Driver::shutdown(std::function<void()> done) {

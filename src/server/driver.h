@@ -192,6 +192,9 @@ class Driver final : public Engine {
   Counter& txs_ordered_;
   Counter& txs_pulled_;
   Counter& epochs_proposed_;
+  Counter& ranges_sealed_;
+  Counter& ranges_retired_;
+  Gauge& ranges_kept_;
   Gauge& view_gauge_;
   Gauge& committed_epoch_;
   Gauge& epochs_waiting_;

@@ -58,6 +58,9 @@ std::string describe_peer(const PeerMessage& m) {
   if (const auto* p = std::get_if<TxPull>(&m)) {
     return fmt::format("pull {}:{}..{}", p->range.value(), p->first, p->last);
   }
+  if (const auto* e = std::get_if<TxEvicted>(&m)) {
+    return fmt::format("evicted {}:{}", e->range.value(), e->offset);
+  }
   const auto& push = std::get<TxPush>(m);
   return push.txs.empty() ? "push (empty)"
                           : fmt::format("push {}..{} ({})", tx_name(push.txs.front().id),
@@ -217,6 +220,7 @@ class ClusterSimulation {
   }
   void process(SimNode& n);
   void drain(SimNode& n);
+  void check_bounded(SimNode& n);
   void maybe_sync(SimNode& n);
   void on_synced(SimNode& n, host::PendingWrite& w);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
@@ -315,6 +319,7 @@ void ClusterSimulation::start_node(SimNode& n) {
   c.held_txs_per_range_max = s_.held_txs_per_range_max;
   c.result_table_txs_per_range_max = s_.result_table_txs_per_range_max;
   if (s_.tx_retention_bytes_max != 0) c.tx_retention_bytes_max = s_.tx_retention_bytes_max;
+  c.sealed_range_grace_ms = s_.sealed_range_grace_ms;
   if (s_.pull_txs_max != 0) c.pull_txs_max = s_.pull_txs_max;
   c.order_unsynced_txs = s_.order_unsynced_txs && members_.size() == 1;
   c.advert_ticks = s_.advert_ticks;
@@ -383,6 +388,22 @@ void ClusterSimulation::drain(SimNode& n) {
   record_hashes(n);
   if (!n.node->fault().is_ok())
     world_.fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
+  check_bounded(n);
+}
+
+void ClusterSimulation::check_bounded(SimNode& n) {
+  // Node state stays bounded: a sealed range is retired at the first epoch
+  // applied a grace after its seal, whatever gateways come and go.
+  const Node& node = *n.node;
+  if (auto sealed = node.oldest_sealed();
+      sealed && node.applied_time_ms() >= sealed->second + s_.sealed_range_grace_ms) {
+    world_.fail(fmt::format(
+        "n{} still keeps range {} sealed at logical {} ms, past the grace of {} ms (applied {} ms)",
+        n.id.value(), sealed->first.value(), sealed->second, s_.sealed_range_grace_ms,
+        node.applied_time_ms()));
+  }
+  stats_.ranges_kept_max = std::max(stats_.ranges_kept_max, node.ranges_kept());
+  stats_.ranges_retired = std::max(stats_.ranges_retired, node.counters().ranges_retired);
 }
 
 void ClusterSimulation::process(SimNode& n) {
@@ -636,11 +657,17 @@ std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint6
       auto m = payload ? protocol::decode_tx_pull(*payload) : invalid_argument("frame");
       if (!m) return bad("pull frame");
       back = Payload(PeerMessage(std::move(m).value()));
-    } else {
-      protocol::encode_tx_push(std::get<TxPush>(*peer), frame);
+    } else if (const auto* push = std::get_if<TxPush>(peer)) {
+      protocol::encode_tx_push(*push, frame);
       auto payload = frame_payload(frame, FrameType::kTxPush);
       auto m = payload ? protocol::decode_tx_push(*payload) : invalid_argument("frame");
       if (!m) return bad("push frame");
+      back = Payload(PeerMessage(std::move(m).value()));
+    } else {
+      protocol::encode_tx_evicted(std::get<TxEvicted>(*peer), frame);
+      auto payload = frame_payload(frame, FrameType::kTxEvicted);
+      auto m = payload ? protocol::decode_tx_evicted(*payload) : invalid_argument("frame");
+      if (!m) return bad("evicted frame");
       back = Payload(PeerMessage(std::move(m).value()));
     }
   } else if (const auto* to_node = std::get_if<GatewayToNode>(&p)) {
@@ -1328,6 +1355,7 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   // materializes a segment's preallocated bytes, so larger ones cost time.
   s.wal_segment_bytes = p.chance(0.5) ? 2 * 1024 * 1024 : 4 * 1024 * 1024;
   s.clock_step_every_us = p.chance(0.7) ? 0 : static_cast<int64_t>(500'000 + p.below(2'500'000));
+  s.sealed_range_grace_ms = p.chance(0.2) ? 0 : 1 + p.below(3000);
   return s;
 }
 
@@ -1342,7 +1370,7 @@ std::string ClusterSettings::describe() const {
       "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; {}; nodes: {}, {} lost for "
       "good; "
       "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms, steps "
-      "every {} ms; lease {} ms, renew {} ticks; held window {}, retention {} B, result table {}, pull {}, offsets "
+      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms; held window {}, retention {} B, result table {}, pull {}, offsets "
       "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
       "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
       "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
@@ -1350,7 +1378,7 @@ std::string ClusterSettings::describe() const {
       seed, nodes, gateways, clients, keys, network.describe(), process.describe(), nodes_lost,
       power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms,
       clock_step_every_us / 1000, lease_ms,
-      renew_ticks, held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
+      renew_ticks, sealed_range_grace_ms, held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
       pull_txs_max, offsets_per_range_max, advert_ticks, pull_retry_ticks, gateway_retry_ticks,
       result_retry_ticks, lease_retry_ticks, codec_fraction * 100, fsync_failure * 100,
       wal_segment_bytes / 1024, nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",

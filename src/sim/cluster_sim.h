@@ -73,6 +73,8 @@ struct ClusterSettings {
   uint64_t lease_ms = 1000;
   size_t held_txs_per_range_max = 0;
   size_t tx_retention_bytes_max = 0;
+  // NodeConfig::sealed_range_grace_ms: short, so ranges retire within a run.
+  uint64_t sealed_range_grace_ms = 0;
   size_t result_table_txs_per_range_max = 0;
   size_t pull_txs_max = 0;
   uint64_t advert_ticks = 10;
@@ -125,6 +127,8 @@ struct ClusterStats {
   uint64_t clock_steps = 0;
   uint64_t gateway_crashes = 0;
   uint64_t ranges_sealed = 0;  // seals delivered to gateways
+  uint64_t ranges_retired = 0;  // most retired by one node incarnation
+  size_t ranges_kept_max = 0;   // most ranges one node kept at once
   uint64_t max_epoch = 0;
   uint64_t max_view = 0;
   uint64_t txs_applied = 0;  // highest count of txs executed by one node incarnation

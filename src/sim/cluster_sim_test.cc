@@ -73,6 +73,7 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
     sum.gateway_crashes += r.stats.gateway_crashes;
     sum.network.partitions += r.stats.network.partitions;
     sum.ranges_sealed += r.stats.ranges_sealed;
+    sum.ranges_retired += r.stats.ranges_retired;
     sum.messages_coded += r.stats.messages_coded;
     sum.network.dropped += r.stats.network.dropped;
     sum.faults.pauses += r.stats.faults.pauses;
@@ -91,6 +92,7 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
   EXPECT_GT(sum.gateway_crashes, 5u);
   EXPECT_GT(sum.network.partitions, 20u);
   EXPECT_GT(sum.ranges_sealed, 5u);
+  EXPECT_GT(sum.ranges_retired, 0u);
   EXPECT_GT(sum.messages_coded, 5'000u);
   EXPECT_GT(sum.network.dropped, 500u);
   EXPECT_GT(sum.faults.pauses, 5u);
