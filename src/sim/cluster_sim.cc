@@ -159,6 +159,7 @@ class ClusterSimulation {
   struct SimNode : Process {
     NodeId id;
     bool lost = false;  // crashed for good
+    bool stopping = false;  // stopped itself (lags too far); crashed and lost next
     int64_t clock_offset_ms = 0;
     // The node's disk: the real WAL and superblock (DataDir) on FaultEnv,
     // which keeps what was synced across crashes.
@@ -221,6 +222,7 @@ class ClusterSimulation {
   void process(SimNode& n);
   void drain(SimNode& n);
   void check_bounded(SimNode& n);
+  bool lag_stop(SimNode& n);
   void maybe_sync(SimNode& n);
   void on_synced(SimNode& n, host::PendingWrite& w);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
@@ -386,9 +388,34 @@ void ClusterSimulation::restart_node(SimNode& n) {
 void ClusterSimulation::drain(SimNode& n) {
   n.host->drain();
   record_hashes(n);
-  if (!n.node->fault().is_ok())
+  if (!n.node->fault().is_ok() && !n.stopping && !lag_stop(n))
     world_.fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
   check_bounded(n);
+}
+
+bool ClusterSimulation::lag_stop(SimNode& n) {
+  // Expected only where peers keep so little, and only of at most f nodes.
+  const std::string fault = n.node->fault().to_string();
+  if (!s_.long_outage || fault.find("lags too far") == std::string::npos) return false;
+  size_t lost = 0;
+  for (const SimNode& m : nodes_) lost += m.lost || m.stopping;
+  if (lost + 1 > (members_.size() - 1) / 2) {
+    world_.fail(fmt::format("n{} is the {}th node to stop lagging too far: {}", n.id.value(),
+                            lost + 1, fault));
+    return true;
+  }
+  n.stopping = true;
+  stats_.lag_stops++;
+  world_.trace(fmt::format("n{} STOPS: {}", n.id.value(), fault));
+  // Not from inside its own processing: at once, as the driver exits.
+  const NodeId id = n.id;
+  world_.after(0, [this, id] {
+    SimNode& m = nodes_.at(id.value() - 1);
+    if (m.up) crash_node(m);
+    m.lost = true;
+    m.stopping = false;
+  });
+  return true;
 }
 
 void ClusterSimulation::check_bounded(SimNode& n) {
@@ -935,6 +962,14 @@ void ClusterSimulation::schedule_faults() {
   for (size_t i = 0; i < s_.nodes_lost; i++) {
     world_.at(world_.uniform(0, s_.safety_us - 1), [this] { lose_node(); });
   }
+  if (s_.long_outage) {
+    // Down until heal() restarts it.
+    world_.at(world_.uniform(0, s_.safety_us / 3), [this] {
+      SimNode& n = nodes_[world_.below(nodes_.size())];
+      world_.trace(fmt::format("n{} goes down for the rest of the safety phase", n.id.value()));
+      if (n.up) crash_node(n);
+    });
+  }
 }
 
 void ClusterSimulation::lose_node() {
@@ -1356,6 +1391,16 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   s.wal_segment_bytes = p.chance(0.5) ? 2 * 1024 * 1024 : 4 * 1024 * 1024;
   s.clock_step_every_us = p.chance(0.7) ? 0 : static_cast<int64_t>(500'000 + p.below(2'500'000));
   s.sealed_range_grace_ms = p.chance(0.2) ? 0 : 1 + p.below(3000);
+  s.long_outage = s.nodes >= 3 && p.chance(0.1);
+  if (s.long_outage) {
+    s.tx_retention_bytes_max = (16 << 10) + p.below(16 << 10);
+    s.network.partition_every_us = 0;
+    s.process.crash_every_us = 0;
+    s.process.pause_every_us = 0;
+    s.power_failure_every_us = 0;
+    s.nodes_lost = 0;
+    s.fsync_failure = 0;
+  }
   return s;
 }
 
@@ -1370,7 +1415,7 @@ std::string ClusterSettings::describe() const {
       "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; {}; nodes: {}, {} lost for "
       "good; "
       "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms, steps "
-      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms; held window {}, retention {} B, result table {}, pull {}, offsets "
+      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms{}; held window {}, retention {} B, result table {}, pull {}, offsets "
       "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
       "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
       "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
@@ -1378,7 +1423,7 @@ std::string ClusterSettings::describe() const {
       seed, nodes, gateways, clients, keys, network.describe(), process.describe(), nodes_lost,
       power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms,
       clock_step_every_us / 1000, lease_ms,
-      renew_ticks, sealed_range_grace_ms, held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
+      renew_ticks, sealed_range_grace_ms, long_outage ? "; a long outage" : "", held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
       pull_txs_max, offsets_per_range_max, advert_ticks, pull_retry_ticks, gateway_retry_ticks,
       result_retry_ticks, lease_retry_ticks, codec_fraction * 100, fsync_failure * 100,
       wal_segment_bytes / 1024, nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",

@@ -75,6 +75,11 @@ struct ClusterSettings {
   size_t tx_retention_bytes_max = 0;
   // NodeConfig::sealed_range_grace_ms: short, so ranges retire within a run.
   uint64_t sealed_range_grace_ms = 0;
+  // One node is down from early in the safety phase until it ends, while
+  // its peers keep only a few KiB of executed txs: it may come back to find
+  // what it needs evicted everywhere, and must then stop, saying so (it is
+  // counted as lost). No other process faults, so no other node lags so far.
+  bool long_outage = false;
   size_t result_table_txs_per_range_max = 0;
   size_t pull_txs_max = 0;
   uint64_t advert_ticks = 10;
@@ -128,6 +133,7 @@ struct ClusterStats {
   uint64_t gateway_crashes = 0;
   uint64_t ranges_sealed = 0;  // seals delivered to gateways
   uint64_t ranges_retired = 0;  // most retired by one node incarnation
+  uint64_t lag_stops = 0;       // nodes that stopped: every peer had evicted what they needed
   size_t ranges_kept_max = 0;   // most ranges one node kept at once
   uint64_t max_epoch = 0;
   uint64_t max_view = 0;

@@ -102,6 +102,25 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
   EXPECT_GT(one, 0u);
 }
 
+TEST(ClusterSim, ANodeBackFromALongOutageCatchesUpOrStopsSayingWhy) {
+  // Its peers keep a few KiB of executed txs: some of these seeds bring it
+  // back to find what it needs evicted everywhere. It must then stop (a
+  // fault naming the evicted tx), not pull for ever.
+  size_t runs = 0;
+  uint64_t stops = 0;
+  for (uint64_t seed = 1; seed <= 100; seed++) {
+    ClusterSettings s = ClusterSettings::random(seed);
+    if (!s.long_outage) continue;
+    runs++;
+    ClusterResult r = run_cluster_simulation(s);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure
+                      << "\n  replay: maroon-sim --cluster --seed " << seed;
+    stops += r.stats.lag_stops;
+  }
+  EXPECT_GE(runs, 5u);
+  EXPECT_GE(stops, 2u);
+}
+
 TEST(ClusterSim, StaleMessagesOnlyWhenAskedFor) {
   size_t drawn = 0;
   for (uint64_t seed = 1; seed <= 20; seed++) {
