@@ -183,6 +183,54 @@ TEST_F(DataDirTest, AfterACleanStopAShortOrDamagedLogIsRefused) {
   EXPECT_NE(d->wal().cut()->damage.find("checksum"), std::string::npos) << d->wal().cut()->damage;
 }
 
+// Faults of the medium in the last batch: a flipped bit (the checksum fails)
+// or an unreadable sector. After a clean stop no write was in flight, so
+// either is damage to acknowledged data and refused (corruption, or an I/O
+// error for unknown bytes); after a stop that was not clean either looks
+// like a torn write: cut, and the cut reported.
+TEST_F(DataDirTest, MediumFaultInTheLastBatchIsRefusedAfterACleanStopAndCutOtherwise) {
+  const std::string path = "/d/wal/wal-00000001.log";
+  const uint64_t last_batch = wal::kSegmentHeaderBytes + wal::kBlockBytes;
+  for (const bool unreadable : {false, true}) {
+    for (const bool clean : {true, false}) {
+      SCOPED_TRACE(std::string(unreadable ? "unreadable" : "bit flip") +
+                   (clean ? ", clean stop" : ", killed"));
+      if (auto names = env_.list_dir("/d/wal")) {
+        for (const std::string& n : *names) ASSERT_TRUE(env_.remove("/d/wal/" + n).is_ok());
+      }
+      if (env_.exists("/d/superblock")) {
+        ASSERT_TRUE(env_.remove("/d/superblock").is_ok());
+      }
+      {
+        auto d = open_ok();
+        ASSERT_TRUE(d);
+        write_records(*d, 2, "a");
+        ASSERT_EQ(d->wal().segment_index(), 1u);
+        if (clean) {
+          ASSERT_TRUE(d->mark_clean_shutdown().is_ok());
+        }
+      }
+      if (unreadable) {
+        env_.add_bad_sectors(path, last_batch + 1000, 1);
+      } else {
+        env_.flip_random_bit(path, prng_, last_batch, 3000);
+      }
+      auto d = open_dir();
+      if (clean) {
+        ASSERT_FALSE(d.is_ok());
+        EXPECT_EQ(d.status().code(), unreadable ? Code::kIoError : Code::kCorruption);
+        EXPECT_NE(d.status().message().find("after a clean shutdown"), std::string::npos)
+            << d.status().message();
+        continue;
+      }
+      ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+      EXPECT_EQ(records_.size(), 1u);
+      ASSERT_TRUE((*d)->wal().cut().has_value());
+      EXPECT_EQ((*d)->wal().cut()->offset, last_batch);
+    }
+  }
+}
+
 // The superblock learns of a segment before any record goes into it: a
 // crash at any point of a roll leaves a directory that opens whole.
 TEST_F(DataDirTest, ACrashAnywhereInARollLeavesADirectoryThatOpens) {

@@ -202,5 +202,128 @@ TEST_F(FaultEnvTest, FailedSyncMakesNothingDurable) {
   EXPECT_EQ(read_path(env_, "d/f"), "old");
 }
 
+TEST_F(FaultEnvTest, InjectedReadErrorsFailThenClear) {
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, "abc").is_ok());
+  env_.inject_read_errors(1, /*after=*/1);
+  std::string out;
+  EXPECT_TRUE(file->read_at(0, 3, out).is_ok());
+  const Status s = file->read_at(0, 3, out);
+  EXPECT_EQ(s.code(), Code::kIoError);
+  EXPECT_NE(s.message().find("input/output error"), std::string::npos) << s.message();
+  EXPECT_EQ(read_all(*file), "abc");
+}
+
+// A latent sector error: reads of the sector fail, before and after a crash,
+// until a write of the whole sector reaches the disk.
+TEST_F(FaultEnvTest, BadSectorIsUnreadableUntilRewrittenOnDisk) {
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, std::string(4 * 512, 'a')).is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  env_.add_bad_sectors("d/f", 600, 1);  // sector 1
+  std::string out;
+  EXPECT_TRUE(file->read_at(0, 512, out).is_ok());
+  EXPECT_TRUE(file->read_at(1024, 1024, out).is_ok());
+  EXPECT_EQ(file->read_at(1000, 30, out).code(), Code::kIoError);
+  EXPECT_EQ(file->write_at(700, "x").code(), Code::kIoError);  // read-modify-write
+  env_.crash(prng_, /*tear=*/false);
+  file = *env_.open("d/f", false);
+  EXPECT_EQ(file->read_at(0, 4 * 512, out).code(), Code::kIoError);
+
+  // Rewritten in the cache only: readable from there, bad again after a crash.
+  ASSERT_TRUE(file->write_at(512, std::string(512, 'b')).is_ok());
+  EXPECT_EQ(read_all(*file).substr(512, 512), std::string(512, 'b'));
+  env_.crash(prng_, /*tear=*/false);
+  file = *env_.open("d/f", false);
+  EXPECT_EQ(file->read_at(512, 1, out).code(), Code::kIoError);
+
+  ASSERT_TRUE(file->write_at(512, std::string(512, 'b')).is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  env_.crash(prng_, /*tear=*/false);
+  EXPECT_EQ(read_path(env_, "d/f"),
+            std::string(512, 'a') + std::string(512, 'b') + std::string(1024, 'a'));
+}
+
+TEST_F(FaultEnvTest, BitFlipChangesTheDiskAndWhatReadsSee) {
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, std::string(1024, '\0')).is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  env_.flip_bit("d/f", 8 * 700 + 3);
+  std::string expected(1024, '\0');
+  expected[700] = 1 << 3;
+  EXPECT_EQ(read_all(*file), expected);
+  env_.crash(prng_, /*tear=*/false);
+  EXPECT_EQ(read_path(env_, "d/f"), expected);
+
+  // Prng-chosen: inside the range asked for, the same bit for the same seed.
+  Prng a(9), b(9);
+  const uint64_t bit = env_.flip_random_bit("d/f", a, 100, 10);
+  EXPECT_GE(bit, 800u);
+  EXPECT_LT(bit, 880u);
+  EXPECT_EQ(env_.flip_random_bit("d/f", b, 100, 10), bit);  // flipped back
+  EXPECT_EQ(read_path(env_, "d/f"), expected);
+}
+
+// The disk acknowledges the write and drops it: reads see it until the cache
+// is dropped, a sync "succeeds", and a crash shows the old content.
+TEST_F(FaultEnvTest, LostWriteReportsSuccessButNeverReachesTheDisk) {
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, std::string(1024, 'o')).is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  env_.lose_next_writes(1);
+  ASSERT_TRUE(file->write_at(0, std::string(600, 'n')).is_ok());
+  EXPECT_EQ(read_all(*file), std::string(600, 'n') + std::string(424, 'o'));
+  ASSERT_TRUE(file->sync().is_ok());
+  ASSERT_TRUE(file->sync_and_drop_cache().is_ok());
+  EXPECT_EQ(read_all(*file), std::string(1024, 'o'));
+  ASSERT_TRUE(file->write_at(0, "n").is_ok());  // the next write is not lost
+  ASSERT_TRUE(file->sync().is_ok());
+  env_.crash(prng_, /*tear=*/false);
+  EXPECT_EQ(read_path(env_, "d/f"), "n" + std::string(1023, 'o'));
+}
+
+// The disk writes the sectors at another offset of the same file: the cache
+// shows them where they belong, the disk elsewhere.
+TEST_F(FaultEnvTest, MisdirectedWriteLandsAtAnotherSectorOfTheFile) {
+  auto run = [](uint64_t seed) {
+    FaultEnv env;
+    EXPECT_TRUE(env.create_dirs("d").is_ok());
+    auto file = *env.open("d/f", true);
+    EXPECT_TRUE(env.sync_dir("d").is_ok());
+    EXPECT_TRUE(file->write_at(0, std::string(16 * 512, 'a')).is_ok());
+    EXPECT_TRUE(file->sync().is_ok());
+    Prng prng(seed);
+    env.misdirect_next_writes(1, prng);
+    EXPECT_TRUE(file->write_at(3 * 512 + 10, std::string(502, 'b')).is_ok());
+    std::string image = read_all(*file);
+    EXPECT_EQ(image.substr(3 * 512 + 10, 502), std::string(502, 'b'));
+    EXPECT_TRUE(file->sync().is_ok());
+    EXPECT_EQ(read_all(*file), image);  // the cache does not know
+    EXPECT_TRUE(file->sync_and_drop_cache().is_ok());
+    image = read_all(*file);
+    Prng crash(seed);
+    env.crash(crash, /*tear=*/true);
+    EXPECT_EQ(read_path(env, "d/f"), image);  // it was synced
+    return image;
+  };
+  for (uint64_t seed = 0; seed < 8; seed++) {
+    const std::string image = run(seed);
+    ASSERT_EQ(image.size(), 16 * 512u);
+    EXPECT_EQ(image.substr(3 * 512, 512), std::string(512, 'a')) << "written where it belongs";
+    // Exactly one other sector holds the write (its first 10 bytes as they were).
+    int landed = 0;
+    for (uint64_t s = 0; s < 16; s++) {
+      const std::string sector = image.substr(s * 512, 512);
+      if (sector == std::string(10, 'a') + std::string(502, 'b')) {
+        landed++;
+      } else {
+        EXPECT_EQ(sector, std::string(512, 'a')) << s;
+      }
+    }
+    EXPECT_EQ(landed, 1);
+    EXPECT_EQ(run(seed), image);
+  }
+}
+
 }  // namespace
 }  // namespace maroon

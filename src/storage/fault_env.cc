@@ -2,24 +2,69 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 namespace maroon {
 
 struct FaultEnv::Node {
+  // A misdirected write waiting for the next sync: whole sectors of `data`,
+  // to be written at `offset` instead of where they belong.
+  struct Misdirected {
+    uint64_t offset = 0;
+    std::string bytes;
+  };
+
   std::string data;
   std::string durable;
   // Sectors written since the last successful sync, each once, in first-write
   // order so a crash consumes the Prng deterministically.
   std::vector<uint64_t> dirty;
   std::vector<bool> is_dirty;
-  // Sectors a failed sync marked clean (linux_failed_sync): `data` shows
-  // them, the disk never got them.
+  // Sectors whose write the disk never got (a failed sync under
+  // linux_failed_sync, a lost or misdirected write) or whose disk content
+  // the cache does not show (a misdirected write's target): `data` shows
+  // the cache until drop_cache().
   std::vector<uint64_t> lost;
+  std::vector<Misdirected> misdirected;
+  // Unreadable sectors of the medium (latent sector errors).
+  std::set<uint64_t> bad;
+
+  static uint64_t first_sector(uint64_t offset) { return offset / kSectorBytes; }
+  static uint64_t last_sector(uint64_t offset, uint64_t n) {
+    return (offset + n - 1) / kSectorBytes;
+  }
+
+  // Whether reads of sector s come from the page cache, not the medium.
+  bool cached(uint64_t s) const {
+    return (s < is_dirty.size() && is_dirty[s]) ||
+           std::find(lost.begin(), lost.end(), s) != lost.end();
+  }
+
+  // The first sector of [offset, offset + n) a read must take from a bad
+  // sector of the medium, if any.
+  std::optional<uint64_t> unreadable(uint64_t offset, uint64_t n) const {
+    if (n == 0) return std::nullopt;
+    const uint64_t last = last_sector(offset, n);
+    for (auto it = bad.lower_bound(first_sector(offset)); it != bad.end() && *it <= last; ++it) {
+      if (!cached(*it)) return *it;
+    }
+    return std::nullopt;
+  }
+
+  // A bad sector this write covers only partly (the kernel would read it).
+  std::optional<uint64_t> partly_written_bad(uint64_t offset, uint64_t n) const {
+    if (n == 0) return std::nullopt;
+    for (uint64_t s : {first_sector(offset), last_sector(offset, n)}) {
+      const bool whole = offset <= s * kSectorBytes && (s + 1) * kSectorBytes <= offset + n;
+      if (!whole && bad.contains(s) && !cached(s)) return s;
+    }
+    return std::nullopt;
+  }
 
   void mark_dirty(uint64_t offset, uint64_t n) {
     if (n == 0) return;
-    const uint64_t first = offset / kSectorBytes;
-    const uint64_t last = (offset + n - 1) / kSectorBytes;
+    const uint64_t first = first_sector(offset);
+    const uint64_t last = last_sector(offset, n);
     if (is_dirty.size() <= last) is_dirty.resize(last + 1, false);
     for (uint64_t s = first; s <= last; s++) {
       if (!is_dirty[s]) {
@@ -29,14 +74,51 @@ struct FaultEnv::Node {
     }
   }
 
+  // A write the disk drops: its sectors (whatever else was pending in them)
+  // stop being dirty and show their durable content after drop_cache().
+  void mark_lost(uint64_t offset, uint64_t n) {
+    if (n == 0) return;
+    for (uint64_t s = first_sector(offset); s <= last_sector(offset, n); s++) {
+      if (s < is_dirty.size() && is_dirty[s]) {
+        is_dirty[s] = false;
+        std::erase(dirty, s);
+      }
+      lost.push_back(s);
+    }
+  }
+
+  void copy_sector_to_durable(uint64_t s) {
+    const uint64_t begin = s * kSectorBytes;
+    if (begin >= data.size()) return;  // truncated away since
+    const uint64_t end = std::min<uint64_t>(begin + kSectorBytes, data.size());
+    if (durable.size() < end) durable.resize(end, '\0');
+    std::memcpy(durable.data() + begin, data.data() + begin, end - begin);
+    bad.erase(s);
+  }
+
+  // Puts a misdirected write on the medium (image), as far as the file still
+  // reaches; returns the bytes written.
+  uint64_t land(const Misdirected& m, std::string& image) {
+    if (m.offset >= image.size()) return 0;
+    const uint64_t n = std::min<uint64_t>(m.bytes.size(), image.size() - m.offset);
+    std::memcpy(image.data() + m.offset, m.bytes.data(), n);
+    for (uint64_t s = first_sector(m.offset); s <= last_sector(m.offset, n); s++) bad.erase(s);
+    return n;
+  }
+
   void sync() {
     durable.resize(data.size());
-    for (uint64_t s : dirty) {
-      const uint64_t begin = s * kSectorBytes;
-      if (begin >= data.size()) continue;  // truncated away since
-      const uint64_t end = std::min<uint64_t>(begin + kSectorBytes, data.size());
-      std::memcpy(durable.data() + begin, data.data() + begin, end - begin);
+    // Misdirected writes first: the cache's own dirty sectors, written back
+    // by the same sync, are what the disk holds last.
+    for (const Misdirected& m : misdirected) {
+      const uint64_t n = land(m, durable);
+      // The cache still shows what was written there before.
+      for (uint64_t s = first_sector(m.offset); n > 0 && s <= last_sector(m.offset, n); s++) {
+        lost.push_back(s);
+      }
     }
+    misdirected.clear();
+    for (uint64_t s : dirty) copy_sector_to_durable(s);
     dirty.clear();
     is_dirty.clear();
   }
@@ -60,10 +142,12 @@ struct FaultEnv::Node {
   }
 
   // The content after a crash: the durable bytes, plus (with tear) a random
-  // subset of the dirty sectors, which may also extend the file.
+  // subset of the dirty sectors, which may also extend the file, and of the
+  // pending misdirected writes. Bad sectors not rewritten stay bad.
   std::shared_ptr<Node> after_crash(Prng& prng, bool tear) const {
     auto node = std::make_shared<Node>();
     node->durable = durable;
+    node->bad = bad;
     if (tear) {
       for (uint64_t s : dirty) {
         if (!prng.chance(0.5)) continue;
@@ -72,6 +156,10 @@ struct FaultEnv::Node {
         const uint64_t end = std::min<uint64_t>(begin + kSectorBytes, data.size());
         if (node->durable.size() < end) node->durable.resize(end, '\0');
         std::memcpy(node->durable.data() + begin, data.data() + begin, end - begin);
+        node->bad.erase(s);
+      }
+      for (const Misdirected& m : misdirected) {
+        if (prng.chance(0.5)) node->land(m, node->durable);
       }
     }
     node->data = node->durable;
@@ -94,6 +182,11 @@ Status FaultEnv::write_fault() {
   return Status::ok();
 }
 
+Status FaultEnv::read_fault() {
+  if (read_errors_.fire()) return io_error("injected read error: input/output error");
+  return Status::ok();
+}
+
 Status FaultEnv::sync_fault() {
   if (sync_errors_.fire()) return io_error("injected sync error: no space left on device");
   return Status::ok();
@@ -106,16 +199,36 @@ class FaultEnv::FaultFile final : public File {
   Status write_at(uint64_t offset, std::string_view data) override {
     std::lock_guard lock(env_.mu_);
     if (Status s = env_.write_fault(); !s) return s;
+    if (auto bad = node_->partly_written_bad(offset, data.size())) {
+      return io_error("write of part of bad sector " + std::to_string(*bad) +
+                      ": input/output error");
+    }
     std::string& d = node_->data;
     if (d.size() < offset + data.size()) d.resize(offset + data.size(), '\0');
     std::memcpy(d.data() + offset, data.data(), data.size());
-    node_->mark_dirty(offset, data.size());
+    if (data.empty()) return Status::ok();
+    if (env_.misdirected_writes_ > 0) {
+      env_.misdirected_writes_--;
+      misdirect(offset, data.size());
+    } else if (env_.lost_writes_ > 0) {
+      env_.lost_writes_--;
+      node_->mark_lost(offset, data.size());
+    } else {
+      node_->mark_dirty(offset, data.size());
+    }
     return Status::ok();
   }
 
   Status read_at(uint64_t offset, size_t n, std::string& out) override {
     std::lock_guard lock(env_.mu_);
+    if (Status s = env_.read_fault(); !s) return s;
     const std::string& d = node_->data;
+    if (offset < d.size()) {
+      if (auto bad = node_->unreadable(offset, std::min<uint64_t>(n, d.size() - offset))) {
+        out.clear();
+        return io_error("read of bad sector " + std::to_string(*bad) + ": input/output error");
+      }
+    }
     if (offset >= d.size()) {
       out.clear();
       return Status::ok();
@@ -155,6 +268,21 @@ class FaultEnv::FaultFile final : public File {
   }
 
  private:
+  // The whole sectors just written go to another sector offset of the file
+  // at the next sync; where they belong keeps its durable content.
+  void misdirect(uint64_t offset, uint64_t n) {
+    const uint64_t first = Node::first_sector(offset);
+    const uint64_t sectors = Node::last_sector(offset, n) - first + 1;
+    const uint64_t file_sectors = (node_->data.size() + kSectorBytes - 1) / kSectorBytes;
+    node_->mark_lost(offset, n);
+    if (file_sectors <= sectors) return;  // nowhere else to go: simply lost
+    uint64_t target = env_.misdirect_.below(file_sectors - sectors);
+    if (target >= first) target++;
+    const uint64_t begin = first * kSectorBytes;
+    const uint64_t end = std::min<uint64_t>(begin + sectors * kSectorBytes, node_->data.size());
+    node_->misdirected.push_back({target * kSectorBytes, node_->data.substr(begin, end - begin)});
+  }
+
   Status sync_locked() {
     if (Status s = env_.sync_fault(); !s) {
       if (env_.linux_failed_sync_) node_->mark_dirty_lost();
@@ -264,6 +392,9 @@ void FaultEnv::crash(Prng& prng, bool tear) {
   live_ = std::move(after);
   write_errors_ = {};
   sync_errors_ = {};
+  read_errors_ = {};
+  lost_writes_ = 0;
+  misdirected_writes_ = 0;
 }
 
 void FaultEnv::inject_write_errors(uint64_t count, uint64_t after) {
@@ -274,6 +405,55 @@ void FaultEnv::inject_write_errors(uint64_t count, uint64_t after) {
 void FaultEnv::inject_sync_errors(uint64_t count, uint64_t after) {
   std::lock_guard lock(mu_);
   sync_errors_ = {after, count};
+}
+
+void FaultEnv::inject_read_errors(uint64_t count, uint64_t after) {
+  std::lock_guard lock(mu_);
+  read_errors_ = {after, count};
+}
+
+std::shared_ptr<FaultEnv::Node> FaultEnv::live_node(const std::string& path) const {
+  auto it = live_.find(path);
+  MAROON_ASSERT_MSG(it != live_.end(), path.c_str());
+  return it->second;
+}
+
+void FaultEnv::add_bad_sectors(const std::string& path, uint64_t offset, uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  auto node = live_node(path);
+  MAROON_ASSERT(bytes > 0 && offset + bytes <= node->data.size());
+  for (uint64_t s = Node::first_sector(offset); s <= Node::last_sector(offset, bytes); s++) {
+    node->bad.insert(s);
+  }
+}
+
+void FaultEnv::flip_bit(const std::string& path, uint64_t bit_offset) {
+  std::lock_guard lock(mu_);
+  auto node = live_node(path);
+  const uint64_t at = bit_offset / 8;
+  const char mask = static_cast<char>(1 << (bit_offset % 8));
+  MAROON_ASSERT(at < node->durable.size());
+  node->durable[at] ^= mask;
+  if (at < node->data.size() && !node->cached(at / kSectorBytes)) node->data[at] ^= mask;
+}
+
+uint64_t FaultEnv::flip_random_bit(const std::string& path, Prng& prng, uint64_t offset,
+                                   uint64_t bytes) {
+  MAROON_ASSERT(bytes > 0);
+  const uint64_t bit = offset * 8 + prng.below(bytes * 8);
+  flip_bit(path, bit);
+  return bit;
+}
+
+void FaultEnv::lose_next_writes(uint64_t count) {
+  std::lock_guard lock(mu_);
+  lost_writes_ = count;
+}
+
+void FaultEnv::misdirect_next_writes(uint64_t count, Prng& prng) {
+  std::lock_guard lock(mu_);
+  misdirected_writes_ = count;
+  misdirect_ = Prng(prng.next());
 }
 
 void FaultEnv::set_linux_failed_sync(bool on) {

@@ -13,14 +13,32 @@
 // and superblock never depend on directory creation racing a crash).
 //
 // Error injection: after `after` more successful calls, the next `count` write
-// calls (write_at, allocate) or sync calls (File::sync, sync_dir) fail with
-// kIoError "no space left on device". A failed write changes nothing; a failed
+// calls (write_at, allocate), sync calls (File::sync, sync_dir) or read calls
+// (read_at) fail with kIoError. A failed write changes nothing; a failed
 // sync makes nothing durable and leaves the writes pending, so a later crash
 // may persist any subset of them, as after a real failed fsync. With
 // linux_failed_sync, a failed File::sync instead does what Linux does after a
 // failed writeback: the pages are marked clean though the disk never got
 // them. Reads still see them (the page cache) until sync_and_drop_cache()
 // drops the cache; no later sync makes them durable; a crash loses them.
+//
+// Faults of the medium, which the disk does not report (the silent ones are
+// what checksums are for):
+// - Latent sector errors: reading any byte of a bad sector fails with
+//   kIoError, unless the page cache holds a newer write of it, until a write
+//   of the whole sector reaches the disk (a sync; drives remap a sector when
+//   it is rewritten). A write of part of a bad sector fails: the kernel would
+//   have to read the rest first. A crash keeps the sectors bad.
+// - Bit flips: one bit changes in the durable content and in what reads see
+//   (unless the cache holds a newer write of that sector).
+// - Lost writes: write_at succeeds and reads see the data, but its sectors
+//   never reach the disk: syncs succeed without them, a crash or
+//   sync_and_drop_cache() shows the sectors' old durable content.
+// - Misdirected writes: as a lost write, and in addition the next successful
+//   sync writes the same whole sectors at another sector offset of the same
+//   file (chosen by a Prng, within the file's size), where the page cache
+//   does not see them until sync_and_drop_cache(). A crash before that sync
+//   loses them, or with tear keeps them (all or nothing) with odds 1/2.
 //
 // A process that dies without a crash of the machine (kill -9) is modelled by
 // simply reopening: the page cache (data, dirty and lost sectors) stays.
@@ -63,7 +81,21 @@ class FaultEnv final : public Env {
   void crash(Prng& prng, bool tear);
   void inject_write_errors(uint64_t count, uint64_t after = 0);
   void inject_sync_errors(uint64_t count, uint64_t after = 0);
+  void inject_read_errors(uint64_t count, uint64_t after = 0);
   void set_linux_failed_sync(bool on);
+
+  // Medium faults (see the header). path names a live file; offsets must lie
+  // inside its durable content (bad sectors: inside its visible content).
+  // Every sector touching [offset, offset + bytes) becomes unreadable.
+  void add_bad_sectors(const std::string& path, uint64_t offset, uint64_t bytes);
+  void flip_bit(const std::string& path, uint64_t bit_offset);
+  // Flips a bit chosen by prng in [offset, offset + bytes); returns its bit offset.
+  uint64_t flip_random_bit(const std::string& path, Prng& prng, uint64_t offset, uint64_t bytes);
+  // The next `count` write_at calls, on any file, are lost / misdirected.
+  // Misdirected targets are drawn from a Prng seeded by prng (the same seed,
+  // the same targets). A crash clears both, like the injected errors.
+  void lose_next_writes(uint64_t count);
+  void misdirect_next_writes(uint64_t count, Prng& prng);
 
   uint64_t file_syncs() const;
   uint64_t dir_syncs() const;
@@ -79,6 +111,8 @@ class FaultEnv final : public Env {
 
   Status write_fault();
   Status sync_fault();
+  Status read_fault();
+  std::shared_ptr<Node> live_node(const std::string& path) const;
 
   mutable std::mutex mu_;
   std::set<std::string> dirs_;
@@ -86,6 +120,10 @@ class FaultEnv final : public Env {
   std::map<std::string, std::shared_ptr<Node>> durable_;
   Injection write_errors_;
   Injection sync_errors_;
+  Injection read_errors_;
+  uint64_t lost_writes_ = 0;
+  uint64_t misdirected_writes_ = 0;
+  Prng misdirect_{0};
   bool linux_failed_sync_ = false;
   uint64_t file_syncs_ = 0;
   uint64_t dir_syncs_ = 0;

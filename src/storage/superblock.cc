@@ -47,7 +47,8 @@ struct Copy {
   std::string_view payload;
 };
 
-std::optional<Copy> decode_slot(std::string_view slot, size_t slot_index) {
+// A copy that verifies, wherever it lies (the caller checks the slot).
+std::optional<Copy> decode_slot(std::string_view slot) {
   if (slot.size() < Superblock::kSlotBytes) return std::nullopt;
   if (slot.substr(kMagicAt, kMagic.size()) != kMagic) return std::nullopt;
   const uint32_t payload_bytes = wal::load_u32(slot.data() + kPayloadBytesAt);
@@ -59,7 +60,6 @@ std::optional<Copy> decode_slot(std::string_view slot, size_t slot_index) {
   if (wal::load_u32(slot.data() + kReservedAt) != 0) return std::nullopt;
   Copy copy;
   copy.sequence = wal::load_u64(slot.data() + kSequenceAt);
-  if (copy.sequence % kSlots != slot_index) return std::nullopt;
   copy.payload = slot.substr(Superblock::kHeaderBytes, payload_bytes);
   return copy;
 }
@@ -96,14 +96,33 @@ Result<std::unique_ptr<Superblock>> Superblock::open(Env& env, std::string path)
   if (!file) return file.status();
   if (Status s = (*file)->sync_and_drop_cache(); !s) return s;
   std::string image;
-  if (Status s = (*file)->read_at(0, kFileBytes, image); !s) return s;
+  if (Status s = (*file)->read_at(0, kFileBytes, image); !s) {
+    return Status(s.code(), path + ": " + s.message());
+  }
 
   std::optional<Copy> best;
+  std::optional<Copy> misplaced;
+  size_t misplaced_slot = 0;
   for (size_t i = 0; i < kSlots; i++) {
     const std::string_view slot =
         std::string_view(image).substr(std::min<size_t>(image.size(), i * kSlotBytes));
-    const std::optional<Copy> copy = decode_slot(slot.substr(0, kSlotBytes), i);
-    if (copy && (!best || copy->sequence > best->sequence)) best = copy;
+    const std::optional<Copy> copy = decode_slot(slot.substr(0, kSlotBytes));
+    if (!copy) continue;
+    if (copy->sequence % kSlots != i) {
+      misplaced = copy;
+      misplaced_slot = i;
+    } else if (!best || copy->sequence > best->sequence) {
+      best = copy;
+    }
+  }
+  // A newer copy in the wrong slot can only come from a misdirected write,
+  // which destroyed the copy that slot held, and the copy where it belongs
+  // is older still: falling back would silently undo two writes.
+  if (misplaced && (!best || misplaced->sequence > best->sequence)) {
+    return corruption(path + ": slot " + std::to_string(misplaced_slot) + " holds copy " +
+                      std::to_string(misplaced->sequence) + ", which belongs in slot " +
+                      std::to_string(misplaced->sequence % kSlots) +
+                      " (a misdirected write); refusing to fall back to an older copy");
   }
   if (!best) return corruption(path + ": neither superblock copy is valid");
 

@@ -23,7 +23,8 @@ class Superblock {
   static constexpr size_t payload_bytes_max = kSlotBytes - kHeaderBytes;
 
   // Opens path, creating it (crash-safely: temp file, fsync, rename, directory
-  // fsync) if missing. kCorruption if neither copy verifies.
+  // fsync) if missing. kCorruption if neither copy verifies, or if a copy
+  // newer than the one to return lies in the wrong slot (a misdirected write).
   static Result<std::unique_ptr<Superblock>> open(Env& env, std::string path);
 
   // The payload last written, or nullopt if nothing was ever written.

@@ -163,6 +163,103 @@ TEST_F(SuperblockTest, BothCopiesCorruptIsAnError) {
   EXPECT_NE(sb.status().message().find(kPath), std::string::npos);
 }
 
+// The disk acknowledged the write of the newest copy and dropped it: the
+// restart reads the other copy (the state before), never the cached one.
+TEST_F(SuperblockTest, LostWriteOfACopyFallsBackToTheOtherCopy) {
+  {
+    auto sb = open();
+    ASSERT_TRUE(sb);
+    ASSERT_TRUE(sb->write("one").is_ok());
+    env_.lose_next_writes(1);
+    ASSERT_TRUE(sb->write("two").is_ok());
+    EXPECT_EQ(sb->current(), "two");
+  }
+  auto sb = open();  // killed; the cache still shows "two"
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(sb->current(), "one");
+  EXPECT_EQ(sb->sequence(), 1u);
+  ASSERT_TRUE(sb->write("three").is_ok());
+  env_.crash(prng_, /*tear=*/true);
+  sb = open();
+  EXPECT_EQ(sb->current(), "three");
+}
+
+// Silent corruption of the newest copy, anywhere its checksum covers.
+TEST_F(SuperblockTest, BitFlipInTheNewestCopyFallsBackToTheOtherCopy) {
+  const std::string one(300, '1'), two(300, '2');
+  for (uint64_t seed = 0; seed < 32; seed++) {
+    SCOPED_TRACE(seed);
+    FaultEnv env;
+    ASSERT_TRUE(env.create_dirs("node").is_ok());
+    {
+      auto sb = *Superblock::open(env, kPath);
+      ASSERT_TRUE(sb->write(one).is_ok());  // slot 1
+      ASSERT_TRUE(sb->write(two).is_ok());  // slot 0
+    }
+    Prng prng(seed);
+    env.flip_random_bit(kPath, prng, 0, Superblock::kHeaderBytes + two.size());
+    auto sb = Superblock::open(env, kPath);
+    ASSERT_TRUE(sb.is_ok()) << sb.status().to_string();
+    EXPECT_EQ((*sb)->current(), one);
+    EXPECT_EQ((*sb)->sequence(), 1u);
+  }
+}
+
+// A write of one copy that lands at another sector offset of the file. It
+// leaves the copy where it belongs as it was, and damages what it lands on.
+// Recovery returns a copy that was written, with its own sequence, or
+// refuses; in particular when the new copy lands whole on the other slot
+// (whose copy it destroys) it refuses rather than fall back to the copy
+// from two writes ago. (When it lands partly over the other slot's header,
+// the copy from two writes ago is all there is, and it is returned: two
+// slots cannot tell that from a torn write of the other slot.)
+TEST_F(SuperblockTest, MisdirectedWriteOfACopyNeverYieldsAWrongState) {
+  int refused = 0, fell_back = 0;
+  for (uint64_t seed = 0; seed < 64; seed++) {
+    SCOPED_TRACE(seed);
+    FaultEnv env;
+    ASSERT_TRUE(env.create_dirs("node").is_ok());
+    Prng prng(seed);
+    const uint64_t writes = 2 + prng.below(2);
+    std::vector<std::string> payloads = {""};  // sequence 0: nothing
+    std::string newest_slot;
+    {
+      auto sb = *Superblock::open(env, kPath);
+      for (uint64_t i = 1; i <= writes; i++) {
+        payloads.push_back(std::string(1 + prng.below(2000), static_cast<char>('a' + i)));
+        if (i == writes) env.misdirect_next_writes(1, prng);
+        ASSERT_TRUE(sb->write(payloads.back()).is_ok());
+      }
+      auto file = *env.open(kPath, false);  // the cache shows the copy where it belongs
+      ASSERT_TRUE(
+          file->read_at((writes % 2) * Superblock::kSlotBytes, Superblock::kSlotBytes, newest_slot)
+              .is_ok());
+    }
+    if (prng.chance(0.5)) env.crash(prng, /*tear=*/false);  // else killed
+    std::string disk;
+    {
+      auto file = *env.open(kPath, false);
+      ASSERT_TRUE(file->sync_and_drop_cache().is_ok());
+      ASSERT_TRUE(file->read_at(0, 2 * Superblock::kSlotBytes, disk).is_ok());
+    }
+    const bool landed_on_other_slot = disk.substr(((writes + 1) % 2) * Superblock::kSlotBytes,
+                                                  Superblock::kSlotBytes) == newest_slot;
+    auto sb = Superblock::open(env, kPath);
+    if (!sb.is_ok()) {
+      EXPECT_EQ(sb.status().code(), Code::kCorruption);
+      refused++;
+      continue;
+    }
+    EXPECT_FALSE(landed_on_other_slot) << "fell back to copy " << (*sb)->sequence()
+                                       << " though copy " << writes << " is whole on disk";
+    ASSERT_LT((*sb)->sequence(), writes);  // the misdirected copy is not where it belongs
+    EXPECT_EQ((*sb)->current().value_or(""), payloads[(*sb)->sequence()]);
+    fell_back++;
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_GT(fell_back, 0);
+}
+
 TEST_F(SuperblockTest, PayloadLimit) {
   auto sb = open();
   EXPECT_EQ(sb->write(std::string(Superblock::payload_bytes_max + 1, 'x')).code(), Code::kTooLarge);

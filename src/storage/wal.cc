@@ -30,9 +30,21 @@ class FileSource final : public wal::SegmentSource {
   Result<std::string_view> read(uint64_t offset, uint64_t n) override {
     MAROON_ASSERT(offset <= size_ && n <= size_ - offset);
     if (offset < start_ || offset + n > start_ + buffer_.size()) {
-      const uint64_t want = std::min(size_ - offset, n + kReadChunkBytes);
-      if (Status s = file_.read_at(offset, want, buffer_); !s) return s;
-      if (buffer_.size() != want) return io_error(path_ + ": short read");
+      uint64_t want = std::min(size_ - offset, n + kReadChunkBytes);
+      Status s = file_.read_at(offset, want, buffer_);
+      if (!s && want > n) {
+        // An unreadable sector past the bytes asked for must not fail the
+        // read: the scan decides what a bad sector means where it is.
+        want = n;
+        s = file_.read_at(offset, want, buffer_);
+      }
+      if (s && buffer_.size() != want) s = io_error("short read");
+      if (!s) {
+        buffer_.clear();
+        start_ = 0;
+        return io_error(path_ + " offset " + std::to_string(offset) + ": cannot read " +
+                        std::to_string(n) + " bytes (" + s.message() + ")");
+      }
       start_ = offset;
     }
     return std::string_view(buffer_).substr(offset - start_, n);
@@ -203,23 +215,32 @@ Status Wal::recover(const ReplayFn& replay) {
     if (!scan) return scan.status();
     next_lsn = scan->next_lsn;
     if (scan->dirty_end > scan->end_offset) {
-      const std::string where = path + " offset " + std::to_string(scan->damage_offset) + ": ";
+      // A read error's message already names the file and offset.
+      const std::string what =
+          scan->unreadable
+              ? scan->damage
+              : path + " offset " + std::to_string(scan->damage_offset) + ": " + scan->damage;
+      // Unreadable bytes are unknown, not wrong: an I/O error, not corruption.
+      auto refuse = [&](const std::string& why) {
+        return scan->unreadable ? io_error(what + why) : corruption(what + why);
+      };
       // Every segment but the last was complete and synced before the next
       // one was created, so damage there cannot be a torn write.
-      if (!last) return corruption(where + scan->damage + " in a segment that is not the last");
+      if (!last) return refuse(" in a segment that is not the last");
       if (scan->later_batch_offset) {
-        return corruption(where + scan->damage + ", followed by a valid batch at offset " +
-                          std::to_string(*scan->later_batch_offset));
+        return refuse(", followed by a valid batch at offset " +
+                      std::to_string(*scan->later_batch_offset));
       }
       if (options_.clean_last_lsn != 0) {
         // Nothing was being written at a clean shutdown: this is damage to
         // data that was acknowledged, not a torn write.
-        return corruption(where + scan->damage + " after a clean shutdown (the log ended at lsn " +
-                          std::to_string(options_.clean_last_lsn) + ")");
+        return refuse(" after a clean shutdown (the log ended at lsn " +
+                      std::to_string(options_.clean_last_lsn) + ")");
       }
-      // A torn tail: the batch being written when the process died. Zero it
-      // rather than truncate, so the segment stays preallocated and a later
-      // scan sees clean zeros, never stale records.
+      // A torn tail: the batch being written when the process died, which
+      // may have left sectors unreadable. Zero it rather than truncate, so
+      // the segment stays preallocated and a later scan sees clean zeros,
+      // never stale records; unreadable blocks are rewritten whole.
       const std::string zeros(scan->dirty_end - scan->end_offset, '\0');
       if (Status s = (*file)->write_at(scan->end_offset, zeros); !s) return s;
       if (Status s = (*file)->sync(); !s) return s;

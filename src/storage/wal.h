@@ -80,7 +80,8 @@ class Wal {
  public:
   // Creates dir if needed, replays every record in order, truncates a torn
   // tail and positions for appending. Corruption that is not a torn tail
-  // fails with kCorruption naming the segment file and byte offset.
+  // fails with kCorruption naming the segment file and byte offset; a read
+  // error that is not in a torn tail, with kIoError naming them.
   static Result<std::unique_ptr<Wal>> open(Env& env, std::string dir, WalOptions options,
                                            const ReplayFn& replay);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "storage/wal_format.h"
 
@@ -20,31 +21,47 @@ bool all_zero(std::string_view bytes) {
   return true;
 }
 
-// Offset of the first nonzero byte in [from, end), or end.
-Result<uint64_t> first_nonzero(SegmentSource& source, uint64_t from, uint64_t end) {
-  for (uint64_t at = from; at < end; at += kZeroChunkBytes) {
-    auto chunk = source.read(at, std::min(kZeroChunkBytes, end - at));
-    if (!chunk) return chunk.status();
-    if (all_zero(*chunk)) continue;
-    for (uint64_t i = 0;; i++) {
-      if ((*chunk)[i] != 0) return at + i;
+// What lies in [from, size) of the last segment, read in chunks; a chunk that
+// cannot be read is read again block by block, and a block that still cannot
+// counts as damage (it may hold anything) but does not stop the survey.
+struct TailSurvey {
+  uint64_t first_dirty = 0;                   // the first nonzero or unreadable byte, or size
+  uint64_t dirty_end = 0;                     // just past the last one, or from
+  std::optional<uint64_t> unreadable_offset;  // the first unreadable block
+  Status unreadable;                          // and why
+};
+
+TailSurvey survey_tail(SegmentSource& source, uint64_t from) {
+  TailSurvey t{.first_dirty = source.size(), .dirty_end = from};
+  auto take = [&](uint64_t at, std::string_view bytes) {
+    if (all_zero(bytes)) return;
+    if (t.first_dirty == source.size()) {
+      t.first_dirty = at + bytes.find_first_not_of('\0');
+    }
+    t.dirty_end = std::max(t.dirty_end, at + bytes.find_last_not_of('\0') + 1);
+  };
+  for (uint64_t at = from; at < source.size(); at += kZeroChunkBytes) {
+    const uint64_t n = std::min(kZeroChunkBytes, source.size() - at);
+    if (auto chunk = source.read(at, n)) {
+      take(at, *chunk);
+      continue;
+    }
+    for (uint64_t block = at; block < at + n; block += kBlockBytes) {
+      const uint64_t block_bytes = std::min(kBlockBytes, at + n - block);
+      auto bytes = source.read(block, block_bytes);
+      if (bytes) {
+        take(block, *bytes);
+        continue;
+      }
+      if (!t.unreadable_offset) {
+        t.unreadable_offset = block;
+        t.unreadable = bytes.status();
+      }
+      t.first_dirty = std::min(t.first_dirty, block);
+      t.dirty_end = std::max(t.dirty_end, block + block_bytes);
     }
   }
-  return end;
-}
-
-// Just past the last nonzero byte in [from, size), or from.
-Result<uint64_t> nonzero_end(SegmentSource& source, uint64_t from) {
-  uint64_t last = from;
-  for (uint64_t at = from; at < source.size(); at += kZeroChunkBytes) {
-    auto chunk = source.read(at, std::min(kZeroChunkBytes, source.size() - at));
-    if (!chunk) return chunk.status();
-    if (all_zero(*chunk)) continue;
-    size_t n = chunk->size();
-    while ((*chunk)[n - 1] == 0) n--;
-    last = at + n;
-  }
-  return last;
+  return t;
 }
 
 struct BatchParse {
@@ -137,14 +154,30 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, 
   SegmentScan scan;
   uint64_t pos = kSegmentHeaderBytes;
   Lsn lsn = first_lsn;
+  // A read error in the last segment stops the scan where a torn write may
+  // be: the tail survey below classifies it. Elsewhere it fails the scan.
+  auto unreadable = [&](Status s) {
+    MAROON_ASSERT(!s.is_ok());
+    scan.damage_offset = pos;
+    scan.damage = s.message();
+    scan.unreadable = true;
+  };
   while (pos < size) {
     auto head = source.read(pos, std::min<uint64_t>(kRecordHeaderBytes, size - pos));
-    if (!head) return head.status();
+    if (!head) {
+      if (!last) return head.status();
+      unreadable(head.status());
+      break;
+    }
     // No valid record header is all zero (its LSN is at least 1), so zeros
     // mean the preallocated space after the last batch, or a lost sector.
     if (all_zero(*head)) break;
     auto batch = parse_batch(source, pos, checksum_seed, lsn, /*exact=*/true);
-    if (!batch) return batch.status();
+    if (!batch) {
+      if (!last) return batch.status();
+      unreadable(batch.status());
+      break;
+    }
     if (!batch->complete) {
       scan.damage_offset = batch->bad_offset;
       scan.damage = std::move(batch->error);
@@ -172,23 +205,32 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, 
     return scan;
   }
 
-  auto dirty_end = nonzero_end(source, pos);
-  if (!dirty_end) return dirty_end.status();
-  scan.dirty_end = *dirty_end;
-  if (scan.dirty_end == pos) return scan;
-  if (scan.damage.empty()) {
-    auto first = first_nonzero(source, pos, scan.dirty_end);
-    if (!first) return first.status();
-    scan.damage_offset = *first;
+  const TailSurvey tail = survey_tail(source, pos);
+  scan.dirty_end = tail.dirty_end;
+  if (scan.dirty_end == pos) {
+    // Nothing there after all (a read error that did not repeat).
+    scan.damage.clear();
+    scan.unreadable = false;
+    return scan;
+  }
+  if (tail.unreadable_offset &&
+      (scan.unreadable || (scan.damage.empty() && *tail.unreadable_offset == tail.first_dirty))) {
+    scan.damage_offset = *tail.unreadable_offset;
+    scan.damage = tail.unreadable.message();
+    scan.unreadable = true;
+  } else if (scan.damage.empty()) {
+    scan.damage_offset = tail.first_dirty;
     scan.damage = "unexpected bytes after the last record";
   }
-  for (uint64_t at = pos + kBlockBytes; at < scan.dirty_end; at += kBlockBytes) {
+  // From pos itself: a valid batch there with a later first LSN than
+  // expected (a misdirected write over the batch that belongs there) proves
+  // data was written after the missing records, as much as one further on.
+  for (uint64_t at = pos; at < scan.dirty_end; at += kBlockBytes) {
+    // An unreadable candidate is no evidence of a later batch.
     auto maybe = may_start_batch(source, at, lsn);
-    if (!maybe) return maybe.status();
-    if (!*maybe) continue;
+    if (!maybe || !*maybe) continue;
     auto batch = parse_batch(source, at, checksum_seed, lsn, /*exact=*/false);
-    if (!batch) return batch.status();
-    if (batch->complete) {
+    if (batch && batch->complete) {
       scan.later_batch_offset = at;
       break;
     }

@@ -26,7 +26,8 @@ class SegmentSource {
  public:
   virtual ~SegmentSource() = default;
   virtual uint64_t size() const = 0;
-  // Bytes [offset, offset + n), offset + n <= size(); valid until the next call.
+  // Bytes [offset, offset + n), offset + n <= size(); valid until the next
+  // call. A read error's message names the file and the offset.
   virtual Result<std::string_view> read(uint64_t offset, uint64_t n) = 0;
 };
 
@@ -55,6 +56,9 @@ struct SegmentScan {
   // When the tail is not clean: the first bad byte and what is wrong there.
   uint64_t damage_offset = 0;
   std::string damage;
+  // The damage is a read error (damage is its message, which names the file
+  // and offset): the bytes there are unknown, not wrong.
+  bool unreadable = false;
   // A complete, valid batch after the damage: the damage is not a torn tail.
   std::optional<uint64_t> later_batch_offset;
 };
@@ -65,7 +69,11 @@ struct SegmentScan {
 // first to have first_lsn. Only in the last segment is the space after the
 // last batch examined (dirty_end, damage, later_batch_offset): in earlier
 // segments lost batches show up as an LSN gap at the next segment's header.
-// Fails only with a Status from replay or from source.
+// In the last segment a read error ends the complete batches like damage
+// does (a torn write may leave sectors unreadable), and unreadable blocks
+// after them count as damage; whether that is a torn tail is the caller's
+// call, as for other damage. Fails only with a Status from replay, or from
+// source in a segment that is not the last.
 Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, Lsn first_lsn,
                                  bool last, const ReplayFn& replay);
 

@@ -616,6 +616,274 @@ TEST_F(WalTest, DamageInAnEarlierSegmentIsCorruptionEvenAtItsEnd) {
   EXPECT_EQ(replayed_, flatten(batches));
 }
 
+// Medium faults (FaultEnv): read errors, bit flips, lost and misdirected
+// writes. Recovery either returns exactly the batches the disk holds, up to
+// a cut tail, or refuses naming the file and offset; it never returns
+// records the disk does not hold, and never cuts batches that a valid later
+// batch shows were acknowledged.
+
+// The offsets in segment 1 where the batches start (one write each).
+std::vector<uint64_t> write_batches_at(Wal& wal, const std::vector<Batch>& batches) {
+  std::vector<uint64_t> starts;
+  for (const Batch& b : batches) {
+    starts.push_back(wal::kSegmentHeaderBytes + wal.bytes_written());
+    EXPECT_TRUE(write_batch(wal, b).is_ok());
+  }
+  EXPECT_EQ(wal.segment_index(), 1u);
+  return starts;
+}
+
+constexpr const char* kSegment1 = "wal/wal-00000001.log";
+
+// A torn write may leave sectors unreadable (a sector half written when the
+// power went). A read error after the last complete batch of the last
+// segment is therefore a torn tail: cut (the blocks rewritten, which makes
+// them readable again) and reported, like any torn tail.
+TEST_F(WalTest, ReadErrorInTheTailIsATornTail) {
+  const std::vector<Batch> batches = {make_batch(prng_, 2, 90),
+                                      make_batch(prng_, 3, 60),
+                                      {{1, std::string(300, 'x')}, {2, std::string(300, 'y')}}};
+  // In the first record's header, or in the second record (another sector).
+  for (const uint64_t bad_at : {uint64_t{10}, uint64_t{600}}) {
+    SCOPED_TRACE(bad_at);
+    FaultEnv env;
+    std::vector<uint64_t> starts;
+    {
+      auto wal = open_wal(env, replayed_, kSmallSegments);
+      ASSERT_TRUE(wal.is_ok());
+      starts = write_batches_at(**wal, batches);
+    }
+    env.add_bad_sectors(kSegment1, starts[2] + bad_at, 1);
+    {
+      auto wal = open_wal(env, replayed_, kSmallSegments);
+      ASSERT_TRUE(wal.is_ok()) << wal.status().to_string();
+      EXPECT_EQ(replayed_, flatten({batches[0], batches[1]}));
+      const auto& cut = (*wal)->cut();
+      ASSERT_TRUE(cut.has_value());
+      EXPECT_EQ(cut->offset, starts[2]);
+      EXPECT_EQ(cut->bytes, wal::kBlockBytes);
+      EXPECT_NE(cut->damage.find(std::string(kSegment1) + " offset " + std::to_string(starts[2]) +
+                                 ": cannot read"),
+                std::string::npos)
+          << cut->damage;
+      ASSERT_TRUE(write_batch(**wal, batches[2]).is_ok());  // lands where the cut was
+    }
+    // Unreadable space after the last batch (never written, or torn by the
+    // previous process) is cut too, whole blocks, and every batch stays.
+    const uint64_t end = starts[2] + wal::kBlockBytes;
+    env.add_bad_sectors(kSegment1, end + 2 * wal::kBlockBytes + 512, 1);
+    {
+      auto wal = open_wal(env, replayed_, kSmallSegments);
+      ASSERT_TRUE(wal.is_ok()) << wal.status().to_string();
+      EXPECT_EQ(replayed_, flatten(batches));
+      ASSERT_TRUE((*wal)->cut().has_value());
+      EXPECT_EQ((*wal)->cut()->offset, end);
+      EXPECT_EQ((*wal)->cut()->bytes, 3 * wal::kBlockBytes);
+    }
+    auto wal = open_wal(env, replayed_, kSmallSegments);
+    ASSERT_TRUE(wal.is_ok()) << wal.status().to_string();
+    EXPECT_EQ(replayed_, flatten(batches));
+    EXPECT_FALSE((*wal)->cut().has_value());
+  }
+}
+
+// An unreadable acknowledged batch is never cut: in the last segment a
+// valid later batch proves it is not a torn write, and earlier segments
+// hold no torn write. Recovery fails with an I/O error naming the file and
+// offset (a read error says nothing about the bytes, unlike a checksum).
+TEST_F(WalTest, ReadErrorInAnAcknowledgedBatchFailsRecoveryNamingTheFile) {
+  std::vector<Batch> batches;
+  for (int i = 0; i < 4; i++) batches.push_back(make_batch(prng_, 2, 100));
+  std::vector<uint64_t> starts;
+  {
+    auto wal = open();
+    ASSERT_TRUE(wal);
+    starts = write_batches_at(*wal, batches);
+  }
+  env_.add_bad_sectors(kSegment1, starts[1] + 100, 1);
+  auto wal = open_wal(env_, replayed_, kSmallSegments);
+  ASSERT_FALSE(wal.is_ok());
+  EXPECT_EQ(wal.status().code(), Code::kIoError) << wal.status().to_string();
+  const std::string& m = wal.status().message();
+  EXPECT_NE(m.find(std::string(kSegment1) + " offset " + std::to_string(starts[1])),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("followed by a valid batch at offset " + std::to_string(starts[2])),
+            std::string::npos)
+      << m;
+
+  // The same batch in a segment that is not the last.
+  FaultEnv env;
+  {
+    auto w = open_wal(env, replayed_, kSmallSegments);
+    ASSERT_TRUE(w.is_ok());
+    EXPECT_EQ(write_batches_at(**w, batches), starts);
+    while ((*w)->segment_index() < 2) ASSERT_TRUE(write_batch(**w, batches[0]).is_ok());
+  }
+  env.add_bad_sectors(kSegment1, starts[1] + 100, 1);
+  wal = open_wal(env, replayed_, kSmallSegments);
+  ASSERT_FALSE(wal.is_ok());
+  EXPECT_EQ(wal.status().code(), Code::kIoError) << wal.status().to_string();
+  EXPECT_NE(
+      wal.status().message().find(std::string(kSegment1) + " offset " + std::to_string(starts[1])),
+      std::string::npos)
+      << wal.status().message();
+}
+
+// Silent corruption of an acknowledged batch that is not the last: the
+// checksum catches it and the valid batches after it make it corruption.
+TEST_F(WalTest, BitFlipInAnAcknowledgedBatchBeforeTheLastIsCorruption) {
+  for (uint64_t seed = 0; seed < 16; seed++) {
+    SCOPED_TRACE(seed);
+    FaultEnv env;
+    Prng prng(seed);
+    std::vector<Batch> batches;
+    for (int i = 0; i < 4; i++) batches.push_back(make_batch(prng, 1 + prng.below(3), 200));
+    std::vector<uint64_t> starts;
+    {
+      auto wal = open_wal(env, replayed_, kSmallSegments);
+      ASSERT_TRUE(wal.is_ok());
+      starts = write_batches_at(**wal, batches);
+    }
+    const size_t k = prng.below(3);
+    WalBatch probe;
+    for (const Rec& r : batches[k]) probe.add(r.type, r.payload);
+    env.flip_random_bit(kSegment1, prng, starts[k], probe.bytes());
+    auto wal = open_wal(env, replayed_, kSmallSegments);
+    ASSERT_FALSE(wal.is_ok());
+    EXPECT_EQ(wal.status().code(), Code::kCorruption);
+    EXPECT_NE(wal.status().message().find("followed by a valid batch"), std::string::npos)
+        << wal.status().message();
+  }
+}
+
+// The same flip in the last batch after a stop that was not clean looks
+// exactly like a torn write: cut and reported (after a clean stop the data
+// directory refuses it; DataDirTest).
+TEST_F(WalTest, BitFlipInTheLastBatchIsCutAsATornTail) {
+  for (uint64_t seed = 0; seed < 16; seed++) {
+    SCOPED_TRACE(seed);
+    FaultEnv env;
+    Prng prng(seed);
+    std::vector<Batch> batches;
+    for (int i = 0; i < 3; i++) batches.push_back(make_batch(prng, 1 + prng.below(3), 200));
+    std::vector<uint64_t> starts;
+    {
+      auto wal = open_wal(env, replayed_, kSmallSegments);
+      ASSERT_TRUE(wal.is_ok());
+      starts = write_batches_at(**wal, batches);
+    }
+    WalBatch probe;
+    for (const Rec& r : batches[2]) probe.add(r.type, r.payload);
+    env.flip_random_bit(kSegment1, prng, starts[2], probe.bytes());
+    auto wal = open_wal(env, replayed_, kSmallSegments);
+    ASSERT_TRUE(wal.is_ok()) << wal.status().to_string();
+    EXPECT_EQ(replayed_, flatten({batches[0], batches[1]}));
+    ASSERT_TRUE((*wal)->cut().has_value());
+    EXPECT_EQ((*wal)->cut()->offset, starts[2]);
+  }
+}
+
+// The disk acknowledged a batch and dropped it. As the last batch: what the
+// restart replays is what the disk holds, never the cached copy. Before a
+// later batch: the gap is corruption, never a silent cut.
+TEST_F(WalTest, LostWriteOfABatchIsNeverReplayedNorCutSilently) {
+  const std::vector<Batch> batches = {make_batch(prng_, 2, 100), make_batch(prng_, 2, 100),
+                                      make_batch(prng_, 2, 100)};
+  {
+    auto wal = open();
+    ASSERT_TRUE(wal);
+    ASSERT_TRUE(write_batch(*wal, batches[0]).is_ok());
+    env_.lose_next_writes(1);
+    ASSERT_TRUE(write_batch(*wal, batches[1]).is_ok());
+  }
+  ASSERT_TRUE(open());  // killed; the cache still shows the batch
+  EXPECT_EQ(replayed_, batches[0]);
+  env_.crash(prng_, /*tear=*/true);
+  {
+    auto wal = open();
+    ASSERT_TRUE(wal);
+    EXPECT_EQ(replayed_, batches[0]);
+    EXPECT_FALSE(wal->cut().has_value());
+    ASSERT_TRUE(write_batch(*wal, batches[1]).is_ok());
+    env_.lose_next_writes(1);
+    ASSERT_TRUE(write_batch(*wal, batches[2]).is_ok());
+    ASSERT_TRUE(write_batch(*wal, batches[0]).is_ok());
+  }
+  auto wal = open_wal(env_, replayed_, kSmallSegments);
+  ASSERT_FALSE(wal.is_ok());
+  EXPECT_EQ(wal.status().code(), Code::kCorruption);
+  EXPECT_NE(wal.status().message().find("unexpected bytes after the last record, followed by a "
+                                        "valid batch"),
+            std::string::npos)
+      << wal.status().message();
+}
+
+// A batch written at another sector offset of its segment: whatever it
+// overwrote and wherever it went, recovery returns a prefix of the
+// acknowledged records (never the misdirected batch itself, which is not
+// where it belongs) and cuts nothing that is still on the disk as a whole
+// batch at a block boundary after the cut (which would prove it was
+// acknowledged); otherwise it refuses.
+TEST_F(WalTest, MisdirectedWriteOfABatchNeverYieldsWrongRecordsNorASilentCut) {
+  int refused = 0, recovered = 0;
+  for (uint64_t seed = 0; seed < 400; seed++) {
+    SCOPED_TRACE(seed);
+    FaultEnv env;
+    Prng prng(seed);
+    std::vector<Batch> batches;
+    for (size_t i = 0, n = 2 + prng.below(4); i < n; i++) {
+      batches.push_back(make_batch(prng, 1 + prng.below(2), 150));
+    }
+    const size_t misdirected = prng.below(batches.size());
+    std::vector<uint64_t> starts;
+    std::string written;  // the segment as written (the cache never sees the fault)
+    {
+      auto wal = open_wal(env, replayed_, kSmallSegments);
+      ASSERT_TRUE(wal.is_ok());
+      for (size_t i = 0; i < batches.size(); i++) {
+        if (i == misdirected) env.misdirect_next_writes(1, prng);
+        starts.push_back(write_batches_at(**wal, {batches[i]})[0]);
+      }
+      written = read_file(env, kSegment1);
+    }
+    if (prng.chance(0.5)) env.crash(prng, /*tear=*/false);  // else killed
+    std::string disk;
+    {
+      auto file = *env.open(kSegment1, false);
+      ASSERT_TRUE(file->sync_and_drop_cache().is_ok());
+      ASSERT_TRUE(file->read_at(0, written.size(), disk).is_ok());
+    }
+    auto wal = open_wal(env, replayed_, kSmallSegments);
+    if (!wal.is_ok()) {
+      EXPECT_EQ(wal.status().code(), Code::kCorruption) << wal.status().to_string();
+      refused++;
+      continue;
+    }
+    size_t kept = 0;
+    while (kept < batches.size() &&
+           flatten(std::vector<Batch>(batches.begin(), batches.begin() + kept + 1)).size() <=
+               replayed_.size()) {
+      kept++;
+    }
+    ASSERT_EQ(replayed_, flatten(std::vector<Batch>(batches.begin(), batches.begin() + kept)))
+        << "recovery returned records that are not the acknowledged ones";
+    ASSERT_LE(kept, misdirected);
+    recovered++;
+    for (size_t j = kept; j < batches.size(); j++) {
+      WalBatch probe;
+      for (const Rec& r : batches[j]) probe.add(r.type, r.payload);
+      const std::string bytes = written.substr(starts[j], probe.bytes());
+      for (uint64_t at = starts[kept]; at + bytes.size() <= disk.size(); at += wal::kBlockBytes) {
+        ASSERT_NE(disk.substr(at, bytes.size()), bytes)
+            << "cut batch " << j << " although it is whole on disk at offset " << at;
+      }
+    }
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_GT(recovered, 0);
+}
+
 TEST_F(WalTest, CorruptSegmentHeaderIsCorruption) {
   { auto wal = open(); }
   overwrite(env_, "wal/wal-00000001.log", 3, "?");
