@@ -30,11 +30,14 @@ class HeldWindow {
   bool beyond(uint64_t offset) const { return offset >= base_ + txs_max_; }
 
   Held* find(uint64_t offset) {
+    return const_cast<Held*>(static_cast<const HeldWindow*>(this)->find(offset));
+  }
+  const Held* find(uint64_t offset) const {
     if (offset < base_ || offset - base_ >= slots_.size()) return nullptr;
-    Held& h = slots_[offset - base_];
+    const Held& h = slots_[offset - base_];
     return h.present ? &h : nullptr;
   }
-  bool contains(uint64_t offset) { return find(offset) != nullptr; }
+  bool contains(uint64_t offset) const { return find(offset) != nullptr; }
 
   // Inserts a tx not yet held.
   Held& insert(uint64_t offset, AppId app, std::string op, bool durable) {

@@ -146,6 +146,10 @@ class Node {
   const std::vector<NodeId>& members() const { return members_; }
   // This node's durable offset per range (for status pages).
   std::vector<std::pair<RangeId, uint64_t>> durable_offsets() const;
+  // This node's committed offset in a live (unsealed) range it keeps.
+  std::optional<uint64_t> committed_offset(RangeId range) const;
+  // Whether it holds the tx durably, not yet executed.
+  bool holds_durable(TxId id) const;
   // Ranges whose state this node keeps (live, sealed within the grace).
   size_t ranges_kept() const { return ranges_.size(); }
   // The oldest sealed range whose results are kept, with its seal's logical time.
@@ -250,6 +254,14 @@ class Node {
   size_t retained_bytes_ = 0;
   // Sealed ranges not yet retired, in seal order: (seal time, range).
   std::deque<std::pair<uint64_t, RangeId>> sealed_order_;
+  // Every seal, in order, to forget its gateway a grace later (at commit:
+  // lease grants must not depend on what a node has applied).
+  struct SealedGateway {
+    uint64_t sealed_at_ms;
+    GatewayId owner;
+    RangeId range;
+  };
+  std::deque<SealedGateway> sealed_gateways_;
   // (owner, seal's last offset) of recently retired ranges, to answer their
   // gateways' retries.
   std::map<RangeId, std::pair<GatewayId, uint64_t>> retired_;

@@ -834,6 +834,53 @@ TEST(NodeCluster, SealedRangeIsRetiredAfterTheGraceAndLateRetriesGetTheTruth) {
   EXPECT_EQ(c.node(2).newest_range(kGateway), fresh);
 }
 
+TEST(NodeCluster, AGatewayForgottenAfterItsRangesWereSealedStillGetsALease) {
+  // Cluster sim seed 698: the grant of a gateway's second range was lost,
+  // that range expired unused and was sealed, and the gateway, forgotten,
+  // asked after its first range for ever, never granted.
+  Cluster c(3, [](NodeConfig& cfg) {
+    cfg.lease_ms = 300;
+    cfg.sealed_range_grace_ms = 200;
+  });
+  const RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.settle();
+  c.run(3);
+  auto ask_after = [&](GatewayId g, RangeId after) {
+    for (size_t i = 1; i <= 3; i++) {
+      c.node(i).on_lease_request(LeaseRequest{g, after});
+      c.collect(i);
+    }
+    c.settle();
+    c.run(3);
+  };
+  for (int t = 0; t < 100 && c.node(2).counters().ranges_sealed < 1; t++) c.run(1);
+  ASSERT_EQ(c.node(2).counters().ranges_sealed, 1u);
+  ask_after(kGateway, r);  // granted, but the grant never reaches the gateway
+  const RangeId lost = c.node(1).newest_range(kGateway);
+  ASSERT_NE(lost, r);
+  for (int t = 0; t < 100 && c.node(2).counters().ranges_sealed < 2; t++) c.run(1);
+  ASSERT_EQ(c.node(2).counters().ranges_sealed, 2u);
+  c.run(30);
+  ask_after(GatewayId(2), RangeId(0));  // an epoch past the grace
+  for (size_t i = 1; i <= 3; i++) {
+    EXPECT_EQ(c.node(i).newest_range(kGateway), RangeId(0)) << "node " << i << " forgot it";
+    c.m(i).to_gateway.clear();
+  }
+  ask_after(kGateway, r);
+  const RangeId fresh = c.node(1).newest_range(kGateway);
+  EXPECT_NE(fresh, RangeId(0));
+  EXPECT_NE(fresh, r);
+  EXPECT_NE(fresh, lost);
+  for (size_t i = 1; i <= 3; i++) {
+    EXPECT_EQ(c.node(i).newest_range(kGateway), fresh) << "node " << i;
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+  bool told = false;
+  for (const auto& g : c.gateway_msgs<LeaseGranted>(1)) told |= g == LeaseGranted{kGateway, fresh};
+  EXPECT_TRUE(told);
+}
+
 TEST(NodeCluster, RenewedLeaseIsNotSealedUntilRenewalsStop) {
   const uint64_t lease_ms = 300;
   Cluster c(3, [&](NodeConfig& cfg) { cfg.lease_ms = lease_ms; });

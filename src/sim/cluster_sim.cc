@@ -209,7 +209,7 @@ class ClusterSimulation {
   const SimNode& node_at(uint64_t address) const { return nodes_.at(address - 1); }
   void run_node_ticks(SimNode& n, uint64_t due);
   void start_node(SimNode& n);
-  void crash_node(SimNode& n);
+  void crash_node(SimNode& n, bool kill_only = false);
   void restart_node(SimNode& n);
   uint64_t clock_ms(const SimNode& n) const {
     return static_cast<uint64_t>(std::max<int64_t>(0, world_.now() / 1000 + n.clock_offset_ms));
@@ -223,6 +223,7 @@ class ClusterSimulation {
   void drain(SimNode& n);
   void check_bounded(SimNode& n);
   bool lag_stop(SimNode& n);
+  void check_advertised_kept(SimNode& n);
   void maybe_sync(SimNode& n);
   void on_synced(SimNode& n, host::PendingWrite& w);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
@@ -261,7 +262,8 @@ class ClusterSimulation {
   void check_logical_time(const TxContext& ctx);
   // (logical, real) ms when the first tx was applied anywhere.
   std::optional<std::pair<uint64_t, uint64_t>> time_anchor_;
-  void crash_and_restart(SimNode& n);
+  std::optional<uint64_t> first_proposal_ms_;  // real time of the first epoch proposed
+  void crash_and_restart(SimNode& n, bool kill_only = false);
   void heal();
 
   // End.
@@ -292,6 +294,9 @@ class ClusterSimulation {
   std::map<uint64_t, uint64_t> acked_;  // tx id -> reply hash, for results that reached a client
   std::set<uint64_t> expired_;          // executed (the result was evicted): must be everywhere
   std::set<uint64_t> sealed_;           // reported sealed: must never execute
+  // node -> range -> (its committed offset then, the highest durable offset
+  // it advertised to peers).
+  std::map<uint64_t, std::map<uint64_t, std::pair<uint64_t, uint64_t>>> advertised_;
   std::unordered_map<uint64_t, AppliedTx> applied_anywhere_;  // tx id -> first apply
   uint64_t target_epoch_ = 0;  // liveness: every node must apply up to this
 };
@@ -301,6 +306,10 @@ class ClusterSimulation {
 
 void ClusterSimulation::start_node(SimNode& n) {
   n.start(world_.now());
+  // Half the incarnations run on a disk with Linux's failed-fsync semantics
+  // (pages a failed sync could not write are marked clean): with a kill
+  // that keeps the page cache, the restart must read past the cache.
+  n.disk.env->set_linux_failed_sync(world_.chance(0.5));
   n.executed.clear();
   n.hashed_upto = 0;
   n.digest_epoch = 0;
@@ -345,6 +354,7 @@ void ClusterSimulation::start_node(SimNode& n) {
     return;
   }
   n.disk.dir = std::move(dir).value();
+  check_advertised_kept(n);
   // As the driver's start(): a first tick once replayed.
   n.node->tick(clock_ms(n));
   process(n);
@@ -358,18 +368,21 @@ void ClusterSimulation::run_node_ticks(SimNode& n, uint64_t due) {
   }
 }
 
-void ClusterSimulation::crash_node(SimNode& n) {
+void ClusterSimulation::crash_node(SimNode& n, bool kill_only) {
   MAROON_ASSERT(n.up);
-  const CrashedWrite c =
-      crash_disk(world_, faults_, n.disk, world_.chance(0.5), [&](std::vector<WriteStep>& steps) {
+  const CrashedWrite c = crash_disk(
+      world_, faults_, n.disk, world_.chance(0.5),
+      [&](std::vector<WriteStep>& steps) {
         size_t done = 0;
         if (Status st = n.disk.dir->write(steps, &done); !st) {
           world_.fail(fmt::format("n{} write: {}", n.id.value(), st.to_string()));
         }
         return done;
-      });
-  world_.trace(fmt::format("n{} CRASH (keeps {} steps of a write in flight{})", n.id.value(),
-                           c.kept, c.torn ? ", and a torn one" : ""));
+      },
+      kill_only);
+  world_.trace(fmt::format("n{} {} (keeps {} steps of a write in flight{})", n.id.value(),
+                           kill_only ? "KILLED" : "CRASH", c.kept,
+                           c.torn ? ", and a torn one" : ""));
   stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
   n.stop();
   n.host.reset();
@@ -386,11 +399,44 @@ void ClusterSimulation::restart_node(SimNode& n) {
 }
 
 void ClusterSimulation::drain(SimNode& n) {
+  if (!first_proposal_ms_ && n.node->counters().epochs_proposed > 0) {
+    first_proposal_ms_ = static_cast<uint64_t>(world_.now() / 1000);
+  }
   n.host->drain();
   record_hashes(n);
   if (!n.node->fault().is_ok() && !n.stopping && !lag_stop(n))
     world_.fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
   check_bounded(n);
+}
+
+void ClusterSimulation::check_advertised_kept(SimNode& n) {
+  // A durable offset a node advertised counted toward k on its peers: the
+  // txs it held to say so must survive any later crash of it, a power
+  // failure included (recovery that trusts the page cache fails this after
+  // a kill), unless they are committed by now (ordered: k hold them).
+  auto it = advertised_.find(n.id.value());
+  if (it == advertised_.end()) return;
+  for (const auto& [raw, claim] : it->second) {
+    const RangeId range(raw);
+    const auto [committed_then, offset] = claim;
+    uint64_t committed = committed_then;
+    bool live = true;
+    for (const SimNode& m : nodes_) {
+      if (!m.up || m.node == nullptr) continue;
+      const std::optional<uint64_t> c = m.node->committed_offset(range);
+      if (!c) live = false;  // sealed (or retired) somewhere: its txs may be dropped
+      committed = std::max(committed, c.value_or(0));
+    }
+    if (!live || offset <= committed || offset - committed > 100'000) continue;
+    for (uint64_t x = committed + 1; x <= offset; x++) {
+      if (!n.node->holds_durable(TxId::make(range, x))) {
+        world_.fail(fmt::format("n{} advertised range {} durable up to {}, but after its "
+                                "restart lacks tx {} (committed only up to {})",
+                                n.id.value(), raw, offset, x, committed));
+        return;
+      }
+    }
+  }
 }
 
 bool ClusterSimulation::lag_stop(SimNode& n) {
@@ -447,7 +493,8 @@ void ClusterSimulation::maybe_sync(SimNode& n) {
   if (!w) return;
   start_write(
       world_, faults_, s_.process, n, n.disk, std::move(*w),
-      [this, &n](host::PendingWrite w) { on_synced(n, w); }, [this, &n] { crash_and_restart(n); });
+      [this, &n](host::PendingWrite w) { on_synced(n, w); },
+      [this, &n] { crash_and_restart(n, /*kill_only=*/world_.chance(0.3)); });
 }
 
 void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
@@ -460,7 +507,9 @@ void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
     stats_.fsync_failures++;
     world_.trace(fmt::format("n{} FSYNC FAILED: the node stops", n.id.value()));
     n.host->write_failed();
-    crash_and_restart(n);
+    // The process exits; mostly the machine runs on, its page cache (with
+    // Linux's semantics, pages the failed sync marked clean) intact.
+    crash_and_restart(n, /*kill_only=*/world_.chance(0.7));
     return;
   }
   if (Status st = n.disk.dir->write(w.steps); !st) {
@@ -754,6 +803,22 @@ std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint6
 }
 
 void ClusterSimulation::send(uint64_t from, uint64_t to, Payload p) {
+  if (const auto* peer = std::get_if<PeerMessage>(&p)) {
+    if (const auto* o = std::get_if<Offsets>(peer)) {
+      // Only what lies above the sender's committed offset is a claim to
+      // hold txs (a committed offset counts as durable, held or not).
+      const Node& node = *nodes_.at(from - 1).node;
+      auto& adv = advertised_[from];
+      for (const auto& [range, offset] : o->durable) {
+        const uint64_t committed = node.committed_offset(range).value_or(offset);
+        auto& [c, a] = adv[range.value()];
+        if (offset > committed && offset > a) {
+          c = committed;
+          a = offset;
+        }
+      }
+    }
+  }
   if (world_.chance(s_.codec_fraction)) {
     std::optional<Payload> back = through_codec(from, p);
     if (!back) return;
@@ -1001,7 +1066,8 @@ void ClusterSimulation::crash_some() {
   if (up.empty()) return;
   SimNode& n = nodes_[up[world_.below(up.size())]];
   if (arm_crash_in_next_write(world_, n.disk, 0.3)) return;
-  crash_and_restart(n);
+  // Some crashes are kills (kill -9): the machine runs on, with its page cache.
+  crash_and_restart(n, /*kill_only=*/world_.chance(0.3));
 }
 
 void ClusterSimulation::pause_some() {
@@ -1025,8 +1091,8 @@ void ClusterSimulation::pause_some() {
   pause_process(world_, faults_, n.clock, s_.process, fmt::format("n{}", n.id.value()));
 }
 
-void ClusterSimulation::crash_and_restart(SimNode& n) {
-  crash_node(n);
+void ClusterSimulation::crash_and_restart(SimNode& n, bool kill_only) {
+  crash_node(n, kill_only);
   NodeId id = n.id;
   world_.after(world_.uniform(s_.process.restart_min_us, s_.process.restart_max_us), [this, id] {
     SimNode& n = nodes_.at(id.value() - 1);
@@ -1043,7 +1109,12 @@ void ClusterSimulation::check_logical_time(const TxContext& ctx) {
   // or not. A wall clock stepped ahead later must not carry it along (that
   // expired and sealed every live range at once).
   const uint64_t real_ms = static_cast<uint64_t>(world_.now() / 1000);
-  if (!time_anchor_) time_anchor_ = {ctx.logical_time_ms, real_ms};
+  // Real time is counted from the cluster's first proposal: an epoch
+  // applied long after it was proposed (the cluster waited for txs, or for
+  // a quorum) carries the logical time of its proposal (cluster sim seed
+  // 2225: epochs 1..7 proposed from 0.5 s on, first applied at 7.9 s).
+  if (!first_proposal_ms_) first_proposal_ms_ = real_ms;  // proposed within this very step
+  if (!time_anchor_) time_anchor_ = {ctx.logical_time_ms, *first_proposal_ms_};
   const auto [logical0, real0] = *time_anchor_;
   const uint64_t real = real_ms - real0;
   const uint64_t bound = logical0 + real + real * 3 / 8 + s_.clock_offset_max_ms + 250;
