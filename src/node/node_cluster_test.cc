@@ -1257,6 +1257,12 @@ TEST(NodeScripted, CommittedEpochThatSkipsAheadIsAGapAndSetsFault) {
   EXPECT_EQ(s.node.fault().code(), Code::kUnavailable);
   EXPECT_EQ(s.node.committed_epoch(), EpochNumber(1));
   EXPECT_EQ(s.node.newest_range(GatewayId(2)), RangeId(0)) << "the epoch after the gap applied";
+  // The remedy it names must be one that works: a copy of another node's
+  // directory is refused (it belongs to that node), so it must not say "copy".
+  const std::string why = s.node.fault().message();
+  EXPECT_NE(why.find("lags too far"), std::string::npos) << why;
+  EXPECT_NE(why.find("is refused"), std::string::npos) << why;
+  EXPECT_EQ(why.find("healthy node's data directory"), std::string::npos) << why;
 }
 
 TEST(NodeScripted, CommittedEpochSeenTwiceIsIgnored) {
