@@ -114,6 +114,30 @@ Status read_gateway_range(std::string_view payload, const char* what, GatewayId&
   return Status::ok();
 }
 
+// The layout of kTxEvicted and kRangeSealed: a range and an offset. The
+// callers check the offset's bounds.
+void write_range_offset(FrameType type, RangeId range, uint64_t offset, std::string& out) {
+  MAROON_ASSERT(is_valid_range(range));
+  const size_t start = start_frame(type, out);
+  ByteWriter w(out);
+  w.u8(kClusterFormat);
+  w.varint(range.value());
+  w.varint(offset);
+  finish_frame(start, out);
+}
+
+Status read_range_offset(std::string_view payload, const char* what, RangeId& range,
+                         uint64_t& offset) {
+  ByteReader r(payload);
+  if (!read_format(r)) return malformed(what, "short or unknown format");
+  uint64_t rg = 0;
+  if (!r.varint(rg) || !r.varint(offset)) return malformed(what, "short");
+  if (!r.at_end()) return malformed(what, "trailing bytes");
+  if (!is_valid_range(RangeId(rg))) return malformed(what, "range 0 or out of range");
+  range = RangeId(rg);
+  return Status::ok();
+}
+
 }  // namespace
 
 size_t encoded_tx_bytes(const TxMsg& tx) {
@@ -232,27 +256,15 @@ Result<TxPush> decode_tx_push(std::string_view payload) {
 }
 
 void encode_tx_evicted(const TxEvicted& m, std::string& out) {
-  MAROON_ASSERT(is_valid_range(m.range));
-  MAROON_ASSERT(m.offset >= 1 && m.offset <= kOffsetMax);
-  const size_t start = start_frame(FrameType::kTxEvicted, out);
-  ByteWriter w(out);
-  w.u8(kClusterFormat);
-  w.varint(m.range.value());
-  w.varint(m.offset);
-  finish_frame(start, out);
+  MAROON_ASSERT(m.offset >= 1 && is_valid_offset(m.offset));
+  write_range_offset(FrameType::kTxEvicted, m.range, m.offset, out);
 }
 
 Result<TxEvicted> decode_tx_evicted(std::string_view payload) {
   constexpr const char* what = "tx evicted";
-  ByteReader r(payload);
-  if (!read_format(r)) return malformed(what, "short or unknown format");
-  uint64_t range = 0;
   TxEvicted m;
-  if (!r.varint(range) || !r.varint(m.offset)) return malformed(what, "short");
-  if (!r.at_end()) return malformed(what, "trailing bytes");
-  m.range = RangeId(range);
-  if (!is_valid_range(m.range)) return malformed(what, "range 0 or out of range");
-  if (m.offset < 1 || m.offset > kOffsetMax) return malformed(what, "bad offset");
+  if (Status s = read_range_offset(payload, what, m.range, m.offset); !s) return s;
+  if (m.offset < 1 || !is_valid_offset(m.offset)) return malformed(what, "bad offset");
   return m;
 }
 
@@ -414,26 +426,14 @@ Result<LeaseGranted> decode_lease_granted(std::string_view payload) {
 }
 
 void encode_range_sealed(const RangeSealed& m, std::string& out) {
-  MAROON_ASSERT(is_valid_range(m.range));
   MAROON_ASSERT(is_valid_offset(m.last));
-  const size_t start = start_frame(FrameType::kRangeSealed, out);
-  ByteWriter w(out);
-  w.u8(kClusterFormat);
-  w.varint(m.range.value());
-  w.varint(m.last);
-  finish_frame(start, out);
+  write_range_offset(FrameType::kRangeSealed, m.range, m.last, out);
 }
 
 Result<RangeSealed> decode_range_sealed(std::string_view payload) {
   constexpr const char* what = "range sealed";
-  ByteReader r(payload);
-  if (!read_format(r)) return malformed(what, "short or unknown format");
-  uint64_t range = 0;
   RangeSealed m;
-  if (!r.varint(range) || !r.varint(m.last)) return malformed(what, "short");
-  if (!r.at_end()) return malformed(what, "trailing bytes");
-  m.range = RangeId(range);
-  if (!is_valid_range(m.range)) return malformed(what, "range 0 or out of range");
+  if (Status s = read_range_offset(payload, what, m.range, m.last); !s) return s;
   if (!is_valid_offset(m.last)) return malformed(what, "offset over kOffsetMax");
   return m;
 }
