@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "storage/fault_env.h"
 
@@ -322,6 +323,89 @@ TEST_F(FaultEnvTest, MisdirectedWriteLandsAtAnotherSectorOfTheFile) {
     }
     EXPECT_EQ(landed, 1);
     EXPECT_EQ(run(seed), image);
+  }
+}
+
+// A power cut at a chosen point: the call that hits the limit and every
+// later mutating call fail and change nothing; reads still see the cache;
+// crash() loses what was not durable and lifts the freeze.
+TEST_F(FaultEnvTest, CrashAfterOpsFreezesTheDiskUntilTheCrash) {
+  auto file = create("d/f");
+  ASSERT_TRUE(file->write_at(0, "durable").is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  env_.crash_after_ops(1);
+  ASSERT_TRUE(file->write_at(0, "written").is_ok());
+  EXPECT_EQ(env_.crash_point(), std::nullopt);
+  const Status s = file->sync();  // between pwrite and fdatasync
+  EXPECT_EQ(s.code(), Code::kIoError);
+  EXPECT_NE(s.message().find("machine crashed"), std::string::npos) << s.message();
+  EXPECT_EQ(env_.crash_point(), "sync d/f");
+  EXPECT_EQ(file->write_at(0, "later").code(), Code::kIoError);
+  EXPECT_EQ(file->sync().code(), Code::kIoError);
+  auto created = env_.open("d/new", true);
+  ASSERT_FALSE(created.is_ok());
+  EXPECT_EQ(created.status().code(), Code::kIoError);
+  EXPECT_FALSE(env_.exists("d/new"));
+  EXPECT_EQ(env_.rename("d/f", "d/g").code(), Code::kIoError);
+  EXPECT_EQ(env_.remove("d/f").code(), Code::kIoError);
+  EXPECT_EQ(env_.sync_dir("d").code(), Code::kIoError);
+  EXPECT_EQ(env_.create_dirs("d/sub").code(), Code::kIoError);
+  EXPECT_EQ(env_.crash_point(), "sync d/f") << "the first refusal is the crash point";
+  EXPECT_EQ(read_all(*file), "written") << "reads see the page cache";
+
+  env_.crash(prng_, /*tear=*/false);
+  EXPECT_EQ(env_.crash_point(), std::nullopt);
+  EXPECT_EQ(read_path(env_, "d/f"), "durable");
+  file = *env_.open("d/f", false);
+  ASSERT_TRUE(file->write_at(0, "rebooted").is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  EXPECT_EQ(read_path(env_, "d/f"), "rebooted");
+}
+
+// Every kind of mutating call counts once, reads none, so crash_after_ops(n)
+// strikes exactly the (n+1)-th mutating call of a fixed sequence.
+TEST_F(FaultEnvTest, CrashAfterOpsStrikesTheNthMutatingCall) {
+  struct Step {
+    std::string name;  // what crash_point() says when this step is struck
+    std::function<Status(FaultEnv&, File&)> run;
+  };
+  const std::vector<Step> steps = {
+      {"create_dirs d/e", [](FaultEnv& e, File&) { return e.create_dirs("d/e"); }},
+      {"open(create) d/e/h",
+       [](FaultEnv& e, File&) {
+         auto file = e.open("d/e/h", true);
+         return file ? Status::ok() : file.status();
+       }},
+      {"truncate d/f", [](FaultEnv&, File& f) { return f.truncate(0); }},
+      {"allocate d/f", [](FaultEnv&, File& f) { return f.allocate(4096); }},
+      {"write_at d/f", [](FaultEnv&, File& f) { return f.write_at(0, "x"); }},
+      {"sync d/f", [](FaultEnv&, File& f) { return f.sync(); }},
+      {"rename d/f -> d/g", [](FaultEnv& e, File&) { return e.rename("d/f", "d/g"); }},
+      {"sync_dir d", [](FaultEnv& e, File&) { return e.sync_dir("d"); }},
+      {"write_at d/g", [](FaultEnv&, File& f) { return f.write_at(1, "y"); }},
+      {"sync_and_drop_cache d/g", [](FaultEnv&, File& f) { return f.sync_and_drop_cache(); }},
+      {"remove d/g", [](FaultEnv& e, File&) { return e.remove("d/g"); }},
+  };
+  for (size_t n = 0; n <= steps.size(); n++) {
+    FaultEnv env;
+    ASSERT_TRUE(env.create_dirs("d").is_ok());
+    auto file = *env.open("d/f", true);
+    const uint64_t ops_before = env.mutating_ops();
+    env.crash_after_ops(n);
+    for (size_t i = 0; i < steps.size(); i++) {
+      std::string out;
+      ASSERT_TRUE(file->read_at(0, 10, out).is_ok()) << "reads never count";
+      EXPECT_TRUE(file->size().is_ok());
+      EXPECT_TRUE(env.list_dir("d").is_ok());
+      const Status s = steps[i].run(env, *file);
+      EXPECT_EQ(s.code(), i < n ? Code::kOk : Code::kIoError) << n << " " << steps[i].name;
+    }
+    EXPECT_EQ(env.mutating_ops() - ops_before, std::min(n, steps.size()));
+    if (n < steps.size()) {
+      EXPECT_EQ(env.crash_point(), steps[n].name);
+    } else {
+      EXPECT_EQ(env.crash_point(), std::nullopt);
+    }
   }
 }
 

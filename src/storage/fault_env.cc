@@ -177,6 +177,39 @@ bool FaultEnv::Injection::fire() {
   return true;
 }
 
+Status FaultEnv::mutation(std::string_view op, const std::string& path) {
+  if (crash_point_) {
+    return io_error("machine crashed (at " + *crash_point_ + "): " + std::string(op) + " " + path +
+                    " never reached the disk");
+  }
+  if (ops_until_crash_) {
+    if (*ops_until_crash_ == 0) {
+      crash_point_ = std::string(op) + " " + path;
+      ops_until_crash_.reset();
+      return io_error("machine crashed: " + *crash_point_ + " never reached the disk");
+    }
+    --*ops_until_crash_;
+  }
+  mutating_ops_++;
+  return Status::ok();
+}
+
+Status FaultEnv::mutation(std::string_view op, const Node& node) {
+  // The file's name only matters for a refusal, so only then is it looked
+  // up (a renamed file is found under its new name).
+  std::string path;
+  if (crash_point_ || ops_until_crash_ == 0u) {
+    path = "(a file with no name)";
+    for (const auto& [name, live] : live_) {
+      if (live.get() == &node) {
+        path = name;
+        break;
+      }
+    }
+  }
+  return mutation(op, path);
+}
+
 Status FaultEnv::write_fault() {
   if (write_errors_.fire()) return io_error("injected write error: no space left on device");
   return Status::ok();
@@ -198,6 +231,7 @@ class FaultEnv::FaultFile final : public File {
 
   Status write_at(uint64_t offset, std::string_view data) override {
     std::lock_guard lock(env_.mu_);
+    if (Status s = env_.mutation("write_at", *node_); !s) return s;
     if (Status s = env_.write_fault(); !s) return s;
     if (auto bad = node_->partly_written_bad(offset, data.size())) {
       return io_error("write of part of bad sector " + std::to_string(*bad) +
@@ -239,11 +273,13 @@ class FaultEnv::FaultFile final : public File {
 
   Status sync() override {
     std::lock_guard lock(env_.mu_);
+    if (Status s = env_.mutation("sync", *node_); !s) return s;
     return sync_locked();
   }
 
   Status sync_and_drop_cache() override {
     std::lock_guard lock(env_.mu_);
+    if (Status s = env_.mutation("sync_and_drop_cache", *node_); !s) return s;
     if (Status s = sync_locked(); !s) return s;
     node_->drop_cache();
     return Status::ok();
@@ -251,6 +287,7 @@ class FaultEnv::FaultFile final : public File {
 
   Status allocate(uint64_t size_bytes) override {
     std::lock_guard lock(env_.mu_);
+    if (Status s = env_.mutation("allocate", *node_); !s) return s;
     if (Status s = env_.write_fault(); !s) return s;
     if (node_->data.size() < size_bytes) node_->data.resize(size_bytes, '\0');
     return Status::ok();
@@ -258,6 +295,7 @@ class FaultEnv::FaultFile final : public File {
 
   Status truncate(uint64_t size_bytes) override {
     std::lock_guard lock(env_.mu_);
+    if (Status s = env_.mutation("truncate", *node_); !s) return s;
     node_->data.resize(size_bytes, '\0');
     return Status::ok();
   }
@@ -302,6 +340,9 @@ FaultEnv::~FaultEnv() = default;
 
 Result<std::unique_ptr<File>> FaultEnv::open(const std::string& path, bool create) {
   std::lock_guard lock(mu_);
+  if (create) {
+    if (Status s = mutation("open(create)", path); !s) return s;
+  }
   auto it = live_.find(path);
   if (it == live_.end()) {
     if (!create) return Status(Code::kNotFound, "open " + path + ": no such file");
@@ -329,12 +370,14 @@ Result<std::vector<std::string>> FaultEnv::list_dir(const std::string& dir) {
 
 Status FaultEnv::remove(const std::string& path) {
   std::lock_guard lock(mu_);
+  if (Status s = mutation("remove", path); !s) return s;
   if (live_.erase(path) == 0) return Status(Code::kNotFound, "unlink " + path + ": no such file");
   return Status::ok();
 }
 
 Status FaultEnv::rename(const std::string& from, const std::string& to) {
   std::lock_guard lock(mu_);
+  if (Status s = mutation("rename", from + " -> " + to); !s) return s;
   auto it = live_.find(from);
   if (it == live_.end()) return Status(Code::kNotFound, "rename " + from + ": no such file");
   if (!dirs_.contains(parent_dir(to)))
@@ -347,6 +390,7 @@ Status FaultEnv::rename(const std::string& from, const std::string& to) {
 
 Status FaultEnv::sync_dir(const std::string& dir) {
   std::lock_guard lock(mu_);
+  if (Status s = mutation("sync_dir", dir); !s) return s;
   if (!dirs_.contains(dir))
     return Status(Code::kNotFound, "open directory " + dir + ": no such directory");
   if (Status s = sync_fault(); !s) return s;
@@ -360,6 +404,7 @@ Status FaultEnv::sync_dir(const std::string& dir) {
 
 Status FaultEnv::create_dirs(const std::string& dir) {
   std::lock_guard lock(mu_);
+  if (Status s = mutation("create_dirs", dir); !s) return s;
   for (std::string d = dir; !d.empty() && !dirs_.contains(d); d = parent_dir(d)) {
     if (live_.contains(d)) return io_error("mkdir " + d + ": a file is in the way");
     dirs_.insert(d);
@@ -395,6 +440,8 @@ void FaultEnv::crash(Prng& prng, bool tear) {
   read_errors_ = {};
   lost_writes_ = 0;
   misdirected_writes_ = 0;
+  ops_until_crash_.reset();
+  crash_point_.reset();
 }
 
 void FaultEnv::inject_write_errors(uint64_t count, uint64_t after) {
@@ -454,6 +501,22 @@ void FaultEnv::misdirect_next_writes(uint64_t count, Prng& prng) {
   std::lock_guard lock(mu_);
   misdirected_writes_ = count;
   misdirect_ = Prng(prng.next());
+}
+
+void FaultEnv::crash_after_ops(uint64_t ops) {
+  std::lock_guard lock(mu_);
+  MAROON_ASSERT_MSG(!crash_point_, "a frozen machine must crash() before the next crash is armed");
+  ops_until_crash_ = ops;
+}
+
+std::optional<std::string> FaultEnv::crash_point() const {
+  std::lock_guard lock(mu_);
+  return crash_point_;
+}
+
+uint64_t FaultEnv::mutating_ops() const {
+  std::lock_guard lock(mu_);
+  return mutating_ops_;
 }
 
 void FaultEnv::set_linux_failed_sync(bool on) {

@@ -43,14 +43,28 @@
 // A process that dies without a crash of the machine (kill -9) is modelled by
 // simply reopening: the page cache (data, dirty and lost sectors) stays.
 //
+// A machine crash at a chosen point (a power cut): crash_after_ops(n) lets
+// the next n mutating calls through (write_at, allocate, truncate, File::sync,
+// sync_and_drop_cache, open with create, remove, rename, sync_dir,
+// create_dirs); the one after, and every mutating call from then on, fails
+// with kIoError "machine crashed" and changes nothing, as nothing reaches a
+// disk whose power is gone. The process above sees its I/O error at exactly
+// that point; reads keep seeing the page cache, which is harmless since
+// nothing can become durable any more. The test then calls crash(), which
+// loses what was not durable and lifts the freeze (the machine boots again).
+// Calls are counted in the order they take the mutex, so with one thread
+// doing I/O at a time the crash point is a function of n alone.
+//
 // Thread-safe (one mutex); deterministic given the same calls and Prng seed.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/prng.h"
@@ -77,12 +91,19 @@ class FaultEnv final : public Env {
 
   // Loses everything not durable. Files opened before stay usable but are
   // detached: nothing they do is visible any more. Pending injected errors
-  // are cleared (a new process starts).
+  // are cleared and a frozen disk thaws (the machine boots, a new process
+  // starts).
   void crash(Prng& prng, bool tear);
   void inject_write_errors(uint64_t count, uint64_t after = 0);
   void inject_sync_errors(uint64_t count, uint64_t after = 0);
   void inject_read_errors(uint64_t count, uint64_t after = 0);
   void set_linux_failed_sync(bool on);
+  // Freezes the disk after `ops` more mutating calls (see the header).
+  void crash_after_ops(uint64_t ops);
+  // What the armed crash struck ("sync /data/wal/wal-00000001.log"), once it has.
+  std::optional<std::string> crash_point() const;
+  // Mutating calls let through since construction, for choosing where to crash.
+  uint64_t mutating_ops() const;
 
   // Medium faults (see the header). path names a live file; offsets must lie
   // inside its durable content (bad sectors: inside its visible content).
@@ -109,6 +130,10 @@ class FaultEnv final : public Env {
     bool fire();  // true if this call must fail
   };
 
+  // Called first by every mutating call, under mu_: counts it, or fails it
+  // if the machine is frozen (and freezes it if this call hits the limit).
+  Status mutation(std::string_view op, const std::string& path);
+  Status mutation(std::string_view op, const Node& node);
   Status write_fault();
   Status sync_fault();
   Status read_fault();
@@ -125,6 +150,9 @@ class FaultEnv final : public Env {
   uint64_t misdirected_writes_ = 0;
   Prng misdirect_{0};
   bool linux_failed_sync_ = false;
+  std::optional<uint64_t> ops_until_crash_;  // armed by crash_after_ops
+  std::optional<std::string> crash_point_;   // set once frozen
+  uint64_t mutating_ops_ = 0;
   uint64_t file_syncs_ = 0;
   uint64_t dir_syncs_ = 0;
   Prng random_;
