@@ -42,6 +42,9 @@ constexpr uint64_t kGatewayBase = 1'000'000;
 // Live gateways at most (a crashed one may be replaced).
 constexpr size_t kGatewaysLiveMax = 3;
 
+// An app no node registers (the gateways of some seeds think otherwise).
+constexpr AppId kUnknownApp = static_cast<AppId>(200);
+
 std::string tx_name(TxId id) { return fmt::format("{}:{}", id.range().value(), id.offset()); }
 
 std::string describe_peer(const PeerMessage& m) {
@@ -286,6 +289,7 @@ class ClusterSimulation {
   std::vector<Client> clients_;
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, size_t> token_client_;  // outstanding token -> client index
+  std::set<uint64_t> junk_tokens_;  // txs for an app no node runs, not yet delivered
   std::vector<check::KvOperation> history_;
   std::vector<TxId> history_txs_;  // history_txs_[i]: the tx of history_[i], once submitted
 
@@ -614,6 +618,7 @@ ClusterSimulation::SimGateway& ClusterSimulation::start_gateway() {
   c.lease_retry_ticks = s_.lease_retry_ticks;
   c.renew_ticks = s_.renew_ticks;
   if (s_.offsets_per_range_max != 0) c.offsets_per_range_max = s_.offsets_per_range_max;
+  if (s_.unknown_app_fraction > 0) c.apps.push_back(kUnknownApp);  // misconfigured
   g.core = std::make_unique<Gateway>(c);
   world_.trace(fmt::format("g{} STARTS", id.value()));
   process_gateway(g);
@@ -662,6 +667,14 @@ void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
   if (world_.tracing()) {
     world_.trace_detail(fmt::format("g{} delivers {}{}{}", g.id.value(), tx_name(d.id),
                                     d.sealed ? " sealed" : "", d.expired ? " expired" : ""));
+  }
+  if (junk_tokens_.erase(d.token) > 0) {
+    // A tx for an app no node runs executes as nothing, with an empty reply.
+    if (!d.sealed && !d.expired && !d.timed_out && !d.reply.empty()) {
+      world_.fail(fmt::format("tx {} for an unknown app got a reply", tx_name(d.id)));
+    }
+    if (!d.sealed && !d.expired && !d.timed_out) stats_.unknown_app_results++;
+    return;
   }
   if (d.sealed) {
     stats_.ranges_sealed++;
@@ -961,6 +974,12 @@ void ClusterSimulation::client_submit(Client& c) {
     // A paused gateway serves no one: the client's call waits for it.
     retry(g.clock.paused_until() - world_.now());
     return;
+  }
+  if (s_.unknown_app_fraction > 0 && world_.chance(s_.unknown_app_fraction)) {
+    // A tx for an app no node runs, through a gateway that thinks one does:
+    // it must execute as nothing everywhere and leave no gap in its range.
+    const uint64_t junk = next_token_++;
+    if (g.core->submit(kUnknownApp, "no such app", junk)) junk_tokens_.insert(junk);
   }
   const uint64_t token = next_token_++;
   Result<TxId> id = g.core->submit(AppId::kKv, c.op_bytes, token);
@@ -1463,6 +1482,7 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   s.clock_step_every_us = p.chance(0.7) ? 0 : static_cast<int64_t>(500'000 + p.below(2'500'000));
   s.sealed_range_grace_ms = p.chance(0.2) ? 0 : 1 + p.below(3000);
   s.long_outage = s.nodes >= 3 && p.chance(0.1);
+  s.unknown_app_fraction = p.chance(0.8) ? 0 : 0.02 + static_cast<double>(p.below(9)) / 100.0;
   if (s.long_outage) {
     s.tx_retention_bytes_max = (16 << 10) + p.below(16 << 10);
     s.network.partition_every_us = 0;
@@ -1486,7 +1506,7 @@ std::string ClusterSettings::describe() const {
       "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; {}; nodes: {}, {} lost for "
       "good; "
       "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms, steps "
-      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms{}; held window {}, retention {} B, result table {}, pull {}, offsets "
+      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms{}{}; held window {}, retention {} B, result table {}, pull {}, offsets "
       "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
       "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
       "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
@@ -1494,7 +1514,11 @@ std::string ClusterSettings::describe() const {
       seed, nodes, gateways, clients, keys, network.describe(), process.describe(), nodes_lost,
       power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms,
       clock_step_every_us / 1000, lease_ms,
-      renew_ticks, sealed_range_grace_ms, long_outage ? "; a long outage" : "", held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
+      renew_ticks, sealed_range_grace_ms,
+      long_outage ? "; a long outage" : "",
+      unknown_app_fraction > 0
+          ? fmt::format("; unknown-app txs {:.0f}%", unknown_app_fraction * 100)
+          : std::string(), held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
       pull_txs_max, offsets_per_range_max, advert_ticks, pull_retry_ticks, gateway_retry_ticks,
       result_retry_ticks, lease_retry_ticks, codec_fraction * 100, fsync_failure * 100,
       wal_segment_bytes / 1024, nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",

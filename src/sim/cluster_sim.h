@@ -80,6 +80,9 @@ struct ClusterSettings {
   // what it needs evicted everywhere, and must then stop, saying so (it is
   // counted as lost). No other process faults, so no other node lags so far.
   bool long_outage = false;
+  // Share of client calls that also send a tx for an app no node runs,
+  // through gateways misconfigured to accept it; 0: none.
+  double unknown_app_fraction = 0;
   size_t result_table_txs_per_range_max = 0;
   size_t pull_txs_max = 0;
   uint64_t advert_ticks = 10;
@@ -134,6 +137,7 @@ struct ClusterStats {
   uint64_t ranges_sealed = 0;  // seals delivered to gateways
   uint64_t ranges_retired = 0;  // most retired by one node incarnation
   uint64_t lag_stops = 0;       // nodes that stopped: every peer had evicted what they needed
+  uint64_t unknown_app_results = 0;  // txs for an unknown app answered (empty) to their gateway
   size_t ranges_kept_max = 0;   // most ranges one node kept at once
   uint64_t max_epoch = 0;
   uint64_t max_view = 0;

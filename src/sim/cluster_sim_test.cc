@@ -74,6 +74,7 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
     sum.network.partitions += r.stats.network.partitions;
     sum.ranges_sealed += r.stats.ranges_sealed;
     sum.ranges_retired += r.stats.ranges_retired;
+    sum.unknown_app_results += r.stats.unknown_app_results;
     sum.messages_coded += r.stats.messages_coded;
     sum.network.dropped += r.stats.network.dropped;
     sum.faults.pauses += r.stats.faults.pauses;
@@ -93,6 +94,7 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
   EXPECT_GT(sum.network.partitions, 20u);
   EXPECT_GT(sum.ranges_sealed, 5u);
   EXPECT_GT(sum.ranges_retired, 0u);
+  EXPECT_GT(sum.unknown_app_results, 0u);
   EXPECT_GT(sum.messages_coded, 5'000u);
   EXPECT_GT(sum.network.dropped, 500u);
   EXPECT_GT(sum.faults.pauses, 5u);
