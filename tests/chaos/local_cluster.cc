@@ -317,4 +317,32 @@ std::string LocalCluster::log_tail(size_t i, size_t lines_max) const {
   return out.empty() ? "    (empty)\n" : out;
 }
 
+Status LocalCluster::edit_config(const std::function<void(cluster::ClusterConfig&)>& change) {
+  Result<cluster::ClusterConfig> config = cluster::load_cluster_config(config_path_.string());
+  if (!config.is_ok()) return config.status();
+  change(*config);
+  config->path.clear();
+  return write_file(config_path_, cluster::format_cluster_config(*config));
+}
+
+bool parse_test_args(int argc, char** argv, const char* usage, std::string& maroon,
+                     std::string& dir) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string_view flag = argv[i];
+    if (flag == "--maroon") {
+      maroon = argv[i + 1];
+    } else if (flag == "--dir") {
+      dir = argv[i + 1];
+    } else {
+      std::fprintf(stderr, "unknown option %s\n%s\n", argv[i], usage);
+      return false;
+    }
+  }
+  if (maroon.empty() || dir.empty()) {
+    std::fprintf(stderr, "%s\n", usage);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace maroon::chaos

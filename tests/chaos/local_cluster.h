@@ -19,10 +19,12 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cluster/config.h"
 #include "common/status.h"
 #include "netns.h"
 #include "node_status.h"
@@ -74,6 +76,10 @@ class LocalCluster {
   // thing left behind. Idempotent; the destructor does it too.
   std::vector<std::string> remove_network();
 
+  // Loads DIR/cluster.toml, lets `change` edit it, and writes it back
+  // (before the nodes start: they read it once).
+  Status edit_config(const std::function<void(cluster::ClusterConfig&)>& change);
+
   // Spawns `maroon node --config DIR/cluster.toml --id ID`, output appended to
   // its log after a banner line naming `why`.
   Status start(size_t i, const std::string& why);
@@ -105,5 +111,10 @@ class LocalCluster {
   std::vector<NodeProc> nodes_;
   std::unique_ptr<NetLab> net_;
 };
+
+// The arguments of a process test: --maroon BINARY --dir DIR, both needed.
+// False (after printing `usage`) if they are not there.
+bool parse_test_args(int argc, char** argv, const char* usage, std::string& maroon,
+                     std::string& dir);
 
 }  // namespace maroon::chaos

@@ -100,20 +100,12 @@ int run(const std::string& maroon, const fs::path& dir) {
     return 1;
   }
   chaos::LocalCluster& cl = *made;
-  Result<cluster::ClusterConfig> config = cluster::load_cluster_config(cl.config_path().string());
-  if (!config.is_ok()) {
-    std::fprintf(stderr, "lag-stop-test: %s\n", config.status().to_string().c_str());
+  if (Status st = cl.edit_config([](cluster::ClusterConfig& c) {
+        c.settings.tx_retention_bytes_max = kRetentionBytes;
+      });
+      !st) {
+    std::fprintf(stderr, "lag-stop-test: %s\n", st.to_string().c_str());
     return 1;
-  }
-  config->settings.tx_retention_bytes_max = kRetentionBytes;
-  config->path.clear();
-  {
-    std::ofstream out(cl.config_path(), std::ios::trunc);
-    out << cluster::format_cluster_config(*config);
-    if (!out) {
-      std::fprintf(stderr, "lag-stop-test: cannot rewrite %s\n", cl.config_path().c_str());
-      return 1;
-    }
   }
   auto fail = [&](const std::string& why) {
     std::fprintf(stderr, "lag-stop-test: FAILED: %s\n", why.c_str());
@@ -184,19 +176,9 @@ int run(const std::string& maroon, const fs::path& dir) {
 
 int main(int argc, char** argv) {
   std::string maroon, dir;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string_view flag = argv[i];
-    if (flag == "--maroon") {
-      maroon = argv[i + 1];
-    } else if (flag == "--dir") {
-      dir = argv[i + 1];
-    } else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (maroon.empty() || dir.empty()) {
-    std::fprintf(stderr, "usage: maroon-lag-stop-test --maroon BINARY --dir DIR\n");
+  if (!maroon::chaos::parse_test_args(argc, argv,
+                                      "usage: maroon-lag-stop-test --maroon BINARY --dir DIR",
+                                      maroon, dir)) {
     return 2;
   }
   return maroon::lag_test::run(maroon, dir);

@@ -573,20 +573,17 @@ int run(const std::string& maroon, const fs::path& dir) {
   }
   chaos::LocalCluster& cl = *made;
   // The bound under test, written into the cluster's config.
+  if (Status st = cl.edit_config([](cluster::ClusterConfig& c) {
+        c.settings.unavailable_after_ms = kUnavailableAfterMs;
+      });
+      !st) {
+    std::fprintf(stderr, "quorum-test: %s\n", st.to_string().c_str());
+    return 1;
+  }
   Result<cluster::ClusterConfig> config = cluster::load_cluster_config(cl.config_path().string());
   if (!config.is_ok()) {
     std::fprintf(stderr, "quorum-test: %s\n", config.status().to_string().c_str());
     return 1;
-  }
-  config->settings.unavailable_after_ms = kUnavailableAfterMs;
-  config->path.clear();
-  {
-    std::ofstream out(cl.config_path(), std::ios::trunc);
-    out << cluster::format_cluster_config(*config);
-    if (!out) {
-      std::fprintf(stderr, "quorum-test: cannot rewrite %s\n", cl.config_path().c_str());
-      return 1;
-    }
   }
   auto fail_with_logs = [&](const std::string& why) {
     std::fprintf(stderr, "quorum-test: %s\n", why.c_str());
@@ -636,19 +633,9 @@ int run(const std::string& maroon, const fs::path& dir) {
 
 int main(int argc, char** argv) {
   std::string maroon, dir;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string_view flag = argv[i];
-    if (flag == "--maroon") {
-      maroon = argv[i + 1];
-    } else if (flag == "--dir") {
-      dir = argv[i + 1];
-    } else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (maroon.empty() || dir.empty()) {
-    std::fprintf(stderr, "usage: maroon-quorum-test --maroon BINARY --dir DIR\n");
+  if (!maroon::chaos::parse_test_args(argc, argv,
+                                      "usage: maroon-quorum-test --maroon BINARY --dir DIR", maroon,
+                                      dir)) {
     return 2;
   }
   return maroon::quorum_test::run(maroon, dir);
