@@ -704,7 +704,6 @@ void Node::on_committed(Epoch epoch) {
       range.sealed = true;
       range.sealing = false;
       range.seal_last = seal.last;
-      range.sealed_at_ms = time;
       sealed_order_.emplace_back(time, seal.range);
       sealed_gateways_.push_back(SealedGateway{time, range.owner, seal.range});
       held_txs_ -= range.held.drop_after(seal.last);

@@ -176,7 +176,6 @@ class Node {
     bool sealed = false;
     uint64_t seal_last = 0;
     bool sealing = false;  // this node proposed a seal not yet committed
-    uint64_t sealed_at_ms = 0;  // logical time of the sealing epoch
     // Sealed, applied and past the grace: results dropped; retired (erased)
     // once its retained txs are evicted.
     bool expired = false;

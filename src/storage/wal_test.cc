@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "storage/fault_env.h"
 #include "storage/wal_format.h"
@@ -635,6 +636,28 @@ std::vector<uint64_t> write_batches_at(Wal& wal, const std::vector<Batch>& batch
 
 constexpr const char* kSegment1 = "wal/wal-00000001.log";
 
+// `n` random batches written to segment 1 of `env` by a WAL that then
+// stops, and one bit flipped on the disk in batch `flipped` (drawn with the
+// batches from `prng`); returns the batches and where they start.
+std::pair<std::vector<Batch>, std::vector<uint64_t>> write_then_flip(
+    FaultEnv& env, Prng& prng, std::vector<Rec>& replayed, size_t n,
+    const std::function<size_t(Prng&)>& flipped) {
+  std::vector<Batch> batches;
+  for (size_t i = 0; i < n; i++) batches.push_back(make_batch(prng, 1 + prng.below(3), 200));
+  std::vector<uint64_t> starts;
+  {
+    auto wal = open_wal(env, replayed, kSmallSegments);
+    EXPECT_TRUE(wal.is_ok());
+    if (!wal.is_ok()) return {};
+    starts = write_batches_at(**wal, batches);
+  }
+  const size_t k = flipped(prng);
+  WalBatch probe;
+  for (const Rec& r : batches[k]) probe.add(r.type, r.payload);
+  env.flip_random_bit(kSegment1, prng, starts[k], probe.bytes());
+  return {batches, starts};
+}
+
 // A torn write may leave sectors unreadable (a sector half written when the
 // power went). A read error after the last complete batch of the last
 // segment is therefore a torn tail: cut (the blocks rewritten, which makes
@@ -737,18 +760,7 @@ TEST_F(WalTest, BitFlipInAnAcknowledgedBatchBeforeTheLastIsCorruption) {
     SCOPED_TRACE(seed);
     FaultEnv env;
     Prng prng(seed);
-    std::vector<Batch> batches;
-    for (int i = 0; i < 4; i++) batches.push_back(make_batch(prng, 1 + prng.below(3), 200));
-    std::vector<uint64_t> starts;
-    {
-      auto wal = open_wal(env, replayed_, kSmallSegments);
-      ASSERT_TRUE(wal.is_ok());
-      starts = write_batches_at(**wal, batches);
-    }
-    const size_t k = prng.below(3);
-    WalBatch probe;
-    for (const Rec& r : batches[k]) probe.add(r.type, r.payload);
-    env.flip_random_bit(kSegment1, prng, starts[k], probe.bytes());
+    write_then_flip(env, prng, replayed_, 4, [](Prng& p) { return p.below(3); });
     auto wal = open_wal(env, replayed_, kSmallSegments);
     ASSERT_FALSE(wal.is_ok());
     EXPECT_EQ(wal.status().code(), Code::kCorruption);
@@ -765,17 +777,9 @@ TEST_F(WalTest, BitFlipInTheLastBatchIsCutAsATornTail) {
     SCOPED_TRACE(seed);
     FaultEnv env;
     Prng prng(seed);
-    std::vector<Batch> batches;
-    for (int i = 0; i < 3; i++) batches.push_back(make_batch(prng, 1 + prng.below(3), 200));
-    std::vector<uint64_t> starts;
-    {
-      auto wal = open_wal(env, replayed_, kSmallSegments);
-      ASSERT_TRUE(wal.is_ok());
-      starts = write_batches_at(**wal, batches);
-    }
-    WalBatch probe;
-    for (const Rec& r : batches[2]) probe.add(r.type, r.payload);
-    env.flip_random_bit(kSegment1, prng, starts[2], probe.bytes());
+    const auto [batches, starts] =
+        write_then_flip(env, prng, replayed_, 3, [](Prng&) { return size_t{2}; });
+    ASSERT_EQ(starts.size(), 3u);
     auto wal = open_wal(env, replayed_, kSmallSegments);
     ASSERT_TRUE(wal.is_ok()) << wal.status().to_string();
     EXPECT_EQ(replayed_, flatten({batches[0], batches[1]}));
