@@ -23,7 +23,8 @@ enum class PeerKind : uint8_t { kNode = 1, kGateway = 2 };
 
 const char* peer_kind_name(PeerKind kind);
 
-inline constexpr uint32_t kPeerHelloVersion = 1;
+// 2: offsets adverts carry tx digests, epochs bind ids to them.
+inline constexpr uint32_t kPeerHelloVersion = 2;
 inline constexpr size_t kPeerHelloBytes = 4 + 8 + 1 + 8;
 
 struct PeerHello {

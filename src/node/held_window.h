@@ -16,6 +16,7 @@ namespace maroon {
 struct Held {
   AppId app = AppId::kSystem;
   std::string op;
+  uint64_t digest = 0;  // tx_digest(app, op)
   bool durable = false;
   bool present = false;
 };
@@ -40,15 +41,23 @@ class HeldWindow {
   bool contains(uint64_t offset) const { return find(offset) != nullptr; }
 
   // Inserts a tx not yet held.
-  Held& insert(uint64_t offset, AppId app, std::string op, bool durable) {
+  Held& insert(uint64_t offset, AppId app, std::string op, uint64_t digest, bool durable) {
     MAROON_ASSERT(offset >= base_ && !beyond(offset));
     uint64_t index = offset - base_;
     if (index >= slots_.size()) slots_.resize(index + 1);
     Held& h = slots_[index];
     MAROON_ASSERT(!h.present);
-    h = Held{app, std::move(op), durable, true};
+    h = Held{app, std::move(op), digest, durable, true};
     size_++;
     return h;
+  }
+
+  // Removes a held tx (its bytes are not the ones its id was ordered with).
+  void erase(uint64_t offset) {
+    Held* h = find(offset);
+    MAROON_ASSERT(h != nullptr);
+    *h = Held{};
+    size_--;
   }
 
   // Removes the tx at base() (it is being executed) and slides forward.

@@ -6,7 +6,9 @@
 #include <bit>
 
 #include "common/codec.h"
+#include "common/hash.h"
 #include "common/limits.h"
+#include "protocol/cluster_messages.h"
 
 namespace maroon {
 
@@ -27,7 +29,12 @@ constexpr size_t kRetainedOverheadBytes = 64;
 constexpr uint64_t kLogicalStepMaxMs = 10'000;
 // Retired ranges whose seal is remembered to answer their gateways' retries.
 constexpr size_t kRetiredRangesKept = 4096;
+constexpr uint64_t kTxDigestSeed = 0x6d61726f6f6e7478;  // "maroontx"
 }  // namespace
+
+uint64_t tx_digest(AppId app, std::string_view op) {
+  return hash64(op, kTxDigestSeed + static_cast<uint8_t>(app));
+}
 
 void encode_tx_record(const TxMsg& tx, std::string& out) {
   ByteWriter w(out);
@@ -114,14 +121,25 @@ Status Node::replay(RecordType type, std::string_view payload) {
         return Status::ok();
       }
       RangeState& range = it->second;
-      if (range.sealed && tx->id.offset() > range.seal_last) return Status::ok();
-      if (tx->id.offset() <= range.applied || range.held.contains(tx->id.offset())) {
+      const uint64_t offset = tx->id.offset();
+      if (range.sealed && offset > range.seal_last) return Status::ok();
+      const uint64_t digest = tx_digest(tx->app, tx->op);
+      if (const uint64_t want = committed_digest(range, offset); want != 0) {
+        // A copy with other bytes than its id was ordered with (a faulty
+        // gateway's): the record that replaced it follows, or it is pulled.
+        if (digest != want) return Status::ok();
+        if (Held* h = range.held.find(offset); h != nullptr && h->digest != want) {
+          range.held.erase(offset);  // this record is its replacement
+          held_txs_--;
+        }
+      }
+      if (offset <= range.applied || range.held.contains(offset)) {
         return corruption(fmt::format("tx {} recorded twice", tx->id.raw()));
       }
-      if (range.held.beyond(tx->id.offset())) {
+      if (range.held.beyond(offset)) {
         return corruption(fmt::format("tx {} is beyond the held window", tx->id.raw()));
       }
-      hold(range, tx->id, tx->app, std::move(tx->op), /*durable=*/true);
+      hold(range, tx->id, tx->app, std::move(tx->op), digest, /*durable=*/true);
       advance_durable(it->first, range);
       apply_committed();
       break;
@@ -168,30 +186,75 @@ void Node::finish_replay() {
   propose_epochs();
 }
 
-void Node::hold(RangeState& range, TxId id, AppId app, std::string op, bool durable) {
+void Node::hold(RangeState& range, TxId id, AppId app, std::string op, uint64_t digest,
+                bool durable) {
   MAROON_ASSERT(id.offset() > range.applied);
-  range.held.insert(id.offset(), app, std::move(op), durable);
+  MAROON_ASSERT(digest == tx_digest(app, op));
+  range.held.insert(id.offset(), app, std::move(op), digest, durable);
   held_txs_++;
   while (range.written < range.committed || range.held.contains(range.written + 1)) {
     range.written++;
   }
 }
 
-uint64_t Node::orderable(const RangeState& range) const {
+uint64_t Node::orderable(const RangeState& range, uint64_t budget,
+                         std::vector<uint64_t>& digests, bool& conflict) const {
+  MAROON_ASSERT(digests.empty());
+  conflict = false;
   if (peers_.empty()) {
     // k = 1: what this node holds durably may be ordered, or with
-    // order_unsynced_txs what it has written ahead of the epoch in the same log.
-    return config_.order_unsynced_txs ? range.written : range.durable;
+    // order_unsynced_txs what it has written ahead of the epoch in the same
+    // log. Its one copy needs no binding.
+    const uint64_t limit = config_.order_unsynced_txs ? range.written : range.durable;
+    return std::min(limit, range.ordered + std::min(budget, kOffsetMax));
   }
-  // The k-th largest durable offset among the members.
-  std::array<uint64_t, 8> offsets{};
-  MAROON_ASSERT(peers_.size() + 1 <= offsets.size());
-  offsets[0] = range.durable;
-  for (size_t i = 0; i < peers_.size(); i++) offsets[i + 1] = range.peer_durable[i];
-  const size_t n = peers_.size() + 1;
-  std::nth_element(offsets.begin(), offsets.begin() + (k_ - 1), offsets.begin() + n,
-                   std::greater<>());
-  return offsets[k_ - 1];
+  // Offset by offset: the bytes k members hold durably, by this node's own
+  // copy and its peers' advertised digests. At most one digest can have k
+  // holders (each member holds one copy of an id, and 2k > n), so every
+  // proposer that orders the id binds it to the same bytes.
+  uint64_t last = range.ordered;
+  while (last - range.ordered < budget) {
+    const uint64_t offset = last + 1;
+    std::array<std::pair<uint64_t, size_t>, 8> votes{};
+    MAROON_ASSERT(peers_.size() + 1 <= votes.size());
+    size_t distinct = 0;
+    uint64_t winner = 0;
+    bool won = false;
+    auto vote = [&](uint64_t digest) {
+      size_t v = 0;
+      while (v < distinct && votes[v].first != digest) v++;
+      if (v == distinct) votes[distinct++] = {digest, 0};
+      if (++votes[v].second == k_) {
+        winner = digest;
+        won = true;
+      }
+    };
+    if (range.durable >= offset) {
+      // Above the committed offset, durable means held durably here.
+      const Held* h = range.held.find(offset);
+      MAROON_ASSERT(h != nullptr && h->durable);
+      vote(h->digest);
+    }
+    for (const RangeState::PeerCopies& copies : range.peer_copies) {
+      if (offset >= copies.lo && offset - copies.lo < copies.digests.size()) {
+        vote(copies.digests[offset - copies.lo]);
+      }
+    }
+    if (!won) {
+      conflict = distinct > 1;
+      break;
+    }
+    digests.push_back(winner);
+    last = offset;
+  }
+  return last;
+}
+
+uint64_t Node::committed_digest(const RangeState& range, uint64_t offset) const {
+  if (range.committed_digests.empty() || offset <= range.applied || offset > range.committed) {
+    return 0;
+  }
+  return range.committed_digests[offset - range.applied - 1];
 }
 
 void Node::advance_durable(RangeId id, RangeState& range) {
@@ -245,10 +308,21 @@ void Node::on_tx(GatewayId from, TxMsg msg) {
     send(from, RangeSealed{it->first, range.seal_last}, /*after_persist=*/false);
     return;
   }
+  const uint64_t digest = tx_digest(msg.app, msg.op);
   if (Held* held = range.held.find(offset)) {
-    // The first payload wins; a durable copy is acknowledged again.
+    // The first payload wins; a durable copy is acknowledged again. Other
+    // bytes under the same id (a faulty gateway) are not acknowledged: this
+    // node does not hold them.
+    if (held->digest != digest) {
+      counters_.txs_conflicting++;
+      return;
+    }
     counters_.txs_duplicate++;
     if (held->durable) send(from, TxAck{msg.id, config_.id}, /*after_persist=*/false);
+    return;
+  }
+  if (const uint64_t want = committed_digest(range, offset); want != 0 && want != digest) {
+    counters_.txs_conflicting++;  // its id was ordered with other bytes
     return;
   }
   counters_.txs_received++;
@@ -257,7 +331,7 @@ void Node::on_tx(GatewayId from, TxMsg msg) {
   encode_tx_record(msg, payload);
   uint64_t seq = out_.add_record(RecordType::kTx, std::move(payload));
   pending_durable_.emplace_back(seq, msg.id);
-  hold(range, msg.id, msg.app, std::move(msg.op), /*durable=*/false);
+  hold(range, msg.id, msg.app, std::move(msg.op), digest, /*durable=*/false);
   send(from, TxAck{msg.id, config_.id}, /*after_persist=*/true);
 }
 
@@ -316,13 +390,43 @@ void Node::on_peer(NodeId from, PeerMessage msg) {
 }
 
 void Node::on_offsets(size_t peer, const Offsets& m) {
-  for (const auto& [id, offset] : m.durable) {
+  const bool digests = m.digests.size() == m.durable.size();
+  for (size_t k = 0; k < m.durable.size(); k++) {
+    const auto& [id, offset] = m.durable[k];
     auto it = ranges_.find(id);
     if (it == ranges_.end()) continue;  // not leased here yet: the next full advert tells
-    uint64_t& known = it->second.peer_durable[peer];
+    RangeState& range = it->second;
+    uint64_t& known = range.peer_durable[peer];
     known = std::max(known, std::min(offset, kOffsetMax));
+    if (digests) learn_copies(range, range.peer_copies[peer], offset, m.digests[k]);
   }
   compare_hash(peers_[peer], m.hash_epoch, m.state_hash);
+}
+
+void Node::learn_copies(RangeState& range, RangeState::PeerCopies& copies, uint64_t last,
+                        const std::vector<uint64_t>& digests) {
+  if (digests.empty() || digests.size() > last || range.sealed) return;
+  const uint64_t first = last - digests.size() + 1;
+  // Offsets committed here are decided; far beyond, they are not kept
+  // (memory stays bounded; the peer's next full advert repeats them).
+  const uint64_t lo = std::max(first, range.committed + 1);
+  const uint64_t hi = std::min(last, range.committed + config_.held_txs_per_range_max);
+  if (lo > hi) return;
+  const uint64_t known_end = copies.lo + copies.digests.size();
+  if (copies.digests.empty() || lo < copies.lo || lo > known_end) {
+    // Not contiguous with what is known: start again from this advert.
+    copies.digests.clear();
+    copies.lo = lo;
+  }
+  for (uint64_t offset = lo; offset <= hi; offset++) {
+    const uint64_t digest = digests[offset - first];
+    const uint64_t index = offset - copies.lo;
+    if (index < copies.digests.size()) {
+      copies.digests[index] = digest;
+    } else {
+      copies.digests.push_back(digest);
+    }
+  }
 }
 
 void Node::compare_hash(NodeId peer, EpochNumber epoch, uint64_t hash) {
@@ -375,7 +479,12 @@ void Node::on_pull(NodeId from, const TxPull& m) {
       h = &range.retained[offset - range.retained_base];
     } else {
       h = range.held.find(offset);
+      // Missing, or held with other bytes than its id was ordered with
+      // (this node replaces them itself): the puller asks another peer.
       if (h == nullptr) break;
+      if (const uint64_t want = committed_digest(range, offset); want != 0 && h->digest != want) {
+        break;
+      }
     }
     if (!push.txs.empty() && bytes + h->op.size() > config_.push_bytes_max) break;
     bytes += h->op.size() + 16;
@@ -387,6 +496,7 @@ void Node::on_pull(NodeId from, const TxPull& m) {
 }
 
 void Node::on_push(size_t peer, const TxPush& m) {
+  bool conflicting = false;
   for (const TxMsg& tx : m.txs) {
     auto it = ranges_.find(tx.id.range());
     if (it == ranges_.end() || tx.id.offset() == 0) continue;
@@ -394,10 +504,19 @@ void Node::on_push(size_t peer, const TxPush& m) {
     const uint64_t offset = tx.id.offset();
     // This peer holds the range's txs: the next pull goes to it first.
     range.pull_peer = peer;
-    range.pull_served = true;
+    range.pull_served = !conflicting;
     if (offset <= range.applied || (range.sealed && offset > range.seal_last) ||
         range.held.beyond(offset) || range.held.contains(offset) ||
         tx.op.size() > limits::op_bytes_max) {
+      continue;
+    }
+    const uint64_t digest = tx_digest(tx.app, tx.op);
+    if (const uint64_t want = committed_digest(range, offset); want != 0 && want != digest) {
+      // This peer holds other bytes than the id was ordered with: the
+      // retry asks the next peer.
+      counters_.txs_conflicting++;
+      conflicting = true;
+      range.pull_served = false;
       continue;
     }
     counters_.txs_pulled++;
@@ -405,7 +524,7 @@ void Node::on_push(size_t peer, const TxPush& m) {
     encode_tx_record(tx, payload);
     uint64_t seq = out_.add_record(RecordType::kTx, std::move(payload));
     pending_durable_.emplace_back(seq, tx.id);
-    hold(range, tx.id, tx.app, tx.op, /*durable=*/false);
+    hold(range, tx.id, tx.app, tx.op, digest, /*durable=*/false);
   }
 }
 
@@ -483,12 +602,14 @@ void Node::advertise(bool full) {
   if (peers_.empty() || replaying_) return;
   Offsets m;
   m.full = full;
+  size_t digests_left = protocol::offsets_digests_max;
   if (full) {
     // Only offsets above the committed ones matter to a proposer.
     for (auto& [id, range] : ranges_) {
       if (m.durable.size() == kAdvertRangesMax) break;
-      if (range.durable > range.committed) m.durable.emplace_back(id, range.durable);
-      range.advertised = std::max(range.advertised, range.durable);
+      if (range.durable > range.committed) {
+        advertise_range(m, id, range, range.committed + 1, digests_left);
+      }
     }
   } else {
     // Ascending, as the kOffsets frame requires (encode_offsets asserts it);
@@ -497,8 +618,8 @@ void Node::advertise(bool full) {
     for (RangeId id : advert_dirty_) {
       if (m.durable.size() == kAdvertRangesMax) break;
       RangeState& range = ranges_.at(id);
-      m.durable.emplace_back(id, range.durable);
-      range.advertised = range.durable;
+      advertise_range(m, id, range, std::max(range.committed, range.advertised) + 1,
+                      digests_left);
     }
   }
   // Listed or not (a full advert, or beyond the bound), every change is
@@ -511,6 +632,26 @@ void Node::advertise(bool full) {
   }
   if (!full && m.durable.empty()) return;
   for (NodeId peer : peers_) send_peer(peer, m);
+}
+
+void Node::advertise_range(Offsets& m, RangeId id, RangeState& range, uint64_t from,
+                           size_t& digests_left) {
+  // Above the committed offset every offset up to the durable one is held
+  // durably here; its digest goes with it, or a proposer cannot count it.
+  // Past the digest bound the advert says less (a lower durable offset),
+  // which is always safe; the next full advert says the rest.
+  from = std::max(from, range.committed + 1);
+  uint64_t durable = range.durable;
+  if (durable >= from && durable - from + 1 > digests_left) durable = from - 1 + digests_left;
+  std::vector<uint64_t>& digests = m.digests.emplace_back();
+  for (uint64_t offset = from; offset <= durable; offset++) {
+    const Held* h = range.held.find(offset);
+    MAROON_ASSERT(h != nullptr && h->durable);
+    digests.push_back(h->digest);
+  }
+  digests_left -= digests.size();
+  m.durable.emplace_back(id, durable);
+  range.advertised = std::max(range.advertised, durable);
 }
 
 uint64_t Node::next_logical_time(EpochNumber number) const {
@@ -557,13 +698,20 @@ void Node::propose_epochs() {
     epoch.logical_time_ms = next_logical_time(epoch.number);
     MAROON_ASSERT(epoch.logical_time_ms >= proposed_time_ms_);
     uint64_t budget = limits::epoch_txs_max;
+    // Ranges whose gateway sent one id with different bytes to different
+    // nodes, none held by k: sealed before that id (below).
+    std::vector<RangeId> conflicted;
     for (auto& [id, range] : ranges_) {
       if (budget == 0 || epoch.intervals.size() == limits::epoch_intervals_max) break;
       if (range.sealed || range.sealing) continue;
-      uint64_t limit = orderable(range);
-      if (limit <= range.ordered) continue;
-      uint64_t last = std::min(limit, range.ordered + budget);
-      epoch.intervals.push_back(Interval{id, range.ordered + 1, last});
+      std::vector<uint64_t> digests;
+      bool conflict = false;
+      const uint64_t last = orderable(range, budget, digests, conflict);
+      if (conflict) conflicted.push_back(id);
+      if (last <= range.ordered) continue;
+      MAROON_ASSERT(last - range.ordered <= budget);
+      MAROON_ASSERT(digests.empty() ? peers_.empty() : digests.size() == last - range.ordered);
+      epoch.intervals.push_back(Interval{id, range.ordered + 1, last, std::move(digests)});
       budget -= last - range.ordered;
     }
     while (!lease_requests_.empty() && epoch.system_ops.size() < kEpochSystemOpsMax) {
@@ -588,7 +736,13 @@ void Node::propose_epochs() {
       const bool expired = config_.lease_ms != 0 &&
                            range.lease_expiry_ms < epoch.logical_time_ms &&
                            range.proposed_expiry_ms < epoch.logical_time_ms;
-      if (!expired && !range.orphaned) continue;
+      // A faulty gateway's range: the id it sent with two payloads (both
+      // durable somewhere, neither on k members) may never reach k, for
+      // copies held are never replaced before the id is ordered. Sealing
+      // the range before it is the deterministic way on: the id never
+      // executes, its gateway is told so and leases a fresh range.
+      const bool conflict = std::find(conflicted.begin(), conflicted.end(), id) != conflicted.end();
+      if (!expired && !range.orphaned && !conflict) continue;
       // Everything ordered so far is in this epoch or an earlier one;
       // nothing later of this range will be.
       uint64_t last = range.ordered;
@@ -597,7 +751,7 @@ void Node::propose_epochs() {
       }
       // An orphan (its gateway died with the last process) keeps every tx
       // it holds: it is sealed once they are all ordered.
-      if (!expired && last != range.written) continue;
+      if (!expired && !conflict && last != range.written) continue;
       epoch.system_ops.push_back(SealRange{id, last});
       range.sealing = true;
     }
@@ -641,6 +795,21 @@ void Node::on_committed(Epoch epoch) {
       set_fault(corruption(fmt::format("epoch {} orders txs {}:{}..{} not held before it",
                                        epoch.number.value(), i.range.value(), i.first, i.last)));
       return;
+    }
+    if (!peers_.empty()) {
+      if (i.digests.empty()) {
+        range.committed_digests.insert(range.committed_digests.end(), i.txs(), 0);
+      } else {
+        range.committed_digests.insert(range.committed_digests.end(), i.digests.begin(),
+                                       i.digests.end());
+      }
+      // What peers hold at offsets now committed no longer matters.
+      for (RangeState::PeerCopies& copies : range.peer_copies) {
+        while (!copies.digests.empty() && copies.lo <= i.last) {
+          copies.digests.pop_front();
+          copies.lo++;
+        }
+      }
     }
     range.committed = i.last;
     range.ordered = std::max(range.ordered, i.last);
@@ -733,6 +902,8 @@ void Node::on_committed(Epoch epoch) {
     encode_epoch(epoch, payload);
     out_.add_record(RecordType::kEpoch, std::move(payload));
   }
+  // The digests live on in committed_digests.
+  for (Interval& i : epoch.intervals) i.digests = {};
   committed_queue_.push_back(std::move(epoch));
 }
 
@@ -758,7 +929,16 @@ bool Node::ready_to_apply(const Epoch& epoch) {
     RangeState& range = ranges_.at(i.range);
     MAROON_ASSERT(i.first == range.applied + 1);
     for (uint64_t offset = std::max(i.first, scan_offset_); offset <= i.last; offset++) {
-      if (range.held.contains(offset)) continue;
+      if (const Held* h = range.held.find(offset)) {
+        const uint64_t want = committed_digest(range, offset);
+        if (want == 0 || h->digest == want) continue;
+        // Held with other bytes than its id was ordered with (its gateway
+        // sent two payloads): replaced by a peer's copy. After the commit
+        // no other bytes are taken for it (on_tx, on_push).
+        range.held.erase(offset);
+        held_txs_--;
+        counters_.txs_replaced++;
+      }
       scan_offset_ = offset;
       MAROON_ASSERT_MSG(!peers_.empty(), "a committed tx is not held locally");
       if (replaying_) return false;  // the WAL may still hold it; pulled after replay
@@ -820,6 +1000,12 @@ void Node::apply_epoch(const Epoch& epoch) {
       MAROON_ASSERT(range.held.base() == offset);
       MAROON_ASSERT_MSG(range.held.contains(offset), "a committed tx is not held locally");
       Held held = range.held.take_front();
+      if (!range.committed_digests.empty()) {
+        const uint64_t want = range.committed_digests.front();
+        range.committed_digests.pop_front();
+        MAROON_ASSERT_MSG(want == 0 || held.digest == want,
+                          "a tx executes with other bytes than its id was ordered with");
+      }
       TxId id = TxId::make(interval.range, offset);
       StateMachine* app = apps_[static_cast<uint8_t>(held.app)];
       TxContext ctx{.tx_id = id, .epoch = epoch.number, .logical_time_ms = epoch.logical_time_ms};
@@ -984,6 +1170,8 @@ void Node::check_invariants(const RangeState& range) const {
   MAROON_ASSERT(range.durable <= range.written);
   MAROON_ASSERT(!range.sealed || range.ordered <= range.seal_last);
   MAROON_ASSERT(range.results.size() == 0 || range.results.last_offset() <= range.applied);
+  MAROON_ASSERT(range.committed_digests.size() ==
+                (peers_.empty() ? 0 : range.committed - range.applied));
 }
 
 }  // namespace maroon

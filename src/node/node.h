@@ -10,8 +10,13 @@
 //   ordered   named by a committed epoch or one this node proposed
 //   durable   durable here, or committed
 //   written   held here (its record emitted), or committed
-// A range's orderable offset is the k-th largest durable offset among the
-// members (this node's own and the ones its peers advertised), k = f + 1.
+// In a cluster an id is ordered only with the bytes k = f + 1 members hold
+// durably (a range's orderable offset is the last of a run of offsets each
+// held so, by this node's own copy and the digests its peers advertised),
+// and the epoch binds each id to those bytes (Interval::digests): a node
+// holding other bytes for it (a faulty gateway sent two payloads) replaces
+// them from a peer before executing it. On one node (k = 1) a range's
+// orderable offset is its durable one.
 #pragma once
 
 #include <array>
@@ -84,6 +89,12 @@ struct NodeCounters {
   uint64_t txs_duplicate = 0;   // retries of held or executed txs
   uint64_t txs_rejected = 0;    // unknown range, wrong gateway, oversize, sealed
   uint64_t txs_unknown_app = 0; // ordered and executed as nothing: no app of that id here
+  // Copies of an id with other bytes than the copy held here, or than the
+  // ones it was ordered with: never held, acknowledged or executed.
+  uint64_t txs_conflicting = 0;
+  // Copies held here, dropped because their id was ordered with other
+  // bytes, and pulled again from a peer.
+  uint64_t txs_replaced = 0;
   uint64_t txs_pulled = 0;      // txs received from peers
   uint64_t txs_served = 0;      // txs sent to peers that pulled them
   uint64_t txs_ordered = 0;     // txs in epochs this node proposed
@@ -161,7 +172,8 @@ class Node {
         : owner(owner_),
           held(c.held_txs_per_range_max),
           results(c.result_table_txs_per_range_max, c.result_table_bytes_per_range_max),
-          peer_durable(peers, 0) {}
+          peer_durable(peers, 0),
+          peer_copies(peers) {}
     GatewayId owner;
     uint64_t written = 0;
     uint64_t durable = 0;
@@ -171,6 +183,17 @@ class Node {
     HeldWindow held;  // offsets > applied
     ResultTable results;
     std::vector<uint64_t> peer_durable;  // advertised, indexed like peers_
+    // The copies a peer advertised holding durably above this node's
+    // committed offset: digests[i] is the tx_digest at offset lo + i.
+    struct PeerCopies {
+      uint64_t lo = 0;
+      std::deque<uint64_t> digests;
+    };
+    std::vector<PeerCopies> peer_copies;  // indexed like peers_
+    // In a cluster, the digest each committed, unexecuted offset was ordered
+    // with: committed_digests[i] is offset applied + 1 + i (0: not bound, an
+    // epoch of format 1). Empty on a single node.
+    std::deque<uint64_t> committed_digests;
     uint64_t advertised = 0;             // own durable as last advertised
     bool advert_dirty = false;           // listed in advert_dirty_
     bool sealed = false;
@@ -197,9 +220,23 @@ class Node {
     uint64_t evicted_peers = 0;
   };
 
-  void hold(RangeState& range, TxId id, AppId app, std::string op, bool durable);
+  void hold(RangeState& range, TxId id, AppId app, std::string op, uint64_t digest,
+            bool durable);
   void advance_durable(RangeId id, RangeState& range);
-  uint64_t orderable(const RangeState& range) const;
+  // The last offset that may be ordered in `range`, at most `budget` past
+  // range.ordered; in a cluster, with the digests it binds them to. Sets
+  // `conflict` if the offset after it is held with different bytes and no
+  // bytes by k members.
+  uint64_t orderable(const RangeState& range, uint64_t budget, std::vector<uint64_t>& digests,
+                     bool& conflict) const;
+  // The digest a committed, unexecuted offset was ordered with; 0 if none.
+  uint64_t committed_digest(const RangeState& range, uint64_t offset) const;
+  void learn_copies(RangeState& range, RangeState::PeerCopies& copies, uint64_t last,
+                    const std::vector<uint64_t>& digests);
+  // Adds `range` to an advert: its durable offset, and the digests of the
+  // txs it holds from offset `from` on, within `digests_left`.
+  void advertise_range(Offsets& m, RangeId id, RangeState& range, uint64_t from,
+                       size_t& digests_left);
   void propose_epochs();
   void take_committed();
   void on_committed(Epoch epoch);
@@ -288,6 +325,11 @@ class Node {
   std::vector<std::pair<EpochNumber, uint64_t>> peer_claims_;  // indexed like peers_
   NodeCounters counters_;
 };
+
+// What binds a tx id to its bytes: equal for equal (app, op), and unequal,
+// but for a 2^-64 chance, for any other. Not a cryptographic digest: it
+// finds a faulty gateway's two payloads, not ones crafted to collide.
+uint64_t tx_digest(AppId app, std::string_view op);
 
 // WAL payload of a RecordType::kTx record.
 void encode_tx_record(const TxMsg& tx, std::string& out);

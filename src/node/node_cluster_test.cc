@@ -50,6 +50,8 @@ class EchoApp final : public StateMachine {
 };
 
 using Log = std::vector<std::string>;
+// The digest of a kv tx with this op.
+uint64_t d(const std::string& op) { return tx_digest(AppId::kKv, op); }
 
 struct InFlight {
   NodeId from;
@@ -358,11 +360,12 @@ class Cluster {
 };
 
 // Every interval of `range` in the epochs, in order.
+// The intervals of `range`, without their digests.
 std::vector<Interval> intervals_of(const std::vector<Epoch>& epochs, RangeId range) {
   std::vector<Interval> v;
   for (const Epoch& e : epochs) {
     for (const Interval& i : e.intervals) {
-      if (i.range == range) v.push_back(i);
+      if (i.range == range) v.push_back(Interval{i.range, i.first, i.last});
     }
   }
   return v;
@@ -449,6 +452,116 @@ TEST(NodeCluster, PrimaryOrdersATxOnlyTheTwoBackupsHoldAndPullsItToApply) {
   EXPECT_EQ(c.node(1).counters().txs_ordered, 1u);
   EXPECT_EQ(c.node(1).counters().txs_pulled, 1u);
   for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.log(i), Log{"a"}) << "node " << i;
+}
+
+// A faulty gateway sends one id with two payloads. Before ids were bound
+// to their bytes each node executed the first copy it got, and the unequal
+// state hashes then stopped every node, the correct majority included.
+TEST(NodeCluster, AnIdWithTwoPayloadsExecutesTheBytesKNodesHoldEverywhere) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  // Node 3's copy becomes durable only after the others' are ordered (had
+  // the proposer seen both copies durable first, it would seal the range).
+  c.m(3).disk_paused = true;
+  c.send_tx(r, 1, "a", {3});
+  c.send_tx(r, 1, "b", {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.node(1).counters().txs_ordered, 1u);
+  ASSERT_TRUE(c.persist(3));
+  c.m(3).disk_paused = false;
+  c.settle();
+  c.run(10);
+  for (size_t i = 1; i <= 3; i++) {
+    EXPECT_EQ(c.log(i), Log{"b"}) << "node " << i;
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_EQ(c.node(3).counters().txs_replaced, 1u) << "its own copy was the odd one";
+  EXPECT_EQ(c.node(3).counters().txs_pulled, 1u);
+  const std::vector<Epoch> epochs = c.epochs_on_disk(3);
+  ASSERT_EQ(epochs.size(), 2u);
+  ASSERT_EQ(epochs[1].intervals.size(), 1u);
+  EXPECT_EQ(epochs[1].intervals[0].digests, std::vector<uint64_t>{d("b")});
+
+  // The replaced copy stays in node 3's log, followed by its replacement:
+  // a restart replays both and executes the right one.
+  c.restart(3);
+  c.settle();
+  EXPECT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  EXPECT_EQ(c.log(3), Log{"b"});
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+}
+
+// Two copies with different bytes are not two holders: without k holders
+// of the same bytes, the faulty gateway's range is sealed before that id.
+TEST(NodeCluster, CopiesWithOtherBytesAndNoKHoldersSealTheRangeBeforeTheId) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "x", {1, 2, 3});
+  c.send_tx(r, 2, "a", {1});
+  c.send_tx(r, 2, "b", {2});
+  // A retry with the other bytes is not taken where a copy is held.
+  c.send_tx(r, 2, "b", {1});
+  EXPECT_EQ(c.node(1).counters().txs_conflicting, 1u);
+  c.settle();
+  c.run(25);
+  for (size_t i = 1; i <= 3; i++) {
+    EXPECT_EQ(c.log(i), Log{"x"}) << "node " << i;
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+  }
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 1u) << "ordered with two holders of different bytes";
+  EXPECT_EQ(c.node(1).counters().ranges_sealed, 1u);
+  EXPECT_EQ(c.gateway_msgs<RangeSealed>(1), (std::vector<RangeSealed>{{r, 1}}));
+  // Now node 3 holding either copy changes nothing: the id never executes.
+  c.send_tx(r, 2, "a", {3});
+  c.settle();
+  c.run(10);
+  for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.log(i), Log{"x"}) << "node " << i;
+}
+
+TEST(NodeCluster, OtherBytesForAnIdAlreadyOrderedAreRefused) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  c.send_tx(r, 1, "a", {1, 2});
+  c.settle();
+  c.run(5);
+  // Node 3 learns the epoch before its copy comes, then gets other bytes.
+  c.drop_if = [](const InFlight& f) { return is<TxPull>(f); };
+  c.m(3).cut_off = false;
+  c.run(30);
+  ASSERT_EQ(c.node(3).committed_epoch(), c.node(1).committed_epoch());
+  ASSERT_EQ(c.log(3), Log{});
+  c.send_tx(r, 1, "z", {3});
+  EXPECT_EQ(c.node(3).counters().txs_conflicting, 1u) << "taken after its id was ordered";
+  c.drop_if = nullptr;
+  c.settle();
+  c.run(10);
+  for (size_t i = 1; i <= 3; i++) EXPECT_EQ(c.log(i), Log{"a"}) << "node " << i;
+}
+
+TEST(NodeCluster, FiveNodesOrderTheBytesThreeHoldOverAnOddCopy) {
+  Cluster c(5);
+  RangeId r = c.lease();
+  // Node 5's copy is not durable before the others' are ordered, so no
+  // proposer sees a conflict without a winner (which would seal the range).
+  c.m(5).disk_paused = true;
+  c.send_tx(r, 1, "a", {5});
+  c.send_tx(r, 1, "b", {2, 3});
+  c.settle();
+  c.run(25);
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 0u) << "two holders of five";
+  c.send_tx(r, 1, "b", {4});
+  c.settle();
+  c.run(5);
+  EXPECT_EQ(c.node(1).counters().txs_ordered, 1u);
+  ASSERT_TRUE(c.persist(5));
+  c.settle();
+  c.run(40);
+  for (size_t i = 1; i <= 5; i++) EXPECT_EQ(c.log(i), Log{"b"}) << "node " << i;
+  EXPECT_EQ(c.node(5).counters().txs_replaced, 1u);
+  EXPECT_EQ(c.node(1).counters().ranges_sealed, 0u);
 }
 
 TEST(NodeCluster, FiveNodesOrderATxOnlyOnceThreeHoldIt) {
@@ -1305,17 +1418,19 @@ TEST(NodeScripted, NewProposerTermReordersFromTheCommittedOffsetsAfterALostEpoch
   s.hold_durable(1, "a");
   s.hold_durable(2, "b");
   EXPECT_TRUE(s.seq.proposed.empty()) << "ordered with one holder";
-  s.node.on_peer(NodeId(2), Offsets{false, {{RangeId(1), 2}}, EpochNumber(0), 0});
+  s.node.on_peer(NodeId(2), Offsets{false, {{RangeId(1), 2}}, EpochNumber(0), 0, {{d("a"), d("b")}}});
   ASSERT_EQ(s.seq.proposed.size(), 1u);
   EXPECT_EQ(s.seq.proposed[0].number, EpochNumber(2));
-  EXPECT_EQ(s.seq.proposed[0].intervals, (std::vector<Interval>{{RangeId(1), 1, 2}}));
+  EXPECT_EQ(s.seq.proposed[0].intervals,
+            (std::vector<Interval>{{RangeId(1), 1, 2, {d("a"), d("b")}}}));
 
   // The proposal is lost in a view change; this node is proposer again.
   s.seq.new_term();
   s.node.tick(s.now_ms += kTickMs);
   ASSERT_EQ(s.seq.proposed.size(), 2u);
   EXPECT_EQ(s.seq.proposed[1].number, EpochNumber(2));
-  EXPECT_EQ(s.seq.proposed[1].intervals, (std::vector<Interval>{{RangeId(1), 1, 2}}))
+  EXPECT_EQ(s.seq.proposed[1].intervals,
+            (std::vector<Interval>{{RangeId(1), 1, 2, {d("a"), d("b")}}}))
       << "offsets 1..2 skipped after the lost proposal";
   EXPECT_GE(s.seq.proposed[1].logical_time_ms, s.seq.proposed[0].logical_time_ms);
 }
@@ -1326,7 +1441,7 @@ TEST(NodeScripted, NewProposerTermContinuesAfterAnEpochThatCommittedMeanwhile) {
   s.commit(lease_epoch());
   s.hold_durable(1, "a");
   s.hold_durable(2, "b");
-  s.node.on_peer(NodeId(2), Offsets{false, {{RangeId(1), 2}}, EpochNumber(0), 0});
+  s.node.on_peer(NodeId(2), Offsets{false, {{RangeId(1), 2}}, EpochNumber(0), 0, {{d("a"), d("b")}}});
   ASSERT_EQ(s.seq.proposed.size(), 1u);
   // It committed (through another primary), and a new term starts.
   s.seq.commit(s.seq.proposed[0]);
@@ -1335,10 +1450,10 @@ TEST(NodeScripted, NewProposerTermContinuesAfterAnEpochThatCommittedMeanwhile) {
   EXPECT_EQ(s.app.log, (Log{"a", "b"}));
   EXPECT_EQ(s.seq.proposed.size(), 1u) << "1..2 ordered twice";
   s.hold_durable(3, "c");
-  s.node.on_peer(NodeId(3), Offsets{false, {{RangeId(1), 3}}, EpochNumber(0), 0});
+  s.node.on_peer(NodeId(3), Offsets{false, {{RangeId(1), 3}}, EpochNumber(0), 0, {{d("c")}}});
   ASSERT_EQ(s.seq.proposed.size(), 2u);
   EXPECT_EQ(s.seq.proposed[1].number, EpochNumber(3));
-  EXPECT_EQ(s.seq.proposed[1].intervals, (std::vector<Interval>{{RangeId(1), 3, 3}}));
+  EXPECT_EQ(s.seq.proposed[1].intervals, (std::vector<Interval>{{RangeId(1), 3, 3, {d("c")}}}));
 }
 
 // Ticks every kTickMs of wall time up to `to`: the node's steady time

@@ -179,7 +179,8 @@ TEST(Node, DuplicateWhileHeldKeepsFirstPayload) {
   h.node.on_tx(g, TxMsg{id, AppId::kKv, "second"});
   h.flush();
   EXPECT_EQ(h.app.log, (std::vector<std::string>{"first"}));
-  EXPECT_EQ(h.node.counters().txs_duplicate, 1u);
+  EXPECT_EQ(h.node.counters().txs_duplicate, 0u);
+  EXPECT_EQ(h.node.counters().txs_conflicting, 1u) << "other bytes under a held id";
 }
 
 TEST(Node, GapHoldsBackOrderingUntilFilled) {

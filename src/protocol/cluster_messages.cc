@@ -159,10 +159,13 @@ void encode_vr(std::string_view vr_bytes, std::string& out) {
 
 void encode_offsets(const Offsets& m, std::string& out) {
   MAROON_ASSERT(m.durable.size() <= offsets_ranges_max);
+  MAROON_ASSERT(m.digests.empty() || m.digests.size() == m.durable.size());
+  const bool digests = !m.digests.empty();
+  size_t digests_total = 0;
   const size_t start = start_frame(FrameType::kOffsets, out);
   ByteWriter w(out);
   w.u8(kClusterFormat);
-  w.u8(m.full ? kOffsetsFull : 0);
+  w.u8((m.full ? kOffsetsFull : 0) | (digests ? kOffsetsDigests : 0));
   w.varint(m.hash_epoch.value());
   w.u64(m.state_hash);
   w.varint(m.durable.size());
@@ -173,6 +176,13 @@ void encode_offsets(const Offsets& m, std::string& out) {
     MAROON_ASSERT(k == 0 || m.durable[k - 1].first < range);
     w.varint(range.value());
     w.varint(offset);
+    if (!digests) continue;
+    const std::vector<uint64_t>& list = m.digests[k];
+    MAROON_ASSERT(list.size() <= offset);
+    digests_total += list.size();
+    MAROON_ASSERT(digests_total <= offsets_digests_max);
+    w.varint(list.size());
+    for (uint64_t d : list) w.u64(d);
   }
   finish_frame(start, out);
 }
@@ -195,6 +205,9 @@ Result<Offsets> decode_offsets(std::string_view payload) {
     return malformed(what, why);
   }
   m.durable.reserve(count);
+  const bool digests = (flags & kOffsetsDigests) != 0;
+  if (digests) m.digests.reserve(count);
+  size_t digests_total = 0;
   for (uint64_t k = 0; k < count; k++) {
     uint64_t range = 0, offset = 0;
     if (!r.varint(range) || !r.varint(offset)) return malformed(what, "short range");
@@ -204,6 +217,16 @@ Result<Offsets> decode_offsets(std::string_view payload) {
       return malformed(what, "ranges not strictly ascending");
     }
     m.durable.emplace_back(RangeId(range), offset);
+    if (!digests) continue;
+    uint64_t n = 0;
+    if (const char* why = read_count(r, offsets_digests_max - digests_total, 8,
+                                     /*may_be_empty=*/true, n)) {
+      return malformed("offsets digests", why);
+    }
+    if (n > offset) return malformed(what, "more digests than offsets");
+    digests_total += n;
+    std::vector<uint64_t>& list = m.digests.emplace_back(n);
+    for (uint64_t& d : list) r.u64(d);
   }
   if (!r.at_end()) return malformed(what, "trailing bytes");
   return m;

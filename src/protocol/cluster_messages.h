@@ -47,6 +47,8 @@ inline constexpr size_t cluster_batch_bytes_max = 4 * 1024 * 1024;
 // (range, durable offset) pairs in one kOffsets frame. A node tracks one entry
 // per live range, i.e. roughly per gateway incarnation.
 inline constexpr size_t offsets_ranges_max = 64 * 1024;
+// Tx digests in one kOffsets frame, over all its ranges.
+inline constexpr size_t offsets_digests_max = 256 * 1024;
 
 // Encoded sizes used by the static_asserts: a varint is at most 10 bytes.
 inline constexpr size_t kVarintBytesMax = 10;
@@ -67,7 +69,8 @@ static_assert(kBatchHeaderBytesMax + kBatchItemHeaderBytesMax + limits::reply_by
 static_assert(kBatchHeaderBytesMax + cluster_batch_txs_max * 8 <= kFramePayloadBytesMax);
 static_assert(cluster_batch_bytes_max < limits::message_bytes_max);
 static_assert(cluster_batch_txs_max <= limits::gateway_inflight_txs_max);
-static_assert(1 + 1 + 3 * kVarintBytesMax + 8 + offsets_ranges_max * 2 * kVarintBytesMax <=
+static_assert(1 + 1 + 3 * kVarintBytesMax + 8 + offsets_ranges_max * 3 * kVarintBytesMax +
+                  offsets_digests_max * 8 <=
               kFramePayloadBytesMax);
 
 // Bytes one item adds to a kTx/kTxPush or kTxResult payload (exact, so also
@@ -91,7 +94,8 @@ constexpr bool is_valid_tx_id(TxId id) { return id.offset() >= 1 && id.range().v
 
 // kOffsets flags.
 inline constexpr uint8_t kOffsetsFull = 0x01;
-inline constexpr uint8_t kOffsetsFlagsKnown = kOffsetsFull;
+inline constexpr uint8_t kOffsetsDigests = 0x02;  // each range is followed by its digests
+inline constexpr uint8_t kOffsetsFlagsKnown = kOffsetsFull | kOffsetsDigests;
 // kTxResult item flags.
 inline constexpr uint8_t kResultExpired = 0x01;
 inline constexpr uint8_t kResultFlagsKnown = kResultExpired;
@@ -110,7 +114,9 @@ struct TxAcks {
 void encode_vr(std::string_view vr_bytes, std::string& out);
 
 // kOffsets: `durable` ranges strictly ascending (the node's std::map order),
-// each range valid, each offset 0..kOffsetMax, at most offsets_ranges_max.
+// each range valid, each offset 0..kOffsetMax, at most offsets_ranges_max;
+// `digests` empty or one list per range, no list longer than its offset,
+// at most offsets_digests_max in all.
 void encode_offsets(const Offsets& m, std::string& out);
 Result<Offsets> decode_offsets(std::string_view payload);
 

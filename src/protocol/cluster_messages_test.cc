@@ -78,6 +78,13 @@ rc::Gen<Offsets> gen_offsets() {
       range = *rc::gen::inRange<uint64_t>(range + 1, std::min(range + 1000, kRangeLimit));
       m.durable.emplace_back(RangeId(range), *gen_offset(0));
     }
+    if (*rc::gen::arbitrary<bool>()) {
+      for (const auto& [r, offset] : m.durable) {
+        const size_t count = *rc::gen::inRange<size_t>(0, std::min<uint64_t>(offset, 5) + 1);
+        m.digests.push_back(*rc::gen::container<std::vector<uint64_t>>(
+            count, rc::gen::arbitrary<uint64_t>()));
+      }
+    }
     return m;
   });
 }
@@ -504,7 +511,18 @@ TEST(ClusterMessages, ZeroAndOutOfRangeIdsAreRejected) {
   EXPECT_FALSE(decode_offsets(p(u8(0), v(0), u64(0), v(2), v(3), v(1), v(2), v(1))).is_ok());
 
   // Unknown flags; an expired result carrying a reply.
-  EXPECT_FALSE(decode_offsets(p(u8(2), v(0), u64(0), v(0))).is_ok());
+  EXPECT_FALSE(decode_offsets(p(u8(4), v(0), u64(0), v(0))).is_ok());
+  // Digests: one range at offset 2 with two digests decodes; three are more
+  // than its offsets; a count beyond the bytes left is refused.
+  ASSERT_TRUE(decode_offsets(p(u8(2), v(0), u64(0), v(1), v(1), v(2), v(2), u64(7), u64(8))).is_ok());
+  EXPECT_EQ(decode_offsets(p(u8(2), v(0), u64(0), v(1), v(1), v(2), v(2), u64(7), u64(8)))->digests,
+            (std::vector<std::vector<uint64_t>>{{7, 8}}));
+  EXPECT_FALSE(
+      decode_offsets(p(u8(2), v(0), u64(0), v(1), v(1), v(2), v(3), u64(7), u64(8), u64(9)))
+          .is_ok());
+  EXPECT_FALSE(decode_offsets(p(u8(2), v(0), u64(0), v(1), v(1), v(9), v(2), u64(7))).is_ok());
+  EXPECT_FALSE(decode_offsets(p(u8(2), v(0), u64(0), v(1), v(1), v(9), v(offsets_digests_max + 1)))
+                   .is_ok());
   EXPECT_FALSE(decode_tx_results(p(v(1), u64(good_id), u8(2), v(0))).is_ok());
   EXPECT_FALSE(decode_tx_results(p(v(1), u64(good_id), u8(1), v(1), u8('r'))).is_ok());
   ASSERT_TRUE(decode_tx_results(p(v(1), u64(good_id), u8(1), v(0))).is_ok());

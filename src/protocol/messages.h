@@ -90,6 +90,12 @@ struct Offsets {
   std::vector<std::pair<RangeId, uint64_t>> durable;
   EpochNumber hash_epoch;  // 0: no hash yet
   uint64_t state_hash = 0;
+  // Empty, or one list per `durable` entry: the tx_digest of each tx held
+  // at the offsets just below and at its durable offset (the last list item
+  // is the digest of the tx at that offset). Only offsets with a digest
+  // count toward k at a proposer, and only if the digest is the one k
+  // members hold.
+  std::vector<std::vector<uint64_t>> digests;
   bool operator==(const Offsets&) const = default;
 };
 

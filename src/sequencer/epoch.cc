@@ -2,13 +2,17 @@
 
 #include <fmt/format.h>
 
+#include "common/assert.h"
 #include "common/codec.h"
 #include "common/limits.h"
 
 namespace maroon {
 
 namespace {
-constexpr uint8_t kEpochFormat = 1;
+// 1: intervals without digests (still read); 2: each interval has a
+// digest count (0 or its tx count) and the digests.
+constexpr uint8_t kEpochFormatV1 = 1;
+constexpr uint8_t kEpochFormat = 2;
 constexpr uint8_t kOpLeaseRange = 1;
 constexpr uint8_t kOpRenewRange = 2;
 constexpr uint8_t kOpSealRange = 3;
@@ -31,6 +35,9 @@ void encode_epoch(const Epoch& epoch, std::string& out) {
     w.varint(i.range.value());
     w.varint(i.first);
     w.varint(i.last);
+    MAROON_ASSERT(i.digests.empty() || i.digests.size() == i.txs());
+    w.varint(i.digests.size());
+    for (uint64_t d : i.digests) w.u64(d);
   }
   w.varint(epoch.system_ops.size());
   for (const auto& op : epoch.system_ops) {
@@ -56,7 +63,9 @@ Result<Epoch> decode_epoch(std::string_view bytes) {
   Epoch e;
   uint8_t format = 0;
   uint64_t number = 0, n = 0;
-  if (!r.u8(format) || format != kEpochFormat) return corruption("epoch: unknown format");
+  if (!r.u8(format) || (format != kEpochFormat && format != kEpochFormatV1)) {
+    return corruption("epoch: unknown format");
+  }
   if (!r.varint(number) || !r.varint(e.logical_time_ms) || !r.varint(n)) {
     return corruption("epoch: short header");
   }
@@ -69,6 +78,16 @@ Result<Epoch> decode_epoch(std::string_view bytes) {
       return corruption("epoch: short interval");
     }
     i.range = RangeId(range);
+    if (format == kEpochFormatV1) continue;
+    uint64_t digests = 0;
+    if (!r.varint(digests)) return corruption("epoch: short interval");
+    if (digests != 0 && (i.first < 1 || i.first > i.last || digests != i.txs())) {
+      return corruption("epoch: digests do not match the interval");
+    }
+    // 8 bytes each: a count the input cannot hold is refused before allocating.
+    if (digests > r.remaining() / 8) return corruption("epoch: short digests");
+    i.digests.resize(digests);
+    for (uint64_t& d : i.digests) r.u64(d);
   }
   if (!r.varint(n) || n > kSystemOpsMax) return corruption("epoch: bad system op count");
   for (uint64_t k = 0; k < n; k++) {
@@ -102,6 +121,9 @@ Status validate_epoch(const Epoch& epoch) {
     }
     if (k > 0 && !(epoch.intervals[k - 1].range < i.range)) {
       return invalid_argument("epoch: intervals not ascending by range");
+    }
+    if (!i.digests.empty() && i.digests.size() != i.txs()) {
+      return invalid_argument("epoch: digests do not match the interval");
     }
     txs += i.txs();
   }

@@ -19,6 +19,11 @@ struct Interval {
   RangeId range;
   uint64_t first = 0;
   uint64_t last = 0;
+  // Empty, or one tx_digest per offset first..last: the payload each id is
+  // bound to (a cluster orders an id only once k nodes hold the same bytes;
+  // a node holding other bytes for it replaces them from a peer). A single
+  // node has one copy and binds nothing; epochs of format 1 had no digests.
+  std::vector<uint64_t> digests;
   uint64_t txs() const { return last - first + 1; }
   bool operator==(const Interval&) const = default;
 };

@@ -19,6 +19,9 @@ TEST(Epoch, RoundTrips) {
     for (uint16_t len : lens) {
       if (e.txs() + len + 1 > limits::epoch_txs_max) break;
       e.intervals.push_back(Interval{RangeId(range), 5, 5 + uint64_t{len}});
+      if (len % 2 == 0 && len < 1000) {
+        for (uint64_t k = 0; k <= len; k++) e.intervals.back().digests.push_back(number * k + gw);
+      }
       range += 1 + len % 3;
     }
     e.system_ops.push_back(LeaseRange{GatewayId(gw), RangeId(range)});
@@ -37,10 +40,28 @@ TEST(Epoch, RejectsMalformed) {
       EpochNumber(1), 0, {Interval{RangeId(2), 1, 1}, Interval{RangeId(1), 1, 1}}, {}}).is_ok());
   EXPECT_FALSE(validate_epoch(
       Epoch{EpochNumber(1), 0, {Interval{RangeId(1), 1, limits::epoch_txs_max + 1}}, {}}).is_ok());
+  EXPECT_FALSE(
+      validate_epoch(Epoch{EpochNumber(1), 0, {Interval{RangeId(1), 1, 3, {7, 8}}}, {}}).is_ok())
+      << "two digests for three txs";
   EXPECT_TRUE(rc::check("garbage never decodes into an invalid epoch", [](std::string bytes) {
     Result<Epoch> d = decode_epoch(bytes);
     if (d.is_ok()) RC_ASSERT(validate_epoch(*d).is_ok());
   }));
+}
+
+TEST(Epoch, ReadsFormatOneWithoutDigests) {
+  // Format 1: number 4, time 9, one interval (range 2, 1..3), no system ops.
+  const std::string v1 = {1, 4, 9, 1, 2, 1, 3, 0};
+  Result<Epoch> e = decode_epoch(v1);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  EXPECT_EQ(*e, (Epoch{EpochNumber(4), 9, {Interval{RangeId(2), 1, 3}}, {}}));
+  std::string v2;
+  encode_epoch(*e, v2);
+  EXPECT_EQ(v2[0], 2) << "written as format 2";
+  EXPECT_EQ(*decode_epoch(v2), *e);
+  // Format 2 with a digest count that is not the interval's tx count.
+  const std::string bad = {2, 4, 9, 1, 2, 1, 3, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0};
+  EXPECT_FALSE(decode_epoch(bad).is_ok());
 }
 
 // Runs a sequencer's records through a perfect disk.

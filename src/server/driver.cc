@@ -113,6 +113,12 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       ranges_retired_(registry_.counter("maroon_ranges_retired_total",
                                         "Sealed ranges whose state was dropped after the grace")),
       ranges_kept_(registry_.gauge("maroon_ranges_kept", "Gateway ranges whose state is kept")),
+      txs_conflicting_(registry_.counter(
+          "maroon_txs_conflicting_total",
+          "Copies of a tx id with other bytes than the one held or ordered (a faulty gateway)")),
+      txs_replaced_(registry_.counter(
+          "maroon_txs_replaced_total",
+          "Held copies dropped because their id was ordered with other bytes, pulled again")),
       view_gauge_(registry_.gauge("maroon_view", "VR view number")),
       committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
@@ -619,6 +625,8 @@ void Driver::update_gauges() {
   mirror(epochs_proposed_, c.epochs_proposed);
   mirror(ranges_sealed_, c.ranges_sealed);
   mirror(ranges_retired_, c.ranges_retired);
+  mirror(txs_conflicting_, c.txs_conflicting);
+  mirror(txs_replaced_, c.txs_replaced);
   ranges_kept_.set(static_cast<int64_t>(node_.ranges_kept()));
 }
 

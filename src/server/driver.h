@@ -195,6 +195,8 @@ class Driver final : public Engine {
   Counter& ranges_sealed_;
   Counter& ranges_retired_;
   Gauge& ranges_kept_;
+  Counter& txs_conflicting_;
+  Counter& txs_replaced_;
   Gauge& view_gauge_;
   Gauge& committed_epoch_;
   Gauge& epochs_waiting_;

@@ -290,6 +290,11 @@ class ClusterSimulation {
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, size_t> token_client_;  // outstanding token -> client index
   std::set<uint64_t> junk_tokens_;  // txs for an app no node runs, not yet delivered
+  // Txs sent with two payloads: raw id -> the second payload; and their
+  // tokens, not yet delivered.
+  std::unordered_map<uint64_t, std::string> two_payloads_;
+  std::set<uint64_t> two_payload_tokens_;
+  uint64_t two_payload_keys_ = 0;
   std::vector<check::KvOperation> history_;
   std::vector<TxId> history_txs_;  // history_txs_[i]: the tx of history_[i], once submitted
 
@@ -388,6 +393,7 @@ void ClusterSimulation::crash_node(SimNode& n, bool kill_only) {
                            kill_only ? "KILLED" : "CRASH", c.kept,
                            c.torn ? ", and a torn one" : ""));
   stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
+  stats_.txs_replaced = std::max(stats_.txs_replaced, n.node->counters().txs_replaced);
   n.stop();
   n.host.reset();
   n.sink.reset();
@@ -471,9 +477,12 @@ bool ClusterSimulation::lag_stop(SimNode& n) {
 void ClusterSimulation::check_bounded(SimNode& n) {
   // Node state stays bounded: a sealed range is retired at the first epoch
   // applied a grace after its seal, whatever gateways come and go.
+  // (A seal is known at commit; an epoch applied before the sealing one
+  // may have the same logical time, hence the strict comparison.)
   const Node& node = *n.node;
   if (auto sealed = node.oldest_sealed();
-      sealed && node.applied_time_ms() >= sealed->second + s_.sealed_range_grace_ms) {
+      sealed && node.applied_time_ms() >= sealed->second + s_.sealed_range_grace_ms &&
+      node.applied_time_ms() > sealed->second) {
     world_.fail(fmt::format(
         "n{} still keeps range {} sealed at logical {} ms, past the grace of {} ms (applied {} ms)",
         n.id.value(), sealed->first.value(), sealed->second, s_.sealed_range_grace_ms,
@@ -656,7 +665,17 @@ void ClusterSimulation::process_gateway(SimGateway& g) {
     GatewayOutput out = g.core->take_output();
     if (out.to_nodes.empty() && out.deliveries.empty()) return;
     for (GatewayToNode& m : out.to_nodes) {
-      for (NodeId n : members_) send(kGatewayBase + g.id.value(), n.value(), m);
+      const TxMsg* tx = std::get_if<TxMsg>(&m);
+      auto other = tx ? two_payloads_.find(tx->id.raw()) : two_payloads_.end();
+      for (NodeId n : members_) {
+        if (other != two_payloads_.end() && world_.chance(0.5)) {
+          // Faulty: this node gets the other bytes under the same id.
+          send(kGatewayBase + g.id.value(), n.value(),
+               GatewayToNode(TxMsg{tx->id, tx->app, other->second}));
+        } else {
+          send(kGatewayBase + g.id.value(), n.value(), m);
+        }
+      }
     }
     for (const Delivery& d : out.deliveries) on_delivery(g, d);
   }
@@ -667,6 +686,19 @@ void ClusterSimulation::on_delivery(SimGateway& g, const Delivery& d) {
   if (world_.tracing()) {
     world_.trace_detail(fmt::format("g{} delivers {}{}{}", g.id.value(), tx_name(d.id),
                                     d.sealed ? " sealed" : "", d.expired ? " expired" : ""));
+  }
+  if (two_payload_tokens_.erase(d.token) > 0) {
+    two_payloads_.erase(raw);
+    if (!d.sealed && !d.expired && !d.timed_out) {
+      // Either payload is a SET: both answer OK.
+      Result<kv::Reply> reply = kv::decode_reply(d.reply);
+      if (!reply || reply->kind != kv::Reply::Kind::kOk) {
+        world_.fail(fmt::format("tx {} sent with two payloads got a reply other than OK",
+                                tx_name(d.id)));
+      }
+      stats_.two_payload_results++;
+    }
+    return;
   }
   if (junk_tokens_.erase(d.token) > 0) {
     // A tx for an app no node runs executes as nothing, with an empty reply.
@@ -980,6 +1012,22 @@ void ClusterSimulation::client_submit(Client& c) {
     // it must execute as nothing everywhere and leave no gap in its range.
     const uint64_t junk = next_token_++;
     if (g.core->submit(kUnknownApp, "no such app", junk)) junk_tokens_.insert(junk);
+  }
+  if (s_.two_payload_fraction > 0 && world_.chance(s_.two_payload_fraction)) {
+    // One id, two payloads: SETs of a key no client reads, to two values.
+    const uint64_t token = next_token_++;
+    const std::string key = fmt::format("two{}", ++two_payload_keys_);
+    auto set = [&](std::string_view value) {
+      kv::Op op;
+      op.type = kv::OpType::kSet;
+      op.keys.push_back(key);
+      op.values.push_back(std::string(value));
+      return kv::encode_op(op);
+    };
+    if (Result<TxId> id = g.core->submit(AppId::kKv, set("one"), token)) {
+      two_payloads_[id->raw()] = set("two");
+      two_payload_tokens_.insert(token);
+    }
   }
   const uint64_t token = next_token_++;
   Result<TxId> id = g.core->submit(AppId::kKv, c.op_bytes, token);
@@ -1299,6 +1347,7 @@ ClusterResult ClusterSimulation::run() {
   for (const SimNode& n : nodes_) {
     if (n.up) {
       stats_.txs_applied = std::max(stats_.txs_applied, n.node->counters().txs_applied);
+      stats_.txs_replaced = std::max(stats_.txs_replaced, n.node->counters().txs_replaced);
       stats_.max_view = std::max(stats_.max_view, n.sequencer->status().view);
     }
   }
@@ -1483,6 +1532,8 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   s.sealed_range_grace_ms = p.chance(0.2) ? 0 : 1 + p.below(3000);
   s.long_outage = s.nodes >= 3 && p.chance(0.1);
   s.unknown_app_fraction = p.chance(0.8) ? 0 : 0.02 + static_cast<double>(p.below(9)) / 100.0;
+  s.two_payload_fraction =
+      s.nodes == 1 || p.chance(0.8) ? 0 : 0.02 + static_cast<double>(p.below(9)) / 100.0;
   if (s.long_outage) {
     s.tx_retention_bytes_max = (16 << 10) + p.below(16 << 10);
     s.network.partition_every_us = 0;
@@ -1506,7 +1557,7 @@ std::string ClusterSettings::describe() const {
       "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; {}; nodes: {}, {} lost for "
       "good; "
       "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms, steps "
-      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms{}{}; held window {}, retention {} B, result table {}, pull {}, offsets "
+      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms{}{}{}; held window {}, retention {} B, result table {}, pull {}, offsets "
       "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
       "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
       "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
@@ -1518,6 +1569,9 @@ std::string ClusterSettings::describe() const {
       long_outage ? "; a long outage" : "",
       unknown_app_fraction > 0
           ? fmt::format("; unknown-app txs {:.0f}%", unknown_app_fraction * 100)
+          : std::string(),
+      two_payload_fraction > 0
+          ? fmt::format("; two-payload txs {:.0f}%", two_payload_fraction * 100)
           : std::string(), held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
       pull_txs_max, offsets_per_range_max, advert_ticks, pull_retry_ticks, gateway_retry_ticks,
       result_retry_ticks, lease_retry_ticks, codec_fraction * 100, fsync_failure * 100,

@@ -25,6 +25,8 @@
 //   - per epoch, every node (every incarnation) has the same state hash and
 //     executed the same txs with the same replies; no node ends with fault();
 //   - each tx executes at most once per node incarnation;
+//   - a tx a faulty gateway sent with two payloads executes with one of
+//     them, the same everywhere (the per-epoch checks above);
 //   - the clients' kv history is linearizable (check/linearizability.h).
 #pragma once
 
@@ -83,6 +85,11 @@ struct ClusterSettings {
   // Share of client calls that also send a tx for an app no node runs,
   // through gateways misconfigured to accept it; 0: none.
   double unknown_app_fraction = 0;
+  // Share of client calls after which the client's gateway, faulty, also
+  // sends a tx whose id it gives different bytes for different nodes (a
+  // SET of a key no client reads, to one of two values); 0: none. Every
+  // node must execute the same bytes for it.
+  double two_payload_fraction = 0;
   size_t result_table_txs_per_range_max = 0;
   size_t pull_txs_max = 0;
   uint64_t advert_ticks = 10;
@@ -138,6 +145,10 @@ struct ClusterStats {
   uint64_t ranges_retired = 0;  // most retired by one node incarnation
   uint64_t lag_stops = 0;       // nodes that stopped: every peer had evicted what they needed
   uint64_t unknown_app_results = 0;  // txs for an unknown app answered (empty) to their gateway
+  uint64_t two_payload_results = 0;  // txs sent with two payloads, answered to their gateway
+  // Copies with other bytes than their id was ordered with, replaced from a
+  // peer (most by one node incarnation).
+  uint64_t txs_replaced = 0;
   size_t ranges_kept_max = 0;   // most ranges one node kept at once
   uint64_t max_epoch = 0;
   uint64_t max_view = 0;
