@@ -64,6 +64,8 @@ class DurabilityOrder {
   }
   // Only the newest state matters among states with no record between them.
   void add_state(std::string payload) { pending_.back().state = std::move(payload); }
+  // A lost log is recovered once everything emitted so far is durable.
+  void mark_log_recovered() { pending_.back().log_recovered = true; }
   // The output's records end at last_seq (they were all added).
   void emitted(uint64_t last_seq) {
     MAROON_ASSERT(last_seq >= emitted_seq_);

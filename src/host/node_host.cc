@@ -17,6 +17,11 @@ Result<std::unique_ptr<DataDir>> NodeHost::open(Env& env, const DataDirOptions& 
         return st;
       });
   if (!dir) return dir;
+  if ((*dir)->log_lost()) {
+    // Its replica must not vote until it has recovered what it lost.
+    node_.note_log_lost();
+    log_lost_ = true;
+  }
   node_.finish_replay();
   // Not drained here: the caller may need to set up its network first.
   return dir;
@@ -69,6 +74,12 @@ std::optional<PendingWrite> NodeHost::take_write() {
   // The node may add an epoch ordering the txs of this very write.
   node_.on_flush();
   drain();
+  if (log_lost_ && !node_.log_lost()) {
+    // The sequencer took back what the log lost, in records routed by now:
+    // the directory forgets the loss once they are durable.
+    order_.mark_log_recovered();
+    log_lost_ = false;
+  }
   if (!order_.has_pending()) return std::nullopt;
   return order_.take_write();
 }

@@ -73,6 +73,9 @@ class NodeHost {
   // The write taken last failed: nothing more is ever written.
   void write_failed();
 
+  // The data directory's log had lost records (DataDir::log_lost) and the
+  // sequencer has not yet recovered them from peers.
+  bool log_lost() const { return log_lost_; }
   bool writing() const { return order_.writing(); }
   uint64_t durable_seq() const { return order_.durable_seq(); }
   size_t pending_bytes() const { return order_.pending_bytes(); }
@@ -87,6 +90,7 @@ class NodeHost {
   NodeSink& sink_;
   DurabilityOrder<HeldMessage> order_;
   bool failed_ = false;
+  bool log_lost_ = false;
 };
 
 }  // namespace maroon::host

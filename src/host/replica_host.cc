@@ -18,7 +18,7 @@ Status replay_bytes(vr::Replica& replica, std::string_view bytes) {
 Result<std::unique_ptr<DataDir>> ReplicaHost::open(Env& env, const DataDirOptions& options,
                                                    bool& replayed) {
   replayed = false;
-  return DataDir::open(
+  auto dir = DataDir::open(
       env, options,
       [&](std::string_view state) {
         replayed = true;
@@ -32,6 +32,12 @@ Result<std::unique_ptr<DataDir>> ReplicaHost::open(Env& env, const DataDirOption
         replayed = true;
         return replay_bytes(replica_, payload);
       });
+  if (dir && (*dir)->log_lost() && replayed) {
+    // (A disk with nothing replayed bootstraps or joins: it never voted.)
+    replica_.note_log_lost();
+    log_lost_ = true;
+  }
+  return dir;
 }
 
 void ReplicaHost::drain() {
@@ -57,7 +63,12 @@ void ReplicaHost::drain() {
 }
 
 std::optional<PendingWrite> ReplicaHost::take_write() {
-  if (order_.writing() || failed_ || !order_.has_pending()) return std::nullopt;
+  if (order_.writing() || failed_) return std::nullopt;
+  if (log_lost_ && !replica_.log_lost()) {
+    order_.mark_log_recovered();  // as NodeHost::take_write
+    log_lost_ = false;
+  }
+  if (!order_.has_pending()) return std::nullopt;
   return order_.take_write();
 }
 

@@ -61,6 +61,7 @@ class ReplicaHost {
   vr::Output out_;
   DurabilityOrder<vr::Envelope> order_;
   bool failed_ = false;
+  bool log_lost_ = false;  // as NodeHost::log_lost
 };
 
 }  // namespace maroon::host

@@ -166,6 +166,11 @@ Status Node::replay(RecordType type, std::string_view payload) {
   return fault_;
 }
 
+void Node::note_log_lost() {
+  MAROON_ASSERT(replaying_ && !peers_.empty());
+  sequencer_.note_log_lost();
+}
+
 void Node::finish_replay() {
   MAROON_ASSERT(replaying_);
   replaying_ = false;

@@ -119,6 +119,11 @@ class Node {
   // Startup: feed every WAL record in order, then finish_replay(). Replay
   // re-executes committed epochs and produces no messages.
   Status replay(RecordType type, std::string_view payload);
+  // Before finish_replay, in a cluster: the log lost records that were
+  // durable; the sequencer recovers them from peers before it votes, and
+  // the txs come back by pulls like any a node lacks.
+  void note_log_lost();
+  bool log_lost() const { return sequencer_.log_lost(); }
   void finish_replay();
 
   void on_tx(GatewayId from, TxMsg msg);

@@ -54,6 +54,11 @@ class Sequencer {
   // Rebuilds state from a record of this sequencer during startup replay
   // (the superblock's state record first, then the WAL's records in order).
   virtual Status replay(RecordType type, std::string_view payload) = 0;
+  // Before start(): the log lost records it had made durable; the sequencer
+  // must get them back from peers before it votes (vr::Replica::note_log_lost).
+  virtual void note_log_lost() {}
+  // Marked by note_log_lost and not yet recovered.
+  virtual bool log_lost() const { return false; }
   // After replay: a fresh sequencer bootstraps, a restarted one resumes.
   virtual void start(Output& out) = 0;
   // Time passes (heartbeats, timeouts).

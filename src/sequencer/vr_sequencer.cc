@@ -301,6 +301,7 @@ Status VrSequencer::replay(RecordType type, std::string_view payload) {
 
 void VrSequencer::start(Output& out) {
   if (replayed_anything_) {
+    if (log_lost_noted_) replica_.note_log_lost();
     replica_.finish_replay(vout_);
   } else {
     replica_.bootstrap(members_, vout_);

@@ -83,6 +83,8 @@ class VrSequencer final : public Sequencer {
   void on_peer_heard(NodeId from) override;
   std::vector<Epoch> take_committed() override;
   Status replay(RecordType type, std::string_view payload) override;
+  void note_log_lost() override { log_lost_noted_ = true; }
+  bool log_lost() const override { return replica_.log_lost(); }
   void start(Output& out) override;
   void tick(Output& out) override;
   SequencerStatus status() const override;
@@ -136,6 +138,8 @@ class VrSequencer final : public Sequencer {
   bool proposing_ = false;
   vr::OpNumber view_start_op_{0};
   uint64_t proposals_in_view_ = 0;
+  // A replica with nothing to replay never voted: it bootstraps as new.
+  bool log_lost_noted_ = false;
   bool replayed_anything_ = false;
   uint64_t messages_dropped_ = 0;
 

@@ -180,6 +180,9 @@ Status Driver::start() {
   std::random_device rd;
   dir_options.fresh_data_id = (uint64_t{rd()} << 32) ^ rd();
   if (options_.wal_segment_bytes != 0) dir_options.wal.segment_bytes = options_.wal_segment_bytes;
+  // A cluster node recovers what its log lost from its peers; a single
+  // node has nobody to recover it from, and refuses to start.
+  dir_options.recover_lost_log = options_.cluster.has_value() && options_.cluster->members.size() > 1;
   host::ReplayCounts counts;
   auto last_progress = t0;
   auto dir = host_.open(*env_, dir_options, counts, [&] {
@@ -192,6 +195,12 @@ Status Driver::start() {
   });
   if (!dir) return dir.status();
   data_dir_ = std::move(dir).value();
+  if (const auto& lost = data_dir_->log_lost()) {
+    spdlog::critical("the log lost records it had made durable: {}. This node recovers them "
+                     "from its peers before it votes again (it counts as one of the f nodes "
+                     "the cluster may lose until then); the txs it lacks are pulled",
+                     *lost);
+  }
   if (const auto& cut = data_dir_->wal().cut()) {
     spdlog::warn("WAL recovery cut a torn tail: {} bytes at offset {} of {} ({}); the log ends "
                  "at lsn {}",

@@ -30,6 +30,7 @@
 #include "sim/network.h"
 #include "sim/vr_common.h"
 #include "sim/world.h"
+#include "storage/wal_format.h"
 #include "storage/data_dir.h"
 #include "vr/codec.h"
 
@@ -163,6 +164,7 @@ class ClusterSimulation {
     NodeId id;
     bool lost = false;  // crashed for good
     bool stopping = false;  // stopped itself (lags too far); crashed and lost next
+    bool log_lost = false;  // its disk says its log lost records, not yet recovered
     int64_t clock_offset_ms = 0;
     // The node's disk: the real WAL and superblock (DataDir) on FaultEnv,
     // which keeps what was synced across crashes.
@@ -214,6 +216,7 @@ class ClusterSimulation {
   void start_node(SimNode& n);
   void crash_node(SimNode& n, bool kill_only = false);
   void restart_node(SimNode& n);
+  void maybe_lose_log(SimNode& n);
   uint64_t clock_ms(const SimNode& n) const {
     return static_cast<uint64_t>(std::max<int64_t>(0, world_.now() / 1000 + n.clock_offset_ms));
   }
@@ -355,6 +358,7 @@ void ClusterSimulation::start_node(SimNode& n) {
   o.node_id = id.value();
   o.fresh_data_id = world_.next();
   o.wal.segment_bytes = s_.wal_segment_bytes;
+  o.recover_lost_log = members_.size() > 1;
   host::ReplayCounts counts;
   auto dir = n.host->open(*n.disk.env, o, counts, [&] { record_hashes(n); });
   if (!dir) {
@@ -363,7 +367,10 @@ void ClusterSimulation::start_node(SimNode& n) {
     return;
   }
   n.disk.dir = std::move(dir).value();
-  check_advertised_kept(n);
+  n.log_lost = n.disk.dir->log_lost().has_value();
+  // What it advertised before losing its log is gone with it (a fault,
+  // within f); later adverts count again.
+  if (!n.log_lost) check_advertised_kept(n);
   // As the driver's start(): a first tick once replayed.
   n.node->tick(clock_ms(n));
   process(n);
@@ -405,7 +412,38 @@ void ClusterSimulation::crash_node(SimNode& n, bool kill_only) {
 void ClusterSimulation::restart_node(SimNode& n) {
   if (n.up || n.lost) return;
   world_.trace(fmt::format("n{} RESTART", n.id.value()));
+  maybe_lose_log(n);
   start_node(n);
+}
+
+void ClusterSimulation::maybe_lose_log(SimNode& n) {
+  if (s_.log_loss_chance == 0 || !faults_.on() || !world_.chance(s_.log_loss_chance)) return;
+  // A node whose log lost records is faulty until it recovered: at most f.
+  size_t lost = 0;
+  for (const SimNode& m : nodes_) lost += (m.log_lost || m.lost || m.stopping) && m.id != n.id;
+  if (lost >= (members_.size() - 1) / 2) return;
+  const std::string dir = "/node/wal";
+  auto names = n.disk.env->list_dir(dir);
+  if (!names) return;
+  std::vector<std::string> segments;
+  for (const std::string& name : *names) {
+    if (wal::parse_segment_file_name(name)) segments.push_back(name);
+  }
+  if (segments.empty()) return;
+  std::sort(segments.begin(), segments.end());
+  // The last segment, or all of them (a lost beginning is refused: it
+  // needs a snapshot from a peer).
+  const size_t keep = segments.size() > 1 && world_.chance(0.5) ? segments.size() - 1 : 0;
+  for (size_t i = keep; i < segments.size(); i++) {
+    if (Status st = n.disk.env->remove(dir + "/" + segments[i]); !st) {
+      world_.fail(fmt::format("n{}: removing {}: {}", n.id.value(), segments[i], st.to_string()));
+      return;
+    }
+  }
+  advertised_.erase(n.id.value());
+  stats_.log_losses++;
+  world_.trace(fmt::format("n{} LOSES its log from {} ({} of {} segments)", n.id.value(),
+                           segments[keep], segments.size() - keep, segments.size()));
 }
 
 void ClusterSimulation::drain(SimNode& n) {
@@ -530,6 +568,11 @@ void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
     return;
   }
   n.host->written(w.last_seq, [&] { maybe_sync(n); });
+  if (n.log_lost && !n.disk.dir->log_lost()) {
+    n.log_lost = false;
+    stats_.log_recoveries++;
+    world_.trace(fmt::format("n{} recovered its lost log", n.id.value()));
+  }
   process(n);
 }
 
@@ -1534,6 +1577,7 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   s.unknown_app_fraction = p.chance(0.8) ? 0 : 0.02 + static_cast<double>(p.below(9)) / 100.0;
   s.two_payload_fraction =
       s.nodes == 1 || p.chance(0.8) ? 0 : 0.02 + static_cast<double>(p.below(9)) / 100.0;
+  s.log_loss_chance = s.nodes < 3 || s.nodes_lost > 0 || s.long_outage || p.chance(0.7) ? 0 : 0.3;
   if (s.long_outage) {
     s.tx_retention_bytes_max = (16 << 10) + p.below(16 << 10);
     s.network.partition_every_us = 0;
@@ -1557,7 +1601,7 @@ std::string ClusterSettings::describe() const {
       "cluster seed {}: {} nodes, {} gateways, {} clients, {} keys; {}; nodes: {}, {} lost for "
       "good; "
       "power failures every {} ms; gateway crashes every {} ms; clock offsets up to {} ms, steps "
-      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms{}{}{}; held window {}, retention {} B, result table {}, pull {}, offsets "
+      "every {} ms; lease {} ms, renew {} ticks, sealed ranges kept {} ms{}{}{}{}; held window {}, retention {} B, result table {}, pull {}, offsets "
       "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
       "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
       "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
@@ -1572,7 +1616,9 @@ std::string ClusterSettings::describe() const {
           : std::string(),
       two_payload_fraction > 0
           ? fmt::format("; two-payload txs {:.0f}%", two_payload_fraction * 100)
-          : std::string(), held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
+          : std::string(),
+      log_loss_chance > 0 ? fmt::format("; log lost at {:.0f}% of restarts", log_loss_chance * 100)
+                          : std::string(), held_txs_per_range_max, tx_retention_bytes_max, result_table_txs_per_range_max,
       pull_txs_max, offsets_per_range_max, advert_ticks, pull_retry_ticks, gateway_retry_ticks,
       result_retry_ticks, lease_retry_ticks, codec_fraction * 100, fsync_failure * 100,
       wal_segment_bytes / 1024, nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",

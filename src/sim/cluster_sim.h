@@ -90,6 +90,12 @@ struct ClusterSettings {
   // SET of a key no client reads, to one of two values); 0: none. Every
   // node must execute the same bytes for it.
   double two_payload_fraction = 0;
+  // A node's restart (safety phase) finds its log's end gone with this
+  // chance (the last segment, or all of them, removed with the synced
+  // records in them): it must recover from its peers before its replica
+  // votes, and pull the txs it lost. At most f nodes at a time; only in
+  // seeds that lose no node for good.
+  double log_loss_chance = 0;
   size_t result_table_txs_per_range_max = 0;
   size_t pull_txs_max = 0;
   uint64_t advert_ticks = 10;
@@ -144,6 +150,8 @@ struct ClusterStats {
   uint64_t ranges_sealed = 0;  // seals delivered to gateways
   uint64_t ranges_retired = 0;  // most retired by one node incarnation
   uint64_t lag_stops = 0;       // nodes that stopped: every peer had evicted what they needed
+  uint64_t log_losses = 0;      // restarts that found their log's end gone
+  uint64_t log_recoveries = 0;  // ... and recovered it from peers
   uint64_t unknown_app_results = 0;  // txs for an unknown app answered (empty) to their gateway
   uint64_t two_payload_results = 0;  // txs sent with two payloads, answered to their gateway
   // Copies with other bytes than their id was ordered with, replaced from a

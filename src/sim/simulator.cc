@@ -20,6 +20,7 @@
 #include "sim/network.h"
 #include "sim/vr_common.h"
 #include "sim/world.h"
+#include "storage/wal_format.h"
 #include "vr/codec.h"
 #include "vr/log_matching.h"
 
@@ -80,6 +81,8 @@ class Simulation {
     // The replica's disk: the real WAL and superblock (DataDir) on FaultEnv.
     Disk disk;
     std::optional<vr::DurableState> durable_state;  // the newest one durable, for the checker
+    // Its disk says its log lost records (DataDir::log_lost), not yet recovered.
+    bool log_lost = false;
     std::unique_ptr<KvService> service;
     std::unique_ptr<vr::Replica> replica;
     std::unique_ptr<SimSink> sink;
@@ -114,6 +117,7 @@ class Simulation {
   size_t write_steps(Node& n, std::vector<WriteStep>& steps);
   void check_states(Node& n, const std::vector<WriteStep>& steps);
   void restart(Node& n);
+  void maybe_lose_log(Node& n);
   void process(Node& n);
   void run_ticks(Node& n, uint64_t due);
   void maybe_sync(Node& n);
@@ -203,6 +207,7 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
   o.node_id = id.value();
   o.fresh_data_id = world_.next();
   o.wal.segment_bytes = s_.wal_segment_bytes;
+  o.recover_lost_log = true;  // lost only by maybe_lose_log, in groups of 3 or more
   bool replayed = false;
   auto dir = n.host->open(*n.disk.env, o, replayed);
   if (!dir) {
@@ -211,6 +216,7 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
     return;
   }
   n.disk.dir = std::move(dir).value();
+  n.log_lost = n.disk.dir->log_lost().has_value();
   const bool initial =
       std::find(initial_members_.begin(), initial_members_.end(), id) != initial_members_.end();
   if (bootstrap_members == nullptr && initial && !replayed) {
@@ -224,7 +230,8 @@ void Simulation::start_node(Node& n, const std::vector<ReplicaId>* bootstrap_mem
     n.replica->join(n.host->out());
   } else {
     n.replica->finish_replay(n.host->out());
-    check_epoch_justified(n);
+    // A lost log may end before the op that began its epoch: it recovers.
+    if (!n.log_lost) check_epoch_justified(n);
   }
   check_replica(n);
   process(n);
@@ -268,7 +275,45 @@ void Simulation::crash(Node& n) {
 void Simulation::restart(Node& n) {
   if (n.up || n.removed) return;
   world_.trace(fmt::format("r{} RESTART", n.id.value()));
+  maybe_lose_log(n);
   start_node(n, nullptr);
+}
+
+void Simulation::maybe_lose_log(Node& n) {
+  if (s_.log_loss_chance == 0 || !faults_.on() || !world_.chance(s_.log_loss_chance)) return;
+  // A replica that lost its log is faulty until it recovered: at most f of
+  // the group, which does not change meanwhile (admin_reconfigure waits).
+  const std::vector<ReplicaId>& members = clients_.at(ClientId(kAdminClient)).members;
+  if (admin_busy_ || members.size() < 3 ||
+      std::find(members.begin(), members.end(), n.id) == members.end()) {
+    return;
+  }
+  const size_t f = (members.size() - 1) / 2;
+  size_t lost = 0;
+  for (const auto& [id, m] : nodes_) lost += m.log_lost && id != n.id;
+  if (lost >= f) return;
+  const std::string dir = "/replica/wal";
+  auto names = n.disk.env->list_dir(dir);
+  if (!names || names->empty()) return;
+  std::vector<std::string> segments;
+  for (const std::string& name : *names) {
+    if (wal::parse_segment_file_name(name)) segments.push_back(name);
+  }
+  if (segments.empty()) return;
+  std::sort(segments.begin(), segments.end());
+  // The last segment, or all of them (a lost beginning is refused: that
+  // needs a snapshot from a peer).
+  const size_t keep = segments.size() > 1 && world_.chance(0.5) ? segments.size() - 1 : 0;
+  for (size_t i = keep; i < segments.size(); i++) {
+    if (Status st = n.disk.env->remove(dir + "/" + segments[i]); !st) {
+      world_.fail(fmt::format("r{}: removing {}: {}", n.id.value(), segments[i], st.to_string()));
+      return;
+    }
+  }
+  n.log_lost = true;
+  stats_.log_losses++;
+  world_.trace(fmt::format("r{} LOSES its log from {} ({} of {} segments)", n.id.value(),
+                           segments[keep], segments.size() - keep, segments.size()));
 }
 
 void Simulation::process(Node& n) {
@@ -296,6 +341,11 @@ void Simulation::maybe_sync(Node& n) {
 
 void Simulation::on_disk_complete(Node& n, host::PendingWrite& w) {
   if (write_steps(n, w.steps) != w.steps.size()) return;
+  if (n.log_lost && !n.disk.dir->log_lost()) {
+    n.log_lost = false;
+    stats_.log_recoveries++;
+    world_.trace(fmt::format("r{} recovered its lost log", n.id.value()));
+  }
   n.host->written(w.last_seq, [&] { maybe_sync(n); });
   check_replica(n);
   process(n);
@@ -655,6 +705,11 @@ void Simulation::client_on_reply(Client& c, const ClientReply& r) {
 
 void Simulation::admin_reconfigure() {
   if (admin_busy_) return;
+  // Not while a replica recovers a lost log: the group it counts on (f + 1
+  // others) must stay (a smaller one might need it for a quorum).
+  for (const auto& [id, n] : nodes_) {
+    if (n.log_lost) return;
+  }
   Client& a = clients_.at(ClientId(kAdminClient));
   std::vector<ReplicaId> members = a.members;
   uint64_t choice = world_.below(3);
@@ -881,6 +936,8 @@ SimSettings SimSettings::random(uint64_t seed) {
   // takes: a client's next op then goes to the primary it last heard from,
   // which may have been cut off or paused meanwhile (a stale lease read).
   s.client_think_us_max = p.chance(0.7) ? 20'000 : static_cast<int64_t>(100'000 + p.below(900'000));
+  // Drawn last, so the draws above stay those of earlier versions' seeds.
+  s.log_loss_chance = p.chance(0.7) ? 0 : 0.3;
   return s;
 }
 
@@ -889,14 +946,14 @@ std::string SimSettings::describe() const {
       "seed {}: {} replicas, {} clients, {} keys; {}; {}; reconfigure every {} ms; lease reads {}; "
       "safety {:.1f} s; heartbeat {} lease {} timeout {} retry {} ticks; batch {} pipeline {} "
       "queue {} checkpoint {} ops/{} bytes transfer {} client table {}; crash keeps prefix {}; "
-      "padding up to {} KiB",
+      "padding up to {} KiB; log lost at {:.0f}% of restarts",
       seed, replicas, clients, keys, network.describe(), process.describe(),
       reconfigure_every_us / 1000, lease_reads ? "on" : "off", static_cast<double>(safety_us) / 1e6,
       options.heartbeat_ticks, options.lease_ticks, options.view_change_timeout_ticks,
       options.retry_ticks, options.prepare_batch_ops_max, options.pipeline_ops_max,
       options.request_queue_max, options.checkpoint_interval_ops, options.checkpoint_interval_bytes,
       options.state_transfer_ops_max, options.client_table_clients_max,
-      crash_keeps_prefix ? "yes" : "no", padding_bytes_max / 1024);
+      crash_keeps_prefix ? "yes" : "no", padding_bytes_max / 1024, log_loss_chance * 100);
 }
 
 SimResult run_simulation(const SimSettings& settings, size_t trace_lines, bool trace_stdout) {

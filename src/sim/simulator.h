@@ -46,6 +46,12 @@ struct SimSettings {
   // reaches its byte limit.
   size_t padding_bytes_max = 0;
   int64_t reconfigure_every_us = 0;  // 0 = no reconfigurations
+  // A restart (safety phase) finds its log's end gone with this chance: the
+  // last segment, or every segment, removed with the synced records in it,
+  // as a faulty disk or an operator's mistake may leave it. At most f
+  // replicas of a group of 3 or more at a time are in that state, which
+  // lasts until the replica took back a primary's log.
+  double log_loss_chance = 0;
   bool lease_reads = false;
   int64_t client_timeout_us = 300'000;
   int64_t client_think_us_max = 20'000;  // pause between a client's ops, uniform in [0, max]
@@ -69,6 +75,8 @@ struct SimStats {
   NetworkCounters network;   // messages sent, dropped, stale; partitions
   FaultCounters faults;      // crashes (and those that kept part of a write), pauses
   uint64_t reconfigurations = 0;
+  uint64_t log_losses = 0;     // restarts that found their log's end gone
+  uint64_t log_recoveries = 0;  // ... and took it back from a primary
   uint64_t evictions = 0;  // requests answered "evicted" (client table full)
   uint64_t max_view = 0;
   uint64_t max_epoch = 0;

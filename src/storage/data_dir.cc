@@ -38,6 +38,7 @@ std::string DataDir::encode_identity() const {
   w.u64(wal_last_segment_);
   w.u64(clean_last_lsn_);
   w.bytes(state_);
+  w.u8(log_lost_ ? 1 : 0);
   return payload;
 }
 
@@ -73,7 +74,7 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
   } else {
     ByteReader r(*d->superblock_->current());
     uint8_t format = 0;
-    if (!r.u8(format) || format != kDataFormat) {
+    if (!r.u8(format) || (format != kDataFormat && format != 3)) {
       return corruption(fmt::format(
           "{}: data format {} is not one this build reads ({}){}", o.path, format, kDataFormat,
           format == 1   ? "; format 1 is from a build before VR: start with a fresh data directory"
@@ -82,10 +83,16 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
                         : ""));
     }
     std::string_view state;
+    uint8_t lost = 0;
     if (!r.u64(d->node_id_) || !r.u64(d->data_id_) || !r.u64(d->wal_first_segment_) ||
         !r.u64(d->wal_last_segment_) || !r.u64(d->clean_last_lsn_) ||
-        !r.bytes(state, kStateBytesMax) || !r.at_end() || d->wal_first_segment_ == 0) {
+        !r.bytes(state, kStateBytesMax) || (format >= 4 && !r.u8(lost)) || !r.at_end() ||
+        d->wal_first_segment_ == 0 || lost > 1) {
       return corruption(o.path + "/superblock: malformed identity");
+    }
+    if (lost == 1) {
+      d->log_lost_ = "an earlier start found records of the log lost, and they were not yet "
+                     "recovered from peers";
     }
     d->state_ = std::string(state);
     if (d->node_id_ != o.node_id) {
@@ -93,7 +100,7 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
           "{} holds the data of node {}, not of node {}: check --id and the config's data_dir",
           o.path, d->node_id_, o.node_id));
     }
-    if (Status s = d->check_log_extent(env, wal_dir); !s) return s;
+    if (Status s = d->check_log_extent(env, wal_dir, o.recover_lost_log); !s) return s;
     if (!state.empty()) {
       if (Status s = on_state(state); !s) {
         return Status(s.code(), o.path + "/superblock: " + s.message());
@@ -102,6 +109,7 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
   }
   WalOptions wal_options = o.wal;
   wal_options.clean_last_lsn = d->clean_last_lsn_;
+  wal_options.recover_lost_records = o.recover_lost_log;
   DataDir* raw = d.get();
   wal_options.on_roll = [raw](uint64_t index) {
     // The superblock learns of a segment before any record goes into it, so
@@ -115,6 +123,15 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
                        });
   if (!wal) return wal.status();
   d->wal_ = std::move(wal).value();
+  if (d->wal_->lost()) d->log_lost_ = *d->wal_->lost();
+  if (d->log_lost_) {
+    // Said durably before anything else is written, in the same superblock
+    // write that makes the extent match the log as it now is: a crash
+    // before the loss is recovered finds the flag, not a log that looks whole.
+    d->wal_last_segment_ = d->wal_->segment_index();
+    d->clean_last_lsn_ = 0;
+    if (Status s = d->write_identity(); !s) return s;
+  }
   if (d->clean_last_lsn_ != 0) {
     // From now on a stop is not clean until it says so again.
     d->clean_last_lsn_ = 0;
@@ -123,19 +140,22 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
   return d;
 }
 
-Status DataDir::check_log_extent(Env& env, const std::string& wal_dir) {
+Status DataDir::check_log_extent(Env& env, const std::string& wal_dir, bool recover_lost) {
   if (wal_last_segment_ == 0) return Status::ok();  // no segment was ever made
   auto found = segment_indexes(env, wal_dir);
   if (!found) return found.status();
   const std::vector<uint64_t>& indexes = *found;
   const std::string remedy =
       "refusing to start rather than serve a truncated state: restore the missing files from "
-      "a backup of this directory (in a cluster, a node whose log is lost rejoins through "
-      "snapshot transfer, which is not built yet)";
+      "a backup of this directory (a cluster node recovers a lost end of its log from its "
+      "peers, but not a lost beginning: that needs snapshot transfer, which is not built yet)";
   if (indexes.empty()) {
-    return corruption(fmt::format("{}: the log is missing (the superblock says it reaches "
-                                  "segment {}); {}",
-                                  wal_dir, wal_last_segment_, remedy));
+    const std::string what = fmt::format("{}: the log is missing (the superblock says it reaches "
+                                         "segment {})",
+                                         wal_dir, wal_last_segment_);
+    if (!recover_lost) return corruption(what + "; " + remedy);
+    log_lost_ = what;
+    return Status::ok();
   }
   if (indexes.front() > wal_first_segment_) {
     return corruption(fmt::format("{}: the log starts at {}, but the superblock says it starts "
@@ -144,10 +164,12 @@ Status DataDir::check_log_extent(Env& env, const std::string& wal_dir) {
                                   wal::segment_file_name(wal_first_segment_), remedy));
   }
   if (indexes.back() < wal_last_segment_) {
-    return corruption(fmt::format("{}: the log ends at {}, but the superblock says it reaches "
-                                  "{}: its last writes are missing; {}",
-                                  wal_dir, wal::segment_file_name(indexes.back()),
-                                  wal::segment_file_name(wal_last_segment_), remedy));
+    const std::string what = fmt::format("{}: the log ends at {}, but the superblock says it "
+                                         "reaches {}: its last writes are missing",
+                                         wal_dir, wal::segment_file_name(indexes.back()),
+                                         wal::segment_file_name(wal_last_segment_));
+    if (!recover_lost) return corruption(what + "; " + remedy);
+    log_lost_ = what;
   }
   return Status::ok();
 }
@@ -170,8 +192,9 @@ Status DataDir::write(std::vector<WriteStep>& steps, size_t* steps_done) {
       MAROON_ASSERT_MSG(s.code() != Code::kTooLarge, s.message().c_str());
       if (!s) return s;
     }
-    if (step.state) {
-      state_ = *step.state;
+    if (step.state || (step.log_recovered && log_lost_)) {
+      if (step.state) state_ = *step.state;
+      if (step.log_recovered) log_lost_.reset();
       if (Status s = write_identity(); !s) return s;
     }
     if (steps_done != nullptr) ++*steps_done;

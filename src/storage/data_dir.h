@@ -32,13 +32,22 @@ namespace maroon {
 struct WriteStep {
   std::unique_ptr<WalBatch> batch = std::make_unique<WalBatch>();
   std::optional<std::string> state;  // written after the batch
-  bool empty() const { return batch->empty() && !state; }
+  // Once this step is durable, a lost log (DataDir::log_lost) counts as
+  // recovered: the sequencer has taken back from peers what it lost, in
+  // this step or an earlier one.
+  bool log_recovered = false;
+  bool empty() const { return batch->empty() && !state && !log_recovered; }
 };
 
 struct DataDirOptions {
   std::string path;
   uint64_t node_id = 0;        // the node this directory must belong to
   uint64_t fresh_data_id = 0;  // the id to give a new directory (random in the node process)
+  // A cluster node: a log that lost records that were durable (its last
+  // segments, or records a clean shutdown vouched for) is not refused; the
+  // directory says so (log_lost) until a write step reports it recovered
+  // from peers. A single node refuses it: nobody else holds the records.
+  bool recover_lost_log = false;
   WalOptions wal;
 };
 
@@ -47,7 +56,8 @@ class DataDir {
   // The superblock's format byte. 1 was a build before VR, 2 one whose log
   // entries lacked their epoch and whose superblock did not say how far the
   // log reaches.
-  static constexpr uint8_t kDataFormat = 3;
+  // 3 lacks the trailing log-lost flag of 4 and is still read.
+  static constexpr uint8_t kDataFormat = 4;
 
   using StateFn = std::function<Status(std::string_view state)>;
   using RecordFn = std::function<Status(uint8_t type, std::string_view payload)>;
@@ -66,6 +76,10 @@ class DataDir {
   uint64_t node_id() const { return node_id_; }
   uint64_t data_id() const { return data_id_; }
   const Wal& wal() const { return *wal_; }
+  // Set while the log lacks records it once held durably (found at this
+  // start or at an earlier one, and not yet recovered): the sequencer must
+  // recover from peers before it votes. Says what was lost.
+  const std::optional<std::string>& log_lost() const { return log_lost_; }
 
   // After the last write of a clean stop: records the log's last LSN, so the
   // next start knows exactly where the log must end.
@@ -80,7 +94,9 @@ class DataDir {
   DataDir() = default;
   std::string encode_identity() const;
   Status write_identity();
-  Status check_log_extent(Env& env, const std::string& wal_dir);
+  // With recover_lost, a missing log or missing last segments set
+  // log_lost_ instead of refusing; missing first segments are refused.
+  Status check_log_extent(Env& env, const std::string& wal_dir, bool recover_lost);
 
   uint64_t node_id_ = 0;
   uint64_t data_id_ = 0;
@@ -89,6 +105,7 @@ class DataDir {
   uint64_t wal_first_segment_ = 1;
   uint64_t wal_last_segment_ = 0;
   uint64_t clean_last_lsn_ = 0;  // nonzero only between a clean stop and the next start
+  std::optional<std::string> log_lost_;  // durable as a flag in the superblock
   std::string state_;            // the sequencer's durable state, as last written
   std::unique_ptr<Superblock> superblock_;
   std::unique_ptr<Wal> wal_;

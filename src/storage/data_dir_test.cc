@@ -19,8 +19,9 @@ constexpr uint64_t kSegmentBytes = 4 * wal::kBlockBytes;
 
 class DataDirTest : public ::testing::Test {
  protected:
-  Result<std::unique_ptr<DataDir>> open_dir() {
+  Result<std::unique_ptr<DataDir>> open_dir(bool cluster = false) {
     DataDirOptions o;
+    o.recover_lost_log = cluster;
     o.path = "/d";
     o.node_id = 1;
     o.fresh_data_id = 42;
@@ -104,6 +105,75 @@ TEST_F(DataDirTest, AMissingLastSegmentOrLogIsRefused) {
   EXPECT_NE(m.find("the log is missing"), std::string::npos) << m;
 }
 
+// A cluster node's log that lost its end opens, flagged: its replica must
+// recover from peers. The flag is durable until a write step says the loss
+// was recovered; the extent then matches the log as it is.
+TEST_F(DataDirTest, InAClusterALostEndOfTheLogOpensFlaggedUntilRecovered) {
+  {
+    auto d = open_ok();
+    ASSERT_TRUE(d);
+    write_records(*d, 7, "a");
+    ASSERT_EQ(d->wal().segment_index(), 3u);
+  }
+  ASSERT_TRUE(env_.remove("/d/wal/wal-00000003.log").is_ok());
+  {
+    auto d = open_dir(/*cluster=*/true);
+    ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+    ASSERT_TRUE((*d)->log_lost().has_value());
+    EXPECT_NE((*d)->log_lost()->find("its last writes are missing"), std::string::npos)
+        << *(*d)->log_lost();
+    EXPECT_EQ(records_.size(), 6u);
+    EXPECT_EQ(state_, "state after a");
+    write_records(**d, 1, "b");
+  }
+  {
+    // Not yet recovered: flagged again, though the extent now matches.
+    auto d = open_dir(/*cluster=*/true);
+    ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+    ASSERT_TRUE((*d)->log_lost().has_value());
+    EXPECT_NE((*d)->log_lost()->find("not yet recovered"), std::string::npos);
+    std::vector<WriteStep> steps(1);
+    steps[0].log_recovered = true;
+    ASSERT_TRUE((*d)->write(steps).is_ok());
+  }
+  auto d = open_dir(/*cluster=*/false);
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_FALSE((*d)->log_lost().has_value());
+  EXPECT_EQ(records_.size(), 7u);
+}
+
+TEST_F(DataDirTest, InAClusterAMissingLogOrDamageAfterACleanStopOpensFlagged) {
+  const std::string path = "/d/wal/wal-00000001.log";
+  const uint64_t last_batch = wal::kSegmentHeaderBytes + wal::kBlockBytes;
+  {
+    auto d = open_ok();
+    ASSERT_TRUE(d);
+    write_records(*d, 2, "a");
+    ASSERT_TRUE(d->mark_clean_shutdown().is_ok());
+  }
+  auto file = *env_.open(path, false);
+  std::string batch;
+  ASSERT_TRUE(file->read_at(last_batch, wal::kBlockBytes, batch).is_ok());
+  batch[100] = static_cast<char>(batch[100] ^ 1);
+  ASSERT_TRUE(file->write_at(last_batch, batch).is_ok());
+  ASSERT_TRUE(file->sync().is_ok());
+  {
+    auto d = open_dir(/*cluster=*/true);
+    ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+    ASSERT_TRUE((*d)->log_lost().has_value());
+    EXPECT_NE((*d)->log_lost()->find("after a clean shutdown"), std::string::npos)
+        << *(*d)->log_lost();
+    EXPECT_EQ(records_.size(), 1u) << "the damaged batch is cut";
+  }
+  // The whole log gone.
+  ASSERT_TRUE(env_.remove(path).is_ok());
+  auto d = open_dir(/*cluster=*/true);
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  ASSERT_TRUE((*d)->log_lost().has_value());
+  EXPECT_TRUE(records_.empty());
+  EXPECT_EQ(state_, "state after a") << "the superblock (the replica's vote) is kept";
+}
+
 TEST_F(DataDirTest, AMissingFirstSegmentIsRefused) {
   {
     auto d = open_ok();
@@ -113,6 +183,8 @@ TEST_F(DataDirTest, AMissingFirstSegmentIsRefused) {
   ASSERT_TRUE(env_.remove("/d/wal/wal-00000001.log").is_ok());
   const std::string m = error_of(open_dir());
   EXPECT_NE(m.find("starts at wal-00000002.log"), std::string::npos) << m;
+  // In a cluster too: a lost beginning needs a snapshot from a peer.
+  EXPECT_NE(error_of(open_dir(/*cluster=*/true)).find("starts at"), std::string::npos);
 }
 
 // Before: deleting the superblock wrote a new identity over the old log.

@@ -159,8 +159,11 @@ Status Wal::recover(const ReplayFn& replay) {
   std::sort(indexes.begin(), indexes.end());
   if (indexes.empty()) {
     if (options_.clean_last_lsn != 0) {
-      return corruption(dir_ + ": no segment, but the log ended at lsn " +
-                        std::to_string(options_.clean_last_lsn) + " at the last clean shutdown");
+      const std::string what = dir_ + ": no segment, but the log ended at lsn " +
+                               std::to_string(options_.clean_last_lsn) +
+                               " at the last clean shutdown";
+      if (!options_.recover_lost_records) return corruption(what);
+      lost_ = what;
     }
     return roll();
   }
@@ -234,8 +237,10 @@ Status Wal::recover(const ReplayFn& replay) {
       if (options_.clean_last_lsn != 0) {
         // Nothing was being written at a clean shutdown: this is damage to
         // data that was acknowledged, not a torn write.
-        return refuse(" after a clean shutdown (the log ended at lsn " +
-                      std::to_string(options_.clean_last_lsn) + ")");
+        const std::string why = " after a clean shutdown (the log ended at lsn " +
+                                std::to_string(options_.clean_last_lsn) + ")";
+        if (!options_.recover_lost_records) return refuse(why);
+        lost_ = what + why;  // cut below, and recovered from peers
       }
       // A torn tail: the batch being written when the process died, which
       // may have left sectors unreadable. Zero it rather than truncate, so
@@ -256,10 +261,14 @@ Status Wal::recover(const ReplayFn& replay) {
   }
   MAROON_ASSERT(next_lsn.value() >= 1);
   last_lsn_.store(next_lsn.value() - 1, std::memory_order_release);
-  if (options_.clean_last_lsn != 0 && options_.clean_last_lsn != next_lsn.value() - 1) {
-    return corruption(dir_ + ": the log ends at lsn " + std::to_string(next_lsn.value() - 1) +
-                      ", but it ended at lsn " + std::to_string(options_.clean_last_lsn) +
-                      " at the last clean shutdown: records are missing");
+  if (options_.clean_last_lsn != 0 && options_.clean_last_lsn != next_lsn.value() - 1 &&
+      !lost_) {
+    const std::string what = dir_ + ": the log ends at lsn " +
+                             std::to_string(next_lsn.value() - 1) + ", but it ended at lsn " +
+                             std::to_string(options_.clean_last_lsn) +
+                             " at the last clean shutdown: records are missing";
+    if (!options_.recover_lost_records) return corruption(what);
+    lost_ = what;
   }
   return Status::ok();
 }

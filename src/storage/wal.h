@@ -32,6 +32,10 @@ struct WalOptions {
   // exactly there, and any damage after its last batch is corruption, not a
   // torn write (nothing was being written when the process stopped).
   uint64_t clean_last_lsn = 0;
+  // In a cluster, where peers hold what a node lost: records missing or
+  // damaged after a clean shutdown are cut and reported (lost()) instead of
+  // refused. Damage anywhere else is still refused.
+  bool recover_lost_records = false;
   // Called when a new segment is durable under its name, before any record
   // goes into it (the data directory records how far the log reaches). An
   // error fails the roll.
@@ -107,6 +111,9 @@ class Wal {
   uint64_t segment_index() const { return segment_index_; }
   // The torn tail recovery cut, if it cut one.
   const std::optional<WalCut>& cut() const { return cut_; }
+  // With recover_lost_records: what recovery found missing or damaged that
+  // a clean shutdown had vouched for.
+  const std::optional<std::string>& lost() const { return lost_; }
 
  private:
   Wal(Env& env, std::string dir, WalOptions options);
@@ -124,6 +131,7 @@ class Wal {
   std::unique_ptr<File> file_;
   uint64_t segment_index_ = 0;
   std::optional<WalCut> cut_;
+  std::optional<std::string> lost_;
   uint64_t checksum_seed_ = 0;  // of the segment being appended to
   uint64_t write_offset_ = 0;
   uint64_t segment_capacity_bytes_ = 0;

@@ -132,6 +132,7 @@ Replica::Replica(ReplicaId self, Options options, Service& service, uint64_t see
 
 void Replica::bootstrap(std::vector<ReplicaId> members, Output& out) {
   MAROON_ASSERT(!started_);
+  MAROON_ASSERT(!log_lost_);  // a fresh member has no log to lose
   MAROON_ASSERT(valid_members(members));
   MAROON_ASSERT(contains(members, self_));
   started_ = true;
@@ -229,6 +230,11 @@ Status Replica::replay(const DurableRecord& record) {
     }
   }
   return Status::ok();
+}
+
+void Replica::note_log_lost() {
+  MAROON_ASSERT(!started_);
+  log_lost_ = true;
 }
 
 void Replica::finish_replay(Output& out) {
@@ -363,9 +369,26 @@ void Replica::tick(Output& out) {
       if (now_ >= view_change_deadline_ && may_vote()) start_view_change(view_.next(), out);
       break;
     case ReplicaStatus::kRecovering:
-      if (now_ >= recovery_deadline_ && now_ >= promise_until_) {
+      if (now_ >= recovery_deadline_ && now_ >= promise_until_ && log_lost_) {
+        if (recovery_below_vote_) {
+          // Rule: a lost log never rejoins by a view change, but the group
+          // answered from a view below one we voted for, which we may not
+          // follow. We ask for a view beyond ours (stuck: the primary
+          // abdicates) without taking part in it: no DoViewChange from a
+          // lost log. Its view made durable first, like any StartViewChange.
+          recovery_below_vote_ = false;
+          view_ = view_.next();
+          persist_state(out);
+          for (ReplicaId r : others()) send_after_persist(r, StartViewChange{header(), true}, out);
+        }
+        recovery_deadline_ = now_ + 2 * options_.view_change_timeout_ticks +
+                             prng_.below(options_.view_change_timeout_ticks);
+      } else if (now_ >= recovery_deadline_ && now_ >= promise_until_) {
         // No normal primary answered (the whole group may have restarted):
-        // rejoin by a view change from our durable state.
+        // rejoin by a view change from our durable state. Rule: not with a
+        // lost log, whose state lacks ops we acknowledged; we wait for a
+        // primary, which the others (at least f + 1 of them, or the
+        // cluster has lost more than f) form without us.
         status_ = ReplicaStatus::kViewChange;
         start_view_change(view_.next(), out);
       } else if (now_ >= next_retry_tick_) {
@@ -782,7 +805,7 @@ void Replica::execute(const Entry& e, Output& out) {
 // View change (§4.2, §5.3)
 
 bool Replica::may_vote() const {
-  return is_member() && now_ >= promise_until_ &&
+  return is_member() && now_ >= promise_until_ && !log_lost_ &&
          (status_ == ReplicaStatus::kNormal || status_ == ReplicaStatus::kViewChange);
 }
 
@@ -903,7 +926,8 @@ void Replica::on_start_view(const StartView& m, Output& out) {
   if (m.h.from != primary_of(m.h.view)) return;
   if (m.h.view == view_ && status_ == ReplicaStatus::kNormal) return;
   if (m.h.view < view_ && !may_rejoin(m.h.view)) return;
-  if (m.h.view == last_normal_view_ && op_ >= m.log.last() && status_ != ReplicaStatus::kJoining) {
+  if (m.h.view == last_normal_view_ && op_ >= m.log.last() && status_ != ReplicaStatus::kJoining &&
+      !log_lost_) {
     // Rule: a late StartView of a view we were already normal in carries a
     // prefix of our log (ours may hold ops we acknowledged since): keep ours.
     enter_normal(m.h.view, out);
@@ -920,6 +944,9 @@ void Replica::follow_primary(ViewNumber v, const LogSuffix& log, OpNumber commit
   MAROON_ASSERT(v >= dvc_sent_view_);
   view_ = v;
   adopt_log(log, out);
+  // The view's log holds every committed op: whatever a lost log lacked
+  // is back (the host clears the durable mark once the adopted log is).
+  log_lost_ = false;
   const ConfigEpoch epoch = epoch_;
   set_commit(std::min(commit, op_), out);
   if (epoch_ != epoch) return;  // executing a reconfiguration moved us on
@@ -931,6 +958,8 @@ void Replica::follow_primary(ViewNumber v, const LogSuffix& log, OpNumber commit
 void Replica::enter_normal(ViewNumber v, Output& out) {
   // Never act in a view below one we voted for.
   MAROON_ASSERT(v >= dvc_sent_view_);
+  // Nor with a lost log not yet replaced by a primary's.
+  MAROON_ASSERT_MSG(!log_lost_, "a replica with a lost log enters a view without its log");
   status_ = ReplicaStatus::kNormal;
   view_change_attempts_ = 0;
   view_ = v;
@@ -1013,6 +1042,7 @@ void Replica::on_recovery_response(const RecoveryResponse& m, Output& out) {
   ViewNumber latest{0};
   for (const auto& [from, r] : recovery_responses_) latest = std::max(latest, r.h.view);
   if (latest < dvc_sent_view_) {
+    recovery_below_vote_ = true;
     // Rule: we may have voted (sent a DoViewChange) for view dvc_sent_view_
     // before the crash, and that vote may still form it from logs without
     // anything we would acknowledge in an older view. We never act in a view
@@ -1083,7 +1113,7 @@ bool Replica::maybe_rejoin_view(ViewNumber v, ReplicaId from, Output& out) {
     return false;
   }
   MAROON_ASSERT(v < view_);
-  if (last_normal_view_ == v) {
+  if (last_normal_view_ == v && !log_lost_) {
     enter_normal(v, out);
     return true;
   }
@@ -1140,7 +1170,17 @@ void Replica::serve_state(ReplicaId to, OpNumber after, OpNumber head, Output& o
 }
 
 void Replica::on_new_state(const NewState& m, Output& out) {
-  if (status_ == ReplicaStatus::kRecovering || status_ == ReplicaStatus::kLeaving) return;
+  // Rule: a replica recovering a lost log never rejoins by a view change,
+  // so it cannot wait for one to take it past its epoch: it takes the
+  // committed entries of a later epoch's replica while still recovering
+  // (committed entries are facts; it still votes nowhere), and executing
+  // the reconfiguration brings it into that epoch through recovery.
+  const bool lost_catching_up =
+      status_ == ReplicaStatus::kRecovering && log_lost_ && m.h.epoch > epoch_;
+  if ((status_ == ReplicaStatus::kRecovering && !lost_catching_up) ||
+      status_ == ReplicaStatus::kLeaving) {
+    return;
+  }
   // Entries up to the sender's commit number are committed: anyone may use
   // them. Entries beyond it are this view's log only for a replica in the
   // sender's epoch and view.
@@ -1719,6 +1759,7 @@ void Replica::check_invariants() const {
   MAROON_ASSERT(log_after_.value() + log_.size() == op_.value());
   MAROON_ASSERT(durable_op_ <= op_);
   MAROON_ASSERT(last_normal_view_ <= view_);
+  MAROON_ASSERT(!log_lost_ || status_ != ReplicaStatus::kNormal);
   MAROON_ASSERT(dvc_sent_view_ <= view_ || status_ == ReplicaStatus::kShutdown);
   MAROON_ASSERT(persisted_epoch_ <= epoch_);
   if (status_ == ReplicaStatus::kNormal) MAROON_ASSERT(view_ >= dvc_sent_view_);

@@ -161,6 +161,16 @@ class Replica {
   // After a restart: feed every durable record in the order it was written
   // (the superblock's DurableState first), then finish_replay().
   [[nodiscard]] Status replay(const DurableRecord& record);
+  // Before finish_replay: the durable log lost records that were durable
+  // (segments missing, damage after a clean stop), so ops this replica
+  // acknowledged may be gone. Until it has taken a primary's log (recovery,
+  // or a StartView) it must not vote, and never rejoins by a view change
+  // from its own state, even if no primary answers. The host keeps the mark
+  // durable (the data directory's log-lost flag, cleared once what
+  // log_lost() turning false emitted is durable) and notes it again at
+  // every start until then. Groups of more than one only: a single
+  // replica's lost log is unrecoverable.
+  void note_log_lost();
   void finish_replay(Output& out);
 
   // --- Running. ---
@@ -181,6 +191,9 @@ class Replica {
   OpNumber durable_op() const { return durable_op_; }
   OpNumber checkpoint_op() const { return checkpoint_ ? checkpoint_->op : OpNumber(0); }
   ConfigEpoch epoch() const { return epoch_; }
+  // Marked by note_log_lost (or a durable state that says so), not yet
+  // cleared by taking a primary's log.
+  bool log_lost() const { return log_lost_; }
   // The op of the reconfiguration that began our epoch (0 in the first).
   OpNumber epoch_start() const { return epoch_start_; }
   const std::vector<ReplicaId>& members() const { return members_; }
@@ -299,6 +312,8 @@ class Replica {
   std::vector<ReplicaId> epoch_started_from_;   // new members that announced the epoch
   uint64_t next_start_epoch_tick_ = 0;
 
+  bool log_lost_ = false;  // see note_log_lost
+  bool recovery_below_vote_ = false;  // a recovery answer came from a view below our vote
   ReplicaStatus status_ = ReplicaStatus::kRecovering;
   ViewNumber view_{0};
   ViewNumber last_normal_view_{0};

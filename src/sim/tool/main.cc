@@ -98,12 +98,12 @@ void print_cluster_result(const sim::ClusterResult& r) {
       "{} messages ({} dropped, {} through codecs), "
       "{} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, "
       "{} power failures), {} pauses ({} of gateways), {} gateway crashes, {} partitions, "
-      "{} seals delivered, {} ranges retired (at most {} kept), {} lag stops, {} unknown-app txs answered, {} two-payload txs answered ({} copies replaced), view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
+      "{} seals delivered, {} ranges retired (at most {} kept), {} lag stops, {} unknown-app txs answered, {} two-payload txs answered ({} copies replaced), {} logs lost ({} recovered), view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
       t.ops_unknown, t.unknown_applied, t.unknown_never_applied, t.network.sent, t.network.dropped,
       t.messages_coded, t.faults.crashes, t.faults.partial_writes, t.fsync_failures, t.nodes_lost,
       t.power_failures, t.faults.pauses, t.gateway_pauses, t.gateway_crashes, t.network.partitions,
-      t.ranges_sealed, t.ranges_retired, t.ranges_kept_max, t.lag_stops, t.unknown_app_results, t.two_payload_results, t.txs_replaced, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
+      t.ranges_sealed, t.ranges_retired, t.ranges_kept_max, t.lag_stops, t.unknown_app_results, t.two_payload_results, t.txs_replaced, t.log_losses, t.log_recoveries, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
 }
 
 }  // namespace
@@ -202,13 +202,13 @@ int main(int argc, char** argv) {
         "{}: {:.2f} simulated s, {} ops done ({} pending: {} executed, {} never ran), {} messages "
         "({} dropped, {} stale), "
         "{} crashes ({} kept part of a sync), {} pauses, {} partitions, {} reconfigurations, {} "
-        "evictions, view {}, epoch {}, {} ops committed, fingerprint {:016x}\n",
+        "evictions, {} logs lost ({} recovered), view {}, epoch {}, {} ops committed, fingerprint {:016x}\n",
         r.ok ? "ok" : "FAIL", static_cast<double>(r.stats.simulated_us) / 1e6,
         r.stats.ops_completed, r.stats.ops_pending, r.stats.ops_resolved_executed,
         r.stats.ops_resolved_never_ran, r.stats.network.sent, r.stats.network.dropped,
         r.stats.network.stale, r.stats.faults.crashes, r.stats.faults.partial_writes,
         r.stats.faults.pauses, r.stats.network.partitions, r.stats.reconfigurations,
-        r.stats.evictions, r.stats.max_view, r.stats.max_epoch, r.stats.committed_ops, r.stats.fingerprint);
+        r.stats.evictions, r.stats.log_losses, r.stats.log_recoveries, r.stats.max_view, r.stats.max_epoch, r.stats.committed_ops, r.stats.fingerprint);
     if (!r.ok) print_failure(s, r, trace_lines);
     return r.ok ? 0 : 1;
   }
