@@ -30,7 +30,6 @@
 #include "sim/network.h"
 #include "sim/vr_common.h"
 #include "sim/world.h"
-#include "storage/wal_format.h"
 #include "storage/data_dir.h"
 #include "vr/codec.h"
 
@@ -422,28 +421,11 @@ void ClusterSimulation::maybe_lose_log(SimNode& n) {
   size_t lost = 0;
   for (const SimNode& m : nodes_) lost += (m.log_lost || m.lost || m.stopping) && m.id != n.id;
   if (lost >= (members_.size() - 1) / 2) return;
-  const std::string dir = "/node/wal";
-  auto names = n.disk.env->list_dir(dir);
-  if (!names) return;
-  std::vector<std::string> segments;
-  for (const std::string& name : *names) {
-    if (wal::parse_segment_file_name(name)) segments.push_back(name);
-  }
-  if (segments.empty()) return;
-  std::sort(segments.begin(), segments.end());
-  // The last segment, or all of them (a lost beginning is refused: it
-  // needs a snapshot from a peer).
-  const size_t keep = segments.size() > 1 && world_.chance(0.5) ? segments.size() - 1 : 0;
-  for (size_t i = keep; i < segments.size(); i++) {
-    if (Status st = n.disk.env->remove(dir + "/" + segments[i]); !st) {
-      world_.fail(fmt::format("n{}: removing {}: {}", n.id.value(), segments[i], st.to_string()));
-      return;
-    }
-  }
+  const std::optional<std::string> removed = lose_log_end(world_, *n.disk.env, "/node/wal");
+  if (!removed) return;
   advertised_.erase(n.id.value());
   stats_.log_losses++;
-  world_.trace(fmt::format("n{} LOSES its log from {} ({} of {} segments)", n.id.value(),
-                           segments[keep], segments.size() - keep, segments.size()));
+  world_.trace(fmt::format("n{} LOSES its log from {}", n.id.value(), *removed));
 }
 
 void ClusterSimulation::drain(SimNode& n) {

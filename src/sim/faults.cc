@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/assert.h"
+#include "storage/wal_format.h"
 
 namespace maroon::sim {
 
@@ -184,6 +185,26 @@ CrashedWrite crash_disk(World& world, FaultSchedule& faults, Disk& disk, bool ke
   disk.crash_in_next_write = false;
   disk.dir.reset();
   return c;
+}
+
+std::optional<std::string> lose_log_end(World& world, Env& env, const std::string& wal_dir) {
+  auto names = env.list_dir(wal_dir);
+  if (!names) return std::nullopt;
+  std::vector<std::string> segments;
+  for (const std::string& name : *names) {
+    if (wal::parse_segment_file_name(name)) segments.push_back(name);
+  }
+  if (segments.empty()) return std::nullopt;
+  std::sort(segments.begin(), segments.end());
+  const size_t keep = segments.size() > 1 && world.chance(0.5) ? segments.size() - 1 : 0;
+  for (size_t i = keep; i < segments.size(); i++) {
+    if (Status st = env.remove(wal_dir + "/" + segments[i]); !st) {
+      world.fail(fmt::format("removing {}: {}", segments[i], st.to_string()));
+      return std::nullopt;
+    }
+  }
+  return fmt::format("{} ({} of {} segments)", segments[keep], segments.size() - keep,
+                     segments.size());
 }
 
 }  // namespace maroon::sim

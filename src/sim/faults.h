@@ -164,4 +164,12 @@ struct CrashedWrite {
 CrashedWrite crash_disk(World& world, FaultSchedule& faults, Disk& disk, bool keep_part,
                         const WriteDurable& write, bool kill_only = false);
 
+// Removes the end of a stopped process's log in `wal_dir`, synced records
+// and all, as a faulty disk or an operator's mistake may: the last segment,
+// or (half the time, and always when there is one) every segment (a lost
+// beginning alone is refused at start: it needs a snapshot from a peer).
+// Returns what it removed, e.g. "wal-00000003.log (1 of 3 segments)", or
+// nothing if there was no segment; a removal that fails fails the world.
+std::optional<std::string> lose_log_end(World& world, Env& env, const std::string& wal_dir);
+
 }  // namespace maroon::sim

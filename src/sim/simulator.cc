@@ -20,7 +20,6 @@
 #include "sim/network.h"
 #include "sim/vr_common.h"
 #include "sim/world.h"
-#include "storage/wal_format.h"
 #include "vr/codec.h"
 #include "vr/log_matching.h"
 
@@ -292,28 +291,11 @@ void Simulation::maybe_lose_log(Node& n) {
   size_t lost = 0;
   for (const auto& [id, m] : nodes_) lost += m.log_lost && id != n.id;
   if (lost >= f) return;
-  const std::string dir = "/replica/wal";
-  auto names = n.disk.env->list_dir(dir);
-  if (!names || names->empty()) return;
-  std::vector<std::string> segments;
-  for (const std::string& name : *names) {
-    if (wal::parse_segment_file_name(name)) segments.push_back(name);
-  }
-  if (segments.empty()) return;
-  std::sort(segments.begin(), segments.end());
-  // The last segment, or all of them (a lost beginning is refused: that
-  // needs a snapshot from a peer).
-  const size_t keep = segments.size() > 1 && world_.chance(0.5) ? segments.size() - 1 : 0;
-  for (size_t i = keep; i < segments.size(); i++) {
-    if (Status st = n.disk.env->remove(dir + "/" + segments[i]); !st) {
-      world_.fail(fmt::format("r{}: removing {}: {}", n.id.value(), segments[i], st.to_string()));
-      return;
-    }
-  }
+  const std::optional<std::string> removed = lose_log_end(world_, *n.disk.env, "/replica/wal");
+  if (!removed) return;
   n.log_lost = true;
   stats_.log_losses++;
-  world_.trace(fmt::format("r{} LOSES its log from {} ({} of {} segments)", n.id.value(),
-                           segments[keep], segments.size() - keep, segments.size()));
+  world_.trace(fmt::format("r{} LOSES its log from {}", n.id.value(), *removed));
 }
 
 void Simulation::process(Node& n) {

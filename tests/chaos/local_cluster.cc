@@ -325,6 +325,62 @@ Status LocalCluster::edit_config(const std::function<void(cluster::ClusterConfig
   return write_file(config_path_, cluster::format_cluster_config(*config));
 }
 
+Result<LocalCluster> fresh_cluster(const std::string& maroon, const std::filesystem::path& dir,
+                                   uint32_t nodes) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return io_error(fmt::format("{}: {}", dir.string(), ec.message()));
+  ClusterSpec spec;
+  spec.maroon = maroon;
+  spec.dir = dir;
+  spec.nodes = nodes;
+  return LocalCluster::create(spec);
+}
+
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (cond()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+bool serves_as_member(const LocalCluster& cl, size_t i) {
+  auto s = cl.status(i, std::chrono::milliseconds(2000));
+  return s.is_ok() && s->serving && (s->role == "primary" || s->role == "backup");
+}
+
+Status start_all_serving(LocalCluster& cl, const std::string& why,
+                         std::chrono::milliseconds timeout) {
+  for (size_t i = 0; i < cl.size(); i++) {
+    if (Status s = cl.start(i, why); !s) return s;
+  }
+  for (size_t i = 0; i < cl.size(); i++) {
+    if (!wait_until([&] { return serves_as_member(cl, i); }, timeout)) {
+      return unavailable(fmt::format("node {} never served", cl.node(i).id));
+    }
+  }
+  return Status::ok();
+}
+
+int fail_test(LocalCluster& cl, const char* test, const std::string& why) {
+  std::fprintf(stderr, "%s: FAILED: %s\n", test, why.c_str());
+  for (size_t i = 0; i < cl.size(); i++) {
+    std::fprintf(stderr, "node %u log:\n%s", cl.node(i).id, cl.log_tail(i, 20).c_str());
+  }
+  cl.shutdown(std::chrono::milliseconds(10000));
+  return 1;
+}
+
+std::string read_whole_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 bool parse_test_args(int argc, char** argv, const char* usage, std::string& maroon,
                      std::string& dir) {
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -117,4 +117,25 @@ class LocalCluster {
 bool parse_test_args(int argc, char** argv, const char* usage, std::string& maroon,
                      std::string& dir);
 
+// A cluster of `nodes` loopback nodes in `dir`, emptied first (the process
+// tests' start); not started.
+Result<LocalCluster> fresh_cluster(const std::string& maroon, const std::filesystem::path& dir,
+                                   uint32_t nodes);
+
+// Probes `cond` every 50 ms (a probe interval, not synchronization) until it
+// holds or `timeout` has passed; whether it held.
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
+
+// Whether node i answers its status page as a serving primary or backup.
+bool serves_as_member(const LocalCluster& cl, size_t i);
+
+// Starts every node, then waits for each to serve as a member.
+Status start_all_serving(LocalCluster& cl, const std::string& why, std::chrono::milliseconds timeout);
+
+// A process test's failure: prints `why` and the last lines of every node's
+// log, shuts the cluster down; returns the exit status 1.
+int fail_test(LocalCluster& cl, const char* test, const std::string& why);
+
+std::string read_whole_file(const std::filesystem::path& path);
+
 }  // namespace maroon::chaos

@@ -14,11 +14,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
-#include <thread>
 
 #include "app/kv/kv_op.h"
 #include "client/native_client.h"
@@ -29,7 +26,6 @@ namespace maroon::lag_test {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr uint64_t kRetentionBytes = 16 << 20;  // the smallest the config allows
@@ -37,25 +33,10 @@ constexpr size_t kValueBytes = 64 << 10;
 constexpr size_t kWrites = 3 * kRetentionBytes / kValueBytes;  // 48 MiB
 constexpr milliseconds kStartTimeout{90000};
 constexpr milliseconds kStopTimeout{60000};
-constexpr milliseconds kPollPause{50};  // between two probes of a condition
 
 void note(const std::string& line) {
   std::printf("lag-stop-test: %s\n", line.c_str());
   std::fflush(stdout);
-}
-
-bool wait_for(const std::function<bool()>& cond, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (cond()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(kPollPause);  // a probe interval, not synchronization
-  }
-}
-
-bool serving(const chaos::LocalCluster& cl, size_t i) {
-  auto s = cl.status(i, milliseconds(2000));
-  return s.is_ok() && s->serving && (s->role == "primary" || s->role == "backup");
 }
 
 // A SET through node i's native port; retried while its gateway leases a range.
@@ -65,7 +46,7 @@ Status write(client::Client& c, const std::string& key, const std::string& value
   op.keys = {key};
   op.values = {value};
   Status last = unavailable("not tried");
-  const bool ok = wait_for(
+  const bool ok = chaos::wait_until(
       [&] {
         Result<client::Response> r = c.call_raw(AppId::kKv, kv::encode_op(op), false);
         if (!r.is_ok()) {
@@ -79,22 +60,8 @@ Status write(client::Client& c, const std::string& key, const std::string& value
   return ok ? Status::ok() : last;
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 int run(const std::string& maroon, const fs::path& dir) {
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::create_directories(dir);
-  chaos::ClusterSpec spec;
-  spec.maroon = maroon;
-  spec.dir = dir;
-  spec.nodes = 3;
-  Result<chaos::LocalCluster> made = chaos::LocalCluster::create(spec);
+  Result<chaos::LocalCluster> made = chaos::fresh_cluster(maroon, dir, 3);
   if (!made.is_ok()) {
     std::fprintf(stderr, "lag-stop-test: %s\n", made.status().to_string().c_str());
     return 1;
@@ -107,22 +74,10 @@ int run(const std::string& maroon, const fs::path& dir) {
     std::fprintf(stderr, "lag-stop-test: %s\n", st.to_string().c_str());
     return 1;
   }
-  auto fail = [&](const std::string& why) {
-    std::fprintf(stderr, "lag-stop-test: FAILED: %s\n", why.c_str());
-    for (size_t i = 0; i < cl.size(); i++) {
-      std::fprintf(stderr, "node %u log:\n%s", cl.node(i).id, cl.log_tail(i, 20).c_str());
-    }
-    cl.shutdown(milliseconds(10000));
-    return 1;
-  };
+  auto fail = [&](const std::string& why) { return chaos::fail_test(cl, "lag-stop-test", why); };
 
-  for (size_t i = 0; i < cl.size(); i++) {
-    if (Status s = cl.start(i, "lag-stop-test start"); !s) return fail(s.to_string());
-  }
-  for (size_t i = 0; i < cl.size(); i++) {
-    if (!wait_for([&] { return serving(cl, i); }, kStartTimeout)) {
-      return fail(fmt::format("node {} never served", cl.node(i).id));
-    }
+  if (Status s = chaos::start_all_serving(cl, "lag-stop-test start", kStartTimeout); !s) {
+    return fail(s.to_string());
   }
   client::Options copts;
   copts.call_timeout = milliseconds(15000);
@@ -143,7 +98,7 @@ int run(const std::string& maroon, const fs::path& dir) {
 
   if (Status s = cl.start(2, "lag-stop-test restart"); !s) return fail(s.to_string());
   std::string ended;
-  const bool stopped = wait_for(
+  const bool stopped = chaos::wait_until(
       [&] {
         for (const std::string& line : cl.reap_unexpected()) ended += line;
         return !cl.running(2);
@@ -154,7 +109,7 @@ int run(const std::string& maroon, const fs::path& dir) {
                             kStopTimeout.count() / 1000));
   }
   note("node 3 stopped: " + ended);
-  const std::string log = read_file(cl.node(2).log);
+  const std::string log = chaos::read_whole_file(cl.node(2).log);
   if (log.find("node 3 lags too far") == std::string::npos ||
       log.find("every peer has executed and no longer keeps") == std::string::npos) {
     return fail("node 3's log does not say why it stopped");

@@ -17,11 +17,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
-#include <thread>
 
 #include "app/kv/kv_op.h"
 #include "client/native_client.h"
@@ -31,31 +28,15 @@ namespace maroon::lost_log_test {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr size_t kKeys = 200;
 constexpr milliseconds kStartTimeout{90000};
 constexpr milliseconds kOpTimeout{30000};
-constexpr milliseconds kPollPause{50};  // between two probes of a condition
 
 void note(const std::string& line) {
   std::printf("lost-log-test: %s\n", line.c_str());
   std::fflush(stdout);
-}
-
-bool wait_for(const std::function<bool()>& cond, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (cond()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(kPollPause);  // a probe interval, not synchronization
-  }
-}
-
-bool serving(const chaos::LocalCluster& cl, size_t i) {
-  auto s = cl.status(i, milliseconds(2000));
-  return s.is_ok() && s->serving && (s->role == "primary" || s->role == "backup");
 }
 
 // One kv op through a native client, retried while the cluster cannot take
@@ -63,7 +44,7 @@ bool serving(const chaos::LocalCluster& cl, size_t i) {
 Result<kv::Reply> call(client::Client& c, const kv::Op& op) {
   Status last = unavailable("not tried");
   std::string reply;
-  const bool ok = wait_for(
+  const bool ok = chaos::wait_until(
       [&] {
         Result<client::Response> r = c.call_raw(AppId::kKv, kv::encode_op(op), false);
         if (!r.is_ok()) {
@@ -98,13 +79,6 @@ Result<std::string> get(client::Client& c, const std::string& key) {
   return r->value;
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 Result<client::Client> connect(const chaos::LocalCluster& cl, size_t i) {
   client::Options o;
   o.call_timeout = milliseconds(15000);
@@ -113,35 +87,16 @@ Result<client::Client> connect(const chaos::LocalCluster& cl, size_t i) {
 }
 
 int run(const std::string& maroon, const fs::path& dir) {
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::create_directories(dir);
-  chaos::ClusterSpec spec;
-  spec.maroon = maroon;
-  spec.dir = dir;
-  spec.nodes = 3;
-  Result<chaos::LocalCluster> made = chaos::LocalCluster::create(spec);
+  Result<chaos::LocalCluster> made = chaos::fresh_cluster(maroon, dir, 3);
   if (!made.is_ok()) {
     std::fprintf(stderr, "lost-log-test: %s\n", made.status().to_string().c_str());
     return 1;
   }
   chaos::LocalCluster& cl = *made;
-  auto fail = [&](const std::string& why) {
-    std::fprintf(stderr, "lost-log-test: FAILED: %s\n", why.c_str());
-    for (size_t i = 0; i < cl.size(); i++) {
-      std::fprintf(stderr, "node %u log:\n%s", cl.node(i).id, cl.log_tail(i, 20).c_str());
-    }
-    cl.shutdown(milliseconds(10000));
-    return 1;
-  };
+  auto fail = [&](const std::string& why) { return chaos::fail_test(cl, "lost-log-test", why); };
 
-  for (size_t i = 0; i < cl.size(); i++) {
-    if (Status s = cl.start(i, "lost-log-test start"); !s) return fail(s.to_string());
-  }
-  for (size_t i = 0; i < cl.size(); i++) {
-    if (!wait_for([&] { return serving(cl, i); }, kStartTimeout)) {
-      return fail(fmt::format("node {} never served", cl.node(i).id));
-    }
+  if (Status s = chaos::start_all_serving(cl, "lost-log-test start", kStartTimeout); !s) {
+    return fail(s.to_string());
   }
   auto c1 = connect(cl, 0);
   if (!c1.is_ok()) return fail("native connect: " + c1.status().to_string());
@@ -158,10 +113,10 @@ int run(const std::string& maroon, const fs::path& dir) {
   if (!fs::exists(wal)) return fail(wal.string() + " does not exist");
   fs::remove_all(wal);
   if (Status s = cl.start(2, "lost-log-test restart"); !s) return fail(s.to_string());
-  if (!wait_for([&] { return serving(cl, 2); }, kStartTimeout)) {
+  if (!chaos::wait_until([&] { return chaos::serves_as_member(cl, 2); }, kStartTimeout)) {
     return fail("node 3 never served again after losing its log");
   }
-  const std::string log = read_file(cl.node(2).log);
+  const std::string log = chaos::read_whole_file(cl.node(2).log);
   if (log.find("the log lost records it had made durable") == std::string::npos) {
     return fail("node 3's log does not say that its log lost records");
   }
