@@ -163,7 +163,11 @@ class ClusterSimulation {
     NodeId id;
     bool lost = false;  // crashed for good
     bool stopping = false;  // stopped itself (lags too far); crashed and lost next
-    bool log_lost = false;  // its disk says its log lost records, not yet recovered
+    // Its log lost records: faulty (one of f) until its disk no longer says
+    // so and it applied every epoch committed when it lost them (its txs
+    // were some of the k copies of those epochs' txs).
+    bool log_lost = false;
+    uint64_t log_lost_epoch = 0;
     int64_t clock_offset_ms = 0;
     // The node's disk: the real WAL and superblock (DataDir) on FaultEnv,
     // which keeps what was synced across crashes.
@@ -366,7 +370,7 @@ void ClusterSimulation::start_node(SimNode& n) {
     return;
   }
   n.disk.dir = std::move(dir).value();
-  n.log_lost = n.disk.dir->log_lost().has_value();
+  n.log_lost = n.log_lost || n.disk.dir->log_lost().has_value();
   // What it advertised before losing its log is gone with it (a fault,
   // within f); later adverts count again.
   if (!n.log_lost) check_advertised_kept(n);
@@ -424,6 +428,10 @@ void ClusterSimulation::maybe_lose_log(SimNode& n) {
   const std::optional<std::string> removed = lose_log_end(world_, *n.disk.env, "/node/wal");
   if (!removed) return;
   advertised_.erase(n.id.value());
+  n.log_lost = true;
+  for (const SimNode& m : nodes_) {
+    if (m.up && m.node) n.log_lost_epoch = std::max(n.log_lost_epoch, m.node->committed_epoch().value());
+  }
   stats_.log_losses++;
   world_.trace(fmt::format("n{} LOSES its log from {}", n.id.value(), *removed));
 }
@@ -434,6 +442,12 @@ void ClusterSimulation::drain(SimNode& n) {
   }
   n.host->drain();
   record_hashes(n);
+  if (n.log_lost && n.disk.dir && !n.disk.dir->log_lost() &&
+      n.node->applied_epoch().value() >= n.log_lost_epoch) {
+    n.log_lost = false;
+    stats_.log_recoveries++;
+    world_.trace(fmt::format("n{} recovered its lost log", n.id.value()));
+  }
   if (!n.node->fault().is_ok() && !n.stopping && !lag_stop(n))
     world_.fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
   check_bounded(n);
@@ -550,11 +564,6 @@ void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
     return;
   }
   n.host->written(w.last_seq, [&] { maybe_sync(n); });
-  if (n.log_lost && !n.disk.dir->log_lost()) {
-    n.log_lost = false;
-    stats_.log_recoveries++;
-    world_.trace(fmt::format("n{} recovered its lost log", n.id.value()));
-  }
   process(n);
 }
 
