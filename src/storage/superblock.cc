@@ -95,18 +95,19 @@ Result<std::unique_ptr<Superblock>> Superblock::open(Env& env, std::string path)
   auto file = env.open(path, /*create=*/false);
   if (!file) return file.status();
   if (Status s = (*file)->sync_and_drop_cache(); !s) return s;
-  std::string image;
-  if (Status s = (*file)->read_at(0, kFileBytes, image); !s) {
-    return Status(s.code(), path + ": " + s.message());
-  }
 
+  // Each slot is read on its own: a sector of one that cannot be read (a
+  // write torn by a power loss may leave one so) makes that copy invalid,
+  // as a torn or corrupt copy is, and the other copy is used.
+  std::string images[kSlots];
+  Status read[kSlots];
   std::optional<Copy> best;
   std::optional<Copy> misplaced;
   size_t misplaced_slot = 0;
   for (size_t i = 0; i < kSlots; i++) {
-    const std::string_view slot =
-        std::string_view(image).substr(std::min<size_t>(image.size(), i * kSlotBytes));
-    const std::optional<Copy> copy = decode_slot(slot.substr(0, kSlotBytes));
+    read[i] = (*file)->read_at(i * kSlotBytes, kSlotBytes, images[i]);
+    if (!read[i]) continue;
+    const std::optional<Copy> copy = decode_slot(images[i]);
     if (!copy) continue;
     if (copy->sequence % kSlots != i) {
       misplaced = copy;
@@ -124,7 +125,12 @@ Result<std::unique_ptr<Superblock>> Superblock::open(Env& env, std::string path)
                       std::to_string(misplaced->sequence % kSlots) +
                       " (a misdirected write); refusing to fall back to an older copy");
   }
-  if (!best) return corruption(path + ": neither superblock copy is valid");
+  if (!best) {
+    for (const Status& s : read) {
+      if (!s) return Status(s.code(), path + ": neither superblock copy is readable: " + s.message());
+    }
+    return corruption(path + ": neither superblock copy is valid");
+  }
 
   std::unique_ptr<Superblock> sb(new Superblock(std::move(*file), std::move(path)));
   sb->sequence_ = best->sequence;

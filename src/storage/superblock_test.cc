@@ -150,6 +150,40 @@ TEST_F(SuperblockTest, CorruptNewestCopyFallsBackAndIsOverwrittenNext) {
   EXPECT_EQ(sb->current(), "three");
 }
 
+// Before: the file was read whole, so one unreadable sector anywhere failed
+// the start, even in the older copy.
+TEST_F(SuperblockTest, AnUnreadableCopyIsSkippedAsACorruptOneIs) {
+  {
+    auto sb = open();
+    ASSERT_TRUE(sb->write("one").is_ok());  // sequence 1, slot 1
+    ASSERT_TRUE(sb->write("two").is_ok());  // sequence 2, slot 0
+  }
+  env_.add_bad_sectors(kPath, Superblock::kSlotBytes, 512);  // the older copy
+  auto sb = open();
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(sb->current(), "two");
+  sb.reset();
+  env_.add_bad_sectors(kPath, 0, 512);  // the newest copy too
+  auto both = Superblock::open(env_, kPath);
+  ASSERT_FALSE(both.is_ok());
+  EXPECT_EQ(both.status().code(), Code::kIoError) << both.status().to_string();
+  EXPECT_NE(both.status().message().find("neither superblock copy is readable"),
+            std::string::npos);
+}
+
+TEST_F(SuperblockTest, AnUnreadableNewestCopyFallsBackLikeATornOne) {
+  {
+    auto sb = open();
+    ASSERT_TRUE(sb->write("one").is_ok());  // sequence 1, slot 1
+    ASSERT_TRUE(sb->write("two").is_ok());  // sequence 2, slot 0
+  }
+  env_.add_bad_sectors(kPath, 0, 512);
+  auto sb = open();
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(sb->current(), "one");
+  EXPECT_EQ(sb->sequence(), 1u);
+}
+
 TEST_F(SuperblockTest, BothCopiesCorruptIsAnError) {
   {
     auto sb = open();
