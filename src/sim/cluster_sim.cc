@@ -1051,11 +1051,11 @@ void ClusterSimulation::client_submit(Client& c) {
     // One id, two payloads: SETs of a key no client reads, to two values.
     const uint64_t token = next_token_++;
     const std::string key = fmt::format("two{}", ++two_payload_keys_);
-    auto set = [&](std::string_view value) {
+    auto set = [&](std::string_view value) {  // views: key and value outlive op
       kv::Op op;
       op.type = kv::OpType::kSet;
       op.keys.push_back(key);
-      op.values.push_back(std::string(value));
+      op.values.push_back(value);
       return kv::encode_op(op);
     };
     if (Result<TxId> id = g.core->submit(AppId::kKv, set("one"), token)) {

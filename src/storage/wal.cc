@@ -170,6 +170,10 @@ Status Wal::recover(const ReplayFn& replay) {
 
   Lsn next_lsn;
   std::string buffer;
+  // Damage in an earlier segment, refused unless the next segment's first
+  // LSN shows that it lies after the segment's last record (its unused
+  // tail, which no record ever used).
+  std::optional<Status> earlier_damage;
   for (size_t i = 0; i < indexes.size(); i++) {
     const uint64_t index = indexes[i];
     if (i > 0 && index != indexes[i - 1] + 1) {
@@ -207,6 +211,10 @@ Status Wal::recover(const ReplayFn& replay) {
                         std::to_string(header->first_lsn.value()));
     }
     if (i == 0) next_lsn = header->first_lsn;
+    if (earlier_damage) {
+      if (header->first_lsn != next_lsn) return *earlier_damage;
+      earlier_damage.reset();
+    }
     if (header->first_lsn != next_lsn) {
       return corruption(path + " offset 0: segment starts at lsn " +
                         std::to_string(header->first_lsn.value()) + ", expected " +
@@ -228,8 +236,13 @@ Status Wal::recover(const ReplayFn& replay) {
         return scan->unreadable ? io_error(what + why) : corruption(what + why);
       };
       // Every segment but the last was complete and synced before the next
-      // one was created, so damage there cannot be a torn write.
-      if (!last) return refuse(" in a segment that is not the last");
+      // one was created, so damage there cannot be a torn write: refused,
+      // unless it lies in the segment's unused tail (decided above, by the
+      // next segment's first LSN).
+      if (!last) {
+        earlier_damage = refuse(" in a segment that is not the last");
+        continue;
+      }
       if (scan->later_batch_offset) {
         return refuse(", followed by a valid batch at offset " +
                       std::to_string(*scan->later_batch_offset));

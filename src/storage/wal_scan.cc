@@ -154,8 +154,9 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, 
   SegmentScan scan;
   uint64_t pos = kSegmentHeaderBytes;
   Lsn lsn = first_lsn;
-  // A read error in the last segment stops the scan where a torn write may
-  // be: the tail survey below classifies it. Elsewhere it fails the scan.
+  // A read error stops the scan where a torn write may be (the last
+  // segment: the tail survey below classifies it) or where the segment's
+  // unused tail may start (an earlier one: its successor's first LSN tells).
   auto unreadable = [&](Status s) {
     MAROON_ASSERT(!s.is_ok());
     scan.damage_offset = pos;
@@ -165,7 +166,6 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, 
   while (pos < size) {
     auto head = source.read(pos, std::min<uint64_t>(kRecordHeaderBytes, size - pos));
     if (!head) {
-      if (!last) return head.status();
       unreadable(head.status());
       break;
     }
@@ -174,7 +174,6 @@ Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, 
     if (all_zero(*head)) break;
     auto batch = parse_batch(source, pos, checksum_seed, lsn, /*exact=*/true);
     if (!batch) {
-      if (!last) return batch.status();
       unreadable(batch.status());
       break;
     }

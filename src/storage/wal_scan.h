@@ -69,11 +69,12 @@ struct SegmentScan {
 // first to have first_lsn. Only in the last segment is the space after the
 // last batch examined (dirty_end, damage, later_batch_offset): in earlier
 // segments lost batches show up as an LSN gap at the next segment's header.
-// In the last segment a read error ends the complete batches like damage
-// does (a torn write may leave sectors unreadable), and unreadable blocks
-// after them count as damage; whether that is a torn tail is the caller's
-// call, as for other damage. Fails only with a Status from replay, or from
-// source in a segment that is not the last.
+// A read error ends the complete batches like damage does (a torn write may
+// leave sectors unreadable; in an earlier segment it may lie in the unused
+// tail), and in the last segment unreadable blocks after them count as
+// damage; whether that is a torn tail, or an earlier segment's unused tail,
+// is the caller's call, as for other damage. Fails only with a Status from
+// replay, or from source when rereading a batch that verified.
 Result<SegmentScan> scan_segment(SegmentSource& source, uint64_t checksum_seed, Lsn first_lsn,
                                  bool last, const ReplayFn& replay);
 

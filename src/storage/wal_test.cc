@@ -617,6 +617,39 @@ TEST_F(WalTest, DamageInAnEarlierSegmentIsCorruptionEvenAtItsEnd) {
   EXPECT_EQ(replayed_, flatten(batches));
 }
 
+// Before: an unreadable sector or stray bytes in the unused space after an
+// earlier segment's last batch failed recovery, though no record was ever
+// there. The next segment's first LSN says where the records ended.
+TEST_F(WalTest, DamageInTheUnusedTailOfAnEarlierSegmentIsHarmless) {
+  // Two one-block batches, then one of six blocks, which does not fit in
+  // the five blocks left: segment 1 ends with an unused tail.
+  std::vector<Batch> batches = {make_batch(prng_, 2, 100), make_batch(prng_, 2, 100), {}};
+  for (int i = 0; i < 7; i++) batches[2].push_back(Rec{7, std::string(3000, 'p')});
+  {
+    auto wal = open();
+    ASSERT_TRUE(wal);
+    for (const Batch& b : batches) ASSERT_TRUE(write_batch(*wal, b).is_ok());
+    ASSERT_EQ(wal->segment_index(), 2u);
+  }
+  const std::string path = "wal/wal-00000001.log";
+  const std::string image = read_file(env_, path);
+  uint64_t tail = image.size();
+  for (uint64_t at = wal::kSegmentHeaderBytes; at + wal::kRecordHeaderBytes <= image.size();
+       at += wal::kBlockBytes) {
+    if (image.substr(at, wal::kRecordHeaderBytes) == std::string(wal::kRecordHeaderBytes, '\0')) {
+      tail = at;
+      break;
+    }
+  }
+  ASSERT_LT(tail, image.size()) << "segment 1 has no unused tail";
+  overwrite(env_, path, tail + 3, "X");
+  ASSERT_TRUE(open());
+  EXPECT_EQ(replayed_, flatten(batches));
+  env_.add_bad_sectors(path, tail, 512);
+  ASSERT_TRUE(open());
+  EXPECT_EQ(replayed_, flatten(batches));
+}
+
 // Medium faults (FaultEnv): read errors, bit flips, lost and misdirected
 // writes. Recovery either returns exactly the batches the disk holds, up to
 // a cut tail, or refuses naming the file and offset; it never returns
