@@ -789,8 +789,16 @@ void Node::on_committed(Epoch epoch) {
     auto it = ranges_.find(i.range);
     if (it == ranges_.end() || i.first != it->second.committed + 1 ||
         (it->second.sealed && i.last > it->second.seal_last)) {
-      set_fault(corruption(fmt::format("epoch {} orders txs {}:{}..{} out of turn",
-                                       epoch.number.value(), i.range.value(), i.first, i.last)));
+      const std::string here =
+          it == ranges_.end()
+              ? std::string("a range it does not know")
+              : fmt::format("committed here up to {}{}", it->second.committed,
+                            it->second.sealed
+                                ? fmt::format(", sealed at {}", it->second.seal_last)
+                                : std::string());
+      set_fault(corruption(fmt::format("epoch {} orders txs {}:{}..{} out of turn ({})",
+                                       epoch.number.value(), i.range.value(), i.first, i.last,
+                                       here)));
       return;
     }
     RangeState& range = it->second;

@@ -1591,7 +1591,12 @@ void Replica::adopt_log(const LogSuffix& suffix, Output& out) {
   } else {
     // Rule: the suffix starts beyond what we know is committed; what we hold
     // there may be stale. Take the suffix alone; the committed ops before it
-    // come by state transfer.
+    // come by state transfer. The disk forgets the stale entries first: a
+    // record of the suffix alone replaces only the log after its start, so
+    // after a restart our entries up to it would come back as the log before
+    // it, and a later suffix that matches at its start would have us execute
+    // them (cluster sim seed 18475: a stale epoch from view 0 executed).
+    truncate_to(commit_, out);
     from = suffix.after;
     log_.clear();
     log_bytes_ = 0;
