@@ -926,6 +926,11 @@ void Replica::on_start_view(const StartView& m, Output& out) {
   if (m.h.from != primary_of(m.h.view)) return;
   if (m.h.view == view_ && status_ == ReplicaStatus::kNormal) return;
   if (m.h.view < view_ && !may_rejoin(m.h.view)) return;
+  // Rule: every view's log holds every committed op, so a StartView whose
+  // log ends before an op we know is committed is a stale copy (one we
+  // followed already, delivered late; VR simulator seed 17214: adopting it
+  // stopped the replica on adopt_log's assertion).
+  if (m.log.last() < commit_) return;
   if (m.h.view == last_normal_view_ && op_ >= m.log.last() && status_ != ReplicaStatus::kJoining &&
       !log_lost_) {
     // Rule: a late StartView of a view we were already normal in carries a

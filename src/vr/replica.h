@@ -163,8 +163,8 @@ class Replica {
   [[nodiscard]] Status replay(const DurableRecord& record);
   // Before finish_replay: the durable log lost records that were durable
   // (segments missing, damage after a clean stop), so ops this replica
-  // acknowledged may be gone. Until it has taken a primary's log (recovery,
-  // or a StartView) it must not vote, and never rejoins by a view change
+  // acknowledged may be gone. Until it has taken a primary's log (through
+  // recovery) it must not vote, and never rejoins by a view change
   // from its own state, even if no primary answers. The host keeps the mark
   // durable (the data directory's log-lost flag, cleared once what
   // log_lost() turning false emitted is durable) and notes it again at
