@@ -610,7 +610,7 @@ void Node::advertise(bool full) {
   if (full) {
     // Only offsets above the committed ones matter to a proposer.
     for (auto& [id, range] : ranges_) {
-      if (m.durable.size() == kAdvertRangesMax) break;
+      if (m.durable.size() == kAdvertRangesMax || digests_left == 0) break;
       if (range.durable > range.committed) {
         advertise_range(m, id, range, range.committed + 1, digests_left);
       }

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <vector>
+
 #include "app/kv/kv_op.h"
 
 namespace maroon::sim {
@@ -123,24 +126,38 @@ TEST(ClusterSim, ANodeBackFromALongOutageCatchesUpOrStopsSayingWhy) {
   EXPECT_GE(stops, 2u);
 }
 
+// Runs the first `runs` random seeds that `eligible` accepts, each with a
+// fault forced on by `force` (so not a maroon-sim replay); every run must
+// pass. Returns their stats.
+std::vector<ClusterStats> run_forced(size_t runs,
+                                     const std::function<bool(const ClusterSettings&)>& eligible,
+                                     const std::function<void(ClusterSettings&)>& force,
+                                     const char* forced) {
+  std::vector<ClusterStats> stats;
+  for (uint64_t seed = 1; stats.size() < runs; seed++) {
+    ClusterSettings s = ClusterSettings::random(seed);
+    if (!eligible(s)) continue;
+    force(s);
+    ClusterResult r = run_cluster_simulation(s);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure << "\n  (" << forced
+                      << " forced on: not a maroon-sim replay)";
+    stats.push_back(r.stats);
+  }
+  return stats;
+}
+
 TEST(ClusterSim, AFaultyGatewaysTwoPayloadsExecuteAsOneEverywhereOrSealItsRange) {
   // Seeds whose gateways send one id in ten with two payloads: every node
   // must execute the same bytes (the per-epoch checks), a node holding the
   // other ones replaces them, and a range whose id k nodes do not hold the
   // same way is sealed before it, so its clients go on.
   uint64_t answered = 0, replaced = 0, sealed = 0;
-  size_t runs = 0;
-  for (uint64_t seed = 1; runs < 12; seed++) {
-    ClusterSettings s = ClusterSettings::random(seed);
-    if (s.nodes == 1) continue;
-    runs++;
-    s.two_payload_fraction = 0.1;
-    ClusterResult r = run_cluster_simulation(s);
-    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure
-                      << "\n  (two payloads forced on: not a maroon-sim replay)";
-    answered += r.stats.two_payload_results;
-    replaced += r.stats.txs_replaced;
-    sealed += r.stats.ranges_sealed;
+  for (const ClusterStats& st : run_forced(
+           12, [](const ClusterSettings& s) { return s.nodes > 1; },
+           [](ClusterSettings& s) { s.two_payload_fraction = 0.1; }, "two payloads")) {
+    answered += st.two_payload_results;
+    replaced += st.txs_replaced;
+    sealed += st.ranges_sealed;
   }
   EXPECT_GT(answered, 5u);
   EXPECT_GT(replaced, 0u) << "no node ever held the bytes that lost";
@@ -153,17 +170,14 @@ TEST(ClusterSim, NodesWhoseLogLostItsEndRecoverFromPeersBeforeTheyVote) {
   // primary's log, the txs it lost come back by pulls, and every check
   // (per-epoch hashes, no acknowledged tx lost, linearizability) holds.
   uint64_t losses = 0, recoveries = 0;
-  size_t runs = 0;
-  for (uint64_t seed = 1; runs < 10; seed++) {
-    ClusterSettings s = ClusterSettings::random(seed);
-    if (s.nodes < 3 || s.nodes_lost > 0 || s.long_outage) continue;
-    runs++;
-    s.log_loss_chance = 0.3;
-    ClusterResult r = run_cluster_simulation(s);
-    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure
-                      << "\n  (log losses forced on: not a maroon-sim replay)";
-    losses += r.stats.log_losses;
-    recoveries += r.stats.log_recoveries;
+  for (const ClusterStats& st : run_forced(
+           10,
+           [](const ClusterSettings& s) {
+             return s.nodes >= 3 && s.nodes_lost == 0 && !s.long_outage;
+           },
+           [](ClusterSettings& s) { s.log_loss_chance = 0.3; }, "log losses")) {
+    losses += st.log_losses;
+    recoveries += st.log_recoveries;
   }
   EXPECT_GE(losses, 3u);
   EXPECT_GT(recoveries, 0u);
