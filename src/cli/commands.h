@@ -15,6 +15,10 @@ struct DevOptions {
   uint16_t resp_port = 6380;
   uint16_t native_port = 6390;
   std::string program = "maroon";  // how to name this binary in the examples printed at start
+  // Client connection and buffer bounds (docs/architecture.md, "Limits").
+  size_t max_clients = 4096;
+  size_t max_clients_per_address = 1024;
+  size_t client_buffer_mb = 256;
 };
 int run_dev(const DevOptions& options);
 

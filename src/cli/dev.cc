@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "cli/serve.h"
+#include "server/client_resources.h"
 #include "server/driver.h"
 #include "server/http_server.h"
 #include "server/native_server.h"
@@ -26,7 +27,14 @@ int run_dev(const DevOptions& o) {
   server::Driver driver(io, driver_options);
   spdlog::info("maroon dev: opening {}", o.data_dir);
   return serve(io, driver, driver_options.drain_ms,
-               ServeAddresses{o.host, o.http_port, o.resp_port, o.native_port},
+               ServeAddresses{.host = o.host,
+                              .http_port = o.http_port,
+                              .resp_port = o.resp_port,
+                              .native_port = o.native_port,
+                              .client_limits = {.connections_max = o.max_clients,
+                                                .connections_per_address_max =
+                                                    o.max_clients_per_address,
+                                                .buffer_bytes_max = o.client_buffer_mb << 20}},
                [&](uint16_t http, uint16_t resp, uint16_t native) {
                  fmt::print(
                      "maroon dev is serving (data in {dir})\n"
@@ -61,9 +69,15 @@ int serve(boost::asio::io_context& io, server::Driver& driver, uint64_t drain_ms
 int serve_engine(boost::asio::io_context& io, server::Engine& driver, const ServeAddresses& a,
                  const std::function<void(std::function<void()>)>& shutdown, uint64_t drain_ms,
                  const std::function<void(uint16_t, uint16_t, uint16_t)>& banner) {
-  server::HttpServer http(io, driver, a.host, a.http_port);
-  server::RespServer resp(io, driver, a.host, a.resp_port);
-  server::NativeServer native(io, driver, a.host, a.native_port);
+  server::ClientResources resources(a.client_limits, &driver.metrics());
+  if (const size_t descriptors = server::raise_descriptor_limit(); descriptors > 0) {
+    const size_t max = resources.clamp_to_descriptors(descriptors);
+    spdlog::info("file descriptors: {}; client connections: at most {} ({} kept for HTTP)",
+                 descriptors, max, resources.limits().http_reserved_connections);
+  }
+  server::HttpServer http(io, driver, a.host, a.http_port, &resources);
+  server::RespServer resp(io, driver, a.host, a.resp_port, &resources);
+  server::NativeServer native(io, driver, a.host, a.native_port, &resources);
   if (Status s = http.start(); !s) {
     spdlog::error("HTTP port {}: {}", a.http_port, s.to_string());
     return 1;

@@ -17,6 +17,18 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--resp-port", dev.resp_port, "RESP (redis-cli) port")->capture_default_str();
   dev_cmd->add_option("--native-port", dev.native_port, "Native binary protocol port")
       ->capture_default_str();
+  dev_cmd->add_option("--max-clients", dev.max_clients,
+                      "Client connections, all ports (lowered to fit the descriptor limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{16}, size_t{1} << 20));
+  dev_cmd->add_option("--max-clients-per-address", dev.max_clients_per_address,
+                      "Client connections from one remote address")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  dev_cmd->add_option("--client-buffer-mb", dev.client_buffer_mb,
+                      "MiB of client input and output buffered, all connections together")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{32}, size_t{1} << 20));
 
   ClientOptions client;
   std::string verb, key, value;

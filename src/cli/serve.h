@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "server/client_resources.h"
 #include "server/driver.h"
 
 namespace maroon::cli {
@@ -18,6 +19,7 @@ struct ServeAddresses {
   uint16_t http_port = 0;
   uint16_t resp_port = 0;
   uint16_t native_port = 0;
+  server::ClientLimits client_limits;
 };
 
 // Returns the process exit code. `banner` gets the bound ports once serving.

@@ -384,5 +384,68 @@ TEST(NativeClient, ConnectFailsCleanly) {
   EXPECT_FALSE(c2.is_ok());
 }
 
+
+// The client buffer budget (server/client_resources.h) is shared by every
+// connection: a reply it cannot hold becomes a short error, and a partial
+// frame it cannot hold closes its connection with the reason.
+TEST(NativeServer, ARepliesTheBudgetCannotHoldIsRefusedWithAnError) {
+  const size_t budget = limits::message_bytes_max;
+  Harness h(server::ClientLimits{.buffer_bytes_max = budget});
+  Client c = connect(h);
+  const std::string big(512 * 1024, 'v');
+  ASSERT_TRUE(c.call(set("big", big)).is_ok());
+  ASSERT_TRUE(h.on_loop(
+      [&] { return h.resources().reserve(budget - 1000, server::ClientPort::kResp, "test"); }));
+  auto refused = c.call(get("big"));
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), Code::kOverloaded);
+  EXPECT_NE(refused.status().message().find("budget"), std::string::npos);
+  h.on_loop([&] { h.resources().release(budget - 1000); });
+  auto ok = c.call(get("big"));
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(*ok, kv::Reply::of_value(big));
+  EXPECT_TRUE(h.wait_until([&] { return h.resources().buffered_bytes() == 0; }));
+}
+
+TEST(NativeServer, APartialFrameTheBudgetCannotHoldClosesItsConnection) {
+  const size_t budget = limits::message_bytes_max;
+  Harness h(server::ClientLimits{.buffer_bytes_max = budget});
+  ASSERT_TRUE(h.on_loop([&] {
+    return h.resources().reserve(budget - 256 * 1024, server::ClientPort::kResp, "test");
+  }));
+  const std::string big(1024 * 1024, 'v');
+  std::string frame;
+  const std::string op = kv::encode_op(set("k", big));
+  protocol::encode_request({.request_id = 1, .op = op}, frame);
+  RawSocket raw(h.port());
+  // Just past what the budget can hold (its free share included), so the
+  // server has read everything when it closes (else a reset may beat the reply).
+  raw.send(std::string_view(frame).substr(0, 256 * 1024 + server::client_free_bytes + 4096));
+  std::vector<std::string> storage;
+  const auto responses = parse_responses(raw.read_to_eof(), storage);
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].request_id, 0u);
+  EXPECT_EQ(responses[0].code, Code::kUnavailable);
+  EXPECT_NE(responses[0].error.find("budget"), std::string::npos) << responses[0].error;
+  EXPECT_TRUE(h.wait_until([&] { return h.resources().buffered_bytes() == budget - 256 * 1024; }));
+}
+
+TEST(NativeServer, AFrameNotCompleteInTimeClosesItsConnection) {
+  Harness h(server::ClientLimits{.request_timeout = 300ms});
+  std::string frame;
+  const std::string op = kv::encode_op(set("k", "v"));
+  protocol::encode_request({.request_id = 1, .op = op}, frame);
+  RawSocket raw(h.port());
+  raw.send(std::string_view(frame).substr(0, 5));
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(raw.read_to_eof(), "");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(h.on_loop([&] { return h.resources().counters().timeouts; }), 1u);
+  // A client that sends whole frames is not affected.
+  Client c = connect(h);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_TRUE(c.call(set("k", "v")).is_ok());
+}
+
 }  // namespace
 }  // namespace maroon::client

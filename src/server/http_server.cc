@@ -10,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -427,9 +428,29 @@ class HttpServer::Session : public Listener::Connection,
                             public std::enable_shared_from_this<Session> {
  public:
   Session(HttpServer& server, tcp::socket socket)
-      : engine_(server.engine_), metrics_(*server.metrics_), stream_(std::move(socket)) {}
+      : engine_(server.engine_),
+        metrics_(*server.metrics_),
+        resources_(server.resources_),
+        budget_(server.resources_, ClientPort::kHttp),
+        stream_(std::move(socket)) {}
 
   void start() override { read_header(); }
+
+  // A client must send its first request's headers, and any request's
+  // headers once it has begun them, within ClientLimits::header_timeout.
+  void tick(std::chrono::steady_clock::time_point now) override {
+    if (closed_ || !reading_header_) return;
+    if (requests_ > 0 && buffer_.size() == 0) return;  // keep-alive idle: http_idle_timeout
+    if (now - header_started_ < resources_.limits().header_timeout) return;
+    resources_.note_timeout(ClientPort::kHttp, "request headers not complete in time");
+    close();
+  }
+
+  // Waiting for a request's headers: a full server may close this one.
+  std::optional<std::chrono::steady_clock::time_point> idle_since() const override {
+    if (!reading_header_ || closed_) return std::nullopt;
+    return header_started_;
+  }
 
   void close() override {
     if (closed_) return;
@@ -438,6 +459,7 @@ class HttpServer::Session : public Listener::Connection,
     error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
+    budget_.release_all();
     leave();
   }
 
@@ -448,6 +470,8 @@ class HttpServer::Session : public Listener::Connection,
     parser_->header_limit(static_cast<uint32_t>(http_header_bytes_max));
     parser_->body_limit(limits::op_bytes_max);
     stream_.expires_after(http_idle_timeout);
+    reading_header_ = true;
+    header_started_ = std::chrono::steady_clock::now();
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](error_code ec, size_t) { self->on_header(ec); });
@@ -455,8 +479,19 @@ class HttpServer::Session : public Listener::Connection,
 
   void on_header(error_code ec) {
     if (closed_) return;
+    reading_header_ = false;
     if (ec) return on_read_error(ec);
+    requests_++;
     const auto& req = parser_->get();
+    if (const auto length = parser_->content_length();
+        length && !budget_.cover(*length, "a request body")) {
+      metrics_.bad_requests.inc();
+      version_ = req.version();
+      keep_alive_ = false;
+      return write(error_response(http::status::service_unavailable,
+                                  "the server's client buffer budget is spent; retry later",
+                                  Code::kUnavailable));
+    }
     if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
       // curl sends this before bodies over 1 KiB and waits a second without it.
       continue_.emplace(http::status::continue_, req.version());
@@ -769,6 +804,12 @@ class HttpServer::Session : public Listener::Connection,
     if (closed_) return;
     MAROON_ASSERT(!pending_);
     res_ = std::move(res);
+    if (!budget_.cover(res_.body().size(), "a response")) {
+      res_ = error_response(http::status::service_unavailable,
+                            "the server's client buffer budget is spent; retry later",
+                            Code::kUnavailable);
+      budget_.release_all();
+    }
     res_.version(version_ == 10 ? 10 : 11);
     res_.keep_alive(keep_alive_);
     res_.prepare_payload();
@@ -782,6 +823,7 @@ class HttpServer::Session : public Listener::Connection,
     res_ = {};
     request_ = {};
     tx_json_ = nullptr;
+    budget_.release_all();
     if (ec) return close();
     if (!keep_alive_) return linger();
     read_header();
@@ -807,6 +849,8 @@ class HttpServer::Session : public Listener::Connection,
 
   Engine& engine_;
   Metrics& metrics_;
+  ClientResources& resources_;
+  BudgetHold budget_;  // the request body, then the response, beyond client_free_bytes
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -821,14 +865,35 @@ class HttpServer::Session : public Listener::Connection,
   bool keep_alive_ = true;
   bool pending_ = false;  // an engine reply is owed
   bool closed_ = false;
+  bool reading_header_ = false;
+  std::chrono::steady_clock::time_point header_started_{};
+  uint64_t requests_ = 0;  // headers received on this connection
   std::unique_ptr<std::array<char, 4096>> linger_buffer_;
   size_t lingered_bytes_ = 0;
 };
 
-HttpServer::HttpServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port)
+HttpServer::HttpServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
+                       ClientResources* resources)
     : engine_(engine),
       metrics_(std::make_unique<Metrics>(engine.metrics())),
-      listener_(io, {.name = "http server", .host = std::move(host), .port = port},
+      own_resources_(resources != nullptr ? nullptr : std::make_unique<ClientResources>()),
+      resources_(resources != nullptr ? *resources : *own_resources_),
+      listener_(io, resources_,
+                {.name = "http server",
+                 .host = std::move(host),
+                 .port = port,
+                 .client_port = ClientPort::kHttp,
+                 .refusal =
+                     [](std::string_view why) {
+                       Response res =
+                           error_response(http::status::service_unavailable, why, Code::kOverloaded);
+                       res.keep_alive(false);
+                       res.prepare_payload();
+                       std::ostringstream out;
+                       out << res;
+                       return std::move(out).str();
+                     },
+                 .evict_idle = true},
                 {.open = metrics_->connections, .refused = metrics_->rejected},
                 [this](tcp::socket socket) {
                   return std::make_shared<Session>(*this, std::move(socket));

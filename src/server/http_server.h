@@ -19,13 +19,16 @@
 #include "common/limits.h"
 #include "common/status.h"
 #include "server/engine.h"
+#include "server/client_resources.h"
 #include "server/listener.h"
 
 namespace maroon::server {
 
 // Room for a percent-encoded maximum-size key (3 bytes per key byte) plus headers.
 inline constexpr size_t http_header_bytes_max = 3 * limits::key_bytes_max + 16 * 1024;
+// A keep-alive connection waiting for its next request.
 inline constexpr std::chrono::seconds http_idle_timeout{120};
+
 // A response that the client does not read within this long closes the connection.
 inline constexpr std::chrono::seconds http_write_timeout{60};
 // Before closing, a connection reads and discards what the client still sends
@@ -39,7 +42,10 @@ static_assert(http_scan_limit_default <= limits::op_keys_max);
 class HttpServer {
  public:
   // `engine` must outlive the server and any engine callbacks it hands out.
-  HttpServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port);
+  // `resources` (shared by the process's client servers) must outlive the
+  // server; null gives it a default set of its own.
+  HttpServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
+             ClientResources* resources = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -59,6 +65,8 @@ class HttpServer {
   Engine& engine_;
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ClientResources> own_resources_;  // when none was given
+  ClientResources& resources_;
   Listener listener_;  // last: it closes the sessions before the rest goes
 };
 

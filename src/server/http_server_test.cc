@@ -497,5 +497,59 @@ TEST(HttpServer, ClientLeavesBeforeTheReply) {
   EXPECT_EQ(c.get("/v1/kv/a").body(), "1");
 }
 
+
+// Slow clients that never finish their headers hold every slot: a new client
+// still gets in (the one waiting longest is closed for it), so /v1/status
+// stays reachable.
+TEST(HttpServer, ClientsStuckInTheirHeadersCannotLockOthersOut) {
+  Harness h(ClientLimits{.connections_max = 40, .http_reserved_connections = 8});
+  std::vector<std::unique_ptr<Client>> slow;
+  for (int i = 0; i < 40; i++) {
+    slow.push_back(std::make_unique<Client>(h.port()));
+    slow.back()->send_raw("GET /v1/status HTTP/1.1\r\nHost: x\r\n");
+  }
+  ASSERT_TRUE(h.wait_until([&] { return h.resources().connections() == 40; }));
+  for (int i = 0; i < 3; i++) {
+    Client c(h.port());
+    EXPECT_EQ(status(c.get("/v1/status")), 200);
+  }
+  EXPECT_TRUE(slow.front()->closed_by_server());  // the oldest went first
+  EXPECT_GE(h.on_loop([&] { return h.resources().counters().evictions; }), 1u);
+  EXPECT_EQ(h.on_loop([&] { return h.resources().counters().refused_total; }), 0u);
+}
+
+TEST(HttpServer, HeadersNotCompleteInTimeCloseTheConnection) {
+  Harness h(ClientLimits{.header_timeout = 300ms});
+  Client slow(h.port());
+  slow.send_raw("GET /v1/status HTTP/1.1\r\nHost: x\r\n");
+  Client silent(h.port());  // a first request that never begins: also headers
+  Client idle(h.port());    // one request, then a keep-alive pause
+  EXPECT_EQ(status(idle.get("/v1/status")), 200);
+  EXPECT_TRUE(slow.closed_by_server());
+  EXPECT_TRUE(silent.closed_by_server());
+  EXPECT_GE(h.on_loop([&] { return h.resources().counters().timeouts; }), 2u);
+  std::this_thread::sleep_for(1500ms);  // past the timeout and a tick
+  EXPECT_EQ(status(idle.get("/v1/status")), 200);
+}
+
+TEST(HttpServer, ASpentClientBufferBudgetAnswers503) {
+  const size_t budget = limits::message_bytes_max;
+  Harness h(ClientLimits{.buffer_bytes_max = budget});
+  Client c(h.port());
+  const std::string big(512 * 1024, 'v');
+  ASSERT_EQ(status(c.put("/v1/kv/big", big)), 200);
+  ASSERT_TRUE(h.on_loop([&] { return h.resources().reserve(budget - 1000, ClientPort::kResp, "test"); }));
+  const Res refused = c.get("/v1/kv/big");
+  EXPECT_EQ(status(refused), 503);
+  EXPECT_NE(refused.body().find("budget"), std::string::npos) << refused.body();
+  EXPECT_EQ(status(c.get("/v1/status")), 200);  // small replies need nothing from it
+  h.on_loop([&] { h.resources().release(budget - 1000); });
+  const Res ok = c.get("/v1/kv/big");
+  EXPECT_EQ(status(ok), 200);
+  EXPECT_EQ(ok.body(), big);
+  // Given back once the response is written.
+  EXPECT_TRUE(h.wait_until([&] { return h.resources().buffered_bytes() == 0; }));
+}
+
 }  // namespace
 }  // namespace maroon::server

@@ -10,10 +10,18 @@
 // stopped (or destroyed) listener. Accept and retry handlers check a weak
 // token, so a completion queued when the listener is destroyed touches nothing.
 //
-// Bounds: at most Options::connections_max connections; more are refused at
-// accept (sent Options::refusal, if any, then closed). After an accept error
-// (e.g. out of file descriptors) the next accept waits accept_retry_delay
-// instead of spinning. Everything runs on the io_context's one loop thread.
+// Bounds: at most Options::connections_max connections, and the slots
+// ClientResources grants (all client ports, per remote address); more are
+// refused at accept (sent Options::refusal's message, then closed). With
+// Options::evict_idle, a full listener first closes its connection idle the
+// longest (HTTP: a keep-alive or slow client still sending headers), so an
+// idle crowd cannot lock everyone out. Out of file descriptors at accept, the
+// listener frees a spare descriptor it keeps for this, accepts, refuses and
+// closes the connection, and counts and logs it: clients get an answer, not a
+// hang. After any other accept error the next accept waits
+// accept_retry_delay instead of spinning. Once a second, every connection's
+// tick() runs (request and stall timeouts). Everything runs on the
+// io_context's one loop thread.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -23,16 +31,20 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "common/limits.h"
 #include "common/status.h"
+#include "server/client_resources.h"
 #include "server/metrics.h"
 
 namespace maroon::server {
 
 inline constexpr std::chrono::milliseconds accept_retry_delay{100};
+inline constexpr std::chrono::milliseconds listener_tick_interval{1000};
 
 class Listener {
  public:
@@ -45,6 +57,13 @@ class Listener {
     // Closes the socket; idempotent. Also how stop() closes a connection,
     // after clearing listener(), so it must not need the listener.
     virtual void close() = 0;
+    // Once a second: close on a request or stall timeout. May call close().
+    virtual void tick(std::chrono::steady_clock::time_point /*now*/) {}
+    // With Options::evict_idle: when this connection became idle (nothing
+    // owed, no request complete), or nullopt while it is busy.
+    virtual std::optional<std::chrono::steady_clock::time_point> idle_since() const {
+      return std::nullopt;
+    }
 
    protected:
     // The listener while this connection is in its table; null once the
@@ -58,6 +77,7 @@ class Listener {
    private:
     friend class Listener;
     Listener* listener_ = nullptr;
+    boost::asio::ip::address remote_;  // its slot in ClientResources
   };
 
   // Builds the connection for an accepted socket; it starts after it is registered.
@@ -67,10 +87,12 @@ class Listener {
     std::string name;  // prefixes start()'s errors, e.g. "http server"
     std::string host;
     uint16_t port = 0;  // 0 picks a free port
+    ClientPort client_port = ClientPort::kNative;
     size_t connections_max = limits::connections_max;
-    // Written to a connection refused at connections_max before it is
-    // closed; empty closes it at once.
-    std::string refusal;
+    // What a refused connection is sent before it is closed, given why;
+    // null (or an empty result) closes it at once.
+    std::function<std::string(std::string_view why)> refusal;
+    bool evict_idle = false;
   };
 
   // The server's metrics; they must outlive the listener.
@@ -80,7 +102,9 @@ class Listener {
     Counter* accepted = nullptr;  // not counted when null
   };
 
-  Listener(boost::asio::io_context& io, Options options, Metrics metrics, Factory make);
+  // `resources` must outlive the listener.
+  Listener(boost::asio::io_context& io, ClientResources& resources, Options options,
+           Metrics metrics, Factory make);
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -96,16 +120,23 @@ class Listener {
 
  private:
   void accept();
+  void on_accept_error(const boost::system::error_code& ec);
   void admit(boost::asio::ip::tcp::socket socket);
-  void refuse(boost::asio::ip::tcp::socket socket);
+  void refuse(boost::asio::ip::tcp::socket socket, std::string_view why);
+  bool evict_one();
   void forget(Connection* c);
+  void tick();
+  void open_spare();
 
   boost::asio::io_context& io_;
+  ClientResources& resources_;
   const Options options_;
   const Metrics metrics_;
   const Factory make_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_retry_;
+  boost::asio::steady_timer tick_timer_;
+  int spare_fd_ = -1;  // freed to accept and refuse a connection at EMFILE
   uint16_t bound_port_ = 0;
   bool running_ = false;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;

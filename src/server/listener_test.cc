@@ -13,6 +13,10 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "server/metrics.h"
 
 namespace maroon::server {
@@ -46,6 +50,10 @@ class SinkConnection : public Listener::Connection,
 
   bool started() const { return started_; }
   bool closed() const { return closed_; }
+  void set_idle_since(std::chrono::steady_clock::time_point t) { idle_since_ = t; }
+  std::optional<std::chrono::steady_clock::time_point> idle_since() const override {
+    return idle_since_;
+  }
   bool registered() const { return listener() != nullptr; }
 
  private:
@@ -59,6 +67,7 @@ class SinkConnection : public Listener::Connection,
 
   tcp::socket socket_;
   std::array<char, 256> buf_;
+  std::optional<std::chrono::steady_clock::time_point> idle_since_;
   bool started_ = false;
   bool closed_ = false;
 };
@@ -69,14 +78,19 @@ class SinkConnection : public Listener::Connection,
 class ListenerTest : public testing::Test {
  protected:
   std::unique_ptr<Listener> make_listener(size_t connections_max, std::string refusal = "",
-                                          uint16_t port = 0) {
+                                          uint16_t port = 0, bool evict_idle = false) {
+    std::function<std::string(std::string_view)> refuse;
+    if (!refusal.empty()) {
+      refuse = [refusal](std::string_view why) { return refusal + std::string(why) + "\r\n"; };
+    }
     return std::make_unique<Listener>(
-        io_,
+        io_, *resources_,
         Listener::Options{.name = "test server",
                           .host = "127.0.0.1",
                           .port = port,
                           .connections_max = connections_max,
-                          .refusal = std::move(refusal)},
+                          .refusal = std::move(refuse),
+                          .evict_idle = evict_idle},
         Listener::Metrics{.open = open_, .refused = refused_, .accepted = &accepted_},
         [this](tcp::socket socket) {
           auto c = std::make_shared<SinkConnection>(std::move(socket));
@@ -119,6 +133,9 @@ class ListenerTest : public testing::Test {
   Gauge& open_ = registry_.gauge("test_connections", "open");
   Counter& refused_ = registry_.counter("test_refused_total", "refused");
   Counter& accepted_ = registry_.counter("test_accepted_total", "accepted");
+  // Tests that need other limits replace it before making a listener.
+  std::unique_ptr<ClientResources> resources_ =
+      std::make_unique<ClientResources>(ClientLimits{}, &registry_);
   std::vector<std::weak_ptr<SinkConnection>> made_;
 };
 
@@ -158,7 +175,7 @@ TEST_F(ListenerTest, BindErrorsAreStatuses) {
   EXPECT_EQ(taken->port(), 0);
 
   // An address of no local interface (TEST-NET-1): numeric, so no DNS.
-  Listener foreign(io_, {.name = "test server", .host = "192.0.2.1", .port = 0},
+  Listener foreign(io_, *resources_, {.name = "test server", .host = "192.0.2.1", .port = 0},
                    {.open = open_, .refused = refused_},
                    [](tcp::socket) -> std::shared_ptr<Listener::Connection> { return nullptr; });
   EXPECT_EQ(foreign.start().code(), Code::kUnavailable);
@@ -172,14 +189,14 @@ TEST_F(ListenerTest, BindErrorsAreStatuses) {
 }
 
 TEST_F(ListenerTest, ConnectionsBeyondTheLimitAreRefused) {
-  auto l = make_listener(2, "-ERR full\r\n");
+  auto l = make_listener(2, "-ERR ");
   ASSERT_TRUE(l->start().is_ok());
   auto a = connect(l->port());
   auto b = connect(l->port());
   ASSERT_TRUE(run_until([&] { return l->connection_count() == 2; }));
 
   auto extra = connect(l->port());
-  EXPECT_EQ(read_until_closed(*extra), "-ERR full\r\n");
+  EXPECT_EQ(read_until_closed(*extra), "-ERR max number of clients reached\r\n");
   EXPECT_EQ(refused_.value(), 1u);
   EXPECT_EQ(accepted_.value(), 2u);
   EXPECT_EQ(l->connection_count(), 2u);
@@ -243,6 +260,87 @@ TEST_F(ListenerTest, CompletionsAfterDestructionAreHarmless) {
   io_.restart();
   io_.run_for(1s);  // returns once the aborted handlers have run
   for (auto& weak : made_) EXPECT_TRUE(weak.expired());
+}
+
+}  // namespace
+}  // namespace maroon::server
+
+namespace maroon::server {
+namespace {
+
+TEST_F(ListenerTest, OneAddressBeyondItsShareIsRefusedWithTheReason) {
+  resources_ = std::make_unique<ClientResources>(
+      ClientLimits{.connections_max = 100, .connections_per_address_max = 2}, &registry_);
+  auto l = make_listener(limits::connections_max, "-ERR ");
+  ASSERT_TRUE(l->start().is_ok());
+  auto a = connect(l->port());
+  auto b = connect(l->port());
+  ASSERT_TRUE(run_until([&] { return l->connection_count() == 2; }));
+  auto extra = connect(l->port());
+  EXPECT_EQ(read_until_closed(*extra),
+            "-ERR max number of clients from one address (2) reached\r\n");
+  EXPECT_EQ(resources_->counters().refused_per_address, 1u);
+  EXPECT_EQ(refused_.value(), 1u);
+  // The slots come back when connections close.
+  a->close();
+  ASSERT_TRUE(run_until([&] { return resources_->connections() == 1; }));
+  auto c = connect(l->port());
+  ASSERT_TRUE(run_until([&] { return l->connection_count() == 2; }));
+}
+
+TEST_F(ListenerTest, AFullListenerThatMayEvictClosesTheConnectionIdleLongest) {
+  auto l = make_listener(2, "-ERR ", 0, /*evict_idle=*/true);
+  ASSERT_TRUE(l->start().is_ok());
+  auto a = connect(l->port());
+  auto b = connect(l->port());
+  ASSERT_TRUE(run_until([&] { return made_.size() == 2; }));
+  // Busy connections are never evicted: a third is refused.
+  auto refused = connect(l->port());
+  EXPECT_EQ(read_until_closed(*refused), "-ERR max number of clients reached\r\n");
+
+  const auto now = std::chrono::steady_clock::now();
+  made_[0].lock()->set_idle_since(now - 5s);
+  made_[1].lock()->set_idle_since(now - 10s);
+  auto c = connect(l->port());
+  ASSERT_TRUE(run_until([&] { return made_.size() == 3; }));
+  EXPECT_FALSE(made_[0].lock()->closed());
+  EXPECT_TRUE(made_[1].expired() || made_[1].lock()->closed());
+  EXPECT_EQ(l->connection_count(), 2u);
+  EXPECT_EQ(resources_->counters().evictions, 1u);
+}
+
+// The process runs out of descriptors: a client that connects is told so and
+// closed, instead of waiting in the backlog for ever.
+TEST_F(ListenerTest, OutOfDescriptorsAConnectionIsRefusedNotLeftHanging) {
+  auto l = make_listener(limits::connections_max, "-ERR ");
+  ASSERT_TRUE(l->start().is_ok());
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (;;) {
+    const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    fillers.push_back(fd);
+  }
+  ASSERT_FALSE(fillers.empty());
+  ::close(fillers.back());  // one left: the client's socket takes it
+  fillers.pop_back();
+  std::optional<std::string> answer;
+  {
+    auto client = connect(l->port());
+    answer = read_until_closed(*client);
+  }
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(answer, "-ERR out of file descriptors\r\n");
+  EXPECT_EQ(resources_->counters().refused_descriptors, 1u);
+  EXPECT_EQ(l->connection_count(), 0u);
+  // With descriptors back, connections are accepted again.
+  auto d = connect(l->port());
+  ASSERT_TRUE(run_until([&] { return l->connection_count() == 1; }));
 }
 
 }  // namespace

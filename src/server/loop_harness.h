@@ -12,13 +12,14 @@
 
 #include "common/assert.h"
 #include "common/status.h"
+#include "server/client_resources.h"
 
 namespace maroon::server {
 
 template <typename Server, typename EngineT>
 class LoopHarness {
  public:
-  LoopHarness() {
+  explicit LoopHarness(ClientLimits limits = {}) : resources_(limits, &engine_.metrics()) {
     Status s = server_.start();
     MAROON_ASSERT_MSG(s.is_ok(), s.to_string().c_str());
     thread_ = std::thread([this] {
@@ -56,11 +57,14 @@ class LoopHarness {
   uint16_t port() const { return server_.port(); }
   EngineT& engine() { return engine_; }
   Server& server() { return server_; }
+  // Read on the loop thread (on_loop).
+  ClientResources& resources() { return resources_; }
 
  private:
   boost::asio::io_context io_;
   EngineT engine_;
-  Server server_{io_, engine_, "127.0.0.1", 0};
+  ClientResources resources_;
+  Server server_{io_, engine_, "127.0.0.1", 0, &resources_};
   std::thread thread_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -41,9 +43,29 @@ class NativeServer::Connection : public Listener::Connection,
                                  public std::enable_shared_from_this<Connection> {
  public:
   Connection(NativeServer& server, tcp::socket socket)
-      : engine_(server.engine_), metrics_(*server.metrics_), socket_(std::move(socket)) {}
+      : engine_(server.engine_),
+        metrics_(*server.metrics_),
+        resources_(server.resources_),
+        in_budget_(server.resources_, ClientPort::kNative),
+        out_budget_(server.resources_, ClientPort::kNative),
+        socket_(std::move(socket)) {}
 
   void start() override { process(); }
+
+  // A frame begun must arrive within request_timeout; a write must finish
+  // within stall_timeout.
+  void tick(std::chrono::steady_clock::time_point now) override {
+    if (closed_) return;
+    const ClientLimits& l = resources_.limits();
+    if (partial_since_ && now - *partial_since_ > l.request_timeout) {
+      resources_.note_timeout(ClientPort::kNative, "a request frame not complete in time");
+      return close();
+    }
+    if (write_active_ && now - write_started_ > l.stall_timeout) {
+      resources_.note_timeout(ClientPort::kNative, "the client does not read its responses");
+      return close();
+    }
+  }
 
   // Idempotent. After close nothing touches the server, socket or engine.
   void close() override {
@@ -53,6 +75,8 @@ class NativeServer::Connection : public Listener::Connection,
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
+    in_budget_.release_all();
+    out_budget_.release_all();
     leave();
   }
 
@@ -83,6 +107,15 @@ class NativeServer::Connection : public Listener::Connection,
       handle(frame);
     }
     in_process_ = false;
+    if (decoder_.buffered() <= in_budget_.held() + client_free_bytes) {
+      const bool shrunk = in_budget_.cover(decoder_.buffered(), "a request frame");
+      MAROON_ASSERT(shrunk);  // giving back never fails
+    }
+    if (decoder_.buffered() == 0) {
+      partial_since_.reset();
+    } else if (!partial_since_) {
+      partial_since_ = std::chrono::steady_clock::now();
+    }
     if (need_more && !reading_ && !peer_done_ && !closed_ && !closing_) read();
     schedule_flush();
     maybe_finish();
@@ -111,6 +144,13 @@ class NativeServer::Connection : public Listener::Connection,
       return;
     }
     decoder_.commit(n);
+    if (!in_budget_.cover(decoder_.buffered(), "a request frame")) {
+      // Nothing after this partial frame can be read; say why and close.
+      protocol_error(unavailable("the server's client buffer budget is spent; retry later"));
+      schedule_flush();
+      maybe_finish();
+      return;
+    }
     process();
   }
 
@@ -179,11 +219,21 @@ class NativeServer::Connection : public Listener::Connection,
   }
 
   void respond(uint64_t request_id, const Status& s, std::string_view reply) {
+    const size_t before = out_.size();
     protocol::encode_response({.request_id = request_id,
                                .code = s.code(),
                                .error = s.message(),
                                .reply = s.is_ok() ? reply : std::string_view()},
                               out_);
+    if (out_budget_.cover(out_.size() + writing_.size(), "a response")) return;
+    // Refused by the budget: the client gets a short error in its place.
+    out_.resize(before);
+    protocol::encode_response(
+        {.request_id = request_id,
+         .code = Code::kOverloaded,
+         .error = "the server's client buffer budget is spent; the reply was dropped"},
+        out_);
+    (void)out_budget_.cover(out_.size() + writing_.size(), "an error response");
   }
 
   // Tells the client why, then closes: nothing after a bad frame can be trusted.
@@ -209,6 +259,7 @@ class NativeServer::Connection : public Listener::Connection,
     std::swap(out_, writing_);
     out_.clear();
     write_active_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     asio::async_write(socket_, asio::buffer(writing_),
                       [self = shared_from_this()](error_code ec, size_t) { self->on_write(ec); });
   }
@@ -226,6 +277,8 @@ class NativeServer::Connection : public Listener::Connection,
     } else {
       writing_.clear();
     }
+    const bool shrunk = out_budget_.cover(out_.size(), "responses");
+    MAROON_ASSERT(shrunk);  // giving back never fails
     flush();
     if (!reading_ && !in_process_) {
       process();
@@ -245,8 +298,14 @@ class NativeServer::Connection : public Listener::Connection,
 
   Engine& engine_;
   Metrics& metrics_;
+  ClientResources& resources_;
+  BudgetHold in_budget_;   // the decoder's buffered bytes
+  BudgetHold out_budget_;  // out_ and writing_
   tcp::socket socket_;
   protocol::FrameDecoder decoder_;
+  // Since when the decoder holds part of a frame; a write in flight since when.
+  std::optional<std::chrono::steady_clock::time_point> partial_since_;
+  std::chrono::steady_clock::time_point write_started_{};
   std::string out_;      // responses not yet handed to a write
   std::string writing_;  // the buffer the active async_write sends
   size_t inflight_ = 0;  // submitted to the engine, not yet replied
@@ -259,10 +318,24 @@ class NativeServer::Connection : public Listener::Connection,
   bool closed_ = false;
 };
 
-NativeServer::NativeServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port)
+NativeServer::NativeServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
+                           ClientResources* resources)
     : engine_(engine),
       metrics_(std::make_unique<Metrics>(engine.metrics())),
-      listener_(io, {.name = "native server", .host = std::move(host), .port = port},
+      own_resources_(resources != nullptr ? nullptr : std::make_unique<ClientResources>()),
+      resources_(resources != nullptr ? *resources : *own_resources_),
+      listener_(io, resources_,
+                {.name = "native server",
+                 .host = std::move(host),
+                 .port = port,
+                 .client_port = ClientPort::kNative,
+                 .refusal = [](std::string_view why) {
+                   std::string frame;
+                   protocol::encode_response(
+                       {.request_id = 0, .code = Code::kUnavailable, .error = std::string(why)},
+                       frame);
+                   return frame;
+                 }},
                 {.open = metrics_->connections,
                  .refused = metrics_->rejected,
                  .accepted = &metrics_->accepted},

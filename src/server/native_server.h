@@ -20,6 +20,7 @@
 #include "common/limits.h"
 #include "common/status.h"
 #include "server/engine.h"
+#include "server/client_resources.h"
 #include "server/listener.h"
 
 namespace maroon::server {
@@ -32,7 +33,10 @@ static_assert(native_read_chunk_bytes <= limits::connection_read_bytes_max);
 class NativeServer {
  public:
   // `engine` must outlive the server and any engine callbacks it hands out.
-  NativeServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port);
+  // `resources` (shared by the process's client servers) must outlive the
+  // server; null gives it a default set of its own.
+  NativeServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
+             ClientResources* resources = nullptr);
   ~NativeServer();
   NativeServer(const NativeServer&) = delete;
   NativeServer& operator=(const NativeServer&) = delete;
@@ -53,6 +57,8 @@ class NativeServer {
   Engine& engine_;
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ClientResources> own_resources_;  // when none was given
+  ClientResources& resources_;
   Listener listener_;  // last: it closes the connections before the rest goes
 };
 

@@ -752,8 +752,11 @@ class RespServer::Connection : public Listener::Connection,
 
 // ---------------------------------------------------------------------------
 
-RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port)
+RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
+                       ClientResources* resources)
     : engine_(engine),
+      own_resources_(resources != nullptr ? nullptr : std::make_unique<ClientResources>()),
+      resources_(resources != nullptr ? *resources : *own_resources_),
       metrics_{
           .commands = engine.metrics().counter("maroon_resp_commands_total",
                                                "RESP requests parsed and executed"),
@@ -767,11 +770,12 @@ RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, u
           .connections_open = engine.metrics().gauge("maroon_resp_connections",
                                                      "RESP connections open"),
       },
-      listener_(io,
+      listener_(io, resources_,
                 {.name = "resp",
                  .host = std::move(host),
                  .port = port,
-                 .refusal = "-ERR max number of clients reached\r\n"},
+                 .client_port = ClientPort::kResp,
+                 .refusal = [](std::string_view why) { return fmt::format("-ERR {}\r\n", why); }},
                 {.open = metrics_.connections_open,
                  .refused = metrics_.connections_refused,
                  .accepted = &metrics_.connections_accepted},

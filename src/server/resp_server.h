@@ -16,12 +16,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
 
 #include "common/status.h"
 #include "server/engine.h"
+#include "server/client_resources.h"
 #include "server/listener.h"
 #include "server/metrics.h"
 
@@ -30,7 +32,10 @@ namespace maroon::server {
 class RespServer {
  public:
   // `engine` and `io` must outlive the server. `port` 0 picks a free port.
-  RespServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port);
+  // `resources` (shared by the process's client servers) must outlive the
+  // server; null gives it a default set of its own.
+  RespServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
+             ClientResources* resources = nullptr);
   ~RespServer();
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
@@ -58,6 +63,8 @@ class RespServer {
 
  private:
   Engine& engine_;
+  std::unique_ptr<ClientResources> own_resources_;  // when none was given
+  ClientResources& resources_;
   uint64_t next_connection_id_ = 1;
   Metrics metrics_;
   // Holds the open connections. A closed connection leaves it at once; its
