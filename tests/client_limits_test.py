@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Client connection and buffer bounds against a real `maroon dev` process:
+running out of descriptors is answered, never a hang (docs/architecture.md,
+"Client connections and buffers")."""
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+from maroon_proc import Dev, Resp, run_tests, DevTestCase
+
+
+def metric(text, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+class LimitedDev(Dev):
+    """`maroon dev` with a fixed open-file limit and extra flags."""
+
+    def __init__(self, binary, work, nofile, extra):
+        super().__init__(binary, work + "/data", work + "/maroon.log")
+        self.nofile = nofile
+        self.extra = extra
+
+    def start(self, timeout=30.0):
+        log = open(self.log_path, "ab")
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+        self.proc = subprocess.Popen(
+            [self.binary, "dev", "--data-dir", self.data_dir,
+             "--http-port", str(self.http_port), "--resp-port", str(self.resp_port),
+             "--native-port", str(self.native_port)] + self.extra,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=limit)
+        log.close()
+        self.wait_serving(timeout)
+
+
+class DescriptorLimitTest(unittest.TestCase):
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="maroon-limits-")
+        self.dev = None
+        self.socks = []
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 4096 <= hard or (soft < 4096 and hard == resource.RLIM_INFINITY):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+        self.assertGreaterEqual(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 2200,
+                                "the test needs 2,200 descriptors of its own")
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        if self.dev:
+            self.dev.terminate()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def http(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.dev.http_port, path),
+                                    timeout=5) as r:
+            return r.status, r.read().decode()
+
+    def test_idle_connections_beyond_the_descriptor_limit_are_refused_not_hung(self):
+        self.dev = LimitedDev(DevTestCase.MAROON, self.work, 1024, [])
+        self.dev.start()
+        # 2,000 idle RESP connections against a limit of 1,024 descriptors.
+        refused = 0
+        for _ in range(2000):
+            s = socket.create_connection(("127.0.0.1", self.dev.resp_port), timeout=10)
+            self.socks.append(s)
+        # Those past the maximum are told why and closed, at once.
+        deadline = time.monotonic() + 20
+        while (metric(self.http("/metrics")[1], "maroon_client_connections_refused_total") or 0) < 900:
+            self.assertLess(time.monotonic(), deadline, "connections were not refused")
+            time.sleep(0.05)
+        time.sleep(0.2)  # the refusals' writes
+        for s in self.socks:
+            s.setblocking(False)
+            try:
+                data = s.recv(200, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            if data.startswith(b"-ERR max number of clients reached"):
+                refused += 1
+        self.assertGreater(refused, 900)
+        # A new RESP client gets an answer, not a hang...
+        r = Resp(self.dev.resp_port, timeout=5)
+        with self.assertRaises(Resp.Error) as e:
+            r.call("PING")
+        self.assertIn("max number of clients reached", str(e.exception))
+        r.close()
+        # ...and HTTP keeps slots of its own: status and metrics answer.
+        self.assertEqual(self.http("/v1/status")[0], 200)
+        _, text = self.http("/metrics")
+        self.assertGreater(metric(text, "maroon_client_connections_refused_total") or 0, 900)
+        self.assertLessEqual(metric(text, "maroon_client_connections"), 1024)
+        # Room again once the idle ones go.
+        for s in self.socks:
+            s.close()
+        self.socks = []
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                r = Resp(self.dev.resp_port, timeout=5)
+                self.assertEqual(r.call("PING"), "PONG")
+                r.close()
+                break
+            except Resp.Error:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.1)
+        with open(self.dev.log_path) as f:
+            log = f.read()
+        self.assertIn("file descriptors: 1024", log)
+        self.assertIn("resp port refused a connection", log)
+
+
+if __name__ == "__main__":
+    run_tests()
