@@ -115,6 +115,35 @@ inline std::string hello_frame(uint64_t cluster, PeerKind kind, uint64_t id) {
   return frame(static_cast<uint8_t>(FrameType::kPeerHello), payload);
 }
 
+// What a raw peer has read: the frames decoded, and whether the stream ended.
+struct FrameReader {
+  protocol::FrameDecoder decoder;
+  std::vector<Received> frames;
+  bool eof = false;
+};
+
+// Reads `stream` until an error, decoding frames into `owner`'s FrameReader
+// part; the pending read holds `owner`, which holds the stream.
+template <typename Owner, typename Stream>
+void read_frames(const std::shared_ptr<Owner>& owner, Stream& stream) {
+  FrameReader& r = *owner;
+  std::span<char> space = r.decoder.prepare(4096);
+  stream.async_read_some(asio::buffer(space.data(), space.size()),
+                         [owner, &stream](error_code ec, size_t n) {
+                           FrameReader& fr = *owner;
+                           if (ec) {
+                             fr.eof = true;
+                             return;
+                           }
+                           fr.decoder.commit(n);
+                           protocol::Frame f;
+                           while (fr.decoder.next(f) == protocol::DecodeResult::kFrame) {
+                             fr.frames.push_back({PeerKind::kNode, 0, f.type, std::string(f.payload)});
+                           }
+                           read_frames(owner, stream);
+                         });
+}
+
 // A plain socket speaking (or abusing) the wire protocol. Its read state is
 // shared with the pending read, so destroying it mid-read is safe.
 class RawPeer {
@@ -136,35 +165,15 @@ class RawPeer {
   void write(std::string_view bytes) { asio::write(s_->socket, asio::buffer(bytes)); }
 
   // Reads until EOF, decoding frames as they come.
-  void start_reading() { read(s_); }
+  void start_reading() { read_frames(s_, s_->socket); }
   bool eof() const { return s_->eof; }
   const std::vector<Received>& frames() const { return s_->frames; }
 
  private:
-  struct State {
+  struct State : FrameReader {
     explicit State(asio::io_context& io) : socket(io) {}
     tcp::socket socket;
-    protocol::FrameDecoder decoder;
-    std::vector<Received> frames;
-    bool eof = false;
   };
-
-  static void read(const std::shared_ptr<State>& s) {
-    std::span<char> space = s->decoder.prepare(4096);
-    s->socket.async_read_some(
-        asio::buffer(space.data(), space.size()), [s](error_code ec, size_t n) {
-          if (ec) {
-            s->eof = true;
-            return;
-          }
-          s->decoder.commit(n);
-          protocol::Frame f;
-          while (s->decoder.next(f) == protocol::DecodeResult::kFrame) {
-            s->frames.push_back({PeerKind::kNode, 0, f.type, std::string(f.payload)});
-          }
-          read(s);
-        });
-  }
 
   std::shared_ptr<State> s_;
 };

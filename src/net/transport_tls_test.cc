@@ -61,7 +61,7 @@ class RawTlsPeer {
       }
       s->handshake_done = true;
       asio::async_write(s->tls, asio::buffer(s->to_write), [s](error_code, size_t) {});
-      read(s);
+      read_frames(s, s->tls);
     });
   }
   ~RawTlsPeer() {
@@ -74,36 +74,15 @@ class RawTlsPeer {
   const std::vector<Received>& frames() const { return s_->frames; }
 
  private:
-  struct State {
+  struct State : FrameReader {
     State(asio::io_context& io, const std::shared_ptr<TlsContext>& c)
         : ctx(c), socket(io), tls(socket, ctx->asio()) {}
     std::shared_ptr<TlsContext> ctx;
     tcp::socket socket;
     asio::ssl::stream<tcp::socket&> tls;
-    protocol::FrameDecoder decoder;
-    std::vector<Received> frames;
     std::string to_write;
     bool handshake_done = false;
-    bool eof = false;
   };
-
-  static void read(const std::shared_ptr<State>& s) {
-    std::span<char> space = s->decoder.prepare(4096);
-    s->tls.async_read_some(asio::buffer(space.data(), space.size()),
-                           [s](error_code ec, size_t n) {
-                             if (ec) {
-                               s->eof = true;
-                               return;
-                             }
-                             s->decoder.commit(n);
-                             protocol::Frame f;
-                             while (s->decoder.next(f) == protocol::DecodeResult::kFrame) {
-                               s->frames.push_back(
-                                   {PeerKind::kNode, 0, f.type, std::string(f.payload)});
-                             }
-                             read(s);
-                           });
-  }
 
   std::shared_ptr<State> s_;
 };

@@ -4,7 +4,11 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "common/codec.h"
@@ -30,6 +34,21 @@ uint64_t pick_gateway_id() {
   uint64_t id = 0;
   while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
   return id;
+}
+
+// A data dir made before data files were private (or by hand) is closed to
+// group and others; its files may be older than that rule.
+void make_data_dir_private(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return;
+  const unsigned old_mode = st.st_mode & 07777;
+  if (::chmod(dir.c_str(), st.st_mode & 0700) == 0) {
+    spdlog::warn("data dir {} was mode {:04o}, open to others; it is now {:04o}", dir, old_mode,
+                 old_mode & 0700);
+  } else {
+    spdlog::warn("data dir {} is mode {:04o}, open to others, and chmod failed: {}", dir, old_mode,
+                 std::strerror(errno));
+  }
 }
 
 NodeConfig node_config(const DriverOptions& o) {
@@ -170,6 +189,7 @@ Status Driver::start() {
   const uint64_t want_id = options_.cluster ? options_.cluster->self.value() : 1;
   if (own_env_ != nullptr) {
     if (Status s = env_->create_dirs(options_.data_dir); !s) return s;
+    make_data_dir_private(options_.data_dir);
     auto lock = DirLock::acquire(options_.data_dir);
     if (!lock) return lock.status();
     dir_lock_.emplace(std::move(lock).value());
@@ -218,6 +238,7 @@ Status Driver::start() {
     to.self_kind = net::PeerKind::kNode;
     to.self_id = c.self.value();
     to.send_queue_bytes_max = c.send_queue_bytes_max;
+    to.tls = c.peer_tls;
     node_net_ = std::make_unique<net::Transport>(
         io_, to,
         [this](net::PeerKind kind, uint64_t peer, uint8_t type, std::string_view payload) {
