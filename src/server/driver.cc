@@ -142,6 +142,10 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
       net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to peers and gateways")),
+      peer_links_refused_(registry_.counter(
+          "maroon_peer_links_refused_total",
+          "Peer links refused: a failed TLS handshake, a certificate or hello naming another "
+          "peer or cluster, too many links")),
       wal_tails_cut_(registry_.counter("maroon_wal_torn_tails_cut_total",
                                        "Torn WAL tails cut by recovery at start")),
       peer_reads_paused_(registry_.gauge(
@@ -657,6 +661,10 @@ void Driver::update_gauges() {
   mirror(ranges_retired_, c.ranges_retired);
   mirror(txs_conflicting_, c.txs_conflicting);
   mirror(txs_replaced_, c.txs_replaced);
+  if (node_net_) {
+    mirror(peer_links_refused_,
+           node_net_->counters().links_refused + gateway_net_->counters().links_refused);
+  }
   ranges_kept_.set(static_cast<int64_t>(node_.ranges_kept()));
 }
 

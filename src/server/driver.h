@@ -204,6 +204,7 @@ class Driver final : public Engine {
   Gauge& committed_epoch_;
   Gauge& epochs_waiting_;
   Gauge& net_queued_bytes_;
+  Counter& peer_links_refused_;
   Counter& wal_tails_cut_;
   Gauge& peer_reads_paused_;
   Gauge& retained_bytes_;
