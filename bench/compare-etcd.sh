@@ -9,6 +9,9 @@
 #   C=64 SECONDS_PER_RUN=5 bench/compare-etcd.sh
 #   ONLY=etcd bench/compare-etcd.sh                # the etcd half alone
 #   CHECK_PERF=1 bench/compare-etcd.sh             # also `etcdctl check perf --load=l` (~60 s)
+#   PEER_TLS=0 bench/compare-etcd.sh               # maroon's peer links in plaintext
+#                                                  # (default 1: TLS, as `cluster up` makes it;
+#                                                  # bench/peer-tls-cost.sh compares the two)
 #
 # etcd: maroon-etcd-bench (bench/etcd_bench.cc), closed loop, C keep-alive
 # connections spread over the 3 members' client ports, one put in flight on
@@ -31,6 +34,7 @@ REDIS_N=${REDIS_N:-500000}
 REDIS_C=${REDIS_C:-50}
 CHECK_PERF=${CHECK_PERF:-0}
 ONLY=${ONLY:-}  # etcd | maroon | empty for both
+PEER_TLS=${PEER_TLS:-1}  # 1: maroon's peer links with TLS (the default of `cluster up`); 0: plaintext
 BUILD=${BUILD:-build}
 ETCD_CLIENT_PORT=${ETCD_CLIENT_PORT:-23791}  # members use this and the next two
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-23801}
@@ -193,7 +197,10 @@ if [ ! -x "$MAROON" ]; then
   exit 1
 fi
 cluster_started=1
-"$MAROON" cluster up --nodes 3 --dir "$WORK/maroon" >"$WORK/maroon-cluster.log" 2>&1 &
+up_args=(cluster up --nodes 3 --dir "$WORK/maroon")
+[ "$PEER_TLS" = 1 ] || up_args+=(--no-peer-tls)
+echo "maroon peer links: $([ "$PEER_TLS" = 1 ] && echo "TLS 1.3 (cluster up's default)" || echo plaintext)"
+"$MAROON" "${up_args[@]}" >"$WORK/maroon-cluster.log" 2>&1 &
 up_pid=$!
 pids+=($up_pid)
 # `cluster up` may return once the nodes serve, or stay in the foreground: go

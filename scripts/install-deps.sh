@@ -9,6 +9,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   libcurl4-openssl-dev libjemalloc-dev
+  libssl-dev  # OpenSSL 3: TLS on peer links, certificates
   redis-tools redis-server curl python3
   iproute2  # ip(8): the network namespaces of maroon-chaos --partitions
 )

@@ -34,6 +34,7 @@
 #include "cli/commands.h"
 #include "cli/http_get.h"
 #include "cluster/config.h"
+#include "net/cert_files.h"
 
 namespace maroon::cli {
 
@@ -43,6 +44,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr char kConfigFile[] = "cluster.toml";
+constexpr char kTlsDir[] = "tls";  // DIR/tls: the CA and every process's certificate
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
 constexpr auto kProbeTimeout = std::chrono::milliseconds(500);
 constexpr auto kKillWait = std::chrono::seconds(5);  // after SIGKILL
@@ -95,7 +97,7 @@ std::optional<pid_t> read_pid_file(const fs::path& path) {
 // Crash-safe: write a temporary file, fsync it, rename it over, fsync the directory.
 Status write_file_atomically(const fs::path& path, const std::string& contents) {
   const fs::path tmp = path.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return io_error(fmt::format("{}: {}", tmp.string(), errno_text()));
   size_t done = 0;
   while (done < contents.size()) {
@@ -257,6 +259,7 @@ Result<cluster::ClusterConfig> new_config(const ClusterUpOptions& o, const fs::p
   c.cluster_id = random_cluster_id();
   if (o.tick_ms) c.settings.tick_ms = *o.tick_ms;
   if (o.lease_ms) c.settings.lease_ms = *o.lease_ms;
+  if (o.peer_tls.value_or(true)) c.peer_tls_dir = kTlsDir;  // relative to the config file
   const unsigned nodes = o.nodes.value_or(3), gateways = o.gateways.value_or(0);
   const size_t port_count = size_t{nodes} * kPortsPerNode + size_t{gateways} * kPortsPerGateway;
   std::vector<uint16_t> ports;
@@ -319,13 +322,39 @@ Status check_options_match(const ClusterUpOptions& o, const cluster::ClusterConf
   if (o.lease_ms && *o.lease_ms != c.settings.lease_ms) {
     return differs("--lease-ms", *o.lease_ms, "settings.lease_ms =", c.settings.lease_ms);
   }
+  if (o.peer_tls && *o.peer_tls != c.peer_tls()) {
+    return invalid_argument(fmt::format(
+        "{} exists {} [peer_tls], so --no-peer-tls does not apply: leave it out to restart that "
+        "cluster, or use a new --dir",
+        c.path, c.peer_tls() ? "with" : "without"));
+  }
+  return Status::ok();
+}
+
+// The CA of a new cluster and a certificate for each of its processes, in
+// its [peer_tls] dir (0700, files 0600). The CA key stays there too: this is
+// a cluster on one machine, whose user holds every key anyway.
+Status make_certificates(const cluster::ClusterConfig& c, const fs::path& tls_dir) {
+  if (Status s = net::create_ca_files(tls_dir.string(), c.cluster_id, net::ca_days_default); !s)
+    return s;
+  auto issue = [&](net::PeerKind kind, uint32_t id) -> Status {
+    Result<net::PeerIdentity> who = net::issue_cert_files(tls_dir.string(), kind, id,
+                                                          tls_dir.string(), net::ca_days_default);
+    return who.is_ok() ? Status::ok() : who.status();
+  };
+  for (const cluster::NodeEntry& n : c.nodes) {
+    if (Status s = issue(net::PeerKind::kNode, n.id); !s) return s;
+  }
+  for (const cluster::GatewayEntry& g : c.gateways) {
+    if (Status s = issue(net::PeerKind::kGateway, g.id); !s) return s;
+  }
   return Status::ok();
 }
 
 // Starts `exe kind --config CONFIG --id ID` in its own session, stdin from
 // /dev/null, stdout and stderr appended to the member's log.
 Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_path) {
-  int log_fd = ::open(m.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int log_fd = ::open(m.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return io_error(fmt::format("{}: {}", m.log.string(), errno_text()));
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0) {
@@ -482,14 +511,31 @@ int run_cluster_up(const ClusterUpOptions& o) {
   if (!fs::exists(config_path, ec)) {
     Result<cluster::ClusterConfig> fresh = new_config(o, config_path);
     if (!fresh.is_ok()) return fail(fresh.status().message());
+    const bool made_dir = !fs::exists(dir, ec);
     fs::create_directories(dir, ec);
     if (ec) return fail(fmt::format("{}: {}", dir.string(), ec.message()));
+    // Data, keys and logs inside: nobody else's business.
+    if (made_dir) fs::permissions(dir, fs::perms::owner_all, ec);
+    if (fresh->peer_tls()) {
+      const fs::path tls_dir = dir / kTlsDir;
+      if (fs::exists(tls_dir, ec)) {
+        return fail(fmt::format("{} exists without {}: move it away, or use a new --dir",
+                                tls_dir.string(), config_path.string()));
+      }
+      if (Status s = make_certificates(*fresh, tls_dir); !s) {
+        fs::remove_all(tls_dir, ec);
+        return fail(fmt::format("making the certificates in {}: {}", tls_dir.string(), s.message()));
+      }
+    }
     if (Status s = write_file_atomically(config_path, cluster::format_cluster_config(*fresh)); !s) {
       return fail(s.message());
     }
-    std::printf("wrote %s: cluster %llu, %zu nodes, %zu gateways\n", config_path.c_str(),
-                static_cast<unsigned long long>(fresh->cluster_id), fresh->nodes.size(),
-                fresh->gateways.size());
+    std::printf("wrote %s: cluster %llu, %zu nodes, %zu gateways, peer links %s\n",
+                config_path.c_str(), static_cast<unsigned long long>(fresh->cluster_id),
+                fresh->nodes.size(), fresh->gateways.size(),
+                fresh->peer_tls() ? fmt::format("TLS (certificates in {})",
+                                                (dir / kTlsDir).string()).c_str()
+                                  : "plaintext");
   } else {
     std::printf("reusing %s\n", config_path.c_str());
   }

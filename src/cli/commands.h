@@ -61,6 +61,9 @@ struct ClusterUpOptions {
   std::optional<uint16_t> base_port;  // default: free ports picked by the OS
   std::optional<uint64_t> tick_ms;    // default: ClusterSettings
   std::optional<uint64_t> lease_ms;
+  // A new cluster gets a CA and a certificate per process in DIR/tls and
+  // [peer_tls] in its config, unless this is false.
+  std::optional<bool> peer_tls;
   double timeout_seconds = 30;     // for every process to serve
   std::string program = "maroon";  // how to name this binary in the examples printed
 };
@@ -72,6 +75,26 @@ struct ClusterDownOptions {
   double timeout_seconds = 10;  // per process, after SIGTERM, before SIGKILL
 };
 int run_cluster_down(const ClusterDownOptions& options);
+
+// `maroon cert ca`: a new CA for a cluster's peer links, DIR/ca.crt and ca.key.
+struct CertCaOptions {
+  std::string out;
+  uint64_t cluster_id = 0;  // or from `config`
+  std::string config;
+  uint32_t days = 0;  // 0: net::ca_days_default
+};
+int run_cert_ca(const CertCaOptions& options);
+
+// `maroon cert issue`: a key and certificate for one node or gateway, signed
+// by the CA in `ca`, into `out` (with a copy of ca.crt).
+struct CertIssueOptions {
+  std::string ca;
+  std::string out;
+  std::optional<uint32_t> node;
+  std::optional<uint32_t> gateway;
+  uint32_t days = 0;  // 0: net::cert_days_default
+};
+int run_cert_issue(const CertIssueOptions& options);
 
 struct BenchOptions {
   std::string host = "127.0.0.1";

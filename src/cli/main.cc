@@ -79,6 +79,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 65535));
   up_cmd->add_option("--tick-ms", up_tick_ms, "settings.tick_ms of a new cluster");
   up_cmd->add_option("--lease-ms", up_lease_ms, "settings.lease_ms of a new cluster");
+  bool up_no_peer_tls = false;
+  up_cmd->add_flag(
+      "--no-peer-tls", up_no_peer_tls,
+      "A new cluster without peer TLS: plaintext, unauthenticated node links (loopback only!)");
   up_cmd->add_option("--timeout", up.timeout_seconds, "Seconds to wait for every process to serve")
       ->capture_default_str()->check(CLI::Range(1.0, 3600.0));
   ClusterDownOptions down;
@@ -86,6 +90,37 @@ int main(int argc, char** argv) {
   down_cmd->add_option("--dir", down.dir, "The directory `cluster up` used")->required();
   down_cmd->add_option("--timeout", down.timeout_seconds, "Seconds after SIGTERM before SIGKILL")
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+
+  auto* cert_cmd = app.add_subcommand(
+      "cert", "Make the certificates of a cluster's peer links (TLS between nodes and gateways)");
+  cert_cmd->require_subcommand(1);
+  CertCaOptions cert_ca;
+  auto* cert_ca_cmd = cert_cmd->add_subcommand(
+      "ca", "Make a cluster's CA: DIR/ca.crt and DIR/ca.key (keep ca.key safe)");
+  cert_ca_cmd->add_option("--out", cert_ca.out, "Directory to write to (made 0700)")->required();
+  auto* ca_cluster = cert_ca_cmd->add_option("--cluster-id", cert_ca.cluster_id,
+                                             "The cluster_id of the cluster's cluster.toml");
+  cert_ca_cmd->add_option("--config", cert_ca.config, "Take the cluster id from this cluster.toml")
+      ->excludes(ca_cluster);
+  cert_ca_cmd->add_option("--days", cert_ca.days, "Validity in days (default 3650)")
+      ->check(CLI::Range(1, 36500));
+  CertIssueOptions cert_issue;
+  uint32_t issue_node = 0, issue_gateway = 0;
+  auto* cert_issue_cmd = cert_cmd->add_subcommand(
+      "issue",
+      "Make one node's or gateway's key and certificate, signed by the CA: OUT/node-N.crt, "
+      "OUT/node-N.key (or gateway-N.*) and a copy of ca.crt; OUT is that process's [peer_tls] dir");
+  cert_issue_cmd->add_option("--ca", cert_issue.ca, "The directory of ca.crt and ca.key")
+      ->required();
+  auto* issue_node_opt =
+      cert_issue_cmd->add_option("--node", issue_node, "For node N")->check(CLI::Range(1, 63));
+  cert_issue_cmd->add_option("--gateway", issue_gateway, "For standalone gateway N")
+      ->check(CLI::Range(1, 63))
+      ->excludes(issue_node_opt);
+  cert_issue_cmd->add_option("--out", cert_issue.out, "Directory to write to (made 0700)")
+      ->required();
+  cert_issue_cmd->add_option("--days", cert_issue.days, "Validity in days (default 825)")
+      ->check(CLI::Range(1, 36500));
 
   BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "Native load generator: throughput and latency");
@@ -131,10 +166,17 @@ int main(int argc, char** argv) {
     if (up_cmd->count("--base-port")) up.base_port = up_base_port;
     if (up_cmd->count("--tick-ms")) up.tick_ms = up_tick_ms;
     if (up_cmd->count("--lease-ms")) up.lease_ms = up_lease_ms;
+    if (up_no_peer_tls) up.peer_tls = false;
     up.program = argv[0];
     return run_cluster_up(up);
   }
   if (*down_cmd) return run_cluster_down(down);
+  if (*cert_ca_cmd) return run_cert_ca(cert_ca);
+  if (*cert_issue_cmd) {
+    if (cert_issue_cmd->count("--node")) cert_issue.node = issue_node;
+    if (cert_issue_cmd->count("--gateway")) cert_issue.gateway = issue_gateway;
+    return run_cert_issue(cert_issue);
+  }
   if (*bench_cmd) return run_bench(bench);
   return 2;
 }

@@ -9,6 +9,8 @@
 #include "cli/commands.h"
 #include "cli/serve.h"
 #include "cluster/config.h"
+#include "net/cert_files.h"
+#include "net/tls.h"
 #include "server/driver.h"
 #include "server/gateway_driver.h"
 
@@ -27,6 +29,34 @@ bool load(const char* what, const std::string& path, cluster::ClusterConfig& out
     return false;
   }
   out = std::move(config).value();
+  return true;
+}
+
+// The process's peer TLS (docs/cluster.md, "Peer TLS"), into `out`; null if
+// the config has none, after a loud warning if its nodes are reachable from
+// other machines. Prints why and returns false if the files do not load.
+bool load_peer_tls(const char* what, const cluster::ClusterConfig& config, net::PeerKind kind,
+                   uint32_t id, std::shared_ptr<net::TlsContext>& out) {
+  if (!config.peer_tls()) {
+    if (!config.loopback_only()) {
+      spdlog::warn(
+          "{}: peer links are NOT authenticated or encrypted: {} has no [peer_tls] and its nodes "
+          "listen beyond loopback, so anyone who can reach a peer port and read the cluster id "
+          "can join, vote and forge messages. Make certificates with `maroon cert` and set "
+          "[peer_tls] dir (docs/cluster.md, \"Peer TLS\")",
+          what, config.path);
+    }
+    return true;
+  }
+  const net::PeerIdentity self{.cluster_id = config.cluster_id, .kind = kind, .id = id};
+  Result<std::shared_ptr<net::TlsContext>> tls =
+      net::TlsContext::load(net::tls_paths_in(config.peer_tls_dir, kind, id), self);
+  if (!tls.is_ok()) {
+    std::fprintf(stderr, "maroon %s: peer TLS ([peer_tls] of %s): %s\n", what,
+                 config.path.c_str(), tls.status().message().c_str());
+    return false;
+  }
+  out = std::move(tls).value();
   return true;
 }
 
@@ -54,16 +84,18 @@ int run_node(const NodeOptions& o) {
   c.send_queue_bytes_max = config.settings.send_queue_bytes_max;
   c.tx_retention_bytes_max = config.settings.tx_retention_bytes_max;
   c.unavailable_after_ms = cluster::effective_unavailable_after_ms(config.settings);
-  d.cluster = c;
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e node-{} %^%l%$ %v", o.id));
+  if (!load_peer_tls("node", config, net::PeerKind::kNode, o.id, c.peer_tls)) return 1;
+  d.cluster = c;
   spdlog::info("maroon node {} of {}: opening {}", o.id, config.nodes.size(), d.data_dir);
   boost::asio::io_context io(1);
   server::Driver driver(io, d);
   return serve(io, driver, d.drain_ms,
                ServeAddresses{self.host, self.http_port, self.resp_port, self.native_port},
                [&](uint16_t http, uint16_t resp, uint16_t native) {
-                 spdlog::info("node {} serving: peer {}:{} HTTP {} RESP {} native {}", o.id,
-                              self.host, self.peer_port, http, resp, native);
+                 spdlog::info("node {} serving: peer {}:{} ({}) HTTP {} RESP {} native {}", o.id,
+                              self.host, self.peer_port, c.peer_tls ? "TLS" : "plaintext", http,
+                              resp, native);
                });
 }
 
@@ -86,6 +118,7 @@ int run_gateway(const GatewayOptions& o) {
   g.unavailable_after_ms = cluster::effective_unavailable_after_ms(config.settings);
   g.no_quorum_after_ms = cluster::no_quorum_after_ms(config.settings);
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e gateway-{} %^%l%$ %v", o.id));
+  if (!load_peer_tls("gateway", config, net::PeerKind::kGateway, o.id, g.peer_tls)) return 1;
   boost::asio::io_context io(1);
   server::GatewayDriver driver(io, g);
   driver.start();

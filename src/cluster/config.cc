@@ -121,7 +121,8 @@ class Reader {
 
   Status read(const toml::table& root, const std::filesystem::path& base_dir,
               ClusterConfig& c) const {
-    if (Status s = check_keys(root, "", {"cluster_id", "settings", "nodes", "gateways"}); !s)
+    if (Status s = check_keys(root, "", {"cluster_id", "settings", "peer_tls", "nodes", "gateways"});
+        !s)
       return s;
     // Settings first: a cluster_id written below [settings] lands in it, and
     // "unknown key settings.cluster_id" says why better than "missing".
@@ -132,6 +133,17 @@ class Reader {
       if (Status s = read_settings(*t, c.settings); !s) return s;
     }
     if (Status s = get_uint_as(root, "cluster_id", "", true, c.cluster_id); !s) return s;
+    if (const toml::node* n = root.get("peer_tls")) {
+      auto t = n->as_table();
+      if (t == nullptr)
+        return error("peer_tls", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = check_keys(*t, "peer_tls.", {"dir"}); !s) return s;
+      if (Status s = get_string(*t, "dir", "peer_tls.", true, c.peer_tls_dir); !s) return s;
+      if (c.peer_tls_dir.empty()) return error("peer_tls.dir", "must not be empty");
+      if (std::filesystem::path(c.peer_tls_dir).is_relative()) {
+        c.peer_tls_dir = (base_dir / c.peer_tls_dir).lexically_normal().string();
+      }
+    }
 
     const toml::array* nodes = nullptr;
     if (Status s = get_table_array(root, "nodes", nodes); !s) return s;
@@ -271,6 +283,14 @@ const NodeEntry* ClusterConfig::node(uint32_t id) const {
   return nullptr;
 }
 
+bool ClusterConfig::loopback_only() const {
+  for (const NodeEntry& n : nodes) {
+    const bool loopback = n.host == "localhost" || n.host == "::1" || n.host.starts_with("127.");
+    if (!loopback) return false;
+  }
+  return true;
+}
+
 const GatewayEntry* ClusterConfig::gateway(uint32_t id) const {
   for (const GatewayEntry& g : gateways) {
     if (g.id == id) return &g;
@@ -345,6 +365,10 @@ Status validate_cluster_config(const ClusterConfig& c) {
                       unavailable_after_view_changes_min, effective_view_change_ticks(s), s.tick_ms,
                       unavailable_after_ms_floor));
     }
+  }
+
+  if (c.peer_tls() && has_control_chars(c.peer_tls_dir)) {
+    return fail("peer_tls.dir", "contains control characters");
   }
 
   if (c.nodes.empty()) return fail("nodes", "a cluster needs at least one node ([[nodes]])");
@@ -459,6 +483,14 @@ std::string format_cluster_config(const ClusterConfig& c) {
       "\"outcome unknown\"; 0: the default ({} ms)\n",
       c.cluster_id, s.tick_ms, s.lease_ms, s.view_change_ticks, s.send_queue_bytes_max,
       s.tx_retention_bytes_max, s.unavailable_after_ms, effective_unavailable_after_ms(defaulted));
+  if (c.peer_tls()) {
+    out += fmt::format(
+        "\n# TLS on every node and gateway link: the CA certificate (ca.crt) and each\n"
+        "# process's certificate and key (node-<id>.crt, node-<id>.key, gateway-<id>.*).\n"
+        "[peer_tls]\n"
+        "dir = {}\n",
+        quote(c.peer_tls_dir));
+  }
   for (const NodeEntry& n : c.nodes) {
     out += fmt::format(
         "\n[[nodes]]\n"

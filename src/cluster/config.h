@@ -90,6 +90,10 @@ uint64_t no_quorum_after_ms(const ClusterSettings& s);
 struct ClusterConfig {
   uint64_t cluster_id = 0;
   ClusterSettings settings;
+  // [peer_tls] dir: the directory of the cluster's CA certificate and each
+  // process's certificate and key (net/cert_files.h names the files);
+  // absolute once loaded from a file. Empty: plaintext peer links.
+  std::string peer_tls_dir;
   std::vector<NodeEntry> nodes;
   std::vector<GatewayEntry> gateways;
   std::string path;  // the file it was loaded from; empty if parsed from text
@@ -98,6 +102,10 @@ struct ClusterConfig {
   const GatewayEntry* gateway(uint32_t id) const;
   // Crash faults tolerated.
   size_t f() const { return (nodes.size() - 1) / 2; }
+  bool peer_tls() const { return !peer_tls_dir.empty(); }
+  // Whether every node listens on a loopback address (127.0.0.0/8, ::1,
+  // "localhost"): then nothing outside the machine reaches a peer port.
+  bool loopback_only() const;
 
   bool operator==(const ClusterConfig&) const = default;
 };

@@ -65,6 +65,7 @@ TEST(ClusterConfig, FormatThenParseIsTheSameConfig) {
   c.settings.tx_retention_bytes_max = size_t{1} << 30;
   c.settings.unavailable_after_ms = 7500;
   c.nodes[2].host = "10.0.0.3";
+  c.peer_tls_dir = "/etc/maroon/tls";
   c.nodes[1].data_dir = "/odd \"dir\"\\with \xc3\xa9 quotes";
   c.gateways.push_back(
       {.id = 1, .host = "127.0.0.1", .http_port = 8201, .resp_port = 6201, .native_port = 9201});
@@ -154,6 +155,32 @@ TEST(ClusterConfig, RelativeDataDirIsResolvedAgainstTheBaseDir) {
   r = parse_cluster_config(kMinimal, "sub");
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->nodes[0].data_dir, (fs::current_path() / "sub/node-1").lexically_normal().string());
+}
+
+TEST(ClusterConfig, PeerTlsDirIsOptionalAndRelativeToTheFile) {
+  Result<ClusterConfig> r = parse_cluster_config(kMinimal, "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->peer_tls());  // a config from before peer TLS: plaintext links
+  EXPECT_TRUE(r->loopback_only());
+
+  const std::string text = "[peer_tls]\ndir = \"tls\"\n";
+  r = parse_cluster_config(std::string(kMinimal).insert(17, text), "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->peer_tls_dir, "/srv/cl/tls");
+
+  std::string e = parse_error(std::string(kMinimal).insert(17, "[peer_tls]\ndir = \"\"\n"));
+  EXPECT_NE(e.find("peer_tls.dir: must not be empty"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "[peer_tls]\nca = \"x\"\n"));
+  EXPECT_NE(e.find("peer_tls.ca: unknown key"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "[peer_tls]\n"));
+  EXPECT_NE(e.find("peer_tls.dir: missing"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "peer_tls = 1\n"));
+  EXPECT_NE(e.find("peer_tls: expected a table"), std::string::npos) << e;
+
+  ClusterConfig c = three_nodes();
+  EXPECT_TRUE(c.loopback_only());
+  c.nodes[1].host = "10.0.0.2";
+  EXPECT_FALSE(c.loopback_only());
 }
 
 class ClusterConfigFile : public ::testing::Test {

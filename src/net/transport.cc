@@ -1,11 +1,15 @@
 #include "net/transport.h"
 
 #include <fmt/format.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -13,6 +17,8 @@
 #include "common/assert.h"
 #include "common/limits.h"
 #include "net/backoff.h"
+#include "net/certs.h"
+#include "net/tls.h"
 #include "protocol/frame.h"
 
 namespace maroon::net {
@@ -44,6 +50,25 @@ struct Transport::Link : std::enable_shared_from_this<Link> {
 
   explicit Link(tcp::socket s) : socket(std::move(s)), handshake_timer(socket.get_executor()) {}
 
+  // Reads and writes go through TLS when the link has it. One read and one
+  // write may be outstanding at once, as on the socket itself.
+  template <typename Handler>
+  void async_read_some(asio::mutable_buffer buffer, Handler&& handler) {
+    if (tls) {
+      tls->async_read_some(buffer, std::forward<Handler>(handler));
+    } else {
+      socket.async_read_some(buffer, std::forward<Handler>(handler));
+    }
+  }
+  template <typename Handler>
+  void async_write_all(asio::const_buffer buffer, Handler&& handler) {
+    if (tls) {
+      asio::async_write(*tls, buffer, std::forward<Handler>(handler));
+    } else {
+      asio::async_write(socket, buffer, std::forward<Handler>(handler));
+    }
+  }
+
   size_t queued() const { return out.size() + (write_active ? writing.size() : 0); }
 
   std::string describe() const {
@@ -53,6 +78,10 @@ struct Transport::Link : std::enable_shared_from_this<Link> {
   }
 
   tcp::socket socket;
+  // Declared after the socket it wraps, so it goes first.
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  // The peer's identity from its certificate, once the TLS handshake is done.
+  std::optional<PeerIdentity> cert;
   asio::steady_timer handshake_timer;
   protocol::FrameDecoder decoder;
   std::string out;                  // frames not yet handed to a write
@@ -102,6 +131,15 @@ Transport::Transport(asio::io_context& io, TransportOptions options, FrameHandle
   MAROON_ASSERT(options_.reconnect_min.count() >= 0 &&
                 options_.reconnect_min <= options_.reconnect_max);
   MAROON_ASSERT(options_.handshake_timeout.count() > 0);
+  if (options_.tls) {
+    const PeerIdentity& self = options_.tls->self();
+    MAROON_ASSERT_MSG(self.cluster_id == options_.cluster_id, "a certificate of another cluster");
+    // A node's in-process gateway links with its node's certificate; a
+    // gateway's hello names its incarnation, not the id in its certificate.
+    MAROON_ASSERT_MSG(options_.self_kind == PeerKind::kGateway ||
+                          (self.kind == PeerKind::kNode && self.id == options_.self_id),
+                      "a node's certificate must name it");
+  }
 }
 
 Transport::~Transport() { close(); }
@@ -170,7 +208,8 @@ void Transport::admit(tcp::socket socket) {
   links_.emplace(link.get(), link);
   inbound_count_++;
   arm_handshake_timer(link);
-  read(link);
+  if (options_.tls) return start_tls(link);
+  open_hellos(link);
 }
 
 void Transport::connect(PeerAddress node) {
@@ -256,17 +295,70 @@ void Transport::on_connect(const std::shared_ptr<Link>& link, const error_code& 
   error_code ignored;
   link->socket.set_option(tcp::no_delay(true), ignored);
   link->state = Link::State::kHandshake;
-  std::string hello;
-  encode_peer_hello(
-      {.cluster_id = options_.cluster_id, .kind = options_.self_kind, .id = options_.self_id},
-      hello);
-  queue_frame(*link, static_cast<uint8_t>(protocol::FrameType::kPeerHello), hello, false);
+  if (options_.tls) return start_tls(link);
+  open_hellos(link);
+}
+
+void Transport::start_tls(const std::shared_ptr<Link>& link) {
+  MAROON_ASSERT(options_.tls && !link->tls && link->state == Link::State::kHandshake);
+  link->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(link->socket, options_.tls->asio());
+  link->tls->async_handshake(
+      link->dialer != nullptr ? asio::ssl::stream_base::client : asio::ssl::stream_base::server,
+      [this, link](error_code ec) { on_tls_handshake(link, ec); });
+}
+
+void Transport::on_tls_handshake(const std::shared_ptr<Link>& link, const error_code& ec) {
+  if (link->closed) return;
+  Link& l = *link;
+  if (ec) {
+    // A plaintext peer, a certificate of another CA, expired or missing, a
+    // replay of another link's bytes: none gets past this point.
+    return refuse(l, fmt::format("TLS handshake failed: {}", ec.message()));
+  }
+  SSL* ssl = l.tls->native_handle();
+  const X509* peer = SSL_get0_peer_certificate(ssl);
+  // SSL_VERIFY_PEER and SSL_VERIFY_FAIL_IF_NO_PEER_CERT (tls.cc): no
+  // handshake completes without a certificate the CA signed.
+  MAROON_ASSERT(peer != nullptr && SSL_get_verify_result(ssl) == X509_V_OK);
+  Result<PeerIdentity> who = cert_identity(peer);
+  if (!who.is_ok()) return refuse(l, fmt::format("its certificate: {}", who.status().message()));
+  if (who->cluster_id != options_.cluster_id) {
+    return refuse(l, fmt::format("its certificate is of {}, this is cluster {}", describe(*who),
+                                 options_.cluster_id));
+  }
+  if (l.dialer != nullptr && (who->kind != PeerKind::kNode || who->id != l.id)) {
+    return refuse(l, fmt::format("the node reached holds the certificate of {}", describe(*who)));
+  }
+  l.cert = *who;
+  open_hellos(link);
+}
+
+void Transport::open_hellos(const std::shared_ptr<Link>& link) {
+  if (link->dialer != nullptr) {
+    std::string hello;
+    encode_peer_hello(
+        {.cluster_id = options_.cluster_id, .kind = options_.self_kind, .id = options_.self_id},
+        hello);
+    queue_frame(*link, static_cast<uint8_t>(protocol::FrameType::kPeerHello), hello, false);
+  }
   read(link);
+}
+
+std::string Transport::hello_mismatch(const Link& l, const PeerHello& hello) const {
+  if (!l.cert) return "";
+  const PeerIdentity& c = *l.cert;
+  // A node speaks as itself only. Gateway hellos name an incarnation, which
+  // no certificate can: a node's in-process gateway carries its node's
+  // certificate, a standalone gateway one naming its config id.
+  if (hello.kind == PeerKind::kNode && (c.kind != PeerKind::kNode || c.id != hello.id)) {
+    return fmt::format("its hello names node {}, its certificate is of {}", hello.id, describe(c));
+  }
+  return "";
 }
 
 void Transport::read(const std::shared_ptr<Link>& link) {
   const std::span<char> space = link->decoder.prepare(read_chunk_bytes);
-  link->socket.async_read_some(
+  link->async_read_some(
       asio::buffer(space.data(), space.size()), [this, link](error_code ec, size_t n) {
         if (link->closed) return;
         if (ec) {
@@ -340,6 +432,7 @@ void Transport::on_hello(Link& l, std::string_view payload) {
     return refuse(l, fmt::format("peer is in cluster {}, this is cluster {}", hello->cluster_id,
                                  options_.cluster_id));
   }
+  if (const std::string why = hello_mismatch(l, *hello); !why.empty()) return refuse(l, why);
 
   if (l.dialer != nullptr) {
     if (hello->kind != PeerKind::kNode || hello->id != l.id) {
@@ -356,6 +449,10 @@ void Transport::on_hello(Link& l, std::string_view payload) {
   }
 
   const PeerKey key{hello->kind, hello->id};
+  if (const auto it = inbound_.find(key); it != inbound_.end() && it->second->cert != l.cert) {
+    return refuse(l, fmt::format("{} {} is linked already, under another certificate",
+                                 peer_kind_name(key.first), key.second));
+  }
   const bool was_connected = connected(key.first, key.second);
   l.kind = key.first;
   l.id = key.second;
@@ -404,7 +501,7 @@ void Transport::flush(Link& l) {
   l.out.clear();
   l.writing_frames = std::exchange(l.out_frames, 0);
   l.write_active = true;
-  asio::async_write(l.socket, asio::buffer(l.writing),
+  l.async_write_all(asio::buffer(l.writing),
                     [this, link = l.shared_from_this()](error_code ec, size_t n) {
                       if (link->closed) return;
                       if (ec) {

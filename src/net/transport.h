@@ -2,6 +2,14 @@
 // (protocol/frame.h) over links that open with a PeerHello handshake
 // (net/peer_hello.h; wire rules in docs/formats/transport.md).
 //
+// TLS. With TransportOptions::tls set, every link is TLS 1.3 with mutual
+// authentication (net/tls.h): the TLS handshake comes first, the peer's
+// identity is the one its certificate names (net/certs.h), and the hello that
+// follows must agree with it, else the link is refused. A dialer also checks
+// that the node it reached holds the certificate of the node it dialed.
+// Without it, links are plain TCP and the hello alone names the peer (for
+// loopback `maroon dev` and tests).
+//
 // Links. A node keeps one outbound link to every node it was told to
 // connect() to, redialing with backoff whenever it fails; it accepts inbound
 // links from nodes and gateways. A gateway only dials. Frames to a node go on
@@ -20,6 +28,10 @@
 // completion checks that flag first: an open link implies a live transport.
 // Dialer timers and the acceptor check the transport's alive token, which
 // close() expires.
+//
+// An inbound gateway link may replace an older one of the same (kind, id)
+// only if it carries the same certificate identity, so one certificate
+// holder cannot displace another's link.
 //
 // Bounds: send_queue_bytes_max bytes queued per link (send() refuses beyond);
 // a frame is at most protocol::kFrameBytesMax; the decoder buffers at most one
@@ -50,6 +62,8 @@
 
 namespace maroon::net {
 
+class TlsContext;
+
 struct PeerAddress {
   uint64_t id = 0;
   std::string host;
@@ -64,8 +78,12 @@ struct TransportOptions {
   // Redial delays: exponential with jitter (net/backoff.h).
   std::chrono::milliseconds reconnect_min{20};
   std::chrono::milliseconds reconnect_max{1000};
-  // From the start of a dial (or an accept) to a valid hello from the peer.
+  // From the start of a dial (or an accept) to a valid hello from the peer,
+  // the TLS handshake included.
   std::chrono::milliseconds handshake_timeout{2000};
+  // Null: plain TCP. Else every link is TLS with this context, whose own
+  // certificate must be of cluster_id (and, for a node, of self_id).
+  std::shared_ptr<TlsContext> tls;
 };
 
 class Transport {
@@ -80,10 +98,12 @@ class Transport {
   struct Counters {
     uint64_t frames_sent = 0;      // frames written (not counting hellos)
     uint64_t frames_received = 0;  // frames delivered to the FrameHandler
-    uint64_t bytes_sent = 0;       // bytes written, hellos included
-    uint64_t bytes_received = 0;   // bytes read
+    uint64_t bytes_sent = 0;       // frame bytes written, hellos included (before TLS)
+    uint64_t bytes_received = 0;   // frame bytes read (after TLS)
     uint64_t frames_dropped = 0;   // refused by send(), or queued on a link that failed
-    uint64_t links_refused = 0;    // wrong version, cluster or peer id; too many links
+    // Wrong version, cluster or peer id; too many links; a failed TLS
+    // handshake; a certificate that does not name the hello's sender.
+    uint64_t links_refused = 0;
     uint64_t protocol_errors = 0;  // bad frame or hello, handshake timeout
     uint64_t reconnects = 0;       // dial attempts after the first, per peer
     uint64_t read_pauses = 0;      // set_reads_paused(true) calls that paused
@@ -140,6 +160,13 @@ class Transport {
   void redial_later(Dialer& d);
   void arm_handshake_timer(const std::shared_ptr<Link>& link);
   void on_connect(const std::shared_ptr<Link>& link, const boost::system::error_code& ec);
+  // TLS: the handshake, then the peer's certificate, then the hellos.
+  void start_tls(const std::shared_ptr<Link>& link);
+  void on_tls_handshake(const std::shared_ptr<Link>& link, const boost::system::error_code& ec);
+  // The dialer's hello goes first on a link; then both ends read.
+  void open_hellos(const std::shared_ptr<Link>& link);
+  // Why the hello does not match the link's certificate; empty if it does.
+  std::string hello_mismatch(const Link& link, const PeerHello& hello) const;
   void read(const std::shared_ptr<Link>& link);
   void on_read(const std::shared_ptr<Link>& link, size_t bytes);
   void on_hello(Link& link, std::string_view payload);

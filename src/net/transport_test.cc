@@ -16,22 +16,13 @@
 #include "common/prng.h"
 #include "net/backoff.h"
 #include "net/peer_hello.h"
+#include "net/transport_harness.h"
 #include "protocol/frame.h"
 
 namespace maroon::net {
 namespace {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
-using boost::system::error_code;
-using namespace std::chrono_literals;
-using protocol::FrameType;
-
-constexpr uint64_t kCluster = 7;
-constexpr auto kDeadline = 3s;
-constexpr uint8_t kVr = static_cast<uint8_t>(FrameType::kVr);
-constexpr uint8_t kTx = static_cast<uint8_t>(FrameType::kTx);
-constexpr uint8_t kTxAck = static_cast<uint8_t>(FrameType::kTxAck);
+using namespace testing_harness;
 
 // ---- PeerHello and Backoff ----
 
@@ -71,177 +62,6 @@ TEST(Backoff, GrowsExponentiallyWithJitterUpToMaxAndResets) {
 }
 
 // ---- Transport over loopback ----
-
-struct Received {
-  PeerKind kind;
-  uint64_t id;
-  uint8_t type;
-  std::string payload;
-};
-
-struct LinkEvent {
-  PeerKind kind;
-  uint64_t id;
-  bool up;
-  bool operator==(const LinkEvent&) const = default;
-};
-
-// A transport that records what its handlers see.
-class Peer {
- public:
-  Peer(asio::io_context& io, const TransportOptions& options)
-      : transport_(
-            io, options,
-            [this](PeerKind kind, uint64_t id, uint8_t type, std::string_view payload) {
-              frames.push_back({kind, id, type, std::string(payload)});
-              if (on_frame) on_frame(kind, id, type, payload);
-            },
-            [this](PeerKind kind, uint64_t id, bool up) {
-              events.push_back({kind, id, up});
-              if (on_link) on_link(kind, id, up);
-            }) {}
-
-  Transport& t() { return transport_; }
-  uint16_t listen() {
-    EXPECT_TRUE(transport_.listen("127.0.0.1", port_).is_ok());
-    return transport_.bound_port();
-  }
-  Peer& on_port(uint16_t port) {
-    port_ = port;
-    return *this;
-  }
-
-  std::vector<Received> frames;
-  std::vector<LinkEvent> events;
-  std::function<void(PeerKind, uint64_t, uint8_t, std::string_view)> on_frame;
-  std::function<void(PeerKind, uint64_t, bool)> on_link;
-
- private:
-  uint16_t port_ = 0;
-  Transport transport_;  // last: destroyed first, while the vectors exist
-};
-
-TransportOptions node_options(uint64_t id) {
-  return {.cluster_id = kCluster,
-          .self_kind = PeerKind::kNode,
-          .self_id = id,
-          .reconnect_min = 2ms,
-          .reconnect_max = 40ms,
-          .handshake_timeout = 1000ms};
-}
-
-TransportOptions gateway_options(uint64_t id) {
-  TransportOptions o = node_options(id);
-  o.self_kind = PeerKind::kGateway;
-  return o;
-}
-
-PeerAddress address(uint64_t id, uint16_t port) {
-  return {.id = id, .host = "127.0.0.1", .port = port};
-}
-
-std::string frame(uint8_t type, std::string_view payload) {
-  std::string out;
-  protocol::encode_frame(type, payload, out);
-  return out;
-}
-
-std::string hello_frame(uint64_t cluster, PeerKind kind, uint64_t id) {
-  std::string payload;
-  encode_peer_hello({.cluster_id = cluster, .kind = kind, .id = id}, payload);
-  return frame(static_cast<uint8_t>(FrameType::kPeerHello), payload);
-}
-
-// A plain socket speaking (or abusing) the wire protocol. Its read state is
-// shared with the pending read, so destroying it mid-read is safe.
-class RawPeer {
- public:
-  RawPeer(asio::io_context& io, uint16_t port, int receive_buffer_bytes = 0)
-      : s_(std::make_shared<State>(io)) {
-    s_->socket.open(tcp::v4());
-    if (receive_buffer_bytes > 0) {
-      s_->socket.set_option(asio::socket_base::receive_buffer_size(receive_buffer_bytes));
-    }
-    // The kernel completes the handshake from the backlog; no loop needed.
-    s_->socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  }
-  ~RawPeer() {
-    error_code ignored;
-    s_->socket.close(ignored);
-  }
-
-  void write(std::string_view bytes) { asio::write(s_->socket, asio::buffer(bytes)); }
-
-  // Reads until EOF, decoding frames as they come.
-  void start_reading() { read(s_); }
-  bool eof() const { return s_->eof; }
-  const std::vector<Received>& frames() const { return s_->frames; }
-
- private:
-  struct State {
-    explicit State(asio::io_context& io) : socket(io) {}
-    tcp::socket socket;
-    protocol::FrameDecoder decoder;
-    std::vector<Received> frames;
-    bool eof = false;
-  };
-
-  static void read(const std::shared_ptr<State>& s) {
-    std::span<char> space = s->decoder.prepare(4096);
-    s->socket.async_read_some(
-        asio::buffer(space.data(), space.size()), [s](error_code ec, size_t n) {
-          if (ec) {
-            s->eof = true;
-            return;
-          }
-          s->decoder.commit(n);
-          protocol::Frame f;
-          while (s->decoder.next(f) == protocol::DecodeResult::kFrame) {
-            s->frames.push_back({PeerKind::kNode, 0, f.type, std::string(f.payload)});
-          }
-          read(s);
-        });
-  }
-
-  std::shared_ptr<State> s_;
-};
-
-class TransportTest : public testing::Test {
- protected:
-  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = kDeadline) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-      io_.restart();
-      io_.run_one_for(10ms);
-    }
-    return done();
-  }
-  // Runs whatever is ready and what becomes ready within `d`.
-  void run_for(std::chrono::milliseconds d) {
-    const auto deadline = std::chrono::steady_clock::now() + d;
-    while (std::chrono::steady_clock::now() < deadline) {
-      io_.restart();
-      io_.run_one_for(std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now()));
-    }
-  }
-
-  uint16_t free_port() {
-    tcp::acceptor a(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    return a.local_endpoint().port();
-  }
-
-  // Node 1 dials node 2; returns once both see the link.
-  void link_up(Peer& a, Peer& b, uint16_t b_port) {
-    a.t().connect(address(2, b_port));
-    ASSERT_TRUE(run_until([&] {
-      return a.t().connected(PeerKind::kNode, 2) && b.t().connected(PeerKind::kNode, 1);
-    }));
-  }
-
-  // Declared first: destroyed last, after every transport and socket.
-  asio::io_context io_;
-};
 
 TEST_F(TransportTest, TwoTransportsExchangeFramesBothWays) {
   Peer a(io_, node_options(1));

@@ -4,7 +4,11 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "common/codec.h"
@@ -30,6 +34,21 @@ uint64_t pick_gateway_id() {
   uint64_t id = 0;
   while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
   return id;
+}
+
+// A data dir made before data files were private (or by hand) is closed to
+// group and others; its files may be older than that rule.
+void make_data_dir_private(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return;
+  const unsigned old_mode = st.st_mode & 07777;
+  if (::chmod(dir.c_str(), st.st_mode & 0700) == 0) {
+    spdlog::warn("data dir {} was mode {:04o}, open to others; it is now {:04o}", dir, old_mode,
+                 old_mode & 0700);
+  } else {
+    spdlog::warn("data dir {} is mode {:04o}, open to others, and chmod failed: {}", dir, old_mode,
+                 std::strerror(errno));
+  }
 }
 
 NodeConfig node_config(const DriverOptions& o) {
@@ -123,6 +142,10 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
       committed_epoch_(registry_.gauge("maroon_committed_epoch", "Number of the last committed epoch")),
       epochs_waiting_(registry_.gauge("maroon_epochs_waiting", "Committed epochs waiting for txs")),
       net_queued_bytes_(registry_.gauge("maroon_net_queued_bytes", "Bytes queued to peers and gateways")),
+      peer_links_refused_(registry_.counter(
+          "maroon_peer_links_refused_total",
+          "Peer links refused: a failed TLS handshake, a certificate or hello naming another "
+          "peer or cluster, too many links")),
       wal_tails_cut_(registry_.counter("maroon_wal_torn_tails_cut_total",
                                        "Torn WAL tails cut by recovery at start")),
       peer_reads_paused_(registry_.gauge(
@@ -170,6 +193,7 @@ Status Driver::start() {
   const uint64_t want_id = options_.cluster ? options_.cluster->self.value() : 1;
   if (own_env_ != nullptr) {
     if (Status s = env_->create_dirs(options_.data_dir); !s) return s;
+    make_data_dir_private(options_.data_dir);
     auto lock = DirLock::acquire(options_.data_dir);
     if (!lock) return lock.status();
     dir_lock_.emplace(std::move(lock).value());
@@ -218,6 +242,7 @@ Status Driver::start() {
     to.self_kind = net::PeerKind::kNode;
     to.self_id = c.self.value();
     to.send_queue_bytes_max = c.send_queue_bytes_max;
+    to.tls = c.peer_tls;
     node_net_ = std::make_unique<net::Transport>(
         io_, to,
         [this](net::PeerKind kind, uint64_t peer, uint8_t type, std::string_view payload) {
@@ -636,6 +661,10 @@ void Driver::update_gauges() {
   mirror(ranges_retired_, c.ranges_retired);
   mirror(txs_conflicting_, c.txs_conflicting);
   mirror(txs_replaced_, c.txs_replaced);
+  if (node_net_) {
+    mirror(peer_links_refused_,
+           node_net_->counters().links_refused + gateway_net_->counters().links_refused);
+  }
   ranges_kept_.set(static_cast<int64_t>(node_.ranges_kept()));
 }
 

@@ -52,6 +52,9 @@ struct ClusterOptions {
   uint32_t view_change_ticks = 0;  // 0: the VR default
   size_t send_queue_bytes_max = 64 * 1024 * 1024;
   size_t tx_retention_bytes_max = 256 * 1024 * 1024;
+  // TLS on every peer link (the node's and its in-process gateway's), with
+  // this node's certificate; null: plaintext (net/transport.h).
+  std::shared_ptr<net::TlsContext> peer_tls;
   // A request with no result this long after it arrived is answered "outcome
   // unknown" (docs/cluster.md, "When the cluster has no quorum").
   uint64_t unavailable_after_ms = 5000;
@@ -201,6 +204,7 @@ class Driver final : public Engine {
   Gauge& committed_epoch_;
   Gauge& epochs_waiting_;
   Gauge& net_queued_bytes_;
+  Counter& peer_links_refused_;
   Counter& wal_tails_cut_;
   Gauge& peer_reads_paused_;
   Gauge& retained_bytes_;

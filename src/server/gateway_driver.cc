@@ -64,6 +64,7 @@ void GatewayDriver::start() {
   to.self_kind = net::PeerKind::kGateway;
   to.self_id = gateway_.id().value();
   to.send_queue_bytes_max = options_.send_queue_bytes_max;
+  to.tls = options_.peer_tls;
   net_ = std::make_unique<net::Transport>(
       io_, to,
       [this](net::PeerKind, uint64_t peer, uint8_t type, std::string_view payload) {

@@ -32,6 +32,9 @@ struct GatewayDriverOptions {
   uint64_t tick_ms = 10;
   uint64_t lease_ms = 5000;
   size_t send_queue_bytes_max = 64 * 1024 * 1024;
+  // TLS on the links to the nodes, with this gateway's certificate; null:
+  // plaintext (net/transport.h).
+  std::shared_ptr<net::TlsContext> peer_tls;
   uint64_t drain_ms = 3000;
   // A request with no result this long after it arrived is answered "outcome
   // unknown"; linked to fewer than k nodes for no_quorum_after_ms, the

@@ -4,7 +4,10 @@
 #include "storage/data_dir.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -334,6 +337,51 @@ TEST_F(DataDirTest, ACrashAnywhereInARollLeavesADirectoryThatOpens) {
     ASSERT_TRUE(d);
     EXPECT_GE(records_.size(), acknowledged);
   }
+}
+
+// Data is nobody else's business: whatever the umask, every directory the
+// data dir makes is 0700 and every file in it 0600 (WAL segments,
+// superblock, their temporary files).
+TEST(DataDirPosix, EveryDirectoryAndFileIsPrivate) {
+  char tmpl[] = "/tmp/maroon-data-modes-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/a/node-1";
+  const mode_t old_umask = ::umask(0);
+  PosixEnv env;
+  DataDirOptions o;
+  o.path = path;
+  o.node_id = 1;
+  o.fresh_data_id = 42;
+  o.wal.segment_bytes = kSegmentBytes;
+  ASSERT_TRUE(env.create_dirs(path).is_ok());
+  auto d = DataDir::open(
+      env, o, [](std::string_view) { return Status::ok(); },
+      [](uint8_t, std::string_view) { return Status::ok(); });
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  for (int i = 0; i < 8; i++) {  // past a few segments
+    std::vector<WriteStep> steps(1);
+    steps[0].batch->add(1, std::string(3000, 'x'));
+    steps[0].state = "state " + std::to_string(i);
+    ASSERT_TRUE((*d)->write(steps).is_ok());
+  }
+  ::umask(old_umask);
+  size_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(std::string(tmpl) + "/a")) {
+    struct stat st {};
+    ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
+    const unsigned mode = st.st_mode & 07777;
+    if (S_ISDIR(st.st_mode)) {
+      EXPECT_EQ(mode, 0700u) << e.path();
+    } else {
+      EXPECT_EQ(mode, 0600u) << e.path();
+      files++;
+    }
+  }
+  struct stat top {};
+  ASSERT_EQ(::stat(path.c_str(), &top), 0);
+  EXPECT_EQ(top.st_mode & 07777, 0700u);
+  EXPECT_GE(files, 3u);  // the superblock and segments
+  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ Result<std::unique_ptr<File>> PosixEnv::open(const std::string& path, bool creat
   const int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0);
   int fd;
   do {
-    fd = ::open(path.c_str(), flags, 0644);
+    fd = ::open(path.c_str(), flags, 0600);  // data is nobody else's business
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return errno_status("open", path, errno);
   return std::unique_ptr<File>(std::make_unique<PosixFile>(fd, path));
@@ -182,7 +182,7 @@ Status PosixEnv::create_dirs(const std::string& dir) {
   if (parent != dir) {
     if (Status s = create_dirs(parent); !s) return s;
   }
-  if (::mkdir(dir.c_str(), 0755) != 0) {
+  if (::mkdir(dir.c_str(), 0700) != 0) {
     if (errno == EEXIST) return Status::ok();  // raced with another creator
     return errno_status("mkdir", dir, errno);
   }

@@ -20,6 +20,7 @@
 
 #include "cluster/config.h"
 #include "common/assert.h"
+#include "net/cert_files.h"
 
 namespace maroon::chaos {
 
@@ -131,10 +132,25 @@ Result<LocalCluster> LocalCluster::create(const ClusterSpec& spec) {
     p.pid_file = spec.dir / fmt::format("node-{}.pid", id);
     lc.nodes_.push_back(p);
   }
+  if (spec.peer_tls) {
+    const fs::path tls = spec.dir / "tls";
+    std::error_code ec;
+    fs::remove_all(tls, ec);
+    if (Status s = net::create_ca_files(tls.string(), c.cluster_id, net::ca_days_default); !s)
+      return s;
+    for (const cluster::NodeEntry& n : c.nodes) {
+      Result<net::PeerIdentity> who = net::issue_cert_files(
+          tls.string(), net::PeerKind::kNode, n.id, tls.string(), net::cert_days_default);
+      if (!who.is_ok()) return who.status();
+    }
+    c.peer_tls_dir = "tls";  // relative to the config file
+  }
   if (Status s = cluster::validate_cluster_config(c); !s) return s;
   if (Status s = write_file(lc.config_path_, cluster::format_cluster_config(c)); !s) return s;
   return lc;
 }
+
+fs::path LocalCluster::tls_dir() const { return spec_.peer_tls ? spec_.dir / "tls" : fs::path(); }
 
 LocalCluster::~LocalCluster() { kill_all_now(); }
 
@@ -326,7 +342,7 @@ Status LocalCluster::edit_config(const std::function<void(cluster::ClusterConfig
 }
 
 Result<LocalCluster> fresh_cluster(const std::string& maroon, const std::filesystem::path& dir,
-                                   uint32_t nodes) {
+                                   uint32_t nodes, bool peer_tls) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   std::filesystem::create_directories(dir, ec);
@@ -335,6 +351,7 @@ Result<LocalCluster> fresh_cluster(const std::string& maroon, const std::filesys
   spec.maroon = maroon;
   spec.dir = dir;
   spec.nodes = nodes;
+  spec.peer_tls = peer_tls;
   return LocalCluster::create(spec);
 }
 

@@ -53,6 +53,9 @@ struct ClusterSpec {
   // Each node in its own network namespace (netns.h), with the namespace's
   // address as its host and fixed ports; else loopback and free ports.
   bool netns = false;
+  // TLS on the peer links, as `maroon cluster up` makes it: a CA and each
+  // node's certificate in DIR/tls (made anew), [peer_tls] dir = "tls".
+  bool peer_tls = true;
 };
 
 class LocalCluster {
@@ -70,6 +73,9 @@ class LocalCluster {
   size_t f() const { return (nodes_.size() - 1) / 2; }
   const NodeProc& node(size_t i) const { return nodes_[i]; }
   const std::filesystem::path& config_path() const { return config_path_; }
+  // DIR/tls when spec.peer_tls, else empty: the CA (ca.crt, ca.key) and the
+  // nodes' certificates.
+  std::filesystem::path tls_dir() const;
   // The namespaces' network; null unless spec.netns.
   NetLab* net() const { return net_.get(); }
   // Removes the namespaces' network (after the nodes are stopped). A line per
@@ -120,7 +126,7 @@ bool parse_test_args(int argc, char** argv, const char* usage, std::string& maro
 // A cluster of `nodes` loopback nodes in `dir`, emptied first (the process
 // tests' start); not started.
 Result<LocalCluster> fresh_cluster(const std::string& maroon, const std::filesystem::path& dir,
-                                   uint32_t nodes);
+                                   uint32_t nodes, bool peer_tls = true);
 
 // Probes `cond` every 50 ms (a probe interval, not synchronization) until it
 // holds or `timeout` has passed; whether it held.
