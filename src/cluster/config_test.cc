@@ -273,8 +273,8 @@ TEST(ClusterConfig, EachValidationError) {
        [](ClusterConfig& c) { c.settings.view_change_ticks = 11; },
        "settings.view_change_ticks: 11 is neither 0 (the VR default) nor in 12..100000"},
       {"send queue below one message",
-       [](ClusterConfig& c) { c.settings.send_queue_bytes_max = (16 << 20) - 1; },
-       "settings.send_queue_bytes_max: 16777215 is outside 16777216..17179869184 (16 MiB, the "
+       [](ClusterConfig& c) { c.settings.send_queue_bytes_max = (32 << 20) - 1; },
+       "settings.send_queue_bytes_max: 33554431 is outside 33554432..17179869184 (32 MiB, the "
        "largest message, to 16 GiB)"},
       {"unavailable_after_ms below 4 view changes",
        [](ClusterConfig& c) {
@@ -293,7 +293,7 @@ TEST(ClusterConfig, EachValidationError) {
        "(at least 4 view-change timeouts of 20 ticks of 10 ms, and at least 2000 ms)"},
       {"retention below one message",
        [](ClusterConfig& c) { c.settings.tx_retention_bytes_max = 1; },
-       "settings.tx_retention_bytes_max: 1 is outside 16777216..1099511627776 (16 MiB to 1 TiB)"},
+       "settings.tx_retention_bytes_max: 1 is outside 33554432..1099511627776 (32 MiB to 1 TiB)"},
       {"no nodes", [](ClusterConfig& c) { c.nodes.clear(); },
        "nodes: a cluster needs at least one node ([[nodes]])"},
       {"eight nodes",
