@@ -330,7 +330,7 @@ Status validate_cluster_config(const ClusterConfig& c) {
   if (s.tx_retention_bytes_max < tx_retention_bytes_min ||
       s.tx_retention_bytes_max > tx_retention_bytes_max_max) {
     return fail("settings.tx_retention_bytes_max",
-                fmt::format("{} is outside {}..{} (32 MiB to 1 TiB)", s.tx_retention_bytes_max,
+                fmt::format("{} is outside {}..{} (16 MiB to 1 TiB)", s.tx_retention_bytes_max,
                             tx_retention_bytes_min, tx_retention_bytes_max_max));
   }
 

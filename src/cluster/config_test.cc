@@ -293,7 +293,7 @@ TEST(ClusterConfig, EachValidationError) {
        "(at least 4 view-change timeouts of 20 ticks of 10 ms, and at least 2000 ms)"},
       {"retention below one message",
        [](ClusterConfig& c) { c.settings.tx_retention_bytes_max = 1; },
-       "settings.tx_retention_bytes_max: 1 is outside 33554432..1099511627776 (32 MiB to 1 TiB)"},
+       "settings.tx_retention_bytes_max: 1 is outside 16777216..1099511627776 (16 MiB to 1 TiB)"},
       {"no nodes", [](ClusterConfig& c) { c.nodes.clear(); },
        "nodes: a cluster needs at least one node ([[nodes]])"},
       {"eight nodes",

@@ -1,5 +1,6 @@
-// RESP2 (the Redis serialization protocol, version 2): an incremental request
-// parser and reply writers. Enough for redis-cli and redis-benchmark.
+// RESP (the Redis serialization protocol): an incremental request parser and
+// reply writers for RESP2 and RESP3 (docs/resp.md). Requests are the same in
+// both versions; some reply types differ.
 //
 // Requests come in two shapes:
 //   multibulk  "*<n>\r\n" then n times "$<len>\r\n<len bytes>\r\n"

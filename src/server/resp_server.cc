@@ -141,7 +141,9 @@ std::string unknown_command_error(Args args) {
                      args[0].substr(0, 50), quoted);
 }
 
+// "ip:port", "[ipv6]:port", as Redis shows addresses.
 std::string endpoint_text(const tcp::endpoint& e) {
+  if (e.address().is_v6()) return fmt::format("[{}]:{}", e.address().to_string(), e.port());
   return fmt::format("{}:{}", e.address().to_string(), e.port());
 }
 
@@ -154,10 +156,13 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// How an engine reply becomes RESP: as is, SETNX's 1/0 for OK/nil, a WATCH's
+// stamps kept by the connection (+OK), an EXEC's array.
+enum class Shape : uint8_t { kPlain, kSetnx, kWatch, kExec };
+
 // A MULTI's commands as queued: kv ops to run in the EXEC tx, or replies
 // known when queued (PING, ECHO, a command refused by its own syntax), which
 // take their place in the EXEC array.
-enum class Shape : uint8_t { kPlain, kSetnx, kWatch, kExec };
 struct Queued {
   bool local = false;  // bytes is a RESP reply, else an encoded kv op
   Shape shape = Shape::kPlain;
@@ -176,6 +181,7 @@ struct TxPlan {
 struct WatchSet {
   std::vector<std::string> keys;
   std::vector<kv::KeyStamp> stamps;  // stamps[i] for keys[i], once answered
+  size_t key_bytes = 0;              // sum of the keys' sizes, at most op_bytes_max
   size_t answered = 0;
   bool failed = false;  // a WATCH was refused: EXEC aborts (null reply)
 };
@@ -944,10 +950,16 @@ class RespServer::Connection : public Listener::Connection,
     if (multi_) return error(reply_target(), "ERR WATCH inside MULTI is not allowed");
     if (!watch_) watch_ = std::make_shared<WatchSet>();
     const size_t nkeys = args.size() - 1;
-    if (watch_->keys.size() + nkeys > limits::op_keys_max) {
-      return error(reply_target(),
-                   fmt::format("ERR at most {} keys can be watched", limits::op_keys_max));
+    size_t key_bytes = 0;
+    for (size_t i = 1; i < args.size(); i++) key_bytes += args[i].size();
+    // Watched keys travel in the EXEC's op, so they share its bounds.
+    if (watch_->keys.size() + nkeys > limits::op_keys_max ||
+        watch_->key_bytes + key_bytes > limits::op_bytes_max) {
+      return error(reply_target(), fmt::format("ERR at most {} keys and {} bytes of keys can be "
+                                               "watched",
+                                               limits::op_keys_max, limits::op_bytes_max));
     }
+    watch_->key_bytes += key_bytes;
     style_.watch = watch_;
     style_.watch_offset = watch_->keys.size();
     for (size_t i = 1; i < args.size(); i++) watch_->keys.emplace_back(args[i]);

@@ -81,6 +81,18 @@ class Client {
     return all;
   }
 
+  // Bytes up to and including the first `suffix` at their end; what arrived
+  // if the server closes or the deadline passes first.
+  std::string read_through(std::string_view suffix) {
+    std::string got;
+    while (!got.ends_with(suffix)) {
+      const std::string b = read(1);
+      if (b.empty()) break;
+      got += b;
+    }
+    return got;
+  }
+
   // Sends a request and checks its reply byte for byte.
   void expect(std::string_view request, std::string_view reply) {
     send(request);
@@ -497,12 +509,7 @@ TEST_F(RespServerTest, QuorumLossRepliesStartWithUnavailable) {
   on_loop([this] { engine_.quorum = false; });
   c.send(cmd({"INFO"}));
   c.send("PING\r\n");
-  std::string info;
-  while (info.size() < 7 || info.substr(info.size() - 7) != "+PONG\r\n") {
-    const std::string b = c.read(1);
-    ASSERT_EQ(b.size(), 1u);
-    info += b;
-  }
+  const std::string info = c.read_through("+PONG\r\n");
   EXPECT_NE(info.find("maroon_quorum:0\r\n"), std::string::npos) << info;
 }
 
@@ -641,12 +648,7 @@ TEST_F(RespServerTest, ClientNameIdInfoAndList) {
            "-ERR wrong number of arguments for 'client|setname' command\r\n");
   c.expect(cmd({"CLIENT", "ID"}), ":1\r\n");  // the server's first connection
   c.send(cmd({"CLIENT", "LIST"}) + cmd({"PING"}));
-  std::string list;
-  while (list.size() < 7 || list.substr(list.size() - 7) != "+PONG\r\n") {
-    const std::string b = c.read(1);
-    ASSERT_EQ(b.size(), 1u);
-    list += b;
-  }
+  const std::string list = c.read_through("+PONG\r\n");
   EXPECT_NE(list.find("name=app "), std::string::npos) << list;
   EXPECT_NE(list.find(" lib-name=redis-py "), std::string::npos) << list;
   EXPECT_EQ(std::count(list.begin(), list.end(), '\n'), 2 + 3) << list;  // two lines in a bulk, +PONG
@@ -685,8 +687,7 @@ TEST_F(RespServerTest, Hello3SwitchesToResp3) {
       "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:";
   c.send(cmd({"HELLO", "3", "AUTH", "default", "anything", "SETNAME", "node-redis"}));
   EXPECT_EQ(c.read(hello3_prefix.size()), hello3_prefix);
-  std::string rest;
-  while (rest.find("$7\r\nmodules\r\n*0\r\n") == std::string::npos) rest += c.read(1);
+  c.read_through("$7\r\nmodules\r\n*0\r\n");
   c.expect(cmd({"GET", "missing"}), "_\r\n");
   c.expect(cmd({"MGET", "missing"}), "*1\r\n_\r\n");
   c.expect(cmd({"CONFIG", "GET", "save"}), "%1\r\n$4\r\nsave\r\n$0\r\n\r\n");
@@ -701,8 +702,7 @@ TEST_F(RespServerTest, Hello3SwitchesToResp3) {
   const std::string hello2_prefix = "*14\r\n$6\r\nserver\r\n";
   c.send(cmd({"HELLO", "2"}));
   EXPECT_EQ(c.read(hello2_prefix.size()), hello2_prefix);
-  rest.clear();
-  while (rest.find("$7\r\nmodules\r\n*0\r\n") == std::string::npos) rest += c.read(1);
+  c.read_through("$7\r\nmodules\r\n*0\r\n");
   c.expect(cmd({"GET", "missing"}), "$-1\r\n");
 }
 

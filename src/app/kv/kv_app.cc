@@ -390,7 +390,8 @@ bool KvApp::erase(std::string_view key) {
   auto at = index_.find(key);
   if (at == index_.end()) return false;
   Map::iterator it = at->second;
-  state_hash_ -= entry_hash(it->first, it->second.value) + version_hash(it->first, it->second.version);
+  const Entry& e = it->second;
+  state_hash_ -= entry_hash(it->first, e.value) + version_hash(it->first, e.version);
   index_.erase(at);  // before the node holding its key goes
   map_.erase(it);
   last_deletion_ = ++mutations_;

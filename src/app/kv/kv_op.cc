@@ -131,7 +131,8 @@ Status validate_shape(const Op& op) {
   if (op.expected && op.type != OpType::kCas)
     return invalid_argument(fmt::format("an expected value is only for CAS, not {}", name));
   if ((!op.stamps.empty() || !op.ops.empty()) && op.type != OpType::kMulti)
-    return invalid_argument(fmt::format("watch stamps and sub-ops are only for MULTI, not {}", name));
+    return invalid_argument(
+        fmt::format("watch stamps and sub-ops are only for MULTI, not {}", name));
 
   switch (op.type) {
     case OpType::kGet:
@@ -186,13 +187,18 @@ Status validate_shape(const Op& op) {
 }
 
 // Each sub-op of a MULTI must itself be a valid op, and not a WATCH or a
-// nested MULTI.
+// nested MULTI. The type byte is checked before decoding, so decoding never
+// recurses more than one level, whatever the input.
 Status validate_sub_ops(const Op& op) {
   for (std::string_view bytes : op.ops) {
+    if (bytes.size() >= 2) {
+      const auto type = static_cast<OpType>(static_cast<uint8_t>(bytes[1]));
+      if (type == OpType::kMulti || type == OpType::kWatch)
+        return invalid_argument(fmt::format("{} cannot run inside MULTI", op_name(type)));
+    }
     Result<Op> sub = decode_op(bytes);
     if (!sub) return Status(sub.status().code(), "MULTI sub-op: " + sub.status().message());
-    if (sub->type == OpType::kMulti || sub->type == OpType::kWatch)
-      return invalid_argument(fmt::format("{} cannot run inside MULTI", op_name(sub->type)));
+    MAROON_ASSERT(sub->type != OpType::kMulti && sub->type != OpType::kWatch);
   }
   return Status::ok();
 }
@@ -229,6 +235,20 @@ Status read_count(ByteReader& r, const char* what, size_t min_entry_bytes, size_
     return too_large(fmt::format("{} has {} entries; the limit is {}", what, count, op_keys_max));
   if (count * min_entry_bytes > r.remaining()) return malformed(what);
   n = static_cast<size_t>(count);
+  return Status::ok();
+}
+
+// Reads the size check, version and kind that start every reply.
+Status read_reply_header(ByteReader& r, std::string_view bytes, uint8_t& kind) {
+  if (bytes.size() > reply_bytes_max)
+    return too_large(
+        fmt::format("reply is {} bytes; the limit is {}", bytes.size(), reply_bytes_max));
+  uint8_t version = 0;
+  if (!r.u8(version)) return invalid_argument("empty kv reply");
+  if (version != kReplyFormatVersion)
+    return invalid_argument(fmt::format("unsupported kv reply format version {} (expected {})",
+                                        version, kReplyFormatVersion));
+  if (!r.u8(kind)) return malformed("reply");
   return Status::ok();
 }
 
@@ -476,17 +496,9 @@ std::string encode_reply(const Reply& reply) {
 }
 
 Result<Reply> decode_reply(std::string_view bytes) {
-  if (bytes.size() > reply_bytes_max)
-    return too_large(
-        fmt::format("reply is {} bytes; the limit is {}", bytes.size(), reply_bytes_max));
   ByteReader r(bytes);
-  uint8_t version = 0;
   uint8_t kind = 0;
-  if (!r.u8(version)) return invalid_argument("empty kv reply");
-  if (version != kReplyFormatVersion)
-    return invalid_argument(fmt::format("unsupported kv reply format version {} (expected {})",
-                                        version, kReplyFormatVersion));
-  if (!r.u8(kind)) return malformed("reply");
+  if (Status s = read_reply_header(r, bytes, kind); !s) return s;
   if (kind > kReplyKindMax) return invalid_argument(fmt::format("unknown kv reply kind {}", kind));
   Reply reply;
   reply.kind = static_cast<Reply::Kind>(kind);
@@ -549,15 +561,7 @@ namespace {
 // Reads the header of a WATCH or MULTI reply. An Error reply becomes its
 // Status; `kind` is set otherwise.
 Status read_special_header(ByteReader& r, std::string_view bytes, uint8_t& kind) {
-  if (bytes.size() > reply_bytes_max)
-    return too_large(
-        fmt::format("reply is {} bytes; the limit is {}", bytes.size(), reply_bytes_max));
-  uint8_t version = 0;
-  if (!r.u8(version)) return invalid_argument("empty kv reply");
-  if (version != kReplyFormatVersion)
-    return invalid_argument(fmt::format("unsupported kv reply format version {} (expected {})",
-                                        version, kReplyFormatVersion));
-  if (!r.u8(kind)) return malformed("reply");
+  if (Status s = read_reply_header(r, bytes, kind); !s) return s;
   if (kind == static_cast<uint8_t>(Reply::Kind::kError)) {
     Result<Reply> e = decode_reply(bytes);
     if (!e) return e.status();
@@ -632,11 +636,14 @@ Result<MultiReply> decode_multi_reply(std::string_view bytes) {
     uint64_t count = 0;
     if (!r.varint(count)) return malformed("reply");
     if (count > tx_ops_max)
-      return too_large(fmt::format("MULTI reply has {} entries; the limit is {}", count, tx_ops_max));
+      return too_large(
+          fmt::format("MULTI reply has {} entries; the limit is {}", count, tx_ops_max));
     if (count > r.remaining()) return malformed("reply");
     reply.replies.reserve(static_cast<size_t>(count));
     std::string_view sub;
-    for (uint64_t i = 0; i < count && r.bytes(sub, reply_bytes_max); i++) reply.replies.emplace_back(sub);
+    for (uint64_t i = 0; i < count && r.bytes(sub, reply_bytes_max); i++) {
+      reply.replies.emplace_back(sub);
+    }
   } else {
     return invalid_argument(fmt::format("kv reply kind {} is not a MULTI reply", kind));
   }

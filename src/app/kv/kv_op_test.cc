@@ -235,6 +235,14 @@ TEST(KvOp, MultiAndWatchRoundTripAndRefuseNesting) {
                 "MULTI cannot run inside MULTI");
   expect_status(validate(Op{.type = OpType::kMulti, .ops = {"junk"}}), Code::kInvalidArgument,
                 "MULTI sub-op: ");
+  // A deeply nested MULTI is refused at the first level, without recursing.
+  std::string deep = get_k;
+  for (int i = 0; i < 5000; i++) {
+    std::string outer = bytes_of({1, 12, 0, 1});
+    ByteWriter(outer).bytes(deep);
+    deep = std::move(outer);
+  }
+  expect_status(decode_op(deep).status(), Code::kInvalidArgument, "MULTI cannot run inside MULTI");
   expect_status(validate(Op{.type = OpType::kMulti, .keys = {"a"}}), Code::kInvalidArgument,
                 "MULTI has 1 watched keys but 0 stamps");
   expect_status(validate(Op{.type = OpType::kGet, .keys = {"a"}, .ops = {get_k}}),
