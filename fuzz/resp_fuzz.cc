@@ -1,6 +1,6 @@
-// libFuzzer target for the RESP2 request parser: arbitrary bytes, fed whole
+// libFuzzer target for the RESP request parser: arbitrary bytes, fed whole
 // and then in pieces whose sizes come from the input, must never crash, and
-// splitting must not change which requests come out.
+// splitting must not change which requests come out (or are rejected).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,6 +41,10 @@ Outcome run(std::string_view input, size_t chunk) {
         MAROON_ASSERT(!parser.args().empty());
         MAROON_ASSERT(parser.args().size() <= maroon::protocol::resp::command_args_max);
         out.commands.emplace_back(parser.args().begin(), parser.args().end());
+      }
+      if (s == ParseStatus::kRejected) {
+        MAROON_ASSERT(!parser.error().empty());
+        out.commands.push_back({"<rejected>", parser.error()});
       }
       buf.erase(0, parser.consumed());
       if (s == ParseStatus::kNeedMore) break;

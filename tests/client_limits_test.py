@@ -121,5 +121,81 @@ class DescriptorLimitTest(unittest.TestCase):
         self.assertIn("resp port refused a connection", log)
 
 
+def rss_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+class BufferBudgetTest(unittest.TestCase):
+    BUDGET_MB = 64
+    READERS = 200
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="maroon-budget-")
+        self.socks = []
+        self.dev = LimitedDev(DevTestCase.MAROON, self.work, 4096,
+                              ["--client-buffer-mb", str(self.BUDGET_MB)])
+        self.dev.start()
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        self.dev.terminate()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def metrics(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.dev.http_port,
+                                    timeout=5) as r:
+            return r.read().decode()
+
+    def test_clients_that_never_read_cannot_take_memory_past_the_budget(self):
+        value = "v" * (1 << 20)
+        r = Resp(self.dev.resp_port)
+        self.assertEqual(r.call("SET", "big", value), "OK")
+        r.close()
+        request = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 8
+        for _ in range(self.READERS):
+            s = socket.create_connection(("127.0.0.1", self.dev.resp_port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(request)
+            self.socks.append(s)
+        # Wait until the server has taken all it will: the budget is spent
+        # and the refusals stop growing.
+        deadline = time.monotonic() + 60
+        limit = self.BUDGET_MB * (1 << 20) + 100 * 1000 * 1000
+        last = -1
+        while True:
+            rss = rss_bytes(self.dev.proc.pid)
+            self.assertLessEqual(rss, limit, "RSS %.1f MB" % (rss / 1e6))
+            text = self.metrics()
+            refusals = metric(text, "maroon_client_budget_refusals_total") or 0
+            if refusals > 0 and refusals == last:
+                break
+            last = refusals
+            self.assertLess(time.monotonic(), deadline, "the budget was never spent")
+            time.sleep(0.5)
+        rss = rss_bytes(self.dev.proc.pid)
+        print("RSS with %d non-reading clients of a 1 MiB value, budget %d MiB: %.1f MB"
+              % (self.READERS, self.BUDGET_MB, rss / 1e6))
+        self.assertLessEqual(rss, limit)
+        self.assertLessEqual(metric(text, "maroon_client_buffered_bytes"), self.BUDGET_MB << 20)
+        # Small requests still work; the big value comes back once the
+        # non-readers are gone.
+        r = Resp(self.dev.resp_port)
+        self.assertEqual(r.call("PING"), "PONG")
+        for s in self.socks:
+            s.close()
+        self.socks = []
+        deadline = time.monotonic() + 10
+        while metric(self.metrics(), "maroon_client_buffered_bytes") > 8 << 20:
+            self.assertLess(time.monotonic(), deadline, "the budget was not given back")
+            time.sleep(0.1)
+        self.assertEqual(r.call("GET", "big"), value)
+        r.close()
+
+
 if __name__ == "__main__":
     run_tests()

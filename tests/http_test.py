@@ -49,7 +49,7 @@ class HttpTest(DevTestCase):
 
     def test_limits(self):
         self.assertEqual(self.req("PUT", "/v1/kv/" + "k" * (16 * 1024 + 1), "v")[0], 413)
-        self.assertEqual(self.req("PUT", "/v1/kv/big", "v" * (1024 * 1024 + 1))[0], 413)
+        self.assertEqual(self.req("PUT", "/v1/kv/big", "v" * (8 * 1024 * 1024 + 1))[0], 413)
         self.assertEqual(self.req("GET", "/v1/status")[0], 200)
 
     def test_status_and_metrics(self):

@@ -46,10 +46,31 @@ class RedisCliTest(DevTestCase):
         self.assertEqual(self.cli("PING"), "PONG")
 
     def test_oversize_value_is_refused(self):
-        value = "v" * (1024 * 1024 + 1)
+        value = "v" * (8 * 1024 * 1024 + 1)
         out = self.cli("-x", "SET", "cli:big", stdin=value)
         self.assertIn("ERR", out)
         self.assertEqual(self.cli("PING"), "PONG")
+
+    def test_five_mib_value_round_trips(self):
+        value = "f" * (5 * 1024 * 1024)
+        self.assertEqual(self.cli("-x", "SET", "cli:five", stdin=value), "OK")
+        self.assertEqual(self.cli("GET", "cli:five"), value)
+
+    def test_multi_exec_is_one_tx(self):
+        out = self.cli(stdin="MULTI\nINCR cli:tx\nINCR cli:tx\nGET cli:tx\nEXEC\n")
+        self.assertEqual(out.splitlines(), ["OK", "QUEUED", "QUEUED", "QUEUED", "1", "2", "2"])
+        out = self.cli(stdin="MULTI\nINCR cli:tx2\nNOSUCH\nEXEC\n")
+        self.assertIn("EXECABORT", out)
+        self.assertEqual(self.cli("GET", "cli:tx2"), "")
+
+    def test_resp3(self):
+        r = subprocess.run(["redis-cli", "-3", "-p", str(self.dev.resp_port), "HELLO", "3"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("proto", r.stdout)
+        out = self.cli(stdin="HELLO 3\nSET cli:r3 v\nGET cli:r3\nCLIENT SETNAME r3\nCLIENT GETNAME\n")
+        self.assertIn("v", out.splitlines())
+        self.assertEqual(out.splitlines()[-1], "r3")
 
     def test_pipe_mode(self):
         cmds = "".join("SET pipe:%d %d\n" % (i, i) for i in range(500))

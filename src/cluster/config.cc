@@ -344,7 +344,7 @@ Status validate_cluster_config(const ClusterConfig& c) {
       s.send_queue_bytes_max > send_queue_bytes_max_max) {
     return fail(
         "settings.send_queue_bytes_max",
-        fmt::format("{} is outside {}..{} (16 MiB, the largest message, to 16 GiB)",
+        fmt::format("{} is outside {}..{} (32 MiB, the largest message, to 16 GiB)",
                     s.send_queue_bytes_max, send_queue_bytes_min, send_queue_bytes_max_max));
   }
   if (s.tx_retention_bytes_max < tx_retention_bytes_min ||

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/limits.h"
 #include "common/status.h"
 
 namespace maroon::cluster {
@@ -35,11 +36,13 @@ inline constexpr uint64_t unavailable_after_ms_default = 5000;
 inline constexpr uint64_t unavailable_after_view_changes_min = 4;
 inline constexpr uint64_t unavailable_after_ms_floor = 2000;
 inline constexpr uint64_t unavailable_after_ms_max = 24 * 3600 * 1000;
-// Both byte limits must hold at least one message of the largest size
-// (limits::message_bytes_max, 16 MiB); the upper bounds catch unit mistakes.
-inline constexpr size_t send_queue_bytes_min = 16 * 1024 * 1024;
+// The send queue must hold a message of the largest size
+// (limits::message_bytes_max, 32 MiB), the retention a tx of the largest size
+// (limits::op_bytes_max); the upper bounds catch unit mistakes.
+inline constexpr size_t send_queue_bytes_min = limits::message_bytes_max;
 inline constexpr size_t send_queue_bytes_max_max = size_t{16} << 30;
 inline constexpr size_t tx_retention_bytes_min = 16 * 1024 * 1024;
+static_assert(tx_retention_bytes_min >= limits::op_bytes_max);
 inline constexpr size_t tx_retention_bytes_max_max = size_t{1} << 40;
 
 struct NodeEntry {

@@ -300,8 +300,8 @@ TEST(ClusterConfig, EachValidationError) {
        [](ClusterConfig& c) { c.settings.view_change_ticks = 11; },
        "settings.view_change_ticks: 11 is neither 0 (the VR default) nor in 12..100000"},
       {"send queue below one message",
-       [](ClusterConfig& c) { c.settings.send_queue_bytes_max = (16 << 20) - 1; },
-       "settings.send_queue_bytes_max: 16777215 is outside 16777216..17179869184 (16 MiB, the "
+       [](ClusterConfig& c) { c.settings.send_queue_bytes_max = (32 << 20) - 1; },
+       "settings.send_queue_bytes_max: 33554431 is outside 33554432..17179869184 (32 MiB, the "
        "largest message, to 16 GiB)"},
       {"unavailable_after_ms below 4 view changes",
        [](ClusterConfig& c) {

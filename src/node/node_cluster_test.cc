@@ -10,6 +10,7 @@
 // needs in front of one node.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "common/hash.h"
+#include "common/limits.h"
 #include "common/prng.h"
 #include "host/node_host.h"
 #include "node/node.h"
@@ -80,6 +82,7 @@ struct ClusterOptions {
   // 1 puts every record in a WAL batch (a write step) of its own, so a test
   // can crash a node with any prefix of its records durable.
   size_t wal_batch_bytes_max = kWalBatchBytesMax;
+  uint64_t wal_segment_bytes = kWalSegmentBytes;
 };
 
 class Cluster {
@@ -314,7 +317,7 @@ class Cluster {
     o.path = "/node";
     o.node_id = i;
     o.fresh_data_id = 1000 + i;
-    o.wal.segment_bytes = kWalSegmentBytes;
+    o.wal.segment_bytes = options_.wal_segment_bytes;
     return o;
   }
 
@@ -617,6 +620,27 @@ TEST(NodeCluster, BackupLackingACommittedTxPullsItFromThePeerThatAdvertisedIt) {
   ASSERT_NE(tx, SIZE_MAX) << "no kTx record for the pulled tx";
   ASSERT_NE(epoch, SIZE_MAX);
   EXPECT_GT(tx, epoch);
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+}
+
+// The largest op a client may send (a RESP SET of a value near
+// value_bytes_max) goes the whole way: tx records in the WAL, ordering, a
+// pull by the node that lacks it, and apply.
+TEST(NodeCluster, AnOpOfOpBytesMaxIsOrderedPulledAndApplied) {
+  // Segments that hold a batch cut at kWalBatchBytesMax plus the big record.
+  Cluster c(3, ClusterOptions{.wal_segment_bytes = 32 * 1024 * 1024});
+  RangeId r = c.lease();
+  c.drop_if = [](const InFlight& f) { return from_to(f, 1, 3) && is<Offsets>(f); };
+  // EchoApp's reply is the op and "#1": it must fit reply_bytes_max too.
+  const std::string big(std::min(limits::op_bytes_max, limits::reply_bytes_max - 8), 'b');
+  c.send_tx(r, 1, big, {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1).size(), 1u);
+  EXPECT_EQ(c.log(1)[0].size(), big.size());
+  ASSERT_EQ(c.log(3).size(), 1u);
+  EXPECT_EQ(c.log(3)[0], big);
+  EXPECT_EQ(c.node(3).counters().txs_pulled, 1u);
   EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
 }
 

@@ -1,7 +1,10 @@
 #include "protocol/resp.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstring>
+
+#include <fmt/format.h>
 
 #include "common/assert.h"
 
@@ -85,6 +88,10 @@ RequestParser::RequestParser() {
 }
 
 void RequestParser::reset() {
+  skipping_ = false;
+  skip_args_left_ = 0;
+  skip_in_data_ = false;
+  skip_data_left_ = 0;
   argc_ = 0;
   pos_ = 0;
   spans_.clear();
@@ -98,11 +105,63 @@ ParseStatus RequestParser::fail(std::string message) {
   return ParseStatus::kError;
 }
 
+void RequestParser::start_skip(std::string message, size_t args_left, bool in_data,
+                               uint64_t data_left) {
+  MAROON_ASSERT(!skipping_ && args_left > 0);
+  skipping_ = true;
+  skip_error_ = std::move(message);
+  skip_args_left_ = args_left;
+  skip_in_data_ = in_data;
+  skip_data_left_ = data_left;
+  argc_ = 0;
+  pos_ = 0;
+  spans_.clear();
+}
+
+ParseStatus RequestParser::skip(std::string_view rest) {
+  size_t pos = 0;
+  for (;;) {
+    if (skip_in_data_) {
+      const uint64_t take = std::min<uint64_t>(skip_data_left_, rest.size() - pos);
+      pos += static_cast<size_t>(take);
+      skip_data_left_ -= take;
+      if (skip_data_left_ > 0 || rest.size() - pos < 2) break;
+      if (rest[pos] != '\r' || rest[pos + 1] != '\n') {
+        return fail("ERR Protocol error: expected CRLF after bulk string");
+      }
+      pos += 2;
+      skip_in_data_ = false;
+      skip_args_left_--;
+    }
+    if (skip_args_left_ == 0) {
+      consumed_ += pos;
+      skipping_ = false;
+      error_ = std::move(skip_error_);
+      return ParseStatus::kRejected;
+    }
+    if (pos == rest.size()) break;
+    if (rest[pos] != '$') {
+      return fail(std::string("ERR Protocol error: expected '$', got '") + rest[pos] + "'");
+    }
+    int64_t len = 0;
+    size_t header = 0;
+    const Header h = read_header(rest.substr(pos), len, header);
+    if (h == Header::kNeedMore) break;
+    if (h == Header::kBad || len < 0) return fail("ERR Protocol error: invalid bulk length");
+    pos += header;
+    skip_in_data_ = true;
+    skip_data_left_ = static_cast<uint64_t>(len);
+  }
+  consumed_ += pos;
+  return ParseStatus::kNeedMore;
+}
+
 ParseStatus RequestParser::parse(std::string_view input) {
   consumed_ = 0;
   args_.clear();
   for (;;) {
     const std::string_view rest = input.substr(consumed_);
+    if (skipping_) return skip(rest);
     if (argc_ == 0) {
       if (rest.empty()) return ParseStatus::kNeedMore;
       if (rest[0] != '*') {
@@ -125,7 +184,11 @@ ParseStatus RequestParser::parse(std::string_view input) {
         continue;
       }
       if (static_cast<uint64_t>(count) > command_args_max) {
-        return fail("ERR Protocol error: invalid multibulk length");
+        consumed_ += header;
+        start_skip(fmt::format("ERR request has {} arguments; the limit is {}", count,
+                               command_args_max),
+                   static_cast<size_t>(count), false, 0);
+        return skip(input.substr(consumed_));
       }
       argc_ = static_cast<size_t>(count);
       spans_.clear();
@@ -147,8 +210,12 @@ ParseStatus RequestParser::parse(std::string_view input) {
         case Header::kOk:
           break;
       }
-      if (len < 0 || static_cast<uint64_t>(len) > bulk_bytes_max) {
-        return fail("ERR Protocol error: invalid bulk length");
+      if (len < 0) return fail("ERR Protocol error: invalid bulk length");
+      if (static_cast<uint64_t>(len) > bulk_bytes_max) {
+        consumed_ += pos_ + header;
+        start_skip(fmt::format("ERR argument is {} bytes; the limit is {}", len, bulk_bytes_max),
+                   argc_ - spans_.size(), true, static_cast<uint64_t>(len));
+        return skip(input.substr(consumed_));
       }
       const size_t n = static_cast<size_t>(len);
       const size_t data = pos_ + header;
@@ -296,6 +363,61 @@ void append_array_header(std::string& out, size_t n) {
 }
 
 void append_null_array(std::string& out) { out.append("*-1\r\n", 5); }
+
+void append_nil(std::string& out, Proto proto) {
+  if (proto == Proto::kResp3) {
+    out.append("_\r\n", 3);
+  } else {
+    append_null_bulk(out);
+  }
+}
+
+void append_nil_array(std::string& out, Proto proto) {
+  if (proto == Proto::kResp3) {
+    out.append("_\r\n", 3);
+  } else {
+    append_null_array(out);
+  }
+}
+
+void append_map_header(std::string& out, size_t n, Proto proto) {
+  if (proto == Proto::kResp3) {
+    append_number_line(out, '%', static_cast<int64_t>(n));
+  } else {
+    append_array_header(out, 2 * n);
+  }
+}
+
+void append_set_header(std::string& out, size_t n, Proto proto) {
+  append_number_line(out, proto == Proto::kResp3 ? '~' : '*', static_cast<int64_t>(n));
+}
+
+void append_boolean(std::string& out, bool v, Proto proto) {
+  if (proto == Proto::kResp3) {
+    out.append(v ? "#t\r\n" : "#f\r\n", 4);
+  } else {
+    append_integer(out, v ? 1 : 0);
+  }
+}
+
+void append_double(std::string& out, double v, Proto proto) {
+  char buf[32];
+  std::string_view text;
+  if (std::isnan(v)) {
+    text = "nan";
+  } else if (std::isinf(v)) {
+    text = v > 0 ? "inf" : "-inf";
+  } else {
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+    MAROON_ASSERT(ec == std::errc());
+    text = std::string_view(buf, static_cast<size_t>(end - buf));
+  }
+  if (proto == Proto::kResp3) {
+    append_line(out, ',', text);
+  } else {
+    append_bulk(out, text);
+  }
+}
 
 void append_command(std::string& out, std::span<const std::string_view> args) {
   append_array_header(out, args.size());

@@ -1,5 +1,6 @@
-// RESP2 (the Redis serialization protocol, version 2): an incremental request
-// parser and reply writers. Enough for redis-cli and redis-benchmark.
+// RESP (the Redis serialization protocol): an incremental request parser and
+// reply writers for RESP2 and RESP3 (docs/resp.md). Requests are the same in
+// both versions; some reply types differ.
 //
 // Requests come in two shapes:
 //   multibulk  "*<n>\r\n" then n times "$<len>\r\n<len bytes>\r\n"
@@ -12,9 +13,18 @@
 // Numbers in headers are canonical decimals (no '+', no leading zeros), as
 // Redis's string2ll accepts them.
 //
+// A multibulk request whose headers parse but exceed a limit (too many args,
+// an arg too long) is skipped as it streams in: its bytes are consumed as
+// they arrive, never buffered, and the request is answered with an error
+// (kRejected). Bytes that are not RESP (a bad header, a missing CRLF, a
+// negative bulk length) desynchronize the stream: kError, and the caller
+// closes the connection.
+//
 // Replies are written as simple strings "+..", errors "-..", integers ":..",
 // bulk strings "$<len>\r\n..\r\n" (null bulk "$-1") and arrays "*<n>\r\n"
-// followed by n replies (null array "*-1").
+// followed by n replies (null array "*-1"); after HELLO 3, RESP3's null "_",
+// maps "%<n>", sets "~<n>", booleans "#t"/"#f" and doubles ",<v>" where a
+// reply has that type (the Proto overloads below).
 #pragma once
 
 #include <cstddef>
@@ -47,7 +57,11 @@ static_assert(bulk_bytes_max + header_bytes_max < limits::connection_read_bytes_
 enum class ParseStatus : uint8_t {
   kCommand,   // args() holds one complete request
   kNeedMore,  // the input ends inside a request: call again with more bytes
-  kError,     // the input is not RESP: reply error(), then close the connection
+  // A well-formed request over a limit (more than command_args_max args, or
+  // an arg over bulk_bytes_max) was skipped whole, without buffering it:
+  // reply error() and go on with the next request.
+  kRejected,
+  kError,  // the input is not RESP: reply error(), then close the connection
 };
 
 // Parses requests one at a time from the front of a caller-owned buffer.
@@ -83,6 +97,12 @@ class RequestParser {
   ParseStatus parse_inline(std::string_view rest);
   ParseStatus split_quoted(std::string_view line);
   ParseStatus fail(std::string message);
+  // Starts skipping the rest of an over-limit request: `args_left` bulk
+  // strings, the first of which has `data_left` data bytes still to come
+  // when `in_data`.
+  void start_skip(std::string message, size_t args_left, bool in_data, uint64_t data_left);
+  // Consumes skipped bytes from `rest`; kRejected once the request is over.
+  ParseStatus skip(std::string_view rest);
 
   // Inside a multibulk request: how many args it has (0 = not inside one),
   // the args complete so far as (offset, length) from the request's start,
@@ -90,6 +110,13 @@ class RequestParser {
   size_t argc_ = 0;
   std::vector<std::pair<size_t, size_t>> spans_;
   size_t pos_ = 0;
+
+  // Skipping an over-limit request (kRejected at its end).
+  bool skipping_ = false;
+  uint64_t skip_args_left_ = 0;
+  bool skip_in_data_ = false;
+  uint64_t skip_data_left_ = 0;  // then CRLF
+  std::string skip_error_;
 
   std::vector<std::string_view> args_;
   std::string scratch_;
@@ -108,6 +135,23 @@ void append_null_bulk(std::string& out);
 // Followed by `n` replies appended by the caller.
 void append_array_header(std::string& out, size_t n);
 void append_null_array(std::string& out);
+
+// RESP3 (a client switches with HELLO 3): the reply types that differ from
+// RESP2 take the protocol, so a server writes one code path for both.
+enum class Proto : uint8_t { kResp2 = 2, kResp3 = 3 };
+// RESP2 "$-1" (null bulk) / RESP3 "_" (null).
+void append_nil(std::string& out, Proto proto);
+// RESP2 "*-1" (null array) / RESP3 "_".
+void append_nil_array(std::string& out, Proto proto);
+// Followed by n key-value pairs: RESP2 "*<2n>" (a flat array) / RESP3 "%<n>".
+void append_map_header(std::string& out, size_t n, Proto proto);
+// Followed by n members: RESP2 "*<n>" / RESP3 "~<n>".
+void append_set_header(std::string& out, size_t n, Proto proto);
+// RESP2 ":1"/":0" / RESP3 "#t"/"#f".
+void append_boolean(std::string& out, bool v, Proto proto);
+// RESP2 a bulk string of the shortest text that reads back as v / RESP3
+// ",<same text>"; "inf", "-inf" and "nan" as Redis writes them.
+void append_double(std::string& out, double v, Proto proto);
 
 // Encodes a request as a multibulk array of bulk strings (what redis-cli
 // sends); for tests, fuzzing and clients.

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace maroon::protocol::resp {
@@ -41,6 +43,7 @@ Outcome feed(std::string_view input, size_t chunk) {
       if (s == ParseStatus::kCommand) {
         out.commands.emplace_back(parser.args().begin(), parser.args().end());
       }
+      if (s == ParseStatus::kRejected) out.commands.push_back(Args{"<rejected>", parser.error()});
       buf.erase(0, consumed);
       if (s == ParseStatus::kNeedMore) break;
     }
@@ -161,8 +164,6 @@ TEST(RespParser, Errors) {
   expect_error("*+1\r\n", "ERR Protocol error: invalid multibulk length");
   expect_error("*1\r\r", "ERR Protocol error: invalid multibulk length");
   expect_error("*99999999999999999999999\r\n", "ERR Protocol error: invalid multibulk length");
-  expect_error("*" + std::to_string(command_args_max + 1) + "\r\n",
-               "ERR Protocol error: invalid multibulk length");
   expect_error("*1\r\n:1\r\n", "ERR Protocol error: expected '$', got ':'");
   expect_error("*1\r\n$-1\r\n", "ERR Protocol error: invalid bulk length");
   expect_error("*1\r\n$x\r\n", "ERR Protocol error: invalid bulk length");
@@ -190,15 +191,60 @@ TEST(RespParser, LimitsAreAccepted) {
   EXPECT_EQ(o2.commands.size(), 1u);
 }
 
-TEST(RespParser, OversizeBulkIsRefusedBeforeItsBytesArrive) {
+// An over-limit request is consumed as it arrives (never buffered) and
+// answered with one error; the stream goes on with the next request.
+TEST(RespParser, OversizeBulkIsSkippedWithoutBufferingIt) {
   RequestParser parser;
-  const std::string header = "*2\r\n$3\r\nSET\r\n$" + std::to_string(bulk_bytes_max + 1) + "\r\n";
-  EXPECT_EQ(parser.parse(header), ParseStatus::kError);
-  EXPECT_EQ(parser.error(), "ERR Protocol error: invalid bulk length");
+  const size_t len = bulk_bytes_max + 1;
+  const std::string header = "*3\r\n$3\r\nSET\r\n$" + std::to_string(len) + "\r\n";
+  EXPECT_EQ(parser.parse(header), ParseStatus::kNeedMore);
+  EXPECT_EQ(parser.consumed(), header.size());
+  const std::string chunk(64 * 1024, 'v');
+  size_t sent = 0;
+  while (sent + chunk.size() <= len) {
+    ASSERT_EQ(parser.parse(chunk), ParseStatus::kNeedMore);
+    ASSERT_EQ(parser.consumed(), chunk.size());
+    sent += chunk.size();
+  }
+  const std::string tail = std::string(len - sent, 'v') + "\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
+  ASSERT_EQ(parser.parse(tail), ParseStatus::kRejected);
+  EXPECT_EQ(parser.error(), "ERR argument is " + std::to_string(len) + " bytes; the limit is " +
+                                std::to_string(bulk_bytes_max));
+  const std::string_view rest = std::string_view(tail).substr(parser.consumed());
+  ASSERT_EQ(parser.parse(rest), ParseStatus::kCommand);
+  EXPECT_EQ(parser.args()[0], "PING");
 
   RequestParser ok;
   const std::string max_header = "*1\r\n$" + std::to_string(bulk_bytes_max) + "\r\n";
   EXPECT_EQ(ok.parse(max_header), ParseStatus::kNeedMore);
+}
+
+TEST(RespParser, TooManyArgumentsAreSkippedInAnySplit) {
+  std::vector<std::string> words(command_args_max + 1, "ab");
+  std::vector<std::string_view> views(words.begin(), words.end());
+  std::string input;
+  append_command(input, views);
+  input += encode_command({"GET", "k"});
+  for (size_t chunk : {input.size() + 1, size_t{1}, size_t{5}, size_t{4096}}) {
+    const Outcome o = feed(input, chunk);
+    EXPECT_FALSE(o.error) << o.error_message;
+    EXPECT_EQ(o.leftover, 0u);
+    ASSERT_EQ(o.commands.size(), 2u) << chunk;
+    EXPECT_EQ(o.commands[0], (Args{"<rejected>", "ERR request has " +
+                                                     std::to_string(command_args_max + 1) +
+                                                     " arguments; the limit is " +
+                                                     std::to_string(command_args_max)}));
+    EXPECT_EQ(o.commands[1], (Args{"GET", "k"}));
+  }
+}
+
+// Garbage inside a request being skipped still desynchronizes the stream.
+TEST(RespParser, GarbageWhileSkippingIsAnError) {
+  const std::string over = "*" + std::to_string(command_args_max + 1) + "\r\n";
+  expect_error(over + "$1\r\nab\r\n", "ERR Protocol error: expected CRLF after bulk string");
+  expect_error(over + ":1\r\n", "ERR Protocol error: expected '$', got ':'");
+  expect_error(over + "$-1\r\n", "ERR Protocol error: invalid bulk length");
+  expect_error(over + "$x\r\n", "ERR Protocol error: invalid bulk length");
 }
 
 TEST(RespParser, ParserIsReusableAfterReset) {
@@ -223,6 +269,22 @@ TEST(RespWriter, EveryReplyShape) {
   EXPECT_EQ(out,
             "+OK\r\n-ERR bad  thing\r\n:-42\r\n:-9223372036854775808\r\n$2\r\nhi\r\n$0\r\n\r\n"
             "$-1\r\n*2\r\n*-1\r\n");
+}
+
+TEST(RespWriter, Resp3ShapesAndTheirResp2Forms) {
+  std::string r3, r2;
+  for (auto [out, proto] : {std::pair{&r3, Proto::kResp3}, std::pair{&r2, Proto::kResp2}}) {
+    append_nil(*out, proto);
+    append_nil_array(*out, proto);
+    append_map_header(*out, 2, proto);
+    append_set_header(*out, 3, proto);
+    append_boolean(*out, true, proto);
+    append_boolean(*out, false, proto);
+    append_double(*out, 1.5, proto);
+    append_double(*out, -std::numeric_limits<double>::infinity(), proto);
+  }
+  EXPECT_EQ(r3, "_\r\n_\r\n%2\r\n~3\r\n#t\r\n#f\r\n,1.5\r\n,-inf\r\n");
+  EXPECT_EQ(r2, "$-1\r\n*-1\r\n*4\r\n*3\r\n:1\r\n:0\r\n$3\r\n1.5\r\n$4\r\n-inf\r\n");
 }
 
 TEST(RespProperty, RandomCommandsRoundTrip) {

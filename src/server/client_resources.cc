@@ -117,7 +117,8 @@ void ClientResources::note_descriptors_exhausted(ClientPort port, std::string_vi
 }
 
 bool ClientResources::reserve(size_t bytes, ClientPort port, std::string_view what) {
-  if (bytes > limits_.buffer_bytes_max - buffered_bytes_) {
+  if (buffered_bytes_ > limits_.buffer_bytes_max ||
+      bytes > limits_.buffer_bytes_max - buffered_bytes_) {
     budget_refusals_.inc();
     log(log_budget_, fmt::format("{} port: client buffer budget spent ({} of {} bytes held); "
                                  "refused {} bytes for {}",
@@ -128,6 +129,11 @@ bool ClientResources::reserve(size_t bytes, ClientPort port, std::string_view wh
   buffered_bytes_ += bytes;
   buffered_gauge_.set(static_cast<int64_t>(buffered_bytes_));
   return true;
+}
+
+void ClientResources::take(size_t bytes) {
+  buffered_bytes_ += bytes;
+  buffered_gauge_.set(static_cast<int64_t>(buffered_bytes_));
 }
 
 void ClientResources::release(size_t bytes) {

@@ -96,6 +96,9 @@ class ClientResources {
   // Takes `bytes` from the budget; false (counted, logged) when that would
   // pass buffer_bytes_max.
   [[nodiscard]] bool reserve(size_t bytes, ClientPort port, std::string_view what);
+  // Takes bytes already buffered that cannot be refused (a write's reply);
+  // the budget may go past its maximum by them.
+  void take(size_t bytes);
   void release(size_t bytes);
   size_t buffered_bytes() const { return buffered_bytes_; }
 

@@ -1,5 +1,8 @@
-// The RESP2 front end (docs/architecture.md): enough of the Redis protocol for
-// redis-cli and redis-benchmark, pipelining included, over the kv app.
+// The RESP front end (docs/resp.md): RESP2 and, after HELLO 3, RESP3, for
+// stock Redis clients (redis-cli, redis-benchmark, redis-py, node-redis,
+// ioredis), pipelining included, over the kv app. MULTI/EXEC runs as one kv
+// tx; WATCH reads key stamps through the engine, EXEC carries them as
+// conditions checked when the tx applies.
 //
 // Threading: everything runs on the io_context's one event-loop thread, the
 // Engine included. Per connection, requests are answered in the order they
@@ -18,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 
@@ -26,16 +30,36 @@
 #include "server/client_resources.h"
 #include "server/listener.h"
 #include "server/metrics.h"
+#include "server/resp_clients.h"
 
 namespace maroon::server {
 
+// Checks the credentials of HELLO ... AUTH user password. The seam where ACL
+// users will plug in; until then only Redis's "default" user exists.
+class RespAuthenticator {
+ public:
+  virtual ~RespAuthenticator() = default;
+  // True when `user` may log in with `password`.
+  virtual bool check(std::string_view user, std::string_view password) const = 0;
+};
+
+// Redis's out-of-the-box setup: the "default" user with nopass, so any
+// password logs it in; every other user name is refused (WRONGPASS).
+class DefaultUserNopass final : public RespAuthenticator {
+ public:
+  bool check(std::string_view user, std::string_view /*password*/) const override {
+    return user == "default";
+  }
+};
+
 class RespServer {
  public:
-  // `engine` and `io` must outlive the server. `port` 0 picks a free port.
-  // `resources` (shared by the process's client servers) must outlive the
-  // server; null gives it a default set of its own.
+  // `engine`, `io`, `resources` and `auth` (when given) must outlive the
+  // server. `port` 0 picks a free port. `resources` is shared by the
+  // process's client servers; null gives the server a default set of its
+  // own. Without `auth`, DefaultUserNopass.
   RespServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-             ClientResources* resources = nullptr);
+             ClientResources* resources = nullptr, const RespAuthenticator* auth = nullptr);
   ~RespServer();
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
@@ -65,8 +89,12 @@ class RespServer {
   Engine& engine_;
   std::unique_ptr<ClientResources> own_resources_;  // when none was given
   ClientResources& resources_;
+  const RespAuthenticator& auth_;
   uint64_t next_connection_id_ = 1;
   Metrics metrics_;
+  // This server's open connections, for CLIENT LIST and CLIENT KILL; a
+  // connection leaves it when it closes, before the listener forgets it.
+  RespClientRegistry clients_;
   // Holds the open connections. A closed connection leaves it at once; its
   // object lives on only until its outstanding socket operations complete,
   // and engine callbacks reach it through a weak_ptr. Last: it closes the

@@ -42,6 +42,10 @@ class Client {
   }
 
   void send(std::string_view bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  // As send, but a failure (the server closed) is reported, not thrown.
+  void try_send(std::string_view bytes, boost::system::error_code& ec) {
+    asio::write(socket_, asio::buffer(bytes), ec);
+  }
 
   // Exactly n bytes, or what arrived before EOF or the deadline (a failure).
   std::string read(size_t n) {
@@ -75,6 +79,18 @@ class Client {
     next();
     if (!run_until(closed)) return std::nullopt;
     return all;
+  }
+
+  // Bytes up to and including the first `suffix` at their end; what arrived
+  // if the server closes or the deadline passes first.
+  std::string read_through(std::string_view suffix) {
+    std::string got;
+    while (!got.ends_with(suffix)) {
+      const std::string b = read(1);
+      if (b.empty()) break;
+      got += b;
+    }
+    return got;
   }
 
   // Sends a request and checks its reply byte for byte.
@@ -222,9 +238,9 @@ TEST_F(RespServerTest, AdminCommands) {
   c.expect(cmd({"CONFIG", "GET", "maxmemory"}), "*0\r\n");
   c.expect(cmd({"COMMAND"}), "*0\r\n");
   c.expect(cmd({"COMMAND", "DOCS"}), "*0\r\n");
-  c.expect(cmd({"COMMAND", "COUNT"}), ":21\r\n");
+  c.expect(cmd({"COMMAND", "COUNT"}), ":26\r\n");
   c.expect(cmd({"CLIENT", "SETNAME", "x"}), "+OK\r\n");
-  c.expect(cmd({"HELLO", "3"}), "-NOPROTO sorry, this protocol version is not supported\r\n");
+  c.expect(cmd({"HELLO", "4"}), "-NOPROTO sorry, this protocol version is not supported\r\n");
   const std::string hello_prefix = "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n";
   c.send(cmd({"HELLO", "2"}));
   EXPECT_EQ(c.read(hello_prefix.size()), hello_prefix);
@@ -355,11 +371,26 @@ TEST_F(RespServerTest, MalformedFrameClosesOnlyThatConnection) {
   good.expect(cmd({"GET", "x"}), "$-1\r\n");
 }
 
-TEST_F(RespServerTest, OversizeBulkIsRejected) {
+// Over the protocol's limits but well-formed: skipped as it streams in, an
+// error reply, and the requests after it are answered.
+TEST_F(RespServerTest, OversizeBulkIsSkippedAndTheConnectionGoesOn) {
   Client c(server_->port());
-  // Refused from the header alone, before any of the bytes are sent.
-  c.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$" + std::to_string(limits::op_bytes_max + 1) + "\r\n");
-  EXPECT_EQ(c.read_until_closed(), "-ERR Protocol error: invalid bulk length\r\n");
+  const size_t len = protocol::resp::bulk_bytes_max + 1;
+  c.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$" + std::to_string(len) + "\r\n");
+  const std::string chunk(1024 * 1024, 'v');
+  for (size_t sent = 0; sent < len; sent += chunk.size()) {
+    c.send(std::string_view(chunk).substr(0, std::min(chunk.size(), len - sent)));
+  }
+  c.expect("\r\n" + cmd({"PING"}),
+           "-ERR argument is " + std::to_string(len) + " bytes; the limit is " +
+               std::to_string(protocol::resp::bulk_bytes_max) + "\r\n+PONG\r\n");
+  // Too many arguments: the same.
+  std::string many = "*" + std::to_string(protocol::resp::command_args_max + 1) + "\r\n";
+  for (size_t i = 0; i <= protocol::resp::command_args_max; i++) many += "$1\r\nk\r\n";
+  c.expect(many + cmd({"GET", "k"}),
+           "-ERR request has " + std::to_string(protocol::resp::command_args_max + 1) +
+               " arguments; the limit is " + std::to_string(protocol::resp::command_args_max) +
+               "\r\n$-1\r\n");
 
   // Within the protocol's bounds but over the kv limits: an error reply, and
   // the connection stays usable.
@@ -378,11 +409,56 @@ TEST_F(RespServerTest, OversizeBulkIsRejected) {
   EXPECT_EQ(on_loop([this] { return engine_.app().size(); }), 0u);
 }
 
+// Bytes that are not RESP: the error, then the connection closes at once,
+// however much the client keeps sending (Redis's "protocol desync" test).
+TEST_F(RespServerTest, DesyncClosesPromptly) {
+  Client c(server_->port());
+  const auto start = std::chrono::steady_clock::now();
+  c.send("*3\r\n$3\r\nSET\r\n$1\r\nxx" + std::string(1000, 'x'));
+  // The client keeps writing until the server is gone. Socket buffers take
+  // a few MiB at most; a server that drains the stream takes everything.
+  std::string junk(1024, 'A');
+  boost::system::error_code ec;
+  size_t sent_kib = 0;
+  for (; sent_kib < 64 * 1024 && !ec; sent_kib++) c.try_send(junk, ec);
+  EXPECT_TRUE(ec) << "the server kept reading";
+  EXPECT_LT(sent_kib, 8 * 1024u) << "the server read far past the error";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
 TEST_F(RespServerTest, LargeValueRoundTrips) {
   Client c(server_->port());
   const std::string value(limits::value_bytes_max, 'x');
   c.expect(cmd({"SET", "big", value}), "+OK\r\n");
   c.expect(cmd({"GET", "big"}), bulk(value));
+  const std::string five_mib(5 * 1024 * 1024, 'y');
+  c.expect(cmd({"SET", "five", five_mib}) + cmd({"GET", "five"}) + cmd({"PING"}),
+           "+OK\r\n" + bulk(five_mib) + "+PONG\r\n");
+}
+
+// What redis-benchmark and bulk loaders send: MSET of 10,001 pairs and MGET
+// of 10,000 keys in one request each.
+TEST_F(RespServerTest, TenThousandKeysInOneRequest) {
+  Client c(server_->port());
+  std::vector<std::string> words = {"MSET"};
+  for (int i = 0; i <= 10000; i++) {
+    words.push_back("key:" + std::to_string(i));
+    words.push_back(std::to_string(i));
+  }
+  std::vector<std::string_view> views(words.begin(), words.end());
+  std::string mset;
+  protocol::resp::append_command(mset, views);
+  c.expect(mset, "+OK\r\n");
+  std::vector<std::string> get = {"MGET"};
+  std::string want = "*10000\r\n";
+  for (int i = 0; i < 10000; i++) {
+    get.push_back("key:" + std::to_string(i));
+    want += bulk(std::to_string(i));
+  }
+  std::vector<std::string_view> get_views(get.begin(), get.end());
+  std::string mget;
+  protocol::resp::append_command(mget, get_views);
+  c.expect(mget + cmd({"DBSIZE"}), want + ":10001\r\n");
 }
 
 TEST_F(RespServerTest, InflightLimitAppliesBackpressureWithoutLosingReplies) {
@@ -436,12 +512,7 @@ TEST_F(RespServerTest, QuorumLossRepliesStartWithUnavailable) {
   on_loop([this] { engine_.quorum = false; });
   c.send(cmd({"INFO"}));
   c.send("PING\r\n");
-  std::string info;
-  while (info.size() < 7 || info.substr(info.size() - 7) != "+PONG\r\n") {
-    const std::string b = c.read(1);
-    ASSERT_EQ(b.size(), 1u);
-    info += b;
-  }
+  const std::string info = c.read_through("+PONG\r\n");
   EXPECT_NE(info.find("maroon_quorum:0\r\n"), std::string::npos) << info;
 }
 
@@ -467,6 +538,175 @@ TEST_F(RespServerTest, WriteCompletingAfterStopIsDropped) {
   on_loop([this] { server_->stop(); });
   on_loop([this] { engine_.complete_writes(); });
   EXPECT_EQ(c.read_until_closed(), "");
+}
+
+// ---- MULTI / EXEC / WATCH
+
+TEST_F(RespServerTest, MultiExecRunsTheQueueAsOneTx) {
+  Client c(server_->port());
+  Client other(server_->port());
+  c.expect(cmd({"MULTI"}), "+OK\r\n");
+  c.expect(cmd({"INCR", "c"}), "+QUEUED\r\n");
+  c.expect(cmd({"GET", "c"}), "+QUEUED\r\n");
+  c.expect(cmd({"PING"}), "+QUEUED\r\n");
+  c.expect(cmd({"SETNX", "c", "x"}), "+QUEUED\r\n");
+  other.expect(cmd({"GET", "c"}), "$-1\r\n");  // nothing ran yet
+  const uint64_t submitted = on_loop([this] { return engine_.submitted; });
+  c.expect(cmd({"EXEC"}), "*4\r\n:1\r\n$1\r\n1\r\n+PONG\r\n:0\r\n");
+  EXPECT_EQ(on_loop([this] { return engine_.submitted; }), submitted + 1);  // one tx
+  other.expect(cmd({"GET", "c"}), "$1\r\n1\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"EXEC"}), "+OK\r\n*0\r\n");
+}
+
+TEST_F(RespServerTest, AQueueingErrorDiscardsTheWholeTx) {
+  Client c(server_->port());
+  c.expect(cmd({"MULTI"}), "+OK\r\n");
+  c.expect(cmd({"INCR", "c"}), "+QUEUED\r\n");
+  c.expect(cmd({"NOPE"}), "-ERR unknown command 'NOPE', with args beginning with: \r\n");
+  c.expect(cmd({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  c.expect(cmd({"CONFIG", "GET", "save"}), "-ERR Command not allowed inside a transaction\r\n");
+  c.expect(cmd({"EXEC"}), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  c.expect(cmd({"GET", "c"}), "$-1\r\n");
+  // Runtime errors are per command, as Redis: the others still run.
+  c.expect(cmd({"SET", "s", "text"}), "+OK\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"INCR", "s"}) + cmd({"SET", "k", "v", "BOGUS"}) +
+               cmd({"INCR", "c"}) + cmd({"EXEC"}),
+           "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n"
+           "-ERR value is not an integer or out of range\r\n-ERR syntax error\r\n:1\r\n");
+}
+
+TEST_F(RespServerTest, MultiStateErrorsAsRedis) {
+  Client c(server_->port());
+  c.expect(cmd({"EXEC"}), "-ERR EXEC without MULTI\r\n");
+  c.expect(cmd({"DISCARD"}), "-ERR DISCARD without MULTI\r\n");
+  c.expect(cmd({"MULTI"}), "+OK\r\n");
+  c.expect(cmd({"MULTI"}), "-ERR MULTI calls can not be nested\r\n");
+  c.expect(cmd({"WATCH", "k"}), "-ERR WATCH inside MULTI is not allowed\r\n");
+  c.expect(cmd({"SET", "k", "v"}), "+QUEUED\r\n");
+  c.expect(cmd({"DISCARD"}), "+OK\r\n");
+  c.expect(cmd({"GET", "k"}), "$-1\r\n");
+  // Neither the nested MULTI nor the WATCH spoiled the tx.
+  c.expect(cmd({"MULTI"}) + cmd({"MULTI"}) + cmd({"SET", "k", "v"}) + cmd({"EXEC"}),
+           "+OK\r\n-ERR MULTI calls can not be nested\r\n+QUEUED\r\n*1\r\n+OK\r\n");
+}
+
+TEST_F(RespServerTest, WatchedKeyWrittenMakesExecReturnNull) {
+  Client c(server_->port());
+  Client other(server_->port());
+  c.expect(cmd({"SET", "k", "v"}), "+OK\r\n");
+  c.expect(cmd({"WATCH", "k"}), "+OK\r\n");
+  other.expect(cmd({"SET", "k", "v"}), "+OK\r\n");  // same value: still a write
+  c.expect(cmd({"MULTI"}) + cmd({"INCR", "c"}) + cmd({"EXEC"}),
+           "+OK\r\n+QUEUED\r\n*-1\r\n");
+  c.expect(cmd({"GET", "c"}), "$-1\r\n");
+  // EXEC cleared the watch: the next tx runs.
+  c.expect(cmd({"MULTI"}) + cmd({"INCR", "c"}) + cmd({"EXEC"}), "+OK\r\n+QUEUED\r\n*1\r\n:1\r\n");
+  // Unchanged watched keys: it runs. UNWATCH forgets them.
+  c.expect(cmd({"WATCH", "k", "absent"}), "+OK\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"INCR", "c"}) + cmd({"EXEC"}), "+OK\r\n+QUEUED\r\n*1\r\n:2\r\n");
+  c.expect(cmd({"WATCH", "k"}), "+OK\r\n");
+  other.expect(cmd({"DEL", "k"}) + cmd({"SET", "k", "v"}), ":1\r\n+OK\r\n");
+  c.expect(cmd({"UNWATCH"}), "+OK\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"INCR", "c"}) + cmd({"EXEC"}), "+OK\r\n+QUEUED\r\n*1\r\n:3\r\n");
+  // Deleted and re-created counts as changed; DISCARD also unwatches.
+  c.expect(cmd({"WATCH", "k"}), "+OK\r\n");
+  other.expect(cmd({"DEL", "k"}) + cmd({"SET", "k", "v"}), ":1\r\n+OK\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"INCR", "c"}) + cmd({"EXEC"}), "+OK\r\n+QUEUED\r\n*-1\r\n");
+}
+
+// WATCH, MULTI and EXEC pipelined behind a write the engine holds: the EXEC
+// waits for the WATCH's stamps, and a write by another client in between
+// still aborts it.
+TEST_F(RespServerTest, PipelinedWatchExecWaitsForTheWatch) {
+  on_loop([this] { engine_.defer_writes = true; });
+  Client c(server_->port());
+  c.send(cmd({"SET", "x", "1"}) + cmd({"WATCH", "k"}) + cmd({"MULTI"}) + cmd({"INCR", "c"}) +
+         cmd({"EXEC"}) + cmd({"GET", "c"}));
+  ASSERT_TRUE(wait_until([this] { return commands_on_loop() == 6; }));
+  EXPECT_EQ(on_loop([this] { return engine_.pending(); }), 1u);  // only the SET
+  ASSERT_TRUE(wait_until([this] {
+    engine_.complete_writes();
+    return engine_.pending() == 0 && engine_.submitted == 2;
+  }));
+  const std::string want = "+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n:1\r\n$1\r\n1\r\n";
+  EXPECT_EQ(c.read(want.size()), want);
+}
+
+// ---- CLIENT and HELLO
+
+TEST_F(RespServerTest, ClientNameIdInfoAndList) {
+  Client c(server_->port());
+  Client other(server_->port());
+  c.expect(cmd({"CLIENT", "GETNAME"}), "$-1\r\n");
+  c.expect(cmd({"CLIENT", "SETNAME", "app"}), "+OK\r\n");
+  c.expect(cmd({"CLIENT", "GETNAME"}), "$3\r\napp\r\n");
+  c.expect(cmd({"CLIENT", "SETNAME", "my app"}),
+           "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  c.expect(cmd({"CLIENT", "SETINFO", "lib-name", "redis-py"}), "+OK\r\n");
+  c.expect(cmd({"CLIENT", "SETINFO", "color", "red"}), "-ERR Unrecognized option 'color'\r\n");
+  c.expect(cmd({"CLIENT", "NO-EVICT", "on"}), "+OK\r\n");
+  c.expect(cmd({"CLIENT", "NO-TOUCH", "maybe"}), "-ERR syntax error\r\n");
+  c.expect(cmd({"CLIENT", "FOOBAR"}), "-ERR unknown subcommand 'FOOBAR'. Try CLIENT HELP.\r\n");
+  c.expect(cmd({"CLIENT", "SETNAME"}),
+           "-ERR wrong number of arguments for 'client|setname' command\r\n");
+  c.expect(cmd({"CLIENT", "ID"}), ":1\r\n");  // the server's first connection
+  c.send(cmd({"CLIENT", "LIST"}) + cmd({"PING"}));
+  const std::string list = c.read_through("+PONG\r\n");
+  EXPECT_NE(list.find("name=app "), std::string::npos) << list;
+  EXPECT_NE(list.find(" lib-name=redis-py "), std::string::npos) << list;
+  EXPECT_EQ(std::count(list.begin(), list.end(), '\n'), 2 + 3) << list;  // two lines in a bulk, +PONG
+  EXPECT_NE(list.find(" db=0 "), std::string::npos);
+}
+
+TEST_F(RespServerTest, ClientKillClosesTheOtherConnection) {
+  Client c(server_->port());
+  Client victim(server_->port());
+  victim.send(cmd({"CLIENT", "ID"}));
+  std::string id = victim.read(4);  // ":<n>\r" at least
+  while (id.back() != '\n') id += victim.read(1);
+  const std::string victim_id = id.substr(1, id.size() - 3);
+  c.expect(cmd({"CLIENT", "KILL", "ID", "999999"}), ":0\r\n");
+  c.expect(cmd({"CLIENT", "KILL", "10.0.0.1:1"}), "-ERR No such client\r\n");
+  c.expect(cmd({"CLIENT", "KILL", "ID", "x"}), "-ERR client-id should be greater than 0\r\n");
+  c.expect(cmd({"CLIENT", "KILL", "ID", victim_id}), ":1\r\n");
+  EXPECT_EQ(victim.read_until_closed(), "");
+  ASSERT_TRUE(wait_until([this] { return server_->connection_count() == 1; }));
+  c.expect(cmd({"PING"}), "+PONG\r\n");
+}
+
+TEST_F(RespServerTest, ClientReplyOffOnAndSkip) {
+  Client c(server_->port());
+  c.send(cmd({"CLIENT", "REPLY", "OFF"}) + cmd({"SET", "k", "v"}) + cmd({"GET", "k"}) +
+         cmd({"NOPE"}) + cmd({"CLIENT", "REPLY", "ON"}));
+  EXPECT_EQ(c.read(5), "+OK\r\n");  // only ON answers
+  c.expect(cmd({"CLIENT", "REPLY", "SKIP"}) + cmd({"GET", "k"}) + cmd({"PING"}), "+PONG\r\n");
+  c.expect(cmd({"CLIENT", "REPLY", "MAYBE"}), "-ERR syntax error\r\n");
+}
+
+TEST_F(RespServerTest, Hello3SwitchesToResp3) {
+  Client c(server_->port());
+  const std::string hello3_prefix =
+      "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$12\r\n7.0.0-maroon\r\n"
+      "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:";
+  c.send(cmd({"HELLO", "3", "AUTH", "default", "anything", "SETNAME", "node-redis"}));
+  EXPECT_EQ(c.read(hello3_prefix.size()), hello3_prefix);
+  c.read_through("$7\r\nmodules\r\n*0\r\n");
+  c.expect(cmd({"GET", "missing"}), "_\r\n");
+  c.expect(cmd({"MGET", "missing"}), "*1\r\n_\r\n");
+  c.expect(cmd({"CONFIG", "GET", "save"}), "%1\r\n$4\r\nsave\r\n$0\r\n\r\n");
+  c.expect(cmd({"CLIENT", "GETNAME"}), "$10\r\nnode-redis\r\n");
+  c.expect(cmd({"HELLO", "3", "AUTH", "bob", "pw"}),
+           "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  c.expect(cmd({"HELLO", "3", "SETNAME", "a b"}),
+           "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  c.expect(cmd({"HELLO", "3", "BOGUS"}), "-ERR Syntax error in HELLO option 'BOGUS'\r\n");
+  c.expect(cmd({"WATCH", "k"}) + cmd({"SET", "k", "1"}), "+OK\r\n+OK\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"EXEC"}), "+OK\r\n_\r\n");  // aborted EXEC: RESP3 null
+  const std::string hello2_prefix = "*14\r\n$6\r\nserver\r\n";
+  c.send(cmd({"HELLO", "2"}));
+  EXPECT_EQ(c.read(hello2_prefix.size()), hello2_prefix);
+  c.read_through("$7\r\nmodules\r\n*0\r\n");
+  c.expect(cmd({"GET", "missing"}), "$-1\r\n");
 }
 
 TEST_F(RespServerTest, PortInUseIsAStatus) {

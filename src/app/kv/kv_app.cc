@@ -29,9 +29,14 @@ size_t varint_size(uint64_t v) {
 
 size_t bytes_size(std::string_view s) { return varint_size(s.size()) + s.size(); }
 
-// Version, kind and a list count of at most op_keys_max (two varint bytes).
-constexpr size_t kListReplyHeaderBytes = 2 + 2;
-static_assert(op_keys_max < (1u << 14), "a list count must fit two varint bytes");
+// Version, kind and a list count of at most op_keys_max (three varint bytes).
+constexpr size_t kListReplyHeaderBytes = 2 + 3;
+static_assert(op_keys_max < (1u << 21), "a list count must fit three varint bytes");
+// A MULTI keeps this much reply room for each sub-op: any short reply (Ok,
+// Nil, Int, an error) fits, plus its length prefix.
+constexpr size_t kSubReplyBytesReserved = 256;
+static_assert(kListReplyHeaderBytes + limits::tx_ops_max * kSubReplyBytesReserved <
+              reply_bytes_max / 2);
 // SCAN always returns at least one pair when one exists, so one pair of the
 // largest key and value must fit a reply.
 static_assert(kListReplyHeaderBytes + 2 * 10 + limits::key_bytes_max + limits::value_bytes_max <=
@@ -90,6 +95,25 @@ uint64_t entry_hash(std::string_view key, std::string_view value) {
   return h;
 }
 
+uint64_t version_hash(std::string_view key, uint64_t version) {
+  return XXH3_64bits_withSeed(key.data(), key.size(), version);
+}
+
+uint64_t counters_hash(uint64_t mutations, uint64_t last_deletion) {
+  if (mutations == 0 && last_deletion == 0) return 0;
+  std::string bytes;
+  ByteWriter w(bytes);
+  w.u64(mutations);
+  w.u64(last_deletion);
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+KeyStamp KvApp::stamp(std::string_view key) const {
+  auto it = locate(key);
+  if (it == map_.end()) return KeyStamp{.present = false, .version = last_deletion_};
+  return KeyStamp{.present = true, .version = it->second.version};
+}
+
 std::string KvApp::apply(const TxContext& /*ctx*/, std::string_view bytes) {
   std::string out;
   Result<Op> op = decode_op(bytes);
@@ -97,6 +121,10 @@ std::string KvApp::apply(const TxContext& /*ctx*/, std::string_view bytes) {
     encode_reply(error_reply(op.status()), out);
   } else if (op->type == OpType::kGet) {
     encode_get(op->keys[0], out);
+  } else if (op->type == OpType::kWatch) {
+    encode_stamps_reply(watch(*op), out);
+  } else if (op->type == OpType::kMulti) {
+    encode_multi_reply(multi(*op), out);
   } else {
     encode_reply(execute_valid(*op), out);
   }
@@ -113,6 +141,8 @@ std::string KvApp::read(std::string_view bytes) const {
     encode_reply(not_read_only(op->type), out);
   } else if (op->type == OpType::kGet) {
     encode_get(op->keys[0], out);
+  } else if (op->type == OpType::kWatch) {
+    encode_stamps_reply(watch(*op), out);
   } else {
     encode_reply(execute_read_valid(op.value()), out);
   }
@@ -148,11 +178,14 @@ Reply KvApp::execute_valid(const Op& op) {
       // In order, so a repeated key ends with its last value (as Redis MSET).
       for (size_t i = 0; i < op.keys.size(); i++) put(op.keys[i], op.values[i]);
       return Reply::ok();
+    case OpType::kMulti:
+      return Reply::of_error(Code::kInvalidArgument, "MULTI has its own reply; use apply()");
     case OpType::kGet:
     case OpType::kMget:
     case OpType::kExists:
     case OpType::kScan:
     case OpType::kSize:
+    case OpType::kWatch:
       return execute_read_valid(op);
   }
   MAROON_UNREACHABLE();
@@ -162,8 +195,10 @@ Reply KvApp::execute_read_valid(const Op& op) const {
   switch (op.type) {
     case OpType::kGet: {
       auto it = locate(op.keys[0]);
-      return it == map_.end() ? Reply::nil() : Reply::of_value(it->second);
+      return it == map_.end() ? Reply::nil() : Reply::of_value(it->second.value);
     }
+    case OpType::kWatch:
+      return Reply::of_error(Code::kInvalidArgument, "WATCH has its own reply; use apply()");
     case OpType::kMget:
       return mget(op);
     case OpType::kExists: {
@@ -181,6 +216,7 @@ Reply KvApp::execute_read_valid(const Op& op) const {
     case OpType::kCas:
     case OpType::kIncrBy:
     case OpType::kMset:
+    case OpType::kMulti:
       return not_read_only(op.type);
   }
   MAROON_UNREACHABLE();
@@ -194,7 +230,7 @@ void KvApp::encode_get(std::string_view key, std::string& out) const {
     w.u8(static_cast<uint8_t>(Reply::Kind::kNil));
   } else {
     w.u8(static_cast<uint8_t>(Reply::Kind::kValue));
-    w.bytes(it->second);
+    w.bytes(it->second.value);
   }
 }
 
@@ -223,7 +259,7 @@ Reply KvApp::cas(std::string_view key, std::optional<std::string_view> expected,
   }
   if (!present)
     return Reply::of_error(Code::kConflict, "CAS expected a value, but the key is absent");
-  if (it->second != *expected)
+  if (it->second.value != *expected)
     return Reply::of_error(Code::kConflict, "CAS expected a different value than the key holds");
   replace_at(it, value);
   return Reply::ok();
@@ -234,7 +270,7 @@ Reply KvApp::incr_by(std::string_view key, int64_t delta) {
   const bool present = it != map_.end();
   int64_t current = 0;
   if (present) {
-    std::optional<int64_t> parsed = parse_canonical_int(it->second);
+    std::optional<int64_t> parsed = parse_canonical_int(it->second.value);
     if (!parsed)
       return Reply::of_error(Code::kWrongType, "value is not an integer or out of range");
     current = *parsed;
@@ -261,7 +297,7 @@ Reply KvApp::mget(const Op& op) const {
   size_t reply_bytes = kListReplyHeaderBytes;
   for (std::string_view k : op.keys) {
     auto it = locate(k);
-    const std::string* v = it == map_.end() ? nullptr : &it->second;
+    const std::string* v = it == map_.end() ? nullptr : &it->second.value;
     found.push_back(v);
     reply_bytes += 1 + (v ? bytes_size(*v) : 0);
   }
@@ -294,11 +330,50 @@ Reply KvApp::scan(const Op& op) const {
   size_t reply_bytes = kListReplyHeaderBytes;
   for (; it != map_.end() && reply.pairs.size() < limit; ++it) {
     if (!it->first.starts_with(prefix)) break;
-    const size_t pair_bytes = bytes_size(it->first) + bytes_size(it->second);
+    const size_t pair_bytes = bytes_size(it->first) + bytes_size(it->second.value);
     if (reply_bytes + pair_bytes > reply_bytes_max) break;
     reply_bytes += pair_bytes;
-    reply.pairs.emplace_back(it->first, it->second);
+    reply.pairs.emplace_back(it->first, it->second.value);
   }
+  return reply;
+}
+
+std::vector<KeyStamp> KvApp::watch(const Op& op) const {
+  std::vector<KeyStamp> stamps;
+  stamps.reserve(op.keys.size());
+  for (std::string_view k : op.keys) stamps.push_back(stamp(k));
+  return stamps;
+}
+
+// Redis semantics: if any watched key changed since WATCH, nothing runs and
+// the reply is Nil (EXEC's null array). Otherwise every sub-op runs in order,
+// and one that fails (INCR of a non-integer) gets its error reply while the
+// others still run. A sub-reply that would push the whole reply past
+// reply_bytes_max is replaced by a short error; room for one short reply is
+// kept for every later sub-op, so the total always fits.
+MultiReply KvApp::multi(const Op& op) {
+  for (size_t i = 0; i < op.keys.size(); i++) {
+    if (stamp(op.keys[i]) != op.stamps[i]) return MultiReply{.aborted = true};
+  }
+  MultiReply reply;
+  reply.replies.reserve(op.ops.size());
+  size_t total = kListReplyHeaderBytes;
+  std::string encoded;
+  for (size_t i = 0; i < op.ops.size(); i++) {
+    Result<Op> sub = decode_op(op.ops[i]);
+    MAROON_ASSERT(sub.is_ok());  // validate() decoded every sub-op
+    encoded.clear();
+    encode_reply(execute_valid(*sub), encoded);
+    const size_t reserve = (op.ops.size() - i - 1) * kSubReplyBytesReserved;
+    if (total + varint_size(encoded.size()) + encoded.size() + reserve > reply_bytes_max) {
+      encoded.clear();
+      encode_reply(Reply::of_error(Code::kTooLarge, "reply too large for the EXEC reply"), encoded);
+    }
+    total += varint_size(encoded.size()) + encoded.size();
+    MAROON_ASSERT(total + reserve <= reply_bytes_max);
+    reply.replies.push_back(std::move(encoded));
+  }
+  MAROON_ASSERT(total <= reply_bytes_max);
   return reply;
 }
 
@@ -315,9 +390,11 @@ bool KvApp::erase(std::string_view key) {
   auto at = index_.find(key);
   if (at == index_.end()) return false;
   Map::iterator it = at->second;
-  state_hash_ -= entry_hash(it->first, it->second);
+  const Entry& e = it->second;
+  state_hash_ -= entry_hash(it->first, e.value) + version_hash(it->first, e.version);
   index_.erase(at);  // before the node holding its key goes
   map_.erase(it);
+  last_deletion_ = ++mutations_;
   MAROON_ASSERT(index_.size() == map_.size());
   return true;
 }
@@ -333,19 +410,22 @@ KvApp::Map::const_iterator KvApp::locate(std::string_view key) const {
 }
 
 void KvApp::insert_at(std::string_view key, std::string_view value) {
+  const uint64_t version = ++mutations_;
   auto [it, inserted] = map_.emplace(std::piecewise_construct, std::forward_as_tuple(key),
-                                     std::forward_as_tuple(value));
+                                     std::forward_as_tuple(Entry{std::string(value), version}));
   MAROON_ASSERT(inserted);
   // The index's key views the map node's key, which never moves.
   index_.emplace(std::string_view(it->first), it);
   MAROON_ASSERT(index_.size() == map_.size());
-  state_hash_ += entry_hash(key, value);
+  state_hash_ += entry_hash(key, value) + version_hash(key, version);
 }
 
 void KvApp::replace_at(Map::iterator it, std::string_view value) {
-  state_hash_ -= entry_hash(it->first, it->second);
-  it->second.assign(value.data(), value.size());
-  state_hash_ += entry_hash(it->first, it->second);
+  Entry& e = it->second;
+  state_hash_ -= entry_hash(it->first, e.value) + version_hash(it->first, e.version);
+  e.value.assign(value.data(), value.size());
+  e.version = ++mutations_;
+  state_hash_ += entry_hash(it->first, e.value) + version_hash(it->first, e.version);
 }
 
 }  // namespace maroon::kv

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "app/kv/kv_op.h"
 #include "app/state_machine.h"
@@ -17,6 +18,12 @@ namespace maroon::kv {
 // value (docs/formats/kv.md). The length prefix keeps ("ab", "c") and ("a", "bc")
 // apart.
 uint64_t entry_hash(std::string_view key, std::string_view value);
+// A present key's version's share of the state hash: XXH3 of the key, seeded
+// with the version.
+uint64_t version_hash(std::string_view key, uint64_t version);
+// The counters' share: 0 while both are 0, else XXH3 of le64(mutations) ++
+// le64(last_deletion).
+uint64_t counters_hash(uint64_t mutations, uint64_t last_deletion);
 
 class KvApp final : public StateMachine {
  public:
@@ -27,17 +34,28 @@ class KvApp final : public StateMachine {
 
   std::string apply(const TxContext& ctx, std::string_view op) override;
   std::string read(std::string_view op) const override;
-  uint64_t state_hash() const override { return state_hash_; }
+  // Covers everything later replies depend on: entries, each key's version
+  // and the mutation and deletion counters (WATCH stamps derive from them).
+  uint64_t state_hash() const override {
+    return state_hash_ + counters_hash(mutations_, last_deletion_);
+  }
 
   // Executes a decoded op (read-only ops work here too). An op that fails
-  // validate() gets an error reply.
+  // validate() gets an error reply; so do WATCH and MULTI, whose replies
+  // have shapes of their own (apply() and read() serve them).
   Reply execute(const Op& op);
   // As execute, but a write op gets an error reply and nothing changes.
   Reply execute_read(const Op& op) const;
   size_t size() const { return map_.size(); }
+  // What a WATCH of `key` sees now.
+  KeyStamp stamp(std::string_view key) const;
 
  private:
-  using Map = std::map<std::string, std::string, std::less<>>;
+  struct Entry {
+    std::string value;
+    uint64_t version = 0;  // mutations_ at the entry's last change
+  };
+  using Map = std::map<std::string, Entry, std::less<>>;
 
   // Both take an op that passed validate().
   Reply execute_valid(const Op& op);
@@ -50,6 +68,9 @@ class KvApp final : public StateMachine {
   Reply incr_by(std::string_view key, int64_t delta);
   Reply mget(const Op& op) const;
   Reply scan(const Op& op) const;
+  std::vector<KeyStamp> watch(const Op& op) const;
+  // Runs a MULTI's sub-ops unless a watched key changed (docs/formats/kv.md).
+  MultiReply multi(const Op& op);
 
   void put(std::string_view key, std::string_view value);
   bool erase(std::string_view key);
@@ -67,6 +88,10 @@ class KvApp final : public StateMachine {
   // Sum over entries of hash(key, value), updated on every change, so the
   // hash costs O(1) per write and is independent of insertion order.
   uint64_t state_hash_ = 0;
+  // Changes to keys so far (insert, overwrite, delete): the next version.
+  uint64_t mutations_ = 0;
+  // mutations_ at the last deletion of any key: the stamp of an absent key.
+  uint64_t last_deletion_ = 0;
 };
 
 }  // namespace maroon::kv

@@ -89,6 +89,18 @@ uint64_t entry_hash_by_formula(std::string_view key, std::string_view value) {
   return hash64(buf);
 }
 
+uint64_t version_hash_by_formula(std::string_view key, uint64_t version) {
+  return hash64(key, version);
+}
+
+uint64_t counters_hash_by_formula(uint64_t mutations, uint64_t last_deletion) {
+  if (mutations == 0 && last_deletion == 0) return 0;
+  std::string buf;
+  ByteWriter(buf).u64(mutations);
+  ByteWriter(buf).u64(last_deletion);
+  return hash64(buf);
+}
+
 TEST(KvApp, GetOfAMissingKeyIsNil) {
   KvApp app;
   EXPECT_EQ(run(app, get_op("k")), Reply::nil());
@@ -139,7 +151,8 @@ TEST(KvApp, DelCountsKeysItRemoved) {
   EXPECT_EQ(run(app, del_op({"a"})), Reply::of_int(0));
   EXPECT_EQ(run(app, del_op({"b"})), Reply::of_int(1));
   EXPECT_EQ(app.size(), 0u);
-  EXPECT_EQ(app.state_hash(), 0u);
+  // Empty, but the counters WATCH stamps derive from have moved.
+  EXPECT_EQ(app.state_hash(), counters_hash(4, 4));
 }
 
 TEST(KvApp, CasSwapsOnlyWhenTheExpectationHolds) {
@@ -224,18 +237,20 @@ TEST(KvApp, MgetReturnsValuesInKeyOrderOfTheRequest) {
 
 TEST(KvApp, MgetRefusesAReplyOverTheLimit) {
   KvApp app;
-  const std::string value(value_bytes_max, 'v');
-  const std::vector<std::string> keys = {"0", "1", "2", "3", "4", "5", "6", "7", "8"};
+  // Eleven 1 MiB values fit a 12 MiB reply; thirteen do not.
+  const std::string value(1024 * 1024, 'v');
+  std::vector<std::string> keys;
+  for (char c = 'a'; c <= 'm'; c++) keys.emplace_back(1, c);
   for (const std::string& k : keys) app.execute(set_op(k, value));
-  Op seven{.type = OpType::kMget};
-  for (size_t i = 0; i < 7; i++) seven.keys.push_back(keys[i]);
-  const std::string ok_reply = app.read(encode_op(seven));
+  Op eleven{.type = OpType::kMget};
+  for (size_t i = 0; i < 11; i++) eleven.keys.push_back(keys[i]);
+  const std::string ok_reply = app.read(encode_op(eleven));
   EXPECT_LE(ok_reply.size(), reply_bytes_max);
-  EXPECT_EQ(decode_reply(ok_reply)->values.size(), 7u);
+  EXPECT_EQ(decode_reply(ok_reply)->values.size(), 11u);
 
-  Op nine{.type = OpType::kMget};
-  for (const std::string& k : keys) nine.keys.push_back(k);
-  expect_error(run(app, nine), Code::kTooLarge, "the limit is 8388608; ask for fewer keys");
+  Op all{.type = OpType::kMget};
+  for (const std::string& k : keys) all.keys.push_back(k);
+  expect_error(run(app, all), Code::kTooLarge, "the limit is 12582912; ask for fewer keys");
 }
 
 TEST(KvApp, MsetWritesAllAndTheLastOfARepeatedKeyWins) {
@@ -293,25 +308,26 @@ TEST(KvApp, ScanLimitZeroMeansOpKeysMax) {
   const Reply all = run(app, scan_op("k", 0));
   ASSERT_EQ(all.pairs.size(), op_keys_max);
   EXPECT_EQ(all.pairs.front().first, "k000000");
-  EXPECT_EQ(all.pairs.back().first, "k001023");
+  EXPECT_EQ(all.pairs.back().first, "k016383");
   const Reply rest = run(app, scan_op("k", 0, all.pairs.back().first));
   EXPECT_EQ(rest.pairs.size(), 10u);
 }
 
 TEST(KvApp, ScanStopsBeforeTheReplyByteLimit) {
   KvApp app;
-  const std::string value(value_bytes_max, 'v');
+  const std::string value(1024 * 1024, 'v');
   for (char c = '0'; c <= '9'; c++) app.execute(set_op(std::string(1, c), value));
-  // Eight 1 MiB values plus framing exceed 8 MiB, so a page holds seven.
+  for (char c = 'a'; c <= 'f'; c++) app.execute(set_op(std::string(1, c), value));
+  // Twelve 1 MiB values plus framing exceed 12 MiB, so a page holds eleven.
   const std::string first = app.read(encode_op(scan_op("", 0)));
   EXPECT_LE(first.size(), reply_bytes_max);
   Result<Reply> page = decode_reply(first);
   ASSERT_TRUE(page.is_ok());
-  ASSERT_EQ(page->pairs.size(), 7u);
-  EXPECT_EQ(page->pairs.back().first, "6");
-  const Reply second = run(app, scan_op("", 0, "6"));
-  ASSERT_EQ(second.pairs.size(), 3u);
-  EXPECT_EQ(second.pairs.front().first, "7");
+  ASSERT_EQ(page->pairs.size(), 11u);
+  EXPECT_EQ(page->pairs.back().first, "a");
+  const Reply second = run(app, scan_op("", 0, "a"));
+  ASSERT_EQ(second.pairs.size(), 5u);
+  EXPECT_EQ(second.pairs.front().first, "b");
 }
 
 TEST(KvApp, ReadServesReadOnlyOpsAndRefusesWrites) {
@@ -339,7 +355,7 @@ TEST(KvApp, ExecuteRefusesAnInvalidOp) {
   expect_error(app.execute(Op{.type = OpType::kGet}), Code::kInvalidArgument,
                "GET takes exactly 1 key, got 0");
   expect_error(app.execute(set_op("k", std::string(value_bytes_max + 1, 'v'))), Code::kTooLarge,
-               "value is 1048577 bytes; the limit is 1048576");
+               "value is 8388609 bytes; the limit is 8388608");
   expect_error(app.execute_read(Op{.type = static_cast<OpType>(42)}), Code::kInvalidArgument,
                "unknown kv op type 42");
   EXPECT_EQ(app.size(), 0u);
@@ -380,7 +396,9 @@ TEST(KvStateHash, MatchesTheDocumentedFormula) {
   KvApp app;
   app.execute(set_op("a", "1"));
   app.execute(set_op("b", "2"));
-  EXPECT_EQ(app.state_hash(), entry_hash_by_formula("a", "1") + entry_hash_by_formula("b", "2"));
+  EXPECT_EQ(app.state_hash(), entry_hash_by_formula("a", "1") + version_hash_by_formula("a", 1) +
+                                  entry_hash_by_formula("b", "2") + version_hash_by_formula("b", 2) +
+                                  counters_hash_by_formula(2, 0));
 }
 
 TEST(KvStateHash, KeyValueBoundaryMatters) {
@@ -390,34 +408,31 @@ TEST(KvStateHash, KeyValueBoundaryMatters) {
   EXPECT_NE(ab_c.state_hash(), a_bc.state_hash());
 }
 
-TEST(KvStateHash, DependsOnlyOnTheFinalState) {
-  KvApp direct, winding;
-  direct.execute(set_op("a", "2"));
-  direct.execute(set_op("n", "3"));
-  winding.execute(set_op("n", "1"));
-  winding.execute(set_op("gone", "x"));
-  winding.execute(set_op("a", "1"));
-  winding.execute(incr_op("n", 2));
-  winding.execute(del_op({"gone"}));
-  winding.execute(cas_op("a", "1", "2"));
-  EXPECT_EQ(direct.state_hash(), winding.state_hash());
-  winding.execute(del_op({"a", "n"}));
-  EXPECT_EQ(winding.state_hash(), 0u);
-  EXPECT_EQ(winding.state_hash(), KvApp().state_hash());
+// The hash covers what later replies depend on: entries, and the versions
+// and counters WATCH stamps come from (docs/formats/kv.md, "State hash").
+TEST(KvStateHash, CoversVersionsAndCounters) {
+  KvApp once, twice;
+  once.execute(set_op("a", "1"));
+  twice.execute(set_op("a", "1"));
+  EXPECT_EQ(once.state_hash(), twice.state_hash());
+  twice.execute(set_op("a", "1"));  // same value, new version: a WATCH sees it
+  EXPECT_NE(once.state_hash(), twice.state_hash());
+  KvApp fresh;
+  EXPECT_EQ(fresh.state_hash(), 0u);
+  fresh.execute(set_op("x", "1"));
+  fresh.execute(del_op({"x"}));
+  EXPECT_EQ(fresh.size(), 0u);
+  EXPECT_NE(fresh.state_hash(), 0u);
 }
 
-TEST(KvStateHash, SameEntriesInAnyOrderHashTheSame) {
+TEST(KvStateHash, SameHistorySameHash) {
   EXPECT_TRUE(rc::check(
-      "insertion order does not matter", [](const std::map<std::string, std::string>& entries) {
-        std::vector<std::pair<std::string, std::string>> shuffled(entries.begin(), entries.end());
-        Prng prng(*rc::gen::arbitrary<uint64_t>());
-        for (size_t i = shuffled.size(); i > 1; i--)
-          std::swap(shuffled[i - 1], shuffled[prng.below(i)]);
-        KvApp in_order, out_of_order;
-        for (const auto& [k, v] : entries) in_order.execute(set_op(k, v));
-        for (const auto& [k, v] : shuffled) out_of_order.execute(set_op(k, v));
-        RC_ASSERT(in_order.state_hash() == out_of_order.state_hash());
-        RC_ASSERT(in_order.size() == entries.size());
+      "replicas that apply the same ops agree", [](const std::map<std::string, std::string>& entries) {
+        KvApp a, b;
+        for (const auto& [k, v] : entries) a.execute(set_op(k, v));
+        for (const auto& [k, v] : entries) b.execute(set_op(k, v));
+        RC_ASSERT(a.state_hash() == b.state_hash());
+        RC_ASSERT(a.size() == entries.size());
       }));
 }
 
@@ -435,6 +450,112 @@ TEST(KvStateHash, DifferentStatesHashDifferently) {
       }));
 }
 
+
+// ---- WATCH and MULTI (docs/formats/kv.md, "Watches and MULTI")
+
+KeyStamp watch_one(KvApp& app, std::string_view key) {
+  const std::string bytes = encode_op(Op{.type = OpType::kWatch, .keys = {key}});
+  EXPECT_EQ(app.read(bytes), app.apply(TxContext{}, bytes));  // read or ordered: the same
+  Result<std::vector<KeyStamp>> r = decode_stamps_reply(app.read(bytes));
+  MAROON_ASSERT(r.is_ok() && r->size() == 1);
+  return (*r)[0];
+}
+
+// Applies a MULTI as a replica does.
+MultiReply run_multi(KvApp& app, const Op& op) {
+  Result<MultiReply> r = decode_multi_reply(app.apply(TxContext{}, encode_op(op)));
+  MAROON_ASSERT(r.is_ok());
+  return std::move(r).value();
+}
+const MultiReply kAborted{.aborted = true};
+
+// A MULTI of `subs` (kept encoded in `bytes`), watching `watched`.
+Op multi_op(std::vector<std::string>& bytes, const std::vector<Op>& subs,
+            const std::vector<std::pair<std::string_view, KeyStamp>>& watched = {}) {
+  bytes.clear();
+  for (const Op& sub : subs) bytes.push_back(encode_op(sub));
+  Op op{.type = OpType::kMulti};
+  for (const auto& [k, st] : watched) {
+    op.keys.push_back(k);
+    op.stamps.push_back(st);
+  }
+  for (const std::string& b : bytes) op.ops.push_back(b);
+  return op;
+}
+
+std::vector<Reply> sub_replies(const MultiReply& r) {
+  MAROON_ASSERT(!r.aborted);
+  std::vector<Reply> out;
+  for (const std::string& b : r.replies) out.push_back(decode_reply(b).value());
+  return out;
+}
+
+TEST(KvMulti, RunsEverySubOpInOrderAndAnErrorStopsOnlyItself) {
+  KvApp app;
+  run(app, set_op("s", "text"));
+  std::vector<std::string> bytes;
+  const MultiReply r = run_multi(app, multi_op(bytes, {incr_op("c", 1), incr_op("s", 1), get_op("c"),
+                                            set_op("k", "v"), Op{.type = OpType::kSize}}));
+  const std::vector<Reply> subs = sub_replies(r);
+  ASSERT_EQ(subs.size(), 5u);
+  EXPECT_EQ(subs[0], Reply::of_int(1));
+  expect_error(subs[1], Code::kWrongType, "not an integer");
+  EXPECT_EQ(subs[2], Reply::of_value("1"));
+  EXPECT_EQ(subs[3], Reply::ok());
+  EXPECT_EQ(subs[4], Reply::of_int(3));
+}
+
+TEST(KvMulti, AnyWriteToAWatchedKeyAbortsTheWholeTx) {
+  KvApp app;
+  run(app, set_op("k", "v"));
+  std::vector<std::string> bytes;
+  const KeyStamp seen = watch_one(app, "k");
+  EXPECT_TRUE(seen.present);
+  run(app, set_op("k", "v"));  // the same value still counts, as in Redis
+  EXPECT_EQ(run_multi(app, multi_op(bytes, {incr_op("c", 1)}, {{"k", seen}})), kAborted);
+  EXPECT_EQ(run(app, get_op("c")), Reply::nil());
+  // Unchanged since the WATCH: it runs.
+  const KeyStamp again = watch_one(app, "k");
+  run(app, set_op("other", "x"));
+  EXPECT_EQ(sub_replies(run_multi(app, multi_op(bytes, {incr_op("c", 1)}, {{"k", again}}))).size(), 1u);
+  EXPECT_EQ(run(app, get_op("c")), Reply::of_value("1"));
+}
+
+TEST(KvMulti, DeleteAndRecreateIsAChange) {
+  KvApp app;
+  run(app, set_op("k", "v"));
+  std::vector<std::string> bytes;
+  const KeyStamp present = watch_one(app, "k");
+  run(app, del_op({"k"}));
+  run(app, set_op("k", "v"));
+  EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("k")}, {{"k", present}})), kAborted);
+  // An absent key created and deleted again is a change too.
+  const KeyStamp absent = watch_one(app, "gone");
+  EXPECT_FALSE(absent.present);
+  run(app, set_op("gone", "1"));
+  run(app, del_op({"gone"}));
+  EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("k")}, {{"gone", absent}})), kAborted);
+  // Conservative: deleting any other key also aborts a watch on an absent key.
+  const KeyStamp absent2 = watch_one(app, "gone");
+  run(app, del_op({"k"}));
+  EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("k")}, {{"gone", absent2}})), kAborted);
+}
+
+TEST(KvMulti, TheReplyStaysWithinReplyBytesMax) {
+  KvApp app;
+  const std::string value(value_bytes_max, 'v');
+  run(app, set_op("big", value));
+  std::vector<std::string> bytes;
+  const std::string encoded =
+      app.apply(TxContext{}, encode_op(multi_op(bytes, {get_op("big"), get_op("big"), incr_op("n", 1)})));
+  EXPECT_LE(encoded.size(), reply_bytes_max);
+  const std::vector<Reply> subs = sub_replies(decode_multi_reply(encoded).value());
+  ASSERT_EQ(subs.size(), 3u);
+  EXPECT_EQ(subs[0], Reply::of_value(value));
+  expect_error(subs[1], Code::kTooLarge, "too large for the EXEC reply");
+  EXPECT_EQ(subs[2], Reply::of_int(1));  // the write after it still ran
+}
+
 // The reference: a std::map and the semantics written out plainly.
 class Model {
  public:
@@ -449,12 +570,12 @@ class Model {
         const bool present = map_.count(key) > 0;
         if (op.cond == SetCond::kIfAbsent && present) return Reply::nil();
         if (op.cond == SetCond::kIfPresent && !present) return Reply::nil();
-        map_[key] = std::string(op.values[0]);
+        put(key, op.values[0]);
         return Reply::ok();
       }
       case OpType::kDel: {
         int64_t n = 0;
-        for (auto k : op.keys) n += static_cast<int64_t>(map_.erase(std::string(k)));
+        for (auto k : op.keys) n += erase(std::string(k)) ? 1 : 0;
         return Reply::of_int(n);
       }
       case OpType::kCas: {
@@ -463,7 +584,7 @@ class Model {
         const bool holds =
             op.expected ? (it != map_.end() && it->second == *op.expected) : it == map_.end();
         if (!holds) return Reply::of_error(Code::kConflict, "");
-        map_[key] = std::string(op.values[0]);
+        put(key, op.values[0]);
         return Reply::ok();
       }
       case OpType::kIncrBy: {
@@ -479,7 +600,7 @@ class Model {
         const __int128 next = static_cast<__int128>(current) + op.delta;
         if (next > kInt64Max || next < kInt64Min)
           return Reply::of_error(Code::kInvalidArgument, "");
-        map_[key] = std::to_string(static_cast<int64_t>(next));
+        put(key, std::to_string(static_cast<int64_t>(next)));
         return Reply::of_int(static_cast<int64_t>(next));
       }
       case OpType::kMget: {
@@ -493,7 +614,7 @@ class Model {
       }
       case OpType::kMset:
         for (size_t i = 0; i < op.keys.size(); i++)
-          map_[std::string(op.keys[i])] = std::string(op.values[i]);
+          put(std::string(op.keys[i]), op.values[i]);
         return Reply::ok();
       case OpType::kExists: {
         int64_t n = 0;
@@ -513,19 +634,38 @@ class Model {
       }
       case OpType::kSize:
         return Reply::of_int(static_cast<int64_t>(map_.size()));
+      case OpType::kWatch:
+      case OpType::kMulti:
+        break;  // not generated (kv_test_gen.h)
     }
     return Reply::of_error(Code::kInvalidArgument, "");
   }
 
   uint64_t hash() const {
-    uint64_t sum = 0;
-    for (const auto& [k, v] : map_) sum += entry_hash_by_formula(k, v);
+    uint64_t sum = counters_hash_by_formula(mutations_, last_deletion_);
+    for (const auto& [k, v] : map_) {
+      sum += entry_hash_by_formula(k, v) + version_hash_by_formula(k, versions_.at(k));
+    }
     return sum;
   }
   const std::map<std::string, std::string>& entries() const { return map_; }
 
  private:
+  void put(const std::string& key, std::string_view value) {
+    map_[key] = std::string(value);
+    versions_[key] = ++mutations_;
+  }
+  bool erase(const std::string& key) {
+    if (map_.erase(key) == 0) return false;
+    versions_.erase(key);
+    last_deletion_ = ++mutations_;
+    return true;
+  }
+
   std::map<std::string, std::string> map_;
+  std::map<std::string, uint64_t> versions_;
+  uint64_t mutations_ = 0;
+  uint64_t last_deletion_ = 0;
 };
 
 TEST(KvApp, BehavesLikeTheModel) {

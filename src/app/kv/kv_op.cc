@@ -16,9 +16,11 @@ using limits::reply_bytes_max;
 using limits::value_bytes_max;
 
 constexpr uint8_t kOpTypeMin = static_cast<uint8_t>(OpType::kGet);
-constexpr uint8_t kOpTypeMax = static_cast<uint8_t>(OpType::kSize);
+constexpr uint8_t kOpTypeMax = static_cast<uint8_t>(OpType::kMulti);
 constexpr uint8_t kSetCondMax = static_cast<uint8_t>(SetCond::kIfPresent);
 constexpr uint8_t kReplyKindMax = static_cast<uint8_t>(Reply::Kind::kError);
+static_assert(kStampsReplyKind > kReplyKindMax && kMultiReplyKind > kReplyKindMax);
+using limits::tx_ops_max;
 constexpr uint8_t kCodeMax = static_cast<uint8_t>(Code::kWrongType);
 
 bool known_type(OpType type) {
@@ -69,8 +71,19 @@ void write_op(const Op& op, W& w) {
     case OpType::kDel:
     case OpType::kMget:
     case OpType::kExists:
+    case OpType::kWatch:
       w.varint(op.keys.size());
       for (std::string_view k : op.keys) w.bytes(k);
+      return;
+    case OpType::kMulti:
+      w.varint(op.keys.size());
+      for (size_t i = 0; i < op.keys.size(); i++) {
+        w.bytes(op.keys[i]);
+        w.u8(op.stamps[i].present ? 1 : 0);
+        w.varint(op.stamps[i].version);
+      }
+      w.varint(op.ops.size());
+      for (std::string_view sub : op.ops) w.bytes(sub);
       return;
     case OpType::kCas:
       w.bytes(op.keys[0]);
@@ -117,6 +130,9 @@ Status validate_shape(const Op& op) {
     return invalid_argument(fmt::format("a limit is only for SCAN, not {}", name));
   if (op.expected && op.type != OpType::kCas)
     return invalid_argument(fmt::format("an expected value is only for CAS, not {}", name));
+  if ((!op.stamps.empty() || !op.ops.empty()) && op.type != OpType::kMulti)
+    return invalid_argument(
+        fmt::format("watch stamps and sub-ops are only for MULTI, not {}", name));
 
   switch (op.type) {
     case OpType::kGet:
@@ -126,10 +142,22 @@ Status validate_shape(const Op& op) {
       if (nkeys != 1)
         return invalid_argument(fmt::format("{} takes exactly 1 key, got {}", name, nkeys));
       break;
+    case OpType::kMulti:
+      if (nkeys > op_keys_max)
+        return too_large(
+            fmt::format("MULTI watches {} keys; the limit is {}", nkeys, op_keys_max));
+      if (op.stamps.size() != nkeys)
+        return invalid_argument(
+            fmt::format("MULTI has {} watched keys but {} stamps", nkeys, op.stamps.size()));
+      if (op.ops.size() > tx_ops_max)
+        return too_large(
+            fmt::format("MULTI has {} commands; the limit is {}", op.ops.size(), tx_ops_max));
+      break;
     case OpType::kDel:
     case OpType::kMget:
     case OpType::kExists:
     case OpType::kMset:
+    case OpType::kWatch:
       if (nkeys == 0) return invalid_argument(fmt::format("{} needs at least 1 key", name));
       if (nkeys > op_keys_max)
         return too_large(fmt::format("{} has {} keys; the limit is {}", name, nkeys, op_keys_max));
@@ -154,6 +182,23 @@ Status validate_shape(const Op& op) {
       return invalid_argument(fmt::format("MSET has {} keys but {} values", nkeys, nvalues));
     return invalid_argument(
         fmt::format("{} takes {} value(s), got {}", name, want_values, nvalues));
+  }
+  return Status::ok();
+}
+
+// Each sub-op of a MULTI must itself be a valid op, and not a WATCH or a
+// nested MULTI. The type byte is checked before decoding, so decoding never
+// recurses more than one level, whatever the input.
+Status validate_sub_ops(const Op& op) {
+  for (std::string_view bytes : op.ops) {
+    if (bytes.size() >= 2) {
+      const auto type = static_cast<OpType>(static_cast<uint8_t>(bytes[1]));
+      if (type == OpType::kMulti || type == OpType::kWatch)
+        return invalid_argument(fmt::format("{} cannot run inside MULTI", op_name(type)));
+    }
+    Result<Op> sub = decode_op(bytes);
+    if (!sub) return Status(sub.status().code(), "MULTI sub-op: " + sub.status().message());
+    MAROON_ASSERT(sub->type != OpType::kMulti && sub->type != OpType::kWatch);
   }
   return Status::ok();
 }
@@ -193,6 +238,20 @@ Status read_count(ByteReader& r, const char* what, size_t min_entry_bytes, size_
   return Status::ok();
 }
 
+// Reads the size check, version and kind that start every reply.
+Status read_reply_header(ByteReader& r, std::string_view bytes, uint8_t& kind) {
+  if (bytes.size() > reply_bytes_max)
+    return too_large(
+        fmt::format("reply is {} bytes; the limit is {}", bytes.size(), reply_bytes_max));
+  uint8_t version = 0;
+  if (!r.u8(version)) return invalid_argument("empty kv reply");
+  if (version != kReplyFormatVersion)
+    return invalid_argument(fmt::format("unsupported kv reply format version {} (expected {})",
+                                        version, kReplyFormatVersion));
+  if (!r.u8(kind)) return malformed("reply");
+  return Status::ok();
+}
+
 // A one-byte boolean: 0 or 1; anything else (or no byte) is malformed.
 bool read_flag(ByteReader& r, bool& flag) {
   uint8_t b = 0;
@@ -201,10 +260,39 @@ bool read_flag(ByteReader& r, bool& flag) {
   return true;
 }
 
+// After the header of a kMulti op: the watches, then the sub-ops. A
+// truncated field leaves `r` failed for the caller to report.
+Status decode_multi(ByteReader& r, Op& op) {
+  size_t n = 0;
+  // A watch is at least a 1-byte key length, a flag and a 1-byte version.
+  if (Status s = read_count(r, "MULTI watches", 3, n); !s) return s;
+  op.keys.reserve(n);
+  op.stamps.reserve(n);
+  std::string_view key;
+  for (size_t i = 0; i < n; i++) {
+    KeyStamp stamp;
+    if (!r.bytes(key, op_bytes_max)) return Status::ok();
+    if (!read_flag(r, stamp.present)) return malformed("op");
+    if (!r.varint(stamp.version)) return Status::ok();
+    op.keys.push_back(key);
+    op.stamps.push_back(stamp);
+  }
+  uint64_t count = 0;
+  if (!r.varint(count)) return Status::ok();
+  if (count > tx_ops_max)
+    return too_large(fmt::format("MULTI has {} commands; the limit is {}", count, tx_ops_max));
+  if (count * 3 > r.remaining()) return malformed("op");  // a sub-op is at least 3 bytes
+  op.ops.reserve(static_cast<size_t>(count));
+  std::string_view sub;
+  for (uint64_t i = 0; i < count && r.bytes(sub, op_bytes_max); i++) op.ops.push_back(sub);
+  return Status::ok();
+}
+
 }  // namespace
 
 bool is_read_only(OpType type) {
   switch (type) {
+    case OpType::kWatch:
     case OpType::kGet:
     case OpType::kMget:
     case OpType::kExists:
@@ -216,6 +304,7 @@ bool is_read_only(OpType type) {
     case OpType::kCas:
     case OpType::kIncrBy:
     case OpType::kMset:
+    case OpType::kMulti:
       return false;
   }
   return false;
@@ -243,6 +332,10 @@ const char* op_name(OpType type) {
       return "SCAN";
     case OpType::kSize:
       return "SIZE";
+    case OpType::kWatch:
+      return "WATCH";
+    case OpType::kMulti:
+      return "MULTI";
   }
   return "UNKNOWN";
 }
@@ -251,7 +344,8 @@ Status validate(const Op& op) {
   if (!known_type(op.type))
     return invalid_argument(fmt::format("unknown kv op type {}", static_cast<unsigned>(op.type)));
   if (Status s = validate_shape(op); !s) return s;
-  return validate_sizes(op);
+  if (Status s = validate_sizes(op); !s) return s;
+  return validate_sub_ops(op);
 }
 
 void encode_op(const Op& op, std::string& out) {
@@ -299,9 +393,13 @@ Result<Op> decode_op(std::string_view bytes) {
       }
       break;
     }
+    case OpType::kMulti:
+      if (Status s = decode_multi(r, op); !s) return s;
+      break;
     case OpType::kDel:
     case OpType::kMget:
     case OpType::kExists:
+    case OpType::kWatch:
     case OpType::kMset: {
       const bool pairs = op.type == OpType::kMset;
       size_t n = 0;
@@ -398,17 +496,9 @@ std::string encode_reply(const Reply& reply) {
 }
 
 Result<Reply> decode_reply(std::string_view bytes) {
-  if (bytes.size() > reply_bytes_max)
-    return too_large(
-        fmt::format("reply is {} bytes; the limit is {}", bytes.size(), reply_bytes_max));
   ByteReader r(bytes);
-  uint8_t version = 0;
   uint8_t kind = 0;
-  if (!r.u8(version)) return invalid_argument("empty kv reply");
-  if (version != kReplyFormatVersion)
-    return invalid_argument(fmt::format("unsupported kv reply format version {} (expected {})",
-                                        version, kReplyFormatVersion));
-  if (!r.u8(kind)) return malformed("reply");
+  if (Status s = read_reply_header(r, bytes, kind); !s) return s;
   if (kind > kReplyKindMax) return invalid_argument(fmt::format("unknown kv reply kind {}", kind));
   Reply reply;
   reply.kind = static_cast<Reply::Kind>(kind);
@@ -463,6 +553,101 @@ Result<Reply> decode_reply(std::string_view bytes) {
   if (!r.ok()) return malformed("reply");
   if (!r.at_end())
     return invalid_argument(fmt::format("{} trailing bytes after kv reply", r.remaining()));
+  return reply;
+}
+
+namespace {
+
+// Reads the header of a WATCH or MULTI reply. An Error reply becomes its
+// Status; `kind` is set otherwise.
+Status read_special_header(ByteReader& r, std::string_view bytes, uint8_t& kind) {
+  if (Status s = read_reply_header(r, bytes, kind); !s) return s;
+  if (kind == static_cast<uint8_t>(Reply::Kind::kError)) {
+    Result<Reply> e = decode_reply(bytes);
+    if (!e) return e.status();
+    return Status(e->error, e->value);
+  }
+  return Status::ok();
+}
+
+Status end_of_reply(const ByteReader& r) {
+  if (!r.ok()) return malformed("reply");
+  if (!r.at_end())
+    return invalid_argument(fmt::format("{} trailing bytes after kv reply", r.remaining()));
+  return Status::ok();
+}
+
+}  // namespace
+
+void encode_stamps_reply(const std::vector<KeyStamp>& stamps, std::string& out) {
+  MAROON_ASSERT(stamps.size() <= op_keys_max);
+  ByteWriter w(out);
+  w.u8(kReplyFormatVersion);
+  w.u8(kStampsReplyKind);
+  w.varint(stamps.size());
+  for (const KeyStamp& st : stamps) {
+    w.u8(st.present ? 1 : 0);
+    w.varint(st.version);
+  }
+}
+
+Result<std::vector<KeyStamp>> decode_stamps_reply(std::string_view bytes) {
+  ByteReader r(bytes);
+  uint8_t kind = 0;
+  if (Status s = read_special_header(r, bytes, kind); !s) return s;
+  if (kind != kStampsReplyKind)
+    return invalid_argument(fmt::format("kv reply kind {} is not a WATCH reply", kind));
+  size_t n = 0;
+  if (Status s = read_count(r, "reply", 2, n); !s) return s;
+  std::vector<KeyStamp> stamps;
+  stamps.reserve(n);
+  for (size_t i = 0; i < n; i++) {
+    KeyStamp st;
+    if (!read_flag(r, st.present)) return malformed("reply");
+    if (!r.varint(st.version)) break;
+    stamps.push_back(st);
+  }
+  if (Status s = end_of_reply(r); !s) return s;
+  return stamps;
+}
+
+void encode_multi_reply(const MultiReply& reply, std::string& out) {
+  ByteWriter w(out);
+  w.u8(kReplyFormatVersion);
+  if (reply.aborted) {
+    MAROON_ASSERT(reply.replies.empty());
+    w.u8(static_cast<uint8_t>(Reply::Kind::kNil));
+    return;
+  }
+  MAROON_ASSERT(reply.replies.size() <= tx_ops_max);
+  w.u8(kMultiReplyKind);
+  w.varint(reply.replies.size());
+  for (const std::string& sub : reply.replies) w.bytes(sub);
+}
+
+Result<MultiReply> decode_multi_reply(std::string_view bytes) {
+  ByteReader r(bytes);
+  uint8_t kind = 0;
+  if (Status s = read_special_header(r, bytes, kind); !s) return s;
+  MultiReply reply;
+  if (kind == static_cast<uint8_t>(Reply::Kind::kNil)) {
+    reply.aborted = true;
+  } else if (kind == kMultiReplyKind) {
+    uint64_t count = 0;
+    if (!r.varint(count)) return malformed("reply");
+    if (count > tx_ops_max)
+      return too_large(
+          fmt::format("MULTI reply has {} entries; the limit is {}", count, tx_ops_max));
+    if (count > r.remaining()) return malformed("reply");
+    reply.replies.reserve(static_cast<size_t>(count));
+    std::string_view sub;
+    for (uint64_t i = 0; i < count && r.bytes(sub, reply_bytes_max); i++) {
+      reply.replies.emplace_back(sub);
+    }
+  } else {
+    return invalid_argument(fmt::format("kv reply kind {} is not a MULTI reply", kind));
+  }
+  if (Status s = end_of_reply(r); !s) return s;
   return reply;
 }
 

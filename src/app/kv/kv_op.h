@@ -31,6 +31,20 @@ enum class OpType : uint8_t {
   kExists = 8,  // keys[0..n)                    -> Int (how many exist)
   kScan = 9,    // keys[0] = prefix, limit, keys[1] (optional) = start after -> Pairs
   kSize = 10,   //                               -> Int
+  kWatch = 11,  // keys[0..n)                    -> Stamps (one per key)
+  // keys[0..n) watched with stamps[0..n); ops: encoded sub-ops run in order
+  //   -> Nil (a watched key changed: nothing ran) | Replies (one per sub-op)
+  kMulti = 12,
+};
+
+// What WATCH saw of a key: its version if present (the app's mutation
+// counter at the key's last change), else the counter at the app's last
+// deletion of any key. Equal stamps mean no write touched the key
+// (docs/formats/kv.md, "Watches").
+struct KeyStamp {
+  bool present = false;
+  uint64_t version = 0;
+  bool operator==(const KeyStamp&) const = default;
 };
 
 enum class SetCond : uint8_t {
@@ -51,6 +65,10 @@ struct Op {
   Views values;
   // kCas: the value the key must hold; nullopt means "the key must be absent".
   std::optional<std::string_view> expected;
+  // kMulti: the stamps the watched keys (keys) must still have, and the
+  // encoded sub-ops (any op but kWatch and kMulti).
+  std::vector<KeyStamp> stamps;
+  std::vector<std::string_view> ops;
 
   bool operator==(const Op&) const = default;
 };
@@ -93,5 +111,24 @@ struct Reply {
 void encode_reply(const Reply& reply, std::string& out);
 std::string encode_reply(const Reply& reply);
 Result<Reply> decode_reply(std::string_view bytes);
+
+// WATCH and MULTI answer in shapes of their own, reply kinds 7 and 8 on the
+// wire (docs/formats/kv.md). Only the RESP front end sends these ops, so they
+// are not Reply kinds that every front end would have to handle;
+// decode_reply refuses them. Either op refused as a whole gets an ordinary
+// Error reply, which these decoders return as its Status.
+inline constexpr uint8_t kStampsReplyKind = 7;
+inline constexpr uint8_t kMultiReplyKind = 8;
+
+void encode_stamps_reply(const std::vector<KeyStamp>& stamps, std::string& out);
+Result<std::vector<KeyStamp>> decode_stamps_reply(std::string_view bytes);
+
+struct MultiReply {
+  bool aborted = false;              // a watched key changed: nothing ran (Nil on the wire)
+  std::vector<std::string> replies;  // else one encoded Reply per sub-op, in order
+  bool operator==(const MultiReply&) const = default;
+};
+void encode_multi_reply(const MultiReply& reply, std::string& out);
+Result<MultiReply> decode_multi_reply(std::string_view bytes);
 
 }  // namespace maroon::kv

@@ -95,7 +95,7 @@ TEST(KvOp, ValidateRejectsBadShapes) {
   const std::vector<std::string_view> most(op_keys_max, "k");
   const Row rows[] = {
       {Op{.type = static_cast<OpType>(0)}, Code::kInvalidArgument, "unknown kv op type 0"},
-      {Op{.type = static_cast<OpType>(11)}, Code::kInvalidArgument, "unknown kv op type 11"},
+      {Op{.type = static_cast<OpType>(13)}, Code::kInvalidArgument, "unknown kv op type 13"},
       {Op{.type = OpType::kGet}, Code::kInvalidArgument, "GET takes exactly 1 key, got 0"},
       {Op{.type = OpType::kGet, .keys = {"a", "b"}}, Code::kInvalidArgument,
        "GET takes exactly 1 key, got 2"},
@@ -118,8 +118,8 @@ TEST(KvOp, ValidateRejectsBadShapes) {
       {Op{.type = OpType::kExists}, Code::kInvalidArgument, "EXISTS needs at least 1 key"},
       {Op{.type = OpType::kMset}, Code::kInvalidArgument, "MSET needs at least 1 key"},
       {Op{.type = OpType::kDel, .keys = Views(too_many.begin(), too_many.end())}, Code::kTooLarge,
-       "DEL has 1025 keys; the limit is 1024"},
-      {Op{.type = OpType::kMget, .keys = Views(too_many.begin(), too_many.end())}, Code::kTooLarge, "MGET has 1025 keys"},
+       "DEL has 16385 keys; the limit is 16384"},
+      {Op{.type = OpType::kMget, .keys = Views(too_many.begin(), too_many.end())}, Code::kTooLarge, "MGET has 16385 keys"},
       {Op{.type = OpType::kMset, .keys = {"a", "b"}, .values = {"1"}}, Code::kInvalidArgument,
        "MSET has 2 keys but 1 values"},
       {Op{.type = OpType::kCas, .keys = {"a"}}, Code::kInvalidArgument,
@@ -133,7 +133,7 @@ TEST(KvOp, ValidateRejectsBadShapes) {
        "SCAN takes a prefix and an optional start-after key, got 0 keys"},
       {Op{.type = OpType::kScan, .keys = {"a", "b", "c"}}, Code::kInvalidArgument, "got 3 keys"},
       {Op{.type = OpType::kScan, .limit = op_keys_max + 1, .keys = {"a"}}, Code::kTooLarge,
-       "SCAN limit is 1025; the limit is 1024"},
+       "SCAN limit is 16385; the limit is 16384"},
       {Op{.type = OpType::kSize, .keys = {"a"}}, Code::kInvalidArgument,
        "SIZE takes no keys, got 1"},
   };
@@ -167,7 +167,7 @@ TEST(KvOp, KeyLimitIs16KiB) {
   EXPECT_EQ(decoded.status().message(), "key is 16385 bytes; the limit is 16384");
 }
 
-TEST(KvOp, ValueLimitIs1MiB) {
+TEST(KvOp, ValueLimitIs8MiB) {
   const std::string ok_value(value_bytes_max, 'v');
   const std::string big_value(value_bytes_max + 1, 'v');
   EXPECT_TRUE(validate(set_op("k", ok_value)).is_ok());
@@ -180,34 +180,96 @@ TEST(KvOp, ValueLimitIs1MiB) {
 
   EXPECT_EQ(validate(set_op("k", big_value)).code(), Code::kTooLarge);
   EXPECT_EQ(validate(set_op("k", big_value)).message(),
-            "value is 1048577 bytes; the limit is 1048576");
+            "value is 8388609 bytes; the limit is 8388608");
   expect_status(
       validate(Op{.type = OpType::kCas, .keys = {"k"}, .values = {"v"}, .expected = big_value}),
-      Code::kTooLarge, "expected value is 1048577 bytes");
+      Code::kTooLarge, "expected value is 8388609 bytes");
   expect_status(validate(Op{.type = OpType::kMset, .keys = {"a", "b"}, .values = {"v", big_value}}),
-                Code::kTooLarge, "value is 1048577 bytes");
+                Code::kTooLarge, "value is 8388609 bytes");
 
   std::string wire = bytes_of({kOpFormatVersion, static_cast<int>(OpType::kSet), 0});
   ByteWriter w(wire);
   w.bytes("k");
   w.bytes(big_value);
-  expect_status(decode_op(wire).status(), Code::kTooLarge, "value is 1048577 bytes");
+  expect_status(decode_op(wire).status(), Code::kTooLarge, "value is 8388609 bytes");
 }
 
 TEST(KvOp, EncodedSizeIsCappedAtOpBytesMax) {
-  // Five 1 MiB values are each fine, but together exceed op_bytes_max (4 MiB).
-  const std::string value(value_bytes_max, 'v');
+  // Three 4 MiB values are each fine, but together exceed op_bytes_max (12 MiB).
+  const std::string value(4 * 1024 * 1024, 'v');
+  const Op two{.type = OpType::kMset, .keys = {"a", "b"}, .values = {value, value}};
+  EXPECT_TRUE(validate(two).is_ok());
   const Op three{.type = OpType::kMset, .keys = {"a", "b", "c"}, .values = {value, value, value}};
-  EXPECT_TRUE(validate(three).is_ok());
-  const Op five{.type = OpType::kMset,
-                .keys = {"a", "b", "c", "d", "e"},
-                .values = {value, value, value, value, value}};
-  expect_status(validate(five), Code::kTooLarge, "MSET op is 5242");
-  expect_status(validate(five), Code::kTooLarge, "the limit is 4194304");
+  expect_status(validate(three), Code::kTooLarge, "MSET op is 1258");
+  expect_status(validate(three), Code::kTooLarge, "the limit is 12582912");
 
   // Input longer than op_bytes_max is refused before it is parsed.
   expect_status(decode_op(std::string(op_bytes_max + 1, '\x01')).status(), Code::kTooLarge,
-                "op is 4194305 bytes; the limit is 4194304");
+                "op is 12582913 bytes; the limit is 12582912");
+}
+
+TEST(KvOp, MultiAndWatchRoundTripAndRefuseNesting) {
+  const std::string set_k = encode_op(set_op("k", "v"));
+  const std::string get_k = encode_op(get_op("k"));
+  Op multi{.type = OpType::kMulti,
+           .keys = {"w"},
+           .stamps = {KeyStamp{.present = true, .version = 300}},
+           .ops = {set_k, get_k}};
+  const std::string bytes = encode_op(multi);
+  // version, type, 1 watch ("w", present, varint 300), 2 ops.
+  std::string want = bytes_of({1, 12, 1, 1, 'w', 1, 0xac, 0x02, 2});
+  want += static_cast<char>(set_k.size());
+  want += set_k;
+  want += static_cast<char>(get_k.size());
+  want += get_k;
+  EXPECT_EQ(bytes, want);
+  Result<Op> back = decode_op(bytes);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back, multi);
+  EXPECT_FALSE(is_read_only(OpType::kMulti));
+  EXPECT_TRUE(is_read_only(OpType::kWatch));
+  EXPECT_EQ(encode_op(Op{.type = OpType::kWatch, .keys = {"a"}}), bytes_of({1, 11, 1, 1, 'a'}));
+
+  const std::string nested = bytes;
+  expect_status(validate(Op{.type = OpType::kMulti, .ops = {nested}}), Code::kInvalidArgument,
+                "MULTI cannot run inside MULTI");
+  expect_status(validate(Op{.type = OpType::kMulti, .ops = {"junk"}}), Code::kInvalidArgument,
+                "MULTI sub-op: ");
+  // A deeply nested MULTI is refused at the first level, without recursing.
+  std::string deep = get_k;
+  for (int i = 0; i < 5000; i++) {
+    std::string outer = bytes_of({1, 12, 0, 1});
+    ByteWriter(outer).bytes(deep);
+    deep = std::move(outer);
+  }
+  expect_status(decode_op(deep).status(), Code::kInvalidArgument, "MULTI cannot run inside MULTI");
+  expect_status(validate(Op{.type = OpType::kMulti, .keys = {"a"}}), Code::kInvalidArgument,
+                "MULTI has 1 watched keys but 0 stamps");
+  expect_status(validate(Op{.type = OpType::kGet, .keys = {"a"}, .ops = {get_k}}),
+                Code::kInvalidArgument, "only for MULTI");
+  EXPECT_TRUE(validate(Op{.type = OpType::kMulti}).is_ok());  // an empty EXEC
+}
+
+TEST(KvOp, StampsAndRepliesRoundTrip) {
+  const std::vector<KeyStamp> stamps = {KeyStamp{.present = false, .version = 7},
+                                         KeyStamp{true, 1}};
+  std::string bytes;
+  encode_stamps_reply(stamps, bytes);
+  EXPECT_EQ(bytes, bytes_of({1, 7, 2, 0, 7, 1, 1}));
+  EXPECT_EQ(decode_stamps_reply(bytes).value(), stamps);
+  expect_status(decode_reply(bytes).status(), Code::kInvalidArgument, "unknown kv reply kind 7");
+  const MultiReply multi{.replies = {encode_reply(Reply::ok())}};
+  bytes.clear();
+  encode_multi_reply(multi, bytes);
+  EXPECT_EQ(bytes, bytes_of({1, 8, 1, 2, 1, 0}));
+  EXPECT_EQ(decode_multi_reply(bytes).value(), multi);
+  bytes.clear();
+  encode_multi_reply(MultiReply{.aborted = true}, bytes);
+  EXPECT_EQ(bytes, bytes_of({1, 1}));
+  EXPECT_TRUE(decode_multi_reply(bytes)->aborted);
+  // A refused op's Error reply is its Status.
+  expect_status(decode_multi_reply(encode_reply(Reply::of_error(Code::kTooLarge, "big"))).status(),
+                Code::kTooLarge, "big");
 }
 
 // The byte layouts written down in docs/formats/kv.md.
@@ -255,16 +317,16 @@ TEST(KvOp, DecodeRejectsMalformedInput) {
        "unsupported kv op format version 2 (expected 1)"},
       {bytes_of({1}), Code::kInvalidArgument, "malformed kv op"},
       {bytes_of({1, 0}), Code::kInvalidArgument, "unknown kv op type 0"},
-      {bytes_of({1, 11}), Code::kInvalidArgument, "unknown kv op type 11"},
+      {bytes_of({1, 13}), Code::kInvalidArgument, "unknown kv op type 13"},
       {bytes_of({1, 1, 1, 'k', 0}), Code::kInvalidArgument, "1 trailing bytes after kv GET op"},
       {bytes_of({1, 10, 0, 0}), Code::kInvalidArgument, "2 trailing bytes after kv SIZE op"},
       {bytes_of({1, 1, 2, 'k'}), Code::kInvalidArgument, "malformed kv op"},
       {bytes_of({1, 2, 3, 1, 'k', 1, 'v'}), Code::kInvalidArgument, "unknown SET condition 3"},
       {bytes_of({1, 4, 1, 'k', 2, 1, 'n'}), Code::kInvalidArgument, "malformed kv op"},
       {bytes_of({1, 9, 0, 0, 2}), Code::kInvalidArgument, "malformed kv op"},
-      {bytes_of({1, 9, 0, 0x81, 0x08, 0}), Code::kTooLarge, "SCAN limit is 1025"},
+      {bytes_of({1, 9, 0, 0x81, 0x80, 0x01, 0}), Code::kTooLarge, "SCAN limit is 16385"},
       {bytes_of({1, 3, 0}), Code::kInvalidArgument, "DEL needs at least 1 key"},
-      {bytes_of({1, 6, 0x81, 0x08}), Code::kTooLarge, "MGET has 1025 entries; the limit is 1024"},
+      {bytes_of({1, 6, 0x81, 0x80, 0x01}), Code::kTooLarge, "MGET has 16385 entries; the limit is 16384"},
       // A count of 2^63 keys: refused before anything is reserved.
       {bytes_of({1, 3, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}),
        Code::kTooLarge, "DEL has 9223372036854775808 entries"},
@@ -379,7 +441,7 @@ TEST(KvReply, DecodeRejectsMalformedInput) {
       {bytes_of({1, 2}), Code::kInvalidArgument, "malformed kv reply"},
       {bytes_of({1, 3, 5, 'a'}), Code::kInvalidArgument, "malformed kv reply"},
       {bytes_of({1, 4, 1, 2}), Code::kInvalidArgument, "malformed kv reply"},
-      {bytes_of({1, 4, 0x81, 0x08}), Code::kTooLarge, "reply has 1025 entries"},
+      {bytes_of({1, 4, 0x81, 0x80, 0x01}), Code::kTooLarge, "reply has 16385 entries"},
       {bytes_of({1, 5, 3, 0, 0}), Code::kInvalidArgument, "malformed kv reply"},
       {bytes_of({1, 6, 0, 0}), Code::kInvalidArgument, "bad error code 0 in kv reply"},
       {bytes_of({1, 6, 10, 0}), Code::kInvalidArgument, "bad error code 10 in kv reply"},
@@ -392,7 +454,7 @@ TEST(KvReply, DecodeRejectsMalformedInput) {
     expect_status(reply.status(), row.code, row.message);
   }
   expect_status(decode_reply(std::string(limits::reply_bytes_max + 1, '\x01')).status(),
-                Code::kTooLarge, "reply is 8388609 bytes; the limit is 8388608");
+                Code::kTooLarge, "reply is 12582913 bytes; the limit is 12582912");
 }
 
 TEST(KvReply, RandomBytesNeverCrashDecode) {

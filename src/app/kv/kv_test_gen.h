@@ -61,6 +61,7 @@ inline int64_t random_delta() {
 inline void random_op(OwnedOp& out, KeySpace space) {
   Op& op = out.op;
   op = Op{};
+  // GET..SIZE: the ops the model in kv_app_test knows.
   op.type = static_cast<OpType>(*rc::gen::inRange<int>(1, 11));
   auto add_key = [&] { op.keys.push_back(out.keep(random_key(space))); };
   auto add_value = [&] { op.values.push_back(out.keep(random_value())); };
@@ -76,6 +77,7 @@ inline void random_op(OwnedOp& out, KeySpace space) {
     case OpType::kDel:
     case OpType::kMget:
     case OpType::kExists:
+    case OpType::kWatch:
     case OpType::kMset: {
       const int n = *rc::gen::inRange(1, 6);
       for (int i = 0; i < n; i++) {
@@ -100,6 +102,7 @@ inline void random_op(OwnedOp& out, KeySpace space) {
           *rc::gen::oneOf(rc::gen::inRange<uint32_t>(0, 5), rc::gen::inRange<uint32_t>(0, 1025));
       break;
     case OpType::kSize:
+    case OpType::kMulti:  // not generated: kv_op_test and kv_app_test build their own
       break;
   }
 }
