@@ -1,15 +1,15 @@
-// hiredis (Debian's libhiredis-dev), the C client most other clients wrap,
-// with its plain blocking API: connect, SET/GET, a pipelined batch through
+// hiredis (Debian's libhiredis-dev), the C client library, driven from C++ through
+// its plain blocking API: connect, SET/GET, a pipelined batch through
 // redisAppendCommand, MULTI/EXEC, DISCARD and a transaction aborted at queue
 // time. Effects are read back over a second connection.
 //
 // Run through run_with_server.py, which gives the server's port as
 // TEST_RESP_PORT. Exits 0 when every check passed.
 #include <hiredis/hiredis.h>
+#include <sys/time.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -56,21 +56,33 @@ Reply next_reply(redisContext* c, const std::string& what) {
 
 std::string_view text(const redisReply* r) { return std::string_view(r->str, r->len); }
 
-bool is_status(const redisReply* r, std::string_view s) { return r->type == REDIS_REPLY_STATUS && text(r) == s; }
-bool is_string(const redisReply* r, std::string_view s) { return r->type == REDIS_REPLY_STRING && text(r) == s; }
-bool is_integer(const redisReply* r, long long v) { return r->type == REDIS_REPLY_INTEGER && r->integer == v; }
+bool is_status(const redisReply* r, std::string_view s) {
+  return r->type == REDIS_REPLY_STATUS && text(r) == s;
+}
+bool is_string(const redisReply* r, std::string_view s) {
+  return r->type == REDIS_REPLY_STRING && text(r) == s;
+}
+bool is_integer(const redisReply* r, long long v) {
+  return r->type == REDIS_REPLY_INTEGER && r->integer == v;
+}
 
 std::string describe(const redisReply* r) {
   switch (r->type) {
-    case REDIS_REPLY_STATUS: return "+" + std::string(text(r));
-    case REDIS_REPLY_ERROR: return "-" + std::string(text(r));
+    case REDIS_REPLY_STATUS:
+      return "+" + std::string(text(r));
+    case REDIS_REPLY_ERROR:
+      return "-" + std::string(text(r));
     case REDIS_REPLY_STRING:
       if (r->len > 40) return "a string of " + std::to_string(r->len) + " bytes";
       return "\"" + std::string(text(r)) + "\"";
-    case REDIS_REPLY_INTEGER: return ":" + std::to_string(r->integer);
-    case REDIS_REPLY_NIL: return "(nil)";
-    case REDIS_REPLY_ARRAY: return "array of " + std::to_string(r->elements);
-    default: return "reply type " + std::to_string(r->type);
+    case REDIS_REPLY_INTEGER:
+      return ":" + std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "(nil)";
+    case REDIS_REPLY_ARRAY:
+      return "array of " + std::to_string(r->elements);
+    default:
+      return "reply type " + std::to_string(r->type);
   }
 }
 
@@ -78,6 +90,13 @@ Context connect(int port) {
   Context c(redisConnect("127.0.0.1", port));
   if (c == nullptr || c->err) {
     std::printf("not ok - connect to 127.0.0.1:%d: %s\n", port, c ? c->errstr : "out of memory");
+    std::exit(1);
+  }
+  // Only a bound on how long a reply may take, so that a server that never
+  // answers fails the run instead of hanging it; nothing sent changes.
+  const timeval reply_timeout{.tv_sec = 30, .tv_usec = 0};
+  if (redisSetTimeout(c.get(), reply_timeout) != REDIS_OK) {
+    std::printf("not ok - set the reply timeout: %s\n", c->errstr);
     std::exit(1);
   }
   return c;
@@ -96,6 +115,7 @@ int main() {
     return 2;
   }
   const int port = std::atoi(port_env);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // every check is seen even if the run is killed
   Context c = connect(port);
   Context other = connect(port);
 
@@ -106,7 +126,8 @@ int main() {
   r = must(c.get(), redisCommand(c.get(), "SET %s %b", "h:a", value.data(), value.size()), "SET");
   check(is_status(r.get(), "OK"), "SET answers +OK, got " + describe(r.get()));
   r = command(other.get(), "GET h:a", "GET");
-  check(is_string(r.get(), value), "GET on another connection returns the value, got " + describe(r.get()));
+  check(is_string(r.get(), value),
+        "GET on another connection returns the value, got " + describe(r.get()));
 
   // A pipelined batch: everything is written before the first reply is read.
   constexpr int kIncrs = 200;
@@ -122,15 +143,18 @@ int main() {
   }
   check(in_order, "pipelined INCRs answer 1.." + std::to_string(kIncrs) + " in order");
   r = next_reply(c.get(), "pipelined GET");
-  check(is_string(r.get(), std::to_string(kIncrs)), "pipelined GET sees every INCR, got " + describe(r.get()));
+  check(is_string(r.get(), std::to_string(kIncrs)),
+        "pipelined GET sees every INCR, got " + describe(r.get()));
 
   // MULTI/EXEC: commands are queued, then run together once.
   r = command(c.get(), "MULTI", "MULTI");
   check(is_status(r.get(), "OK"), "MULTI answers +OK, got " + describe(r.get()));
   r = command(c.get(), "INCR h:m", "queued INCR");
-  check(is_status(r.get(), "QUEUED"), "INCR inside MULTI answers +QUEUED, got " + describe(r.get()));
+  check(is_status(r.get(), "QUEUED"),
+        "INCR inside MULTI answers +QUEUED, got " + describe(r.get()));
   r = command(c.get(), "INCRBY h:m 5", "queued INCRBY");
-  check(is_status(r.get(), "QUEUED"), "INCRBY inside MULTI answers +QUEUED, got " + describe(r.get()));
+  check(is_status(r.get(), "QUEUED"),
+        "INCRBY inside MULTI answers +QUEUED, got " + describe(r.get()));
   r = command(other.get(), "EXISTS h:m", "EXISTS before EXEC");
   check(is_integer(r.get(), 0), "nothing is applied before EXEC, got " + describe(r.get()));
   r = command(c.get(), "EXEC", "EXEC");
@@ -156,12 +180,14 @@ int main() {
   r = command(c.get(), "SET h:e x", "queued SET");
   check(is_status(r.get(), "QUEUED"), "SET inside MULTI answers +QUEUED, got " + describe(r.get()));
   r = command(c.get(), "INCR", "INCR without a key");
-  check(r->type == REDIS_REPLY_ERROR, "INCR without a key is refused while queueing, got " + describe(r.get()));
+  check(r->type == REDIS_REPLY_ERROR,
+        "INCR without a key is refused while queueing, got " + describe(r.get()));
   r = command(c.get(), "EXEC", "EXEC");
   check(r->type == REDIS_REPLY_ERROR && text(r.get()).starts_with("EXECABORT"),
         "EXEC answers -EXECABORT, got " + describe(r.get()));
   r = command(other.get(), "EXISTS h:e", "EXISTS after EXECABORT");
-  check(is_integer(r.get(), 0), "the aborted transaction applied nothing, got " + describe(r.get()));
+  check(is_integer(r.get(), 0),
+        "the aborted transaction applied nothing, got " + describe(r.get()));
   r = command(c.get(), "PING", "PING after EXECABORT");
   check(is_status(r.get(), "PONG"), "the connection left MULTI state, got " + describe(r.get()));
 

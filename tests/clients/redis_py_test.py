@@ -5,6 +5,7 @@ Run through run_with_server.py, which gives the server's port as
 TEST_RESP_PORT. Every effect is read back over a second, separate connection.
 """
 import os
+import signal
 import unittest
 
 try:
@@ -14,14 +15,24 @@ except ImportError:
 
 HOST = "127.0.0.1"
 PORT = int(os.environ["TEST_RESP_PORT"])
+# redis-py waits for a reply without a timeout by default; a test that has not
+# finished after this long fails instead of hanging the run.
+TEST_TIMEOUT_S = 30
+
+
+def _timed_out(signum, frame):
+    raise TimeoutError("no reply within %d s" % TEST_TIMEOUT_S)
 
 
 class RedisPyTest(unittest.TestCase):
     def setUp(self):
+        signal.signal(signal.SIGALRM, _timed_out)
+        signal.alarm(TEST_TIMEOUT_S)
         self.r = redis.Redis(HOST, PORT)  # the defaults: RESP2, transaction=True pipelines
         self.other = redis.Redis(HOST, PORT)
 
     def tearDown(self):
+        signal.alarm(0)
         self.r.close()
         self.other.close()
 
