@@ -106,6 +106,25 @@ class RedisPyTest(unittest.TestCase):
         self.assertEqual(self.r.client_getname(), "maroon-py")
         self.assertIsNone(self.other.client_getname())
 
+    def test_unknown_client_subcommand_is_an_error(self):
+        with self.assertRaises(redis.exceptions.ResponseError) as cm:
+            self.r.execute_command("CLIENT", "NO-SUCH-SUBCOMMAND")
+        self.assertIn("unknown subcommand", str(cm.exception).lower())
+
+    def test_client_reply_off_silences_replies_until_on(self):
+        conn = self.r.connection_pool.get_connection("CLIENT")
+        try:
+            conn.send_command("CLIENT", "REPLY", "OFF")  # no reply, nor to the SET
+            conn.send_command("SET", "py:quiet", "1")
+            conn.send_command("CLIENT", "REPLY", "ON")
+            self.assertEqual(conn.read_response(), b"OK")
+            conn.send_command("PING")
+            self.assertEqual(conn.read_response(), b"PONG")
+        finally:
+            conn.disconnect()  # replies may be left unread when the test fails
+            self.r.connection_pool.release(conn)
+        self.assertEqual(self.other.get("py:quiet"), b"1")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
