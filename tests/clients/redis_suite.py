@@ -20,6 +20,7 @@ is ignored).
 import argparse
 import glob
 import os
+import random
 import re
 import shutil
 import signal
@@ -47,6 +48,17 @@ def find_source(redis_src):
         if os.path.isfile(os.path.join(root, "tests", "test_helper.tcl")):
             return root
     return None
+
+
+def suite_baseport():
+    """A --baseport for this run.
+
+    The suite's runner listens for its test client on the first free port
+    below --baseport (and needs that port + 10000 free too); runs at once
+    with the same base race for the same port. A random base among 10,000
+    keeps concurrent runs apart.
+    """
+    return random.SystemRandom().randrange(20000, 30000)
 
 
 def read_skips(path):
@@ -97,6 +109,7 @@ def main():
         with server_under_test(args) as port:
             cmd = [tclsh, "tests/test_helper.tcl", "--host", "127.0.0.1", "--port", str(port),
                    "--singledb", "--durable", "--clients", "1", "--timeout", str(NO_PROGRESS_TIMEOUT_S),
+                   "--baseport", str(suite_baseport()),
                    "--skipfile", skipfile, "--tags", " ".join("-" + t for t in deny_tags)]
             for unit in units:
                 cmd += ["--single", unit]
