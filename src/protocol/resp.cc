@@ -147,7 +147,9 @@ ParseStatus RequestParser::skip(std::string_view rest) {
     size_t header = 0;
     const Header h = read_header(rest.substr(pos), len, header);
     if (h == Header::kNeedMore) break;
-    if (h == Header::kBad || len < 0) return fail("ERR Protocol error: invalid bulk length");
+    if (h == Header::kBad || len < 0 || len > proto_bulk_bytes_max) {
+      return fail("ERR Protocol error: invalid bulk length");
+    }
     pos += header;
     skip_in_data_ = true;
     skip_data_left_ = static_cast<uint64_t>(len);
@@ -179,6 +181,7 @@ ParseStatus RequestParser::parse(std::string_view input) {
         case Header::kOk:
           break;
       }
+      if (count > multibulk_count_max) return fail("ERR Protocol error: invalid multibulk length");
       if (count <= 0) {  // an empty request: nothing to run (Redis skips it too)
         consumed_ += header;
         continue;
@@ -210,7 +213,9 @@ ParseStatus RequestParser::parse(std::string_view input) {
         case Header::kOk:
           break;
       }
-      if (len < 0) return fail("ERR Protocol error: invalid bulk length");
+      if (len < 0 || len > proto_bulk_bytes_max) {
+        return fail("ERR Protocol error: invalid bulk length");
+      }
       if (static_cast<uint64_t>(len) > bulk_bytes_max) {
         consumed_ += pos_ + header;
         start_skip(fmt::format("ERR argument is {} bytes; the limit is {}", len, bulk_bytes_max),

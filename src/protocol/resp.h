@@ -49,6 +49,14 @@ inline constexpr size_t inline_bytes_max = 64 * 1024;
 // "*<n>\r\n" / "$<n>\r\n" header lines: '-' and 19 digits fit with room to spare.
 inline constexpr size_t header_bytes_max = 32;
 
+// Redis's own bounds: a multibulk count over INT_MAX or a bulk length over
+// proto-max-bulk-len (512 MiB by default) is a protocol error that closes the
+// connection, as Redis answers it, not a request over maroon's limits to skip.
+inline constexpr int64_t multibulk_count_max = INT32_MAX;
+inline constexpr int64_t proto_bulk_bytes_max = int64_t{512} * 1024 * 1024;
+static_assert(command_args_max < static_cast<uint64_t>(multibulk_count_max));
+static_assert(bulk_bytes_max < static_cast<uint64_t>(proto_bulk_bytes_max));
+
 static_assert(limits::key_bytes_max <= bulk_bytes_max);
 static_assert(limits::value_bytes_max <= bulk_bytes_max);
 static_assert(inline_bytes_max <= limits::connection_read_bytes_max);

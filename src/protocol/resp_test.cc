@@ -172,6 +172,16 @@ TEST(RespParser, Errors) {
   expect_error("*1\r\n$99999999999999999999\r\n", "ERR Protocol error: invalid bulk length");
   expect_error("*1\r\n$3\r\nabcde", "ERR Protocol error: expected CRLF after bulk string");
   expect_error(std::string(inline_bytes_max, 'a'), "ERR Protocol error: too big inline request");
+  // Past Redis's own bounds (INT_MAX arguments, 512 MiB per argument) a
+  // header is a protocol error, as in Redis's unit/protocol tests, not a
+  // request to skip.
+  expect_error("*2147483648\r\n", "ERR Protocol error: invalid multibulk length");
+  expect_error("*3000000000\r\n", "ERR Protocol error: invalid multibulk length");
+  expect_error("*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$2000000000\r\n",
+               "ERR Protocol error: invalid bulk length");
+  expect_error("*1\r\n$536870913\r\n", "ERR Protocol error: invalid bulk length");
+  const std::string over = "*" + std::to_string(command_args_max + 1) + "\r\n";
+  expect_error(over + "$536870913\r\n", "ERR Protocol error: invalid bulk length");
 }
 
 TEST(RespParser, LimitsAreAccepted) {
