@@ -60,7 +60,7 @@ constexpr std::string_view kVersion = "7.0.0-maroon";
 enum class Cmd : uint8_t {
   kPing, kEcho, kGet, kSet, kSetnx, kDel, kExists, kIncr, kIncrby, kDecr, kDecrby, kMget, kMset,
   kDbsize, kInfo, kCommand, kConfig, kSelect, kQuit, kClient, kHello,
-  kMulti, kExec, kDiscard, kWatch, kUnwatch,
+  kMulti, kExec, kDiscard, kWatch, kUnwatch, kFlushall, kFlushdb, kFunction,
 };
 
 // Where a command may run while a MULTI is open.
@@ -94,6 +94,9 @@ constexpr CommandSpec kCommands[] = {
     {"hello", Cmd::kHello, -1, F},     {"multi", Cmd::kMulti, 1, N},
     {"exec", Cmd::kExec, 1, N},        {"discard", Cmd::kDiscard, 1, N},
     {"watch", Cmd::kWatch, -2, N},     {"unwatch", Cmd::kUnwatch, 1, Q},
+    {"flushall", Cmd::kFlushall, -1, Q},
+    {"flushdb", Cmd::kFlushdb, -1, Q},
+    {"function", Cmd::kFunction, -2, Q},
 };
 constexpr size_t kCommandNameBytesMax = 8;
 
@@ -676,8 +679,33 @@ class RespServer::Connection : public Listener::Connection,
         // Queued in a MULTI it changes nothing: EXEC checks the watches first.
         if (!queuing_) unwatch();
         return resp::append_simple(reply_target(), "OK");
+      case Cmd::kFlushall:
+      case Cmd::kFlushdb:
+        // One database, so both empty it; ASYNC and SYNC both flush in the op.
+        if (!flush_mode_ok(args.subspan(1))) return error(reply_target(), "ERR syntax error");
+        op_.type = kv::OpType::kFlush;
+        return write_op(Shape::kPlain);
+      case Cmd::kFunction:
+        return function(args);
     }
     MAROON_UNREACHABLE();
+  }
+
+  // The options of FLUSHALL, FLUSHDB and FUNCTION FLUSH: ASYNC or SYNC, or none.
+  static bool flush_mode_ok(Args options) {
+    if (options.empty()) return true;
+    return options.size() == 1 && (iequals(options[0], "async") || iequals(options[0], "sync"));
+  }
+
+  // There are no functions (nor scripts), so FUNCTION FLUSH has nothing to
+  // do; Redis's test runner sends it before its tests.
+  void function(Args args) {
+    if (iequals(args[1], "flush")) {
+      if (!flush_mode_ok(args.subspan(2))) return error(reply_target(), "ERR syntax error");
+      return resp::append_simple(reply_target(), "OK");
+    }
+    error(reply_target(),
+          fmt::format("ERR FUNCTION {} is not supported: there are no functions", lower(args[1])));
   }
 
   // SET key value [NX|XX]; expiry options are refused, GET is not supported.

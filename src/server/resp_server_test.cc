@@ -238,7 +238,7 @@ TEST_F(RespServerTest, AdminCommands) {
   c.expect(cmd({"CONFIG", "GET", "maxmemory"}), "*0\r\n");
   c.expect(cmd({"COMMAND"}), "*0\r\n");
   c.expect(cmd({"COMMAND", "DOCS"}), "*0\r\n");
-  c.expect(cmd({"COMMAND", "COUNT"}), ":26\r\n");
+  c.expect(cmd({"COMMAND", "COUNT"}), ":29\r\n");
   c.expect(cmd({"CLIENT", "SETNAME", "x"}), "+OK\r\n");
   c.expect(cmd({"HELLO", "4"}), "-NOPROTO sorry, this protocol version is not supported\r\n");
   const std::string hello_prefix = "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n";
@@ -612,6 +612,43 @@ TEST_F(RespServerTest, WatchedKeyWrittenMakesExecReturnNull) {
   c.expect(cmd({"WATCH", "k"}), "+OK\r\n");
   other.expect(cmd({"DEL", "k"}) + cmd({"SET", "k", "v"}), ":1\r\n+OK\r\n");
   c.expect(cmd({"MULTI"}) + cmd({"INCR", "c"}) + cmd({"EXEC"}), "+OK\r\n+QUEUED\r\n*-1\r\n");
+}
+
+// FLUSHALL and FLUSHDB are one kv op through the order; FUNCTION FLUSH has
+// nothing to flush. Redis's test runner sends both before its tests.
+TEST_F(RespServerTest, FlushCommandsEmptyTheKeyspace) {
+  Client c(server_->port());
+  c.expect(cmd({"MSET", "a", "1", "b", "2"}), "+OK\r\n");
+  const uint64_t submitted = on_loop([this] { return engine_.submitted; });
+  c.expect(cmd({"FLUSHALL"}), "+OK\r\n");
+  EXPECT_EQ(on_loop([this] { return engine_.submitted; }), submitted + 1);
+  c.expect(cmd({"DBSIZE"}), ":0\r\n");
+  c.expect(cmd({"SET", "a", "1"}) + cmd({"FLUSHDB", "ASYNC"}) + cmd({"EXISTS", "a"}),
+           "+OK\r\n+OK\r\n:0\r\n");
+  c.expect(cmd({"flushall", "sync"}) + cmd({"flushdb"}), "+OK\r\n+OK\r\n");
+  c.expect(cmd({"FLUSHALL", "LAZY"}), "-ERR syntax error\r\n");
+  c.expect(cmd({"FLUSHDB", "ASYNC", "SYNC"}), "-ERR syntax error\r\n");
+  c.expect(cmd({"FUNCTION", "FLUSH"}) + cmd({"function", "flush", "async"}), "+OK\r\n+OK\r\n");
+  c.expect(cmd({"FUNCTION", "FLUSH", "NOW"}), "-ERR syntax error\r\n");
+  c.expect(cmd({"FUNCTION", "LIST"}),
+           "-ERR FUNCTION list is not supported: there are no functions\r\n");
+  c.expect(cmd({"FUNCTION"}), "-ERR wrong number of arguments for 'function' command\r\n");
+  // Inside MULTI it is queued and runs in the tx.
+  c.expect(cmd({"MULTI"}) + cmd({"SET", "k", "v"}) + cmd({"FLUSHALL"}) + cmd({"GET", "k"}) +
+               cmd({"EXEC"}),
+           "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n+OK\r\n$-1\r\n");
+}
+
+// Redis's "FLUSHALL is able to touch the watched keys" and "FLUSHALL does not
+// touch non affected keys" (tests/unit/multi.tcl).
+TEST_F(RespServerTest, FlushTouchesOnlyWatchedKeysThatExisted) {
+  Client c(server_->port());
+  c.expect(cmd({"SET", "x", "30"}) + cmd({"SET", "other", "1"}), "+OK\r\n+OK\r\n");
+  c.expect(cmd({"WATCH", "x"}) + cmd({"FLUSHALL"}), "+OK\r\n+OK\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"PING"}) + cmd({"EXEC"}), "+OK\r\n+QUEUED\r\n*-1\r\n");
+  c.expect(cmd({"SET", "other", "1"}), "+OK\r\n");
+  c.expect(cmd({"DEL", "x"}) + cmd({"WATCH", "x"}) + cmd({"FLUSHDB"}), ":0\r\n+OK\r\n+OK\r\n");
+  c.expect(cmd({"MULTI"}) + cmd({"PING"}) + cmd({"EXEC"}), "+OK\r\n+QUEUED\r\n*1\r\n+PONG\r\n");
 }
 
 // WATCH, MULTI and EXEC pipelined behind a write the engine holds: the EXEC

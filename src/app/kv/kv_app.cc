@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <system_error>
@@ -99,19 +100,29 @@ uint64_t version_hash(std::string_view key, uint64_t version) {
   return XXH3_64bits_withSeed(key.data(), key.size(), version);
 }
 
-uint64_t counters_hash(uint64_t mutations, uint64_t last_deletion) {
-  if (mutations == 0 && last_deletion == 0) return 0;
+uint64_t counters_hash(uint64_t mutations, uint64_t deleted_version_max) {
+  if (mutations == 0 && deleted_version_max == 0) return 0;
   std::string bytes;
   ByteWriter w(bytes);
   w.u64(mutations);
-  w.u64(last_deletion);
+  w.u64(deleted_version_max);
   return XXH3_64bits(bytes.data(), bytes.size());
 }
 
 KeyStamp KvApp::stamp(std::string_view key) const {
   auto it = locate(key);
-  if (it == map_.end()) return KeyStamp{.present = false, .version = last_deletion_};
+  if (it == map_.end()) return KeyStamp{.present = false, .version = mutations_};
   return KeyStamp{.present = true, .version = it->second.version};
+}
+
+// A present key is unchanged while it keeps its version. An absent key
+// written since its WATCH (at mutation count `seen.version`) is present now,
+// or was removed again with a version above seen.version, which
+// deleted_version_max_ then exceeds.
+bool KvApp::unchanged_since(std::string_view key, const KeyStamp& seen) const {
+  const KeyStamp now = stamp(key);
+  if (seen.present) return now == seen;
+  return !now.present && deleted_version_max_ <= seen.version;
 }
 
 std::string KvApp::apply(const TxContext& /*ctx*/, std::string_view bytes) {
@@ -180,6 +191,9 @@ Reply KvApp::execute_valid(const Op& op) {
       return Reply::ok();
     case OpType::kMulti:
       return Reply::of_error(Code::kInvalidArgument, "MULTI has its own reply; use apply()");
+    case OpType::kFlush:
+      flush();
+      return Reply::ok();
     case OpType::kGet:
     case OpType::kMget:
     case OpType::kExists:
@@ -217,6 +231,7 @@ Reply KvApp::execute_read_valid(const Op& op) const {
     case OpType::kIncrBy:
     case OpType::kMset:
     case OpType::kMulti:
+    case OpType::kFlush:
       return not_read_only(op.type);
   }
   MAROON_UNREACHABLE();
@@ -353,7 +368,7 @@ std::vector<KeyStamp> KvApp::watch(const Op& op) const {
 // kept for every later sub-op, so the total always fits.
 MultiReply KvApp::multi(const Op& op) {
   for (size_t i = 0; i < op.keys.size(); i++) {
-    if (stamp(op.keys[i]) != op.stamps[i]) return MultiReply{.aborted = true};
+    if (!unchanged_since(op.keys[i], op.stamps[i])) return MultiReply{.aborted = true};
   }
   MultiReply reply;
   reply.replies.reserve(op.ops.size());
@@ -392,11 +407,27 @@ bool KvApp::erase(std::string_view key) {
   Map::iterator it = at->second;
   const Entry& e = it->second;
   state_hash_ -= entry_hash(it->first, e.value) + version_hash(it->first, e.version);
+  deleted_version_max_ = std::max(deleted_version_max_, e.version);
+  ++mutations_;
   index_.erase(at);  // before the node holding its key goes
   map_.erase(it);
-  last_deletion_ = ++mutations_;
   MAROON_ASSERT(index_.size() == map_.size());
   return true;
+}
+
+// Removes every key, as that many deletions would: each counts as a
+// mutation and the newest version removed is remembered. The state hash is
+// then the empty sum. O(keys) in one apply step (docs/formats/kv.md).
+void KvApp::flush() {
+  if (map_.empty()) return;  // nothing changes, so no watch is disturbed
+  uint64_t newest = 0;
+  for (const auto& [key, e] : map_) newest = std::max(newest, e.version);
+  MAROON_ASSERT(newest <= mutations_);
+  mutations_ += map_.size();
+  deleted_version_max_ = std::max(deleted_version_max_, newest);
+  index_.clear();
+  map_.clear();
+  state_hash_ = 0;
 }
 
 KvApp::Map::iterator KvApp::locate(std::string_view key) {

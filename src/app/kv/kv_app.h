@@ -22,8 +22,8 @@ uint64_t entry_hash(std::string_view key, std::string_view value);
 // with the version.
 uint64_t version_hash(std::string_view key, uint64_t version);
 // The counters' share: 0 while both are 0, else XXH3 of le64(mutations) ++
-// le64(last_deletion).
-uint64_t counters_hash(uint64_t mutations, uint64_t last_deletion);
+// le64(deleted_version_max).
+uint64_t counters_hash(uint64_t mutations, uint64_t deleted_version_max);
 
 class KvApp final : public StateMachine {
  public:
@@ -37,7 +37,7 @@ class KvApp final : public StateMachine {
   // Covers everything later replies depend on: entries, each key's version
   // and the mutation and deletion counters (WATCH stamps derive from them).
   uint64_t state_hash() const override {
-    return state_hash_ + counters_hash(mutations_, last_deletion_);
+    return state_hash_ + counters_hash(mutations_, deleted_version_max_);
   }
 
   // Executes a decoded op (read-only ops work here too). An op that fails
@@ -47,8 +47,11 @@ class KvApp final : public StateMachine {
   // As execute, but a write op gets an error reply and nothing changes.
   Reply execute_read(const Op& op) const;
   size_t size() const { return map_.size(); }
-  // What a WATCH of `key` sees now.
+  // What a WATCH of `key` sees now: (present, its version), or (absent, the
+  // mutation count now).
   KeyStamp stamp(std::string_view key) const;
+  // Whether no write touched `key` since a WATCH saw `seen` (MULTI's check).
+  bool unchanged_since(std::string_view key, const KeyStamp& seen) const;
 
  private:
   struct Entry {
@@ -74,6 +77,7 @@ class KvApp final : public StateMachine {
 
   void put(std::string_view key, std::string_view value);
   bool erase(std::string_view key);
+  void flush();
   // Point lookups go through the hash index; map_.end() if absent.
   Map::iterator locate(std::string_view key);
   Map::const_iterator locate(std::string_view key) const;
@@ -90,8 +94,11 @@ class KvApp final : public StateMachine {
   uint64_t state_hash_ = 0;
   // Changes to keys so far (insert, overwrite, delete): the next version.
   uint64_t mutations_ = 0;
-  // mutations_ at the last deletion of any key: the stamp of an absent key.
-  uint64_t last_deletion_ = 0;
+  // The newest version any removed entry had (DEL or FLUSH). An absent key
+  // written after its WATCH and removed again had a version above the
+  // WATCH's mutation count, so this passes that count; removing keys written
+  // before the WATCH does not (docs/formats/kv.md, "Watches and versions").
+  uint64_t deleted_version_max_ = 0;
 };
 
 }  // namespace maroon::kv

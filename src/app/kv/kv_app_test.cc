@@ -93,11 +93,11 @@ uint64_t version_hash_by_formula(std::string_view key, uint64_t version) {
   return hash64(key, version);
 }
 
-uint64_t counters_hash_by_formula(uint64_t mutations, uint64_t last_deletion) {
-  if (mutations == 0 && last_deletion == 0) return 0;
+uint64_t counters_hash_by_formula(uint64_t mutations, uint64_t deleted_version_max) {
+  if (mutations == 0 && deleted_version_max == 0) return 0;
   std::string buf;
   ByteWriter(buf).u64(mutations);
-  ByteWriter(buf).u64(last_deletion);
+  ByteWriter(buf).u64(deleted_version_max);
   return hash64(buf);
 }
 
@@ -151,8 +151,9 @@ TEST(KvApp, DelCountsKeysItRemoved) {
   EXPECT_EQ(run(app, del_op({"a"})), Reply::of_int(0));
   EXPECT_EQ(run(app, del_op({"b"})), Reply::of_int(1));
   EXPECT_EQ(app.size(), 0u);
-  // Empty, but the counters WATCH stamps derive from have moved.
-  EXPECT_EQ(app.state_hash(), counters_hash(4, 4));
+  // Empty, but the counters WATCH checks derive from have moved: 4
+  // mutations, and b (version 2) was the newest entry removed.
+  EXPECT_EQ(app.state_hash(), counters_hash(4, 2));
 }
 
 TEST(KvApp, CasSwapsOnlyWhenTheExpectationHolds) {
@@ -535,10 +536,61 @@ TEST(KvMulti, DeleteAndRecreateIsAChange) {
   run(app, set_op("gone", "1"));
   run(app, del_op({"gone"}));
   EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("k")}, {{"gone", absent}})), kAborted);
-  // Conservative: deleting any other key also aborts a watch on an absent key.
+  // Deleting another key written before the WATCH leaves an absent key's
+  // watch alone; deleting one written after it aborts (conservative: it
+  // might have been the watched key).
   const KeyStamp absent2 = watch_one(app, "gone");
   run(app, del_op({"k"}));
-  EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("k")}, {{"gone", absent2}})), kAborted);
+  EXPECT_EQ(sub_replies(run_multi(app, multi_op(bytes, {get_op("k")}, {{"gone", absent2}}))),
+            std::vector<Reply>{Reply::nil()});
+  const KeyStamp absent3 = watch_one(app, "gone");
+  run(app, set_op("new", "1"));
+  run(app, del_op({"new"}));
+  EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("k")}, {{"gone", absent3}})), kAborted);
+}
+
+// Redis's "FLUSHALL is able to touch the watched keys" and "FLUSHALL does not
+// touch non affected keys" (tests/unit/multi.tcl).
+TEST(KvFlush, TouchesWatchedKeysThatExistedAndNoOthers) {
+  KvApp app;
+  std::vector<std::string> bytes;
+  run(app, set_op("x", "30"));
+  run(app, set_op("other", "1"));
+  const KeyStamp present = watch_one(app, "x");
+  const KeyStamp absent = watch_one(app, "never");
+  EXPECT_EQ(run(app, Op{.type = OpType::kFlush}), Reply::ok());
+  EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("x")}, {{"x", present}})), kAborted);
+  EXPECT_EQ(sub_replies(run_multi(app, multi_op(bytes, {get_op("x")}, {{"never", absent}}))),
+            std::vector<Reply>{Reply::nil()});
+  // A key created after the WATCH and flushed away again is a change.
+  const KeyStamp absent2 = watch_one(app, "x");
+  run(app, set_op("x", "1"));
+  run(app, Op{.type = OpType::kFlush});
+  EXPECT_EQ(run_multi(app, multi_op(bytes, {get_op("x")}, {{"x", absent2}})), kAborted);
+}
+
+TEST(KvFlush, RemovesEveryKeyAndCountsEachAsADeletion) {
+  KvApp app;
+  run(app, set_op("a", "1"));
+  run(app, set_op("b", "2"));
+  run(app, set_op("a", "3"));  // a's version is 3, the newest
+  EXPECT_EQ(run(app, Op{.type = OpType::kFlush}), Reply::ok());
+  EXPECT_EQ(app.size(), 0u);
+  EXPECT_EQ(run(app, get_op("a")), Reply::nil());
+  EXPECT_EQ(run(app, scan_op("", 0)), pairs({}));
+  EXPECT_EQ(app.state_hash(), counters_hash_by_formula(5, 3));
+  // An empty keyspace: nothing changes, not even the counters.
+  EXPECT_EQ(run(app, Op{.type = OpType::kFlush}), Reply::ok());
+  EXPECT_EQ(app.state_hash(), counters_hash_by_formula(5, 3));
+  // Not a read.
+  expect_error(decode_reply(app.read(encode_op(Op{.type = OpType::kFlush}))).value(),
+               Code::kInvalidArgument, "FLUSH is not a read-only op");
+  // Inside a MULTI, with the ops around it.
+  std::vector<std::string> bytes;
+  const MultiReply r = run_multi(
+      app, multi_op(bytes, {set_op("k", "v"), Op{.type = OpType::kFlush}, get_op("k"), size_op()}));
+  EXPECT_EQ(sub_replies(r),
+            (std::vector<Reply>{Reply::ok(), Reply::ok(), Reply::nil(), Reply::of_int(0)}));
 }
 
 TEST(KvMulti, TheReplyStaysWithinReplyBytesMax) {
@@ -634,6 +686,9 @@ class Model {
       }
       case OpType::kSize:
         return Reply::of_int(static_cast<int64_t>(map_.size()));
+      case OpType::kFlush:
+        while (!map_.empty()) erase(map_.begin()->first);
+        return Reply::ok();
       case OpType::kWatch:
       case OpType::kMulti:
         break;  // not generated (kv_test_gen.h)
@@ -642,7 +697,7 @@ class Model {
   }
 
   uint64_t hash() const {
-    uint64_t sum = counters_hash_by_formula(mutations_, last_deletion_);
+    uint64_t sum = counters_hash_by_formula(mutations_, deleted_version_max_);
     for (const auto& [k, v] : map_) {
       sum += entry_hash_by_formula(k, v) + version_hash_by_formula(k, versions_.at(k));
     }
@@ -657,15 +712,16 @@ class Model {
   }
   bool erase(const std::string& key) {
     if (map_.erase(key) == 0) return false;
+    deleted_version_max_ = std::max(deleted_version_max_, versions_.at(key));
     versions_.erase(key);
-    last_deletion_ = ++mutations_;
+    ++mutations_;
     return true;
   }
 
   std::map<std::string, std::string> map_;
   std::map<std::string, uint64_t> versions_;
   uint64_t mutations_ = 0;
-  uint64_t last_deletion_ = 0;
+  uint64_t deleted_version_max_ = 0;
 };
 
 TEST(KvApp, BehavesLikeTheModel) {

@@ -16,7 +16,7 @@ using limits::reply_bytes_max;
 using limits::value_bytes_max;
 
 constexpr uint8_t kOpTypeMin = static_cast<uint8_t>(OpType::kGet);
-constexpr uint8_t kOpTypeMax = static_cast<uint8_t>(OpType::kMulti);
+constexpr uint8_t kOpTypeMax = static_cast<uint8_t>(OpType::kFlush);
 constexpr uint8_t kSetCondMax = static_cast<uint8_t>(SetCond::kIfPresent);
 constexpr uint8_t kReplyKindMax = static_cast<uint8_t>(Reply::Kind::kError);
 static_assert(kStampsReplyKind > kReplyKindMax && kMultiReplyKind > kReplyKindMax);
@@ -109,6 +109,7 @@ void write_op(const Op& op, W& w) {
       if (op.keys.size() == 2) w.bytes(op.keys[1]);
       return;
     case OpType::kSize:
+    case OpType::kFlush:
       return;
   }
   MAROON_UNREACHABLE();
@@ -170,7 +171,8 @@ Status validate_shape(const Op& op) {
         return too_large(fmt::format("SCAN limit is {}; the limit is {}", op.limit, op_keys_max));
       break;
     case OpType::kSize:
-      if (nkeys != 0) return invalid_argument(fmt::format("SIZE takes no keys, got {}", nkeys));
+    case OpType::kFlush:
+      if (nkeys != 0) return invalid_argument(fmt::format("{} takes no keys, got {}", name, nkeys));
       break;
   }
 
@@ -305,6 +307,7 @@ bool is_read_only(OpType type) {
     case OpType::kIncrBy:
     case OpType::kMset:
     case OpType::kMulti:
+    case OpType::kFlush:
       return false;
   }
   return false;
@@ -336,6 +339,8 @@ const char* op_name(OpType type) {
       return "WATCH";
     case OpType::kMulti:
       return "MULTI";
+    case OpType::kFlush:
+      return "FLUSH";
   }
   return "UNKNOWN";
 }
@@ -440,6 +445,7 @@ Result<Op> decode_op(std::string_view bytes) {
       break;
     }
     case OpType::kSize:
+    case OpType::kFlush:
       break;
   }
   if (!r.ok()) return malformed("op");

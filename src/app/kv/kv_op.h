@@ -35,12 +35,14 @@ enum class OpType : uint8_t {
   // keys[0..n) watched with stamps[0..n); ops: encoded sub-ops run in order
   //   -> Nil (a watched key changed: nothing ran) | Replies (one per sub-op)
   kMulti = 12,
+  kFlush = 13,  //                               -> Ok (every key removed)
 };
 
 // What WATCH saw of a key: its version if present (the app's mutation
-// counter at the key's last change), else the counter at the app's last
-// deletion of any key. Equal stamps mean no write touched the key
-// (docs/formats/kv.md, "Watches").
+// counter at the key's last change), else the mutation counter at the WATCH.
+// MULTI aborts unless the key kept its version, or, absent, stayed absent
+// and no key written after the WATCH was removed (docs/formats/kv.md,
+// "Watches and versions").
 struct KeyStamp {
   bool present = false;
   uint64_t version = 0;

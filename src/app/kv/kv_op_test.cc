@@ -49,6 +49,7 @@ TEST(KvOp, NamesAndReadOnlyness) {
       {OpType::kIncrBy, "INCRBY", false}, {OpType::kMget, "MGET", true},
       {OpType::kMset, "MSET", false},     {OpType::kExists, "EXISTS", true},
       {OpType::kScan, "SCAN", true},      {OpType::kSize, "SIZE", true},
+      {OpType::kFlush, "FLUSH", false},
   };
   for (const Row& row : rows) {
     EXPECT_STREQ(op_name(row.type), row.name);
@@ -75,6 +76,7 @@ TEST(KvOp, ValidateAcceptsEveryOpShape) {
       Op{.type = OpType::kScan, .keys = {"p"}},
       Op{.type = OpType::kScan, .limit = op_keys_max, .keys = {"p", "p1"}},
       Op{.type = OpType::kSize},
+      Op{.type = OpType::kFlush},
   };
   for (const Op& op : ops) {
     EXPECT_TRUE(validate(op).is_ok()) << op_name(op.type) << ": " << validate(op).to_string();
@@ -95,7 +97,7 @@ TEST(KvOp, ValidateRejectsBadShapes) {
   const std::vector<std::string_view> most(op_keys_max, "k");
   const Row rows[] = {
       {Op{.type = static_cast<OpType>(0)}, Code::kInvalidArgument, "unknown kv op type 0"},
-      {Op{.type = static_cast<OpType>(13)}, Code::kInvalidArgument, "unknown kv op type 13"},
+      {Op{.type = static_cast<OpType>(14)}, Code::kInvalidArgument, "unknown kv op type 14"},
       {Op{.type = OpType::kGet}, Code::kInvalidArgument, "GET takes exactly 1 key, got 0"},
       {Op{.type = OpType::kGet, .keys = {"a", "b"}}, Code::kInvalidArgument,
        "GET takes exactly 1 key, got 2"},
@@ -136,6 +138,10 @@ TEST(KvOp, ValidateRejectsBadShapes) {
        "SCAN limit is 16385; the limit is 16384"},
       {Op{.type = OpType::kSize, .keys = {"a"}}, Code::kInvalidArgument,
        "SIZE takes no keys, got 1"},
+      {Op{.type = OpType::kFlush, .keys = {"a"}}, Code::kInvalidArgument,
+       "FLUSH takes no keys, got 1"},
+      {Op{.type = OpType::kFlush, .values = {"v"}}, Code::kInvalidArgument,
+       "FLUSH takes 0 value(s), got 1"},
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.message);
@@ -292,6 +298,7 @@ TEST(KvOp, EncodingMatchesTheDocumentedLayout) {
             bytes_of({1, 9, 1, 'p', 0xc8, 0x01, 1, 1, 'q'}));
   EXPECT_EQ(encode_op(Op{.type = OpType::kScan, .keys = {""}}), bytes_of({1, 9, 0, 0, 0}));
   EXPECT_EQ(encode_op(Op{.type = OpType::kSize}), bytes_of({1, 10}));
+  EXPECT_EQ(encode_op(Op{.type = OpType::kFlush}), bytes_of({1, 13}));
 
   EXPECT_EQ(encode_reply(Reply::ok()), bytes_of({1, 0}));
   EXPECT_EQ(encode_reply(Reply::nil()), bytes_of({1, 1}));
@@ -317,7 +324,8 @@ TEST(KvOp, DecodeRejectsMalformedInput) {
        "unsupported kv op format version 2 (expected 1)"},
       {bytes_of({1}), Code::kInvalidArgument, "malformed kv op"},
       {bytes_of({1, 0}), Code::kInvalidArgument, "unknown kv op type 0"},
-      {bytes_of({1, 13}), Code::kInvalidArgument, "unknown kv op type 13"},
+      {bytes_of({1, 14}), Code::kInvalidArgument, "unknown kv op type 14"},
+      {bytes_of({1, 13, 0}), Code::kInvalidArgument, "1 trailing bytes after kv FLUSH op"},
       {bytes_of({1, 1, 1, 'k', 0}), Code::kInvalidArgument, "1 trailing bytes after kv GET op"},
       {bytes_of({1, 10, 0, 0}), Code::kInvalidArgument, "2 trailing bytes after kv SIZE op"},
       {bytes_of({1, 1, 2, 'k'}), Code::kInvalidArgument, "malformed kv op"},

@@ -61,8 +61,9 @@ inline int64_t random_delta() {
 inline void random_op(OwnedOp& out, KeySpace space) {
   Op& op = out.op;
   op = Op{};
-  // GET..SIZE: the ops the model in kv_app_test knows.
-  op.type = static_cast<OpType>(*rc::gen::inRange<int>(1, 11));
+  // GET..SIZE and, now and then, FLUSH: the ops the model in kv_app_test knows.
+  op.type = *rc::gen::inRange<int>(0, 40) == 0 ? OpType::kFlush
+                                               : static_cast<OpType>(*rc::gen::inRange<int>(1, 11));
   auto add_key = [&] { op.keys.push_back(out.keep(random_key(space))); };
   auto add_value = [&] { op.values.push_back(out.keep(random_value())); };
   switch (op.type) {
@@ -102,6 +103,7 @@ inline void random_op(OwnedOp& out, KeySpace space) {
           *rc::gen::oneOf(rc::gen::inRange<uint32_t>(0, 5), rc::gen::inRange<uint32_t>(0, 1025));
       break;
     case OpType::kSize:
+    case OpType::kFlush:
     case OpType::kMulti:  // not generated: kv_op_test and kv_app_test build their own
       break;
   }
