@@ -111,7 +111,9 @@ class NativeServer::Connection : public Listener::Connection,
       const bool shrunk = in_budget_.cover(decoder_.buffered(), "a request frame");
       MAROON_ASSERT(shrunk);  // giving back never fails
     }
-    if (decoder_.buffered() == 0) {
+    // Only a frame waiting for its rest counts; whole frames held back by
+    // the limits wait for the client to read (stall_timeout).
+    if (!need_more || decoder_.buffered() == 0) {
       partial_since_.reset();
     } else if (!partial_since_) {
       partial_since_ = std::chrono::steady_clock::now();

@@ -281,6 +281,7 @@ class RespServer::Connection : public Listener::Connection,
     Shape shape = Shape::kPlain;
     resp::Proto proto = resp::Proto::kResp2;
     bool read = false;                // a read: its reply may be refused by the budget
+    bool silent = false;              // CLIENT REPLY OFF/SKIP: never written, never charged
     std::shared_ptr<WatchSet> watch;  // kWatch: where the stamps go
     size_t watch_offset = 0;          // kWatch: index of the first key in `watch`
   };
@@ -362,7 +363,7 @@ class RespServer::Connection : public Listener::Connection,
       if (!parse_some()) break;
     }
     busy_ = false;
-    if (in_len_ == in_pos_) {
+    if (!awaiting_rest_) {
       partial_since_.reset();
     } else if (!partial_since_) {
       partial_since_ = std::chrono::steady_clock::now();
@@ -411,11 +412,15 @@ class RespServer::Connection : public Listener::Connection,
   // pauses us, or the connection is closing. Returns whether it did anything.
   bool parse_some() {
     bool any = false;
+    awaiting_rest_ = false;
     while (!closing_ && !paused()) {
       const std::string_view input(in_.data() + in_pos_, in_len_ - in_pos_);
       const resp::ParseStatus status = parser_.parse(input);
       in_pos_ += parser_.consumed();
-      if (status == resp::ParseStatus::kNeedMore) break;
+      if (status == resp::ParseStatus::kNeedMore) {
+        awaiting_rest_ = in_pos_ < in_len_;  // a request begun, not complete
+        break;
+      }
       any = true;
       if (status == resp::ParseStatus::kError) {
         silent_ = false;  // a desync is always answered
@@ -553,7 +558,7 @@ class RespServer::Connection : public Listener::Connection,
   void begin_command() {
     silent_ = reply_off_ || skip_next_;
     skip_next_ = false;
-    style_ = ReplyStyle{.proto = proto_};
+    style_ = ReplyStyle{.proto = proto_, .silent = silent_};
     info_.last_command_at = RespClock::now();
   }
 
@@ -814,15 +819,18 @@ class RespServer::Connection : public Listener::Connection,
       return error(dst, std::string(error_prefix(status.code())) + status.message());
     }
     // Until the client takes it, the reply's bytes come from the budget.
-    if (style.read && encoded.size() >= kRefusableReplyBytes) {
+    if (style.silent) {
+      // Computed and dropped: holds nothing.
+    } else if (style.read && encoded.size() >= kRefusableReplyBytes) {
       if (!resources_.reserve(encoded.size(), ClientPort::kResp, "a reply")) {
         if (style.shape == Shape::kWatch) style.watch->failed = true;
         return error(dst, "ERR the server's client buffer budget is spent; retry later");
       }
+      charged_ += encoded.size();
     } else {
       resources_.take(encoded.size());
+      charged_ += encoded.size();
     }
-    charged_ += encoded.size();
     switch (style.shape) {
       case Shape::kWatch:
         return record_stamps(kv::decode_stamps_reply(encoded), style, dst);
@@ -1378,6 +1386,7 @@ class RespServer::Connection : public Listener::Connection,
   // Since when a partial request is buffered; since when a write is in flight.
   std::optional<std::chrono::steady_clock::time_point> partial_since_;
   std::chrono::steady_clock::time_point write_started_{};
+  bool awaiting_rest_ = false;  // the last parse stopped inside a request
   const RespAuthenticator& auth_;
   Metrics& metrics_;
   RespClientRegistry& clients_;  // touched only while open (registered_)
