@@ -418,7 +418,8 @@ class RespServer::Connection : public Listener::Connection,
       const resp::ParseStatus status = parser_.parse(input);
       in_pos_ += parser_.consumed();
       if (status == resp::ParseStatus::kNeedMore) {
-        awaiting_rest_ = in_pos_ < in_len_;  // a request begun, not complete
+        // A request begun, not complete (or being skipped).
+        awaiting_rest_ = in_pos_ < in_len_ || parser_.skipping();
         break;
       }
       any = true;
@@ -819,18 +820,30 @@ class RespServer::Connection : public Listener::Connection,
       return error(dst, std::string(error_prefix(status.code())) + status.message());
     }
     // Until the client takes it, the reply's bytes come from the budget.
-    if (style.silent) {
-      // Computed and dropped: holds nothing.
-    } else if (style.read && encoded.size() >= kRefusableReplyBytes) {
+    // What the reply adds to `dst` is charged once it is formatted; a large
+    // read reply is refused up front if the budget cannot take it.
+    size_t reserved = 0;
+    if (!style.silent && style.read && encoded.size() >= kRefusableReplyBytes) {
       if (!resources_.reserve(encoded.size(), ClientPort::kResp, "a reply")) {
         if (style.shape == Shape::kWatch) style.watch->failed = true;
         return error(dst, "ERR the server's client buffer budget is spent; retry later");
       }
-      charged_ += encoded.size();
-    } else {
-      resources_.take(encoded.size());
-      charged_ += encoded.size();
+      reserved = encoded.size();
     }
+    const size_t before = dst.size();
+    format_engine_reply(encoded, style, tx, dst);
+    if (style.silent) return;  // computed and dropped: holds nothing
+    const size_t added = dst.size() - before;
+    if (added > reserved) {
+      resources_.take(added - reserved);
+    } else {
+      resources_.release(reserved - added);
+    }
+    charged_ += added;
+  }
+
+  void format_engine_reply(std::string_view encoded, const ReplyStyle& style, const TxPlan* tx,
+                           std::string& dst) {
     switch (style.shape) {
       case Shape::kWatch:
         return record_stamps(kv::decode_stamps_reply(encoded), style, dst);
@@ -1116,7 +1129,9 @@ class RespServer::Connection : public Listener::Connection,
   void client(Args args) {
     const std::string_view sub = args[1];
     const size_t argc = args.size();
-    info_.last_command = "client|" + lower(sub);
+    // Only a short, printable subcommand is kept (CLIENT LIST shows it).
+    info_.last_command =
+        "client|" + (sub.size() <= 32 && valid_client_name(sub) ? lower(sub) : std::string("?"));
     const auto wrong_arity = [&] { error(reply_target(), arity_error("client|" + lower(sub))); };
     if (iequals(sub, "id")) {
       if (argc != 2) return wrong_arity();

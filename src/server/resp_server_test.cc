@@ -234,6 +234,21 @@ TEST_F(RespBudgetTest, RepliesNobodyReadsHoldTheBudgetUntilTheConnectionCloses) 
   EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == 0; }));
 }
 
+// What is charged is what is written: a WATCH's reply from the engine lists
+// every key's stamp, but the client gets +OK.
+TEST_F(RespBudgetTest, WatchRepliesHoldOnlyWhatTheyWrite) {
+  Client c(server_->port());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2000; i++) keys.push_back("key" + std::to_string(i));
+  std::string request = "*" + std::to_string(keys.size() + 1) + "\r\n" + bulk("WATCH");
+  for (const auto& k : keys) request += bulk(k);
+  for (int round = 0; round < 5; round++) {
+    c.expect(request, "+OK\r\n");
+    c.expect(cmd({"UNWATCH"}), "+OK\r\n");
+  }
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == 0; }));
+}
+
 TEST_F(RespBudgetTest, SilentRepliesHoldNothing) {
   Client c(server_->port());
   c.expect(cmd({"SET", "big", std::string(64 * 1024, 'v')}), "+OK\r\n");
