@@ -420,7 +420,8 @@ TEST(NativeServer, APartialFrameTheBudgetCannotHoldClosesItsConnection) {
   RawSocket raw(h.port());
   // Just past what the budget can hold (its free share included), so the
   // server has read everything when it closes (else a reset may beat the reply).
-  raw.send(std::string_view(frame).substr(0, 256 * 1024 + server::client_free_bytes + 4096));
+  raw.send(std::string_view(frame).substr(
+      0, 256 * 1024 + server::client_free_bytes + server::native_read_chunk_bytes + 4096));
   std::vector<std::string> storage;
   const auto responses = parse_responses(raw.read_to_eof(), storage);
   ASSERT_EQ(responses.size(), 1u);
@@ -428,6 +429,40 @@ TEST(NativeServer, APartialFrameTheBudgetCannotHoldClosesItsConnection) {
   EXPECT_EQ(responses[0].code, Code::kUnavailable);
   EXPECT_NE(responses[0].error.find("budget"), std::string::npos) << responses[0].error;
   EXPECT_TRUE(h.wait_until([&] { return h.resources().buffered_bytes() == budget - 256 * 1024; }));
+}
+
+// Errors sent in place of refused replies pile up while the client does not
+// read; when it reads again the server gives back what it held and goes on.
+TEST(NativeServer, ErrorsInPlaceOfRefusedRepliesAreWrittenWhenTheClientReads) {
+  const size_t budget = limits::message_bytes_max;
+  Harness h(server::ClientLimits{.buffer_bytes_max = budget});
+  Client c = connect(h);
+  ASSERT_TRUE(c.call(set("big", std::string(4096, 'v'))).is_ok());
+  ASSERT_TRUE(h.on_loop([&] { return h.resources().reserve(budget, server::ClientPort::kHttp, "test"); }));
+  std::string frames;
+  const std::string op = kv::encode_op(get("big"));
+  constexpr int kRequests = 40000;
+  for (int i = 1; i <= kRequests; i++) {
+    protocol::encode_request({.request_id = static_cast<uint64_t>(i), .flags = protocol::kRequestReadOnly, .op = op}, frames);
+  }
+  RawSocket raw(h.port());
+  raw.send(frames);  // not read until all were handled
+  EXPECT_TRUE(h.wait_until([&] {
+    return h.engine().metrics().render().find("maroon_native_requests_total 40001") != std::string::npos;
+  }, 30s));
+  std::string got;
+  std::array<char, 65536> chunk;
+  size_t responses = 0;
+  while (responses < kRequests) {
+    boost::system::error_code ec;
+    const size_t n = raw.socket.read_some(asio::buffer(chunk), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    got.append(chunk.data(), n);
+    std::vector<std::string> storage;
+    responses = parse_responses(got, storage).size();
+  }
+  h.on_loop([&] { h.resources().release(budget); });
+  EXPECT_TRUE(c.call(get("big")).is_ok());  // still serving
 }
 
 TEST(NativeServer, AFrameNotCompleteInTimeClosesItsConnection) {

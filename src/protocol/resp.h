@@ -100,6 +100,9 @@ class RequestParser {
   const std::string& error() const { return error_; }
   // Forgets any partial request (for reusing the parser on a new stream).
   void reset();
+  // Inside an over-limit request being skipped: its bytes are consumed as
+  // they come, but the request is not over.
+  bool skipping() const { return skipping_; }
 
  private:
   ParseStatus parse_inline(std::string_view rest);

@@ -182,6 +182,13 @@ bool BudgetHold::cover(size_t total, std::string_view what) {
   return true;
 }
 
+void BudgetHold::shrink_to(size_t total) {
+  const size_t want = total > client_free_bytes ? total - client_free_bytes : 0;
+  if (want >= held_) return;
+  resources_->release(held_ - want);
+  held_ = want;
+}
+
 void BudgetHold::release_all() {
   if (held_ == 0) return;
   resources_->release(held_);

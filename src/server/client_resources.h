@@ -154,6 +154,10 @@ class BudgetHold {
   // asks the budget for more or gives back. False (holding what it had) when
   // the budget refused.
   [[nodiscard]] bool cover(size_t total, std::string_view what);
+  // Gives back what `total` buffered bytes no longer need; never asks for more
+  // (bytes buffered past what it holds, e.g. an error sent in place of a
+  // refused reply, stay uncounted until they are written).
+  void shrink_to(size_t total);
   void release_all();
   size_t held() const { return held_; }
 

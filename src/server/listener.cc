@@ -86,6 +86,7 @@ void Listener::tick() {
     std::vector<std::shared_ptr<Connection>> open;
     open.reserve(connections_.size());
     for (auto& [raw, c] : connections_) open.push_back(c);
+    open_spare();  // taken back here if a refused connection held it at EMFILE
     const auto now = std::chrono::steady_clock::now();
     for (auto& c : open) {
       if (c->listener_ == this) c->tick(now);

@@ -21,6 +21,7 @@ std::string format_client_info(const RespClientInfo& c, RespClock::time_point no
 }
 
 bool valid_client_name(std::string_view name) {
+  if (name.size() > client_name_bytes_max) return false;
   for (char ch : name) {
     if (ch < '!' || ch > '~') return false;
   }

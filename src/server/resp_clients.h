@@ -37,6 +37,10 @@ struct RespClientInfo {
 // (fields maroon does not track, such as buffer sizes, show as 0).
 std::string format_client_info(const RespClientInfo& info, RespClock::time_point now);
 
+// Names and library fields (CLIENT SETNAME, SETINFO, HELLO SETNAME) are at
+// most this long: they are kept per connection and listed by CLIENT LIST.
+inline constexpr size_t client_name_bytes_max = 256;
+
 // Redis's rule for CLIENT SETNAME and CLIENT SETINFO values: printable ASCII
 // without spaces ('!' to '~'); the empty string is allowed (no name).
 bool valid_client_name(std::string_view name);

@@ -12,6 +12,8 @@ TEST(RespClientNames, AsRedisPrintableWithoutSpaces) {
   EXPECT_FALSE(valid_client_name("a\nb"));
   EXPECT_FALSE(valid_client_name("\x7f"));
   EXPECT_FALSE(valid_client_name("caf\xc3\xa9"));
+  EXPECT_TRUE(valid_client_name(std::string(client_name_bytes_max, 'a')));
+  EXPECT_FALSE(valid_client_name(std::string(client_name_bytes_max + 1, 'a')));
 }
 
 TEST(RespClientInfo, LineHasRedisFields) {

@@ -284,6 +284,7 @@ class RespServer::Connection : public Listener::Connection,
     Shape shape = Shape::kPlain;
     resp::Proto proto = resp::Proto::kResp2;
     bool read = false;                // a read: its reply may be refused by the budget
+    bool silent = false;              // CLIENT REPLY OFF/SKIP: never written, never charged
     std::shared_ptr<WatchSet> watch;  // kWatch: where the stamps go
     size_t watch_offset = 0;          // kWatch: index of the first key in `watch`
   };
@@ -365,7 +366,7 @@ class RespServer::Connection : public Listener::Connection,
       if (!parse_some()) break;
     }
     busy_ = false;
-    if (in_len_ == in_pos_) {
+    if (!awaiting_rest_) {
       partial_since_.reset();
     } else if (!partial_since_) {
       partial_since_ = std::chrono::steady_clock::now();
@@ -414,11 +415,16 @@ class RespServer::Connection : public Listener::Connection,
   // pauses us, or the connection is closing. Returns whether it did anything.
   bool parse_some() {
     bool any = false;
+    awaiting_rest_ = false;
     while (!closing_ && !paused()) {
       const std::string_view input(in_.data() + in_pos_, in_len_ - in_pos_);
       const resp::ParseStatus status = parser_.parse(input);
       in_pos_ += parser_.consumed();
-      if (status == resp::ParseStatus::kNeedMore) break;
+      if (status == resp::ParseStatus::kNeedMore) {
+        // A request begun, not complete (or being skipped).
+        awaiting_rest_ = in_pos_ < in_len_ || parser_.skipping();
+        break;
+      }
       any = true;
       if (status == resp::ParseStatus::kError) {
         silent_ = false;  // a desync is always answered
@@ -556,7 +562,7 @@ class RespServer::Connection : public Listener::Connection,
   void begin_command() {
     silent_ = reply_off_ || skip_next_;
     skip_next_ = false;
-    style_ = ReplyStyle{.proto = proto_};
+    style_ = ReplyStyle{.proto = proto_, .silent = silent_};
     info_.last_command_at = RespClock::now();
   }
 
@@ -842,15 +848,30 @@ class RespServer::Connection : public Listener::Connection,
       return error(dst, std::string(error_prefix(status.code())) + status.message());
     }
     // Until the client takes it, the reply's bytes come from the budget.
-    if (style.read && encoded.size() >= kRefusableReplyBytes) {
+    // What the reply adds to `dst` is charged once it is formatted; a large
+    // read reply is refused up front if the budget cannot take it.
+    size_t reserved = 0;
+    if (!style.silent && style.read && encoded.size() >= kRefusableReplyBytes) {
       if (!resources_.reserve(encoded.size(), ClientPort::kResp, "a reply")) {
         if (style.shape == Shape::kWatch) style.watch->failed = true;
         return error(dst, "ERR the server's client buffer budget is spent; retry later");
       }
-    } else {
-      resources_.take(encoded.size());
+      reserved = encoded.size();
     }
-    charged_ += encoded.size();
+    const size_t before = dst.size();
+    format_engine_reply(encoded, style, tx, dst);
+    if (style.silent) return;  // computed and dropped: holds nothing
+    const size_t added = dst.size() - before;
+    if (added > reserved) {
+      resources_.take(added - reserved);
+    } else {
+      resources_.release(reserved - added);
+    }
+    charged_ += added;
+  }
+
+  void format_engine_reply(std::string_view encoded, const ReplyStyle& style, const TxPlan* tx,
+                           std::string& dst) {
     switch (style.shape) {
       case Shape::kWatch:
         return record_stamps(kv::decode_stamps_reply(encoded), style, dst);
@@ -1136,7 +1157,9 @@ class RespServer::Connection : public Listener::Connection,
   void client(Args args) {
     const std::string_view sub = args[1];
     const size_t argc = args.size();
-    info_.last_command = "client|" + lower(sub);
+    // Only a short, printable subcommand is kept (CLIENT LIST shows it).
+    info_.last_command =
+        "client|" + (sub.size() <= 32 && valid_client_name(sub) ? lower(sub) : std::string("?"));
     const auto wrong_arity = [&] { error(reply_target(), arity_error("client|" + lower(sub))); };
     if (iequals(sub, "id")) {
       if (argc != 2) return wrong_arity();
@@ -1406,6 +1429,7 @@ class RespServer::Connection : public Listener::Connection,
   // Since when a partial request is buffered; since when a write is in flight.
   std::optional<std::chrono::steady_clock::time_point> partial_since_;
   std::chrono::steady_clock::time_point write_started_{};
+  bool awaiting_rest_ = false;  // the last parse stopped inside a request
   const RespAuthenticator& auth_;
   Metrics& metrics_;
   RespClientRegistry& clients_;  // touched only while open (registered_)

@@ -132,8 +132,12 @@ std::string bulk(std::string_view s) {
 
 class RespServerTest : public testing::Test {
  protected:
+  // The client bounds the server runs with; a fixture may choose others.
+  virtual ClientLimits client_limits() const { return {}; }
+
   void SetUp() override {
-    server_ = std::make_unique<RespServer>(io_, engine_, "127.0.0.1", 0);
+    resources_ = std::make_unique<ClientResources>(client_limits(), &engine_.metrics());
+    server_ = std::make_unique<RespServer>(io_, engine_, "127.0.0.1", 0, resources_.get());
     ASSERT_TRUE(server_->start().is_ok());
     ASSERT_NE(server_->port(), 0);
     loop_ = std::thread([this] { io_.run(); });
@@ -187,9 +191,82 @@ class RespServerTest : public testing::Test {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> guard_ = asio::make_work_guard(io_);
   FakeEngine engine_;
+  std::unique_ptr<ClientResources> resources_;
   std::unique_ptr<RespServer> server_;
   std::thread loop_;
 };
+
+// A small client buffer budget and short request timeout.
+class RespBudgetTest : public RespServerTest {
+ protected:
+  static constexpr size_t kBudget = limits::message_bytes_max;
+  ClientLimits client_limits() const override {
+    return {.buffer_bytes_max = kBudget, .request_timeout = 300ms};
+  }
+  size_t buffered() { return on_loop([this] { return resources_->buffered_bytes(); }); }
+};
+
+TEST_F(RespBudgetTest, AReadReplyTheBudgetCannotHoldIsRefusedAndTheConnectionGoesOn) {
+  Client c(server_->port());
+  const std::string big(512 * 1024, 'v');
+  c.expect(cmd({"SET", "big", big}), "+OK\r\n");
+  ASSERT_TRUE(on_loop([&] { return resources_->reserve(kBudget - 1000, ClientPort::kHttp, "test"); }));
+  c.expect(cmd({"GET", "big"}),
+           "-ERR the server's client buffer budget is spent; retry later\r\n");
+  c.expect(cmd({"SET", "small", "v"}), "+OK\r\n");  // small replies need nothing from it
+  c.expect(cmd({"GET", "small"}), "$1\r\nv\r\n");
+  on_loop([&] { resources_->release(kBudget - 1000); });
+  c.expect(cmd({"GET", "big"}), bulk(big));
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == 0; }));
+  EXPECT_GE(on_loop([&] { return resources_->counters().budget_refusals; }), 1u);
+}
+
+TEST_F(RespBudgetTest, RepliesNobodyReadsHoldTheBudgetUntilTheConnectionCloses) {
+  Client writer(server_->port());
+  const std::string big(256 * 1024, 'v');
+  writer.expect(cmd({"SET", "big", big}), "+OK\r\n");
+  auto reader = std::make_unique<Client>(server_->port());
+  std::string gets;
+  for (int i = 0; i < 8; i++) gets += cmd({"GET", "big"});
+  reader->send(gets);
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() >= 8 * big.size() / 2; }));
+  reader->reset();
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == 0; }));
+}
+
+// What is charged is what is written: a WATCH's reply from the engine lists
+// every key's stamp, but the client gets +OK.
+TEST_F(RespBudgetTest, WatchRepliesHoldOnlyWhatTheyWrite) {
+  Client c(server_->port());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2000; i++) keys.push_back("key" + std::to_string(i));
+  std::string request = "*" + std::to_string(keys.size() + 1) + "\r\n" + bulk("WATCH");
+  for (const auto& k : keys) request += bulk(k);
+  for (int round = 0; round < 5; round++) {
+    c.expect(request, "+OK\r\n");
+    c.expect(cmd({"UNWATCH"}), "+OK\r\n");
+  }
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == 0; }));
+}
+
+TEST_F(RespBudgetTest, SilentRepliesHoldNothing) {
+  Client c(server_->port());
+  c.expect(cmd({"SET", "big", std::string(64 * 1024, 'v')}), "+OK\r\n");
+  c.send(cmd({"CLIENT", "REPLY", "OFF"}));
+  for (int i = 0; i < 50; i++) c.send(cmd({"GET", "big"}));
+  c.expect(cmd({"CLIENT", "REPLY", "ON"}), "+OK\r\n");
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == 0; }));
+}
+
+TEST_F(RespBudgetTest, ARequestNotCompleteInTimeClosesTheConnection) {
+  Client slow(server_->port());
+  slow.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nab");
+  EXPECT_EQ(slow.read_until_closed(), "");
+  EXPECT_EQ(on_loop([&] { return resources_->counters().timeouts; }), 1u);
+  Client idle(server_->port());  // idle between requests: not a partial request
+  std::this_thread::sleep_for(1500ms);
+  idle.expect(cmd({"PING"}), "+PONG\r\n");
+}
 
 TEST_F(RespServerTest, KvCommandsByteExact) {
   Client c(server_->port());

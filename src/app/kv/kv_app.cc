@@ -305,7 +305,7 @@ Reply KvApp::incr_by(std::string_view key, int64_t delta) {
   return Reply::of_int(next);
 }
 
-Reply KvApp::mget(const Op& op) const {
+Reply KvApp::mget(const Op& op, size_t room) const {
   // Sizes first, so an oversize reply is refused before anything is copied.
   std::vector<const std::string*> found;
   found.reserve(op.keys.size());
@@ -316,11 +316,11 @@ Reply KvApp::mget(const Op& op) const {
     found.push_back(v);
     reply_bytes += 1 + (v ? bytes_size(*v) : 0);
   }
-  if (reply_bytes > reply_bytes_max)
+  if (reply_bytes > room)
     return Reply::of_error(Code::kTooLarge,
                            fmt::format("MGET reply would be {} bytes; the limit is {}; "
                                        "ask for fewer keys",
-                                       reply_bytes, reply_bytes_max));
+                                       reply_bytes, room));
   Reply reply{.kind = Reply::Kind::kValues};
   reply.values.reserve(found.size());
   for (const std::string* v : found) {
@@ -336,7 +336,7 @@ Reply KvApp::mget(const Op& op) const {
 // Keys that start with the prefix and sort after start_after (when given), in
 // key order; at most `limit` pairs (0 means op_keys_max), and fewer if the
 // next pair would push the reply past reply_bytes_max.
-Reply KvApp::scan(const Op& op) const {
+Reply KvApp::scan(const Op& op, size_t room) const {
   const std::string_view prefix = op.keys[0];
   const size_t limit = op.limit == 0 ? op_keys_max : op.limit;
   auto it = map_.lower_bound(prefix);
@@ -346,11 +346,30 @@ Reply KvApp::scan(const Op& op) const {
   for (; it != map_.end() && reply.pairs.size() < limit; ++it) {
     if (!it->first.starts_with(prefix)) break;
     const size_t pair_bytes = bytes_size(it->first) + bytes_size(it->second.value);
-    if (reply_bytes + pair_bytes > reply_bytes_max) break;
+    if (reply_bytes + pair_bytes > room) break;
     reply_bytes += pair_bytes;
     reply.pairs.emplace_back(it->first, it->second.value);
   }
   return reply;
+}
+
+Reply KvApp::execute_read_within(const Op& op, size_t room) const {
+  switch (op.type) {
+    case OpType::kGet: {
+      auto it = locate(op.keys[0]);
+      if (it == map_.end()) return Reply::nil();
+      if (kListReplyHeaderBytes + bytes_size(it->second.value) > room) {
+        return Reply::of_error(Code::kTooLarge, "reply too large for the EXEC reply");
+      }
+      return Reply::of_value(it->second.value);
+    }
+    case OpType::kMget:
+      return mget(op, room);
+    case OpType::kScan:
+      return scan(op, room);
+    default:
+      return execute_read_valid(op);
+  }
 }
 
 std::vector<KeyStamp> KvApp::watch(const Op& op) const {
@@ -378,8 +397,14 @@ MultiReply KvApp::multi(const Op& op) {
     Result<Op> sub = decode_op(op.ops[i]);
     MAROON_ASSERT(sub.is_ok());  // validate() decoded every sub-op
     encoded.clear();
-    encode_reply(execute_valid(*sub), encoded);
     const size_t reserve = (op.ops.size() - i - 1) * kSubReplyBytesReserved;
+    if (is_read_only(sub->type)) {
+      const size_t used = total + reserve + kSubReplyBytesReserved;
+      const size_t room = used < reply_bytes_max ? reply_bytes_max - used : 0;
+      encode_reply(execute_read_within(*sub, room), encoded);
+    } else {
+      encode_reply(execute_valid(*sub), encoded);
+    }
     if (total + varint_size(encoded.size()) + encoded.size() + reserve > reply_bytes_max) {
       encoded.clear();
       encode_reply(Reply::of_error(Code::kTooLarge, "reply too large for the EXEC reply"), encoded);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "app/kv/kv_op.h"
+#include "common/limits.h"
 #include "app/state_machine.h"
 
 namespace maroon::kv {
@@ -69,8 +70,14 @@ class KvApp final : public StateMachine {
   Reply set(std::string_view key, std::string_view value, SetCond cond);
   Reply cas(std::string_view key, std::optional<std::string_view> expected, std::string_view value);
   Reply incr_by(std::string_view key, int64_t delta);
-  Reply mget(const Op& op) const;
-  Reply scan(const Op& op) const;
+  // At most `room` bytes of reply: an MGET past it is refused before anything
+  // is copied; a SCAN stops before it.
+  Reply mget(const Op& op, size_t room = limits::reply_bytes_max) const;
+  Reply scan(const Op& op, size_t room = limits::reply_bytes_max) const;
+  // A read inside MULTI, with `room` bytes left in the EXEC reply: sizes are
+  // checked before values are copied, so a MULTI of many reads of a big value
+  // costs no more than its reply.
+  Reply execute_read_within(const Op& op, size_t room) const;
   std::vector<KeyStamp> watch(const Op& op) const;
   // Runs a MULTI's sub-ops unless a watched key changed (docs/formats/kv.md).
   MultiReply multi(const Op& op);
