@@ -710,7 +710,9 @@ class Model {
     map_[key] = std::string(value);
     versions_[key] = ++mutations_;
   }
-  bool erase(const std::string& key) {
+  // By value: a caller may pass a key of map_ itself (a flush), which the
+  // erase destroys.
+  bool erase(std::string key) {
     if (map_.erase(key) == 0) return false;
     deleted_version_max_ = std::max(deleted_version_max_, versions_.at(key));
     versions_.erase(key);
