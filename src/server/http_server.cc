@@ -873,11 +873,10 @@ class HttpServer::Session : public Listener::Connection,
 };
 
 HttpServer::HttpServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-                       ClientResources* resources)
+                       ClientResources& resources)
     : engine_(engine),
       metrics_(std::make_unique<Metrics>(engine.metrics())),
-      own_resources_(resources != nullptr ? nullptr : std::make_unique<ClientResources>()),
-      resources_(resources != nullptr ? *resources : *own_resources_),
+      resources_(resources),
       listener_(io, resources_,
                 {.name = "http server",
                  .host = std::move(host),

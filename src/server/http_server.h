@@ -43,9 +43,9 @@ class HttpServer {
  public:
   // `engine` must outlive the server and any engine callbacks it hands out.
   // `resources` (shared by the process's client servers) must outlive the
-  // server; null gives it a default set of its own.
+  // server.
   HttpServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-             ClientResources* resources = nullptr);
+             ClientResources& resources);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -65,7 +65,6 @@ class HttpServer {
   Engine& engine_;
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<ClientResources> own_resources_;  // when none was given
   ClientResources& resources_;
   Listener listener_;  // last: it closes the sessions before the rest goes
 };

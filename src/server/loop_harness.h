@@ -64,7 +64,7 @@ class LoopHarness {
   boost::asio::io_context io_;
   EngineT engine_;
   ClientResources resources_;
-  Server server_{io_, engine_, "127.0.0.1", 0, &resources_};
+  Server server_{io_, engine_, "127.0.0.1", 0, resources_};
   std::thread thread_;
 };
 

@@ -324,11 +324,10 @@ class NativeServer::Connection : public Listener::Connection,
 };
 
 NativeServer::NativeServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-                           ClientResources* resources)
+                           ClientResources& resources)
     : engine_(engine),
       metrics_(std::make_unique<Metrics>(engine.metrics())),
-      own_resources_(resources != nullptr ? nullptr : std::make_unique<ClientResources>()),
-      resources_(resources != nullptr ? *resources : *own_resources_),
+      resources_(resources),
       listener_(io, resources_,
                 {.name = "native server",
                  .host = std::move(host),

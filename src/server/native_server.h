@@ -34,9 +34,9 @@ class NativeServer {
  public:
   // `engine` must outlive the server and any engine callbacks it hands out.
   // `resources` (shared by the process's client servers) must outlive the
-  // server; null gives it a default set of its own.
+  // server.
   NativeServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-             ClientResources* resources = nullptr);
+             ClientResources& resources);
   ~NativeServer();
   NativeServer(const NativeServer&) = delete;
   NativeServer& operator=(const NativeServer&) = delete;
@@ -57,7 +57,6 @@ class NativeServer {
   Engine& engine_;
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<ClientResources> own_resources_;  // when none was given
   ClientResources& resources_;
   Listener listener_;  // last: it closes the connections before the rest goes
 };

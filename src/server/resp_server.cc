@@ -1489,10 +1489,9 @@ const DefaultUserNopass kDefaultUserNopass;
 }  // namespace
 
 RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-                       ClientResources* resources, const RespAuthenticator* auth)
+                       ClientResources& resources, const RespAuthenticator* auth)
     : engine_(engine),
-      own_resources_(resources != nullptr ? nullptr : std::make_unique<ClientResources>()),
-      resources_(resources != nullptr ? *resources : *own_resources_),
+      resources_(resources),
       auth_(auth != nullptr ? *auth : kDefaultUserNopass),
       metrics_{
           .commands = engine.metrics().counter("maroon_resp_commands_total",

@@ -54,12 +54,11 @@ class DefaultUserNopass final : public RespAuthenticator {
 
 class RespServer {
  public:
-  // `engine`, `io`, `resources` and `auth` (when given) must outlive the
-  // server. `port` 0 picks a free port. `resources` is shared by the
-  // process's client servers; null gives the server a default set of its
-  // own. Without `auth`, DefaultUserNopass.
+  // `engine`, `io`, `resources` (shared by the process's client servers) and
+  // `auth` (when given) must outlive the server. `port` 0 picks a free port.
+  // Without `auth`, DefaultUserNopass.
   RespServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-             ClientResources* resources = nullptr, const RespAuthenticator* auth = nullptr);
+             ClientResources& resources, const RespAuthenticator* auth = nullptr);
   ~RespServer();
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
@@ -87,7 +86,6 @@ class RespServer {
 
  private:
   Engine& engine_;
-  std::unique_ptr<ClientResources> own_resources_;  // when none was given
   ClientResources& resources_;
   const RespAuthenticator& auth_;
   uint64_t next_connection_id_ = 1;

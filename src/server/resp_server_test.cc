@@ -137,7 +137,7 @@ class RespServerTest : public testing::Test {
 
   void SetUp() override {
     resources_ = std::make_unique<ClientResources>(client_limits(), &engine_.metrics());
-    server_ = std::make_unique<RespServer>(io_, engine_, "127.0.0.1", 0, resources_.get());
+    server_ = std::make_unique<RespServer>(io_, engine_, "127.0.0.1", 0, *resources_);
     ASSERT_TRUE(server_->start().is_ok());
     ASSERT_NE(server_->port(), 0);
     loop_ = std::thread([this] { io_.run(); });
@@ -825,7 +825,7 @@ TEST_F(RespServerTest, Hello3SwitchesToResp3) {
 
 TEST_F(RespServerTest, PortInUseIsAStatus) {
   const Status s = on_loop([this] {
-    RespServer second(io_, engine_, "127.0.0.1", server_->port());
+    RespServer second(io_, engine_, "127.0.0.1", server_->port(), *resources_);
     return second.start();
   });
   EXPECT_FALSE(s.is_ok());

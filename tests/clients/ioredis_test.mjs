@@ -6,28 +6,11 @@
 // TEST_RESP_PORT. Every effect is read back over a second connection.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
+import { load, within } from './client_steps.mjs';
 
-const require = createRequire(import.meta.url);
-let Redis;
-try {
-  Redis = require('ioredis');
-} catch (e) {
-  console.error('ioredis is missing: run scripts/install-deps.sh (npm ci in tests/clients)');
-  process.exit(1);
-}
+const Redis = load('ioredis', 'ioredis');
 
 const port = Number(process.env.TEST_RESP_PORT);
-const stepTimeoutMs = 10_000;
-
-// A step that does not settle fails the test instead of hanging it.
-function within(promise, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${stepTimeoutMs} ms`)), stepTimeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 async function connect() {
   const client = new Redis(port, '127.0.0.1', { lazyConnect: true });  // lazy only to await the handshake here

@@ -5,28 +5,11 @@
 // TEST_RESP_PORT. Every effect is read back over a second connection.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
+import { load, within } from './client_steps.mjs';
 
-const require = createRequire(import.meta.url);
-let createClient, WatchError;
-try {
-  ({ createClient, WatchError } = require('redis'));
-} catch (e) {
-  console.error('node-redis is missing: run scripts/install-deps.sh (npm ci in tests/clients)');
-  process.exit(1);
-}
+const { createClient, WatchError } = load('redis', 'node-redis');
 
 const url = `redis://127.0.0.1:${process.env.TEST_RESP_PORT}`;
-const stepTimeoutMs = 10_000;
-
-// A step that does not settle fails the test instead of hanging it.
-function within(promise, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${stepTimeoutMs} ms`)), stepTimeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 async function connect() {
   const client = createClient({ url });
