@@ -75,9 +75,9 @@ int serve_engine(boost::asio::io_context& io, server::Engine& driver, const Serv
     spdlog::info("file descriptors: {}; client connections: at most {} ({} kept for HTTP)",
                  descriptors, max, resources.limits().http_reserved_connections);
   }
-  server::HttpServer http(io, driver, a.host, a.http_port, resources);
-  server::RespServer resp(io, driver, a.host, a.resp_port, resources);
-  server::NativeServer native(io, driver, a.host, a.native_port, resources);
+  server::HttpServer http(io, driver, a.host, a.http_port, resources, a.security);
+  server::RespServer resp(io, driver, a.host, a.resp_port, resources, a.security);
+  server::NativeServer native(io, driver, a.host, a.native_port, resources, a.security);
   if (Status s = http.start(); !s) {
     spdlog::error("HTTP port {}: {}", a.http_port, s.to_string());
     return 1;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "server/client_resources.h"
+#include "server/client_security.h"
 #include "server/driver.h"
 
 namespace maroon::cli {
@@ -20,6 +21,7 @@ struct ServeAddresses {
   uint16_t resp_port = 0;
   uint16_t native_port = 0;
   server::ClientLimits client_limits;
+  server::ClientSecurity security;
 };
 
 // Returns the process exit code. `banner` gets the bound ports once serving.

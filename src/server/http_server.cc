@@ -873,10 +873,11 @@ class HttpServer::Session : public Listener::Connection,
 };
 
 HttpServer::HttpServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-                       ClientResources& resources)
+                       ClientResources& resources, ClientSecurity security)
     : engine_(engine),
       metrics_(std::make_unique<Metrics>(engine.metrics())),
       resources_(resources),
+      security_(std::move(security)),
       listener_(io, resources_,
                 {.name = "http server",
                  .host = std::move(host),

@@ -20,6 +20,7 @@
 #include "common/status.h"
 #include "server/engine.h"
 #include "server/client_resources.h"
+#include "server/client_security.h"
 #include "server/listener.h"
 
 namespace maroon::server {
@@ -45,7 +46,7 @@ class HttpServer {
   // `resources` (shared by the process's client servers) must outlive the
   // server.
   HttpServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-             ClientResources& resources);
+             ClientResources& resources, ClientSecurity security = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -66,6 +67,7 @@ class HttpServer {
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
   ClientResources& resources_;
+  const ClientSecurity security_;
   Listener listener_;  // last: it closes the sessions before the rest goes
 };
 

@@ -324,10 +324,11 @@ class NativeServer::Connection : public Listener::Connection,
 };
 
 NativeServer::NativeServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-                           ClientResources& resources)
+                           ClientResources& resources, ClientSecurity security)
     : engine_(engine),
       metrics_(std::make_unique<Metrics>(engine.metrics())),
       resources_(resources),
+      security_(std::move(security)),
       listener_(io, resources_,
                 {.name = "native server",
                  .host = std::move(host),

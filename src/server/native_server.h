@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "server/engine.h"
 #include "server/client_resources.h"
+#include "server/client_security.h"
 #include "server/listener.h"
 
 namespace maroon::server {
@@ -36,7 +37,7 @@ class NativeServer {
   // `resources` (shared by the process's client servers) must outlive the
   // server.
   NativeServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-             ClientResources& resources);
+             ClientResources& resources, ClientSecurity security = {});
   ~NativeServer();
   NativeServer(const NativeServer&) = delete;
   NativeServer& operator=(const NativeServer&) = delete;
@@ -58,6 +59,7 @@ class NativeServer {
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
   ClientResources& resources_;
+  const ClientSecurity security_;
   Listener listener_;  // last: it closes the connections before the rest goes
 };
 

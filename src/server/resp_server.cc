@@ -1489,10 +1489,11 @@ const DefaultUserNopass kDefaultUserNopass;
 }  // namespace
 
 RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-                       ClientResources& resources, const RespAuthenticator* auth)
+                       ClientResources& resources, ClientSecurity security)
     : engine_(engine),
       resources_(resources),
-      auth_(auth != nullptr ? *auth : kDefaultUserNopass),
+      security_(std::move(security)),
+      auth_(kDefaultUserNopass),
       metrics_{
           .commands = engine.metrics().counter("maroon_resp_commands_total",
                                                "RESP requests parsed and executed"),

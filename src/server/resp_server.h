@@ -28,6 +28,7 @@
 #include "common/status.h"
 #include "server/engine.h"
 #include "server/client_resources.h"
+#include "server/client_security.h"
 #include "server/listener.h"
 #include "server/metrics.h"
 #include "server/resp_clients.h"
@@ -54,11 +55,10 @@ class DefaultUserNopass final : public RespAuthenticator {
 
 class RespServer {
  public:
-  // `engine`, `io`, `resources` (shared by the process's client servers) and
-  // `auth` (when given) must outlive the server. `port` 0 picks a free port.
-  // Without `auth`, DefaultUserNopass.
+  // `engine`, `io` and `resources` (shared by the process's client servers)
+  // must outlive the server. `port` 0 picks a free port.
   RespServer(boost::asio::io_context& io, Engine& engine, std::string host, uint16_t port,
-             ClientResources& resources, const RespAuthenticator* auth = nullptr);
+             ClientResources& resources, ClientSecurity security = {});
   ~RespServer();
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
@@ -87,6 +87,7 @@ class RespServer {
  private:
   Engine& engine_;
   ClientResources& resources_;
+  const ClientSecurity security_;
   const RespAuthenticator& auth_;
   uint64_t next_connection_id_ = 1;
   Metrics metrics_;
