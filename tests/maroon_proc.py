@@ -23,10 +23,12 @@ def free_port():
 
 
 class Dev:
-    def __init__(self, binary, data_dir, log_path):
+    def __init__(self, binary, data_dir, log_path, extra=None, token=None):
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
+        self.extra = list(extra or [])  # more `maroon dev` flags
+        self.token = token  # a bearer token for /v1/status when the server has users
         self.http_port = free_port()
         self.resp_port = free_port()
         self.native_port = free_port()
@@ -37,7 +39,7 @@ class Dev:
         self.proc = subprocess.Popen(
             [self.binary, "dev", "--data-dir", self.data_dir,
              "--http-port", str(self.http_port), "--resp-port", str(self.resp_port),
-             "--native-port", str(self.native_port)],
+             "--native-port", str(self.native_port)] + self.extra,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.wait_serving(timeout)
@@ -49,7 +51,10 @@ class Dev:
             if self.proc.poll() is not None:
                 raise RuntimeError("maroon dev exited with %s; see %s" % (self.proc.returncode, self.log_path))
             try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/v1/status" % self.http_port, timeout=1) as r:
+                req = urllib.request.Request("http://127.0.0.1:%d/v1/status" % self.http_port)
+                if self.token:
+                    req.add_header("Authorization", "Bearer " + self.token)
+                with urllib.request.urlopen(req, timeout=1) as r:
                     if r.status == 200:
                         return
             except Exception:

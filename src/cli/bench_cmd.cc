@@ -92,7 +92,9 @@ void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigne
     const uint16_t port = o.native_ports.empty()
                               ? o.native_port
                               : o.native_ports[(seed + i) % o.native_ports.size()];
-    auto c = client::NativeConnection::connect(o.host, port);
+    auto c = client::NativeConnection::connect(
+        o.host, port,
+        client::Options{.client_name = "maroon-bench", .user = o.user, .password = o.password});
     if (!c) {
       result.first_error = c.status().to_string();
       failed = true;

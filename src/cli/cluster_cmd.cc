@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -410,9 +411,16 @@ std::string self_exe() {
 
 // Asks the member's /v1/status whether it serves; sets waiting_for if not.
 void probe(Member& m) {
-  Result<HttpResponse> r = http_get(m.host, m.http_port, "/v1/status", kProbeTimeout);
+  // A cluster with [client_auth] users answers only a user's token.
+  const char* token = std::getenv("MAROON_TOKEN");
+  Result<HttpResponse> r =
+      http_get(m.host, m.http_port, "/v1/status", kProbeTimeout, token != nullptr ? token : "");
   if (!r.is_ok()) {
     m.waiting_for = r.status().message();
+    return;
+  }
+  if (r->status == 401) {
+    m.waiting_for = "it asks for credentials: set MAROON_TOKEN to a user's password";
     return;
   }
   boost::system::error_code ec;

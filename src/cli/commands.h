@@ -19,12 +19,19 @@ struct DevOptions {
   size_t max_clients = 4096;
   size_t max_clients_per_address = 1024;
   size_t client_buffer_mb = 256;
+  // Credentials (docs/security.md): a users file, or explicit consent to
+  // serve a non-loopback host without any.
+  std::string users;
+  bool allow_anonymous = false;
 };
 int run_dev(const DevOptions& options);
 
 struct ClientOptions {
   std::string host = "127.0.0.1";
   uint16_t http_port = 8080;
+  // A bearer token (a user's password) for a server with users; from
+  // --token or MAROON_TOKEN.
+  std::string token;
 };
 // `maroon kv get|put|del KEY [VALUE]` over HTTP.
 int run_kv(const ClientOptions& options, const std::string& verb, const std::string& key,
@@ -107,6 +114,10 @@ struct BenchOptions {
   unsigned value_bytes = 16;
   std::string mix = "set";  // e.g. "set", "get", "set:50,get:50", "incr"
   double rate = 0;  // ops/s in total, open loop; 0: closed loop (as fast as answers come)
+  // Credentials for a server with users: --user/--password or MAROON_USER /
+  // MAROON_PASSWORD (a password alone names its user).
+  std::string user;
+  std::string password;
 };
 int run_bench(const BenchOptions& options);
 

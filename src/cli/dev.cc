@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <functional>
 
+#include "cli/client_auth.h"
 #include "cli/serve.h"
 #include "server/client_resources.h"
 #include "server/driver.h"
@@ -21,6 +22,11 @@
 namespace maroon::cli {
 
 int run_dev(const DevOptions& o) {
+  server::ClientSecurity security;
+  if (!setup_client_auth("maroon dev", o.users, o.allow_anonymous, o.host,
+                         "--users FILE; or --allow-anonymous", security)) {
+    return 1;
+  }
   boost::asio::io_context io(1);
   server::DriverOptions driver_options;
   driver_options.data_dir = o.data_dir;
@@ -34,7 +40,8 @@ int run_dev(const DevOptions& o) {
                               .client_limits = {.connections_max = o.max_clients,
                                                 .connections_per_address_max =
                                                     o.max_clients_per_address,
-                                                .buffer_bytes_max = o.client_buffer_mb << 20}},
+                                                .buffer_bytes_max = o.client_buffer_mb << 20},
+                              .security = security},
                [&](uint16_t http, uint16_t resp, uint16_t native) {
                  fmt::print(
                      "maroon dev is serving (data in {dir})\n"

@@ -17,7 +17,7 @@ namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 
 Result<HttpResponse> http_get(const std::string& host, uint16_t port, const std::string& target,
-                              std::chrono::milliseconds timeout) {
+                              std::chrono::milliseconds timeout, const std::string& token) {
   // Each step is asynchronous so that one deadline bounds all of them,
   // name resolution included; the steps run one after another.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -64,6 +64,7 @@ Result<HttpResponse> http_get(const std::string& host, uint16_t port, const std:
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, host);
   req.set(http::field::user_agent, "maroon-cli");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
   http::async_write(stream, req, [&](const beast::error_code& e, size_t) {
     ec = e;
     done = true;

@@ -16,8 +16,9 @@ struct HttpResponse {
 
 // GETs http://host:port{target}. Connecting, sending and reading together
 // take at most `timeout`. A connection or protocol failure is kUnavailable
-// with a short reason ("Connection refused", "timed out").
+// with a short reason ("Connection refused", "timed out"). A `token` is sent
+// as "Authorization: Bearer <token>".
 Result<HttpResponse> http_get(const std::string& host, uint16_t port, const std::string& target,
-                              std::chrono::milliseconds timeout);
+                              std::chrono::milliseconds timeout, const std::string& token = {});
 
 }  // namespace maroon::cli

@@ -54,6 +54,7 @@ int request(const ClientOptions& o, http::verb verb, const std::string& target,
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, o.host);
     req.set(http::field::user_agent, "maroon-cli");
+    if (!o.token.empty()) req.set(http::field::authorization, "Bearer " + o.token);
     if (verb == http::verb::put) {
       req.body() = body;
       req.set(http::field::content_type, "application/octet-stream");

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "cli/client_auth.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -29,6 +30,23 @@ int main(int argc, char** argv) {
                       "MiB of client input and output buffered, all connections together")
       ->capture_default_str()
       ->check(CLI::Range(size_t{32}, size_t{1} << 20));
+  dev_cmd->add_option("--users", dev.users,
+                      "Users file: clients must log in (make one with `maroon user add`)");
+  dev_cmd->add_flag("--allow-anonymous", dev.allow_anonymous,
+                    "Serve a non-loopback --host without credentials (not recommended)");
+
+  UserAddOptions user_add;
+  auto* user_cmd = app.add_subcommand("user", "Manage the users of the client ports");
+  user_cmd->require_subcommand(1);
+  auto* user_add_cmd = user_cmd->add_subcommand(
+      "add", "Add a user to a users file (made 0600) and print its new password once");
+  user_add_cmd->add_option("--file", user_add.file, "The users file")->required();
+  user_add_cmd->add_option("--name", user_add.name, "The user's name")->required();
+  user_add_cmd->add_option("--access", user_add.access, "read-write | read-only")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"read-write", "read-only"}));
+  user_add_cmd->add_flag("--password-stdin", user_add.password_stdin,
+                         "Read the password from standard input instead of making one");
 
   ClientOptions client;
   std::string verb, key, value;
@@ -38,6 +56,8 @@ int main(int argc, char** argv) {
   kv_cmd->add_option("value", value, "The value (put)");
   kv_cmd->add_option("--host", client.host)->capture_default_str();
   kv_cmd->add_option("--http-port", client.http_port)->capture_default_str();
+  kv_cmd->add_option("--token", client.token, "Bearer token (a user's password)")
+      ->envname("MAROON_TOKEN");
 
   StatusOptions status;
   auto* status_cmd =
@@ -45,6 +65,8 @@ int main(int argc, char** argv) {
   auto* status_host = status_cmd->add_option("--host", status.client.host)->capture_default_str();
   auto* status_port =
       status_cmd->add_option("--http-port", status.client.http_port)->capture_default_str();
+  status_cmd->add_option("--token", status.client.token, "Bearer token (a user's password)")
+      ->envname("MAROON_TOKEN");
   status_cmd->add_option("--config", status.config, "A cluster config: show every node of it")
       ->excludes(status_host)
       ->excludes(status_port);
@@ -143,6 +165,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0, 1024 * 1024));
   bench_cmd->add_option("--mix", bench.mix, "Op mix, e.g. set | get | incr | set:20,get:80")
       ->capture_default_str();
+  bench_cmd->add_option("--user", bench.user, "User to log in as")->envname("MAROON_USER");
+  bench_cmd->add_option("--password", bench.password, "Password (alone: names its user)")
+      ->envname("MAROON_PASSWORD");
 
   CLI11_PARSE(app, argc, argv);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
@@ -178,5 +203,6 @@ int main(int argc, char** argv) {
     return run_cert_issue(cert_issue);
   }
   if (*bench_cmd) return run_bench(bench);
+  if (*user_add_cmd) return run_user_add(user_add);
   return 2;
 }

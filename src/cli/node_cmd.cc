@@ -10,6 +10,7 @@
 #include "cli/serve.h"
 #include "cluster/config.h"
 #include "net/cert_files.h"
+#include "cli/client_auth.h"
 #include "net/tls.h"
 #include "server/driver.h"
 #include "server/gateway_driver.h"
@@ -87,11 +88,20 @@ int run_node(const NodeOptions& o) {
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e node-{} %^%l%$ %v", o.id));
   if (!load_peer_tls("node", config, net::PeerKind::kNode, o.id, c.peer_tls)) return 1;
   d.cluster = c;
+  server::ClientSecurity security;
+  if (!setup_client_auth("maroon node", config.client_users_path, config.client_allow_anonymous,
+                         self.host, "[client_auth] users, or allow_anonymous = true", security)) {
+    return 1;
+  }
   spdlog::info("maroon node {} of {}: opening {}", o.id, config.nodes.size(), d.data_dir);
   boost::asio::io_context io(1);
   server::Driver driver(io, d);
   return serve(io, driver, d.drain_ms,
-               ServeAddresses{self.host, self.http_port, self.resp_port, self.native_port},
+               ServeAddresses{.host = self.host,
+                              .http_port = self.http_port,
+                              .resp_port = self.resp_port,
+                              .native_port = self.native_port,
+                              .security = security},
                [&](uint16_t http, uint16_t resp, uint16_t native) {
                  spdlog::info("node {} serving: peer {}:{} ({}) HTTP {} RESP {} native {}", o.id,
                               self.host, self.peer_port, c.peer_tls ? "TLS" : "plaintext", http,
@@ -119,11 +129,21 @@ int run_gateway(const GatewayOptions& o) {
   g.no_quorum_after_ms = cluster::no_quorum_after_ms(config.settings);
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e gateway-{} %^%l%$ %v", o.id));
   if (!load_peer_tls("gateway", config, net::PeerKind::kGateway, o.id, g.peer_tls)) return 1;
+  server::ClientSecurity security;
+  if (!setup_client_auth("maroon gateway", config.client_users_path,
+                         config.client_allow_anonymous, self.host,
+                         "[client_auth] users, or allow_anonymous = true", security)) {
+    return 1;
+  }
   boost::asio::io_context io(1);
   server::GatewayDriver driver(io, g);
   driver.start();
-  return serve_engine(io, driver, ServeAddresses{self.host, self.http_port, self.resp_port,
-                                                 self.native_port},
+  return serve_engine(io, driver,
+                      ServeAddresses{.host = self.host,
+                                     .http_port = self.http_port,
+                                     .resp_port = self.resp_port,
+                                     .native_port = self.native_port,
+                                     .security = security},
                       [&](std::function<void()> done) { driver.shutdown(std::move(done)); },
                       g.drain_ms, [&](uint16_t http, uint16_t resp, uint16_t native) {
                         spdlog::info("gateway {} serving: HTTP {} RESP {} native {} ({} nodes)",

@@ -59,10 +59,10 @@ struct NodeStatus {
   std::string error;  // why it did not answer
 };
 
-NodeStatus query(const cluster::NodeEntry& n) {
+NodeStatus query(const cluster::NodeEntry& n, const std::string& token) {
   NodeStatus s;
   s.id = n.id;
-  Result<HttpResponse> r = http_get(n.host, n.http_port, "/v1/status", kClusterNodeTimeout);
+  Result<HttpResponse> r = http_get(n.host, n.http_port, "/v1/status", kClusterNodeTimeout, token);
   if (!r.is_ok()) {
     s.error = r.status().message();
     return s;
@@ -81,7 +81,8 @@ NodeStatus query(const cluster::NodeEntry& n) {
 }
 
 int run_single_node_status(const ClientOptions& o) {
-  Result<HttpResponse> r = http_get(o.host, o.http_port, "/v1/status", kSingleNodeTimeout);
+  Result<HttpResponse> r =
+      http_get(o.host, o.http_port, "/v1/status", kSingleNodeTimeout, o.token);
   if (!r.is_ok()) {
     std::fprintf(stderr, "maroon: %s:%u: %s\n", o.host.c_str(), o.http_port,
                  r.status().message().c_str());
@@ -120,7 +121,7 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
-int run_cluster_status(const std::string& config_path) {
+int run_cluster_status(const std::string& config_path, const std::string& token) {
   Result<cluster::ClusterConfig> config = cluster::load_cluster_config(config_path);
   if (!config.is_ok()) {
     std::fprintf(stderr, "maroon status: %s\n", config.status().message().c_str());
@@ -128,7 +129,7 @@ int run_cluster_status(const std::string& config_path) {
   }
   std::vector<std::future<NodeStatus>> pending;
   for (const cluster::NodeEntry& n : config->nodes) {
-    pending.push_back(std::async(std::launch::async, [&n] { return query(n); }));
+    pending.push_back(std::async(std::launch::async, [&n, &token] { return query(n, token); }));
   }
   std::vector<NodeStatus> nodes;
   for (auto& p : pending) nodes.push_back(p.get());
@@ -247,7 +248,7 @@ int run_cluster_status(const std::string& config_path) {
 }  // namespace
 
 int run_status(const StatusOptions& o) {
-  if (!o.config.empty()) return run_cluster_status(o.config);
+  if (!o.config.empty()) return run_cluster_status(o.config, o.client.token);
   return run_single_node_status(o.client);
 }
 

@@ -116,7 +116,17 @@ NativeConnection::~NativeConnection() {
 
 Status NativeConnection::hello(const Options& options) {
   std::string name = options.client_name.substr(0, protocol::client_name_bytes_max);
-  protocol::encode_hello({.version = protocol::kProtocolVersion, .client_name = name}, out_);
+  if (options.user.size() > protocol::hello_user_bytes_max ||
+      options.password.size() > protocol::hello_password_bytes_max ||
+      (!options.user.empty() && options.password.empty())) {
+    return invalid_argument("a user needs a password; a user name is at most 64 bytes and a "
+                            "password at most 1024");
+  }
+  protocol::encode_hello({.version = protocol::kProtocolVersion,
+                          .client_name = name,
+                          .user = options.user,
+                          .password = options.password},
+                         out_);
   const auto deadline = Clock::now() + options.connect_timeout;
   while (!hello_done_) {
     pump(true, deadline);
@@ -277,6 +287,12 @@ void NativeConnection::decode_frames(std::vector<Response>& out) {
         auto m = protocol::decode_hello_reply(frame.payload);
         if (!m.is_ok()) {
           fail(m.status());
+          return;
+        }
+        if (m->code == Code::kUnauthenticated) {
+          fail(Status(m->code, "the server refused the credentials (or needs some: give a user "
+                               "and password)"),
+               true);
           return;
         }
         if (m->code != Code::kOk) {

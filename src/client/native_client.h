@@ -28,6 +28,10 @@ struct Options {
   // Client::call gives up after this long; a late response is discarded.
   std::chrono::milliseconds call_timeout{30000};
   std::string client_name = "maroon-client";  // sent in Hello, for server logs
+  // Credentials for a server with users (docs/security.md): a password (or
+  // token) and, optionally, the user it belongs to. Empty: none sent.
+  std::string user;
+  std::string password;
 };
 
 // A response as received; owns its bytes.

@@ -482,5 +482,89 @@ TEST(NativeServer, AFrameNotCompleteInTimeClosesItsConnection) {
   EXPECT_TRUE(c.call(set("k", "v")).is_ok());
 }
 
+// ---- credentials (ClientSecurity::users)
+
+constexpr std::string_view kWriterPassword = "writer-password-0123456789";
+constexpr std::string_view kReaderPassword = "reader-password-0123456789";
+
+server::ClientSecurity two_users() {
+  using server::Access;
+  auto users = server::UserTable::parse(
+      server::user_entry_text({.name = "writer", .access = Access::kReadWrite,
+                               .digest = server::secret_digest(kWriterPassword)}) +
+          server::user_entry_text({.name = "reader", .access = Access::kReadOnly,
+                                   .digest = server::secret_digest(kReaderPassword)}),
+      "test users");
+  EXPECT_TRUE(users.is_ok());
+  return {.users = std::make_shared<const server::UserTable>(std::move(*users))};
+}
+
+Result<Client> connect_as(Harness& h, std::string_view user, std::string_view password) {
+  return Client::connect("127.0.0.1", h.port(),
+                         Options{.user = std::string(user), .password = std::string(password)});
+}
+
+TEST(NativeAuth, RequestsBeforeLoginAreRefused) {
+  Harness h({}, two_users());
+  auto c = Client::connect("127.0.0.1", h.port());  // a Hello without credentials
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  auto r = c->call(get("k"));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kUnauthenticated);
+  r = c->call(set("k", "v"));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kUnauthenticated);
+  EXPECT_EQ(h.on_loop([&] { return h.engine().submitted; }), 0u);
+}
+
+TEST(NativeAuth, WrongCredentialsCloseTheConnection) {
+  Harness h({}, two_users());
+  for (auto [user, password] : std::vector<std::pair<std::string_view, std::string_view>>{
+           {"writer", kReaderPassword}, {"nobody", kWriterPassword}, {"", "not-a-password"}}) {
+    auto c = connect_as(h, user, password);
+    ASSERT_FALSE(c.is_ok()) << user;
+    EXPECT_EQ(c.status().code(), Code::kUnauthenticated);
+  }
+  EXPECT_EQ(h.on_loop([&] { return h.resources().counters().auth_failures; }), 3u);
+}
+
+TEST(NativeAuth, UsersGetTheirAccess) {
+  Harness h({}, two_users());
+  auto w = connect_as(h, "writer", kWriterPassword);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  ASSERT_TRUE(w->call(set("k", "v")).is_ok());
+  auto by_token = connect_as(h, "", kWriterPassword);  // a password alone names its user
+  ASSERT_TRUE(by_token.is_ok());
+  ASSERT_TRUE(by_token->call(set("k2", "v")).is_ok());
+
+  auto r = connect_as(h, "reader", kReaderPassword);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  auto got = r->call(get("k"));
+  ASSERT_TRUE(got.is_ok());
+  EXPECT_EQ(*got, kv::Reply::of_value("v"));
+  const uint64_t submitted = h.on_loop([&] { return h.engine().submitted; });
+  auto denied = r->call(set("k", "w"));
+  ASSERT_FALSE(denied.is_ok());
+  EXPECT_EQ(denied.status().code(), Code::kPermissionDenied);
+  // A write op sent as an ordered request without the read-only flag, or
+  // with it: neither changes anything.
+  std::string op;
+  kv::encode_op(set("k", "w"), op);
+  auto raw = r->call_raw(AppId::kKv, op, false);
+  ASSERT_TRUE(raw.is_ok());
+  EXPECT_EQ(raw->code, Code::kPermissionDenied);
+  raw = r->call_raw(AppId::kKv, op, true);  // the read path refuses writes
+  ASSERT_TRUE(raw.is_ok());
+  if (raw->code == Code::kOk) {
+    auto reply = kv::decode_reply(raw->reply);
+    ASSERT_TRUE(reply.is_ok());
+    EXPECT_EQ(reply->kind, kv::Reply::Kind::kError);
+  }
+  EXPECT_EQ(h.on_loop([&] { return h.engine().submitted; }), submitted);
+  got = r->call(get("k"));
+  ASSERT_TRUE(got.is_ok());
+  EXPECT_EQ(*got, kv::Reply::of_value("v"));
+}
+
 }  // namespace
 }  // namespace maroon::client

@@ -121,7 +121,7 @@ class Reader {
 
   Status read(const toml::table& root, const std::filesystem::path& base_dir,
               ClusterConfig& c) const {
-    if (Status s = check_keys(root, "", {"cluster_id", "settings", "peer_tls", "nodes", "gateways"});
+    if (Status s = check_keys(root, "", {"cluster_id", "settings", "peer_tls", "client_auth", "nodes", "gateways"});
         !s)
       return s;
     // Settings first: a cluster_id written below [settings] lands in it, and
@@ -142,6 +142,26 @@ class Reader {
       if (c.peer_tls_dir.empty()) return error("peer_tls.dir", "must not be empty");
       if (std::filesystem::path(c.peer_tls_dir).is_relative()) {
         c.peer_tls_dir = (base_dir / c.peer_tls_dir).lexically_normal().string();
+      }
+    }
+    if (const toml::node* n = root.get("client_auth")) {
+      auto t = n->as_table();
+      if (t == nullptr)
+        return error("client_auth", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = check_keys(*t, "client_auth.", {"users", "allow_anonymous"}); !s) return s;
+      if (Status s = get_string(*t, "users", "client_auth.", false, c.client_users_path); !s)
+        return s;
+      if (!c.client_users_path.empty() &&
+          std::filesystem::path(c.client_users_path).is_relative()) {
+        c.client_users_path = (base_dir / c.client_users_path).lexically_normal().string();
+      }
+      if (const toml::node* a = t->get("allow_anonymous")) {
+        auto b = a->as_boolean();
+        if (b == nullptr) {
+          return error("client_auth.allow_anonymous",
+                       fmt::format("expected true or false, got {}", describe(*a)));
+        }
+        c.client_allow_anonymous = b->get();
       }
     }
 
@@ -283,9 +303,13 @@ const NodeEntry* ClusterConfig::node(uint32_t id) const {
   return nullptr;
 }
 
+bool is_loopback_host(std::string_view host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
 bool ClusterConfig::loopback_only() const {
   for (const NodeEntry& n : nodes) {
-    const bool loopback = n.host == "localhost" || n.host == "::1" || n.host.starts_with("127.");
+    const bool loopback = is_loopback_host(n.host);
     if (!loopback) return false;
   }
   return true;

@@ -90,6 +90,9 @@ uint64_t effective_unavailable_after_ms(const ClusterSettings& s);
 // requests at once: 3 view-change timeouts.
 uint64_t no_quorum_after_ms(const ClusterSettings& s);
 
+// 127.0.0.0/8, ::1 or "localhost": nothing outside the machine reaches it.
+bool is_loopback_host(std::string_view host);
+
 struct ClusterConfig {
   uint64_t cluster_id = 0;
   ClusterSettings settings;
@@ -109,6 +112,12 @@ struct ClusterConfig {
   // Whether every node listens on a loopback address (127.0.0.0/8, ::1,
   // "localhost"): then nothing outside the machine reaches a peer port.
   bool loopback_only() const;
+  // [client_auth] users: the users file of every node's and gateway's client
+  // ports (absolute once loaded). Empty: no credentials asked.
+  std::string client_users_path;
+  // [client_auth] allow_anonymous: serve client ports on non-loopback
+  // addresses without credentials (logged as a warning at start).
+  bool client_allow_anonymous = false;
 
   bool operator==(const ClusterConfig&) const = default;
 };

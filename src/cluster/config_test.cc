@@ -157,6 +157,32 @@ TEST(ClusterConfig, RelativeDataDirIsResolvedAgainstTheBaseDir) {
   EXPECT_EQ(r->nodes[0].data_dir, (fs::current_path() / "sub/node-1").lexically_normal().string());
 }
 
+TEST(ClusterConfig, ClientAuthIsOptionalAndItsUsersFileRelativeToTheFile) {
+  Result<ClusterConfig> r = parse_cluster_config(kMinimal, "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->client_users_path.empty());
+  EXPECT_FALSE(r->client_allow_anonymous);
+
+  r = parse_cluster_config(
+      std::string(kMinimal).insert(17, "[client_auth]\nusers = \"users.toml\"\n"), "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->client_users_path, "/srv/cl/users.toml");
+  r = parse_cluster_config(
+      std::string(kMinimal).insert(17, "[client_auth]\nallow_anonymous = true\n"), "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->client_allow_anonymous);
+
+  std::string e =
+      parse_error(std::string(kMinimal).insert(17, "[client_auth]\nallow_anonymous = 1\n"));
+  EXPECT_NE(e.find("client_auth.allow_anonymous: expected true or false"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "[client_auth]\npassword = \"x\"\n"));
+  EXPECT_NE(e.find("client_auth.password: unknown key"), std::string::npos) << e;
+  EXPECT_TRUE(is_loopback_host("127.0.0.2"));
+  EXPECT_TRUE(is_loopback_host("::1"));
+  EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+  EXPECT_FALSE(is_loopback_host("10.0.0.1"));
+}
+
 TEST(ClusterConfig, PeerTlsDirIsOptionalAndRelativeToTheFile) {
   Result<ClusterConfig> r = parse_cluster_config(kMinimal, "/srv/cl");
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();

@@ -18,6 +18,8 @@ const char* code_name(Code code) {
     case Code::kWrongType: return "wrong type";
     case Code::kNoQuorum: return "no quorum";
     case Code::kOutcomeUnknown: return "outcome unknown";
+    case Code::kUnauthenticated: return "unauthenticated";
+    case Code::kPermissionDenied: return "permission denied";
   }
   return "unknown";
 }

@@ -28,7 +28,10 @@ enum class Code : unsigned char {
   // e.g. unavailable_after_ms while the cluster has no quorum): it may or may
   // not take effect later.
   kOutcomeUnknown,
+  kUnauthenticated,   // no credentials, or wrong ones
+  kPermissionDenied,  // the user may not do this (a read-only user's write)
 };
+inline constexpr Code kCodeLast = Code::kPermissionDenied;
 
 const char* code_name(Code code);
 

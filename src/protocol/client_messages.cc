@@ -13,14 +13,21 @@ Status malformed(const char* what) {
 
 }  // namespace
 
-bool is_known_code(uint8_t c) { return c <= static_cast<uint8_t>(Code::kOutcomeUnknown); }
+bool is_known_code(uint8_t c) { return c <= static_cast<uint8_t>(kCodeLast); }
 
 void encode_hello(const Hello& m, std::string& out) {
   MAROON_ASSERT(m.client_name.size() <= client_name_bytes_max);
+  MAROON_ASSERT(m.user.size() <= hello_user_bytes_max);
+  MAROON_ASSERT(m.password.size() <= hello_password_bytes_max);
+  MAROON_ASSERT(m.user.empty() || !m.password.empty());
   const size_t start = start_frame(FrameType::kHello, out);
   ByteWriter w(out);
   w.u32(m.version);
   w.bytes(m.client_name);
+  if (!m.password.empty()) {
+    w.bytes(m.user);
+    w.bytes(m.password);
+  }
   finish_frame(start, out);
 }
 
@@ -61,6 +68,11 @@ Result<Hello> decode_hello(std::string_view payload) {
   Hello m;
   r.u32(m.version);
   r.bytes(m.client_name, client_name_bytes_max);
+  if (!r.at_end()) {
+    r.bytes(m.user, hello_user_bytes_max);
+    r.bytes(m.password, hello_password_bytes_max);
+    if (m.password.empty()) return malformed("hello");
+  }
   if (!r.at_end()) return malformed("hello");
   return m;
 }

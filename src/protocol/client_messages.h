@@ -21,16 +21,24 @@ inline constexpr uint32_t kProtocolVersion = 1;
 // Error messages in responses are cut to this length.
 inline constexpr size_t error_message_bytes_max = 4096;
 inline constexpr size_t client_name_bytes_max = 256;
+inline constexpr size_t hello_user_bytes_max = 64;
+inline constexpr size_t hello_password_bytes_max = 1024;
 
 struct Hello {
   uint32_t version = kProtocolVersion;
   std::string_view client_name;  // for logs, e.g. "maroon-bench"
+  // Credentials, on the wire only when `password` is not empty. An empty
+  // `user` with a password: the user whose password (token) it is.
+  std::string_view user;
+  std::string_view password;
   bool operator==(const Hello&) const = default;
 };
 
 struct HelloReply {
   uint32_t version = kProtocolVersion;  // the version the server speaks
-  Code code = Code::kOk;                // kInvalidArgument: version unsupported, connection closes
+  // kInvalidArgument: version unsupported; kUnauthenticated: credentials
+  // refused. Either way the server closes the connection.
+  Code code = Code::kOk;
   uint64_t node_id = 0;
   bool operator==(const HelloReply&) const = default;
 };

@@ -17,7 +17,7 @@ std::string_view payload_of(const std::string& wire, FrameType type) {
 }
 
 Code gen_code(uint8_t raw) {
-  return static_cast<Code>(raw % (static_cast<uint8_t>(Code::kOutcomeUnknown) + 1));
+  return static_cast<Code>(raw % (static_cast<uint8_t>(kCodeLast) + 1));
 }
 
 TEST(ClientMessages, RequestRoundTrips) {
@@ -63,6 +63,32 @@ TEST(ClientMessages, HelloRoundTrips) {
   auto dr = decode_hello_reply(payload_of(wire, FrameType::kHelloReply));
   ASSERT_TRUE(dr.is_ok());
   EXPECT_EQ(*dr, r);
+}
+
+TEST(ClientMessages, HelloCarriesCredentialsOnlyWithAPassword) {
+  for (const Hello& h : {Hello{.client_name = "c", .user = "app", .password = "secret"},
+                         Hello{.client_name = "c", .user = "", .password = "token"}}) {
+    std::string wire;
+    encode_hello(h, wire);
+    auto d = decode_hello(payload_of(wire, FrameType::kHello));
+    ASSERT_TRUE(d.is_ok());
+    EXPECT_EQ(*d, h);
+  }
+  std::string bare, with;
+  encode_hello({.client_name = "c"}, bare);
+  encode_hello({.client_name = "c", .password = "p"}, with);
+  EXPECT_EQ(with.size(), bare.size() + 3);  // two lengths and one byte: nothing without a password
+  // A user with an empty password, or trailing bytes, is malformed.
+  std::string payload(payload_of(bare, FrameType::kHello));
+  EXPECT_FALSE(decode_hello(payload + std::string("\x03app\x00", 5)).is_ok());
+  EXPECT_FALSE(decode_hello(payload + std::string("\x00\x01p\x00", 4)).is_ok());
+  EXPECT_TRUE(decode_hello(payload + std::string("\x00\x01p", 3)).is_ok());
+  HelloReply r{.version = 1, .code = Code::kUnauthenticated, .node_id = 1};
+  std::string wire;
+  encode_hello_reply(r, wire);
+  auto dr = decode_hello_reply(payload_of(wire, FrameType::kHelloReply));
+  ASSERT_TRUE(dr.is_ok());
+  EXPECT_EQ(dr->code, Code::kUnauthenticated);
 }
 
 TEST(ClientMessages, ErrorMessagesAreCut) {

@@ -1,5 +1,7 @@
 #include "server/client_resources.h"
 
+#include "server/users.h"
+
 #include <sys/resource.h>
 
 #include <fmt/format.h>
@@ -39,6 +41,8 @@ ClientResources::ClientResources(ClientLimits limits, Registry* metrics)
                              "Client connections closed by request_timeout or stall_timeout.")),
       evictions_(metrics_.counter("maroon_client_evictions_total",
                                   "Idle client connections closed to make room for new ones.")),
+      auth_failures_(metrics_.counter("maroon_client_auth_failures_total",
+                                      "Logins refused: a wrong user name, password or token.")),
       buffered_gauge_(metrics_.gauge("maroon_client_buffered_bytes",
                                  "Bytes of client input and output held from the budget.")),
       connections_gauge_(metrics_.gauge("maroon_client_connections",
@@ -147,13 +151,23 @@ void ClientResources::note_timeout(ClientPort port, std::string_view what) {
   log(log_timeout_, fmt::format("{} port: closed a connection: {}", client_port_name(port), what));
 }
 
+void ClientResources::note_auth_failure(ClientPort port, std::string_view from,
+                                        std::string_view user) {
+  auth_failures_.inc();
+  log(log_auth_, fmt::format("{} port: login refused from {}{}", client_port_name(port), from,
+                             user.empty()               ? std::string()
+                             : valid_user_name(user) ? fmt::format(" as user \"{}\"", user)
+                                                     : std::string(" as a user name not valid")));
+}
+
 ClientResources::Counters ClientResources::counters() const {
   return {.refused_total = refused_total_.value(),
           .refused_per_address = refused_per_address_.value(),
           .refused_descriptors = refused_descriptors_.value(),
           .budget_refusals = budget_refusals_.value(),
           .timeouts = timeouts_.value(),
-          .evictions = evictions_.value()};
+          .evictions = evictions_.value(),
+          .auth_failures = auth_failures_.value()};
 }
 
 void ClientResources::log(LogLimit& limit, std::string_view message) {

@@ -104,6 +104,9 @@ class ClientResources {
 
   // A connection closed by request_timeout or stall_timeout.
   void note_timeout(ClientPort port, std::string_view what);
+  // A client gave a wrong user name or password (or token); `from` is its
+  // address, `user` the name it gave (empty for a bare password or token).
+  void note_auth_failure(ClientPort port, std::string_view from, std::string_view user);
 
   struct Counters {
     uint64_t refused_total = 0;        // connections refused by slot limits
@@ -112,6 +115,7 @@ class ClientResources {
     uint64_t budget_refusals = 0;      // reserve() calls refused
     uint64_t timeouts = 0;
     uint64_t evictions = 0;
+    uint64_t auth_failures = 0;
   };
   Counters counters() const;
 
@@ -133,12 +137,13 @@ class ClientResources {
   Counter& budget_refusals_;
   Counter& timeouts_;
   Counter& evictions_;
+  Counter& auth_failures_;
   Gauge& buffered_gauge_;
   Gauge& connections_gauge_;
   size_t connections_ = 0;
   size_t buffered_bytes_ = 0;
   std::map<boost::asio::ip::address, size_t> per_address_;
-  LogLimit log_refused_, log_descriptors_, log_budget_, log_timeout_, log_eviction_;
+  LogLimit log_refused_, log_descriptors_, log_budget_, log_timeout_, log_eviction_, log_auth_;
 };
 
 // A connection's share of the budget: what it holds, given back as its

@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include <array>
 #include <boost/asio/ip/tcp.hpp>
@@ -128,6 +129,10 @@ http::status http_status_for(Code code) {
       return http::status::conflict;
     case Code::kWrongType:
       return http::status::unprocessable_entity;
+    case Code::kUnauthenticated:
+      return http::status::unauthorized;
+    case Code::kPermissionDenied:
+      return http::status::forbidden;
     case Code::kCorruption:
     case Code::kIoError:
       return http::status::internal_server_error;
@@ -419,6 +424,41 @@ Result<TxRequest> parse_tx(const json::object& o) {
   return t;
 }
 
+// The credentials in an Authorization header: "Bearer <token>" (a user's
+// password), or "Basic base64(user:password)". `user` is empty for a token.
+struct Credentials {
+  std::string user;
+  std::string password;
+};
+
+bool iequals_ascii(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && beast::iequals(a, b);
+}
+
+std::optional<Credentials> parse_authorization(std::string_view header) {
+  const size_t space = header.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  const std::string_view scheme = header.substr(0, space);
+  std::string_view rest = header.substr(space + 1);
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  while (!rest.empty() && rest.back() == ' ') rest.remove_suffix(1);
+  if (rest.empty() || rest.size() > 4 * password_bytes_max) return std::nullopt;
+  if (iequals_ascii(scheme, "bearer")) return Credentials{.user = {}, .password = std::string(rest)};
+  if (!iequals_ascii(scheme, "basic") || rest.size() % 4 != 0) return std::nullopt;
+  std::string decoded(rest.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                                reinterpret_cast<const unsigned char*>(rest.data()),
+                                static_cast<int>(rest.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the padding's zero bytes; drop them.
+  size_t len = static_cast<size_t>(n);
+  for (size_t i = rest.size(); i > 0 && rest[i - 1] == '=' && len > 0; --i) --len;
+  decoded.resize(len);
+  const size_t colon = decoded.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  return Credentials{.user = decoded.substr(0, colon), .password = decoded.substr(colon + 1)};
+}
+
 }  // namespace
 
 // One HTTP connection. Reads one request, answers it, then reads the next.
@@ -431,6 +471,7 @@ class HttpServer::Session : public Listener::Connection,
       : engine_(server.engine_),
         metrics_(*server.metrics_),
         resources_(server.resources_),
+        security_(server.security_),
         budget_(server.resources_, ClientPort::kHttp),
         stream_(std::move(socket)) {}
 
@@ -483,6 +524,12 @@ class HttpServer::Session : public Listener::Connection,
     if (ec) return on_read_error(ec);
     requests_++;
     const auto& req = parser_->get();
+    // Before the body is read: a client without credentials gets nothing buffered.
+    if (security_.users != nullptr) {
+      version_ = req.version();
+      keep_alive_ = req.keep_alive() && parser_->is_done();
+      if (!authenticate(req)) return;
+    }
     if (const auto length = parser_->content_length();
         length && !budget_.cover(*length, "a request body")) {
       metrics_.bad_requests.inc();
@@ -553,6 +600,44 @@ class HttpServer::Session : public Listener::Connection,
   }
 
   // ---- routing ----
+
+  // With users: the user a request's credentials name, or an answer of 401
+  // (false). Every route needs a user; writes need read-write access.
+  template <class Fields>
+  bool authenticate(const Fields& req) {
+    user_ = nullptr;
+    if (security_.users == nullptr) return true;
+    const auto header = req[http::field::authorization];
+    std::optional<Credentials> given;
+    if (!header.empty()) given = parse_authorization(std::string_view(header.data(), header.size()));
+    if (given) {
+      user_ = given->user.empty() ? security_.users->by_secret(given->password)
+                                  : security_.users->login(given->user, given->password);
+    }
+    if (user_ != nullptr) return true;
+    if (!header.empty()) {
+      resources_.note_auth_failure(ClientPort::kHttp, remote_address(),
+                                   given ? std::string_view(given->user) : std::string_view());
+    }
+    Response res = error_response(
+        http::status::unauthorized,
+        header.empty() ? "credentials required: send Authorization: Bearer <token> (or Basic)"
+                       : "invalid credentials",
+        Code::kUnauthenticated);
+    res.set(http::field::www_authenticate, R"(Bearer realm="maroon", Basic realm="maroon")");
+    write(std::move(res));
+    return false;
+  }
+
+  bool may_write() const {
+    return security_.users == nullptr || (user_ != nullptr && user_->access == Access::kReadWrite);
+  }
+
+  std::string remote_address() const {
+    error_code ec;
+    const auto e = stream_.socket().remote_endpoint(ec);
+    return ec ? std::string("?") : fmt::format("{}:{}", e.address().to_string(), e.port());
+  }
 
   void route() {
     const std::string_view target(request_.target().data(), request_.target().size());
@@ -759,6 +844,10 @@ class HttpServer::Session : public Listener::Connection,
   template <typename F>
   void execute(const kv::Op& op, F on_reply) {
     if (Status s = kv::validate(op); !s.is_ok()) return write(error_response(s));
+    if (!kv::is_read_only(op.type) && !may_write()) {
+      return write(error_response(Status(
+          Code::kPermissionDenied, fmt::format("user \"{}\" is read-only", user_->name))));
+    }
     std::string bytes;
     kv::encode_op(op, bytes);
     if (kv::is_read_only(op.type) && !engine_.orders_reads()) {
@@ -850,6 +939,8 @@ class HttpServer::Session : public Listener::Connection,
   Engine& engine_;
   Metrics& metrics_;
   ClientResources& resources_;
+  const ClientSecurity& security_;
+  const User* user_ = nullptr;  // who sent the request being answered (with users)
   BudgetHold budget_;  // the request body, then the response, beyond client_free_bytes
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;

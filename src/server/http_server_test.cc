@@ -551,5 +551,95 @@ TEST(HttpServer, ASpentClientBufferBudgetAnswers503) {
   EXPECT_TRUE(h.wait_until([&] { return h.resources().buffered_bytes() == 0; }));
 }
 
+// ---- credentials (ClientSecurity::users)
+
+constexpr std::string_view kWriterToken = "writer-token-0123456789abcdef";
+constexpr std::string_view kReaderToken = "reader-token-0123456789abcdef";
+
+ClientSecurity two_users() {
+  auto users = UserTable::parse(
+      user_entry_text({.name = "writer", .access = Access::kReadWrite,
+                       .digest = secret_digest(kWriterToken)}) +
+          user_entry_text({.name = "reader", .access = Access::kReadOnly,
+                           .digest = secret_digest(kReaderToken)}),
+      "test users");
+  EXPECT_TRUE(users.is_ok());
+  return {.users = std::make_shared<const UserTable>(std::move(*users))};
+}
+
+std::vector<std::pair<http::field, std::string>> bearer(std::string_view token) {
+  return {{http::field::authorization, "Bearer " + std::string(token)}};
+}
+
+TEST(HttpAuth, EveryRouteNeedsValidCredentials) {
+  Harness h({}, two_users());
+  Client c(h.port());
+  for (std::string_view target : {"/v1/kv/k", "/v1/status", "/metrics", "/nowhere"}) {
+    Res r = c.get(target);
+    EXPECT_EQ(status(r), 401) << target;
+    EXPECT_EQ(body_json(r).at("code"), "unauthenticated");
+    EXPECT_NE(std::string(r[http::field::www_authenticate]).find("Bearer"), std::string::npos);
+    EXPECT_TRUE(r.keep_alive());  // no body was left unread
+  }
+  const uint64_t failures_before = h.on_loop([&] { return h.resources().counters().auth_failures; });
+  for (const std::string& header :
+       {std::string("Bearer nope"), std::string("Bearer ") + std::string(kWriterToken) + "x",
+        std::string("Basic d3JpdGVyOm5vcGU="),  // writer:nope
+        std::string("Digest abc"), std::string("Bearer")}) {
+    Res r = c.request(http::verb::get, "/v1/kv/k", {}, {{http::field::authorization, header}});
+    EXPECT_EQ(status(r), 401) << header;
+    EXPECT_EQ(body_json(r).at("error"), "invalid credentials") << header;
+  }
+  EXPECT_EQ(h.on_loop([&] { return h.resources().counters().auth_failures; }), failures_before + 5);
+  // A write without credentials is refused before its body is read, and
+  // the connection closes (its body is still on the wire).
+  Client w(h.port());
+  w.send_raw("PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial");
+  Res r = w.read();
+  EXPECT_EQ(status(r), 401);
+  EXPECT_FALSE(r.keep_alive());
+  EXPECT_TRUE(w.closed_by_server());
+  EXPECT_EQ(h.on_loop([&] { return h.engine().fake.submitted; }), 0u);
+}
+
+TEST(HttpAuth, BearerAndBasicCredentialsWork) {
+  Harness h({}, two_users());
+  Client c(h.port());
+  EXPECT_EQ(status(c.request(http::verb::put, "/v1/kv/k", "v", bearer(kWriterToken))), 200);
+  Res r = c.request(http::verb::get, "/v1/kv/k", {}, bearer(kReaderToken));
+  EXPECT_EQ(status(r), 200);
+  EXPECT_EQ(r.body(), "v");
+  // curl -u writer:TOKEN sends Basic base64("writer:TOKEN").
+  r = c.request(http::verb::get, "/v1/status", {},
+                {{http::field::authorization,
+                  "Basic d3JpdGVyOndyaXRlci10b2tlbi0wMTIzNDU2Nzg5YWJjZGVm"}});
+  EXPECT_EQ(status(r), 200);
+  r = c.request(http::verb::get, "/metrics", {}, {{http::field::authorization,
+                                                   "bearer  " + std::string(kReaderToken)}});
+  EXPECT_EQ(status(r), 200);
+}
+
+TEST(HttpAuth, AReadOnlyUserCannotWrite) {
+  Harness h({}, two_users());
+  Client c(h.port());
+  ASSERT_EQ(status(c.request(http::verb::put, "/v1/kv/k", "v", bearer(kWriterToken))), 200);
+  const uint64_t submitted = h.on_loop([&] { return h.engine().fake.submitted; });
+  for (auto [verb, target, body] :
+       std::vector<std::tuple<http::verb, std::string, std::string>>{
+           {http::verb::put, "/v1/kv/k", "w"},
+           {http::verb::delete_, "/v1/kv/k", ""},
+           {http::verb::post, "/v1/tx", R"({"op":"set","key":"k","value":"w"})"},
+           {http::verb::post, "/v1/tx", R"({"op":"incr","key":"n"})"}}) {
+    Res r = c.request(verb, target, body, bearer(kReaderToken));
+    EXPECT_EQ(status(r), 403) << target << " " << body;
+    EXPECT_EQ(body_json(r).at("code"), "permission denied");
+    EXPECT_EQ(body_json(r).at("error"), "user \"reader\" is read-only");
+  }
+  EXPECT_EQ(h.on_loop([&] { return h.engine().fake.submitted; }), submitted);
+  Res r = c.request(http::verb::post, "/v1/tx", R"({"op":"get","key":"k"})", bearer(kReaderToken));
+  EXPECT_EQ(status(r), 200);
+  EXPECT_EQ(c.request(http::verb::get, "/v1/kv/k", {}, bearer(kWriterToken)).body(), "v");
+}
+
 }  // namespace
 }  // namespace maroon::server

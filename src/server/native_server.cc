@@ -7,6 +7,7 @@
 #include <string_view>
 #include <utility>
 
+#include "app/kv/kv_op.h"
 #include "common/assert.h"
 #include "protocol/client_messages.h"
 #include "protocol/frame.h"
@@ -46,6 +47,7 @@ class NativeServer::Connection : public Listener::Connection,
       : engine_(server.engine_),
         metrics_(*server.metrics_),
         resources_(server.resources_),
+        security_(server.security_),
         in_budget_(server.resources_, ClientPort::kNative),
         out_budget_(server.resources_, ClientPort::kNative),
         socket_(std::move(socket)) {}
@@ -173,11 +175,15 @@ class NativeServer::Connection : public Listener::Connection,
         auto hello = protocol::decode_hello(frame.payload);
         if (!hello.is_ok()) return protocol_error(hello.status());
         const bool supported = hello->version == protocol::kProtocolVersion;
-        protocol::encode_hello_reply({.version = protocol::kProtocolVersion,
-                                      .code = supported ? Code::kOk : Code::kInvalidArgument,
-                                      .node_id = engine_.status().node_id},
-                                     out_);
-        if (!supported) closing_ = true;
+        const bool accepted = !hello->password.empty() ? log_in(*hello) : true;
+        protocol::encode_hello_reply(
+            {.version = protocol::kProtocolVersion,
+             .code = !supported ? Code::kInvalidArgument
+                     : !accepted ? Code::kUnauthenticated
+                                 : Code::kOk,
+             .node_id = engine_.status().node_id},
+            out_);
+        if (!supported || !accepted) closing_ = true;
         return;
       }
       default:
@@ -186,7 +192,41 @@ class NativeServer::Connection : public Listener::Connection,
     }
   }
 
+  // Credentials from a Hello. Without users, any are accepted (as RESP's
+  // default user with nopass).
+  bool log_in(const protocol::Hello& hello) {
+    const UserTable* users = security_.users.get();
+    if (users == nullptr) return true;
+    user_ = hello.user.empty() ? users->by_secret(hello.password)
+                               : users->login(hello.user, hello.password);
+    if (user_ != nullptr) return true;
+    error_code ec;
+    const auto e = socket_.remote_endpoint(ec);
+    resources_.note_auth_failure(
+        ClientPort::kNative, ec ? std::string("?") : e.address().to_string() + ":" + std::to_string(e.port()),
+        hello.user);
+    return false;
+  }
+
+  // Whether the logged-in user may run `req`: anyone without users; with
+  // users, a read-only user only reads (read-only requests, or kv reads).
+  Status permitted(const protocol::Request& req) const {
+    if (security_.users == nullptr) return Status::ok();
+    if (user_ == nullptr) {
+      return Status(Code::kUnauthenticated,
+                    "authentication required: send a Hello with a user and password");
+    }
+    if (user_->access == Access::kReadWrite || req.read_only()) return Status::ok();
+    if (req.app == AppId::kKv) {
+      if (auto op = kv::decode_op(req.op); op.is_ok() && kv::is_read_only(op->type)) {
+        return Status::ok();
+      }
+    }
+    return Status(Code::kPermissionDenied, "user \"" + user_->name + "\" is read-only");
+  }
+
   void handle_request(const protocol::Request& req) {
+    if (Status s = permitted(req); !s.is_ok()) return respond(req.request_id, s, {});
     if (req.op.size() > limits::op_bytes_max) {
       respond(req.request_id,
               too_large("op of " + std::to_string(req.op.size()) + " bytes exceeds the limit of " +
@@ -304,6 +344,8 @@ class NativeServer::Connection : public Listener::Connection,
   Engine& engine_;
   Metrics& metrics_;
   ClientResources& resources_;
+  const ClientSecurity& security_;
+  const User* user_ = nullptr;  // logged in by a Hello (with users)
   BudgetHold in_budget_;   // the decoder's buffered bytes
   BudgetHold out_budget_;  // out_ and writing_
   tcp::socket socket_;

@@ -15,8 +15,8 @@ std::string format_client_info(const RespClientInfo& c, RespClock::time_point no
   return fmt::format(
       "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 "
       "multi={} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "
-      "omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
-      c.id, c.addr, c.laddr, c.name, age, idle, flags, c.multi, c.watched, c.last_command, c.resp,
+      "omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
+      c.id, c.addr, c.laddr, c.name, age, idle, flags, c.multi, c.watched, c.last_command, c.user, c.resp,
       c.lib_name, c.lib_ver);
 }
 

@@ -23,6 +23,7 @@ struct RespClientInfo {
   std::string addr;   // the client's "ip:port"
   std::string laddr;  // our "ip:port"
   std::string name;   // CLIENT SETNAME / HELLO SETNAME; empty = none
+  std::string user = "default";  // who it logged in as (AUTH, HELLO AUTH)
   std::string lib_name;
   std::string lib_ver;
   RespClock::time_point created{};

@@ -60,8 +60,35 @@ constexpr std::string_view kVersion = "7.0.0-maroon";
 enum class Cmd : uint8_t {
   kPing, kEcho, kGet, kSet, kSetnx, kDel, kExists, kIncr, kIncrby, kDecr, kDecrby, kMget, kMset,
   kDbsize, kInfo, kCommand, kConfig, kSelect, kQuit, kClient, kHello,
-  kMulti, kExec, kDiscard, kWatch, kUnwatch, kFlushall, kFlushdb, kFunction,
+  kMulti, kExec, kDiscard, kWatch, kUnwatch, kFlushall, kFlushdb, kFunction, kAuth,
 };
+
+// What a user needs to run a command: nothing (before logging in), to be
+// logged in, or write access.
+enum class Need : uint8_t { kNothing, kLogin, kWrite };
+
+constexpr Need need_of(Cmd cmd) {
+  switch (cmd) {
+    case Cmd::kAuth:
+    case Cmd::kHello:
+    case Cmd::kQuit:
+      return Need::kNothing;
+    case Cmd::kSet:
+    case Cmd::kSetnx:
+    case Cmd::kDel:
+    case Cmd::kIncr:
+    case Cmd::kIncrby:
+    case Cmd::kDecr:
+    case Cmd::kDecrby:
+    case Cmd::kMset:
+    case Cmd::kFlushall:
+    case Cmd::kFlushdb:
+    case Cmd::kFunction:
+      return Need::kWrite;
+    default:
+      return Need::kLogin;
+  }
+}
 
 // Where a command may run while a MULTI is open.
 enum class InMulti : uint8_t {
@@ -97,6 +124,7 @@ constexpr CommandSpec kCommands[] = {
     {"flushall", Cmd::kFlushall, -1, Q},
     {"flushdb", Cmd::kFlushdb, -1, Q},
     {"function", Cmd::kFunction, -2, Q},
+    {"auth", Cmd::kAuth, -2, F},
 };
 constexpr size_t kCommandNameBytesMax = 8;
 
@@ -222,7 +250,7 @@ class RespServer::Connection : public Listener::Connection,
   Connection(RespServer& server, tcp::socket socket, uint64_t id)
       : engine_(server.engine_),
         resources_(server.resources_),
-        auth_(server.auth_),
+        security_(server.security_),
         metrics_(server.metrics_),
         clients_(server.clients_),
         socket_(std::move(socket)),
@@ -570,13 +598,71 @@ class RespServer::Connection : public Listener::Connection,
     begin_command();
     const CommandSpec* spec = find_command(args[0]);
     info_.last_command = spec ? std::string(spec->name) : "NULL";
-    if (spec == nullptr) return refuse_command(unknown_command_error(args));
+    if (spec == nullptr) {
+      if (!logged_in()) return refuse_command(kNoAuth);
+      return refuse_command(unknown_command_error(args));
+    }
+    if (const Need need = need_of(spec->cmd); need != Need::kNothing) {
+      if (!logged_in()) return refuse_command(kNoAuth);
+      if (need == Need::kWrite && !may_write()) return refuse_command(no_permission(spec->name));
+    }
     if (!arity_ok(spec->arity, args.size())) return refuse_command(arity_error(spec->name));
     if (multi_ && spec->in_multi == InMulti::kForbidden) {
       return refuse_command("ERR Command not allowed inside a transaction");
     }
     if (multi_ && spec->in_multi == InMulti::kQueued) return queue_command(*spec, args);
     run_command(*spec, args);
+  }
+
+  // ---- credentials
+  static constexpr std::string_view kNoAuth = "NOAUTH Authentication required.";
+  static constexpr std::string_view kWrongPass =
+      "WRONGPASS invalid username-password pair or user is disabled.";
+
+  bool logged_in() const { return security_.users == nullptr || user_ != nullptr; }
+  bool may_write() const { return security_.users == nullptr || (user_ != nullptr && user_->access == Access::kReadWrite); }
+  static std::string no_permission(std::string_view command) {
+    return fmt::format("NOPERM this user has no permissions to run the '{}' command", command);
+  }
+
+  // Logs in as `user` with `password` (`user` empty: AUTH <password>). False,
+  // counted and logged, when refused; the connection stays as it was.
+  bool log_in(std::string_view user, std::string_view password) {
+    const UserTable* users = security_.users.get();
+    if (users == nullptr) {
+      // Redis's default user with nopass: any password, no other user.
+      if (user.empty() || user == "default") return true;
+    } else {
+      // AUTH <password>: the "default" user if there is one, as Redis does,
+      // else whoever this password (token) belongs to.
+      const User* who = nullptr;
+      if (!user.empty()) {
+        who = users->login(user, password);
+      } else {
+        who = users->login("default", password);
+        if (who == nullptr) who = users->by_secret(password);
+      }
+      if (who != nullptr) {
+        user_ = who;
+        info_.user = who->name;
+        return true;
+      }
+    }
+    resources_.note_auth_failure(ClientPort::kResp, info_.addr, user);
+    return false;
+  }
+
+  // AUTH [user] password
+  void auth(Args args) {
+    if (args.size() > 3) return error(reply_target(), "ERR syntax error");
+    const std::string_view user = args.size() == 3 ? args[1] : std::string_view();
+    if (security_.users == nullptr && args.size() == 2) {
+      return error(reply_target(),
+                   "ERR AUTH <password> called without any password configured for the default "
+                   "user. Are you sure your configuration is correct?");
+    }
+    if (!log_in(user, args.back())) return error(reply_target(), kWrongPass);
+    resp::append_simple(reply_target(), "OK");
   }
 
   // A command refused before it ran; inside MULTI this fails the EXEC.
@@ -693,6 +779,8 @@ class RespServer::Connection : public Listener::Connection,
         return write_op(Shape::kPlain);
       case Cmd::kFunction:
         return function(args);
+      case Cmd::kAuth:
+        return auth(args);
     }
     MAROON_UNREACHABLE();
   }
@@ -1185,6 +1273,8 @@ class RespServer::Connection : public Listener::Connection,
     }
     if (iequals(sub, "list")) return client_list(args);
     if (iequals(sub, "kill")) {
+      // Closing others' connections is more than reading.
+      if (!may_write()) return error(reply_target(), no_permission("client|kill"));
       if (argc < 3) return wrong_arity();
       return argc == 3 ? client_kill_addr(args[2]) : client_kill_filters(args);
     }
@@ -1381,13 +1471,11 @@ class RespServer::Connection : public Listener::Connection,
       proto = version == 3 ? resp::Proto::kResp3 : resp::Proto::kResp2;
     }
     std::optional<std::string_view> name;
+    std::optional<std::pair<std::string_view, std::string_view>> credentials;
     for (size_t i = 2; i < args.size(); i++) {
       const size_t left = args.size() - i - 1;
       if (iequals(args[i], "auth") && left >= 2) {
-        if (!auth_.check(args[i + 1], args[i + 2])) {
-          return error(reply_target(),
-                       "WRONGPASS invalid username-password pair or user is disabled.");
-        }
+        credentials.emplace(args[i + 1], args[i + 2]);
         i += 2;
       } else if (iequals(args[i], "setname") && left >= 1) {
         name = args[++i];
@@ -1399,6 +1487,15 @@ class RespServer::Connection : public Listener::Connection,
         return error(reply_target(),
                      fmt::format("ERR Syntax error in HELLO option '{}'", args[i].substr(0, 64)));
       }
+    }
+    if (credentials && !log_in(credentials->first, credentials->second)) {
+      return error(reply_target(), kWrongPass);
+    }
+    if (!logged_in()) {
+      return error(reply_target(),
+                   "NOAUTH HELLO must be called with the client already authenticated, otherwise "
+                   "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
+                   "client and select the RESP protocol version at the same time");
     }
     proto_ = proto;
     style_.proto = proto;
@@ -1430,7 +1527,9 @@ class RespServer::Connection : public Listener::Connection,
   std::optional<std::chrono::steady_clock::time_point> partial_since_;
   std::chrono::steady_clock::time_point write_started_{};
   bool awaiting_rest_ = false;  // the last parse stopped inside a request
-  const RespAuthenticator& auth_;
+  const ClientSecurity& security_;
+  // Who this connection logged in as; null before (always null without users).
+  const User* user_ = nullptr;
   Metrics& metrics_;
   RespClientRegistry& clients_;  // touched only while open (registered_)
   tcp::socket socket_;
@@ -1484,16 +1583,11 @@ class RespServer::Connection : public Listener::Connection,
 
 // ---------------------------------------------------------------------------
 
-namespace {
-const DefaultUserNopass kDefaultUserNopass;
-}  // namespace
-
 RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, uint16_t port,
                        ClientResources& resources, ClientSecurity security)
     : engine_(engine),
       resources_(resources),
       security_(std::move(security)),
-      auth_(kDefaultUserNopass),
       metrics_{
           .commands = engine.metrics().counter("maroon_resp_commands_total",
                                                "RESP requests parsed and executed"),

@@ -4,6 +4,11 @@
 // tx; WATCH reads key stamps through the engine, EXEC carries them as
 // conditions checked when the tx applies.
 //
+// Credentials (ClientSecurity::users): a connection runs nothing but AUTH,
+// HELLO ... AUTH and QUIT until it logs in (NOAUTH), and a read-only user's
+// writes are refused (NOPERM). Without users, Redis's out-of-the-box setup:
+// everyone is the "default" user, which any password logs in.
+//
 // Threading: everything runs on the io_context's one event-loop thread, the
 // Engine included. Per connection, requests are answered in the order they
 // arrived; a read (GET, MGET, EXISTS, DBSIZE) never runs before an earlier
@@ -34,24 +39,6 @@
 #include "server/resp_clients.h"
 
 namespace maroon::server {
-
-// Checks the credentials of HELLO ... AUTH user password. The seam where ACL
-// users will plug in; until then only Redis's "default" user exists.
-class RespAuthenticator {
- public:
-  virtual ~RespAuthenticator() = default;
-  // True when `user` may log in with `password`.
-  virtual bool check(std::string_view user, std::string_view password) const = 0;
-};
-
-// Redis's out-of-the-box setup: the "default" user with nopass, so any
-// password logs it in; every other user name is refused (WRONGPASS).
-class DefaultUserNopass final : public RespAuthenticator {
- public:
-  bool check(std::string_view user, std::string_view /*password*/) const override {
-    return user == "default";
-  }
-};
 
 class RespServer {
  public:
@@ -88,7 +75,6 @@ class RespServer {
   Engine& engine_;
   ClientResources& resources_;
   const ClientSecurity security_;
-  const RespAuthenticator& auth_;
   uint64_t next_connection_id_ = 1;
   Metrics metrics_;
   // This server's open connections, for CLIENT LIST and CLIENT KILL; a

@@ -134,10 +134,12 @@ class RespServerTest : public testing::Test {
  protected:
   // The client bounds the server runs with; a fixture may choose others.
   virtual ClientLimits client_limits() const { return {}; }
+  // What clients must present; a fixture may ask for users.
+  virtual ClientSecurity security() const { return {}; }
 
   void SetUp() override {
     resources_ = std::make_unique<ClientResources>(client_limits(), &engine_.metrics());
-    server_ = std::make_unique<RespServer>(io_, engine_, "127.0.0.1", 0, *resources_);
+    server_ = std::make_unique<RespServer>(io_, engine_, "127.0.0.1", 0, *resources_, security());
     ASSERT_TRUE(server_->start().is_ok());
     ASSERT_NE(server_->port(), 0);
     loop_ = std::thread([this] { io_.run(); });
@@ -831,6 +833,114 @@ TEST_F(RespServerTest, PortInUseIsAStatus) {
   EXPECT_FALSE(s.is_ok());
   EXPECT_EQ(s.code(), Code::kUnavailable);
   EXPECT_NE(s.message().find("bind"), std::string::npos) << s.message();
+}
+
+// ---- credentials (ClientSecurity::users)
+
+constexpr std::string_view kWriterPassword = "writer-password-0123456789";
+constexpr std::string_view kReaderPassword = "reader-password-0123456789";
+
+class RespAuthTest : public RespServerTest {
+ protected:
+  ClientSecurity security() const override {
+    auto users = UserTable::parse(
+        user_entry_text({.name = "writer", .access = Access::kReadWrite,
+                         .digest = secret_digest(kWriterPassword)}) +
+            user_entry_text({.name = "reader", .access = Access::kReadOnly,
+                             .digest = secret_digest(kReaderPassword)}),
+        "test users");
+    EXPECT_TRUE(users.is_ok());
+    return {.users = std::make_shared<const UserTable>(std::move(*users))};
+  }
+  uint64_t auth_failures() { return metric("maroon_client_auth_failures_total"); }
+};
+
+TEST_F(RespAuthTest, NothingRunsBeforeLogin) {
+  Client c(server_->port());
+  const std::string noauth = "-NOAUTH Authentication required.\r\n";
+  c.expect(cmd({"SET", "k", "v"}), noauth);
+  c.expect(cmd({"GET", "k"}), noauth);
+  c.expect(cmd({"PING"}), noauth);
+  c.expect(cmd({"NOSUCHCOMMAND"}), noauth);  // says nothing about which commands exist
+  c.expect(cmd({"MULTI"}), noauth);
+  c.expect(cmd({"CLIENT", "LIST"}), noauth);
+  c.send(cmd({"HELLO", "3"}));
+  EXPECT_EQ(c.read_through("\r\n").rfind("-NOAUTH HELLO must be called", 0), 0u);
+  EXPECT_EQ(on_loop([this] { return engine_.submitted; }), 0u);
+  c.expect(cmd({"QUIT"}), "+OK\r\n");
+}
+
+TEST_F(RespAuthTest, WrongCredentialsAreRefusedAndCounted) {
+  Client c(server_->port());
+  const std::string wrongpass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+  const uint64_t before = auth_failures();
+  c.expect(cmd({"AUTH", "writer", kReaderPassword}), wrongpass);  // another user's password
+  c.expect(cmd({"AUTH", "nobody", kWriterPassword}), wrongpass);
+  c.expect(cmd({"AUTH", "wrong-password"}), wrongpass);
+  c.expect(cmd({"HELLO", "3", "AUTH", "writer", "nope"}), wrongpass);
+  c.expect(cmd({"AUTH", "a", "b", "c"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(auth_failures(), before + 4);
+  c.expect(cmd({"GET", "k"}), "-NOAUTH Authentication required.\r\n");
+}
+
+TEST_F(RespAuthTest, AReadWriteUserMayDoEverything) {
+  Client c(server_->port());
+  c.expect(cmd({"AUTH", "writer", kWriterPassword}), "+OK\r\n");
+  c.expect(cmd({"SET", "k", "v"}), "+OK\r\n");
+  c.expect(cmd({"GET", "k"}), "$1\r\nv\r\n");
+  c.send(cmd({"CLIENT", "INFO"}));
+  EXPECT_NE(c.read_through("\n\r\n").find(" user=writer "), std::string::npos);
+  // A bare password logs in its user (a password is also a token).
+  Client d(server_->port());
+  d.expect(cmd({"AUTH", kWriterPassword}), "+OK\r\n");
+  d.expect(cmd({"INCR", "n"}), ":1\r\n");
+}
+
+TEST_F(RespAuthTest, AReadOnlyUserReadsButCannotWrite) {
+  Client w(server_->port());
+  w.expect(cmd({"AUTH", "writer", kWriterPassword}), "+OK\r\n");
+  w.expect(cmd({"SET", "k", "v"}), "+OK\r\n");
+  Client r(server_->port());
+  r.expect(cmd({"AUTH", "reader", kReaderPassword}), "+OK\r\n");
+  r.expect(cmd({"GET", "k"}), "$1\r\nv\r\n");
+  r.expect(cmd({"MGET", "k", "x"}), "*2\r\n$1\r\nv\r\n$-1\r\n");
+  const uint64_t submitted = on_loop([this] { return engine_.submitted; });
+  for (const auto& args : std::vector<std::vector<std::string_view>>{
+           {"SET", "k", "w"}, {"DEL", "k"}, {"INCR", "n"}, {"MSET", "a", "1"}, {"FLUSHALL"}}) {
+    std::string name(args[0]);
+    for (char& ch : name) ch = static_cast<char>(std::tolower(ch));
+    std::string request = "*" + std::to_string(args.size()) + "\r\n";
+    for (std::string_view a : args) request += bulk(a);
+    r.expect(request,
+             "-NOPERM this user has no permissions to run the '" + name + "' command\r\n");
+  }
+  r.expect(cmd({"CLIENT", "KILL", "ID", "1"}),
+           "-NOPERM this user has no permissions to run the 'client|kill' command\r\n");
+  // Inside MULTI the refusal fails the EXEC, as Redis's ACL does.
+  r.expect(cmd({"MULTI"}), "+OK\r\n");
+  r.expect(cmd({"GET", "k"}), "+QUEUED\r\n");
+  r.expect(cmd({"SET", "k", "w"}),
+           "-NOPERM this user has no permissions to run the 'set' command\r\n");
+  r.expect(cmd({"EXEC"}),
+           "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  EXPECT_EQ(on_loop([this] { return engine_.submitted; }), submitted);
+  r.expect(cmd({"GET", "k"}), "$1\r\nv\r\n");
+  // Logging in as the writer on the same connection grants writes.
+  r.send(cmd({"HELLO", "2", "AUTH", "writer", kWriterPassword}));
+  EXPECT_EQ(r.read(4), "*14\r");
+  r.read_through("master\r\n$7\r\nmodules\r\n*0\r\n");
+  r.expect(cmd({"SET", "k", "w"}), "+OK\r\n");
+}
+
+TEST_F(RespServerTest, WithoutUsersAuthBehavesAsRedisOutOfTheBox) {
+  Client c(server_->port());
+  c.expect(cmd({"AUTH", "pw"}),
+           "-ERR AUTH <password> called without any password configured for the default user. "
+           "Are you sure your configuration is correct?\r\n");
+  c.expect(cmd({"AUTH", "default", "anything"}), "+OK\r\n");
+  c.expect(cmd({"AUTH", "alice", "anything"}),
+           "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  c.expect(cmd({"SET", "k", "v"}), "+OK\r\n");
 }
 
 }  // namespace
