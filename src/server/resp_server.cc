@@ -251,6 +251,7 @@ class RespServer::Connection : public Listener::Connection,
       : engine_(server.engine_),
         resources_(server.resources_),
         security_(server.security_),
+        tx_budget_(server.resources_, ClientPort::kResp),
         metrics_(server.metrics_),
         clients_(server.clients_),
         socket_(std::move(socket)),
@@ -278,6 +279,7 @@ class RespServer::Connection : public Listener::Connection,
     linger_timer_.cancel();
     socket_.close(ignored);
     resources_.release(std::exchange(charged_, 0) + std::exchange(in_charged_, 0));
+    tx_budget_.release_all();
     // The caller holds a strong reference (a handler's `self`, a locked
     // weak_ptr, or the listener's stop()), so leaving the listener's table
     // does not destroy `this`.
@@ -1023,13 +1025,19 @@ class RespServer::Connection : public Listener::Connection,
     if (!multi_) return error(reply_target(), "ERR DISCARD without MULTI");
     multi_.reset();
     info_.multi = -1;
-    unwatch();
+    unwatch();  // gives back the queue's budget too
     resp::append_simple(reply_target(), "OK");
   }
 
   void unwatch() {
     watch_.reset();
     info_.watched = 0;
+    tx_budget_.shrink_to(tx_state_bytes());
+  }
+
+  // What the open MULTI and the watched keys buffer, as tx_budget_ holds it.
+  size_t tx_state_bytes() const {
+    return (multi_ ? multi_->bytes : 0) + (watch_ ? watch_->key_bytes : 0);
   }
 
   // Runs the command as usual, except that its op, or its reply if known
@@ -1050,6 +1058,9 @@ class RespServer::Connection : public Listener::Connection,
       return refuse_command(fmt::format(
           "ERR transaction too large: at most {} commands and {} bytes of ops",
           limits::tx_ops_max, limits::op_bytes_max));
+    }
+    if (!tx_budget_.cover(tx_state_bytes() + queued_cmd_.bytes.size(), "a MULTI queue")) {
+      return refuse_command("ERR the server's client buffer budget is spent; retry later");
     }
     plan.bytes += queued_cmd_.bytes.size();
     plan.cmds.push_back(std::move(queued_cmd_));
@@ -1149,6 +1160,9 @@ class RespServer::Connection : public Listener::Connection,
       return error(reply_target(), fmt::format("ERR at most {} keys and {} bytes of keys can be "
                                                "watched",
                                                limits::op_keys_max, limits::op_bytes_max));
+    }
+    if (!tx_budget_.cover(tx_state_bytes() + key_bytes, "watched keys")) {
+      return error(reply_target(), "ERR the server's client buffer budget is spent; retry later");
     }
     watch_->key_bytes += key_bytes;
     style_.watch = watch_;
@@ -1530,6 +1544,8 @@ class RespServer::Connection : public Listener::Connection,
   const ClientSecurity& security_;
   // Who this connection logged in as; null before (always null without users).
   const User* user_ = nullptr;
+  // The MULTI queue and the watched keys, beyond client_free_bytes.
+  BudgetHold tx_budget_;
   Metrics& metrics_;
   RespClientRegistry& clients_;  // touched only while open (registered_)
   tcp::socket socket_;

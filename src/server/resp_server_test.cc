@@ -208,6 +208,50 @@ class RespBudgetTest : public RespServerTest {
   size_t buffered() { return on_loop([this] { return resources_->buffered_bytes(); }); }
 };
 
+TEST_F(RespBudgetTest, AMultiQueueAndWatchedKeysAreChargedToTheBudget) {
+  Client c(server_->port());
+  const std::string value(400 * 1024, 'v');
+  ASSERT_TRUE(on_loop([&] { return resources_->reserve(kBudget - 2000 * 1024, ClientPort::kHttp, "test"); }));
+  const size_t spent = buffered();
+  c.expect(cmd({"MULTI"}), "+OK\r\n");
+  c.expect(cmd({"SET", "a", value}), "+QUEUED\r\n");
+  EXPECT_GT(buffered(), spent + 300 * 1024);  // the queued op holds budget
+  // Queue until the budget refuses (a few 400 KiB ops fit in 2000 KiB, the
+  // input buffer's share included); the refusal fails the EXEC.
+  int queued = 1;
+  std::string reply;
+  while (queued < 10) {
+    c.send(cmd({"SET", "k" + std::to_string(queued), value}));
+    reply = c.read_through("\r\n");
+    if (reply != "+QUEUED\r\n") break;
+    queued++;
+  }
+  EXPECT_LT(queued, 10);
+  EXPECT_EQ(reply, "-ERR the server's client buffer budget is spent; retry later\r\n");
+  c.expect(cmd({"EXEC"}), "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == spent; }));  // given back with the queue
+  c.expect(cmd({"EXISTS", "a"}), ":0\r\n");
+  // Watched keys too.
+  // Keys are at most 16 KiB: watch 60 of 15 KiB, then 60 more.
+  auto watch_many = [](char tag) {
+    std::string request = "*61\r\n" + bulk("WATCH");
+    for (int i = 0; i < 60; i++) request += bulk(std::string(15 * 1024, tag) + std::to_string(i));
+    return request;
+  };
+  c.expect(watch_many('x'), "+OK\r\n");
+  EXPECT_GT(buffered(), spent + 800 * 1024);
+  c.expect(watch_many('y'),
+           "-ERR the server's client buffer budget is spent; retry later\r\n");
+  c.expect(cmd({"UNWATCH"}), "+OK\r\n");
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == spent; }));
+  c.expect(cmd({"MULTI"}), "+OK\r\n");
+  c.expect(cmd({"SET", "a", value}), "+QUEUED\r\n");
+  c.expect(cmd({"EXEC"}), "*1\r\n+OK\r\n");
+  // The reply's bytes go back once its write completes, just after the client has it.
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == spent; }));
+  on_loop([&] { resources_->release(kBudget - 2000 * 1024); });
+}
+
 TEST_F(RespBudgetTest, AReadReplyTheBudgetCannotHoldIsRefusedAndTheConnectionGoesOn) {
   Client c(server_->port());
   const std::string big(512 * 1024, 'v');
