@@ -361,7 +361,7 @@ TEST_F(RespServerTest, AdminCommands) {
   c.expect(cmd({"CONFIG", "GET", "maxmemory"}), "*0\r\n");
   c.expect(cmd({"COMMAND"}), "*0\r\n");
   c.expect(cmd({"COMMAND", "DOCS"}), "*0\r\n");
-  c.expect(cmd({"COMMAND", "COUNT"}), ":29\r\n");
+  c.expect(cmd({"COMMAND", "COUNT"}), ":30\r\n");
   c.expect(cmd({"CLIENT", "SETNAME", "x"}), "+OK\r\n");
   c.expect(cmd({"HELLO", "4"}), "-NOPROTO sorry, this protocol version is not supported\r\n");
   const std::string hello_prefix = "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n";
