@@ -33,8 +33,8 @@ bool setup_client_auth(const char* what, const std::string& users_path, bool all
   if (!allow_anonymous) {
     std::fprintf(stderr,
                  "%s: refusing to serve clients on %s without credentials: anyone who can reach "
-                 "it could read and write everything. Give users (%s), or allow anonymous "
-                 "clients explicitly.\n",
+                 "it could read and write everything. Give users, or allow anonymous clients "
+                 "explicitly (%s).\n",
                  what, host.c_str(), flag_hint.c_str());
     return false;
   }

@@ -24,7 +24,7 @@ namespace maroon::cli {
 int run_dev(const DevOptions& o) {
   server::ClientSecurity security;
   if (!setup_client_auth("maroon dev", o.users, o.allow_anonymous, o.host,
-                         "--users FILE; or --allow-anonymous", security)) {
+                         "--users FILE, or --allow-anonymous", security)) {
     return 1;
   }
   boost::asio::io_context io(1);

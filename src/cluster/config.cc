@@ -515,6 +515,13 @@ std::string format_cluster_config(const ClusterConfig& c) {
         "dir = {}\n",
         quote(c.peer_tls_dir));
   }
+  if (!c.client_users_path.empty() || c.client_allow_anonymous) {
+    out += "\n# Who may use the client ports (docs/security.md, \"Credentials\").\n[client_auth]\n";
+    if (!c.client_users_path.empty()) out += fmt::format("users = {}\n", quote(c.client_users_path));
+    if (c.client_allow_anonymous) {
+      out += "allow_anonymous = true  # client ports beyond loopback without credentials\n";
+    }
+  }
   for (const NodeEntry& n : c.nodes) {
     out += fmt::format(
         "\n[[nodes]]\n"

@@ -66,6 +66,8 @@ TEST(ClusterConfig, FormatThenParseIsTheSameConfig) {
   c.settings.unavailable_after_ms = 7500;
   c.nodes[2].host = "10.0.0.3";
   c.peer_tls_dir = "/etc/maroon/tls";
+  c.client_users_path = "/etc/maroon/users.toml";
+  c.client_allow_anonymous = true;
   c.nodes[1].data_dir = "/odd \"dir\"\\with \xc3\xa9 quotes";
   c.gateways.push_back(
       {.id = 1, .host = "127.0.0.1", .http_port = 8201, .resp_port = 6201, .native_port = 9201});

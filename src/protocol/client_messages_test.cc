@@ -140,11 +140,15 @@ TEST(ClientMessages, UnknownFlagsAndCodesAreRejected) {
   EXPECT_FALSE(decode_response(payload).is_ok());
 }
 
-TEST(ClientMessages, QuorumLossCodesTravelAndTheNextOneIsRejected) {
-  // docs/formats/frames.md: 10 no quorum (not executed), 11 outcome unknown.
+TEST(ClientMessages, QuorumLossAndCredentialCodesTravelAndTheNextOneIsRejected) {
+  // docs/formats/frames.md: 10 no quorum (not executed), 11 outcome unknown,
+  // 12 unauthenticated, 13 permission denied.
   EXPECT_EQ(static_cast<int>(Code::kNoQuorum), 10);
   EXPECT_EQ(static_cast<int>(Code::kOutcomeUnknown), 11);
-  for (Code code : {Code::kNoQuorum, Code::kOutcomeUnknown}) {
+  EXPECT_EQ(static_cast<int>(Code::kUnauthenticated), 12);
+  EXPECT_EQ(static_cast<int>(Code::kPermissionDenied), 13);
+  for (Code code : {Code::kNoQuorum, Code::kOutcomeUnknown, Code::kUnauthenticated,
+                    Code::kPermissionDenied}) {
     std::string wire;
     encode_response({.request_id = 9, .code = code, .error = "why"}, wire);
     auto d = decode_response(payload_of(wire, FrameType::kResponse));
@@ -155,10 +159,10 @@ TEST(ClientMessages, QuorumLossCodesTravelAndTheNextOneIsRejected) {
   std::string wire;
   encode_response({.request_id = 5}, wire);
   std::string payload(payload_of(wire, FrameType::kResponse));
-  payload[8] = 12;
+  payload[8] = 14;
   EXPECT_FALSE(decode_response(payload).is_ok());
-  EXPECT_TRUE(is_known_code(11));
-  EXPECT_FALSE(is_known_code(12));
+  EXPECT_TRUE(is_known_code(13));
+  EXPECT_FALSE(is_known_code(14));
 }
 
 TEST(ClientMessages, ArbitraryBytesNeverCrash) {
