@@ -61,6 +61,17 @@ bool load_peer_tls(const char* what, const cluster::ClusterConfig& config, net::
   return true;
 }
 
+// [client_limits] over the defaults.
+server::ClientLimits client_limits(const cluster::ClusterConfig& c) {
+  server::ClientLimits l;
+  if (c.client_max_clients != 0) l.connections_max = c.client_max_clients;
+  if (c.client_max_clients_per_address != 0) {
+    l.connections_per_address_max = c.client_max_clients_per_address;
+  }
+  if (c.client_buffer_mb != 0) l.buffer_bytes_max = c.client_buffer_mb << 20;
+  return l;
+}
+
 }  // namespace
 
 int run_node(const NodeOptions& o) {
@@ -101,6 +112,7 @@ int run_node(const NodeOptions& o) {
                               .http_port = self.http_port,
                               .resp_port = self.resp_port,
                               .native_port = self.native_port,
+                              .client_limits = client_limits(config),
                               .security = security},
                [&](uint16_t http, uint16_t resp, uint16_t native) {
                  spdlog::info("node {} serving: peer {}:{} ({}) HTTP {} RESP {} native {}", o.id,
@@ -143,6 +155,7 @@ int run_gateway(const GatewayOptions& o) {
                                      .http_port = self.http_port,
                                      .resp_port = self.resp_port,
                                      .native_port = self.native_port,
+                                     .client_limits = client_limits(config),
                                      .security = security},
                       [&](std::function<void()> done) { driver.shutdown(std::move(done)); },
                       g.drain_ms, [&](uint16_t http, uint16_t resp, uint16_t native) {

@@ -121,7 +121,7 @@ class Reader {
 
   Status read(const toml::table& root, const std::filesystem::path& base_dir,
               ClusterConfig& c) const {
-    if (Status s = check_keys(root, "", {"cluster_id", "settings", "peer_tls", "client_auth", "nodes", "gateways"});
+    if (Status s = check_keys(root, "", {"cluster_id", "settings", "peer_tls", "client_auth", "client_limits", "nodes", "gateways"});
         !s)
       return s;
     // Settings first: a cluster_id written below [settings] lands in it, and
@@ -162,6 +162,31 @@ class Reader {
                        fmt::format("expected true or false, got {}", describe(*a)));
         }
         c.client_allow_anonymous = b->get();
+      }
+    }
+
+    if (const toml::node* n = root.get("client_limits")) {
+      auto t = n->as_table();
+      if (t == nullptr)
+        return error("client_limits", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = check_keys(*t, "client_limits.",
+                                {"max_clients", "max_clients_per_address", "buffer_mb"});
+          !s)
+        return s;
+      struct Bound {
+        const char* key;
+        uint64_t min;
+        uint64_t& out;
+      };
+      for (const Bound& b : {Bound{"max_clients", 16, c.client_max_clients},
+                             Bound{"max_clients_per_address", 1, c.client_max_clients_per_address},
+                             Bound{"buffer_mb", 32, c.client_buffer_mb}}) {
+        const std::string field = fmt::format("client_limits.{}", b.key);
+        if (Status s = get_uint(*t, b.key, field, uint64_t{1} << 20, false, b.out); !s) return s;
+        if (t->get(b.key) != nullptr && b.out < b.min) {
+          return error(field, fmt::format("expected an integer in {}..{}, got {}", b.min,
+                                          uint64_t{1} << 20, b.out));
+        }
       }
     }
 
@@ -521,6 +546,16 @@ std::string format_cluster_config(const ClusterConfig& c) {
     if (c.client_allow_anonymous) {
       out += "allow_anonymous = true  # client ports beyond loopback without credentials\n";
     }
+  }
+  if (c.client_max_clients != 0 || c.client_max_clients_per_address != 0 ||
+      c.client_buffer_mb != 0) {
+    out += "\n# Client connection bounds of every node and gateway (docs/architecture.md).\n"
+           "[client_limits]\n";
+    if (c.client_max_clients != 0) out += fmt::format("max_clients = {}\n", c.client_max_clients);
+    if (c.client_max_clients_per_address != 0) {
+      out += fmt::format("max_clients_per_address = {}\n", c.client_max_clients_per_address);
+    }
+    if (c.client_buffer_mb != 0) out += fmt::format("buffer_mb = {}\n", c.client_buffer_mb);
   }
   for (const NodeEntry& n : c.nodes) {
     out += fmt::format(

@@ -118,6 +118,11 @@ struct ClusterConfig {
   // [client_auth] allow_anonymous: serve client ports on non-loopback
   // addresses without credentials (logged as a warning at start).
   bool client_allow_anonymous = false;
+  // [client_limits]: every node's and gateway's client connection bounds
+  // (docs/architecture.md, "Client connections and buffers"); 0: the default.
+  uint64_t client_max_clients = 0;              // 16..2^20
+  uint64_t client_max_clients_per_address = 0;  // 1..2^20
+  uint64_t client_buffer_mb = 0;                // 32..2^20
 
   bool operator==(const ClusterConfig&) const = default;
 };

@@ -68,6 +68,8 @@ TEST(ClusterConfig, FormatThenParseIsTheSameConfig) {
   c.peer_tls_dir = "/etc/maroon/tls";
   c.client_users_path = "/etc/maroon/users.toml";
   c.client_allow_anonymous = true;
+  c.client_max_clients = 100;
+  c.client_buffer_mb = 64;
   c.nodes[1].data_dir = "/odd \"dir\"\\with \xc3\xa9 quotes";
   c.gateways.push_back(
       {.id = 1, .host = "127.0.0.1", .http_port = 8201, .resp_port = 6201, .native_port = 9201});
@@ -179,6 +181,14 @@ TEST(ClusterConfig, ClientAuthIsOptionalAndItsUsersFileRelativeToTheFile) {
   EXPECT_NE(e.find("client_auth.allow_anonymous: expected true or false"), std::string::npos) << e;
   e = parse_error(std::string(kMinimal).insert(17, "[client_auth]\npassword = \"x\"\n"));
   EXPECT_NE(e.find("client_auth.password: unknown key"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "[client_limits]\nmax_clients = 8\n"));
+  EXPECT_NE(e.find("client_limits.max_clients: expected an integer in 16..1048576, got 8"),
+            std::string::npos) << e;
+  r = parse_cluster_config(
+      std::string(kMinimal).insert(17, "[client_limits]\nmax_clients_per_address = 10\n"), "/");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->client_max_clients_per_address, 10u);
+  EXPECT_EQ(r->client_max_clients, 0u);
   EXPECT_TRUE(is_loopback_host("127.0.0.2"));
   EXPECT_TRUE(is_loopback_host("::1"));
   EXPECT_FALSE(is_loopback_host("0.0.0.0"));
