@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "cluster/config.h"
@@ -46,36 +48,71 @@ bool setup_client_auth(const char* what, const std::string& users_path, bool all
 
 namespace {
 
-// Appends `text` to `path`, creating it 0600; refuses a file others may access.
-Status append_private(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-  struct stat st {};
-  Status status = Status::ok();
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    status = invalid_argument(fmt::format("{}: not a regular file", path));
-  } else if ((st.st_mode & 077) != 0) {
-    status = invalid_argument(fmt::format(
-        "{}: group or others may access it (mode {:04o}); run: chmod 600 {}", path,
-        st.st_mode & 07777, path));
-  } else {
-    size_t done = 0;
-    while (done < text.size() && status.is_ok()) {
-      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        status = io_error(fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
-      } else {
-        done += static_cast<size_t>(n);
-      }
-    }
-    if (status.is_ok() && ::fsync(fd) != 0) {
-      status = io_error(fmt::format("{}: fsync: {}", path, std::strerror(errno)));
-    }
+// A users file opened for `user add`: locked against another `user add`,
+// never through a symlink, owned by us and private.
+class LockedFile {
+ public:
+  ~LockedFile() {
+    if (fd_ >= 0) ::close(fd_);
   }
-  ::close(fd);
-  return status;
-}
+  Status open(const std::string& path) {
+    path_ = path;
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd_ < 0) return io_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX) != 0) {
+      return io_error(fmt::format("{}: cannot lock: {}", path, std::strerror(errno)));
+    }
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      return invalid_argument(fmt::format("{}: not a regular file", path));
+    }
+    if (st.st_uid != ::geteuid()) {
+      return invalid_argument(fmt::format("{}: owned by another user (uid {})", path, st.st_uid));
+    }
+    if ((st.st_mode & 077) != 0) {
+      return invalid_argument(fmt::format(
+          "{}: group or others may access it (mode {:04o}); run: chmod 600 {}", path,
+          st.st_mode & 07777, path));
+    }
+    if (static_cast<size_t>(st.st_size) > server::users_file_bytes_max) {
+      return invalid_argument(fmt::format("{}: larger than a users file may be", path));
+    }
+    text_.resize(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < text_.size()) {
+      const ssize_t n = ::pread(fd_, text_.data() + done, text_.size() - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return io_error(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
+      done += static_cast<size_t>(n);
+    }
+    return Status::ok();
+  }
+  const std::string& text() const { return text_; }
+  Status append(const std::string& more) {
+    size_t done = 0;
+    while (done < more.size()) {
+      const ssize_t n = ::pwrite(fd_, more.data() + done, more.size() - done,
+                                 static_cast<off_t>(text_.size() + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return io_error(fmt::format("{}: cannot write: {}", path_, std::strerror(errno)));
+      done += static_cast<size_t>(n);
+    }
+    if (::fsync(fd_) != 0) return io_error(fmt::format("{}: fsync: {}", path_, std::strerror(errno)));
+    // A new file's name is durable once its directory is synced.
+    const std::string dir = std::filesystem::path(path_).parent_path().string();
+    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+    return Status::ok();
+  }
+
+ private:
+  std::string path_;
+  std::string text_;
+  int fd_ = -1;
+};
 
 }  // namespace
 
@@ -105,27 +142,27 @@ int run_user_add(const UserAddOptions& o) {
   }
   user.digest = server::secret_digest(password);
 
-  // The file as it will be must still load: no duplicate name or password.
-  std::string text;
-  if (::access(o.file.c_str(), F_OK) == 0) {
-    auto existing = server::UserTable::load(o.file);
-    if (!existing.is_ok()) {
-      std::fprintf(stderr, "maroon user add: %s\n", existing.status().message().c_str());
-      return 1;
-    }
-    for (const server::User& u : (*existing)->users()) text += server::user_entry_text(u) + "\n";
-  }
-  const std::string entry = server::user_entry_text(user);
-  if (auto check = server::UserTable::parse(text + entry, o.file); !check.is_ok()) {
-    std::fprintf(stderr, "maroon user add: %s\n", check.status().message().c_str());
-    return 1;
-  }
-  if (Status s = append_private(o.file, (text.empty() ? "" : "\n") + entry); !s) {
+  LockedFile file;
+  if (Status s = file.open(o.file); !s) {
     std::fprintf(stderr, "maroon user add: %s\n", s.message().c_str());
     return 1;
   }
-  std::fprintf(stderr, "added %s user \"%s\" to %s\n", std::string(server::access_name(user.access)).c_str(),
-               user.name.c_str(), o.file.c_str());
+  // The file as it will be must still load: no duplicate name or password.
+  const std::string sep = file.text().empty() || file.text().ends_with("\n\n") ? ""
+                          : file.text().ends_with("\n")                         ? "\n"
+                                                                                : "\n\n";
+  const std::string entry = sep + server::user_entry_text(user);
+  if (auto check = server::UserTable::parse(file.text() + entry, o.file); !check.is_ok()) {
+    std::fprintf(stderr, "maroon user add: %s\n", check.status().message().c_str());
+    return 1;
+  }
+  if (Status s = file.append(entry); !s) {
+    std::fprintf(stderr, "maroon user add: %s\n", s.message().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "added %s user \"%s\" to %s\n",
+               std::string(server::access_name(user.access)).c_str(), user.name.c_str(),
+               o.file.c_str());
   if (!o.password_stdin) {
     // Only the digest is kept: this is the one time the password is shown.
     std::printf("%s\n", password.c_str());

@@ -507,13 +507,32 @@ Result<Client> connect_as(Harness& h, std::string_view user, std::string_view pa
 TEST(NativeAuth, RequestsBeforeLoginAreRefused) {
   Harness h({}, two_users());
   auto c = Client::connect("127.0.0.1", h.port());  // a Hello without credentials
-  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
-  auto r = c->call(get("k"));
-  ASSERT_FALSE(r.is_ok());
-  EXPECT_EQ(r.status().code(), Code::kUnauthenticated);
-  r = c->call(set("k", "v"));
-  ASSERT_FALSE(r.is_ok());
-  EXPECT_EQ(r.status().code(), Code::kUnauthenticated);
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_EQ(c.status().code(), Code::kUnauthenticated);
+  // Requests without any Hello are answered, each with code 12.
+  RawSocket raw(h.port());
+  std::string frames, op;
+  kv::encode_op(get("k"), op);
+  protocol::encode_request({.request_id = 7, .app = AppId::kKv, .flags = protocol::kRequestReadOnly, .op = op}, frames);
+  op.clear();
+  kv::encode_op(set("k", "v"), op);
+  protocol::encode_request({.request_id = 8, .app = AppId::kKv, .op = op}, frames);
+  raw.send(frames);
+  std::string got;
+  std::vector<std::string> storage;
+  std::vector<protocol::Response> responses;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (responses.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    char buf[4096];
+    boost::system::error_code ec;
+    const size_t n = raw.socket.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    got.append(buf, n);
+    storage.clear();
+    responses = parse_responses(got, storage);
+  }
+  ASSERT_EQ(responses.size(), 2u);
+  for (const auto& r : responses) EXPECT_EQ(r.code, Code::kUnauthenticated);
   EXPECT_EQ(h.on_loop([&] { return h.engine().submitted; }), 0u);
 }
 
@@ -526,6 +545,8 @@ TEST(NativeAuth, WrongCredentialsCloseTheConnection) {
     EXPECT_EQ(c.status().code(), Code::kUnauthenticated);
   }
   EXPECT_EQ(h.on_loop([&] { return h.resources().counters().auth_failures; }), 3u);
+  EXPECT_FALSE(Client::connect("127.0.0.1", h.port()).is_ok());  // no credentials at all
+  EXPECT_EQ(h.on_loop([&] { return h.resources().counters().auth_failures; }), 4u);
 }
 
 TEST(NativeAuth, UsersGetTheirAccess) {

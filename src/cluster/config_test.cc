@@ -193,6 +193,9 @@ TEST(ClusterConfig, ClientAuthIsOptionalAndItsUsersFileRelativeToTheFile) {
   EXPECT_TRUE(is_loopback_host("::1"));
   EXPECT_FALSE(is_loopback_host("0.0.0.0"));
   EXPECT_FALSE(is_loopback_host("10.0.0.1"));
+  EXPECT_FALSE(is_loopback_host("127.attacker.example"));  // a name, not an address
+  EXPECT_TRUE(is_loopback_host("::ffff:127.0.0.1"));
+  EXPECT_TRUE(is_loopback_host("localhost"));
 }
 
 TEST(ClusterConfig, PeerTlsDirIsOptionalAndRelativeToTheFile) {

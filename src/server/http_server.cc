@@ -445,6 +445,12 @@ std::optional<Credentials> parse_authorization(std::string_view header) {
   if (rest.empty() || rest.size() > 4 * password_bytes_max) return std::nullopt;
   if (iequals_ascii(scheme, "bearer")) return Credentials{.user = {}, .password = std::string(rest)};
   if (!iequals_ascii(scheme, "basic") || rest.size() % 4 != 0) return std::nullopt;
+  // Padding: at most two '=', only at the end.
+  const size_t pad = rest.find('=');
+  if (pad != std::string_view::npos &&
+      (rest.size() - pad > 2 || rest.find_first_not_of('=', pad) != std::string_view::npos)) {
+    return std::nullopt;
+  }
   std::string decoded(rest.size() / 4 * 3, '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
                                 reinterpret_cast<const unsigned char*>(rest.data()),
@@ -452,7 +458,9 @@ std::optional<Credentials> parse_authorization(std::string_view header) {
   if (n < 0) return std::nullopt;
   // EVP_DecodeBlock counts the padding's zero bytes; drop them.
   size_t len = static_cast<size_t>(n);
-  for (size_t i = rest.size(); i > 0 && rest[i - 1] == '=' && len > 0; --i) --len;
+  const size_t padding = pad == std::string_view::npos ? 0 : rest.size() - pad;
+  MAROON_ASSERT(len >= padding);
+  len -= padding;
   decoded.resize(len);
   const size_t colon = decoded.find(':');
   if (colon == std::string::npos) return std::nullopt;

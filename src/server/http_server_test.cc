@@ -585,12 +585,14 @@ TEST(HttpAuth, EveryRouteNeedsValidCredentials) {
   for (const std::string& header :
        {std::string("Bearer nope"), std::string("Bearer ") + std::string(kWriterToken) + "x",
         std::string("Basic d3JpdGVyOm5vcGU="),  // writer:nope
-        std::string("Digest abc"), std::string("Bearer")}) {
+        std::string("Digest abc"), std::string("Bearer"),
+        std::string("Basic d3JpdGVyOndyaXRlci10b2tlbi0wMTIzNDU2Nzg5YWJjZGVm===="),  // bad padding
+        std::string("Basic d3JpdGVyOndyaXRlci10b2tlbi0=MDEyMzQ1Njc4OWFiY2RlZg==")}) {
     Res r = c.request(http::verb::get, "/v1/kv/k", {}, {{http::field::authorization, header}});
     EXPECT_EQ(status(r), 401) << header;
     EXPECT_EQ(body_json(r).at("error"), "invalid credentials") << header;
   }
-  EXPECT_EQ(h.on_loop([&] { return h.resources().counters().auth_failures; }), failures_before + 5);
+  EXPECT_EQ(h.on_loop([&] { return h.resources().counters().auth_failures; }), failures_before + 7);
   // A write without credentials is refused before its body is read, and
   // the connection closes (its body is still on the wire).
   Client w(h.port());

@@ -175,7 +175,8 @@ class NativeServer::Connection : public Listener::Connection,
         auto hello = protocol::decode_hello(frame.payload);
         if (!hello.is_ok()) return protocol_error(hello.status());
         const bool supported = hello->version == protocol::kProtocolVersion;
-        const bool accepted = !hello->password.empty() ? log_in(*hello) : true;
+        // With users, a Hello must log in; without, anything goes.
+        const bool accepted = log_in(*hello);
         protocol::encode_hello_reply(
             {.version = protocol::kProtocolVersion,
              .code = !supported ? Code::kInvalidArgument
@@ -197,15 +198,22 @@ class NativeServer::Connection : public Listener::Connection,
   bool log_in(const protocol::Hello& hello) {
     const UserTable* users = security_.users.get();
     if (users == nullptr) return true;
+    if (hello.password.empty()) {
+      user_ = nullptr;
+      resources_.note_auth_failure(ClientPort::kNative, remote_text(), "");
+      return false;
+    }
     user_ = hello.user.empty() ? users->by_secret(hello.password)
                                : users->login(hello.user, hello.password);
     if (user_ != nullptr) return true;
+    resources_.note_auth_failure(ClientPort::kNative, remote_text(), hello.user);
+    return false;
+  }
+
+  std::string remote_text() const {
     error_code ec;
     const auto e = socket_.remote_endpoint(ec);
-    resources_.note_auth_failure(
-        ClientPort::kNative, ec ? std::string("?") : e.address().to_string() + ":" + std::to_string(e.port()),
-        hello.user);
-    return false;
+    return ec ? std::string("?") : e.address().to_string() + ":" + std::to_string(e.port());
   }
 
   // Whether the logged-in user may run `req`: anyone without users; with

@@ -203,10 +203,18 @@ struct Queued {
   Shape shape = Shape::kPlain;
   std::string bytes;
 };
+// What a queued command or watched key costs beyond its bytes (the string
+// and vector bookkeeping), as charged to the client buffer budget.
+constexpr size_t kTxEntryOverheadBytes = 64;
+
+// The queue and the watched keys hold budget for as long as they live: in
+// the open MULTI, then in the EXEC's slot until it is answered.
 struct TxPlan {
+  explicit TxPlan(ClientResources& resources) : hold(resources, ClientPort::kResp) {}
   std::vector<Queued> cmds;
   size_t bytes = 0;    // sum of cmds' bytes, at most op_bytes_max
   bool dirty = false;  // a refused command: EXEC answers EXECABORT
+  BudgetHold hold;     // bytes + overhead per command
 };
 
 // The keys a connection watches, and the stamps the engine answered for
@@ -214,6 +222,8 @@ struct TxPlan {
 // parsed, by the EXEC waiting for them; UNWATCH, DISCARD and EXEC start a
 // new set, so late answers for an old one change nothing.
 struct WatchSet {
+  explicit WatchSet(ClientResources& resources) : hold(resources, ClientPort::kResp) {}
+  BudgetHold hold;  // key_bytes + overhead per key
   std::vector<std::string> keys;
   std::vector<kv::KeyStamp> stamps;  // stamps[i] for keys[i], once answered
   size_t key_bytes = 0;              // sum of the keys' sizes, at most op_bytes_max
@@ -251,13 +261,13 @@ class RespServer::Connection : public Listener::Connection,
       : engine_(server.engine_),
         resources_(server.resources_),
         security_(server.security_),
-        tx_budget_(server.resources_, ClientPort::kResp),
         metrics_(server.metrics_),
         clients_(server.clients_),
         socket_(std::move(socket)),
         linger_timer_(socket_.get_executor()),
         in_(kReadBufferBytesInitial, '\0') {
     info_.id = id;
+    if (security_.users != nullptr) info_.user.clear();  // nobody, until a login
     boost::system::error_code ec;
     if (auto e = socket_.remote_endpoint(ec); !ec) info_.addr = endpoint_text(e);
     if (auto e = socket_.local_endpoint(ec); !ec) info_.laddr = endpoint_text(e);
@@ -279,7 +289,8 @@ class RespServer::Connection : public Listener::Connection,
     linger_timer_.cancel();
     socket_.close(ignored);
     resources_.release(std::exchange(charged_, 0) + std::exchange(in_charged_, 0));
-    tx_budget_.release_all();
+    if (multi_) multi_->hold.release_all();
+    if (watch_) watch_->hold.release_all();
     // The caller holds a strong reference (a handler's `self`, a locked
     // weak_ptr, or the listener's stop()), so leaving the listener's table
     // does not destroy `this`.
@@ -487,7 +498,10 @@ class RespServer::Connection : public Listener::Connection,
       in_len_ -= in_pos_;
       in_pos_ = 0;
     }
-    if (in_.size() - in_len_ < kReadChunkBytesMin && in_.size() < limits::connection_read_bytes_max) {
+    // Before a login the buffer keeps its first size: enough for AUTH or
+    // HELLO, and nothing from the budget for a client nobody knows.
+    if (in_.size() - in_len_ < kReadChunkBytesMin && in_.size() < limits::connection_read_bytes_max &&
+        logged_in()) {
       const size_t bigger = std::min(in_.size() * 2, limits::connection_read_bytes_max);
       if (!resources_.reserve(bigger - in_.size(), ClientPort::kResp, "a request")) {
         // The request cannot be read whole; nothing after it can be parsed.
@@ -502,7 +516,8 @@ class RespServer::Connection : public Listener::Connection,
     if (in_len_ == in_.size()) {
       // A partial request fills the whole buffer: it can never be completed.
       silent_ = false;
-      error(reply_target(), "ERR Protocol error: request too large");
+      error(reply_target(), logged_in() ? "ERR Protocol error: request too large"
+                                        : "ERR Protocol error: request too large before AUTH");
       closing_ = true;
       return;
     }
@@ -1016,7 +1031,7 @@ class RespServer::Connection : public Listener::Connection,
   // ---- MULTI / EXEC / DISCARD / WATCH (docs/resp.md)
   void multi() {
     if (multi_) return error(reply_target(), "ERR MULTI calls can not be nested");
-    multi_ = std::make_unique<TxPlan>();
+    multi_ = std::make_unique<TxPlan>(resources_);
     info_.multi = 0;
     resp::append_simple(reply_target(), "OK");
   }
@@ -1025,19 +1040,13 @@ class RespServer::Connection : public Listener::Connection,
     if (!multi_) return error(reply_target(), "ERR DISCARD without MULTI");
     multi_.reset();
     info_.multi = -1;
-    unwatch();  // gives back the queue's budget too
+    unwatch();
     resp::append_simple(reply_target(), "OK");
   }
 
   void unwatch() {
     watch_.reset();
     info_.watched = 0;
-    tx_budget_.shrink_to(tx_state_bytes());
-  }
-
-  // What the open MULTI and the watched keys buffer, as tx_budget_ holds it.
-  size_t tx_state_bytes() const {
-    return (multi_ ? multi_->bytes : 0) + (watch_ ? watch_->key_bytes : 0);
   }
 
   // Runs the command as usual, except that its op, or its reply if known
@@ -1059,7 +1068,9 @@ class RespServer::Connection : public Listener::Connection,
           "ERR transaction too large: at most {} commands and {} bytes of ops",
           limits::tx_ops_max, limits::op_bytes_max));
     }
-    if (!tx_budget_.cover(tx_state_bytes() + queued_cmd_.bytes.size(), "a MULTI queue")) {
+    if (!plan.hold.cover(plan.bytes + queued_cmd_.bytes.size() +
+                             (plan.cmds.size() + 1) * kTxEntryOverheadBytes,
+                         "a MULTI queue")) {
       return refuse_command("ERR the server's client buffer budget is spent; retry later");
     }
     plan.bytes += queued_cmd_.bytes.size();
@@ -1150,7 +1161,7 @@ class RespServer::Connection : public Listener::Connection,
 
   void watch(Args args) {
     if (multi_) return error(reply_target(), "ERR WATCH inside MULTI is not allowed");
-    if (!watch_) watch_ = std::make_shared<WatchSet>();
+    if (!watch_) watch_ = std::make_shared<WatchSet>(resources_);
     const size_t nkeys = args.size() - 1;
     size_t key_bytes = 0;
     for (size_t i = 1; i < args.size(); i++) key_bytes += args[i].size();
@@ -1161,7 +1172,9 @@ class RespServer::Connection : public Listener::Connection,
                                                "watched",
                                                limits::op_keys_max, limits::op_bytes_max));
     }
-    if (!tx_budget_.cover(tx_state_bytes() + key_bytes, "watched keys")) {
+    if (!watch_->hold.cover(watch_->key_bytes + key_bytes +
+                                (watch_->keys.size() + nkeys) * kTxEntryOverheadBytes,
+                            "watched keys")) {
       return error(reply_target(), "ERR the server's client buffer budget is spent; retry later");
     }
     watch_->key_bytes += key_bytes;
@@ -1394,7 +1407,7 @@ class RespServer::Connection : public Listener::Connection,
       if (id && c.id != *id) continue;
       if (addr && c.addr != *addr) continue;
       if (laddr && c.laddr != *laddr) continue;
-      if (user && *user != "default") continue;
+      if (user && *user != c.user) continue;
       if (skipme && m == this) continue;
       victims.push_back(m);
     }
@@ -1544,8 +1557,6 @@ class RespServer::Connection : public Listener::Connection,
   const ClientSecurity& security_;
   // Who this connection logged in as; null before (always null without users).
   const User* user_ = nullptr;
-  // The MULTI queue and the watched keys, beyond client_free_bytes.
-  BudgetHold tx_budget_;
   Metrics& metrics_;
   RespClientRegistry& clients_;  // touched only while open (registered_)
   tcp::socket socket_;

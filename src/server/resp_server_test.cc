@@ -252,6 +252,24 @@ TEST_F(RespBudgetTest, AMultiQueueAndWatchedKeysAreChargedToTheBudget) {
   on_loop([&] { resources_->release(kBudget - 2000 * 1024); });
 }
 
+TEST_F(RespBudgetTest, AnExecWaitingForTheEngineStillHoldsItsQueue) {
+  Client c(server_->port());
+  const std::string value(400 * 1024, 'v');
+  const size_t before = buffered();
+  on_loop([&] { engine_.defer_writes = true; });
+  c.expect(cmd({"MULTI"}), "+OK\r\n");
+  c.expect(cmd({"SET", "a", value}), "+QUEUED\r\n");
+  c.send(cmd({"EXEC"}));
+  EXPECT_TRUE(wait_until([&] { return engine_.pending() == 1; }));
+  EXPECT_GT(buffered(), before + 300 * 1024);  // in the EXEC's slot, not given back yet
+  on_loop([&] {
+    engine_.defer_writes = false;
+    engine_.complete_writes();
+  });
+  EXPECT_EQ(c.read(9), "*1\r\n+OK\r\n");
+  EXPECT_TRUE(wait_until([&] { return resources_->buffered_bytes() == before; }));
+}
+
 TEST_F(RespBudgetTest, AReadReplyTheBudgetCannotHoldIsRefusedAndTheConnectionGoesOn) {
   Client c(server_->port());
   const std::string big(512 * 1024, 'v');
@@ -974,6 +992,21 @@ TEST_F(RespAuthTest, AReadOnlyUserReadsButCannotWrite) {
   EXPECT_EQ(r.read(4), "*14\r");
   r.read_through("master\r\n$7\r\nmodules\r\n*0\r\n");
   r.expect(cmd({"SET", "k", "w"}), "+OK\r\n");
+}
+
+TEST_F(RespAuthTest, ClientKillUserMatchesWhoLoggedIn) {
+  Client w(server_->port());
+  w.expect(cmd({"AUTH", "writer", kWriterPassword}), "+OK\r\n");
+  Client r(server_->port());
+  r.expect(cmd({"AUTH", "reader", kReaderPassword}), "+OK\r\n");
+  Client anonymous(server_->port());
+  anonymous.expect(cmd({"PING"}), "-NOAUTH Authentication required.\r\n");
+  w.expect(cmd({"CLIENT", "KILL", "USER", "default"}), ":0\r\n");
+  w.expect(cmd({"CLIENT", "KILL", "USER", "reader"}), ":1\r\n");
+  EXPECT_TRUE(wait_until([this] { return server_->connection_count() == 2; }));
+  r.send(cmd({"PING"}));
+  EXPECT_EQ(r.read(1), "");  // closed
+  w.expect(cmd({"PING"}), "+PONG\r\n");
 }
 
 TEST_F(RespServerTest, WithoutUsersAuthBehavesAsRedisOutOfTheBox) {

@@ -163,6 +163,10 @@ Result<UserTable> UserTable::parse(std::string_view text, std::string_view origi
         if (!parse_digest(v, user.digest)) {
           return file_error(origin, fmt::format("{}: password_sha256 must be 64 hex digits", where));
         }
+        if (user.digest == secret_digest("")) {
+          return file_error(origin, fmt::format("{}: password_sha256 is the digest of the empty "
+                                                "password", where));
+        }
         has_digest = true;
       }
     }

@@ -5,7 +5,7 @@
 //
 // Read-only users may read (GET, MGET, EXISTS, status, metrics); read-write
 // users may also write. Passwords are never stored, only digests; a password
-// `maroon user add` makes is 32 random bytes, for which an unsalted digest is
+// `maroon user add` makes is 33 random bytes, for which an unsalted digest is
 // as good as any (a chosen password should be as long: see the docs).
 //
 // A UserTable is immutable once loaded and shared by the client servers.
@@ -70,7 +70,7 @@ class UserTable {
 // SHA-256 of a password.
 SecretDigest secret_digest(std::string_view password);
 std::string digest_hex(const SecretDigest& digest);
-// A new password: 32 random bytes as 43 characters of unpadded base64url.
+// A new password: 33 random bytes as 44 characters of base64url.
 std::string generate_secret();
 // Whether `name` is a valid user name: 1..64 of [A-Za-z0-9_.@-].
 bool valid_user_name(std::string_view name);

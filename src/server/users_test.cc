@@ -81,6 +81,9 @@ TEST(Users, BadFilesAreRefusedNamingWhatIsWrong) {
       {"[[user]]\nname = \"x\"\naccess = \"admin\"\n", "access \"admin\": expected"},
       {"[[user]]\nname = \"x\"\npassword_sha256 = \"abc\"\n", "must be 64 hex digits"},
       {"[[user]]\nname = \"x\"\npassword = \"plain\"\n", "unknown key 'password'"},
+      {"[[user]]\nname = \"x\"\naccess = \"read-only\"\npassword_sha256 = \"" +
+           digest_hex(secret_digest("")) + "\"\n",
+       "the digest of the empty password"},
       {"[[user]]\nname = 7\n", "name must be a string"},
       {"users = 1\n", "unknown key 'users'"},
       {"user = 1\n", "'user' must be [[user]] tables"},
