@@ -534,6 +534,22 @@ TEST(NativeAuth, RequestsBeforeLoginAreRefused) {
   ASSERT_EQ(responses.size(), 2u);
   for (const auto& r : responses) EXPECT_EQ(r.code, Code::kUnauthenticated);
   EXPECT_EQ(h.on_loop([&] { return h.engine().submitted; }), 0u);
+  // A big frame before a login is not buffered: the connection closes.
+  RawSocket big(h.port());
+  timeval tv{.tv_sec = 10, .tv_usec = 0};  // a server that keeps it open fails, not hangs
+  ::setsockopt(big.socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  op.clear();
+  kv::encode_op(set("k", std::string(100 * 1024, 'v')), op);
+  frames.clear();
+  protocol::encode_request({.request_id = 9, .app = AppId::kKv, .op = op}, frames);
+  boost::system::error_code ec;
+  asio::write(big.socket, asio::buffer(frames), ec);  // may fail once the server closed
+  const std::string all = big.read_to_eof();
+  storage.clear();
+  auto last = parse_responses(all, storage);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].request_id, 0u);
+  EXPECT_EQ(last[0].code, Code::kUnauthenticated);
 }
 
 TEST(NativeAuth, WrongCredentialsCloseTheConnection) {

@@ -152,6 +152,15 @@ class NativeServer::Connection : public Listener::Connection,
       return;
     }
     decoder_.commit(n);
+    if (security_.users != nullptr && user_ == nullptr &&
+        input_bytes_held() > native_unauthenticated_bytes_max) {
+      // Nothing big is buffered for a client nobody knows: a Hello is small.
+      protocol_error(Status(Code::kUnauthenticated,
+                            "authentication required: send a Hello with a user and password"));
+      schedule_flush();
+      maybe_finish();
+      return;
+    }
     if (!in_budget_.cover(input_bytes_held(), "a request frame")) {
       // Nothing after this partial frame can be read; say why and close.
       protocol_error(unavailable("the server's client buffer budget is spent; retry later"));

@@ -30,6 +30,8 @@ namespace maroon::server {
 inline constexpr size_t native_write_bytes_max = limits::connection_read_bytes_max;
 inline constexpr size_t native_read_chunk_bytes = 64 * 1024;
 static_assert(native_read_chunk_bytes <= limits::connection_read_bytes_max);
+// With users, bytes buffered for a connection that has not logged in.
+inline constexpr size_t native_unauthenticated_bytes_max = 16 * 1024;
 
 class NativeServer {
  public:
