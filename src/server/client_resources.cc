@@ -39,10 +39,18 @@ ClientResources::ClientResources(ClientLimits limits, Registry* metrics)
                              "Client connections closed by request_timeout or stall_timeout.")),
       evictions_(metrics_.counter("maroon_client_evictions_total",
                                   "Idle client connections closed to make room for new ones.")),
+      tls_handshake_failures_{},
       buffered_gauge_(metrics_.gauge("maroon_client_buffered_bytes",
                                  "Bytes of client input and output held from the budget.")),
       connections_gauge_(metrics_.gauge("maroon_client_connections",
                                     "Open client connections, all client ports.")) {
+  for (ClientPort port : {ClientPort::kHttp, ClientPort::kResp, ClientPort::kNative}) {
+    tls_handshake_failures_[static_cast<size_t>(port)] = &metrics_.counter(
+        "maroon_client_tls_handshake_failures_total",
+        "Client connections closed because their TLS handshake failed or was not done within "
+        "header_timeout.",
+        fmt::format("port=\"{}\"", client_port_name(port)));
+  }
   MAROON_ASSERT(limits_.connections_max > 0);
   MAROON_ASSERT(limits_.connections_per_address_max > 0);
   limits_.http_reserved_connections =
@@ -147,13 +155,28 @@ void ClientResources::note_timeout(ClientPort port, std::string_view what) {
   log(log_timeout_, fmt::format("{} port: closed a connection: {}", client_port_name(port), what));
 }
 
+void ClientResources::note_tls_handshake_failure(ClientPort port,
+                                                 const boost::asio::ip::address& from,
+                                                 std::string_view why) {
+  tls_handshake_failures_[static_cast<size_t>(port)]->inc();
+  log(log_tls_, fmt::format("{} port: TLS handshake with {} failed: {}", client_port_name(port),
+                            from.to_string(), why));
+}
+
+uint64_t ClientResources::tls_handshake_failures() const {
+  uint64_t n = 0;
+  for (const Counter* c : tls_handshake_failures_) n += c->value();
+  return n;
+}
+
 ClientResources::Counters ClientResources::counters() const {
   return {.refused_total = refused_total_.value(),
           .refused_per_address = refused_per_address_.value(),
           .refused_descriptors = refused_descriptors_.value(),
           .budget_refusals = budget_refusals_.value(),
           .timeouts = timeouts_.value(),
-          .evictions = evictions_.value()};
+          .evictions = evictions_.value(),
+          .tls_handshake_failures = tls_handshake_failures()};
 }
 
 void ClientResources::log(LogLimit& limit, std::string_view message) {
