@@ -9,17 +9,21 @@
 #include <chrono>
 #include <future>
 #include <thread>
+#include <utility>
 
 #include "common/assert.h"
 #include "common/status.h"
 #include "server/client_resources.h"
+#include "server/client_security.h"
 
 namespace maroon::server {
 
 template <typename Server, typename EngineT>
 class LoopHarness {
  public:
-  explicit LoopHarness(ClientLimits limits = {}) : resources_(limits, &engine_.metrics()) {
+  explicit LoopHarness(ClientLimits limits = {}, ClientSecurity security = {})
+      : resources_(limits, &engine_.metrics()),
+        server_(io_, engine_, "127.0.0.1", 0, resources_, std::move(security)) {
     Status s = server_.start();
     MAROON_ASSERT_MSG(s.is_ok(), s.to_string().c_str());
     thread_ = std::thread([this] {
@@ -64,7 +68,7 @@ class LoopHarness {
   boost::asio::io_context io_;
   EngineT engine_;
   ClientResources resources_;
-  Server server_{io_, engine_, "127.0.0.1", 0, resources_};
+  Server server_;
   std::thread thread_;
 };
 
