@@ -19,6 +19,14 @@ struct DevOptions {
   size_t max_clients = 4096;
   size_t max_clients_per_address = 1024;
   size_t client_buffer_mb = 256;
+  // TLS on the client ports (docs/security.md, "Client TLS"): `tls` makes a
+  // local CA and a certificate for localhost in <data_dir>/client-tls (or
+  // reuses them); tls_cert and tls_key name the files to use instead.
+  // tls_client_ca (with either): clients must present a certificate it signed.
+  bool tls = false;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
 };
 int run_dev(const DevOptions& options);
 
@@ -107,6 +115,12 @@ struct BenchOptions {
   unsigned value_bytes = 16;
   std::string mix = "set";  // e.g. "set", "get", "set:50,get:50", "incr"
   double rate = 0;  // ops/s in total, open loop; 0: closed loop (as fast as answers come)
+  // TLS (docs/security.md, "Client TLS"): the server's certificate must
+  // chain to `cacert`; `cert` and `key`: a client certificate to present.
+  bool tls = false;
+  std::string cacert;
+  std::string cert;
+  std::string key;
 };
 int run_bench(const BenchOptions& options);
 

@@ -29,6 +29,23 @@ int main(int argc, char** argv) {
                       "MiB of client input and output buffered, all connections together")
       ->capture_default_str()
       ->check(CLI::Range(size_t{32}, size_t{1} << 20));
+  auto* dev_tls = dev_cmd->add_flag(
+      "--tls", dev.tls,
+      "TLS on every client port, with a local CA and a certificate for localhost made in "
+      "DATA-DIR/client-tls (kept and reused); clients trust DATA-DIR/client-tls/ca.crt");
+  auto* dev_tls_cert =
+      dev_cmd
+          ->add_option("--tls-cert", dev.tls_cert,
+                       "TLS on every client port with this certificate chain (PEM)")
+          ->excludes(dev_tls);
+  auto* dev_tls_key =
+      dev_cmd->add_option("--tls-key", dev.tls_key, "The key of --tls-cert (PEM, mode 0600)")
+          ->excludes(dev_tls);
+  dev_tls_cert->needs(dev_tls_key);
+  dev_tls_key->needs(dev_tls_cert);
+  dev_cmd->add_option("--tls-client-ca", dev.tls_client_ca,
+                      "With --tls or --tls-cert: clients must present a certificate this CA "
+                      "(PEM) signed (mutual TLS)");
 
   ClientOptions client;
   std::string verb, key, value;
@@ -143,6 +160,19 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0, 1024 * 1024));
   bench_cmd->add_option("--mix", bench.mix, "Op mix, e.g. set | get | incr | set:20,get:80")
       ->capture_default_str();
+  auto* bench_tls = bench_cmd->add_flag("--tls", bench.tls, "Connect with TLS");
+  bench_cmd
+      ->add_option("--cacert", bench.cacert,
+                   "With --tls: the CA (PEM) the server's certificate must chain to")
+      ->needs(bench_tls);
+  auto* bench_cert =
+      bench_cmd
+          ->add_option("--cert", bench.cert, "With --tls: a client certificate (PEM) to present")
+          ->needs(bench_tls);
+  auto* bench_key =
+      bench_cmd->add_option("--key", bench.key, "The key of --cert (PEM)")->needs(bench_tls);
+  bench_cert->needs(bench_key);
+  bench_key->needs(bench_cert);
 
   CLI11_PARSE(app, argc, argv);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
