@@ -59,10 +59,10 @@ struct NodeStatus {
   std::string error;  // why it did not answer
 };
 
-NodeStatus query(const cluster::NodeEntry& n) {
+NodeStatus query(const cluster::NodeEntry& n, boost::asio::ssl::context* tls) {
   NodeStatus s;
   s.id = n.id;
-  Result<HttpResponse> r = http_get(n.host, n.http_port, "/v1/status", kClusterNodeTimeout);
+  Result<HttpResponse> r = http_get(n.host, n.http_port, "/v1/status", kClusterNodeTimeout, tls);
   if (!r.is_ok()) {
     s.error = r.status().message();
     return s;
@@ -126,9 +126,14 @@ int run_cluster_status(const std::string& config_path) {
     std::fprintf(stderr, "maroon status: %s\n", config.status().message().c_str());
     return 1;
   }
+  Result<std::shared_ptr<boost::asio::ssl::context>> tls = cluster_http_tls(*config);
+  if (!tls.is_ok()) {
+    std::fprintf(stderr, "maroon status: %s\n", tls.status().message().c_str());
+    return 1;
+  }
   std::vector<std::future<NodeStatus>> pending;
   for (const cluster::NodeEntry& n : config->nodes) {
-    pending.push_back(std::async(std::launch::async, [&n] { return query(n); }));
+    pending.push_back(std::async(std::launch::async, [&n, &tls] { return query(n, tls->get()); }));
   }
   std::vector<NodeStatus> nodes;
   for (auto& p : pending) nodes.push_back(p.get());
