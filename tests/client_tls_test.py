@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`maroon dev --tls` with stock clients: redis-cli --tls and curl https://
 verify it with the CA it made; without the CA, or in plaintext, they fail.
-Then mutual TLS (--tls-client-ca) with a client CA made by the openssl tool."""
+Then mutual TLS (--tls-client-ca) with a client CA made by the openssl tool,
+and [client_tls] in a cluster config under `maroon cluster up`."""
 import hashlib
 import os
 import shutil
@@ -185,6 +186,72 @@ class MutualTlsTest(unittest.TestCase):
                         "SET", "m:a", "1"])
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "OK"), r.stderr)
         r = run(base + ["PING"])
+        self.assertNotIn("PONG", r.stdout)
+
+
+def make_ca_and_server_cert(out):
+    """A CA and a server certificate for localhost and 127.0.0.1, with the
+    openssl tool (as an operator would make them): out/ca.crt, out/server.*"""
+    os.makedirs(out, mode=0o700, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    with open(out + "/server.ext", "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    for step in (
+            ["openssl", "req", "-x509"] + ec + ["-keyout", out + "/ca.key", "-out", out + "/ca.crt",
+                                                "-subj", "/CN=test CA", "-days", "2"],
+            ["openssl", "req", "-new"] + ec + ["-keyout", out + "/server.key", "-out",
+                                               out + "/server.csr", "-subj", "/CN=localhost"],
+            ["openssl", "x509", "-req", "-in", out + "/server.csr", "-CA", out + "/ca.crt", "-CAkey",
+             out + "/ca.key", "-CAcreateserial", "-out", out + "/server.crt", "-days", "1",
+             "-extfile", out + "/server.ext"]):
+        r = run(step)
+        if r.returncode != 0:
+            raise RuntimeError("%s: %s" % (" ".join(step), r.stderr))
+    os.chmod(out + "/server.key", 0o600)
+
+
+class ClusterClientTlsTest(unittest.TestCase):
+    """[client_tls] in cluster.toml: `cluster up` reaches the node over HTTPS,
+    `status --config` too, and redis-cli --tls gets in."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="maroon-cluster-tls-")
+        self.maroon = DevTestCase.MAROON
+
+    def tearDown(self):
+        run([self.maroon, "cluster", "down", "--dir", self.dir])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_cluster_up_with_client_tls(self):
+        r = run([self.maroon, "cluster", "up", "--dir", self.dir, "--nodes", "1", "--no-peer-tls"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = run([self.maroon, "cluster", "down", "--dir", self.dir])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        make_ca_and_server_cert(self.dir + "/client-tls")
+        with open(self.dir + "/cluster.toml", "a") as f:
+            f.write('\n[client_tls]\ncert = "client-tls/server.crt"\nkey = "client-tls/server.key"\n')
+        with open(self.dir + "/cluster.toml") as f:
+            config = f.read()
+        resp_port = int(config.split("resp_port = ")[1].split()[0])
+
+        # A key others may read stops the node, naming the file.
+        os.chmod(self.dir + "/client-tls/server.key", 0o644)
+        r = run([self.maroon, "cluster", "up", "--dir", self.dir, "--timeout", "20"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("server.key", r.stderr)
+        self.assertIn("chmod 600", r.stderr)
+        os.chmod(self.dir + "/client-tls/server.key", 0o600)
+
+        r = run([self.maroon, "cluster", "up", "--dir", self.dir, "--timeout", "60"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("client ports speak TLS", r.stdout)
+        r = run([self.maroon, "status", "--config", self.dir + "/cluster.toml"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 serving", r.stdout)
+        base = ["redis-cli", "-p", str(resp_port), "--tls", "--cacert", self.dir + "/client-tls/ca.crt"]
+        r = run(base + ["SET", "c:a", "1"])
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "OK"), r.stderr)
+        r = run(["redis-cli", "-p", str(resp_port), "PING"])
         self.assertNotIn("PONG", r.stdout)
 
 
