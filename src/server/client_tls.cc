@@ -193,7 +193,10 @@ Result<DevTlsFiles> ensure_dev_tls_files(const std::string& dir, const std::stri
     if (!ca_key_pem.is_ok()) return ca_key_pem.status();
     Result<net::KeyAndCert> server =
         net::issue_tls_leaf({*ca_key_pem, *ca_cert}, leaf, dev_tls_cert_days);
-    if (!server.is_ok()) return start_over(server.status().message());
+    if (!server.is_ok()) {
+      return Status(server.status().code(),
+                    fmt::format("{}: {}", out.server.cert, server.status().message()));
+    }
     if (Status s = write_pair(out.server.key, out.server.cert, *server); !s) return s;
     out.made = true;
     return out;

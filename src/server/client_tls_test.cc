@@ -356,6 +356,17 @@ TYPED_TEST(ClientTlsServer, ASilentClientIsClosedAtTheHandshakeDeadline) {
   EXPECT_EQ(TestFixture::failures(h), 1u);
 }
 
+TYPED_TEST(ClientTlsServer, StopClosesConnectionsStillInTheHandshake) {
+  std::optional<typename TestFixture::Harness> h;
+  h.emplace(ClientLimits{}, tls_security());
+  TestClient silent(h->port(), nullptr);
+  ASSERT_TRUE(h->wait_until([&] { return h->server().connection_count() == 1; }));
+  h.reset();  // stops the server; the handshake's deadline is 10 s away
+  const TestClient::Read r = silent.read_to_end(2s);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_TRUE(r.bytes.empty());
+}
+
 TYPED_TEST(ClientTlsServer, WithAClientCaOnlyItsCertificatesGetIn) {
   typename TestFixture::Harness h({}, tls_security(/*client_certs=*/true));
   {
