@@ -46,7 +46,7 @@ class Credentials(unittest.TestCase):
         cls.writer = cls.add_user("writer", "read-write")
         cls.reader = cls.add_user("reader", "read-only")
         cls.dev = Dev(cls.maroon, cls.work + "/data", cls.work + "/maroon.log",
-                      extra=["--users", cls.users], token=cls.reader)
+                      extra_args=["--users", cls.users], token=cls.reader)
         cls.dev.start()
 
     @classmethod

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,12 +24,17 @@ def free_port():
 
 
 class Dev:
-    def __init__(self, binary, data_dir, log_path, extra=None, token=None):
+    """`maroon dev`; with tls_ca (the CA file clients trust, made by
+    `maroon dev --tls` in extra_args) it is probed over HTTPS; with token (a
+    user's password, when extra_args give it users) with that bearer token."""
+
+    def __init__(self, binary, data_dir, log_path, extra_args=(), tls_ca=None, token=None):
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
-        self.extra = list(extra or [])  # more `maroon dev` flags
-        self.token = token  # a bearer token for /v1/status when the server has users
+        self.extra_args = list(extra_args)
+        self.tls_ca = tls_ca
+        self.token = token
         self.http_port = free_port()
         self.resp_port = free_port()
         self.native_port = free_port()
@@ -39,7 +45,7 @@ class Dev:
         self.proc = subprocess.Popen(
             [self.binary, "dev", "--data-dir", self.data_dir,
              "--http-port", str(self.http_port), "--resp-port", str(self.resp_port),
-             "--native-port", str(self.native_port)] + self.extra,
+             "--native-port", str(self.native_port)] + self.extra_args,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.wait_serving(timeout)
@@ -51,10 +57,16 @@ class Dev:
             if self.proc.poll() is not None:
                 raise RuntimeError("maroon dev exited with %s; see %s" % (self.proc.returncode, self.log_path))
             try:
-                req = urllib.request.Request("http://127.0.0.1:%d/v1/status" % self.http_port)
+                if self.tls_ca:
+                    url = "https://localhost:%d/v1/status" % self.http_port
+                    context = ssl.create_default_context(cafile=self.tls_ca)
+                else:
+                    url = "http://127.0.0.1:%d/v1/status" % self.http_port
+                    context = None
+                req = urllib.request.Request(url)
                 if self.token:
                     req.add_header("Authorization", "Bearer " + self.token)
-                with urllib.request.urlopen(req, timeout=1) as r:
+                with urllib.request.urlopen(req, timeout=1, context=context) as r:
                     if r.status == 200:
                         return
             except Exception:

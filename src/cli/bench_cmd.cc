@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,18 +84,16 @@ unsigned threads_total(const BenchOptions& o) {
   return std::min(o.connections, std::max(1u, std::thread::hardware_concurrency()));
 }
 
-void run_thread(const BenchOptions& o, const std::vector<MixEntry>& mix, unsigned connections,
-                uint64_t seed, Clock::time_point deadline, ThreadResult& result,
-                std::atomic<bool>& failed) {
+void run_thread(const BenchOptions& o, const client::Options& client_options,
+                const std::vector<MixEntry>& mix, unsigned connections, uint64_t seed,
+                Clock::time_point deadline, ThreadResult& result, std::atomic<bool>& failed) {
   std::vector<Conn> conns;
   for (unsigned i = 0; i < connections; i++) {
     // Connections spread over the ports given (the nodes of a cluster).
     const uint16_t port = o.native_ports.empty()
                               ? o.native_port
                               : o.native_ports[(seed + i) % o.native_ports.size()];
-    auto c = client::NativeConnection::connect(
-        o.host, port,
-        client::Options{.client_name = "maroon-bench", .user = o.user, .password = o.password});
+    auto c = client::NativeConnection::connect(o.host, port, client_options);
     if (!c) {
       result.first_error = c.status().to_string();
       failed = true;
@@ -202,14 +201,34 @@ int run_bench(const BenchOptions& o) {
     std::fprintf(stderr, "maroon bench: %s\n", mix.status().message().c_str());
     return 2;
   }
+  client::Options client_options;
+  client_options.client_name = "maroon-bench";
+  client_options.user = o.user;
+  client_options.password = o.password;
+  if (o.tls) {
+    if (o.cacert.empty()) {
+      std::fprintf(
+          stderr,
+          "maroon bench: --tls needs --cacert FILE (the CA the server's certificate chains to)\n");
+      return 2;
+    }
+    Result<std::shared_ptr<const client::ClientTls>> tls =
+        client::ClientTls::load(o.cacert, o.cert, o.key);
+    if (!tls) {
+      std::fprintf(stderr, "maroon bench: %s\n", tls.status().message().c_str());
+      return 2;
+    }
+    client_options.tls = std::move(tls).value();
+  }
   unsigned threads = threads_total(o);
-  fmt::print("maroon bench: {}:{} mix={} connections={} pipeline={} keys={} value={}B for {}s ({} threads){}\n",
-             o.host,
-             o.native_ports.empty() ? fmt::to_string(o.native_port)
-                                    : fmt::format("{}", fmt::join(o.native_ports, ",")),
-             o.mix, o.connections, o.pipeline, o.keys, o.value_bytes,
-             o.seconds, threads,
-             o.rate > 0 ? fmt::format(", open loop at {:.0f} ops/s", o.rate) : std::string());
+  fmt::print(
+      "maroon bench: {}:{}{} mix={} connections={} pipeline={} keys={} value={}B for {}s ({} "
+      "threads){}\n",
+      o.host,
+      o.native_ports.empty() ? fmt::to_string(o.native_port)
+                             : fmt::format("{}", fmt::join(o.native_ports, ",")),
+      o.tls ? " (TLS)" : "", o.mix, o.connections, o.pipeline, o.keys, o.value_bytes, o.seconds,
+      threads, o.rate > 0 ? fmt::format(", open loop at {:.0f} ops/s", o.rate) : std::string());
   std::fflush(stdout);
   auto start = Clock::now();
   auto deadline = start + std::chrono::microseconds(static_cast<int64_t>(o.seconds * 1e6));
@@ -218,8 +237,8 @@ int run_bench(const BenchOptions& o) {
   std::atomic<bool> failed{false};
   for (unsigned t = 0; t < threads; t++) {
     unsigned n = o.connections / threads + (t < o.connections % threads ? 1 : 0);
-    pool.emplace_back(run_thread, std::cref(o), std::cref(*mix), n, 0x5eed + t, deadline,
-                      std::ref(results[t]), std::ref(failed));
+    pool.emplace_back(run_thread, std::cref(o), std::cref(client_options), std::cref(*mix), n,
+                      0x5eed + t, deadline, std::ref(results[t]), std::ref(failed));
   }
   for (auto& th : pool) th.join();
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();

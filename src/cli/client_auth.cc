@@ -19,7 +19,7 @@ namespace maroon::cli {
 
 bool setup_client_auth(const char* what, const std::string& users_path, bool allow_anonymous,
                        const std::string& host, const std::string& flag_hint,
-                       server::ClientSecurity& security) {
+                       bool client_certificates, server::ClientSecurity& security) {
   if (!users_path.empty()) {
     auto users = server::UserTable::load(users_path);
     if (!users.is_ok()) {
@@ -32,6 +32,12 @@ bool setup_client_auth(const char* what, const std::string& users_path, bool all
     return true;
   }
   if (cluster::is_loopback_host(host)) return true;
+  if (client_certificates) {
+    spdlog::info("client ports on {} admit only clients with a certificate from the client CA "
+                 "(no users: each such client may read and write everything)",
+                 host);
+    return true;
+  }
   if (!allow_anonymous) {
     std::fprintf(stderr,
                  "%s: refusing to serve clients on %s without credentials: anyone who can reach "

@@ -410,11 +410,12 @@ std::string self_exe() {
 }
 
 // Asks the member's /v1/status whether it serves; sets waiting_for if not.
-void probe(Member& m) {
-  // A cluster with [client_auth] users answers only a user's token.
+// `tls`: the config's [client_tls] (cluster_http_tls), or null.
+// A cluster with [client_auth] users answers only a user's token (MAROON_TOKEN).
+void probe(Member& m, boost::asio::ssl::context* tls) {
   const char* token = std::getenv("MAROON_TOKEN");
-  Result<HttpResponse> r =
-      http_get(m.host, m.http_port, "/v1/status", kProbeTimeout, token != nullptr ? token : "");
+  Result<HttpResponse> r = http_get(m.host, m.http_port, "/v1/status", kProbeTimeout, tls,
+                                    token != nullptr ? token : "");
   if (!r.is_ok()) {
     m.waiting_for = r.status().message();
     return;
@@ -494,6 +495,18 @@ void print_started(const cluster::ClusterConfig& c, const std::vector<Member>& m
     std::printf("%s\n", line.c_str());
   }
   const cluster::NodeEntry& n = c.nodes[0];
+  if (c.client_tls_on()) {
+    // CA.crt: whichever CA signed [client_tls] cert (curl also takes the cert itself).
+    std::printf(
+        "client ports speak TLS ([client_tls]); try:\n"
+        "  redis-cli -p %u --tls --cacert CA.crt set greeting hello\n"
+        "  curl -s --cacert %s https://%s:%u/v1/kv/greeting\n"
+        "  %s status --config %s\n"
+        "  %s cluster down --dir %s\n",
+        n.resp_port, c.client_tls.cert.c_str(), n.host.c_str(), n.http_port, program.c_str(),
+        c.path.c_str(), program.c_str(), dir.c_str());
+    return;
+  }
   std::printf(
       "try:\n"
       "  redis-cli -p %u set greeting hello\n"
@@ -550,6 +563,8 @@ int run_cluster_up(const ClusterUpOptions& o) {
   Result<cluster::ClusterConfig> config = cluster::load_cluster_config(config_path.string());
   if (!config.is_ok()) return fail(config.status().message());
   if (Status s = check_options_match(o, *config); !s) return fail(s.message());
+  Result<std::shared_ptr<boost::asio::ssl::context>> http_tls = cluster_http_tls(*config);
+  if (!http_tls.is_ok()) return fail(http_tls.status().message());
 
   std::vector<Member> members = members_of(*config, dir);
   for (const Member& m : members) {
@@ -602,7 +617,7 @@ int run_cluster_up(const ClusterUpOptions& o) {
     }
     bool all_serving = true;
     for (Member& m : members) {
-      if (!m.serving) probe(m);
+      if (!m.serving) probe(m, http_tls->get());
       all_serving = all_serving && m.serving;
     }
     if (all_serving) break;

@@ -23,6 +23,14 @@ struct DevOptions {
   // serve a non-loopback host without any.
   std::string users;
   bool allow_anonymous = false;
+  // TLS on the client ports (docs/security.md, "Client TLS"): `tls` makes a
+  // local CA and a certificate for localhost in <data_dir>/client-tls (or
+  // reuses them); tls_cert and tls_key name the files to use instead.
+  // tls_client_ca (with either): clients must present a certificate it signed.
+  bool tls = false;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
 };
 int run_dev(const DevOptions& options);
 
@@ -118,6 +126,12 @@ struct BenchOptions {
   // MAROON_PASSWORD (a password alone names its user).
   std::string user;
   std::string password;
+  // TLS (docs/security.md, "Client TLS"): the server's certificate must
+  // chain to `cacert`; `cert` and `key`: a client certificate to present.
+  bool tls = false;
+  std::string cacert;
+  std::string cert;
+  std::string key;
 };
 int run_bench(const BenchOptions& options);
 

@@ -3,17 +3,23 @@
 #include "cli/commands.h"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "cli/client_auth.h"
 #include "cli/serve.h"
 #include "server/client_resources.h"
+#include "server/client_tls.h"
 #include "server/driver.h"
 #include "server/http_server.h"
 #include "server/native_server.h"
@@ -21,10 +27,96 @@
 
 namespace maroon::cli {
 
+namespace {
+
+// How clients reach a TLS `maroon dev`: the CA file they trust, the host
+// name in URLs, and what they must present.
+struct DevTls {
+  std::string ca;         // the CA clients verify the server with
+  std::string url_host;   // a name the certificate holds
+  std::string client_ca;  // clients need a certificate this CA signed
+};
+
+// The client ports' TLS from the flags (none, made in DATA-DIR/client-tls,
+// or the given files) into `security` and `how`. Prints why and returns
+// false if it cannot be had.
+bool dev_client_tls(const DevOptions& o, server::ClientSecurity& security, DevTls& how) {
+  if (!o.tls && o.tls_cert.empty()) {
+    if (!o.tls_client_ca.empty()) {
+      std::fprintf(stderr, "maroon dev: --tls-client-ca needs --tls or --tls-cert\n");
+      return false;
+    }
+    return true;
+  }
+  server::ClientTlsFiles files{.cert = o.tls_cert, .key = o.tls_key, .client_ca = o.tls_client_ca};
+  how.ca = "CA.crt";  // whichever signed --tls-cert
+  how.url_host = o.host;
+  if (o.tls) {
+    const std::string dir = (std::filesystem::path(o.data_dir) / "client-tls").string();
+    Result<server::DevTlsFiles> made = server::ensure_dev_tls_files(dir, o.host);
+    if (!made.is_ok()) {
+      std::fprintf(stderr, "maroon dev: --tls: %s\n", made.status().message().c_str());
+      return false;
+    }
+    spdlog::info("client TLS: {} certificates in {}", made->made ? "made new" : "reusing", dir);
+    files.cert = made->server.cert;
+    files.key = made->server.key;
+    how.ca = made->ca_cert;
+    boost::system::error_code ec;
+    const auto addr = boost::asio::ip::make_address(o.host, ec);
+    if (!ec && (addr.is_loopback() || addr.is_unspecified())) how.url_host = "localhost";
+  }
+  Result<std::shared_ptr<boost::asio::ssl::context>> tls = server::load_client_tls_context(files);
+  if (!tls.is_ok()) {
+    std::fprintf(stderr, "maroon dev: client TLS: %s\n", tls.status().message().c_str());
+    return false;
+  }
+  security.tls = std::move(tls).value();
+  how.client_ca = o.tls_client_ca;
+  return true;
+}
+
+void print_tls_banner(const DevOptions& o, const DevTls& how, uint16_t http, uint16_t resp,
+                      uint16_t native) {
+  const std::string client_cert =
+      how.client_ca.empty() ? "" : " --cert CLIENT.crt --key CLIENT.key";
+  fmt::print(
+      "maroon dev is serving over TLS (data in {dir}; clients trust {ca})\n"
+      "  HTTPS   https://{url}:{http}   RESP+TLS {host}:{resp}   native+TLS {host}:{native}\n",
+      fmt::arg("dir", o.data_dir), fmt::arg("ca", how.ca), fmt::arg("url", how.url_host),
+      fmt::arg("host", o.host), fmt::arg("http", http), fmt::arg("resp", resp),
+      fmt::arg("native", native));
+  if (!how.client_ca.empty()) {
+    fmt::print("  clients must present a certificate signed by {} (mutual TLS)\n", how.client_ca);
+  }
+  fmt::print(
+      "try:\n"
+      "  redis-cli -p {resp} --tls --cacert {ca}{cc} set greeting hello\n"
+      "  curl -s --cacert {ca}{cc} https://{url}:{http}/v1/kv/greeting\n"
+      "  curl -s --cacert {ca}{cc} -X PUT --data-binary world https://{url}:{http}/v1/kv/greeting\n"
+      "  {maroon} bench --native-port {native} --tls --cacert {ca}{cc} --seconds 5\n"
+      "  curl -s --cacert {ca}{cc} https://{url}:{http}/metrics\n",
+      fmt::arg("ca", how.ca), fmt::arg("cc", client_cert), fmt::arg("url", how.url_host),
+      fmt::arg("http", http), fmt::arg("resp", resp), fmt::arg("native", native),
+      fmt::arg("maroon", o.program));
+}
+
+}  // namespace
+
 int run_dev(const DevOptions& o) {
-  server::ClientSecurity security;
+  ServeAddresses addresses{
+      .host = o.host,
+      .http_port = o.http_port,
+      .resp_port = o.resp_port,
+      .native_port = o.native_port,
+      .client_limits = {.connections_max = o.max_clients,
+                        .connections_per_address_max = o.max_clients_per_address,
+                        .buffer_bytes_max = o.client_buffer_mb << 20}};
+  DevTls tls;
+  if (!dev_client_tls(o, addresses.security, tls)) return 1;
   if (!setup_client_auth("maroon dev", o.users, o.allow_anonymous, o.host,
-                         "--users FILE, or --allow-anonymous", security)) {
+                         "--users FILE, or --allow-anonymous", !o.tls_client_ca.empty(),
+                         addresses.security)) {
     return 1;
   }
   boost::asio::io_context io(1);
@@ -32,17 +124,9 @@ int run_dev(const DevOptions& o) {
   driver_options.data_dir = o.data_dir;
   server::Driver driver(io, driver_options);
   spdlog::info("maroon dev: opening {}", o.data_dir);
-  return serve(io, driver, driver_options.drain_ms,
-               ServeAddresses{.host = o.host,
-                              .http_port = o.http_port,
-                              .resp_port = o.resp_port,
-                              .native_port = o.native_port,
-                              .client_limits = {.connections_max = o.max_clients,
-                                                .connections_per_address_max =
-                                                    o.max_clients_per_address,
-                                                .buffer_bytes_max = o.client_buffer_mb << 20},
-                              .security = security},
+  return serve(io, driver, driver_options.drain_ms, addresses,
                [&](uint16_t http, uint16_t resp, uint16_t native) {
+                 if (addresses.security.tls) return print_tls_banner(o, tls, http, resp, native);
                  fmt::print(
                      "maroon dev is serving (data in {dir})\n"
                      "  HTTP    http://{host}:{http}   RESP {host}:{resp}   native {host}:{native}\n"

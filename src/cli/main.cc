@@ -47,6 +47,23 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"read-write", "read-only"}));
   user_add_cmd->add_flag("--password-stdin", user_add.password_stdin,
                          "Read the password from standard input instead of making one");
+  auto* dev_tls = dev_cmd->add_flag(
+      "--tls", dev.tls,
+      "TLS on every client port, with a local CA and a certificate for localhost made in "
+      "DATA-DIR/client-tls (kept and reused); clients trust DATA-DIR/client-tls/ca.crt");
+  auto* dev_tls_cert =
+      dev_cmd
+          ->add_option("--tls-cert", dev.tls_cert,
+                       "TLS on every client port with this certificate chain (PEM)")
+          ->excludes(dev_tls);
+  auto* dev_tls_key =
+      dev_cmd->add_option("--tls-key", dev.tls_key, "The key of --tls-cert (PEM, mode 0600)")
+          ->excludes(dev_tls);
+  dev_tls_cert->needs(dev_tls_key);
+  dev_tls_key->needs(dev_tls_cert);
+  dev_cmd->add_option("--tls-client-ca", dev.tls_client_ca,
+                      "With --tls or --tls-cert: clients must present a certificate this CA "
+                      "(PEM) signed (mutual TLS)");
 
   ClientOptions client;
   std::string verb, key, value;
@@ -168,6 +185,19 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--user", bench.user, "User to log in as")->envname("MAROON_USER");
   bench_cmd->add_option("--password", bench.password, "Password (alone: names its user)")
       ->envname("MAROON_PASSWORD");
+  auto* bench_tls = bench_cmd->add_flag("--tls", bench.tls, "Connect with TLS");
+  bench_cmd
+      ->add_option("--cacert", bench.cacert,
+                   "With --tls: the CA (PEM) the server's certificate must chain to")
+      ->needs(bench_tls);
+  auto* bench_cert =
+      bench_cmd
+          ->add_option("--cert", bench.cert, "With --tls: a client certificate (PEM) to present")
+          ->needs(bench_tls);
+  auto* bench_key =
+      bench_cmd->add_option("--key", bench.key, "The key of --cert (PEM)")->needs(bench_tls);
+  bench_cert->needs(bench_key);
+  bench_key->needs(bench_cert);
 
   CLI11_PARSE(app, argc, argv);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");

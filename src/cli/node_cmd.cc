@@ -12,6 +12,7 @@
 #include "net/cert_files.h"
 #include "cli/client_auth.h"
 #include "net/tls.h"
+#include "server/client_tls.h"
 #include "server/driver.h"
 #include "server/gateway_driver.h"
 
@@ -72,6 +73,28 @@ server::ClientLimits client_limits(const cluster::ClusterConfig& c) {
   return l;
 }
 
+// The client ports' TLS ([client_tls], docs/cluster.md), into `out`; none if
+// the config has none. Prints why and returns false if the files do not load.
+bool load_client_tls(const char* what, const cluster::ClusterConfig& config,
+                     server::ClientSecurity& out) {
+  if (!config.client_tls_on()) return true;
+  Result<std::shared_ptr<boost::asio::ssl::context>> tls =
+      server::load_client_tls_context({.cert = config.client_tls.cert,
+                                       .key = config.client_tls.key,
+                                       .client_ca = config.client_tls.client_ca});
+  if (!tls.is_ok()) {
+    std::fprintf(stderr, "maroon %s: client TLS ([client_tls] of %s): %s\n", what,
+                 config.path.c_str(), tls.status().message().c_str());
+    return false;
+  }
+  out.tls = std::move(tls).value();
+  return true;
+}
+
+const char* client_ports_kind(const server::ClientSecurity& security) {
+  return security.tls ? "TLS" : "plaintext";
+}
+
 }  // namespace
 
 int run_node(const NodeOptions& o) {
@@ -98,26 +121,26 @@ int run_node(const NodeOptions& o) {
   c.unavailable_after_ms = cluster::effective_unavailable_after_ms(config.settings);
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e node-{} %^%l%$ %v", o.id));
   if (!load_peer_tls("node", config, net::PeerKind::kNode, o.id, c.peer_tls)) return 1;
+  ServeAddresses addresses{.host = self.host,
+                           .http_port = self.http_port,
+                           .resp_port = self.resp_port,
+                           .native_port = self.native_port,
+                           .client_limits = client_limits(config)};
+  if (!load_client_tls("node", config, addresses.security)) return 1;
   d.cluster = c;
-  server::ClientSecurity security;
   if (!setup_client_auth("maroon node", config.client_users_path, config.client_allow_anonymous,
-                         self.host, "[client_auth] users, or allow_anonymous = true", security)) {
+                         self.host, "[client_auth] users, or allow_anonymous = true",
+                         !config.client_tls.client_ca.empty(), addresses.security)) {
     return 1;
   }
   spdlog::info("maroon node {} of {}: opening {}", o.id, config.nodes.size(), d.data_dir);
   boost::asio::io_context io(1);
   server::Driver driver(io, d);
-  return serve(io, driver, d.drain_ms,
-               ServeAddresses{.host = self.host,
-                              .http_port = self.http_port,
-                              .resp_port = self.resp_port,
-                              .native_port = self.native_port,
-                              .client_limits = client_limits(config),
-                              .security = security},
+  return serve(io, driver, d.drain_ms, addresses,
                [&](uint16_t http, uint16_t resp, uint16_t native) {
-                 spdlog::info("node {} serving: peer {}:{} ({}) HTTP {} RESP {} native {}", o.id,
-                              self.host, self.peer_port, c.peer_tls ? "TLS" : "plaintext", http,
-                              resp, native);
+                 spdlog::info("node {} serving: peer {}:{} ({}) HTTP {} RESP {} native {} ({})",
+                              o.id, self.host, self.peer_port, c.peer_tls ? "TLS" : "plaintext",
+                              http, resp, native, client_ports_kind(addresses.security));
                });
 }
 
@@ -141,27 +164,28 @@ int run_gateway(const GatewayOptions& o) {
   g.no_quorum_after_ms = cluster::no_quorum_after_ms(config.settings);
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e gateway-{} %^%l%$ %v", o.id));
   if (!load_peer_tls("gateway", config, net::PeerKind::kGateway, o.id, g.peer_tls)) return 1;
-  server::ClientSecurity security;
+  ServeAddresses addresses{.host = self.host,
+                           .http_port = self.http_port,
+                           .resp_port = self.resp_port,
+                           .native_port = self.native_port,
+                           .client_limits = client_limits(config)};
+  if (!load_client_tls("gateway", config, addresses.security)) return 1;
   if (!setup_client_auth("maroon gateway", config.client_users_path,
                          config.client_allow_anonymous, self.host,
-                         "[client_auth] users, or allow_anonymous = true", security)) {
+                         "[client_auth] users, or allow_anonymous = true",
+                         !config.client_tls.client_ca.empty(), addresses.security)) {
     return 1;
   }
   boost::asio::io_context io(1);
   server::GatewayDriver driver(io, g);
   driver.start();
-  return serve_engine(io, driver,
-                      ServeAddresses{.host = self.host,
-                                     .http_port = self.http_port,
-                                     .resp_port = self.resp_port,
-                                     .native_port = self.native_port,
-                                     .client_limits = client_limits(config),
-                                     .security = security},
-                      [&](std::function<void()> done) { driver.shutdown(std::move(done)); },
-                      g.drain_ms, [&](uint16_t http, uint16_t resp, uint16_t native) {
-                        spdlog::info("gateway {} serving: HTTP {} RESP {} native {} ({} nodes)",
-                                     o.id, http, resp, native, g.nodes.size());
-                      });
+  return serve_engine(
+      io, driver, addresses, [&](std::function<void()> done) { driver.shutdown(std::move(done)); },
+      g.drain_ms,
+      [&](uint16_t http, uint16_t resp, uint16_t native) {
+        spdlog::info("gateway {} serving: HTTP {} RESP {} native {} ({}; {} nodes)", o.id, http,
+                     resp, native, client_ports_kind(addresses.security), g.nodes.size());
+      });
 }
 
 }  // namespace maroon::cli

@@ -59,10 +59,12 @@ struct NodeStatus {
   std::string error;  // why it did not answer
 };
 
-NodeStatus query(const cluster::NodeEntry& n, const std::string& token) {
+NodeStatus query(const cluster::NodeEntry& n, boost::asio::ssl::context* tls,
+                 const std::string& token) {
   NodeStatus s;
   s.id = n.id;
-  Result<HttpResponse> r = http_get(n.host, n.http_port, "/v1/status", kClusterNodeTimeout, token);
+  Result<HttpResponse> r =
+      http_get(n.host, n.http_port, "/v1/status", kClusterNodeTimeout, tls, token);
   if (!r.is_ok()) {
     s.error = r.status().message();
     return s;
@@ -82,7 +84,7 @@ NodeStatus query(const cluster::NodeEntry& n, const std::string& token) {
 
 int run_single_node_status(const ClientOptions& o) {
   Result<HttpResponse> r =
-      http_get(o.host, o.http_port, "/v1/status", kSingleNodeTimeout, o.token);
+      http_get(o.host, o.http_port, "/v1/status", kSingleNodeTimeout, nullptr, o.token);
   if (!r.is_ok()) {
     std::fprintf(stderr, "maroon: %s:%u: %s\n", o.host.c_str(), o.http_port,
                  r.status().message().c_str());
@@ -127,9 +129,14 @@ int run_cluster_status(const std::string& config_path, const std::string& token)
     std::fprintf(stderr, "maroon status: %s\n", config.status().message().c_str());
     return 1;
   }
+  Result<std::shared_ptr<boost::asio::ssl::context>> tls = cluster_http_tls(*config);
+  if (!tls.is_ok()) {
+    std::fprintf(stderr, "maroon status: %s\n", tls.status().message().c_str());
+    return 1;
+  }
   std::vector<std::future<NodeStatus>> pending;
   for (const cluster::NodeEntry& n : config->nodes) {
-    pending.push_back(std::async(std::launch::async, [&n, &token] { return query(n, token); }));
+    pending.push_back(std::async(std::launch::async, [&n, &tls, &token] { return query(n, tls->get(), token); }));
   }
   std::vector<NodeStatus> nodes;
   for (auto& p : pending) nodes.push_back(p.get());

@@ -1,14 +1,20 @@
 #include "client/native_client.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -68,7 +74,58 @@ int connect_one(const addrinfo* ai, Clock::time_point deadline, std::string& err
   return fd;
 }
 
+// The error OpenSSL queued last (clearing the queue), or `fallback`.
+std::string ssl_error_text(const char* fallback) {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return fallback;
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+bool is_ip_literal(const std::string& host) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
 }  // namespace
+
+Result<std::shared_ptr<const ClientTls>> ClientTls::load(const std::string& ca_file,
+                                                         const std::string& cert_file,
+                                                         const std::string& key_file) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) return invalid_argument("TLS: " + ssl_error_text("SSL_CTX_new"));
+  std::shared_ptr<const ClientTls> tls(new ClientTls(ctx));
+  const auto fail = [](const std::string& what) {
+    return invalid_argument(what + ": " + ssl_error_text("cannot load"));
+  };
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) return fail("TLS 1.2");
+  // poll() writes what the socket takes of a growing buffer: partial writes,
+  // retried from a buffer that may have moved.
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // The server ends a connection with TCP FIN, no close_notify; frames
+  // delimit themselves, so that is the end of the stream.
+  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) return fail(ca_file);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  if (cert_file.empty() != key_file.empty()) {
+    return invalid_argument("TLS: a client certificate needs its key, and a key its certificate");
+  }
+  if (!cert_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) return fail(cert_file);
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return fail(key_file);
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      ERR_clear_error();
+      return invalid_argument(key_file + ": the key does not belong to " + cert_file);
+    }
+  }
+  return tls;
+}
+
+ClientTls::~ClientTls() { SSL_CTX_free(ctx_); }
 
 Result<NativeConnection> NativeConnection::connect(const std::string& host, uint16_t port,
                                                    const Options& options) {
@@ -89,16 +146,60 @@ Result<NativeConnection> NativeConnection::connect(const std::string& host, uint
   if (fd < 0) return unavailable("cannot connect to " + host + ":" + port_text + ": " + error);
 
   NativeConnection conn(fd);
+  if (options.tls) {
+    if (Status s = conn.handshake(*options.tls, host, deadline); !s.is_ok()) {
+      return unavailable("TLS to " + host + ":" + port_text + ": " + s.message());
+    }
+  }
   if (Status s = conn.hello(options); !s.is_ok()) return s;
   return conn;
+}
+
+Status NativeConnection::handshake(const ClientTls& tls, const std::string& host,
+                                   Clock::time_point deadline) {
+  MAROON_ASSERT(ssl_ == nullptr && fd_ >= 0);
+  ssl_ = SSL_new(tls.context());
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
+    return unavailable(ssl_error_text("SSL_new"));
+  }
+  // The certificate must name the host dialled (an address: its IP entries).
+  if (SSL_set1_host(ssl_, host.c_str()) != 1 ||
+      (!is_ip_literal(host) && SSL_set_tlsext_host_name(ssl_, host.c_str()) != 1)) {
+    return unavailable(ssl_error_text("the host name"));
+  }
+  for (;;) {
+    const int rc = SSL_connect(ssl_);
+    if (rc == 1) return Status::ok();
+    const int err = SSL_get_error(ssl_, rc);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      const long verify = SSL_get_verify_result(ssl_);
+      if (verify != X509_V_OK) {
+        ERR_clear_error();
+        return unavailable(std::string("the server's certificate: ") +
+                           X509_verify_cert_error_string(verify));
+      }
+      return unavailable(ssl_error_text(
+          err == SSL_ERROR_SYSCALL ? "the server closed the connection" : "handshake failed"));
+    }
+    pollfd p{.fd = fd_,
+             .events = static_cast<short>(err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT),
+             .revents = 0};
+    int n;
+    do {
+      n = ::poll(&p, 1, remaining_ms(deadline));
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) return unavailable("handshake: timed out");
+    if (n < 0) return unavailable(errno_text("poll"));
+  }
 }
 
 NativeConnection::NativeConnection(NativeConnection&& other) noexcept { *this = std::move(other); }
 
 NativeConnection& NativeConnection::operator=(NativeConnection&& other) noexcept {
   if (this == &other) return *this;
-  if (fd_ >= 0) ::close(fd_);
+  close_socket();
   fd_ = std::exchange(other.fd_, -1);
+  ssl_ = std::exchange(other.ssl_, nullptr);
   next_request_id_ = other.next_request_id_;
   in_flight_ = std::exchange(other.in_flight_, 0);
   out_ = std::move(other.out_);
@@ -110,8 +211,12 @@ NativeConnection& NativeConnection::operator=(NativeConnection&& other) noexcept
   return *this;
 }
 
-NativeConnection::~NativeConnection() {
-  if (fd_ >= 0) ::close(fd_);
+NativeConnection::~NativeConnection() { close_socket(); }
+
+void NativeConnection::close_socket() {
+  // No close_notify: the server reads the end of the stream as EOF either way.
+  if (ssl_ != nullptr) SSL_free(std::exchange(ssl_, nullptr));
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
 }
 
 Status NativeConnection::hello(const Options& options) {
@@ -179,13 +284,22 @@ void NativeConnection::fail(Status s, bool from_server) {
   // arrives first because the server closes right after explaining.
   if (is_broken() && !from_server) return;
   broken_ = std::move(s);
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
+  close_socket();
 }
 
 bool NativeConnection::write_some() {
+  while (ssl_ != nullptr && out_pos_ < out_.size()) {
+    const int n = SSL_write(ssl_, out_.data() + out_pos_,
+                            static_cast<int>(std::min<size_t>(out_.size() - out_pos_, INT_MAX)));
+    if (n > 0) {
+      out_pos_ += static_cast<size_t>(n);
+      continue;
+    }
+    const int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) return true;
+    fail(unavailable("TLS write: " + ssl_error_text("the connection broke")));
+    return false;
+  }
   while (out_pos_ < out_.size()) {
     ssize_t n = ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
     if (n > 0) {
@@ -204,6 +318,27 @@ bool NativeConnection::write_some() {
 
 bool NativeConnection::read_some(bool& got_bytes) {
   got_bytes = false;
+  while (ssl_ != nullptr) {
+    // Until OpenSSL wants the socket: a record decrypted but not yet taken
+    // would not wake poll().
+    std::span<char> space = decoder_.prepare(kReadChunkBytes);
+    const int n =
+        SSL_read(ssl_, space.data(), static_cast<int>(std::min<size_t>(space.size(), INT_MAX)));
+    if (n > 0) {
+      decoder_.commit(static_cast<size_t>(n));
+      got_bytes = true;
+      continue;
+    }
+    const int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return true;
+    if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+      ERR_clear_error();
+      fail(unavailable("server closed the connection"));
+    } else {
+      fail(unavailable("TLS read: " + ssl_error_text("the connection broke")));
+    }
+    return false;
+  }
   for (;;) {
     std::span<char> space = decoder_.prepare(kReadChunkBytes);
     ssize_t n = ::recv(fd_, space.data(), space.size(), 0);

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,7 +22,32 @@
 #include "common/types.h"
 #include "protocol/frame.h"
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+struct ssl_st;      // OpenSSL's SSL
+
 namespace maroon::client {
+
+// TLS to a native port that speaks it (docs/security.md, "Client TLS"):
+// TLS 1.2 or 1.3; the server's certificate must chain to the CA given and
+// name the host dialled. One per process, shared by its connections (and
+// threads).
+class ClientTls {
+ public:
+  // `ca_file`: the PEM CA the server's certificate must chain to. With
+  // `cert_file` and `key_file` (PEM), the client presents that certificate
+  // (mutual TLS). Errors name the file.
+  static Result<std::shared_ptr<const ClientTls>> load(const std::string& ca_file,
+                                                       const std::string& cert_file = "",
+                                                       const std::string& key_file = "");
+  ~ClientTls();
+  ClientTls(const ClientTls&) = delete;
+  ClientTls& operator=(const ClientTls&) = delete;
+  ssl_ctx_st* context() const { return ctx_; }
+
+ private:
+  explicit ClientTls(ssl_ctx_st* ctx) : ctx_(ctx) {}
+  ssl_ctx_st* ctx_;
+};
 
 struct Options {
   std::chrono::milliseconds connect_timeout{5000};
@@ -32,6 +58,7 @@ struct Options {
   // token) and, optionally, the user it belongs to. Empty: none sent.
   std::string user;
   std::string password;
+  std::shared_ptr<const ClientTls> tls;       // null: plaintext
 };
 
 // A response as received; owns its bytes.
@@ -89,6 +116,9 @@ class NativeConnection {
 
  private:
   explicit NativeConnection(int fd) : fd_(fd) {}
+  // The TLS handshake over fd_, as a client of `host`, within the deadline.
+  Status handshake(const ClientTls& tls, const std::string& host,
+                   std::chrono::steady_clock::time_point deadline);
   Status hello(const Options& options);
   // One step: write what the socket takes, read what it has. Returns false
   // (with broken_ set) on failure.
@@ -98,7 +128,10 @@ class NativeConnection {
   void decode_frames(std::vector<Response>& out);
   void fail(Status s, bool from_server = false);
 
+  void close_socket();
+
   int fd_ = -1;
+  ssl_st* ssl_ = nullptr;  // TLS over fd_, or null
   uint64_t next_request_id_ = 1;
   size_t in_flight_ = 0;
   std::string out_;     // encoded requests

@@ -1,6 +1,7 @@
 #include "client/native_client.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -9,12 +10,16 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <set>
 #include <thread>
 
+#include "net/certs.h"
 #include "protocol/client_messages.h"
+#include "server/client_tls.h"
 #include "server/loop_harness.h"
 #include "server/fake_engine.h"
 #include "server/native_server.h"
@@ -601,6 +606,97 @@ TEST(NativeAuth, UsersGetTheirAccess) {
   got = r->call(get("k"));
   ASSERT_TRUE(got.is_ok());
   EXPECT_EQ(*got, kv::Reply::of_value("v"));
+}
+
+// ---- TLS (docs/security.md, "Client TLS")
+
+// A local CA, a server certificate for localhost and 127.0.0.1, and the CA
+// written where ClientTls::load reads it.
+class NativeClientTls : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("maroon-native-tls-" + std::to_string(::getpid()) + "-" +
+            testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    ca_file_ = write("ca.crt", ca_.cert_pem);
+    other_ca_file_ = write("other-ca.crt", net::make_local_ca("another CA", 30).value().cert_pem);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+  server::ClientSecurity security() {
+    const net::KeyAndCert leaf =
+        net::issue_tls_leaf(
+            ca_, {.common_name = "localhost", .dns_names = {"localhost"}, .ips = {"127.0.0.1"}}, 10)
+            .value();
+    return {.tls =
+                server::make_client_tls_context({.cert_chain = leaf.cert_pem, .key = leaf.key_pem})
+                    .value()};
+  }
+  Options tls_options(const std::string& ca_file) {
+    Result<std::shared_ptr<const ClientTls>> tls = ClientTls::load(ca_file);
+    MAROON_ASSERT_MSG(tls.is_ok(), tls.is_ok() ? "" : tls.status().to_string().c_str());
+    return Options{.connect_timeout = 5000ms, .tls = std::move(tls).value()};
+  }
+
+  net::KeyAndCert ca_ = net::make_local_ca("test CA", 30).value();
+  std::filesystem::path dir_;
+  std::string ca_file_;
+  std::string other_ca_file_;
+};
+
+TEST_F(NativeClientTls, CallsAndAPipelineWorkOverTls) {
+  Harness h({}, security());
+  for (const char* host : {"127.0.0.1", "localhost"}) {
+    auto c = Client::connect(host, h.port(), tls_options(ca_file_));
+    ASSERT_TRUE(c.is_ok()) << host << ": " << c.status().to_string();
+    ASSERT_TRUE(c->call(set("k", host)).is_ok());
+    EXPECT_EQ(c->call(get("k")).value(), kv::Reply::of_value(host));
+  }
+  // Enough in flight to take several TLS records each way.
+  auto conn = NativeConnection::connect("127.0.0.1", h.port(), tls_options(ca_file_));
+  ASSERT_TRUE(conn.is_ok()) << conn.status().to_string();
+  const std::string value(20000, 'x');
+  constexpr size_t kRequests = 200;
+  for (size_t i = 0; i < kRequests; i++) conn->send(set("big" + std::to_string(i % 7), value));
+  std::vector<Response> got = collect(*conn, kRequests);
+  ASSERT_EQ(got.size(), kRequests);
+  for (const Response& r : got) EXPECT_EQ(r.code, Code::kOk) << r.error;
+}
+
+TEST_F(NativeClientTls, AServerTheCaDidNotSignIsRefused) {
+  Harness h({}, security());
+  auto c = Client::connect("127.0.0.1", h.port(), tls_options(other_ca_file_));
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("certificate"), std::string::npos) << c.status().message();
+}
+
+TEST_F(NativeClientTls, PlaintextAndTlsDoNotMix) {
+  {
+    Harness tls_port({}, security());
+    auto c = Client::connect("127.0.0.1", tls_port.port());  // plaintext
+    EXPECT_FALSE(c.is_ok());
+  }
+  // The server takes the ClientHello for the start of a large frame and
+  // waits for the rest: the handshake times out.
+  Harness plain_port;
+  Options options = tls_options(ca_file_);
+  options.connect_timeout = 300ms;
+  auto c = Client::connect("127.0.0.1", plain_port.port(), options);
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("TLS"), std::string::npos) << c.status().message();
+}
+
+TEST(ClientTlsLoad, ErrorsNameTheFile) {
+  Result<std::shared_ptr<const ClientTls>> tls = ClientTls::load("/nonexistent/ca.crt");
+  ASSERT_FALSE(tls.is_ok());
+  EXPECT_NE(tls.status().message().find("/nonexistent/ca.crt"), std::string::npos)
+      << tls.status().message();
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 namespace maroon::cluster {
@@ -124,7 +125,9 @@ class Reader {
 
   Status read(const toml::table& root, const std::filesystem::path& base_dir,
               ClusterConfig& c) const {
-    if (Status s = check_keys(root, "", {"cluster_id", "settings", "peer_tls", "client_auth", "client_limits", "nodes", "gateways"});
+    if (Status s = check_keys(root, "",
+                              {"cluster_id", "settings", "peer_tls", "client_tls", "client_auth",
+                               "client_limits", "nodes", "gateways"});
         !s)
       return s;
     // Settings first: a cluster_id written below [settings] lands in it, and
@@ -189,6 +192,25 @@ class Reader {
         if (t->get(b.key) != nullptr && b.out < b.min) {
           return error(field, fmt::format("expected an integer in {}..{}, got {}", b.min,
                                           uint64_t{1} << 20, b.out));
+        }
+      }
+    }
+
+    if (const toml::node* n = root.get("client_tls")) {
+      auto t = n->as_table();
+      if (t == nullptr)
+        return error("client_tls", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = check_keys(*t, "client_tls.", {"cert", "key", "client_ca"}); !s) return s;
+      ClusterConfig::ClientTls& tls = c.client_tls;
+      for (auto [key, required, out] :
+           {std::tuple{"cert", true, &tls.cert}, std::tuple{"key", true, &tls.key},
+            std::tuple{"client_ca", false, &tls.client_ca}}) {
+        if (Status s = get_string(*t, key, "client_tls.", required, *out); !s) return s;
+        if (required && out->empty()) {
+          return error(fmt::format("client_tls.{}", key), "must not be empty");
+        }
+        if (!out->empty() && std::filesystem::path(*out).is_relative()) {
+          *out = (base_dir / *out).lexically_normal().string();
         }
       }
     }
@@ -432,6 +454,18 @@ Status validate_cluster_config(const ClusterConfig& c) {
   if (c.peer_tls() && has_control_chars(c.peer_tls_dir)) {
     return fail("peer_tls.dir", "contains control characters");
   }
+  if (c.client_tls_on() || !c.client_tls.key.empty() || !c.client_tls.client_ca.empty()) {
+    const ClusterConfig::ClientTls& t = c.client_tls;
+    for (const auto& [key, value] : {std::pair{"cert", &t.cert}, std::pair{"key", &t.key}}) {
+      if (value->empty()) return fail(fmt::format("client_tls.{}", key), "missing");
+    }
+    for (const auto& [key, value] : {std::pair{"cert", &t.cert}, std::pair{"key", &t.key},
+                                     std::pair{"client_ca", &t.client_ca}}) {
+      if (has_control_chars(*value)) {
+        return fail(fmt::format("client_tls.{}", key), "contains control characters");
+      }
+    }
+  }
 
   if (c.nodes.empty()) return fail("nodes", "a cluster needs at least one node ([[nodes]])");
   if (c.nodes.size() > nodes_max) {
@@ -552,6 +586,19 @@ std::string format_cluster_config(const ClusterConfig& c) {
         "[peer_tls]\n"
         "dir = {}\n",
         quote(c.peer_tls_dir));
+  }
+  if (c.client_tls_on()) {
+    out += fmt::format(
+        "\n# TLS on every node's and gateway's client ports (RESP, HTTP, native): the\n"
+        "# server certificate chain and key (mode 0600), and optionally a CA whose\n"
+        "# certificates clients must present (mutual TLS).\n"
+        "[client_tls]\n"
+        "cert = {}\n"
+        "key = {}\n",
+        quote(c.client_tls.cert), quote(c.client_tls.key));
+    if (!c.client_tls.client_ca.empty()) {
+      out += fmt::format("client_ca = {}\n", quote(c.client_tls.client_ca));
+    }
   }
   if (!c.client_users_path.empty() || c.client_allow_anonymous) {
     out += "\n# Who may use the client ports (docs/security.md, \"Credentials\").\n[client_auth]\n";

@@ -100,6 +100,16 @@ struct ClusterConfig {
   // process's certificate and key (net/cert_files.h names the files);
   // absolute once loaded from a file. Empty: plaintext peer links.
   std::string peer_tls_dir;
+  // [client_tls]: TLS on the client ports (RESP, HTTP, native) of every node
+  // and gateway (docs/security.md, "Client TLS"): the server certificate
+  // chain and key files, and optionally a CA whose certificates clients must
+  // present. Absolute once loaded from a file. Empty cert: plaintext.
+  struct ClientTls {
+    std::string cert;
+    std::string key;
+    std::string client_ca;  // empty: no client certificates
+    bool operator==(const ClientTls&) const = default;
+  } client_tls;
   std::vector<NodeEntry> nodes;
   std::vector<GatewayEntry> gateways;
   std::string path;  // the file it was loaded from; empty if parsed from text
@@ -109,6 +119,7 @@ struct ClusterConfig {
   // Crash faults tolerated.
   size_t f() const { return (nodes.size() - 1) / 2; }
   bool peer_tls() const { return !peer_tls_dir.empty(); }
+  bool client_tls_on() const { return !client_tls.cert.empty(); }
   // Whether every node listens on a loopback address (127.0.0.0/8, ::1,
   // "localhost"): then nothing outside the machine reaches a peer port.
   bool loopback_only() const;

@@ -70,6 +70,9 @@ TEST(ClusterConfig, FormatThenParseIsTheSameConfig) {
   c.client_allow_anonymous = true;
   c.client_max_clients = 100;
   c.client_buffer_mb = 64;
+  c.client_tls = {.cert = "/etc/maroon/client/server.crt",
+                  .key = "/etc/maroon/client/server.key",
+                  .client_ca = "/etc/maroon/client/clients-ca.crt"};
   c.nodes[1].data_dir = "/odd \"dir\"\\with \xc3\xa9 quotes";
   c.gateways.push_back(
       {.id = 1, .host = "127.0.0.1", .http_port = 8201, .resp_port = 6201, .native_port = 9201});
@@ -222,6 +225,40 @@ TEST(ClusterConfig, PeerTlsDirIsOptionalAndRelativeToTheFile) {
   EXPECT_TRUE(c.loopback_only());
   c.nodes[1].host = "10.0.0.2";
   EXPECT_FALSE(c.loopback_only());
+}
+
+TEST(ClusterConfig, ClientTlsIsOptionalAndItsFilesAreRelativeToTheFile) {
+  Result<ClusterConfig> r = parse_cluster_config(kMinimal, "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->client_tls_on());  // plaintext client ports
+
+  std::string text = "[client_tls]\ncert = \"tls/server.crt\"\nkey = \"/keys/server.key\"\n";
+  r = parse_cluster_config(std::string(kMinimal).insert(17, text), "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->client_tls_on());
+  EXPECT_EQ(r->client_tls.cert, "/srv/cl/tls/server.crt");
+  EXPECT_EQ(r->client_tls.key, "/keys/server.key");
+  EXPECT_EQ(r->client_tls.client_ca, "");
+  r = parse_cluster_config(std::string(kMinimal).insert(17, text + "client_ca = \"clients.crt\"\n"),
+                           "/srv/cl");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->client_tls.client_ca, "/srv/cl/clients.crt");
+
+  std::string e = parse_error(std::string(kMinimal).insert(17, "[client_tls]\ncert = \"a\"\n"));
+  EXPECT_NE(e.find("client_tls.key: missing"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "[client_tls]\nkey = \"a\"\n"));
+  EXPECT_NE(e.find("client_tls.cert: missing"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "[client_tls]\ncert = \"\"\nkey = \"k\"\n"));
+  EXPECT_NE(e.find("client_tls.cert: must not be empty"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, text + "ca = \"x\"\n"));
+  EXPECT_NE(e.find("client_tls.ca: unknown key"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "client_tls = \"on\"\n"));
+  EXPECT_NE(e.find("client_tls: expected a table"), std::string::npos) << e;
+
+  ClusterConfig c = three_nodes();
+  c.client_tls.key = "/k";
+  Status s = validate_cluster_config(c);
+  EXPECT_NE(s.message().find("client_tls.cert: missing"), std::string::npos) << s.message();
 }
 
 class ClusterConfigFile : public ::testing::Test {

@@ -1,5 +1,6 @@
 #include "net/certs.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -11,10 +12,10 @@
 
 #include <charconv>
 #include <cstring>  // EVP_EC_gen uses strstr
-#include <initializer_list>
-#include <utility>
 #include <memory>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "common/assert.h"
 
@@ -124,7 +125,7 @@ Status add_extension(X509* cert, X509* issuer, int nid, const std::string& value
 // given, signed by `issuer_key` (issuer null: self-signed).
 Result<CertPtr> make_cert(EVP_PKEY* subject_key, const std::string& common_name, X509* issuer,
                           EVP_PKEY* issuer_key, uint32_t days, int64_t start_offset_seconds,
-                          std::initializer_list<std::pair<int, std::string>> extensions) {
+                          const std::vector<std::pair<int, std::string>>& extensions) {
   CertPtr cert(X509_new());
   if (!cert) return ssl_failure("X509_new");
   BnPtr serial(BN_new());
@@ -178,6 +179,68 @@ Result<KeyPtr> new_key() {
   return key;
 }
 
+// A new self-signed CA certificate and key; `uri` (if not empty) is its
+// subjectAltName URI.
+Result<KeyAndCert> make_ca_named(const std::string& common_name, const std::string& uri,
+                                 uint32_t days) {
+  if (Status s = check_days(days); !s) return s;
+  Result<KeyPtr> key = new_key();
+  if (!key.is_ok()) return key.status();
+  std::vector<std::pair<int, std::string>> extensions = {
+      {NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+      {NID_key_usage, "critical,keyCertSign,cRLSign"},
+      {NID_subject_key_identifier, "hash"}};
+  if (!uri.empty()) extensions.emplace_back(NID_subject_alt_name, "URI:" + uri);
+  Result<CertPtr> cert = make_cert(key->get(), common_name, nullptr, key->get(), days,
+                                   -cert_backdate_seconds, extensions);
+  if (!cert.is_ok()) return cert.status();
+  return to_pem(key->get(), cert->get());
+}
+
+struct CaKeys {
+  CertPtr cert;
+  KeyPtr key;
+};
+
+// The CA's certificate and key, checked to belong together.
+Result<CaKeys> read_ca(const KeyAndCert& ca) {
+  Result<CertPtr> cert = read_cert(ca.cert_pem);
+  if (!cert.is_ok()) return cert.status();
+  Result<KeyPtr> key = read_key(ca.key_pem);
+  if (!key.is_ok()) return key.status();
+  if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    ERR_clear_error();
+    return invalid_argument("the CA key does not belong to the CA certificate");
+  }
+  return CaKeys{std::move(cert).value(), std::move(key).value()};
+}
+
+bool is_ip_literal(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+// A DNS name as a subjectAltName takes it: letters, digits, '-', '.', and a
+// leading "*." wildcard. Nothing that would end the entry in OpenSSL's
+// "DNS:a,DNS:b" syntax.
+bool is_dns_name(std::string_view s) {
+  if (s.starts_with("*.")) s.remove_prefix(2);
+  if (s.empty() || s.size() > 253) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string asn1_time_text(const ASN1_TIME* t) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || ASN1_TIME_print(bio.get(), t) != 1) return "?";
+  Result<std::string> text = bio_text(bio.get());
+  return text.is_ok() ? *text : "?";
+}
+
 }  // namespace
 
 std::string openssl_error_text() {
@@ -228,31 +291,15 @@ Result<PeerIdentity> parse_identity_uri(std::string_view uri) {
 
 Result<KeyAndCert> make_ca(uint64_t cluster_id, uint32_t days) {
   MAROON_ASSERT(cluster_id != 0);
-  if (Status s = check_days(days); !s) return s;
-  Result<KeyPtr> key = new_key();
-  if (!key.is_ok()) return key.status();
-  Result<CertPtr> cert =
-      make_cert(key->get(), fmt::format("maroon cluster {} CA", cluster_id), nullptr, key->get(),
-                days, -cert_backdate_seconds,
-                {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
-                 {NID_key_usage, "critical,keyCertSign,cRLSign"},
-                 {NID_subject_key_identifier, "hash"},
-                 {NID_subject_alt_name, "URI:" + ca_uri(cluster_id)}});
-  if (!cert.is_ok()) return cert.status();
-  return to_pem(key->get(), cert->get());
+  return make_ca_named(fmt::format("maroon cluster {} CA", cluster_id), ca_uri(cluster_id), days);
 }
 
 Result<KeyAndCert> issue_cert(const KeyAndCert& ca, const PeerIdentity& who, uint32_t days,
                               int64_t start_offset_seconds) {
   if (Status s = check_days(days); !s) return s;
   if (who.id == 0) return invalid_argument("a certificate's id must not be 0");
-  Result<CertPtr> ca_cert = read_cert(ca.cert_pem);
-  if (!ca_cert.is_ok()) return ca_cert.status();
-  Result<KeyPtr> ca_key = read_key(ca.key_pem);
-  if (!ca_key.is_ok()) return ca_key.status();
-  if (X509_check_private_key(ca_cert->get(), ca_key->get()) != 1) {
-    return invalid_argument("the CA key does not belong to the CA certificate");
-  }
+  Result<CaKeys> ca_keys = read_ca(ca);
+  if (!ca_keys.is_ok()) return ca_keys.status();
   Result<uint64_t> cluster = ca_cluster_id(ca.cert_pem);
   if (!cluster.is_ok()) return cluster.status();
   if (*cluster != who.cluster_id) {
@@ -261,15 +308,15 @@ Result<KeyAndCert> issue_cert(const KeyAndCert& ca, const PeerIdentity& who, uin
   }
   Result<KeyPtr> key = new_key();
   if (!key.is_ok()) return key.status();
-  Result<CertPtr> cert = make_cert(
-      key->get(), fmt::format("maroon {} {}", peer_kind_name(who.kind), who.id), ca_cert->get(),
-      ca_key->get(), days, start_offset_seconds,
-      {{NID_basic_constraints, "critical,CA:FALSE"},
-       {NID_key_usage, "critical,digitalSignature"},
-       {NID_ext_key_usage, "serverAuth,clientAuth"},
-       {NID_subject_key_identifier, "hash"},
-       {NID_authority_key_identifier, "keyid:always"},
-       {NID_subject_alt_name, "URI:" + identity_uri(who)}});
+  Result<CertPtr> cert =
+      make_cert(key->get(), fmt::format("maroon {} {}", peer_kind_name(who.kind), who.id),
+                ca_keys->cert.get(), ca_keys->key.get(), days, start_offset_seconds,
+                {{NID_basic_constraints, "critical,CA:FALSE"},
+                 {NID_key_usage, "critical,digitalSignature"},
+                 {NID_ext_key_usage, "serverAuth,clientAuth"},
+                 {NID_subject_key_identifier, "hash"},
+                 {NID_authority_key_identifier, "keyid:always"},
+                 {NID_subject_alt_name, "URI:" + identity_uri(who)}});
   if (!cert.is_ok()) return cert.status();
   return to_pem(key->get(), cert->get());
 }
@@ -343,6 +390,68 @@ Status check_key_matches(std::string_view key_pem, std::string_view cert_pem) {
     return invalid_argument("the key does not belong to the certificate");
   }
   return Status::ok();
+}
+
+Result<KeyAndCert> make_local_ca(std::string_view common_name, uint32_t days) {
+  if (common_name.empty()) return invalid_argument("a CA needs a name");
+  return make_ca_named(std::string(common_name), "", days);
+}
+
+Result<KeyAndCert> issue_tls_leaf(const KeyAndCert& ca, const TlsLeaf& leaf, uint32_t days,
+                                  int64_t start_offset_seconds) {
+  if (Status s = check_days(days); !s) return s;
+  if (leaf.common_name.empty()) return invalid_argument("a certificate needs a common name");
+  std::string san;
+  for (const std::string& name : leaf.dns_names) {
+    if (!is_dns_name(name)) return invalid_argument(fmt::format("'{}' is not a DNS name", name));
+    san += (san.empty() ? "DNS:" : ",DNS:") + name;
+  }
+  for (const std::string& ip : leaf.ips) {
+    if (!is_ip_literal(ip)) return invalid_argument(fmt::format("'{}' is not an IP address", ip));
+    san += (san.empty() ? "IP:" : ",IP:") + ip;
+  }
+  if (leaf.use == TlsLeaf::Use::kServer && san.empty()) {
+    return invalid_argument("a server certificate must name a DNS name or an IP address");
+  }
+  Result<CaKeys> ca_keys = read_ca(ca);
+  if (!ca_keys.is_ok()) return ca_keys.status();
+  Result<KeyPtr> key = new_key();
+  if (!key.is_ok()) return key.status();
+  std::vector<std::pair<int, std::string>> extensions = {
+      {NID_basic_constraints, "critical,CA:FALSE"},
+      {NID_key_usage, "critical,digitalSignature"},
+      {NID_ext_key_usage, leaf.use == TlsLeaf::Use::kServer ? "serverAuth" : "clientAuth"},
+      {NID_subject_key_identifier, "hash"},
+      {NID_authority_key_identifier, "keyid:always"}};
+  if (!san.empty()) extensions.emplace_back(NID_subject_alt_name, san);
+  Result<CertPtr> cert = make_cert(key->get(), leaf.common_name, ca_keys->cert.get(),
+                                   ca_keys->key.get(), days, start_offset_seconds, extensions);
+  if (!cert.is_ok()) return cert.status();
+  return to_pem(key->get(), cert->get());
+}
+
+Status check_cert_dates(std::string_view cert_pem) {
+  Result<CertPtr> cert = read_cert(cert_pem);
+  if (!cert.is_ok()) return cert.status();
+  const ASN1_TIME* not_before = X509_get0_notBefore(cert->get());
+  const ASN1_TIME* not_after = X509_get0_notAfter(cert->get());
+  if (X509_cmp_current_time(not_before) >= 0) {
+    return invalid_argument(
+        fmt::format("the certificate is not valid yet (notBefore {})", asn1_time_text(not_before)));
+  }
+  if (X509_cmp_current_time(not_after) <= 0) {
+    return invalid_argument(
+        fmt::format("the certificate has expired (notAfter {})", asn1_time_text(not_after)));
+  }
+  return Status::ok();
+}
+
+Result<bool> cert_names_host(std::string_view cert_pem, std::string_view host) {
+  Result<CertPtr> cert = read_cert(cert_pem);
+  if (!cert.is_ok()) return cert.status();
+  const std::string h(host);
+  if (is_ip_literal(h)) return X509_check_ip_asc(cert->get(), h.c_str(), 0) == 1;
+  return X509_check_host(cert->get(), h.data(), h.size(), 0, nullptr) == 1;
 }
 
 }  // namespace maroon::net

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "net/peer_hello.h"
@@ -76,6 +77,40 @@ Result<uint64_t> ca_cluster_id(std::string_view ca_pem);
 Status verify_cert(std::string_view ca_pem, std::string_view cert_pem);
 // Whether the private key belongs to the certificate.
 Status check_key_matches(std::string_view key_pem, std::string_view cert_pem);
+
+// ---- Client ports (docs/security.md, "Client TLS")
+//
+// Certificates for the client ports (RESP, HTTP, native) are ordinary web
+// PKI certificates: clients such as curl and redis-cli check the host they
+// dialled against the DNS names and IP addresses of the server
+// certificate's subjectAltName. `maroon dev --tls` makes a local CA and one
+// server certificate with these; an operator may bring any others.
+
+// A new CA named `common_name` (a fresh key, self-signed), with no maroon://
+// identity: it signs client-port certificates only.
+Result<KeyAndCert> make_local_ca(std::string_view common_name, uint32_t days);
+
+// What a client-port leaf certificate names and is for.
+struct TlsLeaf {
+  enum class Use : uint8_t { kServer, kClient };
+  std::string common_name;
+  std::vector<std::string> dns_names;  // e.g. "localhost"
+  std::vector<std::string> ips;        // e.g. "127.0.0.1", "::1"
+  Use use = Use::kServer;
+};
+// A new key and certificate for `leaf`, signed by `ca` (from make_local_ca
+// or any CA whose key is at hand), valid from `start_offset_seconds` from
+// now for `days` days; it does not outlive the CA. A server certificate must
+// name at least one DNS name or address.
+Result<KeyAndCert> issue_tls_leaf(const KeyAndCert& ca, const TlsLeaf& leaf, uint32_t days,
+                                  int64_t start_offset_seconds = -cert_backdate_seconds);
+// Whether the certificate's dates include now; the error says which ends
+// the validity, e.g. "the certificate has expired (notAfter ...)".
+Status check_cert_dates(std::string_view cert_pem);
+// Whether the certificate's subjectAltName names `host`: an IP address
+// literal is matched against its IP entries, anything else against its DNS
+// names (wildcards as TLS clients match them).
+Result<bool> cert_names_host(std::string_view cert_pem, std::string_view host);
 
 // The error OpenSSL queued last (and clears the queue); for messages.
 std::string openssl_error_text();

@@ -185,5 +185,54 @@ TEST_F(CertFiles, AnExpiredOrNotYetValidCertificateIsRefusedAtLoad) {
   }
 }
 
+// ---- client ports: a local CA and web-style leaf certificates
+
+TEST(ClientCerts, ALocalServerCertificateNamesItsHostsAndVerifiesAgainstItsCa) {
+  const KeyAndCert ca = make_local_ca("maroon dev CA", 30).value();
+  Result<KeyAndCert> leaf = issue_tls_leaf(
+      ca, {.common_name = "localhost", .dns_names = {"localhost"}, .ips = {"127.0.0.1", "::1"}},
+      10);
+  ASSERT_TRUE(leaf.is_ok()) << leaf.status().to_string();
+  EXPECT_TRUE(check_key_matches(leaf->key_pem, leaf->cert_pem).is_ok());
+  EXPECT_TRUE(check_cert_dates(leaf->cert_pem).is_ok());
+  for (const char* host : {"localhost", "LOCALHOST", "127.0.0.1", "::1"}) {
+    EXPECT_TRUE(cert_names_host(leaf->cert_pem, host).value()) << host;
+  }
+  for (const char* host : {"example.com", "127.0.0.2", "local", "::2"}) {
+    EXPECT_FALSE(cert_names_host(leaf->cert_pem, host).value()) << host;
+  }
+  // No maroon:// identity on either: they cannot pass for peer certificates.
+  EXPECT_FALSE(cert_identity(leaf->cert_pem).is_ok());
+  EXPECT_FALSE(ca_cluster_id(ca.cert_pem).is_ok());
+}
+
+TEST(ClientCerts, NamesThatWouldBreakTheSubjectAltNameAreRefused) {
+  const KeyAndCert ca = make_local_ca("maroon dev CA", 30).value();
+  for (const char* bad : {"a,DNS:evil.com", "a b", "", "exa\nmple"}) {
+    EXPECT_FALSE(issue_tls_leaf(ca, {.common_name = "x", .dns_names = {bad}}, 10).is_ok()) << bad;
+  }
+  EXPECT_FALSE(issue_tls_leaf(ca, {.common_name = "x", .ips = {"localhost"}}, 10).is_ok());
+  EXPECT_FALSE(issue_tls_leaf(ca, {.common_name = "x", .ips = {"1.2.3.4,IP:5.6.7.8"}}, 10).is_ok());
+  // A server certificate that names nothing could never be verified.
+  EXPECT_FALSE(issue_tls_leaf(ca, {.common_name = "x"}, 10).is_ok());
+  EXPECT_TRUE(
+      issue_tls_leaf(ca, {.common_name = "alice", .use = TlsLeaf::Use::kClient}, 10).is_ok());
+  // The CA's key must be the CA's.
+  const KeyAndCert other = make_local_ca("other", 30).value();
+  EXPECT_FALSE(issue_tls_leaf({other.key_pem, ca.cert_pem},
+                              {.common_name = "x", .dns_names = {"localhost"}}, 10)
+                   .is_ok());
+}
+
+TEST(ClientCerts, DatesOutsideTheValidityAreReported) {
+  const KeyAndCert ca = make_local_ca("maroon dev CA", 30).value();
+  constexpr int64_t kDay = 24 * 3600;
+  const TlsLeaf leaf{.common_name = "localhost", .dns_names = {"localhost"}};
+  Status s = check_cert_dates(issue_tls_leaf(ca, leaf, 1, -10 * kDay).value().cert_pem);
+  EXPECT_NE(s.message().find("has expired"), std::string::npos) << s.message();
+  s = check_cert_dates(issue_tls_leaf(ca, leaf, 1, 2 * kDay).value().cert_pem);
+  EXPECT_NE(s.message().find("not valid yet"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace maroon::net

@@ -43,10 +43,18 @@ ClientResources::ClientResources(ClientLimits limits, Registry* metrics)
                                   "Idle client connections closed to make room for new ones.")),
       auth_failures_(metrics_.counter("maroon_client_auth_failures_total",
                                       "Logins refused: a wrong user name, password or token.")),
+      tls_handshake_failures_{},
       buffered_gauge_(metrics_.gauge("maroon_client_buffered_bytes",
                                  "Bytes of client input and output held from the budget.")),
       connections_gauge_(metrics_.gauge("maroon_client_connections",
                                     "Open client connections, all client ports.")) {
+  for (ClientPort port : {ClientPort::kHttp, ClientPort::kResp, ClientPort::kNative}) {
+    tls_handshake_failures_[static_cast<size_t>(port)] = &metrics_.counter(
+        "maroon_client_tls_handshake_failures_total",
+        "Client connections closed because their TLS handshake failed or was not done within "
+        "header_timeout.",
+        fmt::format("port=\"{}\"", client_port_name(port)));
+  }
   MAROON_ASSERT(limits_.connections_max > 0);
   MAROON_ASSERT(limits_.connections_per_address_max > 0);
   limits_.http_reserved_connections =
@@ -160,6 +168,20 @@ void ClientResources::note_auth_failure(ClientPort port, std::string_view from,
                                                      : std::string(" as a user name not valid")));
 }
 
+void ClientResources::note_tls_handshake_failure(ClientPort port,
+                                                 const boost::asio::ip::address& from,
+                                                 std::string_view why) {
+  tls_handshake_failures_[static_cast<size_t>(port)]->inc();
+  log(log_tls_, fmt::format("{} port: TLS handshake with {} failed: {}", client_port_name(port),
+                            from.to_string(), why));
+}
+
+uint64_t ClientResources::tls_handshake_failures() const {
+  uint64_t n = 0;
+  for (const Counter* c : tls_handshake_failures_) n += c->value();
+  return n;
+}
+
 ClientResources::Counters ClientResources::counters() const {
   return {.refused_total = refused_total_.value(),
           .refused_per_address = refused_per_address_.value(),
@@ -167,7 +189,8 @@ ClientResources::Counters ClientResources::counters() const {
           .budget_refusals = budget_refusals_.value(),
           .timeouts = timeouts_.value(),
           .evictions = evictions_.value(),
-          .auth_failures = auth_failures_.value()};
+          .auth_failures = auth_failures_.value(),
+          .tls_handshake_failures = tls_handshake_failures()};
 }
 
 void ClientResources::log(LogLimit& limit, std::string_view message) {

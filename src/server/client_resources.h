@@ -23,6 +23,7 @@
 // stall_timeout closes the connection. Checked once a second.
 #pragma once
 
+#include <array>
 #include <boost/asio/ip/address.hpp>
 #include <chrono>
 #include <cstddef>
@@ -39,6 +40,8 @@
 namespace maroon::server {
 
 enum class ClientPort : uint8_t { kHttp, kResp, kNative };
+inline constexpr size_t client_port_count = 3;
+static_assert(static_cast<size_t>(ClientPort::kNative) + 1 == client_port_count);
 const char* client_port_name(ClientPort port);
 
 struct ClientLimits {
@@ -107,6 +110,10 @@ class ClientResources {
   // A client gave a wrong user name or password (or token); `from` is its
   // address, `user` the name it gave (empty for a bare password or token).
   void note_auth_failure(ClientPort port, std::string_view from, std::string_view user);
+  // A TLS port's handshake failed or was not done within header_timeout
+  // (plaintext to a TLS port, a refused client certificate, a silent client).
+  void note_tls_handshake_failure(ClientPort port, const boost::asio::ip::address& from,
+                                  std::string_view why);
 
   struct Counters {
     uint64_t refused_total = 0;        // connections refused by slot limits
@@ -116,6 +123,7 @@ class ClientResources {
     uint64_t timeouts = 0;
     uint64_t evictions = 0;
     uint64_t auth_failures = 0;
+    uint64_t tls_handshake_failures = 0;  // all ports
   };
   Counters counters() const;
 
@@ -127,6 +135,7 @@ class ClientResources {
     uint64_t suppressed = 0;
   };
   void log(LogLimit& limit, std::string_view message);
+  uint64_t tls_handshake_failures() const;
 
   ClientLimits limits_;
   std::unique_ptr<Registry> own_metrics_;
@@ -138,12 +147,14 @@ class ClientResources {
   Counter& timeouts_;
   Counter& evictions_;
   Counter& auth_failures_;
+  std::array<Counter*, client_port_count> tls_handshake_failures_;  // by ClientPort
   Gauge& buffered_gauge_;
   Gauge& connections_gauge_;
   size_t connections_ = 0;
   size_t buffered_bytes_ = 0;
   std::map<boost::asio::ip::address, size_t> per_address_;
-  LogLimit log_refused_, log_descriptors_, log_budget_, log_timeout_, log_eviction_, log_auth_;
+  LogLimit log_refused_, log_descriptors_, log_budget_, log_timeout_, log_eviction_, log_auth_,
+      log_tls_;
 };
 
 // A connection's share of the budget: what it holds, given back as its

@@ -18,6 +18,7 @@
 
 #include "app/kv/kv_op.h"
 #include "common/assert.h"
+#include "server/client_stream.h"
 
 namespace maroon::server {
 
@@ -481,12 +482,19 @@ class HttpServer::Session : public Listener::Connection,
         resources_(server.resources_),
         security_(server.security_),
         budget_(server.resources_, ClientPort::kHttp),
-        stream_(std::move(socket)) {}
+        stream_(std::move(socket), server.security_.tls) {}
 
-  void start() override { read_header(); }
+  void start() override {
+    if (!stream_.is_tls()) return read_header();
+    handshaking_ = true;
+    header_started_ = std::chrono::steady_clock::now();
+    stream_.async_handshake(resources_.limits().header_timeout,
+                            [self = shared_from_this()](error_code ec) { self->on_handshake(ec); });
+  }
 
   // A client must send its first request's headers, and any request's
   // headers once it has begun them, within ClientLimits::header_timeout.
+  // (Over TLS, the handshake's own deadline is header_timeout too.)
   void tick(std::chrono::steady_clock::time_point now) override {
     if (closed_ || !reading_header_) return;
     if (requests_ > 0 && buffer_.size() == 0) return;  // keep-alive idle: http_idle_timeout
@@ -495,9 +503,10 @@ class HttpServer::Session : public Listener::Connection,
     close();
   }
 
-  // Waiting for a request's headers: a full server may close this one.
+  // Waiting for a request's headers, or in the TLS handshake before them: a
+  // full server may close this one.
   std::optional<std::chrono::steady_clock::time_point> idle_since() const override {
-    if (!reading_header_ || closed_) return std::nullopt;
+    if (!(reading_header_ || handshaking_) || closed_) return std::nullopt;
     return header_started_;
   }
 
@@ -505,14 +514,25 @@ class HttpServer::Session : public Listener::Connection,
     if (closed_) return;
     auto self = shared_from_this();  // leave() may drop the table's reference
     closed_ = true;
-    error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.shutdown_both();
     stream_.close();
     budget_.release_all();
     leave();
   }
 
  private:
+  void on_handshake(error_code ec) {
+    handshaking_ = false;
+    if (closed_) return;
+    if (ec) {
+      resources_.note_tls_handshake_failure(
+          ClientPort::kHttp, remote(),
+          tls_handshake_failure_text(ec, resources_.limits().header_timeout));
+      return close();
+    }
+    read_header();
+  }
+
   void read_header() {
     if (closed_) return;
     parser_.emplace();
@@ -641,11 +661,7 @@ class HttpServer::Session : public Listener::Connection,
     return security_.users == nullptr || (user_ != nullptr && user_->access == Access::kReadWrite);
   }
 
-  std::string remote_address() const {
-    error_code ec;
-    const auto e = stream_.socket().remote_endpoint(ec);
-    return ec ? std::string("?") : fmt::format("{}:{}", e.address().to_string(), e.port());
-  }
+  std::string remote_address() const { return remote().to_string(); }
 
   void route() {
     const std::string_view target(request_.target().data(), request_.target().size());
@@ -930,8 +946,7 @@ class HttpServer::Session : public Listener::Connection,
   // closing. Closing a socket with unread input sends RST, which can destroy
   // the response (e.g. a 413 or 400) before the client has read it.
   void linger() {
-    error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.shutdown_send();
     stream_.expires_after(http_linger_timeout);
     if (!linger_buffer_) linger_buffer_ = std::make_unique<std::array<char, 4096>>();
     stream_.async_read_some(asio::buffer(*linger_buffer_),
@@ -950,7 +965,7 @@ class HttpServer::Session : public Listener::Connection,
   const ClientSecurity& security_;
   const User* user_ = nullptr;  // who sent the request being answered (with users)
   BudgetHold budget_;  // the request body, then the response, beyond client_free_bytes
-  beast::tcp_stream stream_;
+  ClientStream<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::empty_body>> continue_;
@@ -965,6 +980,7 @@ class HttpServer::Session : public Listener::Connection,
   bool pending_ = false;  // an engine reply is owed
   bool closed_ = false;
   bool reading_header_ = false;
+  bool handshaking_ = false;  // TLS: header_started_ is when it began
   std::chrono::steady_clock::time_point header_started_{};
   uint64_t requests_ = 0;  // headers received on this connection
   std::unique_ptr<std::array<char, 4096>> linger_buffer_;
@@ -982,7 +998,8 @@ HttpServer::HttpServer(asio::io_context& io, Engine& engine, std::string host, u
                  .host = std::move(host),
                  .port = port,
                  .client_port = ClientPort::kHttp,
-                 .refusal =
+                 .refusal = refusal_unless_tls(
+                     security_,
                      [](std::string_view why) {
                        Response res =
                            error_response(http::status::service_unavailable, why, Code::kOverloaded);
@@ -991,7 +1008,7 @@ HttpServer::HttpServer(asio::io_context& io, Engine& engine, std::string host, u
                        std::ostringstream out;
                        out << res;
                        return std::move(out).str();
-                     },
+                     }),
                  .evict_idle = true},
                 {.open = metrics_->connections, .refused = metrics_->rejected},
                 [this](tcp::socket socket) {

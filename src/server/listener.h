@@ -70,6 +70,8 @@ class Listener {
     // connection left or the listener stopped. Through it, and only while it
     // is set, a connection may reach its server.
     Listener* listener() const { return listener_; }
+    // The client's address; set before start().
+    const boost::asio::ip::address& remote() const { return remote_; }
     // Drops the listener's reference; the caller must hold its own. Call on
     // close; a no-op once left or stopped.
     void leave();

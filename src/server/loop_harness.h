@@ -9,6 +9,7 @@
 #include <chrono>
 #include <future>
 #include <thread>
+#include <utility>
 
 #include "common/assert.h"
 #include "common/status.h"

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <set>
+#include <string_view>
+
 namespace maroon::server {
 
 void Histogram::observe_us(uint64_t us) {
@@ -18,6 +21,11 @@ void Histogram::observe_us(uint64_t us) {
 Counter& Registry::counter(std::string name, std::string help) {
   return counters_.emplace_back(std::move(name), std::move(help)).metric;
 }
+Counter& Registry::counter(std::string name, std::string help, std::string labels) {
+  auto& e = counters_.emplace_back(std::move(name), std::move(help));
+  e.labels = std::move(labels);
+  return e.metric;
+}
 Gauge& Registry::gauge(std::string name, std::string help) {
   return gauges_.emplace_back(std::move(name), std::move(help)).metric;
 }
@@ -27,9 +35,19 @@ Histogram& Registry::histogram(std::string name, std::string help) {
 
 std::string Registry::render() const {
   std::string out;
+  // A family's samples follow its one HELP and TYPE, wherever they were registered.
+  std::set<std::string_view> families;
   for (const auto& c : counters_) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", c.name, c.help,
-                       c.metric.value());
+    if (!families.insert(c.name).second) continue;
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n", c.name, c.help);
+    for (const auto& m : counters_) {
+      if (m.name != c.name) continue;
+      if (m.labels.empty()) {
+        out += fmt::format("{} {}\n", m.name, m.metric.value());
+      } else {
+        out += fmt::format("{}{{{}}} {}\n", m.name, m.labels, m.metric.value());
+      }
+    }
   }
   for (const auto& g : gauges_) {
     out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", g.name, g.help,

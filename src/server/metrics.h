@@ -49,6 +49,9 @@ class Histogram {
 class Registry {
  public:
   Counter& counter(std::string name, std::string help);
+  // One counter of a family that shares `name` and `help`, told apart by
+  // `labels` in the Prometheus text syntax, e.g. port="resp".
+  Counter& counter(std::string name, std::string help, std::string labels);
   Gauge& gauge(std::string name, std::string help);
   // Rendered with the unit "seconds" as Prometheus expects.
   Histogram& histogram(std::string name, std::string help);
@@ -59,6 +62,7 @@ class Registry {
   struct Entry {
     std::string name, help;
     T metric;
+    std::string labels;  // empty: none
   };
   // deque: stable addresses for the references handed out.
   std::deque<Entry<Counter>> counters_;

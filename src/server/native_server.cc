@@ -11,6 +11,7 @@
 #include "common/assert.h"
 #include "protocol/client_messages.h"
 #include "protocol/frame.h"
+#include "server/client_stream.h"
 
 namespace maroon::server {
 
@@ -50,9 +51,13 @@ class NativeServer::Connection : public Listener::Connection,
         security_(server.security_),
         in_budget_(server.resources_, ClientPort::kNative),
         out_budget_(server.resources_, ClientPort::kNative),
-        socket_(std::move(socket)) {}
+        stream_(std::move(socket), server.security_.tls) {}
 
-  void start() override { process(); }
+  void start() override {
+    if (!stream_.is_tls()) return process();
+    stream_.async_handshake(resources_.limits().header_timeout,
+                            [self = shared_from_this()](error_code ec) { self->on_handshake(ec); });
+  }
 
   // A frame begun must arrive within request_timeout; a write must finish
   // within stall_timeout.
@@ -74,15 +79,25 @@ class NativeServer::Connection : public Listener::Connection,
     if (closed_) return;
     auto self = shared_from_this();  // leave() may drop the table's reference
     closed_ = true;
-    error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    stream_.shutdown_both();
+    stream_.close();
     in_budget_.release_all();
     out_budget_.release_all();
     leave();
   }
 
  private:
+  void on_handshake(error_code ec) {
+    if (closed_) return;
+    if (ec) {
+      resources_.note_tls_handshake_failure(
+          ClientPort::kNative, remote(),
+          tls_handshake_failure_text(ec, resources_.limits().header_timeout));
+      return close();
+    }
+    process();
+  }
+
   // Input the budget covers: what a partial frame holds past one read's worth
   // (a pipelining client's ordinary reads take nothing from it).
   size_t input_bytes_held() const {
@@ -133,7 +148,7 @@ class NativeServer::Connection : public Listener::Connection,
     MAROON_ASSERT(!reading_);
     reading_ = true;
     std::span<char> space = decoder_.prepare(native_read_chunk_bytes);
-    socket_.async_read_some(
+    stream_.async_read_some(
         asio::buffer(space.data(), space.size()),
         [self = shared_from_this()](error_code ec, size_t n) { self->on_read(ec, n); });
   }
@@ -219,11 +234,7 @@ class NativeServer::Connection : public Listener::Connection,
     return false;
   }
 
-  std::string remote_text() const {
-    error_code ec;
-    const auto e = socket_.remote_endpoint(ec);
-    return ec ? std::string("?") : e.address().to_string() + ":" + std::to_string(e.port());
-  }
+  std::string remote_text() const { return remote().to_string(); }
 
   // Whether the logged-in user may run `req`: anyone without users; with
   // users, a read-only user only reads (read-only requests, or kv reads).
@@ -311,7 +322,7 @@ class NativeServer::Connection : public Listener::Connection,
   void schedule_flush() {
     if (flush_scheduled_ || write_active_ || out_.empty() || closed_) return;
     flush_scheduled_ = true;
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
       self->flush_scheduled_ = false;
       self->flush();
     });
@@ -323,7 +334,7 @@ class NativeServer::Connection : public Listener::Connection,
     out_.clear();
     write_active_ = true;
     write_started_ = std::chrono::steady_clock::now();
-    asio::async_write(socket_, asio::buffer(writing_),
+    asio::async_write(stream_, asio::buffer(writing_),
                       [self = shared_from_this()](error_code ec, size_t) { self->on_write(ec); });
   }
 
@@ -365,7 +376,7 @@ class NativeServer::Connection : public Listener::Connection,
   const User* user_ = nullptr;  // logged in by a Hello (with users)
   BudgetHold in_budget_;   // the decoder's buffered bytes
   BudgetHold out_budget_;  // out_ and writing_
-  tcp::socket socket_;
+  ClientStream<tcp::socket> stream_;
   protocol::FrameDecoder decoder_;
   // Since when the decoder holds part of a frame; a write in flight since when.
   std::optional<std::chrono::steady_clock::time_point> partial_since_;
@@ -393,13 +404,15 @@ NativeServer::NativeServer(asio::io_context& io, Engine& engine, std::string hos
                  .host = std::move(host),
                  .port = port,
                  .client_port = ClientPort::kNative,
-                 .refusal = [](std::string_view why) {
-                   std::string frame;
-                   protocol::encode_response(
-                       {.request_id = 0, .code = Code::kUnavailable, .error = std::string(why)},
-                       frame);
-                   return frame;
-                 }},
+                 .refusal = refusal_unless_tls(
+                     security_,
+                     [](std::string_view why) {
+                       std::string frame;
+                       protocol::encode_response(
+                           {.request_id = 0, .code = Code::kUnavailable, .error = std::string(why)},
+                           frame);
+                       return frame;
+                     })},
                 {.open = metrics_->connections,
                  .refused = metrics_->rejected,
                  .accepted = &metrics_->accepted},

@@ -20,6 +20,7 @@
 #include "common/assert.h"
 #include "common/limits.h"
 #include "protocol/resp.h"
+#include "server/client_stream.h"
 
 namespace maroon::server {
 
@@ -263,21 +264,23 @@ class RespServer::Connection : public Listener::Connection,
         security_(server.security_),
         metrics_(server.metrics_),
         clients_(server.clients_),
-        socket_(std::move(socket)),
-        linger_timer_(socket_.get_executor()),
+        stream_(std::move(socket), server.security_.tls),
+        linger_timer_(stream_.get_executor()),
         in_(kReadBufferBytesInitial, '\0') {
     info_.id = id;
     if (security_.users != nullptr) info_.user.clear();  // nobody, until a login
     boost::system::error_code ec;
-    if (auto e = socket_.remote_endpoint(ec); !ec) info_.addr = endpoint_text(e);
-    if (auto e = socket_.local_endpoint(ec); !ec) info_.laddr = endpoint_text(e);
+    if (auto e = stream_.socket().remote_endpoint(ec); !ec) info_.addr = endpoint_text(e);
+    if (auto e = stream_.socket().local_endpoint(ec); !ec) info_.laddr = endpoint_text(e);
     info_.created = info_.last_command_at = RespClock::now();
   }
 
   void start() override {
-    clients_.add(*this);
-    registered_ = true;
-    progress();
+    if (!stream_.is_tls()) return serve();
+    stream_.async_handshake(resources_.limits().header_timeout,
+                            [self = shared_from_this()](const boost::system::error_code& ec) {
+                              self->on_handshake(ec);
+                            });
   }
 
   void close() override {
@@ -285,9 +288,8 @@ class RespServer::Connection : public Listener::Connection,
     closed_ = true;
     if (registered_) clients_.remove(*this);
     registered_ = false;
-    boost::system::error_code ignored;
     linger_timer_.cancel();
-    socket_.close(ignored);
+    stream_.close();
     resources_.release(std::exchange(charged_, 0) + std::exchange(in_charged_, 0));
     if (multi_) multi_->hold.release_all();
     if (watch_) watch_->hold.release_all();
@@ -337,6 +339,23 @@ class RespServer::Connection : public Listener::Connection,
     std::unique_ptr<TxPlan> tx;        // kExecQueued and its pending EXEC
     std::shared_ptr<WatchSet> watch;   // the EXEC's conditions
   };
+
+  void on_handshake(const boost::system::error_code& ec) {
+    if (closed_) return;
+    if (ec) {
+      resources_.note_tls_handshake_failure(
+          ClientPort::kResp, remote(),
+          tls_handshake_failure_text(ec, resources_.limits().header_timeout));
+      return close();
+    }
+    serve();
+  }
+
+  void serve() {
+    clients_.add(*this);
+    registered_ = true;
+    progress();
+  }
 
   // ---- reply slots (a ring that grows to the in-flight limit, then is reused)
   uint64_t next_seq() const { return head_seq_ + count_; }
@@ -522,7 +541,7 @@ class RespServer::Connection : public Listener::Connection,
       return;
     }
     reading_ = true;
-    socket_.async_read_some(asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
+    stream_.async_read_some(asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
                             [self = shared_from_this()](const boost::system::error_code& ec,
                                                         size_t n) { self->on_read(ec, n); });
   }
@@ -557,7 +576,7 @@ class RespServer::Connection : public Listener::Connection,
     out_.clear();
     writing_ = true;
     write_started_ = std::chrono::steady_clock::now();
-    asio::async_write(socket_, asio::buffer(wbuf_),
+    asio::async_write(stream_, asio::buffer(wbuf_),
                       [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
                         self->on_written(ec);
                       });
@@ -586,8 +605,7 @@ class RespServer::Connection : public Listener::Connection,
   void finish_if_drained() {
     if (!closing_ || closed_ || lingering_ || count_ > 0 || writing_ || !out_.empty()) return;
     lingering_ = true;
-    boost::system::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.shutdown_send();
     linger_timer_.expires_after(kLingerTime);
     linger_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec) self->close();
@@ -597,7 +615,7 @@ class RespServer::Connection : public Listener::Connection,
 
   void linger_read() {
     reading_ = true;
-    socket_.async_read_some(asio::buffer(in_.data(), in_.size()),
+    stream_.async_read_some(asio::buffer(in_.data(), in_.size()),
                             [self = shared_from_this()](const boost::system::error_code& ec,
                                                         size_t n) { self->on_read(ec, n); });
   }
@@ -939,7 +957,7 @@ class RespServer::Connection : public Listener::Connection,
   void schedule_progress() {
     if (progress_posted_) return;
     progress_posted_ = true;
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
       self->progress_posted_ = false;
       self->progress();
     });
@@ -1559,7 +1577,7 @@ class RespServer::Connection : public Listener::Connection,
   const User* user_ = nullptr;
   Metrics& metrics_;
   RespClientRegistry& clients_;  // touched only while open (registered_)
-  tcp::socket socket_;
+  ClientStream<tcp::socket> stream_;
   asio::steady_timer linger_timer_;
   RespClientInfo info_;
   bool registered_ = false;
@@ -1633,7 +1651,9 @@ RespServer::RespServer(asio::io_context& io, Engine& engine, std::string host, u
                  .host = std::move(host),
                  .port = port,
                  .client_port = ClientPort::kResp,
-                 .refusal = [](std::string_view why) { return fmt::format("-ERR {}\r\n", why); }},
+                 .refusal = refusal_unless_tls(
+                     security_,
+                     [](std::string_view why) { return fmt::format("-ERR {}\r\n", why); })},
                 {.open = metrics_.connections_open,
                  .refused = metrics_.connections_refused,
                  .accepted = &metrics_.connections_accepted},
