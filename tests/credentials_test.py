@@ -173,6 +173,50 @@ class Credentials(unittest.TestCase):
         self.assertEqual(p.execute(), [2, 3])
 
 
+class ClusterCredentials(unittest.TestCase):
+    """[client_auth] users in cluster.toml: every node asks for a login,
+    `cluster up` watches it come up with MAROON_TOKEN, `status --config`
+    sends --token."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="maroon-cluster-auth-")
+        self.maroon = DevTestCase.MAROON
+
+    def tearDown(self):
+        run(self.maroon, "cluster", "down", "--dir", self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_cluster_with_users(self):
+        r = run(self.maroon, "cluster", "up", "--dir", self.dir, "--nodes", "1", "--no-peer-tls")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = run(self.maroon, "cluster", "down", "--dir", self.dir)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = run(self.maroon, "user", "add", "--file", self.dir + "/users.toml", "--name", "ops")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        password = r.stdout.strip()
+        with open(self.dir + "/cluster.toml", "a") as f:
+            f.write('\n[client_auth]\nusers = "users.toml"\n')
+        with open(self.dir + "/cluster.toml") as f:
+            config = f.read()
+        resp_port = config.split("resp_port = ")[1].split()[0]
+
+        # Without a token, cluster up sees the node ask for credentials.
+        r = run(self.maroon, "cluster", "up", "--dir", self.dir, "--timeout", "5")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("MAROON_TOKEN", r.stdout + r.stderr)
+        env = dict(os.environ, MAROON_TOKEN=password)
+        r = run(self.maroon, "cluster", "up", "--dir", self.dir, "--timeout", "60", env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = run(self.maroon, "status", "--config", self.dir + "/cluster.toml", "--token", password)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 serving", r.stdout)
+        r = run("redis-cli", "-p", resp_port, "SET", "c:a", "1")
+        self.assertIn("NOAUTH", r.stdout + r.stderr)
+        r = run("redis-cli", "-p", resp_port, "--no-auth-warning", "--user", "ops", "--pass",
+                password, "SET", "c:a", "1")
+        self.assertEqual(r.stdout.strip(), "OK", r.stderr)
+
+
 class NonLoopbackHost(unittest.TestCase):
     """Off loopback, credentials are required unless explicitly waived. No
     listener is ever opened here: the refusal comes before binding, and the

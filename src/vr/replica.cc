@@ -174,7 +174,18 @@ Status Replica::replay(const DurableRecord& record) {
     return Status::ok();
   }
   if (const auto* cp = std::get_if<Checkpoint>(&record)) {
-    if (cp->op <= executed_) return Status::ok();
+    if (cp->op <= executed_) {
+      // Already executed as replayed (a single replica executes its log as
+      // it reads it): the state is past the checkpoint, but the checkpoint
+      // is still the newest durable one, and the log before it can go.
+      // Without this a long WAL would grow the log past log_ops_max.
+      if (!checkpoint_ || checkpoint_->op < cp->op) {
+        checkpoint_ = *cp;
+        checkpoint_taken_ = std::max(checkpoint_taken_, cp->op);
+      }
+      if (cp->op > log_after_ && cp->op <= op_) drop_log_through(cp->op);
+      return Status::ok();
+    }
     if (Status st = restore_checkpoint_state(cp->state); !st) return st;
     checkpoint_ = *cp;
     checkpoint_taken_ = cp->op;
