@@ -246,6 +246,18 @@ class NonLoopbackHost(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)  # the address is not this machine's
         self.assertIn("cannot bind", out)
 
+    def test_client_certificates_count_as_credentials(self):
+        ca = self.work + "/clients-ca"
+        r = run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-keyout", ca + ".key", "-out", ca + ".crt", "-days", "1",
+                "-subj", "/CN=clients")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.dev("--host", "198.18.0.254", "--tls", "--tls-client-ca", ca + ".crt")
+        out = r.stdout + r.stderr
+        self.assertNotIn("refusing to serve", out)
+        self.assertIn("admit only clients with a certificate from the client CA", out)
+        self.assertIn("cannot bind", out)  # the address is not this machine's
+
     def test_a_readable_users_file_is_refused(self):
         users = self.work + "/users.toml"
         r = run(DevTestCase.MAROON, "user", "add", "--file", users, "--name", "u")

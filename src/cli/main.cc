@@ -35,18 +35,6 @@ int main(int argc, char** argv) {
   dev_cmd->add_flag("--allow-anonymous", dev.allow_anonymous,
                     "Serve a non-loopback --host without credentials (not recommended)");
 
-  UserAddOptions user_add;
-  auto* user_cmd = app.add_subcommand("user", "Manage the users of the client ports");
-  user_cmd->require_subcommand(1);
-  auto* user_add_cmd = user_cmd->add_subcommand(
-      "add", "Add a user to a users file (made 0600) and print its new password once");
-  user_add_cmd->add_option("--file", user_add.file, "The users file")->required();
-  user_add_cmd->add_option("--name", user_add.name, "The user's name")->required();
-  user_add_cmd->add_option("--access", user_add.access, "read-write | read-only")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"read-write", "read-only"}));
-  user_add_cmd->add_flag("--password-stdin", user_add.password_stdin,
-                         "Read the password from standard input instead of making one");
   auto* dev_tls = dev_cmd->add_flag(
       "--tls", dev.tls,
       "TLS on every client port, with a local CA and a certificate for localhost made in "
@@ -64,6 +52,19 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--tls-client-ca", dev.tls_client_ca,
                       "With --tls or --tls-cert: clients must present a certificate this CA "
                       "(PEM) signed (mutual TLS)");
+
+  UserAddOptions user_add;
+  auto* user_cmd = app.add_subcommand("user", "Manage the users of the client ports");
+  user_cmd->require_subcommand(1);
+  auto* user_add_cmd = user_cmd->add_subcommand(
+      "add", "Add a user to a users file (made 0600) and print its new password once");
+  user_add_cmd->add_option("--file", user_add.file, "The users file")->required();
+  user_add_cmd->add_option("--name", user_add.name, "The user's name")->required();
+  user_add_cmd->add_option("--access", user_add.access, "read-write | read-only")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"read-write", "read-only"}));
+  user_add_cmd->add_flag("--password-stdin", user_add.password_stdin,
+                         "Read the password from standard input instead of making one");
 
   ClientOptions client;
   std::string verb, key, value;

@@ -69,6 +69,10 @@ NodeStatus query(const cluster::NodeEntry& n, boost::asio::ssl::context* tls,
     s.error = r.status().message();
     return s;
   }
+  if (r->status == 401) {
+    s.error = "it asks for credentials: give --token (or set MAROON_TOKEN)";
+    return s;
+  }
   boost::system::error_code ec;
   json::value v = json::parse(r->body, ec);
   if (ec || !v.is_object()) {
@@ -91,6 +95,11 @@ int run_single_node_status(const ClientOptions& o) {
     return 1;
   }
   const int code = r->status;
+  if (code == 401) {
+    std::fprintf(stderr, "maroon: %s:%u asks for credentials: give --token (or set MAROON_TOKEN)\n",
+                 o.host.c_str(), o.http_port);
+    return 1;
+  }
   boost::system::error_code ec;
   json::value v = json::parse(r->body, ec);
   if (ec || !v.is_object()) {

@@ -451,6 +451,18 @@ Status validate_cluster_config(const ClusterConfig& c) {
     }
   }
 
+  for (auto [field, value, min] :
+       {std::tuple{"client_limits.max_clients", c.client_max_clients, uint64_t{16}},
+        std::tuple{"client_limits.max_clients_per_address", c.client_max_clients_per_address,
+                   uint64_t{1}},
+        std::tuple{"client_limits.buffer_mb", c.client_buffer_mb, uint64_t{32}}}) {
+    if (value != 0 && (value < min || value > (uint64_t{1} << 20))) {
+      return fail(field, fmt::format("{} is outside {}..{}", value, min, uint64_t{1} << 20));
+    }
+  }
+  if (has_control_chars(c.client_users_path)) {
+    return fail("client_auth.users", "contains control characters");
+  }
   if (c.peer_tls() && has_control_chars(c.peer_tls_dir)) {
     return fail("peer_tls.dir", "contains control characters");
   }

@@ -209,7 +209,7 @@ void ClientResources::log(LogLimit& limit, std::string_view message) {
 }
 
 bool BudgetHold::cover(size_t total, std::string_view what) {
-  const size_t want = total > client_free_bytes ? total - client_free_bytes : 0;
+  const size_t want = total > free_bytes_ ? total - free_bytes_ : 0;
   if (want > held_) {
     if (!resources_->reserve(want - held_, port_, what)) return false;
   } else if (want < held_) {
@@ -220,7 +220,7 @@ bool BudgetHold::cover(size_t total, std::string_view what) {
 }
 
 void BudgetHold::shrink_to(size_t total) {
-  const size_t want = total > client_free_bytes ? total - client_free_bytes : 0;
+  const size_t want = total > free_bytes_ ? total - free_bytes_ : 0;
   if (want >= held_) return;
   resources_->release(held_ - want);
   held_ = want;

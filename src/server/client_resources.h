@@ -161,7 +161,10 @@ class ClientResources {
 // buffers shrink and all at once when it closes (or is destroyed).
 class BudgetHold {
  public:
-  BudgetHold(ClientResources& resources, ClientPort port) : resources_(&resources), port_(port) {}
+  // `free_bytes`: what it holds without asking (a connection's first buffers
+  // take client_free_bytes; what a connection may have many of, none).
+  BudgetHold(ClientResources& resources, ClientPort port, size_t free_bytes = client_free_bytes)
+      : resources_(&resources), port_(port), free_bytes_(free_bytes) {}
   ~BudgetHold() { release_all(); }
   BudgetHold(const BudgetHold&) = delete;
   BudgetHold& operator=(const BudgetHold&) = delete;
@@ -180,6 +183,7 @@ class BudgetHold {
  private:
   ClientResources* resources_;
   ClientPort port_;
+  size_t free_bytes_;
   size_t held_ = 0;
 };
 

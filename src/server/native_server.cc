@@ -168,7 +168,7 @@ class NativeServer::Connection : public Listener::Connection,
     }
     decoder_.commit(n);
     if (security_.users != nullptr && user_ == nullptr &&
-        input_bytes_held() > native_unauthenticated_bytes_max) {
+        decoder_.buffered() > native_unauthenticated_bytes_max) {
       // Nothing big is buffered for a client nobody knows: a Hello is small.
       protocol_error(Status(Code::kUnauthenticated,
                             "authentication required: send a Hello with a user and password"));

@@ -211,7 +211,7 @@ constexpr size_t kTxEntryOverheadBytes = 64;
 // The queue and the watched keys hold budget for as long as they live: in
 // the open MULTI, then in the EXEC's slot until it is answered.
 struct TxPlan {
-  explicit TxPlan(ClientResources& resources) : hold(resources, ClientPort::kResp) {}
+  explicit TxPlan(ClientResources& resources) : hold(resources, ClientPort::kResp, 0) {}
   std::vector<Queued> cmds;
   size_t bytes = 0;    // sum of cmds' bytes, at most op_bytes_max
   bool dirty = false;  // a refused command: EXEC answers EXECABORT
@@ -223,7 +223,7 @@ struct TxPlan {
 // parsed, by the EXEC waiting for them; UNWATCH, DISCARD and EXEC start a
 // new set, so late answers for an old one change nothing.
 struct WatchSet {
-  explicit WatchSet(ClientResources& resources) : hold(resources, ClientPort::kResp) {}
+  explicit WatchSet(ClientResources& resources) : hold(resources, ClientPort::kResp, 0) {}
   BudgetHold hold;  // key_bytes + overhead per key
   std::vector<std::string> keys;
   std::vector<kv::KeyStamp> stamps;  // stamps[i] for keys[i], once answered
@@ -291,8 +291,17 @@ class RespServer::Connection : public Listener::Connection,
     linger_timer_.cancel();
     stream_.close();
     resources_.release(std::exchange(charged_, 0) + std::exchange(in_charged_, 0));
-    if (multi_) multi_->hold.release_all();
-    if (watch_) watch_->hold.release_all();
+    // Queues and watch sets hold budget until they go; they go now, not when
+    // the last handler lets go of this connection (maybe after the process's
+    // ClientResources, at shutdown).
+    multi_.reset();
+    watch_.reset();
+    style_.watch.reset();
+    for (Slot& s : ring_) {
+      s.tx.reset();
+      s.watch.reset();
+      s.style.watch.reset();
+    }
     // The caller holds a strong reference (a handler's `self`, a locked
     // weak_ptr, or the listener's stop()), so leaving the listener's table
     // does not destroy `this`.

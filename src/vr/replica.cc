@@ -183,7 +183,7 @@ Status Replica::replay(const DurableRecord& record) {
         checkpoint_ = *cp;
         checkpoint_taken_ = std::max(checkpoint_taken_, cp->op);
       }
-      if (cp->op > log_after_ && cp->op <= op_) drop_log_through(cp->op);
+      if (cp->op > log_after_) drop_log_through(cp->op);
       return Status::ok();
     }
     if (Status st = restore_checkpoint_state(cp->state); !st) return st;
@@ -230,15 +230,12 @@ Status Replica::replay(const DurableRecord& record) {
   }
   if (members_.size() == 1 && members_[0] == self_ && epoch_ == ConfigEpoch(0)) {
     // A group that was always this single replica commits what it has made
-    // durable: the replayed log is committed, and is executed as it is read
-    // so a long log never has to sit in memory. (After reconfigurations the
-    // log may hold records from a larger group, later truncated: those wait
-    // for finish_replay.)
+    // durable: the replayed log is committed, and is executed as it is read;
+    // the checkpoint records that follow trim it (above), so a long WAL never
+    // has to sit in memory. (After reconfigurations the log may hold records
+    // from a larger group, later truncated: those wait for finish_replay.)
     commit_ = op_;
     execute_committed(discard);
-    if (checkpoint_ && checkpoint_->op > log_after_ && checkpoint_->op <= executed_) {
-      drop_log_through(checkpoint_->op);
-    }
   }
   return Status::ok();
 }
