@@ -23,6 +23,7 @@
 #include "server/loop_harness.h"
 #include "server/fake_engine.h"
 #include "server/native_server.h"
+#include "server/test_users.h"
 
 namespace maroon::client {
 namespace {
@@ -489,20 +490,9 @@ TEST(NativeServer, AFrameNotCompleteInTimeClosesItsConnection) {
 
 // ---- credentials (ClientSecurity::users)
 
-constexpr std::string_view kWriterPassword = "writer-password-0123456789";
-constexpr std::string_view kReaderPassword = "reader-password-0123456789";
-
-server::ClientSecurity two_users() {
-  using server::Access;
-  auto users = server::UserTable::parse(
-      server::user_entry_text({.name = "writer", .access = Access::kReadWrite,
-                               .digest = server::secret_digest(kWriterPassword)}) +
-          server::user_entry_text({.name = "reader", .access = Access::kReadOnly,
-                                   .digest = server::secret_digest(kReaderPassword)}),
-      "test users");
-  EXPECT_TRUE(users.is_ok());
-  return {.users = std::make_shared<const server::UserTable>(std::move(*users))};
-}
+using server::kReaderPassword;
+using server::kWriterPassword;
+server::ClientSecurity two_users() { return server::two_test_users(); }
 
 Result<Client> connect_as(Harness& h, std::string_view user, std::string_view password) {
   return Client::connect("127.0.0.1", h.port(),

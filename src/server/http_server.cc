@@ -639,8 +639,7 @@ class HttpServer::Session : public Listener::Connection,
     std::optional<Credentials> given;
     if (!header.empty()) given = parse_authorization(std::string_view(header.data(), header.size()));
     if (given) {
-      user_ = given->user.empty() ? security_.users->by_secret(given->password)
-                                  : security_.users->login(given->user, given->password);
+      user_ = security_.users->authenticate(given->user, given->password);
     }
     if (user_ != nullptr) return true;
     if (!header.empty()) {

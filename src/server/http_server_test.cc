@@ -1,5 +1,6 @@
 #include "server/loop_harness.h"
 #include "server/http_server.h"
+#include "server/test_users.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -553,19 +554,10 @@ TEST(HttpServer, ASpentClientBufferBudgetAnswers503) {
 
 // ---- credentials (ClientSecurity::users)
 
-constexpr std::string_view kWriterToken = "writer-token-0123456789abcdef";
-constexpr std::string_view kReaderToken = "reader-token-0123456789abcdef";
-
-ClientSecurity two_users() {
-  auto users = UserTable::parse(
-      user_entry_text({.name = "writer", .access = Access::kReadWrite,
-                       .digest = secret_digest(kWriterToken)}) +
-          user_entry_text({.name = "reader", .access = Access::kReadOnly,
-                           .digest = secret_digest(kReaderToken)}),
-      "test users");
-  EXPECT_TRUE(users.is_ok());
-  return {.users = std::make_shared<const UserTable>(std::move(*users))};
-}
+// A password is also its user's bearer token.
+constexpr std::string_view kWriterToken = kWriterPassword;
+constexpr std::string_view kReaderToken = kReaderPassword;
+ClientSecurity two_users() { return two_test_users(); }
 
 std::vector<std::pair<http::field, std::string>> bearer(std::string_view token) {
   return {{http::field::authorization, "Bearer " + std::string(token)}};
@@ -614,7 +606,7 @@ TEST(HttpAuth, BearerAndBasicCredentialsWork) {
   // curl -u writer:TOKEN sends Basic base64("writer:TOKEN").
   r = c.request(http::verb::get, "/v1/status", {},
                 {{http::field::authorization,
-                  "Basic d3JpdGVyOndyaXRlci10b2tlbi0wMTIzNDU2Nzg5YWJjZGVm"}});
+                  "Basic d3JpdGVyOndyaXRlci1wYXNzd29yZC0wMTIzNDU2Nzg5"}});
   EXPECT_EQ(status(r), 200);
   r = c.request(http::verb::get, "/metrics", {}, {{http::field::authorization,
                                                    "bearer  " + std::string(kReaderToken)}});

@@ -227,8 +227,7 @@ class NativeServer::Connection : public Listener::Connection,
       resources_.note_auth_failure(ClientPort::kNative, remote_text(), "");
       return false;
     }
-    user_ = hello.user.empty() ? users->by_secret(hello.password)
-                               : users->login(hello.user, hello.password);
+    user_ = users->authenticate(hello.user, hello.password);
     if (user_ != nullptr) return true;
     resources_.note_auth_failure(ClientPort::kNative, remote_text(), hello.user);
     return false;

@@ -58,6 +58,10 @@ class UserTable {
   const User* login(std::string_view name, std::string_view password) const;
   // The user whose password (bearer token) this is, else null.
   const User* by_secret(std::string_view password) const;
+  // login(name, password), or by_secret(password) when `name` is empty.
+  const User* authenticate(std::string_view name, std::string_view password) const {
+    return name.empty() ? by_secret(password) : login(name, password);
+  }
 
   const std::vector<User>& users() const { return users_; }
 
