@@ -95,6 +95,24 @@ const char* client_ports_kind(const server::ClientSecurity& security) {
   return security.tls ? "TLS" : "plaintext";
 }
 
+// A node's or gateway's client ports as the config sets them: addresses,
+// [client_limits], [client_tls] and [client_auth]. Prints why and returns
+// false if the process must not start.
+template <typename Entry>
+bool client_ports(const char* what, const cluster::ClusterConfig& config, const Entry& self,
+                  ServeAddresses& out) {
+  out = ServeAddresses{.host = self.host,
+                       .http_port = self.http_port,
+                       .resp_port = self.resp_port,
+                       .native_port = self.native_port,
+                       .client_limits = client_limits(config)};
+  if (!load_client_tls(what, config, out.security)) return false;
+  return setup_client_auth(fmt::format("maroon {}", what).c_str(), config.client_users_path,
+                           config.client_allow_anonymous, self.host,
+                           "[client_auth] users, or allow_anonymous = true",
+                           !config.client_tls.client_ca.empty(), out.security);
+}
+
 }  // namespace
 
 int run_node(const NodeOptions& o) {
@@ -121,18 +139,9 @@ int run_node(const NodeOptions& o) {
   c.unavailable_after_ms = cluster::effective_unavailable_after_ms(config.settings);
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e node-{} %^%l%$ %v", o.id));
   if (!load_peer_tls("node", config, net::PeerKind::kNode, o.id, c.peer_tls)) return 1;
-  ServeAddresses addresses{.host = self.host,
-                           .http_port = self.http_port,
-                           .resp_port = self.resp_port,
-                           .native_port = self.native_port,
-                           .client_limits = client_limits(config)};
-  if (!load_client_tls("node", config, addresses.security)) return 1;
+  ServeAddresses addresses;
+  if (!client_ports("node", config, self, addresses)) return 1;
   d.cluster = c;
-  if (!setup_client_auth("maroon node", config.client_users_path, config.client_allow_anonymous,
-                         self.host, "[client_auth] users, or allow_anonymous = true",
-                         !config.client_tls.client_ca.empty(), addresses.security)) {
-    return 1;
-  }
   spdlog::info("maroon node {} of {}: opening {}", o.id, config.nodes.size(), d.data_dir);
   boost::asio::io_context io(1);
   server::Driver driver(io, d);
@@ -164,18 +173,8 @@ int run_gateway(const GatewayOptions& o) {
   g.no_quorum_after_ms = cluster::no_quorum_after_ms(config.settings);
   spdlog::set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e gateway-{} %^%l%$ %v", o.id));
   if (!load_peer_tls("gateway", config, net::PeerKind::kGateway, o.id, g.peer_tls)) return 1;
-  ServeAddresses addresses{.host = self.host,
-                           .http_port = self.http_port,
-                           .resp_port = self.resp_port,
-                           .native_port = self.native_port,
-                           .client_limits = client_limits(config)};
-  if (!load_client_tls("gateway", config, addresses.security)) return 1;
-  if (!setup_client_auth("maroon gateway", config.client_users_path,
-                         config.client_allow_anonymous, self.host,
-                         "[client_auth] users, or allow_anonymous = true",
-                         !config.client_tls.client_ca.empty(), addresses.security)) {
-    return 1;
-  }
+  ServeAddresses addresses;
+  if (!client_ports("gateway", config, self, addresses)) return 1;
   boost::asio::io_context io(1);
   server::GatewayDriver driver(io, g);
   driver.start();

@@ -96,7 +96,8 @@ Status write_private_file(const std::string& path, const std::string& contents) 
   return fsync_dir(parent.empty() ? "." : parent.string());
 }
 
-Result<std::string> read_pem_file(const std::string& path, bool secret) {
+Result<std::string> read_small_file(const std::string& path, size_t max_bytes,
+                                    std::string_view secret_kind) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return io_error(fmt::format("{}: cannot open: {}", path, errno_text(errno)));
   struct stat st {};
@@ -109,16 +110,16 @@ Result<std::string> read_pem_file(const std::string& path, bool secret) {
     ::close(fd);
     return invalid_argument(fmt::format("{}: not a regular file", path));
   }
-  if (secret && (st.st_mode & 077) != 0) {
+  if (!secret_kind.empty() && (st.st_mode & 077) != 0) {
     ::close(fd);
     return invalid_argument(fmt::format(
-        "{}: a private key that group or others may access (mode {:04o}); run: chmod 600 {}", path,
-        st.st_mode & 07777, path));
+        "{}: {} that group or others may access (mode {:04o}); run: chmod 600 {}", path,
+        secret_kind, st.st_mode & 07777, path));
   }
-  if (static_cast<size_t>(st.st_size) > pem_file_bytes_max) {
+  if (static_cast<size_t>(st.st_size) > max_bytes) {
     ::close(fd);
     return invalid_argument(
-        fmt::format("{}: {} bytes; a PEM file here is at most {}", path, st.st_size, pem_file_bytes_max));
+        fmt::format("{}: {} bytes; at most {} are read here", path, st.st_size, max_bytes));
   }
   std::string text(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
@@ -132,6 +133,10 @@ Result<std::string> read_pem_file(const std::string& path, bool secret) {
   ::close(fd);
   if (done != text.size()) return io_error(fmt::format("{}: cannot read: {}", path, errno_text(err)));
   return text;
+}
+
+Result<std::string> read_pem_file(const std::string& path, bool secret) {
+  return read_small_file(path, pem_file_bytes_max, secret ? "a private key" : "");
 }
 
 Status create_ca_files(const std::string& dir, uint64_t cluster_id, uint32_t days) {

@@ -34,8 +34,12 @@ std::string ca_key_path(const std::string& dir);
 Status create_private_dir(const std::string& dir);
 // Writes a new file with mode 0600; refuses if `path` exists.
 Status write_private_file(const std::string& path, const std::string& contents);
-// Reads a PEM file of at most 1 MiB. `secret`: refuse it if group or others
-// may read or write it ("chmod 600 FILE").
+// Reads a regular file of at most `max_bytes`. With `secret_kind` (e.g. "a
+// private key"), refuses it if group or others may access it ("chmod 600
+// FILE"). Errors start with the path.
+Result<std::string> read_small_file(const std::string& path, size_t max_bytes,
+                                    std::string_view secret_kind = {});
+// A PEM file of at most 1 MiB; `secret`: a private key (read_small_file).
 Result<std::string> read_pem_file(const std::string& path, bool secret);
 
 // A new CA for the cluster in `dir`: ca.crt and ca.key. Refuses if either exists.

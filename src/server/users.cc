@@ -3,19 +3,16 @@
 // toml++ in header-only mode, without exceptions: parse errors are values.
 #define TOML_EXCEPTIONS 0
 #define TOML_ENABLE_FORMATTERS 0
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 #include <toml++/toml.h>
 
 #include "common/assert.h"
+#include "net/cert_files.h"
 
 namespace maroon::server {
 
@@ -191,36 +188,10 @@ Result<UserTable> UserTable::parse(std::string_view text, std::string_view origi
 }
 
 Result<std::shared_ptr<const UserTable>> UserTable::load(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-  struct stat st {};
-  std::string text;
-  Status status = Status::ok();
-  if (::fstat(fd, &st) != 0) {
-    status = io_error(fmt::format("{}: stat: {}", path, std::strerror(errno)));
-  } else if (!S_ISREG(st.st_mode)) {
-    status = invalid_argument(fmt::format("{}: not a regular file", path));
-  } else if ((st.st_mode & 077) != 0) {
-    status = invalid_argument(fmt::format(
-        "{}: a users file that group or others may access (mode {:04o}); run: chmod 600 {}", path,
-        st.st_mode & 07777, path));
-  } else if (static_cast<size_t>(st.st_size) > users_file_bytes_max) {
-    status = invalid_argument(
-        fmt::format("{}: {} bytes; a users file is at most {}", path, st.st_size, users_file_bytes_max));
-  } else {
-    text.resize(static_cast<size_t>(st.st_size));
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = ::read(fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    if (done != text.size()) status = io_error(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
-  }
-  ::close(fd);
-  if (!status) return status;
-  Result<UserTable> table = parse(text, path);
+  // It holds password digests: private like a key.
+  Result<std::string> text = net::read_small_file(path, users_file_bytes_max, "a users file");
+  if (!text.is_ok()) return text.status();
+  Result<UserTable> table = parse(*text, path);
   if (!table.is_ok()) return table.status();
   return std::make_shared<const UserTable>(std::move(*table));
 }
