@@ -434,8 +434,14 @@ bool KvApp::erase(std::string_view key) {
   state_hash_ -= entry_hash(it->first, e.value) + version_hash(it->first, e.version);
   deleted_version_max_ = std::max(deleted_version_max_, e.version);
   ++mutations_;
+  const std::optional<Map::iterator> slot = preserve(it->first);
   index_.erase(at);  // before the node holding its key goes
-  map_.erase(it);
+  if (slot) {
+    // The entry becomes its own pre-image: the node moves, nothing is copied.
+    snapshot_->pre_images.insert(*slot, map_.extract(it));
+  } else {
+    map_.erase(it);
+  }
   MAROON_ASSERT(index_.size() == map_.size());
   return true;
 }
@@ -443,6 +449,11 @@ bool KvApp::erase(std::string_view key) {
 // Removes every key, as that many deletions would: each counts as a
 // mutation and the newest version removed is remembered. The state hash is
 // then the empty sum. O(keys) in one apply step (docs/formats/kv.md).
+//
+// With a snapshot open, every entry the cursor has not passed and that has
+// no pre-image yet becomes its own pre-image: its node moves over, so this
+// stays O(keys) with no copies, and the pre-images then hold everything the
+// cursor has left to produce.
 void KvApp::flush() {
   if (map_.empty()) return;  // nothing changes, so no watch is disturbed
   uint64_t newest = 0;
@@ -451,6 +462,19 @@ void KvApp::flush() {
   mutations_ += map_.size();
   deleted_version_max_ = std::max(deleted_version_max_, newest);
   index_.clear();
+  if (snapshot_ != nullptr && !snapshot_->done) {
+    Snapshot& snap = *snapshot_;
+    Map& pre = snap.pre_images;
+    // Both maps ascend: one merge pass, `at` the first pre-image >= the key.
+    auto it = snap.passed_any ? map_.upper_bound(snap.last_key) : map_.begin();
+    auto at = pre.begin();
+    while (it != map_.end()) {
+      auto next = std::next(it);
+      while (at != pre.end() && at->first < it->first) ++at;
+      if (at == pre.end() || at->first != it->first) pre.insert(at, map_.extract(it));
+      it = next;
+    }
+  }
   map_.clear();
   state_hash_ = 0;
 }
@@ -466,6 +490,10 @@ KvApp::Map::const_iterator KvApp::locate(std::string_view key) const {
 }
 
 void KvApp::insert_at(std::string_view key, std::string_view value) {
+  if (auto slot = preserve(key)) {
+    snapshot_->pre_images.emplace_hint(*slot, std::piecewise_construct, std::forward_as_tuple(key),
+                                       std::forward_as_tuple());  // absent: version 0
+  }
   const uint64_t version = ++mutations_;
   auto [it, inserted] = map_.emplace(std::piecewise_construct, std::forward_as_tuple(key),
                                      std::forward_as_tuple(Entry{std::string(value), version}));
@@ -479,9 +507,279 @@ void KvApp::insert_at(std::string_view key, std::string_view value) {
 void KvApp::replace_at(Map::iterator it, std::string_view value) {
   Entry& e = it->second;
   state_hash_ -= entry_hash(it->first, e.value) + version_hash(it->first, e.version);
+  if (auto slot = preserve(it->first)) {
+    // The old value moves into the pre-image; `value` views op bytes, never
+    // map_'s own storage, so it stays valid.
+    snapshot_->pre_images.emplace_hint(*slot, std::piecewise_construct,
+                                       std::forward_as_tuple(it->first),
+                                       std::forward_as_tuple(Entry{std::move(e.value), e.version}));
+    e.value.clear();  // a moved-from string is valid but unspecified
+  }
   e.value.assign(value.data(), value.size());
   e.version = ++mutations_;
   state_hash_ += entry_hash(it->first, e.value) + version_hash(it->first, e.version);
+}
+
+// ---- Snapshots (docs/formats/kv.md, "Snapshot")
+
+// The cursor only points at its app: the position and the pre-images live in
+// KvApp::Snapshot, where the mutation paths can see them.
+class KvApp::SnapshotCursor final : public AppSnapshotCursor {
+ public:
+  explicit SnapshotCursor(KvApp* app) : app_(app) {}
+  SnapshotCursor(const SnapshotCursor&) = delete;
+  SnapshotCursor& operator=(const SnapshotCursor&) = delete;
+  ~SnapshotCursor() override { app_->end_snapshot(); }
+
+  bool next(std::string& out, size_t bytes_hint) override {
+    return app_->snapshot_next(out, bytes_hint);
+  }
+
+ private:
+  KvApp* app_;
+};
+
+KvApp::~KvApp() {
+  MAROON_ASSERT_MSG(snapshot_ == nullptr, "a kv snapshot cursor outlived its app");
+}
+
+size_t KvApp::snapshot_pre_images() const {
+  return snapshot_ == nullptr ? 0 : snapshot_->pre_images.size();
+}
+
+std::unique_ptr<AppSnapshotCursor> KvApp::begin_snapshot() {
+  MAROON_ASSERT_MSG(snapshot_ == nullptr, "a kv snapshot is already open");
+  snapshot_ = std::make_unique<Snapshot>();
+  snapshot_->entries = map_.size();
+  snapshot_->mutations = mutations_;
+  snapshot_->deleted_version_max = deleted_version_max_;
+  snapshot_->hash = state_hash();
+  return std::make_unique<SnapshotCursor>(this);
+}
+
+void KvApp::end_snapshot() {
+  MAROON_ASSERT(snapshot_ != nullptr);
+  snapshot_.reset();
+}
+
+std::optional<KvApp::Map::iterator> KvApp::preserve_slow(std::string_view key) {
+  Snapshot& snap = *snapshot_;
+  if (snap.done) return std::nullopt;  // every key was passed
+  if (snap.passed_any && key <= std::string_view(snap.last_key)) return std::nullopt;
+  auto at = snap.pre_images.lower_bound(key);
+  if (at != snap.pre_images.end() && at->first == key) return std::nullopt;  // the older one wins
+  return at;
+}
+
+namespace {
+
+// One entry of an entry piece: bytes key, bytes value, varint version.
+size_t snapshot_entry_size(std::string_view key, std::string_view value, uint64_t version) {
+  return bytes_size(key) + bytes_size(value) + varint_size(version);
+}
+
+// The largest entry fits a piece whole, so a piece never needs to split one.
+static_assert(10 + limits::key_bytes_max + 10 + limits::value_bytes_max + 10 <=
+              limits::snapshot_piece_bytes_max);
+
+}  // namespace
+
+// The next live entry and the next pre-image are merged in key order; a key
+// with a pre-image is produced as the pre-image says (or skipped, if it was
+// absent), and its live entry, if any, is passed over. Pre-images the cursor
+// passed are dropped at the end of the call, which keeps the views into them
+// valid until then and returns their memory as the cursor goes.
+bool KvApp::snapshot_next(std::string& out, size_t bytes_hint) {
+  MAROON_ASSERT(snapshot_ != nullptr);
+  Snapshot& snap = *snapshot_;
+  if (!snap.header_produced) {
+    ByteWriter w(out);
+    w.u8(kSnapshotFormatVersion);
+    w.varint(snap.entries);
+    w.varint(snap.mutations);
+    w.varint(snap.deleted_version_max);
+    w.u64(snap.hash);
+    snap.header_produced = true;
+    return true;
+  }
+  if (snap.done) return false;
+
+  const size_t budget = std::min(std::max<size_t>(bytes_hint, 1), limits::snapshot_piece_bytes_max);
+  Map& pre = snap.pre_images;
+  // Mutations since the last call may have erased any node: resume by key.
+  auto live = snap.passed_any ? map_.upper_bound(snap.last_key) : map_.begin();
+  auto saved = pre.begin();  // every pre-image is above last_key
+  MAROON_ASSERT(saved == pre.end() || !snap.passed_any || saved->first > snap.last_key);
+  const size_t start = out.size();
+  std::string_view passed;  // the last key this call passed, if any
+  bool passed_one = false;
+  ByteWriter w(out);
+  for (;;) {
+    const bool have_live = live != map_.end();
+    const bool have_saved = saved != pre.end();
+    if (!have_live && !have_saved) {
+      snap.done = true;
+      break;
+    }
+    const bool use_saved = have_saved && (!have_live || saved->first <= live->first);
+    const std::string& key = use_saved ? saved->first : live->first;
+    const Entry& e = use_saved ? saved->second : live->second;
+    if (e.version != 0) {  // 0: absent when the snapshot began
+      const size_t appended = out.size() - start;
+      if (appended > 0 && appended + snapshot_entry_size(key, e.value, e.version) >
+                              limits::snapshot_piece_bytes_max) {
+        break;  // not passed: the next piece starts with it
+      }
+      MAROON_ASSERT(e.version <= snap.mutations);
+      w.bytes(key);
+      w.bytes(e.value);
+      w.varint(e.version);
+    }
+    passed = key;
+    passed_one = true;
+    if (use_saved) {
+      // A live entry of the same key changed since the snapshot began: not produced.
+      if (have_live && live->first == saved->first) ++live;
+      ++saved;
+    } else {
+      ++live;
+    }
+    if (out.size() - start >= budget) break;
+  }
+  if (passed_one) {
+    snap.last_key.assign(passed);
+    snap.passed_any = true;
+  }
+  pre.erase(pre.begin(), saved);
+  if (out.size() == start) {
+    // Nothing left but pre-images of keys that were absent.
+    MAROON_ASSERT(snap.done);
+    return false;
+  }
+  MAROON_ASSERT(out.size() - start <= limits::snapshot_piece_bytes_max);
+  return true;
+}
+
+void KvApp::clear_state() {
+  index_.clear();
+  map_.clear();
+  state_hash_ = 0;
+  mutations_ = 0;
+  deleted_version_max_ = 0;
+}
+
+Status KvApp::restore(SnapshotPieces& pieces) {
+  MAROON_ASSERT_MSG(snapshot_ == nullptr, "restore while a kv snapshot is open");
+  clear_state();
+  Status s = restore_pieces(pieces);
+  if (!s) clear_state();  // not half a state: an empty app, as a new one
+  return s;
+}
+
+namespace {
+
+// A `bytes` field of an entry piece, with a message that says which.
+Status read_snapshot_bytes(ByteReader& r, std::string_view& out, size_t bytes_max, const char* what,
+                           uint64_t entry) {
+  uint64_t n = 0;
+  if (!r.varint(n)) {
+    return corruption(fmt::format("kv snapshot entry {}: truncated {} length", entry, what));
+  }
+  if (n > bytes_max) {
+    return corruption(fmt::format("kv snapshot entry {}: {} is {} bytes; the limit is {}", entry,
+                                  what, n, bytes_max));
+  }
+  if (!r.raw(out, n)) {
+    return corruption(fmt::format("kv snapshot entry {}: truncated {}", entry, what));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+// Entries arrive in ascending key order, so each goes in at the end of map_
+// in O(1); the previous key is map_'s last. Nothing is allocated ahead from
+// the header's count, which is only trusted once the entries match it.
+Status KvApp::restore_pieces(SnapshotPieces& pieces) {
+  Result<std::optional<std::string_view>> header = pieces.next();
+  if (!header) return header.status();
+  if (!*header) return corruption("kv snapshot has no pieces (its header is missing)");
+  ByteReader hr(**header);
+  uint8_t format = 0;
+  uint64_t entries = 0, mutations = 0, deleted_version_max = 0, hash = 0;
+  if (!hr.u8(format)) return corruption("kv snapshot header is empty");
+  if (format != kSnapshotFormatVersion) {
+    return corruption(fmt::format("unsupported kv snapshot format {} (expected {})", format,
+                                  kSnapshotFormatVersion));
+  }
+  hr.varint(entries);
+  hr.varint(mutations);
+  hr.varint(deleted_version_max);
+  hr.u64(hash);
+  if (!hr.ok()) return corruption("kv snapshot header is truncated or malformed");
+  if (!hr.at_end()) {
+    return corruption(
+        fmt::format("{} trailing bytes after the kv snapshot header", hr.remaining()));
+  }
+  if (deleted_version_max > mutations) {
+    return corruption(
+        fmt::format("kv snapshot header: deleted version max {} is above the mutation count {}",
+                    deleted_version_max, mutations));
+  }
+  mutations_ = mutations;
+  deleted_version_max_ = deleted_version_max;
+
+  uint64_t n = 0;  // entries read so far
+  for (size_t piece_no = 1;; piece_no++) {
+    Result<std::optional<std::string_view>> piece = pieces.next();
+    if (!piece) return piece.status();
+    if (!*piece) break;
+    const std::string_view bytes = **piece;
+    if (bytes.empty()) return corruption(fmt::format("kv snapshot piece {} is empty", piece_no));
+    if (bytes.size() > limits::snapshot_piece_bytes_max) {
+      return corruption(fmt::format("kv snapshot piece {} is {} bytes; the limit is {}", piece_no,
+                                    bytes.size(), limits::snapshot_piece_bytes_max));
+    }
+    ByteReader r(bytes);
+    while (r.remaining() > 0) {
+      if (n == entries) {
+        return corruption(
+            fmt::format("kv snapshot has more entries than the {} its header counts", entries));
+      }
+      std::string_view key, value;
+      if (Status s = read_snapshot_bytes(r, key, limits::key_bytes_max, "key", n); !s) return s;
+      if (Status s = read_snapshot_bytes(r, value, limits::value_bytes_max, "value", n); !s) {
+        return s;
+      }
+      uint64_t version = 0;
+      if (!r.varint(version)) {
+        return corruption(fmt::format("kv snapshot entry {}: truncated or malformed version", n));
+      }
+      if (version == 0 || version > mutations) {
+        return corruption(
+            fmt::format("kv snapshot entry {}: version {} is outside 1..{} (the mutation count)", n,
+                        version, mutations));
+      }
+      if (!map_.empty() && !(map_.rbegin()->first < key)) {
+        return corruption(fmt::format("kv snapshot entry {}: keys are not in ascending order", n));
+      }
+      auto it = map_.emplace_hint(map_.end(), std::piecewise_construct, std::forward_as_tuple(key),
+                                  std::forward_as_tuple(Entry{std::string(value), version}));
+      index_.emplace(std::string_view(it->first), it);
+      state_hash_ += entry_hash(key, value) + version_hash(key, version);
+      n++;
+    }
+  }
+  MAROON_ASSERT(index_.size() == map_.size());
+  if (n != entries) {
+    return corruption(fmt::format("kv snapshot has {} entries; its header counts {}", n, entries));
+  }
+  if (state_hash() != hash) {
+    return corruption(fmt::format(
+        "kv snapshot state hash is {:016x} after restoring; the snapshot recorded {:016x}",
+        state_hash(), hash));
+  }
+  return Status::ok();
 }
 
 }  // namespace maroon::kv
