@@ -31,6 +31,11 @@ struct DevOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  // Snapshots (docs/snapshots.md): one per this many MiB of log (0: only on
+  // demand), or per this many epochs (0: not by count); this many kept.
+  uint64_t snapshot_log_mb = 64;
+  uint64_t snapshot_epochs = 0;
+  size_t snapshots_kept = 2;
 };
 int run_dev(const DevOptions& options);
 
@@ -44,6 +49,13 @@ struct ClientOptions {
 // `maroon kv get|put|del KEY [VALUE]` over HTTP.
 int run_kv(const ClientOptions& options, const std::string& verb, const std::string& key,
            const std::string& value);
+
+// `maroon snapshot create`: a snapshot of the node now; waits until written.
+struct SnapshotCreateOptions {
+  ClientOptions client;
+  uint64_t wait_s = 600;
+};
+int run_snapshot_create(const SnapshotCreateOptions& options);
 
 struct StatusOptions {
   ClientOptions client;  // one node

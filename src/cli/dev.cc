@@ -122,6 +122,9 @@ int run_dev(const DevOptions& o) {
   boost::asio::io_context io(1);
   server::DriverOptions driver_options;
   driver_options.data_dir = o.data_dir;
+  driver_options.snapshots.log_bytes = o.snapshot_log_mb << 20;
+  driver_options.snapshots.epochs = o.snapshot_epochs;
+  driver_options.snapshots.kept = o.snapshots_kept;
   server::Driver driver(io, driver_options);
   spdlog::info("maroon dev: opening {}", o.data_dir);
   return serve(io, driver, driver_options.drain_ms, addresses,

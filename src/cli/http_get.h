@@ -28,6 +28,12 @@ Result<HttpResponse> http_get(const std::string& host, uint16_t port, const std:
                               boost::asio::ssl::context* tls = nullptr,
                               const std::string& token = {});
 
+// As http_get, a POST with an empty body (admin actions).
+Result<HttpResponse> http_post(const std::string& host, uint16_t port, const std::string& target,
+                               std::chrono::milliseconds timeout,
+                               boost::asio::ssl::context* tls = nullptr,
+                               const std::string& token = {});
+
 // A client context for http_get that trusts the certificates in
 // `trust_file` (PEM), each as an anchor of its own: a server presenting one
 // of them, or a certificate one of them signed, passes. The server's

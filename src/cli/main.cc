@@ -35,6 +35,18 @@ int main(int argc, char** argv) {
   dev_cmd->add_flag("--allow-anonymous", dev.allow_anonymous,
                     "Serve a non-loopback --host without credentials (not recommended)");
 
+  dev_cmd->add_option("--snapshot-log-mb", dev.snapshot_log_mb,
+                      "Take a snapshot once this many MiB of log were written since the last "
+                      "(and at least the last snapshot's size); 0: only on demand")
+      ->capture_default_str();
+  dev_cmd->add_option("--snapshot-epochs", dev.snapshot_epochs,
+                      "Also take one once this many epochs were applied since the last (0: off)")
+      ->capture_default_str();
+  dev_cmd->add_option("--snapshots-kept", dev.snapshots_kept,
+                      "Snapshots kept; the log is kept back to the oldest of them")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100}));
+
   auto* dev_tls = dev_cmd->add_flag(
       "--tls", dev.tls,
       "TLS on every client port, with a local CA and a certificate for localhost made in "
@@ -88,6 +100,21 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--config", status.config, "A cluster config: show every node of it")
       ->excludes(status_host)
       ->excludes(status_port);
+
+  SnapshotCreateOptions snapshot_create;
+  auto* snapshot_cmd = app.add_subcommand("snapshot", "Node snapshots (docs/snapshots.md)");
+  snapshot_cmd->require_subcommand(1);
+  auto* snapshot_create_cmd = snapshot_cmd->add_subcommand(
+      "create", "Take a snapshot of a node now, and wait until it is written");
+  snapshot_create_cmd->add_option("--host", snapshot_create.client.host)->capture_default_str();
+  snapshot_create_cmd->add_option("--http-port", snapshot_create.client.http_port)
+      ->capture_default_str();
+  snapshot_create_cmd
+      ->add_option("--token", snapshot_create.client.token,
+                   "Bearer token (a read-write user's password)")
+      ->envname("MAROON_TOKEN");
+  snapshot_create_cmd->add_option("--wait", snapshot_create.wait_s, "Seconds to wait at most")
+      ->capture_default_str();
 
   NodeOptions node;
   auto* node_cmd = app.add_subcommand("node", "Run one node of a cluster");
@@ -214,6 +241,7 @@ int main(int argc, char** argv) {
     return run_kv(client, verb, key, value);
   }
   if (*status_cmd) return run_status(status);
+  if (*snapshot_create_cmd) return run_snapshot_create(snapshot_create);
   if (*node_cmd) return run_node(node);
   if (*gateway_cmd) return run_gateway(gateway);
   if (*up_cmd) {

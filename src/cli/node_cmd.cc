@@ -126,6 +126,9 @@ int run_node(const NodeOptions& o) {
   server::DriverOptions d;
   d.data_dir = self.data_dir;
   d.tick_ms = config.settings.tick_ms;
+  d.snapshots.log_bytes = config.snapshot_log_mb << 20;
+  d.snapshots.epochs = config.snapshot_epochs;
+  d.snapshots.kept = config.snapshots_kept;
   server::ClusterOptions c;
   c.cluster_id = config.cluster_id;
   c.self = NodeId(o.id);

@@ -127,7 +127,7 @@ class Reader {
               ClusterConfig& c) const {
     if (Status s = check_keys(root, "",
                               {"cluster_id", "settings", "peer_tls", "client_tls", "client_auth",
-                               "client_limits", "nodes", "gateways"});
+                               "client_limits", "snapshots", "nodes", "gateways"});
         !s)
       return s;
     // Settings first: a cluster_id written below [settings] lands in it, and
@@ -194,6 +194,23 @@ class Reader {
                                           uint64_t{1} << 20, b.out));
         }
       }
+    }
+
+    if (const toml::node* n = root.get("snapshots")) {
+      auto t = n->as_table();
+      if (t == nullptr)
+        return error("snapshots", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = check_keys(*t, "snapshots.", {"log_mb", "epochs", "kept"}); !s) return s;
+      if (Status s = get_uint(*t, "log_mb", "snapshots.log_mb", uint64_t{1} << 30, false,
+                              c.snapshot_log_mb);
+          !s)
+        return s;
+      if (Status s = get_uint(*t, "epochs", "snapshots.epochs", uint64_t{1} << 40, false,
+                              c.snapshot_epochs);
+          !s)
+        return s;
+      if (Status s = get_uint(*t, "kept", "snapshots.kept", 100, false, c.snapshots_kept); !s)
+        return s;
     }
 
     if (const toml::node* n = root.get("client_tls")) {
@@ -460,6 +477,9 @@ Status validate_cluster_config(const ClusterConfig& c) {
       return fail(field, fmt::format("{} is outside {}..{}", value, min, uint64_t{1} << 20));
     }
   }
+  if (c.snapshots_kept < 1 || c.snapshots_kept > 100) {
+    return fail("snapshots.kept", fmt::format("{} is outside 1..100", c.snapshots_kept));
+  }
   if (has_control_chars(c.client_users_path)) {
     return fail("client_auth.users", "contains control characters");
   }
@@ -628,6 +648,15 @@ std::string format_cluster_config(const ClusterConfig& c) {
       out += fmt::format("max_clients_per_address = {}\n", c.client_max_clients_per_address);
     }
     if (c.client_buffer_mb != 0) out += fmt::format("buffer_mb = {}\n", c.client_buffer_mb);
+  }
+  if (c.snapshot_log_mb != 64 || c.snapshot_epochs != 0 || c.snapshots_kept != 2) {
+    out += fmt::format(
+        "\n# When every node takes a snapshot, and how many it keeps (docs/snapshots.md).\n"
+        "[snapshots]\n"
+        "log_mb = {}\n"
+        "epochs = {}\n"
+        "kept = {}\n",
+        c.snapshot_log_mb, c.snapshot_epochs, c.snapshots_kept);
   }
   for (const NodeEntry& n : c.nodes) {
     out += fmt::format(

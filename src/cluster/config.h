@@ -134,6 +134,12 @@ struct ClusterConfig {
   uint64_t client_max_clients = 0;              // 16..2^20
   uint64_t client_max_clients_per_address = 0;  // 1..2^20
   uint64_t client_buffer_mb = 0;                // 32..2^20
+  // [snapshots] (docs/snapshots.md): every node takes one once log_mb MiB
+  // of log were written since its last (0: only on demand), or `epochs`
+  // epochs were applied since (0: not by count), and keeps `kept`.
+  uint64_t snapshot_log_mb = 64;
+  uint64_t snapshot_epochs = 0;
+  uint64_t snapshots_kept = 2;
 
   bool operator==(const ClusterConfig&) const = default;
 };

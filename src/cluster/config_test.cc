@@ -192,6 +192,23 @@ TEST(ClusterConfig, ClientAuthIsOptionalAndItsUsersFileRelativeToTheFile) {
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->client_max_clients_per_address, 10u);
   EXPECT_EQ(r->client_max_clients, 0u);
+  r = parse_cluster_config(
+      std::string(kMinimal).insert(17, "[snapshots]\nlog_mb = 16\nepochs = 1000\nkept = 3\n"),
+      "/");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->snapshot_log_mb, 16u);
+  EXPECT_EQ(r->snapshot_epochs, 1000u);
+  EXPECT_EQ(r->snapshots_kept, 3u);
+  {
+    // The section goes round through the formatter.
+    Result<ClusterConfig> again = parse_cluster_config(format_cluster_config(*r), "/");
+    ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+    EXPECT_EQ(*again, *r);
+  }
+  e = parse_error(std::string(kMinimal).insert(17, "[snapshots]\nkept = 0\n"));
+  EXPECT_NE(e.find("snapshots.kept: 0 is outside 1..100"), std::string::npos) << e;
+  e = parse_error(std::string(kMinimal).insert(17, "[snapshots]\nevery = 3\n"));
+  EXPECT_NE(e.find("snapshots.every: unknown key"), std::string::npos) << e;
   EXPECT_TRUE(is_loopback_host("127.0.0.2"));
   EXPECT_TRUE(is_loopback_host("::1"));
   EXPECT_FALSE(is_loopback_host("0.0.0.0"));

@@ -34,10 +34,10 @@ inline constexpr size_t gateway_inflight_bytes_max = 256 * 1024 * 1024;
 // Results kept per range for retried requests, oldest evicted first.
 inline constexpr size_t result_table_txs_per_range_max = 256 * 1024;
 inline constexpr size_t result_table_bytes_per_range_max = 64 * 1024 * 1024;
-// Records handed to one WAL write + fdatasync.
 // One piece of an app's snapshot (AppSnapshotCursor::next): one item of the
 // largest key and value fits, with room to spare.
 inline constexpr size_t snapshot_piece_bytes_max = 16 * 1024 * 1024;
+// Records handed to one WAL write + fdatasync.
 inline constexpr size_t wal_batch_bytes_max = 16 * 1024 * 1024;
 inline constexpr size_t wal_record_bytes_max = 16 * 1024 * 1024;
 inline constexpr uint64_t wal_segment_bytes = 64 * 1024 * 1024;

@@ -22,6 +22,7 @@
 // FaultEnv), and written() reports completion.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -61,6 +62,15 @@ class DurabilityOrder {
     }
     pending_.back().batch->add(type, payload);
     pending_bytes_ += payload.size();
+    records_added_++;
+    record_bytes_added_ += payload.size();
+  }
+  // Once everything before it is durable, the log up to `lsn` is deleted
+  // and then `files` (DataDir: WriteStep::compact_through_lsn).
+  void add_compaction(uint64_t lsn, std::vector<std::string> files) {
+    WriteStep& step = pending_.back();
+    step.compact_through_lsn = std::max(step.compact_through_lsn.value_or(0), lsn);
+    for (std::string& f : files) step.remove_files.push_back(std::move(f));
   }
   // Only the newest state matters among states with no record between them.
   void add_state(std::string payload) { pending_.back().state = std::move(payload); }
@@ -108,6 +118,10 @@ class DurabilityOrder {
 
   uint64_t durable_seq() const { return durable_seq_; }
   uint64_t emitted_seq() const { return emitted_seq_; }
+  // WAL records (not states) added so far, and their payload bytes: the
+  // log's LSNs continue from its last at open by one per record.
+  uint64_t records_added() const { return records_added_; }
+  uint64_t record_bytes_added() const { return record_bytes_added_; }
   size_t pending_bytes() const { return pending_bytes_; }
   size_t held() const { return held_.size(); }
 
@@ -117,6 +131,8 @@ class DurabilityOrder {
   size_t pending_bytes_ = 0;
   uint64_t emitted_seq_ = 0;
   uint64_t durable_seq_ = 0;
+  uint64_t records_added_ = 0;
+  uint64_t record_bytes_added_ = 0;
   bool writing_ = false;
   HeldMessages<Msg> held_;
 };

@@ -2,11 +2,21 @@
 
 namespace maroon::host {
 
+
 Result<std::unique_ptr<DataDir>> NodeHost::open(Env& env, const DataDirOptions& options,
                                                 ReplayCounts& counts,
                                                 const std::function<void()>& after_record) {
+  DataDirOptions o = options;
+  if (snapshots_enabled()) {
+    o.before_log = [&]() -> Result<uint64_t> {
+      return load_snapshot(counts, after_record);
+    };
+    o.on_covered_record = [&](uint8_t type, std::string_view payload) {
+      return node_.replay_covered(static_cast<RecordType>(type), payload);
+    };
+  }
   auto dir = DataDir::open(
-      env, options,
+      env, o,
       [&](std::string_view state) { return node_.replay(RecordType::kVrState, state); },
       [&](uint8_t type, std::string_view payload) {
         counts.records++;
@@ -16,7 +26,13 @@ Result<std::unique_ptr<DataDir>> NodeHost::open(Env& env, const DataDirOptions& 
         if (st.is_ok() && after_record) after_record();
         return st;
       });
-  if (!dir) return dir;
+  if (!dir) {
+    if (warnings_.empty()) return dir;
+    std::string also;
+    for (const std::string& w : warnings_) also += "; " + w;
+    return Status(dir.status().code(), dir.status().message() + also);
+  }
+  wal_lsn_at_open_ = (*dir)->wal().last_lsn().value();
   if ((*dir)->log_lost()) {
     // Its replica must not vote until it has recovered what it lost.
     node_.note_log_lost();

@@ -21,6 +21,9 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
 #include <string>
 #include <variant>
 
@@ -43,12 +46,46 @@ struct ReplayCounts {
   uint64_t records = 0;
   uint64_t epochs = 0;  // VR log records
   uint64_t txs = 0;
+  // The snapshot restored before the log, if any: its file and the epoch
+  // it was taken at.
+  std::string snapshot;
+  uint64_t snapshot_epoch = 0;
+  uint64_t snapshot_hash = 0;  // the apps' state hash at that epoch
+};
+
+// When and where a node takes snapshots (docs/snapshots.md).
+struct SnapshotSettings {
+  // The directory (DATA-DIR/snapshots); empty: no snapshots, the log is
+  // never compacted.
+  std::string dir;
+  // A snapshot is due once this many bytes of log records were written
+  // since the point of the last one, and at least as many as that snapshot
+  // holds (so a large state is not rewritten for a little log). 0: never
+  // by size.
+  uint64_t log_bytes = 64 * 1024 * 1024;
+  // ... or once this many epochs were applied since the last one. 0: never.
+  uint64_t epochs = 0;
+  // The newest `kept` snapshots are kept, and the log back to the point of
+  // the oldest of them: a damaged newest snapshot falls back to the one
+  // before. At least 1.
+  size_t kept = 2;
+  // App state written per snapshot_step() call: a step's share of the
+  // loop's time.
+  size_t step_bytes = 256 * 1024;
+};
+
+// A published snapshot this host knows of.
+struct SnapshotInfo {
+  uint64_t epoch = 0;
+  uint64_t lsn = 0;  // the log is covered through this LSN
+  uint64_t bytes = 0;
+  std::string path;
 };
 
 class NodeHost {
  public:
-  NodeHost(Node& node, NodeSink& sink, size_t batch_bytes_max = limits::wal_batch_bytes_max)
-      : node_(node), sink_(sink), order_(batch_bytes_max) {}
+  NodeHost(Node& node, NodeSink& sink, size_t batch_bytes_max = limits::wal_batch_bytes_max);
+  ~NodeHost();
   NodeHost(const NodeHost&) = delete;
   NodeHost& operator=(const NodeHost&) = delete;
 
@@ -73,6 +110,39 @@ class NodeHost {
   // The write taken last failed: nothing more is ever written.
   void write_failed();
 
+  // --- Snapshots (docs/snapshots.md; node_host_snapshot.cc) ---
+  // Before open(): restart from the newest valid snapshot in settings.dir,
+  // and take snapshots as the settings say.
+  void set_snapshots(Env& env, SnapshotSettings settings);
+  bool snapshots_enabled() const { return snapshot_env_ != nullptr; }
+  // A snapshot should begin now: the settings say so, or one was asked for.
+  bool snapshot_due() const;
+  void request_snapshot() { snapshot_requested_ = true; }
+  bool snapshot_in_progress() const { return taking_ != nullptr; }
+  // Captures the node as the records routed so far leave it, and starts
+  // the file. Between inputs, not while one is in progress.
+  [[nodiscard]] Status begin_snapshot();
+  // Works on the snapshot in progress: up to step_bytes of app state per
+  // call (`more`: call again soon). Once everything is written and the log
+  // is durable through the snapshot's point, hands out the slow rest
+  // (fsync, rename, directory fsync) as `job`, to run off the loop thread;
+  // report its result with snapshot_synced().
+  struct SnapshotStep {
+    bool more = false;
+    std::function<Status()> job;
+  };
+  SnapshotStep snapshot_step();
+  // The job finished: on success the snapshot exists, and the log before
+  // the oldest snapshot kept is compacted in the next write.
+  void snapshot_synced(const Status& status);
+  const std::vector<SnapshotInfo>& snapshots() const { return published_; }
+  uint64_t snapshots_taken() const { return snapshots_taken_; }
+  const Status& snapshot_error() const { return snapshot_error_; }
+  // `after_record` is also called once right after a snapshot is restored
+  // (ReplayCounts says which). Things the last open() found and passed
+  // over (damaged snapshots):
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
   // The data directory's log had lost records (DataDir::log_lost) and the
   // sequencer has not yet recovered them from peers.
   bool log_lost() const { return log_lost_; }
@@ -85,12 +155,35 @@ class NodeHost {
   using HeldMessage = std::variant<PeerEnvelope, GatewayEnvelope>;
   void route(Output out);
   void send(HeldMessage m);
+  // Restores the newest valid snapshot into the node; the LSN it covers.
+  // `after_restore` runs once the node state and apps are restored, at the
+  // snapshot's epoch, before the sequencer's records replay further epochs.
+  Result<uint64_t> load_snapshot(ReplayCounts& counts, const std::function<void()>& after_restore);
+  Status restore_from(const std::string& path, uint64_t& lsn, ReplayCounts& counts,
+                      const std::function<void()>& after_restore);
+  void fail_snapshot(Status s);
+
+  struct Taking;
 
   Node& node_;
   NodeSink& sink_;
   DurabilityOrder<HeldMessage> order_;
   bool failed_ = false;
   bool log_lost_ = false;
+
+  // Snapshots.
+  Env* snapshot_env_ = nullptr;
+  SnapshotSettings snapshot_settings_;
+  uint64_t wal_lsn_at_open_ = 0;  // the log's last LSN when it was opened
+  std::unique_ptr<Taking> taking_;
+  bool snapshot_requested_ = false;
+  std::vector<SnapshotInfo> published_;  // oldest first
+  std::optional<SnapshotInfo> restored_;  // by the last open()
+  uint64_t record_bytes_at_snapshot_ = 0;  // order_.record_bytes_added() at the last cut
+  uint64_t epoch_at_snapshot_ = 0;
+  uint64_t snapshots_taken_ = 0;
+  Status snapshot_error_;
+  std::vector<std::string> warnings_;
 };
 
 }  // namespace maroon::host

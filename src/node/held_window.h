@@ -60,6 +60,12 @@ class HeldWindow {
     size_--;
   }
 
+  // An empty window restored from a snapshot starts at `base`.
+  void start_at(uint64_t base) {
+    MAROON_ASSERT(size_ == 0 && slots_.empty() && base >= 1);
+    base_ = base;
+  }
+
   // Removes the tx at base() (it is being executed) and slides forward.
   Held take_front() {
     MAROON_ASSERT(!slots_.empty() && slots_.front().present);
@@ -83,6 +89,13 @@ class HeldWindow {
   }
 
   size_t size() const { return size_; }
+  // Calls fn(offset, held) for every tx held, in offset order.
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (size_t i = 0; i < slots_.size(); i++) {
+      if (slots_[i].present) fn(base_ + i, slots_[i]);
+    }
+  }
 
  private:
   uint64_t txs_max_;

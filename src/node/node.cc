@@ -18,8 +18,6 @@ constexpr uint8_t kTxRecordFormat = 1;
 constexpr size_t kEpochSystemOpsMax = 64;
 // Renewals waiting for an epoch; more are dropped (gateways renew again).
 constexpr size_t kRenewalsQueuedMax = 4096;
-// Recent per-epoch state hashes kept for comparison with peers.
-constexpr size_t kHashesKept = 1024;
 // Ranges named by one offsets advert.
 constexpr size_t kAdvertRangesMax = 4096;
 // Memory charged per retained tx besides its op bytes.
@@ -27,8 +25,6 @@ constexpr size_t kRetainedOverheadBytes = 64;
 // The most logical time one epoch may add over the one before: a proposer
 // stalled longer (its ticks are caught up only so far anyway) adds no more.
 constexpr uint64_t kLogicalStepMaxMs = 10'000;
-// Retired ranges whose seal is remembered to answer their gateways' retries.
-constexpr size_t kRetiredRangesKept = 4096;
 constexpr uint64_t kTxDigestSeed = 0x6d61726f6f6e7478;  // "maroontx"
 }  // namespace
 
@@ -173,6 +169,7 @@ void Node::note_log_lost() {
 
 void Node::finish_replay() {
   MAROON_ASSERT(replaying_);
+  adopt_covered();
   replaying_ = false;
   proposed_time_ms_ = std::max(applied_time_ms_, committed_time_ms_);
   sequencer_.start(out_);
@@ -1089,6 +1086,76 @@ void Node::retire(std::map<RangeId, RangeState>::iterator it) {
   if (retired_.size() > kRetiredRangesKept) retired_.erase(retired_.begin());
   ranges_.erase(it);
   counters_.ranges_retired++;
+}
+
+Status Node::replay_covered(RecordType type, std::string_view payload) {
+  MAROON_ASSERT(replaying_);
+  if (type != RecordType::kTx || peers_.empty() || config_.tx_retention_bytes_max == 0) {
+    return Status::ok();
+  }
+  Result<TxMsg> tx = decode_tx_record(payload);
+  if (!tx) return tx.status();
+  auto it = ranges_.find(tx->id.range());
+  // Held txs are in the snapshot; retired ranges keep nothing.
+  if (it == ranges_.end() || tx->id.offset() > it->second.applied) return Status::ok();
+  const uint64_t offset = tx->id.offset();
+  Held h{tx->app, std::move(tx->op), 0, true, true};
+  h.digest = tx_digest(h.app, h.op);
+  std::map<uint64_t, Held>& txs = covered_[it->first];
+  if (auto old = txs.find(offset); old != txs.end()) {
+    // A later record of the id replaced a copy with other bytes.
+    covered_bytes_ -= old->second.op.size() + kRetainedOverheadBytes;
+    old->second = std::move(h);
+    covered_bytes_ += old->second.op.size() + kRetainedOverheadBytes;
+  } else {
+    covered_bytes_ += h.op.size() + kRetainedOverheadBytes;
+    txs.emplace(offset, std::move(h));
+    covered_order_.emplace_back(it->first, offset);
+  }
+  while (covered_bytes_ > config_.tx_retention_bytes_max && !covered_order_.empty()) {
+    auto [range, old] = covered_order_.front();
+    covered_order_.pop_front();
+    auto r = covered_.find(range);
+    if (r == covered_.end()) continue;
+    auto t = r->second.find(old);
+    if (t == r->second.end()) continue;
+    covered_bytes_ -= t->second.op.size() + kRetainedOverheadBytes;
+    r->second.erase(t);
+  }
+  return Status::ok();
+}
+
+void Node::adopt_covered() {
+  for (auto& [id, txs] : covered_) {
+    auto it = ranges_.find(id);
+    if (it == ranges_.end() || txs.empty()) continue;
+    RangeState& range = it->second;
+    // The run of offsets just below what is retained already.
+    uint64_t top = range.retained.empty() ? range.applied : range.retained_base - 1;
+    if (range.retained.empty()) range.retained_base = range.applied + 1;
+    for (auto t = txs.find(top); t != txs.end() && t->first == top && top > 0; top--) {
+      retained_bytes_ += t->second.op.size() + kRetainedOverheadBytes;
+      range.retained.push_front(std::move(t->second));
+      range.retained_base = top;
+      retained_order_.push_front(id);
+      t = t == txs.begin() ? txs.end() : std::prev(t);
+    }
+    MAROON_ASSERT(range.retained.empty() ||
+                  range.retained_base + range.retained.size() - 1 == range.applied);
+  }
+  covered_.clear();
+  covered_order_.clear();
+  covered_bytes_ = 0;
+  while (retained_bytes_ > config_.tx_retention_bytes_max && !retained_order_.empty()) {
+    auto found = ranges_.find(retained_order_.front());
+    retained_order_.pop_front();
+    MAROON_ASSERT(found != ranges_.end());
+    RangeState& oldest = found->second;
+    MAROON_ASSERT(!oldest.retained.empty());
+    retained_bytes_ -= oldest.retained.front().op.size() + kRetainedOverheadBytes;
+    oldest.retained.pop_front();
+    oldest.retained_base++;
+  }
 }
 
 void Node::retain(RangeId id, RangeState& range, Held held) {

@@ -107,8 +107,29 @@ struct NodeCounters {
   uint64_t hashes_compared = 0;
 };
 
+// A node snapshot as begin_snapshot() captures it (docs/snapshots.md):
+// everything replaying the log so far would rebuild, at the epoch boundary
+// the node has applied.
+struct NodeSnapshot {
+  EpochNumber epoch;  // the last epoch applied
+  uint64_t logical_time_ms = 0;
+  uint64_t state_hash = 0;  // of the apps, after `epoch`
+  // The node's own state (ranges, result tables, held txs, committed epochs
+  // not yet applied, leases and seals), for Node::restore_state.
+  std::string state;
+  // Each app's state, produced piece by piece while the node goes on.
+  std::vector<std::pair<AppId, std::unique_ptr<AppSnapshotCursor>>> apps;
+  // Replayed after the state and the apps (Sequencer::snapshot_records).
+  std::vector<PersistRecord> sequencer;
+};
+
 class Node {
  public:
+  // Recent per-epoch state hashes kept for comparison with peers.
+  static constexpr size_t kHashesKept = 1024;
+  // Retired ranges whose seal is remembered to answer their gateways' retries.
+  static constexpr size_t kRetiredRangesKept = 4096;
+
   Node(NodeConfig config, Sequencer& sequencer);
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -125,6 +146,25 @@ class Node {
   void note_log_lost();
   bool log_lost() const { return sequencer_.log_lost(); }
   void finish_replay();
+
+  // --- Snapshots (docs/snapshots.md; node_snapshot.cc) ---
+  // Captures the node between inputs (not while replaying). Cheap but for
+  // the result tables and held txs, which it copies; the apps' states come
+  // later, from their cursors.
+  NodeSnapshot begin_snapshot();
+  // Restart from a snapshot: before any record is replayed, the state
+  // begin_snapshot captured, then each app's pieces, then the snapshot's
+  // sequencer records through replay(), then the log after the snapshot.
+  // Bad bytes give an error naming what is wrong; the node is then unusable.
+  [[nodiscard]] Status restore_state(std::string_view state);
+  [[nodiscard]] Status restore_app(AppId app, SnapshotPieces& pieces);
+  // A tx record the snapshot covers (the log before its point, kept for a
+  // fallback): an executed tx among them is kept for lagging peers again,
+  // as a replay from the log's start would keep it. Before finish_replay.
+  [[nodiscard]] Status replay_covered(RecordType type, std::string_view payload);
+  // Encodes the node's own state as begin_snapshot does (tests compare a
+  // restored node with the one it was taken from).
+  std::string encode_state() const;
 
   void on_tx(GatewayId from, TxMsg msg);
   void on_lease_request(const LeaseRequest& request);
@@ -265,6 +305,9 @@ class Node {
   void check_invariants(const RangeState& range) const;
   void set_fault(Status s);
   size_t peer_index(NodeId id) const;
+  // Puts the executed txs replay_covered found back into the ranges'
+  // retained txs, before the ones executed since.
+  void adopt_covered();
 
   NodeConfig config_;
   Sequencer& sequencer_;
@@ -307,6 +350,12 @@ class Node {
   // gateways' retries.
   std::map<RangeId, std::pair<GatewayId, uint64_t>> retired_;
   size_t pull_rotation_ = 0;
+  // replay_covered's executed txs, until finish_replay: range -> offset ->
+  // tx, with the order they came in (to drop the oldest past the retention
+  // bound) and their bytes.
+  std::map<RangeId, std::map<uint64_t, Held>> covered_;
+  std::deque<std::pair<RangeId, uint64_t>> covered_order_;
+  size_t covered_bytes_ = 0;
 
   // Where ready_to_apply stopped scanning the front epoch.
   EpochNumber scan_epoch_{0};

@@ -41,6 +41,16 @@ class ResultTable {
     return std::string_view(results_[offset - first_offset_]);
   }
   uint64_t last_offset() const { return first_offset_ + results_.size() - 1; }
+  uint64_t first_offset() const { return first_offset_; }
+  // An empty table restored from a snapshot: the next push is `first`.
+  void start_at(uint64_t first) {
+    MAROON_ASSERT(results_.empty() && first >= 1);
+    first_offset_ = first;
+  }
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (const std::string& r : results_) fn(r);
+  }
   size_t size() const { return results_.size(); }
   size_t bytes() const { return bytes_; }
 

@@ -54,6 +54,10 @@ class Sequencer {
   // Rebuilds state from a record of this sequencer during startup replay
   // (the superblock's state record first, then the WAL's records in order).
   virtual Status replay(RecordType type, std::string_view payload) = 0;
+  // Records that, replayed (after the superblock's state), rebuild this
+  // sequencer as every record it emitted so far would: what a node
+  // snapshot carries so the log before it can be deleted. After start().
+  virtual std::vector<PersistRecord> snapshot_records() const = 0;
   // Before start(): the log lost records it had made durable; the sequencer
   // must get them back from peers before it votes (vr::Replica::note_log_lost).
   virtual void note_log_lost() {}

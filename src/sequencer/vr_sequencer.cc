@@ -299,6 +299,19 @@ Status VrSequencer::replay(RecordType type, std::string_view payload) {
   return Status::ok();
 }
 
+std::vector<PersistRecord> VrSequencer::snapshot_records() const {
+  std::vector<PersistRecord> records;
+  for (const vr::DurableRecord& r : replica_.durable_image()) {
+    MAROON_ASSERT(!std::holds_alternative<vr::DurableState>(r));
+    PersistRecord p{std::holds_alternative<vr::LogSuffix>(r) ? RecordType::kVrLog
+                                                             : RecordType::kVrCheckpoint,
+                    {}};
+    vr::encode_record(r, p.payload);
+    records.push_back(std::move(p));
+  }
+  return records;
+}
+
 void VrSequencer::start(Output& out) {
   if (replayed_anything_) {
     if (log_lost_noted_) replica_.note_log_lost();

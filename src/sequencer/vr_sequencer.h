@@ -83,6 +83,7 @@ class VrSequencer final : public Sequencer {
   void on_peer_heard(NodeId from) override;
   std::vector<Epoch> take_committed() override;
   Status replay(RecordType type, std::string_view payload) override;
+  std::vector<PersistRecord> snapshot_records() const override;
   void note_log_lost() override { log_lost_noted_ = true; }
   bool log_lost() const override { return replica_.log_lost(); }
   void start(Output& out) override;

@@ -152,6 +152,13 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
           "maroon_peer_reads_paused",
           "1 while reads from peers and gateways wait for the WAL to catch up")),
       retained_bytes_(registry_.gauge("maroon_retained_bytes", "Executed txs kept for lagging peers")),
+      snapshots_taken_(registry_.counter("maroon_snapshots_total", "Snapshots written and published")),
+      snapshot_failures_(registry_.counter("maroon_snapshot_failures_total",
+                                           "Snapshots begun and abandoned (an I/O error)")),
+      snapshot_bytes_(registry_.gauge("maroon_snapshot_bytes", "Size of the newest snapshot")),
+      snapshot_epoch_(registry_.gauge("maroon_snapshot_epoch", "Epoch of the newest snapshot")),
+      snapshot_duration_(registry_.histogram("maroon_snapshot_seconds",
+                                             "Time to take a snapshot, begin to publish")),
       quorum_metrics_(registry_) {
   if (options_.env == nullptr) {
     own_env_ = std::make_unique<PosixEnv>();
@@ -185,6 +192,7 @@ Driver::~Driver() {
   }
   cv_.notify_all();
   if (wal_thread_.joinable()) wal_thread_.join();
+  join_snapshot_thread();
 }
 
 Status Driver::start() {
@@ -207,6 +215,9 @@ Status Driver::start() {
   // A cluster node recovers what its log lost from its peers; a single
   // node has nobody to recover it from, and refuses to start.
   dir_options.recover_lost_log = options_.cluster.has_value() && options_.cluster->members.size() > 1;
+  host::SnapshotSettings snapshots = options_.snapshots;
+  if (snapshots.dir.empty()) snapshots.dir = options_.data_dir + "/snapshots";
+  host_.set_snapshots(*env_, snapshots);
   host::ReplayCounts counts;
   auto last_progress = t0;
   auto dir = host_.open(*env_, dir_options, counts, [&] {
@@ -217,8 +228,14 @@ Status Driver::start() {
       spdlog::info("replaying WAL: {} records, {} txs so far", counts.records, counts.txs);
     }
   });
+  for (const std::string& w : host_.warnings()) spdlog::warn("{}", w);
   if (!dir) return dir.status();
   data_dir_ = std::move(dir).value();
+  wal_first_segment_.store(data_dir_->wal().first_segment(), std::memory_order_relaxed);
+  if (!counts.snapshot.empty()) {
+    spdlog::info("restored snapshot {} (epoch {}), then replayed {} log records after it",
+                 counts.snapshot, counts.snapshot_epoch, counts.records);
+  }
   if (const auto& lost = data_dir_->log_lost()) {
     spdlog::critical("the log lost records it had made durable: {}. This node recovers them "
                      "from its peers before it votes again (it counts as one of the f nodes "
@@ -381,6 +398,15 @@ EngineStatus Driver::status() const {
     s.serving = false;
     s.detail = node_.fault().message();
   }
+  if (!host_.snapshots().empty()) {
+    s.snapshot_epoch = host_.snapshots().back().epoch;
+    s.snapshot_bytes = host_.snapshots().back().bytes;
+  }
+  s.snapshots_taken = host_.snapshots_taken();
+  s.snapshot_in_progress = host_.snapshot_in_progress();
+  if (!host_.snapshot_error().is_ok()) s.snapshot_error = host_.snapshot_error().to_string();
+  // The WAL thread may be compacting: its first segment moves, read atomically.
+  s.wal_first_segment = wal_first_segment_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -549,6 +575,7 @@ void Driver::wal_thread_main() {
     lock.unlock();
     auto t0 = std::chrono::steady_clock::now();
     Status s = data_dir_->write(write.steps);
+    wal_first_segment_.store(data_dir_->wal().first_segment(), std::memory_order_relaxed);
     auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                             std::chrono::steady_clock::now() - t0)
                                             .count());
@@ -577,6 +604,9 @@ void Driver::on_batch_written(const Status& status, uint64_t last_seq, uint64_t 
   pump();
   apply_backpressure();
   schedule_flush();
+  // The log grows by writes: the moment to see whether a snapshot is due,
+  // and to publish one waiting for this write to be durable.
+  maybe_snapshot();
 }
 
 void Driver::fail_writes(const Status& status) {
@@ -623,8 +653,82 @@ void Driver::on_tick() {
     }
     pump();
     schedule_flush();
+    maybe_snapshot();
   }
   update_gauges();
+}
+
+Status Driver::request_snapshot() {
+  if (!started_ || read_only_ || shutting_down_) {
+    return unavailable("not serving: " + status().detail);
+  }
+  host_.request_snapshot();
+  boost::asio::post(io_, [this] { maybe_snapshot(); });
+  return Status::ok();
+}
+
+void Driver::maybe_snapshot() {
+  if (read_only_ || shutting_down_) return;
+  if (host_.snapshot_due()) {
+    snapshot_began_ = std::chrono::steady_clock::now();
+    if (Status s = host_.begin_snapshot(); !s) {
+      // Retried once the settings say so again (another interval of log).
+      spdlog::warn("could not begin a snapshot: {}", s.to_string());
+      snapshot_failures_.inc();
+      return;
+    }
+    spdlog::info("snapshot of epoch {} begun", node_.applied_epoch().value());
+  }
+  snapshot_work();
+}
+
+void Driver::snapshot_work() {
+  if (snapshot_work_posted_ || snapshot_job_running_ || !host_.snapshot_in_progress()) return;
+  host::NodeHost::SnapshotStep step = host_.snapshot_step();
+  if (!host_.snapshot_in_progress()) {
+    spdlog::warn("snapshot abandoned: {}", host_.snapshot_error().to_string());
+    snapshot_failures_.inc();
+    return;
+  }
+  if (step.job) {
+    join_snapshot_thread();
+    snapshot_job_running_ = true;
+    snapshot_thread_ = std::thread([this, job = std::move(step.job)] {
+      Status s = job();
+      boost::asio::post(io_, [this, s = std::move(s)] {
+        snapshot_job_running_ = false;
+        host_.snapshot_synced(s);
+        if (!s) {
+          spdlog::warn("snapshot abandoned: {}", s.to_string());
+          snapshot_failures_.inc();
+          return;
+        }
+        const host::SnapshotInfo& info = host_.snapshots().back();
+        const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - snapshot_began_)
+                                .count();
+        spdlog::info("snapshot of epoch {} written: {} ({} bytes) in {} ms", info.epoch,
+                     info.path, info.bytes, millis);
+        snapshots_taken_.inc();
+        snapshot_bytes_.set(static_cast<int64_t>(info.bytes));
+        snapshot_epoch_.set(static_cast<int64_t>(info.epoch));
+        snapshot_duration_.observe_us(static_cast<uint64_t>(millis) * 1000);
+        schedule_flush();  // the compaction goes with the next write
+      });
+    });
+    return;
+  }
+  if (step.more) {
+    snapshot_work_posted_ = true;
+    boost::asio::post(io_, [this] {
+      snapshot_work_posted_ = false;
+      snapshot_work();
+    });
+  }
+}
+
+void Driver::join_snapshot_thread() {
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
 }
 
 void Driver::update_gauges() {
@@ -690,6 +794,7 @@ void Driver::poll_shutdown() {
     }
     cv_.notify_all();
     if (wal_thread_.joinable()) wal_thread_.join();
+    join_snapshot_thread();
     // Every write has ended: record where the log ends, so the next start
     // can tell a short or damaged log from a torn write.
     if (!read_only_ && data_dir_ && !data_dir_->wal().failed()) {

@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -68,6 +69,8 @@ struct DriverOptions {
   uint64_t wal_segment_bytes = 0;  // 0: limits::wal_segment_bytes
   // How long a graceful shutdown waits for in-flight txs.
   uint64_t drain_ms = 3000;
+  // When snapshots are taken (docs/snapshots.md); dir empty: DATA-DIR/snapshots.
+  host::SnapshotSettings snapshots;
   Env* env = nullptr;  // nullptr: the real file system
 };
 
@@ -85,6 +88,7 @@ class Driver final : public Engine {
   void submit(AppId app, std::string op, ReplyFn done) override;
   Result<std::string> read(AppId app, std::string_view op) override;
   EngineStatus status() const override;
+  Status request_snapshot() override;
   Registry& metrics() override { return registry_; }
   // In a cluster a node's applied state may lag the cluster's, so reads are
   // ordered like writes (linearizable); one node reads its own state.
@@ -131,6 +135,12 @@ class Driver final : public Engine {
   void on_tick();
   void update_gauges();
   void poll_shutdown();
+  // Snapshots: begins one when due, and works on it a step at a time,
+  // posted between the loop's other work; the fsync and rename run on
+  // snapshot_thread_.
+  void maybe_snapshot();
+  void snapshot_work();
+  void join_snapshot_thread();
 
   boost::asio::io_context& io_;
   DriverOptions options_;
@@ -173,6 +183,14 @@ class Driver final : public Engine {
   bool wal_thread_stop_ = false;
   std::thread wal_thread_;
 
+  // Snapshots (loop thread, but for the job snapshot_thread_ runs).
+  std::thread snapshot_thread_;
+  std::atomic<uint64_t> wal_first_segment_{0};
+  bool snapshot_work_posted_ = false;
+  bool snapshot_job_running_ = false;
+  std::chrono::steady_clock::time_point snapshot_began_;
+  uint64_t snapshot_failures_logged_at_ = 0;
+
   ReplayStats replay_stats_;
   Registry registry_;
   Counter& txs_submitted_;
@@ -208,6 +226,11 @@ class Driver final : public Engine {
   Counter& wal_tails_cut_;
   Gauge& peer_reads_paused_;
   Gauge& retained_bytes_;
+  Counter& snapshots_taken_;
+  Counter& snapshot_failures_;
+  Gauge& snapshot_bytes_;
+  Gauge& snapshot_epoch_;
+  Histogram& snapshot_duration_;
   QuorumMetrics quorum_metrics_;
 };
 

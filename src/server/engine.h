@@ -47,6 +47,15 @@ struct EngineStatus {
   // (range, durable offset) for this node's newest ranges: every offset up
   // to it is durable here (or committed).
   std::vector<std::pair<uint64_t, uint64_t>> offsets;
+  // Snapshots (docs/snapshots.md): the newest one kept, how many this
+  // process took, whether one is being taken, and the last failure.
+  uint64_t snapshot_epoch = 0;
+  uint64_t snapshot_bytes = 0;
+  uint64_t snapshots_taken = 0;
+  bool snapshot_in_progress = false;
+  std::string snapshot_error;
+  // The log's first segment (above 1 once compacted).
+  uint64_t wal_first_segment = 0;
 };
 
 class Engine {
@@ -59,6 +68,9 @@ class Engine {
   // linearizable: applied state contains every acknowledged write.
   virtual Result<std::string> read(AppId app, std::string_view op) = 0;
   virtual EngineStatus status() const = 0;
+  // Asks for a snapshot now (docs/snapshots.md); an error if this engine
+  // takes none (a gateway) or cannot now.
+  virtual Status request_snapshot() { return unavailable("this process keeps no snapshots"); }
   // True when read ops must go through submit() to be linearizable (a
   // cluster node or a gateway); read() then serves only explicitly stale
   // reads (the native protocol's read-only flag).

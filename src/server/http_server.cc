@@ -698,6 +698,10 @@ class HttpServer::Session : public Listener::Connection,
       if (!only({http::verb::get}, "GET")) return;
       return handle_status();
     }
+    if (path == "/v1/admin/snapshot") {
+      if (!only({http::verb::post}, "POST")) return;
+      return handle_snapshot();
+    }
     if (path == "/metrics") {
       if (!only({http::verb::get}, "GET")) return;
       return write(make_response(http::status::ok, engine_.metrics().render(),
@@ -705,6 +709,22 @@ class HttpServer::Session : public Listener::Connection,
     }
     write(error_response(http::status::not_found, fmt::format("no route for {}", path),
                          Code::kNotFound));
+  }
+
+  // Asks for a snapshot now (docs/snapshots.md); 202: it is being taken,
+  // and /v1/status shows when it is done.
+  void handle_snapshot() {
+    if (!may_write()) {
+      return write(error_response(Status(
+          Code::kPermissionDenied, fmt::format("user \"{}\" is read-only", user_->name))));
+    }
+    if (Status s = engine_.request_snapshot(); !s) return write(error_response(s));
+    const EngineStatus st = engine_.status();
+    json::object o;
+    o["requested"] = true;
+    o["snapshots_taken"] = st.snapshots_taken;
+    o["snapshot_epoch"] = st.snapshot_epoch;
+    write(json_response(http::status::accepted, o));
   }
 
   void handle_status() {
@@ -732,6 +752,14 @@ class HttpServer::Session : public Listener::Connection,
     json::object offsets;
     for (const auto& [range, offset] : s.offsets) offsets[std::to_string(range)] = offset;
     o["offsets"] = std::move(offsets);
+    json::object snapshot;
+    snapshot["epoch"] = s.snapshot_epoch;
+    snapshot["bytes"] = s.snapshot_bytes;
+    snapshot["taken"] = s.snapshots_taken;
+    snapshot["in_progress"] = s.snapshot_in_progress;
+    snapshot["error"] = valid_utf8(s.snapshot_error) ? s.snapshot_error : std::string("(not UTF-8)");
+    snapshot["wal_first_segment"] = s.wal_first_segment;
+    o["snapshot"] = std::move(snapshot);
     Response res =
         json_response(s.serving ? http::status::ok : http::status::service_unavailable, o);
     if (!s.serving) res.set(http::field::retry_after, "1");

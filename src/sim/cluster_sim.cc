@@ -117,6 +117,8 @@ class CheckedApp final : public StateMachine {
   }
   std::string read(std::string_view op) const override { return kv_.read(op); }
   uint64_t state_hash() const override { return kv_.state_hash(); }
+  std::unique_ptr<AppSnapshotCursor> begin_snapshot() override { return kv_.begin_snapshot(); }
+  Status restore(SnapshotPieces& pieces) override { return kv_.restore(pieces); }
 
  private:
   kv::KvApp kv_;
@@ -180,6 +182,10 @@ class ClusterSimulation {
     // Checkers, per incarnation.
     std::unordered_map<uint64_t, uint64_t> executed;  // tx id -> reply hash
     uint64_t hashed_upto = 0;                         // epochs whose hash and digest were recorded
+    bool snapshot_job = false;  // a snapshot's fsync and rename are under way
+    // The epoch this incarnation restored a snapshot of: its state is
+    // compared, but no txs of it executed here to digest.
+    uint64_t restored_epoch = 0;
     uint64_t digest_epoch = 0;                        // the epoch `digest` is being built for
     uint64_t digest = 0;
   };
@@ -235,6 +241,7 @@ class ClusterSimulation {
   void check_advertised_kept(SimNode& n);
   void maybe_sync(SimNode& n);
   void on_synced(SimNode& n, host::PendingWrite& w);
+  void snapshot_work(SimNode& n);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
   void record_hashes(SimNode& n);
   void record_epoch(SimNode& n, uint64_t epoch, uint64_t hash);
@@ -328,6 +335,8 @@ void ClusterSimulation::start_node(SimNode& n) {
   n.executed.clear();
   n.hashed_upto = 0;
   n.digest_epoch = 0;
+  n.snapshot_job = false;
+  n.restored_epoch = 0;
   n.digest = 0;
   NodeId id = n.id;
   n.app = std::make_unique<CheckedApp>(
@@ -362,8 +371,32 @@ void ClusterSimulation::start_node(SimNode& n) {
   o.fresh_data_id = world_.next();
   o.wal.segment_bytes = s_.wal_segment_bytes;
   o.recover_lost_log = members_.size() > 1;
+  if (s_.snapshot_log_bytes != 0) {
+    n.host->set_snapshots(*n.disk.env,
+                          host::SnapshotSettings{.dir = "/node/snapshots",
+                                                 .log_bytes = s_.snapshot_log_bytes,
+                                                 .kept = 2,
+                                                 .step_bytes = s_.snapshot_step_bytes});
+  }
   host::ReplayCounts counts;
-  auto dir = n.host->open(*n.disk.env, o, counts, [&] { record_hashes(n); });
+  auto dir = n.host->open(*n.disk.env, o, counts, [&] {
+    // A restored snapshot is the state at its epoch: recorded (and so
+    // compared with every other node's) as that epoch's alone.
+    if (counts.snapshot_epoch > n.hashed_upto + 1) n.hashed_upto = counts.snapshot_epoch - 1;
+    if (counts.snapshot_epoch != 0 && n.restored_epoch == 0) {
+      n.restored_epoch = counts.snapshot_epoch;
+      // What the restored state executed (every node executes the same
+      // txs in an epoch; the per-epoch digests check it).
+      for (const auto& [raw, tx] : applied_anywhere_) {
+        if (tx.epoch <= n.restored_epoch) n.executed.emplace(raw, hash64(tx.reply));
+      }
+    }
+    record_hashes(n);
+  });
+  if (!counts.snapshot.empty()) {
+    stats_.snapshot_restores++;
+    world_.trace(fmt::format("n{} restored snapshot of epoch {}", id.value(), counts.snapshot_epoch));
+  }
   if (!dir) {
     world_.fail(fmt::format("n{} replay: {}", id.value(), dir.status().to_string()));
     n.stop();
@@ -529,6 +562,51 @@ void ClusterSimulation::check_bounded(SimNode& n) {
 void ClusterSimulation::process(SimNode& n) {
   drain(n);
   maybe_sync(n);
+  snapshot_work(n);
+}
+
+void ClusterSimulation::snapshot_work(SimNode& n) {
+  if (s_.snapshot_log_bytes == 0 || world_.failed() || !n.up || n.host == nullptr ||
+      n.snapshot_job) {
+    return;
+  }
+  host::NodeHost& h = *n.host;
+  if (h.snapshot_due()) {
+    if (Status st = h.begin_snapshot(); !st) {
+      world_.trace(fmt::format("n{} could not begin a snapshot: {}", n.id.value(), st.to_string()));
+      return;
+    }
+    world_.trace(fmt::format("n{} snapshot of epoch {} begun", n.id.value(),
+                             n.node->applied_epoch().value()));
+  }
+  host::NodeHost::SnapshotStep step = h.snapshot_step();
+  if (!h.snapshot_in_progress()) return;
+  const uint64_t inc = n.incarnation;
+  if (step.job) {
+    // The fsync and rename take a while, off the node's loop: a crash may
+    // come first, and the snapshot is then never published.
+    n.snapshot_job = true;
+    world_.after(world_.uniform(s_.process.disk_min_us, 4 * s_.process.disk_max_us),
+                 [this, &n, inc, job = std::move(step.job)] {
+                   if (!n.running(inc)) return;
+                   n.snapshot_job = false;
+                   const Status st = job();
+                   n.host->snapshot_synced(st);
+                   if (st) {
+                     stats_.snapshots++;
+                     world_.trace(fmt::format("n{} snapshot of epoch {} published", n.id.value(),
+                                              n.host->snapshots().back().epoch));
+                   } else {
+                     world_.trace(fmt::format("n{} snapshot abandoned: {}", n.id.value(),
+                                              st.to_string()));
+                   }
+                   process(n);  // the compaction goes with the next write
+                 });
+  } else if (step.more) {
+    world_.after(100, [this, &n, inc] {
+      if (n.running(inc)) snapshot_work(n);
+    });
+  }
 }
 
 void ClusterSimulation::maybe_sync(SimNode& n) {
@@ -595,7 +673,7 @@ void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::st
     return;
   }
   check_logical_time(ctx);
-  auto [first, inserted] = applied_anywhere_.try_emplace(raw, AppliedTx{world_.now(), reply});
+  auto [first, inserted] = applied_anywhere_.try_emplace(raw, AppliedTx{world_.now(), reply, epoch});
   if (!inserted && first->second.reply != reply) {
     world_.fail(fmt::format("n{} computed another reply to tx {} than the first node to apply it",
                             n.id.value(), tx_name(ctx.tx_id)));
@@ -627,6 +705,17 @@ void ClusterSimulation::record_hashes(SimNode& n) {
 
 void ClusterSimulation::record_epoch(SimNode& n, uint64_t epoch, uint64_t hash) {
   const uint64_t digest = n.digest_epoch == epoch ? n.digest : 0;
+  if (epoch == n.restored_epoch && n.digest_epoch != epoch) {
+    // Restored from a snapshot: the state must be the one every node had.
+    if (epoch <= epochs_.size() && epochs_[epoch - 1].hash != hash) {
+      world_.fail(fmt::format("n{} (incarnation {}) restored a snapshot of epoch {} with state "
+                              "hash {:016x}; n{} had {:016x} after that epoch",
+                              n.id.value(), n.incarnation, epoch, hash,
+                              epochs_[epoch - 1].node.value(), epochs_[epoch - 1].hash));
+    }
+    if (epoch == epochs_.size() + 1) epochs_.push_back(EpochRecord{hash, 0, n.id, n.incarnation});
+    return;
+  }
   MAROON_ASSERT(epoch >= 1 && epoch <= epochs_.size() + 1);
   if (epoch == epochs_.size() + 1) {
     epochs_.push_back(EpochRecord{hash, digest, n.id, n.incarnation});
@@ -1569,6 +1658,9 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   s.two_payload_fraction =
       s.nodes == 1 || p.chance(0.8) ? 0 : 0.02 + static_cast<double>(p.below(9)) / 100.0;
   s.log_loss_chance = s.nodes < 3 || s.nodes_lost > 0 || s.long_outage || p.chance(0.7) ? 0 : 0.3;
+  // Drawn after the rest, so the draws above stay those of earlier seeds.
+  s.snapshot_log_bytes = p.chance(0.4) ? 0 : (8 << 10) + p.below(120 << 10);
+  s.snapshot_step_bytes = 64 + p.below(8192);
   if (s.long_outage) {
     s.tx_retention_bytes_max = (16 << 10) + p.below(16 << 10);
     s.network.partition_every_us = 0;
@@ -1596,7 +1688,7 @@ std::string ClusterSettings::describe() const {
       "per range {}; advert {} pull retry {} gateway retry {} result retry {} lease retry {} "
       "ticks; codec {:.0f}%; fsync failures {:.2f}%, WAL segments {} KiB{}; client timeout {} ms; "
       "safety {:.1f} s; vr heartbeat {} lease {} timeout {} retry {} batch {} checkpoint {} "
-      "transfer {}",
+      "transfer {}{}",
       seed, nodes, gateways, clients, keys, network.describe(), process.describe(), nodes_lost,
       power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms,
       clock_step_every_us / 1000, lease_ms,
@@ -1615,7 +1707,10 @@ std::string ClusterSettings::describe() const {
       wal_segment_bytes / 1024, nodes == 1 && order_unsynced_txs ? "; order unsynced txs" : "",
       client_timeout_us / 1000, static_cast<double>(safety_us) / 1e6, vr.heartbeat_ticks,
       vr.lease_ticks, vr.view_change_timeout_ticks, vr.retry_ticks, vr.prepare_batch_ops_max,
-      vr.checkpoint_interval_ops, vr.state_transfer_ops_max);
+      vr.checkpoint_interval_ops, vr.state_transfer_ops_max,
+      snapshot_log_bytes == 0 ? std::string()
+                              : fmt::format("; snapshots every {} KiB of log, {} B a step",
+                                            snapshot_log_bytes / 1024, snapshot_step_bytes));
 }
 
 ClusterResult run_cluster_simulation(const ClusterSettings& settings, size_t trace_lines,

@@ -114,6 +114,12 @@ struct ClusterSettings {
   double fsync_failure = 0;
   // The WAL's segment size on the simulated disk (small, to roll often).
   uint64_t wal_segment_bytes = 4 * 1024 * 1024;
+  // Node snapshots (docs/snapshots.md): one is taken once this many bytes
+  // of log were written since the last (0: none), written this many bytes
+  // of app state per step while the node goes on; two kept, the log behind
+  // the older compacted. Restarts restore the newest.
+  uint64_t snapshot_log_bytes = 0;
+  size_t snapshot_step_bytes = 4096;
   int64_t client_timeout_us = 2'000'000;  // safety phase only
   int64_t client_think_us_max = 20'000;
   size_t history_ops_max = 50'000;
@@ -151,6 +157,8 @@ struct ClusterStats {
   uint64_t ranges_retired = 0;  // most retired by one node incarnation
   uint64_t lag_stops = 0;       // nodes that stopped: every peer had evicted what they needed
   uint64_t log_losses = 0;      // restarts that found their log's end gone
+  uint64_t snapshots = 0;        // published
+  uint64_t snapshot_restores = 0;  // restarts that restored one
   uint64_t log_recoveries = 0;  // ... and recovered it from peers
   uint64_t unknown_app_results = 0;  // txs for an unknown app answered (empty) to their gateway
   uint64_t two_payload_results = 0;  // txs sent with two payloads, answered to their gateway
@@ -174,6 +182,7 @@ struct ClusterResult : RunOutcome {
 struct AppliedTx {
   int64_t first_us = 0;
   std::string reply;
+  uint64_t epoch = 0;  // the epoch it executed in (the same on every node)
 };
 
 struct UnknownOpCounts {

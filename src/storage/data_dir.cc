@@ -48,6 +48,8 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
                                                const StateFn& on_state,
                                                const RecordFn& on_record) {
   std::unique_ptr<DataDir> d(new DataDir());
+  d->path_ = o.path;
+  d->env_ = &env;
   if (Status s = env.create_dirs(o.path); !s) return s;
   const std::string wal_dir = o.path + "/wal";
   auto superblock = Superblock::open(env, o.path + "/superblock");
@@ -107,7 +109,17 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
       }
     }
   }
+  uint64_t covered_lsn = 0;
+  if (o.before_log) {
+    auto covered = o.before_log();
+    if (!covered) return covered.status();
+    covered_lsn = *covered;
+  }
   WalOptions wal_options = o.wal;
+  wal_options.first_segment = d->wal_first_segment_;
+  // No segment was ever made: a snapshot put here (a new node bootstrapped
+  // from one) is where the log continues from.
+  if (d->wal_last_segment_ == 0) wal_options.empty_log_last_lsn = covered_lsn;
   wal_options.clean_last_lsn = d->clean_last_lsn_;
   wal_options.recover_lost_records = o.recover_lost_log;
   DataDir* raw = d.get();
@@ -118,11 +130,42 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
     return raw->write_identity();
   };
   auto wal = Wal::open(env, wal_dir, wal_options,
-                       [&](Lsn, uint8_t type, std::string_view payload) {
+                       [&](Lsn lsn, uint8_t type, std::string_view payload) {
+                         if (lsn.value() <= covered_lsn) {
+                           return o.on_covered_record ? o.on_covered_record(type, payload)
+                                                      : Status::ok();
+                         }
                          return on_record(type, payload);
                        });
   if (!wal) return wal.status();
   d->wal_ = std::move(wal).value();
+  // The snapshot and the log must meet: every record after the snapshot's
+  // point is in the log.
+  if (d->wal_->first_lsn().value() > covered_lsn + 1) {
+    return corruption(fmt::format(
+        "{}: the log starts at lsn {} ({}), but {}; the records in between are gone. Restore "
+        "the snapshots directory from a backup, or (in a cluster) start this node with an "
+        "empty data directory to take a snapshot from a peer",
+        wal_dir, d->wal_->first_lsn().value(), wal::segment_file_name(d->wal_->first_segment()),
+        covered_lsn == 0 ? std::string("no snapshot covers the records before it")
+                         : fmt::format("the snapshot restored covers the log only through lsn {}",
+                                       covered_lsn)));
+  }
+  if (d->wal_->last_lsn().value() < covered_lsn) {
+    const std::string what = fmt::format(
+        "{}: the log ends at lsn {}, before the snapshot restored (which covers it through lsn "
+        "{}): the log lost records it had made durable",
+        wal_dir, d->wal_->last_lsn().value(), covered_lsn);
+    if (!o.recover_lost_log) return corruption(what);
+    // What the log still holds, the snapshot covers: it goes, and the log
+    // continues after the snapshot's point (what followed it is recovered
+    // from peers, as for any lost end).
+    if (Status s = d->wal_->continue_after(Lsn(covered_lsn)); !s) return s;
+    d->wal_first_segment_ = d->wal_->segment_index();
+    d->log_lost_ = what;
+    if (Status s = d->write_identity(); !s) return s;
+    if (Status s = d->wal_->remove_segments_below(d->wal_first_segment_); !s) return s;
+  }
   if (d->wal_->lost()) d->log_lost_ = *d->wal_->lost();
   if (d->log_lost_) {
     // Said durably before anything else is written, in the same superblock
@@ -196,6 +239,26 @@ Status DataDir::write(std::vector<WriteStep>& steps, size_t* steps_done) {
       if (step.state) state_ = *step.state;
       if (step.log_recovered) log_lost_.reset();
       if (Status s = write_identity(); !s) return s;
+    }
+    if (step.compact_through_lsn) {
+      const std::vector<uint64_t> covered = wal_->segments_through(Lsn(*step.compact_through_lsn));
+      if (!covered.empty()) {
+        // The superblock says where the log starts before any segment goes:
+        // a crash in between leaves files the next open removes, never a log
+        // that seems to have lost its beginning.
+        wal_first_segment_ = covered.back() + 1;
+        if (Status s = write_identity(); !s) return s;
+        (void)wal_->remove_segments_below(wal_first_segment_);
+      }
+    }
+    if (!step.remove_files.empty()) {
+      std::vector<std::string> dirs;
+      for (const std::string& f : step.remove_files) {
+        if (env_->exists(f) && env_->remove(f).is_ok()) dirs.push_back(parent_dir(f));
+      }
+      std::sort(dirs.begin(), dirs.end());
+      dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+      for (const std::string& dir : dirs) (void)env_->sync_dir(dir);
     }
     if (steps_done != nullptr) ++*steps_done;
   }

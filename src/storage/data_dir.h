@@ -36,8 +36,20 @@ struct WriteStep {
   // recovered: the sequencer has taken back from peers what it lost, in
   // this step or an earlier one.
   bool log_recovered = false;
-  bool empty() const { return batch->empty() && !state && !log_recovered; }
+  // After the batch and state: the log's records up to this LSN are covered
+  // by a durable snapshot; the segments holding only such records are
+  // deleted (the superblock first says where the log now starts). Then
+  // these files (older snapshots) are removed. Failures to remove lose
+  // nothing and fail nothing: the next open or compaction removes them.
+  std::optional<uint64_t> compact_through_lsn;
+  std::vector<std::string> remove_files;
+  bool empty() const {
+    return batch->empty() && !state && !log_recovered && !compact_through_lsn &&
+           remove_files.empty();
+  }
 };
+
+using RecordFnPtr = std::function<Status(uint8_t type, std::string_view payload)>;
 
 struct DataDirOptions {
   std::string path;
@@ -49,6 +61,15 @@ struct DataDirOptions {
   // from peers. A single node refuses it: nobody else holds the records.
   bool recover_lost_log = false;
   WalOptions wal;
+  // Called after the superblock's state and before the log is replayed:
+  // restores the newest snapshot, if any, and returns the LSN through which
+  // it covers the log (0: none). Records up to it are not replayed, and the
+  // log must reach back to it: a log that starts later, or ends before it,
+  // is refused.
+  std::function<Result<uint64_t>()> before_log;
+  // Records the snapshot covers (LSN up to the one before_log returned) go
+  // here instead of on_record, if set.
+  RecordFnPtr on_covered_record;
 };
 
 class DataDir {
@@ -76,6 +97,7 @@ class DataDir {
   uint64_t node_id() const { return node_id_; }
   uint64_t data_id() const { return data_id_; }
   const Wal& wal() const { return *wal_; }
+  const std::string& path() const { return path_; }
   // Set while the log lacks records it once held durably (found at this
   // start or at an earlier one, and not yet recovered): the sequencer must
   // recover from peers before it votes. Says what was lost.
@@ -98,6 +120,8 @@ class DataDir {
   // log_lost_ instead of refusing; missing first segments are refused.
   Status check_log_extent(Env& env, const std::string& wal_dir, bool recover_lost);
 
+  Env* env_ = nullptr;
+  std::string path_;
   uint64_t node_id_ = 0;
   uint64_t data_id_ = 0;
   // How far the log reaches, as the superblock records it: its first

@@ -154,7 +154,14 @@ Status Wal::recover(const ReplayFn& replay) {
       if (Status s = env_.remove(join_path(dir_, name)); !s) return s;
       continue;
     }
-    if (auto index = wal::parse_segment_file_name(name)) indexes.push_back(*index);
+    if (auto index = wal::parse_segment_file_name(name)) {
+      if (*index < options_.first_segment) {
+        // Compacted away; its removal was interrupted.
+        if (Status s = env_.remove(join_path(dir_, name)); !s) return s;
+        continue;
+      }
+      indexes.push_back(*index);
+    }
   }
   std::sort(indexes.begin(), indexes.end());
   if (indexes.empty()) {
@@ -165,6 +172,8 @@ Status Wal::recover(const ReplayFn& replay) {
       if (!options_.recover_lost_records) return corruption(what);
       lost_ = what;
     }
+    MAROON_ASSERT(options_.empty_log_last_lsn < wal::kLsnMax);
+    last_lsn_.store(options_.empty_log_last_lsn, std::memory_order_release);
     return roll();
   }
 
@@ -211,6 +220,7 @@ Status Wal::recover(const ReplayFn& replay) {
                         std::to_string(header->first_lsn.value()));
     }
     if (i == 0) next_lsn = header->first_lsn;
+    segments_[index] = header->first_lsn.value();
     if (earlier_damage) {
       if (header->first_lsn != next_lsn) return *earlier_damage;
       earlier_damage.reset();
@@ -311,9 +321,46 @@ Status Wal::roll() {
   }
   file_ = std::move(*file);
   segment_index_ = index;
+  segments_[index] = h.first_lsn.value();
   checksum_seed_ = wal::checksum_seed(h);
   write_offset_ = kSegmentHeaderBytes;
   segment_capacity_bytes_ = options_.segment_bytes;
+  return Status::ok();
+}
+
+std::vector<uint64_t> Wal::segments_through(Lsn lsn) const {
+  std::vector<uint64_t> out;
+  for (auto it = segments_.begin(); it != segments_.end(); ++it) {
+    auto next = std::next(it);
+    // Segment i's records end before segment i + 1's first LSN.
+    if (next == segments_.end() || next->second > lsn.value() + 1) break;
+    out.push_back(it->first);
+  }
+  return out;
+}
+
+Status Wal::remove_segments_below(uint64_t index) {
+  if (failed()) return failure_;
+  MAROON_ASSERT(index <= segment_index_);
+  bool removed = false;
+  while (!segments_.empty() && segments_.begin()->first < index) {
+    // A failure here loses nothing (the next open removes what is left),
+    // so it does not fail the log.
+    if (Status s = env_.remove(segment_path(segments_.begin()->first)); !s) return s;
+    segments_.erase(segments_.begin());
+    removed = true;
+  }
+  if (removed) {
+    if (Status s = env_.sync_dir(dir_); !s) return s;
+  }
+  return Status::ok();
+}
+
+Status Wal::continue_after(Lsn lsn) {
+  if (failed()) return failure_;
+  MAROON_ASSERT(lsn > last_lsn() && lsn.value() < wal::kLsnMax);
+  last_lsn_.store(lsn.value(), std::memory_order_release);
+  if (Status s = roll(); !s) return fail(s);
   return Status::ok();
 }
 

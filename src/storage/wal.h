@@ -11,10 +11,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/limits.h"
 #include "common/status.h"
@@ -40,6 +42,14 @@ struct WalOptions {
   // goes into it (the data directory records how far the log reaches). An
   // error fails the roll.
   std::function<Status(uint64_t segment_index)> on_roll;
+  // Segments below this index were compacted away (a snapshot covers their
+  // records): any still present, left by a crash in the middle of removing
+  // them, are removed on open and never replayed.
+  uint64_t first_segment = 1;
+  // A log with no segment yet starts after this LSN (a directory whose
+  // state so far comes from a snapshot: its first record follows the
+  // snapshot's point).
+  uint64_t empty_log_last_lsn = 0;
 };
 
 // What recovery cut from the end of the log: a torn tail (the batch being
@@ -109,6 +119,23 @@ class Wal {
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
   // Index of the segment being appended to.
   uint64_t segment_index() const { return segment_index_; }
+  // The oldest segment and the LSN its first record has (or would have).
+  uint64_t first_segment() const { return segments_.begin()->first; }
+  Lsn first_lsn() const { return Lsn(segments_.begin()->second); }
+  // The segments whose every record has an LSN <= lsn, oldest first; never
+  // the one being appended to.
+  std::vector<uint64_t> segments_through(Lsn lsn) const;
+  // Deletes segments below `index` (their files), oldest first, and makes
+  // the removals durable. The caller has made the new first segment durable
+  // first (DataDir's superblock), so a crash part-way leaves files that the
+  // next open removes (WalOptions::first_segment). Not while writing.
+  [[nodiscard]] Status remove_segments_below(uint64_t index);
+  // The log lost its end, and a snapshot covers everything up to `lsn`,
+  // past its last record: the log continues in a new segment from lsn + 1
+  // (so no new record takes an LSN the snapshot covers). The older
+  // segments hold only covered records; the caller removes them once the
+  // superblock says the log starts at the new one.
+  [[nodiscard]] Status continue_after(Lsn lsn);
   // The torn tail recovery cut, if it cut one.
   const std::optional<WalCut>& cut() const { return cut_; }
   // With recover_lost_records: what recovery found missing or damaged that
@@ -130,6 +157,8 @@ class Wal {
   const WalOptions options_;
   std::unique_ptr<File> file_;
   uint64_t segment_index_ = 0;
+  // Every segment on disk: index -> its first LSN.
+  std::map<uint64_t, uint64_t> segments_;
   std::optional<WalCut> cut_;
   std::optional<std::string> lost_;
   uint64_t checksum_seed_ = 0;  // of the segment being appended to

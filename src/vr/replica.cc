@@ -240,6 +240,43 @@ Status Replica::replay(const DurableRecord& record) {
   return Status::ok();
 }
 
+std::vector<DurableRecord> Replica::durable_image() const {
+  MAROON_ASSERT(started_);
+  std::vector<DurableRecord> image;
+  // The newest checkpoint emitted: pending ones are newer than checkpoint_.
+  const Checkpoint* cp = checkpoint_ ? &*checkpoint_ : nullptr;
+  for (const Pending& p : pending_) {
+    if (p.checkpoint && (cp == nullptr || p.checkpoint->op > cp->op)) cp = &*p.checkpoint;
+  }
+  OpNumber after = log_after_;
+  if (cp != nullptr) {
+    // Replaying the checkpoint sets the log to start at it (or later, after
+    // a gap, which the suffix's start then reproduces).
+    MAROON_ASSERT(cp->op <= op_ && cp->op <= checkpoint_taken_);
+    image.emplace_back(*cp);
+    after = std::max(after, cp->op);
+  }
+  // As persist_log: records of at most log_record_bytes_max (plus the entry
+  // crossing it); the first starts the log at `after`, the others append.
+  // An empty log after the checkpoint needs no record, unless it starts
+  // later (a gap), which the original record marked the same way.
+  size_t i = after.value() - log_after_.value();
+  const bool gap = after > (cp ? cp->op : OpNumber(0));
+  if (i == log_.size() && !gap) return image;
+  do {
+    LogSuffix rec{OpNumber(log_after_.value() + i), {}};
+    size_t bytes = 0;
+    while (i < log_.size() && (rec.entries.empty() || bytes + log_[i].payload.size() <=
+                                                          limits::log_record_bytes_max)) {
+      bytes += log_[i].payload.size();
+      rec.entries.push_back(log_[i]);
+      i++;
+    }
+    image.emplace_back(std::move(rec));
+  } while (i < log_.size());
+  return image;
+}
+
 void Replica::note_log_lost() {
   MAROON_ASSERT(!started_);
   log_lost_ = true;

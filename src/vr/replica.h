@@ -172,6 +172,13 @@ class Replica {
   // replica's lost log is unrecoverable.
   void note_log_lost();
   void finish_replay(Output& out);
+  // Records that, replayed after the DurableState (before finish_replay),
+  // rebuild this replica as replaying every log and checkpoint record it
+  // emitted so far would: the newest checkpoint it emitted, then its log
+  // after it. A node snapshot carries them, so the log records before the
+  // snapshot can be deleted (docs/snapshots.md). Emitted, not durable: the
+  // caller uses the image only once its records are durable.
+  std::vector<DurableRecord> durable_image() const;
 
   // --- Running. ---
   void step(const ReplicaMessage& msg, Output& out);

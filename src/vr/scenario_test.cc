@@ -1847,9 +1847,12 @@ TEST(Vr_WholeGroup, WholeGroupRestartWithCheckpoints) {
 // most once. A failure names the seed.
 // With `reconfigure`, two more replicas wait to be added and one request at
 // a random point asks for a random new group of three out of the five.
-void random_run(uint64_t seed, size_t replicas, bool reconfigure = false) {
+// With `compact`, every replica's disk is replaced by its durable image
+// whenever everything it emitted is durable (as a node snapshot compacts
+// its WAL), after checking that the image replays to the same replica.
+void random_run(uint64_t seed, size_t replicas, bool reconfigure = false, bool compact = false) {
   SCOPED_TRACE("seed " + std::to_string(seed) + ", " + std::to_string(replicas) + " replicas" +
-               (reconfigure ? ", reconfiguring" : ""));
+               (reconfigure ? ", reconfiguring" : "") + (compact ? ", compacting" : ""));
   Prng rng(seed);
   Options o = test_options();
   o.checkpoint_interval_ops = rng.below(3) == 0 ? 0 : 2 + rng.below(6);
@@ -1857,6 +1860,7 @@ void random_run(uint64_t seed, size_t replicas, bool reconfigure = false) {
   o.pipeline_ops_max = o.prepare_batch_ops_max + rng.below(6);
   o.state_transfer_ops_max = 1 + rng.below(8);
   Cluster c(replicas, o, seed);
+  c.compact_disks(compact);
   const size_t f = failures_tolerated(replicas);
   const size_t ids = reconfigure ? replicas + 2 : replicas;
   if (reconfigure) {
@@ -1985,6 +1989,9 @@ void random_run(uint64_t seed, size_t replicas, bool reconfigure = false) {
         << c.count_sent(from(id) && type<GetState>()) << ", NewState received "
         << c.count_sent(to(id) && type<NewState>());
   }
+  if (compact) {
+    EXPECT_GT(c.compactions(), 0u);
+  }
 }
 
 // VR_SEED=n runs only that seed (with its trace: VR_TRACE=1); VR_SEEDS=n
@@ -2017,6 +2024,22 @@ TEST(Vr_RandomFaults, ThreeReplicas) {
 TEST(Vr_RandomFaults, ThreeReplicasReconfiguring) {
   for (uint64_t seed = seeds(40).first; seed <= seeds(40).second; seed++) {
     random_run(seed, 3, /*reconfigure=*/true);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
+
+// Compaction: restarts replay durable images (a checkpoint and the log
+// after it) instead of every record written.
+TEST(Vr_RandomFaults, ThreeReplicasCompacting) {
+  for (uint64_t seed = seeds(40).first; seed <= seeds(40).second; seed++) {
+    random_run(seed, 3, /*reconfigure=*/false, /*compact=*/true);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
+
+TEST(Vr_RandomFaults, ThreeReplicasReconfiguringCompacting) {
+  for (uint64_t seed = seeds(40).first; seed <= seeds(40).second; seed++) {
+    random_run(seed, 3, /*reconfigure=*/true, /*compact=*/true);
     if (::testing::Test::HasFailure()) break;
   }
 }

@@ -58,6 +58,7 @@
 #include <vector>
 
 #include "common/codec.h"
+#include "common/hash.h"
 #include "host/held_messages.h"
 #include "vr/log_matching.h"
 #include "vr/replica.h"
@@ -682,6 +683,30 @@ class Cluster {
     check();
   }
   const std::vector<DurableRecord>& wal(uint32_t id) const { return nodes_.at(id).wal; }
+
+  // Compaction, as a node snapshot does it: once everything a replica
+  // emitted is durable, its log and checkpoint records on disk are replaced
+  // by its durable image (Replica::durable_image), after checking that
+  // replaying the image rebuilds the replica that replaying the records
+  // does. With compact_disks(true), every check does it for every replica.
+  void compact_disks(bool on) { compact_ = on; }
+  bool compact_disk(uint32_t id) {
+    Node& node = nodes_.at(id);
+    if (!node.replica || !node.unsynced.empty()) return false;
+    std::vector<DurableRecord> image = node.replica->durable_image();
+    const std::string from_records = rebuilt(node, node.wal);
+    const std::string from_image = rebuilt(node, image);
+    if (from_records != from_image) {
+      ADD_FAILURE() << "r" << id << ": replaying its durable image differs from replaying its "
+                    << node.wal.size() << " records\nrecords: " << from_records
+                    << "\nimage:   " << from_image;
+      return false;
+    }
+    node.wal = std::move(image);
+    compactions_++;
+    return true;
+  }
+  uint64_t compactions() const { return compactions_; }
   const std::optional<DurableState>& superblock(uint32_t id) const {
     return nodes_.at(id).superblock;
   }
@@ -733,6 +758,9 @@ class Cluster {
     history_.violations.clear();
     if (clocks_in_step_) check_leases();
     for (auto& f : checks_) f(*this);
+    if (compact_) {
+      for (const auto& [id, node] : nodes_) compact_disk(id);
+    }
   }
   // The entry committed at op, as first observed at any replica.
   std::optional<Entry> committed_entry(uint64_t op) const {
@@ -829,6 +857,40 @@ class Cluster {
 
   void check_replay(uint32_t id, const Status& st) {
     EXPECT_TRUE(st.is_ok()) << "r" << id << " replay: " << st.to_string();
+  }
+
+  // A fresh replica restarted from the node's superblock and `records`,
+  // described: what replay rebuilt, then what finish_replay made of it.
+  std::string rebuilt(const Node& node, const std::vector<DurableRecord>& records) const {
+    ExecutionHistory scratch;
+    ListService service(node.id, &scratch);
+    Replica rep(ReplicaId(node.id), options_, service, 1);
+    std::string d;
+    auto status = [&](const Status& st) {
+      if (!st) d += " replay error: " + st.to_string();
+    };
+    if (node.superblock) status(rep.replay(*node.superblock));
+    for (const DurableRecord& rec : records) status(rep.replay(rec));
+    auto describe_replica = [&] {
+      d += " op " + std::to_string(rep.op().value()) + " log after " +
+           std::to_string(rep.log_after().value()) + " commit " +
+           std::to_string(rep.commit().value()) + " executed " +
+           std::to_string(rep.executed().value()) + " checkpoint " +
+           std::to_string(rep.checkpoint_op().value()) + " entries";
+      for (uint64_t op = rep.log_after().value() + 1; op <= rep.op().value(); op++) {
+        const Entry* e = rep.entry(OpNumber(op));
+        d += e == nullptr ? std::string(" ?")
+                          : " " + std::to_string(e->view.value()) + ":" +
+                                std::to_string(hash64(e->payload));
+      }
+      d += " service " + std::to_string(hash64(service.snapshot()));
+    };
+    describe_replica();
+    Output out;
+    rep.finish_replay(out);
+    d += " | " + status_text(rep);
+    describe_replica();
+    return d;
   }
 
   static std::string disk_summary(const Node& node) {
@@ -1065,6 +1127,8 @@ class Cluster {
   ExecutionHistory history_;
   std::map<uint64_t, Entry> committed_;
   std::vector<std::function<void(Cluster&)>> checks_;
+  bool compact_ = false;
+  uint64_t compactions_ = 0;
   std::string trace_;
   std::string full_trace_;
   int quiet_ = 0;

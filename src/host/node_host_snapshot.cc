@@ -1,0 +1,379 @@
+// NodeHost's snapshots (docs/snapshots.md): taking one while the node keeps
+// serving, publishing it once the log is durable through its point,
+// compacting the log behind it, and restoring the newest valid one at a
+// restart. The file layout is storage/snapshot_file.h's; the chunk kinds
+// and the header are defined here.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/codec.h"
+#include "host/node_host.h"
+#include "storage/snapshot_file.h"
+
+namespace maroon::host {
+
+namespace {
+
+constexpr uint8_t kHeaderFormat = 1;
+
+// Chunk kinds, in the order they appear in a file.
+enum ChunkKind : uint8_t {
+  kNodeState = 1,        // pieces of Node::encode_state, concatenated
+  kAppBegin = 2,         // u8 app id
+  kAppPiece = 3,         // one piece of that app's cursor
+  kAppEnd = 4,           // empty
+  kSequencerRecord = 5,  // u8 record type, then its payload
+};
+
+constexpr size_t kStateChunkBytes = 1024 * 1024;
+
+struct Header {
+  uint64_t node_id = 0;
+  uint64_t epoch = 0;
+  uint64_t logical_time_ms = 0;
+  uint64_t state_hash = 0;
+  uint64_t lsn = 0;  // the log is covered through this LSN
+};
+
+std::string encode_header(const Header& h) {
+  std::string out;
+  ByteWriter w(out);
+  w.u8(kHeaderFormat);
+  w.u64(h.node_id);
+  w.u64(h.epoch);
+  w.u64(h.logical_time_ms);
+  w.u64(h.state_hash);
+  w.u64(h.lsn);
+  return out;
+}
+
+Result<Header> decode_header(std::string_view bytes) {
+  ByteReader r(bytes);
+  Header h;
+  uint8_t format = 0;
+  if (!r.u8(format) || format != kHeaderFormat) {
+    return corruption(fmt::format("snapshot header format {} is not one this build reads ({})",
+                                  format, kHeaderFormat));
+  }
+  if (!r.u64(h.node_id) || !r.u64(h.epoch) || !r.u64(h.logical_time_ms) || !r.u64(h.state_hash) ||
+      !r.u64(h.lsn) || !r.at_end()) {
+    return corruption("malformed snapshot header");
+  }
+  return h;
+}
+
+// An app's pieces, read from the chunks between its kAppBegin and kAppEnd.
+class ChunkPieces final : public SnapshotPieces {
+ public:
+  explicit ChunkPieces(SnapshotFileReader& reader) : reader_(reader) {}
+  Result<std::optional<std::string_view>> next() override {
+    if (ended_) return std::optional<std::string_view>();
+    auto chunk = reader_.next();
+    if (!chunk) return chunk.status();
+    if (!*chunk) return corruption("the file ends inside an app's state");
+    const auto [kind, payload] = **chunk;
+    if (kind == kAppEnd) {
+      ended_ = true;
+      return std::optional<std::string_view>();
+    }
+    if (kind != kAppPiece) {
+      return corruption(fmt::format("chunk of kind {} inside an app's state", kind));
+    }
+    return std::optional<std::string_view>(payload);
+  }
+  bool ended() const { return ended_; }
+
+ private:
+  SnapshotFileReader& reader_;
+  bool ended_ = false;
+};
+
+}  // namespace
+
+struct NodeHost::Taking {
+  NodeSnapshot snap;
+  std::unique_ptr<SnapshotFileWriter> writer;
+  uint64_t cut_seq = 0;  // every record the capture reflects has seq <= this
+  uint64_t lsn = 0;
+  size_t app = 0;
+  bool app_open = false;
+  bool sequencer_written = false;
+  bool syncing = false;
+  std::string piece;
+};
+
+// Here, where Taking is complete.
+NodeHost::NodeHost(Node& node, NodeSink& sink, size_t batch_bytes_max)
+    : node_(node), sink_(sink), order_(batch_bytes_max) {}
+
+NodeHost::~NodeHost() = default;
+
+void NodeHost::set_snapshots(Env& env, SnapshotSettings settings) {
+  MAROON_ASSERT(!settings.dir.empty() && settings.kept >= 1 && settings.step_bytes > 0);
+  snapshot_env_ = &env;
+  snapshot_settings_ = std::move(settings);
+}
+
+bool NodeHost::snapshot_due() const {
+  if (!snapshots_enabled() || taking_ != nullptr || failed_) return false;
+  if (snapshot_requested_) return true;
+  const SnapshotSettings& s = snapshot_settings_;
+  if (s.log_bytes != 0) {
+    const uint64_t since = order_.record_bytes_added() - record_bytes_at_snapshot_;
+    const uint64_t last_size = published_.empty() ? 0 : published_.back().bytes;
+    if (since >= std::max(s.log_bytes, last_size)) return true;
+  }
+  return s.epochs != 0 && node_.applied_epoch().value() >= epoch_at_snapshot_ + s.epochs;
+}
+
+Status NodeHost::begin_snapshot() {
+  MAROON_ASSERT(snapshots_enabled() && taking_ == nullptr);
+  drain();
+  auto t = std::make_unique<Taking>();
+  t->cut_seq = order_.emitted_seq();
+  t->lsn = wal_lsn_at_open_ + order_.records_added();
+  t->snap = node_.begin_snapshot();
+  Header h{.node_id = 0,
+           .epoch = t->snap.epoch.value(),
+           .logical_time_ms = t->snap.logical_time_ms,
+           .state_hash = t->snap.state_hash,
+           .lsn = t->lsn};
+  snapshot_requested_ = false;
+  record_bytes_at_snapshot_ = order_.record_bytes_added();
+  epoch_at_snapshot_ = h.epoch;
+  auto writer = SnapshotFileWriter::create(*snapshot_env_, snapshot_settings_.dir, h.epoch,
+                                           encode_header(h));
+  if (!writer) {
+    snapshot_error_ = writer.status();
+    return writer.status();
+  }
+  t->writer = std::move(writer).value();
+  const std::string& state = t->snap.state;
+  for (size_t at = 0; at < state.size(); at += kStateChunkBytes) {
+    if (Status s = t->writer->add(kNodeState, std::string_view(state).substr(at, kStateChunkBytes));
+        !s) {
+      t->writer->abandon();
+      snapshot_error_ = s;
+      return s;
+    }
+  }
+  t->snap.state = {};
+  taking_ = std::move(t);
+  return Status::ok();
+}
+
+void NodeHost::fail_snapshot(Status s) {
+  MAROON_ASSERT(taking_ != nullptr && !s.is_ok());
+  taking_->writer->abandon();
+  taking_.reset();  // the app cursors end here
+  snapshot_error_ = std::move(s);
+}
+
+NodeHost::SnapshotStep NodeHost::snapshot_step() {
+  if (taking_ == nullptr || taking_->syncing) return {};
+  Taking& t = *taking_;
+  size_t budget = snapshot_settings_.step_bytes;
+  while (t.app < t.snap.apps.size()) {
+    auto& [app, cursor] = t.snap.apps[t.app];
+    Status s;
+    if (!t.app_open) {
+      const char id = static_cast<char>(app);
+      s = t.writer->add(kAppBegin, std::string_view(&id, 1));
+      t.app_open = true;
+    } else {
+      t.piece.clear();
+      if (cursor->next(t.piece, budget)) {
+        MAROON_ASSERT(t.piece.size() <= limits::snapshot_piece_bytes_max);
+        s = t.writer->add(kAppPiece, t.piece);
+        if (s) {
+          // One piece per call at most once the budget is spent: the loop
+          // goes back to serving.
+          if (t.piece.size() >= budget) return {.more = true};
+          budget -= t.piece.size();
+        }
+      } else {
+        s = t.writer->add(kAppEnd, {});
+        cursor.reset();  // the app stops keeping pre-images now
+        t.app_open = false;
+        t.app++;
+      }
+    }
+    if (!s) {
+      fail_snapshot(s);
+      return {};
+    }
+  }
+  if (!t.sequencer_written) {
+    std::string chunk;
+    for (const PersistRecord& r : t.snap.sequencer) {
+      chunk.clear();
+      chunk.push_back(static_cast<char>(r.type));
+      chunk.append(r.payload);
+      if (Status s = t.writer->add(kSequencerRecord, chunk); !s) {
+        fail_snapshot(s);
+        return {};
+      }
+    }
+    t.sequencer_written = true;
+  }
+  // Published only once the log holds everything the snapshot reflects: a
+  // snapshot must never be ahead of its log.
+  if (order_.durable_seq() < t.cut_seq) return {};
+  t.syncing = true;
+  SnapshotFileWriter* writer = t.writer.get();
+  return {.job = [writer] {
+    if (Status s = writer->finish(); !s) return s;
+    return writer->publish();
+  }};
+}
+
+void NodeHost::snapshot_synced(const Status& status) {
+  MAROON_ASSERT(taking_ != nullptr && taking_->syncing);
+  if (!status) {
+    fail_snapshot(status);
+    return;
+  }
+  SnapshotInfo info{.epoch = taking_->snap.epoch.value(),
+                    .lsn = taking_->lsn,
+                    .bytes = taking_->writer->bytes_written(),
+                    .path = taking_->writer->path()};
+  taking_.reset();
+  snapshots_taken_++;
+  snapshot_error_ = Status::ok();
+  // A snapshot of the same epoch replaced its file.
+  std::erase_if(published_, [&](const SnapshotInfo& p) { return p.epoch == info.epoch; });
+  published_.push_back(std::move(info));
+  std::sort(published_.begin(), published_.end(),
+            [](const SnapshotInfo& a, const SnapshotInfo& b) { return a.epoch < b.epoch; });
+  // Keep the newest `kept`, and the log back to the oldest of them.
+  const size_t kept = snapshot_settings_.kept;
+  std::vector<std::string> old;
+  while (published_.size() > kept) {
+    old.push_back(published_.front().path);
+    published_.erase(published_.begin());
+  }
+  // With fewer than `kept`, the log stays whole: it is what a damaged
+  // snapshot falls back to.
+  if (published_.size() == kept) order_.add_compaction(published_.front().lsn, std::move(old));
+}
+
+Result<uint64_t> NodeHost::load_snapshot(ReplayCounts& counts,
+                                         const std::function<void()>& after_restore) {
+  MAROON_ASSERT(snapshots_enabled());
+  Env& env = *snapshot_env_;
+  const std::string& dir = snapshot_settings_.dir;
+  auto numbers = list_snapshots(env, dir);
+  if (!numbers) return numbers.status();
+  // Every valid one is listed (their points bound compaction); the newest
+  // that restores is used.
+  std::vector<SnapshotInfo> valid;
+  for (uint64_t number : *numbers) {
+    const std::string path = join_path(dir, snapshot_file_name(number));
+    auto reader = SnapshotFileReader::open(env, path);
+    if (!reader) {
+      warnings_.push_back(fmt::format("snapshot {} passed over: {}", path,
+                                      reader.status().to_string()));
+      continue;
+    }
+    auto h = decode_header((*reader)->header());
+    if (!h) {
+      warnings_.push_back(fmt::format("snapshot {} passed over: {}", path, h.status().to_string()));
+      continue;
+    }
+    valid.push_back(SnapshotInfo{h->epoch, h->lsn, (*reader)->size(), path});
+  }
+  while (!valid.empty()) {
+    const SnapshotInfo& newest = valid.back();
+    auto reader = SnapshotFileReader::open(env, newest.path);
+    const Status ok = reader ? (*reader)->verify() : reader.status();
+    if (ok) break;
+    warnings_.push_back(fmt::format("snapshot {} is damaged and was passed over: {}",
+                                    newest.path, ok.to_string()));
+    valid.pop_back();
+  }
+  published_ = valid;
+  if (valid.empty()) return uint64_t{0};
+  uint64_t lsn = 0;
+  if (Status s = restore_from(valid.back().path, lsn, counts, after_restore); !s) {
+    // Verified whole, yet its content is wrong, and the node is half
+    // restored: nothing to fall back to in this process.
+    return Status(s.code(), fmt::format("{}: {}", valid.back().path, s.message()));
+  }
+  restored_ = valid.back();
+  epoch_at_snapshot_ = restored_->epoch;
+  return lsn;
+}
+
+Status NodeHost::restore_from(const std::string& path, uint64_t& lsn, ReplayCounts& counts,
+                              const std::function<void()>& after_restore) {
+  auto opened = SnapshotFileReader::open(*snapshot_env_, path);
+  if (!opened) return opened.status();
+  SnapshotFileReader& reader = **opened;
+  auto h = decode_header(reader.header());
+  if (!h) return h.status();
+  std::string state;
+  bool state_restored = false;
+  auto restore_state = [&]() -> Status {
+    if (state_restored) return Status::ok();
+    state_restored = true;
+    if (Status s = node_.restore_state(state); !s) return s;
+    if (node_.applied_epoch().value() != h->epoch) {
+      return corruption(fmt::format("the node state is at epoch {}, the header says {}",
+                                    node_.applied_epoch().value(), h->epoch));
+    }
+    return Status::ok();
+  };
+  // Once the apps are restored: their state must be the snapshot's.
+  auto check_apps = [&]() -> Status {
+    if (node_.state_hash() != h->state_hash) {
+      return corruption(fmt::format("the restored state hashes to {:016x}, the snapshot says "
+                                    "{:016x}",
+                                    node_.state_hash(), h->state_hash));
+    }
+    counts.snapshot = path;
+    counts.snapshot_epoch = h->epoch;
+    counts.snapshot_hash = h->state_hash;
+    if (after_restore) after_restore();
+    return Status::ok();
+  };
+  bool apps_checked = false;
+  for (;;) {
+    auto chunk = reader.next();
+    if (!chunk) return chunk.status();
+    if (!*chunk) break;
+    const auto [kind, payload] = **chunk;
+    if (kind == kNodeState) {
+      if (state_restored) return corruption("node state after the apps");
+      state.append(payload);
+      continue;
+    }
+    if (Status s = restore_state(); !s) return s;
+    if (kind == kAppBegin) {
+      if (payload.size() != 1 || apps_checked) return corruption("malformed app section");
+      ChunkPieces pieces(reader);
+      if (Status s = node_.restore_app(static_cast<AppId>(payload[0]), pieces); !s) return s;
+      if (!pieces.ended()) return corruption("an app's restore stopped before its end");
+    } else if (kind == kSequencerRecord) {
+      if (!apps_checked) {
+        // Before the sequencer replays epochs into the apps.
+        apps_checked = true;
+        if (Status s = check_apps(); !s) return s;
+      }
+      if (payload.empty()) return corruption("empty sequencer record");
+      if (Status s = node_.replay(static_cast<RecordType>(payload[0]), payload.substr(1)); !s) {
+        return s;
+      }
+    } else {
+      return corruption(fmt::format("unknown chunk kind {}", kind));
+    }
+  }
+  if (Status s = restore_state(); !s) return s;
+  if (!apps_checked) {
+    if (Status s = check_apps(); !s) return s;
+  }
+  lsn = h->lsn;
+  return Status::ok();
+}
+
+}  // namespace maroon::host

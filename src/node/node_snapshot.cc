@@ -1,0 +1,317 @@
+// Node snapshots: what a node captures of itself, and how a restart rebuilds
+// it (docs/snapshots.md, "Node state"). The state written is exactly what
+// replaying the log up to the snapshot's point would rebuild: ranges with
+// their offsets, result tables and held txs, committed epochs not yet
+// applied, leases and seals. What a node learns only from live messages
+// (peers' adverts, pulls in flight, its own uncommitted proposals, retained
+// txs for lagging peers) is not in it, as it is not in the log.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+
+#include "common/codec.h"
+#include "node/node.h"
+
+namespace maroon {
+
+namespace {
+
+constexpr uint8_t kStateFormat = 1;
+constexpr uint8_t kRangeSealed = 1;
+constexpr uint8_t kRangeOrphaned = 2;
+
+Status bad_state(std::string_view what) {
+  return corruption(fmt::format("node snapshot: {}", what));
+}
+
+}  // namespace
+
+std::string Node::encode_state() const {
+  std::string out;
+  ByteWriter w(out);
+  w.u8(kStateFormat);
+  w.u64(applied_epoch_.value());
+  w.u64(applied_time_ms_);
+  w.u64(committed_epoch_.value());
+  w.u64(committed_time_ms_);
+  w.u64(next_range_.value());
+  std::vector<std::pair<uint64_t, uint64_t>> newest;
+  for (const auto& [gateway, range] : newest_range_) newest.emplace_back(gateway.value(), range.value());
+  std::sort(newest.begin(), newest.end());  // the map's order must not leak into the bytes
+  w.varint(newest.size());
+  for (const auto& [gateway, range] : newest) {
+    w.u64(gateway);
+    w.u64(range);
+  }
+  w.varint(sealed_order_.size());
+  for (const auto& [time, range] : sealed_order_) {
+    w.u64(time);
+    w.u64(range.value());
+  }
+  w.varint(sealed_gateways_.size());
+  for (const SealedGateway& g : sealed_gateways_) {
+    w.u64(g.sealed_at_ms);
+    w.u64(g.owner.value());
+    w.u64(g.range.value());
+  }
+  // An expired range is kept only for its retained txs, which a snapshot
+  // does not carry: it is written as retired, as it becomes once they go.
+  std::map<RangeId, std::pair<GatewayId, uint64_t>> retired = retired_;
+  for (const auto& [id, range] : ranges_) {
+    if (range.expired) retired.emplace(id, std::pair(range.owner, range.seal_last));
+  }
+  while (retired.size() > kRetiredRangesKept) retired.erase(retired.begin());
+  w.varint(retired.size());
+  for (const auto& [id, r] : retired) {
+    w.u64(id.value());
+    w.u64(r.first.value());
+    w.u64(r.second);
+  }
+  w.varint(hashes_.size());
+  for (const auto& [epoch, hash] : hashes_) {
+    w.u64(epoch.value());
+    w.u64(hash);
+  }
+  w.varint(committed_queue_.size());
+  std::string encoded;
+  for (const Epoch& e : committed_queue_) {
+    encoded.clear();
+    encode_epoch(e, encoded);
+    w.bytes(encoded);
+  }
+  size_t live = 0;
+  for (const auto& [id, range] : ranges_) live += range.expired ? 0 : 1;
+  w.varint(live);
+  for (const auto& [id, range] : ranges_) {
+    if (range.expired) continue;
+    w.u64(id.value());
+    w.u64(range.owner.value());
+    w.u64(range.committed);
+    w.u64(range.applied);
+    w.u8((range.sealed ? kRangeSealed : 0) | (range.orphaned ? kRangeOrphaned : 0));
+    w.u64(range.seal_last);
+    w.u64(range.lease_expiry_ms);
+    w.u64(range.results.first_offset());
+    w.varint(range.results.size());
+    range.results.for_each([&](const std::string& reply) { w.bytes(reply); });
+    w.varint(range.committed_digests.size());
+    for (uint64_t d : range.committed_digests) w.u64(d);
+    w.varint(range.held.size());
+    range.held.for_each([&](uint64_t offset, const Held& h) {
+      w.u64(offset);
+      w.u8(static_cast<uint8_t>(h.app));
+      w.bytes(h.op);
+    });
+  }
+  return out;
+}
+
+NodeSnapshot Node::begin_snapshot() {
+  MAROON_ASSERT(!replaying_);
+  NodeSnapshot snap;
+  snap.epoch = applied_epoch_;
+  snap.logical_time_ms = applied_time_ms_;
+  snap.state_hash = state_hash();
+  snap.state = encode_state();
+  for (size_t i = 0; i < apps_.size(); i++) {
+    if (apps_[i] != nullptr) {
+      snap.apps.emplace_back(static_cast<AppId>(i), apps_[i]->begin_snapshot());
+    }
+  }
+  snap.sequencer = sequencer_.snapshot_records();
+  return snap;
+}
+
+Status Node::restore_state(std::string_view state) {
+  MAROON_ASSERT(replaying_);
+  if (!ranges_.empty() || applied_epoch_ != EpochNumber(0) || next_range_ != RangeId(1)) {
+    return bad_state("restored into a node that already replayed records");
+  }
+  ByteReader r(state);
+  uint8_t format = 0;
+  uint64_t applied = 0, applied_time = 0, committed = 0, committed_time = 0, next_range = 0;
+  if (!r.u8(format) || format != kStateFormat) {
+    return bad_state(fmt::format("format {} is not one this build reads ({})", format,
+                                 kStateFormat));
+  }
+  if (!r.u64(applied) || !r.u64(applied_time) || !r.u64(committed) || !r.u64(committed_time) ||
+      !r.u64(next_range) || committed < applied || committed_time < applied_time ||
+      next_range == 0) {
+    return bad_state("malformed header");
+  }
+  applied_epoch_ = EpochNumber(applied);
+  applied_time_ms_ = applied_time;
+  committed_epoch_ = EpochNumber(committed);
+  committed_time_ms_ = committed_time;
+  next_range_ = RangeId(next_range);
+  auto below_next = [&](uint64_t range) { return range != 0 && range < next_range; };
+
+  uint64_t n = 0;
+  if (!r.varint(n) || n > state.size()) return bad_state("malformed gateway list");
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t gateway = 0, range = 0;
+    if (!r.u64(gateway) || !r.u64(range) || !below_next(range) ||
+        !newest_range_.emplace(GatewayId(gateway), RangeId(range)).second) {
+      return bad_state("malformed gateway list");
+    }
+  }
+  if (!r.varint(n) || n > state.size()) return bad_state("malformed seal list");
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t time = 0, range = 0;
+    if (!r.u64(time) || !r.u64(range) || !below_next(range)) return bad_state("malformed seal list");
+    sealed_order_.emplace_back(time, RangeId(range));
+  }
+  if (!r.varint(n) || n > state.size()) return bad_state("malformed sealed gateway list");
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t time = 0, owner = 0, range = 0;
+    if (!r.u64(time) || !r.u64(owner) || !r.u64(range) || !below_next(range)) {
+      return bad_state("malformed sealed gateway list");
+    }
+    sealed_gateways_.push_back(SealedGateway{time, GatewayId(owner), RangeId(range)});
+  }
+  if (!r.varint(n) || n > kRetiredRangesKept) return bad_state("malformed retired range list");
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t range = 0, owner = 0, last = 0;
+    if (!r.u64(range) || !r.u64(owner) || !r.u64(last) || !below_next(range) ||
+        !retired_.emplace(RangeId(range), std::pair(GatewayId(owner), last)).second) {
+      return bad_state("malformed retired range list");
+    }
+  }
+  if (!r.varint(n) || n > kHashesKept) return bad_state("malformed hash list");
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t epoch = 0, hash = 0;
+    if (!r.u64(epoch) || !r.u64(hash) || epoch > applied ||
+        (!hashes_.empty() && epoch != hashes_.back().first.value() + 1)) {
+      return bad_state("malformed hash list");
+    }
+    hashes_.emplace_back(EpochNumber(epoch), hash);
+  }
+  if (!r.varint(n) || n != committed - applied) {
+    return bad_state(fmt::format("{} committed epochs after the applied one, not {}", n,
+                                 committed - applied));
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    std::string_view bytes;
+    if (!r.bytes(bytes, state.size())) return bad_state("malformed committed epoch");
+    Result<Epoch> epoch = decode_epoch(bytes);
+    if (!epoch) return bad_state(epoch.status().message());
+    if (epoch->number.value() != applied + 1 + i) return bad_state("committed epochs out of order");
+    committed_queue_.push_back(std::move(epoch).value());
+  }
+  if (!r.varint(n) || n >= next_range) return bad_state("malformed range list");
+  RangeId previous(0);
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t id = 0, owner = 0, range_committed = 0, range_applied = 0, seal_last = 0, expiry = 0;
+    uint64_t first_result = 0, results = 0;
+    uint8_t flags = 0;
+    if (!r.u64(id) || !r.u64(owner) || !r.u64(range_committed) || !r.u64(range_applied) ||
+        !r.u8(flags) || !r.u64(seal_last) || !r.u64(expiry) || !r.u64(first_result) ||
+        !r.varint(results) || !below_next(id) || RangeId(id) <= previous ||
+        range_applied > range_committed || range_committed > kOffsetMax ||
+        (flags & ~(kRangeSealed | kRangeOrphaned)) != 0 ||
+        ((flags & kRangeSealed) != 0 && range_committed > seal_last) || first_result == 0 ||
+        results > range_applied || first_result + results - 1 != range_applied ||
+        retired_.contains(RangeId(id))) {
+      return bad_state(fmt::format("malformed range {}", id));
+    }
+    previous = RangeId(id);
+    auto [it, inserted] = ranges_.try_emplace(RangeId(id), GatewayId(owner), config_, peers_.size());
+    MAROON_ASSERT(inserted);
+    RangeState& range = it->second;
+    range.sealed = (flags & kRangeSealed) != 0;
+    range.orphaned = (flags & kRangeOrphaned) != 0;
+    range.seal_last = seal_last;
+    range.lease_expiry_ms = expiry;
+    range.applied = range_applied;
+    range.committed = range_committed;
+    range.ordered = range_committed;
+    range.durable = range_committed;
+    range.written = range_committed;
+    range.held.start_at(range_applied + 1);
+    range.results.start_at(first_result);
+    for (uint64_t k = 0; k < results; k++) {
+      std::string_view reply;
+      if (!r.bytes(reply, limits::reply_bytes_max)) return bad_state(fmt::format("range {}: malformed result", id));
+      range.results.push(first_result + k, std::string(reply));
+    }
+    uint64_t digests = 0;
+    if (!r.varint(digests) ||
+        digests != (peers_.empty() ? 0 : range_committed - range_applied)) {
+      return bad_state(fmt::format("range {}: {} committed digests for {} committed txs", id,
+                                   digests, range_committed - range_applied));
+    }
+    for (uint64_t k = 0; k < digests; k++) {
+      uint64_t d = 0;
+      if (!r.u64(d)) return bad_state(fmt::format("range {}: malformed digest", id));
+      range.committed_digests.push_back(d);
+    }
+    uint64_t held = 0;
+    if (!r.varint(held) || held > state.size()) return bad_state(fmt::format("range {}: malformed held txs", id));
+    uint64_t last_offset = range_applied;
+    for (uint64_t k = 0; k < held; k++) {
+      uint64_t offset = 0;
+      uint8_t app = 0;
+      std::string_view op;
+      if (!r.u64(offset) || !r.u8(app) || !r.bytes(op, limits::op_bytes_max) ||
+          offset <= last_offset || range.held.beyond(offset) ||
+          (range.sealed && offset > seal_last)) {
+        return bad_state(fmt::format("range {}: malformed held tx", id));
+      }
+      last_offset = offset;
+      const AppId app_id = static_cast<AppId>(app);
+      hold(range, TxId::make(RangeId(id), offset), app_id, std::string(op), tx_digest(app_id, op),
+           /*durable=*/true);
+    }
+    advance_durable(it->first, range);
+  }
+  if (!r.at_end()) return bad_state("trailing bytes");
+  // The epochs still to apply must continue each range from its applied
+  // offset up to its committed one, as apply_epoch asserts.
+  std::map<RangeId, uint64_t> next_offset;
+  for (const Epoch& e : committed_queue_) {
+    for (const Interval& i : e.intervals) {
+      auto it = ranges_.find(i.range);
+      if (it == ranges_.end()) {
+        return bad_state(fmt::format("committed epoch {} names range {}, which it lacks",
+                                     e.number.value(), i.range.value()));
+      }
+      auto [n, fresh] = next_offset.try_emplace(i.range, it->second.applied + 1);
+      if (i.first != n->second || i.last < i.first || i.last > it->second.committed) {
+        return bad_state(fmt::format("committed epoch {} orders {}:{}..{} out of turn",
+                                     e.number.value(), i.range.value(), i.first, i.last));
+      }
+      n->second = i.last + 1;
+    }
+  }
+  for (const auto& [id, range] : ranges_) {
+    auto n = next_offset.find(id);
+    const uint64_t ordered_to = n == next_offset.end() ? range.applied : n->second - 1;
+    if (ordered_to != range.committed) {
+      return bad_state(fmt::format("range {} is committed to {}, but its epochs reach {}",
+                                   id.value(), range.committed, ordered_to));
+    }
+  }
+  for (const auto& [time, range] : sealed_order_) {
+    auto it = ranges_.find(range);
+    if (it == ranges_.end() || !it->second.sealed) {
+      return bad_state(fmt::format("sealed range {} is missing or not sealed", range.value()));
+    }
+  }
+  return Status::ok();
+}
+
+Status Node::restore_app(AppId app, SnapshotPieces& pieces) {
+  MAROON_ASSERT(replaying_);
+  StateMachine* machine = apps_[static_cast<uint8_t>(app)];
+  if (machine == nullptr) {
+    return bad_state(fmt::format("holds the state of app {}, which this node does not run",
+                                 static_cast<int>(app)));
+  }
+  if (Status s = machine->restore(pieces); !s) {
+    return Status(s.code(), fmt::format("app {}: {}", static_cast<int>(app), s.message()));
+  }
+  return Status::ok();
+}
+
+}  // namespace maroon
