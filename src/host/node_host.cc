@@ -8,9 +8,7 @@ Result<std::unique_ptr<DataDir>> NodeHost::open(Env& env, const DataDirOptions& 
                                                 const std::function<void()>& after_record) {
   DataDirOptions o = options;
   if (snapshots_enabled()) {
-    o.before_log = [&]() -> Result<uint64_t> {
-      return load_snapshot(counts, after_record);
-    };
+    o.before_log = [&](bool fresh) { return load_snapshot(fresh, counts, after_record); };
     o.on_covered_record = [&](uint8_t type, std::string_view payload) {
       return node_.replay_covered(static_cast<RecordType>(type), payload);
     };

@@ -158,7 +158,8 @@ class NodeHost {
   // Restores the newest valid snapshot into the node; the LSN it covers.
   // `after_restore` runs once the node state and apps are restored, at the
   // snapshot's epoch, before the sequencer's records replay further epochs.
-  Result<uint64_t> load_snapshot(ReplayCounts& counts, const std::function<void()>& after_restore);
+  Result<SnapshotCover> load_snapshot(bool fresh_directory, ReplayCounts& counts,
+                                      const std::function<void()>& after_restore);
   Status restore_from(const std::string& path, uint64_t& lsn, ReplayCounts& counts,
                       const std::function<void()>& after_restore);
   void fail_snapshot(Status s);

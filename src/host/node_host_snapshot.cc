@@ -10,6 +10,7 @@
 #include "common/codec.h"
 #include "host/node_host.h"
 #include "storage/snapshot_file.h"
+#include "storage/wal_format.h"
 
 namespace maroon::host {
 
@@ -57,7 +58,7 @@ Result<Header> decode_header(std::string_view bytes) {
                                   format, kHeaderFormat));
   }
   if (!r.u64(h.node_id) || !r.u64(h.epoch) || !r.u64(h.logical_time_ms) || !r.u64(h.state_hash) ||
-      !r.u64(h.lsn) || !r.at_end()) {
+      !r.u64(h.lsn) || !r.at_end() || h.lsn >= wal::kLsnMax) {
     return corruption("malformed snapshot header");
   }
   return h;
@@ -116,7 +117,9 @@ void NodeHost::set_snapshots(Env& env, SnapshotSettings settings) {
 }
 
 bool NodeHost::snapshot_due() const {
-  if (!snapshots_enabled() || taking_ != nullptr || failed_) return false;
+  // Not of a node that stopped on a fault (diverged from its peers): the
+  // snapshots and log it has are what a fixed build could rebuild from.
+  if (!snapshots_enabled() || taking_ != nullptr || failed_ || !node_.fault().is_ok()) return false;
   if (snapshot_requested_) return true;
   const SnapshotSettings& s = snapshot_settings_;
   if (s.log_bytes != 0) {
@@ -129,12 +132,15 @@ bool NodeHost::snapshot_due() const {
 
 Status NodeHost::begin_snapshot() {
   MAROON_ASSERT(snapshots_enabled() && taking_ == nullptr);
+  if (!node_.fault().is_ok()) {
+    return unavailable("no snapshot of a node that stopped on a fault: " + node_.fault().message());
+  }
   drain();
   auto t = std::make_unique<Taking>();
   t->cut_seq = order_.emitted_seq();
   t->lsn = wal_lsn_at_open_ + order_.records_added();
   t->snap = node_.begin_snapshot();
-  Header h{.node_id = 0,
+  Header h{.node_id = node_.id().value(),
            .epoch = t->snap.epoch.value(),
            .logical_time_ms = t->snap.logical_time_ms,
            .state_hash = t->snap.state_hash,
@@ -220,6 +226,7 @@ NodeHost::SnapshotStep NodeHost::snapshot_step() {
   // Published only once the log holds everything the snapshot reflects: a
   // snapshot must never be ahead of its log.
   if (order_.durable_seq() < t.cut_seq) return {};
+  MAROON_ASSERT(order_.durable_seq() >= t.cut_seq);
   t.syncing = true;
   SnapshotFileWriter* writer = t.writer.get();
   return {.job = [writer] {
@@ -258,29 +265,48 @@ void NodeHost::snapshot_synced(const Status& status) {
   if (published_.size() == kept) order_.add_compaction(published_.front().lsn, std::move(old));
 }
 
-Result<uint64_t> NodeHost::load_snapshot(ReplayCounts& counts,
-                                         const std::function<void()>& after_restore) {
+Result<SnapshotCover> NodeHost::load_snapshot(bool fresh_directory, ReplayCounts& counts,
+                                              const std::function<void()>& after_restore) {
   MAROON_ASSERT(snapshots_enabled());
   Env& env = *snapshot_env_;
   const std::string& dir = snapshot_settings_.dir;
   auto numbers = list_snapshots(env, dir);
   if (!numbers) return numbers.status();
-  // Every valid one is listed (their points bound compaction); the newest
-  // that restores is used.
+  if (fresh_directory && !numbers->empty()) {
+    // The rule for a new identity: never over existing data.
+    return corruption(fmt::format(
+        "the superblock is missing or empty but {} holds snapshots; refusing to make a new "
+        "identity over existing data (restore the superblock, or move the directory away to "
+        "start fresh)",
+        dir));
+  }
+  SnapshotCover cover;
+  // Every snapshot whose header reads says how far the log once reached,
+  // the damaged ones too; the newest that verifies and restores is used.
   std::vector<SnapshotInfo> valid;
+  auto pass_over = [&](const std::string& path, const std::string& why) {
+    warnings_.push_back(fmt::format("snapshot {} passed over: {}", path, why));
+    // Kept for an operator to look at, out of the way of later starts.
+    (void)env.rename(path, path + ".damaged");
+  };
   for (uint64_t number : *numbers) {
     const std::string path = join_path(dir, snapshot_file_name(number));
     auto reader = SnapshotFileReader::open(env, path);
     if (!reader) {
-      warnings_.push_back(fmt::format("snapshot {} passed over: {}", path,
-                                      reader.status().to_string()));
+      pass_over(path, reader.status().to_string());
       continue;
     }
     auto h = decode_header((*reader)->header());
     if (!h) {
-      warnings_.push_back(fmt::format("snapshot {} passed over: {}", path, h.status().to_string()));
+      pass_over(path, h.status().to_string());
       continue;
     }
+    if (h->node_id != node_.id().value()) {
+      return corruption(fmt::format("{} is a snapshot of node {}, not of node {}: snapshots are "
+                                    "not copied between nodes",
+                                    path, h->node_id, node_.id().value()));
+    }
+    cover.reached = std::max(cover.reached, h->lsn);
     valid.push_back(SnapshotInfo{h->epoch, h->lsn, (*reader)->size(), path});
   }
   while (!valid.empty()) {
@@ -288,12 +314,12 @@ Result<uint64_t> NodeHost::load_snapshot(ReplayCounts& counts,
     auto reader = SnapshotFileReader::open(env, newest.path);
     const Status ok = reader ? (*reader)->verify() : reader.status();
     if (ok) break;
-    warnings_.push_back(fmt::format("snapshot {} is damaged and was passed over: {}",
-                                    newest.path, ok.to_string()));
+    pass_over(newest.path, ok.to_string());
     valid.pop_back();
   }
+  if (!valid.empty()) (void)env.sync_dir(dir);  // the renames of passed-over ones
   published_ = valid;
-  if (valid.empty()) return uint64_t{0};
+  if (valid.empty()) return cover;
   uint64_t lsn = 0;
   if (Status s = restore_from(valid.back().path, lsn, counts, after_restore); !s) {
     // Verified whole, yet its content is wrong, and the node is half
@@ -302,7 +328,8 @@ Result<uint64_t> NodeHost::load_snapshot(ReplayCounts& counts,
   }
   restored_ = valid.back();
   epoch_at_snapshot_ = restored_->epoch;
-  return lsn;
+  cover.covered = lsn;
+  return cover;
 }
 
 Status NodeHost::restore_from(const std::string& path, uint64_t& lsn, ReplayCounts& counts,

@@ -1073,7 +1073,9 @@ void Node::retire_sealed(uint64_t logical_time_ms) {
     MAROON_ASSERT(range.held.size() == 0);
     range.results.clear();
     range.expired = true;
-    if (range.retained.empty()) retire(it);
+    // While replaying after a snapshot, its executed txs come back only at
+    // finish_replay (adopt_covered), which retires it if none do.
+    if (range.retained.empty() && covered_.empty()) retire(it);
   }
 }
 
@@ -1155,6 +1157,13 @@ void Node::adopt_covered() {
     retained_bytes_ -= oldest.retained.front().op.size() + kRetainedOverheadBytes;
     oldest.retained.pop_front();
     oldest.retained_base++;
+  }
+  // Expired ranges left with no executed txs go now, as they would have
+  // once their last retained tx was evicted.
+  for (auto it = ranges_.begin(); it != ranges_.end();) {
+    auto next = std::next(it);
+    if (it->second.expired && it->second.retained.empty()) retire(it);
+    it = next;
   }
 }
 

@@ -200,6 +200,7 @@ class Node {
   RangeId newest_range(GatewayId gateway) const;
   size_t quorum() const { return k_; }
   const std::vector<NodeId>& members() const { return members_; }
+  NodeId id() const { return config_.id; }
   // This node's durable offset per range (for status pages).
   std::vector<std::pair<RangeId, uint64_t>> durable_offsets() const;
   // This node's committed offset in a live (unsealed) range it keeps.

@@ -104,6 +104,9 @@ struct ClusterOptions {
   // can crash a node with any prefix of its records durable.
   size_t wal_batch_bytes_max = kWalBatchBytesMax;
   uint64_t wal_segment_bytes = kWalSegmentBytes;
+  // Snapshots in /node/snapshots, taken when the test says (take_snapshot)
+  // and restored at restarts.
+  bool snapshots = false;
 };
 
 class Cluster {
@@ -305,6 +308,25 @@ class Cluster {
     return v;
   }
 
+  // Node i takes a snapshot now, whole, and publishes it once its log is
+  // durable through its point; the compaction goes with its next write.
+  void take_snapshot(size_t i) {
+    host::NodeHost& h = *m(i).host;
+    ASSERT_TRUE(h.begin_snapshot().is_ok());
+    for (int steps = 0;; steps++) {
+      ASSERT_LT(steps, 100000);
+      host::NodeHost::SnapshotStep step = h.snapshot_step();
+      ASSERT_TRUE(h.snapshot_in_progress()) << h.snapshot_error().to_string();
+      if (step.job) {
+        h.snapshot_synced(step.job());
+        break;
+      }
+      if (!step.more) persist(i);  // waiting for the log to be durable
+    }
+    ASSERT_TRUE(h.snapshot_error().is_ok()) << h.snapshot_error().to_string();
+    persist(i);
+  }
+
   // Decoded kEpoch records on node i's disk.
   std::vector<Epoch> epochs_on_disk(size_t i) {
     std::vector<Epoch> v;
@@ -354,6 +376,11 @@ class Cluster {
     mem.node->register_app(AppId::kKv, *mem.app);
     mem.sink = std::make_unique<Sink>(*this, i);
     mem.host = std::make_unique<host::NodeHost>(*mem.node, *mem.sink, options_.wal_batch_bytes_max);
+    if (options_.snapshots) {
+      mem.host->set_snapshots(*mem.env, host::SnapshotSettings{.dir = "/node/snapshots",
+                                                               .log_bytes = 0,
+                                                               .kept = 1});
+    }
     // What replay rebuilt, before finish_replay: the state after the last
     // record replayed.
     replayed_hash = mem.node->state_hash();
@@ -588,6 +615,39 @@ TEST(NodeCluster, ASnapshotRestoresTheNodeItWasTakenFrom) {
       EXPECT_FALSE(bad.restore_state(snap.state.substr(0, cut)).is_ok()) << "cut at " << cut;
     }
   }
+}
+
+// Executed txs a node keeps for lagging peers survive its restart from a
+// snapshot: the log the snapshot covers (kept back to the older snapshot)
+// gives them back. Without that both up-to-date nodes would answer the
+// lagging one's pulls "evicted", and it would have to stop.
+TEST(NodeCluster, TxsKeptForALaggingPeerSurviveARestartFromASnapshot) {
+  ClusterOptions o;
+  o.snapshots = true;
+  Cluster c(3, o);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.settle();
+  c.run(5);
+  c.m(3).cut_off = true;
+  for (uint64_t x = 2; x <= 6; x++) c.send_tx(r, x, "t" + std::to_string(x), {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1).size(), 6u);
+  for (size_t i : {1, 2}) {
+    c.take_snapshot(i);
+    c.restart(i);
+    ASSERT_EQ(c.m(i).host->snapshots().size(), 1u) << "node " << i << " found no snapshot";
+    EXPECT_EQ(c.log(i).size(), 6u);
+  }
+  c.settle();
+  c.run(20);
+  c.m(3).cut_off = false;
+  c.run(50);
+  EXPECT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  EXPECT_EQ(c.log(3).size(), 6u);
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_GT(c.node(3).counters().txs_pulled, 0u);
 }
 
 // Two copies with different bytes are not two holders: without k holders

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "common/codec.h"
 #include "node/node.h"
@@ -20,6 +21,9 @@ namespace {
 constexpr uint8_t kStateFormat = 1;
 constexpr uint8_t kRangeSealed = 1;
 constexpr uint8_t kRangeOrphaned = 2;
+// Sealed, applied and past its grace: kept only for its executed txs, which
+// a restart puts back from the log the snapshot covers (replay_covered).
+constexpr uint8_t kRangeExpired = 4;
 
 Status bad_state(std::string_view what) {
   return corruption(fmt::format("node snapshot: {}", what));
@@ -55,15 +59,8 @@ std::string Node::encode_state() const {
     w.u64(g.owner.value());
     w.u64(g.range.value());
   }
-  // An expired range is kept only for its retained txs, which a snapshot
-  // does not carry: it is written as retired, as it becomes once they go.
-  std::map<RangeId, std::pair<GatewayId, uint64_t>> retired = retired_;
-  for (const auto& [id, range] : ranges_) {
-    if (range.expired) retired.emplace(id, std::pair(range.owner, range.seal_last));
-  }
-  while (retired.size() > kRetiredRangesKept) retired.erase(retired.begin());
-  w.varint(retired.size());
-  for (const auto& [id, r] : retired) {
+  w.varint(retired_.size());
+  for (const auto& [id, r] : retired_) {
     w.u64(id.value());
     w.u64(r.first.value());
     w.u64(r.second);
@@ -80,16 +77,14 @@ std::string Node::encode_state() const {
     encode_epoch(e, encoded);
     w.bytes(encoded);
   }
-  size_t live = 0;
-  for (const auto& [id, range] : ranges_) live += range.expired ? 0 : 1;
-  w.varint(live);
+  w.varint(ranges_.size());
   for (const auto& [id, range] : ranges_) {
-    if (range.expired) continue;
     w.u64(id.value());
     w.u64(range.owner.value());
     w.u64(range.committed);
     w.u64(range.applied);
-    w.u8((range.sealed ? kRangeSealed : 0) | (range.orphaned ? kRangeOrphaned : 0));
+    w.u8((range.sealed ? kRangeSealed : 0) | (range.orphaned ? kRangeOrphaned : 0) |
+         (range.expired ? kRangeExpired : 0));
     w.u64(range.seal_last);
     w.u64(range.lease_expiry_ms);
     w.u64(range.results.first_offset());
@@ -209,8 +204,11 @@ Status Node::restore_state(std::string_view state) {
         !r.u8(flags) || !r.u64(seal_last) || !r.u64(expiry) || !r.u64(first_result) ||
         !r.varint(results) || !below_next(id) || RangeId(id) <= previous ||
         range_applied > range_committed || range_committed > kOffsetMax ||
-        (flags & ~(kRangeSealed | kRangeOrphaned)) != 0 ||
-        ((flags & kRangeSealed) != 0 && range_committed > seal_last) || first_result == 0 ||
+        (flags & ~(kRangeSealed | kRangeOrphaned | kRangeExpired)) != 0 ||
+        ((flags & kRangeSealed) != 0 && range_committed > seal_last) ||
+        ((flags & kRangeExpired) != 0 &&
+         ((flags & kRangeSealed) == 0 || range_applied != seal_last || results != 0)) ||
+        first_result == 0 ||
         results > range_applied || first_result + results - 1 != range_applied ||
         retired_.contains(RangeId(id))) {
       return bad_state(fmt::format("malformed range {}", id));
@@ -221,6 +219,7 @@ Status Node::restore_state(std::string_view state) {
     RangeState& range = it->second;
     range.sealed = (flags & kRangeSealed) != 0;
     range.orphaned = (flags & kRangeOrphaned) != 0;
+    range.expired = (flags & kRangeExpired) != 0;
     range.seal_last = seal_last;
     range.lease_expiry_ms = expiry;
     range.applied = range_applied;
@@ -232,7 +231,9 @@ Status Node::restore_state(std::string_view state) {
     range.results.start_at(first_result);
     for (uint64_t k = 0; k < results; k++) {
       std::string_view reply;
-      if (!r.bytes(reply, limits::reply_bytes_max)) return bad_state(fmt::format("range {}: malformed result", id));
+      if (!r.bytes(reply, limits::reply_bytes_max)) {
+        return bad_state(fmt::format("range {}: malformed result", id));
+      }
       range.results.push(first_result + k, std::string(reply));
     }
     uint64_t digests = 0;
@@ -247,7 +248,9 @@ Status Node::restore_state(std::string_view state) {
       range.committed_digests.push_back(d);
     }
     uint64_t held = 0;
-    if (!r.varint(held) || held > state.size()) return bad_state(fmt::format("range {}: malformed held txs", id));
+    if (!r.varint(held) || held > state.size() || (range.expired && held != 0)) {
+      return bad_state(fmt::format("range {}: malformed held txs", id));
+    }
     uint64_t last_offset = range_applied;
     for (uint64_t k = 0; k < held; k++) {
       uint64_t offset = 0;
@@ -292,10 +295,38 @@ Status Node::restore_state(std::string_view state) {
                                    id.value(), range.committed, ordered_to));
     }
   }
+  std::set<RangeId> sealed_seen;
+  uint64_t seal_time = 0;
   for (const auto& [time, range] : sealed_order_) {
     auto it = ranges_.find(range);
-    if (it == ranges_.end() || !it->second.sealed) {
-      return bad_state(fmt::format("sealed range {} is missing or not sealed", range.value()));
+    if (it == ranges_.end() || !it->second.sealed || it->second.expired ||
+        !sealed_seen.insert(range).second || time < seal_time) {
+      return bad_state(fmt::format("sealed range {} is missing, not sealed, expired, listed "
+                                   "twice or out of order",
+                                   range.value()));
+    }
+    seal_time = time;
+  }
+  if (!hashes_.empty() && hashes_.back().first != applied_epoch_) {
+    return bad_state("the recent state hashes do not end at the applied epoch");
+  }
+  uint64_t time = applied_time_ms_;
+  for (const Epoch& e : committed_queue_) {
+    if (e.logical_time_ms < time || e.logical_time_ms > committed_time_ms_) {
+      return bad_state(fmt::format("committed epoch {} goes back in logical time",
+                                   e.number.value()));
+    }
+    time = e.logical_time_ms;
+  }
+  if (peers_.empty()) {
+    // One node: an epoch orders only txs it holds.
+    for (const auto& [id, range] : ranges_) {
+      for (uint64_t x = range.applied + 1; x <= range.committed; x++) {
+        if (!range.held.contains(x)) {
+          return bad_state(fmt::format("range {} is committed to {} without holding tx {}",
+                                       id.value(), range.committed, x));
+        }
+      }
     }
   }
   return Status::ok();

@@ -593,6 +593,17 @@ void ClusterSimulation::snapshot_work(SimNode& n) {
                    const Status st = job();
                    n.host->snapshot_synced(st);
                    if (st) {
+                     // Never ahead of its log: what the snapshot covers is
+                     // durable in the WAL.
+                     const uint64_t covers = n.host->snapshots().back().lsn;
+                     const uint64_t durable = n.disk.dir->wal().last_lsn().value();
+                     if (covers > durable) {
+                       world_.fail(fmt::format("n{} published a snapshot covering the log "
+                                               "through lsn {}, but its log is durable only "
+                                               "through {}",
+                                               n.id.value(), covers, durable));
+                       return;
+                     }
                      stats_.snapshots++;
                      world_.trace(fmt::format("n{} snapshot of epoch {} published", n.id.value(),
                                               n.host->snapshots().back().epoch));
@@ -623,7 +634,12 @@ void ClusterSimulation::maybe_sync(SimNode& n) {
 }
 
 void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
-  if (faults_.on() && s_.fsync_failure > 0 && world_.chance(s_.fsync_failure)) {
+  // A write of nothing but a compaction (its superblock write and file
+  // removals) may sync nothing at all: no fsync to fail.
+  const bool syncs = std::any_of(w.steps.begin(), w.steps.end(), [](const WriteStep& st) {
+    return !st.batch->empty() || st.state || st.log_recovered;
+  });
+  if (syncs && faults_.on() && s_.fsync_failure > 0 && world_.chance(s_.fsync_failure)) {
     // A failed fsync: the node process refuses writes until restarted (the
     // driver's read-only mode), which here is a crash now and a restart later.
     n.disk.env->inject_sync_errors(1);
@@ -1659,7 +1675,7 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
       s.nodes == 1 || p.chance(0.8) ? 0 : 0.02 + static_cast<double>(p.below(9)) / 100.0;
   s.log_loss_chance = s.nodes < 3 || s.nodes_lost > 0 || s.long_outage || p.chance(0.7) ? 0 : 0.3;
   // Drawn after the rest, so the draws above stay those of earlier seeds.
-  s.snapshot_log_bytes = p.chance(0.4) ? 0 : (8 << 10) + p.below(120 << 10);
+  s.snapshot_log_bytes = p.chance(0.4) ? 0 : 1024 + p.below(31 << 10);
   s.snapshot_step_bytes = 64 + p.below(8192);
   if (s.long_outage) {
     s.tx_retention_bytes_max = (16 << 10) + p.below(16 << 10);

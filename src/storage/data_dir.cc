@@ -55,7 +55,8 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
   auto superblock = Superblock::open(env, o.path + "/superblock");
   if (!superblock) return superblock.status();
   d->superblock_ = std::move(superblock).value();
-  if (!d->superblock_->current()) {
+  const bool fresh = !d->superblock_->current();
+  if (fresh) {
     // A new directory. Rule: never over an existing log (its superblock was
     // lost or replaced): a new identity would make it someone else's data,
     // and what the lost superblock said (views, votes, how far the log
@@ -68,6 +69,13 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
           "a new identity over existing data (restore the superblock, or move the directory "
           "away to start fresh)",
           o.path, wal_dir));
+    }
+    // Snapshots without a superblock are refused the same way (before_log
+    // says so), before the new identity is written.
+    if (o.before_log) {
+      auto cover = o.before_log(/*fresh_directory=*/true);
+      if (!cover) return cover.status();
+      MAROON_ASSERT(cover->covered == 0 && cover->reached == 0);
     }
     d->node_id_ = o.node_id;
     d->data_id_ = o.fresh_data_id;
@@ -110,16 +118,25 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
     }
   }
   uint64_t covered_lsn = 0;
-  if (o.before_log) {
-    auto covered = o.before_log();
-    if (!covered) return covered.status();
-    covered_lsn = *covered;
+  uint64_t reached_lsn = 0;
+  if (o.before_log && !fresh) {
+    auto cover = o.before_log(/*fresh_directory=*/false);
+    if (!cover) return cover.status();
+    covered_lsn = cover->covered;
+    reached_lsn = std::max(cover->reached, covered_lsn);
+  }
+  if (d->wal_first_segment_ > 1 && covered_lsn == 0) {
+    return corruption(fmt::format(
+        "{}: the log was compacted (it starts at {}), but no snapshot restores the state before "
+        "it; restore the snapshots directory from a backup, or (in a cluster) start this node "
+        "with an empty data directory to take a snapshot from a peer",
+        wal_dir, wal::segment_file_name(d->wal_first_segment_)));
   }
   WalOptions wal_options = o.wal;
   wal_options.first_segment = d->wal_first_segment_;
-  // No segment was ever made: a snapshot put here (a new node bootstrapped
-  // from one) is where the log continues from.
-  if (d->wal_last_segment_ == 0) wal_options.empty_log_last_lsn = covered_lsn;
+  // A log with no segment (never made, or all lost) continues after what
+  // the snapshots say it reached, so no new record takes an LSN they cover.
+  wal_options.empty_log_last_lsn = reached_lsn;
   wal_options.clean_last_lsn = d->clean_last_lsn_;
   wal_options.recover_lost_records = o.recover_lost_log;
   DataDir* raw = d.get();
@@ -151,19 +168,23 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
                          : fmt::format("the snapshot restored covers the log only through lsn {}",
                                        covered_lsn)));
   }
-  if (d->wal_->last_lsn().value() < covered_lsn) {
+  if (d->wal_->last_lsn().value() < reached_lsn) {
     const std::string what = fmt::format(
-        "{}: the log ends at lsn {}, before the snapshot restored (which covers it through lsn "
-        "{}): the log lost records it had made durable",
-        wal_dir, d->wal_->last_lsn().value(), covered_lsn);
+        "{}: the log ends at lsn {}, but a snapshot says it reached lsn {} (the restored one "
+        "covers it through {}): the log lost records it had made durable",
+        wal_dir, d->wal_->last_lsn().value(), reached_lsn, covered_lsn);
     if (!o.recover_lost_log) return corruption(what);
-    // What the log still holds, the snapshot covers: it goes, and the log
-    // continues after the snapshot's point (what followed it is recovered
-    // from peers, as for any lost end).
-    if (Status s = d->wal_->continue_after(Lsn(covered_lsn)); !s) return s;
-    d->wal_first_segment_ = d->wal_->segment_index();
+    // What the log still holds, the restored snapshot covers (or a newer one
+    // did): the log continues after `reached` in a new segment, so no new
+    // record takes an LSN a snapshot covers; what followed is recovered from
+    // peers, as for any lost end. The new start is durable first: a crash
+    // before the new segment exists leaves a log the next open starts
+    // afresh at the same point (WalOptions::first_segment, empty_log_last_lsn).
+    d->wal_first_segment_ = d->wal_->segment_index() + 1;
     d->log_lost_ = what;
     if (Status s = d->write_identity(); !s) return s;
+    if (Status s = d->wal_->continue_after(Lsn(reached_lsn)); !s) return s;
+    MAROON_ASSERT(d->wal_->segment_index() == d->wal_first_segment_);
     if (Status s = d->wal_->remove_segments_below(d->wal_first_segment_); !s) return s;
   }
   if (d->wal_->lost()) d->log_lost_ = *d->wal_->lost();

@@ -51,6 +51,16 @@ struct WriteStep {
 
 using RecordFnPtr = std::function<Status(uint8_t type, std::string_view payload)>;
 
+// What the snapshots in a directory say about its log (DataDirOptions::
+// before_log): the restored one covers it through `covered` (0: none
+// restored), and some snapshot, restored or passed over, says it once
+// reached `reached` (>= covered). A log ending before `reached` lost records
+// it had made durable.
+struct SnapshotCover {
+  uint64_t covered = 0;
+  uint64_t reached = 0;
+};
+
 struct DataDirOptions {
   std::string path;
   uint64_t node_id = 0;        // the node this directory must belong to
@@ -61,12 +71,13 @@ struct DataDirOptions {
   // from peers. A single node refuses it: nobody else holds the records.
   bool recover_lost_log = false;
   WalOptions wal;
-  // Called after the superblock's state and before the log is replayed:
-  // restores the newest snapshot, if any, and returns the LSN through which
-  // it covers the log (0: none). Records up to it are not replayed, and the
-  // log must reach back to it: a log that starts later, or ends before it,
-  // is refused.
-  std::function<Result<uint64_t>()> before_log;
+  // Called after the superblock's state and before the log is replayed
+  // (fresh_directory: no superblock was found, a new identity is being
+  // made): restores the newest snapshot, if any, and says what it covers.
+  // Records up to `covered` are not replayed, and the log must reach back
+  // to it: a log that starts later is refused, and one that ends before
+  // `reached` lost records (refused, or in a cluster recovered from peers).
+  std::function<Result<SnapshotCover>(bool fresh_directory)> before_log;
   // Records the snapshot covers (LSN up to the one before_log returned) go
   // here instead of on_record, if set.
   RecordFnPtr on_covered_record;

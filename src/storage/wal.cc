@@ -174,6 +174,9 @@ Status Wal::recover(const ReplayFn& replay) {
     }
     MAROON_ASSERT(options_.empty_log_last_lsn < wal::kLsnMax);
     last_lsn_.store(options_.empty_log_last_lsn, std::memory_order_release);
+    // The first segment is never below the log's recorded start: a segment
+    // below it would be taken for a compacted one and removed.
+    segment_index_ = std::max<uint64_t>(segment_index_, options_.first_segment - 1);
     return roll();
   }
 

@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
   // Faults injected, by kind, over the sweep.
   std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
       pauses{0}, reconfigurations{0}, power_failures{0}, clock_steps{0}, nodes_lost{0}, gateway_crashes{0},
-      fsync_failures{0}, gateway_pauses{0}, evictions{0};
+      fsync_failures{0}, gateway_pauses{0}, evictions{0}, snapshots{0}, snapshot_restores{0};
   // The faults both simulators inject (sim/network.h, sim/faults.h).
   auto add_shared = [&](const sim::NetworkCounters& n, const sim::FaultCounters& f) {
     crashes += f.crashes;
@@ -255,6 +255,8 @@ int main(int argc, char** argv) {
         gateway_crashes += r.stats.gateway_crashes;
         gateway_pauses += r.stats.gateway_pauses;
         fsync_failures += r.stats.fsync_failures;
+        snapshots += r.stats.snapshots;
+        snapshot_restores += r.stats.snapshot_restores;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_cluster_failure(s, r, trace_lines); };
       } else {
@@ -295,10 +297,10 @@ int main(int argc, char** argv) {
       "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
       "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
       "gateway crashes, {} fsync failures, {} process pauses ({} of gateways), {} client "
-      "evictions, {} clock steps\n",
+      "evictions, {} clock steps; {} snapshots ({} restored)\n",
       crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
       reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
       fsync_failures.load(), pauses.load(), gateway_pauses.load(), evictions.load(),
-      clock_steps.load());
+      clock_steps.load(), snapshots.load(), snapshot_restores.load());
   return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Snapshots and log compaction, measured (docs/snapshots.md):
+#  1. history: maroon dev with its default snapshot settings takes SMALL_M
+#     then BIG_M million SETs over KEYS keys; after each, the data
+#     directory's size (snapshots, WAL) and the time a kill -9'd process
+#     takes to serve again. With compaction the restart does not grow with
+#     the history.
+#  2. a snapshot of SNAP_KEYS keys: how long it takes and its size, and the
+#     p50/p99 of single SETs (-P 1) while snapshots are being taken back to
+#     back, against the same load without.
+#
+#   bench/snapshots.sh                               # 10M and 50M SETs, 1M keys
+#   SMALL_M=1 BIG_M=3 SNAP_KEYS=200000 bench/snapshots.sh   # quicker
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SMALL_M=${SMALL_M:-10}
+BIG_M=${BIG_M:-50}
+KEYS=${KEYS:-100000}
+SNAP_KEYS=${SNAP_KEYS:-1000000}
+LAT_N=${LAT_N:-200000}
+make -s build >/dev/null
+MAROON=$PWD/build/src/cli/maroon
+WORK=$(mktemp -d /tmp/maroon-snapbench.XXXXXX)
+RESP_PORT=${RESP_PORT:-16480}
+HTTP_PORT=${HTTP_PORT:-18180}
+NATIVE_PORT=${NATIVE_PORT:-16490}
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+start_maroon() {  # data dir -> MAROON_PID, and the ms until it serves
+  local t0 t1
+  t0=$(date +%s%N)
+  "$MAROON" dev --data-dir "$1" --http-port $HTTP_PORT --resp-port $RESP_PORT \
+    --native-port $NATIVE_PORT >>"$WORK/maroon.log" 2>&1 &
+  MAROON_PID=$!
+  pids+=($MAROON_PID)
+  local deadline=$((SECONDS + 120))
+  until curl -sf "http://127.0.0.1:$HTTP_PORT/v1/status" >/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "maroon did not start"; tail "$WORK/maroon.log"; exit 1; }
+    sleep 0.005
+  done
+  t1=$(date +%s%N)
+  SERVE_MS=$(((t1 - t0) / 1000000))
+}
+status_field() {  # a numeric field of /v1/status's "snapshot" object
+  curl -sf "http://127.0.0.1:$HTTP_PORT/v1/status" |
+    python3 -c "import json,sys; print(json.load(sys.stdin)['snapshot']['$1'])"
+}
+sizes() {  # dir -> "total snapshots wal" in MiB
+  local total snaps wal
+  total=$(du -sm "$1" | cut -f1)
+  snaps=$(du -sm "$1/snapshots" 2>/dev/null | cut -f1 || echo 0)
+  wal=$(du -sm "$1/wal" | cut -f1)
+  echo "$total $snaps $wal"
+}
+sets() {  # millions of SETs over KEYS keys, pipelined
+  redis-benchmark -p $RESP_PORT -t set -n $(($1 * 1000000)) -r "$KEYS" -c 50 -P 64 -d 16 -q \
+    2>/dev/null | tr '\r' '\n' | grep -E "^SET: [0-9]" | tail -1
+}
+
+echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "== 1. history: SETs over $KEYS keys (16-byte values), default snapshot settings =="
+printf "%-10s %-28s %10s %12s %10s %14s\n" "SETs" "throughput" "dir MiB" "snapshots MiB" "WAL MiB" "restart ms"
+DIR="$WORK/history"
+start_maroon "$DIR"
+done_m=0
+for M in $SMALL_M $BIG_M; do
+  rate=$(sets $((M - done_m)))
+  done_m=$M
+  sleep 1  # a snapshot the last writes made due finishes
+  read -r total snaps wal <<<"$(sizes "$DIR")"
+  kill -9 $MAROON_PID
+  wait $MAROON_PID 2>/dev/null || true
+  start_maroon "$DIR"
+  printf "%-10s %-28s %10s %12s %10s %14s\n" "${M}M" "$rate" "$total" "$snaps" "$wal" "$SERVE_MS"
+done
+grep -E "restored snapshot" "$WORK/maroon.log" | tail -1
+kill -9 $MAROON_PID
+wait $MAROON_PID 2>/dev/null || true
+
+echo
+echo "== 2. a snapshot of $SNAP_KEYS keys, and single SETs (-P 1, -c 10) during it =="
+DIR="$WORK/snap"
+start_maroon "$DIR"
+# Distinct keys key:0000000.. with 16-byte values, through redis-cli --pipe.
+awk -v n="$SNAP_KEYS" 'BEGIN { for (i = 0; i < n; i++) { k = sprintf("key:%07d", i);
+  printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\nvalue-%010d\r\n", length(k), k, i } }' |
+  redis-cli -p $RESP_PORT --pipe >/dev/null
+echo "keys: $(redis-cli -p $RESP_PORT dbsize)"
+lat() {  # -> "rps p50 p99" of single SETs over the loaded keys
+  redis-benchmark -p $RESP_PORT -t set -n "$LAT_N" -r "$SNAP_KEYS" -c 10 -P 1 -d 16 --csv \
+    2>/dev/null | awk -F'"' '/^"SET"/ {print $4, $10, $14}'
+}
+t0=$(date +%s%N)
+"$MAROON" snapshot create --http-port $HTTP_PORT >/dev/null
+t1=$(date +%s%N)
+echo "one snapshot, idle: $(((t1 - t0) / 1000000)) ms (request to written), $(status_field bytes) bytes"
+read -r q_rps q_p50 q_p99 <<<"$(lat)"
+# Snapshots back to back for as long as the load runs.
+(while true; do "$MAROON" snapshot create --http-port $HTTP_PORT >/dev/null 2>&1 || true; done) &
+LOOP=$!
+pids+=($LOOP)
+before=$(status_field taken)
+read -r s_rps s_p50 s_p99 <<<"$(lat)"
+after=$(status_field taken)
+kill $LOOP 2>/dev/null || true
+wait $LOOP 2>/dev/null || true
+printf "%-26s %12s %9s %9s\n" "" "requests/s" "p50 ms" "p99 ms"
+printf "%-26s %12s %9s %9s\n" "without a snapshot" "$q_rps" "$q_p50" "$q_p99"
+printf "%-26s %12s %9s %9s\n" "snapshots back to back" "$s_rps" "$s_p50" "$s_p99"
+echo "snapshots taken during the load: $((after - before))"
+awk -v a="$s_p99" -v b="$q_p99" 'BEGIN { printf "p99 during / without: %.2fx\n", a / b }'
+grep -E "snapshot of epoch [0-9]+ written" "$WORK/maroon.log" | tail -3
