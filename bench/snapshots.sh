@@ -10,6 +10,7 @@
 #     back, against the same load without.
 #
 #   bench/snapshots.sh                               # 10M and 50M SETs, 1M keys
+#   PARTS=2 bench/snapshots.sh                       # only the second part
 #   SMALL_M=1 BIG_M=3 SNAP_KEYS=200000 bench/snapshots.sh   # quicker
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ BIG_M=${BIG_M:-50}
 KEYS=${KEYS:-100000}
 SNAP_KEYS=${SNAP_KEYS:-1000000}
 LAT_N=${LAT_N:-200000}
+PARTS=${PARTS:-"1 2"}
 make -s build >/dev/null
 MAROON=$PWD/build/src/cli/maroon
 WORK=$(mktemp -d /tmp/maroon-snapbench.XXXXXX)
@@ -66,6 +68,7 @@ sets() {  # millions of SETs over KEYS keys, pipelined
 }
 
 echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
+if [[ " $PARTS " == *" 1 "* ]]; then
 echo
 echo "== 1. history: SETs over $KEYS keys (16-byte values), default snapshot settings =="
 printf "%-10s %-28s %10s %12s %10s %14s\n" "SETs" "throughput" "dir MiB" "snapshots MiB" "WAL MiB" "restart ms"
@@ -85,7 +88,9 @@ done
 grep -E "restored snapshot" "$WORK/maroon.log" | tail -1
 kill -9 $MAROON_PID
 wait $MAROON_PID 2>/dev/null || true
+fi
 
+[[ " $PARTS " == *" 2 "* ]] || exit 0
 echo
 echo "== 2. a snapshot of $SNAP_KEYS keys, and single SETs (-P 1, -c 10) during it =="
 DIR="$WORK/snap"

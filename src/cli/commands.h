@@ -33,7 +33,7 @@ struct DevOptions {
   std::string tls_client_ca;
   // Snapshots (docs/snapshots.md): one per this many MiB of log (0: only on
   // demand), or per this many epochs (0: not by count); this many kept.
-  uint64_t snapshot_log_mb = 64;
+  uint64_t snapshot_log_mb = 32;
   uint64_t snapshot_epochs = 0;
   size_t snapshots_kept = 2;
 };

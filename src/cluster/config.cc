@@ -649,7 +649,7 @@ std::string format_cluster_config(const ClusterConfig& c) {
     }
     if (c.client_buffer_mb != 0) out += fmt::format("buffer_mb = {}\n", c.client_buffer_mb);
   }
-  if (c.snapshot_log_mb != 64 || c.snapshot_epochs != 0 || c.snapshots_kept != 2) {
+  if (c.snapshot_log_mb != 32 || c.snapshot_epochs != 0 || c.snapshots_kept != 2) {
     out += fmt::format(
         "\n# When every node takes a snapshot, and how many it keeps (docs/snapshots.md).\n"
         "[snapshots]\n"

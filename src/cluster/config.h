@@ -137,7 +137,7 @@ struct ClusterConfig {
   // [snapshots] (docs/snapshots.md): every node takes one once log_mb MiB
   // of log were written since its last (0: only on demand), or `epochs`
   // epochs were applied since (0: not by count), and keeps `kept`.
-  uint64_t snapshot_log_mb = 64;
+  uint64_t snapshot_log_mb = 32;
   uint64_t snapshot_epochs = 0;
   uint64_t snapshots_kept = 2;
 

@@ -9,9 +9,13 @@ Result<std::unique_ptr<DataDir>> NodeHost::open(Env& env, const DataDirOptions& 
   DataDirOptions o = options;
   if (snapshots_enabled()) {
     o.before_log = [&](bool fresh) { return load_snapshot(fresh, counts, after_record); };
-    o.on_covered_record = [&](uint8_t type, std::string_view payload) {
-      return node_.replay_covered(static_cast<RecordType>(type), payload);
-    };
+    // A cluster node keeps executed txs for lagging peers: the covered log
+    // gives them back. A single node needs none of it, and skips reading it.
+    if (node_.members().size() > 1) {
+      o.on_covered_record = [&](uint8_t type, std::string_view payload) {
+        return node_.replay_covered(static_cast<RecordType>(type), payload);
+      };
+    }
   }
   auto dir = DataDir::open(
       env, o,

@@ -62,7 +62,7 @@ struct SnapshotSettings {
   // since the point of the last one, and at least as many as that snapshot
   // holds (so a large state is not rewritten for a little log). 0: never
   // by size.
-  uint64_t log_bytes = 64 * 1024 * 1024;
+  uint64_t log_bytes = 32 * 1024 * 1024;
   // ... or once this many epochs were applied since the last one. 0: never.
   uint64_t epochs = 0;
   // The newest `kept` snapshots are kept, and the log back to the point of
@@ -71,7 +71,11 @@ struct SnapshotSettings {
   size_t kept = 2;
   // App state written per snapshot_step() call: a step's share of the
   // loop's time.
-  size_t step_bytes = 256 * 1024;
+  size_t step_bytes = 64 * 1024;
+  // The rate the file is written at, at most (MiB/s; 0: unbounded): a
+  // snapshot shares the disk with the WAL, whose fdatasyncs every commit
+  // waits for.
+  uint64_t write_mib_per_s = 64;
 };
 
 // A published snapshot this host knows of.
@@ -122,19 +126,33 @@ class NodeHost {
   // Captures the node as the records routed so far leave it, and starts
   // the file. Between inputs, not while one is in progress.
   [[nodiscard]] Status begin_snapshot();
-  // Works on the snapshot in progress: up to step_bytes of app state per
-  // call (`more`: call again soon). Once everything is written and the log
-  // is durable through the snapshot's point, hands out the slow rest
-  // (fsync, rename, directory fsync) as `job`, to run off the loop thread;
-  // report its result with snapshot_synced().
+  // The file is written by jobs that run off the loop thread (file writes
+  // may block on the page cache's writeback; the loop must not), one at a
+  // time, in the order handed out. Each is reported with
+  // snapshot_job_done(job.snapshot, job.publishes, result).
+  struct SnapshotJob {
+    std::function<Status()> run;
+    uint64_t snapshot = 0;   // which snapshot (a counter) it belongs to
+    bool publishes = false;  // the last one: trailer, fsync, rename, directory fsync
+    size_t bytes = 0;        // it writes (for a rate bound)
+  };
+  // Works on the snapshot in progress: produces up to step_bytes of app
+  // state per call, while no more than snapshot_bytes_in_flight_max of it
+  // waits to be written (`more`: call again soon; otherwise call again when
+  // a job is done, or after a write). The publishing job comes once
+  // everything is written and the log is durable through the snapshot's
+  // point.
   struct SnapshotStep {
     bool more = false;
-    std::function<Status()> job;
+    std::vector<SnapshotJob> jobs;
   };
+  static constexpr size_t kSnapshotBytesInFlightMax = 8 * 1024 * 1024;
   SnapshotStep snapshot_step();
-  // The job finished: on success the snapshot exists, and the log before
-  // the oldest snapshot kept is compacted in the next write.
-  void snapshot_synced(const Status& status);
+  // A job finished. After the publishing one succeeded the snapshot exists,
+  // and the log before the oldest snapshot kept is compacted in the next
+  // write. A failed job abandons the snapshot (its temp file is removed by
+  // a job handed out next).
+  void snapshot_job_done(uint64_t snapshot, bool publishes, const Status& status);
   const std::vector<SnapshotInfo>& snapshots() const { return published_; }
   uint64_t snapshots_taken() const { return snapshots_taken_; }
   const Status& snapshot_error() const { return snapshot_error_; }
@@ -177,6 +195,8 @@ class NodeHost {
   SnapshotSettings snapshot_settings_;
   uint64_t wal_lsn_at_open_ = 0;  // the log's last LSN when it was opened
   std::unique_ptr<Taking> taking_;
+  uint64_t snapshot_counter_ = 0;
+  std::vector<SnapshotJob> jobs_out_;  // handed out by the next snapshot_step
   bool snapshot_requested_ = false;
   std::vector<SnapshotInfo> published_;  // oldest first
   std::optional<SnapshotInfo> restored_;  // by the last open()

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <deque>
+#include <memory>
 
 #include "common/codec.h"
 #include "host/node_host.h"
@@ -93,8 +95,9 @@ class ChunkPieces final : public SnapshotPieces {
 }  // namespace
 
 struct NodeHost::Taking {
+  uint64_t id = 0;
   NodeSnapshot snap;
-  std::unique_ptr<SnapshotFileWriter> writer;
+  std::shared_ptr<SnapshotFileWriter> writer;  // used by jobs only, one at a time
   uint64_t cut_seq = 0;  // every record the capture reflects has seq <= this
   uint64_t lsn = 0;
   size_t app = 0;
@@ -102,6 +105,17 @@ struct NodeHost::Taking {
   bool sequencer_written = false;
   bool syncing = false;
   std::string piece;
+  // Chunks produced, not yet in a job; then the bytes of each job handed
+  // out and not yet done, in order.
+  std::vector<std::pair<uint8_t, std::string>> batch;
+  size_t batch_bytes = 0;
+  std::deque<size_t> in_flight;
+  size_t in_flight_bytes = 0;
+
+  void add(uint8_t kind, std::string payload) {
+    batch_bytes += payload.size();
+    batch.emplace_back(kind, std::move(payload));
+  }
 };
 
 // Here, where Taking is complete.
@@ -155,14 +169,10 @@ Status NodeHost::begin_snapshot() {
     return writer.status();
   }
   t->writer = std::move(writer).value();
+  t->id = ++snapshot_counter_;
   const std::string& state = t->snap.state;
   for (size_t at = 0; at < state.size(); at += kStateChunkBytes) {
-    if (Status s = t->writer->add(kNodeState, std::string_view(state).substr(at, kStateChunkBytes));
-        !s) {
-      t->writer->abandon();
-      snapshot_error_ = s;
-      return s;
-    }
+    t->add(kNodeState, state.substr(at, kStateChunkBytes));
   }
   t->snap.state = {};
   taking_ = std::move(t);
@@ -171,72 +181,111 @@ Status NodeHost::begin_snapshot() {
 
 void NodeHost::fail_snapshot(Status s) {
   MAROON_ASSERT(taking_ != nullptr && !s.is_ok());
-  taking_->writer->abandon();
+  // After the jobs already handed out, which fail or are ignored.
+  std::shared_ptr<SnapshotFileWriter> writer = taking_->writer;
+  jobs_out_.push_back(SnapshotJob{[writer] {
+                                    writer->abandon();
+                                    return Status::ok();
+                                  },
+                                  taking_->id, false});
   taking_.reset();  // the app cursors end here
   snapshot_error_ = std::move(s);
 }
 
 NodeHost::SnapshotStep NodeHost::snapshot_step() {
-  if (taking_ == nullptr || taking_->syncing) return {};
-  Taking& t = *taking_;
-  size_t budget = snapshot_settings_.step_bytes;
-  while (t.app < t.snap.apps.size()) {
-    auto& [app, cursor] = t.snap.apps[t.app];
-    Status s;
-    if (!t.app_open) {
-      const char id = static_cast<char>(app);
-      s = t.writer->add(kAppBegin, std::string_view(&id, 1));
-      t.app_open = true;
-    } else {
+  SnapshotStep out;
+  if (taking_ != nullptr && !taking_->syncing) {
+    Taking& t = *taking_;
+    size_t budget = snapshot_settings_.step_bytes;
+    auto room = [&] { return t.in_flight_bytes + t.batch_bytes < kSnapshotBytesInFlightMax; };
+    bool stopped = false;  // by the budget or the bound, with more to produce
+    while (t.app < t.snap.apps.size() && !stopped) {
+      auto& [app, cursor] = t.snap.apps[t.app];
+      if (!t.app_open) {
+        t.add(kAppBegin, std::string(1, static_cast<char>(app)));
+        t.app_open = true;
+        continue;
+      }
+      if (!room()) {
+        stopped = true;
+        break;
+      }
       t.piece.clear();
       if (cursor->next(t.piece, budget)) {
         MAROON_ASSERT(t.piece.size() <= limits::snapshot_piece_bytes_max);
-        s = t.writer->add(kAppPiece, t.piece);
-        if (s) {
-          // One piece per call at most once the budget is spent: the loop
-          // goes back to serving.
-          if (t.piece.size() >= budget) return {.more = true};
-          budget -= t.piece.size();
+        const size_t n = t.piece.size();
+        t.add(kAppPiece, std::move(t.piece));
+        t.piece = std::string();
+        // Once the budget is spent the loop goes back to serving.
+        if (n >= budget) {
+          stopped = true;
+        } else {
+          budget -= n;
         }
       } else {
-        s = t.writer->add(kAppEnd, {});
+        t.add(kAppEnd, {});
         cursor.reset();  // the app stops keeping pre-images now
         t.app_open = false;
         t.app++;
       }
     }
-    if (!s) {
-      fail_snapshot(s);
-      return {};
-    }
-  }
-  if (!t.sequencer_written) {
-    std::string chunk;
-    for (const PersistRecord& r : t.snap.sequencer) {
-      chunk.clear();
-      chunk.push_back(static_cast<char>(r.type));
-      chunk.append(r.payload);
-      if (Status s = t.writer->add(kSequencerRecord, chunk); !s) {
-        fail_snapshot(s);
-        return {};
+    if (!stopped && !t.sequencer_written) {
+      for (PersistRecord& r : t.snap.sequencer) {
+        std::string chunk(1, static_cast<char>(r.type));
+        chunk.append(r.payload);
+        t.add(kSequencerRecord, std::move(chunk));
       }
+      t.snap.sequencer.clear();
+      t.sequencer_written = true;
     }
-    t.sequencer_written = true;
+    if (!t.batch.empty()) {
+      std::shared_ptr<SnapshotFileWriter> writer = t.writer;
+      out.jobs.push_back(SnapshotJob{[writer, chunks = std::move(t.batch)] {
+                                       for (const auto& [kind, payload] : chunks) {
+                                         if (Status s = writer->add(kind, payload); !s) return s;
+                                       }
+                                       return Status::ok();
+                                     },
+                                     t.id, false, t.batch_bytes});
+      t.in_flight.push_back(t.batch_bytes);
+      t.in_flight_bytes += t.batch_bytes;
+      t.batch.clear();
+      t.batch_bytes = 0;
+    }
+    out.more = stopped && room();
+    // Published only once every chunk is written and the log holds
+    // everything the snapshot reflects: a snapshot is never ahead of its log.
+    if (t.sequencer_written && t.in_flight.empty() && out.jobs.empty() &&
+        order_.durable_seq() >= t.cut_seq) {
+      MAROON_ASSERT(order_.durable_seq() >= t.cut_seq);
+      t.syncing = true;
+      std::shared_ptr<SnapshotFileWriter> writer = t.writer;
+      out.jobs.push_back(SnapshotJob{[writer] {
+                                       if (Status s = writer->finish(); !s) return s;
+                                       return writer->publish();
+                                     },
+                                     t.id, true});
+    }
   }
-  // Published only once the log holds everything the snapshot reflects: a
-  // snapshot must never be ahead of its log.
-  if (order_.durable_seq() < t.cut_seq) return {};
-  MAROON_ASSERT(order_.durable_seq() >= t.cut_seq);
-  t.syncing = true;
-  SnapshotFileWriter* writer = t.writer.get();
-  return {.job = [writer] {
-    if (Status s = writer->finish(); !s) return s;
-    return writer->publish();
-  }};
+  // Jobs queued earlier (an abandoned snapshot's clean-up) go first.
+  if (!jobs_out_.empty()) {
+    for (SnapshotJob& j : out.jobs) jobs_out_.push_back(std::move(j));
+    out.jobs = std::move(jobs_out_);
+    jobs_out_.clear();
+  }
+  return out;
 }
 
-void NodeHost::snapshot_synced(const Status& status) {
-  MAROON_ASSERT(taking_ != nullptr && taking_->syncing);
+void NodeHost::snapshot_job_done(uint64_t snapshot, bool publishes, const Status& status) {
+  if (taking_ == nullptr || taking_->id != snapshot) return;  // abandoned meanwhile
+  if (!publishes) {
+    MAROON_ASSERT(!taking_->in_flight.empty());
+    taking_->in_flight_bytes -= taking_->in_flight.front();
+    taking_->in_flight.pop_front();
+    if (!status) fail_snapshot(status);
+    return;
+  }
+  MAROON_ASSERT(taking_->syncing);
   if (!status) {
     fail_snapshot(status);
     return;

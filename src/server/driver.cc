@@ -306,6 +306,7 @@ Status Driver::start() {
           .count());
   started_ = true;
   wal_thread_ = std::thread([this] { wal_thread_main(); });
+  snapshot_thread_ = std::thread([this] { snapshot_thread_main(); });
   node_.tick(wall_clock_ms());
   tick_clock_.emplace(options_.tick_ms * 1000, kTickCatchUpMax, monotonic_us());
   pump();
@@ -677,32 +678,60 @@ void Driver::maybe_snapshot() {
       snapshot_failures_.inc();
       return;
     }
-    spdlog::info("snapshot of epoch {} begun", node_.applied_epoch().value());
+    const auto captured_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::steady_clock::now() - snapshot_began_)
+                                 .count();
+    spdlog::info("snapshot of epoch {} begun (captured in {} us)", node_.applied_epoch().value(),
+                 captured_us);
   }
   snapshot_work();
 }
 
 void Driver::snapshot_work() {
-  if (snapshot_work_posted_ || snapshot_job_running_ || !host_.snapshot_in_progress()) return;
+  if (snapshot_work_posted_) return;
+  const bool was_taking = host_.snapshot_in_progress();
   host::NodeHost::SnapshotStep step = host_.snapshot_step();
-  if (!host_.snapshot_in_progress()) {
+  if (was_taking && !host_.snapshot_in_progress() && !host_.snapshot_error().is_ok()) {
     spdlog::warn("snapshot abandoned: {}", host_.snapshot_error().to_string());
     snapshot_failures_.inc();
-    return;
   }
-  if (step.job) {
-    join_snapshot_thread();
-    snapshot_job_running_ = true;
-    snapshot_thread_ = std::thread([this, job = std::move(step.job)] {
-      Status s = job();
-      boost::asio::post(io_, [this, s = std::move(s)] {
-        snapshot_job_running_ = false;
-        host_.snapshot_synced(s);
-        if (!s) {
-          spdlog::warn("snapshot abandoned: {}", s.to_string());
-          snapshot_failures_.inc();
-          return;
-        }
+  if (!step.jobs.empty()) {
+    {
+      std::lock_guard lock(snap_mu_);
+      for (host::NodeHost::SnapshotJob& j : step.jobs) snapshot_jobs_.push_back(std::move(j));
+    }
+    snap_cv_.notify_one();
+  }
+  if (step.more) {
+    snapshot_work_posted_ = true;
+    boost::asio::post(io_, [this] {
+      snapshot_work_posted_ = false;
+      snapshot_work();
+    });
+  }
+}
+
+void Driver::snapshot_thread_main() {
+  std::unique_lock lock(snap_mu_);
+  while (true) {
+    snap_cv_.wait(lock, [this] { return snapshot_thread_stop_ || !snapshot_jobs_.empty(); });
+    if (snapshot_thread_stop_) return;  // a snapshot in progress is abandoned with the process
+    host::NodeHost::SnapshotJob job = std::move(snapshot_jobs_.front());
+    snapshot_jobs_.pop_front();
+    lock.unlock();
+    Status s = job.run();
+    // The rate bound: a job of n bytes takes at least n / rate.
+    if (const uint64_t rate = options_.snapshots.write_mib_per_s; rate != 0 && job.bytes > 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(job.bytes / rate));
+    }
+    boost::asio::post(io_, [this, id = job.snapshot, publishes = job.publishes,
+                            s = std::move(s)] {
+      const bool was_taking = host_.snapshot_in_progress();
+      host_.snapshot_job_done(id, publishes, s);
+      if (!s && was_taking && !host_.snapshot_in_progress()) {
+        spdlog::warn("snapshot abandoned: {}", s.to_string());
+        snapshot_failures_.inc();
+      } else if (publishes && s && !host_.snapshots().empty()) {
         const host::SnapshotInfo& info = host_.snapshots().back();
         const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::steady_clock::now() - snapshot_began_)
@@ -714,20 +743,19 @@ void Driver::snapshot_work() {
         snapshot_epoch_.set(static_cast<int64_t>(info.epoch));
         snapshot_duration_.observe_us(static_cast<uint64_t>(millis) * 1000);
         schedule_flush();  // the compaction goes with the next write
-      });
-    });
-    return;
-  }
-  if (step.more) {
-    snapshot_work_posted_ = true;
-    boost::asio::post(io_, [this] {
-      snapshot_work_posted_ = false;
+      }
       snapshot_work();
     });
+    lock.lock();
   }
 }
 
 void Driver::join_snapshot_thread() {
+  {
+    std::lock_guard lock(snap_mu_);
+    snapshot_thread_stop_ = true;
+  }
+  snap_cv_.notify_all();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
 }
 

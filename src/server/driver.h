@@ -141,6 +141,7 @@ class Driver final : public Engine {
   void maybe_snapshot();
   void snapshot_work();
   void join_snapshot_thread();
+  void snapshot_thread_main();
 
   boost::asio::io_context& io_;
   DriverOptions options_;
@@ -183,13 +184,16 @@ class Driver final : public Engine {
   bool wal_thread_stop_ = false;
   std::thread wal_thread_;
 
-  // Snapshots (loop thread, but for the job snapshot_thread_ runs).
+  // Snapshots: the loop produces them, snapshot_thread_ runs the host's
+  // jobs (file writes, fsync, rename) in order, handed over under snap_mu_.
   std::thread snapshot_thread_;
+  std::mutex snap_mu_;
+  std::condition_variable snap_cv_;
+  std::deque<host::NodeHost::SnapshotJob> snapshot_jobs_;
+  bool snapshot_thread_stop_ = false;
   std::atomic<uint64_t> wal_first_segment_{0};
   bool snapshot_work_posted_ = false;
-  bool snapshot_job_running_ = false;
   std::chrono::steady_clock::time_point snapshot_began_;
-  uint64_t snapshot_failures_logged_at_ = 0;
 
   ReplayStats replay_stats_;
   Registry registry_;

@@ -580,18 +580,22 @@ void ClusterSimulation::snapshot_work(SimNode& n) {
                              n.node->applied_epoch().value()));
   }
   host::NodeHost::SnapshotStep step = h.snapshot_step();
-  if (!h.snapshot_in_progress()) return;
   const uint64_t inc = n.incarnation;
-  if (step.job) {
+  for (host::NodeHost::SnapshotJob& job : step.jobs) {
+    if (!job.publishes) {
+      // Writes into the page cache: at once.
+      h.snapshot_job_done(job.snapshot, false, job.run());
+      continue;
+    }
     // The fsync and rename take a while, off the node's loop: a crash may
     // come first, and the snapshot is then never published.
     n.snapshot_job = true;
     world_.after(world_.uniform(s_.process.disk_min_us, 4 * s_.process.disk_max_us),
-                 [this, &n, inc, job = std::move(step.job)] {
+                 [this, &n, inc, job = std::move(job)] {
                    if (!n.running(inc)) return;
                    n.snapshot_job = false;
-                   const Status st = job();
-                   n.host->snapshot_synced(st);
+                   const Status st = job.run();
+                   n.host->snapshot_job_done(job.snapshot, true, st);
                    if (st) {
                      // Never ahead of its log: what the snapshot covers is
                      // durable in the WAL.
@@ -613,7 +617,8 @@ void ClusterSimulation::snapshot_work(SimNode& n) {
                    }
                    process(n);  // the compaction goes with the next write
                  });
-  } else if (step.more) {
+  }
+  if (step.more) {
     world_.after(100, [this, &n, inc] {
       if (n.running(inc)) snapshot_work(n);
     });

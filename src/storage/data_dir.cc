@@ -139,6 +139,7 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
   wal_options.empty_log_last_lsn = reached_lsn;
   wal_options.clean_last_lsn = d->clean_last_lsn_;
   wal_options.recover_lost_records = o.recover_lost_log;
+  if (!o.on_covered_record) wal_options.skip_through_lsn = covered_lsn;
   DataDir* raw = d.get();
   wal_options.on_roll = [raw](uint64_t index) {
     // The superblock learns of a segment before any record goes into it, so

@@ -113,6 +113,8 @@ class SnapshotFileWriter {
   Status failure_;
   std::string buffer_;    // appended, not yet written
   uint64_t written_ = 0;  // bytes handed to the file (its end)
+  uint64_t synced_ = 0;   // bytes fdatasynced so far (see write())
+  static constexpr uint64_t kSyncEveryBytes = 1024 * 1024;
   uint64_t bytes_ = 0;    // written_ + buffer_.size()
   uint64_t chunks_ = 0;
   uint64_t combined_hash_ = 0;  // over the header and chunk checksums so far

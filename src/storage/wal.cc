@@ -180,6 +180,21 @@ Status Wal::recover(const ReplayFn& replay) {
     return roll();
   }
 
+  // Each segment's first LSN, from its header, to skip the ones a snapshot
+  // covers whole (the next one starts at or before skip_through_lsn + 1).
+  // A header that does not read is left to the scan below to report.
+  std::vector<uint64_t> first_lsns(indexes.size(), 0);
+  if (options_.skip_through_lsn != 0) {
+    for (size_t i = 0; i < indexes.size(); i++) {
+      auto f = env_.open(segment_path(indexes[i]), /*create=*/false);
+      if (!f) continue;
+      std::string header;
+      if (!(*f)->read_at(0, kSegmentHeaderBytes, header).is_ok()) continue;
+      if (auto h = wal::decode_segment_header(header); h && h->segment_index == indexes[i]) {
+        first_lsns[i] = h->first_lsn.value();
+      }
+    }
+  }
   Lsn next_lsn;
   std::string buffer;
   // Damage in an earlier segment, refused unless the next segment's first
@@ -235,6 +250,11 @@ Status Wal::recover(const ReplayFn& replay) {
     }
 
     const bool last = i + 1 == indexes.size();
+    if (!last && !earlier_damage && first_lsns[i + 1] != 0 &&
+        first_lsns[i + 1] <= options_.skip_through_lsn + 1 && first_lsns[i + 1] > next_lsn.value()) {
+      next_lsn = Lsn(first_lsns[i + 1]);  // covered whole: not read
+      continue;
+    }
     auto scan = wal::scan_segment(source, wal::checksum_seed(*header), next_lsn, last, replay);
     if (!scan) return scan.status();
     next_lsn = scan->next_lsn;

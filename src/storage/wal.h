@@ -50,6 +50,10 @@ struct WalOptions {
   // state so far comes from a snapshot: its first record follows the
   // snapshot's point).
   uint64_t empty_log_last_lsn = 0;
+  // Segments whose every record has an LSN up to this (a snapshot covers
+  // them, and nobody asked for their records) are not read past their
+  // header: a restart's cost follows the log after the snapshot only.
+  uint64_t skip_through_lsn = 0;
 };
 
 // What recovery cut from the end of the log: a torn tail (the batch being

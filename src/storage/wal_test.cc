@@ -1109,3 +1109,66 @@ TEST_F(WalTest, WriteBeyondTheLsnSpaceIsRefusedNotACrash) {
 
 }  // namespace
 }  // namespace maroon
+
+namespace maroon {
+namespace {
+
+// Compaction's WAL side: segments a snapshot covers whole are removed from
+// the front (and a crash part-way leaves files the next open removes), and
+// a restart skips reading those still there (skip_through_lsn).
+TEST(WalCompaction, CoveredSegmentsAreRemovedOrSkippedAndTheRestReplays) {
+  FaultEnv env;
+  Prng prng(3);
+  std::vector<Lsn> segment_last;  // the last LSN in each full segment
+  {
+    auto wal = Wal::open(env, "wal", kSmallSegments, [](Lsn, uint8_t, std::string_view) {
+      return Status::ok();
+    });
+    ASSERT_TRUE(wal.is_ok());
+    uint64_t segment = (*wal)->segment_index();
+    for (int i = 0; i < 40; i++) {
+      Lsn before = (*wal)->last_lsn();
+      ASSERT_TRUE(write_batch(**wal, make_batch(prng, 3, 600)).is_ok());
+      if ((*wal)->segment_index() != segment) {
+        segment_last.push_back(before);
+        segment = (*wal)->segment_index();
+      }
+    }
+    ASSERT_GE(segment_last.size(), 3u);
+    // Segments 1 and 2 hold only records up to segment_last[1].
+    EXPECT_EQ((*wal)->segments_through(segment_last[1]), (std::vector<uint64_t>{1, 2}));
+    EXPECT_EQ((*wal)->segments_through(Lsn(segment_last[1].value() - 1)),
+              std::vector<uint64_t>{1});
+  }
+  // Damage in segment 1: skipped, it is not read; read, it is refused.
+  overwrite(env, "wal/wal-00000001.log", wal::kSegmentHeaderBytes + 100, "garbage");
+  std::vector<Rec> replayed;
+  uint64_t first_seen = 0;
+  WalOptions skip = kSmallSegments;
+  skip.skip_through_lsn = segment_last[1].value();
+  auto wal = Wal::open(env, "wal", skip, [&](Lsn lsn, uint8_t, std::string_view) {
+    if (first_seen == 0) first_seen = lsn.value();
+    return Status::ok();
+  });
+  ASSERT_TRUE(wal.is_ok()) << wal.status().to_string();
+  EXPECT_EQ(first_seen, segment_last[1].value() + 1) << "the covered segments were read";
+  EXPECT_FALSE(open_wal(env, replayed, kSmallSegments).is_ok());
+  // Removal: the covered ones go; a first_segment above them removes any
+  // left behind at the next open.
+  ASSERT_TRUE((*wal)->remove_segments_below(3).is_ok());
+  EXPECT_FALSE(env.exists("wal/wal-00000001.log"));
+  EXPECT_EQ((*wal)->first_segment(), 3u);
+  EXPECT_EQ((*wal)->first_lsn(), segment_last[1].next());
+  wal->reset();
+  ASSERT_TRUE(env.open("wal/wal-00000002.log", true).is_ok());  // as if a crash left it
+  WalOptions from3 = kSmallSegments;
+  from3.first_segment = 3;
+  auto again = Wal::open(env, "wal", from3, [](Lsn, uint8_t, std::string_view) {
+    return Status::ok();
+  });
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_FALSE(env.exists("wal/wal-00000002.log"));
+}
+
+}  // namespace
+}  // namespace maroon
