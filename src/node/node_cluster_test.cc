@@ -18,12 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "app/test_pieces.h"
 #include "common/codec.h"
 #include "common/hash.h"
 #include "common/limits.h"
 #include "common/prng.h"
 #include "host/node_host.h"
 #include "node/node.h"
+#include "node/test_echo_app.h"
 #include "sequencer/vr_sequencer.h"
 #include "storage/data_dir.h"
 #include "storage/fault_env.h"
@@ -38,39 +40,6 @@ constexpr uint64_t kTickMs = 10;
 constexpr uint64_t kWalSegmentBytes = 4 * 1024 * 1024;
 constexpr size_t kWalBatchBytesMax = kWalSegmentBytes / 4;
 
-// Appends each op to a log and replies with "<op>#<position>".
-class EchoApp final : public StateMachine {
- public:
-  std::string apply(const TxContext&, std::string_view op) override {
-    log.push_back(std::string(op));
-    hash = hash64(op, hash);
-    return std::string(op) + "#" + std::to_string(log.size());
-  }
-  std::string read(std::string_view) const override { return std::to_string(log.size()); }
-  uint64_t state_hash() const override { return hash; }
-  std::unique_ptr<AppSnapshotCursor> begin_snapshot() override {
-    std::string bytes;
-    ByteWriter w(bytes);
-    w.u64(hash);
-    for (const std::string& op : log) w.bytes(op);
-    return std::make_unique<CopiedSnapshotCursor>(std::move(bytes));
-  }
-  Status restore(SnapshotPieces& pieces) override {
-    auto bytes = read_all_pieces(pieces, 1 << 30);
-    if (!bytes) return bytes.status();
-    ByteReader r(*bytes);
-    log.clear();
-    if (!r.u64(hash)) return corruption("echo app: bad snapshot");
-    while (!r.at_end()) {
-      std::string_view op;
-      if (!r.bytes(op, bytes->size())) return corruption("echo app: bad snapshot");
-      log.emplace_back(op);
-    }
-    return Status::ok();
-  }
-  std::vector<std::string> log;
-  uint64_t hash = 0;
-};
 
 using Log = std::vector<std::string>;
 // The digest of a kv tx with this op.
@@ -544,19 +513,6 @@ TEST(NodeCluster, AnIdWithTwoPayloadsExecutesTheBytesKNodesHoldEverywhere) {
   EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
 }
 
-// Pieces handed to StateMachine::restore from memory.
-class VectorPieces final : public SnapshotPieces {
- public:
-  explicit VectorPieces(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
-  Result<std::optional<std::string_view>> next() override {
-    if (at_ == pieces_.size()) return std::optional<std::string_view>();
-    return std::optional<std::string_view>(pieces_[at_++]);
-  }
-
- private:
-  std::vector<std::string> pieces_;
-  size_t at_ = 0;
-};
 
 // A node rebuilt from begin_snapshot's capture (state, apps, sequencer
 // records) encodes the same state and hashes the same as the node it was
@@ -597,9 +553,7 @@ TEST(NodeCluster, ASnapshotRestoresTheNodeItWasTakenFrom) {
     to.register_app(AppId::kKv, app);
     ASSERT_TRUE(to.restore_state(snap.state).is_ok());
     for (auto& [id, cursor] : snap.apps) {
-      std::vector<std::string> pieces;
-      for (std::string piece; cursor->next(piece, 3); piece.clear()) pieces.push_back(piece);
-      VectorPieces in(std::move(pieces));
+      VectorPieces in(all_pieces(*cursor, 3));
       ASSERT_TRUE(to.restore_app(id, in).is_ok());
     }
     EXPECT_EQ(to.state_hash(), from.state_hash());

@@ -256,24 +256,12 @@ std::vector<DurableRecord> Replica::durable_image() const {
     image.emplace_back(*cp);
     after = std::max(after, cp->op);
   }
-  // As persist_log: records of at most log_record_bytes_max (plus the entry
-  // crossing it); the first starts the log at `after`, the others append.
-  // An empty log after the checkpoint needs no record, unless it starts
-  // later (a gap), which the original record marked the same way.
-  size_t i = after.value() - log_after_.value();
+  // As persist_log writes them; an empty log after the checkpoint needs no
+  // record, unless it starts later (a gap), which the original record
+  // marked the same way.
   const bool gap = after > (cp ? cp->op : OpNumber(0));
-  if (i == log_.size() && !gap) return image;
-  do {
-    LogSuffix rec{OpNumber(log_after_.value() + i), {}};
-    size_t bytes = 0;
-    while (i < log_.size() && (rec.entries.empty() || bytes + log_[i].payload.size() <=
-                                                          limits::log_record_bytes_max)) {
-      bytes += log_[i].payload.size();
-      rec.entries.push_back(log_[i]);
-      i++;
-    }
-    image.emplace_back(std::move(rec));
-  } while (i < log_.size());
+  if (after == op_ && !gap) return image;
+  for (LogSuffix& rec : log_records(after)) image.emplace_back(std::move(rec));
   return image;
 }
 
@@ -1685,10 +1673,11 @@ void Replica::truncate_to(OpNumber keep, Output& out) {
   persist_log(keep, out);
 }
 
-void Replica::persist_log(OpNumber after, Output& out) {
+std::vector<LogSuffix> Replica::log_records(OpNumber after) const {
   MAROON_ASSERT(after >= log_after_ && after <= op_);
   // The first record replaces the log after `after`; the others append. Each
   // holds entries of at most log_record_bytes_max (plus the one crossing it).
+  std::vector<LogSuffix> records;
   size_t i = after.value() - log_after_.value();
   do {
     LogSuffix rec{OpNumber(log_after_.value() + i), {}};
@@ -1699,13 +1688,20 @@ void Replica::persist_log(OpNumber after, Output& out) {
       rec.entries.push_back(log_[i]);
       i++;
     }
+    records.push_back(std::move(rec));
+  } while (i < log_.size());
+  return records;
+}
+
+void Replica::persist_log(OpNumber after, Output& out) {
+  for (LogSuffix& rec : log_records(after)) {
     const OpNumber rec_after = rec.after, rec_last = rec.last();
     uint64_t seq = out.add_record(std::move(rec));
     MAROON_ASSERT(seq == next_seq_);
     next_seq_++;
     pending_.push_back(
         Pending{seq, rec_after, rec_last, std::nullopt, std::exchange(gap_record_, false)});
-  } while (i < log_.size());
+  }
 }
 
 bool Replica::log_has_room(size_t bytes) const {

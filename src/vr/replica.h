@@ -283,6 +283,9 @@ class Replica {
   // Drops the log after keep (never a committed op), on disk too.
   void truncate_to(OpNumber keep, Output& out);
   void persist_log(OpNumber after, Output& out);
+  // The log after `after` as persist_log writes it: records of at most
+  // log_record_bytes_max of entries each (one, maybe empty, at least).
+  std::vector<LogSuffix> log_records(OpNumber after) const;
   void persist_state(Output& out);
   LogSuffix log_suffix(OpNumber after, size_t ops_max) const;
   // Whether an entry of `bytes` payload would fit in the log now.

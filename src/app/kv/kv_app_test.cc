@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "app/kv/kv_test_gen.h"
+#include "app/test_pieces.h"
 #include "common/codec.h"
 #include "common/hash.h"
 #include "common/limits.h"
@@ -756,19 +757,6 @@ TEST(KvApp, BehavesLikeTheModel) {
 
 // ---- Snapshots (docs/formats/kv.md, "Snapshot")
 
-// Pieces kept in memory, handed out in order.
-class VectorPieces final : public SnapshotPieces {
- public:
-  explicit VectorPieces(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
-  Result<std::optional<std::string_view>> next() override {
-    if (at_ == pieces_.size()) return std::optional<std::string_view>();
-    return std::optional<std::string_view>(pieces_[at_++]);
-  }
-
- private:
-  std::vector<std::string> pieces_;
-  size_t at_ = 0;
-};
 
 // Every piece of a snapshot of `app` taken now, asking for `hint` bytes each.
 std::vector<std::string> take_snapshot(KvApp& app, size_t hint) {
