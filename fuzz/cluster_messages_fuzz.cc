@@ -54,7 +54,7 @@ void check(std::string_view in, FrameType type, Decode decode, Encode encode) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 11) {
+  switch (data[0] % 15) {
     case 0:
       check<Offsets>(in, FrameType::kOffsets, decode_offsets, encode_offsets);
       break;
@@ -92,6 +92,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 10:
       check<TxEvicted>(in, FrameType::kTxEvicted, decode_tx_evicted, encode_tx_evicted);
+      break;
+    case 11:
+      check<SnapshotWanted>(in, FrameType::kSnapshotWanted, decode_snapshot_wanted,
+                            encode_snapshot_wanted);
+      break;
+    case 12:
+      check<SnapshotOffer>(in, FrameType::kSnapshotOffer, decode_snapshot_offer,
+                           encode_snapshot_offer);
+      break;
+    case 13:
+      check<SnapshotPull>(in, FrameType::kSnapshotPull, decode_snapshot_pull, encode_snapshot_pull);
+      break;
+    case 14:
+      check<SnapshotChunk>(in, FrameType::kSnapshotChunk, decode_snapshot_chunk,
+                           encode_snapshot_chunk);
       break;
   }
   return 0;

@@ -20,6 +20,7 @@
 // a thread in the node process, inline on FaultEnv in the simulator).
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -76,6 +77,33 @@ struct SnapshotSettings {
   // snapshot shares the disk with the WAL, whose fdatasyncs every commit
   // waits for.
   uint64_t write_mib_per_s = 64;
+
+  // Transfer (cluster nodes): a node that lags beyond what its peers keep
+  // fetches a peer's newest snapshot in chunks of `transfer_chunk_bytes`,
+  // `transfer_window` of them in flight; a pull unanswered for
+  // `transfer_retry_ms` is sent again, and a peer that gives nothing for
+  // four times that is left for the next. A node serves its snapshots to
+  // peers at `send_mib_per_s` at most, so it stays responsive meanwhile.
+  uint64_t send_mib_per_s = 64;
+  uint32_t transfer_chunk_bytes = 256 * 1024;
+  size_t transfer_window = 4;
+  uint64_t transfer_retry_ms = 1000;
+};
+
+// What `maroon status` shows of snapshot transfers.
+struct TransferStatus {
+  bool fetching = false;  // this node waits for a peer's snapshot
+  std::string why;        // ... because
+  uint64_t need_epoch = 0;
+  uint64_t peer = 0;  // being fetched from (0: still asking)
+  uint64_t epoch = 0;
+  uint64_t received = 0;  // bytes of it so far
+  uint64_t total = 0;
+  uint64_t installed = 0;       // peers' snapshots installed by this process
+  uint64_t bytes_received = 0;  // over every transfer
+  uint64_t bytes_sent = 0;      // to peers
+  uint64_t restarts = 0;        // transfers begun again (peer gone, damage)
+  std::string last_error;
 };
 
 // A published snapshot this host knows of.
@@ -161,6 +189,15 @@ class NodeHost {
   // over (damaged snapshots):
   const std::vector<std::string>& warnings() const { return warnings_; }
 
+  // --- Snapshot transfer (docs/snapshots.md, "Transfer";
+  // node_host_transfer.cc). With snapshots on, every message from a peer
+  // comes here: the transfer's are the host's, the others go to the node.
+  void on_peer(NodeId from, PeerMessage msg);
+  // Ticks the node, then the transfer (asks, pulls again, serves queued
+  // pulls as the rate bound allows).
+  void tick(uint64_t now_ms);
+  TransferStatus transfer_status() const;
+
   // The data directory's log had lost records (DataDir::log_lost) and the
   // sequencer has not yet recovered them from peers.
   bool log_lost() const { return log_lost_; }
@@ -183,6 +220,18 @@ class NodeHost {
   void fail_snapshot(Status s);
 
   struct Taking;
+  struct Fetch;
+  void fetch_work();
+  void fetch_ask();
+  void fetch_fill();
+  void fetch_restart(std::string why, bool keep_file);
+  void fetch_complete();
+  Status install(const std::string& path);
+  void on_snapshot_wanted(NodeId from, const SnapshotWanted& m);
+  void on_snapshot_offer(NodeId from, const SnapshotOffer& m);
+  void on_snapshot_pull(NodeId from, const SnapshotPull& m);
+  void on_snapshot_chunk(NodeId from, SnapshotChunk m);
+  void serve_pulls();
 
   Node& node_;
   NodeSink& sink_;
@@ -205,6 +254,20 @@ class NodeHost {
   uint64_t snapshots_taken_ = 0;
   Status snapshot_error_;
   std::vector<std::string> warnings_;
+
+  // Transfer.
+  uint64_t now_ms_ = 0;
+  std::unique_ptr<Fetch> fetch_;
+  size_t fetch_rotation_ = 0;
+  struct Serving {
+    NodeId to;
+    SnapshotPull pull;
+  };
+  static constexpr size_t kServeQueueMax = 16;
+  std::deque<Serving> serving_;
+  uint64_t serve_tokens_ = 0;
+  uint64_t serve_tokens_ms_ = 0;
+  TransferStatus transfer_;
 };
 
 }  // namespace maroon::host

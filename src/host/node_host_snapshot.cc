@@ -2,7 +2,7 @@
 // serving, publishing it once the log is durable through its point,
 // compacting the log behind it, and restoring the newest valid one at a
 // restart. The file layout is storage/snapshot_file.h's; the chunk kinds
-// and the header are defined here.
+// and the header are snapshot_layout.h's.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,88 +11,14 @@
 
 #include "common/codec.h"
 #include "host/node_host.h"
+#include "host/snapshot_fetch.h"
+#include "host/snapshot_layout.h"
 #include "storage/snapshot_file.h"
 #include "storage/wal_format.h"
 
 namespace maroon::host {
 
-namespace {
-
-constexpr uint8_t kHeaderFormat = 1;
-
-// Chunk kinds, in the order they appear in a file.
-enum ChunkKind : uint8_t {
-  kNodeState = 1,        // pieces of Node::encode_state, concatenated
-  kAppBegin = 2,         // u8 app id
-  kAppPiece = 3,         // one piece of that app's cursor
-  kAppEnd = 4,           // empty
-  kSequencerRecord = 5,  // u8 record type, then its payload
-};
-
-constexpr size_t kStateChunkBytes = 1024 * 1024;
-
-struct Header {
-  uint64_t node_id = 0;
-  uint64_t epoch = 0;
-  uint64_t logical_time_ms = 0;
-  uint64_t state_hash = 0;
-  uint64_t lsn = 0;  // the log is covered through this LSN
-};
-
-std::string encode_header(const Header& h) {
-  std::string out;
-  ByteWriter w(out);
-  w.u8(kHeaderFormat);
-  w.u64(h.node_id);
-  w.u64(h.epoch);
-  w.u64(h.logical_time_ms);
-  w.u64(h.state_hash);
-  w.u64(h.lsn);
-  return out;
-}
-
-Result<Header> decode_header(std::string_view bytes) {
-  ByteReader r(bytes);
-  Header h;
-  uint8_t format = 0;
-  if (!r.u8(format) || format != kHeaderFormat) {
-    return corruption(fmt::format("snapshot header format {} is not one this build reads ({})",
-                                  format, kHeaderFormat));
-  }
-  if (!r.u64(h.node_id) || !r.u64(h.epoch) || !r.u64(h.logical_time_ms) || !r.u64(h.state_hash) ||
-      !r.u64(h.lsn) || !r.at_end() || h.lsn >= wal::kLsnMax) {
-    return corruption("malformed snapshot header");
-  }
-  return h;
-}
-
-// An app's pieces, read from the chunks between its kAppBegin and kAppEnd.
-class ChunkPieces final : public SnapshotPieces {
- public:
-  explicit ChunkPieces(SnapshotFileReader& reader) : reader_(reader) {}
-  Result<std::optional<std::string_view>> next() override {
-    if (ended_) return std::optional<std::string_view>();
-    auto chunk = reader_.next();
-    if (!chunk) return chunk.status();
-    if (!*chunk) return corruption("the file ends inside an app's state");
-    const auto [kind, payload] = **chunk;
-    if (kind == kAppEnd) {
-      ended_ = true;
-      return std::optional<std::string_view>();
-    }
-    if (kind != kAppPiece) {
-      return corruption(fmt::format("chunk of kind {} inside an app's state", kind));
-    }
-    return std::optional<std::string_view>(payload);
-  }
-  bool ended() const { return ended_; }
-
- private:
-  SnapshotFileReader& reader_;
-  bool ended_ = false;
-};
-
-}  // namespace
+using namespace snapshot_layout;
 
 struct NodeHost::Taking {
   uint64_t id = 0;
@@ -128,6 +54,9 @@ void NodeHost::set_snapshots(Env& env, SnapshotSettings settings) {
   MAROON_ASSERT(!settings.dir.empty() && settings.kept >= 1 && settings.step_bytes > 0);
   snapshot_env_ = &env;
   snapshot_settings_ = std::move(settings);
+  // A cluster node that lags too far fetches a peer's snapshot instead of
+  // stopping (node_host_transfer.cc).
+  if (node_.members().size() > 1) node_.enable_snapshot_transfer();
 }
 
 bool NodeHost::snapshot_due() const {

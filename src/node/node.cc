@@ -374,6 +374,9 @@ void Node::on_peer(NodeId from, PeerMessage msg) {
   MAROON_ASSERT(!replaying_);
   const size_t peer = peer_index(from);
   if (peer == SIZE_MAX || !fault_.is_ok()) return;  // not a member: drop
+  // The snapshot transfer is the host's (NodeHost::on_peer); a harness that
+  // hands it here has nothing to say to the node.
+  if (is_snapshot_transfer(msg)) return;
   sequencer_.on_peer_heard(from);
   if (auto* vr = std::get_if<VrPacket>(&msg)) {
     sequencer_.on_message(from, vr->bytes, out_);
@@ -544,18 +547,55 @@ void Node::on_evicted(size_t peer, const TxEvicted& m) {
   }
   range.evicted_peers |= uint64_t{1} << peer;
   if (static_cast<size_t>(std::popcount(range.evicted_peers)) < peers_.size()) return;
-  lags_too_far(fmt::format("it waits for tx {}:{}, which every peer has executed and no longer "
-                           "keeps (settings.tx_retention_bytes_max)",
-                           m.range.value(), m.offset));
+  const std::string why = fmt::format("it waits for tx {}:{}, which every peer has executed and "
+                                      "no longer keeps (settings.tx_retention_bytes_max)",
+                                      m.range.value(), m.offset);
+  if (snapshot_transfer_) {
+    // Every epoch known committed: the tx waited for is in one of them, and
+    // later ones may wait for evicted txs too. Set once: raised with every
+    // epoch committed meanwhile, it would outrun every snapshot offered.
+    if (!snapshot_need_) need_snapshot(committed_epoch_, why);
+    return;
+  }
+  lags_too_far(why);
+}
+
+void Node::need_snapshot(EpochNumber need, std::string why) {
+  MAROON_ASSERT(snapshot_transfer_ && need > applied_epoch_);
+  if (snapshot_need_ && *snapshot_need_ >= need) return;
+  snapshot_need_ = need;
+  snapshot_need_why_ = std::move(why);
+}
+
+void Node::on_gap(Epoch epoch) {
+  MAROON_ASSERT(snapshot_transfer_ && epoch.number > committed_epoch_.next());
+  if (!gap_epochs_.empty() && epoch.number <= gap_epochs_.back().number) return;  // known
+  if (!gap_epochs_.empty() && epoch.number != gap_epochs_.back().number.next()) {
+    // A gap after the gap: what was kept cannot be fed after an install
+    // that ends before this epoch.
+    gap_epochs_.clear();
+  }
+  if (gap_epochs_.size() == kGapEpochsMax) {
+    // Bounded: the snapshot must then reach the dropped epoch itself.
+    gap_epochs_.pop_front();
+  }
+  if (gap_epochs_.empty()) {
+    need_snapshot(EpochNumber(epoch.number.value() - 1),
+                  fmt::format("it has committed epochs up to {} and is given epoch {} next (its "
+                              "peers' sequencer checkpoints no longer reach back to it)",
+                              committed_epoch_.value(), epoch.number.value()));
+  } else if (gap_epochs_.front().number.value() - 1 > snapshot_need_->value()) {
+    need_snapshot(EpochNumber(gap_epochs_.front().number.value() - 1), snapshot_need_why_);
+  }
+  epoch_gap_ = true;
+  gap_epochs_.push_back(std::move(epoch));
 }
 
 void Node::lags_too_far(std::string_view why) {
   set_fault(unavailable(fmt::format(
-      "node {} lags too far: {}. Catching up needs a node snapshot, which this build cannot "
-      "transfer yet (a copy of another node's data directory is refused: it belongs to that "
-      "node). The node stops rather than serve a gap; the others go on while they keep a "
-      "quorum. Restore this node's own directory from a newer backup, or replace the node once "
-      "membership changes exist",
+      "node {} lags too far: {}. Catching up needs a peer's snapshot, and this node runs without "
+      "snapshots. The node stops rather than serve a gap; the others go on while they keep a "
+      "quorum",
       config_.id.value(), why)));
 }
 
@@ -677,6 +717,9 @@ uint64_t Node::next_logical_time(EpochNumber number) const {
 void Node::propose_epochs() {
   if (replaying_ || !fault_.is_ok()) return;
   take_committed();
+  // Its committed state is behind the sequencer's until a snapshot fills
+  // the gap: an epoch proposed from it would order txs out of turn.
+  if (epoch_gap_) return;
   while (sequencer_.can_propose()) {
     if (sequencer_.proposer_term() != proposer_term_) {
       // A new term: what this node proposed before either committed or was
@@ -772,6 +815,10 @@ void Node::take_committed() {
 
 void Node::on_committed(Epoch epoch) {
   if (!fault_.is_ok() || epoch.number <= committed_epoch_) return;  // known already
+  if (epoch.number != committed_epoch_.next() && snapshot_transfer_) {
+    on_gap(std::move(epoch));
+    return;
+  }
   if (epoch.number != committed_epoch_.next()) {
     lags_too_far(fmt::format(
         "it has committed epochs up to {} and the cluster's oldest retained one is {}",

@@ -166,6 +166,36 @@ class Node {
   // restored node with the one it was taken from).
   std::string encode_state() const;
 
+  // --- Catching up from a peer's snapshot (docs/snapshots.md, "Transfer") ---
+  // Called by a host that can fetch peers' snapshots (a cluster node with
+  // snapshots on): a node that lags beyond what its peers keep (every peer
+  // evicted a tx it waits for, or the committed epochs it is given start
+  // after its own) then waits for one instead of stopping with a fault. It
+  // keeps voting, holding and advertising txs meanwhile; it does not
+  // propose while its committed epochs have a gap.
+  void enable_snapshot_transfer() { snapshot_transfer_ = true; }
+  // The applied epoch a peer's snapshot must have for this node to go on,
+  // and why it needs one; nullopt while it needs none.
+  std::optional<EpochNumber> snapshot_needed() const { return snapshot_need_; }
+  const std::string& snapshot_needed_why() const { return snapshot_need_why_; }
+  // Installs a peer's snapshot while running: begin_install with its node
+  // state (refused, changing nothing, if it is malformed or not new
+  // enough), then install_app with each app's pieces, then finish_install
+  // with the apps' state hash the snapshot's header gives. The node keeps
+  // its own held txs (never the peer's: this node's durability claims are
+  // its own), the committed epochs it knows beyond the snapshot's, its
+  // sequencer and what it proposed; everything else is the snapshot's. A
+  // failure after begin_install stops the node with a fault (its apps are
+  // half replaced). The host then takes a snapshot of its own at once.
+  [[nodiscard]] Status begin_install(std::string_view state);
+  void install_app(AppId app, SnapshotPieces& pieces);
+  void finish_install(uint64_t state_hash);
+  // The host could not read the rest of the snapshot: the node stops.
+  void abort_install(Status why);
+  uint64_t snapshots_installed() const { return snapshots_installed_; }
+  // The epoch the last snapshot installed was taken at.
+  EpochNumber installed_epoch() const { return installed_epoch_; }
+
   void on_tx(GatewayId from, TxMsg msg);
   void on_lease_request(const LeaseRequest& request);
   void on_renew_lease(const RenewLease& renew);
@@ -201,6 +231,8 @@ class Node {
   size_t quorum() const { return k_; }
   const std::vector<NodeId>& members() const { return members_; }
   NodeId id() const { return config_.id; }
+  // Ticks × tick_ms: this node's steady time since it started.
+  uint64_t steady_ms() const { return ticks_ * config_.tick_ms; }
   // This node's durable offset per range (for status pages).
   std::vector<std::pair<RangeId, uint64_t>> durable_offsets() const;
   // This node's committed offset in a live (unsealed) range it keeps.
@@ -320,7 +352,6 @@ class Node {
   bool replaying_ = true;
   uint64_t now_ms_ = 0;
   uint64_t ticks_ = 0;
-  uint64_t steady_ms() const { return ticks_ * config_.tick_ms; }
   uint64_t next_logical_time(EpochNumber number) const;
   uint64_t durable_seq_ = 0;
   Status fault_;
@@ -357,6 +388,24 @@ class Node {
   std::map<RangeId, std::map<uint64_t, Held>> covered_;
   std::deque<std::pair<RangeId, uint64_t>> covered_order_;
   size_t covered_bytes_ = 0;
+
+  // Catching up from a peer's snapshot (node_snapshot.cc).
+  bool snapshot_transfer_ = false;
+  std::optional<EpochNumber> snapshot_need_;
+  std::string snapshot_need_why_;
+  // Committed epochs given after a gap (the sequencer's checkpoint jumped
+  // past epochs this node never saw), kept for after the install; bounded.
+  static constexpr size_t kGapEpochsMax = 65536;
+  bool epoch_gap_ = false;
+  std::deque<Epoch> gap_epochs_;
+  // During an install: the epochs to feed after it, the apps installed.
+  std::vector<Epoch> install_later_;
+  std::vector<AppId> install_apps_;
+  bool installing_ = false;
+  uint64_t snapshots_installed_ = 0;
+  EpochNumber installed_epoch_{0};
+  void need_snapshot(EpochNumber need, std::string why);
+  void on_gap(Epoch epoch);
 
   // Where ready_to_apply stopped scanning the front epoch.
   EpochNumber scan_epoch_{0};

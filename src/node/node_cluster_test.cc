@@ -157,7 +157,7 @@ class Cluster {
   void deliver(InFlight f) {
     if (m(f.from.value()).cut_off || m(f.to.value()).cut_off || (drop_if && drop_if(f))) return;
     const size_t to = f.to.value();
-    node(to).on_peer(f.from, std::move(f.msg));
+    m(to).host->on_peer(f.from, std::move(f.msg));
     collect(to);
   }
 
@@ -204,8 +204,11 @@ class Cluster {
       now_ms_ += kTickMs;
       for (size_t i = 1; i <= size(); i++) {
         if (m(i).cut_off) continue;
-        node(i).tick(now_ms_);
+        m(i).host->tick(now_ms_);
         collect(i);
+        if (options_.snapshots && m(i).host->snapshot_due() && node(i).fault().is_ok()) {
+          take_snapshot(i);  // asked for (by a lagging peer, or after an install)
+        }
       }
       settle();
     }
@@ -318,7 +321,7 @@ class Cluster {
   }
 
   std::deque<InFlight> net;
-  std::function<bool(const InFlight&)> drop_if;
+  std::function<bool(InFlight&)> drop_if;  // may change the message, too
   std::vector<SentPull> pulls_sent;
 
  private:
@@ -877,6 +880,121 @@ TEST(NodeCluster, LaggingNodeStopsOnceEveryPeerSaysTheTxItNeedsIsEvicted) {
   EXPECT_EQ(c.log(3), Log{});
   EXPECT_TRUE(c.node(1).fault().is_ok());
   EXPECT_TRUE(c.node(2).fault().is_ok());
+}
+
+// --- snapshot transfer (docs/snapshots.md, "Transfer") ---
+
+namespace {
+
+ClusterOptions transfer_options(size_t retention = 0) {
+  ClusterOptions o;
+  o.configure = [retention](NodeConfig& cfg) { cfg.tx_retention_bytes_max = retention; };
+  o.snapshots = true;
+  return o;
+}
+
+}  // namespace
+
+TEST(NodeCluster, ALaggingNodeCatchesUpFromAPeersSnapshotInsteadOfStopping) {
+  Cluster c(3, transfer_options());
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1), (Log{"1", "2", "3"}));
+  size_t chunks = 0, wanted = 0;
+  c.drop_if = [&](const InFlight& f) {
+    chunks += is<SnapshotChunk>(f) && f.to == NodeId(3);
+    wanted += is<SnapshotWanted>(f) && f.from == NodeId(3);
+    return false;
+  };
+  c.m(3).cut_off = false;
+  for (int t = 0; t < 300 && c.node(3).applied_epoch() < c.node(1).applied_epoch(); t++) c.run(1);
+  ASSERT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  EXPECT_GE(wanted, 1u);
+  EXPECT_GE(chunks, 1u);
+  EXPECT_EQ(c.node(3).snapshots_installed(), 1u);
+  EXPECT_FALSE(c.node(3).snapshot_needed());
+  EXPECT_EQ(c.log(3), (Log{"1", "2", "3"}));
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  // It took a snapshot of its own at once: what it installed is durable.
+  const uint64_t installed_at = c.node(3).applied_epoch().value();
+  c.run(5);
+  ASSERT_FALSE(c.m(3).host->snapshots().empty());
+  EXPECT_GE(c.m(3).host->snapshots().back().epoch, installed_at);
+  // It goes on with the cluster, and a restart comes back to the same state.
+  c.send_tx(r, 4, "4", {1, 2, 3});
+  c.settle();
+  c.run(10);
+  EXPECT_EQ(c.log(3), (Log{"1", "2", "3", "4"}));
+  c.restart(3);
+  c.run(10);
+  ASSERT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  EXPECT_EQ(c.log(3), (Log{"1", "2", "3", "4"}));
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+}
+
+TEST(NodeCluster, ASnapshotTransferResumesAfterABrokenLinkAndSurvivesDamagedChunks) {
+  ClusterOptions o = transfer_options();
+  Cluster c(3, o);
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  // Enough state for several chunks of the harness's 256 KiB.
+  const std::string big(100 * 1024, 'x');
+  for (uint64_t k = 1; k <= 12; k++) c.send_tx(r, k, big + std::to_string(k), {1, 2});
+  c.settle();
+  c.run(5);
+  c.m(3).cut_off = false;
+  size_t damaged = 0, pulls_from_start = 0;
+  bool broken = false, healed = false;
+  c.drop_if = [&](InFlight& f) {
+    if (auto* pull = std::get_if<SnapshotPull>(&f.msg); pull != nullptr && healed) {
+      pulls_from_start += pull->offset == 0;
+    }
+    auto* chunk = std::get_if<SnapshotChunk>(&f.msg);
+    if (chunk == nullptr || f.to != NodeId(3) || chunk->total == 0 || chunk->offset == 0) {
+      return false;
+    }
+    if (damaged == 0) {
+      damaged++;
+      chunk->data[0] ^= 1;  // fails its checksum: asked for again
+      return false;
+    }
+    if (!broken) {
+      // The link breaks for a while: everything to node 3 is lost.
+      broken = true;
+      c.m(3).cut_off = true;
+      return true;
+    }
+    return false;
+  };
+  for (int t = 0; t < 300 && !broken; t++) c.run(1);
+  ASSERT_TRUE(broken);
+  c.run(20);
+  c.m(3).cut_off = false;
+  healed = true;
+  for (int t = 0; t < 600 && c.node(3).applied_epoch() < c.node(1).applied_epoch(); t++) c.run(1);
+  ASSERT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  EXPECT_EQ(c.node(3).snapshots_installed(), 1u);
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_EQ(c.log(3).size(), 12u);
+  // It went on from where its file ended, not from the start.
+  EXPECT_EQ(pulls_from_start, 0u);
+  EXPECT_GT(c.m(3).host->transfer_status().last_error.size(), 0u);  // the damaged chunk
+}
+
+TEST(NodeCluster, WithoutSnapshotsALaggingNodeStillStopsWithAFault) {
+  Cluster c(3, [](NodeConfig& cfg) { cfg.tx_retention_bytes_max = 0; });
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(5);
+  c.m(3).cut_off = false;
+  for (int t = 0; t < 100 && c.node(3).fault().is_ok(); t++) c.run(1);
+  EXPECT_FALSE(c.node(3).snapshot_needed());
+  EXPECT_NE(c.node(3).fault().to_string().find("lags too far"), std::string::npos);
 }
 
 TEST(NodeCluster, OnePeerThatEvictedATxIsNotEnoughToStopALaggingNode) {
@@ -1503,12 +1621,38 @@ TEST(NodeScripted, CommittedEpochThatSkipsAheadIsAGapAndSetsFault) {
   EXPECT_EQ(s.node.fault().code(), Code::kUnavailable);
   EXPECT_EQ(s.node.committed_epoch(), EpochNumber(1));
   EXPECT_EQ(s.node.newest_range(GatewayId(2)), RangeId(0)) << "the epoch after the gap applied";
-  // The remedy it names must be one that works: a copy of another node's
-  // directory is refused (it belongs to that node), so it must not say "copy".
+  // Without snapshots (a node with them fetches a peer's: the transfer
+  // tests) the remedy it names must be one that works: never "copy another
+  // node's directory", which is refused (it belongs to that node).
   const std::string why = s.node.fault().message();
   EXPECT_NE(why.find("lags too far"), std::string::npos) << why;
-  EXPECT_NE(why.find("is refused"), std::string::npos) << why;
+  EXPECT_NE(why.find("runs without snapshots"), std::string::npos) << why;
   EXPECT_EQ(why.find("healthy node's data directory"), std::string::npos) << why;
+  EXPECT_FALSE(s.node.snapshot_needed());
+}
+
+TEST(NodeScripted, WithSnapshotTransferAGapWaitsForASnapshotAndKeepsTheEpochsAfterIt) {
+  ScriptedNode s;
+  s.node.enable_snapshot_transfer();
+  s.commit(lease_epoch());
+  s.commit(Epoch{EpochNumber(3), 1100, {}, {LeaseRange{GatewayId(2), RangeId(0)}}});
+  s.commit(Epoch{EpochNumber(4), 1200, {}, {LeaseRange{GatewayId(3), RangeId(0)}}});
+  EXPECT_TRUE(s.node.fault().is_ok()) << s.node.fault().to_string();
+  ASSERT_TRUE(s.node.snapshot_needed());
+  // A snapshot must have applied the epoch before the first one given.
+  EXPECT_EQ(*s.node.snapshot_needed(), EpochNumber(2));
+  EXPECT_NE(s.node.snapshot_needed_why().find("is given epoch 3 next"), std::string::npos)
+      << s.node.snapshot_needed_why();
+  // Nothing after the gap applied.
+  EXPECT_EQ(s.node.committed_epoch(), EpochNumber(1));
+  EXPECT_EQ(s.node.newest_range(GatewayId(2)), RangeId(0));
+  // A snapshot of a node with no more than this one is refused, changing nothing.
+  const std::string own = s.node.encode_state();
+  Status refused = s.node.begin_install(own);
+  EXPECT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.message().find("needs 2"), std::string::npos) << refused.message();
+  EXPECT_EQ(s.node.encode_state(), own);
+  EXPECT_TRUE(s.node.fault().is_ok());
 }
 
 TEST(NodeScripted, CommittedEpochSeenTwiceIsIgnored) {

@@ -340,6 +340,173 @@ Status Node::restore_state(std::string_view state) {
   return Status::ok();
 }
 
+Status Node::begin_install(std::string_view state) {
+  MAROON_ASSERT(!replaying_ && !installing_ && snapshot_transfer_);
+  if (!fault_.is_ok()) return fault_;
+  if (!snapshot_need_) return invalid_argument("this node needs no snapshot");
+  // Parsed and checked into a node of its own first: a refused snapshot
+  // changes nothing here.
+  Node in(config_, sequencer_);
+  if (Status s = in.restore_state(state); !s) return s;
+  if (in.applied_epoch_ < *snapshot_need_ || in.applied_epoch_ <= applied_epoch_) {
+    return invalid_argument(fmt::format(
+        "the snapshot is at epoch {}; this node has applied {} and needs {}",
+        in.applied_epoch_.value(), applied_epoch_.value(), snapshot_need_->value()));
+  }
+  installing_ = true;
+  install_apps_.clear();
+  // The committed epochs this node knows beyond the snapshot's, in order
+  // (the queue's come before the gap's); fed again by finish_install.
+  install_later_.clear();
+  for (Epoch& e : committed_queue_) {
+    if (e.number <= in.committed_epoch_) continue;
+    // Queued epochs keep their digests in the ranges (on_committed): put
+    // them back, or on_committed would take the offsets as bound to no
+    // bytes, and a copy held with other bytes would execute.
+    for (Interval& i : e.intervals) {
+      const RangeState& range = ranges_.at(i.range);
+      MAROON_ASSERT(i.digests.empty() && i.first > range.applied &&
+                    i.last - range.applied <= range.committed_digests.size());
+      i.digests.assign(range.committed_digests.begin() + (i.first - range.applied - 1),
+                       range.committed_digests.begin() + (i.last - range.applied));
+    }
+    install_later_.push_back(std::move(e));
+  }
+  for (Epoch& e : gap_epochs_) {
+    if (e.number > in.committed_epoch_) install_later_.push_back(std::move(e));
+  }
+  gap_epochs_.clear();
+  epoch_gap_ = false;
+  // This node's own held txs: its durability claims are its own, so it
+  // keeps them (and never takes the peer's, which are not in its log).
+  struct Own {
+    RangeId range;
+    uint64_t offset;
+    Held held;
+  };
+  std::vector<Own> own;
+  std::map<RangeId, std::pair<uint64_t, bool>> proposing;  // ordered, sealing
+  for (auto& [id, range] : ranges_) {
+    range.held.for_each([&](uint64_t offset, const Held& h) { own.push_back({id, offset, h}); });
+    proposing.emplace(id, std::pair(range.ordered, range.sealing));
+  }
+
+  ranges_ = std::move(in.ranges_);
+  next_range_ = in.next_range_;
+  newest_range_ = std::move(in.newest_range_);
+  sealed_order_ = std::move(in.sealed_order_);
+  sealed_gateways_ = std::move(in.sealed_gateways_);
+  retired_ = std::move(in.retired_);
+  hashes_ = std::move(in.hashes_);
+  committed_queue_ = std::move(in.committed_queue_);
+  committed_epoch_ = in.committed_epoch_;
+  committed_time_ms_ = in.committed_time_ms_;
+  applied_epoch_ = in.applied_epoch_;
+  applied_time_ms_ = in.applied_time_ms_;
+  advert_dirty_.clear();
+  retained_order_.clear();
+  retained_bytes_ = 0;
+  scan_epoch_ = EpochNumber(0);
+  scan_interval_ = 0;
+  scan_offset_ = 0;
+  for (auto& claim : peer_claims_) claim = {};
+  held_txs_ = 0;
+  for (auto& [id, range] : ranges_) {
+    // The peer's held txs go, and what they made durable or written here.
+    range.held.drop_after(range.applied);
+    range.written = range.committed;
+    range.durable = range.committed;
+    range.ordered = range.committed;
+    // What this node proposed and is not committed yet stays proposed: a
+    // new epoch must not order those offsets again.
+    if (auto p = proposing.find(id); p != proposing.end()) {
+      range.ordered = std::max(range.ordered, p->second.first);
+      range.sealing = p->second.second && !range.sealed;
+    }
+  }
+  for (Own& o : own) {
+    auto it = ranges_.find(o.range);
+    if (it == ranges_.end()) continue;
+    RangeState& range = it->second;
+    if (o.offset <= range.applied || range.held.beyond(o.offset) ||
+        (range.sealed && o.offset > range.seal_last)) {
+      continue;
+    }
+    if (const uint64_t want = committed_digest(range, o.offset);
+        want != 0 && want != o.held.digest) {
+      continue;  // not the bytes it was ordered with: pulled from a peer
+    }
+    hold(range, TxId::make(o.range, o.offset), o.held.app, std::move(o.held.op), o.held.digest,
+         o.held.durable);
+  }
+  for (auto& [id, range] : ranges_) advance_durable(id, range);
+  return Status::ok();
+}
+
+void Node::install_app(AppId app, SnapshotPieces& pieces) {
+  MAROON_ASSERT(installing_);
+  if (!fault_.is_ok()) return;
+  StateMachine* machine = apps_[static_cast<uint8_t>(app)];
+  if (machine == nullptr) {
+    set_fault(bad_state(fmt::format("a peer's snapshot holds the state of app {}, which this "
+                                    "node does not run",
+                                    static_cast<int>(app))));
+    return;
+  }
+  if (std::find(install_apps_.begin(), install_apps_.end(), app) != install_apps_.end()) {
+    set_fault(bad_state(fmt::format("a peer's snapshot holds app {} twice", static_cast<int>(app))));
+    return;
+  }
+  install_apps_.push_back(app);
+  if (Status s = machine->restore(pieces); !s) {
+    set_fault(Status(s.code(), fmt::format("installing a peer's snapshot: app {}: {}",
+                                           static_cast<int>(app), s.message())));
+  }
+}
+
+void Node::abort_install(Status why) {
+  MAROON_ASSERT(installing_ && !why.is_ok());
+  installing_ = false;
+  install_later_.clear();
+  set_fault(std::move(why));
+}
+
+void Node::finish_install(uint64_t state_hash) {
+  MAROON_ASSERT(installing_);
+  installing_ = false;
+  if (!fault_.is_ok()) return;
+  for (size_t i = 0; i < apps_.size(); i++) {
+    if (apps_[i] != nullptr &&
+        std::find(install_apps_.begin(), install_apps_.end(), static_cast<AppId>(i)) ==
+            install_apps_.end()) {
+      set_fault(bad_state(fmt::format("a peer's snapshot lacks app {}", i)));
+      return;
+    }
+  }
+  if (this->state_hash() != state_hash) {
+    set_fault(corruption(fmt::format("a peer's snapshot at epoch {} restores to state hash "
+                                     "{:016x}, its header says {:016x}",
+                                     applied_epoch_.value(), this->state_hash(), state_hash)));
+    return;
+  }
+  snapshot_need_.reset();
+  snapshot_need_why_.clear();
+  snapshots_installed_++;
+  installed_epoch_ = applied_epoch_;
+  // Sealed ranges kept only for executed txs have none here.
+  for (auto it = ranges_.begin(); it != ranges_.end();) {
+    auto next = std::next(it);
+    if (it->second.expired && it->second.retained.empty()) retire(it);
+    it = next;
+  }
+  std::vector<Epoch> later = std::move(install_later_);
+  install_later_.clear();
+  for (Epoch& e : later) on_committed(std::move(e));
+  apply_committed();
+  advertise(/*full=*/true);
+  propose_epochs();
+}
+
 Status Node::restore_app(AppId app, SnapshotPieces& pieces) {
   MAROON_ASSERT(replaying_);
   StateMachine* machine = apps_[static_cast<uint8_t>(app)];

@@ -291,6 +291,113 @@ Result<TxEvicted> decode_tx_evicted(std::string_view payload) {
   return m;
 }
 
+// --- snapshot transfer ---
+
+namespace {
+
+template <typename Fn>
+void write_frame(FrameType type, std::string& out, Fn&& body) {
+  const size_t start = start_frame(type, out);
+  ByteWriter w(out);
+  w.u8(kClusterFormat);
+  body(w);
+  finish_frame(start, out);
+}
+
+}  // namespace
+
+void encode_snapshot_wanted(const SnapshotWanted& m, std::string& out) {
+  MAROON_ASSERT(m.need.value() >= 1);
+  write_frame(FrameType::kSnapshotWanted, out, [&](ByteWriter& w) { w.varint(m.need.value()); });
+}
+
+Result<SnapshotWanted> decode_snapshot_wanted(std::string_view payload) {
+  constexpr const char* what = "snapshot wanted";
+  ByteReader r(payload);
+  uint64_t need = 0;
+  if (!read_format(r)) return malformed(what, "short or unknown format");
+  if (!r.varint(need)) return malformed(what, "short");
+  if (!r.at_end()) return malformed(what, "trailing bytes");
+  if (need == 0) return malformed(what, "epoch 0");
+  return SnapshotWanted{EpochNumber(need)};
+}
+
+void encode_snapshot_offer(const SnapshotOffer& m, std::string& out) {
+  MAROON_ASSERT((m.epoch.value() == 0) == (m.bytes == 0));
+  write_frame(FrameType::kSnapshotOffer, out, [&](ByteWriter& w) {
+    w.varint(m.epoch.value());
+    w.varint(m.bytes);
+  });
+}
+
+Result<SnapshotOffer> decode_snapshot_offer(std::string_view payload) {
+  constexpr const char* what = "snapshot offer";
+  ByteReader r(payload);
+  uint64_t epoch = 0, bytes = 0;
+  if (!read_format(r)) return malformed(what, "short or unknown format");
+  if (!r.varint(epoch) || !r.varint(bytes)) return malformed(what, "short");
+  if (!r.at_end()) return malformed(what, "trailing bytes");
+  if ((epoch == 0) != (bytes == 0)) return malformed(what, "an epoch without bytes or bytes without one");
+  return SnapshotOffer{EpochNumber(epoch), bytes};
+}
+
+void encode_snapshot_pull(const SnapshotPull& m, std::string& out) {
+  MAROON_ASSERT(m.epoch.value() >= 1 && m.length >= 1 && m.length <= snapshot_chunk_bytes_max);
+  write_frame(FrameType::kSnapshotPull, out, [&](ByteWriter& w) {
+    w.varint(m.epoch.value());
+    w.varint(m.offset);
+    w.varint(m.length);
+  });
+}
+
+Result<SnapshotPull> decode_snapshot_pull(std::string_view payload) {
+  constexpr const char* what = "snapshot pull";
+  ByteReader r(payload);
+  uint64_t epoch = 0, offset = 0, length = 0;
+  if (!read_format(r)) return malformed(what, "short or unknown format");
+  if (!r.varint(epoch) || !r.varint(offset) || !r.varint(length)) return malformed(what, "short");
+  if (!r.at_end()) return malformed(what, "trailing bytes");
+  if (epoch == 0) return malformed(what, "epoch 0");
+  if (length == 0 || length > snapshot_chunk_bytes_max) return malformed(what, "bad length");
+  return SnapshotPull{EpochNumber(epoch), offset, static_cast<uint32_t>(length)};
+}
+
+void encode_snapshot_chunk(const SnapshotChunk& m, std::string& out) {
+  MAROON_ASSERT(m.epoch.value() >= 1 && m.data.size() <= snapshot_chunk_bytes_max);
+  MAROON_ASSERT(m.total == 0 ? m.data.empty()
+                             : !m.data.empty() && m.offset < m.total &&
+                                   m.data.size() <= m.total - m.offset);
+  write_frame(FrameType::kSnapshotChunk, out, [&](ByteWriter& w) {
+    w.varint(m.epoch.value());
+    w.varint(m.offset);
+    w.varint(m.total);
+    w.u64(m.checksum);
+    w.bytes(m.data);
+  });
+}
+
+Result<SnapshotChunk> decode_snapshot_chunk(std::string_view payload) {
+  constexpr const char* what = "snapshot chunk";
+  ByteReader r(payload);
+  SnapshotChunk m;
+  uint64_t epoch = 0;
+  std::string_view data;
+  if (!read_format(r)) return malformed(what, "short or unknown format");
+  if (!r.varint(epoch) || !r.varint(m.offset) || !r.varint(m.total) || !r.u64(m.checksum) ||
+      !r.bytes(data, snapshot_chunk_bytes_max)) {
+    return malformed(what, "short");
+  }
+  if (!r.at_end()) return malformed(what, "trailing bytes");
+  if (epoch == 0) return malformed(what, "epoch 0");
+  if (m.total == 0 ? !data.empty()
+                   : data.empty() || m.offset >= m.total || data.size() > m.total - m.offset) {
+    return malformed(what, "data outside the file");
+  }
+  m.epoch = EpochNumber(epoch);
+  m.data = std::string(data);
+  return m;
+}
+
 // --- gateway -> node ---
 
 void encode_txs(std::span<const TxMsg> txs, std::string& out) {

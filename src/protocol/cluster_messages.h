@@ -133,6 +133,30 @@ Result<TxPush> decode_tx_push(std::string_view payload);
 void encode_tx_evicted(const TxEvicted& m, std::string& out);
 Result<TxEvicted> decode_tx_evicted(std::string_view payload);
 
+// Bytes of snapshot file in one kSnapshotChunk (and asked for by one
+// kSnapshotPull).
+inline constexpr uint32_t snapshot_chunk_bytes_max = 1024 * 1024;
+
+// kSnapshotWanted: need >= 1.
+void encode_snapshot_wanted(const SnapshotWanted& m, std::string& out);
+Result<SnapshotWanted> decode_snapshot_wanted(std::string_view payload);
+
+// kSnapshotOffer: epoch 0 with bytes 0 (none yet), or epoch >= 1 with
+// bytes >= 1.
+void encode_snapshot_offer(const SnapshotOffer& m, std::string& out);
+Result<SnapshotOffer> decode_snapshot_offer(std::string_view payload);
+
+// kSnapshotPull: epoch >= 1, 1 <= length <= snapshot_chunk_bytes_max.
+void encode_snapshot_pull(const SnapshotPull& m, std::string& out);
+Result<SnapshotPull> decode_snapshot_pull(std::string_view payload);
+
+// kSnapshotChunk: epoch >= 1; either "gone" (total 0, no data) or
+// 1..snapshot_chunk_bytes_max bytes within [0, total). The checksum is
+// checked by the receiver, not here (a damaged chunk is dropped and asked
+// for again, not a broken link).
+void encode_snapshot_chunk(const SnapshotChunk& m, std::string& out);
+Result<SnapshotChunk> decode_snapshot_chunk(std::string_view payload);
+
 // --- gateway -> node ---
 
 // kTx: 1..cluster_batch_txs_max txs (an empty batch is never sent).

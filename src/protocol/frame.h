@@ -48,6 +48,10 @@ enum class FrameType : uint8_t {
   kRangeSealed = 26,   // node -> gateway
   kRenewLease = 27,    // gateway -> node
   kTxEvicted = 28,     // node -> node: answers a pull for an executed tx no longer kept
+  kSnapshotWanted = 29,  // node -> node: send me a snapshot at least this new
+  kSnapshotOffer = 30,   // node -> node: my newest snapshot (epoch, size)
+  kSnapshotPull = 31,    // node -> node: send me these bytes of it
+  kSnapshotChunk = 32,   // node -> node: bytes of a snapshot file, checksummed
 };
 
 struct Frame {

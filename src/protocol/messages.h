@@ -122,6 +122,50 @@ struct TxEvicted {
   bool operator==(const TxEvicted&) const = default;
 };
 
-using PeerMessage = std::variant<VrPacket, Offsets, TxPull, TxPush, TxEvicted>;
+// --- Snapshot transfer, between the nodes' hosts (docs/snapshots.md,
+// "Transfer"); the node core never sees these. ---
+
+// A node that lags beyond what its peers keep asks a peer for a snapshot
+// whose applied epoch is at least `need`.
+struct SnapshotWanted {
+  EpochNumber need;
+  bool operator==(const SnapshotWanted&) const = default;
+};
+
+// The answer: the sender's newest snapshot (its applied epoch and file
+// size), or epoch 0 when it has none that new yet (it takes one; ask again).
+struct SnapshotOffer {
+  EpochNumber epoch;
+  uint64_t bytes = 0;
+  bool operator==(const SnapshotOffer&) const = default;
+};
+
+// Send me `length` bytes at `offset` of your snapshot of `epoch`.
+struct SnapshotPull {
+  EpochNumber epoch;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  bool operator==(const SnapshotPull&) const = default;
+};
+
+// A piece of a snapshot file, with hash64 (xxh3) of `data`. `total` 0 and no
+// data: the sender keeps no snapshot of that epoch any more (ask again).
+struct SnapshotChunk {
+  EpochNumber epoch;
+  uint64_t offset = 0;
+  uint64_t total = 0;
+  uint64_t checksum = 0;
+  std::string data;
+  bool operator==(const SnapshotChunk&) const = default;
+};
+
+using PeerMessage = std::variant<VrPacket, Offsets, TxPull, TxPush, TxEvicted, SnapshotWanted,
+                                 SnapshotOffer, SnapshotPull, SnapshotChunk>;
+
+// Whether m belongs to the snapshot transfer (the host's) rather than the node.
+inline bool is_snapshot_transfer(const PeerMessage& m) {
+  return std::holds_alternative<SnapshotWanted>(m) || std::holds_alternative<SnapshotOffer>(m) ||
+         std::holds_alternative<SnapshotPull>(m) || std::holds_alternative<SnapshotChunk>(m);
+}
 
 }  // namespace maroon

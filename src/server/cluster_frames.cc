@@ -60,9 +60,21 @@ void send_peer_message(const PeerMessage& m,
   } else if (auto* push = std::get_if<TxPush>(&m)) {
     protocol::encode_tx_push(*push, frame);
     send(FrameType::kTxPush, payload_of(frame));
-  } else {
-    protocol::encode_tx_evicted(std::get<TxEvicted>(m), frame);
+  } else if (auto* evicted = std::get_if<TxEvicted>(&m)) {
+    protocol::encode_tx_evicted(*evicted, frame);
     send(FrameType::kTxEvicted, payload_of(frame));
+  } else if (auto* wanted = std::get_if<SnapshotWanted>(&m)) {
+    protocol::encode_snapshot_wanted(*wanted, frame);
+    send(FrameType::kSnapshotWanted, payload_of(frame));
+  } else if (auto* offer = std::get_if<SnapshotOffer>(&m)) {
+    protocol::encode_snapshot_offer(*offer, frame);
+    send(FrameType::kSnapshotOffer, payload_of(frame));
+  } else if (auto* spull = std::get_if<SnapshotPull>(&m)) {
+    protocol::encode_snapshot_pull(*spull, frame);
+    send(FrameType::kSnapshotPull, payload_of(frame));
+  } else {
+    protocol::encode_snapshot_chunk(std::get<SnapshotChunk>(m), frame);
+    send(FrameType::kSnapshotChunk, payload_of(frame));
   }
 }
 
@@ -78,6 +90,14 @@ Result<PeerMessage> decode_peer_frame(uint8_t type, std::string_view payload) {
       return as_peer(protocol::decode_tx_push(payload));
     case FrameType::kTxEvicted:
       return as_peer(protocol::decode_tx_evicted(payload));
+    case FrameType::kSnapshotWanted:
+      return as_peer(protocol::decode_snapshot_wanted(payload));
+    case FrameType::kSnapshotOffer:
+      return as_peer(protocol::decode_snapshot_offer(payload));
+    case FrameType::kSnapshotPull:
+      return as_peer(protocol::decode_snapshot_pull(payload));
+    case FrameType::kSnapshotChunk:
+      return as_peer(protocol::decode_snapshot_chunk(payload));
     default:
       return unexpected(type);
   }

@@ -157,6 +157,12 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
                                            "Snapshots begun and abandoned (an I/O error)")),
       snapshot_bytes_(registry_.gauge("maroon_snapshot_bytes", "Size of the newest snapshot")),
       snapshot_epoch_(registry_.gauge("maroon_snapshot_epoch", "Epoch of the newest snapshot")),
+      snapshot_installs_(registry_.counter("maroon_snapshot_installs_total",
+                                           "Peers' snapshots installed by this node (it lagged)")),
+      transfer_received_(registry_.counter("maroon_snapshot_transfer_received_bytes_total",
+                                           "Bytes of peers' snapshots received")),
+      transfer_sent_(registry_.counter("maroon_snapshot_transfer_sent_bytes_total",
+                                       "Bytes of this node's snapshots sent to peers")),
       snapshot_duration_(registry_.histogram("maroon_snapshot_seconds",
                                              "Time to take a snapshot, begin to publish")),
       quorum_metrics_(registry_) {
@@ -307,7 +313,7 @@ Status Driver::start() {
   started_ = true;
   wal_thread_ = std::thread([this] { wal_thread_main(); });
   snapshot_thread_ = std::thread([this] { snapshot_thread_main(); });
-  node_.tick(wall_clock_ms());
+  host_.tick(wall_clock_ms());
   tick_clock_.emplace(options_.tick_ms * 1000, kTickCatchUpMax, monotonic_us());
   pump();
   schedule_flush();
@@ -405,6 +411,17 @@ EngineStatus Driver::status() const {
   }
   s.snapshots_taken = host_.snapshots_taken();
   s.snapshot_in_progress = host_.snapshot_in_progress();
+  const host::TransferStatus t = host_.transfer_status();
+  s.transfer_needed = t.fetching;
+  s.transfer_why = t.why;
+  s.transfer_peer = t.peer;
+  s.transfer_epoch = t.epoch;
+  s.transfer_received = t.received;
+  s.transfer_total = t.total;
+  s.snapshots_installed = t.installed;
+  s.transfer_bytes_received = t.bytes_received;
+  s.transfer_bytes_sent = t.bytes_sent;
+  s.transfer_error = t.last_error;
   if (!host_.snapshot_error().is_ok()) s.snapshot_error = host_.snapshot_error().to_string();
   // The WAL thread may be compacting: its first segment moves, read atomically.
   s.wal_first_segment = wal_first_segment_.load(std::memory_order_relaxed);
@@ -480,7 +497,7 @@ void Driver::on_node_frame(net::PeerKind kind, uint64_t peer, uint8_t type,
   if (kind == net::PeerKind::kNode) {
     auto m = decode_peer_frame(type, payload);
     if (m) {
-      node_.on_peer(NodeId(static_cast<uint32_t>(peer)), std::move(m).value());
+      host_.on_peer(NodeId(static_cast<uint32_t>(peer)), std::move(m).value());
     } else {
       bad = m.status();
     }
@@ -643,7 +660,7 @@ void Driver::on_tick() {
     // time.
     const uint64_t due = tick_clock_->due(monotonic_us());
     for (uint64_t i = 0; i < due; i++) {
-      node_.tick(wall_clock_ms());
+      host_.tick(wall_clock_ms());
       // In a cluster the gateway refuses requests at once while the node
       // knows there is no quorum, and answers those in flight past the
       // deadline.
@@ -652,11 +669,33 @@ void Driver::on_tick() {
       }
       gateway_.tick();
     }
+    log_transfer();
     pump();
     schedule_flush();
     maybe_snapshot();
   }
   update_gauges();
+}
+
+void Driver::log_transfer() {
+  const std::optional<EpochNumber> need = node_.snapshot_needed();
+  if (need && !logged_need_) {
+    spdlog::warn("this node lags beyond what its peers keep ({}): fetching a peer's snapshot of "
+                 "epoch {} or later",
+                 node_.snapshot_needed_why(), need->value());
+  }
+  logged_need_ = need.has_value();
+  const host::TransferStatus t = host_.transfer_status();
+  if (t.last_error != logged_transfer_error_ && !t.last_error.empty()) {
+    spdlog::warn("snapshot transfer: {}", t.last_error);
+  }
+  logged_transfer_error_ = t.last_error;
+  if (t.installed != logged_installs_) {
+    spdlog::info("installed a peer's snapshot of epoch {} ({} bytes received in all); taking a "
+                 "snapshot of this node's own",
+                 node_.installed_epoch().value(), t.bytes_received);
+    logged_installs_ = t.installed;
+  }
 }
 
 Status Driver::request_snapshot() {
@@ -798,6 +837,10 @@ void Driver::update_gauges() {
            node_net_->counters().links_refused + gateway_net_->counters().links_refused);
   }
   ranges_kept_.set(static_cast<int64_t>(node_.ranges_kept()));
+  const host::TransferStatus t = host_.transfer_status();
+  mirror(snapshot_installs_, t.installed);
+  mirror(transfer_received_, t.bytes_received);
+  mirror(transfer_sent_, t.bytes_sent);
 }
 
 void Driver::shutdown(std::function<void()> done) {

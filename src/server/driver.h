@@ -139,6 +139,8 @@ class Driver final : public Engine {
   // posted between the loop's other work; the fsync and rename run on
   // snapshot_thread_.
   void maybe_snapshot();
+  // Logs a snapshot transfer's progress: needed, failing, installed.
+  void log_transfer();
   void snapshot_work();
   void join_snapshot_thread();
   void snapshot_thread_main();
@@ -234,8 +236,15 @@ class Driver final : public Engine {
   Counter& snapshot_failures_;
   Gauge& snapshot_bytes_;
   Gauge& snapshot_epoch_;
+  Counter& snapshot_installs_;
+  Counter& transfer_received_;
+  Counter& transfer_sent_;
   Histogram& snapshot_duration_;
   QuorumMetrics quorum_metrics_;
+  // What log_transfer() said last.
+  bool logged_need_ = false;
+  uint64_t logged_installs_ = 0;
+  std::string logged_transfer_error_;
 };
 
 }  // namespace maroon::server

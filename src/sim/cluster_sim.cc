@@ -64,6 +64,20 @@ std::string describe_peer(const PeerMessage& m) {
   if (const auto* e = std::get_if<TxEvicted>(&m)) {
     return fmt::format("evicted {}:{}", e->range.value(), e->offset);
   }
+  if (const auto* w = std::get_if<SnapshotWanted>(&m)) {
+    return fmt::format("snapshot wanted, applied >= {}", w->need.value());
+  }
+  if (const auto* o = std::get_if<SnapshotOffer>(&m)) {
+    return fmt::format("snapshot offer @{} ({} B)", o->epoch.value(), o->bytes);
+  }
+  if (const auto* p = std::get_if<SnapshotPull>(&m)) {
+    return fmt::format("snapshot pull @{} {}+{}", p->epoch.value(), p->offset, p->length);
+  }
+  if (const auto* c = std::get_if<SnapshotChunk>(&m)) {
+    return c->total == 0 ? fmt::format("snapshot chunk @{} gone", c->epoch.value())
+                         : fmt::format("snapshot chunk @{} {}+{} of {}", c->epoch.value(),
+                                       c->offset, c->data.size(), c->total);
+  }
   const auto& push = std::get<TxPush>(m);
   return push.txs.empty() ? "push (empty)"
                           : fmt::format("push {}..{} ({})", tx_name(push.txs.front().id),
@@ -186,6 +200,7 @@ class ClusterSimulation {
     // The epoch this incarnation restored a snapshot of: its state is
     // compared, but no txs of it executed here to digest.
     uint64_t restored_epoch = 0;
+    uint64_t installs_seen = 0;  // peers' snapshots it installed (Node::snapshots_installed)
     uint64_t digest_epoch = 0;                        // the epoch `digest` is being built for
     uint64_t digest = 0;
   };
@@ -244,6 +259,7 @@ class ClusterSimulation {
   void snapshot_work(SimNode& n);
   void on_apply(SimNode& n, const TxContext& ctx, const std::string& reply, uint64_t hash_before);
   void record_hashes(SimNode& n);
+  void sync_install(SimNode& n);
   void record_epoch(SimNode& n, uint64_t epoch, uint64_t hash);
 
   // Gateways.
@@ -408,7 +424,7 @@ void ClusterSimulation::start_node(SimNode& n) {
   // within f); later adverts count again.
   if (!n.log_lost) check_advertised_kept(n);
   // As the driver's start(): a first tick once replayed.
-  n.node->tick(clock_ms(n));
+  n.host->tick(clock_ms(n));
   process(n);
   start_ticks(world_, n, [this, &n](uint64_t due) { run_node_ticks(n, due); });
 }
@@ -416,7 +432,8 @@ void ClusterSimulation::start_node(SimNode& n) {
 void ClusterSimulation::run_node_ticks(SimNode& n, uint64_t due) {
   const uint64_t inc = n.incarnation;
   for (uint64_t i = 0; i < due && n.running(inc) && !world_.failed(); i++) {
-    node_input(n, [&](Node& node) { node.tick(clock_ms(n)); });
+    n.host->tick(clock_ms(n));
+    process(n);
   }
 }
 
@@ -666,8 +683,34 @@ void ClusterSimulation::on_synced(SimNode& n, host::PendingWrite& w) {
   process(n);
 }
 
+void ClusterSimulation::sync_install(SimNode& n) {
+  if (n.node->snapshots_installed() == n.installs_seen) return;
+  n.installs_seen = n.node->snapshots_installed();
+  stats_.snapshot_installs++;
+  // Like a restart from a snapshot: the state at its epoch is compared with
+  // every other node's, and the txs it executed are this node's now.
+  const uint64_t epoch = n.node->installed_epoch().value();
+  MAROON_ASSERT(epoch > n.hashed_upto);
+  const std::optional<uint64_t> hash = n.node->state_hash_at(EpochNumber(epoch));
+  if (!hash) {
+    world_.fail(fmt::format("n{} installed a snapshot of epoch {} and has no hash for it",
+                            n.id.value(), epoch));
+    return;
+  }
+  world_.trace(fmt::format("n{} INSTALLED a peer's snapshot of epoch {}", n.id.value(), epoch));
+  n.restored_epoch = epoch;
+  n.digest_epoch = 0;
+  n.hashed_upto = epoch - 1;
+  for (const auto& [raw, tx] : applied_anywhere_) {
+    if (tx.epoch <= epoch) n.executed.emplace(raw, hash64(tx.reply));
+  }
+  record_epoch(n, epoch, *hash);
+  n.hashed_upto = epoch;
+}
+
 void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::string& reply,
                                  uint64_t hash_before) {
+  sync_install(n);
   const uint64_t epoch = ctx.epoch.value();
   // Epochs before this one are complete: the state before this tx is the
   // state after each of them.
@@ -708,6 +751,7 @@ void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::st
 }
 
 void ClusterSimulation::record_hashes(SimNode& n) {
+  sync_install(n);
   const uint64_t applied = n.node->applied_epoch().value();
   if (applied <= n.hashed_upto) return;
   const uint64_t hash = n.app->state_hash();
@@ -928,11 +972,35 @@ std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint6
       auto m = payload ? protocol::decode_tx_push(*payload) : invalid_argument("frame");
       if (!m) return bad("push frame");
       back = Payload(PeerMessage(std::move(m).value()));
-    } else {
-      protocol::encode_tx_evicted(std::get<TxEvicted>(*peer), frame);
+    } else if (const auto* e = std::get_if<TxEvicted>(peer)) {
+      protocol::encode_tx_evicted(*e, frame);
       auto payload = frame_payload(frame, FrameType::kTxEvicted);
       auto m = payload ? protocol::decode_tx_evicted(*payload) : invalid_argument("frame");
       if (!m) return bad("evicted frame");
+      back = Payload(PeerMessage(std::move(m).value()));
+    } else if (const auto* w = std::get_if<SnapshotWanted>(peer)) {
+      protocol::encode_snapshot_wanted(*w, frame);
+      auto payload = frame_payload(frame, FrameType::kSnapshotWanted);
+      auto m = payload ? protocol::decode_snapshot_wanted(*payload) : invalid_argument("frame");
+      if (!m) return bad("snapshot wanted frame");
+      back = Payload(PeerMessage(*m));
+    } else if (const auto* o = std::get_if<SnapshotOffer>(peer)) {
+      protocol::encode_snapshot_offer(*o, frame);
+      auto payload = frame_payload(frame, FrameType::kSnapshotOffer);
+      auto m = payload ? protocol::decode_snapshot_offer(*payload) : invalid_argument("frame");
+      if (!m) return bad("snapshot offer frame");
+      back = Payload(PeerMessage(*m));
+    } else if (const auto* sp = std::get_if<SnapshotPull>(peer)) {
+      protocol::encode_snapshot_pull(*sp, frame);
+      auto payload = frame_payload(frame, FrameType::kSnapshotPull);
+      auto m = payload ? protocol::decode_snapshot_pull(*payload) : invalid_argument("frame");
+      if (!m) return bad("snapshot pull frame");
+      back = Payload(PeerMessage(*m));
+    } else {
+      protocol::encode_snapshot_chunk(std::get<SnapshotChunk>(*peer), frame);
+      auto payload = frame_payload(frame, FrameType::kSnapshotChunk);
+      auto m = payload ? protocol::decode_snapshot_chunk(*payload) : invalid_argument("frame");
+      if (!m) return bad("snapshot chunk frame");
       back = Payload(PeerMessage(std::move(m).value()));
     }
   } else if (const auto* to_node = std::get_if<GatewayToNode>(&p)) {
@@ -1045,7 +1113,8 @@ void ClusterSimulation::deliver(uint64_t from, uint64_t to, const Payload& p) {
   if (const auto* peer = std::get_if<PeerMessage>(&p)) {
     if (world_.tracing())
       world_.trace_detail(fmt::format("n{} -> n{} {}", from, to, describe_peer(*peer)));
-    node_input(n, [&](Node& node) { node.on_peer(NodeId(static_cast<uint32_t>(from)), *peer); });
+    n.host->on_peer(NodeId(static_cast<uint32_t>(from)), *peer);
+    process(n);
     return;
   }
   const GatewayToNode& m = std::get<GatewayToNode>(p);
@@ -1682,6 +1751,11 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   // Drawn after the rest, so the draws above stay those of earlier seeds.
   s.snapshot_log_bytes = p.chance(0.4) ? 0 : 1024 + p.below(31 << 10);
   s.snapshot_step_bytes = 64 + p.below(8192);
+  // A node out for long lags beyond what its peers keep: mostly it catches
+  // up from a peer's snapshot (snapshots on), else it stops (lag_stop).
+  if (s.long_outage && s.snapshot_log_bytes == 0 && p.chance(0.75)) {
+    s.snapshot_log_bytes = 1024 + p.below(31 << 10);
+  }
   if (s.long_outage) {
     s.tx_retention_bytes_max = (16 << 10) + p.below(16 << 10);
     s.network.partition_every_us = 0;

@@ -107,23 +107,26 @@ TEST(ClusterSim, SweepOfRandomSeeds) {
   EXPECT_GT(one, 0u);
 }
 
-TEST(ClusterSim, ANodeBackFromALongOutageCatchesUpOrStopsSayingWhy) {
+TEST(ClusterSim, ANodeBackFromALongOutageCatchesUpFromASnapshotOrStopsSayingWhy) {
   // Its peers keep a few KiB of executed txs: some of these seeds bring it
-  // back to find what it needs evicted everywhere. It must then stop (a
-  // fault naming the evicted tx), not pull for ever.
+  // back to find what it needs evicted everywhere. With snapshots (most such
+  // seeds) it installs a peer's; without, it must stop (a fault naming the
+  // evicted tx), not pull for ever.
   size_t runs = 0;
-  uint64_t stops = 0;
-  for (uint64_t seed = 1; seed <= 100; seed++) {
+  uint64_t installs = 0;
+  for (uint64_t seed = 1; seed <= 200; seed++) {
     ClusterSettings s = ClusterSettings::random(seed);
     if (!s.long_outage) continue;
     runs++;
     ClusterResult r = run_cluster_simulation(s);
     EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure
                       << "\n  replay: maroon-sim --cluster --seed " << seed;
-    stops += r.stats.lag_stops;
+    installs += r.stats.snapshot_installs;
+    if (s.snapshot_log_bytes == 0) continue;
+    EXPECT_EQ(r.stats.lag_stops, 0u) << "seed " << seed << " has snapshots, yet a node stopped";
   }
-  EXPECT_GE(runs, 5u);
-  EXPECT_GE(stops, 2u);
+  EXPECT_GE(runs, 10u);
+  EXPECT_GE(installs, 3u);
 }
 
 // Runs the first `runs` random seeds that `eligible` accepts, each with a
@@ -144,6 +147,17 @@ std::vector<ClusterStats> run_forced(size_t runs,
     stats.push_back(r.stats);
   }
   return stats;
+}
+
+TEST(ClusterSim, WithoutSnapshotsANodeBackFromALongOutageStopsSayingWhy) {
+  uint64_t stops = 0;
+  for (const ClusterStats& st : run_forced(
+           10, [](const ClusterSettings& s) { return s.long_outage; },
+           [](ClusterSettings& s) { s.snapshot_log_bytes = 0; }, "no snapshots")) {
+    stops += st.lag_stops;
+    EXPECT_EQ(st.snapshot_installs, 0u);
+  }
+  EXPECT_GE(stops, 2u);
 }
 
 TEST(ClusterSim, AFaultyGatewaysTwoPayloadsExecuteAsOneEverywhereOrSealItsRange) {

@@ -307,8 +307,9 @@ Status SnapshotFileWriter::publish() {
 }
 
 void SnapshotFileWriter::abandon() {
-  MAROON_ASSERT(state_ != State::kPublished);
-  if (state_ == State::kAbandoned) return;
+  // Published before its owner gave up on it (its publishing job was under
+  // way): the file is a whole snapshot and stays.
+  if (state_ == State::kAbandoned || state_ == State::kPublished) return;
   state_ = State::kAbandoned;
   file_.reset();
   buffer_.clear();

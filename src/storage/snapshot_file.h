@@ -85,7 +85,8 @@ class SnapshotFileWriter {
   // is there and verifies it).
   [[nodiscard]] Status publish();
   // Removes the temp file, best effort (list_snapshots deletes what is left).
-  // Any state but published; the writer is done afterwards.
+  // Does nothing once published (the file is whole and stays); the writer
+  // is done afterwards.
   void abandon();
 
   // Bytes of the file so far (header, chunks, and after finish() the

@@ -129,6 +129,18 @@ Result<NodeStatus> get_node_status(const std::string& host, uint16_t port,
   s.commit_epoch = u64("commit_epoch");
   s.state_hash = str("state_hash");
   s.detail = str("detail");
+  if (const boost::json::value* snap = o.if_contains("snapshot"); snap && snap->is_object()) {
+    if (const boost::json::value* t = snap->as_object().if_contains("transfer");
+        t && t->is_object()) {
+      const boost::json::object& to = t->as_object();
+      if (const auto* n = to.if_contains("installed"); n && n->is_uint64()) {
+        s.snapshots_installed = n->get_uint64();
+      } else if (n && n->is_int64() && n->get_int64() >= 0) {
+        s.snapshots_installed = static_cast<uint64_t>(n->get_int64());
+      }
+      if (const auto* b = to.if_contains("needed"); b && b->is_bool()) s.snapshot_needed = b->get_bool();
+    }
+  }
   return s;
 }
 

@@ -20,6 +20,8 @@ struct NodeStatus {
   uint64_t commit_epoch = 0;
   std::string state_hash;
   std::string detail;
+  uint64_t snapshots_installed = 0;  // snapshot.transfer.installed
+  bool snapshot_needed = false;      // snapshot.transfer.needed
 };
 
 // GETs http://host:port/v1/status. A refused or timed-out connection, or a

@@ -98,12 +98,12 @@ void print_cluster_result(const sim::ClusterResult& r) {
       "{} messages ({} dropped, {} through codecs), "
       "{} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, "
       "{} power failures), {} pauses ({} of gateways), {} gateway crashes, {} partitions, "
-      "{} seals delivered, {} ranges retired (at most {} kept), {} lag stops, {} unknown-app txs answered, {} two-payload txs answered ({} copies replaced), {} logs lost ({} recovered), {} snapshots ({} restored), view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
+      "{} seals delivered, {} ranges retired (at most {} kept), {} lag stops, {} unknown-app txs answered, {} two-payload txs answered ({} copies replaced), {} logs lost ({} recovered), {} snapshots ({} restored, {} installed from peers), view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
       t.ops_unknown, t.unknown_applied, t.unknown_never_applied, t.network.sent, t.network.dropped,
       t.messages_coded, t.faults.crashes, t.faults.partial_writes, t.fsync_failures, t.nodes_lost,
       t.power_failures, t.faults.pauses, t.gateway_pauses, t.gateway_crashes, t.network.partitions,
-      t.ranges_sealed, t.ranges_retired, t.ranges_kept_max, t.lag_stops, t.unknown_app_results, t.two_payload_results, t.txs_replaced, t.log_losses, t.log_recoveries, t.snapshots, t.snapshot_restores, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
+      t.ranges_sealed, t.ranges_retired, t.ranges_kept_max, t.lag_stops, t.unknown_app_results, t.two_payload_results, t.txs_replaced, t.log_losses, t.log_recoveries, t.snapshots, t.snapshot_restores, t.snapshot_installs, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
 }
 
 }  // namespace
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
   // Faults injected, by kind, over the sweep.
   std::atomic<uint64_t> crashes{0}, partial_writes{0}, partitions{0}, stale{0}, dropped{0},
       pauses{0}, reconfigurations{0}, power_failures{0}, clock_steps{0}, nodes_lost{0}, gateway_crashes{0},
-      fsync_failures{0}, gateway_pauses{0}, evictions{0}, snapshots{0}, snapshot_restores{0};
+      fsync_failures{0}, gateway_pauses{0}, evictions{0}, snapshots{0}, snapshot_restores{0}, snapshot_installs{0};
   // The faults both simulators inject (sim/network.h, sim/faults.h).
   auto add_shared = [&](const sim::NetworkCounters& n, const sim::FaultCounters& f) {
     crashes += f.crashes;
@@ -257,6 +257,7 @@ int main(int argc, char** argv) {
         fsync_failures += r.stats.fsync_failures;
         snapshots += r.stats.snapshots;
         snapshot_restores += r.stats.snapshot_restores;
+        snapshot_installs += r.stats.snapshot_installs;
         ok = r.ok;
         if (!ok) report = [&, s, r] { print_cluster_failure(s, r, trace_lines); };
       } else {
@@ -297,10 +298,10 @@ int main(int argc, char** argv) {
       "faults: {} crashes ({} kept part of a write in flight), {} partitions, {} messages "
       "dropped, {} delivered stale, {} reconfigurations, {} power failures, {} nodes lost, {} "
       "gateway crashes, {} fsync failures, {} process pauses ({} of gateways), {} client "
-      "evictions, {} clock steps; {} snapshots ({} restored)\n",
+      "evictions, {} clock steps; {} snapshots ({} restored, {} installed from peers)\n",
       crashes.load(), partial_writes.load(), partitions.load(), dropped.load(), stale.load(),
       reconfigurations.load(), power_failures.load(), nodes_lost.load(), gateway_crashes.load(),
       fsync_failures.load(), pauses.load(), gateway_pauses.load(), evictions.load(),
-      clock_steps.load(), snapshots.load(), snapshot_restores.load());
+      clock_steps.load(), snapshots.load(), snapshot_restores.load(), snapshot_installs.load());
   return failures == 0 ? 0 : 1;
 }

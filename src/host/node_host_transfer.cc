@@ -1,0 +1,403 @@
+// NodeHost's snapshot transfer (docs/snapshots.md, "Transfer"): a node that
+// lags beyond what its peers keep fetches a peer's newest published
+// snapshot, chunk by checksummed chunk, into a file of its own, verifies it
+// whole, installs it into the running node (Node::begin_install), and then
+// takes a snapshot of its own so that what it installed is durable.
+//
+// Receiver: ask a peer (SnapshotWanted) -> SnapshotOffer -> SnapshotPull x
+// window -> SnapshotChunk ... -> verify -> install. Pulls unanswered are
+// sent again; a peer silent for long, or one that no longer has the
+// snapshot, is left for the next. The partial file is named after the peer,
+// epoch and size, so a transfer broken by a lost link or a restart resumes
+// where its file ends when the same peer offers the same snapshot again.
+//
+// Sender: answers with its newest published snapshot if it is new enough
+// (else it takes one and answers "not yet"), and serves pulls from the
+// file at send_mib_per_s at most, queued (bounded) until the rate allows.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+
+#include "common/hash.h"
+#include "host/node_host.h"
+#include "host/snapshot_fetch.h"
+#include "host/snapshot_layout.h"
+#include "protocol/cluster_messages.h"
+#include "storage/snapshot_file.h"
+
+namespace maroon::host {
+
+using namespace snapshot_layout;
+
+namespace {
+
+constexpr std::string_view kIncomingPrefix = "incoming-";
+constexpr std::string_view kIncomingSuffix = ".part";
+
+std::string incoming_name(NodeId peer, EpochNumber epoch, uint64_t total) {
+  return fmt::format("{}n{}-e{}-{}{}", kIncomingPrefix, peer.value(), epoch.value(), total,
+                     kIncomingSuffix);
+}
+
+bool is_incoming(std::string_view name) {
+  return name.starts_with(kIncomingPrefix) && name.ends_with(kIncomingSuffix);
+}
+
+}  // namespace
+
+void NodeHost::on_peer(NodeId from, PeerMessage msg) {
+  if (!is_snapshot_transfer(msg)) {
+    node_.on_peer(from, std::move(msg));
+    return;
+  }
+  const auto& members = node_.members();
+  if (from == node_.id() || std::find(members.begin(), members.end(), from) == members.end()) {
+    return;  // not a peer
+  }
+  if (!snapshots_enabled() || failed_) return;
+  if (auto* w = std::get_if<SnapshotWanted>(&msg)) {
+    on_snapshot_wanted(from, *w);
+  } else if (auto* o = std::get_if<SnapshotOffer>(&msg)) {
+    on_snapshot_offer(from, *o);
+  } else if (auto* p = std::get_if<SnapshotPull>(&msg)) {
+    on_snapshot_pull(from, *p);
+  } else {
+    on_snapshot_chunk(from, std::get<SnapshotChunk>(std::move(msg)));
+  }
+}
+
+void NodeHost::tick(uint64_t now_ms) {
+  node_.tick(now_ms);
+  // The transfer's timers run on the node's steady clock (its ticks), never
+  // on the wall clock, which may step by hours either way.
+  now_ms_ = node_.steady_ms();
+  if (!snapshots_enabled() || failed_) return;
+  fetch_work();
+  serve_pulls();
+}
+
+TransferStatus NodeHost::transfer_status() const {
+  TransferStatus s = transfer_;
+  if (auto need = node_.snapshot_needed()) {
+    s.fetching = true;
+    s.why = node_.snapshot_needed_why();
+    s.need_epoch = need->value();
+  }
+  if (fetch_ != nullptr && fetch_->pulling) {
+    s.peer = fetch_->peer.value();
+    s.epoch = fetch_->epoch.value();
+    s.received = fetch_->have;
+    s.total = fetch_->total;
+  }
+  return s;
+}
+
+// --- Receiving ---
+
+void NodeHost::fetch_work() {
+  if (!node_.snapshot_needed() || !node_.fault().is_ok()) {
+    // Caught up (or stopped): a transfer under way is not needed any more.
+    fetch_.reset();
+    return;
+  }
+  if (fetch_ == nullptr) fetch_ = std::make_unique<Fetch>();
+  Fetch& f = *fetch_;
+  const uint64_t retry = snapshot_settings_.transfer_retry_ms;
+  if (!f.pulling) {
+    if (!f.asked || now_ms_ >= f.asked_ms + retry) fetch_ask();
+    return;
+  }
+  if (now_ms_ >= f.progress_ms + 4 * retry) {
+    fetch_restart(fmt::format("node {} sent nothing of its snapshot for {} ms", f.peer.value(),
+                              now_ms_ - f.progress_ms),
+                  /*keep_file=*/true);
+    return;
+  }
+  for (auto& [offset, sent] : f.in_flight) {
+    if (now_ms_ >= sent.second + retry) {
+      sent.second = now_ms_;
+      sink_.to_peer(PeerEnvelope{f.peer, SnapshotPull{f.epoch, offset, sent.first}});
+    }
+  }
+  fetch_fill();
+}
+
+void NodeHost::fetch_ask() {
+  Fetch& f = *fetch_;
+  std::vector<NodeId> peers;
+  for (NodeId m : node_.members()) {
+    if (m != node_.id()) peers.push_back(m);
+  }
+  if (peers.empty()) return;
+  // A peer that did not answer is left for the next; one that is taking a
+  // snapshot for us is asked again.
+  if (!f.not_yet) f.peer = peers[fetch_rotation_++ % peers.size()];
+  f.not_yet = false;
+  f.asked = true;
+  f.asked_ms = now_ms_;
+  sink_.to_peer(PeerEnvelope{f.peer, SnapshotWanted{*node_.snapshot_needed()}});
+}
+
+void NodeHost::on_snapshot_offer(NodeId from, const SnapshotOffer& m) {
+  auto need = node_.snapshot_needed();
+  if (fetch_ == nullptr || fetch_->pulling || !need || from != fetch_->peer) return;
+  Fetch& f = *fetch_;
+  if (m.epoch.value() == 0 || m.epoch < *need) {
+    // Not yet: it takes one now. Asked again in a quarter of the retry time.
+    const uint64_t retry = snapshot_settings_.transfer_retry_ms;
+    f.not_yet = true;
+    f.asked_ms = now_ms_ + retry / 4 >= retry ? now_ms_ + retry / 4 - retry : 0;
+    return;
+  }
+  const std::string& dir = snapshot_settings_.dir;
+  const std::string name = incoming_name(from, m.epoch, m.bytes);
+  f.path = dir + "/" + name;
+  // Partial files of other transfers go; this one's (an earlier try of
+  // the same snapshot from the same peer) is resumed.
+  if (auto names = snapshot_env_->list_dir(dir); names) {
+    for (const std::string& n : *names) {
+      if (is_incoming(n) && n != name) (void)snapshot_env_->remove(dir + "/" + n);
+    }
+  }
+  if (Status s = snapshot_env_->create_dirs(dir); !s) {
+    transfer_.last_error = s.to_string();
+    return;
+  }
+  auto file = snapshot_env_->open(f.path, /*create=*/true);
+  if (!file) {
+    transfer_.last_error = file.status().to_string();
+    return;
+  }
+  auto size = (*file)->size();
+  if (!size || *size > m.bytes) {
+    transfer_.last_error = size ? fmt::format("{}: longer than the snapshot offered", f.path)
+                                : size.status().to_string();
+    (void)(*file)->truncate(0);
+    size = uint64_t{0};
+  }
+  f.file = std::move(file).value();
+  f.pulling = true;
+  f.epoch = m.epoch;
+  f.total = m.bytes;
+  f.have = *size;
+  f.next = *size;
+  f.in_flight.clear();
+  f.early.clear();
+  f.progress_ms = now_ms_;
+  if (f.have == f.total) {
+    fetch_complete();
+    return;
+  }
+  fetch_fill();
+}
+
+void NodeHost::fetch_fill() {
+  Fetch& f = *fetch_;
+  const uint32_t chunk =
+      std::clamp<uint32_t>(snapshot_settings_.transfer_chunk_bytes, 1, protocol::snapshot_chunk_bytes_max);
+  while (f.in_flight.size() + f.early.size() < std::max<size_t>(1, snapshot_settings_.transfer_window) &&
+         f.next < f.total) {
+    const uint32_t length = static_cast<uint32_t>(std::min<uint64_t>(chunk, f.total - f.next));
+    f.in_flight.emplace(f.next, std::pair(length, now_ms_));
+    sink_.to_peer(PeerEnvelope{f.peer, SnapshotPull{f.epoch, f.next, length}});
+    f.next += length;
+  }
+}
+
+void NodeHost::on_snapshot_chunk(NodeId from, SnapshotChunk m) {
+  if (fetch_ == nullptr || !fetch_->pulling) return;
+  Fetch& f = *fetch_;
+  if (from != f.peer || m.epoch != f.epoch) return;
+  if (m.total == 0) {
+    fetch_restart(fmt::format("node {} no longer keeps its snapshot of epoch {}", from.value(),
+                              m.epoch.value()),
+                  /*keep_file=*/false);
+    return;
+  }
+  if (m.total != f.total) {
+    fetch_restart(fmt::format("node {}'s snapshot of epoch {} changed size", from.value(),
+                              m.epoch.value()),
+                  /*keep_file=*/false);
+    return;
+  }
+  auto it = f.in_flight.find(m.offset);
+  if (it == f.in_flight.end() || it->second.first != m.data.size()) return;  // not asked (any more)
+  if (hash64(m.data) != m.checksum) {
+    // Damaged on the way: asked again after the retry time.
+    transfer_.last_error = fmt::format("a chunk at {} of node {}'s snapshot failed its checksum",
+                                       m.offset, from.value());
+    return;
+  }
+  f.in_flight.erase(it);
+  f.progress_ms = now_ms_;
+  transfer_.bytes_received += m.data.size();
+  f.early.emplace(m.offset, std::move(m.data));
+  // Written in order: the file is always the snapshot's first `have` bytes
+  // (up to what a crash drops), so a later try resumes at its end.
+  while (!f.early.empty() && f.early.begin()->first == f.have) {
+    const std::string& data = f.early.begin()->second;
+    if (Status s = f.file->write_at(f.have, data); !s) {
+      fetch_restart("writing a peer's snapshot: " + s.to_string(), /*keep_file=*/false);
+      return;
+    }
+    f.have += data.size();
+    f.early.erase(f.early.begin());
+  }
+  if (f.have == f.total) {
+    fetch_complete();
+    return;
+  }
+  fetch_fill();
+}
+
+void NodeHost::fetch_restart(std::string why, bool keep_file) {
+  transfer_.last_error = std::move(why);
+  transfer_.restarts++;
+  if (fetch_ != nullptr && !keep_file && !fetch_->path.empty()) {
+    fetch_->file.reset();
+    (void)snapshot_env_->remove(fetch_->path);
+  }
+  // Asked again at once, of the next peer.
+  fetch_ = std::make_unique<Fetch>();
+}
+
+void NodeHost::fetch_complete() {
+  Fetch& f = *fetch_;
+  const std::string path = f.path;
+  Status s = f.file->sync();
+  f.file.reset();
+  if (s) s = install(path);
+  if (!s) {
+    // A damaged file (or a refused snapshot) is fetched again from the start.
+    fetch_restart(fmt::format("{}: {}", path, s.to_string()), /*keep_file=*/false);
+    return;
+  }
+  (void)snapshot_env_->remove(path);
+  fetch_.reset();
+}
+
+Status NodeHost::install(const std::string& path) {
+  auto opened = SnapshotFileReader::open(*snapshot_env_, path);
+  if (!opened) return opened.status();
+  SnapshotFileReader& reader = **opened;
+  if (Status s = reader.verify(); !s) return s;
+  auto h = decode_header(reader.header());
+  if (!h) return h.status();
+  // The node state comes first; nothing changes until it is accepted.
+  std::string state;
+  std::optional<std::pair<uint8_t, std::string_view>> chunk;
+  for (;;) {
+    auto c = reader.next();
+    if (!c) return c.status();
+    chunk = *c;
+    if (!chunk || chunk->first != kNodeState) break;
+    state.append(chunk->second);
+  }
+  if (taking_ != nullptr) {
+    // Its app cursors read the state the install replaces.
+    fail_snapshot(unavailable("abandoned: a peer's snapshot is being installed"));
+  }
+  if (Status s = node_.begin_install(state); !s) return s;
+  // From here on a failure stops the node (its apps are being replaced).
+  Status failed;
+  while (chunk && failed.is_ok()) {
+    const auto [kind, payload] = *chunk;
+    if (kind == kAppBegin) {
+      if (payload.size() != 1) {
+        failed = corruption("malformed app section");
+        break;
+      }
+      ChunkPieces pieces(reader);
+      node_.install_app(static_cast<AppId>(payload[0]), pieces);
+      if (!node_.fault().is_ok()) break;
+      if (!pieces.ended()) failed = corruption("an app's restore stopped before its end");
+    } else if (kind != kSequencerRecord) {
+      // The peer's sequencer records are its own: this node keeps its own.
+      failed = corruption(fmt::format("unexpected chunk kind {}", kind));
+    }
+    if (!failed.is_ok()) break;
+    auto c = reader.next();
+    if (!c) {
+      failed = c.status();
+      break;
+    }
+    chunk = *c;
+  }
+  if (!failed.is_ok()) {
+    node_.abort_install(Status(failed.code(), path + ": " + failed.message()));
+  } else {
+    node_.finish_install(h->state_hash);
+  }
+  drain();
+  if (!node_.fault().is_ok()) return Status::ok();  // stopped: nothing to fetch again
+  transfer_.installed++;
+  // What was installed is durable only in a snapshot of this node's own.
+  snapshot_requested_ = true;
+  return Status::ok();
+}
+
+// --- Sending ---
+
+void NodeHost::on_snapshot_wanted(NodeId from, const SnapshotWanted& m) {
+  if (!published_.empty() && published_.back().epoch >= m.need.value()) {
+    const SnapshotInfo& newest = published_.back();
+    sink_.to_peer(PeerEnvelope{from, SnapshotOffer{EpochNumber(newest.epoch), newest.bytes}});
+    return;
+  }
+  // None new enough: one is taken now if this node has applied that far
+  // (and is not taking one: the next ask comes once it is done).
+  if (taking_ == nullptr && node_.fault().is_ok() && !node_.snapshot_needed() &&
+      node_.applied_epoch() >= m.need) {
+    snapshot_requested_ = true;
+  }
+  sink_.to_peer(PeerEnvelope{from, SnapshotOffer{}});
+}
+
+void NodeHost::on_snapshot_pull(NodeId from, const SnapshotPull& m) {
+  // Beyond the bound the pull is dropped: its puller asks again later.
+  if (serving_.size() >= kServeQueueMax) return;
+  serving_.push_back(Serving{from, m});
+  serve_pulls();
+}
+
+void NodeHost::serve_pulls() {
+  const uint64_t rate = snapshot_settings_.send_mib_per_s * 1024 * 1024;  // bytes per second
+  const uint64_t burst = std::max<uint64_t>(protocol::snapshot_chunk_bytes_max, rate / 10);
+  if (rate == 0) {
+    serve_tokens_ = UINT64_MAX;
+  } else if (now_ms_ > serve_tokens_ms_) {
+    const uint64_t add = (now_ms_ - serve_tokens_ms_) * rate / 1000;
+    serve_tokens_ = std::min(burst, serve_tokens_ + add);
+    serve_tokens_ms_ = now_ms_;
+  }
+  while (!serving_.empty() && serve_tokens_ >= serving_.front().pull.length) {
+    Serving s = std::move(serving_.front());
+    serving_.pop_front();
+    if (rate != 0) serve_tokens_ -= s.pull.length;
+    SnapshotChunk chunk{.epoch = s.pull.epoch};
+    const SnapshotInfo* info = nullptr;
+    for (auto it = published_.rbegin(); it != published_.rend(); ++it) {
+      if (it->epoch == s.pull.epoch.value()) {
+        info = &*it;
+        break;
+      }
+    }
+    if (info != nullptr && s.pull.offset < info->bytes) {
+      auto file = snapshot_env_->open(info->path, /*create=*/false);
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(s.pull.length, info->bytes - s.pull.offset));
+      if (file && (*file)->read_at(s.pull.offset, n, chunk.data) && chunk.data.size() == n) {
+        chunk.offset = s.pull.offset;
+        chunk.total = info->bytes;
+        chunk.checksum = hash64(chunk.data);
+        transfer_.bytes_sent += n;
+      } else {
+        chunk.data.clear();
+      }
+    }
+    // Otherwise "gone": compacted away, or never this node's.
+    sink_.to_peer(PeerEnvelope{s.to, std::move(chunk)});
+  }
+}
+
+}  // namespace maroon::host

@@ -1,0 +1,96 @@
+// The layout of a node snapshot inside its container file (the chunk kinds
+// and the header; docs/formats/snapshot.md), shared by taking and restoring
+// snapshots (node_host_snapshot.cc) and installing a peer's
+// (node_host_transfer.cc). Internal to the host.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "app/state_machine.h"
+#include "common/codec.h"
+#include "common/status.h"
+#include "storage/snapshot_file.h"
+#include "storage/wal_format.h"
+
+namespace maroon::host::snapshot_layout {
+
+inline constexpr uint8_t kHeaderFormat = 1;
+
+// Chunk kinds, in the order they appear in a file.
+enum ChunkKind : uint8_t {
+  kNodeState = 1,        // pieces of Node::encode_state, concatenated
+  kAppBegin = 2,         // u8 app id
+  kAppPiece = 3,         // one piece of that app's cursor
+  kAppEnd = 4,           // empty
+  kSequencerRecord = 5,  // u8 record type, then its payload
+};
+
+inline constexpr size_t kStateChunkBytes = 1024 * 1024;
+
+struct Header {
+  uint64_t node_id = 0;
+  uint64_t epoch = 0;
+  uint64_t logical_time_ms = 0;
+  uint64_t state_hash = 0;
+  uint64_t lsn = 0;  // the log is covered through this LSN
+};
+
+inline std::string encode_header(const Header& h) {
+  std::string out;
+  ByteWriter w(out);
+  w.u8(kHeaderFormat);
+  w.u64(h.node_id);
+  w.u64(h.epoch);
+  w.u64(h.logical_time_ms);
+  w.u64(h.state_hash);
+  w.u64(h.lsn);
+  return out;
+}
+
+inline Result<Header> decode_header(std::string_view bytes) {
+  ByteReader r(bytes);
+  Header h;
+  uint8_t format = 0;
+  if (!r.u8(format) || format != kHeaderFormat) {
+    return corruption(fmt::format("snapshot header format {} is not one this build reads ({})",
+                                  format, kHeaderFormat));
+  }
+  if (!r.u64(h.node_id) || !r.u64(h.epoch) || !r.u64(h.logical_time_ms) || !r.u64(h.state_hash) ||
+      !r.u64(h.lsn) || !r.at_end() || h.lsn >= wal::kLsnMax) {
+    return corruption("malformed snapshot header");
+  }
+  return h;
+}
+
+// An app's pieces, read from the chunks between its kAppBegin and kAppEnd.
+class ChunkPieces final : public SnapshotPieces {
+ public:
+  explicit ChunkPieces(SnapshotFileReader& reader) : reader_(reader) {}
+  Result<std::optional<std::string_view>> next() override {
+    if (ended_) return std::optional<std::string_view>();
+    auto chunk = reader_.next();
+    if (!chunk) return chunk.status();
+    if (!*chunk) return corruption("the file ends inside an app's state");
+    const auto [kind, payload] = **chunk;
+    if (kind == kAppEnd) {
+      ended_ = true;
+      return std::optional<std::string_view>();
+    }
+    if (kind != kAppPiece) {
+      return corruption(fmt::format("chunk of kind {} inside an app's state", kind));
+    }
+    return std::optional<std::string_view>(payload);
+  }
+  bool ended() const { return ended_; }
+
+ private:
+  SnapshotFileReader& reader_;
+  bool ended_ = false;
+};
+
+}  // namespace maroon::host::snapshot_layout
