@@ -61,6 +61,7 @@ struct Member {
   uint16_t http_port = 0;
   fs::path log;
   fs::path pid_file;
+  fs::path data_dir;  // nodes only
   off_t log_start = 0;  // where this start's output begins in the log
   pid_t pid = 0;
   bool serving = false;
@@ -81,7 +82,10 @@ std::vector<Member> members_of(const cluster::ClusterConfig& c, const fs::path& 
     m.pid_file = dir / fmt::format("{}-{}.pid", kind, id);
     out.push_back(std::move(m));
   };
-  for (const auto& n : c.nodes) add("node", n.id, n.host, n.http_port);
+  for (const auto& n : c.nodes) {
+    add("node", n.id, n.host, n.http_port);
+    out.back().data_dir = n.data_dir;
+  }
   for (const auto& g : c.gateways) add("gateway", g.id, g.host, g.http_port);
   return out;
 }
@@ -364,6 +368,13 @@ Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_pa
   }
   std::vector<std::string> args = {
       exe, m.kind, "--config", config_path.string(), "--id", std::to_string(m.id)};
+  // A node whose directory does not exist yet starts a new cluster with the
+  // others; once it exists, the flag changes nothing. (A node of a running
+  // cluster whose directory was lost is restarted without it, and rejoins.)
+  std::error_code ec;
+  if (m.kind == "node" && !m.data_dir.empty() && !fs::exists(m.data_dir, ec)) {
+    args.push_back("--new-cluster");
+  }
   struct stat log_stat {};
   const off_t log_size = ::fstat(log_fd, &log_stat) == 0 ? log_stat.st_size : 0;
   const bool log_empty = log_size == 0;

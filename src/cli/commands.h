@@ -68,6 +68,9 @@ int run_status(const StatusOptions& options);
 struct NodeOptions {
   std::string config;
   uint32_t id = 0;
+  // A data directory that does not exist yet belongs to a new cluster's
+  // first start (else: the node rejoins after losing it).
+  bool new_cluster = false;
 };
 int run_node(const NodeOptions& options);
 

@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
   auto* node_cmd = app.add_subcommand("node", "Run one node of a cluster");
   node_cmd->add_option("--config", node.config, "The cluster config (cluster.toml)")->required();
   node_cmd->add_option("--id", node.id, "This node's id in the config")->required();
+  node_cmd->add_flag("--new-cluster", node.new_cluster,
+                     "If this node's data directory does not exist yet, this is a new cluster's "
+                     "first start: bootstrap it. Without it, a node with a new directory rejoins "
+                     "its cluster and recovers from its peers (its old directory was lost)");
 
   GatewayOptions gateway;
   auto* gateway_cmd = app.add_subcommand("gateway", "Run one standalone gateway of a cluster");

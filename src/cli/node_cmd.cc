@@ -125,6 +125,7 @@ int run_node(const NodeOptions& o) {
   const cluster::NodeEntry& self = *config.node(o.id);
   server::DriverOptions d;
   d.data_dir = self.data_dir;
+  d.new_cluster = o.new_cluster;
   d.tick_ms = config.settings.tick_ms;
   d.snapshots.log_bytes = config.snapshot_log_mb << 20;
   d.snapshots.epochs = config.snapshot_epochs;

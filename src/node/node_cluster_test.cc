@@ -112,6 +112,7 @@ class Cluster {
     std::vector<NodeToGateway> to_gateway;  // released to the gateway
     bool disk_paused = false;  // nothing is written until persist() is called by hand
     bool cut_off = false;      // partitioned: its messages are dropped, it is not ticked
+    bool wiped = false;        // its disk was lost: it rejoins with a new one
   };
 
   explicit Cluster(size_t n, const std::function<void(NodeConfig&)>& configure = {})
@@ -248,6 +249,22 @@ class Cluster {
     }
   }
 
+  // Node i's disk is lost: it restarts with an empty one, and must rejoin.
+  void wipe(size_t i) {
+    Member& mem = m(i);
+    mem.to_gateway.clear();
+    std::erase_if(net, [&](const InFlight& f) { return f.to == ids_[i - 1]; });
+    mem.dir.reset();
+    mem.host.reset();
+    mem.sink.reset();
+    mem.node.reset();
+    mem.sequencer.reset();
+    mem.app.reset();
+    mem.env = std::make_unique<FaultEnv>();
+    mem.wiped = true;
+    start(i);
+  }
+
   // Crashes node i (whatever its disk did not sync, its pending write and its
   // held messages are lost) and restarts it as the node process does: its
   // DataDir replayed through NodeHost::open, then a first tick.
@@ -333,8 +350,15 @@ class Cluster {
     o.node_id = i;
     o.fresh_data_id = 1000 + i;
     o.wal.segment_bytes = options_.wal_segment_bytes;
+    if (members_.at(i - 1).wiped) {
+      // As the node process does without --new-cluster: a new directory
+      // rejoins the cluster.
+      o.recover_lost_log = true;
+      o.fresh_log_lost = "wiped";
+    }
     return o;
   }
+
 
   void start(size_t i) {
     Member& mem = m(i);
@@ -982,6 +1006,68 @@ TEST(NodeCluster, ASnapshotTransferResumesAfterABrokenLinkAndSurvivesDamagedChun
   // It went on from where its file ended, not from the start.
   EXPECT_EQ(pulls_from_start, 0u);
   EXPECT_GT(c.m(3).host->transfer_status().last_error.size(), 0u);  // the damaged chunk
+}
+
+TEST(NodeCluster, AWipedNodeRejoinsFromItsPeersAndNeverVotesWithAnEmptyLog) {
+  Cluster c(3, transfer_options());
+  RangeId r = c.lease();
+  for (uint64_t o = 1; o <= 4; o++) c.send_tx(r, o, std::to_string(o), {1, 2, 3});
+  c.settle();
+  c.run(10);
+  ASSERT_EQ(c.log(3), (Log{"1", "2", "3", "4"}));
+  c.take_snapshot(1);
+  c.take_snapshot(2);
+  c.wipe(3);
+  // Its new directory says it lost its log, and its sequencer recovers
+  // before it votes: it is not a member in a state of its own.
+  EXPECT_TRUE(c.node(3).log_lost());
+  EXPECT_EQ(c.node(3).applied_epoch(), EpochNumber(0));
+  for (int t = 0; t < 300 && (c.node(3).log_lost() || c.node(3).applied_epoch() <
+                                                           c.node(1).applied_epoch());
+       t++) {
+    c.run(1);
+  }
+  ASSERT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  EXPECT_FALSE(c.node(3).log_lost());
+  EXPECT_EQ(c.node(3).applied_epoch(), c.node(1).applied_epoch());
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_EQ(c.log(3), (Log{"1", "2", "3", "4"}));
+  // Then it is a member like any: it holds new txs and executes them, and
+  // the cluster goes on with another node down.
+  c.m(1).cut_off = true;
+  c.send_tx(r, 5, "5", {2, 3});
+  c.settle();
+  c.run(60);
+  EXPECT_EQ(c.log(3), (Log{"1", "2", "3", "4", "5"}));
+  EXPECT_EQ(c.log(2), (Log{"1", "2", "3", "4", "5"}));
+}
+
+TEST(NodeCluster, AWipedNodeStaysOutUntilAQuorumAnswersIt) {
+  // Acknowledged by 1 and 3 only; 3 loses its disk and 1 is down: 3 must
+  // not form a quorum with 2 from an empty log (tx 2 would be lost).
+  Cluster c(3, transfer_options());
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "1", {1, 2, 3});
+  c.settle();
+  c.run(10);
+  c.m(2).cut_off = true;
+  c.send_tx(r, 2, "2", {1, 3});
+  c.settle();
+  c.run(10);
+  ASSERT_EQ(c.log(1), (Log{"1", "2"}));
+  c.m(2).cut_off = false;
+  c.m(1).cut_off = true;
+  c.wipe(3);
+  c.run(200);
+  EXPECT_TRUE(c.node(3).log_lost()) << "it recovered without a quorum that holds its log";
+  EXPECT_EQ(c.log(2), (Log{"1"}));
+  EXPECT_EQ(c.log(3), Log{});
+  // Node 1 back: the quorum holds tx 2, and both catch up with it.
+  c.m(1).cut_off = false;
+  for (int t = 0; t < 300 && (c.log(3).size() < 2 || c.log(2).size() < 2); t++) c.run(1);
+  EXPECT_FALSE(c.node(3).log_lost());
+  EXPECT_EQ(c.log(3), (Log{"1", "2"}));
+  EXPECT_EQ(c.log(2), (Log{"1", "2"}));
 }
 
 TEST(NodeCluster, WithoutSnapshotsALaggingNodeStillStopsWithAFault) {

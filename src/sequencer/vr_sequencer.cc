@@ -316,6 +316,17 @@ void VrSequencer::start(Output& out) {
   if (replayed_anything_) {
     if (log_lost_noted_) replica_.note_log_lost();
     replica_.finish_replay(vout_);
+  } else if (log_lost_noted_ && members_.size() > 1) {
+    // Nothing durable, yet marked lost: a node that rejoins with a new data
+    // directory (its old one was wiped). It must not bootstrap a group of
+    // its own in view 0 with an empty log (what it acknowledged before would
+    // be forgotten); it starts from the configured group's first state and
+    // recovers the log from a quorum before it votes.
+    const Status s =
+        replica_.replay(vr::DurableState{.epoch = vr::ConfigEpoch(0), .members = members_});
+    MAROON_ASSERT(s.is_ok());
+    replica_.note_log_lost();
+    replica_.finish_replay(vout_);
   } else {
     replica_.bootstrap(members_, vout_);
   }

@@ -221,6 +221,12 @@ Status Driver::start() {
   // A cluster node recovers what its log lost from its peers; a single
   // node has nobody to recover it from, and refuses to start.
   dir_options.recover_lost_log = options_.cluster.has_value() && options_.cluster->members.size() > 1;
+  if (dir_options.recover_lost_log && !options_.new_cluster) {
+    dir_options.fresh_log_lost =
+        "this node's data directory is new, so it rejoins its cluster: what it held before is "
+        "recovered from its peers (the log, then the state from a peer's snapshot) before it "
+        "votes. A new cluster's nodes are started with --new-cluster";
+  }
   host::SnapshotSettings snapshots = options_.snapshots;
   if (snapshots.dir.empty()) snapshots.dir = options_.data_dir + "/snapshots";
   host_.set_snapshots(*env_, snapshots);
@@ -242,7 +248,9 @@ Status Driver::start() {
     spdlog::info("restored snapshot {} (epoch {}), then replayed {} log records after it",
                  counts.snapshot, counts.snapshot_epoch, counts.records);
   }
-  if (const auto& lost = data_dir_->log_lost()) {
+  if (data_dir_->created() && data_dir_->log_lost()) {
+    spdlog::warn("{}", *data_dir_->log_lost());
+  } else if (const auto& lost = data_dir_->log_lost()) {
     spdlog::critical("the log lost records it had made durable: {}. This node recovers them "
                      "from its peers before it votes again (it counts as one of the f nodes "
                      "the cluster may lose until then); the txs it lacks are pulled",

@@ -67,6 +67,13 @@ struct DriverOptions {
   std::optional<ClusterOptions> cluster;
   uint64_t tick_ms = 10;
   uint64_t wal_segment_bytes = 0;  // 0: limits::wal_segment_bytes
+  // A cluster node whose data directory does not exist yet: true, it is a
+  // member of a new cluster and bootstraps it with the others; false (the
+  // safe default), it rejoins an existing cluster, its old directory having
+  // been lost, and recovers from its peers before it votes
+  // (DataDirOptions::fresh_log_lost; docs/cluster.md, "A lost data
+  // directory"). Ignored once the directory exists.
+  bool new_cluster = false;
   // How long a graceful shutdown waits for in-flight txs.
   uint64_t drain_ms = 3000;
   // When snapshots are taken (docs/snapshots.md); dir empty: DATA-DIR/snapshots.

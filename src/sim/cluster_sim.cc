@@ -201,6 +201,9 @@ class ClusterSimulation {
     // compared, but no txs of it executed here to digest.
     uint64_t restored_epoch = 0;
     uint64_t installs_seen = 0;  // peers' snapshots it installed (Node::snapshots_installed)
+    // Its disk was wiped once: a restart that finds it empty rejoins (the
+    // node process without --new-cluster), never bootstraps.
+    bool wiped = false;
     uint64_t digest_epoch = 0;                        // the epoch `digest` is being built for
     uint64_t digest = 0;
   };
@@ -353,6 +356,7 @@ void ClusterSimulation::start_node(SimNode& n) {
   n.digest_epoch = 0;
   n.snapshot_job = false;
   n.restored_epoch = 0;
+  n.installs_seen = 0;
   n.digest = 0;
   NodeId id = n.id;
   n.app = std::make_unique<CheckedApp>(
@@ -387,6 +391,7 @@ void ClusterSimulation::start_node(SimNode& n) {
   o.fresh_data_id = world_.next();
   o.wal.segment_bytes = s_.wal_segment_bytes;
   o.recover_lost_log = members_.size() > 1;
+  if (n.wiped) o.fresh_log_lost = "its disk was wiped";
   if (s_.snapshot_log_bytes != 0) {
     n.host->set_snapshots(*n.disk.env,
                           host::SnapshotSettings{.dir = "/node/snapshots",
@@ -475,15 +480,28 @@ void ClusterSimulation::maybe_lose_log(SimNode& n) {
   size_t lost = 0;
   for (const SimNode& m : nodes_) lost += (m.log_lost || m.lost || m.stopping) && m.id != n.id;
   if (lost >= (members_.size() - 1) / 2) return;
-  const std::optional<std::string> removed = lose_log_end(world_, *n.disk.env, "/node/wal");
-  if (!removed) return;
+  if (world_.chance(0.4)) {
+    // The whole disk is lost: the node restarts with an empty one, rejoins
+    // and takes everything back from its peers (a snapshot, when they keep
+    // no txs that old).
+    n.disk.env = std::make_unique<FaultEnv>();
+    n.disk.dir.reset();
+    n.disk.in_flight.reset();
+    n.disk.crash_in_next_write = false;
+    n.wiped = true;
+    stats_.wipes++;
+    world_.trace(fmt::format("n{} WIPED: its disk is replaced by an empty one", n.id.value()));
+  } else {
+    const std::optional<std::string> removed = lose_log_end(world_, *n.disk.env, "/node/wal");
+    if (!removed) return;
+    world_.trace(fmt::format("n{} LOSES its log from {}", n.id.value(), *removed));
+  }
   advertised_.erase(n.id.value());
   n.log_lost = true;
   for (const SimNode& m : nodes_) {
     if (m.up && m.node) n.log_lost_epoch = std::max(n.log_lost_epoch, m.node->committed_epoch().value());
   }
   stats_.log_losses++;
-  world_.trace(fmt::format("n{} LOSES its log from {}", n.id.value(), *removed));
 }
 
 void ClusterSimulation::drain(SimNode& n) {

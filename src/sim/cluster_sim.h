@@ -160,6 +160,7 @@ struct ClusterStats {
   uint64_t snapshots = 0;        // published
   uint64_t snapshot_restores = 0;  // restarts that restored one
   uint64_t snapshot_installs = 0;  // peers' snapshots installed by lagging nodes
+  uint64_t wipes = 0;              // nodes whose whole disk was lost (log losses too)
   uint64_t log_recoveries = 0;  // ... and recovered it from peers
   uint64_t unknown_app_results = 0;  // txs for an unknown app answered (empty) to their gateway
   uint64_t two_payload_results = 0;  // txs sent with two payloads, answered to their gateway

@@ -80,6 +80,10 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
     d->node_id_ = o.node_id;
     d->data_id_ = o.fresh_data_id;
     d->wal_first_segment_ = 1;
+    // Durable with the identity: a crash before the sequencer recovered
+    // finds the flag, never a directory that looks like a new member's.
+    if (o.fresh_log_lost) d->log_lost_ = *o.fresh_log_lost;
+    d->created_ = true;
     if (Status s = d->write_identity(); !s) return s;
   } else {
     ByteReader r(*d->superblock_->current());

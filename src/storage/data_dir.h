@@ -70,6 +70,12 @@ struct DataDirOptions {
   // directory says so (log_lost) until a write step reports it recovered
   // from peers. A single node refuses it: nobody else holds the records.
   bool recover_lost_log = false;
+  // A cluster node that rejoins with a new directory (its old one was lost
+  // or wiped): a new directory counts as a lost log from the start, for
+  // what this node acknowledged before is gone; its sequencer recovers from
+  // peers before it votes. Says why (DataDir::log_lost). Unset: a new
+  // directory is a new member of a new cluster.
+  std::optional<std::string> fresh_log_lost;
   WalOptions wal;
   // Called after the superblock's state and before the log is replayed
   // (fresh_directory: no superblock was found, a new identity is being
@@ -113,6 +119,8 @@ class DataDir {
   // start or at an earlier one, and not yet recovered): the sequencer must
   // recover from peers before it votes. Says what was lost.
   const std::optional<std::string>& log_lost() const { return log_lost_; }
+  // This open made the directory (no superblock was found).
+  bool created() const { return created_; }
 
   // After the last write of a clean stop: records the log's last LSN, so the
   // next start knows exactly where the log must end.
@@ -141,6 +149,7 @@ class DataDir {
   uint64_t wal_last_segment_ = 0;
   uint64_t clean_last_lsn_ = 0;  // nonzero only between a clean stop and the next start
   std::optional<std::string> log_lost_;  // durable as a flag in the superblock
+  bool created_ = false;
   std::string state_;            // the sequencer's durable state, as last written
   std::unique_ptr<Superblock> superblock_;
   std::unique_ptr<Wal> wal_;

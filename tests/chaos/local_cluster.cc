@@ -130,6 +130,7 @@ Result<LocalCluster> LocalCluster::create(const ClusterSpec& spec) {
     p.native_port = n.native_port;
     p.log = spec.dir / fmt::format("node-{}.log", id);
     p.pid_file = spec.dir / fmt::format("node-{}.pid", id);
+    p.data_dir = spec.dir / n.data_dir;
     lc.nodes_.push_back(p);
   }
   if (spec.peer_tls) {
@@ -181,6 +182,10 @@ Status LocalCluster::start(size_t i, const std::string& why) {
   }
   std::vector<std::string> args = {spec_.maroon,          "node", "--config",
                                    config_path_.string(), "--id", std::to_string(n.id)};
+  // A new cluster's first start, as `maroon cluster up` does it; a node whose
+  // directory was wiped later is started without it and rejoins.
+  std::error_code ec;
+  if (n.starts == 0 && !fs::exists(n.data_dir, ec)) args.push_back("--new-cluster");
   std::string banner = fmt::format("\n=== {:%Y-%m-%dT%H:%M:%S} maroon-chaos: {}: {} ===\n",
                                    fmt::localtime(std::time(nullptr)), why, fmt::join(args, " "));
   [[maybe_unused]] ssize_t written = ::write(log_fd, banner.data(), banner.size());

@@ -39,6 +39,7 @@ struct NodeProc {
   uint16_t native_port = 0;
   std::filesystem::path log;
   std::filesystem::path pid_file;
+  std::filesystem::path data_dir;
   pid_t pid = 0;         // 0: not running
   bool stopped = false;  // SIGSTOPped by us
   int starts = 0;

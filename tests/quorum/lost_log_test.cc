@@ -9,6 +9,11 @@
 // alone (a bare quorum, which needs node 3's vote) must read every key
 // written before, node 3 included, and take new writes.
 //
+// Then the same with node 3's whole data directory removed (docs/cluster.md,
+// "A lost data directory"): restarted without --new-cluster, it must rejoin
+// (saying so), never bootstrap a group of its own, and take its state back
+// from its peers, with the same proof.
+//
 // Every wait is on a condition with a deadline; nothing sleeps to synchronize.
 //
 //   maroon-lost-log-test --maroon BUILD/src/cli/maroon --dir DIR
@@ -86,7 +91,10 @@ Result<client::Client> connect(const chaos::LocalCluster& cl, size_t i) {
   return client::Client::connect("127.0.0.1", cl.node(i).native_port, o);
 }
 
-int run(const std::string& maroon, const fs::path& dir) {
+// What node 3 loses.
+enum class Loss { kWal, kWholeDirectory };
+
+int run_one(const std::string& maroon, const fs::path& dir, Loss loss) {
   Result<chaos::LocalCluster> made = chaos::fresh_cluster(maroon, dir, 3);
   if (!made.is_ok()) {
     std::fprintf(stderr, "lost-log-test: %s\n", made.status().to_string().c_str());
@@ -107,20 +115,41 @@ int run(const std::string& maroon, const fs::path& dir) {
   }
   note(fmt::format("{} keys written", kKeys));
 
-  note(fmt::format("SIGKILL node 3 (pid {}), then remove its wal/", cl.node(2).pid));
+  const bool whole = loss == Loss::kWholeDirectory;
+  const fs::path gone = whole ? cl.node(2).data_dir : dir / "node-3" / "wal";
+  note(fmt::format("SIGKILL node 3 (pid {}), then remove {}", cl.node(2).pid, gone.string()));
   cl.kill(2);
-  const fs::path wal = dir / "node-3" / "wal";
-  if (!fs::exists(wal)) return fail(wal.string() + " does not exist");
-  fs::remove_all(wal);
+  if (!fs::exists(gone)) return fail(gone.string() + " does not exist");
+  fs::remove_all(gone);
   if (Status s = cl.start(2, "lost-log-test restart"); !s) return fail(s.to_string());
   if (!chaos::wait_until([&] { return chaos::serves_as_member(cl, 2); }, kStartTimeout)) {
     return fail("node 3 never served again after losing its log");
   }
   const std::string log = chaos::read_whole_file(cl.node(2).log);
-  if (log.find("the log lost records it had made durable") == std::string::npos) {
-    return fail("node 3's log does not say that its log lost records");
+  const char* said = whole ? "this node's data directory is new, so it rejoins its cluster"
+                           : "the log lost records it had made durable";
+  if (log.find(said) == std::string::npos) {
+    return fail(fmt::format("node 3's log does not say \"{}\"", said));
   }
   note("node 3 started, said so, and serves");
+  // Its state is back: the same as node 1's at the same epoch.
+  chaos::NodeStatus s1, s3;
+  if (!chaos::wait_until(
+          [&] {
+            auto a = cl.status(0, milliseconds(2000));
+            auto b = cl.status(2, milliseconds(2000));
+            if (!a.is_ok() || !b.is_ok()) return false;
+            s1 = *a;
+            s3 = *b;
+            return s1.applied_epoch == s3.applied_epoch && s1.state_hash == s3.state_hash &&
+                   !s3.state_hash.empty();
+          },
+          kStartTimeout)) {
+    return fail(fmt::format("node 3 at epoch {} hash {}, node 1 at {} hash {}", s3.applied_epoch,
+                            s3.state_hash, s1.applied_epoch, s1.state_hash));
+  }
+  note(fmt::format("node 3 has node 1's state at epoch {}{}", s3.applied_epoch,
+                   s3.snapshots_installed > 0 ? " (from a peer's snapshot)" : ""));
 
   note(fmt::format("SIGKILL node 1 (pid {}): nodes 2 and 3 must serve alone", cl.node(0).pid));
   cl.kill(0);
@@ -140,6 +169,11 @@ int run(const std::string& maroon, const fs::path& dir) {
   }
   note("ok");
   return 0;
+}
+
+int run(const std::string& maroon, const fs::path& dir) {
+  if (int rc = run_one(maroon, dir / "wal-lost", Loss::kWal); rc != 0) return rc;
+  return run_one(maroon, dir / "dir-lost", Loss::kWholeDirectory);
 }
 
 }  // namespace
