@@ -23,6 +23,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -91,18 +92,59 @@ class DurabilityOrder {
 
   // --- Writing. ---
   bool writing() const { return writing_; }
-  bool has_pending() const { return pending_.size() > 1 || !pending_[0].empty(); }
-  // Everything emitted since the last write, to be written now. Only one
-  // write is in flight at a time.
+  // Something may be written now: records or states emitted and not yet
+  // taken (with a barrier set: only those from before it).
+  bool has_pending() const {
+    if (barrier_) {
+      for (size_t i = 0; i < barrier_steps_; i++) {
+        if (!pending_[i].empty()) return true;
+      }
+      return false;
+    }
+    return pending_.size() > 1 || !pending_[0].empty();
+  }
+  // Everything emitted since the last write, to be written now (with a
+  // barrier set: only what was emitted before it). Only one write is in
+  // flight at a time.
   PendingWrite take_write() {
     MAROON_ASSERT(!writing_ && has_pending());
     writing_ = true;
+    if (barrier_) {
+      PendingWrite w{{}, barrier_seq_};
+      for (size_t i = 0; i < barrier_steps_; i++) w.steps.push_back(std::move(pending_[i]));
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(barrier_steps_));
+      barrier_steps_ = 0;
+      pending_bytes_ = 0;
+      for (const WriteStep& s : pending_) pending_bytes_ += s.batch->bytes();
+      return w;
+    }
     PendingWrite w{std::move(pending_), emitted_seq_};
     pending_.clear();
     pending_.emplace_back();
     pending_bytes_ = 0;
     return w;
   }
+  // A barrier: what was emitted so far is written as before, and nothing
+  // emitted after it until release_barrier(). (After a peer's snapshot is
+  // installed, no record that depends on it may be durable before the
+  // node's own snapshot of the installed state is.)
+  void set_barrier() {
+    MAROON_ASSERT(!barrier_);
+    barrier_ = true;
+    barrier_seq_ = emitted_seq_;
+    barrier_steps_ = pending_.size();
+    pending_.emplace_back();
+  }
+  void release_barrier() {
+    MAROON_ASSERT(barrier_);
+    // What came before it was written (or there was nothing): only empty
+    // steps may be left of it.
+    for (size_t i = 0; i < barrier_steps_; i++) MAROON_ASSERT(pending_[i].empty());
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(barrier_steps_));
+    barrier_steps_ = 0;
+    barrier_ = false;
+  }
+  bool barrier() const { return barrier_; }
   // The write taken last is durable: releases the messages it covers.
   template <typename Send>
   void written(uint64_t last_seq, Send&& send) {
@@ -134,6 +176,9 @@ class DurabilityOrder {
   uint64_t records_added_ = 0;
   uint64_t record_bytes_added_ = 0;
   bool writing_ = false;
+  bool barrier_ = false;
+  uint64_t barrier_seq_ = 0;   // every record before the barrier has seq <= this
+  size_t barrier_steps_ = 0;   // pending_'s first steps, from before it, not yet taken
   HeldMessages<Msg> held_;
 };
 

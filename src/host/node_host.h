@@ -252,6 +252,9 @@ class NodeHost {
   uint64_t record_bytes_at_snapshot_ = 0;  // order_.record_bytes_added() at the last cut
   uint64_t epoch_at_snapshot_ = 0;
   uint64_t snapshots_taken_ = 0;
+  // A peer's snapshot was installed and the node's own snapshot of it is not
+  // published yet (the WAL holds a barrier meanwhile: node_host_transfer.cc).
+  bool install_base_pending_ = false;
   Status snapshot_error_;
   std::vector<std::string> warnings_;
 

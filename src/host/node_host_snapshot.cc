@@ -30,6 +30,10 @@ struct NodeHost::Taking {
   bool app_open = false;
   bool sequencer_written = false;
   bool syncing = false;
+  // Of the state a peer's snapshot installed: once published, every older
+  // snapshot and the log before it go (they lead to a state the records
+  // after the install do not fit), and the WAL's barrier is released.
+  bool base = false;
   std::string piece;
   // Chunks produced, not yet in a job; then the bytes of each job handed
   // out and not yet done, in order.
@@ -83,6 +87,7 @@ Status NodeHost::begin_snapshot() {
   t->cut_seq = order_.emitted_seq();
   t->lsn = wal_lsn_at_open_ + order_.records_added();
   t->snap = node_.begin_snapshot();
+  t->base = install_base_pending_;
   Header h{.node_id = node_.id().value(),
            .epoch = t->snap.epoch.value(),
            .logical_time_ms = t->snap.logical_time_ms,
@@ -111,6 +116,13 @@ Status NodeHost::begin_snapshot() {
 void NodeHost::fail_snapshot(Status s) {
   MAROON_ASSERT(taking_ != nullptr && !s.is_ok());
   // After the jobs already handed out, which fail or are ignored.
+  if (taking_->base) {
+    // Taken again at once; meanwhile the log goes on (a crash before the
+    // retry is published restarts from the older state, where records
+    // written after the install may not fit: the node then stops, saying so).
+    snapshot_requested_ = true;
+    if (order_.barrier()) order_.release_barrier();
+  }
   std::shared_ptr<SnapshotFileWriter> writer = taking_->writer;
   jobs_out_.push_back(SnapshotJob{[writer] {
                                     writer->abandon();
@@ -223,7 +235,23 @@ void NodeHost::snapshot_job_done(uint64_t snapshot, bool publishes, const Status
                     .lsn = taking_->lsn,
                     .bytes = taking_->writer->bytes_written(),
                     .path = taking_->writer->path()};
+  const bool base = taking_->base;
   taking_.reset();
+  if (base) {
+    // The installed state is durable: what came before it goes.
+    install_base_pending_ = false;
+    if (order_.barrier()) order_.release_barrier();
+    std::vector<std::string> old;
+    for (SnapshotInfo& p : published_) {
+      if (p.epoch != info.epoch) old.push_back(p.path);
+    }
+    published_.clear();
+    published_.push_back(info);
+    snapshots_taken_++;
+    snapshot_error_ = Status::ok();
+    order_.add_compaction(info.lsn, std::move(old));
+    return;
+  }
   snapshots_taken_++;
   snapshot_error_ = Status::ok();
   // A snapshot of the same epoch replaced its file.

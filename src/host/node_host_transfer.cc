@@ -101,6 +101,8 @@ void NodeHost::fetch_work() {
     fetch_.reset();
     return;
   }
+  // One install at a time: the last one's own snapshot is published first.
+  if (install_base_pending_) return;
   if (fetch_ == nullptr) fetch_ = std::make_unique<Fetch>();
   Fetch& f = *fetch_;
   const uint64_t retry = snapshot_settings_.transfer_retry_ms;
@@ -132,7 +134,10 @@ void NodeHost::fetch_ask() {
   if (peers.empty()) return;
   // A peer that did not answer is left for the next; one that is taking a
   // snapshot for us is asked again.
-  if (!f.not_yet) f.peer = peers[fetch_rotation_++ % peers.size()];
+  if (!f.not_yet) {
+    f.peer = peers[fetch_rotation_++ % peers.size()];
+    f.not_yets = 0;
+  }
   f.not_yet = false;
   f.asked = true;
   f.asked_ms = now_ms_;
@@ -143,9 +148,14 @@ void NodeHost::on_snapshot_offer(NodeId from, const SnapshotOffer& m) {
   auto need = node_.snapshot_needed();
   if (fetch_ == nullptr || fetch_->pulling || !need || from != fetch_->peer) return;
   Fetch& f = *fetch_;
-  if (m.epoch.value() == 0 || m.epoch < *need) {
-    // Not yet: it takes one now. Asked again in a quarter of the retry time.
+  if (m.epoch.value() == 0 || m.epoch < *need || m.epoch <= node_.applied_epoch()) {
+    // Not yet: it takes one now (or cannot: it lags too). Asked again in a
+    // quarter of the retry time, up to 8 times; then the next peer.
     const uint64_t retry = snapshot_settings_.transfer_retry_ms;
+    if (++f.not_yets >= 8) {
+      f.not_yets = 0;
+      return;  // asked again after the retry time, of the next peer
+    }
     f.not_yet = true;
     f.asked_ms = now_ms_ + retry / 4 >= retry ? now_ms_ + retry / 4 - retry : 0;
     return;
@@ -299,6 +309,13 @@ Status NodeHost::install(const std::string& path) {
     fail_snapshot(unavailable("abandoned: a peer's snapshot is being installed"));
   }
   if (Status s = node_.begin_install(state); !s) return s;
+  if (node_.applied_epoch().value() != h->epoch) {
+    node_.abort_install(corruption(fmt::format("{}: the node state is at epoch {}, the header "
+                                               "says {}",
+                                               path, node_.applied_epoch().value(), h->epoch)));
+    drain();
+    return Status::ok();
+  }
   // From here on a failure stops the node (its apps are being replaced).
   Status failed;
   while (chunk && failed.is_ok()) {
@@ -332,8 +349,19 @@ Status NodeHost::install(const std::string& path) {
   drain();
   if (!node_.fault().is_ok()) return Status::ok();  // stopped: nothing to fetch again
   transfer_.installed++;
-  // What was installed is durable only in a snapshot of this node's own.
-  snapshot_requested_ = true;
+  // What was installed is durable only in a snapshot of this node's own,
+  // taken now. Until it is published nothing emitted from here on is
+  // written: a crash meanwhile must find the log as it was before the
+  // install (the older state, from which the node lags and fetches again),
+  // never records that only fit the installed state (txs beyond the older
+  // state's window, ranges it never leased) after that older state.
+  order_.set_barrier();
+  install_base_pending_ = true;
+  if (Status s = begin_snapshot(); !s) {
+    order_.release_barrier();
+    snapshot_requested_ = true;
+    transfer_.last_error = "a snapshot of the installed state: " + s.to_string();
+  }
   return Status::ok();
 }
 

@@ -20,6 +20,7 @@ struct NodeHost::Fetch {
   uint64_t asked_ms = 0;
   bool asked = false;
   bool not_yet = false;  // the peer asked takes a snapshot: ask it again soon
+  int not_yets = 0;       // in a row from that peer
   EpochNumber epoch;
   uint64_t total = 0;
   std::string path;

@@ -544,9 +544,16 @@ void Node::on_evicted(size_t peer, const TxEvicted& m) {
   if (range.evicted_offset != m.offset) {
     range.evicted_offset = m.offset;
     range.evicted_peers = 0;
+    range.evicted_tick = ticks_;
   }
   range.evicted_peers |= uint64_t{1} << peer;
-  if (static_cast<size_t>(std::popcount(range.evicted_peers)) < peers_.size()) return;
+  // Every peer evicted it; or, with snapshot transfer (always a correct
+  // way on, only a costlier one), some did and none has served it for 10
+  // pull retries (the others may lag too, and hold nothing to answer with).
+  const bool all = static_cast<size_t>(std::popcount(range.evicted_peers)) == peers_.size();
+  const bool long_enough =
+      snapshot_transfer_ && ticks_ - range.evicted_tick >= 10 * config_.pull_retry_ticks;
+  if (!all && !long_enough) return;
   const std::string why = fmt::format("it waits for tx {}:{}, which every peer has executed and "
                                       "no longer keeps (settings.tx_retention_bytes_max)",
                                       m.range.value(), m.offset);
@@ -969,6 +976,12 @@ void Node::apply_committed() {
     if (!ready_to_apply(committed_queue_.front())) return;
     apply_epoch(committed_queue_.front());
     committed_queue_.pop_front();
+  }
+  // Caught up otherwise (a peer served the evicted tx after all): no
+  // snapshot is needed any more.
+  if (snapshot_need_ && !epoch_gap_ && !installing_ && applied_epoch_ >= *snapshot_need_) {
+    snapshot_need_.reset();
+    snapshot_need_why_.clear();
   }
 }
 

@@ -296,6 +296,7 @@ class Node {
     // evicted_offset with TxEvicted.
     uint64_t evicted_offset = 0;
     uint64_t evicted_peers = 0;
+    uint64_t evicted_tick = 0;  // when the first of them said so
   };
 
   void hold(RangeState& range, TxId id, AppId app, std::string op, uint64_t digest,

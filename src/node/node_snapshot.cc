@@ -348,7 +348,9 @@ Status Node::begin_install(std::string_view state) {
   // changes nothing here.
   Node in(config_, sequencer_);
   if (Status s = in.restore_state(state); !s) return s;
-  if (in.applied_epoch_ < *snapshot_need_ || in.applied_epoch_ <= applied_epoch_) {
+  // Any snapshot ahead of this node is progress, even if the need rose
+  // meanwhile (more epochs after a gap than it keeps): it needs another then.
+  if (in.applied_epoch_ <= applied_epoch_) {
     return invalid_argument(fmt::format(
         "the snapshot is at epoch {}; this node has applied {} and needs {}",
         in.applied_epoch_.value(), applied_epoch_.value(), snapshot_need_->value()));
@@ -385,10 +387,20 @@ Status Node::begin_install(std::string_view state) {
     Held held;
   };
   std::vector<Own> own;
-  std::map<RangeId, std::pair<uint64_t, bool>> proposing;  // ordered, sealing
+  // What it proposed and is not committed yet, if it is still the proposer
+  // of that term (a later term restarts from the committed state anyway).
+  struct Proposed {
+    uint64_t ordered;
+    bool sealing;
+    uint64_t expiry_ms;
+  };
+  std::map<RangeId, Proposed> proposing;
+  const bool proposer = sequencer_.is_primary() && sequencer_.proposer_term() == proposer_term_;
   for (auto& [id, range] : ranges_) {
     range.held.for_each([&](uint64_t offset, const Held& h) { own.push_back({id, offset, h}); });
-    proposing.emplace(id, std::pair(range.ordered, range.sealing));
+    if (proposer) {
+      proposing.emplace(id, Proposed{range.ordered, range.sealing, range.proposed_expiry_ms});
+    }
   }
 
   ranges_ = std::move(in.ranges_);
@@ -417,11 +429,16 @@ Status Node::begin_install(std::string_view state) {
     range.written = range.committed;
     range.durable = range.committed;
     range.ordered = range.committed;
+    // Listed in no advert_dirty_ of this node's.
+    range.advert_dirty = false;
+    range.advertised = 0;
     // What this node proposed and is not committed yet stays proposed: a
     // new epoch must not order those offsets again.
     if (auto p = proposing.find(id); p != proposing.end()) {
-      range.ordered = std::max(range.ordered, p->second.first);
-      range.sealing = p->second.second && !range.sealed;
+      range.ordered = std::max(range.ordered, p->second.ordered);
+      if (range.sealed) range.ordered = std::min(range.ordered, range.seal_last);
+      range.sealing = p->second.sealing && !range.sealed;
+      range.proposed_expiry_ms = p->second.expiry_ms;
     }
   }
   for (Own& o : own) {
