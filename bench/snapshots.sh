@@ -166,7 +166,7 @@ node_status() {  # http port, python expression over the status object s
   curl -s "http://127.0.0.1:$1/v1/status" 2>/dev/null |
     python3 -c "import json,sys; s=json.load(sys.stdin); print($2)" 2>/dev/null || echo "-"
 }
-awk -v n="$SNAP_KEYS" 'BEGIN { for (i = 0; i < n; i++) { k = sprintf("key:%07d", i);
+awk -v n="$SNAP_KEYS" 'BEGIN { for (i = 0; i < n; i++) { k = sprintf("key:%012d", i);
   printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\nvalue-%010d\r\n", length(k), k, i } }' |
   redis-cli -p "$R1" --pipe >/dev/null
 load() {  # SETs/s through node 1
@@ -177,8 +177,9 @@ before=$(load 400000)
 P3=$(cat "$C/node-3.pid")
 kill -9 "$P3"
 while kill -0 "$P3" 2>/dev/null; do sleep 0.01; done
-DATA3=$(python3 -c "import tomllib; c=tomllib.load(open('$C/cluster.toml','rb'));
-print([n for n in c['nodes'] if n['id']==3][0]['data_dir'])")
+DATA3=$(python3 -c "import tomllib, os; c=tomllib.load(open('$C/cluster.toml','rb'));
+print(os.path.join('$C', [n for n in c['nodes'] if n['id']==3][0]['data_dir']))")
+[ -d "$DATA3/wal" ] || { echo "no data directory at $DATA3"; exit 1; }
 rm -rf "$DATA3"
 t0=$(date +%s%N)
 "$MAROON" node --config "$C/cluster.toml" --id 3 >>"$C/node-3.log" 2>&1 &
@@ -199,7 +200,7 @@ echo "-- $2: keys $(redis-cli -p "$R1" dbsize)"
 echo "node 3 wiped and restarted: it serves with its peers' state (within 50 epochs of node 1) after $(((t1 - t0) / 1000000)) ms;" \
   "snapshots installed: $(node_status "$H3" "s['snapshot']['transfer']['installed']")," \
   "received $(node_status "$H3" "s['snapshot']['transfer']['bytes_received']") bytes"
-grep -E "lags beyond|installed a peer|rejoins" "$C/node-3.log" | tail -3 | cut -c1-160
+grep -E "lags beyond|installed a peer|rejoins" "$C/node-3.log" | tail -3 | cut -c1-160 || true
 printf "%-44s %12s\n" "" "SET/s"
 printf "%-44s %12s\n" "node 1 before" "$before"
 printf "%-44s %12s\n" "node 1 while node 3 rejoins (1M SETs, -P 16)" "$during"
