@@ -230,6 +230,8 @@ Status prepare_dir(const fs::path& dir) {
 
 enum class FaultKind : uint8_t {
   kKill,
+  kWipe,  // SIGKILL, its data directory removed; restarted, it rejoins
+
   kStop,
   kKillPrimary,
   kStopPrimary,
@@ -237,11 +239,13 @@ enum class FaultKind : uint8_t {
   kPartitionOneway,     // one side cannot send to the other; the other way works
   kPartitionBridge,     // two sides cut from each other; the rest sees both
 };
-constexpr std::array<FaultKind, 4> kProcessFaultKinds = {
-    FaultKind::kKill, FaultKind::kStop, FaultKind::kKillPrimary, FaultKind::kStopPrimary};
+constexpr std::array<FaultKind, 5> kProcessFaultKinds = {FaultKind::kKill, FaultKind::kWipe,
+                                                         FaultKind::kStop, FaultKind::kKillPrimary,
+                                                         FaultKind::kStopPrimary};
 constexpr std::array<FaultKind, 3> kPartitionFaultKinds = {
     FaultKind::kPartitionSymmetric, FaultKind::kPartitionOneway, FaultKind::kPartitionBridge};
-constexpr std::array<FaultKind, 7> kAllFaultKinds = {FaultKind::kKill,
+constexpr std::array<FaultKind, 8> kAllFaultKinds = {FaultKind::kKill,
+                                                     FaultKind::kWipe,
                                                      FaultKind::kStop,
                                                      FaultKind::kKillPrimary,
                                                      FaultKind::kStopPrimary,
@@ -253,6 +257,8 @@ const char* fault_name(FaultKind k) {
   switch (k) {
     case FaultKind::kKill:
       return "kill";
+    case FaultKind::kWipe:
+      return "wipe";
     case FaultKind::kStop:
       return "stop";
     case FaultKind::kKillPrimary:
@@ -268,7 +274,9 @@ const char* fault_name(FaultKind k) {
   }
   return "?";
 }
-bool is_kill(FaultKind k) { return k == FaultKind::kKill || k == FaultKind::kKillPrimary; }
+bool is_kill(FaultKind k) {
+  return k == FaultKind::kKill || k == FaultKind::kWipe || k == FaultKind::kKillPrimary;
+}
 bool targets_primary(FaultKind k) {
   return k == FaultKind::kKillPrimary || k == FaultKind::kStopPrimary;
 }
@@ -516,6 +524,14 @@ bool Run::try_inject(FaultKind kind) {
       hold.count());
   if (is_kill(kind)) {
     cluster_.kill(target);
+    if (kind == FaultKind::kWipe) {
+      // A lost disk: restarted without --new-cluster, the node rejoins and
+      // takes its state back from its peers (docs/cluster.md).
+      std::error_code ec;
+      fs::remove_all(n.data_dir, ec);
+      log("removed node {}'s data directory {}{}", n.id, n.data_dir.string(),
+          ec ? ": " + ec.message() : std::string());
+    }
   } else {
     cluster_.stop(target);
   }
