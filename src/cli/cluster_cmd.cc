@@ -358,7 +358,8 @@ Status make_certificates(const cluster::ClusterConfig& c, const fs::path& tls_di
 
 // Starts `exe kind --config CONFIG --id ID` in its own session, stdin from
 // /dev/null, stdout and stderr appended to the member's log.
-Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_path) {
+Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_path,
+                    bool new_cluster) {
   int log_fd = ::open(m.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return io_error(fmt::format("{}: {}", m.log.string(), errno_text()));
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -368,13 +369,9 @@ Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_pa
   }
   std::vector<std::string> args = {
       exe, m.kind, "--config", config_path.string(), "--id", std::to_string(m.id)};
-  // A node whose directory does not exist yet starts a new cluster with the
-  // others; once it exists, the flag changes nothing. (A node of a running
-  // cluster whose directory was lost is restarted without it, and rejoins.)
-  std::error_code ec;
-  if (m.kind == "node" && !m.data_dir.empty() && !fs::exists(m.data_dir, ec)) {
-    args.push_back("--new-cluster");
-  }
+  // A new cluster: no node has a directory yet. (A node whose directory is
+  // gone while others have theirs lost it, and rejoins: no flag.)
+  if (m.kind == "node" && new_cluster) args.push_back("--new-cluster");
   struct stat log_stat {};
   const off_t log_size = ::fstat(log_fd, &log_stat) == 0 ? log_stat.st_size : 0;
   const bool log_empty = log_size == 0;
@@ -531,6 +528,70 @@ void print_started(const cluster::ClusterConfig& c, const std::vector<Member>& m
 
 }  // namespace
 
+// No node has a data directory yet: the cluster's first start.
+bool is_new_cluster(const std::vector<Member>& members) {
+  std::error_code ec;
+  for (const Member& m : members) {
+    if (m.kind == "node" && (m.data_dir.empty() || fs::exists(m.data_dir, ec))) return false;
+  }
+  return true;
+}
+
+// Waits until every member serves (true), or one exits or the timeout
+// passes (false, after saying why with the end of its log).
+bool wait_serving(std::vector<Member>& members, boost::asio::ssl::context* http_tls,
+                  double timeout_seconds, const char* what) {
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(timeout_seconds));
+  auto next_progress = start + std::chrono::seconds(1);
+  while (true) {
+    // Any member that exited fails the whole start; report every one that did.
+    std::vector<std::pair<const Member*, int>> exited;
+    for (Member& m : members) {
+      int status = 0;
+      if (::waitpid(m.pid, &status, WNOHANG) == m.pid) exited.emplace_back(&m, status);
+    }
+    if (!exited.empty()) {
+      for (const auto& [m, status] : exited) {
+        std::fprintf(stderr, "maroon cluster %s: %s (pid %d) %s; the end of %s:\n%s",
+                     what, m->name().c_str(), m->pid, describe_exit(status).c_str(), m->log.c_str(),
+                     log_tail(m->log, m->log_start, kLogTailLines).c_str());
+      }
+      return false;
+    }
+    bool all_serving = true;
+    for (Member& m : members) {
+      if (!m.serving) probe(m, http_tls);
+      all_serving = all_serving && m.serving;
+    }
+    if (all_serving) return true;
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      std::fprintf(stderr, "maroon cluster %s: not serving after %.0f s:\n", what, timeout_seconds);
+      for (const Member& m : members) {
+        if (m.serving) continue;
+        std::fprintf(stderr, "  %s: %s; the end of %s:\n%s", m.name().c_str(),
+                     m.waiting_for.c_str(), m.log.c_str(),
+                     log_tail(m.log, m.log_start, kLogTailLines).c_str());
+      }
+      return false;
+    }
+    if (now >= next_progress) {
+      std::string waiting;
+      for (const Member& m : members) {
+        if (!m.serving)
+          waiting += fmt::format("{}{} ({})", waiting.empty() ? "" : ", ", m.name(), m.waiting_for);
+      }
+      std::printf("waiting %.0f s: not serving yet: %s\n",
+                  std::chrono::duration<double>(now - start).count(), waiting.c_str());
+      std::fflush(stdout);
+      next_progress += std::chrono::seconds(1);
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
 int run_cluster_up(const ClusterUpOptions& o) {
   const fs::path dir = fs::absolute(o.dir).lexically_normal();
   const fs::path config_path = dir / kConfigFile;
@@ -589,8 +650,9 @@ int run_cluster_up(const ClusterUpOptions& o) {
   remove_pid_files(members);  // stale ones
 
   const std::string exe = self_exe();
+  const bool new_cluster = is_new_cluster(members);
   for (Member& m : members) {
-    Result<pid_t> pid = spawn(exe, m, config_path);
+    Result<pid_t> pid = spawn(exe, m, config_path, new_cluster);
     if (!pid.is_ok()) {
       std::fprintf(stderr, "maroon cluster up: cannot start %s: %s\n", m.name().c_str(),
                    pid.status().message().c_str());
@@ -606,56 +668,9 @@ int run_cluster_up(const ClusterUpOptions& o) {
     std::printf("started %s (pid %d), log %s\n", m.name().c_str(), m.pid, m.log.c_str());
   }
 
-  const auto start = Clock::now();
-  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(o.timeout_seconds));
-  auto next_progress = start + std::chrono::seconds(1);
-  while (true) {
-    // Any member that exited fails the whole start; report every one that did.
-    std::vector<std::pair<const Member*, int>> exited;
-    for (Member& m : members) {
-      int status = 0;
-      if (::waitpid(m.pid, &status, WNOHANG) == m.pid) exited.emplace_back(&m, status);
-    }
-    if (!exited.empty()) {
-      for (const auto& [m, status] : exited) {
-        std::fprintf(stderr, "maroon cluster up: %s (pid %d) %s; the end of %s:\n%s",
-                     m->name().c_str(), m->pid, describe_exit(status).c_str(), m->log.c_str(),
-                     log_tail(m->log, m->log_start, kLogTailLines).c_str());
-      }
-      stop_started(members);
-      return 1;
-    }
-    bool all_serving = true;
-    for (Member& m : members) {
-      if (!m.serving) probe(m, http_tls->get());
-      all_serving = all_serving && m.serving;
-    }
-    if (all_serving) break;
-    const auto now = Clock::now();
-    if (now >= deadline) {
-      std::fprintf(stderr, "maroon cluster up: not serving after %.0f s:\n", o.timeout_seconds);
-      for (const Member& m : members) {
-        if (m.serving) continue;
-        std::fprintf(stderr, "  %s: %s; the end of %s:\n%s", m.name().c_str(),
-                     m.waiting_for.c_str(), m.log.c_str(),
-                     log_tail(m.log, m.log_start, kLogTailLines).c_str());
-      }
-      stop_started(members);
-      return 1;
-    }
-    if (now >= next_progress) {
-      std::string waiting;
-      for (const Member& m : members) {
-        if (!m.serving)
-          waiting += fmt::format("{}{} ({})", waiting.empty() ? "" : ", ", m.name(), m.waiting_for);
-      }
-      std::printf("waiting %.0f s: not serving yet: %s\n",
-                  std::chrono::duration<double>(now - start).count(), waiting.c_str());
-      std::fflush(stdout);
-      next_progress += std::chrono::seconds(1);
-    }
-    std::this_thread::sleep_for(kPollInterval);
+  if (!wait_serving(members, http_tls->get(), o.timeout_seconds, "up")) {
+    stop_started(members);
+    return 1;
   }
   print_started(*config, members, dir, o.program);
   return 0;
@@ -719,6 +734,91 @@ int run_cluster_down(const ClusterDownOptions& o) {
   }
   if (targets.empty()) std::printf("no running processes in %s\n", dir.c_str());
   return all_stopped ? 0 : 1;
+}
+
+// The member `kind id` of the cluster in DIR, its config and the config's path.
+Result<Member> find_member(const fs::path& dir, const std::string& kind, uint32_t id,
+                           cluster::ClusterConfig& config) {
+  Result<cluster::ClusterConfig> loaded = cluster::load_cluster_config((dir / kConfigFile).string());
+  if (!loaded.is_ok()) return loaded.status();
+  config = std::move(loaded).value();
+  for (Member& m : members_of(config, dir)) {
+    if (m.kind == kind && m.id == id) return m;
+  }
+  return invalid_argument(fmt::format("{} has no {} {}", (dir / kConfigFile).string(), kind, id));
+}
+
+int run_cluster_start(const ClusterMemberOptions& o) {
+  const fs::path dir = fs::absolute(o.dir).lexically_normal();
+  auto fail = [](const std::string& message) {
+    std::fprintf(stderr, "maroon cluster start: %s\n", message.c_str());
+    return 1;
+  };
+  cluster::ClusterConfig config;
+  Result<Member> found = find_member(dir, o.gateway ? "gateway" : "node", o.id, config);
+  if (!found.is_ok()) return fail(found.status().message());
+  std::vector<Member> members{std::move(found).value()};
+  Member& m = members.front();
+  std::optional<pid_t> pid = read_pid_file(m.pid_file);
+  if (pid && is_alive(*pid) && is_maroon_member(*pid)) {
+    return fail(fmt::format("{} is running already (pid {})", m.name(), *pid));
+  }
+  Result<std::shared_ptr<boost::asio::ssl::context>> http_tls = cluster_http_tls(config);
+  if (!http_tls.is_ok()) return fail(http_tls.status().message());
+  std::error_code ec;
+  if (m.kind == "node" && !fs::exists(m.data_dir, ec)) {
+    std::printf("%s has no data directory (%s): it rejoins the cluster, taking its state from "
+                "its peers\n",
+                m.name().c_str(), m.data_dir.c_str());
+  }
+  // One node of an existing cluster: never a new cluster's first start.
+  Result<pid_t> started = spawn(self_exe(), m, dir / kConfigFile, /*new_cluster=*/false);
+  if (!started.is_ok()) return fail(started.status().message());
+  m.pid = *started;
+  if (Status s = write_file_atomically(m.pid_file, fmt::format("{}\n", m.pid)); !s) {
+    stop_started(members);
+    return fail(s.message());
+  }
+  std::printf("started %s (pid %d), log %s\n", m.name().c_str(), m.pid, m.log.c_str());
+  if (!wait_serving(members, http_tls->get(), o.timeout_seconds, "start")) {
+    stop_started(members);
+    return 1;
+  }
+  std::printf("%s serves\n", m.name().c_str());
+  return 0;
+}
+
+int run_cluster_stop(const ClusterMemberOptions& o) {
+  const fs::path dir = fs::absolute(o.dir).lexically_normal();
+  cluster::ClusterConfig config;
+  Result<Member> found = find_member(dir, o.gateway ? "gateway" : "node", o.id, config);
+  if (!found.is_ok()) {
+    std::fprintf(stderr, "maroon cluster stop: %s\n", found.status().message().c_str());
+    return 1;
+  }
+  const Member& m = *found;
+  std::error_code ec;
+  std::optional<pid_t> pid = read_pid_file(m.pid_file);
+  if (!pid || !is_alive(*pid)) {
+    std::printf("%s was not running\n", m.name().c_str());
+    fs::remove(m.pid_file, ec);
+    return 0;
+  }
+  if (!is_maroon_member(*pid)) {
+    std::printf("%s: pid %d is no longer a maroon process; left alone\n", m.name().c_str(), *pid);
+    fs::remove(m.pid_file, ec);
+    return 0;
+  }
+  std::vector<StopTarget> targets{{m.name(), *pid}};
+  stop_all(targets, std::chrono::duration<double>(o.timeout_seconds));
+  if (!targets.front().stopped) {
+    std::printf("%s (pid %d) did not stop even after SIGKILL\n", m.name().c_str(), *pid);
+    return 1;
+  }
+  fs::remove(m.pid_file, ec);
+  std::printf("%s %s (pid %d)\n", targets.front().killed ? "killed" : "stopped", m.name().c_str(),
+              *pid);
+  return 0;
 }
 
 }  // namespace maroon::cli

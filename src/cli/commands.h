@@ -106,6 +106,18 @@ struct ClusterDownOptions {
 };
 int run_cluster_down(const ClusterDownOptions& options);
 
+// `maroon cluster start|stop --dir D --id N [--gateway]`: one member of the
+// cluster `cluster up` started in D. A node started without a data
+// directory rejoins (it never bootstraps a new cluster).
+struct ClusterMemberOptions {
+  std::string dir;
+  uint32_t id = 0;
+  bool gateway = false;
+  double timeout_seconds = 30;  // start: to serve; stop: after SIGTERM, before SIGKILL
+};
+int run_cluster_start(const ClusterMemberOptions& options);
+int run_cluster_stop(const ClusterMemberOptions& options);
+
 // `maroon cert ca`: a new CA for a cluster's peer links, DIR/ca.crt and ca.key.
 struct CertCaOptions {
   std::string out;

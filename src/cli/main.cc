@@ -162,6 +162,22 @@ int main(int argc, char** argv) {
   down_cmd->add_option("--timeout", down.timeout_seconds, "Seconds after SIGTERM before SIGKILL")
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
 
+  ClusterMemberOptions member_start, member_stop;
+  member_stop.timeout_seconds = 10;
+  auto* start_cmd = cluster_cmd->add_subcommand(
+      "start", "Start one node (or gateway) of the cluster in DIR, and wait until it serves");
+  auto* stop_cmd = cluster_cmd->add_subcommand("stop", "Stop one node (or gateway) of the cluster in DIR");
+  for (auto [cmd, opts] : {std::pair{start_cmd, &member_start}, std::pair{stop_cmd, &member_stop}}) {
+    cmd->add_option("--dir", opts->dir, "The directory `cluster up` used")->required();
+    cmd->add_option("--id", opts->id, "The node's (or gateway's) id")->required();
+    cmd->add_flag("--gateway", opts->gateway, "A standalone gateway, not a node");
+    cmd->add_option("--timeout", opts->timeout_seconds,
+                    cmd == start_cmd ? "Seconds to wait for it to serve"
+                                     : "Seconds after SIGTERM before SIGKILL")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 3600.0));
+  }
+
   auto* cert_cmd = app.add_subcommand(
       "cert", "Make the certificates of a cluster's peer links (TLS between nodes and gateways)");
   cert_cmd->require_subcommand(1);
@@ -259,6 +275,8 @@ int main(int argc, char** argv) {
     return run_cluster_up(up);
   }
   if (*down_cmd) return run_cluster_down(down);
+  if (*start_cmd) return run_cluster_start(member_start);
+  if (*stop_cmd) return run_cluster_stop(member_stop);
   if (*cert_ca_cmd) return run_cert_ca(cert_ca);
   if (*cert_issue_cmd) {
     if (cert_issue_cmd->count("--node")) cert_issue.node = issue_node;
