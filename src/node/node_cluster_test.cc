@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -1126,6 +1127,55 @@ TEST(NodeCluster, ACrashAfterAnInstallBeforeItsOwnSnapshotRestartsFromTheOlderSt
   c.run(10);
   ASSERT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
   EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+}
+
+TEST(NodeCluster, APeerThatKeepsAnsweringNotYetIsLeftForTheNext) {
+  Cluster c(3, transfer_options());
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
+  c.settle();
+  c.run(5);
+  // Node 1 never has a snapshot to give (as if it lagged too).
+  std::set<uint32_t> asked;
+  c.drop_if = [&](InFlight& f) {
+    if (auto* w = std::get_if<SnapshotWanted>(&f.msg); w != nullptr) asked.insert(f.to.value());
+    if (auto* o = std::get_if<SnapshotOffer>(&f.msg); o != nullptr && f.from == NodeId(1)) {
+      *o = SnapshotOffer{};
+    }
+    return false;
+  };
+  c.m(3).cut_off = false;
+  for (int t = 0; t < 1500 && c.node(3).snapshots_installed() == 0; t++) c.run(1);
+  EXPECT_EQ(asked, (std::set<uint32_t>{1, 2}));
+  ASSERT_EQ(c.node(3).snapshots_installed(), 1u);
+  EXPECT_EQ(c.log(3), (Log{"1", "2", "3"}));
+}
+
+TEST(NodeCluster, TwoNodesLaggingTogetherBothCatchUpFromSnapshots) {
+  // Each pulls from the other too, which holds nothing to answer with: the
+  // three that evicted the txs are not every peer.
+  Cluster c(5, transfer_options());
+  RangeId r = c.lease();
+  c.m(4).cut_off = true;
+  c.m(5).cut_off = true;
+  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2, 3});
+  c.settle();
+  c.run(5);
+  ASSERT_EQ(c.log(1), (Log{"1", "2", "3"}));
+  c.m(4).cut_off = false;
+  c.m(5).cut_off = false;
+  for (int t = 0; t < 1500 && (c.node(4).snapshots_installed() == 0 ||
+                               c.node(5).snapshots_installed() == 0);
+       t++) {
+    c.run(1);
+  }
+  for (size_t i : {4, 5}) {
+    SCOPED_TRACE("node " + std::to_string(i));
+    ASSERT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+    EXPECT_EQ(c.node(i).snapshots_installed(), 1u);
+    EXPECT_EQ(c.log(i), (Log{"1", "2", "3"}));
+  }
 }
 
 TEST(NodeCluster, WithoutSnapshotsALaggingNodeStillStopsWithAFault) {
