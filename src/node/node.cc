@@ -641,6 +641,12 @@ void Node::tick(uint64_t now_ms) {
   if (replaying_ || !fault_.is_ok()) return;
   ticks_++;
   sequencer_.tick(out_);
+  // Leading with a gap, it proposes nothing: the cluster would order
+  // nothing until its install is done. Another node leads meanwhile.
+  if (epoch_gap_ && sequencer_.is_primary() && ticks_ >= abdicated_tick_ + 50) {
+    abdicated_tick_ = ticks_;
+    sequencer_.abdicate(out_);
+  }
   if (ticks_ % config_.advert_ticks == 0) advertise(/*full=*/true);
   apply_committed();
   propose_epochs();

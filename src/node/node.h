@@ -398,6 +398,7 @@ class Node {
   // past epochs this node never saw), kept for after the install; bounded.
   static constexpr size_t kGapEpochsMax = 65536;
   bool epoch_gap_ = false;
+  uint64_t abdicated_tick_ = 0;
   std::deque<Epoch> gap_epochs_;
   // During an install: the epochs to feed after it, the apps installed.
   std::vector<Epoch> install_later_;

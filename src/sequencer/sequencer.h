@@ -67,6 +67,9 @@ class Sequencer {
   virtual void start(Output& out) = 0;
   // Time passes (heartbeats, timeouts).
   virtual void tick(Output& out) = 0;
+  // This replica leads but cannot propose (the node's committed state has
+  // a gap until it installs a snapshot): another should lead meanwhile.
+  virtual void abdicate(Output& /*out*/) {}
   virtual SequencerStatus status() const = 0;
 };
 

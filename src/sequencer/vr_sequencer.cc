@@ -333,6 +333,12 @@ void VrSequencer::start(Output& out) {
   drain(out);
 }
 
+void VrSequencer::abdicate(Output& out) {
+  replica_.abdicate(vout_);
+  note_view();
+  drain(out);
+}
+
 void VrSequencer::tick(Output& out) {
   replica_.tick(vout_);
   note_quorum();

@@ -85,6 +85,7 @@ class VrSequencer final : public Sequencer {
   Status replay(RecordType type, std::string_view payload) override;
   std::vector<PersistRecord> snapshot_records() const override;
   void note_log_lost() override { log_lost_noted_ = true; }
+  void abdicate(Output& out) override;
   bool log_lost() const override { return replica_.log_lost(); }
   void start(Output& out) override;
   void tick(Output& out) override;

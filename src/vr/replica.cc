@@ -874,6 +874,16 @@ void Replica::start_view_change(ViewNumber v, Output& out) {
   maybe_send_do_view_change(out);
 }
 
+void Replica::abdicate(Output& out) {
+  if (status_ != ReplicaStatus::kNormal || !is_primary()) return;
+  // As for a stuck replica's request (below): no more lease reads, so the
+  // promise is moot; the backups release theirs when they see our
+  // StartViewChange, and the next view has another primary.
+  promise_until_ = 0;
+  if (!may_vote()) return;
+  start_view_change(view_.next(), out);
+}
+
 void Replica::on_start_view_change(const StartViewChange& m, Output& out) {
   if (m.h.view > view_ && status_ == ReplicaStatus::kNormal) {
     if (is_primary() && m.stuck) {

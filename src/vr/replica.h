@@ -183,6 +183,10 @@ class Replica {
   // --- Running. ---
   void step(const ReplicaMessage& msg, Output& out);
   void on_client_request(const ClientRequest& req, Output& out);
+  // A normal primary that cannot lead (its service lacks state it needs)
+  // starts a view change to the next view, whose primary is another
+  // replica. Nothing otherwise. Always safe: any replica may start one.
+  void abdicate(Output& out);
   void tick(Output& out);
   // Every record with seq <= durable_seq is durable.
   void on_persisted(uint64_t durable_seq, Output& out);

@@ -63,6 +63,34 @@ r1 -> client 1 reply 1 ok "a@1"
   EXPECT_EQ(c.r(3).op(), OpNumber(0));
 }
 
+// A primary that cannot lead (maroon: its node lacks committed epochs
+// until it installs a snapshot) hands the lead on: a view change to the next
+// view, whose primary is another replica; nothing committed is lost. A
+// backup that abdicates does nothing.
+TEST(Vr_4_1_NormalOperation, APrimaryThatAbdicatesHandsTheLeadToTheNextView) {
+  Cluster c(3);
+  c.request(1, 1, 1, "a");
+  c.deliver_all();
+  c.run(3);
+  ASSERT_TRUE(c.r(1).is_primary());
+  ASSERT_EQ(c.r(1).commit(), OpNumber(1));
+  c.abdicate(2);
+  EXPECT_EQ(c.r(2).view(), ViewNumber(0));
+  EXPECT_EQ(c.r(2).status(), ReplicaStatus::kNormal);
+  c.abdicate(1);
+  EXPECT_EQ(c.r(1).status(), ReplicaStatus::kViewChange);
+  for (int i = 0; i < 200 && !(c.r(2).is_primary() && c.r(2).status() == ReplicaStatus::kNormal &&
+                               c.r(1).status() == ReplicaStatus::kNormal);
+       i++) {
+    c.run(1);
+  }
+  EXPECT_EQ(c.r(2).view(), ViewNumber(1));
+  EXPECT_TRUE(c.r(2).is_primary());
+  EXPECT_FALSE(c.r(1).is_primary());
+  EXPECT_EQ(c.r(1).status(), ReplicaStatus::kNormal);
+  EXPECT_GE(c.r(2).commit(), OpNumber(1));
+}
+
 // §4.1: backups learn the commit number from the next Prepare; an idle
 // primary sends it in a Commit message instead, and the backups execute up
 // to it.

@@ -501,6 +501,14 @@ class Cluster {
       check();
     }
   }
+  // Replica id, if a normal primary, hands the lead on (Replica::abdicate).
+  void abdicate(uint32_t id) {
+    line("abdicate r" + std::to_string(id));
+    Node& node = nodes_.at(id);
+    node.replica->abdicate(node.out);
+    drain(node);
+    check();
+  }
   void tick_all(size_t n = 1) {
     line(std::string("tick all") + (n > 1 ? " x" + std::to_string(n) : ""));
     for (size_t i = 0; i < n; i++) {
