@@ -397,7 +397,8 @@ Status Node::begin_install(std::string_view state) {
   std::map<RangeId, Proposed> proposing;
   const bool proposer = sequencer_.is_primary() && sequencer_.proposer_term() == proposer_term_;
   for (auto& [id, range] : ranges_) {
-    range.held.for_each([&](uint64_t offset, const Held& h) { own.push_back({id, offset, h}); });
+    const RangeId rid = id;  // (a structured binding; clang does not capture those)
+    range.held.for_each([&](uint64_t offset, const Held& h) { own.push_back({rid, offset, h}); });
     if (proposer) {
       proposing.emplace(id, Proposed{range.ordered, range.sealing, range.proposed_expiry_ms});
     }
