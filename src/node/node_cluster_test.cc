@@ -924,15 +924,22 @@ ClusterOptions transfer_options(size_t retention = 0) {
   return o;
 }
 
-}  // namespace
-
-TEST(NodeCluster, ALaggingNodeCatchesUpFromAPeersSnapshotInsteadOfStopping) {
-  Cluster c(3, transfer_options());
+// Node 3, cut off, misses txs "1".."3" of a new range, which nodes 1 and 2
+// execute (and, keeping no executed txs, drop). Returns the range.
+RangeId lag_node_3(Cluster& c) {
   RangeId r = c.lease();
   c.m(3).cut_off = true;
   for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
   c.settle();
   c.run(5);
+  return r;
+}
+
+}  // namespace
+
+TEST(NodeCluster, ALaggingNodeCatchesUpFromAPeersSnapshotInsteadOfStopping) {
+  Cluster c(3, transfer_options());
+  RangeId r = lag_node_3(c);
   ASSERT_EQ(c.log(1), (Log{"1", "2", "3"}));
   size_t chunks = 0, wanted = 0;
   c.drop_if = [&](const InFlight& f) {
@@ -1131,11 +1138,7 @@ TEST(NodeCluster, ACrashAfterAnInstallBeforeItsOwnSnapshotRestartsFromTheOlderSt
 
 TEST(NodeCluster, APeerThatKeepsAnsweringNotYetIsLeftForTheNext) {
   Cluster c(3, transfer_options());
-  RangeId r = c.lease();
-  c.m(3).cut_off = true;
-  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
-  c.settle();
-  c.run(5);
+  lag_node_3(c);
   // Node 1 never has a snapshot to give (as if it lagged too).
   std::set<uint32_t> asked;
   c.drop_if = [&](InFlight& f) {
@@ -1180,11 +1183,7 @@ TEST(NodeCluster, TwoNodesLaggingTogetherBothCatchUpFromSnapshots) {
 
 TEST(NodeCluster, WithoutSnapshotsALaggingNodeStillStopsWithAFault) {
   Cluster c(3, [](NodeConfig& cfg) { cfg.tx_retention_bytes_max = 0; });
-  RangeId r = c.lease();
-  c.m(3).cut_off = true;
-  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
-  c.settle();
-  c.run(5);
+  lag_node_3(c);
   c.m(3).cut_off = false;
   for (int t = 0; t < 100 && c.node(3).fault().is_ok(); t++) c.run(1);
   EXPECT_FALSE(c.node(3).snapshot_needed());
@@ -1196,11 +1195,7 @@ TEST(NodeCluster, OnePeerThatEvictedATxIsNotEnoughToStopALaggingNode) {
   Cluster c(3, [](NodeConfig& cfg) {
     if (cfg.id == NodeId(1)) cfg.tx_retention_bytes_max = 0;
   });
-  RangeId r = c.lease();
-  c.m(3).cut_off = true;
-  for (uint64_t o = 1; o <= 3; o++) c.send_tx(r, o, std::to_string(o), {1, 2});
-  c.settle();
-  c.run(5);
+  lag_node_3(c);
   size_t evicted = 0;
   c.drop_if = [&](const InFlight& f) {
     evicted += is<TxEvicted>(f) && from_to(f, 1, 3);
