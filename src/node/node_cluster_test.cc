@@ -253,6 +253,14 @@ class Cluster {
 
   // Node i's disk is lost: it restarts with an empty one, and must rejoin.
   void wipe(size_t i) {
+    stop(i);
+    m(i).env = std::make_unique<FaultEnv>();
+    m(i).wiped = true;
+    start(i);
+  }
+
+  // Node i's process is gone (its messages in flight to it too); its disk stays.
+  void stop(size_t i) {
     Member& mem = m(i);
     mem.to_gateway.clear();
     std::erase_if(net, [&](const InFlight& f) { return f.to == ids_[i - 1]; });
@@ -262,25 +270,14 @@ class Cluster {
     mem.node.reset();
     mem.sequencer.reset();
     mem.app.reset();
-    mem.env = std::make_unique<FaultEnv>();
-    mem.wiped = true;
-    start(i);
   }
 
   // Crashes node i (whatever its disk did not sync, its pending write and its
   // held messages are lost) and restarts it as the node process does: its
   // DataDir replayed through NodeHost::open, then a first tick.
   void restart(size_t i) {
-    Member& mem = m(i);
-    mem.to_gateway.clear();
-    std::erase_if(net, [&](const InFlight& f) { return f.to == ids_[i - 1]; });
-    mem.env->crash(crash_prng_, /*tear=*/false);
-    mem.dir.reset();
-    mem.host.reset();
-    mem.sink.reset();
-    mem.node.reset();
-    mem.sequencer.reset();
-    mem.app.reset();
+    m(i).env->crash(crash_prng_, /*tear=*/false);
+    stop(i);
     start(i);
   }
 
