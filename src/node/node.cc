@@ -643,7 +643,8 @@ void Node::tick(uint64_t now_ms) {
   sequencer_.tick(out_);
   // Leading with a gap, it proposes nothing: the cluster would order
   // nothing until its install is done. Another node leads meanwhile.
-  if (epoch_gap_ && sequencer_.is_primary() && ticks_ >= abdicated_tick_ + 50) {
+  if (epoch_gap_ && sequencer_.is_primary() &&
+      (abdicated_tick_ == 0 || ticks_ >= abdicated_tick_ + 50)) {
     abdicated_tick_ = ticks_;
     sequencer_.abdicate(out_);
   }

@@ -1745,6 +1745,7 @@ class ScriptedSequencer final : public Sequencer {
   std::vector<PersistRecord> snapshot_records() const override { return {}; }
   void start(Output&) override {}
   void tick(Output&) override {}
+  void abdicate(Output&) override { abdications++; }
   SequencerStatus status() const override { return {}; }
 
   void commit(Epoch e) {
@@ -1760,6 +1761,7 @@ class ScriptedSequencer final : public Sequencer {
 
   bool proposer = false;
   uint64_t term = 1;
+  size_t abdications = 0;
   std::vector<Epoch> proposed;
   std::vector<Epoch> committed;
 
@@ -1872,6 +1874,26 @@ TEST(NodeScripted, ReplayOfEpochRecordsWithAGapFails) {
   encode_epoch(Epoch{EpochNumber(3), 1100, {}, {}}, three);
   ASSERT_TRUE(node.replay(RecordType::kEpoch, one).is_ok());
   EXPECT_FALSE(node.replay(RecordType::kEpoch, three).is_ok());
+}
+
+TEST(NodeScripted, ALeaderWithAGapAbdicatesAndProposesNothing) {
+  ScriptedNode s;
+  s.node.enable_snapshot_transfer();
+  s.commit(lease_epoch());
+  s.seq.proposer = true;
+  s.node.tick(s.now_ms += kTickMs);
+  EXPECT_EQ(s.seq.abdications, 0u) << "no gap, no abdication";
+  s.commit(Epoch{EpochNumber(3), 1100, {}, {LeaseRange{GatewayId(2), RangeId(0)}}});
+  ASSERT_TRUE(s.node.snapshot_needed());
+  s.node.tick(s.now_ms += kTickMs);
+  EXPECT_EQ(s.seq.abdications, 1u);
+  s.hold_durable(1, "a");
+  s.node.on_peer(NodeId(2), Offsets{false, {{RangeId(1), 1}}, EpochNumber(0), 0, {{d("a")}}});
+  for (int t = 0; t < 120; t++) s.node.tick(s.now_ms += kTickMs);
+  EXPECT_TRUE(s.seq.proposed.empty()) << "proposed from a committed state with a gap";
+  // Again at most every 50 ticks, while it still leads.
+  EXPECT_GE(s.seq.abdications, 3u);
+  EXPECT_LE(s.seq.abdications, 4u);
 }
 
 // Installs b's snapshot into a (which needs one).
