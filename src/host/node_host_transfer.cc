@@ -97,7 +97,12 @@ TransferStatus NodeHost::transfer_status() const {
 
 void NodeHost::fetch_work() {
   if (!node_.snapshot_needed() || !node_.fault().is_ok()) {
-    // Caught up (or stopped): a transfer under way is not needed any more.
+    // Caught up (or stopped): a transfer under way is not needed any more,
+    // nor its partial file.
+    if (fetch_ != nullptr && !fetch_->path.empty()) {
+      fetch_->file.reset();
+      (void)snapshot_env_->remove(fetch_->path);
+    }
     fetch_.reset();
     return;
   }
@@ -414,14 +419,17 @@ void NodeHost::serve_pulls() {
     if (info != nullptr && s.pull.offset < info->bytes) {
       auto file = snapshot_env_->open(info->path, /*create=*/false);
       const size_t n = static_cast<size_t>(std::min<uint64_t>(s.pull.length, info->bytes - s.pull.offset));
-      if (file && (*file)->read_at(s.pull.offset, n, chunk.data) && chunk.data.size() == n) {
-        chunk.offset = s.pull.offset;
-        chunk.total = info->bytes;
-        chunk.checksum = hash64(chunk.data);
-        transfer_.bytes_sent += n;
-      } else {
-        chunk.data.clear();
+      if (!file || !(*file)->read_at(s.pull.offset, n, chunk.data) || chunk.data.size() != n) {
+        // Not "gone" (the puller would start over): unanswered, it asks again.
+        transfer_.last_error = fmt::format("reading {} for node {}: {}", info->path,
+                                           s.to.value(),
+                                           file ? "short or failed read" : file.status().to_string());
+        continue;
       }
+      chunk.offset = s.pull.offset;
+      chunk.total = info->bytes;
+      chunk.checksum = hash64(chunk.data);
+      transfer_.bytes_sent += n;
     }
     // Otherwise "gone": compacted away, or never this node's.
     sink_.to_peer(PeerEnvelope{s.to, std::move(chunk)});
