@@ -29,6 +29,7 @@
 #include <variant>
 
 #include "host/durability_order.h"
+#include "host/transfer_status.h"
 #include "node/node.h"
 #include "storage/data_dir.h"
 
@@ -88,22 +89,6 @@ struct SnapshotSettings {
   uint32_t transfer_chunk_bytes = 256 * 1024;
   size_t transfer_window = 4;
   uint64_t transfer_retry_ms = 1000;
-};
-
-// What `maroon status` shows of snapshot transfers.
-struct TransferStatus {
-  bool fetching = false;  // this node waits for a peer's snapshot
-  std::string why;        // ... because
-  uint64_t need_epoch = 0;
-  uint64_t peer = 0;  // being fetched from (0: still asking)
-  uint64_t epoch = 0;
-  uint64_t received = 0;  // bytes of it so far
-  uint64_t total = 0;
-  uint64_t installed = 0;       // peers' snapshots installed by this process
-  uint64_t bytes_received = 0;  // over every transfer
-  uint64_t bytes_sent = 0;      // to peers
-  uint64_t restarts = 0;        // transfers begun again (peer gone, damage)
-  std::string last_error;
 };
 
 // A published snapshot this host knows of.
@@ -270,7 +255,10 @@ class NodeHost {
   std::deque<Serving> serving_;
   uint64_t serve_tokens_ = 0;
   uint64_t serve_tokens_ms_ = 0;
-  TransferStatus transfer_;
+  // Over every transfer, and the last problem (transfer_status()).
+  uint64_t transfer_received_ = 0;
+  uint64_t transfer_sent_ = 0;
+  std::string transfer_error_;
 };
 
 }  // namespace maroon::host

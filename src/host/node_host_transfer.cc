@@ -78,7 +78,11 @@ void NodeHost::tick(uint64_t now_ms) {
 }
 
 TransferStatus NodeHost::transfer_status() const {
-  TransferStatus s = transfer_;
+  TransferStatus s;
+  s.installed = node_.snapshots_installed();
+  s.bytes_received = transfer_received_;
+  s.bytes_sent = transfer_sent_;
+  s.last_error = transfer_error_;
   if (auto need = node_.snapshot_needed()) {
     s.fetching = true;
     s.why = node_.snapshot_needed_why();
@@ -176,17 +180,17 @@ void NodeHost::on_snapshot_offer(NodeId from, const SnapshotOffer& m) {
     }
   }
   if (Status s = snapshot_env_->create_dirs(dir); !s) {
-    transfer_.last_error = s.to_string();
+    transfer_error_ = s.to_string();
     return;
   }
   auto file = snapshot_env_->open(f.path, /*create=*/true);
   if (!file) {
-    transfer_.last_error = file.status().to_string();
+    transfer_error_ = file.status().to_string();
     return;
   }
   auto size = (*file)->size();
   if (!size || *size > m.bytes) {
-    transfer_.last_error = size ? fmt::format("{}: longer than the snapshot offered", f.path)
+    transfer_error_ = size ? fmt::format("{}: longer than the snapshot offered", f.path)
                                 : size.status().to_string();
     (void)(*file)->truncate(0);
     size = uint64_t{0};
@@ -240,13 +244,13 @@ void NodeHost::on_snapshot_chunk(NodeId from, SnapshotChunk m) {
   if (it == f.in_flight.end() || it->second.first != m.data.size()) return;  // not asked (any more)
   if (hash64(m.data) != m.checksum) {
     // Damaged on the way: asked again after the retry time.
-    transfer_.last_error = fmt::format("a chunk at {} of node {}'s snapshot failed its checksum",
+    transfer_error_ = fmt::format("a chunk at {} of node {}'s snapshot failed its checksum",
                                        m.offset, from.value());
     return;
   }
   f.in_flight.erase(it);
   f.progress_ms = now_ms_;
-  transfer_.bytes_received += m.data.size();
+  transfer_received_ += m.data.size();
   f.early.emplace(m.offset, std::move(m.data));
   // Written in order: the file is always the snapshot's first `have` bytes
   // (up to what a crash drops), so a later try resumes at its end.
@@ -267,8 +271,7 @@ void NodeHost::on_snapshot_chunk(NodeId from, SnapshotChunk m) {
 }
 
 void NodeHost::fetch_restart(std::string why, bool keep_file) {
-  transfer_.last_error = std::move(why);
-  transfer_.restarts++;
+  transfer_error_ = std::move(why);
   if (fetch_ != nullptr && !keep_file && !fetch_->path.empty()) {
     fetch_->file.reset();
     (void)snapshot_env_->remove(fetch_->path);
@@ -353,7 +356,6 @@ Status NodeHost::install(const std::string& path) {
   }
   drain();
   if (!node_.fault().is_ok()) return Status::ok();  // stopped: nothing to fetch again
-  transfer_.installed++;
   // What was installed is durable only in a snapshot of this node's own,
   // taken now. Until it is published nothing emitted from here on is
   // written: a crash meanwhile must find the log as it was before the
@@ -365,7 +367,7 @@ Status NodeHost::install(const std::string& path) {
   if (Status s = begin_snapshot(); !s) {
     order_.release_barrier();
     snapshot_requested_ = true;
-    transfer_.last_error = "a snapshot of the installed state: " + s.to_string();
+    transfer_error_ = "a snapshot of the installed state: " + s.to_string();
   }
   return Status::ok();
 }
@@ -421,7 +423,7 @@ void NodeHost::serve_pulls() {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(s.pull.length, info->bytes - s.pull.offset));
       if (!file || !(*file)->read_at(s.pull.offset, n, chunk.data) || chunk.data.size() != n) {
         // Not "gone" (the puller would start over): unanswered, it asks again.
-        transfer_.last_error = fmt::format("reading {} for node {}: {}", info->path,
+        transfer_error_ = fmt::format("reading {} for node {}: {}", info->path,
                                            s.to.value(),
                                            file ? "short or failed read" : file.status().to_string());
         continue;
@@ -429,7 +431,7 @@ void NodeHost::serve_pulls() {
       chunk.offset = s.pull.offset;
       chunk.total = info->bytes;
       chunk.checksum = hash64(chunk.data);
-      transfer_.bytes_sent += n;
+      transfer_sent_ += n;
     }
     // Otherwise "gone": compacted away, or never this node's.
     sink_.to_peer(PeerEnvelope{s.to, std::move(chunk)});

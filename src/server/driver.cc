@@ -419,17 +419,7 @@ EngineStatus Driver::status() const {
   }
   s.snapshots_taken = host_.snapshots_taken();
   s.snapshot_in_progress = host_.snapshot_in_progress();
-  const host::TransferStatus t = host_.transfer_status();
-  s.transfer_needed = t.fetching;
-  s.transfer_why = t.why;
-  s.transfer_peer = t.peer;
-  s.transfer_epoch = t.epoch;
-  s.transfer_received = t.received;
-  s.transfer_total = t.total;
-  s.snapshots_installed = t.installed;
-  s.transfer_bytes_received = t.bytes_received;
-  s.transfer_bytes_sent = t.bytes_sent;
-  s.transfer_error = t.last_error;
+  s.transfer = host_.transfer_status();
   if (!host_.snapshot_error().is_ok()) s.snapshot_error = host_.snapshot_error().to_string();
   // The WAL thread may be compacting: its first segment moves, read atomically.
   s.wal_first_segment = wal_first_segment_.load(std::memory_order_relaxed);

@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "common/types.h"
+#include "host/transfer_status.h"
 #include "server/metrics.h"
 
 namespace maroon::server {
@@ -56,19 +57,8 @@ struct EngineStatus {
   std::string snapshot_error;
   // The log's first segment (above 1 once compacted).
   uint64_t wal_first_segment = 0;
-  // Snapshot transfer (docs/snapshots.md, "Transfer"): whether this node
-  // waits for a peer's snapshot and why, the one being fetched, how many
-  // were installed, the bytes moved each way, the last problem.
-  bool transfer_needed = false;
-  std::string transfer_why;
-  uint64_t transfer_peer = 0;
-  uint64_t transfer_epoch = 0;
-  uint64_t transfer_received = 0;
-  uint64_t transfer_total = 0;
-  uint64_t snapshots_installed = 0;
-  uint64_t transfer_bytes_received = 0;
-  uint64_t transfer_bytes_sent = 0;
-  std::string transfer_error;
+  // Snapshot transfer (docs/snapshots.md, "Transfer").
+  host::TransferStatus transfer;
 };
 
 class Engine {

@@ -760,17 +760,17 @@ class HttpServer::Session : public Listener::Connection,
     snapshot["error"] = valid_utf8(s.snapshot_error) ? s.snapshot_error : std::string("(not UTF-8)");
     snapshot["wal_first_segment"] = s.wal_first_segment;
     json::object transfer;
-    transfer["needed"] = s.transfer_needed;
-    transfer["why"] = valid_utf8(s.transfer_why) ? s.transfer_why : std::string("(not UTF-8)");
-    transfer["peer"] = s.transfer_peer;
-    transfer["epoch"] = s.transfer_epoch;
-    transfer["received"] = s.transfer_received;
-    transfer["total"] = s.transfer_total;
-    transfer["installed"] = s.snapshots_installed;
-    transfer["bytes_received"] = s.transfer_bytes_received;
-    transfer["bytes_sent"] = s.transfer_bytes_sent;
-    transfer["error"] =
-        valid_utf8(s.transfer_error) ? s.transfer_error : std::string("(not UTF-8)");
+    const host::TransferStatus& t = s.transfer;
+    transfer["needed"] = t.fetching;
+    transfer["why"] = valid_utf8(t.why) ? t.why : std::string("(not UTF-8)");
+    transfer["peer"] = t.peer;
+    transfer["epoch"] = t.epoch;
+    transfer["received"] = t.received;
+    transfer["total"] = t.total;
+    transfer["installed"] = t.installed;
+    transfer["bytes_received"] = t.bytes_received;
+    transfer["bytes_sent"] = t.bytes_sent;
+    transfer["error"] = valid_utf8(t.last_error) ? t.last_error : std::string("(not UTF-8)");
     snapshot["transfer"] = std::move(transfer);
     o["snapshot"] = std::move(snapshot);
     Response res =

@@ -377,6 +377,21 @@ bool serves_as_member(const LocalCluster& cl, size_t i) {
   return s.is_ok() && s->serving && (s->role == "primary" || s->role == "backup");
 }
 
+bool wait_same_state(const LocalCluster& cl, size_t i, size_t j, std::chrono::milliseconds timeout,
+                     NodeStatus& a, NodeStatus& b) {
+  return wait_until(
+      [&] {
+        auto si = cl.status(i, std::chrono::milliseconds(2000));
+        auto sj = cl.status(j, std::chrono::milliseconds(2000));
+        if (!si.is_ok() || !sj.is_ok()) return false;
+        a = *si;
+        b = *sj;
+        return a.applied_epoch == b.applied_epoch && a.state_hash == b.state_hash &&
+               !a.state_hash.empty();
+      },
+      timeout);
+}
+
 Status start_all_serving(LocalCluster& cl, const std::string& why,
                          std::chrono::milliseconds timeout) {
   for (size_t i = 0; i < cl.size(); i++) {

@@ -136,6 +136,11 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 // Whether node i answers its status page as a serving primary or backup.
 bool serves_as_member(const LocalCluster& cl, size_t i);
 
+// Waits until nodes i and j report the same applied epoch and state hash;
+// their last statuses in a and b either way (for the failure message).
+bool wait_same_state(const LocalCluster& cl, size_t i, size_t j, std::chrono::milliseconds timeout,
+                     NodeStatus& a, NodeStatus& b);
+
 // Starts every node, then waits for each to serve as a member.
 Status start_all_serving(LocalCluster& cl, const std::string& why, std::chrono::milliseconds timeout);
 

@@ -130,18 +130,7 @@ int run(const std::string& maroon, const fs::path& dir) {
                    "node 1 took {} writes meanwhile",
                    took.count(), during));
   // With no writes, every node reaches the same epoch with the same state.
-  const bool same = chaos::wait_until(
-      [&] {
-        auto s3 = cl.status(2, milliseconds(2000));
-        auto s1 = cl.status(0, milliseconds(2000));
-        if (!s3.is_ok() || !s1.is_ok()) return false;
-        three = *s3;
-        one = *s1;
-        return three.applied_epoch == one.applied_epoch && three.state_hash == one.state_hash &&
-               !three.state_hash.empty();
-      },
-      milliseconds(30000));
-  if (!same) {
+  if (!chaos::wait_same_state(cl, 2, 0, milliseconds(30000), three, one)) {
     return fail(fmt::format("node 3 at epoch {} hash {}, node 1 at {} hash {}",
                             three.applied_epoch, three.state_hash, one.applied_epoch,
                             one.state_hash));

@@ -134,17 +134,7 @@ int run_one(const std::string& maroon, const fs::path& dir, Loss loss) {
   note("node 3 started, said so, and serves");
   // Its state is back: the same as node 1's at the same epoch.
   chaos::NodeStatus s1, s3;
-  if (!chaos::wait_until(
-          [&] {
-            auto a = cl.status(0, milliseconds(2000));
-            auto b = cl.status(2, milliseconds(2000));
-            if (!a.is_ok() || !b.is_ok()) return false;
-            s1 = *a;
-            s3 = *b;
-            return s1.applied_epoch == s3.applied_epoch && s1.state_hash == s3.state_hash &&
-                   !s3.state_hash.empty();
-          },
-          kStartTimeout)) {
+  if (!chaos::wait_same_state(cl, 0, 2, kStartTimeout, s1, s3)) {
     return fail(fmt::format("node 3 at epoch {} hash {}, node 1 at {} hash {}", s3.applied_epoch,
                             s3.state_hash, s1.applied_epoch, s1.state_hash));
   }
