@@ -12,6 +12,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   libcurl4-openssl-dev libjemalloc-dev
+  libpugixml-dev  # S3 answers (XML), src/objstore
   libssl-dev  # OpenSSL 3: TLS on peer links, certificates
   redis-tools redis-server curl python3
   iproute2  # ip(8): the network namespaces of maroon-chaos --partitions
@@ -74,15 +75,19 @@ if ! ls "$redis_src"/redis-*/tests/test_helper.tcl >/dev/null 2>&1; then
   mv "$tmp" "$redis_src"
 fi
 
-# node-redis and ioredis for the client tests, at the versions of the
-# committed lockfile.
-clients="$root/tests/clients"
-stamp="$clients/node_modules/.installed-package-lock.json"
-if ! cmp -s "$clients/package-lock.json" "$stamp"; then
-  echo "install-deps: npm ci in tests/clients"
-  (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  cp "$clients/package-lock.json" "$stamp"
-fi
+# npm packages of the tests, at the versions of their committed lockfiles:
+# node-redis and ioredis for the client tests, and the local S3-compatible
+# server of the object store tests.
+npm_ci() {  # folder
+  local stamp="$1/node_modules/.installed-package-lock.json"
+  if ! cmp -s "$1/package-lock.json" "$stamp"; then
+    echo "install-deps: npm ci in ${1#"$root"/}"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$1/package-lock.json" "$stamp"
+  fi
+}
+npm_ci "$root/tests/clients"
+npm_ci "$root/tests/objstore"
 node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
 if [ "$node_major" -lt 20 ]; then
   echo "install-deps: warning: node $node_major found; node-redis and ioredis need node >= 20"

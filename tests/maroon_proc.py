@@ -28,8 +28,10 @@ class Dev:
     `maroon dev --tls` in extra_args) it is probed over HTTPS; with token (a
     user's password, when extra_args give it users) with that bearer token."""
 
-    def __init__(self, binary, data_dir, log_path, extra_args=(), tls_ca=None, token=None):
+    def __init__(self, binary, data_dir, log_path, extra_args=(), tls_ca=None, token=None,
+                 env=None):
         self.binary = binary
+        self.env = env  # the process's environment; None: this one's
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args)
@@ -46,7 +48,7 @@ class Dev:
             [self.binary, "dev", "--data-dir", self.data_dir,
              "--http-port", str(self.http_port), "--resp-port", str(self.resp_port),
              "--native-port", str(self.native_port)] + self.extra_args,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
         log.close()
         self.wait_serving(timeout)
 

@@ -359,7 +359,7 @@ Status make_certificates(const cluster::ClusterConfig& c, const fs::path& tls_di
 // Starts `exe kind --config CONFIG --id ID` in its own session, stdin from
 // /dev/null, stdout and stderr appended to the member's log.
 Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_path,
-                    bool new_cluster) {
+                    bool new_cluster, const std::string& bootstrap_from = {}) {
   int log_fd = ::open(m.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return io_error(fmt::format("{}: {}", m.log.string(), errno_text()));
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -372,6 +372,10 @@ Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_pa
   // A new cluster: no node has a directory yet. (A node whose directory is
   // gone while others have theirs lost it, and rejoins: no flag.)
   if (m.kind == "node" && new_cluster) args.push_back("--new-cluster");
+  if (m.kind == "node" && !bootstrap_from.empty()) {
+    args.push_back("--bootstrap-from");
+    args.push_back(bootstrap_from);
+  }
   struct stat log_stat {};
   const off_t log_size = ::fstat(log_fd, &log_stat) == 0 ? log_stat.st_size : 0;
   const bool log_empty = log_size == 0;
@@ -768,11 +772,14 @@ int run_cluster_start(const ClusterMemberOptions& o) {
   std::error_code ec;
   if (m.kind == "node" && !fs::exists(m.data_dir, ec)) {
     std::printf("%s has no data directory (%s): it rejoins the cluster, taking its state from "
-                "its peers\n",
-                m.name().c_str(), m.data_dir.c_str());
+                "%s\n",
+                m.name().c_str(), m.data_dir.c_str(),
+                o.bootstrap_from.empty() ? "its peers"
+                                         : ("a snapshot in " + o.bootstrap_from + ", then its peers").c_str());
   }
   // One node of an existing cluster: never a new cluster's first start.
-  Result<pid_t> started = spawn(self_exe(), m, dir / kConfigFile, /*new_cluster=*/false);
+  Result<pid_t> started =
+      spawn(self_exe(), m, dir / kConfigFile, /*new_cluster=*/false, o.bootstrap_from);
   if (!started.is_ok()) return fail(started.status().message());
   m.pid = *started;
   if (Status s = write_file_atomically(m.pid_file, fmt::format("{}\n", m.pid)); !s) {

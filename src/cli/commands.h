@@ -36,6 +36,16 @@ struct DevOptions {
   uint64_t snapshot_log_mb = 32;
   uint64_t snapshot_epochs = 0;
   size_t snapshots_kept = 2;
+  // Backups (docs/backups.md): upload snapshots to this object store (a
+  // directory or s3://bucket/prefix; endpoint, region and credentials from
+  // the AWS environment variables), one per interval at most, keeping the
+  // newest `backups_kept` there. bootstrap_from: a new data directory
+  // starts from the newest snapshot in that store (`maroon restore`).
+  std::string backup_to;
+  uint64_t backup_interval_s = 60;
+  size_t backups_kept = 7;
+  uint64_t backup_part_mb = 16;
+  std::string bootstrap_from;
 };
 int run_dev(const DevOptions& options);
 
@@ -71,8 +81,42 @@ struct NodeOptions {
   // A data directory that does not exist yet belongs to a new cluster's
   // first start (else: the node rejoins after losing it).
   bool new_cluster = false;
+  // A node with a new data directory fetches the newest snapshot in this
+  // object store first, and installs it when it needs one, before asking
+  // its peers (docs/backups.md).
+  std::string bootstrap_from;
 };
 int run_node(const NodeOptions& options);
+
+// Object stores (docs/backups.md). `store`: a directory or
+// s3://bucket/prefix; endpoint, region and credentials from the AWS
+// environment variables.
+struct SnapshotListOptions {
+  std::string store;
+  std::optional<uint64_t> node;
+};
+int run_snapshot_list(const SnapshotListOptions& options);
+struct SnapshotDownloadOptions {
+  std::string store;
+  std::optional<uint64_t> node;
+  std::optional<uint64_t> epoch;  // unset: the newest
+  std::string to;                 // a file, or an existing directory
+};
+int run_snapshot_download(const SnapshotDownloadOptions& options);
+// `maroon backup`: a snapshot of the node now, uploaded to its store.
+struct BackupOptions {
+  ClientOptions client;
+  uint64_t wait_s = 600;
+};
+int run_backup(const BackupOptions& options);
+// `maroon restore`: a new data directory for `maroon dev` that starts from
+// a stored snapshot of a single node.
+struct RestoreOptions {
+  std::string from;
+  std::string data_dir = "./maroon-data";
+  std::optional<uint64_t> epoch;
+};
+int run_restore(const RestoreOptions& options);
 
 // `maroon gateway --config FILE --id N`: one standalone gateway of a cluster.
 struct GatewayOptions {
@@ -114,6 +158,8 @@ struct ClusterMemberOptions {
   uint32_t id = 0;
   bool gateway = false;
   double timeout_seconds = 30;  // start: to serve; stop: after SIGTERM, before SIGKILL
+  // start: passed to `maroon node --bootstrap-from` (docs/backups.md).
+  std::string bootstrap_from;
 };
 int run_cluster_start(const ClusterMemberOptions& options);
 int run_cluster_stop(const ClusterMemberOptions& options);

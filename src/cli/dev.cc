@@ -1,6 +1,7 @@
 // `maroon dev`: one node and one gateway in one process, with the kv app,
 // serving RESP, HTTP and the native protocol on 127.0.0.1.
 #include "cli/commands.h"
+#include "cli/store_setup.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -125,6 +126,27 @@ int run_dev(const DevOptions& o) {
   driver_options.snapshots.log_bytes = o.snapshot_log_mb << 20;
   driver_options.snapshots.epochs = o.snapshot_epochs;
   driver_options.snapshots.kept = o.snapshots_kept;
+  if (!o.backup_to.empty()) {
+    objstore::StoreConfig store;
+    store.url = o.backup_to;
+    store.part_bytes = o.backup_part_mb << 20;
+    driver_options.backup_store = store;
+    driver_options.backup.interval_ms = o.backup_interval_s * 1000;
+    driver_options.backup.kept = o.backups_kept;
+  }
+  if (!o.bootstrap_from.empty()) {
+    if (holds_data(o.data_dir)) {
+      spdlog::info("{} already holds data: --bootstrap-from {} is not used", o.data_dir,
+                   o.bootstrap_from);
+    } else {
+      objstore::StoreConfig from;
+      from.url = o.bootstrap_from;
+      if (Status s = restore_data_dir(from, o.data_dir, /*node_id=*/1, std::nullopt); !s) {
+        std::fprintf(stderr, "maroon dev: --bootstrap-from: %s\n", s.to_string().c_str());
+        return 1;
+      }
+    }
+  }
   server::Driver driver(io, driver_options);
   spdlog::info("maroon dev: opening {}", o.data_dir);
   return serve(io, driver, driver_options.drain_ms, addresses,

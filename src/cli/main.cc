@@ -47,6 +47,23 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100}));
 
+  dev_cmd->add_option("--backup-to", dev.backup_to,
+                      "Upload snapshots to this object store: a directory or s3://bucket/prefix "
+                      "(endpoint, region, credentials: AWS_* environment variables)");
+  dev_cmd->add_option("--backup-interval-s", dev.backup_interval_s,
+                      "Upload a snapshot at most this often (`maroon backup`: at once)")
+      ->capture_default_str();
+  dev_cmd->add_option("--backups-kept", dev.backups_kept,
+                      "Newest snapshots kept in the object store (0: none deleted)")
+      ->capture_default_str();
+  dev_cmd->add_option("--backup-part-mb", dev.backup_part_mb,
+                      "S3 multipart upload part size, MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{5}, uint64_t{5120}));
+  dev_cmd->add_option("--bootstrap-from", dev.bootstrap_from,
+                      "If DATA-DIR is new: start from the newest snapshot in this object store "
+                      "(as `maroon restore`)");
+
   auto* dev_tls = dev_cmd->add_flag(
       "--tls", dev.tls,
       "TLS on every client port, with a local CA and a certificate for localhost made in "
@@ -116,6 +133,39 @@ int main(int argc, char** argv) {
   snapshot_create_cmd->add_option("--wait", snapshot_create.wait_s, "Seconds to wait at most")
       ->capture_default_str();
 
+  SnapshotListOptions snapshot_list;
+  auto* snapshot_list_cmd = snapshot_cmd->add_subcommand(
+      "list", "List the snapshots in an object store (docs/backups.md)");
+  snapshot_list_cmd->add_option("--store", snapshot_list.store,
+                                "A directory or s3://bucket/prefix")->required();
+  snapshot_list_cmd->add_option("--node", snapshot_list.node, "Only this node's");
+  SnapshotDownloadOptions snapshot_download;
+  auto* snapshot_download_cmd = snapshot_cmd->add_subcommand(
+      "download", "Download a snapshot from an object store, and verify it");
+  snapshot_download_cmd->add_option("--store", snapshot_download.store,
+                                    "A directory or s3://bucket/prefix")->required();
+  snapshot_download_cmd->add_option("--node", snapshot_download.node, "Of this node (default: any)");
+  snapshot_download_cmd->add_option("--epoch", snapshot_download.epoch,
+                                    "Of this epoch (default: the newest)");
+  snapshot_download_cmd->add_option("--to", snapshot_download.to, "A file, or a directory")
+      ->required();
+
+  BackupOptions backup;
+  auto* backup_cmd = app.add_subcommand(
+      "backup", "Take a snapshot of a node now and upload it to its object store; wait for it");
+  backup_cmd->add_option("--host", backup.client.host)->capture_default_str();
+  backup_cmd->add_option("--http-port", backup.client.http_port)->capture_default_str();
+  backup_cmd->add_option("--token", backup.client.token, "Bearer token (a read-write user's password)")
+      ->envname("MAROON_TOKEN");
+  backup_cmd->add_option("--wait", backup.wait_s, "Seconds to wait at most")->capture_default_str();
+  RestoreOptions restore;
+  auto* restore_cmd = app.add_subcommand(
+      "restore", "Make a new data directory for `maroon dev` from a snapshot in an object store");
+  restore_cmd->add_option("--from", restore.from, "A directory or s3://bucket/prefix")->required();
+  restore_cmd->add_option("--data-dir", restore.data_dir, "The new data directory")
+      ->capture_default_str();
+  restore_cmd->add_option("--epoch", restore.epoch, "The snapshot of this epoch (default: newest)");
+
   NodeOptions node;
   auto* node_cmd = app.add_subcommand("node", "Run one node of a cluster");
   node_cmd->add_option("--config", node.config, "The cluster config (cluster.toml)")->required();
@@ -124,6 +174,9 @@ int main(int argc, char** argv) {
                      "If this node's data directory does not exist yet, this is a new cluster's "
                      "first start: bootstrap it. Without it, a node with a new directory rejoins "
                      "its cluster and recovers from its peers (its old directory was lost)");
+  node_cmd->add_option("--bootstrap-from", node.bootstrap_from,
+                       "If this node's data directory is new: fetch the newest snapshot in this "
+                       "object store first, and start from it rather than from a peer's");
 
   GatewayOptions gateway;
   auto* gateway_cmd = app.add_subcommand("gateway", "Run one standalone gateway of a cluster");
@@ -177,6 +230,9 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(0.0, 3600.0));
   }
+  start_cmd->add_option("--bootstrap-from", member_start.bootstrap_from,
+                        "A node with no data directory starts from the newest snapshot in this "
+                        "object store (docs/backups.md)");
 
   auto* cert_cmd = app.add_subcommand(
       "cert", "Make the certificates of a cluster's peer links (TLS between nodes and gateways)");
@@ -262,6 +318,10 @@ int main(int argc, char** argv) {
   }
   if (*status_cmd) return run_status(status);
   if (*snapshot_create_cmd) return run_snapshot_create(snapshot_create);
+  if (*snapshot_list_cmd) return run_snapshot_list(snapshot_list);
+  if (*snapshot_download_cmd) return run_snapshot_download(snapshot_download);
+  if (*backup_cmd) return run_backup(backup);
+  if (*restore_cmd) return run_restore(restore);
   if (*node_cmd) return run_node(node);
   if (*gateway_cmd) return run_gateway(gateway);
   if (*up_cmd) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "cli/commands.h"
+#include "cli/store_setup.h"
 #include "cli/serve.h"
 #include "cluster/config.h"
 #include "net/cert_files.h"
@@ -130,6 +131,38 @@ int run_node(const NodeOptions& o) {
   d.snapshots.log_bytes = config.snapshot_log_mb << 20;
   d.snapshots.epochs = config.snapshot_epochs;
   d.snapshots.kept = config.snapshots_kept;
+  if (!config.backup.store.empty()) {
+    const cluster::ClusterConfig::Backup& b = config.backup;
+    d.backup_store = objstore::StoreConfig{.url = b.store,
+                                           .endpoint = b.endpoint,
+                                           .region = b.region,
+                                           .access_key = b.access_key,
+                                           .secret_key = b.secret_key,
+                                           .part_bytes = b.part_mb << 20};
+    d.backup.interval_ms = b.interval_s * 1000;
+    d.backup.kept = b.kept;
+  }
+  if (!o.bootstrap_from.empty()) {
+    if (o.new_cluster || config.nodes.size() == 1) {
+      std::fprintf(stderr, "maroon node: --bootstrap-from joins a running cluster of several "
+                           "nodes; %s (docs/backups.md)\n",
+                   o.new_cluster ? "a new cluster cannot start from a backup"
+                                 : "a one-node cluster has no peers to join");
+      return 1;
+    }
+    if (holds_data(d.data_dir)) {
+      spdlog::info("{} already holds data: --bootstrap-from {} is not used", d.data_dir,
+                   o.bootstrap_from);
+    } else {
+      // The [backup] section's endpoint, region and credentials, if any.
+      objstore::StoreConfig from = d.backup_store ? *d.backup_store : objstore::StoreConfig{};
+      from.url = o.bootstrap_from;
+      if (Status s = fetch_bootstrap(from, d.data_dir, config.cluster_id); !s) {
+        std::fprintf(stderr, "maroon node: --bootstrap-from: %s\n", s.to_string().c_str());
+        return 1;
+      }
+    }
+  }
   server::ClusterOptions c;
   c.cluster_id = config.cluster_id;
   c.self = NodeId(o.id);

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/http_get.h"
+#include "cli/json_fields.h"
 
 namespace maroon::cli {
 
@@ -32,13 +33,6 @@ Result<json::object> snapshot_status(const ClientOptions& o) {
   return v.as_object().at("snapshot").as_object();
 }
 
-uint64_t uint_of(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  if (v == nullptr) return 0;
-  if (v->is_uint64()) return v->get_uint64();
-  if (v->is_int64() && v->get_int64() >= 0) return static_cast<uint64_t>(v->get_int64());
-  return 0;
-}
 
 }  // namespace
 

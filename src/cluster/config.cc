@@ -127,7 +127,7 @@ class Reader {
               ClusterConfig& c) const {
     if (Status s = check_keys(root, "",
                               {"cluster_id", "settings", "peer_tls", "client_tls", "client_auth",
-                               "client_limits", "snapshots", "nodes", "gateways"});
+                               "client_limits", "snapshots", "backup", "nodes", "gateways"});
         !s)
       return s;
     // Settings first: a cluster_id written below [settings] lands in it, and
@@ -211,6 +211,37 @@ class Reader {
         return s;
       if (Status s = get_uint(*t, "kept", "snapshots.kept", 100, false, c.snapshots_kept); !s)
         return s;
+    }
+
+    if (const toml::node* n = root.get("backup")) {
+      auto t = n->as_table();
+      if (t == nullptr) return error("backup", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = check_keys(*t, "backup.",
+                                {"store", "endpoint", "region", "access_key", "secret_key",
+                                 "interval_s", "kept", "part_mb"});
+          !s)
+        return s;
+      ClusterConfig::Backup& b = c.backup;
+      for (auto [key, out] : {std::pair<std::string_view, std::string*>{"store", &b.store},
+                              {"endpoint", &b.endpoint},
+                              {"region", &b.region},
+                              {"access_key", &b.access_key},
+                              {"secret_key", &b.secret_key}}) {
+        if (Status s = get_string(*t, key, "backup.", key == "store", *out); !s) return s;
+      }
+      if (Status s = get_uint(*t, "interval_s", "backup.interval_s", 86400 * 7, false,
+                              b.interval_s);
+          !s)
+        return s;
+      if (Status s = get_uint(*t, "kept", "backup.kept", 10000, false, b.kept); !s) return s;
+      if (Status s = get_uint(*t, "part_mb", "backup.part_mb", 5120, false, b.part_mb); !s)
+        return s;
+      if (b.part_mb < 5) return error("backup.part_mb", "S3 needs parts of at least 5 MiB");
+      if (b.store.empty()) return error("backup.store", "empty");
+      // A relative directory is taken relative to the config's, as data_dir.
+      if (b.store.find("://") == std::string::npos && b.store.front() != '/') {
+        b.store = (base_dir / b.store).lexically_normal().string();
+      }
     }
 
     if (const toml::node* n = root.get("client_tls")) {
@@ -657,6 +688,22 @@ std::string format_cluster_config(const ClusterConfig& c) {
         "epochs = {}\n"
         "kept = {}\n",
         c.snapshot_log_mb, c.snapshot_epochs, c.snapshots_kept);
+  }
+  if (!c.backup.store.empty()) {
+    const ClusterConfig::Backup& b = c.backup;
+    out += fmt::format(
+        "\n# Every node uploads its snapshots here (docs/backups.md).\n"
+        "[backup]\n"
+        "store = {}\n",
+        quote(b.store));
+    for (auto [key, value] : {std::pair<std::string_view, const std::string*>{"endpoint", &b.endpoint},
+                              {"region", &b.region},
+                              {"access_key", &b.access_key},
+                              {"secret_key", &b.secret_key}}) {
+      if (!value->empty()) out += fmt::format("{} = {}\n", key, quote(*value));
+    }
+    out += fmt::format("interval_s = {}\nkept = {}\npart_mb = {}\n", b.interval_s, b.kept,
+                       b.part_mb);
   }
   for (const NodeEntry& n : c.nodes) {
     out += fmt::format(

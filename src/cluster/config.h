@@ -140,6 +140,23 @@ struct ClusterConfig {
   uint64_t snapshot_log_mb = 32;
   uint64_t snapshot_epochs = 0;
   uint64_t snapshots_kept = 2;
+  // [backup] (docs/backups.md): every node uploads its snapshots to this
+  // object store (a directory, or s3://bucket/prefix), at most one per
+  // interval_s, keeping its newest `kept` there. Empty store: no uploads.
+  // Endpoint, region and credentials left empty come from the standard AWS
+  // environment variables.
+  struct Backup {
+    std::string store;
+    std::string endpoint;
+    std::string region;
+    std::string access_key;
+    std::string secret_key;
+    uint64_t interval_s = 60;
+    uint64_t kept = 7;
+    uint64_t part_mb = 16;
+    bool operator==(const Backup&) const = default;
+  };
+  Backup backup;
 
   bool operator==(const ClusterConfig&) const = default;
 };

@@ -19,7 +19,11 @@ Result<std::unique_ptr<DataDir>> NodeHost::open(Env& env, const DataDirOptions& 
   }
   auto dir = DataDir::open(
       env, o,
-      [&](std::string_view state) { return node_.replay(RecordType::kVrState, state); },
+      [&](std::string_view state) {
+        sequencer_state_ = std::string(state);
+        superblock_state_seen_ = true;
+        return node_.replay(RecordType::kVrState, state);
+      },
       [&](uint8_t type, std::string_view payload) {
         counts.records++;
         if (type == static_cast<uint8_t>(RecordType::kVrLog)) counts.epochs++;
@@ -61,6 +65,7 @@ bool NodeHost::drain() {
 void NodeHost::route(Output out) {
   for (PersistRecord& r : out.persist) {
     if (r.type == RecordType::kVrState) {
+      sequencer_state_ = r.payload;
       order_.add_state(std::move(r.payload));
     } else {
       order_.add_record(static_cast<uint8_t>(r.type), r.payload);

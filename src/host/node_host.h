@@ -89,6 +89,9 @@ struct SnapshotSettings {
   uint32_t transfer_chunk_bytes = 256 * 1024;
   size_t transfer_window = 4;
   uint64_t transfer_retry_ms = 1000;
+  // Recorded in every snapshot's header; a bootstrap snapshot of another
+  // cluster is refused. 0: a single node.
+  uint64_t cluster_id = 0;
 };
 
 // A published snapshot this host knows of.
@@ -174,6 +177,22 @@ class NodeHost {
   // over (damaged snapshots):
   const std::vector<std::string>& warnings() const { return warnings_; }
 
+  // --- Starting from a stored snapshot (docs/backups.md) ---
+  // A new data directory whose snapshots directory holds exactly the
+  // snapshot of `epoch` and a marker naming it (written here, last) starts
+  // from it: open() writes the new identity, then restores it as its own.
+  // For `maroon restore`: the snapshot must be of this node (its id).
+  static Status mark_for_restore(Env& env, const std::string& snapshots_dir, uint64_t epoch);
+  static constexpr std::string_view kRestoreMarker = "RESTORE";
+  // A cluster node: a peer's (or its own older) snapshot fetched from an
+  // object store before the start, at snapshots_dir/kBootstrapName. When
+  // the node needs a snapshot it installs this one first, as if a peer had
+  // sent it, before asking peers; the file is deleted once installed,
+  // refused, or superseded by a snapshot of the node's own.
+  static constexpr std::string_view kBootstrapName = "bootstrap.msnap";
+  void set_bootstrap(std::string path) { bootstrap_path_ = std::move(path); }
+  const std::string& bootstrap() const { return bootstrap_path_; }
+
   // --- Snapshot transfer (docs/snapshots.md, "Transfer";
   // node_host_transfer.cc). With snapshots on, every message from a peer
   // comes here: the transfer's are the host's, the others go to the node.
@@ -212,6 +231,9 @@ class NodeHost {
   void fetch_restart(std::string why, bool keep_file);
   void fetch_complete();
   Status install(const std::string& path);
+  // Deletes the bootstrap file: installed and made durable, refused, or not
+  // needed (the node published a snapshot of its own).
+  void drop_bootstrap();
   void on_snapshot_wanted(NodeId from, const SnapshotWanted& m);
   void on_snapshot_offer(NodeId from, const SnapshotOffer& m);
   void on_snapshot_pull(NodeId from, const SnapshotPull& m);
@@ -240,6 +262,13 @@ class NodeHost {
   // A peer's snapshot was installed and the node's own snapshot of it is not
   // published yet (the WAL holds a barrier meanwhile: node_host_transfer.cc).
   bool install_base_pending_ = false;
+  // The newest sequencer state routed or replayed (the superblock's), for
+  // snapshots (kSequencerState); whether open() found one in the superblock.
+  std::string sequencer_state_;
+  bool superblock_state_seen_ = false;
+  std::string bootstrap_path_;  // empty: none (set_bootstrap)
+  bool bootstrap_tried_ = false;
+  uint64_t bootstrap_installed_epoch_ = 0;
   Status snapshot_error_;
   std::vector<std::string> warnings_;
 

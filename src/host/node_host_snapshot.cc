@@ -20,6 +20,22 @@ namespace maroon::host {
 
 using namespace snapshot_layout;
 
+namespace {
+
+// A marker's content: a file name, so small.
+Result<std::string> read_small_file(Env& env, const std::string& path) {
+  auto f = env.open(path, /*create=*/false);
+  if (!f) return f.status();
+  auto size = (*f)->size();
+  if (!size) return size.status();
+  if (*size > 4096) return corruption(fmt::format("{}: {} bytes, not a marker", path, *size));
+  std::string out;
+  if (Status s = (*f)->read_at(0, static_cast<size_t>(*size), out); !s) return s;
+  return out;
+}
+
+}  // namespace
+
 struct NodeHost::Taking {
   uint64_t id = 0;
   NodeSnapshot snap;
@@ -35,6 +51,7 @@ struct NodeHost::Taking {
   // after the install do not fit), and the WAL's barrier is released.
   bool base = false;
   std::string piece;
+  std::string sequencer_state;  // at the capture (kSequencerState)
   // Chunks produced, not yet in a job; then the bytes of each job handed
   // out and not yet done, in order.
   std::vector<std::pair<uint8_t, std::string>> batch;
@@ -87,12 +104,14 @@ Status NodeHost::begin_snapshot() {
   t->cut_seq = order_.emitted_seq();
   t->lsn = wal_lsn_at_open_ + order_.records_added();
   t->snap = node_.begin_snapshot();
+  t->sequencer_state = sequencer_state_;
   t->base = install_base_pending_;
   Header h{.node_id = node_.id().value(),
            .epoch = t->snap.epoch.value(),
            .logical_time_ms = t->snap.logical_time_ms,
            .state_hash = t->snap.state_hash,
-           .lsn = t->lsn};
+           .lsn = t->lsn,
+           .cluster_id = snapshot_settings_.cluster_id};
   snapshot_requested_ = false;
   record_bytes_at_snapshot_ = order_.record_bytes_added();
   epoch_at_snapshot_ = h.epoch;
@@ -171,6 +190,7 @@ NodeHost::SnapshotStep NodeHost::snapshot_step() {
       }
     }
     if (!stopped && !t.sequencer_written) {
+      if (!t.sequencer_state.empty()) t.add(kSequencerState, std::move(t.sequencer_state));
       for (PersistRecord& r : t.snap.sequencer) {
         std::string chunk(1, static_cast<char>(r.type));
         chunk.append(r.payload);
@@ -237,6 +257,7 @@ void NodeHost::snapshot_job_done(uint64_t snapshot, bool publishes, const Status
                     .path = taking_->writer->path()};
   const bool base = taking_->base;
   taking_.reset();
+  drop_bootstrap();  // a snapshot of the node's own, as new or newer
   if (base) {
     // The installed state is durable: what came before it goes.
     install_base_pending_ = false;
@@ -278,7 +299,22 @@ Result<SnapshotCover> NodeHost::load_snapshot(bool fresh_directory, ReplayCounts
   const std::string& dir = snapshot_settings_.dir;
   auto numbers = list_snapshots(env, dir);
   if (!numbers) return numbers.status();
+  const std::string marker = join_path(dir, kRestoreMarker);
   if (fresh_directory && !numbers->empty()) {
+    // Prepared by `maroon restore` (mark_for_restore): restored once the
+    // new identity is written.
+    if (env.exists(marker)) {
+      auto named = read_small_file(env, marker);
+      if (!named) return named.status();
+      if (numbers->size() != 1 || *named != snapshot_file_name(numbers->front())) {
+        return corruption(fmt::format("{} names {}, but {} holds other snapshots too; prepare "
+                                      "the directory again",
+                                      marker, *named, dir));
+      }
+      SnapshotCover prepared;
+      prepared.restore_after_identity = true;
+      return prepared;
+    }
     // The rule for a new identity: never over existing data.
     return corruption(fmt::format(
         "the superblock is missing or empty but {} holds snapshots; refusing to make a new "
@@ -287,10 +323,21 @@ Result<SnapshotCover> NodeHost::load_snapshot(bool fresh_directory, ReplayCounts
         dir));
   }
   SnapshotCover cover;
+  // A directory prepared by `maroon restore` starts from exactly the
+  // snapshot its marker names, or not at all: passing it over would start
+  // an empty node in its place.
+  const bool prepared = env.exists(marker);
   // Every snapshot whose header reads says how far the log once reached,
   // the damaged ones too; the newest that verifies and restores is used.
   std::vector<SnapshotInfo> valid;
   auto pass_over = [&](const std::string& path, const std::string& why) {
+    if (prepared) {
+      warnings_.push_back(fmt::format("{} names {}, which cannot be restored: {}; nothing was "
+                                      "changed (fetch it again: remove the directory and run "
+                                      "`maroon restore` again)",
+                                      marker, path, why));
+      return;
+    }
     warnings_.push_back(fmt::format("snapshot {} passed over: {}", path, why));
     // Kept for an operator to look at, out of the way of later starts.
     (void)env.rename(path, path + ".damaged");
@@ -323,6 +370,10 @@ Result<SnapshotCover> NodeHost::load_snapshot(bool fresh_directory, ReplayCounts
     pass_over(newest.path, ok.to_string());
     valid.pop_back();
   }
+  if (prepared && (valid.size() != 1 || numbers->size() != 1)) {
+    return corruption(fmt::format("{}: the snapshot it names cannot be restored{}", marker,
+                                  warnings_.empty() ? "" : " (" + warnings_.back() + ")"));
+  }
   if (!valid.empty()) (void)env.sync_dir(dir);  // the renames of passed-over ones
   published_ = valid;
   if (valid.empty()) return cover;
@@ -335,7 +386,35 @@ Result<SnapshotCover> NodeHost::load_snapshot(bool fresh_directory, ReplayCounts
   restored_ = valid.back();
   epoch_at_snapshot_ = restored_->epoch;
   cover.covered = lsn;
+  if (env.exists(marker)) {
+    if (!superblock_state_seen_ && sequencer_state_.empty()) {
+      return invalid_argument(fmt::format(
+          "{} holds no sequencer state (it was written by an older build): it cannot start a "
+          "new data directory; restore a newer snapshot",
+          restored_->path));
+    }
+    // The identity exists now: the directory starts like any other from here.
+    if (Status s = env.remove(marker); !s) return s;
+    if (Status s = env.sync_dir(dir); !s) return s;
+  }
   return cover;
+}
+
+Status NodeHost::mark_for_restore(Env& env, const std::string& snapshots_dir, uint64_t epoch) {
+  const std::string name = snapshot_file_name(epoch);
+  if (!env.exists(join_path(snapshots_dir, name))) {
+    return Status(Code::kNotFound, fmt::format("{} holds no {}", snapshots_dir, name));
+  }
+  const std::string marker = join_path(snapshots_dir, kRestoreMarker);
+  const std::string temp = marker + ".tmp";
+  auto f = env.open(temp, /*create=*/true);
+  if (!f) return f.status();
+  if (Status s = (*f)->truncate(0); !s) return s;
+  if (Status s = (*f)->write_at(0, name); !s) return s;
+  if (Status s = (*f)->sync(); !s) return s;
+  f->reset();
+  if (Status s = env.rename(temp, marker); !s) return s;
+  return env.sync_dir(snapshots_dir);
 }
 
 Status NodeHost::restore_from(const std::string& path, uint64_t& lsn, ReplayCounts& counts,
@@ -387,11 +466,19 @@ Status NodeHost::restore_from(const std::string& path, uint64_t& lsn, ReplayCoun
       ChunkPieces pieces(reader);
       if (Status s = node_.restore_app(static_cast<AppId>(payload[0]), pieces); !s) return s;
       if (!pieces.ended()) return corruption("an app's restore stopped before its end");
-    } else if (kind == kSequencerRecord) {
+    } else if (kind == kSequencerRecord || kind == kSequencerState) {
       if (!apps_checked) {
         // Before the sequencer replays epochs into the apps.
         apps_checked = true;
         if (Status s = check_apps(); !s) return s;
+      }
+      if (kind == kSequencerState) {
+        // The superblock's state is newer, if it has one; a directory made
+        // by `maroon restore` has none, and takes the snapshot's.
+        if (superblock_state_seen_) continue;
+        if (Status s = node_.replay(RecordType::kVrState, payload); !s) return s;
+        sequencer_state_ = std::string(payload);
+        continue;
       }
       if (payload.empty()) return corruption("empty sequencer record");
       if (Status s = node_.replay(static_cast<RecordType>(payload[0]), payload.substr(1)); !s) {

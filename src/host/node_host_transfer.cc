@@ -83,6 +83,7 @@ TransferStatus NodeHost::transfer_status() const {
   s.bytes_received = transfer_received_;
   s.bytes_sent = transfer_sent_;
   s.last_error = transfer_error_;
+  s.bootstrap_epoch = bootstrap_installed_epoch_;
   if (auto need = node_.snapshot_needed()) {
     s.fetching = true;
     s.why = node_.snapshot_needed_why();
@@ -112,6 +113,24 @@ void NodeHost::fetch_work() {
   }
   // One install at a time: the last one's own snapshot is published first.
   if (install_base_pending_) return;
+  if (!bootstrap_path_.empty() && !bootstrap_tried_) {
+    // A snapshot fetched from an object store before the start: installed
+    // first (its file goes once the node's own snapshot of it is
+    // published), then the peers make up what it lacks.
+    bootstrap_tried_ = true;
+    const uint64_t installs = node_.snapshots_installed();
+    Status s = install(bootstrap_path_);
+    if (s && node_.snapshots_installed() > installs) {
+      bootstrap_installed_epoch_ = node_.installed_epoch().value();
+      return;
+    }
+    // Refused, or it stopped the node (an install that failed half way):
+    // never tried again, at this start or the next.
+    transfer_error_ = fmt::format("the bootstrap snapshot {}: {}", bootstrap_path_,
+                                  s ? node_.fault().to_string() : s.to_string());
+    drop_bootstrap();
+    return;
+  }
   if (fetch_ == nullptr) fetch_ = std::make_unique<Fetch>();
   Fetch& f = *fetch_;
   const uint64_t retry = snapshot_settings_.transfer_retry_ms;
@@ -302,6 +321,11 @@ Status NodeHost::install(const std::string& path) {
   if (Status s = reader.verify(); !s) return s;
   auto h = decode_header(reader.header());
   if (!h) return h.status();
+  if (h->of_another_cluster(snapshot_settings_.cluster_id)) {
+    return invalid_argument(fmt::format("a snapshot of cluster {:016x}; this node is of cluster "
+                                        "{:016x}",
+                                        h->cluster_id, snapshot_settings_.cluster_id));
+  }
   // The node state comes first; nothing changes until it is accepted.
   std::string state;
   std::optional<std::pair<uint8_t, std::string_view>> chunk;
@@ -337,7 +361,7 @@ Status NodeHost::install(const std::string& path) {
       node_.install_app(static_cast<AppId>(payload[0]), pieces);
       if (!node_.fault().is_ok()) break;
       if (!pieces.ended()) failed = corruption("an app's restore stopped before its end");
-    } else if (kind != kSequencerRecord) {
+    } else if (kind != kSequencerRecord && kind != kSequencerState) {
       // The peer's sequencer records are its own: this node keeps its own.
       failed = corruption(fmt::format("unexpected chunk kind {}", kind));
     }
@@ -370,6 +394,12 @@ Status NodeHost::install(const std::string& path) {
     transfer_error_ = "a snapshot of the installed state: " + s.to_string();
   }
   return Status::ok();
+}
+
+void NodeHost::drop_bootstrap() {
+  if (bootstrap_path_.empty()) return;
+  (void)snapshot_env_->remove(bootstrap_path_);
+  bootstrap_path_.clear();
 }
 
 // --- Sending ---

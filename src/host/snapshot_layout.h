@@ -19,7 +19,9 @@
 
 namespace maroon::host::snapshot_layout {
 
-inline constexpr uint8_t kHeaderFormat = 1;
+// 2: with the cluster id (and kSequencerState chunks possible; a build that
+// reads only format 1 refuses such a snapshot before it installs anything).
+inline constexpr uint8_t kHeaderFormat = 2;
 
 // Chunk kinds, in the order they appear in a file.
 enum ChunkKind : uint8_t {
@@ -28,6 +30,10 @@ enum ChunkKind : uint8_t {
   kAppPiece = 3,         // one piece of that app's cursor
   kAppEnd = 4,           // empty
   kSequencerRecord = 5,  // u8 record type, then its payload
+  // The sequencer's small durable state (the superblock's, e.g. VR's view
+  // and members) at the capture, before the records. Used only by a
+  // directory whose superblock holds none: one made by `maroon restore`.
+  kSequencerState = 6,
 };
 
 inline constexpr size_t kStateChunkBytes = 1024 * 1024;
@@ -38,6 +44,13 @@ struct Header {
   uint64_t logical_time_ms = 0;
   uint64_t state_hash = 0;
   uint64_t lsn = 0;  // the log is covered through this LSN
+  // The cluster's id (cluster.toml's cluster_id); 0: a single node
+  // (`maroon dev`), or a format-1 snapshot, which did not record it.
+  uint64_t cluster_id = 0;
+  uint8_t format = kHeaderFormat;  // as decoded
+
+  // Whether it records its cluster (format 2 on), and that is not `id`.
+  bool of_another_cluster(uint64_t id) const { return format >= 2 && cluster_id != id; }
 };
 
 inline std::string encode_header(const Header& h) {
@@ -49,6 +62,7 @@ inline std::string encode_header(const Header& h) {
   w.u64(h.logical_time_ms);
   w.u64(h.state_hash);
   w.u64(h.lsn);
+  w.u64(h.cluster_id);
   return out;
 }
 
@@ -56,14 +70,16 @@ inline Result<Header> decode_header(std::string_view bytes) {
   ByteReader r(bytes);
   Header h;
   uint8_t format = 0;
-  if (!r.u8(format) || format != kHeaderFormat) {
-    return corruption(fmt::format("snapshot header format {} is not one this build reads ({})",
+  if (!r.u8(format) || (format != kHeaderFormat && format != 1)) {
+    return corruption(fmt::format("snapshot header format {} is not one this build reads (1, {})",
                                   format, kHeaderFormat));
   }
   if (!r.u64(h.node_id) || !r.u64(h.epoch) || !r.u64(h.logical_time_ms) || !r.u64(h.state_hash) ||
-      !r.u64(h.lsn) || !r.at_end() || h.lsn >= wal::kLsnMax) {
+      !r.u64(h.lsn) || (format >= 2 && !r.u64(h.cluster_id)) || !r.at_end() ||
+      h.lsn >= wal::kLsnMax) {
     return corruption("malformed snapshot header");
   }
+  h.format = format;
   return h;
 }
 

@@ -19,6 +19,9 @@ struct TransferStatus {
   uint64_t installed = 0;       // peers' snapshots installed (Node::snapshots_installed)
   uint64_t bytes_received = 0;  // over every transfer
   uint64_t bytes_sent = 0;      // to peers
+  // The epoch of the bootstrap snapshot (fetched from an object store
+  // before the start) once installed; 0: none installed.
+  uint64_t bootstrap_epoch = 0;
   std::string last_error;
 };
 

@@ -16,7 +16,7 @@
 
 #include "common/assert.h"
 #include "common/limits.h"
-#include "net/backoff.h"
+#include "common/backoff.h"
 #include "net/certs.h"
 #include "net/tls.h"
 #include "protocol/frame.h"

@@ -75,7 +75,7 @@ struct TransportOptions {
   PeerKind self_kind = PeerKind::kNode;
   uint64_t self_id = 0;
   size_t send_queue_bytes_max = 64 * 1024 * 1024;  // per link; send() refuses beyond it
-  // Redial delays: exponential with jitter (net/backoff.h).
+  // Redial delays: exponential with jitter (common/backoff.h).
   std::chrono::milliseconds reconnect_min{20};
   std::chrono::milliseconds reconnect_max{1000};
   // From the start of a dial (or an accept) to a valid hello from the peer,

@@ -14,7 +14,7 @@
 
 #include "common/codec.h"
 #include "common/prng.h"
-#include "net/backoff.h"
+#include "common/backoff.h"
 #include "net/peer_hello.h"
 #include "net/transport_harness.h"
 #include "protocol/frame.h"

@@ -292,6 +292,14 @@ Status VrSequencer::replay(RecordType type, std::string_view payload) {
   }
   Result<vr::DurableRecord> record = vr::decode_record(payload);
   if (!record) return record.status();
+  if (const auto* state = std::get_if<vr::DurableState>(&*record);
+      state != nullptr && members_.size() == 1 && state->members != members_) {
+    // A single node never changes its group: this is a cluster node's data
+    // (a snapshot restored into `maroon dev`), which it cannot serve alone.
+    return invalid_argument(fmt::format(
+        "the data is of a group of {} replicas; this node runs alone and cannot use it",
+        state->members.size()));
+  }
   replayed_anything_ = true;
   if (Status s = replica_.replay(*record); !s) return s;
   if (!service_.error.is_ok()) return service_.error;

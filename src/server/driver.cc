@@ -165,6 +165,12 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
                                        "Bytes of this node's snapshots sent to peers")),
       snapshot_duration_(registry_.histogram("maroon_snapshot_seconds",
                                              "Time to take a snapshot, begin to publish")),
+      backup_uploads_(registry_.gauge("maroon_backup_uploads",
+                                      "Snapshots uploaded to the object store by this process")),
+      backup_failures_(registry_.gauge("maroon_backup_failures",
+                                       "Failed upload attempts to the object store")),
+      backup_epoch_(registry_.gauge("maroon_backup_epoch",
+                                    "Epoch of the newest snapshot uploaded by this process")),
       quorum_metrics_(registry_) {
   if (options_.env == nullptr) {
     own_env_ = std::make_unique<PosixEnv>();
@@ -229,7 +235,22 @@ Status Driver::start() {
   }
   host::SnapshotSettings snapshots = options_.snapshots;
   if (snapshots.dir.empty()) snapshots.dir = options_.data_dir + "/snapshots";
+  snapshots.cluster_id = options_.cluster ? options_.cluster->cluster_id : 0;
   host_.set_snapshots(*env_, snapshots);
+  if (const std::string b = join_path(snapshots.dir, host::NodeHost::kBootstrapName);
+      options_.cluster && env_->exists(b)) {
+    spdlog::info("{} was fetched to start from: installed once this node needs a snapshot", b);
+    host_.set_bootstrap(b);
+  }
+  if (options_.backup_store) {
+    // A store that cannot be used as configured stops the start; one that
+    // is unreachable only delays uploads (serving never waits for it).
+    auto store = objstore::open_store(*options_.backup_store);
+    if (!store) return Status(store.status().code(), "backup: " + store.status().message());
+    objstore::UploaderOptions uo = options_.backup;
+    uo.node_id = want_id;
+    uploader_ = std::make_unique<objstore::Uploader>(std::move(store).value(), uo);
+  }
   host::ReplayCounts counts;
   auto last_progress = t0;
   auto dir = host_.open(*env_, dir_options, counts, [&] {
@@ -319,6 +340,11 @@ Status Driver::start() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count());
   started_ = true;
+  if (uploader_ && !host_.snapshots().empty()) {
+    // The newest may not have been uploaded before the last stop.
+    const host::SnapshotInfo& newest = host_.snapshots().back();
+    uploader_->offer(newest.epoch, newest.path, newest.bytes);
+  }
   wal_thread_ = std::thread([this] { wal_thread_main(); });
   snapshot_thread_ = std::thread([this] { snapshot_thread_main(); });
   host_.tick(wall_clock_ms());
@@ -420,6 +446,7 @@ EngineStatus Driver::status() const {
   s.snapshots_taken = host_.snapshots_taken();
   s.snapshot_in_progress = host_.snapshot_in_progress();
   s.transfer = host_.transfer_status();
+  if (uploader_) s.backup = uploader_->status();
   if (!host_.snapshot_error().is_ok()) s.snapshot_error = host_.snapshot_error().to_string();
   // The WAL thread may be compacting: its first segment moves, read atomically.
   s.wal_first_segment = wal_first_segment_.load(std::memory_order_relaxed);
@@ -689,8 +716,8 @@ void Driver::log_transfer() {
   }
   logged_transfer_error_ = t.last_error;
   if (t.installed != logged_installs_) {
-    spdlog::info("installed a peer's snapshot of epoch {} ({} bytes received in all); taking a "
-                 "snapshot of this node's own",
+    spdlog::info("installed a snapshot of epoch {} (from a peer, or the bootstrap file; {} bytes "
+                 "received from peers in all); taking a snapshot of this node's own",
                  node_.installed_epoch().value(), t.bytes_received);
     logged_installs_ = t.installed;
   }
@@ -702,6 +729,17 @@ Status Driver::request_snapshot() {
   }
   host_.request_snapshot();
   boost::asio::post(io_, [this] { maybe_snapshot(); });
+  return Status::ok();
+}
+
+Status Driver::request_backup() {
+  if (!uploader_) {
+    return invalid_argument("no backup store is configured: start the node with --backup-to "
+                            "(maroon dev) or a [backup] section in the cluster config");
+  }
+  if (Status s = request_snapshot(); !s) return s;
+  // The snapshot asked for is of the applied state now, or later.
+  uploader_->force_next(node_.applied_epoch().value());
   return Status::ok();
 }
 
@@ -779,6 +817,7 @@ void Driver::snapshot_thread_main() {
         snapshot_bytes_.set(static_cast<int64_t>(info.bytes));
         snapshot_epoch_.set(static_cast<int64_t>(info.epoch));
         snapshot_duration_.observe_us(static_cast<uint64_t>(millis) * 1000);
+        if (uploader_) uploader_->offer(info.epoch, info.path, info.bytes);
         schedule_flush();  // the compaction goes with the next write
       }
       snapshot_work();
@@ -797,6 +836,12 @@ void Driver::join_snapshot_thread() {
 }
 
 void Driver::update_gauges() {
+  if (uploader_) {
+    const objstore::UploaderStatus b = uploader_->status();
+    backup_uploads_.set(static_cast<int64_t>(b.uploads));
+    backup_failures_.set(static_cast<int64_t>(b.failures));
+    backup_epoch_.set(static_cast<int64_t>(b.last_epoch));
+  }
   inflight_txs_.set(static_cast<int64_t>(waiting_.size()));
   held_txs_.set(static_cast<int64_t>(node_.held_txs()));
   wal_pending_bytes_.set(static_cast<int64_t>(pending_bytes()));
@@ -864,6 +909,7 @@ void Driver::poll_shutdown() {
     cv_.notify_all();
     if (wal_thread_.joinable()) wal_thread_.join();
     join_snapshot_thread();
+    uploader_.reset();  // an upload in progress is abandoned (docs/backups.md)
     // Every write has ended: record where the log ends, so the next start
     // can tell a short or damaged log from a torn write.
     if (!read_only_ && data_dir_ && !data_dir_->wal().failed()) {

@@ -28,6 +28,7 @@
 #include "net/transport.h"
 #include "gateway/gateway.h"
 #include "node/node.h"
+#include "objstore/uploader.h"
 #include "sequencer/vr_sequencer.h"
 #include "server/cluster_frames.h"
 #include "server/engine.h"
@@ -78,6 +79,9 @@ struct DriverOptions {
   uint64_t drain_ms = 3000;
   // When snapshots are taken (docs/snapshots.md); dir empty: DATA-DIR/snapshots.
   host::SnapshotSettings snapshots;
+  // Upload published snapshots to this object store (docs/backups.md).
+  std::optional<objstore::StoreConfig> backup_store;
+  objstore::UploaderOptions backup;  // node_id is filled in
   Env* env = nullptr;  // nullptr: the real file system
 };
 
@@ -96,6 +100,7 @@ class Driver final : public Engine {
   Result<std::string> read(AppId app, std::string_view op) override;
   EngineStatus status() const override;
   Status request_snapshot() override;
+  Status request_backup() override;
   Registry& metrics() override { return registry_; }
   // In a cluster a node's applied state may lag the cluster's, so reads are
   // ordered like writes (linearizable); one node reads its own state.
@@ -247,7 +252,11 @@ class Driver final : public Engine {
   Counter& transfer_received_;
   Counter& transfer_sent_;
   Histogram& snapshot_duration_;
+  Gauge& backup_uploads_;
+  Gauge& backup_failures_;
+  Gauge& backup_epoch_;
   QuorumMetrics quorum_metrics_;
+  std::unique_ptr<objstore::Uploader> uploader_;
   // What log_transfer() said last.
   bool logged_need_ = false;
   uint64_t logged_installs_ = 0;

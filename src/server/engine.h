@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "common/status.h"
 #include "common/types.h"
 #include "host/transfer_status.h"
+#include "objstore/uploader.h"
 #include "server/metrics.h"
 
 namespace maroon::server {
@@ -59,6 +61,8 @@ struct EngineStatus {
   uint64_t wal_first_segment = 0;
   // Snapshot transfer (docs/snapshots.md, "Transfer").
   host::TransferStatus transfer;
+  // Uploads to an object store (docs/backups.md); unset: none configured.
+  std::optional<objstore::UploaderStatus> backup;
 };
 
 class Engine {
@@ -74,6 +78,9 @@ class Engine {
   // Asks for a snapshot now (docs/snapshots.md); an error if this engine
   // takes none (a gateway) or cannot now.
   virtual Status request_snapshot() { return unavailable("this process keeps no snapshots"); }
+  // Asks for a snapshot now, uploaded to the object store as soon as it is
+  // written (docs/backups.md); an error if no store is configured.
+  virtual Status request_backup() { return unavailable("this process keeps no snapshots"); }
   // True when read ops must go through submit() to be linearizable (a
   // cluster node or a gateway); read() then serves only explicitly stale
   // reads (the native protocol's read-only flag).

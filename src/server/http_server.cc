@@ -702,6 +702,10 @@ class HttpServer::Session : public Listener::Connection,
       if (!only({http::verb::post}, "POST")) return;
       return handle_snapshot();
     }
+    if (path == "/v1/admin/backup") {
+      if (!only({http::verb::post}, "POST")) return;
+      return handle_backup();
+    }
     if (path == "/metrics") {
       if (!only({http::verb::get}, "GET")) return;
       return write(make_response(http::status::ok, engine_.metrics().render(),
@@ -724,6 +728,24 @@ class HttpServer::Session : public Listener::Connection,
     o["requested"] = true;
     o["snapshots_taken"] = st.snapshots_taken;
     o["snapshot_epoch"] = st.snapshot_epoch;
+    write(json_response(http::status::accepted, o));
+  }
+
+  // Asks for a snapshot now, uploaded as soon as it is written
+  // (docs/backups.md); 202, and /v1/status "backup" shows the upload.
+  void handle_backup() {
+    if (!may_write()) {
+      return write(error_response(Status(
+          Code::kPermissionDenied, fmt::format("user \"{}\" is read-only", user_->name))));
+    }
+    if (Status s = engine_.request_backup(); !s) return write(error_response(s));
+    const EngineStatus st = engine_.status();
+    json::object o;
+    o["requested"] = true;
+    o["uploads"] = st.backup ? st.backup->uploads : 0;
+    // Done once a snapshot of this epoch or later is uploaded.
+    o["min_epoch"] = st.backup ? st.backup->forced_epoch : 0;
+    o["store"] = st.backup ? st.backup->store : std::string();
     write(json_response(http::status::accepted, o));
   }
 
@@ -770,9 +792,27 @@ class HttpServer::Session : public Listener::Connection,
     transfer["installed"] = t.installed;
     transfer["bytes_received"] = t.bytes_received;
     transfer["bytes_sent"] = t.bytes_sent;
+    transfer["bootstrap_epoch"] = t.bootstrap_epoch;
     transfer["error"] = valid_utf8(t.last_error) ? t.last_error : std::string("(not UTF-8)");
     snapshot["transfer"] = std::move(transfer);
     o["snapshot"] = std::move(snapshot);
+    if (s.backup) {
+      const objstore::UploaderStatus& b = *s.backup;
+      json::object backup;
+      backup["store"] = valid_utf8(b.store) ? b.store : std::string("(not UTF-8)");
+      backup["uploads"] = b.uploads;
+      backup["failures"] = b.failures;
+      backup["last_epoch"] = b.last_epoch;
+      backup["last_bytes"] = b.last_bytes;
+      backup["last_ms"] = b.last_ms;
+      backup["pruned"] = b.pruned;
+      backup["uploading"] = b.uploading;
+      backup["pending_epoch"] = b.pending_epoch;
+      backup["forced"] = b.forced;
+      backup["forced_epoch"] = b.forced_epoch;
+      backup["error"] = valid_utf8(b.last_error) ? b.last_error : std::string("(not UTF-8)");
+      o["backup"] = std::move(backup);
+    }
     Response res =
         json_response(s.serving ? http::status::ok : http::status::service_unavailable, o);
     if (!s.serving) res.set(http::field::retry_after, "1");

@@ -56,6 +56,9 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
   if (!superblock) return superblock.status();
   d->superblock_ = std::move(superblock).value();
   const bool fresh = !d->superblock_->current();
+  // A new directory prepared from a snapshot: restored once its identity
+  // is durable (a crash before that finds it new again, and prepared).
+  bool restore_pending = false;
   if (fresh) {
     // A new directory. Rule: never over an existing log (its superblock was
     // lost or replaced): a new identity would make it someone else's data,
@@ -76,6 +79,7 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
       auto cover = o.before_log(/*fresh_directory=*/true);
       if (!cover) return cover.status();
       MAROON_ASSERT(cover->covered == 0 && cover->reached == 0);
+      restore_pending = cover->restore_after_identity;
     }
     d->node_id_ = o.node_id;
     d->data_id_ = o.fresh_data_id;
@@ -123,7 +127,7 @@ Result<std::unique_ptr<DataDir>> DataDir::open(Env& env, const DataDirOptions& o
   }
   uint64_t covered_lsn = 0;
   uint64_t reached_lsn = 0;
-  if (o.before_log && !fresh) {
+  if (o.before_log && (!fresh || restore_pending)) {
     auto cover = o.before_log(/*fresh_directory=*/false);
     if (!cover) return cover.status();
     covered_lsn = cover->covered;

@@ -59,6 +59,10 @@ using RecordFnPtr = std::function<Status(uint8_t type, std::string_view payload)
 struct SnapshotCover {
   uint64_t covered = 0;
   uint64_t reached = 0;
+  // Of a new directory only: it was prepared to start from a snapshot
+  // (`maroon restore`). The identity is written first, then before_log is
+  // called again (fresh_directory false) to restore it.
+  bool restore_after_identity = false;
 };
 
 struct DataDirOptions {
@@ -79,7 +83,8 @@ struct DataDirOptions {
   WalOptions wal;
   // Called after the superblock's state and before the log is replayed
   // (fresh_directory: no superblock was found, a new identity is being
-  // made): restores the newest snapshot, if any, and says what it covers.
+  // made): restores the newest snapshot, if any, and says what it covers
+  // (a new directory's may only say restore_after_identity).
   // Records up to `covered` are not replayed, and the log must reach back
   // to it: a log that starts later is refused, and one that ends before
   // `reached` lost records (refused, or in a cluster recovered from peers).

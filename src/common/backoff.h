@@ -9,7 +9,7 @@
 #include "common/assert.h"
 #include "common/prng.h"
 
-namespace maroon::net {
+namespace maroon {
 
 class Backoff {
  public:
@@ -44,4 +44,4 @@ class Backoff {
   uint32_t failures_ = 0;
 };
 
-}  // namespace maroon::net
+}  // namespace maroon
