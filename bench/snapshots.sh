@@ -12,7 +12,9 @@
 #     SNAP_KEYS keys: node 3 is killed, its data directory removed, and it is
 #     restarted; the time until it has its peers' state again (a peer's
 #     snapshot installed, its applied epoch at node 1's), and node 1's SET
-#     throughput meanwhile against before.
+#     throughput meanwhile against before. Also with node 3 started from a
+#     snapshot node 1 uploaded just before (`--bootstrap-from`,
+#     docs/backups.md).
 #
 #   bench/snapshots.sh                               # 10M and 50M SETs, 1M keys
 #   PARTS=2 bench/snapshots.sh                       # only the second part
@@ -139,8 +141,8 @@ echo "== 3. a wiped node of a 3-node cluster holding $SNAP_KEYS keys =="
 # Twice: with the default retention of executed txs (256 MiB: the peers
 # still hold every tx, which the wiped node pulls), and with 16 MiB (it
 # takes a peer's snapshot).
-wiped_node() {  # retention bytes, label
-C="$WORK/cluster-$1"
+wiped_node() {  # retention bytes, label[, "store": node 3 bootstraps from a backup]
+C="$WORK/cluster-$1-${3:-peers}"
 "$MAROON" cluster up --dir "$C" --nodes 3 >"$WORK/cluster-up.log" 2>&1 ||
   { cat "$WORK/cluster-up.log"; exit 1; }
 "$MAROON" cluster down --dir "$C" >/dev/null 2>&1
@@ -154,6 +156,9 @@ else:
     text = re.sub(r"(?m)^\[settings\]$", f"[settings]\ntx_retention_bytes_max = {retention}", text)
 open(path, "w").write(text)
 PY
+if [ "${3:-}" = store ]; then
+  printf '\n[backup]\nstore = "backups"\ninterval_s = 3600\n' >>"$C/cluster.toml"
+fi
 "$MAROON" cluster up --dir "$C" >"$WORK/cluster-up.log" 2>&1 ||
   { cat "$WORK/cluster-up.log"; exit 1; }
 trap '"$MAROON" cluster down --dir "$C" >/dev/null 2>&1 || true; cleanup' EXIT
@@ -174,6 +179,11 @@ load() {  # SETs/s through node 1
     awk -F'"' '/^"SET"/ {print $4}'
 }
 before=$(load 400000)
+bootstrap=()
+if [ "${3:-}" = store ]; then
+  "$MAROON" backup --http-port "$H1" | sed 's/^/backup: /'
+  bootstrap=(--bootstrap-from "$C/backups")
+fi
 P3=$(cat "$C/node-3.pid")
 kill -9 "$P3"
 while kill -0 "$P3" 2>/dev/null; do sleep 0.01; done
@@ -182,7 +192,7 @@ print(os.path.join('$C', [n for n in c['nodes'] if n['id']==3][0]['data_dir']))"
 [ -d "$DATA3/wal" ] || { echo "no data directory at $DATA3"; exit 1; }
 rm -rf "$DATA3"
 t0=$(date +%s%N)
-"$MAROON" node --config "$C/cluster.toml" --id 3 >>"$C/node-3.log" 2>&1 &
+"$MAROON" node --config "$C/cluster.toml" --id 3 "${bootstrap[@]}" >>"$C/node-3.log" 2>&1 &
 N3=$!
 pids+=($N3)
 (load 1000000 >"$WORK/during") &
@@ -200,7 +210,7 @@ echo "-- $2: keys $(redis-cli -p "$R1" dbsize)"
 echo "node 3 wiped and restarted: it serves with its peers' state (within 50 epochs of node 1) after $(((t1 - t0) / 1000000)) ms;" \
   "snapshots installed: $(node_status "$H3" "s['snapshot']['transfer']['installed']")," \
   "received $(node_status "$H3" "s['snapshot']['transfer']['bytes_received']") bytes"
-grep -E "lags beyond|installed a peer|rejoins" "$C/node-3.log" | tail -3 | cut -c1-160 || true
+grep -E "lags beyond|installed a|rejoins|fetching" "$C/node-3.log" | tail -4 | cut -c1-160 || true
 printf "%-44s %12s\n" "" "SET/s"
 printf "%-44s %12s\n" "node 1 before" "$before"
 printf "%-44s %12s\n" "node 1 while node 3 rejoins (1M SETs, -P 16)" "$during"
@@ -210,3 +220,4 @@ wait $N3 2>/dev/null || true
 }
 wiped_node 268435456 "retention 256 MiB (default)"
 wiped_node 16777216 "retention 16 MiB"
+wiped_node 268435456 "retention 256 MiB, node 3 --bootstrap-from a directory store" store

@@ -372,14 +372,14 @@ class ClusterBootstrap(unittest.TestCase):
             return (s3["serving"] and s1["applied_epoch"] == s3["applied_epoch"] and
                     s1["state_hash"] == s3["state_hash"] and s3)
         s3 = wait_for(caught_up, "node 3 to catch up", 90)
-        # The stored snapshot was installed, then one from a peer for what
-        # the peers no longer keep of what came after it.
+        # The stored snapshot was installed: node 1's, or a newer one a peer
+        # uploaded meanwhile (each node's first upload goes at once). What
+        # came after it and the peers no longer keep as txs came in one more
+        # snapshot from a peer (not if the stored one was new enough).
         t = s3["snapshot"]["transfer"]
-        # Node 1's, or a newer one a peer uploaded meanwhile (each node's
-        # first upload goes at once).
         self.assertGreaterEqual(t["bootstrap_epoch"], backup_epoch, t)
-        self.assertGreaterEqual(t["installed"], 2, t)
-        self.assertGreater(t["bytes_received"], 0, t)
+        self.assertGreaterEqual(t["installed"], 1, t)
+        self.assertEqual(t["installed"] >= 2, t["bytes_received"] > 0, t)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "node-3", "snapshots",
                                                      "bootstrap.msnap")))
 
