@@ -250,7 +250,7 @@ class S3Backups(unittest.TestCase):
     def test_an_unreachable_store_is_reported_and_retried_failures_recover(self):
         dead = dict(self.env, AWS_ENDPOINT_URL="http://127.0.0.1:%d" % free_port())
         d = self.dev("dead", "--backup-to", "s3://%s/dead" % BUCKET, env=dead)
-        r = run(self.maroon, "backup", "--http-port", d.http_port, "--wait", "3", env=self.env)
+        r = run(self.maroon, "backup", "--http-port", d.http_port, "--wait", "10", env=self.env)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("is the object store reachable", r.stderr)
         self.assertTrue(status(d.http_port)["serving"])
