@@ -30,6 +30,7 @@
 #include "sequencer/vr_sequencer.h"
 #include "storage/data_dir.h"
 #include "storage/fault_env.h"
+#include "storage/snapshot_file.h"
 
 namespace maroon {
 namespace {
@@ -365,6 +366,14 @@ class Cluster {
 
 
   void start(size_t i) {
+    const Status s = try_start(i);
+    ASSERT_TRUE(s.is_ok()) << "replay of node " << i << ": " << s.to_string();
+  }
+
+ public:
+  // Starts node i as the node process does; an error if its directory does
+  // not open (the node is then down: start it again, or restart it).
+  Status try_start(size_t i) {
     Member& mem = m(i);
     std::vector<vr::ReplicaId> vr_members;
     for (NodeId id : ids_) vr_members.emplace_back(id.value());
@@ -390,12 +399,18 @@ class Cluster {
       replayed_hash = mem.node->state_hash();
       replayed_epoch = mem.node->applied_epoch();
     });
-    ASSERT_TRUE(dir.is_ok()) << "replay of node " << i << ": " << dir.status().to_string();
+    if (!dir) {
+      stop(i);
+      return dir.status();
+    }
     mem.dir = std::move(dir).value();
     // As the driver's start(): a first tick once replayed.
     mem.node->tick(now_ms_);
     collect(i);
+    return Status::ok();
   }
+
+ private:
 
   const ClusterOptions options_;
   std::vector<NodeId> ids_;
@@ -1176,6 +1191,92 @@ TEST(NodeCluster, TwoNodesLaggingTogetherBothCatchUpFromSnapshots) {
     EXPECT_EQ(c.node(i).snapshots_installed(), 1u);
     EXPECT_EQ(c.log(i), (Log{"1", "2", "3"}));
   }
+}
+
+// `maroon restore` (docs/backups.md): a new directory holding a snapshot
+// and the marker naming it starts from that snapshot as its own, whatever
+// point a crash of its first start struck; a damaged one is refused, never
+// passed over for an empty state.
+TEST(NodeCluster, ARestoredDirectoryStartsFromItsSnapshotAtEveryCrashPoint) {
+  Cluster c(1, ClusterOptions{.snapshots = true});
+  RangeId r = c.lease();
+  for (uint64_t o = 1; o <= 4; o++) c.send_tx(r, o, std::to_string(o), {1});
+  c.settle();
+  c.run(10);
+  ASSERT_EQ(c.log(1), (Log{"1", "2", "3", "4"}));
+  c.take_snapshot(1);
+  const EpochNumber epoch = c.node(1).applied_epoch();
+  const uint64_t hash = c.node(1).state_hash();
+  const std::string name = snapshot_file_name(epoch.value());
+  const std::string path = "/node/snapshots/" + name;
+  std::string bytes;
+  {
+    auto f = c.m(1).env->open(path, /*create=*/false);
+    ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+    auto size = (*f)->size();
+    ASSERT_TRUE(size.is_ok());
+    ASSERT_TRUE((*f)->read_at(0, *size, bytes).is_ok());
+  }
+  // What `maroon restore` leaves: the snapshot, then the marker.
+  auto prepared = [&] {
+    auto env = std::make_unique<FaultEnv>();
+    EXPECT_TRUE(env->create_dirs("/node/snapshots").is_ok());
+    auto f = env->open(path, /*create=*/true);
+    EXPECT_TRUE(f.is_ok());
+    EXPECT_TRUE((*f)->write_at(0, bytes).is_ok());
+    EXPECT_TRUE((*f)->sync().is_ok());
+    f->reset();
+    EXPECT_TRUE(host::NodeHost::mark_for_restore(*env, "/node/snapshots", epoch.value()).is_ok());
+    return env;
+  };
+  Prng prng(11);
+  bool finished = false;
+  for (uint64_t ops = 0; !finished; ops++) {
+    ASSERT_LT(ops, 500u);
+    c.stop(1);
+    c.m(1).env = prepared();
+    c.m(1).env->crash_after_ops(ops);
+    const Status first = c.try_start(1);
+    finished = !c.m(1).env->crash_point().has_value();
+    if (finished) {
+      // The start needed fewer calls: no crash point left to try.
+      c.m(1).env->crash_after_ops(UINT64_MAX);
+      ASSERT_TRUE(first.is_ok()) << first.to_string();
+    } else {
+      // The machine crashed during the first start; it boots again.
+      c.stop(1);
+      c.m(1).env->crash(prng, /*tear=*/false);
+      const Status again = c.try_start(1);
+      ASSERT_TRUE(again.is_ok()) << "crash at op " << ops << " ("
+                                 << *c.m(1).env->crash_point() << "): " << again.to_string();
+    }
+    SCOPED_TRACE("crash at op " + std::to_string(ops));
+    EXPECT_EQ(c.node(1).applied_epoch(), epoch);
+    EXPECT_EQ(c.node(1).state_hash(), hash);
+    EXPECT_FALSE(c.m(1).env->exists("/node/snapshots/RESTORE"));
+    // It goes on from there, and keeps what it does across a restart.
+    c.settle();
+    c.run(5);
+    c.send_tx(r, 5, "5", {1});
+    c.settle();
+    c.run(10);
+    ASSERT_EQ(c.log(1), (Log{"1", "2", "3", "4", "5"}));
+    c.restart(1);
+    c.settle();
+    c.run(5);
+    EXPECT_EQ(c.log(1), (Log{"1", "2", "3", "4", "5"}));
+  }
+
+  // A damaged snapshot in a prepared directory: the start fails, and the
+  // snapshot and its marker stay as they were (never passed over).
+  c.stop(1);
+  c.m(1).env = prepared();
+  c.m(1).env->flip_bit(path, 8 * (bytes.size() / 2));
+  const Status damaged = c.try_start(1);
+  ASSERT_FALSE(damaged.is_ok());
+  EXPECT_NE(damaged.message().find("RESTORE"), std::string::npos) << damaged.to_string();
+  EXPECT_TRUE(c.m(1).env->exists(path));
+  EXPECT_TRUE(c.m(1).env->exists("/node/snapshots/RESTORE"));
 }
 
 TEST(NodeCluster, WithoutSnapshotsALaggingNodeStillStopsWithAFault) {
