@@ -282,6 +282,25 @@ class NodeHost {
   };
   static constexpr size_t kServeQueueMax = 16;
   std::deque<Serving> serving_;
+  // The snapshot files being served, kept open: a newer snapshot's
+  // compaction may delete one mid-transfer, and the open file goes on
+  // serving it (its space is freed once it is closed). At most
+  // kServedFilesMax, each closed once no pull asked for it for
+  // kServedIdleRetries pull retry intervals.
+  struct ServedFile {
+    uint64_t epoch = 0;
+    uint64_t bytes = 0;
+    std::string path;
+    std::unique_ptr<File> file;
+    uint64_t last_ms = 0;
+  };
+  static constexpr size_t kServedFilesMax = 2;
+  static constexpr uint64_t kServedIdleRetries = 10;
+  std::vector<ServedFile> served_files_;
+  // The open file of snapshot `epoch` (opened and kept now if it is
+  // published), or null: gone. An error if it is published but does not
+  // open.
+  Result<ServedFile*> served_file(uint64_t epoch);
   uint64_t serve_tokens_ = 0;
   uint64_t serve_tokens_ms_ = 0;
   // Over every transfer, and the last problem (transfer_status()).

@@ -441,31 +441,64 @@ void NodeHost::serve_pulls() {
     serving_.pop_front();
     if (rate != 0) serve_tokens_ -= s.pull.length;
     SnapshotChunk chunk{.epoch = s.pull.epoch};
-    const SnapshotInfo* info = nullptr;
-    for (auto it = published_.rbegin(); it != published_.rend(); ++it) {
-      if (it->epoch == s.pull.epoch.value()) {
-        info = &*it;
-        break;
-      }
+    Result<ServedFile*> found = served_file(s.pull.epoch.value());
+    if (!found) {
+      // Published, but it does not open: not "gone" (the puller would start
+      // over); unanswered, it asks again.
+      transfer_error_ = fmt::format("serving node {}: {}", s.to.value(), found.status().to_string());
+      continue;
     }
-    if (info != nullptr && s.pull.offset < info->bytes) {
-      auto file = snapshot_env_->open(info->path, /*create=*/false);
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(s.pull.length, info->bytes - s.pull.offset));
-      if (!file || !(*file)->read_at(s.pull.offset, n, chunk.data) || chunk.data.size() != n) {
-        // Not "gone" (the puller would start over): unanswered, it asks again.
-        transfer_error_ = fmt::format("reading {} for node {}: {}", info->path,
-                                           s.to.value(),
-                                           file ? "short or failed read" : file.status().to_string());
+    ServedFile* served = *found;
+    if (served != nullptr && s.pull.offset < served->bytes) {
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>(s.pull.length, served->bytes - s.pull.offset));
+      if (!served->file->read_at(s.pull.offset, n, chunk.data) || chunk.data.size() != n) {
+        transfer_error_ = fmt::format("reading {} for node {}: short or failed read",
+                                      served->path, s.to.value());
         continue;
       }
+      served->last_ms = now_ms_;
       chunk.offset = s.pull.offset;
-      chunk.total = info->bytes;
+      chunk.total = served->bytes;
       chunk.checksum = hash64(chunk.data);
       transfer_sent_ += n;
     }
-    // Otherwise "gone": compacted away, or never this node's.
+    // Otherwise "gone": compacted away and closed, or never this node's.
     sink_.to_peer(PeerEnvelope{s.to, std::move(chunk)});
   }
+}
+
+Result<NodeHost::ServedFile*> NodeHost::served_file(uint64_t epoch) {
+  // Closed once idle: a deleted one's space is freed.
+  const uint64_t idle_ms = kServedIdleRetries * snapshot_settings_.transfer_retry_ms;
+  std::erase_if(served_files_, [&](const ServedFile& f) {
+    return f.epoch != epoch && now_ms_ > f.last_ms + idle_ms;
+  });
+  for (ServedFile& f : served_files_) {
+    if (f.epoch == epoch) return &f;
+  }
+  const SnapshotInfo* info = nullptr;
+  for (auto it = published_.rbegin(); it != published_.rend(); ++it) {
+    if (it->epoch == epoch) {
+      info = &*it;
+      break;
+    }
+  }
+  if (info == nullptr) return static_cast<ServedFile*>(nullptr);
+  auto file = snapshot_env_->open(info->path, /*create=*/false);
+  if (!file) return file.status();  // opened again at the next pull
+  if (served_files_.size() >= kServedFilesMax) {
+    // The least recently served goes (its puller is answered "gone" later).
+    auto lru = std::min_element(served_files_.begin(), served_files_.end(),
+                                [](const ServedFile& a, const ServedFile& b) {
+                                  return a.last_ms < b.last_ms;
+                                });
+    served_files_.erase(lru);
+  }
+  served_files_.push_back(
+      ServedFile{info->epoch, info->bytes, info->path, std::move(file).value(), now_ms_});
+  MAROON_ASSERT(served_files_.size() <= kServedFilesMax);
+  return &served_files_.back();
 }
 
 }  // namespace maroon::host

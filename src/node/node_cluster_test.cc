@@ -1034,6 +1034,65 @@ TEST(NodeCluster, ASnapshotTransferResumesAfterABrokenLinkAndSurvivesDamagedChun
   EXPECT_GT(c.m(3).host->transfer_status().last_error.size(), 0u);  // the damaged chunk
 }
 
+TEST(NodeCluster, ASnapshotBeingServedSurvivesTheSendersNewerSnapshotsAndCompaction) {
+  Cluster c(3, transfer_options());
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  const std::string big(100 * 1024, 'x');
+  for (uint64_t k = 1; k <= 12; k++) c.send_tx(r, k, big + std::to_string(k), {1, 2});
+  c.settle();
+  c.run(5);
+  c.m(3).cut_off = false;
+  std::optional<NodeId> sender;
+  size_t gone = 0, chunks = 0;
+  bool healed = false;
+  c.drop_if = [&](InFlight& f) {
+    auto* chunk = std::get_if<SnapshotChunk>(&f.msg);
+    if (chunk == nullptr || f.to != NodeId(3)) return false;
+    if (chunk->total == 0) {
+      gone++;
+    } else {
+      chunks++;
+      sender = f.from;
+    }
+    return false;
+  };
+  c.drop_if = [&, count = c.drop_if](InFlight& f) {
+    // After the first chunk the link to node 3 breaks for a while.
+    if (chunks >= 1 && !c.m(3).cut_off && sender && f.to == NodeId(3) && gone == 0 &&
+        is<SnapshotChunk>(f) && c.node(3).snapshots_installed() == 0 && !healed) {
+      c.m(3).cut_off = true;
+      return true;
+    }
+    return count(f);
+  };
+  for (int t = 0; t < 300 && !c.m(3).cut_off; t++) c.run(1);
+  ASSERT_TRUE(c.m(3).cut_off);
+  ASSERT_TRUE(sender.has_value());
+  // Meanwhile the sender moves on twice: each newer snapshot of its own
+  // (kept: 1) deletes the one before, the one being served included.
+  const size_t s = sender->value();
+  for (uint64_t k = 13; k <= 14; k++) {
+    c.send_tx(r, k, "more" + std::to_string(k), {1, 2});
+    c.settle();
+    c.run(2);
+    c.take_snapshot(s);
+    c.run(2);  // its compaction goes with the next write
+  }
+  ASSERT_EQ(c.m(s).host->snapshots().size(), 1u);
+  healed = true;
+  c.m(3).cut_off = false;
+  for (int t = 0; t < 600 && c.node(3).applied_epoch() < c.node(1).applied_epoch(); t++) c.run(1);
+  ASSERT_TRUE(c.node(3).fault().is_ok()) << c.node(3).fault().to_string();
+  // Served to its end from the file it began with: never "gone". (A
+  // second snapshot follows for txs 13 and 14, which the peers executed
+  // and, keeping none, dropped.)
+  EXPECT_EQ(gone, 0u);
+  EXPECT_GE(c.node(3).snapshots_installed(), 1u);
+  EXPECT_EQ(c.node(3).state_hash(), c.node(1).state_hash());
+  EXPECT_EQ(c.log(3).size(), 14u);
+}
+
 TEST(NodeCluster, AWipedNodeRejoinsFromItsPeersAndNeverVotesWithAnEmptyLog) {
   Cluster c(3, transfer_options());
   RangeId r = c.lease();
