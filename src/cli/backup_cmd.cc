@@ -99,13 +99,17 @@ Status check_restorable(const std::string& path, const std::string& key) {
                                       key));
 }
 
+constexpr const char* kRestoreDownload = "restore.download";
+
 // Leftovers of an interrupted download or marker write.
 void remove_partial_files(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.ends_with(".part") || name.ends_with(".tmp")) fs::remove(e.path(), ec);
+    if (name.ends_with(".part") || name.ends_with(".tmp") || name == kRestoreDownload) {
+      fs::remove(e.path(), ec);
+    }
   }
 }
 
@@ -123,8 +127,10 @@ Status restore_data_dir(const objstore::StoreConfig& config, const std::string& 
   const std::string dir = data_dir + "/snapshots";
   std::error_code ec;
   if (fs::exists(join_path(dir, host::NodeHost::kRestoreMarker), ec)) {
-    // Prepared already (a start from it was interrupted): it starts from it.
-    std::fprintf(stderr, "%s is prepared to start from a snapshot already\n", data_dir.c_str());
+    // Prepared already (a start from it was interrupted): it starts from
+    // the snapshot it was prepared with, whatever epoch is asked for now.
+    std::fprintf(stderr, "%s is prepared to start from a snapshot already%s\n", data_dir.c_str(),
+                 epoch ? " (not fetching the epoch asked for: remove the directory for that)" : "");
     return Status::ok();
   }
   if (fs::is_directory(dir, ec)) {
@@ -144,20 +150,25 @@ Status restore_data_dir(const objstore::StoreConfig& config, const std::string& 
   if (!chosen) return chosen.status();
   fs::create_directories(dir, ec);
   if (ec) return io_error(fmt::format("{}: {}", dir, ec.message()));
+  // Under a name no start takes for a snapshot until it is checked: an
+  // interrupted fetch leaves nothing that blocks the next try.
+  const std::string download = join_path(dir, kRestoreDownload);
   const std::string path = join_path(dir, snapshot_file_name(chosen->epoch));
   std::fprintf(stderr, "fetching %s (%.1f MiB) from %s\n", chosen->key.c_str(),
                chosen->bytes / 1048576.0, (*store)->describe().c_str());
   const auto began = std::chrono::steady_clock::now();
-  if (Status s = objstore::fetch_snapshot(**store, *chosen, path,
+  if (Status s = objstore::fetch_snapshot(**store, *chosen, download,
                                           progress_printer("fetching " + chosen->key));
       !s) {
     return s;
   }
   PosixEnv env;
-  if (Status s = check_restorable(path, chosen->key); !s) {
-    (void)env.remove(path);
+  if (Status s = check_restorable(download, chosen->key); !s) {
+    (void)env.remove(download);
     return s;
   }
+  if (Status s = env.rename(download, path); !s) return s;
+  if (Status s = env.sync_dir(dir); !s) return s;
   if (Status s = host::NodeHost::mark_for_restore(env, dir, chosen->epoch); !s) return s;
   std::fprintf(stderr, "%s now starts from the snapshot of epoch %llu (fetched in %lld ms)\n",
                data_dir.c_str(), static_cast<unsigned long long>(chosen->epoch),

@@ -190,7 +190,9 @@ class NodeHost {
   // sent it, before asking peers; the file is deleted once installed,
   // refused, or superseded by a snapshot of the node's own.
   static constexpr std::string_view kBootstrapName = "bootstrap.msnap";
-  void set_bootstrap(std::string path) { bootstrap_path_ = std::move(path); }
+  // An error if the file is no snapshot this build reads (it is then not
+  // used, and deleted).
+  Status set_bootstrap(std::string path);
   const std::string& bootstrap() const { return bootstrap_path_; }
 
   // --- Snapshot transfer (docs/snapshots.md, "Transfer";
@@ -232,8 +234,11 @@ class NodeHost {
   void fetch_complete();
   Status install(const std::string& path);
   // Deletes the bootstrap file: installed and made durable, refused, or not
-  // needed (the node published a snapshot of its own).
+  // needed (the node published a snapshot of its own as new).
   void drop_bootstrap();
+  // Closes served files no pull asked for lately (a deleted one's space is
+  // freed then); keeps `keep`.
+  void close_idle_served_files(uint64_t keep = UINT64_MAX);
   void on_snapshot_wanted(NodeId from, const SnapshotWanted& m);
   void on_snapshot_offer(NodeId from, const SnapshotOffer& m);
   void on_snapshot_pull(NodeId from, const SnapshotPull& m);
@@ -268,6 +273,7 @@ class NodeHost {
   bool superblock_state_seen_ = false;
   std::string bootstrap_path_;  // empty: none (set_bootstrap)
   bool bootstrap_tried_ = false;
+  uint64_t bootstrap_epoch_ = 0;  // of the bootstrap file
   uint64_t bootstrap_installed_epoch_ = 0;
   Status snapshot_error_;
   std::vector<std::string> warnings_;

@@ -257,7 +257,11 @@ void NodeHost::snapshot_job_done(uint64_t snapshot, bool publishes, const Status
                     .path = taking_->writer->path()};
   const bool base = taking_->base;
   taking_.reset();
-  drop_bootstrap();  // a snapshot of the node's own, as new or newer
+  // A durable state of the node's own as new as the bootstrap file's: the
+  // file is of no more use (installed, or never needed).
+  if (info.epoch >= bootstrap_epoch_) drop_bootstrap();
+  // A served file of this epoch is of the snapshot this one replaced.
+  std::erase_if(served_files_, [&](const ServedFile& f) { return f.epoch == info.epoch; });
   if (base) {
     // The installed state is durable: what came before it goes.
     install_base_pending_ = false;
@@ -369,6 +373,12 @@ Result<SnapshotCover> NodeHost::load_snapshot(bool fresh_directory, ReplayCounts
     if (ok) break;
     pass_over(newest.path, ok.to_string());
     valid.pop_back();
+  }
+  if (prepared && node_.members().size() > 1) {
+    return invalid_argument(fmt::format(
+        "{}: a directory prepared by `maroon restore` starts a single node (maroon dev), not a "
+        "node of a cluster of {}",
+        marker, node_.members().size()));
   }
   if (prepared && (valid.size() != 1 || numbers->size() != 1)) {
     return corruption(fmt::format("{}: the snapshot it names cannot be restored{}", marker,

@@ -75,6 +75,7 @@ void NodeHost::tick(uint64_t now_ms) {
   if (!snapshots_enabled() || failed_) return;
   fetch_work();
   serve_pulls();
+  close_idle_served_files();
 }
 
 TransferStatus NodeHost::transfer_status() const {
@@ -119,7 +120,14 @@ void NodeHost::fetch_work() {
     // published), then the peers make up what it lacks.
     bootstrap_tried_ = true;
     const uint64_t installs = node_.snapshots_installed();
-    Status s = install(bootstrap_path_);
+    // Never ahead of what this cluster committed: such a snapshot is of
+    // another run of it (recreated with the same id and store).
+    Status s = bootstrap_epoch_ <= node_.known_committed_epoch().value()
+                   ? install(bootstrap_path_)
+                   : invalid_argument(fmt::format(
+                         "it is of epoch {}, ahead of every epoch this cluster committed ({}): "
+                         "of another run of the cluster?",
+                         bootstrap_epoch_, node_.known_committed_epoch().value()));
     if (s && node_.snapshots_installed() > installs) {
       bootstrap_installed_epoch_ = node_.installed_epoch().value();
       return;
@@ -396,9 +404,24 @@ Status NodeHost::install(const std::string& path) {
   return Status::ok();
 }
 
+Status NodeHost::set_bootstrap(std::string path) {
+  MAROON_ASSERT(snapshots_enabled());
+  bootstrap_path_ = std::move(path);
+  auto reader = SnapshotFileReader::open(*snapshot_env_, bootstrap_path_);
+  Result<Header> h = reader ? decode_header((*reader)->header()) : Result<Header>(reader.status());
+  if (!h) {
+    const Status s = h.status();
+    drop_bootstrap();
+    return s;
+  }
+  bootstrap_epoch_ = h->epoch;
+  return Status::ok();
+}
+
 void NodeHost::drop_bootstrap() {
   if (bootstrap_path_.empty()) return;
   (void)snapshot_env_->remove(bootstrap_path_);
+  (void)snapshot_env_->sync_dir(snapshot_settings_.dir);
   bootstrap_path_.clear();
 }
 
@@ -468,12 +491,15 @@ void NodeHost::serve_pulls() {
   }
 }
 
-Result<NodeHost::ServedFile*> NodeHost::served_file(uint64_t epoch) {
-  // Closed once idle: a deleted one's space is freed.
+void NodeHost::close_idle_served_files(uint64_t keep) {
   const uint64_t idle_ms = kServedIdleRetries * snapshot_settings_.transfer_retry_ms;
   std::erase_if(served_files_, [&](const ServedFile& f) {
-    return f.epoch != epoch && now_ms_ > f.last_ms + idle_ms;
+    return f.epoch != keep && now_ms_ > f.last_ms + idle_ms;
   });
+}
+
+Result<NodeHost::ServedFile*> NodeHost::served_file(uint64_t epoch) {
+  close_idle_served_files(epoch);
   for (ServedFile& f : served_files_) {
     if (f.epoch == epoch) return &f;
   }
@@ -487,6 +513,14 @@ Result<NodeHost::ServedFile*> NodeHost::served_file(uint64_t epoch) {
   if (info == nullptr) return static_cast<ServedFile*>(nullptr);
   auto file = snapshot_env_->open(info->path, /*create=*/false);
   if (!file) return file.status();  // opened again at the next pull
+  // The file under that name may already be a newer snapshot of the same
+  // epoch whose publication this host has not heard of yet.
+  auto size = (*file)->size();
+  if (!size) return size.status();
+  if (*size != info->bytes) {
+    return unavailable(fmt::format("{} is {} bytes, not the {} published: being replaced",
+                                   info->path, *size, info->bytes));
+  }
   if (served_files_.size() >= kServedFilesMax) {
     // The least recently served goes (its puller is answered "gone" later).
     auto lru = std::min_element(served_files_.begin(), served_files_.end(),

@@ -19,6 +19,7 @@
 // orderable offset is its durable one.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -211,6 +212,11 @@ class Node {
 
   EpochNumber applied_epoch() const { return applied_epoch_; }
   EpochNumber committed_epoch() const { return committed_epoch_; }
+  // The newest committed epoch this node has heard of: beyond
+  // committed_epoch() while it waits across a gap for a snapshot.
+  EpochNumber known_committed_epoch() const {
+    return gap_epochs_.empty() ? committed_epoch_ : std::max(committed_epoch_, gap_epochs_.back().number);
+  }
   uint64_t applied_time_ms() const { return applied_time_ms_; }
   const NodeCounters& counters() const { return counters_; }
   // Txs held but not yet executed.

@@ -268,6 +268,18 @@ TEST(Uploader, RefusesToMixTimelinesInOneFolder) {
   auto stored = list_snapshots(*check, 1);
   ASSERT_EQ(stored->size(), 1u);
   EXPECT_EQ((*stored)[0].epoch, 10u);
+
+  // A cluster node's epochs are its cluster's, one history: a newer one of
+  // its own (from before it lost its disk) is no conflict, and stays.
+  ASSERT_TRUE(check->put_file(snapshot_key(2, 10), root + "/s").is_ok());
+  Uploader cluster_node(dir_store(root + "/store"),
+                        UploaderOptions{.node_id = 2, .interval_ms = 0, .kept = 1,
+                                        .one_timeline_check = false});
+  cluster_node.offer(5, root + "/s", 4);
+  ASSERT_TRUE(eventually([&] { return cluster_node.status().uploads == 1; }));
+  EXPECT_EQ(cluster_node.status().failures, 0u);
+  auto two = list_snapshots(*check, 2);
+  ASSERT_EQ(two->size(), 2u);  // kept 1, but never the one just uploaded
   fs::remove_all(root);
 }
 

@@ -38,15 +38,18 @@ void Uploader::offer(uint64_t epoch, std::string path, uint64_t bytes) {
   cv_.notify_all();
 }
 
-void Uploader::force_next(uint64_t min_epoch) {
+uint64_t Uploader::force_next(uint64_t min_epoch) {
+  uint64_t uploads = 0;
   {
     std::lock_guard lock(mu_);
     forced_epoch_ = forced_ ? std::max(forced_epoch_, min_epoch) : min_epoch;
     forced_ = true;
     status_.forced = true;
     status_.forced_epoch = forced_epoch_;
+    uploads = status_.uploads;
   }
   cv_.notify_all();
+  return uploads;
 }
 
 UploaderStatus Uploader::status() const {
@@ -137,7 +140,7 @@ Status Uploader::upload(const Offer& o, uint64_t& pruned, bool& gone) {
   bool there = false;
   for (const StoredSnapshot& s : *stored) {
     if (s.key == key && s.bytes == o.bytes) there = true;  // uploaded before a restart
-    if (s.epoch > o.epoch) {
+    if (options_.one_timeline_check && s.epoch > o.epoch) {
       return Status(Code::kConflict, fmt::format(
           "{} holds a snapshot of node {} at epoch {}, newer than this one ({}): it is of "
           "another timeline (a data directory restored from an older snapshot, or another "
@@ -155,17 +158,15 @@ Status Uploader::upload(const Offer& o, uint64_t& pruned, bool& gone) {
     stored->push_back(StoredSnapshot{options_.node_id, o.epoch, o.bytes, key});
   }
   if (options_.kept == 0) return Status::ok();
+  // The newest `kept` stay, and the one just uploaded (a cluster node's may
+  // be older than one it uploaded before it lost its disk).
   std::sort(stored->begin(), stored->end(),
-            [](const StoredSnapshot& a, const StoredSnapshot& b) { return a.epoch < b.epoch; });
-  // Never the one just uploaded, even if the store holds newer ones (of an
-  // earlier life of this node id).
-  size_t excess = stored->size() > options_.kept ? stored->size() - options_.kept : 0;
-  for (const StoredSnapshot& s : *stored) {
-    if (excess == 0) break;
+            [](const StoredSnapshot& a, const StoredSnapshot& b) { return a.epoch > b.epoch; });
+  for (size_t i = options_.kept; i < stored->size(); i++) {
+    const StoredSnapshot& s = (*stored)[i];
     if (s.key == key) continue;
     if (Status st = store_->remove(s.key); !st) return st;
     pruned++;
-    excess--;
   }
   return Status::ok();
 }

@@ -10,11 +10,11 @@
 // deleted. A failed upload is retried with backoff (or replaced by a newer
 // offer); the store's own requests are retried inside it.
 //
-// A node's epochs only grow, so a store folder holding a newer snapshot of
-// this node than the one to upload belongs to another timeline (a data
-// directory restored from an older snapshot, or another cluster sharing
+// A single node's epochs only grow, so a store folder holding a newer
+// snapshot of it than the one to upload belongs to another timeline (a
+// data directory restored from an older snapshot, or another node sharing
 // the prefix): the upload is refused, saying so, rather than mixing them
-// (and pruning one with the other).
+// (one_timeline_check).
 #pragma once
 
 #include <chrono>
@@ -37,6 +37,12 @@ struct UploaderOptions {
   uint64_t interval_ms = 60 * 1000;
   // This node's newest `kept` snapshots stay in the store; 0: none deleted.
   size_t kept = 7;
+  // A single node: a newer snapshot of it in the store is of another
+  // timeline (this directory was restored from an older one), and the
+  // upload is refused (below). A cluster node's epochs are the cluster's,
+  // one history: a newer one of its own (from before it lost its disk, or
+  // taken before a damaged newest was passed over) is no conflict.
+  bool one_timeline_check = true;
   // After a failed upload, the next try waits from retry_min_ms, doubling
   // up to retry_max_ms.
   uint64_t retry_min_ms = 1000;
@@ -73,7 +79,8 @@ class Uploader {
   // Uploads go at once, whatever the interval says, until one of a
   // snapshot of `min_epoch` or later succeeded (`maroon backup`: the
   // snapshot it asked for).
-  void force_next(uint64_t min_epoch);
+  // Returns the uploads done so far (status().uploads), read with it.
+  uint64_t force_next(uint64_t min_epoch);
   UploaderStatus status() const;
 
  private:

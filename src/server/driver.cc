@@ -239,8 +239,11 @@ Status Driver::start() {
   host_.set_snapshots(*env_, snapshots);
   if (const std::string b = join_path(snapshots.dir, host::NodeHost::kBootstrapName);
       options_.cluster && env_->exists(b)) {
-    spdlog::info("{} was fetched to start from: installed once this node needs a snapshot", b);
-    host_.set_bootstrap(b);
+    if (Status s = host_.set_bootstrap(b); !s) {
+      spdlog::warn("{} was fetched to start from, but is not used: {}", b, s.to_string());
+    } else {
+      spdlog::info("{} was fetched to start from: installed once this node needs a snapshot", b);
+    }
   }
   if (options_.backup_store) {
     // A store that cannot be used as configured stops the start; one that
@@ -249,6 +252,7 @@ Status Driver::start() {
     if (!store) return Status(store.status().code(), "backup: " + store.status().message());
     objstore::UploaderOptions uo = options_.backup;
     uo.node_id = want_id;
+    uo.one_timeline_check = !options_.cluster.has_value();
     uploader_ = std::make_unique<objstore::Uploader>(std::move(store).value(), uo);
   }
   host::ReplayCounts counts;
@@ -732,15 +736,17 @@ Status Driver::request_snapshot() {
   return Status::ok();
 }
 
-Status Driver::request_backup() {
+Result<Engine::BackupTicket> Driver::request_backup() {
   if (!uploader_) {
     return invalid_argument("no backup store is configured: start the node with --backup-to "
                             "(maroon dev) or a [backup] section in the cluster config");
   }
   if (Status s = request_snapshot(); !s) return s;
   // The snapshot asked for is of the applied state now, or later.
-  uploader_->force_next(node_.applied_epoch().value());
-  return Status::ok();
+  BackupTicket t;
+  t.min_epoch = node_.applied_epoch().value();
+  t.uploads = uploader_->force_next(t.min_epoch);
+  return t;
 }
 
 void Driver::maybe_snapshot() {

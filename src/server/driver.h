@@ -100,7 +100,7 @@ class Driver final : public Engine {
   Result<std::string> read(AppId app, std::string_view op) override;
   EngineStatus status() const override;
   Status request_snapshot() override;
-  Status request_backup() override;
+  Result<BackupTicket> request_backup() override;
   Registry& metrics() override { return registry_; }
   // In a cluster a node's applied state may lag the cluster's, so reads are
   // ordered like writes (linearizable); one node reads its own state.

@@ -79,8 +79,16 @@ class Engine {
   // takes none (a gateway) or cannot now.
   virtual Status request_snapshot() { return unavailable("this process keeps no snapshots"); }
   // Asks for a snapshot now, uploaded to the object store as soon as it is
-  // written (docs/backups.md); an error if no store is configured.
-  virtual Status request_backup() { return unavailable("this process keeps no snapshots"); }
+  // written (docs/backups.md); an error if no store is configured. Done
+  // once status().backup counts more uploads than `uploads` with one of
+  // `min_epoch` or later.
+  struct BackupTicket {
+    uint64_t uploads = 0;
+    uint64_t min_epoch = 0;
+  };
+  virtual Result<BackupTicket> request_backup() {
+    return unavailable("this process keeps no snapshots");
+  }
   // True when read ops must go through submit() to be linearizable (a
   // cluster node or a gateway); read() then serves only explicitly stale
   // reads (the native protocol's read-only flag).

@@ -738,13 +738,14 @@ class HttpServer::Session : public Listener::Connection,
       return write(error_response(Status(
           Code::kPermissionDenied, fmt::format("user \"{}\" is read-only", user_->name))));
     }
-    if (Status s = engine_.request_backup(); !s) return write(error_response(s));
+    Result<Engine::BackupTicket> ticket = engine_.request_backup();
+    if (!ticket) return write(error_response(ticket.status()));
     const EngineStatus st = engine_.status();
     json::object o;
     o["requested"] = true;
-    o["uploads"] = st.backup ? st.backup->uploads : 0;
-    // Done once a snapshot of this epoch or later is uploaded.
-    o["min_epoch"] = st.backup ? st.backup->forced_epoch : 0;
+    // Done once more than `uploads` went, one of `min_epoch` or later.
+    o["uploads"] = ticket->uploads;
+    o["min_epoch"] = ticket->min_epoch;
     o["store"] = st.backup ? st.backup->store : std::string();
     write(json_response(http::status::accepted, o));
   }
