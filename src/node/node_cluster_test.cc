@@ -947,6 +947,19 @@ RangeId lag_node_3(Cluster& c) {
   return r;
 }
 
+// As lag_node_3, with 12 txs of 100 KiB: enough state for a snapshot of
+// several of the harness's 256 KiB chunks. Node 3 is back on the network.
+RangeId lag_node_3_by_chunks(Cluster& c) {
+  RangeId r = c.lease();
+  c.m(3).cut_off = true;
+  const std::string big(100 * 1024, 'x');
+  for (uint64_t k = 1; k <= 12; k++) c.send_tx(r, k, big + std::to_string(k), {1, 2});
+  c.settle();
+  c.run(5);
+  c.m(3).cut_off = false;
+  return r;
+}
+
 }  // namespace
 
 TEST(NodeCluster, ALaggingNodeCatchesUpFromAPeersSnapshotInsteadOfStopping) {
@@ -986,16 +999,8 @@ TEST(NodeCluster, ALaggingNodeCatchesUpFromAPeersSnapshotInsteadOfStopping) {
 }
 
 TEST(NodeCluster, ASnapshotTransferResumesAfterABrokenLinkAndSurvivesDamagedChunks) {
-  ClusterOptions o = transfer_options();
-  Cluster c(3, o);
-  RangeId r = c.lease();
-  c.m(3).cut_off = true;
-  // Enough state for several chunks of the harness's 256 KiB.
-  const std::string big(100 * 1024, 'x');
-  for (uint64_t k = 1; k <= 12; k++) c.send_tx(r, k, big + std::to_string(k), {1, 2});
-  c.settle();
-  c.run(5);
-  c.m(3).cut_off = false;
+  Cluster c(3, transfer_options());
+  lag_node_3_by_chunks(c);
   size_t damaged = 0, pulls_from_start = 0;
   bool broken = false, healed = false;
   c.drop_if = [&](InFlight& f) {
@@ -1036,13 +1041,7 @@ TEST(NodeCluster, ASnapshotTransferResumesAfterABrokenLinkAndSurvivesDamagedChun
 
 TEST(NodeCluster, ASnapshotBeingServedSurvivesTheSendersNewerSnapshotsAndCompaction) {
   Cluster c(3, transfer_options());
-  RangeId r = c.lease();
-  c.m(3).cut_off = true;
-  const std::string big(100 * 1024, 'x');
-  for (uint64_t k = 1; k <= 12; k++) c.send_tx(r, k, big + std::to_string(k), {1, 2});
-  c.settle();
-  c.run(5);
-  c.m(3).cut_off = false;
+  RangeId r = lag_node_3_by_chunks(c);
   std::optional<NodeId> sender;
   size_t gone = 0, chunks = 0;
   bool healed = false;
