@@ -6,10 +6,14 @@
 // unknown key or an unsigned request is answered 403 as S3 would.
 //
 // Also, for the tests: POST /__fail?count=N&status=S answers the next N
-// requests with status S (an injected outage), GET /__stats counts.
+// requests with status S (an injected outage), GET /__stats counts, and
+// --list-page N makes listings page every N keys.
 //
-//   node s3_server.js --dir D --bucket B --access-key K --secret S --port-file F
-// prints nothing until it listens; then writes its port to F.
+//   node --openssl-legacy-provider s3_server.js --dir D --bucket B \
+//        --access-key K --secret S --port-file F [--list-page N]
+// prints nothing until it listens; then writes its port to F. (s3rver
+// makes listings' continuation tokens with DES, which OpenSSL 3 keeps in
+// its legacy provider.)
 'use strict';
 
 const crypto = require('crypto');
@@ -33,12 +37,15 @@ const bucket = arg('bucket');
 const accessKey = arg('access-key');
 const secret = arg('secret');
 const portFile = arg('port-file');
+// Listings answer at most this many keys a page (0: s3rver's 1000), so the
+// client's paging (continuation tokens) is exercised with few objects.
+const listPage = Number(arg('list-page', '0'));
 const bodyMax = 64 * 1024 * 1024;
 
 const secrets = new Map([[accessKey, secret]]);
 AWSAccount.DUMMY_ACCOUNT.createKeyPair(accessKey, secret);
 
-const stats = { requests: 0, refused: 0, injected: 0, parts: 0, puts: 0 };
+const stats = { requests: 0, refused: 0, injected: 0, parts: 0, puts: 0, list_pages: 0 };
 let failNext = 0;
 let failStatus = 503;
 
@@ -123,6 +130,11 @@ async function verifySigV4(ctx, next) {
   if (ctx.method === 'PUT') {
     if (ctx.query.partNumber) stats.parts++;
     else stats.puts++;
+  }
+  if (ctx.method === 'GET' && ctx.query['list-type'] === '2') {
+    stats.list_pages++;
+    // After the signature check, which covered the query as sent.
+    if (listPage > 0) ctx.query = { ...ctx.query, 'max-keys': String(listPage) };
   }
   // s3rver reads the body again from ctx.req.
   const original = ctx.req;
