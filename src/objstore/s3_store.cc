@@ -178,26 +178,26 @@ size_t on_header(char* data, size_t size, size_t nmemb, void* arg) {
   return n;
 }
 
-// "<Code>: <Message>" of an S3 error body, or the body's start.
-std::string error_text(const std::string& body) {
+// An S3 error body, parsed once: its <Code> (empty if it is none), and
+// "<Code>: <Message>", or the body's start.
+struct S3ErrorBody {
+  std::string code;
+  std::string text;
+};
+
+S3ErrorBody parse_error(const std::string& body) {
   pugi::xml_document doc;
   if (doc.load_buffer(body.data(), body.size())) {
-    pugi::xml_node e = doc.child("Error");
-    if (e) {
-      return fmt::format("{}: {}", e.child_value("Code"), e.child_value("Message"));
+    if (pugi::xml_node e = doc.child("Error")) {
+      return {e.child_value("Code"),
+              fmt::format("{}: {}", e.child_value("Code"), e.child_value("Message"))};
     }
   }
   std::string start = body.substr(0, 200);
   for (char& c : start) {
     if (c == '\n' || c == '\r') c = ' ';
   }
-  return start.empty() ? "(no body)" : start;
-}
-
-std::string error_code(const std::string& body) {
-  pugi::xml_document doc;
-  if (!doc.load_buffer(body.data(), body.size())) return {};
-  return doc.child("Error").child_value("Code");
+  return {{}, start.empty() ? "(no body)" : start};
 }
 
 class S3Store final : public ObjectStore {
@@ -247,7 +247,7 @@ class S3Store final : public ObjectStore {
     }
     if (upload_id.empty()) {
       return io_error(fmt::format("{}: starting the upload of {}: no UploadId in the answer: {}",
-                                  describe(), key, error_text(created->body)));
+                                  describe(), key, parse_error(created->body).text));
     }
     std::string complete = "<CompleteMultipartUpload>";
     Status failed;
@@ -284,9 +284,9 @@ class S3Store final : public ObjectStore {
       // S3 may answer 200 and still fail, with an Error body.
       if (!r) {
         failed = context(r.status(), "completing the upload of", key);
-      } else if (!error_code(r->body).empty()) {
-        failed = io_error(fmt::format("{}: completing the upload of {}: {}", describe(), key,
-                                      error_text(r->body)));
+      } else if (S3ErrorBody e = parse_error(r->body); !e.code.empty()) {
+        failed = io_error(
+            fmt::format("{}: completing the upload of {}: {}", describe(), key, e.text));
       }
     }
     if (!failed.is_ok()) {
@@ -306,7 +306,7 @@ class S3Store final : public ObjectStore {
       pugi::xml_document doc;
       if (!doc.load_buffer(r->body.data(), r->body.size())) {
         return io_error(fmt::format("{}: listing {}: the answer is not XML: {}", describe(),
-                                    prefix, error_text(r->body)));
+                                    prefix, parse_error(r->body).text));
       }
       pugi::xml_node result = doc.child("ListBucketResult");
       for (pugi::xml_node c = result.child("Contents"); c; c = c.next_sibling("Contents")) {
@@ -504,9 +504,8 @@ class S3Store final : public ObjectStore {
     }
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &response.status);
     if (response.status / 100 == 2) return response;
-    const std::string code = error_code(response.body);
-    const std::string text = fmt::format("{}: HTTP {}: {}", what, response.status,
-                                         error_text(response.body));
+    const auto [code, body_text] = parse_error(response.body);
+    const std::string text = fmt::format("{}: HTTP {}: {}", what, response.status, body_text);
     if (response.status == 404) return Status(Code::kNotFound, text);
     if (response.status == 403 || response.status == 401) {
       return Status(Code::kUnauthenticated, text + " (check the credentials and the region)");

@@ -660,6 +660,12 @@ class HttpServer::Session : public Listener::Connection,
     return security_.users == nullptr || (user_ != nullptr && user_->access == Access::kReadWrite);
   }
 
+  // The answer to a read-only user's write.
+  void refuse_read_only() {
+    write(error_response(Status(Code::kPermissionDenied,
+                                fmt::format("user \"{}\" is read-only", user_->name))));
+  }
+
   std::string remote_address() const { return remote().to_string(); }
 
   void route() {
@@ -718,10 +724,7 @@ class HttpServer::Session : public Listener::Connection,
   // Asks for a snapshot now (docs/snapshots.md); 202: it is being taken,
   // and /v1/status shows when it is done.
   void handle_snapshot() {
-    if (!may_write()) {
-      return write(error_response(Status(
-          Code::kPermissionDenied, fmt::format("user \"{}\" is read-only", user_->name))));
-    }
+    if (!may_write()) return refuse_read_only();
     if (Status s = engine_.request_snapshot(); !s) return write(error_response(s));
     const EngineStatus st = engine_.status();
     json::object o;
@@ -734,10 +737,7 @@ class HttpServer::Session : public Listener::Connection,
   // Asks for a snapshot now, uploaded as soon as it is written
   // (docs/backups.md); 202, and /v1/status "backup" shows the upload.
   void handle_backup() {
-    if (!may_write()) {
-      return write(error_response(Status(
-          Code::kPermissionDenied, fmt::format("user \"{}\" is read-only", user_->name))));
-    }
+    if (!may_write()) return refuse_read_only();
     Result<Engine::BackupTicket> ticket = engine_.request_backup();
     if (!ticket) return write(error_response(ticket.status()));
     const EngineStatus st = engine_.status();
@@ -949,10 +949,7 @@ class HttpServer::Session : public Listener::Connection,
   template <typename F>
   void execute(const kv::Op& op, F on_reply) {
     if (Status s = kv::validate(op); !s.is_ok()) return write(error_response(s));
-    if (!kv::is_read_only(op.type) && !may_write()) {
-      return write(error_response(Status(
-          Code::kPermissionDenied, fmt::format("user \"{}\" is read-only", user_->name))));
-    }
+    if (!kv::is_read_only(op.type) && !may_write()) return refuse_read_only();
     std::string bytes;
     kv::encode_op(op, bytes);
     if (kv::is_read_only(op.type) && !engine_.orders_reads()) {

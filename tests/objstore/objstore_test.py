@@ -269,15 +269,20 @@ class S3Backups(unittest.TestCase):
         self.assertEqual(self.s3.stats()["injected"] - before["injected"], 2)
         self.assertEqual(status(d2.http_port)["backup"]["failures"], 0)
 
-    def test_retention_prunes_the_oldest(self):
-        store = "s3://%s/retention" % BUCKET
-        d = self.dev("kept", "--backup-to", store, "--backups-kept", "2")
+    def three_backups(self, d):
+        """Three `maroon backup`s of d, a few writes before each; their epochs."""
         epochs = []
         for i in range(3):
-            fill(d.resp_port, 10, 10, prefix="r%d-" % i)
+            fill(d.resp_port, 10, 10, prefix="b%d-" % i)
             r = run(self.maroon, "backup", "--http-port", d.http_port, env=self.env)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             epochs.append(status(d.http_port)["backup"]["last_epoch"])
+        return epochs
+
+    def test_retention_prunes_the_oldest(self):
+        store = "s3://%s/retention" % BUCKET
+        d = self.dev("kept", "--backup-to", store, "--backups-kept", "2")
+        epochs = self.three_backups(d)
         r = run(self.maroon, "snapshot", "list", "--store", store, env=self.env)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("%020d" % epochs[0], r.stdout)
@@ -290,12 +295,7 @@ class S3Backups(unittest.TestCase):
         # more than 1000 objects pages the same way.
         store = "s3://%s/paging" % BUCKET
         d = self.dev("paging", "--backup-to", store, "--backups-kept", "0")
-        epochs = []
-        for i in range(3):
-            fill(d.resp_port, 10, 10, prefix="p%d-" % i)
-            r = run(self.maroon, "backup", "--http-port", d.http_port, env=self.env)
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            epochs.append(status(d.http_port)["backup"]["last_epoch"])
+        epochs = self.three_backups(d)
         before = self.s3.stats()
         r = run(self.maroon, "snapshot", "list", "--store", store, env=self.env)
         self.assertEqual(r.returncode, 0, r.stderr)
