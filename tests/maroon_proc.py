@@ -43,21 +43,40 @@ class Dev:
         self.proc = None
 
     def start(self, timeout=30.0):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "dev", "--data-dir", self.data_dir,
-             "--http-port", str(self.http_port), "--resp-port", str(self.resp_port),
-             "--native-port", str(self.native_port)] + self.extra_args,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
-        log.close()
-        self.wait_serving(timeout)
+        # free_port() cannot reserve a port: another process may take it
+        # before maroon binds it (tests run in parallel, and every outgoing
+        # connection takes an ephemeral port). Such a start is retried on
+        # new ports; any other failure is the test's.
+        for attempt in range(3):
+            offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(
+                [self.binary, "dev", "--data-dir", self.data_dir,
+                 "--http-port", str(self.http_port), "--resp-port", str(self.resp_port),
+                 "--native-port", str(self.native_port)] + self.extra_args,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
+            log.close()
+            try:
+                self.wait_serving(timeout)
+                return
+            except RuntimeError:
+                if attempt == 2 or self.proc.poll() is None or not self.port_taken(offset):
+                    raise
+            self.http_port, self.resp_port, self.native_port = free_port(), free_port(), free_port()
+
+    def port_taken(self, offset):
+        """Whether the log written since `offset` says a port was taken."""
+        with open(self.log_path, errors="replace") as f:
+            f.seek(offset)
+            return "already in use" in f.read()
 
     def wait_serving(self, timeout=30.0):
         """Waits until the process answers /v1/status with 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("maroon dev exited with %s; see %s" % (self.proc.returncode, self.log_path))
+                raise RuntimeError("maroon dev exited with %s; the end of %s:\n%s"
+                                   % (self.proc.returncode, self.log_path, self.log_tail()))
             try:
                 if self.tls_ca:
                     url = "https://localhost:%d/v1/status" % self.http_port
@@ -74,7 +93,17 @@ class Dev:
             except Exception:
                 pass
             time.sleep(0.02)
-        raise RuntimeError("maroon dev did not serve within %.0f s; see %s" % (timeout, self.log_path))
+        raise RuntimeError("maroon dev did not serve within %.0f s; the end of %s:\n%s"
+                           % (timeout, self.log_path, self.log_tail()))
+
+    def log_tail(self, lines=30):
+        """The last lines of the process's log, for a failure's message (the
+        test's folder is gone once the test ends)."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError as e:
+            return "(unreadable: %s)" % e
 
     def kill9(self):
         if self.proc and self.proc.poll() is None:
