@@ -2,11 +2,20 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "common/codec.h"
 #include "common/limits.h"
 #include "vr/codec.h"
 
 namespace maroon {
+namespace {
+
+bool is_in(const std::vector<vr::ReplicaId>& v, vr::ReplicaId r) {
+  return std::find(v.begin(), v.end(), r) != v.end();
+}
+
+}  // namespace
 
 vr::Options VrSequencer::default_options() {
   vr::Options o;
@@ -26,8 +35,7 @@ VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
       tick_ms_(tick_ms),
       lease_ticks_(options.lease_ticks),
       peer_window_ticks_(options.view_change_timeout_ticks),
-      quorum_grace_ticks_(uint64_t{3} * options.view_change_timeout_ticks),
-      heard_(members_.size()) {
+      quorum_grace_ticks_(uint64_t{3} * options.view_change_timeout_ticks) {
   MAROON_ASSERT(!members_.empty() && members_.size() <= vr::limits::replicas_max);
   MAROON_ASSERT_MSG(members_.size() == 1 || seed != 0, "a group needs a fresh seed per start");
   // A group of one only ever appends (no view change rewrites its log), so
@@ -111,9 +119,15 @@ void VrSequencer::note_view() {
     proposing_ = false;
     return;
   }
-  if (proposing_ && proposer_view_ == replica_.view().value()) return;
+  // Views restart at 0 in each configuration, so a term is both: the old
+  // primary may be the new group's first primary, in view 0 again, and
+  // what it proposed before the reconfiguration is dropped either way.
+  MAROON_ASSERT(replica_.view().value() < (uint64_t{1} << 32));
+  MAROON_ASSERT(replica_.epoch().value() < (uint64_t{1} << 32));
+  const uint64_t term = (replica_.epoch().value() << 32) | replica_.view().value();
+  if (proposing_ && proposer_term_ == term) return;
   proposing_ = true;
-  proposer_view_ = replica_.view().value();
+  proposer_term_ = term;
   view_start_op_ = replica_.op();
   proposals_in_view_ = 0;
 }
@@ -179,29 +193,37 @@ void VrSequencer::on_message(NodeId from, std::string_view bytes, Output& out) {
 }
 
 void VrSequencer::on_peer_heard(NodeId from) {
-  for (size_t i = 0; i < members_.size(); i++) {
-    if (members_[i].value() == from.value()) heard_[i] = replica_.now();
+  // Kept for the members of the current group only (bounded by the group's
+  // size): a removed node's messages say nothing of this group's quorum.
+  const vr::ReplicaId id(from.value());
+  if (id == self_ || !is_in(replica_.members(), id)) return;
+  heard_[id] = replica_.now();
+  if (heard_.size() > replica_.members().size()) {
+    std::erase_if(heard_, [&](const auto& h) { return !is_in(replica_.members(), h.first); });
   }
+  MAROON_ASSERT(heard_.size() <= vr::limits::replicas_max);
 }
 
 size_t VrSequencer::peers_heard_within(uint64_t window) const {
   const uint64_t now = replica_.now();
   size_t n = 0;
-  for (size_t i = 0; i < members_.size(); i++) {
-    if (members_[i] != self_ && heard_[i] && now - *heard_[i] <= window) n++;
+  for (vr::ReplicaId r : replica_.members()) {
+    if (r == self_) continue;
+    auto it = heard_.find(r);
+    if (it != heard_.end() && now - it->second <= window) n++;
   }
   return n;
 }
 
 bool VrSequencer::quorum_evidence() const {
   if (replica_.status() != vr::ReplicaStatus::kNormal) return false;
-  if (members_.size() == 1) return true;
+  if (replica_.members().size() == 1) return true;
   if (replica_.is_primary()) return replica_.has_lease();
   // A backup that hears its primary works with it; with more than 3 nodes
   // the two of them are a quorum only if enough others are alive too.
   return primary_heard_tick_ && primary_heard_view_ == replica_.view().value() &&
          replica_.now() - *primary_heard_tick_ <= lease_ticks_ &&
-         peers_heard_within(peer_window_ticks_) + 1 >= vr::quorum_size(members_.size());
+         peers_heard_within(peer_window_ticks_) + 1 >= vr::quorum_size(replica_.members().size());
 }
 
 void VrSequencer::note_quorum() {
@@ -223,7 +245,8 @@ std::string VrSequencer::ticks_text(uint64_t ticks) const {
 std::string VrSequencer::no_quorum_reason() const {
   if (has_quorum()) return {};
   const uint64_t now = replica_.now();
-  const size_t quorum = vr::quorum_size(members_.size());
+  const std::vector<vr::ReplicaId>& members = replica_.members();
+  const size_t quorum = vr::quorum_size(members.size());
   std::string state;
   switch (replica_.status()) {
     case vr::ReplicaStatus::kNormal:
@@ -232,13 +255,14 @@ std::string VrSequencer::no_quorum_reason() const {
         // VR lease (vr::Replica::has_lease); "heard" counts any message.
         const uint64_t window = lease_ticks_ * 2 / 3;
         size_t heard = 0;
-        for (size_t i = 0; i < members_.size(); i++) {
-          if (members_[i] != self_ && heard_[i] && now - *heard_[i] < window) heard++;
+        for (vr::ReplicaId r : members) {
+          auto it = heard_.find(r);
+          if (r != self_ && it != heard_.end() && now - it->second < window) heard++;
         }
         state = fmt::format(
             "node {} is the primary of view {} but a quorum of backups ({} of the other {} nodes) "
             "has not answered its heartbeats in the last {} (it heard from {} of them)",
-            self_.value(), replica_.view().value(), quorum - 1, members_.size() - 1,
+            self_.value(), replica_.view().value(), quorum - 1, members.size() - 1,
             ticks_text(window), heard);
       } else {
         const bool hears_primary = primary_heard_tick_ &&
@@ -249,7 +273,7 @@ std::string VrSequencer::no_quorum_reason() const {
               "node {} is a backup in view {} and heard from {} of the other {} nodes in the last "
               "{}; a quorum needs {}",
               self_.value(), replica_.view().value(), peers_heard_within(peer_window_ticks_),
-              members_.size() - 1, ticks_text(peer_window_ticks_), quorum - 1);
+              members.size() - 1, ticks_text(peer_window_ticks_), quorum - 1);
         } else {
           state =
               fmt::format("node {} is a backup in view {} and has not heard from primary node {}",
@@ -263,11 +287,11 @@ std::string VrSequencer::no_quorum_reason() const {
     case vr::ReplicaStatus::kViewChange:
       state = fmt::format(
           "node {} is in a view change (view {}) that has not gathered a quorum ({} of {} nodes)",
-          self_.value(), replica_.view().value(), quorum, members_.size());
+          self_.value(), replica_.view().value(), quorum, members.size());
       break;
     case vr::ReplicaStatus::kRecovering:
       state = fmt::format("node {} is recovering and waits for a quorum ({} of {} nodes) to answer",
-                          self_.value(), quorum, members_.size());
+                          self_.value(), quorum, members.size());
       break;
     default:
       state = fmt::format("node {} is {}", self_.value(), vr::status_name(replica_.status()));

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,7 +74,9 @@ class VrSequencer final : public Sequencer {
   bool is_primary() const override {
     return replica_.is_primary() && replica_.status() == vr::ReplicaStatus::kNormal;
   }
-  uint64_t proposer_term() const override { return proposer_view_; }
+  // (configuration epoch << 32) | view of the view this replica last began
+  // proposing in.
+  uint64_t proposer_term() const override { return proposer_term_; }
   void propose(Epoch epoch, Output& out) override;
   EpochNumber last_proposed() const override {
     return proposals_in_view_ == 0 ? service_.last : last_proposed_;
@@ -136,7 +139,7 @@ class VrSequencer final : public Sequencer {
   // The view in which this replica last became primary, and its log head
   // then: ops up to it came from earlier views and must commit before this
   // replica proposes (their epochs decide where its own ones start).
-  uint64_t proposer_view_ = 0;
+  uint64_t proposer_term_ = 0;
   bool proposing_ = false;
   vr::OpNumber view_start_op_{0};
   uint64_t proposals_in_view_ = 0;
@@ -152,8 +155,9 @@ class VrSequencer final : public Sequencer {
   const uint64_t quorum_grace_ticks_;
   bool quorum_seen_ = false;
   uint64_t quorum_seen_tick_ = 0;
-  // heard_[i]: the tick a valid message from members_[i] last arrived, if any.
-  std::vector<std::optional<uint64_t>> heard_;
+  // The tick a message from each other member of the current group last
+  // arrived.
+  std::map<vr::ReplicaId, uint64_t> heard_;
   // A backup: the last tick the primary of `primary_heard_view_` was heard.
   std::optional<uint64_t> primary_heard_tick_;
   uint64_t primary_heard_view_ = 0;

@@ -523,6 +523,30 @@ TEST(VrCodec, MemberListsAreChecked) {
   EXPECT_THAT(why(decode_record(durable_state({1, 2}, {3, 0}))), HasSubstr("replica 0"));
 }
 
+// A reconfiguration request: the member list, then an optional annex.
+TEST(VrCodec, ReconfigurationPayloadsCarryAnOptionalAnnex) {
+  const std::vector<ReplicaId> members{ReplicaId(1), ReplicaId(4)};
+  auto bare = decode_reconfiguration(encode_reconfiguration(members, ""));
+  ASSERT_TRUE(bare.has_value());
+  EXPECT_EQ(bare->members, members);
+  EXPECT_EQ(bare->annex, "");
+  // A request of format 1 (members only) is a reconfiguration without one.
+  EXPECT_EQ(encode_reconfiguration(members, ""), encode_members(members));
+  auto with = decode_reconfiguration(encode_reconfiguration(members, "book"));
+  ASSERT_TRUE(with.has_value());
+  EXPECT_EQ(with->members, members);
+  EXPECT_EQ(with->annex, "book");
+  // No trailing bytes, an empty annex spelled out, a bad list or an
+  // oversize annex.
+  EXPECT_FALSE(decode_reconfiguration(encode_reconfiguration(members, "book") + "x"));
+  EXPECT_FALSE(decode_reconfiguration(encode_members(members) + std::string(1, '\0')));
+  EXPECT_FALSE(decode_reconfiguration(encode_members({ReplicaId(2), ReplicaId(2)})));
+  std::string big = encode_members(members);
+  ByteWriter w(big);
+  w.bytes(std::string(limits::annex_bytes_max + 1, 'a'));
+  EXPECT_FALSE(decode_reconfiguration(big));
+}
+
 TEST(VrCodec, EnumsFlagsAndSendersAreChecked) {
   EXPECT_THAT(why(decode_message(Raw().message(4, /*from=*/0).str())), HasSubstr("replica 0"));
   EXPECT_THAT(why(decode_message(

@@ -38,14 +38,14 @@ bool valid_members(const std::vector<ReplicaId>& members) {
 
 struct ReconfigurationEntry {
   ConfigEpoch epoch;
-  std::vector<ReplicaId> members;
+  Reconfiguration change;
 };
 
-std::string encode_reconfiguration_entry(ConfigEpoch epoch, const std::vector<ReplicaId>& members) {
+std::string encode_reconfiguration_entry(ConfigEpoch epoch, std::string_view request) {
   std::string out;
   ByteWriter w(out);
   w.u64(epoch.value());
-  out += encode_members(members);
+  out += request;
   return out;
 }
 
@@ -54,9 +54,9 @@ std::optional<ReconfigurationEntry> decode_reconfiguration_entry(std::string_vie
   ByteReader r(payload.substr(0, 8));
   uint64_t epoch = 0;
   if (!r.u64(epoch)) return std::nullopt;
-  auto members = decode_members(payload.substr(8));
-  if (!members) return std::nullopt;
-  return ReconfigurationEntry{ConfigEpoch(epoch), std::move(*members)};
+  auto change = decode_reconfiguration(payload.substr(8));
+  if (!change) return std::nullopt;
+  return ReconfigurationEntry{ConfigEpoch(epoch), std::move(*change)};
 }
 
 }  // namespace
@@ -81,6 +81,36 @@ std::optional<std::vector<ReplicaId>> decode_members(std::string_view payload) {
   }
   if (!r.at_end() || !valid_members(members)) return std::nullopt;
   return members;
+}
+
+std::string encode_reconfiguration(const std::vector<ReplicaId>& members, std::string_view annex) {
+  MAROON_ASSERT(annex.size() <= limits::annex_bytes_max);
+  std::string out = encode_members(members);
+  if (!annex.empty()) {
+    ByteWriter w(out);
+    w.bytes(annex);
+  }
+  return out;
+}
+
+std::optional<Reconfiguration> decode_reconfiguration(std::string_view payload) {
+  ByteReader r(payload);
+  uint64_t n = 0;
+  if (!r.varint(n) || n == 0 || n > limits::replicas_max) return std::nullopt;
+  Reconfiguration change;
+  for (uint64_t i = 0; i < n; i++) {
+    uint32_t id = 0;
+    if (!r.u32(id)) return std::nullopt;
+    change.members.push_back(ReplicaId(id));
+  }
+  if (!valid_members(change.members)) return std::nullopt;
+  if (r.at_end()) return change;  // no annex (format 1 requests)
+  std::string_view annex;
+  if (!r.bytes(annex, limits::annex_bytes_max) || annex.empty() || !r.at_end()) {
+    return std::nullopt;
+  }
+  change.annex = annex;
+  return change;
 }
 
 const char* status_name(ReplicaStatus s) {
@@ -526,7 +556,8 @@ void Replica::on_client_request(const ClientRequest& req, Output& out) {
     reply(req.client, req.request, ReplyCode::kInvalid, "request malformed or too large", out);
     return;
   }
-  if (req.kind == EntryKind::kReconfigure && (req.read_only || !decode_members(req.payload))) {
+  if (req.kind == EntryKind::kReconfigure &&
+      (req.read_only || !decode_reconfiguration(req.payload))) {
     reply(req.client, req.request, ReplyCode::kInvalid, "malformed member list", out);
     return;
   }
@@ -591,7 +622,7 @@ void Replica::flush_requests(Output& out) {
       std::string payload = req.payload;
       if (req.kind == EntryKind::kReconfigure) {
         if (!batch.empty()) break;  // a reconfiguration goes alone and last
-        payload = encode_reconfiguration_entry(epoch_.next(), *decode_members(req.payload));
+        payload = encode_reconfiguration_entry(epoch_.next(), req.payload);
       }
       Entry e{OpNumber(op_.value() + batch.size() + 1), view_, req.kind, req.client, req.request,
               std::move(payload), req.session, epoch_};
@@ -824,7 +855,8 @@ void Replica::execute(const Entry& e, Output& out) {
   if (e.kind == EntryKind::kReconfigure && !duplicate && !evicted) {
     auto rc = decode_reconfiguration_entry(e.payload);
     MAROON_ASSERT(rc.has_value());  // the primary encoded it
-    begin_epoch(rc->epoch, std::move(rc->members), e.op, out);
+    service_.on_reconfigure(rc->epoch, rc->change.members, rc->change.annex, e.op);
+    begin_epoch(rc->epoch, std::move(rc->change.members), e.op, out);
   }
   // The reply to a reconfiguration names the new group.
   if (primary && evicted) {

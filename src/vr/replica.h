@@ -55,6 +55,13 @@ class Service {
   // The state after every entry executed so far, and its inverse.
   virtual std::string snapshot() = 0;
   [[nodiscard]] virtual Status restore(std::string_view snapshot) = 0;
+  // A committed reconfiguration executed at `op`, between the entries
+  // before and after it, on every replica that executes it (not on one
+  // whose checkpoint covers it: the service's snapshot must carry what it
+  // keeps of it). `annex` is the request's opaque annex (the node's
+  // address book), possibly empty.
+  virtual void on_reconfigure(ConfigEpoch /*epoch*/, const std::vector<ReplicaId>& /*members*/,
+                              std::string_view /*annex*/, OpNumber /*op*/) {}
 };
 
 // Small persistent state, kept in the superblock.
@@ -72,10 +79,17 @@ struct DurableState {
 // (truncating anything beyond it) and appends its entries.
 using DurableRecord = std::variant<LogSuffix, Checkpoint, DurableState>;
 
-// Payloads of reconfiguration requests (the new member list) and entries
-// (the new epoch and member list).
+// Payloads of reconfiguration requests (the new member list, then an
+// optional annex for the service) and entries (the new epoch, then the
+// request's bytes). docs/formats/vr.md.
 std::string encode_members(const std::vector<ReplicaId>& members);
 std::optional<std::vector<ReplicaId>> decode_members(std::string_view payload);
+struct Reconfiguration {
+  std::vector<ReplicaId> members;
+  std::string annex;  // at most limits::annex_bytes_max
+};
+std::string encode_reconfiguration(const std::vector<ReplicaId>& members, std::string_view annex);
+std::optional<Reconfiguration> decode_reconfiguration(std::string_view payload);
 
 struct Envelope {
   ReplicaId to;

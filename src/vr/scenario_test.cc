@@ -1262,6 +1262,31 @@ TEST(Vr_7_Reconfiguration, RemoveAReplicaItShutsDownAfterTheNewEpochStarts) {
   EXPECT_EQ(c.service(2).payloads(), (std::vector<std::string>{"a", "b"}));
 }
 
+// The service learns of a reconfiguration where it executes, between the
+// entries before and after it, with the request's annex: on every replica
+// that executes it, the joiner (which executes it by state transfer) too,
+// and only once however the group retries it.
+TEST(Vr_7_Reconfiguration, TheServiceSeesTheReconfigurationAndItsAnnexWhereItExecutes) {
+  Cluster c(3);
+  c.add_joiner(4);
+  commit_each(c, 1, 1, 1, {"a"});
+  c.reconfigure(1, 9, 1, {1, 2, 4}, "addresses of 1, 2 and 4");
+  c.reconfigure(1, 9, 1, {1, 2, 4}, "addresses of 1, 2 and 4");  // a retry
+  c.deliver_all();
+  ASSERT_TRUE(c.run_until([&] { return settled_in_epoch(c, 1); })) << c.summary();
+  commit_each(c, *c.primary(), 1, 2, {"b"});
+  step_time(c, 3);
+  for (uint32_t id : {1, 2, 3, 4}) {
+    const auto& seen = c.service(id).reconfigurations();
+    ASSERT_EQ(seen.size(), 1u) << "r" << id;
+    EXPECT_EQ(seen[0].epoch, ConfigEpoch(1));
+    EXPECT_EQ(seen[0].members, (std::vector<ReplicaId>{ReplicaId(1), ReplicaId(2), ReplicaId(4)}));
+    EXPECT_EQ(seen[0].annex, "addresses of 1, 2 and 4");
+    EXPECT_EQ(seen[0].op, OpNumber(2)) << "r" << id;
+  }
+  EXPECT_EQ(c.service(4).payloads(), (std::vector<std::string>{"a", "b"}));
+}
+
 // §7: the old group stops: once the new epoch has started, a removed
 // primary hands over and shuts down, and the new group commits without it.
 TEST(Vr_7_Reconfiguration, OldGroupStopsAfterTheNewEpochStarts) {

@@ -96,6 +96,18 @@ class ListService final : public Service {
   std::string read(std::string_view payload) override {
     return std::string(payload) + "@read after " + std::to_string(executed_.size());
   }
+  void on_reconfigure(ConfigEpoch epoch, const std::vector<ReplicaId>& members,
+                      std::string_view annex, OpNumber op) override {
+    reconfigurations_.push_back(Reconfigured{epoch, members, std::string(annex), op});
+  }
+  // What on_reconfigure saw (not kept in the snapshot).
+  struct Reconfigured {
+    ConfigEpoch epoch;
+    std::vector<ReplicaId> members;
+    std::string annex;
+    OpNumber op;
+  };
+  const std::vector<Reconfigured>& reconfigurations() const { return reconfigurations_; }
   std::string snapshot() override {
     std::string out;
     ByteWriter w(out);
@@ -139,6 +151,7 @@ class ListService final : public Service {
   uint32_t replica_;
   ExecutionHistory* history_;
   std::vector<Executed> executed_;
+  std::vector<Reconfigured> reconfigurations_;
 };
 
 // ---------------------------------------------------------------------------
@@ -455,11 +468,11 @@ class Cluster {
   }
   // §7: asks the group to move to a new member list.
   void reconfigure(uint32_t at, uint64_t client, uint64_t request,
-                   const std::vector<uint32_t>& members) {
+                   const std::vector<uint32_t>& members, std::string annex = {}) {
     std::vector<ReplicaId> ids;
     for (uint32_t m : members) ids.push_back(ReplicaId(m));
     ClientRequest req{ClientId(client), RequestNumber(request), EntryKind::kReconfigure, false,
-                      encode_members(ids)};
+                      encode_reconfiguration(ids, annex)};
     line("client " + std::to_string(client) + " -> r" + std::to_string(at) + " reconfigure " +
          std::to_string(request) + " to " + members_text(ids));
     client_request(at, req);

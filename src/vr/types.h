@@ -32,6 +32,9 @@ namespace limits {
 inline constexpr size_t replicas_max = 7;
 // One log entry's payload (an encoded maroon epoch, a kv op in the simulator).
 inline constexpr size_t entry_bytes_max = 256 * 1024;
+// A reconfiguration request's annex (the service's data about the new
+// group, such as its addresses).
+inline constexpr size_t annex_bytes_max = 16 * 1024;
 // The in-memory log between the last checkpoint and the head. Messages that
 // carry the whole log (DoViewChange, StartView) are bounded by it.
 inline constexpr size_t log_bytes_max = 8 * 1024 * 1024;
