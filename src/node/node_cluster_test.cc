@@ -1906,6 +1906,8 @@ class ScriptedSequencer final : public Sequencer {
   void tick(Output&) override {}
   void abdicate(Output&) override { abdications++; }
   SequencerStatus status() const override { return {}; }
+  const Membership& membership() const override { return membership_; }
+  Membership membership_{.members = {NodeId(1), NodeId(2), NodeId(3)}};
 
   void commit(Epoch e) {
     if (committed_ < e.number) committed_ = e.number;

@@ -27,6 +27,18 @@ struct SequencerStatus {
   std::string no_quorum_reason;
 };
 
+// The group that orders epochs, as the sequencer committed it
+// (docs/membership.md). A change takes effect between two epochs: those up
+// to switch_epoch were ordered by `previous`, later ones by `members`.
+struct Membership {
+  uint64_t config = 0;  // 0: the group the cluster was created with
+  std::vector<NodeId> members;
+  std::vector<NodeId> previous;  // empty in config 0
+  EpochNumber switch_epoch;
+  std::string annex;  // the node's address book, opaque here
+  bool operator==(const Membership&) const = default;
+};
+
 class Sequencer {
  public:
   virtual ~Sequencer() = default;
@@ -71,6 +83,20 @@ class Sequencer {
   // a gap until it installs a snapshot): another should lead meanwhile.
   virtual void abdicate(Output& /*out*/) {}
   virtual SequencerStatus status() const = 0;
+
+  // --- Membership ---
+  // The current group; changes only between inputs, and only to a larger
+  // config.
+  virtual const Membership& membership() const = 0;
+  // On the primary: asks the group to become `members` (with `annex` for
+  // every node), if it is still in config `expect_config`. Committed, it
+  // shows in membership(); a refusal says why. At most one change is in
+  // flight; epochs wait for it.
+  [[nodiscard]] virtual Status request_membership(uint64_t /*expect_config*/,
+                                                  std::vector<NodeId> /*members*/,
+                                                  std::string /*annex*/, Output& /*out*/) {
+    return invalid_argument("this sequencer cannot change its group");
+  }
 };
 
 }  // namespace maroon

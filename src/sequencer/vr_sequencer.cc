@@ -37,6 +37,7 @@ VrSequencer::VrSequencer(vr::ReplicaId self, std::vector<vr::ReplicaId> members,
       peer_window_ticks_(options.view_change_timeout_ticks),
       quorum_grace_ticks_(uint64_t{3} * options.view_change_timeout_ticks) {
   MAROON_ASSERT(!members_.empty() && members_.size() <= vr::limits::replicas_max);
+  for (vr::ReplicaId r : members_) service_.membership.members.push_back(NodeId(r.value()));
   MAROON_ASSERT_MSG(members_.size() == 1 || seed != 0, "a group needs a fresh seed per start");
   // A group of one only ever appends (no view change rewrites its log), so
   // its largest record is one Prepare batch; it must fit a WAL record.
@@ -74,11 +75,55 @@ void VrSequencer::EpochService::remember(std::string encoded) {
   }
 }
 
+void VrSequencer::EpochService::on_reconfigure(vr::ConfigEpoch epoch,
+                                               const std::vector<vr::ReplicaId>& members,
+                                               std::string_view annex, vr::OpNumber) {
+  // A replica executes each reconfiguration once per state it rebuilds
+  // (replay re-executes the log after its checkpoint), in config order.
+  if (epoch.value() <= membership.config) return;
+  MAROON_ASSERT(epoch.value() == membership.config + 1);
+  Membership next;
+  next.config = epoch.value();
+  for (vr::ReplicaId r : members) next.members.push_back(NodeId(r.value()));
+  next.previous = std::move(membership.members);
+  next.switch_epoch = last;
+  next.annex = annex;
+  membership = std::move(next);
+}
+
+namespace {
+
+void write_node_ids(ByteWriter& w, const std::vector<NodeId>& ids) {
+  w.varint(ids.size());
+  for (NodeId id : ids) w.u32(static_cast<uint32_t>(id.value()));
+}
+
+bool read_node_ids(ByteReader& r, std::vector<NodeId>& ids, bool may_be_empty) {
+  uint64_t n = 0;
+  if (!r.varint(n) || n > vr::limits::replicas_max || (n == 0 && !may_be_empty)) return false;
+  ids.clear();
+  for (uint64_t i = 0; i < n; i++) {
+    uint32_t id = 0;
+    if (!r.u32(id) || id == 0) return false;
+    ids.push_back(NodeId(id));
+  }
+  return true;
+}
+
+}  // namespace
+
+// Format 2 adds the membership after `last` (docs/formats.md, "Sequencer
+// checkpoint state"); format 1 is still read, as config 0.
 std::string VrSequencer::EpochService::snapshot() {
   std::string out;
   ByteWriter w(out);
-  w.u8(1);
+  w.u8(2);
   w.u64(last.value());
+  w.varint(membership.config);
+  write_node_ids(w, membership.members);
+  write_node_ids(w, membership.previous);
+  w.varint(membership.switch_epoch.value());
+  w.bytes(membership.annex);
   w.varint(recent_.size());
   for (const std::string& e : recent_) w.bytes(e);
   return out;
@@ -88,8 +133,24 @@ Status VrSequencer::EpochService::restore(std::string_view snapshot) {
   ByteReader r(snapshot);
   uint8_t format = 0;
   uint64_t snap_last = 0, count = 0;
-  if (!r.u8(format) || format != 1 || !r.u64(snap_last) || !r.varint(count) ||
-      count > kSnapshotEpochsMax) {
+  if (!r.u8(format) || (format != 1 && format != 2) || !r.u64(snap_last)) {
+    return corruption("vr checkpoint: malformed epoch snapshot");
+  }
+  std::optional<Membership> snap_membership;
+  if (format == 2) {
+    Membership m;
+    uint64_t switch_epoch = 0;
+    std::string_view annex;
+    if (!r.varint(m.config) || !read_node_ids(r, m.members, false) ||
+        !read_node_ids(r, m.previous, m.config == 0) || !r.varint(switch_epoch) ||
+        !r.bytes(annex, vr::limits::annex_bytes_max) || switch_epoch > snap_last) {
+      return corruption("vr checkpoint: malformed membership");
+    }
+    m.switch_epoch = EpochNumber(switch_epoch);
+    m.annex = annex;
+    snap_membership = std::move(m);
+  }
+  if (!r.varint(count) || count > kSnapshotEpochsMax) {
     return corruption("vr checkpoint: malformed epoch snapshot");
   }
   std::vector<std::string> encoded;
@@ -110,6 +171,49 @@ Status VrSequencer::EpochService::restore(std::string_view snapshot) {
     committed.push_back(std::move(epoch).value());
   }
   if (EpochNumber(snap_last) > last) last = EpochNumber(snap_last);
+  if (snap_membership && snap_membership->config > membership.config) {
+    membership = std::move(*snap_membership);
+  }
+  return Status::ok();
+}
+
+Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeId> members,
+                                       std::string annex, Output& out) {
+  if (!is_primary()) {
+    return unavailable(fmt::format("node {} is not the primary (node {} is, as far as it knows)",
+                                   self_.value(), replica_.primary().value()));
+  }
+  if (members_.size() == 1) {
+    return invalid_argument("a single node (maroon dev) cannot change its group");
+  }
+  if (membership().config != expect_config) {
+    return invalid_argument(fmt::format("the group is in config {}, not {}: look again",
+                                        membership().config, expect_config));
+  }
+  if (replica_.reconfiguration_pending()) {
+    return unavailable("a membership change is in flight; wait for it");
+  }
+  if (annex.size() > vr::limits::annex_bytes_max) {
+    return too_large(fmt::format("address book of {} bytes, over {}", annex.size(),
+                                 vr::limits::annex_bytes_max));
+  }
+  std::vector<vr::ReplicaId> ids;
+  for (NodeId id : members) {
+    if (id.value() == 0 || id.value() > UINT32_MAX) {
+      return invalid_argument(fmt::format("node id {} out of range", id.value()));
+    }
+    ids.push_back(vr::ReplicaId(static_cast<uint32_t>(id.value())));
+  }
+  std::string payload = vr::encode_reconfiguration(ids, annex);
+  if (!vr::decode_reconfiguration(payload)) {
+    return invalid_argument(fmt::format("{} members, or a node listed twice: 1 to {} distinct ids",
+                                        members.size(), vr::limits::replicas_max));
+  }
+  replica_.on_client_request(
+      vr::ClientRequest{vr::ClientId(kMembershipClient), vr::RequestNumber(expect_config + 1),
+                        vr::EntryKind::kReconfigure, false, std::move(payload)},
+      vout_);
+  drain(out);
   return Status::ok();
 }
 
@@ -139,6 +243,8 @@ bool VrSequencer::can_propose() const {
   // Ops inherited from earlier views commit first: their epochs decide the
   // next epoch number and where each range's next interval starts.
   if (replica_.commit() < view_start_op_ || replica_.executed() < view_start_op_) return false;
+  // Epochs after a reconfiguration are the new group's to order.
+  if (replica_.reconfiguration_pending()) return false;
   return replica_.op().value() - replica_.commit().value() < pipeline_epochs_max_;
 }
 
@@ -359,6 +465,8 @@ void VrSequencer::start(Output& out) {
     MAROON_ASSERT(s.is_ok());
     replica_.note_log_lost();
     replica_.finish_replay(vout_);
+  } else if (join_) {
+    replica_.join(vout_);
   } else {
     replica_.bootstrap(members_, vout_);
   }

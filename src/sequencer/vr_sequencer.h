@@ -88,11 +88,23 @@ class VrSequencer final : public Sequencer {
   Status replay(RecordType type, std::string_view payload) override;
   std::vector<PersistRecord> snapshot_records() const override;
   void note_log_lost() override { log_lost_noted_ = true; }
+  // Before start(), with nothing replayed: this node is new to a running
+  // group and waits to be added by a membership change (vr::Replica::join)
+  // instead of bootstrapping the configured group.
+  void join() { join_ = true; }
   void abdicate(Output& out) override;
   bool log_lost() const override { return replica_.log_lost(); }
   void start(Output& out) override;
   void tick(Output& out) override;
   SequencerStatus status() const override;
+  const Membership& membership() const override { return service_.membership; }
+  Status request_membership(uint64_t expect_config, std::vector<NodeId> members,
+                            std::string annex, Output& out) override;
+
+  // The client id of membership requests (never a node's: those are
+  // replica ids, below 2^32); the request number is the config asked for,
+  // so the client table runs each at most once across primaries.
+  static constexpr uint64_t kMembershipClient = uint64_t{1} << 40;
 
   const vr::Replica& replica() const { return replica_; }
   // See "Quorum" above. The reason is empty while has_quorum().
@@ -110,9 +122,12 @@ class VrSequencer final : public Sequencer {
     std::string read(std::string_view) override { return {}; }
     std::string snapshot() override;
     Status restore(std::string_view snapshot) override;
+    void on_reconfigure(vr::ConfigEpoch epoch, const std::vector<vr::ReplicaId>& members,
+                        std::string_view annex, vr::OpNumber op) override;
     std::vector<Epoch> committed;
     EpochNumber last;  // the last committed epoch
     Status error;  // a committed entry that is not an epoch
+    Membership membership;
    private:
     void remember(std::string encoded);
     std::deque<std::string> recent_;  // encoded, oldest first
@@ -145,6 +160,7 @@ class VrSequencer final : public Sequencer {
   uint64_t proposals_in_view_ = 0;
   // A replica with nothing to replay never voted: it bootstraps as new.
   bool log_lost_noted_ = false;
+  bool join_ = false;
   bool replayed_anything_ = false;
   uint64_t messages_dropped_ = 0;
 

@@ -610,6 +610,12 @@ void Replica::on_client_request(const ClientRequest& req, Output& out) {
   check_invariants();
 }
 
+bool Replica::reconfiguration_pending() const {
+  if (pending_reconfig_.value() != 0) return true;
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [](const ClientRequest& r) { return r.kind == EntryKind::kReconfigure; });
+}
+
 void Replica::flush_requests(Output& out) {
   if (!is_primary()) return;
   while (!queue_.empty() && pending_reconfig_.value() == 0 &&

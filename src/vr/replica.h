@@ -222,6 +222,8 @@ class Replica {
   // The op of the reconfiguration that began our epoch (0 in the first).
   OpNumber epoch_start() const { return epoch_start_; }
   const std::vector<ReplicaId>& members() const { return members_; }
+  // A reconfiguration is in the log, not yet executed, or queued here.
+  bool reconfiguration_pending() const;
   bool is_member() const;
   bool is_primary() const;
   ReplicaId primary() const;
