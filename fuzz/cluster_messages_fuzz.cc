@@ -54,7 +54,7 @@ void check(std::string_view in, FrameType type, Decode decode, Encode encode) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 15) {
+  switch (data[0] % 16) {
     case 0:
       check<Offsets>(in, FrameType::kOffsets, decode_offsets, encode_offsets);
       break;
@@ -107,6 +107,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 14:
       check<SnapshotChunk>(in, FrameType::kSnapshotChunk, decode_snapshot_chunk,
                            encode_snapshot_chunk);
+      break;
+    case 15:
+      check<MembershipNote>(in, FrameType::kMembershipNote, decode_membership_note,
+                            encode_membership_note);
       break;
   }
   return 0;

@@ -265,6 +265,7 @@ void NodeHost::snapshot_job_done(uint64_t snapshot, bool publishes, const Status
   if (base) {
     // The installed state is durable: what came before it goes.
     install_base_pending_ = false;
+    node_.on_install_durable();
     if (order_.barrier()) order_.release_barrier();
     std::vector<std::string> old;
     for (SnapshotInfo& p : published_) {

@@ -51,10 +51,7 @@ void NodeHost::on_peer(NodeId from, PeerMessage msg) {
     node_.on_peer(from, std::move(msg));
     return;
   }
-  const auto& members = node_.members();
-  if (from == node_.id() || std::find(members.begin(), members.end(), from) == members.end()) {
-    return;  // not a peer
-  }
+  if (!node_.is_peer(from)) return;
   if (!snapshots_enabled() || failed_) return;
   if (auto* w = std::get_if<SnapshotWanted>(&msg)) {
     on_snapshot_wanted(from, *w);
@@ -163,10 +160,7 @@ void NodeHost::fetch_work() {
 
 void NodeHost::fetch_ask() {
   Fetch& f = *fetch_;
-  std::vector<NodeId> peers;
-  for (NodeId m : node_.members()) {
-    if (m != node_.id()) peers.push_back(m);
-  }
+  const std::vector<NodeId>& peers = node_.peers();
   if (peers.empty()) return;
   // A peer that did not answer is left for the next; one that is taking a
   // snapshot for us is asked again.

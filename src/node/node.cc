@@ -79,6 +79,7 @@ Node::Node(NodeConfig config, Sequencer& sequencer) : config_(config), sequencer
   MAROON_ASSERT(config_.pull_txs_max >= 1 &&
                 config_.push_bytes_max + 2 * limits::op_bytes_max <= limits::message_bytes_max);
   peer_claims_.resize(peers_.size());
+  peer_votes_.assign(peers_.size(), true);
 }
 
 void Node::register_app(AppId app, StateMachine& machine) {
@@ -173,6 +174,7 @@ void Node::finish_replay() {
   replaying_ = false;
   proposed_time_ms_ = std::max(applied_time_ms_, committed_time_ms_);
   sequencer_.start(out_);
+  sync_membership();
   if (config_.gateways_in_process) {
     // Their gateways died with the last process: sealed (propose_epochs)
     // once their txs are ordered, then retired like any sealed range.
@@ -217,7 +219,7 @@ uint64_t Node::orderable(const RangeState& range, uint64_t budget,
   while (last - range.ordered < budget) {
     const uint64_t offset = last + 1;
     std::array<std::pair<uint64_t, size_t>, 8> votes{};
-    MAROON_ASSERT(peers_.size() + 1 <= votes.size());
+    MAROON_ASSERT(members_.size() <= votes.size());
     size_t distinct = 0;
     uint64_t winner = 0;
     bool won = false;
@@ -230,14 +232,18 @@ uint64_t Node::orderable(const RangeState& range, uint64_t budget,
         won = true;
       }
     };
-    if (range.durable >= offset) {
+    // Only members' copies count (a node the last membership change
+    // removed is still a peer until it retires, but a copy there is not
+    // one of the k the new group relies on).
+    if (range.durable >= offset && !leaving_) {
       // Above the committed offset, durable means held durably here.
       const Held* h = range.held.find(offset);
       MAROON_ASSERT(h != nullptr && h->durable);
       vote(h->digest);
     }
-    for (const RangeState::PeerCopies& copies : range.peer_copies) {
-      if (offset >= copies.lo && offset - copies.lo < copies.digests.size()) {
+    for (size_t p = 0; p < range.peer_copies.size(); p++) {
+      const RangeState::PeerCopies& copies = range.peer_copies[p];
+      if (peer_votes_[p] && offset >= copies.lo && offset - copies.lo < copies.digests.size()) {
         vote(copies.digests[offset - copies.lo]);
       }
     }
@@ -386,6 +392,8 @@ void Node::on_peer(NodeId from, PeerMessage msg) {
     on_pull(from, *pull);
   } else if (auto* push = std::get_if<TxPush>(&msg)) {
     on_push(peer, *push);
+  } else if (auto* note = std::get_if<MembershipNote>(&msg)) {
+    on_membership_note(from, *note);
   } else {
     on_evicted(peer, std::get<TxEvicted>(msg));
   }
@@ -651,6 +659,7 @@ void Node::tick(uint64_t now_ms) {
   if (ticks_ % config_.advert_ticks == 0) advertise(/*full=*/true);
   apply_committed();
   propose_epochs();
+  membership_tick();
 }
 
 void Node::advertise(bool full) {
@@ -731,6 +740,9 @@ uint64_t Node::next_logical_time(EpochNumber number) const {
 void Node::propose_epochs() {
   if (replaying_ || !fault_.is_ok()) return;
   take_committed();
+  // Before any proposal: epochs after the switch count the new members'
+  // copies only.
+  sync_membership();
   // Its committed state is behind the sequencer's until a snapshot fills
   // the gap: an epoch proposed from it would order txs out of turn.
   if (epoch_gap_) return;

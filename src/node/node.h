@@ -235,7 +235,25 @@ class Node {
   // The newest range leased to `gateway`, or RangeId(0).
   RangeId newest_range(GatewayId gateway) const;
   size_t quorum() const { return k_; }
+  // The group that orders epochs now (the sequencer's membership, sorted).
   const std::vector<NodeId>& members() const { return members_; }
+  // Every node this one talks with: the members and the nodes the last
+  // change removed that have not retired yet, this one excluded.
+  const std::vector<NodeId>& peers() const { return peers_; }
+  bool is_peer(NodeId id) const { return peer_index(id) != SIZE_MAX; }
+
+  // --- Membership changes (node_membership.cc; docs/membership.md) ---
+  // The configuration of members(): 0 until the first change.
+  uint64_t membership_config() const { return membership_config_; }
+  // Removed by the last change; serves its peers until retired().
+  bool leaving() const { return leaving_; }
+  // Removed, and a quorum of the new group holds everything it held (each
+  // applied every epoch up to the switch, durably) and the new group's
+  // sequencer runs without it: the driver stops it. Final.
+  bool retired() const { return node_retired_; }
+  // The host made the state the last install gave durable (its own
+  // snapshot of it is published).
+  void on_install_durable() { install_durable_pending_ = false; }
   NodeId id() const { return config_.id; }
   // Ticks × tick_ms: this node's steady time since it started.
   uint64_t steady_ms() const { return ticks_ * config_.tick_ms; }
@@ -345,6 +363,13 @@ class Node {
   void check_invariants(const RangeState& range) const;
   void set_fault(Status s);
   size_t peer_index(NodeId id) const;
+  // Follows the sequencer's membership: members_, k_, peers_ and every
+  // array indexed like peers_.
+  void sync_membership();
+  void set_peers(std::vector<NodeId> peers);
+  void on_membership_note(NodeId from, const MembershipNote& m);
+  // Sends handoffs and retires, as the membership change asks (each tick).
+  void membership_tick();
   // Puts the executed txs replay_covered found back into the ranges'
   // retained txs, before the ones executed since.
   void adopt_covered();
@@ -352,8 +377,21 @@ class Node {
   NodeConfig config_;
   Sequencer& sequencer_;
   std::vector<NodeId> members_;
-  std::vector<NodeId> peers_;  // members_ without this node
+  std::vector<NodeId> peers_;  // members_ and removed nodes not retired, without this node
+  // Whether peers_[i] is a member: only members' copies count towards k_.
+  std::vector<bool> peer_votes_;
   size_t k_ = 1;
+  // Membership (node_membership.cc).
+  uint64_t membership_config_ = 0;
+  EpochNumber switch_epoch_{0};
+  bool leaving_ = false;
+  bool node_retired_ = false;
+  std::vector<NodeId> removed_;  // by the last change, not yet retired
+  std::vector<NodeId> handed_off_from_;  // members that said so (leaving)
+  bool install_durable_pending_ = false;
+  uint64_t handoff_seq_ = 0;  // 0: not yet applied through the switch
+  bool handed_off_ = false;  // durable: sent, and resent until they retire
+  uint64_t handoff_sent_tick_ = 0;
   std::array<StateMachine*, 256> apps_{};
   Output out_;
   bool replaying_ = true;

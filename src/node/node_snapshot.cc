@@ -511,6 +511,8 @@ void Node::finish_install(uint64_t state_hash) {
   snapshot_need_why_.clear();
   snapshots_installed_++;
   installed_epoch_ = applied_epoch_;
+  // Held in memory only until the host's own snapshot of it is published.
+  install_durable_pending_ = true;
   // Sealed ranges kept only for executed txs have none here.
   for (auto it = ranges_.begin(); it != ranges_.end();) {
     auto next = std::next(it);

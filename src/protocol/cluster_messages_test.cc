@@ -126,6 +126,8 @@ std::vector<Case> examples() {
   add("tx push", FrameType::kTxPush, decode_tx_push);
   encode_tx_evicted({RangeId(5), 3}, wire);
   add("tx evicted", FrameType::kTxEvicted, decode_tx_evicted);
+  encode_membership_note({7, MembershipNote::kRetired}, wire);
+  add("membership note", FrameType::kMembershipNote, decode_membership_note);
   encode_txs(txs, wire);
   add("txs", FrameType::kTx, decode_txs);
   encode_lease_request({GatewayId(77), RangeId(4)}, wire);
@@ -181,6 +183,26 @@ TEST(ClusterMessages, TxEvictedRoundTrips) {
     check_round_trip(TxEvicted{*gen_range(), *gen_offset(1)}, FrameType::kTxEvicted,
                      encode_tx_evicted, decode_tx_evicted);
   }));
+}
+
+TEST(ClusterMessages, MembershipNoteRoundTripsAndRefusesBadFields) {
+  EXPECT_TRUE(rc::check([] {
+    const auto kind = *rc::gen::element(MembershipNote::kHandedOff, MembershipNote::kRetired);
+    check_round_trip(MembershipNote{*rc::gen::inRange<uint64_t>(1, UINT64_MAX), kind},
+                     FrameType::kMembershipNote, encode_membership_note, decode_membership_note);
+  }));
+  auto payload = [](uint64_t config, uint8_t kind) {
+    std::string s;
+    ByteWriter w(s);
+    w.u8(kClusterFormat);
+    w.varint(config);
+    w.u8(kind);
+    return s;
+  };
+  EXPECT_TRUE(decode_membership_note(payload(1, 2)).is_ok());
+  EXPECT_FALSE(decode_membership_note(payload(0, 1)).is_ok()) << "config 0";
+  EXPECT_FALSE(decode_membership_note(payload(1, 0)).is_ok()) << "kind 0";
+  EXPECT_FALSE(decode_membership_note(payload(1, 3)).is_ok()) << "kind 3";
 }
 
 TEST(ClusterMessages, TxPushRoundTrips) {

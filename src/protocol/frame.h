@@ -52,6 +52,7 @@ enum class FrameType : uint8_t {
   kSnapshotOffer = 30,   // node -> node: my newest snapshot (epoch, size)
   kSnapshotPull = 31,    // node -> node: send me these bytes of it
   kSnapshotChunk = 32,   // node -> node: bytes of a snapshot file, checksummed
+  kMembershipNote = 33,  // node -> node: handed over to / retired from a new group
 };
 
 struct Frame {

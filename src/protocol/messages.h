@@ -159,8 +159,19 @@ struct SnapshotChunk {
   bool operator==(const SnapshotChunk&) const = default;
 };
 
+// Membership changes (docs/membership.md): a member of the group of
+// `config` has applied, durably, every epoch the group before it ordered
+// (kHandedOff, to the nodes that group removed); a removed node handed over
+// and stopped (kRetired, to the group).
+struct MembershipNote {
+  enum Kind : uint8_t { kHandedOff = 1, kRetired = 2 };
+  uint64_t config = 0;  // >= 1
+  Kind kind = kHandedOff;
+  bool operator==(const MembershipNote&) const = default;
+};
+
 using PeerMessage = std::variant<VrPacket, Offsets, TxPull, TxPush, TxEvicted, SnapshotWanted,
-                                 SnapshotOffer, SnapshotPull, SnapshotChunk>;
+                                 SnapshotOffer, SnapshotPull, SnapshotChunk, MembershipNote>;
 
 // Whether m belongs to the snapshot transfer (the host's) rather than the node.
 inline bool is_snapshot_transfer(const PeerMessage& m) {

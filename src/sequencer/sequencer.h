@@ -85,6 +85,9 @@ class Sequencer {
   virtual SequencerStatus status() const = 0;
 
   // --- Membership ---
+  // This replica was removed from the group and the new group has started
+  // without it (VR: shut down). It orders and votes no more.
+  virtual bool left_group() const { return false; }
   // The current group; changes only between inputs, and only to a larger
   // config.
   virtual const Membership& membership() const = 0;

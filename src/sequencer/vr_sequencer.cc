@@ -197,6 +197,9 @@ Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeI
     return too_large(fmt::format("address book of {} bytes, over {}", annex.size(),
                                  vr::limits::annex_bytes_max));
   }
+  if (members.size() < 2) {
+    return invalid_argument("a group of at least 2 nodes (one node alone is `maroon dev`)");
+  }
   std::vector<vr::ReplicaId> ids;
   for (NodeId id : members) {
     if (id.value() == 0 || id.value() > UINT32_MAX) {

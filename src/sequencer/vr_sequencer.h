@@ -98,6 +98,9 @@ class VrSequencer final : public Sequencer {
   void tick(Output& out) override;
   SequencerStatus status() const override;
   const Membership& membership() const override { return service_.membership; }
+  bool left_group() const override {
+    return replica_.status() == vr::ReplicaStatus::kShutdown;
+  }
   Status request_membership(uint64_t expect_config, std::vector<NodeId> members,
                             std::string annex, Output& out) override;
 

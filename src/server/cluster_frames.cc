@@ -72,6 +72,9 @@ void send_peer_message(const PeerMessage& m,
   } else if (auto* spull = std::get_if<SnapshotPull>(&m)) {
     protocol::encode_snapshot_pull(*spull, frame);
     send(FrameType::kSnapshotPull, payload_of(frame));
+  } else if (auto* note = std::get_if<MembershipNote>(&m)) {
+    protocol::encode_membership_note(*note, frame);
+    send(FrameType::kMembershipNote, payload_of(frame));
   } else {
     protocol::encode_snapshot_chunk(std::get<SnapshotChunk>(m), frame);
     send(FrameType::kSnapshotChunk, payload_of(frame));
@@ -98,6 +101,8 @@ Result<PeerMessage> decode_peer_frame(uint8_t type, std::string_view payload) {
       return as_peer(protocol::decode_snapshot_pull(payload));
     case FrameType::kSnapshotChunk:
       return as_peer(protocol::decode_snapshot_chunk(payload));
+    case FrameType::kMembershipNote:
+      return as_peer(protocol::decode_membership_note(payload));
     default:
       return unexpected(type);
   }

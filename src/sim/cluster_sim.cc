@@ -1014,6 +1014,12 @@ std::optional<ClusterSimulation::Payload> ClusterSimulation::through_codec(uint6
       auto m = payload ? protocol::decode_snapshot_pull(*payload) : invalid_argument("frame");
       if (!m) return bad("snapshot pull frame");
       back = Payload(PeerMessage(*m));
+    } else if (const auto* n = std::get_if<MembershipNote>(peer)) {
+      protocol::encode_membership_note(*n, frame);
+      auto payload = frame_payload(frame, FrameType::kMembershipNote);
+      auto m = payload ? protocol::decode_membership_note(*payload) : invalid_argument("frame");
+      if (!m) return bad("membership note frame");
+      back = Payload(PeerMessage(*m));
     } else {
       protocol::encode_snapshot_chunk(std::get<SnapshotChunk>(*peer), frame);
       auto payload = frame_payload(frame, FrameType::kSnapshotChunk);

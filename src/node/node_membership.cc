@@ -1,0 +1,144 @@
+// Membership changes in the node (docs/membership.md): the node follows the
+// group its sequencer committed, counts copies only among its members, and
+// a node the change removed keeps serving until a quorum of the new group
+// holds everything it held.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/limits.h"
+#include "node/node.h"
+
+namespace maroon {
+namespace {
+
+// Handoffs are resent this often until the removed node says it retired
+// (it may have restarted, or the message been lost).
+constexpr uint64_t kHandoffResendTicks = 100;
+
+bool has(const std::vector<NodeId>& v, NodeId id) {
+  return std::find(v.begin(), v.end(), id) != v.end();
+}
+
+}  // namespace
+
+void Node::sync_membership() {
+  const Membership& m = sequencer_.membership();
+  if (m.config <= membership_config_) return;
+  MAROON_ASSERT(!m.members.empty() && m.members.size() <= 8);
+  membership_config_ = m.config;
+  switch_epoch_ = m.switch_epoch;
+  members_ = m.members;
+  std::sort(members_.begin(), members_.end());
+  MAROON_ASSERT(std::adjacent_find(members_.begin(), members_.end()) == members_.end());
+  k_ = members_.size() / 2 + 1;
+  leaving_ = !has(members_, config_.id);
+  removed_.clear();
+  for (NodeId id : m.previous) {
+    if (!has(members_, id) && id != config_.id) removed_.push_back(id);
+  }
+  std::sort(removed_.begin(), removed_.end());
+  handed_off_from_.clear();
+  handoff_seq_ = 0;
+  handed_off_ = false;
+  handoff_sent_tick_ = 0;
+  std::vector<NodeId> peers;
+  for (NodeId id : members_) {
+    if (id != config_.id) peers.push_back(id);
+  }
+  peers.insert(peers.end(), removed_.begin(), removed_.end());
+  std::sort(peers.begin(), peers.end());
+  set_peers(std::move(peers));
+}
+
+void Node::set_peers(std::vector<NodeId> peers) {
+  MAROON_ASSERT(!peers.empty());  // a cluster stays a cluster
+  MAROON_ASSERT(peers.size() < 64);  // evicted_peers is a bit set
+  // old_index[i]: where peers[i] was in peers_, or SIZE_MAX.
+  std::vector<size_t> old_index(peers.size(), SIZE_MAX);
+  for (size_t i = 0; i < peers.size(); i++) old_index[i] = peer_index(peers[i]);
+  for (auto& [id, range] : ranges_) {
+    std::vector<uint64_t> durable(peers.size(), 0);
+    std::vector<RangeState::PeerCopies> copies(peers.size());
+    uint64_t evicted = 0;
+    for (size_t i = 0; i < peers.size(); i++) {
+      const size_t o = old_index[i];
+      if (o == SIZE_MAX) continue;
+      durable[i] = range.peer_durable[o];
+      copies[i] = std::move(range.peer_copies[o]);
+      if (range.evicted_peers & (uint64_t{1} << o)) evicted |= uint64_t{1} << i;
+    }
+    range.peer_durable = std::move(durable);
+    range.peer_copies = std::move(copies);
+    range.evicted_peers = evicted;
+    range.pull_peer = 0;
+    range.pull_served = false;
+  }
+  std::vector<std::pair<EpochNumber, uint64_t>> claims(peers.size());
+  for (size_t i = 0; i < peers.size(); i++) {
+    if (old_index[i] != SIZE_MAX) claims[i] = peer_claims_[old_index[i]];
+  }
+  peer_claims_ = std::move(claims);
+  peers_ = std::move(peers);
+  peer_votes_.assign(peers_.size(), false);
+  for (size_t i = 0; i < peers_.size(); i++) peer_votes_[i] = has(members_, peers_[i]);
+}
+
+void Node::on_membership_note(NodeId from, const MembershipNote& m) {
+  // Notes about a change this node has not seen yet are resent; about an
+  // older one, moot.
+  if (m.config != membership_config_) return;
+  if (m.kind == MembershipNote::kHandedOff) {
+    if (leaving_ && has(members_, from) && !has(handed_off_from_, from)) {
+      handed_off_from_.push_back(from);
+      membership_tick();
+    }
+    return;
+  }
+  if (!has(removed_, from)) return;
+  std::erase(removed_, from);
+  std::vector<NodeId> peers = peers_;
+  std::erase(peers, from);
+  set_peers(std::move(peers));
+}
+
+void Node::membership_tick() {
+  if (node_retired_ || replaying_) return;
+  if (leaving_) {
+    // Rule (docs/membership.md, "Durability across a change"): the new
+    // group running (its sequencer started without us) means only that its
+    // replicas hold the ordering log; the txs of the epochs up to the
+    // switch may be held by this node and a member that then fails. Only
+    // once k members applied them durably is this node's copy redundant.
+    if (handed_off_from_.size() >= k_ && sequencer_.left_group()) {
+      node_retired_ = true;
+      for (NodeId id : members_) send_peer(id, MembershipNote{membership_config_, MembershipNote::kRetired});
+    }
+    return;
+  }
+  if (sequencer_.left_group()) {
+    // Removed while it was down: it never saw the change, nobody waits for
+    // it, and it orders nothing any more.
+    node_retired_ = true;
+    return;
+  }
+  if (removed_.empty()) return;
+  if (!handed_off_) {
+    if (handoff_seq_ == 0) {
+      if (applied_epoch_ < switch_epoch_ || install_durable_pending_) return;
+      // Everything applied so far is rebuilt on restart from records
+      // emitted up to now (its txs and committed epochs), or from the
+      // published snapshot of an install.
+      handoff_seq_ = out_.next_seq();  // > every seq emitted so far; never 0
+    }
+    if (durable_seq_ + 1 < handoff_seq_ || install_durable_pending_) return;
+    handed_off_ = true;
+  }
+  if (handoff_sent_tick_ != 0 && ticks_ - handoff_sent_tick_ < kHandoffResendTicks) return;
+  handoff_sent_tick_ = std::max<uint64_t>(ticks_, 1);
+  for (NodeId id : removed_) {
+    send_peer(id, MembershipNote{membership_config_, MembershipNote::kHandedOff});
+  }
+}
+
+}  // namespace maroon
