@@ -251,6 +251,11 @@ class Node {
   // applied every epoch up to the switch, durably) and the new group's
   // sequencer runs without it: the driver stops it. Final.
   bool retired() const { return node_retired_; }
+  // On the primary: asks the group to become `members` (with `annex`, the
+  // address book, for every node) if it is still in config `expect_config`
+  // (Sequencer::request_membership). Committed, membership_config() moves.
+  [[nodiscard]] Status request_membership(uint64_t expect_config, std::vector<NodeId> members,
+                                          std::string annex);
   // The host made the state the last install gave durable (its own
   // snapshot of it is published).
   void on_install_durable() { install_durable_pending_ = false; }

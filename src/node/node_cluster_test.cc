@@ -115,12 +115,15 @@ class Cluster {
     bool disk_paused = false;  // nothing is written until persist() is called by hand
     bool cut_off = false;      // partitioned: its messages are dropped, it is not ticked
     bool wiped = false;        // its disk was lost: it rejoins with a new one
+    bool joiner = false;       // added by a membership change (Sequencer join)
+    bool gone = false;         // stopped for good (retired): not ticked, messages dropped
   };
 
   explicit Cluster(size_t n, const std::function<void(NodeConfig&)>& configure = {})
       : Cluster(n, ClusterOptions{configure}) {}
   Cluster(size_t n, ClusterOptions options) : options_(std::move(options)) {
     for (size_t i = 1; i <= n; i++) ids_.push_back(NodeId(static_cast<uint32_t>(i)));
+    initial_ids_ = ids_;
     members_.resize(n);
     for (size_t i = 1; i <= n; i++) {
       Member& mem = m(i);
@@ -158,7 +161,10 @@ class Cluster {
 
   // Hands one message to its addressee, unless a partition or drop_if eats it.
   void deliver(InFlight f) {
-    if (m(f.from.value()).cut_off || m(f.to.value()).cut_off || (drop_if && drop_if(f))) return;
+    if (m(f.from.value()).cut_off || m(f.to.value()).cut_off || m(f.to.value()).gone ||
+        (drop_if && drop_if(f))) {
+      return;
+    }
     const size_t to = f.to.value();
     m(to).host->on_peer(f.from, std::move(f.msg));
     collect(to);
@@ -186,6 +192,7 @@ class Cluster {
     for (int round = 0; round < 10000; round++) {
       bool progress = false;
       for (size_t i = 1; i <= size(); i++) {
+        if (m(i).gone) continue;
         collect(i);
         if (!m(i).disk_paused && persist(i)) progress = true;
       }
@@ -206,7 +213,7 @@ class Cluster {
       ticks_++;
       now_ms_ += kTickMs;
       for (size_t i = 1; i <= size(); i++) {
-        if (m(i).cut_off) continue;
+        if (m(i).cut_off || m(i).gone) continue;
         m(i).host->tick(now_ms_);
         collect(i);
         if (options_.snapshots && auto_snapshots && node(i).fault().is_ok() &&
@@ -221,7 +228,7 @@ class Cluster {
   // The gateway's lease request, broadcast; returns the range granted.
   RangeId lease() {
     for (size_t i = 1; i <= size(); i++) {
-      if (m(i).cut_off) continue;
+      if (m(i).cut_off || m(i).gone) continue;
       node(i).on_lease_request(LeaseRequest{kGateway, node(i).newest_range(kGateway)});
       collect(i);
     }
@@ -250,6 +257,37 @@ class Cluster {
       node(i).on_tx(kGateway, TxMsg{TxId::make(r, offset), AppId::kKv, op});
       collect(i);
     }
+  }
+
+  // A new node, id size() + 1, that waits to be added by a membership
+  // change; configured with every node so far and itself. Returns its id.
+  size_t add_joiner() {
+    ids_.push_back(NodeId(static_cast<uint32_t>(members_.size() + 1)));
+    members_.emplace_back();
+    const size_t i = members_.size();
+    Member& mem = m(i);
+    mem.config.id = ids_.back();
+    mem.config.members = ids_;
+    if (options_.configure) options_.configure(mem.config);
+    mem.env = std::make_unique<FaultEnv>();
+    mem.joiner = true;
+    start(i);
+    return i;
+  }
+  // Node i is stopped for good (as the driver stops a retired node).
+  void retire(size_t i) {
+    stop(i);
+    m(i).gone = true;
+  }
+  // The primary, if one node leads.
+  std::optional<size_t> primary() {
+    std::optional<size_t> p;
+    for (size_t i = 1; i <= size(); i++) {
+      if (m(i).gone || m(i).node == nullptr || !m(i).sequencer->is_primary()) continue;
+      if (p) return std::nullopt;
+      p = i;
+    }
+    return p;
   }
 
   // Node i's disk is lost: it restarts with an empty one, and must rejoin.
@@ -376,10 +414,11 @@ class Cluster {
   Status try_start(size_t i) {
     Member& mem = m(i);
     std::vector<vr::ReplicaId> vr_members;
-    for (NodeId id : ids_) vr_members.emplace_back(id.value());
+    for (NodeId id : initial_ids_) vr_members.emplace_back(id.value());
     mem.sequencer = std::make_unique<VrSequencer>(vr::ReplicaId(static_cast<uint32_t>(i)),
                                                   vr_members, VrSequencer::default_options(),
                                                   /*tick_ms=*/0, ++starts_);
+    if (mem.joiner) mem.sequencer->join();
     mem.app = std::make_unique<EchoApp>();
     mem.node = std::make_unique<Node>(mem.config, *mem.sequencer);
     mem.node->register_app(AppId::kKv, *mem.app);
@@ -414,6 +453,7 @@ class Cluster {
 
   const ClusterOptions options_;
   std::vector<NodeId> ids_;
+  std::vector<NodeId> initial_ids_;  // the group the cluster was created with
   std::vector<Member> members_;
   Prng crash_prng_{1};
   uint64_t now_ms_ = 1000;
@@ -2322,6 +2362,171 @@ TEST(NodeQuorum, APrimaryFailoverIsNotAQuorumLoss) {
   }
   const std::string r2 = c.m(2).sequencer->status().role, r3 = c.m(3).sequencer->status().role;
   EXPECT_TRUE(r2 == "primary" || r3 == "primary") << r2 << " " << r3;
+}
+
+}  // namespace
+}  // namespace maroon
+
+namespace maroon {
+namespace {
+
+// --- membership changes (node_membership.cc) ---
+
+std::vector<NodeId> node_ids(std::initializer_list<uint64_t> v) {
+  std::vector<NodeId> out;
+  for (uint64_t i : v) out.push_back(NodeId(i));
+  return out;
+}
+
+// Asks the primary for `members`; runs until it is committed on `at`.
+void change_members(Cluster& c, uint64_t expect_config, std::vector<NodeId> members,
+                    const std::vector<size_t>& at) {
+  std::optional<size_t> p;
+  for (int t = 0; t < 200 && !(p = c.primary()); t++) c.run(1);
+  ASSERT_TRUE(p.has_value()) << "no primary";
+  ASSERT_TRUE(c.node(*p).request_membership(expect_config, members, "").is_ok());
+  c.collect(*p);
+  for (int t = 0; t < 2000; t++) {
+    bool done = true;
+    for (size_t i : at) done = done && c.node(i).membership_config() == expect_config + 1;
+    if (done) break;
+    c.run(1);
+  }
+  // And until the new group orders: members that learned of the change
+  // from another (StartEpoch) enter it through recovery, which a group
+  // of mostly recovering members completes only by a view change.
+  for (int t = 0; t < 2000; t++) {
+    bool normal = true;
+    for (size_t i : at) {
+      const std::string role = c.m(i).sequencer->status().role;
+      normal = normal && (role == "primary" || role == "backup");
+    }
+    if (normal) return;
+    c.run(1);
+  }
+  FAIL() << "the change did not commit, or the new group does not order";
+}
+
+// A node added while txs flow holds and applies everything, and counts
+// towards k from the switch on: with k = 3 of 4, a tx only two old members
+// and the new one hold is ordered.
+TEST(NodeCluster, AnAddedNodeAppliesEverythingAndItsCopiesCountAfterTheSwitch) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.send_tx(r, 2, "b", {1, 2});
+  c.run(20);
+  const size_t j = c.add_joiner();
+  ASSERT_EQ(j, 4u);
+  c.send_tx(r, 3, "c", {1, 2, 3});
+  change_members(c, 0, node_ids({1, 2, 3, 4}), {1, 2, 3, 4});
+  for (size_t i = 1; i <= 4; i++) {
+    EXPECT_EQ(c.node(i).members(), node_ids({1, 2, 3, 4})) << i;
+    EXPECT_EQ(c.node(i).quorum(), 3u);
+  }
+  // Held by 1 and 4 only: two of the four, not k.
+  c.send_tx(r, 4, "d", {1, 4});
+  c.run(40);
+
+
+  EXPECT_EQ(c.log(1), (Log{"a", "b", "c"}));
+  c.send_tx(r, 4, "d", {2});
+  c.run(40);
+  for (size_t i = 1; i <= 4; i++) {
+    EXPECT_EQ(c.log(i), (Log{"a", "b", "c", "d"})) << "node " << i;
+    EXPECT_TRUE(c.node(i).fault().is_ok()) << c.node(i).fault().to_string();
+    EXPECT_EQ(c.node(i).state_hash(), c.node(1).state_hash());
+  }
+  // The change survives a restart of every node.
+  for (size_t i = 1; i <= 4; i++) c.restart(i);
+  c.run(60);
+  for (size_t i = 1; i <= 4; i++) {
+    EXPECT_EQ(c.node(i).membership_config(), 1u) << i;
+    EXPECT_EQ(c.node(i).members(), node_ids({1, 2, 3, 4}));
+  }
+  c.send_tx(r, 5, "e", {1, 3, 4});
+  c.run(60);
+  for (size_t i = 1; i <= 4; i++) {
+    EXPECT_EQ(c.log(i), (Log{"a", "b", "c", "d", "e"})) << "node " << i;
+  }
+}
+
+// Replacing node 3 by node 4 in {1, 2, 3}: a tx ordered before the switch
+// was held by 1 and 3 only. Node 3 must not retire before k = 2 members of
+// the new group {1, 2, 4} applied it durably, even though the new group's
+// sequencer starts long before (pushes to 2 and 4 are held back); else 1
+// failing would lose it. Once they have, 3 retires and the group goes on.
+TEST(NodeCluster, AReplacedNodeRetiresOnlyOnceKNewMembersAppliedEverythingItHeld) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  bool hold_2 = true, hold_4 = true;
+  c.drop_if = [&](InFlight& f) {
+    return is<TxPush>(f) && ((hold_2 && f.to == NodeId(2)) || (hold_4 && f.to == NodeId(4)));
+  };
+  c.send_tx(r, 1, "a", {1, 3});
+  c.run(20);
+  ASSERT_EQ(c.log(1), (Log{"a"}));
+  ASSERT_EQ(c.log(2), Log{});
+  const size_t j = c.add_joiner();
+  change_members(c, 0, node_ids({1, 2, 4}), {1, 2});
+  // Held by 1 and the leaving 3: one copy among the new members, not k.
+  c.send_tx(r, 2, "x", {1, 3});
+  for (int t = 0; t < 300; t++) {
+    ASSERT_FALSE(c.node(3).retired()) << "retired before 2 and 4 hold tx a";
+    c.run(1);
+  }
+  EXPECT_EQ(c.log(1), (Log{"a"})) << "a removed node's copy counted towards k";
+  EXPECT_TRUE(c.node(3).leaving());
+  EXPECT_TRUE(c.m(3).sequencer->left_group()) << "the new group started meanwhile";
+  EXPECT_EQ(c.log(2), Log{});
+  // 4 gets tx a but cannot write it: applied is not enough, it must be
+  // durable before 4 counts.
+  c.m(j).disk_paused = true;
+  hold_4 = false;
+  for (int t = 0; t < 100 && c.log(j).empty(); t++) c.run(1);
+  ASSERT_EQ(c.log(j), (Log{"a"}));
+  c.run(100);
+  EXPECT_FALSE(c.node(3).retired()) << "4 handed off before its disk had tx a";
+  c.m(j).disk_paused = false;
+  for (int t = 0; t < 500 && !c.node(3).retired(); t++) c.run(1);
+  ASSERT_TRUE(c.node(3).retired());
+  size_t holders = 0;
+  for (size_t i : {size_t{1}, size_t{2}, j}) holders += c.log(i) == Log{"a"} ? 1 : 0;
+  EXPECT_GE(holders, 2u) << "k members of the new group applied tx a";
+  c.retire(3);
+  // Node 1 fails for good: 2 and 4 hold everything and (k = 2) go on.
+  hold_2 = false;
+  c.send_tx(r, 2, "x", {2});  // the gateway's retry reaches a member
+  c.run(40);
+  EXPECT_EQ(c.log(1), (Log{"a", "x"}));
+  c.retire(1);
+  c.send_tx(r, 3, "b", {2, 4});
+  c.run(400);
+  EXPECT_EQ(c.log(2), (Log{"a", "x", "b"}));
+  EXPECT_EQ(c.log(j), (Log{"a", "x", "b"}));
+  EXPECT_EQ(c.node(2).peers(), node_ids({1, 4})) << "3 retired and said so";
+}
+
+// A removed node's retirement needs the new group's sequencer to run
+// without it too; its peers then drop it.
+TEST(NodeCluster, ARemovedNodeRetiresAndTheRestGoOnWithASmallerK) {
+  Cluster c(3);
+  RangeId r = c.lease();
+  c.send_tx(r, 1, "a", {1, 2, 3});
+  c.run(20);
+  EXPECT_EQ(c.node(1).request_membership(1, node_ids({1, 2}), "").code(), Code::kInvalidArgument)
+      << "not the group's config";
+  change_members(c, 0, node_ids({1, 2}), {1, 2});
+  for (int t = 0; t < 500 && !c.node(3).retired(); t++) c.run(1);
+  ASSERT_TRUE(c.node(3).retired());
+  c.retire(3);
+  c.run(5);
+  EXPECT_EQ(c.node(1).peers(), node_ids({2}));
+  EXPECT_EQ(c.node(1).quorum(), 2u);
+  c.send_tx(r, 2, "b", {1, 2});
+  c.run(40);
+  EXPECT_EQ(c.log(1), (Log{"a", "b"}));
+  EXPECT_EQ(c.log(2), (Log{"a", "b"}));
 }
 
 }  // namespace

@@ -22,6 +22,19 @@ bool has(const std::vector<NodeId>& v, NodeId id) {
 
 }  // namespace
 
+Status Node::request_membership(uint64_t expect_config, std::vector<NodeId> members,
+                                std::string annex) {
+  MAROON_ASSERT(!replaying_);
+  if (!fault_.is_ok()) return fault_;
+  if (peers_.empty()) return invalid_argument("a single node (maroon dev) has no group to change");
+  if (leaving_ || node_retired_) return unavailable("this node is leaving the group");
+  if (expect_config != membership_config_) {
+    return invalid_argument(fmt::format("the group is in config {}, not {}: look again",
+                                        membership_config_, expect_config));
+  }
+  return sequencer_.request_membership(expect_config, std::move(members), std::move(annex), out_);
+}
+
 void Node::sync_membership() {
   const Membership& m = sequencer_.membership();
   if (m.config <= membership_config_) return;
