@@ -174,6 +174,8 @@ void Node::finish_replay() {
   replaying_ = false;
   proposed_time_ms_ = std::max(applied_time_ms_, committed_time_ms_);
   sequencer_.start(out_);
+  // Replayed from the disk: durable.
+  durable_applied_epoch_ = applied_epoch_;
   sync_membership();
   if (config_.gateways_in_process) {
     // Their gateways died with the last process: sealed (propose_epochs)
@@ -378,22 +380,27 @@ void Node::on_renew_lease(const RenewLease& renew) {
 
 void Node::on_peer(NodeId from, PeerMessage msg) {
   MAROON_ASSERT(!replaying_);
-  const size_t peer = peer_index(from);
-  if (peer == SIZE_MAX || !fault_.is_ok()) return;  // not a member: drop
+  if (!fault_.is_ok() || from == config_.id) return;
   // The snapshot transfer is the host's (NodeHost::on_peer); a harness that
   // hands it here has nothing to say to the node.
   if (is_snapshot_transfer(msg)) return;
-  sequencer_.on_peer_heard(from);
+  // VR and membership notes come from any node of the cluster: a group
+  // this node does not know yet (it missed a change) reaches it with VR's
+  // own messages, and a removed node asks for handoffs.
+  const size_t peer = peer_index(from);
+  if (peer != SIZE_MAX) sequencer_.on_peer_heard(from);
   if (auto* vr = std::get_if<VrPacket>(&msg)) {
     sequencer_.on_message(from, vr->bytes, out_);
+  } else if (auto* note = std::get_if<MembershipNote>(&msg)) {
+    on_membership_note(from, *note);
+  } else if (peer == SIZE_MAX) {
+    return;  // not a peer: drop
   } else if (auto* offsets = std::get_if<Offsets>(&msg)) {
     on_offsets(peer, *offsets);
   } else if (auto* pull = std::get_if<TxPull>(&msg)) {
     on_pull(from, *pull);
   } else if (auto* push = std::get_if<TxPush>(&msg)) {
     on_push(peer, *push);
-  } else if (auto* note = std::get_if<MembershipNote>(&msg)) {
-    on_membership_note(from, *note);
   } else {
     on_evicted(peer, std::get<TxEvicted>(msg));
   }
@@ -619,6 +626,7 @@ void Node::on_persisted(uint64_t durable_seq) {
   MAROON_ASSERT(durable_seq >= durable_seq_);
   MAROON_ASSERT(durable_seq < out_.next_seq());
   durable_seq_ = durable_seq;
+  advance_durable_applied();
   while (!pending_durable_.empty() && pending_durable_.front().first <= durable_seq) {
     TxId id = pending_durable_.front().second;
     pending_durable_.pop_front();
@@ -1120,6 +1128,7 @@ void Node::apply_epoch(const Epoch& epoch) {
     check_invariants(range);
   }
   applied_epoch_ = epoch.number;
+  if (!replaying_ && !peers_.empty()) applied_marks_.emplace_back(epoch.number, out_.next_seq());
   applied_time_ms_ = epoch.logical_time_ms;
   counters_.epochs_applied++;
   retire_sealed(epoch.logical_time_ms);

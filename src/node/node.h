@@ -258,7 +258,7 @@ class Node {
                                           std::string annex);
   // The host made the state the last install gave durable (its own
   // snapshot of it is published).
-  void on_install_durable() { install_durable_pending_ = false; }
+  void on_install_durable();
   NodeId id() const { return config_.id; }
   // Ticks × tick_ms: this node's steady time since it started.
   uint64_t steady_ms() const { return ticks_ * config_.tick_ms; }
@@ -373,7 +373,7 @@ class Node {
   void sync_membership();
   void set_peers(std::vector<NodeId> peers);
   void on_membership_note(NodeId from, const MembershipNote& m);
-  // Sends handoffs and retires, as the membership change asks (each tick).
+  // Asks for handoffs and retires, as the membership change asks (each tick).
   void membership_tick();
   // Puts the executed txs replay_covered found back into the ranges'
   // retained txs, before the ones executed since.
@@ -393,10 +393,14 @@ class Node {
   bool node_retired_ = false;
   std::vector<NodeId> removed_;  // by the last change, not yet retired
   std::vector<NodeId> handed_off_from_;  // members that said so (leaving)
+  uint64_t handoff_asked_tick_ = 0;
   bool install_durable_pending_ = false;
-  uint64_t handoff_seq_ = 0;  // 0: not yet applied through the switch
-  bool handed_off_ = false;  // durable: sent, and resent until they retire
-  uint64_t handoff_sent_tick_ = 0;
+  // The newest epoch whose applied state a restart rebuilds (its records
+  // durable, or an installed snapshot published); and (epoch, the seq after
+  // the records emitted when it applied) for later ones, oldest first.
+  EpochNumber durable_applied_epoch_{0};
+  std::deque<std::pair<EpochNumber, uint64_t>> applied_marks_;
+  void advance_durable_applied();
   std::array<StateMachine*, 256> apps_{};
   Output out_;
   bool replaying_ = true;

@@ -12,9 +12,10 @@
 namespace maroon {
 namespace {
 
-// Handoffs are resent this often until the removed node says it retired
-// (it may have restarted, or the message been lost).
-constexpr uint64_t kHandoffResendTicks = 100;
+// A removed node asks the members that have not handed off yet this often.
+constexpr uint64_t kHandoffAskTicks = 50;
+// Applied epochs remembered while their records are not yet durable.
+constexpr size_t kAppliedMarksMax = 4096;
 
 bool has(const std::vector<NodeId>& v, NodeId id) {
   return std::find(v.begin(), v.end(), id) != v.end();
@@ -52,9 +53,7 @@ void Node::sync_membership() {
   }
   std::sort(removed_.begin(), removed_.end());
   handed_off_from_.clear();
-  handoff_seq_ = 0;
-  handed_off_ = false;
-  handoff_sent_tick_ = 0;
+  handoff_asked_tick_ = 0;
   std::vector<NodeId> peers;
   for (NodeId id : members_) {
     if (id != config_.id) peers.push_back(id);
@@ -98,11 +97,19 @@ void Node::set_peers(std::vector<NodeId> peers) {
 }
 
 void Node::on_membership_note(NodeId from, const MembershipNote& m) {
-  // Notes about a change this node has not seen yet are resent; about an
-  // older one, moot.
+  if (m.kind == MembershipNote::kHandoffWanted) {
+    // From any node (one removed by a change this node may not remember
+    // since a restart): the answer is about this node's disk alone.
+    if (durable_applied_epoch_ >= m.epoch) {
+      send_peer(from, MembershipNote{m.config, MembershipNote::kHandedOff, m.epoch});
+    }
+    return;
+  }
+  // Other notes are about this node's current change; older ones are moot.
   if (m.config != membership_config_) return;
   if (m.kind == MembershipNote::kHandedOff) {
-    if (leaving_ && has(members_, from) && !has(handed_off_from_, from)) {
+    if (leaving_ && m.epoch == switch_epoch_ && has(members_, from) &&
+        !has(handed_off_from_, from)) {
       handed_off_from_.push_back(from);
       membership_tick();
     }
@@ -125,7 +132,16 @@ void Node::membership_tick() {
     // once k members applied them durably is this node's copy redundant.
     if (handed_off_from_.size() >= k_ && sequencer_.left_group()) {
       node_retired_ = true;
-      for (NodeId id : members_) send_peer(id, MembershipNote{membership_config_, MembershipNote::kRetired});
+      for (NodeId id : members_) {
+        send_peer(id, MembershipNote{membership_config_, MembershipNote::kRetired, EpochNumber(0)});
+      }
+      return;
+    }
+    if (handoff_asked_tick_ != 0 && ticks_ - handoff_asked_tick_ < kHandoffAskTicks) return;
+    handoff_asked_tick_ = std::max<uint64_t>(ticks_, 1);
+    for (NodeId id : members_) {
+      if (has(handed_off_from_, id)) continue;
+      send_peer(id, MembershipNote{membership_config_, MembershipNote::kHandoffWanted, switch_epoch_});
     }
     return;
   }
@@ -133,25 +149,22 @@ void Node::membership_tick() {
     // Removed while it was down: it never saw the change, nobody waits for
     // it, and it orders nothing any more.
     node_retired_ = true;
-    return;
   }
-  if (removed_.empty()) return;
-  if (!handed_off_) {
-    if (handoff_seq_ == 0) {
-      if (applied_epoch_ < switch_epoch_ || install_durable_pending_) return;
-      // Everything applied so far is rebuilt on restart from records
-      // emitted up to now (its txs and committed epochs), or from the
-      // published snapshot of an install.
-      handoff_seq_ = out_.next_seq();  // > every seq emitted so far; never 0
-    }
-    if (durable_seq_ + 1 < handoff_seq_ || install_durable_pending_) return;
-    handed_off_ = true;
+}
+
+void Node::on_install_durable() {
+  install_durable_pending_ = false;
+  durable_applied_epoch_ = std::max(durable_applied_epoch_, installed_epoch_);
+  advance_durable_applied();
+}
+
+void Node::advance_durable_applied() {
+  if (install_durable_pending_) return;
+  while (!applied_marks_.empty() && applied_marks_.front().second <= durable_seq_ + 1) {
+    durable_applied_epoch_ = std::max(durable_applied_epoch_, applied_marks_.front().first);
+    applied_marks_.pop_front();
   }
-  if (handoff_sent_tick_ != 0 && ticks_ - handoff_sent_tick_ < kHandoffResendTicks) return;
-  handoff_sent_tick_ = std::max<uint64_t>(ticks_, 1);
-  for (NodeId id : removed_) {
-    send_peer(id, MembershipNote{membership_config_, MembershipNote::kHandedOff});
-  }
+  if (applied_marks_.size() > kAppliedMarksMax) applied_marks_.pop_front();  // only later, then
 }
 
 }  // namespace maroon

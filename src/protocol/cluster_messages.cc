@@ -308,26 +308,29 @@ void write_frame(FrameType type, std::string& out, Fn&& body) {
 
 void encode_membership_note(const MembershipNote& m, std::string& out) {
   MAROON_ASSERT(m.config >= 1);
-  MAROON_ASSERT(m.kind == MembershipNote::kHandedOff || m.kind == MembershipNote::kRetired);
+  MAROON_ASSERT(m.kind == MembershipNote::kHandedOff || m.kind == MembershipNote::kRetired ||
+                m.kind == MembershipNote::kHandoffWanted);
   write_frame(FrameType::kMembershipNote, out, [&](ByteWriter& w) {
     w.varint(m.config);
     w.u8(m.kind);
+    w.varint(m.epoch.value());
   });
 }
 
 Result<MembershipNote> decode_membership_note(std::string_view payload) {
   constexpr const char* what = "membership note";
   ByteReader r(payload);
-  uint64_t config = 0;
+  uint64_t config = 0, epoch = 0;
   uint8_t kind = 0;
   if (!read_format(r)) return malformed(what, "short or unknown format");
-  if (!r.varint(config) || !r.u8(kind)) return malformed(what, "short");
+  if (!r.varint(config) || !r.u8(kind) || !r.varint(epoch)) return malformed(what, "short");
   if (!r.at_end()) return malformed(what, "trailing bytes");
   if (config == 0) return malformed(what, "config 0");
-  if (kind != MembershipNote::kHandedOff && kind != MembershipNote::kRetired) {
+  if (kind != MembershipNote::kHandedOff && kind != MembershipNote::kRetired &&
+      kind != MembershipNote::kHandoffWanted) {
     return malformed(what, "unknown kind");
   }
-  return MembershipNote{config, static_cast<MembershipNote::Kind>(kind)};
+  return MembershipNote{config, static_cast<MembershipNote::Kind>(kind), EpochNumber(epoch)};
 }
 
 void encode_snapshot_wanted(const SnapshotWanted& m, std::string& out) {

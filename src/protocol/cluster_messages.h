@@ -137,7 +137,7 @@ Result<TxEvicted> decode_tx_evicted(std::string_view payload);
 // kSnapshotPull).
 inline constexpr uint32_t snapshot_chunk_bytes_max = 1024 * 1024;
 
-// kMembershipNote: config >= 1, kind 1 or 2.
+// kMembershipNote: config >= 1, kind 1, 2 or 3.
 void encode_membership_note(const MembershipNote& m, std::string& out);
 Result<MembershipNote> decode_membership_note(std::string_view payload);
 

@@ -126,7 +126,7 @@ std::vector<Case> examples() {
   add("tx push", FrameType::kTxPush, decode_tx_push);
   encode_tx_evicted({RangeId(5), 3}, wire);
   add("tx evicted", FrameType::kTxEvicted, decode_tx_evicted);
-  encode_membership_note({7, MembershipNote::kRetired}, wire);
+  encode_membership_note({7, MembershipNote::kHandoffWanted, EpochNumber(40)}, wire);
   add("membership note", FrameType::kMembershipNote, decode_membership_note);
   encode_txs(txs, wire);
   add("txs", FrameType::kTx, decode_txs);
@@ -187,8 +187,10 @@ TEST(ClusterMessages, TxEvictedRoundTrips) {
 
 TEST(ClusterMessages, MembershipNoteRoundTripsAndRefusesBadFields) {
   EXPECT_TRUE(rc::check([] {
-    const auto kind = *rc::gen::element(MembershipNote::kHandedOff, MembershipNote::kRetired);
-    check_round_trip(MembershipNote{*rc::gen::inRange<uint64_t>(1, UINT64_MAX), kind},
+    const auto kind = *rc::gen::element(MembershipNote::kHandedOff, MembershipNote::kRetired,
+                                        MembershipNote::kHandoffWanted);
+    check_round_trip(MembershipNote{*rc::gen::inRange<uint64_t>(1, UINT64_MAX), kind,
+                                    EpochNumber(*rc::gen::arbitrary<uint64_t>())},
                      FrameType::kMembershipNote, encode_membership_note, decode_membership_note);
   }));
   auto payload = [](uint64_t config, uint8_t kind) {
@@ -197,12 +199,13 @@ TEST(ClusterMessages, MembershipNoteRoundTripsAndRefusesBadFields) {
     w.u8(kClusterFormat);
     w.varint(config);
     w.u8(kind);
+    w.varint(9);
     return s;
   };
-  EXPECT_TRUE(decode_membership_note(payload(1, 2)).is_ok());
+  EXPECT_TRUE(decode_membership_note(payload(1, 3)).is_ok());
   EXPECT_FALSE(decode_membership_note(payload(0, 1)).is_ok()) << "config 0";
   EXPECT_FALSE(decode_membership_note(payload(1, 0)).is_ok()) << "kind 0";
-  EXPECT_FALSE(decode_membership_note(payload(1, 3)).is_ok()) << "kind 3";
+  EXPECT_FALSE(decode_membership_note(payload(1, 4)).is_ok()) << "kind 4";
 }
 
 TEST(ClusterMessages, TxPushRoundTrips) {

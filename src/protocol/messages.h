@@ -159,14 +159,16 @@ struct SnapshotChunk {
   bool operator==(const SnapshotChunk&) const = default;
 };
 
-// Membership changes (docs/membership.md): a member of the group of
-// `config` has applied, durably, every epoch the group before it ordered
-// (kHandedOff, to the nodes that group removed); a removed node handed over
-// and stopped (kRetired, to the group).
+// Membership changes (docs/membership.md). A node removed by the change to
+// `config` asks the group's members whether they applied every epoch up to
+// `epoch` (the change's switch epoch) durably (kHandoffWanted); a node that
+// has answers so (kHandedOff, same fields). Once removed and handed over,
+// it tells the members it stopped (kRetired, epoch 0).
 struct MembershipNote {
-  enum Kind : uint8_t { kHandedOff = 1, kRetired = 2 };
+  enum Kind : uint8_t { kHandedOff = 1, kRetired = 2, kHandoffWanted = 3 };
   uint64_t config = 0;  // >= 1
   Kind kind = kHandedOff;
+  EpochNumber epoch;
   bool operator==(const MembershipNote&) const = default;
 };
 

@@ -78,6 +78,13 @@ std::string describe_peer(const PeerMessage& m) {
                          : fmt::format("snapshot chunk @{} {}+{} of {}", c->epoch.value(),
                                        c->offset, c->data.size(), c->total);
   }
+  if (const auto* n = std::get_if<MembershipNote>(&m)) {
+    return fmt::format("membership config {} {} @{}", n->config,
+                       n->kind == MembershipNote::kHandedOff      ? "handed off"
+                       : n->kind == MembershipNote::kHandoffWanted ? "handoff wanted"
+                                                                   : "retired",
+                       n->epoch.value());
+  }
   const auto& push = std::get<TxPush>(m);
   return push.txs.empty() ? "push (empty)"
                           : fmt::format("push {}..{} ({})", tx_name(push.txs.front().id),
@@ -204,6 +211,11 @@ class ClusterSimulation {
     // Its disk was wiped once: a restart that finds it empty rejoins (the
     // node process without --new-cluster), never bootstraps.
     bool wiped = false;
+    // Added by a membership change: starts by joining (Sequencer join),
+    // configured with the group it joins and itself.
+    bool joiner = false;
+    std::vector<NodeId> configured;
+    bool retired = false;  // removed, handed over and stopped (and so `lost`)
     uint64_t digest_epoch = 0;                        // the epoch `digest` is being built for
     uint64_t digest = 0;
   };
@@ -300,6 +312,14 @@ class ClusterSimulation {
   std::optional<uint64_t> first_proposal_ms_;  // real time of the first epoch proposed
   void crash_and_restart(SimNode& n, bool kill_only = false);
   void heal();
+  // Membership changes.
+  void begin_membership_change();
+  void request_membership_change();
+  struct PendingChange {
+    uint64_t config = 0;  // the group's config when asked
+    std::vector<NodeId> members;
+  };
+  std::optional<PendingChange> change_;
 
   // End.
   bool converged(std::string* why);
@@ -367,9 +387,10 @@ void ClusterSimulation::start_node(SimNode& n) {
   for (NodeId m : members_) members.emplace_back(m.value());
   n.sequencer = std::make_unique<VrSequencer>(vr::ReplicaId(id.value()), members, s_.vr,
                                               /*tick_ms=*/0, world_.next() | 1);
+  if (n.joiner) n.sequencer->join();
   NodeConfig c;
   c.id = id;
-  c.members = members_;
+  c.members = n.configured;
   c.lease_ms = s_.lease_ms;
   c.held_txs_per_range_max = s_.held_txs_per_range_max;
   c.result_table_txs_per_range_max = s_.result_table_txs_per_range_max;
@@ -519,6 +540,18 @@ void ClusterSimulation::drain(SimNode& n) {
   if (!n.node->fault().is_ok() && !n.stopping && !lag_stop(n))
     world_.fail(fmt::format("n{} fault: {}", n.id.value(), n.node->fault().to_string()));
   check_bounded(n);
+  if (n.node->retired() && !n.retired) {
+    // As the driver does: the process exits, for good.
+    n.retired = true;
+    stats_.nodes_retired++;
+    world_.trace(fmt::format("n{} RETIRES: removed from the group, handed over", n.id.value()));
+    const NodeId id = n.id;
+    world_.after(0, [this, id] {
+      SimNode& m = nodes_.at(id.value() - 1);
+      if (m.up) crash_node(m);
+      m.lost = true;
+    });
+  }
 }
 
 void ClusterSimulation::check_advertised_kept(SimNode& n) {
@@ -873,7 +906,9 @@ void ClusterSimulation::process_gateway(SimGateway& g) {
     for (GatewayToNode& m : out.to_nodes) {
       const TxMsg* tx = std::get_if<TxMsg>(&m);
       auto other = tx ? two_payloads_.find(tx->id.raw()) : two_payloads_.end();
-      for (NodeId n : members_) {
+      for (const SimNode& node : nodes_) {
+        if (node.retired) continue;
+        const NodeId n = node.id;
         if (other != two_payloads_.end() && world_.chance(0.5)) {
           // Faulty: this node gets the other bytes under the same id.
           send(kGatewayBase + g.id.value(), n.value(),
@@ -1331,6 +1366,10 @@ void ClusterSimulation::schedule_faults() {
   for (size_t i = 0; i < s_.nodes_lost; i++) {
     world_.at(world_.uniform(0, s_.safety_us - 1), [this] { lose_node(); });
   }
+  for (size_t i = 0; i < s_.membership_changes; i++) {
+    world_.at(world_.uniform(s_.safety_us / 10, s_.safety_us * 3 / 4),
+              [this] { begin_membership_change(); });
+  }
   if (s_.long_outage) {
     // Down until heal() restarts it.
     world_.at(world_.uniform(0, s_.safety_us / 3), [this] {
@@ -1355,7 +1394,7 @@ void ClusterSimulation::lose_node() {
 
 void ClusterSimulation::partition_change() {
   std::vector<uint64_t> ends;
-  for (NodeId n : members_) ends.push_back(n.value());
+  for (const SimNode& n : nodes_) ends.push_back(n.id.value());
   for (GatewayId g : live_gateways()) ends.push_back(kGatewayBase + g.value());
   net_.change_partition(ends, [](uint64_t e) {
     return e >= kGatewayBase ? fmt::format("g{}", e - kGatewayBase) : fmt::format("n{}", e);
@@ -1471,6 +1510,81 @@ void ClusterSimulation::crash_some_gateway() {
   }
 }
 
+void ClusterSimulation::begin_membership_change() {
+  if (world_.failed()) return;
+  if (change_) {
+    // One at a time: this one goes after it.
+    world_.after(500'000, [this] { begin_membership_change(); });
+    return;
+  }
+  // The group as the most advanced node knows it.
+  const SimNode* know = nullptr;
+  for (const SimNode& n : nodes_) {
+    if (n.up && n.node && !n.retired &&
+        (know == nullptr || n.node->membership_config() > know->node->membership_config())) {
+      know = &n;
+    }
+  }
+  if (know == nullptr) {
+    world_.after(200'000, [this] { begin_membership_change(); });
+    return;
+  }
+  std::vector<NodeId> group = know->node->members();
+  const uint64_t config = know->node->membership_config();
+  enum { kAdd, kRemove, kReplace } kind = kReplace;
+  const uint64_t pick = world_.below(3);
+  if (pick == 0 && group.size() < 5) kind = kAdd;
+  if (pick == 1 && group.size() > 3) kind = kRemove;
+  std::vector<NodeId> next = group;
+  if (kind != kAdd) next.erase(next.begin() + static_cast<ptrdiff_t>(world_.below(next.size())));
+  if (kind != kRemove) {
+    MAROON_ASSERT(nodes_.size() < nodes_.capacity());
+    const NodeId id(static_cast<uint32_t>(nodes_.size() + 1));
+    SimNode& n = nodes_.emplace_back();
+    n.id = id;
+    n.joiner = true;
+    n.configured = group;
+    n.configured.push_back(id);
+    n.clock = ProcessClock(s_.process.skewed_tick_us(world_));
+    n.clock_offset_ms = static_cast<int64_t>(world_.below(s_.clock_offset_max_ms + 1));
+    world_.trace(fmt::format("n{} STARTS to join", id.value()));
+    start_node(n);
+    next.push_back(id);
+  }
+  std::sort(next.begin(), next.end());
+  std::string text;
+  for (NodeId id : next) text += fmt::format(" n{}", id.value());
+  world_.trace(fmt::format("MEMBERSHIP change from config {} asked:{}", config, text));
+  change_ = PendingChange{config, std::move(next)};
+  request_membership_change();
+}
+
+void ClusterSimulation::request_membership_change() {
+  if (!change_ || world_.failed()) return;
+  for (const SimNode& n : nodes_) {
+    if (n.up && n.node && n.node->membership_config() > change_->config) {
+      // Committed (this change, or another one asked before it).
+      stats_.membership_changes++;
+      world_.trace(fmt::format("MEMBERSHIP config {} committed", n.node->membership_config()));
+      change_.reset();
+      return;
+    }
+  }
+  // Asked of whichever node leads now; retried (the same request: it runs
+  // at most once) across crashes and view changes.
+  for (SimNode& n : nodes_) {
+    if (!n.up || !n.node || !n.sequencer->is_primary() || !n.node->fault().is_ok() ||
+        n.node->membership_config() != change_->config) {
+      continue;
+    }
+    Status st = Status::ok();
+    node_input(n, [&](Node& node) { st = node.request_membership(change_->config, change_->members, ""); });
+    if (!st) world_.trace(fmt::format("n{} refuses the membership change: {}", n.id.value(), st.to_string()));
+    break;
+  }
+  world_.after(300'000, [this] { request_membership_change(); });
+}
+
 void ClusterSimulation::heal() {
   world_.trace("faults stop: partitions heal, loss ends, crashed nodes restart");
   faults_.stop();
@@ -1532,10 +1646,18 @@ bool ClusterSimulation::converged(std::string* why) {
     }
     target_epoch_ = std::max<uint64_t>(target_epoch_, 1);
   }
+  if (change_) {
+    *why = fmt::format("the membership change from config {} is not committed", change_->config);
+    return false;
+  }
   for (const SimNode& n : nodes_) {
     if (n.lost) continue;
     if (!n.up) {
       *why = fmt::format("n{} is down", n.id.value());
+      return false;
+    }
+    if (n.node->leaving()) {
+      *why = fmt::format("n{} was removed and has not retired", n.id.value());
       return false;
     }
     if (n.node->applied_epoch().value() < target_epoch_) {
@@ -1549,10 +1671,13 @@ bool ClusterSimulation::converged(std::string* why) {
 
 ClusterResult ClusterSimulation::run() {
   for (size_t i = 0; i < s_.nodes; i++) members_.push_back(NodeId(static_cast<uint32_t>(i + 1)));
+  // Callbacks hold references to the nodes: the vector never reallocates.
+  nodes_.reserve(s_.nodes + s_.membership_changes);
   nodes_.resize(s_.nodes);
   for (size_t i = 0; i < s_.nodes; i++) {
     SimNode& n = nodes_[i];
     n.id = members_[i];
+    n.configured = members_;
     n.clock = ProcessClock(s_.process.skewed_tick_us(world_));
     n.clock_offset_ms = static_cast<int64_t>(world_.below(s_.clock_offset_max_ms + 1));
   }
@@ -1789,6 +1914,12 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
     s.nodes_lost = 0;
     s.fsync_failure = 0;
   }
+  // Drawn after the rest, so the draws above stay those of earlier seeds.
+  s.membership_changes =
+      s.nodes >= 3 && s.nodes_lost == 0 && !s.long_outage && s.log_loss_chance == 0 &&
+              p.chance(0.35)
+          ? 1 + p.below(2)
+          : 0;
   return s;
 }
 
@@ -1796,6 +1927,7 @@ void ClusterSettings::override_nodes(size_t n) {
   MAROON_ASSERT(n >= 1 && n <= 5);
   nodes = n;
   nodes_lost = std::min(nodes_lost, (n - 1) / 2);
+  if (n < 3) membership_changes = 0;
 }
 
 std::string ClusterSettings::describe() const {
@@ -1812,7 +1944,9 @@ std::string ClusterSettings::describe() const {
       power_failure_every_us / 1000, gateway_crash_every_us / 1000, clock_offset_max_ms,
       clock_step_every_us / 1000, lease_ms,
       renew_ticks, sealed_range_grace_ms,
-      long_outage ? "; a long outage" : "",
+      long_outage ? "; a long outage"
+      : membership_changes > 0 ? fmt::format("; {} membership changes", membership_changes)
+                               : std::string(),
       unknown_app_fraction > 0
           ? fmt::format("; unknown-app txs {:.0f}%", unknown_app_fraction * 100)
           : std::string(),

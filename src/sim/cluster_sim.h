@@ -96,6 +96,11 @@ struct ClusterSettings {
   // votes, and pull the txs it lost. At most f nodes at a time; only in
   // seeds that lose no node for good.
   double log_loss_chance = 0;
+  // Membership changes (docs/membership.md) during the safety phase, each
+  // adding, removing or replacing a node, requested at the primary and
+  // retried until committed; a removed node stops once it retired, a new
+  // one joins from nothing. Only in seeds that lose no node and no log.
+  size_t membership_changes = 0;
   size_t result_table_txs_per_range_max = 0;
   size_t pull_txs_max = 0;
   uint64_t advert_ticks = 10;
@@ -162,6 +167,8 @@ struct ClusterStats {
   uint64_t snapshot_installs = 0;  // peers' snapshots installed by lagging nodes
   uint64_t wipes = 0;              // nodes whose whole disk was lost (log losses too)
   uint64_t log_recoveries = 0;  // ... and recovered it from peers
+  uint64_t membership_changes = 0;  // committed
+  uint64_t nodes_retired = 0;       // removed by a change, handed over and stopped
   uint64_t unknown_app_results = 0;  // txs for an unknown app answered (empty) to their gateway
   uint64_t two_payload_results = 0;  // txs sent with two payloads, answered to their gateway
   // Copies with other bytes than their id was ordered with, replaced from a

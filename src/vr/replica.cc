@@ -167,6 +167,7 @@ void Replica::bootstrap(std::vector<ReplicaId> members, Output& out) {
   MAROON_ASSERT(contains(members, self_));
   started_ = true;
   members_ = std::move(members);
+  ever_member_ = true;
   promise_until_ = 0;
   // Rule: act in view 0 only once our membership is durable. A replica that
   // acted (say, prepared as primary) and then lost everything in a crash
@@ -194,6 +195,7 @@ Status Replica::replay(const DurableRecord& record) {
     }
     epoch_ = s->epoch;
     members_ = s->members;
+    ever_member_ = ever_member_ || is_member();
     view_ = s->view;
     persisted_epoch_ = s->epoch;
     persisted_view_ = s->view;
@@ -385,10 +387,9 @@ void Replica::step(const ReplicaMessage& msg, Output& out) {
   } else if (const auto* m = std::get_if<NewState>(&msg)) {
     on_new_state(*m, out);
   } else if (h.epoch < epoch_) {
-    // The sender missed a reconfiguration: tell it where the group went.
-    if (contains(old_members_, h.from) || contains(members_, h.from)) {
-      send(h.from, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
-    }
+    // The sender missed a reconfiguration (one or several, maybe one that
+    // removed it): tell it where the group went.
+    send(h.from, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
   } else if (h.epoch > epoch_) {
     // We missed one: fetch the committed log, whose reconfiguration entry
     // moves us into the sender's epoch.
@@ -1368,6 +1369,7 @@ void Replica::on_new_state(const NewState& m, Output& out) {
 bool Replica::install_checkpoint(const Checkpoint& cp, Output& out) {
   MAROON_ASSERT(cp.op > executed_);
   const ConfigEpoch epoch_before = epoch_;
+  ever_member_ = ever_member_ || is_member();
   if (!restore_checkpoint_state(cp.state)) return false;  // a peer's bad bytes; ignore
   executed_ = cp.op;
   executed_bytes_since_checkpoint_ = 0;
@@ -1398,8 +1400,13 @@ bool Replica::install_checkpoint(const Checkpoint& cp, Output& out) {
     // it, so no crash can leave it durable without the checkpoint (it says
     // the log up to the epoch's start is committed, which our stale log is
     // not).
-    status_ = !is_member() && contains(old_members_, self_) ? ReplicaStatus::kShutdown
-                                                            : ReplicaStatus::kJoining;
+    // Removed (by the last change the checkpoint covers, or an earlier
+    // one: ids are never reused, so a former member never returns), or
+    // joining.
+    status_ = !is_member() && (contains(old_members_, self_) || ever_member_)
+                  ? ReplicaStatus::kShutdown
+                  : ReplicaStatus::kJoining;
+    ever_member_ = ever_member_ || is_member();
     queue_.clear();
     accepted_.clear();
     persist_state(out);
@@ -1496,6 +1503,7 @@ void Replica::begin_epoch(ConfigEpoch epoch, std::vector<ReplicaId> members, OpN
   if (epoch <= epoch_) return;  // learned it from StartEpoch or a checkpoint already
   MAROON_ASSERT(epoch == epoch_.next());
   MAROON_ASSERT(valid_members(members));
+  ever_member_ = ever_member_ || is_member();
   for (const ClientRequest& req : queue_) {
     reply(req.client, req.request, ReplyCode::kNewConfig, {}, out);
   }
@@ -1530,6 +1538,11 @@ void Replica::begin_epoch(ConfigEpoch epoch, std::vector<ReplicaId> members, OpN
     status_ = ReplicaStatus::kLeaving;
     persist_state(out);
     next_start_epoch_tick_ = now_;
+  } else if (ever_member_) {
+    // Removed by an earlier change we learn of only now (we were behind):
+    // the group went on without us, and ids are never reused.
+    status_ = ReplicaStatus::kShutdown;
+    persist_state(out);
   } else {
     // Catching up through history towards a later epoch that includes us.
     status_ = ReplicaStatus::kJoining;
@@ -1559,7 +1572,7 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
     // Removed while we were behind; the new group has the state. Record it
     // (in memory: the disk learns an epoch only with the log up to its
     // start), so clients and stragglers asking us are sent there.
-    const bool removed = is_member();
+    const bool removed = is_member() || ever_member_;
     old_members_ = members_;
     epoch_ = m.h.epoch;
     members_ = m.members;
@@ -1602,6 +1615,7 @@ void Replica::joined_epoch(Output& out) {
   // lost it in a crash (even as its first primary, having prepared ops in
   // view 0). We enter it through recovery, never straight into view 0.
   MAROON_ASSERT(is_member() && executed_ >= epoch_start_);
+  ever_member_ = true;
   state_wanted_ = false;
   persist_state(out);
   for (ReplicaId r : old_members_) {

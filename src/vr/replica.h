@@ -343,6 +343,9 @@ class Replica {
   uint64_t next_start_epoch_tick_ = 0;
 
   bool log_lost_ = false;  // see note_log_lost
+  // A member of some epoch so far (from what we replayed or did): removed
+  // once, never a member again (ids are not reused).
+  bool ever_member_ = false;
   bool recovery_below_vote_ = false;  // a recovery answer came from a view below our vote
   ReplicaStatus status_ = ReplicaStatus::kRecovering;
   ViewNumber view_{0};

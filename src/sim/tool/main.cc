@@ -98,12 +98,12 @@ void print_cluster_result(const sim::ClusterResult& r) {
       "{} messages ({} dropped, {} through codecs), "
       "{} node crashes ({} kept part of a write, {} fsync failures, {} lost for good, "
       "{} power failures), {} pauses ({} of gateways), {} gateway crashes, {} partitions, "
-      "{} seals delivered, {} ranges retired (at most {} kept), {} lag stops, {} unknown-app txs answered, {} two-payload txs answered ({} copies replaced), {} logs lost ({} whole disks; {} recovered), {} snapshots ({} restored, {} installed from peers), view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
+      "{} seals delivered, {} ranges retired (at most {} kept), {} lag stops, {} unknown-app txs answered, {} two-payload txs answered ({} copies replaced), {} logs lost ({} whole disks; {} recovered), {} snapshots ({} restored, {} installed from peers), {} membership changes ({} nodes retired), view {}, epoch {}, {} txs applied, fingerprint {:016x}\n",
       r.ok ? "ok" : "FAIL", static_cast<double>(t.simulated_us) / 1e6, t.ops_completed,
       t.ops_unknown, t.unknown_applied, t.unknown_never_applied, t.network.sent, t.network.dropped,
       t.messages_coded, t.faults.crashes, t.faults.partial_writes, t.fsync_failures, t.nodes_lost,
       t.power_failures, t.faults.pauses, t.gateway_pauses, t.gateway_crashes, t.network.partitions,
-      t.ranges_sealed, t.ranges_retired, t.ranges_kept_max, t.lag_stops, t.unknown_app_results, t.two_payload_results, t.txs_replaced, t.log_losses, t.wipes, t.log_recoveries, t.snapshots, t.snapshot_restores, t.snapshot_installs, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
+      t.ranges_sealed, t.ranges_retired, t.ranges_kept_max, t.lag_stops, t.unknown_app_results, t.two_payload_results, t.txs_replaced, t.log_losses, t.wipes, t.log_recoveries, t.snapshots, t.snapshot_restores, t.snapshot_installs, t.membership_changes, t.nodes_retired, t.max_view, t.max_epoch, t.txs_applied, t.fingerprint);
 }
 
 }  // namespace
