@@ -298,7 +298,8 @@ void Node::on_tx(GatewayId from, TxMsg msg) {
   // resends into for ever, and every later tx of the range behind it.
   if (it == ranges_.end() || it->second.owner != from || msg.id.offset() == 0 ||
       msg.op.size() > limits::op_bytes_max ||
-      it->second.held.beyond(msg.id.offset()) || !fault_.is_ok()) {
+      it->second.held.beyond(msg.id.offset()) || !fault_.is_ok() || leaving_ || node_retired_) {
+    // (A removed node acknowledges nothing: its copy is not one of the k.)
     counters_.txs_rejected++;
     return;
   }
@@ -565,7 +566,12 @@ void Node::on_evicted(size_t peer, const TxEvicted& m) {
   // Every peer evicted it; or, with snapshot transfer (always a correct
   // way on, only a costlier one), some did and none has served it for 10
   // pull retries (the others may lag too, and hold nothing to answer with).
-  const bool all = static_cast<size_t>(std::popcount(range.evicted_peers)) == peers_.size();
+  // Every member peer (a removed one may be gone for good).
+  uint64_t member_peers = 0;
+  for (size_t p = 0; p < peers_.size(); p++) {
+    if (peer_votes_[p]) member_peers |= uint64_t{1} << p;
+  }
+  const bool all = (range.evicted_peers & member_peers) == member_peers;
   const bool long_enough =
       snapshot_transfer_ && ticks_ - range.evicted_tick >= 10 * config_.pull_retry_ticks;
   if (!all && !long_enough) return;

@@ -392,7 +392,10 @@ class Node {
   bool leaving_ = false;
   bool node_retired_ = false;
   std::vector<NodeId> removed_;  // by the last change, not yet retired
-  std::vector<NodeId> handed_off_from_;  // members that said so (leaving)
+  // Leaving: the group whose members must hand off, and those that did.
+  uint64_t handoff_config_ = 0;
+  std::vector<NodeId> handoff_members_;
+  std::vector<NodeId> handed_off_from_;
   uint64_t handoff_asked_tick_ = 0;
   bool install_durable_pending_ = false;
   // The newest epoch whose applied state a restart rebuilds (its records

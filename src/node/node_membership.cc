@@ -47,11 +47,17 @@ void Node::sync_membership() {
   MAROON_ASSERT(std::adjacent_find(members_.begin(), members_.end()) == members_.end());
   k_ = members_.size() / 2 + 1;
   leaving_ = !has(members_, config_.id);
-  removed_.clear();
+  // Removed nodes stay peers (they may hold txs of the epochs before their
+  // switch) until they say they retired, across later changes too; a
+  // restart remembers only the last change's.
   for (NodeId id : m.previous) {
-    if (!has(members_, id) && id != config_.id) removed_.push_back(id);
+    if (!has(members_, id) && id != config_.id && !has(removed_, id)) removed_.push_back(id);
   }
+  std::erase_if(removed_, [&](NodeId id) { return has(members_, id); });
   std::sort(removed_.begin(), removed_.end());
+  while (removed_.size() + members_.size() > 60) removed_.erase(removed_.begin());
+  handoff_config_ = membership_config_;
+  handoff_members_ = members_;
   handed_off_from_.clear();
   handoff_asked_tick_ = 0;
   std::vector<NodeId> peers;
@@ -99,16 +105,18 @@ void Node::set_peers(std::vector<NodeId> peers) {
 void Node::on_membership_note(NodeId from, const MembershipNote& m) {
   if (m.kind == MembershipNote::kHandoffWanted) {
     // From any node (one removed by a change this node may not remember
-    // since a restart): the answer is about this node's disk alone.
-    if (durable_applied_epoch_ >= m.epoch) {
+    // since a restart, or never saw): the answer is about this node's disk
+    // alone. A node in that config or a later one that applied every epoch
+    // up to its own switch (no earlier than that config's) durably holds
+    // everything the asker's copies were counted for.
+    if (membership_config_ >= m.config && !leaving_ && !node_retired_ &&
+        durable_applied_epoch_ >= std::max(m.epoch, switch_epoch_)) {
       send_peer(from, MembershipNote{m.config, MembershipNote::kHandedOff, m.epoch});
     }
     return;
   }
-  // Other notes are about this node's current change; older ones are moot.
-  if (m.config != membership_config_) return;
   if (m.kind == MembershipNote::kHandedOff) {
-    if (leaving_ && m.epoch == switch_epoch_ && has(members_, from) &&
+    if (leaving_ && m.config == handoff_config_ && has(handoff_members_, from) &&
         !has(handed_off_from_, from)) {
       handed_off_from_.push_back(from);
       membership_tick();
@@ -124,31 +132,37 @@ void Node::on_membership_note(NodeId from, const MembershipNote& m) {
 
 void Node::membership_tick() {
   if (node_retired_ || replaying_) return;
-  if (leaving_) {
-    // Rule (docs/membership.md, "Durability across a change"): the new
-    // group running (its sequencer started without us) means only that its
-    // replicas hold the ordering log; the txs of the epochs up to the
-    // switch may be held by this node and a member that then fails. Only
-    // once k members applied them durably is this node's copy redundant.
-    if (handed_off_from_.size() >= k_ && sequencer_.left_group()) {
-      node_retired_ = true;
-      for (NodeId id : members_) {
-        send_peer(id, MembershipNote{membership_config_, MembershipNote::kRetired, EpochNumber(0)});
-      }
-      return;
-    }
-    if (handoff_asked_tick_ != 0 && ticks_ - handoff_asked_tick_ < kHandoffAskTicks) return;
-    handoff_asked_tick_ = std::max<uint64_t>(ticks_, 1);
-    for (NodeId id : members_) {
-      if (has(handed_off_from_, id)) continue;
-      send_peer(id, MembershipNote{membership_config_, MembershipNote::kHandoffWanted, switch_epoch_});
+  if (!leaving_ && sequencer_.left_group()) {
+    // Removed by a change this node learned of late (its sequencer never
+    // executed it): its copies may have counted, so it hands over like any
+    // removed node, to the group that went on without it.
+    auto [config, members] = sequencer_.successor_group();
+    leaving_ = true;
+    handoff_config_ = config;
+    handoff_members_ = std::move(members);
+    handed_off_from_.clear();
+    handoff_asked_tick_ = 0;
+  }
+  if (!leaving_) return;
+  // Rule (docs/membership.md, "Durability across a change"): the new
+  // group running (its sequencer started without us) means only that its
+  // replicas hold the ordering log; the txs of the epochs up to the
+  // switch may be held by this node and a member that then fails. Only
+  // once k members applied them durably is this node's copy redundant.
+  const size_t k = handoff_members_.size() / 2 + 1;
+  if (handed_off_from_.size() >= k && sequencer_.left_group()) {
+    node_retired_ = true;
+    for (NodeId id : handoff_members_) {
+      send_peer(id, MembershipNote{handoff_config_, MembershipNote::kRetired, EpochNumber(0)});
     }
     return;
   }
-  if (sequencer_.left_group()) {
-    // Removed while it was down: it never saw the change, nobody waits for
-    // it, and it orders nothing any more.
-    node_retired_ = true;
+  if (handoff_asked_tick_ != 0 && ticks_ - handoff_asked_tick_ < kHandoffAskTicks) return;
+  handoff_asked_tick_ = std::max<uint64_t>(ticks_, 1);
+  const EpochNumber at = handoff_config_ == membership_config_ ? switch_epoch_ : EpochNumber(0);
+  for (NodeId id : handoff_members_) {
+    if (has(handed_off_from_, id) || id == config_.id) continue;
+    send_peer(id, MembershipNote{handoff_config_, MembershipNote::kHandoffWanted, at});
   }
 }
 

@@ -405,6 +405,14 @@ Status Node::begin_install(std::string_view state) {
   }
 
   ranges_ = std::move(in.ranges_);
+  // Built with the configured group: this node's peers now may differ.
+  for (auto& [id, range] : ranges_) {
+    range.peer_durable.assign(peers_.size(), 0);
+    range.peer_copies.assign(peers_.size(), RangeState::PeerCopies{});
+    range.evicted_peers = 0;
+    range.pull_peer = 0;
+    range.pull_served = false;
+  }
   next_range_ = in.next_range_;
   newest_range_ = std::move(in.newest_range_);
   sealed_order_ = std::move(in.sealed_order_);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -88,6 +89,10 @@ class Sequencer {
   // This replica was removed from the group and the new group has started
   // without it (VR: shut down). It orders and votes no more.
   virtual bool left_group() const { return false; }
+  // After left_group(): the configuration and members of the group that went
+  // on without it, as far as this replica knows (its membership() may not
+  // have seen that change, if it learned of it late).
+  virtual std::pair<uint64_t, std::vector<NodeId>> successor_group() const { return {}; }
   // The current group; changes only between inputs, and only to a larger
   // config.
   virtual const Membership& membership() const = 0;

@@ -77,6 +77,7 @@ void VrSequencer::EpochService::remember(std::string encoded) {
 
 void VrSequencer::EpochService::on_reconfigure(vr::ConfigEpoch epoch,
                                                const std::vector<vr::ReplicaId>& members,
+                                               const std::vector<vr::ReplicaId>& old_members,
                                                std::string_view annex, vr::OpNumber) {
   // A replica executes each reconfiguration once per state it rebuilds
   // (replay re-executes the log after its checkpoint), in config order.
@@ -85,7 +86,10 @@ void VrSequencer::EpochService::on_reconfigure(vr::ConfigEpoch epoch,
   Membership next;
   next.config = epoch.value();
   for (vr::ReplicaId r : members) next.members.push_back(NodeId(r.value()));
-  next.previous = std::move(membership.members);
+  // VR's own record of the group it changes (the constructor's list, what
+  // the configuration file said, may be another: a joiner's names the new
+  // group).
+  for (vr::ReplicaId r : old_members) next.previous.push_back(NodeId(r.value()));
   next.switch_epoch = last;
   next.annex = annex;
   membership = std::move(next);
@@ -105,6 +109,8 @@ bool read_node_ids(ByteReader& r, std::vector<NodeId>& ids, bool may_be_empty) {
   for (uint64_t i = 0; i < n; i++) {
     uint32_t id = 0;
     if (!r.u32(id) || id == 0) return false;
+    // A peer's checkpoint may carry this: distinct ids only.
+    if (std::find(ids.begin(), ids.end(), NodeId(id)) != ids.end()) return false;
     ids.push_back(NodeId(id));
   }
   return true;
@@ -171,10 +177,17 @@ Status VrSequencer::EpochService::restore(std::string_view snapshot) {
     committed.push_back(std::move(epoch).value());
   }
   if (EpochNumber(snap_last) > last) last = EpochNumber(snap_last);
-  if (snap_membership && snap_membership->config > membership.config) {
+  // Equal configs too: the constructor's guess at config 0 gives way.
+  if (snap_membership && snap_membership->config >= membership.config) {
     membership = std::move(*snap_membership);
   }
   return Status::ok();
+}
+
+std::pair<uint64_t, std::vector<NodeId>> VrSequencer::successor_group() const {
+  std::vector<NodeId> members;
+  for (vr::ReplicaId r : replica_.members()) members.push_back(NodeId(r.value()));
+  return {replica_.epoch().value(), std::move(members)};
 }
 
 Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeId> members,
@@ -202,8 +215,9 @@ Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeI
   }
   std::vector<vr::ReplicaId> ids;
   for (NodeId id : members) {
-    if (id.value() == 0 || id.value() > UINT32_MAX) {
-      return invalid_argument(fmt::format("node id {} out of range", id.value()));
+    // Gateways count acks of ids up to 63 (cluster.toml's range too).
+    if (id.value() == 0 || id.value() > 63) {
+      return invalid_argument(fmt::format("node id {} out of range (1 to 63)", id.value()));
     }
     ids.push_back(vr::ReplicaId(static_cast<uint32_t>(id.value())));
   }

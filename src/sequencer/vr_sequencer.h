@@ -101,6 +101,7 @@ class VrSequencer final : public Sequencer {
   bool left_group() const override {
     return replica_.status() == vr::ReplicaStatus::kShutdown;
   }
+  std::pair<uint64_t, std::vector<NodeId>> successor_group() const override;
   Status request_membership(uint64_t expect_config, std::vector<NodeId> members,
                             std::string annex, Output& out) override;
 
@@ -126,7 +127,8 @@ class VrSequencer final : public Sequencer {
     std::string snapshot() override;
     Status restore(std::string_view snapshot) override;
     void on_reconfigure(vr::ConfigEpoch epoch, const std::vector<vr::ReplicaId>& members,
-                        std::string_view annex, vr::OpNumber op) override;
+                        const std::vector<vr::ReplicaId>& old_members, std::string_view annex,
+                        vr::OpNumber op) override;
     std::vector<Epoch> committed;
     EpochNumber last;  // the last committed epoch
     Status error;  // a committed entry that is not an epoch

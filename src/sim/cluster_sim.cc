@@ -1562,13 +1562,30 @@ void ClusterSimulation::begin_membership_change() {
 void ClusterSimulation::request_membership_change() {
   if (!change_ || world_.failed()) return;
   for (const SimNode& n : nodes_) {
-    if (n.up && n.node && n.node->membership_config() > change_->config) {
-      // Committed (this change, or another one asked before it).
+    if (!n.up || !n.node || n.node->membership_config() <= change_->config) continue;
+    if (n.node->membership_config() == change_->config + 1 &&
+        n.node->members() == change_->members) {
       stats_.membership_changes++;
       world_.trace(fmt::format("MEMBERSHIP config {} committed", n.node->membership_config()));
-      change_.reset();
-      return;
+    } else {
+      // Asked of a group that had moved on (an earlier change the asker
+      // had not seen): refused, as the operator's command would be. A node
+      // started to join it is stopped.
+      world_.trace(fmt::format("MEMBERSHIP change from config {} superseded", change_->config));
+      for (SimNode& m : nodes_) {
+        if (m.joiner && !m.lost && n.node->membership_config() == change_->config + 1 &&
+            std::find(n.node->members().begin(), n.node->members().end(), m.id) ==
+                n.node->members().end() &&
+            std::find(change_->members.begin(), change_->members.end(), m.id) !=
+                change_->members.end()) {
+          if (m.up) crash_node(m);
+          m.lost = true;
+          m.retired = true;
+        }
+      }
     }
+    change_.reset();
+    return;
   }
   // Asked of whichever node leads now; retried (the same request: it runs
   // at most once) across crashes and view changes.

@@ -195,13 +195,14 @@ Status Replica::replay(const DurableRecord& record) {
     }
     epoch_ = s->epoch;
     members_ = s->members;
-    ever_member_ = ever_member_ || is_member();
     view_ = s->view;
     persisted_epoch_ = s->epoch;
     persisted_view_ = s->view;
     last_normal_view_ = s->last_normal_view;
     epoch_start_ = s->epoch_start;
     old_members_ = s->old_members;
+    // A member of this epoch, or of the one before it (leaving it).
+    ever_member_ = ever_member_ || is_member() || contains(old_members_, self_);
     if (last_normal_view_ > view_) return corruption("vr: durable state has last normal view > view");
     return Status::ok();
   }
@@ -862,7 +863,10 @@ void Replica::execute(const Entry& e, Output& out) {
   if (e.kind == EntryKind::kReconfigure && !duplicate && !evicted) {
     auto rc = decode_reconfiguration_entry(e.payload);
     MAROON_ASSERT(rc.has_value());  // the primary encoded it
-    service_.on_reconfigure(rc->epoch, rc->change.members, rc->change.annex, e.op);
+    // The group it changes: ours, unless StartEpoch took us into its epoch
+    // before we executed it.
+    const std::vector<ReplicaId> old_group = rc->epoch > epoch_ ? members_ : old_members_;
+    service_.on_reconfigure(rc->epoch, rc->change.members, old_group, rc->change.annex, e.op);
     begin_epoch(rc->epoch, std::move(rc->change.members), e.op, out);
   }
   // The reply to a reconfiguration names the new group.
@@ -1555,6 +1559,13 @@ void Replica::on_start_epoch(const StartEpoch& m, Output& out) {
     // A leaving replica that does not know we started (our answer was lost,
     // or it restarted).
     send(m.h.from, EpochStarted{header()}, out);
+    return;
+  }
+  if (m.h.epoch < epoch_ && status_ == ReplicaStatus::kNormal) {
+    // A leaving replica of an earlier change waits for its new group to
+    // start; ours went further since: it learns where the group is now
+    // (and, removed, shuts down).
+    send(m.h.from, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
     return;
   }
   if (m.h.epoch <= epoch_ || !valid_members(m.members)) return;

@@ -55,12 +55,14 @@ class Service {
   // The state after every entry executed so far, and its inverse.
   virtual std::string snapshot() = 0;
   [[nodiscard]] virtual Status restore(std::string_view snapshot) = 0;
-  // A committed reconfiguration executed at `op`, between the entries
+  // A committed reconfiguration from `old_members` to `members` executed
+  // at `op`, between the entries
   // before and after it, on every replica that executes it (not on one
   // whose checkpoint covers it: the service's snapshot must carry what it
   // keeps of it). `annex` is the request's opaque annex (the node's
   // address book), possibly empty.
   virtual void on_reconfigure(ConfigEpoch /*epoch*/, const std::vector<ReplicaId>& /*members*/,
+                              const std::vector<ReplicaId>& /*old_members*/,
                               std::string_view /*annex*/, OpNumber /*op*/) {}
 };
 

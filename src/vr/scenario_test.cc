@@ -1281,6 +1281,9 @@ TEST(Vr_7_Reconfiguration, TheServiceSeesTheReconfigurationAndItsAnnexWhereItExe
     ASSERT_EQ(seen.size(), 1u) << "r" << id;
     EXPECT_EQ(seen[0].epoch, ConfigEpoch(1));
     EXPECT_EQ(seen[0].members, (std::vector<ReplicaId>{ReplicaId(1), ReplicaId(2), ReplicaId(4)}));
+    EXPECT_EQ(seen[0].old_members,
+              (std::vector<ReplicaId>{ReplicaId(1), ReplicaId(2), ReplicaId(3)}))
+        << "r" << id;
     EXPECT_EQ(seen[0].annex, "addresses of 1, 2 and 4");
     EXPECT_EQ(seen[0].op, OpNumber(2)) << "r" << id;
   }

@@ -97,13 +97,15 @@ class ListService final : public Service {
     return std::string(payload) + "@read after " + std::to_string(executed_.size());
   }
   void on_reconfigure(ConfigEpoch epoch, const std::vector<ReplicaId>& members,
-                      std::string_view annex, OpNumber op) override {
-    reconfigurations_.push_back(Reconfigured{epoch, members, std::string(annex), op});
+                      const std::vector<ReplicaId>& old_members, std::string_view annex,
+                      OpNumber op) override {
+    reconfigurations_.push_back(Reconfigured{epoch, members, old_members, std::string(annex), op});
   }
   // What on_reconfigure saw (not kept in the snapshot).
   struct Reconfigured {
     ConfigEpoch epoch;
     std::vector<ReplicaId> members;
+    std::vector<ReplicaId> old_members;
     std::string annex;
     OpNumber op;
   };
