@@ -132,10 +132,14 @@ void Node::on_membership_note(NodeId from, const MembershipNote& m) {
 
 void Node::membership_tick() {
   if (node_retired_ || replaying_) return;
-  if (!leaving_ && sequencer_.left_group()) {
+  if (sequencer_.left_group() &&
+      (!leaving_ || sequencer_.successor_group().first > handoff_config_)) {
     // Removed by a change this node learned of late (its sequencer never
     // executed it): its copies may have counted, so it hands over like any
-    // removed node, to the group that went on without it.
+    // removed node, to the group that went on without it. Or that group
+    // changed again since (its members may be gone): the newest one's
+    // members answer as well, having applied everything up to a later
+    // switch.
     auto [config, members] = sequencer_.successor_group();
     leaving_ = true;
     handoff_config_ = config;

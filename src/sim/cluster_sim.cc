@@ -550,6 +550,7 @@ void ClusterSimulation::drain(SimNode& n) {
       SimNode& m = nodes_.at(id.value() - 1);
       if (m.up) crash_node(m);
       m.lost = true;
+      if (stats_.nodes_lost < s_.nodes_lost && faults_.on()) lose_node();
     });
   }
 }
@@ -1363,7 +1364,10 @@ void ClusterSimulation::schedule_faults() {
   faults_.every(s_.gateway_crash_every_us, [this] { crash_some_gateway(); });
   faults_.every(s_.power_failure_every_us, [this] { power_failure(); });
   faults_.every(s_.clock_step_every_us, [this] { step_some_clock(); });
-  for (size_t i = 0; i < s_.nodes_lost; i++) {
+  // With membership changes, the node lost for good goes just as a
+  // removed node retires: what the removed node held must then be on
+  // enough of the others (docs/membership.md, "Durability across a change").
+  for (size_t i = 0; i < s_.nodes_lost && s_.membership_changes == 0; i++) {
     world_.at(world_.uniform(0, s_.safety_us - 1), [this] { lose_node(); });
   }
   for (size_t i = 0; i < s_.membership_changes; i++) {
@@ -1536,7 +1540,15 @@ void ClusterSimulation::begin_membership_change() {
   if (pick == 0 && group.size() < 5) kind = kAdd;
   if (pick == 1 && group.size() > 3) kind = kRemove;
   std::vector<NodeId> next = group;
-  if (kind != kAdd) next.erase(next.begin() + static_cast<ptrdiff_t>(world_.below(next.size())));
+  // A member lost for good is what an operator replaces first.
+  auto lost = std::find_if(next.begin(), next.end(),
+                           [&](NodeId id) { return nodes_.at(id.value() - 1).lost; });
+  if (lost != next.end()) {
+    kind = kReplace;
+    next.erase(lost);
+  } else if (kind != kAdd) {
+    next.erase(next.begin() + static_cast<ptrdiff_t>(world_.below(next.size())));
+  }
   if (kind != kRemove) {
     MAROON_ASSERT(nodes_.size() < nodes_.capacity());
     const NodeId id(static_cast<uint32_t>(nodes_.size() + 1));
@@ -1666,6 +1678,27 @@ bool ClusterSimulation::converged(std::string* why) {
   if (change_) {
     *why = fmt::format("the membership change from config {} is not committed", change_->config);
     return false;
+  }
+  // A node removed while it was down, whose old group is gone since, cannot
+  // learn of its removal: the operator's remove-node stops it.
+  const SimNode* latest = nullptr;
+  for (const SimNode& n : nodes_) {
+    if (n.up && !n.lost &&
+        (latest == nullptr || n.node->membership_config() > latest->node->membership_config())) {
+      latest = &n;
+    }
+  }
+  for (SimNode& n : nodes_) {
+    if (latest == nullptr || n.lost || !n.up || n.node->leaving() ||
+        std::find(latest->node->members().begin(), latest->node->members().end(), n.id) !=
+            latest->node->members().end()) {
+      continue;
+    }
+    world_.trace(fmt::format("n{} was removed and never learned it: the operator stops it",
+                             n.id.value()));
+    crash_node(n);
+    n.lost = true;
+    n.retired = true;
   }
   for (const SimNode& n : nodes_) {
     if (n.lost) continue;
@@ -1933,7 +1966,7 @@ ClusterSettings ClusterSettings::random(uint64_t seed, bool stale) {
   }
   // Drawn after the rest, so the draws above stay those of earlier seeds.
   s.membership_changes =
-      s.nodes >= 3 && s.nodes_lost == 0 && !s.long_outage && s.log_loss_chance == 0 &&
+      s.nodes >= 3 && s.nodes_lost <= 1 && !s.long_outage && s.log_loss_chance == 0 &&
               p.chance(0.35)
           ? 1 + p.below(2)
           : 0;

@@ -99,7 +99,8 @@ struct ClusterSettings {
   // Membership changes (docs/membership.md) during the safety phase, each
   // adding, removing or replacing a node, requested at the primary and
   // retried until committed; a removed node stops once it retired, a new
-  // one joins from nothing. Only in seeds that lose no node and no log.
+  // one joins from nothing (a node lost for good is replaced first). Only
+  // in seeds that lose at most one node and no log.
   size_t membership_changes = 0;
   size_t result_table_txs_per_range_max = 0;
   size_t pull_txs_max = 0;

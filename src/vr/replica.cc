@@ -464,10 +464,11 @@ void Replica::tick(Output& out) {
     case ReplicaStatus::kLeaving:
       if (now_ >= next_start_epoch_tick_) {
         next_start_epoch_tick_ = now_ + options_.retry_ticks;
+        // All of them, those that answered too: some may be gone since
+        // (removed by a later change), and a member of a later epoch
+        // answers with that epoch, which shuts us down.
         for (ReplicaId r : members_) {
-          if (r != self_ && !contains(epoch_started_from_, r)) {
-            send(r, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
-          }
+          if (r != self_) send(r, StartEpoch{header(), epoch_start_, members_, old_members_}, out);
         }
       }
       break;
