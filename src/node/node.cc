@@ -1134,7 +1134,7 @@ void Node::apply_epoch(const Epoch& epoch) {
     check_invariants(range);
   }
   applied_epoch_ = epoch.number;
-  if (!replaying_ && !peers_.empty()) applied_marks_.emplace_back(epoch.number, out_.next_seq());
+  note_applied(epoch.number);
   applied_time_ms_ = epoch.logical_time_ms;
   counters_.epochs_applied++;
   retire_sealed(epoch.logical_time_ms);

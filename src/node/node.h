@@ -404,6 +404,7 @@ class Node {
   EpochNumber durable_applied_epoch_{0};
   std::deque<std::pair<EpochNumber, uint64_t>> applied_marks_;
   void advance_durable_applied();
+  void note_applied(EpochNumber epoch);
   std::array<StateMachine*, 256> apps_{};
   Output out_;
   bool replaying_ = true;

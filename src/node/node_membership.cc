@@ -6,7 +6,6 @@
 
 #include <algorithm>
 
-#include "common/limits.h"
 #include "node/node.h"
 
 namespace maroon {
@@ -182,7 +181,13 @@ void Node::advance_durable_applied() {
     durable_applied_epoch_ = std::max(durable_applied_epoch_, applied_marks_.front().first);
     applied_marks_.pop_front();
   }
-  if (applied_marks_.size() > kAppliedMarksMax) applied_marks_.pop_front();  // only later, then
+}
+
+void Node::note_applied(EpochNumber epoch) {
+  if (replaying_ || peers_.empty()) return;
+  applied_marks_.emplace_back(epoch, out_.next_seq());
+  // Bounded while the disk stalls: a later mark covers a dropped one.
+  while (applied_marks_.size() > kAppliedMarksMax) applied_marks_.pop_front();
 }
 
 }  // namespace maroon
