@@ -79,7 +79,8 @@ Node::Node(NodeConfig config, Sequencer& sequencer) : config_(config), sequencer
   MAROON_ASSERT(config_.pull_txs_max >= 1 &&
                 config_.push_bytes_max + 2 * limits::op_bytes_max <= limits::message_bytes_max);
   peer_claims_.resize(peers_.size());
-  peer_votes_.assign(peers_.size(), true);
+  MAROON_ASSERT(peers_.size() < 64);
+  member_peers_ = (uint64_t{1} << peers_.size()) - 1;
 }
 
 void Node::register_app(AppId app, StateMachine& machine) {
@@ -245,7 +246,7 @@ uint64_t Node::orderable(const RangeState& range, uint64_t budget,
     }
     for (size_t p = 0; p < range.peer_copies.size(); p++) {
       const RangeState::PeerCopies& copies = range.peer_copies[p];
-      if (peer_votes_[p] && offset >= copies.lo && offset - copies.lo < copies.digests.size()) {
+      if ((member_peers_ >> p & 1) != 0 && offset >= copies.lo && offset - copies.lo < copies.digests.size()) {
         vote(copies.digests[offset - copies.lo]);
       }
     }
@@ -566,12 +567,8 @@ void Node::on_evicted(size_t peer, const TxEvicted& m) {
   // Every peer evicted it; or, with snapshot transfer (always a correct
   // way on, only a costlier one), some did and none has served it for 10
   // pull retries (the others may lag too, and hold nothing to answer with).
-  // Every member peer (a removed one may be gone for good).
-  uint64_t member_peers = 0;
-  for (size_t p = 0; p < peers_.size(); p++) {
-    if (peer_votes_[p]) member_peers |= uint64_t{1} << p;
-  }
-  const bool all = (range.evicted_peers & member_peers) == member_peers;
+  // (Every member peer: a removed one may be gone for good.)
+  const bool all = (range.evicted_peers & member_peers_) == member_peers_;
   const bool long_enough =
       snapshot_transfer_ && ticks_ - range.evicted_tick >= 10 * config_.pull_retry_ticks;
   if (!all && !long_enough) return;

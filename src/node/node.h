@@ -383,8 +383,9 @@ class Node {
   Sequencer& sequencer_;
   std::vector<NodeId> members_;
   std::vector<NodeId> peers_;  // members_ and removed nodes not retired, without this node
-  // Whether peers_[i] is a member: only members' copies count towards k_.
-  std::vector<bool> peer_votes_;
+  // Bit i: peers_[i] is a member (only members' copies count towards k_,
+  // and only members' eviction answers make "every peer evicted it").
+  uint64_t member_peers_ = 0;
   size_t k_ = 1;
   // Membership (node_membership.cc).
   uint64_t membership_config_ = 0;

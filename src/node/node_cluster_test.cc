@@ -2379,13 +2379,16 @@ std::vector<NodeId> node_ids(std::initializer_list<uint64_t> v) {
 }
 
 // Asks the primary for `members`; runs until it is committed on `at`.
+// `while_pending` runs once the change is asked, before anything else moves.
 void change_members(Cluster& c, uint64_t expect_config, std::vector<NodeId> members,
-                    const std::vector<size_t>& at) {
+                    const std::vector<size_t>& at,
+                    const std::function<void()>& while_pending = {}) {
   std::optional<size_t> p;
   for (int t = 0; t < 200 && !(p = c.primary()); t++) c.run(1);
   ASSERT_TRUE(p.has_value()) << "no primary";
   ASSERT_TRUE(c.node(*p).request_membership(expect_config, members, "").is_ok());
   c.collect(*p);
+  if (while_pending) while_pending();
   for (int t = 0; t < 2000; t++) {
     bool done = true;
     for (size_t i : at) done = done && c.node(i).membership_config() == expect_config + 1;
@@ -2468,9 +2471,9 @@ TEST(NodeCluster, AReplacedNodeRetiresOnlyOnceKNewMembersAppliedEverythingItHeld
   ASSERT_EQ(c.log(1), (Log{"a"}));
   ASSERT_EQ(c.log(2), Log{});
   const size_t j = c.add_joiner();
-  change_members(c, 0, node_ids({1, 2, 4}), {1, 2});
-  // Held by 1 and the leaving 3: one copy among the new members, not k.
-  c.send_tx(r, 2, "x", {1, 3});
+  // Sent while the change is in flight (no epoch is proposed meanwhile),
+  // held by 1 and 3: after the switch one copy among the new members, not k.
+  change_members(c, 0, node_ids({1, 2, 4}), {1, 2}, [&] { c.send_tx(r, 2, "x", {1, 3}); });
   for (int t = 0; t < 300; t++) {
     ASSERT_FALSE(c.node(3).retired()) << "retired before 2 and 4 hold tx a";
     c.run(1);

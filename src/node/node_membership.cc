@@ -97,8 +97,10 @@ void Node::set_peers(std::vector<NodeId> peers) {
   }
   peer_claims_ = std::move(claims);
   peers_ = std::move(peers);
-  peer_votes_.assign(peers_.size(), false);
-  for (size_t i = 0; i < peers_.size(); i++) peer_votes_[i] = has(members_, peers_[i]);
+  member_peers_ = 0;
+  for (size_t i = 0; i < peers_.size(); i++) {
+    if (has(members_, peers_[i])) member_peers_ |= uint64_t{1} << i;
+  }
 }
 
 void Node::on_membership_note(NodeId from, const MembershipNote& m) {

@@ -9,13 +9,6 @@
 #include "vr/codec.h"
 
 namespace maroon {
-namespace {
-
-bool is_in(const std::vector<vr::ReplicaId>& v, vr::ReplicaId r) {
-  return std::find(v.begin(), v.end(), r) != v.end();
-}
-
-}  // namespace
 
 vr::Options VrSequencer::default_options() {
   vr::Options o;
@@ -96,6 +89,10 @@ void VrSequencer::EpochService::on_reconfigure(vr::ConfigEpoch epoch,
 }
 
 namespace {
+
+bool is_in(const std::vector<vr::ReplicaId>& v, vr::ReplicaId r) {
+  return std::find(v.begin(), v.end(), r) != v.end();
+}
 
 void write_node_ids(ByteWriter& w, const std::vector<NodeId>& ids) {
   w.varint(ids.size());

@@ -314,6 +314,13 @@ class ClusterSimulation {
   void heal();
   // Membership changes.
   void begin_membership_change();
+  // A node out of the cluster for good, but not lost (not one of f): it
+  // retired, or the operator stopped it.
+  void stop_for_good(SimNode& n) {
+    if (n.up) crash_node(n);
+    n.lost = true;
+    n.retired = true;
+  }
   void request_membership_change();
   struct PendingChange {
     uint64_t config = 0;  // the group's config when asked
@@ -547,9 +554,7 @@ void ClusterSimulation::drain(SimNode& n) {
     world_.trace(fmt::format("n{} RETIRES: removed from the group, handed over", n.id.value()));
     const NodeId id = n.id;
     world_.after(0, [this, id] {
-      SimNode& m = nodes_.at(id.value() - 1);
-      if (m.up) crash_node(m);
-      m.lost = true;
+      stop_for_good(nodes_.at(id.value() - 1));
       if (stats_.nodes_lost < s_.nodes_lost && faults_.on()) lose_node();
     });
   }
@@ -1590,9 +1595,7 @@ void ClusterSimulation::request_membership_change() {
                 n.node->members().end() &&
             std::find(change_->members.begin(), change_->members.end(), m.id) !=
                 change_->members.end()) {
-          if (m.up) crash_node(m);
-          m.lost = true;
-          m.retired = true;
+          stop_for_good(m);
         }
       }
     }
@@ -1696,9 +1699,7 @@ bool ClusterSimulation::converged(std::string* why) {
     }
     world_.trace(fmt::format("n{} was removed and never learned it: the operator stops it",
                              n.id.value()));
-    crash_node(n);
-    n.lost = true;
-    n.retired = true;
+    stop_for_good(n);
   }
   for (const SimNode& n : nodes_) {
     if (n.lost) continue;
