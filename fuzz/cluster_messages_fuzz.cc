@@ -54,7 +54,7 @@ void check(std::string_view in, FrameType type, Decode decode, Encode encode) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 16) {
+  switch (data[0] % 17) {
     case 0:
       check<Offsets>(in, FrameType::kOffsets, decode_offsets, encode_offsets);
       break;
@@ -111,6 +111,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 15:
       check<MembershipNote>(in, FrameType::kMembershipNote, decode_membership_note,
                             encode_membership_note);
+      break;
+    case 16:
+      check<GroupMembers>(in, FrameType::kGroupMembers, decode_group_members, encode_group_members);
       break;
   }
   return 0;

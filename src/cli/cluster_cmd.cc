@@ -34,6 +34,7 @@
 
 #include "cli/commands.h"
 #include "cli/http_get.h"
+#include "cli/local_cluster.h"
 #include "cluster/config.h"
 #include "net/cert_files.h"
 
@@ -42,33 +43,10 @@ namespace maroon::cli {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-namespace {
+namespace local {
 
-constexpr char kConfigFile[] = "cluster.toml";
-constexpr char kTlsDir[] = "tls";  // DIR/tls: the CA and every process's certificate
-constexpr auto kPollInterval = std::chrono::milliseconds(50);
-constexpr auto kProbeTimeout = std::chrono::milliseconds(500);
 constexpr auto kKillWait = std::chrono::seconds(5);  // after SIGKILL
-constexpr size_t kLogTailLines = 20;
-constexpr unsigned kPortsPerNode = 4;
 constexpr unsigned kPortsPerGateway = 3;
-
-// One process of the cluster: a node or a standalone gateway.
-struct Member {
-  std::string kind;  // "node" | "gateway"
-  uint32_t id = 0;
-  std::string host;
-  uint16_t http_port = 0;
-  fs::path log;
-  fs::path pid_file;
-  fs::path data_dir;  // nodes only
-  off_t log_start = 0;  // where this start's output begins in the log
-  pid_t pid = 0;
-  bool serving = false;
-  std::string waiting_for;  // why it is not serving yet
-
-  std::string name() const { return fmt::format("{} {}", kind, id); }
-};
 
 std::vector<Member> members_of(const cluster::ClusterConfig& c, const fs::path& dir) {
   std::vector<Member> out;
@@ -359,7 +337,7 @@ Status make_certificates(const cluster::ClusterConfig& c, const fs::path& tls_di
 // Starts `exe kind --config CONFIG --id ID` in its own session, stdin from
 // /dev/null, stdout and stderr appended to the member's log.
 Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_path,
-                    bool new_cluster, const std::string& bootstrap_from = {}) {
+                    bool new_cluster, const std::string& bootstrap_from, bool join) {
   int log_fd = ::open(m.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return io_error(fmt::format("{}: {}", m.log.string(), errno_text()));
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -372,6 +350,7 @@ Result<pid_t> spawn(const std::string& exe, Member& m, const fs::path& config_pa
   // A new cluster: no node has a directory yet. (A node whose directory is
   // gone while others have theirs lost it, and rejoins: no flag.)
   if (m.kind == "node" && new_cluster) args.push_back("--new-cluster");
+  if (m.kind == "node" && join) args.push_back("--join");
   if (m.kind == "node" && !bootstrap_from.empty()) {
     args.push_back("--bootstrap-from");
     args.push_back(bootstrap_from);
@@ -530,7 +509,9 @@ void print_started(const cluster::ClusterConfig& c, const std::vector<Member>& m
       c.path.c_str(), program.c_str(), dir.c_str());
 }
 
-}  // namespace
+}  // namespace local
+
+using namespace local;
 
 // No node has a data directory yet: the cluster's first start.
 bool is_new_cluster(const std::vector<Member>& members) {
@@ -656,7 +637,7 @@ int run_cluster_up(const ClusterUpOptions& o) {
   const std::string exe = self_exe();
   const bool new_cluster = is_new_cluster(members);
   for (Member& m : members) {
-    Result<pid_t> pid = spawn(exe, m, config_path, new_cluster);
+    Result<pid_t> pid = spawn(exe, m, config_path, new_cluster, {}, false);
     if (!pid.is_ok()) {
       std::fprintf(stderr, "maroon cluster up: cannot start %s: %s\n", m.name().c_str(),
                    pid.status().message().c_str());
@@ -779,7 +760,7 @@ int run_cluster_start(const ClusterMemberOptions& o) {
   }
   // One node of an existing cluster: never a new cluster's first start.
   Result<pid_t> started =
-      spawn(self_exe(), m, dir / kConfigFile, /*new_cluster=*/false, o.bootstrap_from);
+      spawn(self_exe(), m, dir / kConfigFile, /*new_cluster=*/false, o.bootstrap_from, false);
   if (!started.is_ok()) return fail(started.status().message());
   m.pid = *started;
   if (Status s = write_file_atomically(m.pid_file, fmt::format("{}\n", m.pid)); !s) {

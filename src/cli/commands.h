@@ -85,6 +85,10 @@ struct NodeOptions {
   // object store first, and installs it when it needs one, before asking
   // its peers (docs/backups.md).
   std::string bootstrap_from;
+  // A node added to a running cluster (maroon cluster add-node): with a new
+  // data directory, it waits to be made a member by a membership change
+  // (docs/membership.md) and then fetches a snapshot from the group.
+  bool join = false;
 };
 int run_node(const NodeOptions& options);
 
@@ -163,6 +167,18 @@ struct ClusterMemberOptions {
 };
 int run_cluster_start(const ClusterMemberOptions& options);
 int run_cluster_stop(const ClusterMemberOptions& options);
+
+// `maroon cluster add-node|remove-node|replace-node --dir DIR [--id N]`: a
+// membership change of the running cluster in DIR (docs/membership.md).
+struct MembershipChangeOptions {
+  std::string dir;
+  uint32_t id = 0;  // remove-node, replace-node: the node that goes
+  double timeout_seconds = 60;  // each wait: the commit, the new node serving, the old retiring
+  std::string bootstrap_from;  // the new node starts from a snapshot in this store
+};
+int run_cluster_add_node(const MembershipChangeOptions& options);
+int run_cluster_remove_node(const MembershipChangeOptions& options);
+int run_cluster_replace_node(const MembershipChangeOptions& options);
 
 // `maroon cert ca`: a new CA for a cluster's peer links, DIR/ca.crt and ca.key.
 struct CertCaOptions {

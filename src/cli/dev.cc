@@ -216,15 +216,25 @@ int serve_engine(boost::asio::io_context& io, server::Engine& driver, const Serv
   boost::asio::steady_timer force_exit(io);
   std::function<void(const boost::system::error_code&, int)> on_signal;
   bool stopping = false;
+  std::function<void()> begin_stop;
   on_signal = [&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     if (stopping) {
       spdlog::warn("signal {} again: exiting now", sig);
       std::_Exit(1);
     }
-    stopping = true;
     spdlog::info("signal {}: draining in-flight requests and stopping", sig);
-    signals.async_wait(on_signal);
+    signals.async_wait(on_signal);  // a second signal exits at once
+    begin_stop();
+  };
+  // The engine stops on its own (a node its group removed): as on SIGTERM.
+  driver.set_stop_handler([&](std::string why) {
+    if (stopping) return;
+    spdlog::info("stopping: {}; draining in-flight requests", why);
+    begin_stop();
+  });
+  begin_stop = [&] {
+    stopping = true;
     force_exit.expires_after(std::chrono::milliseconds(drain_ms + 5000));
     force_exit.async_wait([](const boost::system::error_code& e) {
       if (e) return;
@@ -244,6 +254,7 @@ int serve_engine(boost::asio::io_context& io, server::Engine& driver, const Serv
   };
   signals.async_wait(on_signal);
   io.run();
+  driver.set_stop_handler({});
   spdlog::info("stopped");
   return 0;
 }

@@ -37,7 +37,7 @@ template <class Stream>
 Result<HttpResponse> get(boost::asio::io_context& io, Stream& stream, const std::string& host,
                          uint16_t port, const std::string& target,
                          std::chrono::milliseconds timeout, const std::string& token,
-                         http::verb method = http::verb::get) {
+                         http::verb method = http::verb::get, const std::string& body = {}) {
   // Each step is asynchronous so that one deadline bounds all of them,
   // name resolution included; the steps run one after another.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -90,8 +90,12 @@ Result<HttpResponse> get(boost::asio::io_context& io, Stream& stream, const std:
     if (!run_step()) return failed();
   }
 
-  http::request<http::empty_body> req{method, target, 11};
-  if (method == http::verb::post) req.content_length(0);
+  http::request<http::string_body> req{method, target, 11};
+  if (method == http::verb::post) {
+    req.body() = body;
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.prepare_payload();
+  }
   req.set(http::field::host, host);
   req.set(http::field::user_agent, "maroon-cli");
   if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
@@ -130,14 +134,14 @@ Result<HttpResponse> http_get(const std::string& host, uint16_t port, const std:
 
 Result<HttpResponse> http_post(const std::string& host, uint16_t port, const std::string& target,
                                std::chrono::milliseconds timeout, ssl::context* tls,
-                               const std::string& token) {
+                               const std::string& token, const std::string& body) {
   boost::asio::io_context io(1);
   if (tls == nullptr) {
     beast::tcp_stream stream(io);
-    return get(io, stream, host, port, target, timeout, token, http::verb::post);
+    return get(io, stream, host, port, target, timeout, token, http::verb::post, body);
   }
   TlsStream stream(io, *tls);
-  return get(io, stream, host, port, target, timeout, token, http::verb::post);
+  return get(io, stream, host, port, target, timeout, token, http::verb::post, body);
 }
 
 Result<std::shared_ptr<ssl::context>> https_context_trusting(const std::string& trust_file) {

@@ -28,11 +28,11 @@ Result<HttpResponse> http_get(const std::string& host, uint16_t port, const std:
                               boost::asio::ssl::context* tls = nullptr,
                               const std::string& token = {});
 
-// As http_get, a POST with an empty body (admin actions).
+// As http_get, a POST (admin actions) with `body` as JSON, or empty.
 Result<HttpResponse> http_post(const std::string& host, uint16_t port, const std::string& target,
                                std::chrono::milliseconds timeout,
                                boost::asio::ssl::context* tls = nullptr,
-                               const std::string& token = {});
+                               const std::string& token = {}, const std::string& body = {});
 
 // A client context for http_get that trusts the certificates in
 // `trust_file` (PEM), each as an anchor of its own: a server presenting one

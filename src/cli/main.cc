@@ -174,6 +174,11 @@ int main(int argc, char** argv) {
                      "If this node's data directory does not exist yet, this is a new cluster's "
                      "first start: bootstrap it. Without it, a node with a new directory rejoins "
                      "its cluster and recovers from its peers (its old directory was lost)");
+  auto* join_flag = node_cmd->add_flag(
+      "--join", node.join,
+      "If this node's data directory does not exist yet, it is new to a running cluster: it "
+      "waits to be added by a membership change (what `maroon cluster add-node` does)");
+  join_flag->excludes("--new-cluster");
   node_cmd->add_option("--bootstrap-from", node.bootstrap_from,
                        "If this node's data directory is new: fetch the newest snapshot in this "
                        "object store first, and start from it rather than from a peer's");
@@ -229,6 +234,31 @@ int main(int argc, char** argv) {
                                      : "Seconds after SIGTERM before SIGKILL")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 3600.0));
+  }
+  MembershipChangeOptions add_node, remove_node, replace_node;
+  auto* add_node_cmd = cluster_cmd->add_subcommand(
+      "add-node", "Add a node to the running cluster in DIR: start it, make it a member, rewrite "
+                  "cluster.toml (docs/membership.md)");
+  auto* remove_node_cmd = cluster_cmd->add_subcommand(
+      "remove-node", "Remove node N from the running cluster in DIR; it hands over and exits");
+  auto* replace_node_cmd = cluster_cmd->add_subcommand(
+      "replace-node", "Replace node N (running or lost) by a new node, in one change");
+  for (auto [cmd, opts] : {std::pair{add_node_cmd, &add_node}, std::pair{remove_node_cmd, &remove_node},
+                           std::pair{replace_node_cmd, &replace_node}}) {
+    cmd->add_option("--dir", opts->dir, "The directory `cluster up` used")->required();
+    if (cmd != add_node_cmd) {
+      cmd->add_option("--id", opts->id, "The node that leaves the group")->required();
+    }
+    if (cmd != remove_node_cmd) {
+      cmd->add_option("--bootstrap-from", opts->bootstrap_from,
+                      "The new node starts from the newest snapshot in this object store "
+                      "(docs/backups.md) rather than a peer's");
+    }
+    cmd->add_option("--timeout", opts->timeout_seconds,
+                    "Seconds for each wait: the change to commit, the new node to serve, the "
+                    "removed one to retire")
+        ->capture_default_str()
+        ->check(CLI::Range(1.0, 3600.0));
   }
   start_cmd->add_option("--bootstrap-from", member_start.bootstrap_from,
                         "A node with no data directory starts from the newest snapshot in this "
@@ -337,6 +367,9 @@ int main(int argc, char** argv) {
   if (*down_cmd) return run_cluster_down(down);
   if (*start_cmd) return run_cluster_start(member_start);
   if (*stop_cmd) return run_cluster_stop(member_stop);
+  if (*add_node_cmd) return run_cluster_add_node(add_node);
+  if (*remove_node_cmd) return run_cluster_remove_node(remove_node);
+  if (*replace_node_cmd) return run_cluster_replace_node(replace_node);
   if (*cert_ca_cmd) return run_cert_ca(cert_ca);
   if (*cert_issue_cmd) {
     if (cert_issue_cmd->count("--node")) cert_issue.node = issue_node;

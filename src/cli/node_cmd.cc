@@ -142,6 +142,23 @@ int run_node(const NodeOptions& o) {
     d.backup.interval_ms = b.interval_s * 1000;
     d.backup.kept = b.kept;
   }
+  d.join = o.join;
+  d.membership_epoch = config.membership_epoch;
+  if (!holds_data(d.data_dir) && !o.new_cluster && !o.join && config.membership_epoch != 0) {
+    // A member of a changed group whose directory was lost: its replica
+    // would restart from the cluster as created, which the group left.
+    std::fprintf(stderr,
+                 "maroon node: %s holds no data and the cluster's group changed since it was "
+                 "created (membership config %llu): a node that lost its directory is replaced, "
+                 "not restarted empty: `maroon cluster replace-node --id %u` (docs/membership.md)\n",
+                 d.data_dir.c_str(), static_cast<unsigned long long>(config.membership_epoch),
+                 o.id);
+    return 1;
+  }
+  if (o.join && holds_data(d.data_dir)) {
+    spdlog::info("{} already holds data: --join is not used (the node restarts as it was)",
+                 d.data_dir);
+  }
   if (!o.bootstrap_from.empty()) {
     if (o.new_cluster || config.nodes.size() == 1) {
       std::fprintf(stderr, "maroon node: --bootstrap-from joins a running cluster of several "
@@ -200,6 +217,7 @@ int run_gateway(const GatewayOptions& o) {
   const cluster::GatewayEntry& self = *config.gateway(o.id);
   server::GatewayDriverOptions g;
   g.cluster_id = config.cluster_id;
+  g.membership_epoch = config.membership_epoch;
   for (const cluster::NodeEntry& n : config.nodes) {
     g.nodes.push_back(server::ClusterMember{NodeId(n.id), n.host, n.peer_port});
   }

@@ -127,7 +127,8 @@ class Reader {
               ClusterConfig& c) const {
     if (Status s = check_keys(root, "",
                               {"cluster_id", "settings", "peer_tls", "client_tls", "client_auth",
-                               "client_limits", "snapshots", "backup", "nodes", "gateways"});
+                               "client_limits", "snapshots", "backup", "membership", "nodes",
+                               "gateways"});
         !s)
       return s;
     // Settings first: a cluster_id written below [settings] lands in it, and
@@ -168,6 +169,31 @@ class Reader {
                        fmt::format("expected true or false, got {}", describe(*a)));
         }
         c.client_allow_anonymous = b->get();
+      }
+    }
+
+    if (const toml::node* n = root.get("membership")) {
+      auto t = n->as_table();
+      if (t == nullptr)
+        return error("membership", fmt::format("expected a table, got {}", describe(*n)));
+      if (Status s = check_keys(*t, "membership.", {"epoch", "removed"}); !s) return s;
+      if (Status s = get_uint_as(*t, "epoch", "membership.", false, c.membership_epoch); !s)
+        return s;
+      if (const toml::node* r = t->get("removed")) {
+        auto a = r->as_array();
+        if (a == nullptr) {
+          return error("membership.removed",
+                       fmt::format("expected an array of node ids, got {}", describe(*r)));
+        }
+        for (const toml::node& id : *a) {
+          auto i = id.as_integer();
+          if (i == nullptr || i->get() < 1 || i->get() > node_id_max) {
+            return error("membership.removed",
+                         fmt::format("expected node ids in 1..{}, got {}", node_id_max,
+                                     describe(id)));
+          }
+          c.removed_nodes.push_back(static_cast<uint32_t>(i->get()));
+        }
       }
     }
 
@@ -457,6 +483,26 @@ Status validate_cluster_config(const ClusterConfig& c) {
                 fmt::format("{} is above 2^63-1, the largest TOML integer", c.cluster_id));
   }
 
+  if (c.membership_epoch > kTomlIntegerMax) {
+    return fail("membership.epoch", "above 2^63-1, the largest TOML integer");
+  }
+  if (c.removed_nodes.size() > 64) return fail("membership.removed", "more than 64 ids");
+  for (size_t i = 0; i < c.removed_nodes.size(); i++) {
+    const uint32_t id = c.removed_nodes[i];
+    if (id == 0 || id > node_id_max) {
+      return fail("membership.removed", fmt::format("{} is outside 1..{}", id, node_id_max));
+    }
+    if (c.node(id) != nullptr) {
+      return fail("membership.removed",
+                  fmt::format("node {} is listed as a node and as removed", id));
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (c.removed_nodes[j] == id) {
+        return fail("membership.removed", fmt::format("{} is listed twice", id));
+      }
+    }
+  }
+
   const ClusterSettings& s = c.settings;
   if (s.tick_ms < 1 || s.tick_ms > tick_ms_max) {
     return fail("settings.tick_ms", fmt::format("{} is outside 1..{}", s.tick_ms, tick_ms_max));
@@ -704,6 +750,18 @@ std::string format_cluster_config(const ClusterConfig& c) {
     }
     out += fmt::format("interval_s = {}\nkept = {}\npart_mb = {}\n", b.interval_s, b.kept,
                        b.part_mb);
+  }
+  if (c.membership_epoch != 0 || !c.removed_nodes.empty()) {
+    std::string removed;
+    for (uint32_t id : c.removed_nodes) removed += fmt::format("{}{}", removed.empty() ? "" : ", ", id);
+    out += fmt::format(
+        "\n# The membership config the nodes below are, and nodes removed for good\n"
+        "# (their ids are not used again). Written by `maroon cluster add-node` and\n"
+        "# the others (docs/membership.md).\n"
+        "[membership]\n"
+        "epoch = {}\n"
+        "removed = [{}]\n",
+        c.membership_epoch, removed);
   }
   for (const NodeEntry& n : c.nodes) {
     out += fmt::format(

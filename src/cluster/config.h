@@ -157,6 +157,12 @@ struct ClusterConfig {
     bool operator==(const Backup&) const = default;
   };
   Backup backup;
+  // [membership] (docs/membership.md): the membership config the node list
+  // describes (0: the cluster as created; `maroon cluster add-node` and the
+  // others write the config they committed), and the ids of nodes removed
+  // from the cluster, never used again.
+  uint64_t membership_epoch = 0;
+  std::vector<uint32_t> removed_nodes;
 
   bool operator==(const ClusterConfig&) const = default;
 };

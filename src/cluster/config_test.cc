@@ -78,6 +78,8 @@ TEST(ClusterConfig, FormatThenParseIsTheSameConfig) {
       {.id = 1, .host = "127.0.0.1", .http_port = 8201, .resp_port = 6201, .native_port = 9201});
   c.gateways.push_back(
       {.id = 7, .host = "gw.example", .http_port = 80, .resp_port = 6379, .native_port = 9000});
+  c.membership_epoch = 4;
+  c.removed_nodes = {9, 5};
   ASSERT_TRUE(validate_cluster_config(c).is_ok());
 
   const std::string text = format_cluster_config(c);
@@ -381,6 +383,12 @@ struct InvalidCase {
 TEST(ClusterConfig, EachValidationError) {
   const InvalidCase cases[] = {
       {"cluster id 0", [](ClusterConfig& c) { c.cluster_id = 0; }, "cluster_id: must not be 0"},
+      {"removed node still listed", [](ClusterConfig& c) { c.removed_nodes = {2}; },
+       "membership.removed: node 2 is listed as a node and as removed"},
+      {"removed twice", [](ClusterConfig& c) { c.removed_nodes = {9, 9}; },
+       "membership.removed: 9 is listed twice"},
+      {"removed id 0", [](ClusterConfig& c) { c.removed_nodes = {0}; },
+       "membership.removed: 0 is outside 1..63"},
       {"cluster id above int64", [](ClusterConfig& c) { c.cluster_id = uint64_t{1} << 63; },
        "cluster_id: 9223372036854775808 is above 2^63-1, the largest TOML integer"},
       {"tick 0", [](ClusterConfig& c) { c.settings.tick_ms = 0; },

@@ -1,13 +1,11 @@
 #include "gateway/gateway.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <utility>
 
 #include <fmt/format.h>
-
-#include <algorithm>
-#include <bit>
-#include <cstdint>
 
 #include "common/limits.h"
 
@@ -75,10 +73,7 @@ void Gateway::on_message(NodeToGateway msg) {
     if (Inflight* tx = find(ack->id)) {
       tx->ack_mask |= uint64_t{1} << ack->node.value();
       // k nodes hold a timed-out tx: it will be ordered; nobody awaits it.
-      if (tx->timed_out &&
-          static_cast<size_t>(std::popcount(tx->ack_mask)) >= config_.acks_needed) {
-        finish(*tx);
-      }
+      if (tx->timed_out && acked(*tx)) finish(*tx);
     }
   } else if (auto* result = std::get_if<TxResult>(&msg)) {
     // Several nodes answer; the first result wins and later ones are dropped.
@@ -133,6 +128,21 @@ void Gateway::finish(Inflight& tx) {
   }
 }
 
+void Gateway::set_members(uint64_t config, const std::vector<NodeId>& members) {
+  if (config <= members_config_) return;
+  MAROON_ASSERT(!members.empty());
+  uint64_t mask = 0;
+  for (NodeId id : members) {
+    MAROON_ASSERT(id.value() >= 1 && id.value() < 64);
+    mask |= uint64_t{1} << id.value();
+  }
+  members_config_ = config;
+  member_mask_ = mask;
+  config_.acks_needed = static_cast<size_t>(std::popcount(mask)) / 2 + 1;
+  // Txs that lost their k acks with the change go out again at the next tick.
+  if (config_.retries) next_retry_tick_ = now_ticks_;
+}
+
 void Gateway::set_quorum(bool quorum, std::string_view reason) {
   quorum_ = quorum;
   if (quorum) {
@@ -171,7 +181,7 @@ void Gateway::expire_overdue() {
     out_.deliveries.push_back(Delivery{tx.token, tx.id, {}, false, false, true, timeout_message()});
     tx.timed_out = true;
     // Already held by k nodes: it will be ordered without more resends.
-    if (static_cast<size_t>(std::popcount(tx.ack_mask)) >= config_.acks_needed) finish(tx);
+    if (acked(tx)) finish(tx);
   }
 }
 
@@ -191,8 +201,7 @@ void Gateway::tick() {
   next_retry_tick_ = UINT64_MAX;
   for (Inflight& tx : inflight_) {
     if (tx.answered) continue;
-    const bool acked = static_cast<size_t>(std::popcount(tx.ack_mask)) >= config_.acks_needed;
-    const uint64_t period = acked ? config_.result_retry_ticks : config_.retry_ticks;
+    const uint64_t period = acked(tx) ? config_.result_retry_ticks : config_.retry_ticks;
     if (now_ticks_ - tx.sent_tick >= period) {
       tx.sent_tick = now_ticks_;
       out_.to_nodes.push_back(TxMsg{tx.id, tx.app, tx.op});

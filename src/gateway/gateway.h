@@ -12,6 +12,7 @@
 // dropped): it may still be ordered and executed later.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -90,6 +91,15 @@ class Gateway {
   // not why (for messages). True until told otherwise.
   void set_quorum(bool quorum, std::string_view reason);
   bool quorum() const { return quorum_; }
+  // The group of membership `config` (docs/membership.md): from now on only
+  // its members' acks count, and k is a majority of it. Ignored unless config
+  // is newer than the last one set. A tx that had k acks of the old group
+  // but lacks k among the new members is resent (its op is kept until
+  // answered): nodes the change removed refuse new txs and may retire
+  // before they order it.
+  void set_members(uint64_t config, const std::vector<NodeId>& members);
+  uint64_t members_config() const { return members_config_; }
+  size_t acks_needed() const { return config_.acks_needed; }
 
   GatewayOutput take_output();
 
@@ -125,6 +135,10 @@ class Gateway {
   void finish(Inflight& tx);
   void expire_overdue();
   std::string timeout_message() const;
+  // k acks from members of the current group.
+  bool acked(const Inflight& tx) const {
+    return static_cast<size_t>(std::popcount(tx.ack_mask & member_mask_)) >= config_.acks_needed;
+  }
 
   GatewayConfig config_;
   GatewayOutput out_;
@@ -149,6 +163,9 @@ class Gateway {
   std::deque<RangeStart> range_starts_;
   bool quorum_ = true;
   std::string no_quorum_reason_;
+  // Bit n: node n's acks count (every node until set_members).
+  uint64_t member_mask_ = ~uint64_t{0};
+  uint64_t members_config_ = 0;
 };
 
 }  // namespace maroon

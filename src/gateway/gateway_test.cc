@@ -221,5 +221,47 @@ TEST(Gateway, WithoutRetriesNothingIsResent) {
   EXPECT_EQ(g.take_output().deliveries.size(), 1u);
 }
 
+// A membership change (docs/membership.md): acks of nodes the change
+// removed no longer count, k follows the new group, and a tx that lost its
+// k acks is resent until k new members hold it.
+TEST(Gateway, AfterAMembershipChangeOnlyTheNewMembersAcksCount) {
+  GatewayConfig c;
+  c.acks_needed = 2;
+  c.retry_ticks = 5;
+  c.result_retry_ticks = 1000;
+  Gateway g = leased(c, RangeId(3));
+  auto id = g.submit(AppId::kKv, "op", 1);
+  ASSERT_TRUE(id.is_ok());
+  g.on_message(TxAck{*id, NodeId(1)});
+  g.on_message(TxAck{*id, NodeId(3)});  // k = 2 of {1, 2, 3}
+  g.take_output();
+  for (int i = 0; i < 10; i++) g.tick();
+  EXPECT_TRUE(g.take_output().to_nodes.empty()) << "an acked tx was resent before the change";
+
+  // 3 is replaced by 4 and 5 joins: k = 3 of {1, 2, 4, 5}, and only 1's ack counts.
+  g.set_members(1, {NodeId(1), NodeId(2), NodeId(4), NodeId(5)});
+  EXPECT_EQ(g.acks_needed(), 3u);
+  g.tick();
+  auto out = g.take_output();
+  ASSERT_EQ(out.to_nodes.size(), 1u) << "the tx that lost its k acks was not resent";
+  const auto* tx = std::get_if<TxMsg>(&out.to_nodes[0]);
+  ASSERT_NE(tx, nullptr);
+  EXPECT_EQ(tx->id, *id);
+  EXPECT_EQ(tx->op, "op");
+  g.on_message(TxAck{*id, NodeId(3)});  // a removed node's ack: still not enough
+  g.on_message(TxAck{*id, NodeId(2)});
+  for (int i = 0; i < 5; i++) g.tick();
+  EXPECT_EQ(g.take_output().to_nodes.size(), 1u) << "two new members' acks are not k = 3";
+  g.on_message(TxAck{*id, NodeId(5)});
+  for (int i = 0; i < 10; i++) g.tick();
+  EXPECT_TRUE(g.take_output().to_nodes.empty()) << "resent after k new members acked";
+
+  // An older or equal config is ignored.
+  g.set_members(1, {NodeId(1), NodeId(2)});
+  g.set_members(0, {NodeId(1), NodeId(2)});
+  EXPECT_EQ(g.acks_needed(), 3u);
+  EXPECT_EQ(g.members_config(), 1u);
+}
+
 }  // namespace
 }  // namespace maroon

@@ -88,7 +88,10 @@ struct Transport::Link : std::enable_shared_from_this<Link> {
   std::string writing;              // the buffer the active async_write sends
   uint64_t out_frames = 0;          // frames in `out`, hellos not counted
   uint64_t writing_frames = 0;      // frames in `writing`, hellos not counted
-  Dialer* dialer = nullptr;         // outbound: the dialer this attempt belongs to
+  // Outbound: the dialer this attempt belongs to. Dangles once disconnect()
+  // forgot that dialer, by which time the link is closed: read it only while
+  // the link is open.
+  Dialer* dialer = nullptr;
   PeerKind kind = PeerKind::kNode;  // outbound: the dialed node; inbound: from its hello
   uint64_t id = 0;
   std::string remote;  // host:port, for logs
@@ -105,7 +108,8 @@ struct Transport::Link : std::enable_shared_from_this<Link> {
 };
 
 // One connect() target: owns the redial timer and backoff, and points at the
-// current attempt or established link (which links_ owns).
+// current attempt or established link (which links_ owns). Lives in dialers_
+// from connect() to disconnect() or close().
 struct Transport::Dialer {
   Dialer(asio::io_context& io, PeerAddress a, Backoff b)
       : address(std::move(a)), resolver(io), redial_timer(io), backoff(b) {}
@@ -116,6 +120,9 @@ struct Transport::Dialer {
   Backoff backoff;
   Link* link = nullptr;
   bool dialed = false;  // a first attempt was made; later ones count as reconnects
+  // Expires with the dialer. A redial handler may already be queued, with no
+  // error, when the timer is cancelled or destroyed; it checks this first.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 };
 
 Transport::Transport(asio::io_context& io, TransportOptions options, FrameHandler on_frame,
@@ -214,7 +221,8 @@ void Transport::admit(tcp::socket socket) {
 
 void Transport::connect(PeerAddress node) {
   if (closed_) return;
-  MAROON_ASSERT_MSG(!dialers_.contains(node.id), "connect() called twice for one node");
+  MAROON_ASSERT_MSG(!dialers_.contains(node.id),
+                    "connect() called twice for one node without disconnect()");
   // Jitter only needs to differ between processes, not to be unpredictable.
   const uint64_t seed =
       options_.self_id * 0x9e3779b97f4a7c15ULL ^ node.id ^
@@ -265,11 +273,36 @@ void Transport::redial_later(Dialer& d) {
   MAROON_ASSERT(!closed_ && d.link == nullptr);
   const std::chrono::milliseconds delay = d.backoff.next();
   d.redial_timer.expires_after(delay);
-  // Dialers live until close(), which expires `alive` first.
-  d.redial_timer.async_wait([this, &d, alive = std::weak_ptr<bool>(alive_)](error_code ec) {
+  // `d` is alive while its token is: disconnect() and close() destroy it.
+  d.redial_timer.async_wait([this, &d, alive = std::weak_ptr<bool>(d.alive)](error_code ec) {
     if (alive.expired() || ec) return;
     dial(d);
   });
+}
+
+void Transport::disconnect(uint64_t node_id) {
+  if (closed_) return;
+  const bool was_connected = connected(PeerKind::kNode, node_id);
+  if (const auto it = dialers_.find(node_id); it != dialers_.end()) {
+    // Out of dialers_ first, so nothing below can find or redial it.
+    const std::unique_ptr<Dialer> d = std::move(it->second);
+    dialers_.erase(it);
+    d->redial_timer.cancel();
+    d->resolver.cancel();
+    // A pending connect or resolve completion holds the link and sees it closed.
+    if (d->link != nullptr) discard(*d->link);
+    MAROON_ASSERT(d->link == nullptr);
+    spdlog::info("transport: node {} disconnected, no longer dialed", node_id);
+  }  // the dialer goes here, its token with it
+  if (const auto it = inbound_.find({PeerKind::kNode, node_id}); it != inbound_.end()) {
+    spdlog::info("transport: closing {}: node disconnected", it->second->describe());
+    discard(*it->second);
+  }
+  MAROON_ASSERT(!connected(PeerKind::kNode, node_id));
+  if (was_connected) {
+    spdlog::info("transport: node {} down", node_id);
+    on_link_(PeerKind::kNode, node_id, false);
+  }
 }
 
 void Transport::arm_handshake_timer(const std::shared_ptr<Link>& link) {
@@ -528,6 +561,18 @@ void Transport::drop(Link& l) {
   const std::shared_ptr<Link> self = l.shared_from_this();  // links_ may hold the last reference
   const PeerKey key{l.kind, l.id};
   const bool was_up = l.state == Link::State::kUp;
+  Dialer* const dialer = l.dialer;
+  discard(l);
+  if (dialer != nullptr) redial_later(*dialer);
+  if (was_up && !connected(key.first, key.second)) {
+    spdlog::info("transport: {} {} down", peer_kind_name(key.first), key.second);
+    on_link_(key.first, key.second, false);
+  }
+}
+
+void Transport::discard(Link& l) {
+  MAROON_ASSERT(!l.closed);
+  const std::shared_ptr<Link> self = l.shared_from_this();  // links_ may hold the last reference
   counters_.frames_dropped += l.out_frames + (l.write_active ? l.writing_frames : 0);
   l.closed = true;
   l.handshake_timer.cancel();
@@ -539,16 +584,11 @@ void Transport::drop(Link& l) {
     MAROON_ASSERT(l.dialer->link == &l);
     l.dialer->link = nullptr;
     l.dialer->resolver.cancel();
-    redial_later(*l.dialer);
   } else {
     MAROON_ASSERT(inbound_count_ > 0);
     inbound_count_--;
-    const auto it = inbound_.find(key);
+    const auto it = inbound_.find({l.kind, l.id});
     if (it != inbound_.end() && it->second == &l) inbound_.erase(it);
-  }
-  if (was_up && !connected(key.first, key.second)) {
-    spdlog::info("transport: {} {} down", peer_kind_name(key.first), key.second);
-    on_link_(key.first, key.second, false);
   }
 }
 

@@ -11,11 +11,12 @@
 // loopback `maroon dev` and tests).
 //
 // Links. A node keeps one outbound link to every node it was told to
-// connect() to, redialing with backoff whenever it fails; it accepts inbound
-// links from nodes and gateways. A gateway only dials. Frames to a node go on
-// the outbound link to it when that one is up, else on an inbound link from
-// it; frames to a gateway go on the inbound link whose hello named it. A newer
-// inbound link from the same (kind, id) replaces the older one.
+// connect() to, redialing with backoff whenever it fails, until it is told to
+// disconnect() from it; it accepts inbound links from nodes and gateways. A
+// gateway only dials. Frames to a node go on the outbound link to it when that
+// one is up, else on an inbound link from it; frames to a gateway go on the
+// inbound link whose hello named it. A newer inbound link from the same
+// (kind, id) replaces the older one.
 //
 // A peer is connected() while some link to it can carry frames; the
 // LinkHandler reports exactly the transitions of connected(), so two links to
@@ -26,8 +27,9 @@
 // buffers they use outlive them. A link that is dropped, or every link when
 // the transport closes, is marked closed before anything else, and every
 // completion checks that flag first: an open link implies a live transport.
-// Dialer timers and the acceptor check the transport's alive token, which
-// close() expires.
+// The acceptor checks the transport's alive token, which close() expires; a
+// dialer's redial timer checks the dialer's own token, which expires with the
+// dialer (disconnect() or close()): a live dialer implies a live transport.
 //
 // An inbound gateway link may replace an older one of the same (kind, id)
 // only if it carries the same certificate identity, so one certificate
@@ -38,8 +40,8 @@
 // frame plus one read; at most limits::connections_max inbound links.
 //
 // Everything, handlers included, runs on the io_context's one thread. A
-// handler may call send(), connected() and close(); it must not destroy the
-// Transport.
+// handler may call send(), connected(), disconnect() and close(); it must not
+// destroy the Transport.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -121,8 +123,22 @@ class Transport {
   uint16_t bound_port() const { return bound_port_; }
 
   // Keeps an outbound link to this node up: connect, handshake, and on any
-  // failure redial with backoff. Once per node id.
+  // failure redial with backoff. Once per node id until disconnect() of it;
+  // after that, a fresh connect, possibly to another address.
   void connect(PeerAddress node);
+
+  // For a node that left the cluster: undoes connect(node_id), if any, so it
+  // is no longer dialed (a pending resolve, connect or redial comes to
+  // nothing) and the outbound link to it closes; also closes the inbound link
+  // from node `node_id` that is past its hello, if any (one still in its
+  // handshake is left to finish). If the node was connected(), the LinkHandler
+  // reports it down once, inside this call (the handler may do there what it
+  // may do anywhere); no other handler runs inside it. Later inbound links
+  // from the node are accepted as before, so if it keeps dialing it comes
+  // back up: refusing it is the application's business, not the transport's.
+  // Idempotent; a node neither dialed nor linked, or any after close(), is a
+  // no-op.
+  void disconnect(uint64_t node_id);
 
   // Queues one frame (type must not be kPeerHello). Returns false, dropping
   // the frame, if the peer has no usable link, the payload exceeds
@@ -178,6 +194,10 @@ class Transport {
   // callers return right after; the link stays valid only while they hold a
   // reference to it.
   void drop(Link& link);
+  // drop() without the redial or the LinkHandler: marks the link closed,
+  // closes its socket and forgets it (links_, its dialer's link, inbound_).
+  // The link stays valid only while the caller holds a reference to it.
+  void discard(Link& link);
   void protocol_error(Link& link, const Status& why);
   void refuse(Link& link, const std::string& why);
   // The link send() uses for this peer; null if none is up.

@@ -432,5 +432,212 @@ TEST_F(TransportTest, AHostNameIsResolved) {
   ASSERT_TRUE(run_until([&] { return a.t().connected(PeerKind::kNode, 2); }));
 }
 
+// ---- disconnect() ----
+
+// The dialer forgets the node: one "down" on each side, nothing routable,
+// and no redial afterwards (b would see node 1 come up again).
+TEST_F(TransportTest, DisconnectClosesTheLinkReportsDownOnceAndStopsRedialing) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  link_up(a, b, b.listen());
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "before"));
+  ASSERT_TRUE(run_until([&] { return b.frames.size() == 1; }));
+
+  a.t().disconnect(2);
+  // Reported inside the call, before anything else runs.
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true},
+                                              {PeerKind::kNode, 2, false}}));
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  const uint64_t dropped = a.t().counters().frames_dropped;
+  EXPECT_FALSE(a.t().send(PeerKind::kNode, 2, kVr, "after"));
+  EXPECT_EQ(a.t().counters().frames_dropped, dropped + 1);
+  EXPECT_EQ(a.t().queued_bytes(PeerKind::kNode, 2), 0u);
+  ASSERT_TRUE(run_until([&] { return !b.t().connected(PeerKind::kNode, 1); }));
+
+  // reconnect_max is 40 ms: a dialer still alive would have redialed many
+  // times over.
+  run_for(300ms);
+  EXPECT_EQ(a.t().counters().reconnects, 0u);
+  EXPECT_EQ(a.events.size(), 2u);
+  EXPECT_EQ(b.events, (std::vector<LinkEvent>{{PeerKind::kNode, 1, true},
+                                              {PeerKind::kNode, 1, false}}));
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
+  EXPECT_EQ(b.frames.size(), 1u);
+  EXPECT_EQ(a.t().queued_bytes_total(), 0u);
+}
+
+TEST_F(TransportTest, ConnectAfterDisconnectIsAFreshConnect) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  const uint16_t port = b.listen();
+  link_up(a, b, port);
+  a.t().disconnect(2);
+  ASSERT_TRUE(run_until([&] { return !b.t().connected(PeerKind::kNode, 1); }));
+
+  // The same id at another address: node 2 moved (a new process on a new port).
+  Peer b2(io_, node_options(2));
+  const uint16_t port2 = b2.listen();
+  ASSERT_NE(port2, port);
+  a.t().connect(address(2, port2));
+  ASSERT_TRUE(run_until([&] {
+    return a.t().connected(PeerKind::kNode, 2) && b2.t().connected(PeerKind::kNode, 1);
+  }));
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "to the new one"));
+  EXPECT_TRUE(b2.t().send(PeerKind::kNode, 1, kVr, "back"));
+  ASSERT_TRUE(run_until([&] { return b2.frames.size() == 1 && a.frames.size() == 1; }));
+  EXPECT_EQ(b2.frames[0].payload, "to the new one");
+  EXPECT_EQ(a.frames[0].payload, "back");
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true},
+                                              {PeerKind::kNode, 2, false},
+                                              {PeerKind::kNode, 2, true}}));
+  // The old b was never redialed; the new dialer's first attempt is no reconnect.
+  EXPECT_EQ(b.events.size(), 2u);
+  EXPECT_EQ(a.t().counters().reconnects, 0u);
+
+  // And once more, back to the first address.
+  a.t().disconnect(2);
+  a.t().connect(address(2, port));
+  ASSERT_TRUE(run_until([&] {
+    return a.t().connected(PeerKind::kNode, 2) && b.t().connected(PeerKind::kNode, 1);
+  }));
+  EXPECT_TRUE(a.t().send(PeerKind::kNode, 2, kVr, "again"));
+  ASSERT_TRUE(run_until([&] { return b.frames.size() == 1; }));
+  EXPECT_EQ(b.frames[0].payload, "again");
+  EXPECT_EQ(a.events.size(), 5u);
+  EXPECT_EQ(a.events.back(), (LinkEvent{PeerKind::kNode, 2, true}));
+}
+
+TEST_F(TransportTest, DisconnectOfAnUnknownNodeAndATwiceDisconnectedOneAreNoOps) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  link_up(a, b, b.listen());
+  a.t().disconnect(9);  // never connected
+  a.t().disconnect(1);  // itself
+  EXPECT_TRUE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_EQ(a.events.size(), 1u);
+
+  a.t().disconnect(2);
+  a.t().disconnect(2);
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true},
+                                              {PeerKind::kNode, 2, false}}));
+  run_for(100ms);
+  a.t().disconnect(2);
+  EXPECT_EQ(a.events.size(), 2u);
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_EQ(a.t().counters().reconnects, 0u);
+
+  a.t().close();
+  a.t().disconnect(2);  // after close(): nothing to do, nothing reported
+  EXPECT_EQ(a.events.size(), 2u);
+}
+
+TEST_F(TransportTest, DisconnectWhileRedialingStopsTheDialer) {
+  const uint16_t port = free_port();
+  Peer a(io_, node_options(1));
+  a.t().connect(address(2, port));
+  ASSERT_TRUE(run_until([&] { return a.t().counters().reconnects >= 3; }));
+  a.t().disconnect(2);
+  EXPECT_TRUE(a.events.empty());  // never up, so no "down" either
+  const uint64_t reconnects = a.t().counters().reconnects;
+
+  Peer b(io_, node_options(2));
+  b.on_port(port).listen();
+  run_for(300ms);
+  EXPECT_EQ(a.t().counters().reconnects, reconnects);
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
+  EXPECT_TRUE(a.events.empty());
+  EXPECT_TRUE(b.events.empty());
+}
+
+// Each pending step of a dial (resolve, connect, hello) comes to nothing.
+TEST_F(TransportTest, DisconnectMidDialRunsNothingLater) {
+  Peer b(io_, node_options(2));
+  const uint16_t port = b.listen();
+  Peer a(io_, node_options(1));
+  a.t().connect({.id = 2, .host = "localhost", .port = port});  // resolve pending
+  a.t().disconnect(2);
+  a.t().connect(address(2, port));  // connect pending
+  a.t().disconnect(2);
+  a.t().connect(address(2, port));
+  // Accepted by b, a's hello in flight: b may see node 1 up and then down.
+  ASSERT_TRUE(run_until([&] { return a.t().counters().bytes_sent > 0; }));
+  a.t().disconnect(2);
+  run_for(300ms);
+  EXPECT_TRUE(a.events.empty());
+  EXPECT_TRUE(a.frames.empty());
+  EXPECT_EQ(a.t().counters().reconnects, 0u);
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
+  EXPECT_TRUE(b.events.empty() || b.events == (std::vector<LinkEvent>{{PeerKind::kNode, 1, true},
+                                                                     {PeerKind::kNode, 1, false}}));
+}
+
+// The accepting side disconnects an inbound-only node: the link closes and
+// is reported down, and the node's own redial is accepted again.
+TEST_F(TransportTest, DisconnectClosesInboundLinksFromTheNodeButLaterOnesAreAccepted) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  link_up(a, b, b.listen());
+  b.t().disconnect(1);
+  EXPECT_EQ(b.events, (std::vector<LinkEvent>{{PeerKind::kNode, 1, true},
+                                              {PeerKind::kNode, 1, false}}));
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
+  EXPECT_FALSE(b.t().send(PeerKind::kNode, 1, kVr, "gone"));
+  ASSERT_TRUE(run_until([&] { return a.events.size() == 3; }));  // down, then up on the redial
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true},
+                                              {PeerKind::kNode, 2, false},
+                                              {PeerKind::kNode, 2, true}}));
+  ASSERT_TRUE(run_until([&] { return b.t().connected(PeerKind::kNode, 1); }));
+  EXPECT_EQ(b.events.size(), 3u);
+  EXPECT_TRUE(b.t().send(PeerKind::kNode, 1, kVr, "back"));
+  ASSERT_TRUE(run_until([&] { return a.frames.size() == 1; }));
+  EXPECT_EQ(a.frames[0].payload, "back");
+}
+
+// Both directions up (each dialed the other): one "down" for both links.
+TEST_F(TransportTest, DisconnectWithLinksBothWaysReportsOneDown) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  const uint16_t b_port = b.listen();
+  const uint16_t a_port = a.listen();
+  link_up(a, b, b_port);
+  // So far b received one hello, a's reply on the link a dialed. Once it has
+  // a's reply on the link it dials too, a has marked that inbound link up.
+  const uint64_t hello_bytes = b.t().counters().bytes_received;
+  ASSERT_GT(hello_bytes, 0u);
+  b.t().connect(address(1, a_port));
+  ASSERT_TRUE(run_until([&] { return b.t().counters().bytes_received == 2 * hello_bytes; }));
+  EXPECT_EQ(a.events.size(), 1u);  // the second link is no transition
+  a.t().disconnect(2);
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true},
+                                              {PeerKind::kNode, 2, false}}));
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_FALSE(a.t().send(PeerKind::kNode, 2, kVr, "none"));
+}
+
+// A LinkHandler may disconnect the node it is told about.
+TEST_F(TransportTest, DisconnectInsideALinkHandlerIsSafe) {
+  Peer a(io_, node_options(1));
+  Peer b(io_, node_options(2));
+  int ups = 0;
+  a.on_link = [&](PeerKind kind, uint64_t id, bool up) {
+    if (!up) return;
+    ups++;
+    EXPECT_TRUE(a.t().send(kind, id, kVr, "queued, then dropped"));
+    a.t().disconnect(id);  // reports the "down" from inside the "up"
+    EXPECT_FALSE(a.t().connected(kind, id));
+  };
+  a.t().connect(address(2, b.listen()));
+  ASSERT_TRUE(run_until([&] { return a.events.size() == 2; }));
+  run_for(200ms);
+  EXPECT_EQ(ups, 1);
+  EXPECT_EQ(a.events, (std::vector<LinkEvent>{{PeerKind::kNode, 2, true},
+                                              {PeerKind::kNode, 2, false}}));
+  EXPECT_EQ(a.t().counters().reconnects, 0u);
+  EXPECT_EQ(a.t().counters().frames_sent, 0u);
+  EXPECT_TRUE(b.frames.empty());
+}
+
 }  // namespace
 }  // namespace maroon::net

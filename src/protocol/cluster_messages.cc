@@ -306,6 +306,41 @@ void write_frame(FrameType type, std::string& out, Fn&& body) {
 
 }  // namespace
 
+void encode_group_members(const GroupMembers& m, std::string& out) {
+  MAROON_ASSERT(!m.members.empty() && m.members.size() < 64);
+  MAROON_ASSERT(m.address_book.size() <= kGroupBookBytesMax);
+  write_frame(FrameType::kGroupMembers, out, [&](ByteWriter& w) {
+    w.varint(m.config);
+    w.varint(m.members.size());
+    for (NodeId id : m.members) w.varint(id.value());
+    w.bytes(m.address_book);
+  });
+}
+
+Result<GroupMembers> decode_group_members(std::string_view payload) {
+  constexpr const char* what = "group members";
+  ByteReader r(payload);
+  GroupMembers m;
+  uint64_t count = 0;
+  if (!read_format(r)) return malformed(what, "short or unknown format");
+  if (!r.varint(m.config) || !r.varint(count)) return malformed(what, "short");
+  if (count == 0 || count >= 64) return malformed(what, "member count out of range");
+  uint64_t seen = 0;
+  for (uint64_t i = 0; i < count; i++) {
+    uint64_t id = 0;
+    if (!r.varint(id)) return malformed(what, "short");
+    if (id == 0 || id >= 64) return malformed(what, "member id out of range");
+    if ((seen >> id) & 1) return malformed(what, "a member listed twice");
+    seen |= uint64_t{1} << id;
+    m.members.push_back(NodeId(static_cast<uint32_t>(id)));
+  }
+  std::string_view book;
+  if (!r.bytes(book, kGroupBookBytesMax)) return malformed(what, "short or oversize address book");
+  if (!r.at_end()) return malformed(what, "trailing bytes");
+  m.address_book = std::string(book);
+  return m;
+}
+
 void encode_membership_note(const MembershipNote& m, std::string& out) {
   MAROON_ASSERT(m.config >= 1);
   MAROON_ASSERT(m.kind == MembershipNote::kHandedOff || m.kind == MembershipNote::kRetired ||

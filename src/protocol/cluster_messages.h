@@ -137,6 +137,14 @@ Result<TxEvicted> decode_tx_evicted(std::string_view payload);
 // kSnapshotPull).
 inline constexpr uint32_t snapshot_chunk_bytes_max = 1024 * 1024;
 
+// The address book a GroupMembers frame carries at most: the largest
+// reconfiguration annex (vr::limits::annex_bytes_max; the driver asserts
+// they agree).
+inline constexpr size_t kGroupBookBytesMax = 16 * 1024;
+// kGroupMembers: 1 to 63 distinct member ids (1..63), a book of at most
+// limits::annex_bytes_max bytes.
+void encode_group_members(const GroupMembers& m, std::string& out);
+Result<GroupMembers> decode_group_members(std::string_view payload);
 // kMembershipNote: config >= 1, kind 1, 2 or 3.
 void encode_membership_note(const MembershipNote& m, std::string& out);
 Result<MembershipNote> decode_membership_note(std::string_view payload);

@@ -128,6 +128,8 @@ std::vector<Case> examples() {
   add("tx evicted", FrameType::kTxEvicted, decode_tx_evicted);
   encode_membership_note({7, MembershipNote::kHandoffWanted, EpochNumber(40)}, wire);
   add("membership note", FrameType::kMembershipNote, decode_membership_note);
+  encode_group_members({3, {NodeId(1), NodeId(4), NodeId(5)}, "book"}, wire);
+  add("group members", FrameType::kGroupMembers, decode_group_members);
   encode_txs(txs, wire);
   add("txs", FrameType::kTx, decode_txs);
   encode_lease_request({GatewayId(77), RangeId(4)}, wire);
@@ -206,6 +208,36 @@ TEST(ClusterMessages, MembershipNoteRoundTripsAndRefusesBadFields) {
   EXPECT_FALSE(decode_membership_note(payload(0, 1)).is_ok()) << "config 0";
   EXPECT_FALSE(decode_membership_note(payload(1, 0)).is_ok()) << "kind 0";
   EXPECT_FALSE(decode_membership_note(payload(1, 4)).is_ok()) << "kind 4";
+}
+
+TEST(ClusterMessages, GroupMembersRoundTripsAndRefusesBadFields) {
+  EXPECT_TRUE(rc::check([] {
+    std::vector<NodeId> members;
+    const auto ids = *rc::gen::unique<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 64));
+    RC_PRE(!ids.empty());
+    for (uint32_t id : ids) members.push_back(NodeId(id));
+    const auto book = *rc::gen::container<std::string>(rc::gen::arbitrary<char>());
+    RC_PRE(book.size() <= kGroupBookBytesMax);
+    check_round_trip(GroupMembers{*rc::gen::arbitrary<uint64_t>(), members, book},
+                     FrameType::kGroupMembers, encode_group_members, decode_group_members);
+  }));
+  auto payload = [](std::vector<uint64_t> ids, size_t book_bytes) {
+    std::string s;
+    ByteWriter w(s);
+    w.u8(kClusterFormat);
+    w.varint(2);
+    w.varint(ids.size());
+    for (uint64_t id : ids) w.varint(id);
+    w.bytes(std::string(book_bytes, 'b'));
+    return s;
+  };
+  EXPECT_TRUE(decode_group_members(payload({1, 2, 63}, kGroupBookBytesMax)).is_ok());
+  EXPECT_FALSE(decode_group_members(payload({}, 1)).is_ok()) << "no member";
+  EXPECT_FALSE(decode_group_members(payload({1, 0}, 1)).is_ok()) << "id 0";
+  EXPECT_FALSE(decode_group_members(payload({1, 64}, 1)).is_ok()) << "id 64";
+  EXPECT_FALSE(decode_group_members(payload({2, 2}, 1)).is_ok()) << "listed twice";
+  EXPECT_FALSE(decode_group_members(payload({1}, kGroupBookBytesMax + 1)).is_ok()) << "big book";
+  EXPECT_FALSE(decode_group_members(payload({1}, 1) + "x").is_ok()) << "trailing";
 }
 
 TEST(ClusterMessages, TxPushRoundTrips) {

@@ -53,6 +53,7 @@ enum class FrameType : uint8_t {
   kSnapshotPull = 31,    // node -> node: send me these bytes of it
   kSnapshotChunk = 32,   // node -> node: bytes of a snapshot file, checksummed
   kMembershipNote = 33,  // node -> node: handed over to / retired from a new group
+  kGroupMembers = 34,    // node -> gateway: the group and its address book
 };
 
 struct Frame {

@@ -74,6 +74,18 @@ struct RangeSealed {
 using GatewayToNode = std::variant<TxMsg, LeaseRequest, RenewLease>;
 using NodeToGateway = std::variant<TxAck, TxResult, LeaseGranted, RangeSealed>;
 
+// node -> gateway, outside NodeToGateway (the drivers act on it, not the
+// gateway core alone): the group of `config` (docs/membership.md) and where
+// its members listen (an encoded cluster::address book, opaque here). Sent
+// when a gateway's link comes up and when the group changes; a gateway keeps
+// the newest config it was told.
+struct GroupMembers {
+  uint64_t config = 0;
+  std::vector<NodeId> members;
+  std::string address_book;
+  bool operator==(const GroupMembers&) const = default;
+};
+
 // --- node -> node ---
 
 // A VR message, encoded by vr/codec.h (the node layer does not look inside).

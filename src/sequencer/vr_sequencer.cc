@@ -187,6 +187,30 @@ std::pair<uint64_t, std::vector<NodeId>> VrSequencer::successor_group() const {
   return {replica_.epoch().value(), std::move(members)};
 }
 
+Status VrSequencer::check_group_can_work(const std::vector<NodeId>& members) const {
+  // A quorum of the new group must be current members that answered within
+  // a view-change timeout: new nodes still have to be told and fetch a
+  // snapshot before they count.
+  size_t live = 0;
+  const uint64_t now = replica_.now();
+  for (NodeId id : members) {
+    const vr::ReplicaId r(static_cast<uint32_t>(id.value()));
+    if (r == self_) {
+      live++;
+    } else if (is_in(replica_.members(), r)) {
+      auto it = heard_.find(r);
+      if (it != heard_.end() && now - it->second <= peer_window_ticks_) live++;
+    }
+  }
+  if (live < vr::quorum_size(members.size())) {
+    return unavailable(fmt::format(
+        "only {} of the {} new members are current members heard from within {}; the new group "
+        "needs {} of them to work: start or repair the missing nodes first",
+        live, members.size(), ticks_text(peer_window_ticks_), vr::quorum_size(members.size())));
+  }
+  return Status::ok();
+}
+
 Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeId> members,
                                        std::string annex, Output& out) {
   if (!is_primary()) {
@@ -222,6 +246,16 @@ Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeI
   if (!vr::decode_reconfiguration(payload)) {
     return invalid_argument(fmt::format("{} members, or a node listed twice: 1 to {} distinct ids",
                                         members.size(), vr::limits::replicas_max));
+  }
+  // A node the last change removed may not come back under its id: its old
+  // replica may still run and answer as a former member.
+  for (NodeId id : members) {
+    const auto& m = membership();
+    if (std::find(m.previous.begin(), m.previous.end(), id) != m.previous.end() &&
+        std::find(m.members.begin(), m.members.end(), id) == m.members.end()) {
+      return invalid_argument(fmt::format(
+          "node {} was removed by the last change; a new node takes a new id", id.value()));
+    }
   }
   replica_.on_client_request(
       vr::ClientRequest{vr::ClientId(kMembershipClient), vr::RequestNumber(expect_config + 1),

@@ -109,6 +109,12 @@ class VrSequencer final : public Sequencer {
   // replica ids, below 2^32); the request number is the config asked for,
   // so the client table runs each at most once across primaries.
   static constexpr uint64_t kMembershipClient = uint64_t{1} << 40;
+  // An operator's guard, checked by the admin endpoint before it asks
+  // (docs/membership.md): refuses a group a quorum of which are not current
+  // members heard from lately, since it could not work at once (a lost
+  // member would be kept, or too many new ones added at a time). Not part
+  // of request_membership: whether to ask anyway is the caller's choice.
+  Status check_group_can_work(const std::vector<NodeId>& members) const;
 
   const vr::Replica& replica() const { return replica_; }
   // See "Quorum" above. The reason is empty while has_quorum().

@@ -14,6 +14,7 @@
 #include "common/codec.h"
 #include "common/limits.h"
 #include "protocol/cluster_messages.h"
+#include "vr/types.h"
 #include "server/cluster_frames.h"
 #include "storage/data_dir.h"
 
@@ -49,6 +50,27 @@ void make_data_dir_private(const std::string& dir) {
     spdlog::warn("data dir {} is mode {:04o}, open to others, and chmod failed: {}", dir, old_mode,
                  std::strerror(errno));
   }
+}
+
+// A small text file written durably (created, synced, its name synced).
+Status write_small_file(Env& env, const std::string& dir, const std::string& name,
+                        std::string_view text) {
+  const std::string path = join_path(dir, name);
+  auto f = env.open(path, /*create=*/true);
+  if (!f) return f.status();
+  if (Status s = (*f)->truncate(0); !s) return s;
+  if (Status s = (*f)->write_at(0, text); !s) return s;
+  if (Status s = (*f)->sync(); !s) return s;
+  return env.sync_dir(dir);
+}
+
+// Its first line (at most 1 KiB), or why it cannot be read.
+std::string read_small_file(Env& env, const std::string& path) {
+  auto f = env.open(path, /*create=*/false);
+  if (!f) return f.status().to_string();
+  std::string text;
+  if (Status s = (*f)->read_at(0, 1024, text); !s) return s.to_string();
+  return text.substr(0, text.find('\n'));
 }
 
 NodeConfig node_config(const DriverOptions& o) {
@@ -218,6 +240,13 @@ Status Driver::start() {
     if (!lock) return lock.status();
     dir_lock_.emplace(std::move(lock).value());
   }
+  if (const std::string marker = join_path(options_.data_dir, kRemovedMarker);
+      options_.cluster && env_->exists(marker)) {
+    return unavailable(fmt::format(
+        "{}: {}. Its data directory is not used again; a node that comes back is added under a "
+        "new id (maroon cluster add-node)",
+        marker, read_small_file(*env_, marker)));
+  }
   DataDirOptions dir_options;
   dir_options.path = options_.data_dir;
   dir_options.node_id = want_id;
@@ -227,7 +256,12 @@ Status Driver::start() {
   // A cluster node recovers what its log lost from its peers; a single
   // node has nobody to recover it from, and refuses to start.
   dir_options.recover_lost_log = options_.cluster.has_value() && options_.cluster->members.size() > 1;
-  if (dir_options.recover_lost_log && !options_.new_cluster) {
+  // A joiner's first start: its replica joins (VrSequencer::join) instead
+  // of bootstrapping or recovering, so its new directory is no lost log.
+  const bool joining = options_.join && options_.cluster &&
+                       !env_->exists(join_path(options_.data_dir, "superblock"));
+  if (joining) sequencer_.join();
+  if (dir_options.recover_lost_log && !options_.new_cluster && !joining) {
     dir_options.fresh_log_lost =
         "this node's data directory is new, so it rejoins its cluster: what it held before is "
         "recovered from its peers (the log, then the state from a peer's snapshot) before it "
@@ -293,6 +327,7 @@ Status Driver::start() {
   replay_stats_.txs = counts.txs;
   if (options_.cluster) {
     const ClusterOptions& c = *options_.cluster;
+    group_.emplace(c.members, options_.membership_epoch);
     net::TransportOptions to;
     to.cluster_id = c.cluster_id;
     to.self_kind = net::PeerKind::kNode;
@@ -304,8 +339,15 @@ Status Driver::start() {
         [this](net::PeerKind kind, uint64_t peer, uint8_t type, std::string_view payload) {
           on_node_frame(kind, peer, type, payload);
         },
-        [](net::PeerKind kind, uint64_t peer, bool up) {
+        [this](net::PeerKind kind, uint64_t peer, bool up) {
           spdlog::info("{} {} {}", net::peer_kind_name(kind), peer, up ? "connected" : "disconnected");
+          if (kind != net::PeerKind::kGateway) return;
+          if (up) {
+            gateways_up_.insert(peer);
+            send_group(peer);
+          } else {
+            gateways_up_.erase(peer);
+          }
         });
     net::TransportOptions go = to;
     go.self_kind = net::PeerKind::kGateway;
@@ -319,26 +361,30 @@ Status Driver::start() {
     outbox_.emplace(
         c.self,
         [this](protocol::FrameType type, std::string_view payload) {
-          for (const ClusterMember& n : options_.cluster->members) {
-            if (n.id == options_.cluster->self) continue;
-            gateway_net_->send(net::PeerKind::kNode, n.id.value(), static_cast<uint8_t>(type),
-                               payload);
+          for (uint64_t n : tx_targets_) {
+            gateway_net_->send(net::PeerKind::kNode, n, static_cast<uint8_t>(type), payload);
           }
         },
         [this](uint64_t gateway, protocol::FrameType type, std::string_view payload) {
           node_net_->send(net::PeerKind::kGateway, gateway, static_cast<uint8_t>(type), payload);
         });
     for (const ClusterMember& m : c.members) {
-      if (m.id == c.self) {
-        if (Status s = node_net_->listen(m.host, m.peer_port); !s) {
-          return Status(s.code(), fmt::format("peer port {}:{}: {}", m.host, m.peer_port,
-                                              s.message()));
-        }
-        continue;
+      if (m.id != c.self) continue;
+      if (Status s = node_net_->listen(m.host, m.peer_port); !s) {
+        return Status(s.code(), fmt::format("peer port {}:{}: {}", m.host, m.peer_port,
+                                            s.message()));
       }
-      node_net_->connect(net::PeerAddress{m.id.value(), m.host, m.peer_port});
-      gateway_net_->connect(net::PeerAddress{m.id.value(), m.host, m.peer_port});
     }
+    const Membership& m = sequencer_.membership();
+    if (m.config != options_.membership_epoch && !joining) {
+      // The durable group wins over the file: the file may be older (a
+      // change while this node was down) or newer (a change this node has
+      // not learned yet; its peers tell it).
+      spdlog::warn("this node's durable group is membership config {}, the config file's is {}: "
+                   "it follows config {} until it learns a newer one",
+                   m.config, options_.membership_epoch, m.config);
+    }
+    follow_group();
   }
   replay_stats_.millis = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
@@ -452,6 +498,12 @@ EngineStatus Driver::status() const {
   s.transfer = host_.transfer_status();
   if (uploader_) s.backup = uploader_->status();
   if (!host_.snapshot_error().is_ok()) s.snapshot_error = host_.snapshot_error().to_string();
+  const Membership& m = sequencer_.membership();
+  s.membership_epoch = m.config;
+  for (NodeId id : node_.members()) s.members.push_back(id.value());
+  s.switch_epoch = m.switch_epoch.value();
+  s.leaving = node_.leaving();
+  s.retired = node_.retired();
   // The WAL thread may be compacting: its first segment moves, read atomically.
   s.wal_first_segment = wal_first_segment_.load(std::memory_order_relaxed);
   return s;
@@ -484,9 +536,119 @@ void Driver::pump() {
     if (g.to_nodes.empty() && g.deliveries.empty() && !node_spoke) break;
   }
   if (options_.cluster) {
+    if (started_) follow_group();
     outbox_->flush();
     check_fault();
   }
+}
+
+void Driver::follow_group() {
+  MAROON_ASSERT(group_ && node_net_ && gateway_net_);
+  const Membership& m = sequencer_.membership();
+  if (m.config > followed_config_) {
+    followed_config_ = m.config;
+    auto adopted = group_->adopt(m.config, m.members, m.annex);
+    if (!adopted) {
+      spdlog::error("membership config {}: its address book does not decode ({}); links follow "
+                    "the addresses known before",
+                    m.config, adopted.status().to_string());
+      (void)group_->adopt(m.config, m.members, {});
+    }
+    std::string ids;
+    for (NodeId id : m.members) ids += fmt::format(" {}", id.value());
+    spdlog::info("the group is membership config {} from epoch {}:{}{}", m.config,
+                 m.switch_epoch.value() + 1, ids,
+                 node_.leaving() ? "; this node was removed and hands over before it retires" : "");
+    gateway_.set_members(m.config, m.members);
+    for (uint64_t g : gateways_up_) send_group(g);
+  }
+  if (node_.peers() != followed_peers_) {
+    followed_peers_ = node_.peers();
+    const std::vector<NodeId> unknown = group_->relink(*node_net_, node_links_, followed_peers_);
+    for (NodeId id : unknown) {
+      spdlog::warn("node {} is a peer (a member, or a removed node that has not retired), but its "
+                   "address is in neither the config file nor an address book: no link to it",
+                   id.value());
+    }
+    std::vector<NodeId> targets;
+    tx_targets_.clear();
+    for (NodeId id : group_->members()) {
+      if (id == options_.cluster->self) continue;
+      targets.push_back(id);
+      tx_targets_.push_back(id.value());
+    }
+    (void)group_->relink(*gateway_net_, gateway_links_, targets);
+  }
+  if (node_.retired() && !retired_) on_retired();
+}
+
+void Driver::send_group(uint64_t gateway) {
+  const Membership& m = sequencer_.membership();
+  if (m.config == 0 || m.members.empty()) return;  // cluster.toml's group: the gateway has it
+  std::string frame;
+  protocol::encode_group_members(GroupMembers{m.config, m.members, m.annex}, frame);
+  node_net_->send(net::PeerKind::kGateway, gateway,
+                  static_cast<uint8_t>(protocol::FrameType::kGroupMembers), payload_of(frame));
+}
+
+void Driver::on_retired() {
+  retired_ = true;
+  const Membership& m = sequencer_.membership();
+  const std::string why = fmt::format(
+      "node {} was removed from cluster {} by membership config {} and handed over to the "
+      "group that went on",
+      options_.cluster->self.value(), options_.cluster->cluster_id, m.config);
+  // Marked first: a restart of this directory must never rejoin as a member.
+  if (Status s = write_small_file(*env_, options_.data_dir, kRemovedMarker, why); !s) {
+    spdlog::error("could not mark the data directory retired: {}", s.to_string());
+  }
+  spdlog::warn("{}: it retires and stops", why);
+  if (stop_handler_) {
+    boost::asio::post(io_, [this, why] { stop_handler_(why); });
+  }
+}
+
+static_assert(protocol::kGroupBookBytesMax == vr::limits::annex_bytes_max);
+
+Status Driver::request_membership(uint64_t expect_epoch,
+                                  std::vector<cluster::NodeAddress> members) {
+  if (!options_.cluster) {
+    return invalid_argument("maroon dev is a single node: it has no group to change");
+  }
+  if (!started_ || shutting_down_ || read_only_) {
+    return unavailable("this node is not serving (starting, shutting down or read-only)");
+  }
+  if (Status s = cluster::validate_address_book(members); !s) return s;
+  std::vector<NodeId> ids;
+  for (const cluster::NodeAddress& a : members) {
+    // Where a member listens is not what a membership change changes: the
+    // book must agree with the addresses the members use now.
+    const ClusterMember* known = group_->address(NodeId(a.id));
+    if (group_->is_member(NodeId(a.id)) && known != nullptr &&
+        (known->host != a.host || known->peer_port != a.peer_port)) {
+      return invalid_argument(fmt::format(
+          "node {} is a member at {}:{}, not {}:{}: a change keeps the members' addresses", a.id,
+          known->host, known->peer_port, a.host, a.peer_port));
+    }
+    ids.push_back(NodeId(a.id));
+  }
+  if (Status s = sequencer_.check_group_can_work(ids); !s) return s;
+  std::string book = cluster::encode_address_book(members);
+  if (book.size() > vr::limits::annex_bytes_max) {
+    return too_large(fmt::format("an address book of {} bytes, over {}", book.size(),
+                                 vr::limits::annex_bytes_max));
+  }
+  Status s = node_.request_membership(expect_epoch, std::move(ids), std::move(book));
+  if (s.is_ok()) {
+    std::string text;
+    for (const cluster::NodeAddress& a : members) {
+      text += fmt::format(" {}@{}:{}", a.id, a.host, a.peer_port);
+    }
+    spdlog::info("membership change from config {} proposed:{}", expect_epoch, text);
+  }
+  pump();
+  schedule_flush();
+  return s;
 }
 
 void Driver::check_fault() {
@@ -573,6 +735,8 @@ void Driver::apply_backpressure() {
 
 void Driver::on_gateway_frame(uint64_t node, uint8_t type, std::string_view payload) {
   if (!started_) return;
+  // Peers tell every linked gateway the group; ours follows its own node's.
+  if (type == static_cast<uint8_t>(protocol::FrameType::kGroupMembers)) return;
   if (Status s = deliver_to_gateway(gateway_, node, type, payload); !s) {
     spdlog::warn("gateway dropped a frame from node {}: {}", node, s.to_string());
   }

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "sequencer/vr_sequencer.h"
 #include "server/cluster_frames.h"
 #include "server/engine.h"
+#include "server/group_follower.h"
 #include "server/quorum_watch.h"
 #include "server/waiting_clients.h"
 #include "storage/dir_lock.h"
@@ -40,12 +42,6 @@
 
 namespace maroon::server {
 
-// One node of a cluster (maroon node): its peers, and what it runs with.
-struct ClusterMember {
-  NodeId id;
-  std::string host;
-  uint16_t peer_port = 0;
-};
 struct ClusterOptions {
   uint64_t cluster_id = 0;
   NodeId self;
@@ -75,6 +71,13 @@ struct DriverOptions {
   // (DataDirOptions::fresh_log_lost; docs/cluster.md, "A lost data
   // directory"). Ignored once the directory exists.
   bool new_cluster = false;
+  // A node added to a running group (maroon cluster add-node): its new data
+  // directory starts empty, and its replica waits to be made a member by a
+  // membership change (docs/membership.md) instead of bootstrapping the
+  // configured group. Ignored once the directory holds data.
+  bool join = false;
+  // cluster.toml's membership_epoch: the config its node list describes.
+  uint64_t membership_epoch = 0;
   // How long a graceful shutdown waits for in-flight txs.
   uint64_t drain_ms = 3000;
   // When snapshots are taken (docs/snapshots.md); dir empty: DATA-DIR/snapshots.
@@ -105,6 +108,14 @@ class Driver final : public Engine {
   // In a cluster a node's applied state may lag the cluster's, so reads are
   // ordered like writes (linearizable); one node reads its own state.
   bool orders_reads() const override { return options_.cluster.has_value(); }
+  Status request_membership(uint64_t expect_epoch,
+                            std::vector<cluster::NodeAddress> members) override;
+  void set_stop_handler(std::function<void(std::string)> stop) override {
+    stop_handler_ = std::move(stop);
+  }
+  // The file a retired node leaves in its data directory; start() refuses a
+  // directory that holds it.
+  static constexpr const char* kRemovedMarker = "REMOVED";
 
   struct ReplayStats {
     uint64_t records = 0;
@@ -146,6 +157,12 @@ class Driver final : public Engine {
   void schedule_tick();
   void on_tick();
   void update_gauges();
+  // Follows the group the sequencer committed (docs/membership.md): links
+  // to the node's peers, the gateway's k and targets, GroupMembers to the
+  // gateways, and a retired node's stop. After each pump.
+  void follow_group();
+  void send_group(uint64_t gateway);
+  void on_retired();
   void poll_shutdown();
   // Snapshots: begins one when due, and works on it a step at a time,
   // posted between the loop's other work; the fsync and rename run on
@@ -190,6 +207,18 @@ class Driver final : public Engine {
   std::optional<ClusterOutbox> outbox_;
   std::unique_ptr<net::Transport> node_net_;     // links to peer nodes and from gateways
   std::unique_ptr<net::Transport> gateway_net_;  // our gateway's links to peer nodes
+  // Membership (follow_group): the addresses and the group known, the ids
+  // each transport was connect()ed to, the peers those links follow, the
+  // nodes our gateway sends txs to and the gateways linked to us.
+  std::optional<GroupFollower> group_;
+  std::set<uint64_t> node_links_;
+  std::set<uint64_t> gateway_links_;
+  std::vector<NodeId> followed_peers_;
+  uint64_t followed_config_ = 0;
+  std::vector<uint64_t> tx_targets_;
+  std::set<uint64_t> gateways_up_;
+  bool retired_ = false;
+  std::function<void(std::string)> stop_handler_;
 
   // Handed between the loop and the WAL thread under mu_.
   std::mutex mu_;

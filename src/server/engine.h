@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/address_book.h"
 #include "common/status.h"
 #include "common/types.h"
 #include "host/transfer_status.h"
@@ -63,6 +64,14 @@ struct EngineStatus {
   host::TransferStatus transfer;
   // Uploads to an object store (docs/backups.md); unset: none configured.
   std::optional<objstore::UploaderStatus> backup;
+  // The group (docs/membership.md): its membership config (0: as created),
+  // members, and the last epoch of the previous config. `leaving`: the last
+  // change removed this node, which serves its peers until it retired.
+  uint64_t membership_epoch = 0;
+  std::vector<uint64_t> members;
+  uint64_t switch_epoch = 0;
+  bool leaving = false;
+  bool retired = false;
 };
 
 class Engine {
@@ -93,6 +102,18 @@ class Engine {
   // cluster node or a gateway); read() then serves only explicitly stale
   // reads (the native protocol's read-only flag).
   virtual bool orders_reads() const { return false; }
+  // Asks the group to become `members` (docs/membership.md, POST
+  // /v1/admin/members): only on the primary, only from membership config
+  // `expect_epoch`. Accepted means proposed, not committed: status()
+  // shows membership_epoch move once it is.
+  virtual Status request_membership(uint64_t /*expect_epoch*/,
+                                    std::vector<cluster::NodeAddress> /*members*/) {
+    return unavailable("this process holds no replica of the group: ask a node");
+  }
+  // The engine calls `stop(why)` when it must stop on its own (a node the
+  // group removed, once it handed over); the server then drains and exits 0,
+  // as on SIGTERM.
+  virtual void set_stop_handler(std::function<void(std::string why)> /*stop*/) {}
   virtual Registry& metrics() = 0;
 };
 

@@ -39,6 +39,7 @@ GatewayDriver::GatewayDriver(boost::asio::io_context& io, GatewayDriverOptions o
       gateway_(config_for(options_)),
       tick_timer_(io),
       shutdown_timer_(io),
+      group_(options_.nodes, options_.membership_epoch),
       txs_submitted_(registry_.counter("maroon_txs_submitted_total", "Write txs accepted by the gateway")),
       txs_completed_(registry_.counter("maroon_txs_completed_total", "Write txs answered to clients")),
       txs_refused_(registry_.counter("maroon_txs_refused_total", "Write txs refused (overload, no range, shutdown)")),
@@ -73,9 +74,7 @@ void GatewayDriver::start() {
       [](net::PeerKind, uint64_t peer, bool up) {
         spdlog::info("node {} {}", peer, up ? "connected" : "disconnected");
       });
-  for (const ClusterMember& n : options_.nodes) {
-    net_->connect(net::PeerAddress{n.id.value(), n.host, n.peer_port});
-  }
+  (void)group_.relink(*net_, linked_, group_.members());
   started_ = true;
   pump();
   schedule_tick();
@@ -117,6 +116,8 @@ EngineStatus GatewayDriver::status() const {
   s.unavailable_reason = link_quorum_.reason();
   s.range = gateway_.range().value();
   s.inflight_txs = gateway_.inflight();
+  s.membership_epoch = group_.config();
+  for (NodeId id : group_.members()) s.members.push_back(id.value());
   return s;
 }
 
@@ -131,8 +132,8 @@ void GatewayDriver::schedule_pump() {
 }
 
 void GatewayDriver::send_all(protocol::FrameType type, std::string_view payload) {
-  for (const ClusterMember& n : options_.nodes) {
-    net_->send(net::PeerKind::kNode, n.id.value(), static_cast<uint8_t>(type), payload);
+  for (NodeId n : group_.members()) {
+    net_->send(net::PeerKind::kNode, n.value(), static_cast<uint8_t>(type), payload);
   }
 }
 
@@ -150,8 +151,37 @@ void GatewayDriver::pump() {
 }
 
 void GatewayDriver::on_frame(uint64_t node, uint8_t type, std::string_view payload) {
+  if (type == static_cast<uint8_t>(protocol::FrameType::kGroupMembers)) {
+    on_group(node, payload);
+    return;
+  }
   if (Status s = deliver_to_gateway(gateway_, node, type, payload); !s) {
     spdlog::warn("dropped a frame from node {}: {}", node, s.to_string());
+  }
+  schedule_pump();
+}
+
+void GatewayDriver::on_group(uint64_t node, std::string_view payload) {
+  auto m = protocol::decode_group_members(payload);
+  if (!m) {
+    spdlog::warn("dropped a frame from node {}: {}", node, m.status().to_string());
+    return;
+  }
+  auto adopted = group_.adopt(m->config, m->members, m->address_book);
+  if (!adopted) {
+    spdlog::warn("node {} told of membership config {} with an address book that does not decode "
+                 "({}); ignored",
+                 node, m->config, adopted.status().to_string());
+    return;
+  }
+  if (!*adopted) return;
+  std::string ids;
+  for (NodeId id : group_.members()) ids += fmt::format(" {}", id.value());
+  spdlog::info("the group is membership config {} (told by node {}):{}", group_.config(), node, ids);
+  gateway_.set_members(group_.config(), group_.members());
+  link_quorum_.resize(group_.members().size(), gateway_.acks_needed());
+  for (NodeId id : group_.relink(*net_, linked_, group_.members())) {
+    spdlog::warn("node {} is a member, but its address is unknown: no link to it", id.value());
   }
   schedule_pump();
 }
@@ -167,8 +197,8 @@ void GatewayDriver::schedule_tick() {
 
 void GatewayDriver::on_tick() {
   size_t connected = 0;
-  for (const ClusterMember& n : options_.nodes) {
-    connected += net_->connected(net::PeerKind::kNode, n.id.value()) ? 1 : 0;
+  for (NodeId n : group_.members()) {
+    connected += net_->connected(net::PeerKind::kNode, n.value()) ? 1 : 0;
   }
   for (uint64_t n = clock_.due(monotonic_us()); n > 0; n--) {
     link_quorum_.update(connected);

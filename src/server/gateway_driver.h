@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "server/driver.h"
 #include "server/engine.h"
 #include "server/quorum_watch.h"
+#include "server/group_follower.h"
 #include "server/waiting_clients.h"
 
 namespace maroon::server {
@@ -29,6 +31,7 @@ namespace maroon::server {
 struct GatewayDriverOptions {
   uint64_t cluster_id = 0;
   std::vector<ClusterMember> nodes;
+  uint64_t membership_epoch = 0;  // the config `nodes` lists (cluster.toml)
   uint64_t tick_ms = 10;
   uint64_t lease_ms = 5000;
   size_t send_queue_bytes_max = 64 * 1024 * 1024;
@@ -66,6 +69,8 @@ class GatewayDriver final : public Engine {
   void schedule_tick();
   void on_tick();
   void poll_shutdown();
+  // A node told us the group (docs/membership.md): adopt a newer one.
+  void on_group(uint64_t node, std::string_view payload);
 
   boost::asio::io_context& io_;
   GatewayDriverOptions options_;
@@ -78,6 +83,10 @@ class GatewayDriver final : public Engine {
   bool started_ = false;
   bool shutting_down_ = false;
   bool pump_scheduled_ = false;
+  // The nodes we link to and send txs to: cluster.toml's, then each newer
+  // group a node tells us of.
+  GroupFollower group_;
+  std::set<uint64_t> linked_;
   WaitingClients waiting_;
   // Frames for every node; txs batched until the end of each pump.
   ClusterOutbox outbox_{NodeId(0), [this](protocol::FrameType type, std::string_view payload) {

@@ -712,6 +712,10 @@ class HttpServer::Session : public Listener::Connection,
       if (!only({http::verb::post}, "POST")) return;
       return handle_backup();
     }
+    if (path == "/v1/admin/members") {
+      if (!only({http::verb::post}, "POST")) return;
+      return handle_members();
+    }
     if (path == "/metrics") {
       if (!only({http::verb::get}, "GET")) return;
       return write(make_response(http::status::ok, engine_.metrics().render(),
@@ -748,6 +752,94 @@ class HttpServer::Session : public Listener::Connection,
     o["min_epoch"] = ticket->min_epoch;
     o["store"] = st.backup ? st.backup->store : std::string();
     write(json_response(http::status::accepted, o));
+  }
+
+  // Asks the group to become the given members (docs/membership.md):
+  // {"expect_epoch": N, "members": [{"id", "host", "peer_port", "http_port",
+  // "resp_port", "native_port"}, ...]}. 202 once proposed; /v1/status shows
+  // membership_epoch move when it is committed.
+  void handle_members() {
+    if (!may_write()) return refuse_read_only();
+    json::parse_options opts;
+    opts.max_depth = 4;
+    error_code ec;
+    json::value body = json::parse(request_.body(), ec, {}, opts);
+    if (ec) return write(error_response(invalid_argument("bad JSON body: " + ec.message())));
+    auto request = parse_members(body);
+    if (!request) return write(error_response(request.status()));
+    if (Status st = engine_.request_membership(request->first, std::move(request->second)); !st) {
+      return write(error_response(st));
+    }
+    json::object o;
+    o["requested"] = true;
+    o["epoch"] = request->first + 1;
+    write(json_response(http::status::accepted, o));
+  }
+
+  static Result<std::pair<uint64_t, std::vector<cluster::NodeAddress>>> parse_members(
+      const json::value& body) {
+    const char* shape =
+        "the body must be {\"expect_epoch\": N, \"members\": [{\"id\": 1, \"host\": "
+        "\"127.0.0.1\", \"peer_port\": 7101, \"http_port\": ..., \"resp_port\": ..., "
+        "\"native_port\": ...}, ...]}";
+    const json::object* o = body.if_object();
+    if (o == nullptr) return invalid_argument(shape);
+    for (const auto& [key, value] : *o) {
+      if (key != "expect_epoch" && key != "members") {
+        return invalid_argument(fmt::format("unknown field \"{}\": {}", std::string_view(key), shape));
+      }
+    }
+    auto number = [](const json::object& obj, std::string_view key, uint64_t max,
+                     bool required) -> Result<uint64_t> {
+      const json::value* v = obj.if_contains(key);
+      if (v == nullptr) {
+        if (required) return invalid_argument(fmt::format("\"{}\" is missing", key));
+        return uint64_t{0};
+      }
+      if (const auto* u = v->if_uint64(); u != nullptr && *u <= max) return *u;
+      if (const auto* i = v->if_int64(); i != nullptr && *i >= 0 && static_cast<uint64_t>(*i) <= max) {
+        return static_cast<uint64_t>(*i);
+      }
+      return invalid_argument(fmt::format("\"{}\" must be an integer from 0 to {}", key, max));
+    };
+    auto epoch = number(*o, "expect_epoch", UINT64_MAX - 1, true);
+    if (!epoch) return epoch.status();
+    const json::value* list = o->if_contains("members");
+    if (list == nullptr || !list->is_array()) return invalid_argument(shape);
+    if (list->as_array().size() > cluster::address_book_entries_max) {
+      return invalid_argument(fmt::format("more than {} members", cluster::address_book_entries_max));
+    }
+    std::vector<cluster::NodeAddress> members;
+    for (const json::value& m : list->as_array()) {
+      const json::object* e = m.if_object();
+      if (e == nullptr) return invalid_argument(shape);
+      for (const auto& [key, value] : *e) {
+        if (key != "id" && key != "host" && key != "peer_port" && key != "http_port" &&
+            key != "resp_port" && key != "native_port") {
+          return invalid_argument(
+              fmt::format("unknown member field \"{}\": {}", std::string_view(key), shape));
+        }
+      }
+      cluster::NodeAddress a;
+      auto id = number(*e, "id", UINT32_MAX, true);
+      if (!id) return id.status();
+      a.id = static_cast<uint32_t>(*id);
+      const json::value* host = e->if_contains("host");
+      if (host == nullptr || !host->is_string()) {
+        return invalid_argument(fmt::format("member {}: \"host\" must be a string", a.id));
+      }
+      a.host = std::string(host->as_string());
+      uint16_t* ports[] = {&a.peer_port, &a.http_port, &a.resp_port, &a.native_port};
+      const char* names[] = {"peer_port", "http_port", "resp_port", "native_port"};
+      for (size_t i = 0; i < 4; i++) {
+        auto p = number(*e, names[i], 65535, i == 0);
+        if (!p) return Status(p.status().code(), fmt::format("member {}: {}", a.id, p.status().message()));
+        *ports[i] = static_cast<uint16_t>(*p);
+      }
+      members.push_back(std::move(a));
+    }
+    if (Status st = cluster::validate_address_book(members); !st) return st;
+    return std::make_pair(*epoch, std::move(members));
   }
 
   void handle_status() {
@@ -797,6 +889,15 @@ class HttpServer::Session : public Listener::Connection,
     transfer["error"] = valid_utf8(t.last_error) ? t.last_error : std::string("(not UTF-8)");
     snapshot["transfer"] = std::move(transfer);
     o["snapshot"] = std::move(snapshot);
+    json::object membership;
+    membership["epoch"] = s.membership_epoch;
+    json::array members;
+    for (uint64_t id : s.members) members.push_back(id);
+    membership["members"] = std::move(members);
+    membership["switch_epoch"] = s.switch_epoch;
+    membership["leaving"] = s.leaving;
+    membership["retired"] = s.retired;
+    o["membership"] = std::move(membership);
     if (s.backup) {
       const objstore::UploaderStatus& b = *s.backup;
       json::object backup;

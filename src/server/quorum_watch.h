@@ -40,6 +40,11 @@ class LinkQuorum {
       : nodes_(nodes), needed_(needed), grace_ticks_(grace_ticks) {}
   // Once per tick, with the number of nodes linked now.
   void update(size_t connected);
+  // The group changed (docs/membership.md): its size and k.
+  void resize(size_t nodes, size_t needed) {
+    nodes_ = nodes;
+    needed_ = needed;
+  }
   bool quorum() const { return quorum_; }
   // Why not (empty while quorum()).
   const std::string& reason() const { return reason_; }

@@ -1,0 +1,458 @@
+// `maroon cluster add-node | remove-node | replace-node`: membership changes
+// of a local cluster while it serves (docs/membership.md). Each asks the
+// primary for one reconfiguration (POST /v1/admin/members), waits until the
+// group committed it, and then rewrites DIR/cluster.toml with the new node
+// list and the membership config. A new node starts first, with `--join`,
+// from DIR/cluster.toml.join-<id> (the group and itself); it is removed once
+// cluster.toml lists the node.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/http_get.h"
+#include "cli/local_cluster.h"
+#include "cluster/config.h"
+#include "net/cert_files.h"
+
+namespace maroon::cli {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+using namespace local;
+
+namespace {
+
+constexpr auto kRequestTimeout = std::chrono::milliseconds(2000);
+
+// What one node says of the group (its /v1/status).
+struct NodeView {
+  uint32_t id = 0;
+  bool reachable = false;
+  std::string role;
+  uint64_t membership_epoch = 0;
+  std::vector<uint32_t> members;
+  bool serving = false;
+  bool leaving = false;
+  uint64_t applied_epoch = 0;
+  std::string error;
+};
+
+const char* token() {
+  const char* t = std::getenv("MAROON_TOKEN");
+  return t != nullptr ? t : "";
+}
+
+NodeView view_of(const cluster::NodeEntry& n, boost::asio::ssl::context* tls) {
+  NodeView v;
+  v.id = n.id;
+  Result<HttpResponse> r = http_get(n.host, n.http_port, "/v1/status", kProbeTimeout, tls, token());
+  if (!r) {
+    v.error = r.status().message();
+    return v;
+  }
+  json::error_code ec;
+  json::value body = json::parse(r->body, ec);
+  const json::object* o = ec ? nullptr : body.if_object();
+  if (o == nullptr) {
+    v.error = fmt::format("HTTP {}: not a status", r->status);
+    return v;
+  }
+  v.reachable = true;
+  if (const auto* role = o->if_contains("role"); role && role->is_string()) {
+    v.role = std::string(role->get_string());
+  }
+  if (const auto* s = o->if_contains("serving"); s && s->is_bool()) v.serving = s->get_bool();
+  if (const auto* a = o->if_contains("applied_epoch"); a && a->is_number()) {
+    v.applied_epoch = a->to_number<uint64_t>();
+  }
+  if (const auto* m = o->if_contains("membership"); m && m->is_object()) {
+    const json::object& mo = m->get_object();
+    if (const auto* e = mo.if_contains("epoch"); e && e->is_number()) {
+      v.membership_epoch = e->to_number<uint64_t>();
+    }
+    if (const auto* l = mo.if_contains("leaving"); l && l->is_bool()) v.leaving = l->get_bool();
+    if (const auto* ids = mo.if_contains("members"); ids && ids->is_array()) {
+      for (const json::value& id : ids->get_array()) {
+        if (id.is_number()) v.members.push_back(id.to_number<uint32_t>());
+      }
+    }
+  }
+  return v;
+}
+
+std::vector<NodeView> view_all(const cluster::ClusterConfig& c, boost::asio::ssl::context* tls) {
+  std::vector<NodeView> out;
+  for (const cluster::NodeEntry& n : c.nodes) out.push_back(view_of(n, tls));
+  return out;
+}
+
+// The newest membership config any reachable node reports.
+uint64_t newest_epoch(const std::vector<NodeView>& views) {
+  uint64_t e = 0;
+  for (const NodeView& v : views) {
+    if (v.reachable) e = std::max(e, v.membership_epoch);
+  }
+  return e;
+}
+
+std::string ids_text(const std::vector<uint32_t>& ids) {
+  std::string out;
+  for (uint32_t id : ids) out += fmt::format("{}{}", out.empty() ? "" : " ", id);
+  return out;
+}
+
+json::object address_json(const cluster::NodeEntry& n) {
+  json::object a;
+  a["id"] = n.id;
+  a["host"] = n.host;
+  a["peer_port"] = n.peer_port;
+  a["http_port"] = n.http_port;
+  a["resp_port"] = n.resp_port;
+  a["native_port"] = n.native_port;
+  return a;
+}
+
+class Change {
+ public:
+  Change(const char* what, fs::path dir, double timeout_seconds)
+      : what_(what), dir_(std::move(dir)), timeout_(timeout_seconds) {}
+
+  int fail(const std::string& message) const {
+    std::fprintf(stderr, "maroon cluster %s: %s\n", what_, message.c_str());
+    return 1;
+  }
+
+  Status load() {
+    Result<cluster::ClusterConfig> c = cluster::load_cluster_config((dir_ / kConfigFile).string());
+    if (!c) return c.status();
+    config_ = std::move(c).value();
+    auto tls = cluster_http_tls(config_);
+    if (!tls) return tls.status();
+    tls_ = std::move(tls).value();
+    return Status::ok();
+  }
+
+  cluster::ClusterConfig& config() { return config_; }
+
+  // The group as the file lists it must be the group the cluster runs: the
+  // commands change it from there.
+  Result<uint64_t> current_epoch() {
+    std::vector<NodeView> views = view_all(config_, tls_.get());
+    const uint64_t epoch = newest_epoch(views);
+    size_t reachable = 0;
+    for (const NodeView& v : views) reachable += v.reachable ? 1 : 0;
+    if (reachable == 0) {
+      return unavailable("no node of the cluster answers its HTTP port: start it first "
+                         "(maroon cluster up --dir " + dir_.string() + ")");
+    }
+    if (epoch != config_.membership_epoch) {
+      return invalid_argument(fmt::format(
+          "{} describes membership config {}, but the cluster is in config {}: a change was made "
+          "without rewriting the file (an interrupted command?); fix the file's node list and "
+          "[membership] epoch first",
+          (dir_ / kConfigFile).string(), config_.membership_epoch, epoch));
+    }
+    return epoch;
+  }
+
+  // A free id: above every id used or removed (ids are never reused).
+  Result<uint32_t> new_node_id() const {
+    uint32_t top = 0;
+    for (const cluster::NodeEntry& n : config_.nodes) top = std::max(top, n.id);
+    for (uint32_t id : config_.removed_nodes) top = std::max(top, id);
+    if (top >= cluster::node_id_max) {
+      return invalid_argument(fmt::format("node ids run to {}; none is free", cluster::node_id_max));
+    }
+    return top + 1;
+  }
+
+  // A new node entry on free ports, its certificate made with the cluster's
+  // CA (DIR/tls/ca.key, as `cluster up` left it).
+  Result<cluster::NodeEntry> new_node(uint32_t id) const {
+    cluster::NodeEntry n;
+    n.id = id;
+    n.host = config_.nodes.front().host;
+    auto ports = pick_free_ports(kPortsPerNode);
+    if (!ports) return ports.status();
+    n.peer_port = (*ports)[0];
+    n.http_port = (*ports)[1];
+    n.resp_port = (*ports)[2];
+    n.native_port = (*ports)[3];
+    n.data_dir = (dir_ / fmt::format("node-{}", id)).string();
+    std::error_code ec;
+    if (fs::exists(n.data_dir, ec)) {
+      return invalid_argument(fmt::format("{} exists already: move it away first", n.data_dir));
+    }
+    if (config_.peer_tls()) {
+      auto who = net::issue_cert_files(config_.peer_tls_dir, net::PeerKind::kNode, id,
+                                       config_.peer_tls_dir, net::ca_days_default);
+      if (!who) {
+        return Status(who.status().code(),
+                      fmt::format("a certificate for node {} from the CA in {}: {}", id,
+                                  config_.peer_tls_dir, who.status().message()));
+      }
+    }
+    return n;
+  }
+
+  // Starts the joiner with a config of the group and itself.
+  Status start_joiner(const cluster::NodeEntry& n, Member& m, const std::string& bootstrap_from) {
+    cluster::ClusterConfig join = config_;
+    join.path.clear();
+    join.nodes.push_back(n);
+    join_config_ = dir_ / fmt::format("{}.join-{}", kConfigFile, n.id);
+    if (Status s = cluster::validate_cluster_config(join); !s) return s;
+    if (Status s = write_file_atomically(join_config_, cluster::format_cluster_config(join)); !s) {
+      return s;
+    }
+    for (const Member& x : members_of(join, dir_)) {
+      if (x.kind == "node" && x.id == n.id) m = x;
+    }
+    MAROON_ASSERT(m.kind == "node" && m.id == n.id);
+    auto pid = spawn(self_exe(), m, join_config_, false, bootstrap_from, /*join=*/true);
+    if (!pid) return pid.status();
+    m.pid = *pid;
+    if (Status s = write_file_atomically(m.pid_file, fmt::format("{}\n", m.pid)); !s) return s;
+    std::printf("started node %u (pid %d) to join, log %s\n", n.id, m.pid, m.log.c_str());
+    return Status::ok();
+  }
+
+  // Asks the primary for the group `members` (retrying through primary
+  // changes), then waits until a node reports the new config.
+  Status change_to(uint64_t expect, const std::vector<cluster::NodeEntry>& members,
+                   const std::vector<cluster::NodeEntry>& reachable_nodes) {
+    json::object body;
+    body["expect_epoch"] = expect;
+    json::array list;
+    for (const cluster::NodeEntry& n : members) list.push_back(address_json(n));
+    body["members"] = std::move(list);
+    const std::string text = json::serialize(body);
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(timeout_));
+    std::string last_error = "no primary found";
+    bool asked = false;
+    auto next_progress = Clock::now() + std::chrono::seconds(1);
+    while (Clock::now() < deadline) {
+      for (const cluster::NodeEntry& n : reachable_nodes) {
+        NodeView v = view_of(n, tls_.get());
+        if (!v.reachable) continue;
+        if (v.membership_epoch > expect) {
+          std::vector<uint32_t> want;
+          for (const cluster::NodeEntry& m : members) want.push_back(m.id);
+          std::sort(want.begin(), want.end());
+          if (v.membership_epoch == expect + 1 && v.members == want) {
+            std::printf("committed: membership config %llu, members %s\n",
+                        static_cast<unsigned long long>(expect + 1), ids_text(want).c_str());
+            return Status::ok();
+          }
+          return invalid_argument(fmt::format(
+              "the group moved to membership config {} with members {}, not the change asked: "
+              "another change won; look again",
+              v.membership_epoch, ids_text(v.members)));
+        }
+        if (asked || v.role != "primary") continue;
+        Result<HttpResponse> r = http_post(n.host, n.http_port, "/v1/admin/members",
+                                           kRequestTimeout, tls_.get(), token(), text);
+        if (!r) {
+          last_error = fmt::format("node {}: {}", n.id, r.status().message());
+          continue;
+        }
+        if (r->status == 202) {
+          asked = true;
+          std::printf("asked node %u (the primary) for the change\n", n.id);
+          continue;
+        }
+        last_error = fmt::format("node {}: HTTP {}: {}", n.id, r->status, r->body);
+        // A refusal that waiting cannot fix (bad request, stale config).
+        if (r->status == 400 || r->status == 401 || r->status == 403) {
+          return invalid_argument(last_error);
+        }
+      }
+      if (Clock::now() >= next_progress) {
+        std::printf("waiting: %s\n", asked ? "for the change to commit" : last_error.c_str());
+        std::fflush(stdout);
+        next_progress += std::chrono::seconds(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return unavailable(fmt::format("not committed within {:.0f} s ({})", timeout_,
+                                   asked ? "asked; the group did not commit it" : last_error));
+  }
+
+  Status rewrite(std::vector<cluster::NodeEntry> nodes, uint64_t epoch, std::vector<uint32_t> removed) {
+    cluster::ClusterConfig next = config_;
+    next.nodes = std::move(nodes);
+    std::sort(next.nodes.begin(), next.nodes.end(),
+              [](const auto& a, const auto& b) { return a.id < b.id; });
+    next.membership_epoch = epoch;
+    for (uint32_t id : removed) next.removed_nodes.push_back(id);
+    next.path.clear();
+    if (Status s = cluster::validate_cluster_config(next); !s) return s;
+    const fs::path path = dir_ / kConfigFile;
+    if (Status s = write_file_atomically(path, cluster::format_cluster_config(next)); !s) return s;
+    std::printf("rewrote %s: membership config %llu, nodes %zu\n", path.c_str(),
+                static_cast<unsigned long long>(epoch), next.nodes.size());
+    return Status::ok();
+  }
+
+  // The node's process if it runs now (before the change).
+  std::optional<pid_t> running_pid(uint32_t id) const {
+    for (const Member& x : members_of(config_, dir_)) {
+      if (x.kind != "node" || x.id != id) continue;
+      std::optional<pid_t> pid = read_pid_file(x.pid_file);
+      if (pid && is_alive(*pid) && is_maroon_member(*pid)) return pid;
+    }
+    return std::nullopt;
+  }
+
+  // Waits for a removed node that ran to hand over and exit (it exits 0
+  // once retired, leaving its data directory marked REMOVED).
+  void wait_retired(const cluster::NodeEntry& n, std::optional<pid_t> pid) {
+    Member m;
+    for (Member& x : members_of(config_, dir_)) {
+      if (x.kind == "node" && x.id == n.id) m = x;
+    }
+    MAROON_ASSERT(m.kind == "node" && m.id == n.id);
+    std::error_code ec;
+    if (!pid) {
+      std::printf("node %u was not running: its directory %s is no longer used\n", n.id,
+                  n.data_dir.c_str());
+      fs::remove(m.pid_file, ec);
+      return;
+    }
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(timeout_));
+    while (Clock::now() < deadline && is_alive(*pid)) {
+      std::this_thread::sleep_for(kPollInterval);
+    }
+    if (is_alive(*pid)) {
+      std::printf("node %u (pid %d) has not retired within %.0f s: the new group does not yet "
+                  "hold everything it held. It stops on its own once it does; its log: %s\n",
+                  n.id, *pid, timeout_, m.log.c_str());
+      return;
+    }
+    fs::remove(m.pid_file, ec);
+    if (fs::exists(fs::path(n.data_dir) / "REMOVED", ec)) {
+      std::printf("node %u handed over and retired (pid %d exited); %s is no longer used\n", n.id,
+                  *pid, n.data_dir.c_str());
+    } else {
+      std::printf("node %u (pid %d) exited before it retired; its log: %s\n", n.id, *pid,
+                  m.log.c_str());
+    }
+  }
+
+  bool wait_joined(Member& m) {
+    std::vector<Member> ms{m};
+    ms.front().serving = false;
+    const bool ok = wait_serving(ms, tls_.get(), timeout_, what_);
+    if (ok) std::printf("node %u serves\n", m.id);
+    // It read the file at its start; restarts read cluster.toml.
+    std::error_code ec;
+    fs::remove(join_config_, ec);
+    return ok;
+  }
+
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  const char* what_;
+  fs::path dir_;
+  double timeout_;
+  cluster::ClusterConfig config_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+  fs::path join_config_;
+};
+
+const cluster::NodeEntry* find_node(const cluster::ClusterConfig& c, uint32_t id) {
+  return c.node(id);
+}
+
+// add (remove_id 0), remove (add false) or replace.
+int run_change(const char* what, const MembershipChangeOptions& o, bool add, uint32_t remove_id) {
+  Change change(what, fs::absolute(o.dir).lexically_normal(), o.timeout_seconds);
+  if (Status s = change.load(); !s) return change.fail(s.message());
+  cluster::ClusterConfig& c = change.config();
+  if (remove_id != 0 && find_node(c, remove_id) == nullptr) {
+    return change.fail(fmt::format("{} has no node {}", c.path, remove_id));
+  }
+  const size_t size = c.nodes.size() + (add ? 1 : 0) - (remove_id != 0 ? 1 : 0);
+  if (size < 2) return change.fail("a group keeps at least 2 nodes (one node alone is maroon dev)");
+  if (size > cluster::nodes_max) {
+    return change.fail(fmt::format("a group has at most {} nodes", cluster::nodes_max));
+  }
+  auto epoch = change.current_epoch();
+  if (!epoch) return change.fail(epoch.status().message());
+  const std::optional<pid_t> leaving_pid =
+      remove_id != 0 ? change.running_pid(remove_id) : std::nullopt;
+
+  std::vector<cluster::NodeEntry> next;
+  std::vector<cluster::NodeEntry> stay;
+  for (const cluster::NodeEntry& n : c.nodes) {
+    if (n.id != remove_id) stay.push_back(n);
+  }
+  next = stay;
+  Member joiner;
+  if (add) {
+    auto id = change.new_node_id();
+    if (!id) return change.fail(id.status().message());
+    auto n = change.new_node(*id);
+    if (!n) return change.fail(n.status().message());
+    if (Status s = change.start_joiner(*n, joiner, o.bootstrap_from); !s) {
+      return change.fail(s.message());
+    }
+    next.push_back(*n);
+  }
+  std::vector<uint32_t> ids;
+  for (const cluster::NodeEntry& n : next) ids.push_back(n.id);
+  std::sort(ids.begin(), ids.end());
+  std::printf("membership config %llu -> %llu: members %s\n",
+              static_cast<unsigned long long>(*epoch), static_cast<unsigned long long>(*epoch + 1),
+              ids_text(ids).c_str());
+  if (Status s = change.change_to(*epoch, next, c.nodes); !s) {
+    if (add && joiner.pid > 0) {
+      std::vector<Member> started{joiner};
+      stop_started(started);
+    }
+    return change.fail(s.message());
+  }
+  std::vector<uint32_t> removed;
+  if (remove_id != 0) removed.push_back(remove_id);
+  if (Status s = change.rewrite(next, *epoch + 1, removed); !s) {
+    return change.fail(fmt::format(
+        "the change committed, but the config file was not rewritten: {}. Write it by hand: the "
+        "nodes {} and [membership] epoch = {}",
+        s.message(), ids_text(ids), *epoch + 1));
+  }
+  int rc = 0;
+  if (add && !change.wait_joined(joiner)) rc = 1;
+  if (remove_id != 0) change.wait_retired(*find_node(c, remove_id), leaving_pid);
+  return rc;
+}
+
+}  // namespace
+
+int run_cluster_add_node(const MembershipChangeOptions& o) {
+  return run_change("add-node", o, true, 0);
+}
+
+int run_cluster_remove_node(const MembershipChangeOptions& o) {
+  return run_change("remove-node", o, false, o.id);
+}
+
+int run_cluster_replace_node(const MembershipChangeOptions& o) {
+  return run_change("replace-node", o, true, o.id);
+}
+
+}  // namespace maroon::cli
