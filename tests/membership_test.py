@@ -9,6 +9,7 @@ removed ids, removed nodes retired (exit, REMOVED marker, and a restart of
 one is refused), and the admin endpoint refuses bad requests clearly."""
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -73,6 +74,36 @@ class Writer(threading.Thread):
                 time.sleep(0.02)
             except (OSError, ConnectionError) as e:
                 self.errors.append(repr(e))
+                conn = None
+                time.sleep(0.05)
+
+
+class Counter(threading.Thread):
+    """INCRs one key through one RESP port until stopped: `acked` INCRs were
+    answered, `sent` were sent (answered or not)."""
+
+    def __init__(self, port, key):
+        super().__init__(daemon=True)
+        self.port, self.key = port, key
+        self.stop = threading.Event()
+        self.acked = self.sent = 0
+        self.last = 0
+
+    def run(self):
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = Resp(self.port, timeout=10)
+                self.sent += 1
+                value = conn.call("INCR", self.key)
+                self.acked += 1
+                if value <= self.last:
+                    raise AssertionError("INCR went back from %d to %d" % (self.last, value))
+                self.last = value
+            except Resp.Error:
+                time.sleep(0.02)
+            except (OSError, ConnectionError):
                 conn = None
                 time.sleep(0.05)
 
@@ -210,6 +241,80 @@ class MembershipChanges(unittest.TestCase):
         os.rename(moved, os.path.join(self.dir, "node-6"))
         r = run(self.maroon, "cluster", "start", "--dir", self.dir, "--id", "6")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_random_changes_while_nodes_crash(self):
+        """Real-process chaos: a seeded run of membership changes (add,
+        remove, replace) with a member SIGKILLed while each change is in
+        flight and restarted after it, under load. MAROON_MEMBERSHIP_SEED
+        replays a run; MAROON_MEMBERSHIP_ROUNDS sets its length."""
+        seed = int(os.environ.get("MAROON_MEMBERSHIP_SEED", random.randrange(1, 1 << 30)))
+        rounds = int(os.environ.get("MAROON_MEMBERSHIP_ROUNDS", "6"))
+        print("\nmembership chaos: seed %d, %d rounds" % (seed, rounds), flush=True)
+        rng = random.Random(seed)
+        gateway = self.cfg()["gateways"][0]["resp_port"]
+        writer = Writer(gateway, "g")
+        counter = Counter(gateway, "counter")
+        writer.start()
+        counter.start()
+        epoch = 0
+        try:
+            for round_ in range(rounds):
+                ids = sorted(self.nodes())
+                ops = ["replace"] + (["add"] if len(ids) < 5 else []) + (
+                    ["remove"] if len(ids) > 3 else [])
+                op = rng.choice(ops)
+                goes = rng.choice(ids) if op != "add" else None
+                args = {"add": ["add-node"], "remove": ["remove-node", "--id", str(goes)],
+                        "replace": ["replace-node", "--id", str(goes)]}[op]
+                victim = rng.choice([i for i in ids if i != goes])
+                delay = rng.uniform(0, 0.4)
+                print("round %d: %s, node %d killed after %.2f s" % (round_, " ".join(args),
+                                                                     victim, delay), flush=True)
+                proc = subprocess.Popen([self.maroon, "cluster", *args, "--dir", self.dir,
+                                         "--timeout", "60"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True,
+                                        stdin=subprocess.DEVNULL)
+                time.sleep(delay)
+                os.kill(self.pid(victim), signal.SIGKILL)
+                # Back after a while, the change still in flight or done (a
+                # change waits for a quorum of current members to answer).
+                time.sleep(rng.uniform(0.2, 1.5))
+                r = run(self.maroon, "cluster", "start", "--dir", self.dir, "--id", str(victim))
+                self.assertEqual(r.returncode, 0, "seed %d: restart of node %d: %s%s"
+                                 % (seed, victim, r.stdout, r.stderr))
+                out, _ = proc.communicate(timeout=240)
+                self.assertEqual(proc.returncode, 0, "seed %d round %d: %s" % (seed, round_, out))
+                epoch += 1
+                self.assertIn("committed: membership config %d" % epoch, out)
+        finally:
+            for w in (writer, counter):
+                w.stop.set()
+                w.join(30)
+        self.assertGreater(len(writer.acked), 50, writer.errors[-5:])
+        self.assertGreater(counter.acked, 10)
+        nodes = self.nodes()
+        self.assertEqual(self.cfg()["membership"]["epoch"], epoch)
+        deadline = time.time() + 30
+        while True:
+            statuses = [status(n["http_port"]) for n in nodes.values()]
+            if len({(s["state_hash"], s["applied_epoch"]) for s in statuses}) == 1:
+                break
+            self.assertLess(time.time(), deadline, "seed %d: states differ: %s" % (
+                seed, [(s["node_id"], s["applied_epoch"], s["state_hash"]) for s in statuses]))
+            time.sleep(0.2)
+        for i, n in nodes.items():
+            conn = Resp(n["resp_port"], timeout=30)
+            keys = sorted(writer.acked)
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                for key, value in zip(chunk, conn.call("MGET", *chunk)):
+                    self.assertEqual(value, writer.acked[key], "seed %d: node %d lost %s"
+                                     % (seed, i, key))
+            total = int(conn.call("GET", "counter"))
+            # Every acknowledged INCR counted once; unanswered ones at most once.
+            self.assertGreaterEqual(total, counter.acked, "seed %d: node %d" % (seed, i))
+            self.assertLessEqual(total, counter.sent, "seed %d: node %d" % (seed, i))
+            conn.close()
 
     def test_the_admin_endpoint_refuses_bad_requests(self):
         primary, backup = self.primary_and_backup()
