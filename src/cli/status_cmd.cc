@@ -238,6 +238,34 @@ int run_cluster_status(const std::string& config_path, const std::string& token)
     std::printf("primary: none known\n");
   }
 
+  // The group: the newest membership config a node reports (docs/membership.md).
+  const json::object* group = nullptr;
+  uint64_t group_epoch = 0;
+  for (const NodeStatus& s : nodes) {
+    const json::value* m = s.answered ? s.fields.if_contains("membership") : nullptr;
+    if (m == nullptr || !m->is_object()) continue;
+    const json::value* e = m->get_object().if_contains("epoch");
+    if (e == nullptr || !e->is_number()) continue;
+    const uint64_t epoch = e->to_number<uint64_t>();
+    if (group == nullptr || epoch > group_epoch) {
+      group = &m->get_object();
+      group_epoch = epoch;
+    }
+  }
+  if (group != nullptr) {
+    std::string ids;
+    if (const json::value* list = group->if_contains("members"); list && list->is_array()) {
+      for (const json::value& id : list->get_array()) ids += " " + json::serialize(id);
+    }
+    std::printf("group: membership config %llu, members%s\n",
+                static_cast<unsigned long long>(group_epoch), ids.c_str());
+    if (group_epoch != config->membership_epoch) {
+      std::printf("WARNING: %s describes membership config %llu: rewrite it to the group above "
+                  "(docs/membership.md)\n",
+                  config->path.c_str(), static_cast<unsigned long long>(config->membership_epoch));
+    }
+  }
+
   // Nodes that applied the same epochs must hold the same state.
   std::map<uint64_t, std::map<std::string, std::vector<uint32_t>>> hashes;
   for (const NodeStatus& s : nodes) {
