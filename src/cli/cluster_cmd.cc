@@ -740,7 +740,32 @@ int run_cluster_start(const ClusterMemberOptions& o) {
     return 1;
   };
   cluster::ClusterConfig config;
+  fs::path config_path = dir / kConfigFile;
   Result<Member> found = find_member(dir, o.gateway ? "gateway" : "node", o.id, config);
+  // A node a membership change removed, that has not retired yet: it starts
+  // from the config as it was, hands over and exits (docs/membership.md).
+  const fs::path leaving = dir / fmt::format("{}.leaving-{}", kConfigFile, o.id);
+  std::error_code leaving_ec;
+  if (!found.is_ok() && !o.gateway && fs::exists(leaving, leaving_ec)) {
+    Result<cluster::ClusterConfig> old = cluster::load_cluster_config(leaving.string());
+    if (!old.is_ok()) return fail(old.status().message());
+    const cluster::NodeEntry* n = old->node(o.id);
+    if (n == nullptr) return fail(fmt::format("{} has no node {}", leaving.string(), o.id));
+    if (fs::exists(fs::path(n->data_dir) / "REMOVED", leaving_ec)) {
+      fs::remove(leaving, leaving_ec);
+      return fail(fmt::format("node {} was removed from the cluster and retired; its directory {} "
+                              "is no longer used",
+                              o.id, n->data_dir));
+    }
+    std::printf("node %u was removed from the group and has not retired: it starts from %s to "
+                "hand over, then exits\n",
+                o.id, leaving.c_str());
+    config = std::move(old).value();
+    config_path = leaving;
+    for (Member& m : members_of(config, dir)) {
+      if (m.kind == "node" && m.id == o.id) found = m;
+    }
+  }
   if (!found.is_ok()) return fail(found.status().message());
   std::vector<Member> members{std::move(found).value()};
   Member& m = members.front();
@@ -760,7 +785,7 @@ int run_cluster_start(const ClusterMemberOptions& o) {
   }
   // One node of an existing cluster: never a new cluster's first start.
   Result<pid_t> started =
-      spawn(self_exe(), m, dir / kConfigFile, /*new_cluster=*/false, o.bootstrap_from, false);
+      spawn(self_exe(), m, config_path, /*new_cluster=*/false, o.bootstrap_from, false);
   if (!started.is_ok()) return fail(started.status().message());
   m.pid = *started;
   if (Status s = write_file_atomically(m.pid_file, fmt::format("{}\n", m.pid)); !s) {
@@ -768,6 +793,28 @@ int run_cluster_start(const ClusterMemberOptions& o) {
     return fail(s.message());
   }
   std::printf("started %s (pid %d), log %s\n", m.name().c_str(), m.pid, m.log.c_str());
+  if (config_path == leaving) {
+    // It serves nobody's writes: wait for it to hand over and exit.
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(o.timeout_seconds));
+    int st = 0;
+    while (Clock::now() < deadline) {
+      if (::waitpid(m.pid, &st, WNOHANG) == m.pid) {
+        fs::remove(m.pid_file, ec);
+        if (fs::exists(m.data_dir / "REMOVED", ec)) {
+          fs::remove(leaving, ec);
+          std::printf("%s handed over and retired\n", m.name().c_str());
+          return 0;
+        }
+        return fail(fmt::format("{} {}; the end of {}:\n{}", m.name(), describe_exit(st),
+                                m.log.string(), log_tail(m.log, m.log_start, kLogTailLines)));
+      }
+      std::this_thread::sleep_for(kPollInterval);
+    }
+    std::printf("%s runs and hands over; it exits once the new group holds what it held\n",
+                m.name().c_str());
+    return 0;
+  }
   if (!wait_serving(members, http_tls->get(), o.timeout_seconds, "start")) {
     stop_started(members);
     return 1;

@@ -207,12 +207,14 @@ class Change {
     return n;
   }
 
-  // Starts the joiner with a config of the group and itself.
-  Status start_joiner(const cluster::NodeEntry& n, Member& m, const std::string& bootstrap_from) {
+  // Starts the joiner with a config of the group it joins (itself included).
+  Status start_joiner(const std::vector<cluster::NodeEntry>& group, const cluster::NodeEntry& n,
+                      Member& m, const std::string& bootstrap_from) {
     cluster::ClusterConfig join = config_;
     join.path.clear();
-    join.nodes.push_back(n);
+    join.nodes = group;
     join_config_ = dir_ / fmt::format("{}.join-{}", kConfigFile, n.id);
+    joiner_dir_ = n.data_dir;
     if (Status s = cluster::validate_cluster_config(join); !s) return s;
     if (Status s = write_file_atomically(join_config_, cluster::format_cluster_config(join)); !s) {
       return s;
@@ -229,66 +231,137 @@ class Change {
     return Status::ok();
   }
 
-  // Asks the primary for the group `members` (retrying through primary
-  // changes), then waits until a node reports the new config.
-  Status change_to(uint64_t expect, const std::vector<cluster::NodeEntry>& members,
-                   const std::vector<cluster::NodeEntry>& reachable_nodes) {
+  // Waits until the joiner answers its status page (it started), or says
+  // why not (it exited: the end of its log).
+  Status wait_started(Member& m) {
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(timeout_));
+    while (Clock::now() < deadline) {
+      int st = 0;
+      if (::waitpid(m.pid, &st, WNOHANG) == m.pid) {
+        m.pid = 0;
+        return unavailable(fmt::format("the new node {} {}; the end of {}:\n{}", m.id,
+                                       describe_exit(st), m.log.string(),
+                                       log_tail(m.log, m.log_start, kLogTailLines)));
+      }
+      probe(m, tls_.get());
+      if (m.waiting_for.starts_with("HTTP")) return Status::ok();  // it answers
+      std::this_thread::sleep_for(kPollInterval);
+    }
+    return unavailable(fmt::format("the new node {} did not answer within {:.0f} s: {}", m.id,
+                                   timeout_, m.waiting_for));
+  }
+
+  // A change that did not happen: its joiner stopped, its files removed.
+  void undo_joiner(Member& m) {
+    if (m.pid > 0) {
+      std::vector<Member> started{m};
+      stop_started(started);
+    }
+    std::error_code ec;
+    if (!join_config_.empty()) fs::remove(join_config_, ec);
+    if (!joiner_dir_.empty()) fs::remove_all(joiner_dir_, ec);
+    if (m.id != 0) std::printf("stopped node %u and removed its directory\n", m.id);
+  }
+
+  enum class Outcome { kCommitted, kRefused, kUnknown };
+  struct Result2 {
+    Outcome outcome;
+    std::string message;
+  };
+
+  // Asks the primary for the group `members` until a node reports it
+  // committed. The request is idempotent (VR runs request e+1 of the
+  // membership client once), so it is asked again every 2 s, and after a
+  // view change, until then. kUnknown: the primary accepted it, and no
+  // node reported it committed in time: it may still commit.
+  Result2 change_to(uint64_t expect, const std::vector<cluster::NodeEntry>& members,
+                    const std::vector<cluster::NodeEntry>& nodes, Member* joiner) {
     json::object body;
     body["expect_epoch"] = expect;
     json::array list;
     for (const cluster::NodeEntry& n : members) list.push_back(address_json(n));
     body["members"] = std::move(list);
     const std::string text = json::serialize(body);
+    std::vector<uint32_t> want;
+    for (const cluster::NodeEntry& m : members) want.push_back(m.id);
+    std::sort(want.begin(), want.end());
     const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                              std::chrono::duration<double>(timeout_));
     std::string last_error = "no primary found";
-    bool asked = false;
+    bool accepted = false;
+    auto next_ask = Clock::now();
     auto next_progress = Clock::now() + std::chrono::seconds(1);
-    while (Clock::now() < deadline) {
-      for (const cluster::NodeEntry& n : reachable_nodes) {
+    // What the nodes report: committed, another change won, or nothing yet.
+    auto look = [&]() -> std::optional<Result2> {
+      for (const cluster::NodeEntry& n : nodes) {
         NodeView v = view_of(n, tls_.get());
-        if (!v.reachable) continue;
-        if (v.membership_epoch > expect) {
-          std::vector<uint32_t> want;
-          for (const cluster::NodeEntry& m : members) want.push_back(m.id);
-          std::sort(want.begin(), want.end());
-          if (v.membership_epoch == expect + 1 && v.members == want) {
-            std::printf("committed: membership config %llu, members %s\n",
-                        static_cast<unsigned long long>(expect + 1), ids_text(want).c_str());
-            return Status::ok();
+        if (!v.reachable || v.membership_epoch <= expect) continue;
+        if (v.membership_epoch == expect + 1 && v.members == want) {
+          return Result2{Outcome::kCommitted, ""};
+        }
+        return Result2{Outcome::kRefused,
+                       fmt::format("the group moved to membership config {} with members {}, not "
+                                   "the change asked: another change won; look again",
+                                   v.membership_epoch, ids_text(v.members))};
+      }
+      return std::nullopt;
+    };
+    while (Clock::now() < deadline) {
+      if (auto seen = look()) return *seen;
+      if (joiner != nullptr && joiner->pid > 0) {
+        int st = 0;
+        if (::waitpid(joiner->pid, &st, WNOHANG) == joiner->pid) {
+          joiner->pid = 0;
+          const std::string why = fmt::format("the new node {} {}; the end of {}:\n{}",
+                                              joiner->id, describe_exit(st), joiner->log.string(),
+                                              log_tail(joiner->log, joiner->log_start,
+                                                       kLogTailLines));
+          if (!accepted) return Result2{Outcome::kRefused, why};
+          last_error = why;
+        }
+      }
+      if (Clock::now() >= next_ask) {
+        for (const cluster::NodeEntry& n : nodes) {
+          NodeView v = view_of(n, tls_.get());
+          if (!v.reachable || v.role != "primary") continue;
+          next_ask = Clock::now() + std::chrono::seconds(2);
+          Result<HttpResponse> r = http_post(n.host, n.http_port, "/v1/admin/members",
+                                             kRequestTimeout, tls_.get(), token(), text);
+          if (!r) {
+            last_error = fmt::format("node {}: {}", n.id, r.status().message());
+          } else if (r->status == 202) {
+            if (!accepted) std::printf("asked node %u (the primary) for the change\n", n.id);
+            accepted = true;
+          } else {
+            last_error = fmt::format("node {}: HTTP {}: {}", n.id, r->status, r->body);
+            // The group moved on (perhaps by this very change): look again.
+            const bool moved = r->body.find("the group is in config") != std::string::npos;
+            // Refusals that waiting cannot fix: a bad request, no permission.
+            if (!accepted && !moved &&
+                (r->status == 400 || r->status == 401 || r->status == 403)) {
+              return Result2{Outcome::kRefused, last_error};
+            }
           }
-          return invalid_argument(fmt::format(
-              "the group moved to membership config {} with members {}, not the change asked: "
-              "another change won; look again",
-              v.membership_epoch, ids_text(v.members)));
-        }
-        if (asked || v.role != "primary") continue;
-        Result<HttpResponse> r = http_post(n.host, n.http_port, "/v1/admin/members",
-                                           kRequestTimeout, tls_.get(), token(), text);
-        if (!r) {
-          last_error = fmt::format("node {}: {}", n.id, r.status().message());
-          continue;
-        }
-        if (r->status == 202) {
-          asked = true;
-          std::printf("asked node %u (the primary) for the change\n", n.id);
-          continue;
-        }
-        last_error = fmt::format("node {}: HTTP {}: {}", n.id, r->status, r->body);
-        // A refusal that waiting cannot fix (bad request, stale config).
-        if (r->status == 400 || r->status == 401 || r->status == 403) {
-          return invalid_argument(last_error);
+          break;
         }
       }
       if (Clock::now() >= next_progress) {
-        std::printf("waiting: %s\n", asked ? "for the change to commit" : last_error.c_str());
+        std::printf("waiting: %s\n", accepted ? "for the change to commit" : last_error.c_str());
         std::fflush(stdout);
         next_progress += std::chrono::seconds(1);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    return unavailable(fmt::format("not committed within {:.0f} s ({})", timeout_,
-                                   asked ? "asked; the group did not commit it" : last_error));
+    if (auto seen = look()) return *seen;
+    if (accepted) {
+      return Result2{Outcome::kUnknown,
+                     fmt::format("the primary accepted the change, but no node reported it "
+                                 "committed within {:.0f} s ({}); it may still commit",
+                                 timeout_, last_error)};
+    }
+    return Result2{Outcome::kRefused,
+                   fmt::format("not asked within {:.0f} s: {}", timeout_, last_error)};
   }
 
   Status rewrite(std::vector<cluster::NodeEntry> nodes, uint64_t epoch, std::vector<uint32_t> removed) {
@@ -305,6 +378,21 @@ class Change {
     std::printf("rewrote %s: membership config %llu, nodes %zu\n", path.c_str(),
                 static_cast<unsigned long long>(epoch), next.nodes.size());
     return Status::ok();
+  }
+
+  // DIR/cluster.toml.leaving-<id>: the config as it was, for restarting a
+  // removed node until it retired.
+  fs::path leaving_config(uint32_t id) const {
+    return dir_ / fmt::format("{}.leaving-{}", kConfigFile, id);
+  }
+  Status keep_leaving_config(uint32_t id) const {
+    cluster::ClusterConfig old = config_;
+    old.path.clear();
+    return write_file_atomically(leaving_config(id), cluster::format_cluster_config(old));
+  }
+  void drop_leaving_config(uint32_t id) const {
+    std::error_code ec;
+    fs::remove(leaving_config(id), ec);
   }
 
   // The node's process if it runs now (before the change).
@@ -327,8 +415,10 @@ class Change {
     MAROON_ASSERT(m.kind == "node" && m.id == n.id);
     std::error_code ec;
     if (!pid) {
-      std::printf("node %u was not running: its directory %s is no longer used\n", n.id,
-                  n.data_dir.c_str());
+      std::printf("node %u was not running: it never hands over. If it comes back, `maroon "
+                  "cluster start --dir %s --id %u` starts it to hand over and retire; else its "
+                  "directory %s is no longer used\n",
+                  n.id, dir_.c_str(), n.id, n.data_dir.c_str());
       fs::remove(m.pid_file, ec);
       return;
     }
@@ -339,17 +429,20 @@ class Change {
     }
     if (is_alive(*pid)) {
       std::printf("node %u (pid %d) has not retired within %.0f s: the new group does not yet "
-                  "hold everything it held. It stops on its own once it does; its log: %s\n",
-                  n.id, *pid, timeout_, m.log.c_str());
+                  "hold everything it held. It stops on its own once it does (restarted, it "
+                  "starts with `maroon cluster start --id %u`); its log: %s\n",
+                  n.id, *pid, timeout_, n.id, m.log.c_str());
       return;
     }
     fs::remove(m.pid_file, ec);
     if (fs::exists(fs::path(n.data_dir) / "REMOVED", ec)) {
+      drop_leaving_config(n.id);
       std::printf("node %u handed over and retired (pid %d exited); %s is no longer used\n", n.id,
                   *pid, n.data_dir.c_str());
     } else {
-      std::printf("node %u (pid %d) exited before it retired; its log: %s\n", n.id, *pid,
-                  m.log.c_str());
+      std::printf("node %u (pid %d) exited before it retired (`maroon cluster start --dir %s "
+                  "--id %u` starts it again to hand over); its log: %s\n",
+                  n.id, *pid, dir_.c_str(), n.id, m.log.c_str());
     }
   }
 
@@ -373,6 +466,7 @@ class Change {
   cluster::ClusterConfig config_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
   fs::path join_config_;
+  std::string joiner_dir_;
 };
 
 const cluster::NodeEntry* find_node(const cluster::ClusterConfig& c, uint32_t id) {
@@ -387,32 +481,44 @@ int run_change(const char* what, const MembershipChangeOptions& o, bool add, uin
   if (remove_id != 0 && find_node(c, remove_id) == nullptr) {
     return change.fail(fmt::format("{} has no node {}", c.path, remove_id));
   }
-  const size_t size = c.nodes.size() + (add ? 1 : 0) - (remove_id != 0 ? 1 : 0);
+  std::vector<cluster::NodeEntry> stay;
+  for (const cluster::NodeEntry& n : c.nodes) {
+    if (n.id != remove_id) stay.push_back(n);
+  }
+  const size_t size = stay.size() + (add ? 1 : 0);
   if (size < 2) return change.fail("a group keeps at least 2 nodes (one node alone is maroon dev)");
   if (size > cluster::nodes_max) {
     return change.fail(fmt::format("a group has at most {} nodes", cluster::nodes_max));
+  }
+  // A majority of the new group must be current members, or it could not
+  // work at once (the nodes refuse such a change too).
+  if (stay.size() < size / 2 + 1) {
+    return change.fail(fmt::format(
+        "a group of {} cannot lose node {} and gain a new one in one change (a majority of the "
+        "new group must be current members): add a node first, then remove node {}",
+        c.nodes.size(), remove_id, remove_id));
   }
   auto epoch = change.current_epoch();
   if (!epoch) return change.fail(epoch.status().message());
   const std::optional<pid_t> leaving_pid =
       remove_id != 0 ? change.running_pid(remove_id) : std::nullopt;
 
-  std::vector<cluster::NodeEntry> next;
-  std::vector<cluster::NodeEntry> stay;
-  for (const cluster::NodeEntry& n : c.nodes) {
-    if (n.id != remove_id) stay.push_back(n);
-  }
-  next = stay;
+  std::vector<cluster::NodeEntry> next = stay;
   Member joiner;
   if (add) {
     auto id = change.new_node_id();
     if (!id) return change.fail(id.status().message());
     auto n = change.new_node(*id);
     if (!n) return change.fail(n.status().message());
-    if (Status s = change.start_joiner(*n, joiner, o.bootstrap_from); !s) {
+    next.push_back(*n);
+    if (Status s = change.start_joiner(next, *n, joiner, o.bootstrap_from); !s) {
+      change.undo_joiner(joiner);
       return change.fail(s.message());
     }
-    next.push_back(*n);
+    if (Status s = change.wait_started(joiner); !s) {
+      change.undo_joiner(joiner);
+      return change.fail(s.message());
+    }
   }
   std::vector<uint32_t> ids;
   for (const cluster::NodeEntry& n : next) ids.push_back(n.id);
@@ -420,13 +526,29 @@ int run_change(const char* what, const MembershipChangeOptions& o, bool add, uin
   std::printf("membership config %llu -> %llu: members %s\n",
               static_cast<unsigned long long>(*epoch), static_cast<unsigned long long>(*epoch + 1),
               ids_text(ids).c_str());
-  if (Status s = change.change_to(*epoch, next, c.nodes); !s) {
-    if (add && joiner.pid > 0) {
-      std::vector<Member> started{joiner};
-      stop_started(started);
+  if (remove_id != 0) {
+    // Until it retired, `maroon cluster start --id N` starts the removed
+    // node from this copy of the config (it hands over, then exits).
+    if (Status s = change.keep_leaving_config(remove_id); !s) {
+      if (add) change.undo_joiner(joiner);
+      return change.fail(s.message());
     }
-    return change.fail(s.message());
   }
+  auto result = change.change_to(*epoch, next, c.nodes, add ? &joiner : nullptr);
+  if (result.outcome == Change::Outcome::kRefused) {
+    if (add) change.undo_joiner(joiner);
+    if (remove_id != 0) change.drop_leaving_config(remove_id);
+    return change.fail(result.message);
+  }
+  if (result.outcome == Change::Outcome::kUnknown) {
+    return change.fail(fmt::format(
+        "{}. Nothing was undone{}: once `maroon status --config {}` shows membership config {}, "
+        "rewrite the file to the nodes {} with [membership] epoch = {}",
+        result.message, add ? " (the new node keeps running)" : "", c.path, *epoch + 1,
+        ids_text(ids), *epoch + 1));
+  }
+  std::printf("committed: membership config %llu, members %s\n",
+              static_cast<unsigned long long>(*epoch + 1), ids_text(ids).c_str());
   std::vector<uint32_t> removed;
   if (remove_id != 0) removed.push_back(remove_id);
   if (Status s = change.rewrite(next, *epoch + 1, removed); !s) {

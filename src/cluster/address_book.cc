@@ -33,6 +33,10 @@ Status validate_address_book(const std::vector<NodeAddress>& book) {
     if (a.peer_port == 0) return invalid_argument(fmt::format("node {}: peer_port is 0", a.id));
     for (size_t j = 0; j < i; j++) {
       if (book[j].id == a.id) return invalid_argument(fmt::format("node {} listed twice", a.id));
+      if (book[j].host == a.host && book[j].peer_port == a.peer_port) {
+        return invalid_argument(fmt::format("nodes {} and {} both at {}:{}", book[j].id, a.id,
+                                            a.host, a.peer_port));
+      }
     }
   }
   return Status::ok();

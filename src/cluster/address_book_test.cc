@@ -41,6 +41,7 @@ TEST(AddressBook, BadEntriesAreRefusedWithTheReason) {
   refused({NodeAddress{1, "", 1}}, "host");
   refused({NodeAddress{1, "h", 0}}, "peer_port");
   refused({NodeAddress{1, "h", 1}, NodeAddress{1, "g", 2}}, "twice");
+  refused({NodeAddress{1, "h", 7}, NodeAddress{2, "h", 7}}, "both at h:7");
   // The decoder applies the same checks: an id listed twice on the wire.
   std::string dup = encode_address_book({NodeAddress{1, "h", 1}, NodeAddress{2, "g", 2}});
   dup[2] = 2;  // the first entry's id (after version and count) becomes 2

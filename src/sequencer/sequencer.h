@@ -37,6 +37,9 @@ struct Membership {
   std::vector<NodeId> previous;  // empty in config 0
   EpochNumber switch_epoch;
   std::string annex;  // the node's address book, opaque here
+  // Bit n: node n was removed by this or an earlier change (ids 1..63);
+  // such an id never becomes a member again.
+  uint64_t removed_ids = 0;
   bool operator==(const Membership&) const = default;
 };
 

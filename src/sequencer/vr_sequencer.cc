@@ -10,6 +10,55 @@
 
 namespace maroon {
 
+namespace {
+
+// The annex of a membership request as the sequencer sends it: the
+// caller's annex (the address book) wrapped with the group the change
+// replaces and every id removed so far, this change's included
+// (docs/formats.md, "Sequencer checkpoint state").
+constexpr uint8_t kAnnexWrapperVersion = 1;
+
+struct WrappedAnnex {
+  std::vector<NodeId> previous;
+  uint64_t removed_ids = 0;
+  std::string book;
+};
+
+std::string wrap_annex(const std::vector<NodeId>& previous, uint64_t removed_ids,
+                       std::string_view book) {
+  std::string out;
+  ByteWriter w(out);
+  w.u8(kAnnexWrapperVersion);
+  w.u64(removed_ids);
+  w.varint(previous.size());
+  for (NodeId id : previous) w.varint(id.value());
+  w.raw(book);
+  return out;
+}
+
+std::optional<WrappedAnnex> unwrap_annex(std::string_view annex) {
+  ByteReader r(annex);
+  uint8_t version = 0;
+  uint64_t count = 0;
+  WrappedAnnex a;
+  if (!r.u8(version) || version != kAnnexWrapperVersion || !r.u64(a.removed_ids) ||
+      !r.varint(count) || count == 0 || count > vr::limits::replicas_max) {
+    return std::nullopt;
+  }
+  for (uint64_t i = 0; i < count; i++) {
+    uint64_t id = 0;
+    if (!r.varint(id) || id == 0 || id >= 64) return std::nullopt;
+    a.previous.push_back(NodeId(static_cast<uint32_t>(id)));
+  }
+  std::string_view rest;
+  if (!r.raw(rest, r.remaining())) return std::nullopt;
+  a.book = std::string(rest);
+  return a;
+}
+
+}  // namespace
+
+
 vr::Options VrSequencer::default_options() {
   vr::Options o;
   // Epochs are small and frequent; a checkpoint trims the in-memory log and
@@ -79,12 +128,27 @@ void VrSequencer::EpochService::on_reconfigure(vr::ConfigEpoch epoch,
   Membership next;
   next.config = epoch.value();
   for (vr::ReplicaId r : members) next.members.push_back(NodeId(r.value()));
-  // VR's own record of the group it changes (the constructor's list, what
-  // the configuration file said, may be another: a joiner's names the new
-  // group).
-  for (vr::ReplicaId r : old_members) next.previous.push_back(NodeId(r.value()));
   next.switch_epoch = last;
-  next.annex = annex;
+  // The request's annex wraps the group it changes and the removed ids as
+  // the primary knew them (request_membership): the same bytes on every
+  // replica, a joiner's too, whose own record of the old group may be
+  // another (it may have entered the epoch before it executed this).
+  if (auto wrapped = unwrap_annex(annex)) {
+    next.previous = std::move(wrapped->previous);
+    next.removed_ids = wrapped->removed_ids;
+    next.annex = wrapped->book;
+  } else {
+    // A request from a build before the wrapper: VR's own record.
+    for (vr::ReplicaId r : old_members) next.previous.push_back(NodeId(r.value()));
+    next.annex = annex;
+    next.removed_ids = membership.removed_ids;
+    for (NodeId id : next.previous) {
+      if (std::find(next.members.begin(), next.members.end(), id) == next.members.end() &&
+          id.value() < 64) {
+        next.removed_ids |= uint64_t{1} << id.value();
+      }
+    }
+  }
   membership = std::move(next);
 }
 
@@ -120,13 +184,14 @@ bool read_node_ids(ByteReader& r, std::vector<NodeId>& ids, bool may_be_empty) {
 std::string VrSequencer::EpochService::snapshot() {
   std::string out;
   ByteWriter w(out);
-  w.u8(2);
+  w.u8(3);
   w.u64(last.value());
   w.varint(membership.config);
   write_node_ids(w, membership.members);
   write_node_ids(w, membership.previous);
   w.varint(membership.switch_epoch.value());
   w.bytes(membership.annex);
+  w.u64(membership.removed_ids);
   w.varint(recent_.size());
   for (const std::string& e : recent_) w.bytes(e);
   return out;
@@ -136,18 +201,24 @@ Status VrSequencer::EpochService::restore(std::string_view snapshot) {
   ByteReader r(snapshot);
   uint8_t format = 0;
   uint64_t snap_last = 0, count = 0;
-  if (!r.u8(format) || (format != 1 && format != 2) || !r.u64(snap_last)) {
+  if (!r.u8(format) || format < 1 || format > 3 || !r.u64(snap_last)) {
     return corruption("vr checkpoint: malformed epoch snapshot");
   }
   std::optional<Membership> snap_membership;
-  if (format == 2) {
+  if (format >= 2) {
     Membership m;
     uint64_t switch_epoch = 0;
     std::string_view annex;
     if (!r.varint(m.config) || !read_node_ids(r, m.members, false) ||
         !read_node_ids(r, m.previous, m.config == 0) || !r.varint(switch_epoch) ||
-        !r.bytes(annex, vr::limits::annex_bytes_max) || switch_epoch > snap_last) {
+        !r.bytes(annex, vr::limits::annex_bytes_max) || switch_epoch > snap_last ||
+        (format == 3 && !r.u64(m.removed_ids))) {
       return corruption("vr checkpoint: malformed membership");
+    }
+    for (NodeId id : m.members) {
+      if (id.value() < 64 && ((m.removed_ids >> id.value()) & 1) != 0) {
+        return corruption("vr checkpoint: a member is also a removed node");
+      }
     }
     m.switch_epoch = EpochNumber(switch_epoch);
     m.annex = annex;
@@ -242,19 +313,28 @@ Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeI
     }
     ids.push_back(vr::ReplicaId(static_cast<uint32_t>(id.value())));
   }
-  std::string payload = vr::encode_reconfiguration(ids, annex);
+  uint64_t removed = membership().removed_ids;
+  for (NodeId id : membership().members) {
+    if (std::find(members.begin(), members.end(), id) == members.end()) {
+      removed |= uint64_t{1} << id.value();
+    }
+  }
+  std::string wrapped = wrap_annex(membership().members, removed, annex);
+  if (wrapped.size() > vr::limits::annex_bytes_max) {
+    return too_large(fmt::format("address book of {} bytes, over {}", annex.size(),
+                                 vr::limits::annex_bytes_max - (wrapped.size() - annex.size())));
+  }
+  std::string payload = vr::encode_reconfiguration(ids, wrapped);
   if (!vr::decode_reconfiguration(payload)) {
     return invalid_argument(fmt::format("{} members, or a node listed twice: 1 to {} distinct ids",
                                         members.size(), vr::limits::replicas_max));
   }
-  // A node the last change removed may not come back under its id: its old
-  // replica may still run and answer as a former member.
+  // A removed node may not come back under its id: its old replica may
+  // still run and answer as a former member.
   for (NodeId id : members) {
-    const auto& m = membership();
-    if (std::find(m.previous.begin(), m.previous.end(), id) != m.previous.end() &&
-        std::find(m.members.begin(), m.members.end(), id) == m.members.end()) {
+    if (((membership().removed_ids >> id.value()) & 1) != 0) {
       return invalid_argument(fmt::format(
-          "node {} was removed by the last change; a new node takes a new id", id.value()));
+          "node {} was removed from the group before; a new node takes a new id", id.value()));
     }
   }
   replica_.on_client_request(

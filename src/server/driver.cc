@@ -258,9 +258,23 @@ Status Driver::start() {
   dir_options.recover_lost_log = options_.cluster.has_value() && options_.cluster->members.size() > 1;
   // A joiner's first start: its replica joins (VrSequencer::join) instead
   // of bootstrapping or recovering, so its new directory is no lost log.
-  const bool joining = options_.join && options_.cluster &&
-                       !env_->exists(join_path(options_.data_dir, "superblock"));
-  if (joining) sequencer_.join();
+  // The intent is kept in the directory until the replica holds state of
+  // its own: a joiner restarted before that joins again rather than
+  // bootstrapping the configured group.
+  const std::string joining_marker = join_path(options_.data_dir, kJoiningMarker);
+  const bool joining =
+      options_.cluster && (env_->exists(joining_marker) ||
+                           (options_.join && !env_->exists(join_path(options_.data_dir, "superblock"))));
+  if (joining) {
+    sequencer_.join();
+    if (!env_->exists(joining_marker)) {
+      if (Status s = write_small_file(*env_, options_.data_dir, kJoiningMarker,
+                                      "this node joins its cluster by a membership change");
+          !s) {
+        return s;
+      }
+    }
+  }
   if (dir_options.recover_lost_log && !options_.new_cluster && !joining) {
     dir_options.fresh_log_lost =
         "this node's data directory is new, so it rejoins its cluster: what it held before is "
@@ -302,6 +316,15 @@ Status Driver::start() {
   for (const std::string& w : host_.warnings()) spdlog::warn("{}", w);
   if (!dir) return dir.status();
   data_dir_ = std::move(dir).value();
+  if (const Membership& m = sequencer_.membership();
+      joining && m.config > 0 &&
+      std::find(m.members.begin(), m.members.end(), options_.cluster->self) != m.members.end()) {
+    // The replayed state makes it a member: the join is done (a replica
+    // that replayed anything never joins again anyway).
+    if (Status s = env_->remove(joining_marker); !s) {
+      spdlog::warn("could not remove {}: {}", joining_marker, s.to_string());
+    }
+  }
   wal_first_segment_.store(data_dir_->wal().first_segment(), std::memory_order_relaxed);
   if (!counts.snapshot.empty()) {
     spdlog::info("restored snapshot {} (epoch {}), then replayed {} log records after it",
@@ -502,6 +525,9 @@ EngineStatus Driver::status() const {
   s.membership_epoch = m.config;
   for (NodeId id : node_.members()) s.members.push_back(id.value());
   s.switch_epoch = m.switch_epoch.value();
+  for (uint64_t id = 1; id < 64; id++) {
+    if ((m.removed_ids >> id) & 1) s.removed.push_back(id);
+  }
   s.leaving = node_.leaving();
   s.retired = node_.retired();
   // The WAL thread may be compacting: its first segment moves, read atomically.
@@ -562,8 +588,9 @@ void Driver::follow_group() {
     gateway_.set_members(m.config, m.members);
     for (uint64_t g : gateways_up_) send_group(g);
   }
-  if (node_.peers() != followed_peers_) {
+  if (node_.peers() != followed_peers_ || group_->config() != targets_config_) {
     followed_peers_ = node_.peers();
+    targets_config_ = group_->config();
     const std::vector<NodeId> unknown = group_->relink(*node_net_, node_links_, followed_peers_);
     for (NodeId id : unknown) {
       spdlog::warn("node {} is a peer (a member, or a removed node that has not retired), but its "
@@ -633,7 +660,20 @@ Status Driver::request_membership(uint64_t expect_epoch,
     ids.push_back(NodeId(a.id));
   }
   if (Status s = sequencer_.check_group_can_work(ids); !s) return s;
-  std::string book = cluster::encode_address_book(members);
+  // The book also gives the addresses of the members the change removes:
+  // they serve their peers until they retire, and a member that restarts
+  // meanwhile finds them there.
+  std::vector<cluster::NodeAddress> book_entries = members;
+  for (NodeId id : group_->members()) {
+    if (std::find(ids.begin(), ids.end(), id) != ids.end()) continue;
+    if (const ClusterMember* a = group_->address(id)) {
+      book_entries.push_back(cluster::NodeAddress{.id = static_cast<uint32_t>(id.value()),
+                                                  .host = a->host,
+                                                  .peer_port = a->peer_port});
+    }
+  }
+  if (Status s = cluster::validate_address_book(book_entries); !s) return s;
+  std::string book = cluster::encode_address_book(book_entries);
   if (book.size() > vr::limits::annex_bytes_max) {
     return too_large(fmt::format("an address book of {} bytes, over {}", book.size(),
                                  vr::limits::annex_bytes_max));

@@ -116,6 +116,8 @@ class Driver final : public Engine {
   // The file a retired node leaves in its data directory; start() refuses a
   // directory that holds it.
   static constexpr const char* kRemovedMarker = "REMOVED";
+  // A joiner's directory until its replica is a member (docs/membership.md).
+  static constexpr const char* kJoiningMarker = "JOINING";
 
   struct ReplayStats {
     uint64_t records = 0;
@@ -215,6 +217,7 @@ class Driver final : public Engine {
   std::set<uint64_t> gateway_links_;
   std::vector<NodeId> followed_peers_;
   uint64_t followed_config_ = 0;
+  uint64_t targets_config_ = UINT64_MAX;
   std::vector<uint64_t> tx_targets_;
   std::set<uint64_t> gateways_up_;
   bool retired_ = false;

@@ -69,6 +69,7 @@ struct EngineStatus {
   // change removed this node, which serves its peers until it retired.
   uint64_t membership_epoch = 0;
   std::vector<uint64_t> members;
+  std::vector<uint64_t> removed;  // ids removed by any change, never members again
   uint64_t switch_epoch = 0;
   bool leaving = false;
   bool retired = false;

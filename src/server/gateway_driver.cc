@@ -170,9 +170,10 @@ void GatewayDriver::on_group(uint64_t node, std::string_view payload) {
   auto adopted = group_.adopt(m->config, m->members, m->address_book);
   if (!adopted) {
     spdlog::warn("node {} told of membership config {} with an address book that does not decode "
-                 "({}); ignored",
+                 "({}); the members are followed with the addresses known before",
                  node, m->config, adopted.status().to_string());
-    return;
+    adopted = group_.adopt(m->config, m->members, {});
+    MAROON_ASSERT(adopted.is_ok());
   }
   if (!*adopted) return;
   std::string ids;

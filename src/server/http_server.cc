@@ -894,6 +894,9 @@ class HttpServer::Session : public Listener::Connection,
     json::array members;
     for (uint64_t id : s.members) members.push_back(id);
     membership["members"] = std::move(members);
+    json::array removed;
+    for (uint64_t id : s.removed) removed.push_back(id);
+    membership["removed"] = std::move(removed);
     membership["switch_epoch"] = s.switch_epoch;
     membership["leaving"] = s.leaving;
     membership["retired"] = s.retired;

@@ -1784,6 +1784,24 @@ void ClusterSimulation::final_checks() {
       return;
     }
   }
+  // One membership everywhere: the group, the one before, the switch, the
+  // address book and the removed ids are replicated state, a joiner's too.
+  auto describe = [](const Membership& m) {
+    std::string ids, prev;
+    for (NodeId id : m.members) ids += fmt::format(" n{}", id.value());
+    for (NodeId id : m.previous) prev += fmt::format(" n{}", id.value());
+    return fmt::format("config {} members{} previous{} switch {} removed {:x} annex {} bytes",
+                       m.config, ids, prev, m.switch_epoch.value(), m.removed_ids, m.annex.size());
+  };
+  for (const SimNode* p : alive) {
+    const Membership& a = alive.front()->sequencer->membership();
+    const Membership& b = p->sequencer->membership();
+    if (!(a == b)) {
+      world_.fail(fmt::format("memberships differ: n{} has {}, n{} has {}",
+                              alive.front()->id.value(), describe(a), p->id.value(), describe(b)));
+      return;
+    }
+  }
   // No acknowledged tx lost: each is executed, with the reply its client
   // got, by every node's current incarnation.
   for (const auto& [raw, reply_hash] : acked_) {
