@@ -316,6 +316,35 @@ class MembershipChanges(unittest.TestCase):
             self.assertLessEqual(total, counter.sent, "seed %d: node %d" % (seed, i))
             conn.close()
 
+    def test_a_removed_node_that_died_before_it_retired_is_restarted_to_hand_over(self):
+        # Paused, node 3 cannot hand over: the change commits without it.
+        pid = self.pid(3)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            r = run(self.maroon, "cluster", "remove-node", "--dir", self.dir, "--id", "3",
+                    "--timeout", "3")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("committed: membership config 1, members 1 2", r.stdout)
+            self.assertIn("node 3 (pid %d) has not retired" % pid, r.stdout)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+        self.assertNotIn(3, self.nodes())
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "cluster.toml.leaving-3")))
+        # Started again from the config it had, it learns of its removal,
+        # hands over and exits; then it is gone for good.
+        r = run(self.maroon, "cluster", "start", "--dir", self.dir, "--id", "3")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("node 3 handed over and retired", r.stdout)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "node-3", "REMOVED")))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "cluster.toml.leaving-3")))
+        r = run(self.maroon, "cluster", "start", "--dir", self.dir, "--id", "3")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("has no node 3", r.stdout + r.stderr)
+        # The group of two goes on.
+        conn = Resp(self.nodes()[1]["resp_port"])
+        self.assertEqual(conn.call("SET", "after", "yes"), "OK")
+        conn.close()
+
     def test_the_admin_endpoint_refuses_bad_requests(self):
         primary, backup = self.primary_and_backup()
         self.assertIsNotNone(primary)
