@@ -290,6 +290,8 @@ class Change {
                                              std::chrono::duration<double>(timeout_));
     std::string last_error = "no primary found";
     bool accepted = false;
+    // A POST whose answer was lost may have reached the primary.
+    bool maybe_asked = false;
     auto next_ask = Clock::now();
     auto next_progress = Clock::now() + std::chrono::seconds(1);
     // What the nodes report: committed, another change won, or nothing yet.
@@ -300,10 +302,18 @@ class Change {
         if (v.membership_epoch == expect + 1 && v.members == want) {
           return Result2{Outcome::kCommitted, ""};
         }
-        return Result2{Outcome::kRefused,
-                       fmt::format("the group moved to membership config {} with members {}, not "
-                                   "the change asked: another change won; look again",
-                                   v.membership_epoch, ids_text(v.members))};
+        if (v.membership_epoch == expect + 1) {
+          return Result2{Outcome::kRefused,
+                         fmt::format("the group moved to membership config {} with members {}, "
+                                     "not the change asked: another change won; look again",
+                                     v.membership_epoch, ids_text(v.members))};
+        }
+        // Later changes on top: whether this one was among them is not known here.
+        return Result2{Outcome::kUnknown,
+                       fmt::format("the group is already in membership config {} (members {}): "
+                                   "other changes followed, and node {} cannot tell whether this "
+                                   "one committed",
+                                   v.membership_epoch, ids_text(v.members), n.id)};
       }
       return std::nullopt;
     };
@@ -317,7 +327,7 @@ class Change {
                                               joiner->id, describe_exit(st), joiner->log.string(),
                                               log_tail(joiner->log, joiner->log_start,
                                                        kLogTailLines));
-          if (!accepted) return Result2{Outcome::kRefused, why};
+          if (!accepted && !maybe_asked) return Result2{Outcome::kRefused, why};
           last_error = why;
         }
       }
@@ -330,6 +340,7 @@ class Change {
                                              kRequestTimeout, tls_.get(), token(), text);
           if (!r) {
             last_error = fmt::format("node {}: {}", n.id, r.status().message());
+            maybe_asked = true;
           } else if (r->status == 202) {
             if (!accepted) std::printf("asked node %u (the primary) for the change\n", n.id);
             accepted = true;
@@ -338,7 +349,7 @@ class Change {
             // The group moved on (perhaps by this very change): look again.
             const bool moved = r->body.find("the group is in config") != std::string::npos;
             // Refusals that waiting cannot fix: a bad request, no permission.
-            if (!accepted && !moved &&
+            if (!accepted && !maybe_asked && !moved &&
                 (r->status == 400 || r->status == 401 || r->status == 403)) {
               return Result2{Outcome::kRefused, last_error};
             }
@@ -354,10 +365,11 @@ class Change {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     if (auto seen = look()) return *seen;
-    if (accepted) {
+    if (accepted || maybe_asked) {
       return Result2{Outcome::kUnknown,
-                     fmt::format("the primary accepted the change, but no node reported it "
+                     fmt::format("the primary {} the change, but no node reported it "
                                  "committed within {:.0f} s ({}); it may still commit",
+                                 accepted ? "accepted" : "may have received",
                                  timeout_, last_error)};
     }
     return Result2{Outcome::kRefused,

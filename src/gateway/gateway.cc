@@ -18,6 +18,14 @@ Gateway::Gateway(GatewayConfig config) : config_(config) {
   MAROON_ASSERT(config_.acks_needed >= 1);
   MAROON_ASSERT(config_.offsets_per_range_max >= 1 && config_.offsets_per_range_max <= kOffsetMax);
   MAROON_ASSERT(config_.retry_ticks >= 1);
+  if (!config_.members.empty()) {
+    member_mask_ = 0;
+    for (NodeId id : config_.members) {
+      MAROON_ASSERT(id.value() >= 1 && id.value() < 64);
+      member_mask_ |= uint64_t{1} << id.value();
+    }
+    members_config_ = config_.members_config;
+  }
   request_lease();
 }
 

@@ -54,6 +54,11 @@ struct GatewayConfig {
   // before it gets an id: an id the nodes never order would leave a gap in
   // the range, and every later tx of this gateway would wait behind it.
   std::vector<AppId> apps{AppId::kKv};
+  // The group as the config file lists it, and its membership config
+  // (docs/membership.md): only these nodes' acks count until set_members
+  // tells of a newer group. Empty: every node's ack counts.
+  std::vector<NodeId> members;
+  uint64_t members_config = 0;
 };
 
 // A result for the client that submitted `token`.

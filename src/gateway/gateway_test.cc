@@ -263,5 +263,30 @@ TEST(Gateway, AfterAMembershipChangeOnlyTheNewMembersAcksCount) {
   EXPECT_EQ(g.members_config(), 1u);
 }
 
+// The group the config file lists counts from the start: a stray ack of a
+// node outside it (a removed node, a node of another group) does not.
+TEST(Gateway, OnlyTheConfiguredMembersAcksCountFromTheStart) {
+  GatewayConfig c;
+  c.acks_needed = 2;
+  c.retry_ticks = 5;
+  c.result_retry_ticks = 1000;
+  c.members = {NodeId(1), NodeId(2), NodeId(3)};
+  c.members_config = 4;
+  Gateway g = leased(c, RangeId(3));
+  EXPECT_EQ(g.members_config(), 4u);
+  auto id = g.submit(AppId::kKv, "op", 1);
+  ASSERT_TRUE(id.is_ok());
+  g.on_message(TxAck{*id, NodeId(1)});
+  g.on_message(TxAck{*id, NodeId(9)});
+  g.take_output();
+  for (int i = 0; i < 5; i++) g.tick();
+  EXPECT_EQ(g.take_output().to_nodes.size(), 1u) << "node 9's ack counted";
+  g.on_message(TxAck{*id, NodeId(2)});
+  for (int i = 0; i < 10; i++) g.tick();
+  EXPECT_TRUE(g.take_output().to_nodes.empty());
+  g.set_members(4, {NodeId(1), NodeId(9)});  // not newer: ignored
+  EXPECT_EQ(g.members_config(), 4u);
+}
+
 }  // namespace
 }  // namespace maroon

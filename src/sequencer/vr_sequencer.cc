@@ -16,7 +16,9 @@ namespace {
 // caller's annex (the address book) wrapped with the group the change
 // replaces and every id removed so far, this change's included
 // (docs/formats.md, "Sequencer checkpoint state").
-constexpr uint8_t kAnnexWrapperVersion = 1;
+// Not 1, an address book's version byte: a book from a build before the
+// wrapper is never read as a wrapper.
+constexpr uint8_t kAnnexWrapperVersion = 0x81;
 
 struct WrappedAnnex {
   std::vector<NodeId> previous;
@@ -48,6 +50,10 @@ std::optional<WrappedAnnex> unwrap_annex(std::string_view annex) {
   for (uint64_t i = 0; i < count; i++) {
     uint64_t id = 0;
     if (!r.varint(id) || id == 0 || id >= 64) return std::nullopt;
+    if (std::find(a.previous.begin(), a.previous.end(), NodeId(static_cast<uint32_t>(id))) !=
+        a.previous.end()) {
+      return std::nullopt;
+    }
     a.previous.push_back(NodeId(static_cast<uint32_t>(id)));
   }
   std::string_view rest;
@@ -149,6 +155,10 @@ void VrSequencer::EpochService::on_reconfigure(vr::ConfigEpoch epoch,
       }
     }
   }
+  // A member is never a removed node (whatever a request said).
+  for (NodeId id : next.members) {
+    if (id.value() < 64) next.removed_ids &= ~(uint64_t{1} << id.value());
+  }
   membership = std::move(next);
 }
 
@@ -215,10 +225,15 @@ Status VrSequencer::EpochService::restore(std::string_view snapshot) {
         (format == 3 && !r.u64(m.removed_ids))) {
       return corruption("vr checkpoint: malformed membership");
     }
-    for (NodeId id : m.members) {
-      if (id.value() < 64 && ((m.removed_ids >> id.value()) & 1) != 0) {
-        return corruption("vr checkpoint: a member is also a removed node");
+    if (format == 2) {
+      // Before removed ids were recorded: those of the last change.
+      for (NodeId id : m.previous) {
+        if (id.value() < 64) m.removed_ids |= uint64_t{1} << id.value();
       }
+    }
+    // A member is never a removed node, as on_reconfigure records it.
+    for (NodeId id : m.members) {
+      if (id.value() < 64) m.removed_ids &= ~(uint64_t{1} << id.value());
     }
     m.switch_epoch = EpochNumber(switch_epoch);
     m.annex = annex;
@@ -315,7 +330,7 @@ Status VrSequencer::request_membership(uint64_t expect_config, std::vector<NodeI
   }
   uint64_t removed = membership().removed_ids;
   for (NodeId id : membership().members) {
-    if (std::find(members.begin(), members.end(), id) == members.end()) {
+    if (id.value() < 64 && std::find(members.begin(), members.end(), id) == members.end()) {
       removed |= uint64_t{1} << id.value();
     }
   }

@@ -108,6 +108,8 @@ GatewayConfig gateway_config(const DriverOptions& o) {
     return c;
   }
   c.acks_needed = o.cluster->members.size() / 2 + 1;
+  for (const ClusterMember& m : o.cluster->members) c.members.push_back(m.id);
+  c.members_config = o.membership_epoch;
   c.retries = true;
   c.retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
   c.result_retry_ticks = std::max<uint64_t>(1, 1000 / o.tick_ms);
@@ -666,7 +668,14 @@ Status Driver::request_membership(uint64_t expect_epoch,
   std::vector<cluster::NodeAddress> book_entries = members;
   for (NodeId id : group_->members()) {
     if (std::find(ids.begin(), ids.end(), id) != ids.end()) continue;
-    if (const ClusterMember* a = group_->address(id)) {
+    const ClusterMember* a = group_->address(id);
+    if (a == nullptr) continue;
+    // A new member on a removed node's address (a node replaced in place)
+    // takes it: the removed node is reached no more.
+    const bool taken = std::any_of(members.begin(), members.end(), [&](const auto& m) {
+      return m.host == a->host && m.peer_port == a->peer_port;
+    });
+    if (!taken) {
       book_entries.push_back(cluster::NodeAddress{.id = static_cast<uint32_t>(id.value()),
                                                   .host = a->host,
                                                   .peer_port = a->peer_port});

@@ -21,6 +21,8 @@ GatewayConfig config_for(const GatewayDriverOptions& o) {
   while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
   GatewayConfig c{.id = GatewayId(id)};
   c.acks_needed = o.nodes.size() / 2 + 1;
+  for (const ClusterMember& m : o.nodes) c.members.push_back(m.id);
+  c.members_config = o.membership_epoch;
   c.retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
   c.result_retry_ticks = std::max<uint64_t>(1, 1000 / o.tick_ms);
   c.lease_retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
