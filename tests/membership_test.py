@@ -382,6 +382,12 @@ class MembershipChanges(unittest.TestCase):
         code, body = post(primary, {"expect_epoch": 0, "members": strangers})
         self.assertEqual(code, 503, body)
         self.assertIn("start or repair the missing nodes first", body["error"])
+        # The commands refuse what they cannot do before they start anything.
+        r = run(self.maroon, "cluster", "remove-node", "--dir", self.dir, "--id", "9")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("has no node 9", r.stderr)
+        self.assertEqual(sorted(os.listdir(self.dir)),
+                         sorted(f for f in os.listdir(self.dir) if "join" not in f))
         # Nothing changed.
         self.assertEqual(status(primary)["membership"]["epoch"], 0)
 

@@ -180,7 +180,7 @@ class Change {
 
   // A new node entry on free ports, its certificate made with the cluster's
   // CA (DIR/tls/ca.key, as `cluster up` left it).
-  Result<cluster::NodeEntry> new_node(uint32_t id) const {
+  Result<cluster::NodeEntry> new_node(uint32_t id) {
     cluster::NodeEntry n;
     n.id = id;
     n.host = config_.nodes.front().host;
@@ -191,10 +191,16 @@ class Change {
     n.resp_port = (*ports)[2];
     n.native_port = (*ports)[3];
     n.data_dir = (dir_ / fmt::format("node-{}", id)).string();
+    // Made here, exclusively: a second command picking the same id at the
+    // same time fails here, and an undo removes only what this one made.
     std::error_code ec;
-    if (fs::exists(n.data_dir, ec)) {
-      return invalid_argument(fmt::format("{} exists already: move it away first", n.data_dir));
+    if (!fs::create_directory(n.data_dir, ec)) {
+      return invalid_argument(fmt::format("{} {}: move it away first, or run one membership "
+                                          "command at a time",
+                                          n.data_dir, ec ? ec.message() : "exists already"));
     }
+    joiner_dir_ = n.data_dir;
+    fs::permissions(n.data_dir, fs::perms::owner_all, ec);
     if (config_.peer_tls()) {
       auto who = net::issue_cert_files(config_.peer_tls_dir, net::PeerKind::kNode, id,
                                        config_.peer_tls_dir, net::ca_days_default);
@@ -214,7 +220,6 @@ class Change {
     join.path.clear();
     join.nodes = group;
     join_config_ = dir_ / fmt::format("{}.join-{}", kConfigFile, n.id);
-    joiner_dir_ = n.data_dir;
     if (Status s = cluster::validate_cluster_config(join); !s) return s;
     if (Status s = write_file_atomically(join_config_, cluster::format_cluster_config(join)); !s) {
       return s;
@@ -521,7 +526,10 @@ int run_change(const char* what, const MembershipChangeOptions& o, bool add, uin
     auto id = change.new_node_id();
     if (!id) return change.fail(id.status().message());
     auto n = change.new_node(*id);
-    if (!n) return change.fail(n.status().message());
+    if (!n) {
+      change.undo_joiner(joiner);
+      return change.fail(n.status().message());
+    }
     next.push_back(*n);
     if (Status s = change.start_joiner(next, *n, joiner, o.bootstrap_from); !s) {
       change.undo_joiner(joiner);
