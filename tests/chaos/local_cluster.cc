@@ -392,17 +392,76 @@ bool wait_same_state(const LocalCluster& cl, size_t i, size_t j, std::chrono::mi
       timeout);
 }
 
-Status start_all_serving(LocalCluster& cl, const std::string& why,
-                         std::chrono::milliseconds timeout) {
-  for (size_t i = 0; i < cl.size(); i++) {
-    if (Status s = cl.start(i, why); !s) return s;
+Status LocalCluster::repick_ports() {
+  if (net_) return unavailable("network namespaces have fixed ports");
+  for (const NodeProc& n : nodes_) {
+    if (n.pid != 0) return unavailable("a node runs");
   }
-  for (size_t i = 0; i < cl.size(); i++) {
-    if (!wait_until([&] { return serves_as_member(cl, i); }, timeout)) {
-      return unavailable(fmt::format("node {} never served", cl.node(i).id));
+  Result<std::vector<uint16_t>> free = pick_free_ports(nodes_.size() * kPortsPerNode);
+  if (!free.is_ok()) return free.status();
+  size_t next = 0;
+  Status s = edit_config([&](cluster::ClusterConfig& c) {
+    for (cluster::NodeEntry& n : c.nodes) {
+      n.peer_port = (*free)[next++];
+      n.http_port = (*free)[next++];
+      n.resp_port = (*free)[next++];
+      n.native_port = (*free)[next++];
     }
+  });
+  if (!s) return s;
+  auto loaded = cluster::load_cluster_config(config_path_.string());
+  if (!loaded.is_ok()) return loaded.status();
+  for (NodeProc& p : nodes_) {
+    const cluster::NodeEntry* n = loaded->node(p.id);
+    MAROON_ASSERT(n != nullptr);
+    p.peer_port = n->peer_port;
+    p.http_port = n->http_port;
+    p.native_port = n->native_port;
+    p.starts = 0;
+    std::error_code ec;
+    fs::remove_all(p.data_dir, ec);
   }
   return Status::ok();
+}
+
+Status start_all_serving(LocalCluster& cl, const std::string& why,
+                         std::chrono::milliseconds timeout) {
+  for (int attempt = 1;; attempt++) {
+    for (size_t i = 0; i < cl.size(); i++) {
+      if (Status s = cl.start(i, why); !s) return s;
+    }
+    // A node that exits because its port was taken fails the start at once.
+    bool port_taken = false;
+    std::string exited;
+    auto serving_or_exited = [&](size_t i) {
+      return wait_until(
+          [&] {
+            for (const std::string& line : cl.reap_unexpected()) exited += line + "; ";
+            if (!exited.empty()) return true;
+            return serves_as_member(cl, i);
+          },
+          timeout);
+    };
+    Status result = Status::ok();
+    for (size_t i = 0; i < cl.size() && result.is_ok(); i++) {
+      if (!serving_or_exited(i)) {
+        result = unavailable(fmt::format("node {} never served", cl.node(i).id));
+      } else if (!exited.empty()) {
+        for (size_t j = 0; j < cl.size(); j++) {
+          if (cl.log_tail(j, 5).find("Address already in use") != std::string::npos) {
+            port_taken = true;
+          }
+        }
+        result = unavailable("a node exited while starting: " + exited);
+      }
+    }
+    if (result.is_ok() || !port_taken || attempt == 3 || cl.net() != nullptr) return result;
+    std::fprintf(stderr, "%s: a port was taken by another process (%s); starting again on "
+                         "fresh ports\n",
+                 why.c_str(), exited.c_str());
+    cl.shutdown(std::chrono::milliseconds(10000));
+    if (Status s = cl.repick_ports(); !s) return s;
+  }
 }
 
 int fail_test(LocalCluster& cl, const char* test, const std::string& why) {

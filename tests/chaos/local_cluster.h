@@ -96,6 +96,13 @@ class LocalCluster {
   void cont(size_t i);  // SIGCONT
   bool running(size_t i) const { return nodes_[i].pid != 0; }
 
+  // For a new cluster whose start failed because a port was taken between
+  // picking and binding: with every node stopped, picks fresh free loopback
+  // ports, rewrites cluster.toml and removes the nodes' data directories,
+  // so the next start is a new cluster's again. Not with network namespaces
+  // (their ports are fixed).
+  Status repick_ports();
+
   // Reaps children that exited without being killed by us; for each, a line
   // saying how it ended. Their pid becomes 0.
   std::vector<std::string> reap_unexpected();
@@ -141,7 +148,10 @@ bool serves_as_member(const LocalCluster& cl, size_t i);
 bool wait_same_state(const LocalCluster& cl, size_t i, size_t j, std::chrono::milliseconds timeout,
                      NodeStatus& a, NodeStatus& b);
 
-// Starts every node, then waits for each to serve as a member.
+// Starts every node, then waits for each to serve as a member. A new
+// cluster whose node could not bind a port (another process took it after
+// the ports were picked) is stopped and started again on fresh ports, up to
+// 3 times.
 Status start_all_serving(LocalCluster& cl, const std::string& why, std::chrono::milliseconds timeout);
 
 // A process test's failure: prints `why` and the last lines of every node's
