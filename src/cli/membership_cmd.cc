@@ -474,7 +474,6 @@ class Change {
     return ok;
   }
 
-  const fs::path& dir() const { return dir_; }
 
  private:
   const char* what_;
@@ -486,16 +485,12 @@ class Change {
   std::string joiner_dir_;
 };
 
-const cluster::NodeEntry* find_node(const cluster::ClusterConfig& c, uint32_t id) {
-  return c.node(id);
-}
-
 // add (remove_id 0), remove (add false) or replace.
 int run_change(const char* what, const MembershipChangeOptions& o, bool add, uint32_t remove_id) {
   Change change(what, fs::absolute(o.dir).lexically_normal(), o.timeout_seconds);
   if (Status s = change.load(); !s) return change.fail(s.message());
   cluster::ClusterConfig& c = change.config();
-  if (remove_id != 0 && find_node(c, remove_id) == nullptr) {
+  if (remove_id != 0 && c.node(remove_id) == nullptr) {
     return change.fail(fmt::format("{} has no node {}", c.path, remove_id));
   }
   std::vector<cluster::NodeEntry> stay;
@@ -579,7 +574,7 @@ int run_change(const char* what, const MembershipChangeOptions& o, bool add, uin
   }
   int rc = 0;
   if (add && !change.wait_joined(joiner)) rc = 1;
-  if (remove_id != 0) change.wait_retired(*find_node(c, remove_id), leaving_pid);
+  if (remove_id != 0) change.wait_retired(*c.node(remove_id), leaving_pid);
   return rc;
 }
 
