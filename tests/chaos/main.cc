@@ -324,7 +324,11 @@ class Run {
   bool healthy(size_t i, uint64_t min_epoch, std::string* why);
   std::optional<size_t> find_primary(std::string* detail);
   void reap();
+  void handle_exits(std::vector<std::string> lines);
+  // A node of the first start exited because another process took its port.
+  bool port_taken() const;
   bool start_all();
+  bool start_once(int attempt);
   void fault_phase(Workload& w, Clock::time_point end);
   bool excluded(size_t i) const;
   size_t down_now() const;
@@ -347,6 +351,7 @@ class Run {
   Prng rng_;
   Clock::time_point t0_;
   std::vector<std::string> problems_;
+  bool retry_start_ = false;  // start_once: a port was taken, start again
   std::vector<ActiveFault> active_;
   std::map<FaultKind, uint64_t> faults_;
   uint64_t faults_total_ = 0;
@@ -405,8 +410,17 @@ std::optional<size_t> Run::find_primary(std::string* detail) {
   return best;
 }
 
-void Run::reap() {
-  for (std::string& line : cluster_.reap_unexpected()) {
+void Run::reap() { handle_exits(cluster_.reap_unexpected()); }
+
+bool Run::port_taken() const {
+  for (size_t i = 0; i < cluster_.size(); i++) {
+    if (cluster_.log_tail(i, 5).find("Address already in use") != std::string::npos) return true;
+  }
+  return false;
+}
+
+void Run::handle_exits(std::vector<std::string> lines) {
+  for (std::string& line : lines) {
     problem(line);
     for (size_t i = 0; i < cluster_.size(); i++) {
       if (!line.starts_with(fmt::format("node {} ", cluster_.node(i).id))) continue;
@@ -438,6 +452,17 @@ void Run::reap() {
 }
 
 bool Run::start_all() {
+  for (int attempt = 1;; attempt++) {
+    if (start_once(attempt)) return true;
+    if (retry_start_) {
+      retry_start_ = false;
+      continue;
+    }
+    return false;
+  }
+}
+
+bool Run::start_once(int attempt) {
   for (size_t i = 0; i < cluster_.size(); i++) {
     if (Status s = cluster_.start(i, "start"); !s) {
       problem(fmt::format("cannot start node {}: {}", cluster_.node(i).id, s.message()));
@@ -449,7 +474,21 @@ bool Run::start_all() {
   const auto deadline = Clock::now() + kStartTimeout;
   for (;;) {
     if (interrupted()) return false;
-    reap();
+    std::vector<std::string> exited = cluster_.reap_unexpected();
+    if (!exited.empty() && attempt < 3 && !o_.partitions && port_taken()) {
+      // Not the cluster's fault: another process took a port between the
+      // pick and the bind. A new cluster on fresh ports.
+      log("a port was taken by another process ({}); starting again on fresh ports",
+          fmt::join(exited, "; "));
+      cluster_.shutdown(kShutdownTimeout);
+      if (Status s = cluster_.repick_ports(); !s) {
+        problem(fmt::format("cannot pick fresh ports: {}", s.message()));
+        return false;
+      }
+      retry_start_ = true;
+      return false;
+    }
+    handle_exits(std::move(exited));
     std::vector<std::string> waiting;
     for (size_t i = 0; i < cluster_.size(); i++) {
       std::string why;
