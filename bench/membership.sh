@@ -45,9 +45,10 @@ awk -v n="$KEYS" 'BEGIN { for (i = 0; i < n; i++) { k = sprintf("key:%012d", i);
   printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\nvalue-%010d\r\n", length(k), k, i } }' |
   redis-cli -p "$R1" --pipe >/dev/null
 echo "loaded $(redis-cli -p "$R1" dbsize) keys through node 1"
-load() {  # SETs/s through node 1
-  redis-benchmark -p "$R1" -t set -n "$1" -r "$KEYS" -c 20 -P 16 -d 16 --csv 2>/dev/null |
+load() {  # SETs/s through node 1 (redis-benchmark stops at an error reply: shown)
+  redis-benchmark -p "$R1" -t set -n "$1" -r "$KEYS" -c 20 -P 16 -d 16 --csv 2>"$WORK/load.err" |
     awk -F'"' '/^"SET"/ {print $4}'
+  tr '\r' '\n' <"$WORK/load.err" | grep -i error | head -3 >&2 || true
 }
 
 echo

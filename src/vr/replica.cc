@@ -776,6 +776,15 @@ void Replica::advance_commit(Output& out) {
   std::sort(held.begin(), held.end(), std::greater<>());
   OpNumber candidate = held[quorum_size(members_.size()) - 1];
   if (candidate > commit_) {
+    if (pending_reconfig_ != OpNumber(0) && candidate >= pending_reconfig_) {
+      // Executing the reconfiguration moves us into the new epoch. Tell the
+      // group it committed first, in this epoch: a member that executes it
+      // from its own log enters the new epoch's view 0 directly; one that
+      // hears from the new epoch first enters it through recovery, which a
+      // group of recovering replicas completes only by a view change (a
+      // pause of about a second).
+      for (ReplicaId r : others()) send(r, Commit{header(), candidate, now_}, out);
+    }
     set_commit(candidate, out);
     flush_requests(out);
   }
