@@ -37,6 +37,7 @@
 #include "cli/local_cluster.h"
 #include "cluster/config.h"
 #include "net/cert_files.h"
+#include "server/driver.h"
 
 namespace maroon::cli {
 
@@ -751,7 +752,7 @@ int run_cluster_start(const ClusterMemberOptions& o) {
     if (!old.is_ok()) return fail(old.status().message());
     const cluster::NodeEntry* n = old->node(o.id);
     if (n == nullptr) return fail(fmt::format("{} has no node {}", leaving.string(), o.id));
-    if (fs::exists(fs::path(n->data_dir) / "REMOVED", leaving_ec)) {
+    if (fs::exists(fs::path(n->data_dir) / server::Driver::kRemovedMarker, leaving_ec)) {
       fs::remove(leaving, leaving_ec);
       return fail(fmt::format("node {} was removed from the cluster and retired; its directory {} "
                               "is no longer used",
@@ -801,7 +802,7 @@ int run_cluster_start(const ClusterMemberOptions& o) {
     while (Clock::now() < deadline) {
       if (::waitpid(m.pid, &st, WNOHANG) == m.pid) {
         fs::remove(m.pid_file, ec);
-        if (fs::exists(m.data_dir / "REMOVED", ec)) {
+        if (fs::exists(m.data_dir / server::Driver::kRemovedMarker, ec)) {
           fs::remove(leaving, ec);
           std::printf("%s handed over and retired\n", m.name().c_str());
           return 0;

@@ -24,6 +24,7 @@
 #include "cli/local_cluster.h"
 #include "cluster/config.h"
 #include "net/cert_files.h"
+#include "server/driver.h"
 
 namespace maroon::cli {
 
@@ -270,7 +271,7 @@ class Change {
   }
 
   enum class Outcome { kCommitted, kRefused, kUnknown };
-  struct Result2 {
+  struct ChangeResult {
     Outcome outcome;
     std::string message;
   };
@@ -280,7 +281,7 @@ class Change {
   // membership client once), so it is asked again every 2 s, and after a
   // view change, until then. kUnknown: the primary accepted it, and no
   // node reported it committed in time: it may still commit.
-  Result2 change_to(uint64_t expect, const std::vector<cluster::NodeEntry>& members,
+  ChangeResult change_to(uint64_t expect, const std::vector<cluster::NodeEntry>& members,
                     const std::vector<cluster::NodeEntry>& nodes, Member* joiner) {
     json::object body;
     body["expect_epoch"] = expect;
@@ -300,21 +301,21 @@ class Change {
     auto next_ask = Clock::now();
     auto next_progress = Clock::now() + std::chrono::seconds(1);
     // What the nodes report: committed, another change won, or nothing yet.
-    auto look = [&]() -> std::optional<Result2> {
+    auto look = [&]() -> std::optional<ChangeResult> {
       for (const cluster::NodeEntry& n : nodes) {
         NodeView v = view_of(n, tls_.get());
         if (!v.reachable || v.membership_epoch <= expect) continue;
         if (v.membership_epoch == expect + 1 && v.members == want) {
-          return Result2{Outcome::kCommitted, ""};
+          return ChangeResult{Outcome::kCommitted, ""};
         }
         if (v.membership_epoch == expect + 1) {
-          return Result2{Outcome::kRefused,
+          return ChangeResult{Outcome::kRefused,
                          fmt::format("the group moved to membership config {} with members {}, "
                                      "not the change asked: another change won; look again",
                                      v.membership_epoch, ids_text(v.members))};
         }
         // Later changes on top: whether this one was among them is not known here.
-        return Result2{Outcome::kUnknown,
+        return ChangeResult{Outcome::kUnknown,
                        fmt::format("the group is already in membership config {} (members {}): "
                                    "other changes followed, and node {} cannot tell whether this "
                                    "one committed",
@@ -332,7 +333,7 @@ class Change {
                                               joiner->id, describe_exit(st), joiner->log.string(),
                                               log_tail(joiner->log, joiner->log_start,
                                                        kLogTailLines));
-          if (!accepted && !maybe_asked) return Result2{Outcome::kRefused, why};
+          if (!accepted && !maybe_asked) return ChangeResult{Outcome::kRefused, why};
           last_error = why;
         }
       }
@@ -356,7 +357,7 @@ class Change {
             // Refusals that waiting cannot fix: a bad request, no permission.
             if (!accepted && !maybe_asked && !moved &&
                 (r->status == 400 || r->status == 401 || r->status == 403)) {
-              return Result2{Outcome::kRefused, last_error};
+              return ChangeResult{Outcome::kRefused, last_error};
             }
           }
           break;
@@ -371,13 +372,13 @@ class Change {
     }
     if (auto seen = look()) return *seen;
     if (accepted || maybe_asked) {
-      return Result2{Outcome::kUnknown,
+      return ChangeResult{Outcome::kUnknown,
                      fmt::format("the primary {} the change, but no node reported it "
                                  "committed within {:.0f} s ({}); it may still commit",
                                  accepted ? "accepted" : "may have received",
                                  timeout_, last_error)};
     }
-    return Result2{Outcome::kRefused,
+    return ChangeResult{Outcome::kRefused,
                    fmt::format("not asked within {:.0f} s: {}", timeout_, last_error)};
   }
 
@@ -452,7 +453,7 @@ class Change {
       return;
     }
     fs::remove(m.pid_file, ec);
-    if (fs::exists(fs::path(n.data_dir) / "REMOVED", ec)) {
+    if (fs::exists(fs::path(n.data_dir) / server::Driver::kRemovedMarker, ec)) {
       drop_leaving_config(n.id);
       std::printf("node %u handed over and retired (pid %d exited); %s is no longer used\n", n.id,
                   *pid, n.data_dir.c_str());
