@@ -757,7 +757,20 @@ void Run::fault_phase(Workload& w, Clock::time_point end) {
   Clock::time_point waiting_since;
   auto next_progress = Clock::now() + kProgressEvery;
   const auto recover_timeout = std::chrono::seconds(o_.recover_timeout_s);
-  while (Clock::now() < end && !interrupted()) {
+  // With --require-all-faults, a slow build (sanitizers) may not fit one
+  // fault of each kind into the load time: the load then goes on until the
+  // schedule is done, at most as long again.
+  const auto hard_end = end + (end - Clock::now());
+  auto phase_end = [&] {
+    return o_.require_all_faults && !(schedule_.empty() && !have_next_kind) ? hard_end : end;
+  };
+  bool extended = false;
+  while (Clock::now() < phase_end() && !interrupted()) {
+    if (!extended && Clock::now() >= end) {
+      extended = true;
+      log("load goes on past --seconds: {} scheduled fault(s) not injected yet",
+          schedule_.size() + (have_next_kind ? 1 : 0));
+    }
     reap();
     const auto now = Clock::now();
     for (ActiveFault& f : active_) {
@@ -802,7 +815,7 @@ void Run::fault_phase(Workload& w, Clock::time_point end) {
     }
     const size_t down = down_now();
     if (o_.faults && down < cluster_.f() && Clock::now() >= next_fault_at &&
-        Clock::now() + milliseconds(300) < end) {
+        Clock::now() + milliseconds(300) < phase_end()) {
       if (!have_next_kind) {
         have_next_kind = true;
         if (!schedule_.empty()) {
