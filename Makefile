@@ -8,8 +8,11 @@ DATA_DIR ?= ./maroon-data
 HTTP_PORT ?= 8080
 RESP_PORT ?= 6380
 NATIVE_PORT ?= 6390
+# Where `make install` puts bin/maroon, lib/libmaroon.so, include/maroon/ and
+# lib/cmake/maroon (docs/apps.md).
+PREFIX ?= /usr/local
 
-.PHONY: all deps build run test test-asan fuzz bench clean
+.PHONY: all deps build run test test-asan fuzz bench install clean
 
 all: build
 
@@ -34,6 +37,9 @@ $(ASAN_BUILD)/build.ninja: | deps
 test-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 fuzz: deps
 	./scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "cluster/address_book.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace maroon;

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "protocol/cluster_messages.h"
 
 namespace {

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "protocol/client_messages.h"
 #include "protocol/frame.h"
 

@@ -10,9 +10,9 @@
 
 #include "app/kv/kv_app.h"
 #include "app/kv/kv_op.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/codec.h"
-#include "common/limits.h"
+#include "maroon/limits.h"
 
 namespace {
 

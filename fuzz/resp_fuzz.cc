@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "protocol/resp.h"
 
 namespace {

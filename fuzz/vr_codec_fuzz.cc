@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "vr/codec.h"
 
 namespace {

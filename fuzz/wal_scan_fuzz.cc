@@ -23,9 +23,9 @@
 #include <string_view>
 #include <vector>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/hash.h"
-#include "common/status.h"
+#include "maroon/status.h"
 #include "storage/fault_env.h"
 #include "storage/wal.h"
 #include "storage/wal_format.h"

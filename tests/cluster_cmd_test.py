@@ -14,7 +14,7 @@ import time
 import unittest
 import urllib.request
 
-from maroon_proc import DevTestCase, run_tests
+from maroon_proc import DevTestCase, http_ports, run_tests
 
 
 def run(*args, timeout=120):
@@ -25,25 +25,6 @@ def run(*args, timeout=120):
 def status(port):
     with urllib.request.urlopen("http://127.0.0.1:%d/v1/status" % port, timeout=5) as r:
         return json.load(r)
-
-
-def http_ports(config):
-    """node id -> http port, from the cluster.toml `cluster up` wrote."""
-    ports, node = {}, None
-    with open(config) as f:
-        lines = f.read().splitlines()
-    for line in lines:
-        line = line.strip()
-        if line == "[[nodes]]":
-            node = {}
-        elif node is not None and "=" in line:
-            key, value = (s.strip() for s in line.split("=", 1))
-            if key in ("id", "http_port"):
-                node[key] = int(value)
-            if "id" in node and "http_port" in node:
-                ports[node["id"]] = node["http_port"]
-                node = None
-    return ports
 
 
 class ClusterStartStop(unittest.TestCase):

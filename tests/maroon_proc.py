@@ -184,6 +184,25 @@ class Resp:
         return self.read()
 
 
+def http_ports(config):
+    """node id -> http port, from the cluster.toml `cluster up` wrote."""
+    ports, node = {}, None
+    with open(config) as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        line = line.strip()
+        if line == "[[nodes]]":
+            node = {}
+        elif node is not None and "=" in line:
+            key, value = (s.strip() for s in line.split("=", 1))
+            if key in ("id", "http_port"):
+                node[key] = int(value)
+            if "id" in node and "http_port" in node:
+                ports[node["id"]] = node["http_port"]
+                node = None
+    return ports
+
+
 class DevTestCase(unittest.TestCase):
     """A test class sharing one `maroon dev` process across its tests."""
 

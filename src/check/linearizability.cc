@@ -11,7 +11,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/hash.h"
 
 namespace maroon::check {

@@ -5,7 +5,7 @@
 
 #include <map>
 
-#include "common/prng.h"
+#include "maroon/prng.h"
 
 namespace maroon::check {
 namespace {

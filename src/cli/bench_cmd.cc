@@ -21,7 +21,7 @@
 #include "app/kv/kv_op.h"
 #include "cli/commands.h"
 #include "client/native_client.h"
-#include "common/prng.h"
+#include "maroon/prng.h"
 
 namespace maroon::cli {
 

@@ -125,17 +125,18 @@ bool is_alive(pid_t pid) {
   return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
 }
 
-// Whether the pid is (still) one of ours: `maroon node|gateway ...`, so that
-// a pid the kernel reused for something else is never signalled.
+// Whether the pid is (still) one of ours: `PROGRAM node|gateway --config
+// ...`, so that a pid the kernel reused for something else is never
+// signalled. PROGRAM is `maroon` or a program with apps of its own
+// (docs/apps.md), whose name may be anything.
 bool is_maroon_member(pid_t pid) {
   std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
   std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::string> argv;
   std::stringstream ss(cmdline);
   for (std::string arg; std::getline(ss, arg, '\0');) argv.push_back(arg);
-  if (argv.size() < 2) return false;
-  return fs::path(argv[0]).filename().string().starts_with("maroon") &&
-         (argv[1] == "node" || argv[1] == "gateway");
+  if (argv.size() < 4 || (argv[1] != "node" && argv[1] != "gateway")) return false;
+  return std::find(argv.begin() + 2, argv.end() - 1, "--config") != argv.end() - 1;
 }
 
 // The last lines of the log written since `start`, indented.

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "maroon/app.h"
+
 namespace maroon::cli {
 
 struct DevOptions {
@@ -46,6 +48,7 @@ struct DevOptions {
   size_t backups_kept = 7;
   uint64_t backup_part_mb = 16;
   std::string bootstrap_from;
+  const AppRegistry* apps = nullptr;  // nullptr: the built-in apps
 };
 int run_dev(const DevOptions& options);
 
@@ -61,6 +64,18 @@ int run_kv(const ClientOptions& options, const std::string& verb, const std::str
            const std::string& value);
 
 // `maroon snapshot create`: a snapshot of the node now; waits until written.
+// `maroon apps`: the apps this binary runs, one per line.
+int run_apps(const AppRegistry& apps);
+// `maroon call APP OP [--read]`: one op of an app over HTTP; prints the reply.
+struct CallOptions {
+  ClientOptions client;
+  std::string app;
+  std::string op;
+  bool read = false;
+  uint64_t timeout_ms = 10000;
+};
+int run_call(const CallOptions& options);
+
 struct SnapshotCreateOptions {
   ClientOptions client;
   uint64_t wait_s = 600;
@@ -89,6 +104,7 @@ struct NodeOptions {
   // data directory, it waits to be made a member by a membership change
   // (docs/membership.md) and then fetches a snapshot from the group.
   bool join = false;
+  const AppRegistry* apps = nullptr;  // nullptr: the built-in apps
 };
 int run_node(const NodeOptions& options);
 
@@ -126,6 +142,7 @@ int run_restore(const RestoreOptions& options);
 struct GatewayOptions {
   std::string config;
   uint32_t id = 0;
+  const AppRegistry* apps = nullptr;  // nullptr: the built-in apps
 };
 int run_gateway(const GatewayOptions& options);
 

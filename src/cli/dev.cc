@@ -123,6 +123,7 @@ int run_dev(const DevOptions& o) {
   boost::asio::io_context io(1);
   server::DriverOptions driver_options;
   driver_options.data_dir = o.data_dir;
+  if (o.apps != nullptr) driver_options.apps = *o.apps;
   driver_options.snapshots.log_bytes = o.snapshot_log_mb << 20;
   driver_options.snapshots.epochs = o.snapshot_epochs;
   driver_options.snapshots.kept = o.snapshots_kept;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "cluster/config.h"
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::cli {
 

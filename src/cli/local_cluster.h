@@ -17,7 +17,7 @@
 #include <fmt/format.h>
 
 #include "cluster/config.h"
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::cli {
 

@@ -126,6 +126,7 @@ int run_node(const NodeOptions& o) {
   const cluster::NodeEntry& self = *config.node(o.id);
   server::DriverOptions d;
   d.data_dir = self.data_dir;
+  if (o.apps != nullptr) d.apps = *o.apps;
   d.new_cluster = o.new_cluster;
   d.tick_ms = config.settings.tick_ms;
   d.snapshots.log_bytes = config.snapshot_log_mb << 20;
@@ -217,6 +218,7 @@ int run_gateway(const GatewayOptions& o) {
   const cluster::GatewayEntry& self = *config.gateway(o.id);
   server::GatewayDriverOptions g;
   g.cluster_id = config.cluster_id;
+  if (o.apps != nullptr) g.apps = *o.apps;
   g.membership_epoch = config.membership_epoch;
   for (const cluster::NodeEntry& n : config.nodes) {
     g.nodes.push_back(server::ClusterMember{NodeId(n.id), n.host, n.peer_port});

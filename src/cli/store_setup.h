@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "objstore/object_store.h"
 
 namespace maroon::cli {

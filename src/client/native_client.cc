@@ -18,7 +18,7 @@
 #include <cstring>
 #include <utility>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "protocol/client_messages.h"
 
 namespace maroon::client {

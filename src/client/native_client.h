@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "app/kv/kv_op.h"
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "protocol/frame.h"
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::cluster {
 

@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 
 namespace maroon::cluster {
 

@@ -1,6 +1,6 @@
 // A broken invariant stops the process with its location, condition and the
 // registered crash context.
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 #include <gtest/gtest.h>
 

@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstdint>
 
-#include "common/assert.h"
-#include "common/prng.h"
+#include "maroon/assert.h"
+#include "maroon/prng.h"
 
 namespace maroon {
 

@@ -1,4 +1,4 @@
-#include "common/status.h"
+#include "maroon/status.h"
 
 #include <string_view>
 

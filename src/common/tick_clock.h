@@ -20,7 +20,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon {
 

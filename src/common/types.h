@@ -7,7 +7,8 @@
 #include <functional>
 #include <ostream>
 
-#include "common/assert.h"
+#include "maroon/app_id.h"
+#include "maroon/assert.h"
 
 namespace maroon {
 
@@ -64,11 +65,12 @@ inline std::ostream& operator<<(std::ostream& os, TxId id) {
   return os << id.range() << ":" << id.offset();
 }
 
-// Apps are named by a small number in every tx.
-enum class AppId : uint8_t {
-  kSystem = 0,  // system ops carried by the sequencer (lease, seal)
-  kKv = 1,
-};
+// Formats before AppId had 32 bits (tx records and node state of format 1,
+// snapshots' app sections of one byte) named an app by one byte: 0 for
+// system ops, 1 for kv.
+constexpr AppId app_id_of_format1(uint8_t app) {
+  return app == 0 ? AppId::kSystem : app == 1 ? AppId::kKv : AppId(app);
+}
 
 }  // namespace maroon
 
@@ -77,6 +79,10 @@ struct std::hash<maroon::StrongNumber<Tag, T>> {
   size_t operator()(maroon::StrongNumber<Tag, T> n) const noexcept {
     return std::hash<T>{}(n.value());
   }
+};
+template <>
+struct std::hash<maroon::AppId> {
+  size_t operator()(maroon::AppId id) const noexcept { return std::hash<uint32_t>{}(id.value()); }
 };
 template <>
 struct std::hash<maroon::TxId> {

@@ -1,3 +1,4 @@
+#include "common/unknown_app.h"
 #include "gateway/gateway.h"
 
 #include <algorithm>
@@ -7,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "common/limits.h"
+#include "maroon/limits.h"
 
 namespace maroon {
 
@@ -34,16 +35,16 @@ bool Gateway::ready() const {
 }
 
 Result<TxId> Gateway::submit(AppId app, std::string op, uint64_t token) {
+  if (app == AppId::kSystem ||
+      std::find(config_.apps.begin(), config_.apps.end(), app) == config_.apps.end()) {
+    return unknown_app(app);
+  }
   if (!quorum_) {
     return no_quorum(fmt::format("no quorum; not executed: {}; retry later", no_quorum_reason_));
   }
   if (!ready()) {
     request_lease();
     return unavailable("the gateway is leasing a range of tx ids; retry shortly");
-  }
-  if (app == AppId::kSystem ||
-      std::find(config_.apps.begin(), config_.apps.end(), app) == config_.apps.end()) {
-    return invalid_argument(fmt::format("unknown app {}", static_cast<int>(app)));
   }
   if (op.size() > limits::op_bytes_max) {
     return too_large(fmt::format("op is {} bytes; the limit is {}", op.size(), limits::op_bytes_max));

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "protocol/messages.h"
 

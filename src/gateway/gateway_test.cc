@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "common/limits.h"
+#include "maroon/limits.h"
 
 namespace maroon {
 namespace {
@@ -42,10 +42,10 @@ TEST(Gateway, IdsAreUniqueAndFromTheLeasedRange) {
 // the range waited behind the gap. Now it is refused before an id is used.
 TEST(Gateway, AnUnknownAppIsRefusedBeforeItGetsAnId) {
   Gateway g = leased(GatewayConfig{}, RangeId(4));
-  for (AppId app : {static_cast<AppId>(7), AppId::kSystem}) {
+  for (AppId app : {AppId(7), AppId::kSystem}) {
     auto r = g.submit(app, "op", 1);
     ASSERT_FALSE(r.is_ok());
-    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_EQ(r.status().code(), Code::kNotFound);
     EXPECT_NE(r.status().message().find("unknown app"), std::string::npos);
   }
   EXPECT_TRUE(g.take_output().to_nodes.empty()) << "an unknown app's tx went to the nodes";

@@ -30,8 +30,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/assert.h"
-#include "common/limits.h"
+#include "maroon/assert.h"
+#include "maroon/limits.h"
 #include "host/held_messages.h"
 #include "storage/data_dir.h"
 

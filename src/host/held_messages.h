@@ -13,7 +13,7 @@
 #include <deque>
 #include <utility>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::host {
 

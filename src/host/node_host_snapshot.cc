@@ -162,7 +162,7 @@ NodeHost::SnapshotStep NodeHost::snapshot_step() {
     while (t.app < t.snap.apps.size() && !stopped) {
       auto& [app, cursor] = t.snap.apps[t.app];
       if (!t.app_open) {
-        t.add(kAppBegin, std::string(1, static_cast<char>(app)));
+        t.add(kAppBegin, encode_app_begin(app));
         t.app_open = true;
         continue;
       }
@@ -473,9 +473,10 @@ Status NodeHost::restore_from(const std::string& path, uint64_t& lsn, ReplayCoun
     }
     if (Status s = restore_state(); !s) return s;
     if (kind == kAppBegin) {
-      if (payload.size() != 1 || apps_checked) return corruption("malformed app section");
+      Result<AppId> app = decode_app_begin(payload, h->format);
+      if (!app || apps_checked) return corruption("malformed app section");
       ChunkPieces pieces(reader);
-      if (Status s = node_.restore_app(static_cast<AppId>(payload[0]), pieces); !s) return s;
+      if (Status s = node_.restore_app(*app, pieces); !s) return s;
       if (!pieces.ended()) return corruption("an app's restore stopped before its end");
     } else if (kind == kSequencerRecord || kind == kSequencerState) {
       if (!apps_checked) {

@@ -355,12 +355,13 @@ Status NodeHost::install(const std::string& path) {
   while (chunk && failed.is_ok()) {
     const auto [kind, payload] = *chunk;
     if (kind == kAppBegin) {
-      if (payload.size() != 1) {
-        failed = corruption("malformed app section");
+      Result<AppId> app = decode_app_begin(payload, h->format);
+      if (!app) {
+        failed = app.status();
         break;
       }
       ChunkPieces pieces(reader);
-      node_.install_app(static_cast<AppId>(payload[0]), pieces);
+      node_.install_app(*app, pieces);
       if (!node_.fault().is_ok()) break;
       if (!pieces.ended()) failed = corruption("an app's restore stopped before its end");
     } else if (kind != kSequencerRecord && kind != kSequencerState) {

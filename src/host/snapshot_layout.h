@@ -11,9 +11,9 @@
 #include <string>
 #include <string_view>
 
-#include "app/state_machine.h"
+#include "maroon/state_machine.h"
 #include "common/codec.h"
-#include "common/status.h"
+#include "maroon/status.h"
 #include "storage/snapshot_file.h"
 #include "storage/wal_format.h"
 
@@ -21,12 +21,14 @@ namespace maroon::host::snapshot_layout {
 
 // 2: with the cluster id (and kSequencerState chunks possible; a build that
 // reads only format 1 refuses such a snapshot before it installs anything).
-inline constexpr uint8_t kHeaderFormat = 2;
+// 3: app sections name a 32-bit AppId (was one byte), and the node state
+// is of format 2.
+inline constexpr uint8_t kHeaderFormat = 3;
 
 // Chunk kinds, in the order they appear in a file.
 enum ChunkKind : uint8_t {
   kNodeState = 1,        // pieces of Node::encode_state, concatenated
-  kAppBegin = 2,         // u8 app id
+  kAppBegin = 2,         // u32 AppId (format 3 on; u8, 1 for kv, before)
   kAppPiece = 3,         // one piece of that app's cursor
   kAppEnd = 4,           // empty
   kSequencerRecord = 5,  // u8 record type, then its payload
@@ -66,12 +68,32 @@ inline std::string encode_header(const Header& h) {
   return out;
 }
 
+inline std::string encode_app_begin(AppId app) {
+  std::string out;
+  ByteWriter w(out);
+  w.u32(app.value());
+  return out;
+}
+
+// The app of a kAppBegin chunk in a snapshot of header format `format`: 4
+// bytes, or 1 in formats 1 and 2.
+inline Result<AppId> decode_app_begin(std::string_view payload, uint8_t format) {
+  ByteReader r(payload);
+  if (format < 3) {
+    if (payload.size() != 1) return corruption("malformed app section");
+    return app_id_of_format1(static_cast<uint8_t>(payload[0]));
+  }
+  uint32_t app = 0;
+  if (!r.u32(app) || !r.at_end()) return corruption("malformed app section");
+  return AppId(app);
+}
+
 inline Result<Header> decode_header(std::string_view bytes) {
   ByteReader r(bytes);
   Header h;
   uint8_t format = 0;
-  if (!r.u8(format) || (format != kHeaderFormat && format != 1)) {
-    return corruption(fmt::format("snapshot header format {} is not one this build reads (1, {})",
+  if (!r.u8(format) || format < 1 || format > kHeaderFormat) {
+    return corruption(fmt::format("snapshot header format {} is not one this build reads (1 to {})",
                                   format, kHeaderFormat));
   }
   if (!r.u64(h.node_id) || !r.u64(h.epoch) || !r.u64(h.logical_time_ms) || !r.u64(h.state_hash) ||

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::net {
 

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "net/certs.h"
 
 namespace maroon::net {

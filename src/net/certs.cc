@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::net {
 

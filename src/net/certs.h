@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "net/peer_hello.h"
 
 struct x509_st;  // OpenSSL's X509

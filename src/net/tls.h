@@ -11,7 +11,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <memory>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "net/cert_files.h"
 #include "net/certs.h"
 

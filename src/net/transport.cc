@@ -14,8 +14,8 @@
 #include <string>
 #include <utility>
 
-#include "common/assert.h"
-#include "common/limits.h"
+#include "maroon/assert.h"
+#include "maroon/limits.h"
 #include "common/backoff.h"
 #include "net/certs.h"
 #include "net/tls.h"
@@ -370,7 +370,10 @@ void Transport::open_hellos(const std::shared_ptr<Link>& link) {
   if (link->dialer != nullptr) {
     std::string hello;
     encode_peer_hello(
-        {.cluster_id = options_.cluster_id, .kind = options_.self_kind, .id = options_.self_id},
+        {.cluster_id = options_.cluster_id,
+         .kind = options_.self_kind,
+         .id = options_.self_id,
+         .apps = options_.apps},
         hello);
     queue_frame(*link, static_cast<uint8_t>(protocol::FrameType::kPeerHello), hello, false);
   }
@@ -466,6 +469,11 @@ void Transport::on_hello(Link& l, std::string_view payload) {
                                  options_.cluster_id));
   }
   if (const std::string why = hello_mismatch(l, *hello); !why.empty()) return refuse(l, why);
+  if (const std::string why =
+          apps_mismatch(options_.self_kind, options_.apps, hello->kind, hello->apps);
+      !why.empty()) {
+    return refuse(l, why);
+  }
 
   if (l.dialer != nullptr) {
     if (hello->kind != PeerKind::kNode || hello->id != l.id) {
@@ -492,7 +500,10 @@ void Transport::on_hello(Link& l, std::string_view payload) {
   // The reply goes first, so it precedes anything the LinkHandler sends.
   std::string reply;
   encode_peer_hello(
-      {.cluster_id = options_.cluster_id, .kind = options_.self_kind, .id = options_.self_id},
+      {.cluster_id = options_.cluster_id,
+         .kind = options_.self_kind,
+         .id = options_.self_id,
+         .apps = options_.apps},
       reply);
   queue_frame(l, static_cast<uint8_t>(protocol::FrameType::kPeerHello), reply, false);
   l.state = Link::State::kUp;

@@ -59,7 +59,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "net/peer_hello.h"
 
 namespace maroon::net {
@@ -76,6 +76,8 @@ struct TransportOptions {
   uint64_t cluster_id = 0;  // both ends must agree, else the link is refused
   PeerKind self_kind = PeerKind::kNode;
   uint64_t self_id = 0;
+  // The AppIds this process runs, ascending (peer_hello.h, apps_mismatch).
+  std::vector<uint32_t> apps;
   size_t send_queue_bytes_max = 64 * 1024 * 1024;  // per link; send() refuses beyond it
   // Redial delays: exponential with jitter (common/backoff.h).
   std::chrono::milliseconds reconnect_min{20};

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/codec.h"
-#include "common/prng.h"
+#include "maroon/prng.h"
 #include "common/backoff.h"
 #include "net/peer_hello.h"
 #include "net/transport_harness.h"
@@ -43,6 +43,43 @@ TEST(PeerHello, RoundTripsAndRejectsMalformedPayloads) {
   bad_kind[12] = 3;
   EXPECT_FALSE(decode_peer_hello(bad_kind).is_ok());
   EXPECT_FALSE(decode_peer_hello("").is_ok());
+}
+
+TEST(PeerHello, CarriesTheAppsInOrderAndRefusesOthers) {
+  std::string payload;
+  encode_peer_hello({.cluster_id = 42, .kind = PeerKind::kNode, .id = 1, .apps = {3, 70000}},
+                    payload);
+  ASSERT_EQ(payload.size(), kPeerHelloBytes + 8);
+  Result<PeerHello> h = decode_peer_hello(payload);
+  ASSERT_TRUE(h.is_ok());
+  EXPECT_EQ(h->apps, (std::vector<uint32_t>{3, 70000}));
+  std::string swapped = payload.substr(0, kPeerHelloBytes);
+  swapped += payload.substr(kPeerHelloBytes + 4, 4);
+  swapped += payload.substr(kPeerHelloBytes, 4);
+  EXPECT_FALSE(decode_peer_hello(swapped).is_ok());
+  std::string twice = payload.substr(0, kPeerHelloBytes) + payload.substr(kPeerHelloBytes, 4) +
+                      payload.substr(kPeerHelloBytes, 4);
+  EXPECT_FALSE(decode_peer_hello(twice).is_ok());
+  std::string too_many = payload;
+  too_many[kPeerHelloBytes - 1] = static_cast<char>(kPeerHelloAppsMax + 1);
+  EXPECT_FALSE(decode_peer_hello(too_many).is_ok());
+  EXPECT_FALSE(decode_peer_hello(payload.substr(0, payload.size() - 1)).is_ok());
+}
+
+TEST(PeerHello, NodesRunTheSameAppsAndAGatewayASubset) {
+  const std::vector<uint32_t> kv{1}, kv_hello{1, 2}, hello{2};
+  EXPECT_EQ(apps_mismatch(PeerKind::kNode, kv_hello, PeerKind::kNode, kv_hello), "");
+  std::string why = apps_mismatch(PeerKind::kNode, kv_hello, PeerKind::kNode, kv);
+  EXPECT_NE(why.find("every node of a cluster must run the same apps"), std::string::npos) << why;
+  EXPECT_NE(why.find("0x00000002"), std::string::npos) << why;
+  EXPECT_NE(apps_mismatch(PeerKind::kNode, kv, PeerKind::kNode, kv_hello), "");
+  // A node accepts a gateway running fewer apps, not more; and the gateway
+  // judges a node the same way.
+  EXPECT_EQ(apps_mismatch(PeerKind::kNode, kv_hello, PeerKind::kGateway, kv), "");
+  EXPECT_EQ(apps_mismatch(PeerKind::kGateway, kv, PeerKind::kNode, kv_hello), "");
+  EXPECT_NE(apps_mismatch(PeerKind::kNode, kv, PeerKind::kGateway, kv_hello), "");
+  EXPECT_NE(apps_mismatch(PeerKind::kGateway, kv_hello, PeerKind::kNode, kv), "");
+  EXPECT_NE(apps_mismatch(PeerKind::kNode, kv, PeerKind::kGateway, hello), "");
 }
 
 TEST(Backoff, GrowsExponentiallyWithJitterUpToMaxAndResets) {
@@ -209,6 +246,41 @@ TEST_F(TransportTest, WrongClusterIdIsRefused) {
   EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
   EXPECT_TRUE(a.events.empty());
   EXPECT_TRUE(b.events.empty());
+}
+
+TEST_F(TransportTest, NodesRunningOtherAppsAreRefused) {
+  TransportOptions ao = node_options(1);
+  ao.apps = {1, 2};
+  TransportOptions bo = node_options(2);
+  bo.apps = {1};
+  Peer a(io_, ao);
+  Peer b(io_, bo);
+  a.t().connect(address(2, b.listen()));
+  ASSERT_TRUE(run_until([&] { return b.t().counters().links_refused >= 2; }));
+  EXPECT_FALSE(a.t().connected(PeerKind::kNode, 2));
+  EXPECT_FALSE(b.t().connected(PeerKind::kNode, 1));
+  EXPECT_TRUE(a.events.empty());
+  EXPECT_TRUE(b.events.empty());
+}
+
+TEST_F(TransportTest, AGatewayRunningAnAppTheNodeLacksIsRefused) {
+  TransportOptions no = node_options(1);
+  no.apps = {1, 2};
+  Peer node(io_, no);
+  TransportOptions fewer = gateway_options(100);
+  fewer.apps = {2};
+  Peer fine(io_, fewer);
+  const uint16_t port = node.listen();
+  fine.t().connect(address(1, port));
+  ASSERT_TRUE(run_until([&] { return fine.t().connected(PeerKind::kNode, 1); }));
+  TransportOptions more = gateway_options(101);
+  more.apps = {1, 2, 3};
+  Peer extra(io_, more);
+  extra.t().connect(address(1, port));
+  ASSERT_TRUE(run_until([&] { return node.t().counters().links_refused >= 2; }));
+  EXPECT_FALSE(extra.t().connected(PeerKind::kNode, 1));
+  EXPECT_FALSE(node.t().connected(PeerKind::kGateway, 101));
+  EXPECT_TRUE(node.t().connected(PeerKind::kGateway, 100));
 }
 
 TEST_F(TransportTest, AReplyNamingAnotherNodeIsRefusedByTheDialer) {

@@ -8,7 +8,7 @@
 #include <deque>
 #include <string>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/types.h"
 
 namespace maroon {

@@ -7,13 +7,15 @@
 
 #include "common/codec.h"
 #include "common/hash.h"
-#include "common/limits.h"
+#include "maroon/limits.h"
 #include "protocol/cluster_messages.h"
 
 namespace maroon {
 
 namespace {
-constexpr uint8_t kTxRecordFormat = 1;
+// 2: the app is a 32-bit AppId. 1 (read, never written): one byte, 1 for kv.
+constexpr uint8_t kTxRecordFormat = 2;
+constexpr uint8_t kTxRecordFormat1 = 1;
 // System ops per epoch; further requests wait for the next epoch.
 constexpr size_t kEpochSystemOpsMax = 64;
 // Renewals waiting for an epoch; more are dropped (gateways renew again).
@@ -29,29 +31,44 @@ constexpr uint64_t kTxDigestSeed = 0x6d61726f6f6e7478;  // "maroontx"
 }  // namespace
 
 uint64_t tx_digest(AppId app, std::string_view op) {
-  return hash64(op, kTxDigestSeed + static_cast<uint8_t>(app));
+  // An app of format 1 was one byte: kv's digests (seed + 1) stay what they
+  // were; no other app's key can be 1.
+  const uint64_t app_key = app == AppId::kKv ? 1 : (uint64_t{1} << 32) | app.value();
+  return hash64(op, kTxDigestSeed + app_key);
 }
 
 void encode_tx_record(const TxMsg& tx, std::string& out) {
   ByteWriter w(out);
   w.u8(kTxRecordFormat);
   w.u64(tx.id.raw());
-  w.u8(static_cast<uint8_t>(tx.app));
+  w.u32(tx.app.value());
   w.bytes(tx.op);
 }
 
 Result<TxMsg> decode_tx_record(std::string_view payload) {
   ByteReader r(payload);
-  uint8_t format = 0, app = 0;
+  uint8_t format = 0;
   uint64_t id = 0;
+  AppId app;
   std::string_view op;
-  if (!r.u8(format) || format != kTxRecordFormat || !r.u64(id) || !r.u8(app) ||
-      !r.bytes(op, limits::op_bytes_max) || !r.at_end()) {
+  bool ok = r.u8(format) && r.u64(id);
+  if (ok && format == kTxRecordFormat) {
+    uint32_t raw = 0;
+    ok = r.u32(raw);
+    app = AppId(raw);
+  } else if (ok && format == kTxRecordFormat1) {
+    uint8_t raw = 0;
+    ok = r.u8(raw);
+    app = app_id_of_format1(raw);
+  } else {
+    ok = false;
+  }
+  if (!ok || !r.bytes(op, limits::op_bytes_max) || !r.at_end()) {
     return corruption("tx record: malformed");
   }
   TxId tx_id(id);
   if (tx_id.offset() == 0) return corruption("tx record: offset 0");
-  return TxMsg{tx_id, static_cast<AppId>(app), std::string(op)};
+  return TxMsg{tx_id, app, std::string(op)};
 }
 
 Node::Node(NodeConfig config, Sequencer& sequencer) : config_(config), sequencer_(sequencer) {
@@ -85,8 +102,17 @@ Node::Node(NodeConfig config, Sequencer& sequencer) : config_(config), sequencer
 
 void Node::register_app(AppId app, StateMachine& machine) {
   MAROON_ASSERT(app != AppId::kSystem);
-  MAROON_ASSERT(apps_[static_cast<uint8_t>(app)] == nullptr);
-  apps_[static_cast<uint8_t>(app)] = &machine;
+  MAROON_ASSERT(find_app(app) == nullptr);
+  MAROON_ASSERT(apps_.size() < kAppsMax);
+  auto at = std::lower_bound(apps_.begin(), apps_.end(), app,
+                             [](const auto& entry, AppId id) { return entry.first < id; });
+  apps_.insert(at, {app, &machine});
+}
+
+StateMachine* Node::find_app(AppId app) const {
+  auto at = std::lower_bound(apps_.begin(), apps_.end(), app,
+                             [](const auto& entry, AppId id) { return entry.first < id; });
+  return at != apps_.end() && at->first == app ? at->second : nullptr;
 }
 
 size_t Node::peer_index(NodeId id) const {
@@ -1106,8 +1132,10 @@ void Node::apply_epoch(const Epoch& epoch) {
                           "a tx executes with other bytes than its id was ordered with");
       }
       TxId id = TxId::make(interval.range, offset);
-      StateMachine* app = apps_[static_cast<uint8_t>(held.app)];
-      TxContext ctx{.tx_id = id, .epoch = epoch.number, .logical_time_ms = epoch.logical_time_ms};
+      StateMachine* app = find_app(held.app);
+      TxContext ctx{.tx_id = id.raw(),
+                    .epoch = epoch.number.value(),
+                    .logical_time_ms = epoch.logical_time_ms};
       // A tx for an app no node runs (a faulty gateway sent it) executes as
       // nothing, the same on every node, with an empty reply.
       std::string reply;
@@ -1307,8 +1335,8 @@ Output Node::take_output() {
 
 uint64_t Node::state_hash() const {
   uint64_t h = 0;
-  for (size_t i = 0; i < apps_.size(); i++) {
-    if (apps_[i] != nullptr) h = h * 0x100000001b3ULL ^ apps_[i]->state_hash();
+  for (const auto& [id, machine] : apps_) {
+    h = h * 0x100000001b3ULL ^ machine->state_hash();
   }
   return h;
 }

@@ -31,8 +31,8 @@
 #include <utility>
 #include <vector>
 
-#include "app/state_machine.h"
-#include "common/status.h"
+#include "maroon/state_machine.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "node/held_window.h"
 #include "node/result_table.h"
@@ -135,8 +135,13 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
+  // Apps one node runs, at most.
+  static constexpr size_t kAppsMax = 64;
+
   // Registers the state machine that executes txs of `app`.
   void register_app(AppId app, StateMachine& machine);
+  // The registered app, or nullptr.
+  StateMachine* find_app(AppId app) const;
 
   // Startup: feed every WAL record in order, then finish_replay(). Replay
   // re-executes committed epochs and produces no messages.
@@ -406,7 +411,7 @@ class Node {
   std::deque<std::pair<EpochNumber, uint64_t>> applied_marks_;
   void advance_durable_applied();
   void note_applied(EpochNumber epoch);
-  std::array<StateMachine*, 256> apps_{};
+  std::vector<std::pair<AppId, StateMachine*>> apps_;  // sorted by id
   Output out_;
   bool replaying_ = true;
   uint64_t now_ms_ = 0;

@@ -18,7 +18,9 @@ namespace maroon {
 
 namespace {
 
-constexpr uint8_t kStateFormat = 1;
+// 2: a held tx's app is a 32-bit AppId. 1 (read, never written): one byte.
+constexpr uint8_t kStateFormat = 2;
+constexpr uint8_t kStateFormat1 = 1;
 constexpr uint8_t kRangeSealed = 1;
 constexpr uint8_t kRangeOrphaned = 2;
 // Sealed, applied and past its grace: kept only for its executed txs, which
@@ -103,7 +105,7 @@ std::string Node::encode_state() const {
     w.varint(range.held.size());
     range.held.for_each([&](uint64_t offset, const Held& h) {
       w.u64(offset);
-      w.u8(static_cast<uint8_t>(h.app));
+      w.u32(h.app.value());
       w.bytes(h.op);
     });
   }
@@ -117,11 +119,7 @@ NodeSnapshot Node::begin_snapshot() {
   snap.logical_time_ms = applied_time_ms_;
   snap.state_hash = state_hash();
   snap.state = encode_state();
-  for (size_t i = 0; i < apps_.size(); i++) {
-    if (apps_[i] != nullptr) {
-      snap.apps.emplace_back(static_cast<AppId>(i), apps_[i]->begin_snapshot());
-    }
-  }
+  for (const auto& [id, machine] : apps_) snap.apps.emplace_back(id, machine->begin_snapshot());
   snap.sequencer = sequencer_.snapshot_records();
   return snap;
 }
@@ -134,7 +132,7 @@ Status Node::restore_state(std::string_view state) {
   ByteReader r(state);
   uint8_t format = 0;
   uint64_t applied = 0, applied_time = 0, committed = 0, committed_time = 0, next_range = 0;
-  if (!r.u8(format) || format != kStateFormat) {
+  if (!r.u8(format) || (format != kStateFormat && format != kStateFormat1)) {
     return bad_state(fmt::format("format {} is not one this build reads ({})", format,
                                  kStateFormat));
   }
@@ -262,15 +260,24 @@ Status Node::restore_state(std::string_view state) {
     uint64_t last_offset = range_applied;
     for (uint64_t k = 0; k < held; k++) {
       uint64_t offset = 0;
-      uint8_t app = 0;
+      AppId app_id;
       std::string_view op;
-      if (!r.u64(offset) || !r.u8(app) || !r.bytes(op, limits::op_bytes_max) ||
+      bool ok = r.u64(offset);
+      if (ok && format == kStateFormat1) {
+        uint8_t raw = 0;
+        ok = r.u8(raw);
+        app_id = app_id_of_format1(raw);
+      } else if (ok) {
+        uint32_t raw = 0;
+        ok = r.u32(raw);
+        app_id = AppId(raw);
+      }
+      if (!ok || !r.bytes(op, limits::op_bytes_max) ||
           offset <= last_offset || range.held.beyond(offset) ||
           (range.sealed && offset > seal_last)) {
         return bad_state(fmt::format("range {}: malformed held tx", id));
       }
       last_offset = offset;
-      const AppId app_id = static_cast<AppId>(app);
       hold(range, TxId::make(RangeId(id), offset), app_id, std::string(op), tx_digest(app_id, op),
            /*durable=*/true);
     }
@@ -472,21 +479,21 @@ Status Node::begin_install(std::string_view state) {
 void Node::install_app(AppId app, SnapshotPieces& pieces) {
   MAROON_ASSERT(installing_);
   if (!fault_.is_ok()) return;
-  StateMachine* machine = apps_[static_cast<uint8_t>(app)];
+  StateMachine* machine = find_app(app);
   if (machine == nullptr) {
-    set_fault(bad_state(fmt::format("a peer's snapshot holds the state of app {}, which this "
-                                    "node does not run",
-                                    static_cast<int>(app))));
+    set_fault(bad_state(fmt::format("a peer's snapshot holds the state of app {:#010x}, which "
+                                    "this node does not run",
+                                    app.value())));
     return;
   }
   if (std::find(install_apps_.begin(), install_apps_.end(), app) != install_apps_.end()) {
-    set_fault(bad_state(fmt::format("a peer's snapshot holds app {} twice", static_cast<int>(app))));
+    set_fault(bad_state(fmt::format("a peer's snapshot holds app {:#010x} twice", app.value())));
     return;
   }
   install_apps_.push_back(app);
   if (Status s = machine->restore(pieces); !s) {
-    set_fault(Status(s.code(), fmt::format("installing a peer's snapshot: app {}: {}",
-                                           static_cast<int>(app), s.message())));
+    set_fault(Status(s.code(), fmt::format("installing a peer's snapshot: app {:#010x}: {}",
+                                           app.value(), s.message())));
   }
 }
 
@@ -501,11 +508,9 @@ void Node::finish_install(uint64_t state_hash) {
   MAROON_ASSERT(installing_);
   installing_ = false;
   if (!fault_.is_ok()) return;
-  for (size_t i = 0; i < apps_.size(); i++) {
-    if (apps_[i] != nullptr &&
-        std::find(install_apps_.begin(), install_apps_.end(), static_cast<AppId>(i)) ==
-            install_apps_.end()) {
-      set_fault(bad_state(fmt::format("a peer's snapshot lacks app {}", i)));
+  for (const auto& [id, machine] : apps_) {
+    if (std::find(install_apps_.begin(), install_apps_.end(), id) == install_apps_.end()) {
+      set_fault(bad_state(fmt::format("a peer's snapshot lacks app {:#010x}", id.value())));
       return;
     }
   }
@@ -537,13 +542,13 @@ void Node::finish_install(uint64_t state_hash) {
 
 Status Node::restore_app(AppId app, SnapshotPieces& pieces) {
   MAROON_ASSERT(replaying_);
-  StateMachine* machine = apps_[static_cast<uint8_t>(app)];
+  StateMachine* machine = find_app(app);
   if (machine == nullptr) {
-    return bad_state(fmt::format("holds the state of app {}, which this node does not run",
-                                 static_cast<int>(app)));
+    return bad_state(fmt::format("holds the state of app {:#010x}, which this node does not run",
+                                 app.value()));
   }
   if (Status s = machine->restore(pieces); !s) {
-    return Status(s.code(), fmt::format("app {}: {}", static_cast<int>(app), s.message()));
+    return Status(s.code(), fmt::format("app {:#010x}: {}", app.value(), s.message()));
   }
   return Status::ok();
 }

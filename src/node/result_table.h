@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon {
 

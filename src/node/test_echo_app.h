@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "app/state_machine.h"
+#include "maroon/state_machine.h"
 #include "common/codec.h"
 #include "common/hash.h"
 

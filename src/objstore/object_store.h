@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::objstore {
 

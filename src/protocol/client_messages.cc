@@ -1,6 +1,6 @@
 #include "protocol/client_messages.h"
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/codec.h"
 
 namespace maroon::protocol {
@@ -45,7 +45,7 @@ void encode_request(const Request& m, std::string& out) {
   const size_t start = start_frame(FrameType::kRequest, out);
   ByteWriter w(out);
   w.u64(m.request_id);
-  w.u8(static_cast<uint8_t>(m.app));
+  w.u32(m.app.value());
   w.u8(m.flags);
   w.bytes(m.op);
   finish_frame(start, out);
@@ -92,14 +92,14 @@ Result<HelloReply> decode_hello_reply(std::string_view payload) {
 Result<Request> decode_request(std::string_view payload) {
   ByteReader r(payload);
   Request m;
-  uint8_t app = 0;
+  uint32_t app = 0;
   r.u64(m.request_id);
-  r.u8(app);
+  r.u32(app);
   r.u8(m.flags);
   r.bytes(m.op, kFramePayloadBytesMax);
   if (!r.at_end() || (m.flags & ~kRequestFlagsKnown) != 0) return malformed("request");
-  // Any app number decodes; the engine answers an unknown one with an error.
-  m.app = static_cast<AppId>(app);
+  // Any app id decodes; the engine answers an unknown one with an error.
+  m.app = AppId(app);
   return m;
 }
 

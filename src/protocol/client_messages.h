@@ -11,13 +11,14 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "protocol/frame.h"
 
 namespace maroon::protocol {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: a request names its app by a 32-bit AppId (was one byte).
+inline constexpr uint32_t kProtocolVersion = 2;
 // Error messages in responses are cut to this length.
 inline constexpr size_t error_message_bytes_max = 4096;
 inline constexpr size_t client_name_bytes_max = 256;

@@ -21,9 +21,9 @@ Code gen_code(uint8_t raw) {
 }
 
 TEST(ClientMessages, RequestRoundTrips) {
-  EXPECT_TRUE(rc::check([](uint64_t id, uint8_t app, bool ro, std::string op) {
+  EXPECT_TRUE(rc::check([](uint64_t id, uint32_t app, bool ro, std::string op) {
     Request m{.request_id = id,
-              .app = static_cast<AppId>(app),
+              .app = AppId(app),
               .flags = static_cast<uint8_t>(ro ? kRequestReadOnly : 0),
               .op = op};
     std::string wire;
@@ -122,7 +122,7 @@ TEST(ClientMessages, UnknownFlagsAndCodesAreRejected) {
   std::string wire;
   encode_request({.request_id = 5, .op = "abc"}, wire);
   std::string payload(payload_of(wire, FrameType::kRequest));
-  payload[9] = 0x02;  // flags byte after u64 id and u8 app
+  payload[12] = 0x02;  // flags byte after u64 id and u32 app
   EXPECT_FALSE(decode_request(payload).is_ok());
 
   wire.clear();

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/codec.h"
 
 namespace maroon::protocol {
@@ -44,7 +44,7 @@ void write_tx(ByteWriter& w, const TxMsg& tx) {
   MAROON_ASSERT(is_valid_tx_id(tx.id));
   MAROON_ASSERT(tx.op.size() <= limits::op_bytes_max);
   w.u64(tx.id.raw());
-  w.u8(static_cast<uint8_t>(tx.app));
+  w.u32(tx.app.value());
   w.bytes(tx.op);
 }
 
@@ -72,13 +72,13 @@ Result<std::vector<TxMsg>> read_tx_batch(ByteReader& r, const char* what, bool m
   size_t bytes = 0;
   for (uint64_t k = 0; k < count; k++) {
     uint64_t id = 0;
-    uint8_t app = 0;
+    uint32_t app = 0;
     std::string_view op;
-    if (!r.u64(id) || !r.u8(app)) return malformed(what, "short tx");
+    if (!r.u64(id) || !r.u32(app)) return malformed(what, "short tx");
     if (!r.bytes(op, limits::op_bytes_max)) return malformed(what, "short or oversize op");
     if (!is_valid_tx_id(TxId(id))) return malformed(what, "tx id with range or offset 0");
-    // Any app number decodes; the node refuses apps it does not run.
-    txs.push_back(TxMsg{TxId(id), static_cast<AppId>(app), std::string(op)});
+    // Any app id decodes; the node refuses apps it does not run.
+    txs.push_back(TxMsg{TxId(id), AppId(app), std::string(op)});
     bytes += encoded_tx_bytes(txs.back());
   }
   // What the encoder refuses, the decoder refuses.
@@ -141,7 +141,7 @@ Status read_range_offset(std::string_view payload, const char* what, RangeId& ra
 }  // namespace
 
 size_t encoded_tx_bytes(const TxMsg& tx) {
-  return 8 + 1 + varint_bytes(tx.op.size()) + tx.op.size();
+  return 8 + 4 + varint_bytes(tx.op.size()) + tx.op.size();
 }
 
 size_t encoded_result_bytes(const TxResult& result) {

@@ -26,8 +26,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
@@ -54,9 +54,9 @@ inline constexpr size_t offsets_digests_max = 256 * 1024;
 inline constexpr size_t kVarintBytesMax = 10;
 // Format byte + a node id or flags + a count.
 inline constexpr size_t kBatchHeaderBytesMax = 1 + 2 * kVarintBytesMax;
-// u64 id + u8 app or flags + varint length, before the op or reply bytes.
-inline constexpr size_t kBatchItemHeaderBytesMax = 8 + 1 + kVarintBytesMax;
-inline constexpr size_t kBatchItemBytesMin = 8 + 1 + 1;  // empty op or reply
+// u64 id + u32 app (or u8 flags) + varint length, before the op or reply bytes.
+inline constexpr size_t kBatchItemHeaderBytesMax = 8 + 4 + kVarintBytesMax;
+inline constexpr size_t kBatchItemBytesMin = 8 + 1 + 1;  // a result: u8 flags, empty reply
 
 // A batch is either one item (up to an op_bytes_max op or a reply_bytes_max
 // reply) or items totalling at most cluster_batch_bytes_max: both fit in a

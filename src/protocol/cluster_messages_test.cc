@@ -47,7 +47,7 @@ rc::Gen<std::string> gen_bytes() { return rc::gen::resize(64, rc::gen::string<st
 
 rc::Gen<TxMsg> gen_tx() {
   return rc::gen::exec([] {
-    return TxMsg{*gen_tx_id(), static_cast<AppId>(*rc::gen::arbitrary<uint8_t>()), *gen_bytes()};
+    return TxMsg{*gen_tx_id(), AppId(*rc::gen::arbitrary<uint32_t>()), *gen_bytes()};
   });
 }
 
@@ -475,13 +475,20 @@ TEST(ClusterMessages, BatchHasRoom) {
   w.varint(2);
   for (const auto& tx : txs) {
     w.u64(tx.id.raw());
-    w.u8(1);
+    w.u32(tx.app.value());
     w.bytes(tx.op);
   }
   EXPECT_FALSE(decode_txs(over).is_ok());
   EXPECT_FALSE(decode_tx_push(over).is_ok());
   std::vector<TxResult> results(2, TxResult{TxId::make(RangeId(1), 1), txs[0].op, false});
   results[1].reply = txs[1].op;
+  // A result is 3 bytes shorter than a tx (a u8 of flags for a u32 app):
+  // one byte over the bound again.
+  auto result_bytes = [&] {
+    return encoded_result_bytes(results[0]) + encoded_result_bytes(results[1]);
+  };
+  while (result_bytes() <= cluster_batch_bytes_max) results[1].reply.push_back('o');
+  ASSERT_EQ(result_bytes(), cluster_batch_bytes_max + 1);
   over.clear();
   w.u8(kClusterFormat);
   w.varint(2);
@@ -524,6 +531,7 @@ TEST(ClusterMessages, ZeroAndOutOfRangeIdsAreRejected) {
   auto v = [](uint64_t x) { return [x](ByteWriter& w) { w.varint(x); }; };
   auto u64 = [](uint64_t x) { return [x](ByteWriter& w) { w.u64(x); }; };
   auto u8 = [](uint8_t x) { return [x](ByteWriter& w) { w.u8(x); }; };
+  auto u32 = [](uint32_t x) { return [x](ByteWriter& w) { w.u32(x); }; };
   const uint64_t good_id = TxId::make(RangeId(1), 1).raw();
   const uint64_t offset0 = TxId::make(RangeId(1), 1).raw() - 1;  // range 1, offset 0
   const uint64_t range0 = 5;                                     // range 0, offset 5
@@ -534,7 +542,7 @@ TEST(ClusterMessages, ZeroAndOutOfRangeIdsAreRejected) {
   ASSERT_TRUE(decode_range_sealed(p(v(1), v(0))).is_ok());
   ASSERT_TRUE(decode_lease_request(p(u64(1), v(0))).is_ok());
   ASSERT_TRUE(decode_renew_lease(p(u64(1), v(1))).is_ok());
-  ASSERT_TRUE(decode_txs(p(v(1), u64(good_id), u8(1), v(0))).is_ok());
+  ASSERT_TRUE(decode_txs(p(v(1), u64(good_id), u32(AppId::kKv.value()), v(0))).is_ok());
   ASSERT_TRUE(decode_tx_acks(p(v(1), v(1), u64(good_id))).is_ok());
   ASSERT_TRUE(decode_tx_results(p(v(1), u64(good_id), u8(0), v(0))).is_ok());
   ASSERT_TRUE(decode_offsets(p(u8(0), v(0), u64(0), v(1), v(1), v(kOffsetMax))).is_ok());
@@ -554,9 +562,9 @@ TEST(ClusterMessages, ZeroAndOutOfRangeIdsAreRejected) {
   EXPECT_FALSE(decode_renew_lease(p(u64(1), v(0))).is_ok());
   EXPECT_FALSE(decode_renew_lease(p(u64(0), v(1))).is_ok());
   EXPECT_FALSE(decode_lease_granted(p(u64(1), v(0))).is_ok());
-  EXPECT_FALSE(decode_txs(p(v(1), u64(offset0), u8(1), v(0))).is_ok());
-  EXPECT_FALSE(decode_txs(p(v(1), u64(range0), u8(1), v(0))).is_ok());
-  EXPECT_FALSE(decode_tx_push(p(v(1), u64(offset0), u8(1), v(0))).is_ok());
+  EXPECT_FALSE(decode_txs(p(v(1), u64(offset0), u32(AppId::kKv.value()), v(0))).is_ok());
+  EXPECT_FALSE(decode_txs(p(v(1), u64(range0), u32(AppId::kKv.value()), v(0))).is_ok());
+  EXPECT_FALSE(decode_tx_push(p(v(1), u64(offset0), u32(AppId::kKv.value()), v(0))).is_ok());
   EXPECT_FALSE(decode_tx_acks(p(v(1), v(1), u64(offset0))).is_ok());
   EXPECT_FALSE(decode_tx_acks(p(v(0), v(1), u64(good_id))).is_ok());  // node 0
   EXPECT_FALSE(decode_tx_acks(p(v(uint64_t{1} << 32), v(1), u64(good_id))).is_ok());
@@ -585,7 +593,7 @@ TEST(ClusterMessages, ZeroAndOutOfRangeIdsAreRejected) {
   ASSERT_TRUE(decode_tx_results(p(v(1), u64(good_id), u8(1), v(0))).is_ok());
 
   // A count larger than the bytes could hold, far under the bound.
-  EXPECT_FALSE(decode_txs(p(v(100), u64(good_id), u8(1), v(0))).is_ok());
+  EXPECT_FALSE(decode_txs(p(v(100), u64(good_id), u32(AppId::kKv.value()), v(0))).is_ok());
   EXPECT_FALSE(decode_tx_acks(p(v(1), v(2), u64(good_id))).is_ok());
   EXPECT_FALSE(decode_offsets(p(u8(0), v(0), u64(0), v(3), v(1), v(1))).is_ok());
   // A huge count fails before anything is reserved.

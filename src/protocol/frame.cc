@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/hash.h"
 
 namespace maroon::protocol {

@@ -17,8 +17,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 
 namespace maroon::protocol {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "protocol/messages.h"
 
 namespace maroon {

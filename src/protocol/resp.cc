@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::protocol::resp {
 namespace {

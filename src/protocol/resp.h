@@ -35,7 +35,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/limits.h"
+#include "maroon/limits.h"
 
 namespace maroon::protocol::resp {
 

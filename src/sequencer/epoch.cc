@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/codec.h"
-#include "common/limits.h"
+#include "maroon/limits.h"
 
 namespace maroon {
 

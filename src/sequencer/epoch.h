@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 
 namespace maroon {

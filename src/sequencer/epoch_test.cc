@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
-#include "common/limits.h"
+#include "maroon/limits.h"
 #include "sequencer/vr_sequencer.h"
 
 namespace maroon {

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "protocol/output.h"
 #include "sequencer/epoch.h"

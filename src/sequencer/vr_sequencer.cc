@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "common/codec.h"
-#include "common/limits.h"
+#include "maroon/limits.h"
 #include "vr/codec.h"
 
 namespace maroon {

@@ -9,7 +9,7 @@
 
 #include <algorithm>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::server {
 

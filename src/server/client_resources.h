@@ -34,7 +34,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/limits.h"
+#include "maroon/limits.h"
 #include "server/metrics.h"
 
 namespace maroon::server {

@@ -42,7 +42,7 @@
 #include <utility>
 #include <variant>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "server/client_security.h"
 
 namespace maroon::server {

@@ -15,7 +15,7 @@
 #include <memory>
 #include <string>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::server {
 

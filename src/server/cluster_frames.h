@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "gateway/gateway.h"
 #include "protocol/cluster_messages.h"
 #include "protocol/messages.h"

@@ -1,3 +1,4 @@
+#include "common/unknown_app.h"
 #include "server/driver.h"
 
 #include <boost/asio/post.hpp>
@@ -12,7 +13,7 @@
 #include <random>
 
 #include "common/codec.h"
-#include "common/limits.h"
+#include "maroon/limits.h"
 #include "protocol/cluster_messages.h"
 #include "vr/types.h"
 #include "server/cluster_frames.h"
@@ -102,6 +103,8 @@ VrSequencer make_sequencer(const DriverOptions& o) {
 
 GatewayConfig gateway_config(const DriverOptions& o) {
   GatewayConfig c{.id = GatewayId(pick_gateway_id())};
+  c.apps.clear();
+  for (const AppInfo& app : o.apps.apps()) c.apps.push_back(app.id);
   if (!o.cluster) {
     // In-process delivery never loses a message: retries would only copy.
     c.retries = false;
@@ -202,7 +205,12 @@ Driver::Driver(boost::asio::io_context& io, DriverOptions options)
   } else {
     env_ = options_.env;
   }
-  node_.register_app(AppId::kKv, kv_);
+  for (const AppInfo& app : options_.apps.apps()) {
+    apps_.push_back(app.make());
+    MAROON_ASSERT_MSG(apps_.back() != nullptr, "an app factory returned no app");
+    node_.register_app(app.id, *apps_.back());
+    if (app.id == AppId::kKv) kv_ = dynamic_cast<const kv::KvApp*>(apps_.back().get());
+  }
   set_assert_context(&assert_context_);
 }
 
@@ -356,6 +364,7 @@ Status Driver::start() {
     net::TransportOptions to;
     to.cluster_id = c.cluster_id;
     to.self_kind = net::PeerKind::kNode;
+    to.apps = app_ids(options_.apps);
     to.self_id = c.self.value();
     to.send_queue_bytes_max = c.send_queue_bytes_max;
     to.tls = c.peer_tls;
@@ -432,8 +441,8 @@ Status Driver::start() {
 
 void Driver::submit(AppId app, std::string op, ReplyFn done) {
   MAROON_ASSERT(started_);
-  if (app != AppId::kKv) {
-    done(invalid_argument(fmt::format("unknown app {}", static_cast<int>(app))), {});
+  if (node_.find_app(app) == nullptr) {
+    done(unknown_app(app), {});
     return;
   }
   if (read_only_) {
@@ -469,9 +478,10 @@ void Driver::submit(AppId app, std::string op, ReplyFn done) {
 }
 
 Result<std::string> Driver::read(AppId app, std::string_view op) {
-  if (app != AppId::kKv) return invalid_argument(fmt::format("unknown app {}", static_cast<int>(app)));
+  const StateMachine* machine = node_.find_app(app);
+  if (machine == nullptr) return unknown_app(app);
   if (!started_) return unavailable("the node is starting");
-  return kv_.read(op);
+  return machine->read(op);
 }
 
 EngineStatus Driver::status() const {
@@ -1076,7 +1086,7 @@ void Driver::update_gauges() {
         static_cast<int64_t>(node_net_->queued_bytes_total() + gateway_net_->queued_bytes_total()));
   }
   applied_epoch_.set(static_cast<int64_t>(node_.applied_epoch().value()));
-  kv_keys_.set(static_cast<int64_t>(kv_.size()));
+  if (kv_ != nullptr) kv_keys_.set(static_cast<int64_t>(kv_->size()));
   // Counters mirrored from the node's own.
   const NodeCounters& c = node_.counters();
   if (c.txs_applied > txs_applied_.value()) txs_applied_.inc(c.txs_applied - txs_applied_.value());

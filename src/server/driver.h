@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "app/kv/kv_app.h"
+#include "maroon/app.h"
 #include "common/tick_clock.h"
 #include "host/node_host.h"
 #include "net/transport.h"
@@ -86,6 +87,8 @@ struct DriverOptions {
   std::optional<objstore::StoreConfig> backup_store;
   objstore::UploaderOptions backup;  // node_id is filled in
   Env* env = nullptr;  // nullptr: the real file system
+  // The apps this node runs (include/maroon/app.h).
+  AppRegistry apps = builtin_apps();
 };
 
 class Driver final : public Engine {
@@ -101,6 +104,7 @@ class Driver final : public Engine {
 
   void submit(AppId app, std::string op, ReplyFn done) override;
   Result<std::string> read(AppId app, std::string_view op) override;
+  const AppRegistry& apps() const override { return options_.apps; }
   EngineStatus status() const override;
   Status request_snapshot() override;
   Result<BackupTicket> request_backup() override;
@@ -137,7 +141,7 @@ class Driver final : public Engine {
     Driver& driver;
   };
 
-  // The crash context (common/assert.h): which node, view, op, commit and
+  // The crash context (maroon/assert.h): which node, view, op, commit and
   // epoch a stop happened at.
   static void render_context(const void* arg, char* buf, size_t size);
 
@@ -182,7 +186,8 @@ class Driver final : public Engine {
   std::optional<DirLock> dir_lock_;
   Env* env_ = nullptr;
   std::unique_ptr<DataDir> data_dir_;  // written by the WAL thread only, once started
-  kv::KvApp kv_;
+  std::vector<std::unique_ptr<StateMachine>> apps_;  // one per options_.apps, before node_
+  const kv::KvApp* kv_ = nullptr;                     // the "kv" app, for its metric
   VrSequencer sequencer_;
   Node node_;
   Sink sink_{*this};

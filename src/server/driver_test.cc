@@ -326,9 +326,9 @@ TEST(Driver, UnknownAppIsRefused) {
   Instance node(env);
   ASSERT_TRUE(node.start().is_ok());
   std::optional<Status> st;
-  node.driver.submit(static_cast<AppId>(77), "x", [&](const Status& s, std::string_view) { st = s; });
+  node.driver.submit(AppId(77), "x", [&](const Status& s, std::string_view) { st = s; });
   ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(st->code(), Code::kInvalidArgument);
+  EXPECT_EQ(st->code(), Code::kNotFound);
 }
 
 TEST(Driver, GroupCommitCoversManyTxsPerSync) {

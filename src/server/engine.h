@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "cluster/address_book.h"
-#include "common/status.h"
+#include "maroon/app.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "host/transfer_status.h"
 #include "objstore/uploader.h"
@@ -84,6 +85,8 @@ class Engine {
   // Executes a read-only op against the applied state. On one node this is
   // linearizable: applied state contains every acknowledged write.
   virtual Result<std::string> read(AppId app, std::string_view op) = 0;
+  // The apps this process serves (include/maroon/app.h).
+  virtual const AppRegistry& apps() const = 0;
   virtual EngineStatus status() const = 0;
   // Asks for a snapshot now (docs/snapshots.md); an error if this engine
   // takes none (a gateway) or cannot now.

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "app/kv/kv_app.h"
+#include "common/unknown_app.h"
 #include "server/engine.h"
 
 namespace maroon::server {
@@ -17,7 +18,7 @@ class FakeEngine final : public Engine {
   void submit(AppId app, std::string op, ReplyFn done) override {
     submitted++;
     if (app != AppId::kKv) {
-      done(invalid_argument("unknown app"), {});
+      done(unknown_app(app), {});
       return;
     }
     if (refuse_writes) {
@@ -28,9 +29,10 @@ class FakeEngine final : public Engine {
     if (!defer_writes) complete_writes();
   }
   Result<std::string> read(AppId app, std::string_view op) override {
-    if (app != AppId::kKv) return invalid_argument("unknown app");
+    if (app != AppId::kKv) return unknown_app(app);
     return app_.read(op);
   }
+  const AppRegistry& apps() const override { return apps_; }
   EngineStatus status() const override {
     EngineStatus s;
     s.serving = true;
@@ -46,7 +48,7 @@ class FakeEngine final : public Engine {
     while (!pending_.empty()) {
       auto [op, done] = std::move(pending_.front());
       pending_.pop_front();
-      TxContext ctx{.tx_id = TxId::make(RangeId(1), ++next_tx_), .epoch = EpochNumber(next_tx_)};
+      TxContext ctx{.tx_id = TxId::make(RangeId(1), ++next_tx_).raw(), .epoch = next_tx_};
       std::string reply = app_.apply(ctx, op);
       done(Status::ok(), reply);
     }
@@ -63,6 +65,7 @@ class FakeEngine final : public Engine {
 
  private:
   kv::KvApp app_;
+  AppRegistry apps_ = builtin_apps();
   std::deque<std::pair<std::string, ReplyFn>> pending_;
   uint64_t next_tx_ = 0;
   Registry registry_;

@@ -1,5 +1,7 @@
 #include "server/gateway_driver.h"
 
+#include "common/unknown_app.h"
+
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -23,6 +25,8 @@ GatewayConfig config_for(const GatewayDriverOptions& o) {
   c.acks_needed = o.nodes.size() / 2 + 1;
   for (const ClusterMember& m : o.nodes) c.members.push_back(m.id);
   c.members_config = o.membership_epoch;
+  c.apps.clear();
+  for (const AppInfo& app : o.apps.apps()) c.apps.push_back(app.id);
   c.retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
   c.result_retry_ticks = std::max<uint64_t>(1, 1000 / o.tick_ms);
   c.lease_retry_ticks = std::max<uint64_t>(1, 200 / o.tick_ms);
@@ -65,6 +69,7 @@ void GatewayDriver::start() {
   net::TransportOptions to;
   to.cluster_id = options_.cluster_id;
   to.self_kind = net::PeerKind::kGateway;
+  to.apps = app_ids(options_.apps);
   to.self_id = gateway_.id().value();
   to.send_queue_bytes_max = options_.send_queue_bytes_max;
   to.tls = options_.peer_tls;
@@ -100,7 +105,8 @@ void GatewayDriver::submit(AppId app, std::string op, ReplyFn done) {
   schedule_pump();
 }
 
-Result<std::string> GatewayDriver::read(AppId, std::string_view) {
+Result<std::string> GatewayDriver::read(AppId app, std::string_view) {
+  if (options_.apps.find(app) == nullptr) return unknown_app(app);
   return unavailable(
       "a gateway holds no state: send the read as an ordinary (ordered) request, or read a "
       "node");

@@ -44,6 +44,8 @@ struct GatewayDriverOptions {
   // gateway refuses requests at once ("no quorum"). docs/cluster.md.
   uint64_t unavailable_after_ms = 5000;
   uint64_t no_quorum_after_ms = 600;
+  // The apps the cluster's nodes run: requests for others are refused here.
+  AppRegistry apps = builtin_apps();
 };
 
 class GatewayDriver final : public Engine {
@@ -57,6 +59,7 @@ class GatewayDriver final : public Engine {
 
   void submit(AppId app, std::string op, ReplyFn done) override;
   Result<std::string> read(AppId app, std::string_view op) override;
+  const AppRegistry& apps() const override { return options_.apps; }
   EngineStatus status() const override;
   Registry& metrics() override { return registry_; }
   bool orders_reads() const override { return true; }

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "cluster/address_book.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::server {
 

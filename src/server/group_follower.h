@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "net/transport.h"
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "app/kv/kv_op.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "server/client_stream.h"
 
 namespace maroon::server {
@@ -700,6 +700,15 @@ class HttpServer::Session : public Listener::Connection,
       if (!only({http::verb::post}, "POST")) return;
       return handle_tx();
     }
+    if (path == "/v1/apps") {
+      if (!only({http::verb::get}, "GET")) return;
+      return handle_apps();
+    }
+    static constexpr std::string_view kAppsPrefix = "/v1/apps/";
+    if (path.starts_with(kAppsPrefix)) {
+      if (!only({http::verb::post}, "POST")) return;
+      return handle_app_op(path.substr(kAppsPrefix.size()));
+    }
     if (path == "/v1/status") {
       if (!only({http::verb::get}, "GET")) return;
       return handle_status();
@@ -1023,6 +1032,60 @@ class HttpServer::Session : public Listener::Connection,
       }
     }
     write(json_response(http::status::conflict, o));
+  }
+
+  // GET /v1/apps: the apps this process runs (docs/apps.md).
+  void handle_apps() {
+    json::array apps;
+    for (const AppInfo& app : engine_.apps().apps()) {
+      json::object o;
+      o["name"] = app.name;
+      o["id"] = fmt::format("{:#010x}", app.id.value());
+      o["summary"] = app.summary;
+      apps.push_back(std::move(o));
+    }
+    json::object o;
+    o["apps"] = std::move(apps);
+    write(json_response(http::status::ok, o));
+  }
+
+  // POST /v1/apps/{name}: the body is one op of that app, ordered and
+  // executed; the response body is the app's reply, as it encoded it.
+  // POST /v1/apps/{name}/read: StateMachine::read against this node's
+  // applied state, unordered (a gateway, which holds none, refuses it).
+  // A read is never ordered here: apply might write, and read-only users
+  // may read. docs/apps.md.
+  void handle_app_op(std::string_view rest) {
+    static constexpr std::string_view kReadSuffix = "/read";
+    const bool read = rest.ends_with(kReadSuffix);
+    const std::string_view name = read ? rest.substr(0, rest.size() - kReadSuffix.size()) : rest;
+    const AppInfo* app = engine_.apps().find(name);
+    if (app == nullptr) {
+      std::string known;
+      for (const AppInfo& a : engine_.apps().apps()) known += (known.empty() ? "" : ", ") + a.name;
+      return write(error_response(
+          http::status::not_found,
+          fmt::format("unknown app \"{}\"; this process runs: {}", name.substr(0, kAppNameBytesMax + 8),
+                      known),
+          Code::kNotFound));
+    }
+    if (!read && !may_write()) return refuse_read_only();
+    std::string op = std::move(request_.body());
+    if (read) {
+      Result<std::string> r = engine_.read(app->id, op);
+      if (!r) return write(error_response(r.status()));
+      return write(make_response(http::status::ok, std::move(*r), "application/octet-stream"));
+    }
+    pending_ = true;
+    engine_.submit(app->id, std::move(op),
+                   [weak = weak_from_this()](const Status& s, std::string_view reply) {
+                     auto self = weak.lock();
+                     if (!self || self->closed_) return;
+                     self->pending_ = false;
+                     if (!s) return self->write(error_response(s));
+                     self->write(make_response(http::status::ok, std::string(reply),
+                                               "application/octet-stream"));
+                   });
   }
 
   void handle_tx() {

@@ -16,8 +16,8 @@
 #include <memory>
 #include <string>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 #include "server/engine.h"
 #include "server/client_resources.h"
 #include "server/client_security.h"

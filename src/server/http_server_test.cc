@@ -41,6 +41,7 @@ class TestEngine final : public Engine {
     if (!serving) return unavailable("replaying the WAL");
     return fake.read(app, op);
   }
+  const AppRegistry& apps() const override { return fake.apps(); }
   EngineStatus status() const override {
     EngineStatus s = fake.status();
     s.serving = serving;
@@ -613,6 +614,48 @@ TEST(HttpAuth, BearerAndBasicCredentialsWork) {
   EXPECT_EQ(status(r), 200);
 }
 
+// Any app by name: the body is the app's op, the response body its reply.
+TEST(HttpServer, AppRoutes) {
+  Harness h;
+  Client c(h.port());
+  Res r = c.get("/v1/apps");
+  EXPECT_EQ(status(r), 200);
+  const json::value listed = body_json(r);
+  const json::array& apps = listed.at("apps").as_array();
+  ASSERT_EQ(apps.size(), 1u);
+  EXPECT_EQ(apps[0].at("name"), "kv");
+  EXPECT_EQ(apps[0].at("id"), "0x593d1d94");
+
+  kv::Op set{.type = kv::OpType::kSet, .keys = {"k"}, .values = {"v"}};
+  r = c.request(http::verb::post, "/v1/apps/kv", kv::encode_op(set));
+  EXPECT_EQ(status(r), 200);
+  EXPECT_EQ(r[http::field::content_type], "application/octet-stream");
+  EXPECT_EQ(kv::decode_reply(r.body()).value(), kv::Reply::ok());
+  kv::Op get{.type = kv::OpType::kGet, .keys = {"k"}};
+  for (std::string_view target : {"/v1/apps/kv/read", "/v1/apps/kv"}) {
+    r = c.request(http::verb::post, target, kv::encode_op(get));
+    EXPECT_EQ(status(r), 200) << target;
+    EXPECT_EQ(kv::decode_reply(r.body()).value(), kv::Reply::of_value("v")) << target;
+  }
+  // The app's own error, as its reply.
+  r = c.request(http::verb::post, "/v1/apps/kv", "garbage");
+  EXPECT_EQ(status(r), 200);
+  EXPECT_EQ(kv::decode_reply(r.body())->kind, kv::Reply::Kind::kError);
+
+  for (std::string_view target : {"/v1/apps/nosuch", "/v1/apps/nosuch/read", "/v1/apps/",
+                                  "/v1/apps/kv/other"}) {
+    r = c.request(http::verb::post, target, "x");
+    EXPECT_EQ(status(r), 404) << target;
+    EXPECT_EQ(body_json(r).at("code"), "not found") << target;
+    EXPECT_NE(std::string(body_json(r).at("error").as_string()).find("this process runs: kv"),
+              std::string::npos)
+        << r.body();
+  }
+  r = c.get("/v1/apps/kv");
+  EXPECT_EQ(status(r), 405);
+  EXPECT_EQ(r[http::field::allow], "POST");
+}
+
 TEST(HttpAuth, AReadOnlyUserCannotWrite) {
   Harness h({}, two_users());
   Client c(h.port());
@@ -623,7 +666,8 @@ TEST(HttpAuth, AReadOnlyUserCannotWrite) {
            {http::verb::put, "/v1/kv/k", "w"},
            {http::verb::delete_, "/v1/kv/k", ""},
            {http::verb::post, "/v1/tx", R"({"op":"set","key":"k","value":"w"})"},
-           {http::verb::post, "/v1/tx", R"({"op":"incr","key":"n"})"}}) {
+           {http::verb::post, "/v1/tx", R"({"op":"incr","key":"n"})"},
+           {http::verb::post, "/v1/apps/kv", "any op"}}) {
     Res r = c.request(verb, target, body, bearer(kReaderToken));
     EXPECT_EQ(status(r), 403) << target << " " << body;
     EXPECT_EQ(body_json(r).at("code"), "permission denied");
@@ -632,6 +676,11 @@ TEST(HttpAuth, AReadOnlyUserCannotWrite) {
   EXPECT_EQ(h.on_loop([&] { return h.engine().fake.submitted; }), submitted);
   Res r = c.request(http::verb::post, "/v1/tx", R"({"op":"get","key":"k"})", bearer(kReaderToken));
   EXPECT_EQ(status(r), 200);
+  // A read of any app runs its read(), which cannot write.
+  r = c.request(http::verb::post, "/v1/apps/kv/read",
+                kv::encode_op(kv::Op{.type = kv::OpType::kGet, .keys = {"k"}}), bearer(kReaderToken));
+  EXPECT_EQ(status(r), 200);
+  EXPECT_EQ(kv::decode_reply(r.body()).value(), kv::Reply::of_value("v"));
   EXPECT_EQ(c.request(http::verb::get, "/v1/kv/k", {}, bearer(kWriterToken)).body(), "v");
 }
 

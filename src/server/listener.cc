@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::server {
 

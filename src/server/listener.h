@@ -36,8 +36,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 #include "server/client_resources.h"
 #include "server/metrics.h"
 

@@ -11,8 +11,8 @@
 #include <thread>
 #include <utility>
 
-#include "common/assert.h"
-#include "common/status.h"
+#include "maroon/assert.h"
+#include "maroon/status.h"
 #include "server/client_resources.h"
 #include "server/client_security.h"
 

@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "app/kv/kv_op.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "protocol/client_messages.h"
 #include "protocol/frame.h"
 #include "server/client_stream.h"

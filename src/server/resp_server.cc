@@ -17,8 +17,8 @@
 #include <fmt/format.h>
 
 #include "app/kv/kv_op.h"
-#include "common/assert.h"
-#include "common/limits.h"
+#include "maroon/assert.h"
+#include "maroon/limits.h"
 #include "protocol/resp.h"
 #include "server/client_stream.h"
 

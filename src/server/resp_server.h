@@ -16,7 +16,7 @@
 // submitted before an earlier read on that connection has run, so each
 // connection sees its own requests take effect in order.
 //
-// Limits (common/limits.h): per connection at most
+// Limits (maroon/limits.h): per connection at most
 // connection_inflight_requests_max requests without a reply (then the socket
 // is not read until replies drain: backpressure, not an error) and at most
 // connection_read_bytes_max bytes buffered; at most connections_max
@@ -30,7 +30,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "server/engine.h"
 #include "server/client_resources.h"
 #include "server/client_security.h"

@@ -19,7 +19,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
-#include "common/limits.h"
+#include "maroon/limits.h"
 #include "protocol/resp.h"
 #include "server/fake_engine.h"
 

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <toml++/toml.h>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "net/cert_files.h"
 
 namespace maroon::server {

@@ -20,7 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::server {
 

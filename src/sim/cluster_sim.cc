@@ -16,9 +16,9 @@
 #include "app/kv/kv_app.h"
 #include "app/kv/kv_op.h"
 #include "check/linearizability.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/hash.h"
-#include "common/prng.h"
+#include "maroon/prng.h"
 #include "gateway/gateway.h"
 #include "host/node_host.h"
 #include "node/node.h"
@@ -43,7 +43,7 @@ constexpr uint64_t kGatewayBase = 1'000'000;
 constexpr size_t kGatewaysLiveMax = 3;
 
 // An app no node registers (the gateways of some seeds think otherwise).
-constexpr AppId kUnknownApp = static_cast<AppId>(200);
+constexpr AppId kUnknownApp = AppId::of("no-such-app");
 
 std::string tx_name(TxId id) { return fmt::format("{}:{}", id.range().value(), id.offset()); }
 
@@ -768,7 +768,7 @@ void ClusterSimulation::sync_install(SimNode& n) {
 void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::string& reply,
                                  uint64_t hash_before) {
   sync_install(n);
-  const uint64_t epoch = ctx.epoch.value();
+  const uint64_t epoch = ctx.epoch;
   // Epochs before this one are complete: the state before this tx is the
   // state after each of them.
   if (epoch > n.hashed_upto + 1) {
@@ -777,33 +777,33 @@ void ClusterSimulation::on_apply(SimNode& n, const TxContext& ctx, const std::st
   }
   if (epoch <= n.hashed_upto) {
     world_.fail(fmt::format("n{} executes tx {} in epoch {}, after epoch {} was complete",
-                            n.id.value(), tx_name(ctx.tx_id), epoch, n.hashed_upto));
+                            n.id.value(), tx_name(TxId(ctx.tx_id)), epoch, n.hashed_upto));
     return;
   }
   if (n.digest_epoch != epoch) {
     n.digest_epoch = epoch;
     n.digest = 0x9e3779b97f4a7c15ULL;
   }
-  const uint64_t raw = ctx.tx_id.raw();
+  const uint64_t raw = ctx.tx_id;
   const uint64_t reply_hash = hash64(reply);
   const uint64_t item[] = {raw, reply_hash};
   n.digest = hash64(std::string_view(reinterpret_cast<const char*>(item), sizeof(item)), n.digest);
   if (!n.executed.emplace(raw, reply_hash).second) {
     world_.fail(fmt::format("n{} (incarnation {}) executed tx {} twice", n.id.value(),
-                            n.incarnation, tx_name(ctx.tx_id)));
+                            n.incarnation, tx_name(TxId(ctx.tx_id))));
     return;
   }
   check_logical_time(ctx);
   auto [first, inserted] = applied_anywhere_.try_emplace(raw, AppliedTx{world_.now(), reply, epoch});
   if (!inserted && first->second.reply != reply) {
     world_.fail(fmt::format("n{} computed another reply to tx {} than the first node to apply it",
-                            n.id.value(), tx_name(ctx.tx_id)));
+                            n.id.value(), tx_name(TxId(ctx.tx_id))));
     return;
   }
   if (sealed_.contains(raw)) {
     world_.fail(
         fmt::format("n{} executed tx {}, which its gateway reported sealed (never to execute)",
-                    n.id.value(), tx_name(ctx.tx_id)));
+                    n.id.value(), tx_name(TxId(ctx.tx_id))));
   }
 }
 
@@ -1474,7 +1474,7 @@ void ClusterSimulation::check_logical_time(const TxContext& ctx) {
     world_.fail(fmt::format("epoch {} has logical time {} ms at real time {} ms; the first "
                             "epoch applied had {} ms at {} ms: more than any steady clock "
                             "allows (a wall clock step carried it)",
-                            ctx.epoch.value(), ctx.logical_time_ms, real_ms, logical0, real0));
+                            ctx.epoch, ctx.logical_time_ms, real_ms, logical0, real0));
   }
 }
 

@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "check/history.h"
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "sim/faults.h"
 #include "sim/network.h"

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "storage/wal_format.h"
 
 namespace maroon::sim {

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "check/linearizability.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::sim {
 

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::sim {
 

@@ -10,9 +10,9 @@
 #include <variant>
 
 #include "check/linearizability.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/hash.h"
-#include "common/prng.h"
+#include "maroon/prng.h"
 #include "host/replica_host.h"
 #include "sim/faults.h"
 #include "sim/kv_history.h"

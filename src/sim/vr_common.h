@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "common/prng.h"
+#include "maroon/prng.h"
 #include "vr/messages.h"
 #include "vr/replica.h"
 

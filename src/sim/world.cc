@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/hash.h"
 
 namespace maroon::sim {

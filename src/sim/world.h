@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "common/prng.h"
+#include "maroon/prng.h"
 
 namespace maroon::sim {
 

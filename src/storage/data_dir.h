@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "storage/env.h"
 #include "storage/superblock.h"
 #include "storage/wal.h"

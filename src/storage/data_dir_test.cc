@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "common/prng.h"
+#include "maroon/prng.h"
 #include "storage/fault_env.h"
 #include "storage/wal_format.h"
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon {
 

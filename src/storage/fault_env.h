@@ -67,7 +67,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/prng.h"
+#include "maroon/prng.h"
 #include "storage/env.h"
 
 namespace maroon {

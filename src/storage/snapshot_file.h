@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 #include "storage/env.h"
 
 namespace maroon {

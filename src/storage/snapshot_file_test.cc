@@ -7,7 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "common/prng.h"
+#include "maroon/prng.h"
 #include "storage/fault_env.h"
 
 namespace maroon {

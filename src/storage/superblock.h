@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "storage/env.h"
 
 namespace maroon {

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 #include "common/types.h"
 #include "storage/env.h"
 #include "storage/wal_scan.h"

@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 #include "common/types.h"
 
 namespace maroon::wal {

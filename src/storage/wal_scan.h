@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "common/types.h"
 
 namespace maroon {

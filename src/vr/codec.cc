@@ -10,7 +10,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/codec.h"
 
 // GCC 12 with ASan reports DurableState's (default-initialized) members as

@@ -25,7 +25,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
+#include "maroon/status.h"
 #include "vr/messages.h"
 #include "vr/replica.h"
 
@@ -80,7 +80,7 @@ static_assert(message_encoded_bytes_max <= message_bytes_max);
 static_assert(client_request_encoded_bytes_max <= message_bytes_max);
 static_assert(client_reply_encoded_bytes_max <= message_bytes_max);
 static_assert(durable_state_encoded_bytes_max <= log_encoded_bytes_max);
-// The WAL bounds its records by common/limits.h's wal_record_bytes_max (8 MiB),
+// The WAL bounds its records by maroon/limits.h's wal_record_bytes_max (8 MiB),
 // which a whole-log LogSuffix record can exceed; see docs/formats/vr.md.
 }  // namespace limits
 

@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/codec.h"
 
 // GCC 12 reports DurableState's (default-initialized) members as maybe

@@ -36,8 +36,8 @@
 #include <variant>
 #include <vector>
 
-#include "common/prng.h"
-#include "common/status.h"
+#include "maroon/prng.h"
+#include "maroon/status.h"
 #include "vr/messages.h"
 
 namespace maroon::vr {

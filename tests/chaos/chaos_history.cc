@@ -6,7 +6,7 @@
 #include <charconv>
 #include <unordered_map>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon::chaos {
 

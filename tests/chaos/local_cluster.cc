@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "cluster/config.h"
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "net/cert_files.h"
 
 namespace maroon::chaos {

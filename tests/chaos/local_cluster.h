@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "cluster/config.h"
-#include "common/status.h"
+#include "maroon/status.h"
 #include "netns.h"
 #include "node_status.h"
 

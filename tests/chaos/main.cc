@@ -34,8 +34,8 @@
 
 #include "chaos_history.h"
 #include "check/linearizability.h"
-#include "common/assert.h"
-#include "common/prng.h"
+#include "maroon/assert.h"
+#include "maroon/prng.h"
 #include "local_cluster.h"
 #include "workload.h"
 

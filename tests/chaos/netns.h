@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::chaos {
 

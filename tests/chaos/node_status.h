@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::chaos {
 

@@ -6,8 +6,8 @@
 
 #include "app/kv/kv_op.h"
 #include "client/native_client.h"
-#include "common/assert.h"
-#include "common/prng.h"
+#include "maroon/assert.h"
+#include "maroon/prng.h"
 
 namespace maroon::chaos {
 

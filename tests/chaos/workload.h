@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "chaos_history.h"
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::chaos {
 

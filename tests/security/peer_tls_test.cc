@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "local_cluster.h"
+#include "maroon/app.h"
 #include "net/cert_files.h"
 #include "net/certs.h"
 #include "net/peer_hello.h"
@@ -57,10 +58,14 @@ void note(const std::string& line) {
   std::fflush(stdout);
 }
 
-// A hello naming `as_node`, then its StartViewChange for the forged view.
+// A hello naming `as_node` (running the apps the nodes run), then its
+// StartViewChange for the forged view.
 std::string forged_bytes(uint64_t cluster_id, uint32_t as_node) {
   std::string hello;
-  net::encode_peer_hello({.cluster_id = cluster_id, .kind = net::PeerKind::kNode, .id = as_node},
+  net::encode_peer_hello({.cluster_id = cluster_id,
+                          .kind = net::PeerKind::kNode,
+                          .id = as_node,
+                          .apps = app_ids(builtin_apps())},
                          hello);
   std::string out;
   protocol::encode_frame(static_cast<uint8_t>(protocol::FrameType::kPeerHello), hello, out);

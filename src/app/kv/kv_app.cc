@@ -9,9 +9,9 @@
 #include <system_error>
 #include <vector>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 #include "common/codec.h"
-#include "common/limits.h"
+#include "maroon/limits.h"
 
 namespace maroon::kv {
 namespace {

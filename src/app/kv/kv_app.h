@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "app/kv/kv_op.h"
-#include "app/state_machine.h"
-#include "common/limits.h"
-#include "common/status.h"
+#include "maroon/state_machine.h"
+#include "maroon/limits.h"
+#include "maroon/status.h"
 
 namespace maroon::kv {
 

@@ -18,8 +18,8 @@
 #include "app/test_pieces.h"
 #include "common/codec.h"
 #include "common/hash.h"
-#include "common/limits.h"
-#include "common/prng.h"
+#include "maroon/limits.h"
+#include "maroon/prng.h"
 
 namespace maroon::kv {
 namespace {

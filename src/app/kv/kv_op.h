@@ -12,7 +12,7 @@
 
 #include <boost/container/small_vector.hpp>
 
-#include "common/status.h"
+#include "maroon/status.h"
 
 namespace maroon::kv {
 

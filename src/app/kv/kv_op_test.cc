@@ -8,7 +8,7 @@
 
 #include "app/kv/kv_test_gen.h"
 #include "common/codec.h"
-#include "common/limits.h"
+#include "maroon/limits.h"
 
 namespace maroon::kv {
 namespace {

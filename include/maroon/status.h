@@ -6,7 +6,7 @@
 #include <utility>
 #include <variant>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon {
 

@@ -1,4 +1,4 @@
-// The interface every app implements (docs/architecture.md). An app must be a pure
+// The interface every app implements (docs/apps.md). An app must be a pure
 // function of the ops it has applied: no wall clock, no OS randomness, no
 // iteration over unordered containers into results, no floating point in
 // decisions. A bad op returns an error reply; it never crashes the node,
@@ -12,20 +12,26 @@
 #include <string>
 #include <string_view>
 
-#include "common/limits.h"
-#include "common/prng.h"
-#include "common/status.h"
-#include "common/types.h"
+#include "maroon/limits.h"
+#include "maroon/prng.h"
+#include "maroon/status.h"
 
 namespace maroon {
 
-// Everything an app may depend on besides its state and the op bytes.
+// Everything an app may depend on besides its state and the op bytes. The
+// same on every node for the same tx.
 struct TxContext {
-  TxId tx_id;
-  EpochNumber epoch;
+  // The tx's id, unique in the cluster for ever (a range of ids leased to a
+  // gateway, times 2^30, plus the tx's offset in it); never 0.
+  uint64_t tx_id = 0;
+  // The epoch that ordered the tx.
+  uint64_t epoch = 0;
+  // The epoch's logical time: milliseconds since the Unix epoch as the
+  // sequencer saw them; never goes backwards from one epoch to the next.
+  // The only clock an app may read.
   uint64_t logical_time_ms = 0;
   // Deterministic randomness for the app: seeded from (tx id, epoch).
-  Prng prng() const { return Prng(tx_id.raw() * 0x9e3779b97f4a7c15ULL ^ epoch.value()); }
+  Prng prng() const { return Prng(tx_id * 0x9e3779b97f4a7c15ULL ^ epoch); }
 };
 
 // An app's state as it was when StateMachine::begin_snapshot() was called,

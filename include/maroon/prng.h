@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "common/assert.h"
+#include "maroon/assert.h"
 
 namespace maroon {
 

@@ -1,0 +1,7 @@
+#include "maroon/version.h"
+
+namespace maroon {
+
+const char* version() { return MAROON_VERSION; }
+
+}  // namespace maroon
