@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <set>
 
 #include "common/codec.h"
 #include "common/hash.h"
@@ -17,14 +18,6 @@ constexpr uint8_t kCommandSend = 1;
 constexpr uint8_t kCommandResolve = 2;
 constexpr uint8_t kCommandSpawn = 3;
 constexpr uint8_t kCommandCancel = 4;
-
-// Thrown into a fiber (from an await or a command) to end it: it fails
-// with the message. Never crosses the runtime's own calls.
-struct FiberError : std::exception {
-  explicit FiberError(std::string why) : why(std::move(why)) {}
-  const char* what() const noexcept override { return why.c_str(); }
-  std::string why;
-};
 
 void write_source(ByteWriter& w, const Source& s) {
   w.u8(static_cast<uint8_t>(s.kind));
@@ -41,6 +34,13 @@ bool read_source(ByteReader& r, Source& s, size_t name_max) {
   s.kind = static_cast<Source::Kind>(kind);
   s.name = std::string(name);
   return true;
+}
+
+// An error message kept in a fiber's state: at most 4 KiB.
+std::string truncated(std::string why) {
+  constexpr size_t kWhyBytesMax = 4096;
+  if (why.size() > kWhyBytesMax) why.resize(kWhyBytesMax);
+  return why;
 }
 
 uint64_t sources_check(const std::vector<Source>& sources) {
@@ -115,7 +115,9 @@ struct FiberRuntime::FiberState {
   State state = State::kWaiting;
   bool cancelled = false;
   uint64_t started_ms = 0;
-  uint64_t commands = 0;  // commands made so far: names what spawn makes
+  uint64_t commands = 0;       // commands made so far: names what spawn makes
+  uint64_t commands_base = 0;  // `commands` when this life began (continue_as_new)
+  std::string doomed;          // set: the fiber ends, failed, at its next await
   std::vector<Event> history;
   std::string result;
   std::optional<std::string> continue_args;
@@ -183,7 +185,8 @@ void Fx::continue_as_new(std::string args) {
 }
 Prng Fx::prng() const {
   const auto& f = const_cast<FiberRuntime&>(runtime_).running(const_cast<Fx&>(*this));
-  return Prng(hash64(id_) ^ (f.replaying ? f.replay_at : f.history.size()));
+  const uint64_t position = f.replaying ? f.replay_at : f.history.size();
+  return Prng(hash64(id_) ^ (f.commands * 0x9e3779b97f4a7c15ULL) ^ position);
 }
 
 FiberRuntime::FiberState& FiberRuntime::running(Fx& fx) {
@@ -196,14 +199,17 @@ FiberRuntime::FiberState& FiberRuntime::running(Fx& fx) {
 
 bool FiberRuntime::await_now(Fx& fx, const std::vector<Source>& sources, Woken& out) {
   FiberState& f = running(fx);
+  // A doomed fiber suspends at its next await without waiting on anything;
+  // resume() then ends it (failed) or restore() reports it.
+  if (!f.doomed.empty()) return false;
   const uint64_t check = sources_check(sources);
   if (f.replaying) {
     if (f.replay_at < f.history.size()) {
       const Event& e = f.history[f.replay_at];
       if (e.kind != Event::Kind::kAwait || e.check != check) {
-        diverged_ = fmt::format("fiber {} asked something else at history event {} on replay", f.id,
-                                f.replay_at);
-        throw FiberError(diverged_);
+        return diverge(f, fmt::format("fiber {} asked something else at history event {} on "
+                                      "replay",
+                                      f.id, f.replay_at));
       }
       f.replay_at++;
       out = e.woken;
@@ -213,26 +219,17 @@ bool FiberRuntime::await_now(Fx& fx, const std::vector<Source>& sources, Woken& 
     }
     // The end of its history: it must wait where it waited.
     if (!f.waiting || f.waiting_on != sources) {
-      diverged_ = fmt::format("fiber {} replayed its {} history events to another await", f.id,
-                              f.history.size());
-      throw FiberError(diverged_);
+      return diverge(f, fmt::format("fiber {} replayed its {} history events to another await",
+                                    f.id, f.history.size()));
     }
     f.replaying = false;
     f.slot = &out;
     return false;
   }
   MAROON_ASSERT(!restoring_);
-  if (sources.empty()) throw FiberError("an await with nothing to wait on");
-  if (++f.awaits_this_resume > limits_.awaits_per_resume_max) {
-    throw FiberError(fmt::format("more than {} awaits ended at once in one step",
-                                 limits_.awaits_per_resume_max));
-  }
-  if (f.history.size() >= limits_.history_events_max) {
-    throw FiberError(fmt::format("history of {} events is full: use continue_as_new",
-                                 limits_.history_events_max));
-  }
-  for (const Source& s : sources) {
-    if (s.name.size() > limits_.name_bytes_max) throw FiberError("a source name is too long");
+  if (std::string why = wait_refused(f, sources); !why.empty()) {
+    f.doomed = std::move(why);
+    return false;
   }
   if (ready_now(f, sources, out)) {
     record(f, Event{.kind = Event::Kind::kAwait, .check = check, .now_ms = now_ms_, .woken = out});
@@ -244,23 +241,65 @@ bool FiberRuntime::await_now(Fx& fx, const std::vector<Source>& sources, Woken& 
   return false;
 }
 
+bool FiberRuntime::diverge(FiberState& f, std::string why) {
+  if (diverged_.empty()) diverged_ = why;
+  f.doomed = std::move(why);
+  return false;
+}
+
+std::string FiberRuntime::wait_refused(FiberState& f, const std::vector<Source>& sources) {
+  if (sources.empty()) return "an await with nothing to wait on";
+  if (sources.size() > kWaitSourcesMax) {
+    return fmt::format("an await on {} sources; the limit is {}", sources.size(), kWaitSourcesMax);
+  }
+  if (++f.awaits_this_resume > limits_.awaits_per_resume_max) {
+    return fmt::format("more than {} awaits ended at once in one step",
+                       limits_.awaits_per_resume_max);
+  }
+  if (f.history.size() >= limits_.history_events_max) {
+    return fmt::format("history of {} events is full: use continue_as_new",
+                       limits_.history_events_max);
+  }
+  size_t new_queues = 0, new_futures = 0;
+  for (size_t i = 0; i < sources.size(); i++) {
+    const Source& s = sources[i];
+    if (s.kind != Source::Kind::kTimer &&
+        (s.name.empty() || s.name.size() > limits_.name_bytes_max)) {
+      return fmt::format("a source name of {} bytes; names are 1 to {}", s.name.size(),
+                         limits_.name_bytes_max);
+    }
+    for (size_t k = 0; k < i; k++) {
+      if (sources[k] == s) return "an await names one source twice";
+    }
+    if (s.kind == Source::Kind::kQueue && !queues_.contains(s.name)) new_queues++;
+    if (s.kind == Source::Kind::kFuture && !futures_.contains(s.name)) new_futures++;
+  }
+  if (queues_.size() + new_queues > limits_.queues_max) {
+    return fmt::format("{} queues exist, the most there may be", limits_.queues_max);
+  }
+  if (futures_.size() + new_futures > limits_.futures_max) {
+    return fmt::format("{} futures exist, the most there may be", limits_.futures_max);
+  }
+  return {};
+}
+
 bool FiberRuntime::command(Fx& fx, uint8_t kind, std::string_view a, std::string_view b,
                            std::string* spawned) {
   FiberState& f = running(fx);
+  if (spawned != nullptr) spawned->clear();
+  if (!f.doomed.empty()) return false;
   const uint64_t check = command_check(kind, a, b);
   const std::string child = f.id + "/" + std::to_string(f.commands);
   f.commands++;
   if (f.replaying) {
     if (f.replay_at >= f.history.size()) {
-      diverged_ = fmt::format("fiber {} replayed its {} history events to a command", f.id,
-                              f.history.size());
-      throw FiberError(diverged_);
+      return diverge(f, fmt::format("fiber {} replayed its {} history events to a command", f.id,
+                                    f.history.size()));
     }
     const Event& e = f.history[f.replay_at];
     if (e.kind != Event::Kind::kCommand || e.check != check) {
-      diverged_ = fmt::format("fiber {} made another command at history event {} on replay", f.id,
-                              f.replay_at);
-      throw FiberError(diverged_);
+      return diverge(f, fmt::format("fiber {} made another command at history event {} on replay",
+                                    f.id, f.replay_at));
     }
     f.replay_at++;
     if (spawned != nullptr) *spawned = e.ok ? child : std::string();
@@ -268,8 +307,9 @@ bool FiberRuntime::command(Fx& fx, uint8_t kind, std::string_view a, std::string
   }
   MAROON_ASSERT(!restoring_);
   if (f.history.size() >= limits_.history_events_max) {
-    throw FiberError(fmt::format("history of {} events is full: use continue_as_new",
-                                 limits_.history_events_max));
+    f.doomed = fmt::format("history of {} events is full: use continue_as_new",
+                           limits_.history_events_max);
+    return false;
   }
   bool ok = false;
   switch (kind) {
@@ -367,7 +407,9 @@ void FiberRuntime::register_wait(FiberState& f, const std::vector<Source>& sourc
 }
 
 void FiberRuntime::wake(FiberState& f, Woken woken) {
-  MAROON_ASSERT(f.waiting && f.slot != nullptr && running_ == nullptr);
+  // A running fiber may wake others (its commands), never itself: it is
+  // not waiting while it runs.
+  MAROON_ASSERT(f.waiting && f.slot != nullptr && &f != running_);
   // Forget every registration of this wait: no stale entries are kept.
   const Waiter me{f.id, f.wait_seq};
   for (const Source& s : f.waiting_on) {
@@ -425,7 +467,10 @@ bool FiberRuntime::do_send(std::string_view queue, std::string_view message) {
                   .value = std::string(message)});
     return true;
   }
-  if (q == queues_.end()) q = queues_.emplace(std::string(queue), QueueState{}).first;
+  if (q == queues_.end()) {
+    if (queues_.size() >= limits_.queues_max) return false;
+    q = queues_.emplace(std::string(queue), QueueState{}).first;
+  }
   if (q->second.messages.size() >= limits_.queue_messages_max) return false;
   q->second.messages.emplace_back(message);
   return true;
@@ -505,6 +550,9 @@ Status FiberRuntime::start(std::string_view type, std::string_view id, std::stri
   MAROON_ASSERT(running_ == nullptr);
   const uint32_t version = types_.newest(type);
   if (version == 0) return Status(Code::kNotFound, fmt::format("no fiber type \"{}\"", type));
+  if (id.find('/') != std::string_view::npos) {
+    return invalid_argument("a fiber id started by a client has no '/' (spawned fibers' have)");
+  }
   Status s = create(type, version, std::string(id), std::string(args));
   if (s) run_ready();
   return s;
@@ -533,18 +581,28 @@ Status FiberRuntime::create(std::string_view type, uint32_t version, std::string
   f->started_ms = now_ms_;
   FiberState& ref = *f;
   fibers_.emplace(ref.id, std::move(f));
-  start_coroutine(ref);
-  ready_.push_back(ref.id);
+  if (std::string why = start_coroutine(ref); !why.empty()) {
+    end(ref, State::kFailed, std::move(why));  // it exists, failed at once
+  } else {
+    ready_.push_back(ref.id);
+  }
   return Status::ok();
 }
 
-void FiberRuntime::start_coroutine(FiberState& f) {
+std::string FiberRuntime::start_coroutine(FiberState& f) {
   const FiberFn* fn = types_.find(f.type, f.version);
   MAROON_ASSERT(fn != nullptr);
   f.fx.reset(new Fx(*this, f.id));
   f.fx->now_ms_ = f.started_ms;
-  f.coro = (*fn)(*f.fx, f.args);
-  MAROON_ASSERT_MSG(f.coro.handle(), "a fiber function returned no coroutine");
+  try {
+    f.coro = (*fn)(*f.fx, f.args);
+  } catch (const std::exception& e) {
+    return truncated(fmt::format("the fiber function threw before it began: {}", e.what()));
+  } catch (...) {
+    return "the fiber function threw before it began";
+  }
+  if (!f.coro.handle()) return "the fiber function returned no coroutine";
+  return {};
 }
 
 // ---- running ----
@@ -560,13 +618,16 @@ void FiberRuntime::run_ready() {
 }
 
 void FiberRuntime::resume(FiberState& f) {
-  MAROON_ASSERT(running_ == nullptr && !f.waiting);
+  MAROON_ASSERT(running_ == nullptr && !f.waiting && !restoring_);
   running_ = &f;
   f.awaits_this_resume = 0;
   f.coro.handle().resume();
   running_ = nullptr;
-  if (f.coro.handle().done()) {
-    if (!restoring_) finish(f);
+  if (!f.doomed.empty()) {
+    MAROON_ASSERT(!f.waiting);
+    end(f, State::kFailed, std::move(f.doomed));
+  } else if (f.coro.handle().done()) {
+    finish(f);
   } else {
     MAROON_ASSERT_MSG(f.waiting, "a fiber suspended in something other than an Fx await");
   }
@@ -574,25 +635,45 @@ void FiberRuntime::resume(FiberState& f) {
 
 void FiberRuntime::finish(FiberState& f) {
   Fiber::promise_type& p = f.coro.handle().promise();
-  if (!p.failed && f.continue_args && !f.cancelled) {
-    // continue_as_new: the same id, a fresh start.
+  if (p.failed) return end(f, State::kFailed, truncated(std::move(p.failure)));
+  if (f.continue_args && !f.cancelled) {
+    if (f.continue_args->size() > limits_.message_bytes_max) {
+      return end(f, State::kFailed,
+                 fmt::format("continue_as_new args of {} bytes; the limit is {}",
+                             f.continue_args->size(), limits_.message_bytes_max));
+    }
+    // continue_as_new: the same id, a fresh start. Its commands go on
+    // counting, so what it spawns is never named as before.
     f.args = std::move(*f.continue_args);
     f.continue_args.reset();
     f.history.clear();
-    f.commands = 0;
+    f.commands_base = f.commands;
     f.started_ms = now_ms_;
     f.coro = Fiber();
-    start_coroutine(f);
+    if (std::string why = start_coroutine(f); !why.empty()) {
+      return end(f, State::kFailed, std::move(why));
+    }
     ready_.push_back(f.id);
     return;
   }
-  f.state = p.failed ? State::kFailed : State::kDone;
-  f.result = p.failed ? std::move(p.failure) : std::move(p.result);
+  if (p.result.size() > limits_.message_bytes_max) {
+    return end(f, State::kFailed,
+               fmt::format("a result of {} bytes; the limit is {}", p.result.size(),
+                           limits_.message_bytes_max));
+  }
+  end(f, State::kDone, std::move(p.result));
+}
+
+void FiberRuntime::end(FiberState& f, State state, std::string result) {
+  MAROON_ASSERT(state != State::kWaiting && !f.waiting && &f != running_);
+  f.state = state;
+  f.result = std::move(result);
   f.coro = Fiber();  // frees the frame
   f.fx.reset();
   f.history.clear();
   f.history.shrink_to_fit();
   f.continue_args.reset();
+  f.doomed.clear();
   if (auto j = joiners_.find(f.id); j != joiners_.end()) {
     const std::vector<Waiter> waiters = j->second;
     for (const Waiter& w : waiters) {
@@ -656,6 +737,7 @@ std::string FiberRuntime::encode() const {
     w.u8(f.cancelled ? 1 : 0);
     w.u64(f.started_ms);
     w.u64(f.commands);
+    w.u64(f.commands_base);
     w.bytes(f.result);
     w.u8(f.continue_args ? 1 : 0);
     if (f.continue_args) w.bytes(*f.continue_args);
@@ -729,9 +811,10 @@ Status FiberRuntime::restore(std::string_view bytes) {
       if (!r.bytes(id, name_max) || id.empty() || !r.bytes(type, name_max) || !r.u32(f->version) ||
           !r.bytes(args, value_max) || !r.u8(state) || state < 1 || state > 3 || !r.u8(cancelled) ||
           cancelled > 1 || !r.u64(f->started_ms) || !r.u64(f->commands) ||
+          !r.u64(f->commands_base) || f->commands_base > f->commands ||
           !r.bytes(result, value_max) || !r.u8(has_cont) || has_cont > 1 ||
           (has_cont && !r.bytes(cont, value_max)) || !r.u64(f->wait_seq) || !r.varint(sources) ||
-          sources > 1024) {
+          sources > kWaitSourcesMax) {
         return bad("malformed fiber");
       }
       f->id = std::string(id);
@@ -744,6 +827,10 @@ Status FiberRuntime::restore(std::string_view bytes) {
       for (uint64_t k = 0; k < sources; k++) {
         Source src;
         if (!read_source(r, src, name_max)) return bad("malformed source");
+        if ((src.kind == Source::Kind::kTimer) != src.name.empty() ||
+            std::find(f->waiting_on.begin(), f->waiting_on.end(), src) != f->waiting_on.end()) {
+          return bad("malformed source");
+        }
         f->waiting_on.push_back(std::move(src));
       }
       if (!r.varint(events) || events > limits_.history_events_max) return bad("malformed history");
@@ -758,7 +845,7 @@ Status FiberRuntime::restore(std::string_view bytes) {
           uint64_t index = 0;
           uint8_t flags = 0;
           std::string_view value;
-          if (!r.varint(index) || index > 1024 || !r.u8(flags) || flags > 3 ||
+          if (!r.varint(index) || index >= kWaitSourcesMax || !r.u8(flags) || flags > 3 ||
               !r.bytes(value, value_max)) {
             return bad("malformed event");
           }
@@ -774,18 +861,29 @@ Status FiberRuntime::restore(std::string_view bytes) {
         f->history.push_back(std::move(e));
       }
       const bool live = f->state == State::kWaiting;
-      if (live == f->waiting_on.empty()) return bad(fmt::format("fiber {}: wait", f->id));
+      // A live fiber waits (a cancelled one would have been woken); an
+      // ended one keeps no history and waits on nothing.
+      if (live == f->waiting_on.empty() || (live && f->cancelled) ||
+          (!live && (!f->history.empty() || f->continue_args))) {
+        return bad(fmt::format("fiber {}: state", f->id));
+      }
       f->waiting = live;
       if (!fibers_.empty() && fibers_.rbegin()->first >= f->id) return bad("fibers out of order");
       std::string key = f->id;
       fibers_.emplace(std::move(key), std::move(f));
     }
-    if (!r.varint(n) || n > fibers_.size()) return bad("malformed ended fibers");
+    if (!r.varint(n) || n > fibers_.size() || n > limits_.done_kept) {
+      return bad("malformed ended fibers");
+    }
+    std::set<std::string_view> ended;
     for (uint64_t i = 0; i < n; i++) {
       std::string_view id;
       if (!r.bytes(id, name_max)) return bad("malformed ended fibers");
       auto it = fibers_.find(id);
-      if (it == fibers_.end() || it->second->state == State::kWaiting) return bad("ended fibers");
+      if (it == fibers_.end() || it->second->state == State::kWaiting ||
+          !ended.insert(it->first).second) {
+        return bad("ended fibers");
+      }
       done_order_.emplace_back(id);
     }
     if (done_order_.size() != fibers_.size() - static_cast<size_t>(std::count_if(
@@ -794,8 +892,8 @@ Status FiberRuntime::restore(std::string_view bytes) {
                                                    }))) {
       return bad("ended fibers");
     }
-    // Registrations: each must be a live fiber's current wait on that source.
-    size_t registrations = 0;
+    // Registrations: exactly one per live fiber's non-timer source.
+    std::set<std::tuple<Source::Kind, std::string, std::string>> registered;
     auto read_waiters = [&](auto& waiters, Source::Kind kind, std::string_view name) -> bool {
       uint64_t count = 0;
       if (!r.varint(count) || count > fibers_.size()) return false;
@@ -812,7 +910,7 @@ Status FiberRuntime::restore(std::string_view bytes) {
           return false;
         }
         waiters.push_back(Waiter{std::string(id), seq});
-        registrations++;
+        if (!registered.emplace(kind, std::string(name), std::string(id)).second) return false;
       }
       return true;
     };
@@ -830,6 +928,8 @@ Status FiberRuntime::restore(std::string_view bytes) {
         q.messages.emplace_back(m);
       }
       if (!read_waiters(q.waiters, Source::Kind::kQueue, name)) return bad("queue waiters");
+      // A live runtime keeps no empty queue, nor messages beside waiters.
+      if (q.messages.empty() == q.waiters.empty()) return bad("queue state");
       if (!queues_.emplace(std::string(name), std::move(q)).second) return bad("queue twice");
     }
     if (!r.varint(n) || n > limits_.futures_max) return bad("malformed futures");
@@ -843,6 +943,8 @@ Status FiberRuntime::restore(std::string_view bytes) {
       FutureState fu;
       if (has) fu.value = std::string(value);
       if (!read_waiters(fu.waiters, Source::Kind::kFuture, name)) return bad("future waiters");
+      // A resolved future has woken its waiters; an unresolved one unwaited is dropped.
+      if (fu.value.has_value() == !fu.waiters.empty()) return bad("future state");
       if (!futures_.emplace(std::string(name), std::move(fu)).second) return bad("future twice");
     }
     if (!r.varint(n) || n > fibers_.size()) return bad("malformed joins");
@@ -851,20 +953,25 @@ Status FiberRuntime::restore(std::string_view bytes) {
       if (!r.bytes(name, name_max)) return bad("malformed joins");
       std::vector<Waiter> js;
       if (!read_waiters(js, Source::Kind::kJoin, name)) return bad("join waiters");
-      joiners_.emplace(std::string(name), std::move(js));
+      auto joined = fibers_.find(name);
+      if (js.empty() || joined == fibers_.end() || joined->second->state != State::kWaiting ||
+          !joiners_.emplace(std::string(name), std::move(js)).second) {
+        return bad("join state");
+      }
     }
     if (!r.at_end()) return bad("trailing bytes");
     size_t expected = 0;
     for (auto& [id, f] : fibers_) {
       for (const Source& s : f->waiting_on) {
         if (s.kind == Source::Kind::kTimer) {
+          if (s.deadline_ms <= now_ms_) return bad("a timer past due");  // it would have fired
           timers_.emplace(s.deadline_ms, f->id, f->wait_seq);
         } else {
           expected++;
         }
       }
     }
-    if (registrations != expected) return bad("waits and registrations disagree");
+    if (registered.size() != expected) return bad("waits and registrations disagree");
     // Replay every live fiber to where it waits.
     restoring_ = true;
     for (auto& [id, fp] : fibers_) {
@@ -877,22 +984,26 @@ Status FiberRuntime::restore(std::string_view bytes) {
                                   "lacks",
                                   f.id, f.version, f.type));
       }
-      start_coroutine(f);
+      if (std::string why = start_coroutine(f); !why.empty()) {
+        restoring_ = false;
+        return corruption(fmt::format("fiber {}: {}", f.id, why));
+      }
       f.replaying = true;
       f.replay_at = 0;
-      // Replay counts the commands again (they name what spawn made).
-      const uint64_t commands = std::exchange(f.commands, 0);
+      // Replay counts the commands of this life again.
+      const uint64_t commands = std::exchange(f.commands, f.commands_base);
       // It stays `waiting` (its registrations are restored): the replay ends
       // at the await it waits in, which takes the slot and suspends.
       running_ = &f;
       f.coro.handle().resume();
       running_ = nullptr;
-      if (!diverged_.empty() || f.coro.handle().done() || f.replaying || f.slot == nullptr ||
-          f.commands != commands) {
+      if (!diverged_.empty() || !f.doomed.empty() || f.coro.handle().done() || f.replaying ||
+          f.slot == nullptr || f.commands != commands) {
         restoring_ = false;
-        return corruption(diverged_.empty()
-                              ? fmt::format("fiber {} did not replay to its wait", f.id)
-                              : diverged_);
+        return corruption(!diverged_.empty() ? diverged_
+                          : !f.doomed.empty()
+                              ? fmt::format("fiber {}: {}", f.id, f.doomed)
+                              : fmt::format("fiber {} did not replay to its wait", f.id));
       }
     }
     restoring_ = false;

@@ -52,6 +52,7 @@ struct FiberLimits {
   size_t history_events_max = 10'000;   // per fiber: beyond it the fiber fails
   size_t queue_messages_max = 100'000;  // per queue
   size_t futures_max = 100'000;
+  size_t queues_max = 100'000;
   size_t name_bytes_max = 256;            // fiber ids, queue and future names, types
   size_t message_bytes_max = 1 << 20;     // messages, values, args, results
   size_t awaits_per_resume_max = 10'000;  // awaits that complete at once, in one resume
@@ -60,6 +61,8 @@ struct FiberLimits {
 class FiberRuntime {
  public:
   enum class State : uint8_t { kWaiting = 1, kDone = 2, kFailed = 3 };
+  // Sources one await may name.
+  static constexpr size_t kWaitSourcesMax = 64;
 
   struct Event {
     enum class Kind : uint8_t { kAwait = 1, kCommand = 2 };
@@ -127,6 +130,12 @@ class FiberRuntime {
                std::string* spawned = nullptr);
 
   FiberState& running(Fx& fx);
+  // Why an await may not wait on these sources ("" if it may).
+  std::string wait_refused(FiberState& f, const std::vector<Source>& sources);
+  // A replay asked otherwise than the history says: the fiber is doomed and
+  // the restore fails. Returns false (what the await or command returns).
+  bool diverge(FiberState& f, std::string why);
+  void end(FiberState& f, State state, std::string result);
   void run_ready();
   void resume(FiberState& f);
   void finish(FiberState& f);
@@ -138,7 +147,8 @@ class FiberRuntime {
   bool do_resolve(std::string_view future, std::string_view value);
   bool do_cancel(std::string_view fiber);
   Status create(std::string_view type, uint32_t version, std::string id, std::string args);
-  void start_coroutine(FiberState& f);
+  // Creates the coroutine (suspended at its start); why not, if it could not.
+  std::string start_coroutine(FiberState& f);
   void drop_done_beyond_limit();
   void clear();
 

@@ -69,6 +69,29 @@ Fiber spinner(Fx& fx, std::string args) {
   co_return "spun";
 }
 
+// Wakes other fibers from inside a fiber: sends to queue "a", resolves "f",
+// cancels fiber `args`.
+Fiber poker(Fx& fx, std::string args) {
+  bool sent = fx.send("a", "poke");
+  bool resolved = fx.resolve("f", "poked");
+  bool cancelled = fx.cancel(args);
+  co_return std::to_string(sent) + std::to_string(resolved) + std::to_string(cancelled);
+}
+
+Fiber twice(Fx& fx, std::string) {
+  co_await fx.wait(Source::queue("a"), Source::queue("a"));
+  co_return "never";
+}
+
+// Spawns a sleeper in each life; lives three times.
+Fiber spawner(Fx& fx, std::string args) {
+  std::string child = fx.spawn("sleeper", "1");
+  co_await fx.wait(Source::join(child));
+  const int life = std::stoi(args);
+  if (life < 3) fx.continue_as_new(std::to_string(life + 1));
+  co_return child;
+}
+
 FiberTypes test_types() {
   FiberTypes t;
   EXPECT_TRUE(t.add("echo", 1, echo));
@@ -78,6 +101,13 @@ FiberTypes test_types() {
   EXPECT_TRUE(t.add("thrower", 1, thrower));
   EXPECT_TRUE(t.add("counter", 1, counter));
   EXPECT_TRUE(t.add("spinner", 1, spinner));
+  EXPECT_TRUE(t.add("poker", 1, poker));
+  EXPECT_TRUE(t.add("twice", 1, twice));
+  EXPECT_TRUE(t.add("spawner", 1, spawner));
+  EXPECT_TRUE(t.add("broken", 1, [](Fx&, std::string args) -> Fiber {
+    if (args == "throw") throw std::invalid_argument("bad args");
+    return Fiber();
+  }));
   return t;
 }
 
@@ -234,6 +264,49 @@ TEST(FiberRuntime, EndedFibersAreKeptUpToALimit) {
   EXPECT_FALSE(rt.info("a").has_value());
   EXPECT_TRUE(rt.info("b").has_value());
   EXPECT_TRUE(rt.info("c").has_value());
+}
+
+TEST(FiberRuntime, AFiberWakesOthersWithItsCommands) {
+  FiberTypes types = test_types();
+  FiberRuntime rt(types);
+  // Both wait on queue a and future f; c1 began to wait first.
+  ASSERT_TRUE(rt.start("chooser", "c1", "").is_ok());
+  ASSERT_TRUE(rt.start("chooser", "c2", "").is_ok());
+  ASSERT_TRUE(rt.start("echo", "e", "in").is_ok());
+  ASSERT_TRUE(rt.start("poker", "p", "e").is_ok());
+  EXPECT_EQ(rt.info("p")->result, "111");
+  EXPECT_EQ(rt.info("c1")->result, "0:poke");   // the first waiter on a
+  EXPECT_EQ(rt.info("c2")->result, "1:poked");  // then the future
+  EXPECT_EQ(rt.info("e")->result, "cancelled after 0");
+}
+
+TEST(FiberRuntime, FibersThatBreakTheRulesFailAndNothingElseDoes) {
+  FiberTypes types = test_types();
+  FiberRuntime rt(types);
+  ASSERT_TRUE(rt.start("twice", "t", "").is_ok());
+  EXPECT_EQ(rt.info("t")->state, State::kFailed);
+  EXPECT_EQ(rt.info("t")->result, "an await names one source twice");
+  ASSERT_TRUE(rt.start("broken", "b", "throw").is_ok());
+  EXPECT_EQ(rt.info("b")->state, State::kFailed);
+  EXPECT_NE(rt.info("b")->result.find("bad args"), std::string::npos);
+  ASSERT_TRUE(rt.start("broken", "n", "").is_ok());
+  EXPECT_EQ(rt.info("n")->result, "the fiber function returned no coroutine");
+  EXPECT_EQ(rt.start("echo", "x/1", "in").code(), Code::kInvalidArgument);  // spawned names
+  // The runtime goes on, and its state restores.
+  ASSERT_TRUE(rt.start("echo", "e", "in").is_ok());
+  FiberRuntime copy(types);
+  ASSERT_TRUE(copy.restore(rt.encode()).is_ok());
+  EXPECT_EQ(copy.encode(), rt.encode());
+}
+
+TEST(FiberRuntime, EachLifeSpawnsUnderNewNames) {
+  FiberTypes types = test_types();
+  FiberRuntime rt(types);
+  ASSERT_TRUE(rt.start("spawner", "s", "1").is_ok());
+  for (uint64_t t = 1; t <= 3; t++) rt.advance_time(t * 10);
+  EXPECT_EQ(rt.info("s")->state, State::kDone);
+  EXPECT_EQ(rt.info("s")->result, "s/2");  // s/0, s/1, s/2: one per life
+  EXPECT_EQ(rt.info("s/1")->state, State::kDone);
 }
 
 // ---- replay ----
