@@ -21,6 +21,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -158,5 +159,30 @@ class Fx {
 
 // A fiber type's code: called once per start (and once per replay).
 using FiberFn = std::function<Fiber(Fx& fx, std::string args)>;
+
+// The fiber types an app has, by name, each in one or more code versions.
+class FiberTypes {
+ public:
+  // Adds version `version` (>= 1) of type `name`; false if it exists.
+  bool add(std::string name, uint32_t version, FiberFn fn);
+  const FiberFn* find(std::string_view name, uint32_t version) const;
+  // The newest version of a type, 0 if there is none.
+  uint32_t newest(std::string_view name) const;
+
+ private:
+  std::map<std::string, std::map<uint32_t, FiberFn>, std::less<>> types_;
+};
+
+struct FiberLimits {
+  size_t fibers_max = 100'000;          // live fibers
+  size_t done_kept = 10'000;            // ended fibers kept for queries, oldest dropped
+  size_t history_events_max = 10'000;   // per fiber: beyond it the fiber fails
+  size_t queue_messages_max = 100'000;  // per queue
+  size_t futures_max = 100'000;
+  size_t queues_max = 100'000;
+  size_t name_bytes_max = 256;            // fiber ids, queue and future names, types
+  size_t message_bytes_max = 1 << 20;     // messages, values, args, results
+  size_t awaits_per_resume_max = 10'000;  // awaits that complete at once, in one resume
+};
 
 }  // namespace maroon
