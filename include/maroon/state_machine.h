@@ -104,6 +104,11 @@ class StateMachine {
   virtual std::string read(std::string_view op) const = 0;
   // A hash of the whole state, equal on every replica after the same ops.
   virtual uint64_t state_hash() const = 0;
+  // Called once per applied epoch, before the epoch's txs, with its logical
+  // time (never below the last): an app with timers fires those due. The
+  // same calls on every replica, in the same order among the ops. Default:
+  // nothing.
+  virtual void advance_time(uint64_t logical_time_ms) { (void)logical_time_ms; }
 
   // Begins a snapshot of the state as it is now (see AppSnapshotCursor). At
   // most one is open at a time.

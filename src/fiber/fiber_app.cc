@@ -87,6 +87,9 @@ class FiberApp final : public StateMachine {
 
   uint64_t state_hash() const override { return runtime_.state_hash(); }
 
+  // Each epoch: timers due fire even when no tx of this app is applied.
+  void advance_time(uint64_t logical_time_ms) override { runtime_.advance_time(logical_time_ms); }
+
   std::unique_ptr<AppSnapshotCursor> begin_snapshot() override {
     return std::make_unique<CopiedSnapshotCursor>(runtime_.encode());
   }

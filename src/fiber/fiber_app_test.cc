@@ -72,6 +72,12 @@ TEST(FiberApp, TheTxsLogicalTimeFiresTimers) {
   FiberReply done = call(*app, fiber_op::get("c"), 2500);
   EXPECT_EQ(done.state, 2);
   EXPECT_EQ(done.result, "timeout:x");
+  // Epochs move time too, with no op of this app.
+  EXPECT_TRUE(call(*app, fiber_op::start("collector", "d", "in"), 3000).ok);
+  app->advance_time(3999);
+  EXPECT_EQ(decode_fiber_reply(5, app->read(fiber_op::get("d")))->state, 1);
+  app->advance_time(4000);
+  EXPECT_EQ(decode_fiber_reply(5, app->read(fiber_op::get("d")))->result, "timeout:");
 }
 
 // A snapshot restored into a fresh app: the same hash, and the same replies

@@ -1117,6 +1117,7 @@ void Node::apply_epoch(const Epoch& epoch) {
   MAROON_ASSERT(epoch.number <= committed_epoch_);
   MAROON_ASSERT(epoch.logical_time_ms >= applied_time_ms_);
   const bool send_results = !replaying_ && (peers_.empty() || sequencer_.is_primary());
+  for (const auto& [app_id, machine] : apps_) machine->advance_time(epoch.logical_time_ms);
   for (const Interval& interval : epoch.intervals) {
     RangeState& range = ranges_.at(interval.range);
     MAROON_ASSERT(interval.first == range.applied + 1);

@@ -210,6 +210,25 @@ TEST(Node, LogicalTimeNeverGoesBackwards) {
   EXPECT_LE(h.app.last_ctx.logical_time_ms, 1010u);
 }
 
+// Apps see each epoch's logical time before its txs, even an epoch without
+// txs of theirs (durable fibers' timers fire on it).
+TEST(Node, AppsAdvanceTimeAtEachEpochBeforeItsTxs) {
+  Harness h;
+  GatewayId g(1);
+  h.node.tick(1000);
+  RangeId r = h.lease(g);  // epoch 1: the lease, at 1000
+  h.node.on_tx(g, TxMsg{TxId::make(r, 1), AppId::kKv, "a"});
+  h.flush();
+  ASSERT_GE(h.app.events.size(), 3u);
+  EXPECT_EQ(h.app.events.front(), "time 1000");  // the lease's epoch: no txs
+  EXPECT_EQ(h.app.events.back(), "apply a at " + std::to_string(h.app.last_ctx.logical_time_ms));
+  EXPECT_EQ(h.app.events[h.app.events.size() - 2],
+            "time " + std::to_string(h.app.last_ctx.logical_time_ms));
+  EXPECT_EQ(std::count_if(h.app.events.begin(), h.app.events.end(),
+                          [](const std::string& e) { return e.starts_with("time "); }),
+            static_cast<long>(h.node.applied_epoch().value()));
+}
+
 // Before: logical time was max(proposed, wall clock). A wall clock stepped
 // an hour ahead on the proposer expired every live range's lease at once
 // and sealed them, then pinned logical time for the hour after the clock

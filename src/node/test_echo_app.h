@@ -15,6 +15,7 @@ namespace maroon {
 class EchoApp final : public StateMachine {
  public:
   std::string apply(const TxContext& ctx, std::string_view op) override {
+    events.push_back("apply " + std::string(op) + " at " + std::to_string(ctx.logical_time_ms));
     log.push_back(std::string(op));
     last_ctx = ctx;
     hash = hash64(op, hash);
@@ -43,7 +44,12 @@ class EchoApp final : public StateMachine {
     return Status::ok();
   }
 
+  void advance_time(uint64_t logical_time_ms) override {
+    events.push_back("time " + std::to_string(logical_time_ms));
+  }
+
   std::vector<std::string> log;
+  std::vector<std::string> events;  // applies and advance_time calls, in order
   TxContext last_ctx;
   uint64_t hash = 0;
 };
