@@ -163,7 +163,8 @@ using FiberFn = std::function<Fiber(Fx& fx, std::string args)>;
 // The fiber types an app has, by name, each in one or more code versions.
 class FiberTypes {
  public:
-  // Adds version `version` (>= 1) of type `name`; false if it exists.
+  // Adds version `version` (>= 1) of type `name`; false if it exists, or if
+  // the name is empty or longer than 256 bytes (FiberLimits::name_bytes_max).
   bool add(std::string name, uint32_t version, FiberFn fn);
   const FiberFn* find(std::string_view name, uint32_t version) const;
   // The newest version of a type, 0 if there is none.

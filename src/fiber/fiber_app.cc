@@ -4,6 +4,7 @@
 
 #include "common/codec.h"
 #include "fiber/fiber_runtime.h"
+#include "maroon/limits.h"
 
 namespace maroon {
 
@@ -39,9 +40,18 @@ std::string ok_reply(bool ok) {
   return out;
 }
 
+// A name as an error message shows it: at most 64 bytes, so that no reply
+// grows with the op (replies are bounded by limits::reply_bytes_max).
+std::string shown(std::string_view name) {
+  constexpr size_t kShownBytesMax = 64;
+  return name.size() <= kShownBytesMax ? std::string(name)
+                                       : std::string(name.substr(0, kShownBytesMax)) + "...";
+}
+
 class FiberApp final : public StateMachine {
  public:
-  FiberApp(const FiberTypes& types, FiberLimits limits) : runtime_(types, limits) {}
+  FiberApp(const FiberTypes& types, FiberLimits limits)
+      : limits_(limits), runtime_(types, limits) {}
 
   std::string apply(const TxContext& ctx, std::string_view bytes) override {
     runtime_.advance_time(ctx.logical_time_ms);
@@ -59,6 +69,19 @@ class FiberApp final : public StateMachine {
       return error_reply(invalid_argument("not a fiber op"));
     }
     if (!r.at_end()) return error_reply(invalid_argument("not a fiber op: trailing bytes"));
+    // Names and payloads within the runtime's limits, before anything else
+    // (errors then never echo more than a short name).
+    const bool payload = kind == kSend || kind == kResolve;
+    if (a.size() > limits_.name_bytes_max ||
+        (kind == kStart && b.size() > limits_.name_bytes_max)) {
+      return error_reply(
+          too_large(fmt::format("a name of more than {} bytes", limits_.name_bytes_max)));
+    }
+    if ((payload && b.size() > limits_.message_bytes_max) ||
+        (kind == kStart && c.size() > limits_.message_bytes_max)) {
+      return error_reply(
+          too_large(fmt::format("a payload of more than {} bytes", limits_.message_bytes_max)));
+    }
     switch (kind) {
       case kStart: {
         Status s = runtime_.start(a, b, c);
@@ -104,7 +127,7 @@ class FiberApp final : public StateMachine {
   std::string get(std::string_view fiber) const {
     std::optional<FiberRuntime::Info> info = runtime_.info(fiber);
     if (!info) {
-      return error_reply(Status(Code::kNotFound, fmt::format("no fiber \"{}\"", fiber)));
+      return error_reply(Status(Code::kNotFound, fmt::format("no fiber \"{}\"", shown(fiber))));
     }
     std::string out;
     ByteWriter w(out);
@@ -118,6 +141,7 @@ class FiberApp final : public StateMachine {
     return out;
   }
 
+  const FiberLimits limits_;
   FiberRuntime runtime_;
 };
 
@@ -151,7 +175,9 @@ Result<FiberReply> decode_fiber_reply(uint8_t kind, std::string_view bytes) {
   reply.code = static_cast<Code>(code);
   if (reply.code != Code::kOk) {
     std::string_view message;
-    if (!r.bytes(message, 1 << 20) || !r.at_end()) return invalid_argument("not a fiber reply");
+    if (!r.bytes(message, limits::reply_bytes_max) || !r.at_end()) {
+      return invalid_argument("not a fiber reply");
+    }
     reply.error = std::string(message);
     return reply;
   }
@@ -161,6 +187,9 @@ Result<FiberReply> decode_fiber_reply(uint8_t kind, std::string_view bytes) {
     if (!r.u8(reply.state) || !r.u8(cancelled) || !r.bytes(type, 1 << 20) ||
         !r.u32(reply.version) || !r.bytes(result, size_t{64} << 20) ||
         !r.varint(reply.history_events) || !r.at_end()) {
+      return invalid_argument("not a fiber reply");
+    }
+    if (reply.state < 1 || reply.state > 3 || cancelled > 1) {
       return invalid_argument("not a fiber reply");
     }
     reply.cancelled = cancelled == 1;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "app/test_pieces.h"
+#include "maroon/limits.h"
 #include "maroon/prng.h"
 
 namespace maroon {
@@ -61,6 +62,26 @@ TEST(FiberApp, OpsStartFeedAndQueryFibers) {
   Result<FiberReply> write_read = decode_fiber_reply(1, app->read(fiber_op::send("in", "x")));
   ASSERT_TRUE(write_read.is_ok());
   EXPECT_EQ(write_read->code, Code::kInvalidArgument);
+}
+
+// Before: a name of ~12 MiB was echoed in the error reply, which then went
+// past limits::reply_bytes_max and stopped the node that sent it.
+TEST(FiberApp, RepliesNeverGrowWithTheOp) {
+  FiberTypes t = types();
+  std::unique_ptr<StateMachine> app = make_fiber_app(t);
+  const std::string huge(limits::op_bytes_max - 32, 'n');
+  for (const std::string& op :
+       {fiber_op::get(huge), fiber_op::start(huge, "c", ""), fiber_op::start("collector", huge, ""),
+        fiber_op::cancel(huge), fiber_op::send(huge, "m"), fiber_op::resolve("f", huge)}) {
+    const std::string reply = app->apply(TxContext{}, op);
+    EXPECT_LT(reply.size(), 256u);
+    Result<FiberReply> r = decode_fiber_reply(static_cast<uint8_t>(op[0]), reply);
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_EQ(r->code, Code::kTooLarge) << r->error;
+  }
+  const std::string long_name(300, 'x');
+  EXPECT_FALSE(t.add(long_name, 1, collector));  // no type a restore would refuse
+  EXPECT_EQ(call(*app, fiber_op::get(std::string(200, 'y'))).error.size(), 78u);
 }
 
 TEST(FiberApp, TheTxsLogicalTimeFiresTimers) {

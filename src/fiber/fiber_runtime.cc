@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <new>
 #include <set>
 
 #include "common/codec.h"
@@ -79,6 +80,10 @@ void Fiber::promise_type::unhandled_exception() noexcept {
   failed = true;
   try {
     throw;
+  } catch (const std::bad_alloc&) {
+    // Out of memory is this replica's, not the fiber's: failing the fiber
+    // here alone would make replicas disagree. Stop instead.
+    MAROON_ASSERT_MSG(false, "out of memory in a fiber");
   } catch (const std::exception& e) {
     failure = e.what();
   } catch (...) {
@@ -90,6 +95,7 @@ void Fiber::promise_type::unhandled_exception() noexcept {
 
 bool FiberTypes::add(std::string name, uint32_t version, FiberFn fn) {
   MAROON_ASSERT(version >= 1 && fn);
+  if (name.empty() || name.size() > FiberLimits{}.name_bytes_max) return false;
   return types_[std::move(name)].emplace(version, std::move(fn)).second;
 }
 
@@ -181,7 +187,16 @@ bool Fx::cancel(std::string_view fiber) {
   return runtime_.command(*this, kCommandCancel, fiber, {});
 }
 void Fx::continue_as_new(std::string args) {
-  runtime_.running(*this).continue_args = std::move(args);
+  FiberRuntime::FiberState& f = runtime_.running(*this);
+  if (args.size() > runtime_.limits_.message_bytes_max) {
+    // Refused now, so that no state holds args a restore would refuse.
+    if (f.doomed.empty()) {
+      f.doomed = fmt::format("continue_as_new args of {} bytes; the limit is {}", args.size(),
+                             runtime_.limits_.message_bytes_max);
+    }
+    return;
+  }
+  f.continue_args = std::move(args);
 }
 Prng Fx::prng() const {
   const auto& f = const_cast<FiberRuntime&>(runtime_).running(const_cast<Fx&>(*this));
@@ -549,7 +564,10 @@ std::optional<uint64_t> FiberRuntime::next_timer_ms() const {
 Status FiberRuntime::start(std::string_view type, std::string_view id, std::string_view args) {
   MAROON_ASSERT(running_ == nullptr);
   const uint32_t version = types_.newest(type);
-  if (version == 0) return Status(Code::kNotFound, fmt::format("no fiber type \"{}\"", type));
+  if (version == 0) {
+    return Status(Code::kNotFound, fmt::format("no fiber type \"{}\"",
+                                               type.substr(0, std::min<size_t>(type.size(), 64))));
+  }
   if (id.find('/') != std::string_view::npos) {
     return invalid_argument("a fiber id started by a client has no '/' (spawned fibers' have)");
   }
@@ -596,6 +614,8 @@ std::string FiberRuntime::start_coroutine(FiberState& f) {
   f.fx->now_ms_ = f.started_ms;
   try {
     f.coro = (*fn)(*f.fx, f.args);
+  } catch (const std::bad_alloc&) {
+    MAROON_ASSERT_MSG(false, "out of memory starting a fiber");  // as in unhandled_exception
   } catch (const std::exception& e) {
     return truncated(fmt::format("the fiber function threw before it began: {}", e.what()));
   } catch (...) {
