@@ -199,12 +199,12 @@ void Fx::continue_as_new(std::string args) {
   f.continue_args = std::move(args);
 }
 Prng Fx::prng() const {
-  const auto& f = const_cast<FiberRuntime&>(runtime_).running(const_cast<Fx&>(*this));
+  const auto& f = runtime_.running(*this);
   const uint64_t position = f.replaying ? f.replay_at : f.history.size();
   return Prng(hash64(id_) ^ (f.commands * 0x9e3779b97f4a7c15ULL) ^ position);
 }
 
-FiberRuntime::FiberState& FiberRuntime::running(Fx& fx) {
+FiberRuntime::FiberState& FiberRuntime::running(const Fx& fx) const {
   MAROON_ASSERT_MSG(running_ != nullptr && running_->fx.get() == &fx,
                     "a fiber's Fx used while another fiber (or none) runs");
   return *running_;

@@ -104,7 +104,7 @@ class FiberRuntime {
   bool command(Fx& fx, uint8_t kind, std::string_view a, std::string_view b,
                std::string* spawned = nullptr);
 
-  FiberState& running(Fx& fx);
+  FiberState& running(const Fx& fx) const;
   // Why an await may not wait on these sources ("" if it may).
   std::string wait_refused(FiberState& f, const std::vector<Source>& sources);
   // A replay asked otherwise than the history says: the fiber is doomed and
